@@ -1,0 +1,66 @@
+# Small verbs over one virtual environment. Argument checking lives in the Python CLI.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CLI := $(BIN)/cnnvsmlp
+PIPELINE ?= compare
+CONFIG ?= fashion-mnist
+SET ?=
+UV_VERSION := 0.13.9
+
+.PHONY: setup data models run test lint format compile submit schedule unschedule images bench clean
+
+$(BIN)/.installed: requirements.lock pyproject.toml
+	@echo "setup: creating $(VENV) from requirements.lock"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+	@$(BIN)/uv pip install -q --python $(BIN)/python -r requirements.lock
+	@$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	@touch $@
+	@echo "setup: done"
+
+setup: $(BIN)/.installed ## Install pinned dependencies into .venv (idempotent).
+	@$(CLI) ensure-data --quiet
+
+data: setup ## Download and normalise the preset's data set into data/.
+	$(CLI) prepare --config $(CONFIG) $(SET)
+
+models: $(BIN)/.installed ## Print every model variant with data set, layers and parameter count.
+	@$(CLI) models
+
+run: setup ## Run a pipeline locally with kfp's local runner.
+	$(CLI) run --pipeline $(PIPELINE) --config $(CONFIG) $(SET)
+
+test: setup ## Run every test tier (unit, component, compile).
+	$(BIN)/pytest
+
+lint: $(BIN)/.installed ## ruff, hadolint and manifest validation.
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(CLI) lint-infra
+
+format: $(BIN)/.installed
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+compile: $(BIN)/.installed ## Compile a pipeline to build/<name>.yaml.
+	$(CLI) compile --pipeline $(PIPELINE)
+
+submit: $(BIN)/.installed ## Compile, upload and start a run on KFP_HOST.
+	$(CLI) submit --pipeline $(PIPELINE) --config $(CONFIG) $(SET)
+
+schedule: $(BIN)/.installed ## Create a recurring run on KFP_HOST (6-field cron).
+	$(CLI) schedule --pipeline $(PIPELINE) --config $(CONFIG) --cron '$(CRON)' $(SET)
+
+unschedule: $(BIN)/.installed ## Delete the recurring run of a pipeline.
+	$(CLI) unschedule --pipeline $(PIPELINE) --config $(CONFIG)
+
+images: $(BIN)/.installed ## Build and push the container images.
+	$(CLI) images
+
+bench: setup ## Slow measurements (data reader speed, training throughput).
+	$(BIN)/python -m cnnvsmlp.bench
+
+clean:
+	rm -rf build .pytest_cache .ruff_cache

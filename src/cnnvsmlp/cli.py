@@ -1,0 +1,198 @@
+"""Command line: the entry points behind the Makefile's verbs.
+
+Every command checks its arguments here, once; a bad argument or bad input
+ends with one line on stderr naming what is wrong, and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from cnnvsmlp.errors import UserError
+
+
+def _config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", default="fashion-mnist", help="preset name or YAML file (default: %(default)s)"
+    )
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="config overrides, e.g. epochs=1 repeats=3 limit=3000 variants=cnn,mlp",
+    )
+
+
+def _pipeline_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pipeline", default="compare", help="registered pipeline name")
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    """Print every variant with data set, layers summary and parameter count."""
+    from tabulate import tabulate
+
+    from cnnvsmlp.config import load_config, preset_names
+    from cnnvsmlp.data import get_spec
+    from cnnvsmlp.models import VARIANTS, build_model
+
+    rows = []
+    for preset in preset_names():
+        config = load_config(preset)
+        classes = len(get_spec(config.dataset).classes)
+        for name in config.variants:
+            variant = VARIANTS[name]
+            params = build_model(name, classes).count_params()
+            rows.append([name, config.dataset, variant.seed_writeup, variant.summary, f"{params:,}"])
+    print(tabulate(rows, headers=["variant", "data set", "seed", "layers", "parameters"]))
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    """Read and normalise the config's data set into a folder."""
+    from cnnvsmlp.config import load_config
+    from cnnvsmlp.data import prepare
+
+    config = load_config(args.config, args.overrides)
+    out = args.out or f"data/{config.dataset}"
+    meta = prepare(config.dataset, config.source, config.split, out, config.limit)
+    counts = ", ".join(f"{k} {v:,}" for k, v in meta["counts"].items())
+    print(f"prepare: {config.dataset} from {meta['source']} -> {out} ({counts})")
+    return 0
+
+
+def cmd_ensure_data(args: argparse.Namespace) -> int:
+    """Make sure Fashion-MNIST's offline files exist, installing Debian's package if root."""
+    from cnnvsmlp.local_data import ensure_fashion_mnist
+
+    ensure_fashion_mnist(quiet=args.quiet)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run a pipeline with kfp's local runner."""
+    from cnnvsmlp.config import load_config
+    from pipelines.local_runner import run_local
+
+    config = load_config(args.config, args.overrides)
+    run_local(args.pipeline, config, runs_dir=args.runs_dir)
+    return 0
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    """Compile a pipeline to IR YAML."""
+    from pipelines import compile_pipeline
+
+    path = compile_pipeline(args.pipeline, args.out)
+    print(f"compile: {args.pipeline} -> {path}")
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    """Compile, upload and start a run on a KFP cluster."""
+    from cnnvsmlp.cluster import submit
+    from cnnvsmlp.config import load_config
+
+    submit(args.pipeline, load_config(args.config, args.overrides), experiment=args.experiment)
+    return 0
+
+
+def cmd_schedule(args: argparse.Namespace) -> int:
+    """Create a recurring run on a KFP cluster."""
+    from cnnvsmlp.cluster import schedule
+    from cnnvsmlp.config import load_config
+
+    schedule(
+        args.pipeline, load_config(args.config, args.overrides), cron=args.cron,
+        experiment=args.experiment,
+    )
+    return 0
+
+
+def cmd_unschedule(args: argparse.Namespace) -> int:
+    """Delete the recurring run of a pipeline."""
+    from cnnvsmlp.cluster import unschedule
+    from cnnvsmlp.config import load_config
+
+    unschedule(args.pipeline, load_config(args.config, args.overrides), experiment=args.experiment)
+    return 0
+
+
+def cmd_images(args: argparse.Namespace) -> int:
+    """Build and push the container images."""
+    from cnnvsmlp.images import build_and_push
+
+    return build_and_push(push=not args.no_push)
+
+
+def cmd_lint_infra(args: argparse.Namespace) -> int:
+    """Lint Dockerfiles and validate the Kubernetes manifests."""
+    from cnnvsmlp.infra import lint_infra
+
+    return lint_infra()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(prog="cnnvsmlp", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("models", help=cmd_models.__doc__).set_defaults(func=cmd_models)
+
+    p = sub.add_parser("prepare", help=cmd_prepare.__doc__)
+    _config_args(p)
+    p.add_argument("--out", help="output folder (default: data/<data set>)")
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("ensure-data", help=cmd_ensure_data.__doc__)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_ensure_data)
+
+    p = sub.add_parser("run", help=cmd_run.__doc__)
+    _pipeline_arg(p)
+    _config_args(p)
+    p.add_argument("--runs-dir", default="runs", help="where run folders go (default: runs)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("compile", help=cmd_compile.__doc__)
+    _pipeline_arg(p)
+    p.add_argument("--out", default="build", help="output folder (default: build)")
+    p.set_defaults(func=cmd_compile)
+
+    for name, func in (("submit", cmd_submit), ("unschedule", cmd_unschedule)):
+        p = sub.add_parser(name, help=func.__doc__)
+        _pipeline_arg(p)
+        _config_args(p)
+        p.add_argument("--experiment", help="KFP experiment (default: the config's name)")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("schedule", help=cmd_schedule.__doc__)
+    _pipeline_arg(p)
+    _config_args(p)
+    p.add_argument("--cron", required=True, help="KFP cron: 6 fields, seconds first")
+    p.add_argument("--experiment", help="KFP experiment (default: the config's name)")
+    p.set_defaults(func=cmd_schedule)
+
+    p = sub.add_parser("images", help=cmd_images.__doc__)
+    p.add_argument("--no-push", action="store_true", help="build only")
+    p.set_defaults(func=cmd_images)
+
+    sub.add_parser("lint-infra", help=cmd_lint_infra.__doc__).set_defaults(func=cmd_lint_infra)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; errors in input end with one line and exit 2."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,528 @@
+"""Read EMNIST Letters and Fashion-MNIST, normalise them, and store the splits.
+
+Sources, tried in this order by ``kind: auto``:
+
+1. ``idx_dir``: a directory (local path or ``gs://`` prefix) holding the
+   original gzip IDX files, when the config names one;
+2. TFDS (``fashion_mnist``; for ``emnist-letters`` TFDS's download manager
+   fetches NIST's archive, because TFDS's own ``emnist/letters`` keeps only
+   88,800 of the 124,800 training images);
+3. the data set's offline default directory (Debian's ``dataset-fashion-mnist``
+   installs Fashion-MNIST under ``/usr/share/datasets/fashion-mnist``).
+
+Every source yields the same arrays for the same files: upright 28x28 uint8
+images and 0-based labels. The on-disk format written by :func:`write_dataset`
+is documented in ``docs/dataset-format.md``; :func:`load_split` reads it back
+as float32 images in [0, 1], NHWC.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import string
+import tempfile
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cnnvsmlp.config import DataSource, Split
+from cnnvsmlp.errors import UserError
+
+FORMAT = "cnnvsmlp-dataset/1"
+SPLITS = ("train", "validation", "test")
+IMAGE_SHAPE = (28, 28, 1)
+
+
+class DataError(UserError, ValueError):
+    """Input data is missing, malformed or inconsistent."""
+
+
+class SourceUnavailable(DataError):
+    """A source has no data here (missing files, no network); ``auto`` tries the next."""
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What is known about one data set, by its one name."""
+
+    name: str
+    classes: tuple[str, ...]
+    files: dict[str, str]
+    official_counts: dict[str, int]
+    transposed: bool
+    label_offset: int
+    tfds_name: str
+    default_idx_dir: str | None = None
+    nist_url: str | None = None
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    "fashion-mnist": DatasetSpec(
+        name="fashion-mnist",
+        classes=(
+            "T-shirt/top",
+            "Trouser",
+            "Pullover",
+            "Dress",
+            "Coat",
+            "Sandal",
+            "Shirt",
+            "Sneaker",
+            "Bag",
+            "Ankle boot",
+        ),
+        files={
+            "train_images": "train-images-idx3-ubyte.gz",
+            "train_labels": "train-labels-idx1-ubyte.gz",
+            "test_images": "t10k-images-idx3-ubyte.gz",
+            "test_labels": "t10k-labels-idx1-ubyte.gz",
+        },
+        official_counts={"train": 60000, "test": 10000},
+        transposed=False,
+        label_offset=0,
+        tfds_name="fashion_mnist",
+        default_idx_dir="/usr/share/datasets/fashion-mnist",
+    ),
+    "emnist-letters": DatasetSpec(
+        name="emnist-letters",
+        classes=tuple(string.ascii_uppercase),
+        files={
+            "train_images": "emnist-letters-train-images-idx3-ubyte.gz",
+            "train_labels": "emnist-letters-train-labels-idx1-ubyte.gz",
+            "test_images": "emnist-letters-test-images-idx3-ubyte.gz",
+            "test_labels": "emnist-letters-test-labels-idx1-ubyte.gz",
+        },
+        official_counts={"train": 124800, "test": 20800},
+        # NIST stores EMNIST images transposed and letter labels as 1..26.
+        transposed=True,
+        label_offset=1,
+        tfds_name="emnist/letters",
+        nist_url="https://biometrics.nist.gov/cs_links/EMNIST/gzip.zip",
+    ),
+}
+
+
+def get_spec(name: str) -> DatasetSpec:
+    """Return the spec of a data set by name.
+
+    Raises:
+        DataError: the name is not a known data set.
+    """
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise DataError(
+            f"unknown data set {name!r}; known: {', '.join(sorted(DATASETS))}"
+        ) from None
+
+
+@dataclass
+class RawData:
+    """Official train and test splits as read from a source, before splitting."""
+
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    source: str
+    input_sha256: dict[str, str] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- IDX files
+
+
+def _gunzip(path: Path, label: str) -> bytes:
+    try:
+        blob = path.read_bytes()
+    except FileNotFoundError:
+        raise SourceUnavailable(f"{label}: file {path} is missing") from None
+    except OSError as err:
+        raise DataError(f"{label}: file {path} cannot be read ({err.strerror})") from None
+    if blob[:2] != b"\x1f\x8b":
+        first = " ".join(f"{b:02x}" for b in blob[:4]) or "empty file"
+        raise DataError(f"{label}: file {path.name} is not gzip data (first bytes {first})")
+    try:
+        return gzip.decompress(blob)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as err:
+        raise DataError(f"{label}: file {path.name} is truncated or corrupt gzip ({err})") from None
+
+
+def parse_idx(raw: bytes, expect_ndim: int, name: str, label: str) -> np.ndarray:
+    """Parse decompressed IDX bytes of unsigned bytes into an array.
+
+    Args:
+        raw: the decompressed file content.
+        expect_ndim: 3 for images, 1 for labels.
+        name: file name, for error messages.
+        label: data set name, for error messages.
+
+    Returns:
+        A read-only uint8 array of the shape the header declares.
+
+    Raises:
+        DataError: wrong magic, dimensions, or a payload of the wrong size.
+    """
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        magic = raw[:4].hex(" ") if raw else "empty"
+        raise DataError(
+            f"{label}: file {name} has IDX magic {magic}, expected 00 00 08 0{expect_ndim}"
+        )
+    ndim = raw[3]
+    if ndim != expect_ndim:
+        raise DataError(f"{label}: file {name} has {ndim} dimensions, expected {expect_ndim}")
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{label}: file {name} is truncated inside its header")
+    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    if ndim == 3 and dims[1:] != IMAGE_SHAPE[:2]:
+        raise DataError(
+            f"{label}: file {name} holds {dims[1]}x{dims[2]} images, expected 28x28"
+        )
+    expected = int(np.prod(dims))
+    have = len(raw) - header
+    if have != expected:
+        what = "truncated" if have < expected else "longer than its header says"
+        raise DataError(
+            f"{label}: file {name} is {what}: header declares {dims[0]} items "
+            f"({expected} bytes), file has {have} bytes"
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def read_idx_dir(spec: DatasetSpec, directory: str | os.PathLike) -> RawData:
+    """Read the four gzip IDX files of a data set from a local directory.
+
+    Raises:
+        DataError: a file is missing or malformed, counts differ, or a label
+            is out of range.
+    """
+    directory = Path(directory)
+    arrays, digests = {}, {}
+    for key, fname in spec.files.items():
+        raw = _gunzip(directory / fname, spec.name)
+        digests[fname] = hashlib.sha256(raw).hexdigest()
+        arrays[key] = parse_idx(raw, 3 if key.endswith("images") else 1, fname, spec.name)
+    out = {}
+    for split in ("train", "test"):
+        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        if len(images) != len(labels):
+            raise DataError(
+                f"{spec.name}: {spec.files[f'{split}_images']} has {len(images)} images but "
+                f"{spec.files[f'{split}_labels']} has {len(labels)} labels"
+            )
+        out[f"{split}_images"], out[f"{split}_labels"] = normalise_raw(
+            spec, images, labels, spec.files[f"{split}_labels"]
+        )
+    return RawData(**out, source=f"idx:{directory}", input_sha256=digests)
+
+
+def normalise_raw(
+    spec: DatasetSpec, images: np.ndarray, labels: np.ndarray, where: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Turn images upright and labels 0-based, checking the label range.
+
+    Returns:
+        ``(images, labels)``: uint8 ``(N, 28, 28)`` upright, uint8 0-based labels.
+
+    Raises:
+        DataError: a label outside the data set's range.
+    """
+    images = np.asarray(images, dtype=np.uint8).reshape(-1, 28, 28)
+    if spec.transposed:
+        images = images.transpose(0, 2, 1)
+    labels = np.asarray(labels).reshape(-1)
+    lo, hi = spec.label_offset, spec.label_offset + len(spec.classes) - 1
+    if labels.size:
+        bad = np.flatnonzero((labels < lo) | (labels > hi))
+        if bad.size:
+            raise DataError(
+                f"{spec.name}: {where}: label {int(labels[bad[0]])} at index {int(bad[0])} "
+                f"is out of range {lo}..{hi}"
+            )
+    return np.ascontiguousarray(images), (labels - lo).astype(np.uint8)
+
+
+# ---------------------------------------------------------------- TFDS
+
+
+def read_tfds(spec: DatasetSpec, data_dir: str | None, download: bool) -> RawData:
+    """Read a data set through TensorFlow Datasets.
+
+    Fashion-MNIST comes from the ``fashion_mnist`` builder. For EMNIST Letters
+    TFDS's download manager fetches (or finds cached under
+    ``<data_dir>/downloads``) NIST's archive, whose IDX files are read as
+    they are: the ``emnist/letters`` builder truncates the splits.
+
+    Raises:
+        DataError: TFDS cannot provide the data (not prepared and download off,
+            or the download failed).
+    """
+    import tensorflow_datasets as tfds
+
+    if download:
+        _check_reachable(spec)
+    if spec.nist_url:
+        base = data_dir or os.path.expanduser("~/tensorflow_datasets")
+        downloads = os.path.join(base, "downloads")
+        if download:
+            manager = tfds.download.DownloadManager(download_dir=downloads)
+            try:
+                folder = Path(str(manager.download_and_extract(spec.nist_url))) / "gzip"
+            except Exception as err:  # noqa: BLE001 - TFDS raises many network error types
+                raise SourceUnavailable(
+                    f"{spec.name}: TFDS could not fetch {spec.nist_url} ({err})"
+                ) from None
+        else:
+            # A data_dir TFDS prepared keeps NIST's archive extracted under downloads/.
+            found = sorted(Path(downloads).glob(f"extracted/*/gzip/{spec.files['train_images']}"))
+            if not found:
+                raise SourceUnavailable(f"{spec.name}: no NIST archive under {downloads}")
+            folder = found[-1].parent
+        raw = read_idx_dir(spec, folder)
+        raw.source = f"tfds-download:{spec.nist_url}"
+        return raw
+    try:
+        (x_tr, y_tr), (x_te, y_te) = tfds.as_numpy(
+            tfds.load(
+                spec.tfds_name,
+                split=["train", "test"],
+                data_dir=data_dir,
+                download=download,
+                as_supervised=True,
+                batch_size=-1,
+            )
+        )
+    except Exception as err:  # noqa: BLE001 - TFDS raises many error types
+        where = data_dir or "the default data_dir"
+        raise SourceUnavailable(
+            f"{spec.name}: TFDS {spec.tfds_name} unavailable from {where} ({err.__class__.__name__})"
+        ) from None
+    train = normalise_raw(spec, x_tr, y_tr, f"tfds {spec.tfds_name} train")
+    test = normalise_raw(spec, x_te, y_te, f"tfds {spec.tfds_name} test")
+    digests = {
+        f"{s}:{k}": hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
+        for s, pair in (("train", train), ("test", test))
+        for k, a in zip(("images", "labels"), pair, strict=True)
+    }
+    source = f"tfds:{spec.tfds_name}@{data_dir or 'default'}"
+    return RawData(*train, *test, source=source, input_sha256=digests)
+
+
+# ---------------------------------------------------------------- sources
+
+
+def _check_reachable(spec: DatasetSpec) -> None:
+    """Fail fast when the download host does not resolve (TFDS retries for minutes)."""
+    import socket
+    from urllib.parse import urlparse
+
+    import tensorflow_datasets as tfds
+
+    url = spec.nist_url or tfds.builder_cls(spec.tfds_name).URL
+    host = urlparse(url).hostname
+    try:
+        socket.getaddrinfo(host, 443)
+    except OSError:
+        raise SourceUnavailable(f"{spec.name}: cannot reach {host} to download") from None
+
+
+def _fetch_gcs_dir(uri: str, spec: DatasetSpec, into: Path) -> Path:
+    from cnnvsmlp import storage
+
+    for fname in spec.files.values():
+        storage.download(f"{uri.rstrip('/')}/{fname}", into / fname)
+    return into
+
+
+def read_source(spec: DatasetSpec, source: DataSource) -> RawData:
+    """Read a data set from the source the config names, trying ``auto`` in order.
+
+    Raises:
+        DataError: no source could provide the data; the message lists what was tried.
+    """
+    attempts: list[tuple[str, Callable[[], RawData]]] = []
+
+    def idx(directory: str) -> Callable[[], RawData]:
+        def read() -> RawData:
+            if directory.startswith("gs://"):
+                with tempfile.TemporaryDirectory() as tmp:
+                    raw = read_idx_dir(spec, _fetch_gcs_dir(directory, spec, Path(tmp)))
+                raw.source = f"idx:{directory}"
+                return raw
+            return read_idx_dir(spec, directory)
+
+        return read
+
+    def tfds_(download: bool) -> Callable[[], RawData]:
+        return lambda: read_tfds(spec, source.tfds_data_dir, download)
+
+    # auto: local files first, then TFDS's prepared data, the offline default,
+    # and only then a TFDS download, which is slow to fail without a network.
+    if source.kind in ("auto", "idx") and source.idx_dir:
+        attempts.append((f"idx {source.idx_dir}", idx(source.idx_dir)))
+    if source.kind == "tfds":
+        attempts.append(("tfds", tfds_(source.download)))
+    if source.kind == "auto":
+        attempts.append(("tfds (prepared)", tfds_(False)))
+    if source.kind in ("auto", "idx") and not source.idx_dir and spec.default_idx_dir:
+        attempts.append((f"idx {spec.default_idx_dir}", idx(spec.default_idx_dir)))
+    if source.kind == "auto" and source.download:
+        attempts.append(("tfds (download)", tfds_(True)))
+    if not attempts:
+        raise DataError(f"{spec.name}: source kind idx needs source.idx_dir")
+    errors = []
+    for label, read in attempts:
+        try:
+            return read()
+        except SourceUnavailable as err:
+            # A malformed file is an error in itself; only absent data moves on.
+            if source.kind != "auto":
+                raise
+            errors.append(f"{label}: {err}")
+    hint = (
+        " Install Debian's dataset-fashion-mnist or set source.idx_dir."
+        if spec.default_idx_dir
+        else " Download NIST's gzip.zip and set source.idx_dir to its gzip/ folder."
+    )
+    raise DataError(f"{spec.name}: no source worked ({'; '.join(errors)}).{hint}")
+
+
+# ---------------------------------------------------------------- splits and format
+
+
+def split_train(
+    images: np.ndarray, labels: np.ndarray, split: Split
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Cut the official training split into train and validation.
+
+    With no shuffle seed the validation set is the last fraction in file
+    order, exactly as Keras' ``validation_split``; with a seed the images
+    are permuted first.
+    """
+    n = len(images)
+    n_train = n - int(n * split.validation_fraction)
+    order = np.arange(n)
+    if split.shuffle_seed is not None:
+        order = np.random.default_rng(split.shuffle_seed).permutation(n)
+    tr, va = order[:n_train], order[n_train:]
+    return (images[tr], labels[tr]), (images[va], labels[va])
+
+
+def write_dataset(
+    raw: RawData, spec: DatasetSpec, split: Split, out_dir: str | os.PathLike, limit: int | None
+) -> dict:
+    """Split, and write the normalised data set atomically into ``out_dir``.
+
+    ``out_dir`` holds ``train.npz``, ``validation.npz``, ``test.npz`` (arrays
+    ``images`` uint8 ``(N, 28, 28, 1)`` and ``labels`` uint8) and
+    ``metadata.json``. Nothing is left behind when writing fails.
+
+    Returns:
+        The metadata written.
+    """
+    train_x, train_y = raw.train_images, raw.train_labels
+    test_x, test_y = raw.test_images, raw.test_labels
+    if limit is not None:
+        train_x, train_y, test_x, test_y = train_x[:limit], train_y[:limit], test_x[:limit], test_y[:limit]
+    (tr_x, tr_y), (va_x, va_y) = split_train(train_x, train_y, split)
+    parts = {"train": (tr_x, tr_y), "validation": (va_x, va_y), "test": (test_x, test_y)}
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        for name, (x, y) in parts.items():
+            np.savez(tmp / f"{name}.npz", images=x.reshape(-1, *IMAGE_SHAPE), labels=y)
+        meta = {
+            "format": FORMAT,
+            "dataset": spec.name,
+            "classes": list(spec.classes),
+            "image_shape": list(IMAGE_SHAPE),
+            "layout": "NHWC",
+            "stored_dtype": "uint8",
+            "scale": "divide by 255 to get float32 in [0, 1]",
+            "counts": {name: int(len(y)) for name, (_, y) in parts.items()},
+            "split": split.model_dump(),
+            "limit": limit,
+            "source": raw.source,
+            "input_sha256": raw.input_sha256,
+        }
+        (tmp / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        tmp.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return meta
+
+
+def read_metadata(data_dir: str | os.PathLike) -> dict:
+    """Read and check ``metadata.json`` of a written data set.
+
+    Raises:
+        DataError: missing metadata or an unknown format.
+    """
+    path = Path(data_dir) / "metadata.json"
+    try:
+        meta = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(f"{path}: missing; not a data set written by cnnvsmlp") from None
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}: not valid JSON ({err.msg})") from None
+    if meta.get("format") != FORMAT:
+        raise DataError(f"{path}: format {meta.get('format')!r}, expected {FORMAT!r}")
+    return meta
+
+
+def load_split(data_dir: str | os.PathLike, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Load one split as float32 images in [0, 1] (NHWC) and int64 labels.
+
+    Raises:
+        DataError: unknown split name or missing file.
+    """
+    if split not in SPLITS:
+        raise DataError(f"unknown split {split!r}; known: {', '.join(SPLITS)}")
+    path = Path(data_dir) / f"{split}.npz"
+    if not path.is_file():
+        raise DataError(f"{path}: missing")
+    with np.load(path) as npz:
+        images = npz["images"].astype(np.float32)
+        labels = npz["labels"].astype(np.int64)
+    images *= np.float32(1.0 / 255.0)
+    return images, labels
+
+
+def prepare(
+    dataset: str, source: DataSource, split: Split, out_dir: str | os.PathLike,
+    limit: int | None = None,
+) -> dict:
+    """Read a data set from its source and write the normalised splits.
+
+    Returns:
+        The metadata written to ``out_dir/metadata.json``.
+
+    Raises:
+        DataError: unknown name, no working source, or bad input files.
+    """
+    spec = get_spec(dataset)
+    raw = read_source(spec, source)
+    for split_name in ("train", "test"):
+        n = len(getattr(raw, f"{split_name}_labels"))
+        expected = spec.official_counts[split_name]
+        if n != expected and not raw.source.startswith("idx:"):
+            raise DataError(
+                f"{spec.name}: source {raw.source} has {n} {split_name} images, expected {expected}"
+            )
+    return write_dataset(raw, spec, split, out_dir, limit)
+
+
+def labels_digest(labels: np.ndarray) -> str:
+    """SHA-256 of a label vector as uint8: ties predictions to the split they score."""
+    return hashlib.sha256(np.asarray(labels, dtype=np.uint8).tobytes()).hexdigest()

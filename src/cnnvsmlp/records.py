@@ -1,0 +1,118 @@
+"""Result records written by training and evaluation and read by the comparison."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from cnnvsmlp.config import RunSpec, TrainConfig
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    def write(self, path: str | os.PathLike) -> None:
+        """Write the record as JSON, atomically."""
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(self.model_dump_json(indent=1))
+        tmp.replace(path)
+
+    @classmethod
+    def read(cls, path: str | os.PathLike):  # noqa: ANN206 - returns cls
+        """Read and validate a record from a JSON file."""
+        return cls.model_validate_json(Path(path).read_text())
+
+
+class Hardware(_Record):
+    """What a run ran on."""
+
+    device: str = Field(description="'gpu' or 'cpu'")
+    name: str
+    cpu_count: int
+    tensorflow: str
+
+    @classmethod
+    def detect(cls) -> Hardware:
+        """Describe this machine's accelerator, or its CPU when it has none."""
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        if gpus:
+            details = tf.config.experimental.get_device_details(gpus[0])
+            name = f"{len(gpus)} x {details.get('device_name', 'GPU')}"
+            device = "gpu"
+        else:
+            name, device = _cpu_name(), "cpu"
+        return cls(device=device, name=name, cpu_count=os.cpu_count() or 1,
+                   tensorflow=tf.__version__)
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+class Epoch(_Record):
+    """Metrics at the end of one epoch."""
+
+    epoch: int = Field(ge=1)
+    loss: float
+    accuracy: float
+    val_loss: float
+    val_accuracy: float
+    time_s: float
+
+
+class TrainResult(_Record):
+    """What one training run produced."""
+
+    run: RunSpec
+    dataset: str
+    train: TrainConfig
+    history: list[Epoch]
+    params: int
+    n_train: int
+    n_validation: int
+    train_time_s: float = Field(description="Wall time of the epochs trained in this record.")
+    train_images_per_s: float
+    resumed_from_epoch: int = 0
+    hardware: Hardware
+
+
+class ClassMetrics(_Record):
+    """Precision, recall and F1 of one class on the test split."""
+
+    name: str
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+class EvalResult(_Record):
+    """Test-split evaluation of one trained model, with its training record."""
+
+    run: RunSpec
+    dataset: str
+    classes: list[str]
+    accuracy: float
+    loss: float
+    n_test: int
+    per_class: list[ClassMetrics]
+    confusion: list[list[int]] = Field(description="Rows: true class; columns: predicted.")
+    predictions: list[int] = Field(description="Predicted class of each test image, in order.")
+    labels_sha256: str = Field(description="Digest of the test labels the predictions refer to.")
+    params: int
+    model_size_bytes: int
+    inference_images_per_s: float
+    training: TrainResult
+    hardware: Hardware

@@ -1,0 +1,50 @@
+"""Cluster values shared by the manifests and the pipeline, defined once.
+
+``manifests/base/cluster-settings.env`` is the single source: kustomize turns
+it into a ConfigMap and substitutes its values into the manifests, and the
+pipeline reads it here to set node selectors, tolerations and the service
+account on its tasks.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ROOT = Path(__file__).resolve().parents[2]
+SETTINGS_FILE = ROOT / "manifests" / "base" / "cluster-settings.env"
+
+
+class ClusterSettings(BaseModel):
+    """Where the pipeline's tasks run on the cluster."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    namespace: str = Field(alias="NAMESPACE")
+    service_account: str = Field(alias="SERVICE_ACCOUNT")
+    gpu_node_selector_key: str = Field(alias="GPU_NODE_SELECTOR_KEY")
+    gpu_node_selector_value: str = Field(alias="GPU_NODE_SELECTOR_VALUE")
+    gpu_toleration_key: str = Field(alias="GPU_TOLERATION_KEY")
+    gpu_resource: str = Field(alias="GPU_RESOURCE")
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """Parse a kustomize ``envs`` file: ``KEY=VALUE`` lines, ``#`` comments."""
+    values = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep:
+            raise ValueError(f"{path}:{number}: expected KEY=VALUE")
+        values[key.strip()] = value.strip()
+    return values
+
+
+@cache
+def cluster_settings(path: Path = SETTINGS_FILE) -> ClusterSettings:
+    """The cluster settings, read once from ``cluster-settings.env``."""
+    return ClusterSettings.model_validate(read_env_file(path))

@@ -1,0 +1,148 @@
+"""Train one model variant on a prepared data set.
+
+The output folder of a run holds:
+
+- ``model.keras``: the trained model in Keras' native format;
+- ``checkpoints/epoch-NN.keras``: the model after each epoch;
+- ``backup/``: Keras' BackupAndRestore state, from which a restarted run resumes;
+- ``history.csv``: loss and accuracy, train and validation, and seconds per epoch;
+- ``tensorboard/``: TensorBoard logs;
+- ``train.json``: the :class:`~cnnvsmlp.records.TrainResult`.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from cnnvsmlp.config import RunSpec, TrainConfig
+from cnnvsmlp.data import load_split, read_metadata
+from cnnvsmlp.models import build_model
+from cnnvsmlp.records import Epoch, Hardware, TrainResult
+
+
+def make_deterministic(seed: int) -> None:
+    """Seed Python, NumPy and TensorFlow and make TensorFlow's ops deterministic."""
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def make_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
+    """The optimizer a config names, at its learning rate or the Keras default."""
+    optimizer = keras.optimizers.get(config.optimizer)
+    if config.learning_rate is not None:
+        optimizer.learning_rate = config.learning_rate
+    return optimizer
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Adds ``time_s``, the wall time of the epoch, to the epoch's logs."""
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:  # noqa: D102
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:  # noqa: D102
+        if logs is not None:
+            logs["time_s"] = time.perf_counter() - self._start
+
+
+def read_history(path: Path) -> list[Epoch]:
+    """Read ``history.csv``; a re-run epoch (after a crash) keeps its last row."""
+    if not path.exists():
+        return []
+    rows: dict[int, Epoch] = {}
+    with path.open(newline="") as f:
+        for row in csv.DictReader(f):
+            epoch = int(row["epoch"]) + 1
+            rows[epoch] = Epoch(
+                epoch=epoch,
+                **{k: float(row[k]) for k in ("loss", "accuracy", "val_loss", "val_accuracy",
+                                              "time_s")},
+            )
+    return [rows[e] for e in sorted(rows)]
+
+
+def train(
+    data_dir: str | os.PathLike,
+    run: RunSpec,
+    config: TrainConfig,
+    out_dir: str | os.PathLike,
+    verbose: int = 2,
+) -> TrainResult:
+    """Train one variant, resuming from ``out_dir/backup`` when a previous attempt stopped.
+
+    Args:
+        data_dir: a data set written by :func:`cnnvsmlp.data.write_dataset`.
+        run: the variant and the seed.
+        config: epochs, batch size and optimizer.
+        out_dir: folder for the model, checkpoints, logs and ``train.json``.
+        verbose: Keras' fit verbosity.
+
+    Returns:
+        The training record, also written to ``out_dir/train.json``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = read_metadata(data_dir)
+
+    # Data
+    x_train, y_train = load_split(data_dir, "train")
+    x_val, y_val = load_split(data_dir, "validation")
+
+    # Model
+    make_deterministic(run.seed)
+    model = build_model(run.variant, len(meta["classes"]))
+    model.compile(
+        optimizer=make_optimizer(config),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+
+    # Train
+    history_csv = out / "history.csv"
+    done_before = len(read_history(history_csv))
+    (out / "checkpoints").mkdir(exist_ok=True)
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(out / "backup"), delete_checkpoint=False),
+        EpochTimer(),
+        keras.callbacks.CSVLogger(str(history_csv), append=True),
+        keras.callbacks.ModelCheckpoint(str(out / "checkpoints" / "epoch-{epoch:02d}.keras")),
+        keras.callbacks.TensorBoard(str(out / "tensorboard")),
+    ]
+    model.fit(
+        x_train,
+        y_train,
+        batch_size=config.batch_size,
+        epochs=config.epochs,
+        validation_data=(x_val, y_val),
+        shuffle=True,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+    model.save(out / "model.keras")
+
+    history = read_history(history_csv)
+    new_epochs = [e for e in history if e.epoch > done_before]
+    train_time = float(sum(e.time_s for e in new_epochs))
+    images = len(x_train) * len(new_epochs)
+    result = TrainResult(
+        run=run,
+        dataset=meta["dataset"],
+        train=config,
+        history=history,
+        params=int(model.count_params()),
+        n_train=len(x_train),
+        n_validation=len(x_val),
+        train_time_s=train_time,
+        train_images_per_s=images / train_time if train_time > 0 else 0.0,
+        resumed_from_epoch=done_before,
+        hardware=Hardware.detect(),
+    )
+    result.write(out / "train.json")
+    return result
+
