@@ -1,0 +1,24 @@
+"""Download and normalise one data set."""
+
+from kfp import dsl
+
+from cnnvsmlp.images import image_ref
+
+
+@dsl.component(base_image=image_ref("cpu"), install_kfp_package=False)
+def prepare_data(config_json: str, dataset: dsl.Output[dsl.Dataset]):
+    """Read the config's data set from its source and write the normalised splits.
+
+    Args:
+        config_json: the experiment config (``ExperimentConfig`` as JSON).
+        dataset: output folder: ``train.npz``, ``validation.npz``, ``test.npz``
+            and ``metadata.json`` (see docs/dataset-format.md).
+    """
+    from cnnvsmlp.config import parse_config_json
+    from cnnvsmlp.data import prepare
+
+    config = parse_config_json(config_json)
+    meta = prepare(config.dataset, config.source, config.split, dataset.path, config.limit)
+    dataset.metadata.update(
+        {"dataset": meta["dataset"], "source": meta["source"], **meta["counts"]}
+    )

@@ -1,0 +1,41 @@
+"""Evaluate one trained model on the held-out test split."""
+
+from kfp import dsl
+
+from cnnvsmlp.images import image_ref
+
+
+@dsl.component(base_image=image_ref("cpu"), install_kfp_package=False)
+def evaluate_model(
+    dataset: dsl.Input[dsl.Dataset],
+    model: dsl.Input[dsl.Model],
+    metrics: dsl.Output[dsl.Metrics],
+    classification: dsl.Output[dsl.ClassificationMetrics],
+    result: dsl.Output[dsl.Artifact],
+):
+    """Score a model on the test split.
+
+    Args:
+        dataset: the prepared data set.
+        model: a trained model folder from ``train_model``.
+        metrics: test accuracy, loss, parameters, speed (shown in the KFP UI).
+        classification: the confusion matrix with class names (KFP UI).
+        result: ``EvalResult`` JSON with per-class metrics and every prediction,
+            read by ``compare_runs``.
+    """
+    from cnnvsmlp.evaluate import evaluate
+
+    scored = evaluate(model.path, dataset.path, result.path)
+    run = scored.run
+    for name, value in (
+        ("accuracy", scored.accuracy),
+        ("loss", scored.loss),
+        ("params", scored.params),
+        ("model_size_bytes", scored.model_size_bytes),
+        ("inference_images_per_s", scored.inference_images_per_s),
+        ("train_images_per_s", scored.training.train_images_per_s),
+    ):
+        metrics.log_metric(name, float(value))
+    metrics.metadata.update({"variant": run.variant, "repeat": run.repeat})
+    classification.log_confusion_matrix(scored.classes, scored.confusion)
+    result.metadata.update({"variant": run.variant, "repeat": run.repeat, "accuracy": scored.accuracy})

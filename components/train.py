@@ -1,0 +1,41 @@
+"""Train one model variant."""
+
+from kfp import dsl
+
+from cnnvsmlp.images import image_ref
+
+
+@dsl.component(base_image=image_ref("gpu"), install_kfp_package=False)
+def train_model(
+    config_json: str,
+    run_json: str,
+    dataset: dsl.Input[dsl.Dataset],
+    model: dsl.Output[dsl.Model],
+):
+    """Train one variant with one seed; a retried task resumes from its last epoch.
+
+    Args:
+        config_json: the experiment config (``ExperimentConfig`` as JSON).
+        run_json: the run (``RunSpec`` as JSON): variant, repeat and seed.
+        dataset: the prepared data set.
+        model: output folder: ``model.keras``, per-epoch checkpoints,
+            ``history.csv``, TensorBoard logs and ``train.json``.
+    """
+    from cnnvsmlp.config import RunSpec, parse_config_json
+    from cnnvsmlp.train import train
+
+    config = parse_config_json(config_json)
+    run = RunSpec.model_validate_json(run_json)
+    result = train(dataset.path, run, config.train, model.path)
+    last = result.history[-1]
+    model.metadata.update(
+        {
+            "variant": run.variant,
+            "repeat": run.repeat,
+            "seed": run.seed,
+            "params": result.params,
+            "val_accuracy": last.val_accuracy,
+            "train_time_s": result.train_time_s,
+            "device": result.hardware.name,
+        }
+    )

@@ -1,0 +1,58 @@
+"""The comparison: data once, fan out over (variant, repeat), fan in to one report.
+
+prepare_data -> plan_runs -> ParallelFor[run]: train_model -> evaluate_model
+             -> compare_runs(Collected(results))
+"""
+
+
+from kfp import dsl
+
+from cnnvsmlp.config import ExperimentConfig, load_config
+from components import compare_runs, evaluate_model, plan_runs, prepare_data, train_model
+from pipelines.placement import cpu_task, gpu_task
+
+NAME = "compare"
+DEFAULT_CONFIG = "fashion-mnist"
+
+
+@dsl.pipeline(
+    name=NAME,
+    description="CNN versus MLP: train every variant with repeats, test, and compare them.",
+)
+def pipeline(config_json: str = load_config(DEFAULT_CONFIG).model_dump_json()):
+    """Train and test every variant of an experiment and compare them.
+
+    Args:
+        config_json: the experiment config as JSON (a preset, with overrides).
+    """
+    data = cpu_task(prepare_data(config_json=config_json), memory="8Gi")
+    data.set_caching_options(True)
+    plan = cpu_task(plan_runs(config_json=config_json), memory="1Gi")
+    plan.set_caching_options(False)
+
+    with dsl.ParallelFor(plan.output) as run_json:
+        # Training is never cached: a scheduled rerun must retrain.
+        train = gpu_task(
+            train_model(config_json=config_json, run_json=run_json, dataset=data.outputs["dataset"])
+        )
+        train.set_caching_options(False)
+        evaluate = cpu_task(
+            evaluate_model(dataset=data.outputs["dataset"], model=train.outputs["model"]),
+            memory="8Gi",
+        )
+        evaluate.set_caching_options(False)
+
+    compare = cpu_task(
+        compare_runs(
+            config_json=config_json,
+            dataset=data.outputs["dataset"],
+            results=dsl.Collected(evaluate.outputs["result"]),
+        ),
+        memory="8Gi",
+    )
+    compare.set_caching_options(False)
+
+
+def arguments(config: ExperimentConfig) -> dict:
+    """Run parameters for an experiment config."""
+    return {"config_json": config.model_dump_json()}
