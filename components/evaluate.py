@@ -38,4 +38,6 @@ def evaluate_model(
         metrics.log_metric(name, float(value))
     metrics.metadata.update({"variant": run.variant, "repeat": run.repeat})
     classification.log_confusion_matrix(scored.classes, scored.confusion)
-    result.metadata.update({"variant": run.variant, "repeat": run.repeat, "accuracy": scored.accuracy})
+    result.metadata.update(
+        {"variant": run.variant, "repeat": run.repeat, "accuracy": scored.accuracy}
+    )

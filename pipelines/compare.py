@@ -4,7 +4,6 @@ prepare_data -> plan_runs -> ParallelFor[run]: train_model -> evaluate_model
              -> compare_runs(Collected(results))
 """
 
-
 from kfp import dsl
 
 from cnnvsmlp.config import ExperimentConfig, load_config

@@ -25,7 +25,11 @@ def new_run_dir(runs_dir: Path, config: ExperimentConfig) -> Path:
     """Create ``runs_dir/<UTC timestamp>-<experiment>``, unique even within a second."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     for n in range(1000):
-        path = runs_dir / f"{stamp}-{config.name}" if n == 0 else runs_dir / f"{stamp}-{config.name}-{n}"
+        path = (
+            runs_dir / f"{stamp}-{config.name}"
+            if n == 0
+            else runs_dir / f"{stamp}-{config.name}-{n}"
+        )
         try:
             path.mkdir(parents=True)
             return path

@@ -45,7 +45,9 @@ def cmd_models(args: argparse.Namespace) -> int:
         for name in config.variants:
             variant = VARIANTS[name]
             params = build_model(name, classes).count_params()
-            rows.append([name, config.dataset, variant.seed_writeup, variant.summary, f"{params:,}"])
+            rows.append(
+                [name, config.dataset, variant.seed_writeup, variant.summary, f"{params:,}"]
+            )
     print(tabulate(rows, headers=["variant", "data set", "seed", "layers", "parameters"]))
     return 0
 
@@ -105,7 +107,9 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     from cnnvsmlp.config import load_config
 
     schedule(
-        args.pipeline, load_config(args.config, args.overrides), cron=args.cron,
+        args.pipeline,
+        load_config(args.config, args.overrides),
+        cron=args.cron,
         experiment=args.experiment,
     )
     return 0

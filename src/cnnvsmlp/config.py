@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from cnnvsmlp.errors import UserError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from cnnvsmlp.errors import UserError
 
 DATASETS = ("emnist-letters", "fashion-mnist")
 DatasetName = Literal["emnist-letters", "fashion-mnist"]
@@ -158,7 +159,9 @@ ALIASES = {
 def preset_names() -> list[str]:
     """Names of the bundled presets."""
     folder = resources.files("cnnvsmlp") / "presets"
-    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+    return sorted(
+        p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml")
+    )
 
 
 def _read_yaml(config: str) -> tuple[str, dict]:
@@ -171,9 +174,7 @@ def _read_yaml(config: str) -> tuple[str, dict]:
         text = (resources.files("cnnvsmlp") / "presets" / f"{config}.yaml").read_text()
         where = f"preset {config}"
     else:
-        raise ConfigError(
-            f"{config}: not a preset ({', '.join(preset_names())}) nor a YAML file"
-        )
+        raise ConfigError(f"{config}: not a preset ({', '.join(preset_names())}) nor a YAML file")
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:

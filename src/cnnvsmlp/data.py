@@ -4,11 +4,15 @@ Sources, tried in this order by ``kind: auto``:
 
 1. ``idx_dir``: a directory (local path or ``gs://`` prefix) holding the
    original gzip IDX files, when the config names one;
-2. TFDS (``fashion_mnist``; for ``emnist-letters`` TFDS's download manager
-   fetches NIST's archive, because TFDS's own ``emnist/letters`` keeps only
-   88,800 of the 124,800 training images);
+2. the TFDS cache: the original files that TFDS's ``fashion_mnist`` and
+   ``emnist`` builders download, found under ``<tfds_data_dir>/downloads``
+   (local or ``gs://``);
 3. the data set's offline default directory (Debian's ``dataset-fashion-mnist``
-   installs Fashion-MNIST under ``/usr/share/datasets/fashion-mnist``).
+   installs Fashion-MNIST under ``/usr/share/datasets/fashion-mnist``);
+4. a TFDS download of those files, when ``download`` is true.
+
+TFDS's prepared records are not read: its builders shuffle them, and its
+``emnist/letters`` keeps only 88,800 of the 124,800 training images.
 
 Every source yields the same arrays for the same files: upright 28x28 uint8
 images and 0-based labels. The on-disk format written by :func:`write_dataset`
@@ -25,6 +29,7 @@ import os
 import shutil
 import string
 import tempfile
+import zipfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -138,20 +143,24 @@ class RawData:
 # ---------------------------------------------------------------- IDX files
 
 
-def _gunzip(path: Path, label: str) -> bytes:
+def _read_file(path: Path, label: str) -> bytes:
     try:
-        blob = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         raise SourceUnavailable(f"{label}: file {path} is missing") from None
     except OSError as err:
         raise DataError(f"{label}: file {path} cannot be read ({err.strerror})") from None
+
+
+def gunzip(blob: bytes, name: str, label: str) -> bytes:
+    """Decompress a gzip file's bytes, with a one-line error naming the file."""
     if blob[:2] != b"\x1f\x8b":
         first = " ".join(f"{b:02x}" for b in blob[:4]) or "empty file"
-        raise DataError(f"{label}: file {path.name} is not gzip data (first bytes {first})")
+        raise DataError(f"{label}: file {name} is not gzip data (first bytes {first})")
     try:
         return gzip.decompress(blob)
     except (EOFError, zlib.error, gzip.BadGzipFile) as err:
-        raise DataError(f"{label}: file {path.name} is truncated or corrupt gzip ({err})") from None
+        raise DataError(f"{label}: file {name} is truncated or corrupt gzip ({err})") from None
 
 
 def parse_idx(raw: bytes, expect_ndim: int, name: str, label: str) -> np.ndarray:
@@ -182,9 +191,7 @@ def parse_idx(raw: bytes, expect_ndim: int, name: str, label: str) -> np.ndarray
         raise DataError(f"{label}: file {name} is truncated inside its header")
     dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
     if ndim == 3 and dims[1:] != IMAGE_SHAPE[:2]:
-        raise DataError(
-            f"{label}: file {name} holds {dims[1]}x{dims[2]} images, expected 28x28"
-        )
+        raise DataError(f"{label}: file {name} holds {dims[1]}x{dims[2]} images, expected 28x28")
     expected = int(np.prod(dims))
     have = len(raw) - header
     if have != expected:
@@ -204,9 +211,22 @@ def read_idx_dir(spec: DatasetSpec, directory: str | os.PathLike) -> RawData:
             is out of range.
     """
     directory = Path(directory)
+    blobs = {key: _read_file(directory / name, spec.name) for key, name in spec.files.items()}
+    return read_idx_blobs(spec, blobs, source=f"idx:{directory}")
+
+
+def read_idx_blobs(spec: DatasetSpec, blobs: dict[str, bytes], source: str) -> RawData:
+    """Parse the four gzip IDX files of a data set, given as bytes by role.
+
+    Args:
+        spec: the data set.
+        blobs: gzip bytes keyed ``train_images``, ``train_labels``,
+            ``test_images``, ``test_labels``.
+        source: provenance recorded in the metadata.
+    """
     arrays, digests = {}, {}
     for key, fname in spec.files.items():
-        raw = _gunzip(directory / fname, spec.name)
+        raw = gunzip(blobs[key], fname, spec.name)
         digests[fname] = hashlib.sha256(raw).hexdigest()
         arrays[key] = parse_idx(raw, 3 if key.endswith("images") else 1, fname, spec.name)
     out = {}
@@ -220,7 +240,7 @@ def read_idx_dir(spec: DatasetSpec, directory: str | os.PathLike) -> RawData:
         out[f"{split}_images"], out[f"{split}_labels"] = normalise_raw(
             spec, images, labels, spec.files[f"{split}_labels"]
         )
-    return RawData(**out, source=f"idx:{directory}", input_sha256=digests)
+    return RawData(**out, source=source, input_sha256=digests)
 
 
 def normalise_raw(
@@ -252,85 +272,116 @@ def normalise_raw(
 # ---------------------------------------------------------------- TFDS
 
 
-def read_tfds(spec: DatasetSpec, data_dir: str | None, download: bool) -> RawData:
-    """Read a data set through TensorFlow Datasets.
-
-    Fashion-MNIST comes from the ``fashion_mnist`` builder. For EMNIST Letters
-    TFDS's download manager fetches (or finds cached under
-    ``<data_dir>/downloads``) NIST's archive, whose IDX files are read as
-    they are: the ``emnist/letters`` builder truncates the splits.
-
-    Raises:
-        DataError: TFDS cannot provide the data (not prepared and download off,
-            or the download failed).
-    """
+def tfds_urls(spec: DatasetSpec) -> dict[str, str]:
+    """The URLs TFDS's builder for a data set downloads, by role (``archive`` for EMNIST)."""
+    if spec.nist_url:
+        return {"archive": spec.nist_url}
     import tensorflow_datasets as tfds
 
-    if download:
-        _check_reachable(spec)
-    if spec.nist_url:
-        base = data_dir or os.path.expanduser("~/tensorflow_datasets")
-        downloads = os.path.join(base, "downloads")
-        if download:
-            manager = tfds.download.DownloadManager(download_dir=downloads)
-            try:
-                folder = Path(str(manager.download_and_extract(spec.nist_url))) / "gzip"
-            except Exception as err:  # noqa: BLE001 - TFDS raises many network error types
-                raise SourceUnavailable(
-                    f"{spec.name}: TFDS could not fetch {spec.nist_url} ({err})"
-                ) from None
-        else:
-            # A data_dir TFDS prepared keeps NIST's archive extracted under downloads/.
-            found = sorted(Path(downloads).glob(f"extracted/*/gzip/{spec.files['train_images']}"))
-            if not found:
-                raise SourceUnavailable(f"{spec.name}: no NIST archive under {downloads}")
-            folder = found[-1].parent
-        raw = read_idx_dir(spec, folder)
-        raw.source = f"tfds-download:{spec.nist_url}"
-        return raw
+    base = tfds.builder_cls(spec.tfds_name).URL
+    return {key: base + name for key, name in spec.files.items()}
+
+
+def tfds_cached(downloads: Path) -> dict[str, Path]:
+    """Files present in a TFDS download folder, by URL."""
+    return {url: path for url, path in _info_targets(downloads).items() if path.is_file()}
+
+
+def _info_targets(folder: Path) -> dict[str, Path]:
+    """URL -> file, from the ``<file>.INFO`` JSON that TFDS writes beside each download."""
+    targets = {}
+    for info in folder.glob("*.INFO"):
+        try:
+            urls = json.loads(info.read_text()).get("urls", [])
+        except (OSError, json.JSONDecodeError):
+            continue
+        targets.update({url: info.with_suffix("") for url in urls})
+    return targets
+
+
+def read_tfds(spec: DatasetSpec, data_dir: str | None, download: bool) -> RawData:
+    """Read a data set through TFDS's download manager and cache.
+
+    TFDS's builders shuffle records when they prepare a data set, and its
+    ``emnist/letters`` keeps only 88,800 of the 124,800 training images; so
+    the original files the builders download (``<data_dir>/downloads``) are
+    read instead, giving exactly the arrays of the IDX source. A data_dir that
+    TFDS already filled is used offline; otherwise TFDS downloads, when allowed.
+
+    Raises:
+        SourceUnavailable: nothing cached and download off or impossible.
+    """
+    if data_dir and data_dir.startswith("gs://"):
+        return _read_tfds_gcs(spec, data_dir)
+    downloads = Path(data_dir or os.path.expanduser("~/tensorflow_datasets")) / "downloads"
+    urls = tfds_urls(spec)
+    cached = tfds_cached(downloads) if downloads.is_dir() else {}
+    if all(url in cached for url in urls.values()):
+        paths = {key: cached[url] for key, url in urls.items()}
+    elif download:
+        import tensorflow_datasets as tfds
+
+        _check_reachable(urls)
+        manager = tfds.download.DownloadManager(download_dir=str(downloads))
+        try:
+            paths = {k: Path(str(p)) for k, p in manager.download(urls).items()}
+        except Exception as err:  # noqa: BLE001 - TFDS raises many network error types
+            raise SourceUnavailable(f"{spec.name}: TFDS could not download ({err})") from None
+    else:
+        raise SourceUnavailable(f"{spec.name}: no TFDS download of it under {downloads}")
+    return _read_tfds_files(spec, paths, f"tfds:{downloads}")
+
+
+def _read_tfds_files(spec: DatasetSpec, paths: dict[str, Path], source: str) -> RawData:
+    if "archive" not in paths:
+        blobs = {key: _read_file(path, spec.name) for key, path in paths.items()}
+        return read_idx_blobs(spec, blobs, source)
+    archive = paths["archive"]
     try:
-        (x_tr, y_tr), (x_te, y_te) = tfds.as_numpy(
-            tfds.load(
-                spec.tfds_name,
-                split=["train", "test"],
-                data_dir=data_dir,
-                download=download,
-                as_supervised=True,
-                batch_size=-1,
-            )
-        )
-    except Exception as err:  # noqa: BLE001 - TFDS raises many error types
-        where = data_dir or "the default data_dir"
-        raise SourceUnavailable(
-            f"{spec.name}: TFDS {spec.tfds_name} unavailable from {where} ({err.__class__.__name__})"
+        with zipfile.ZipFile(archive) as z:
+            blobs = {key: z.read(f"gzip/{name}") for key, name in spec.files.items()}
+    except (zipfile.BadZipFile, KeyError) as err:
+        raise DataError(
+            f"{spec.name}: file {archive.name} is not NIST's EMNIST archive ({err})"
         ) from None
-    train = normalise_raw(spec, x_tr, y_tr, f"tfds {spec.tfds_name} train")
-    test = normalise_raw(spec, x_te, y_te, f"tfds {spec.tfds_name} test")
-    digests = {
-        f"{s}:{k}": hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
-        for s, pair in (("train", train), ("test", test))
-        for k, a in zip(("images", "labels"), pair, strict=True)
-    }
-    source = f"tfds:{spec.tfds_name}@{data_dir or 'default'}"
-    return RawData(*train, *test, source=source, input_sha256=digests)
+    return read_idx_blobs(spec, blobs, source)
+
+
+def _read_tfds_gcs(spec: DatasetSpec, data_dir: str) -> RawData:
+    from cnnvsmlp import storage
+
+    prefix = f"{data_dir.rstrip('/')}/downloads"
+    urls = tfds_urls(spec)
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp)
+        for uri in storage.list_uris(prefix):
+            if uri.endswith(".INFO"):
+                storage.download(uri, local / uri.rsplit("/", 1)[1])
+        cached = {u: p for u, p in _info_targets(local).items() if u in urls.values()}
+        if len(cached) < len(urls):
+            raise SourceUnavailable(f"{spec.name}: no TFDS download of it under {prefix}")
+        paths = {}
+        for key, url in urls.items():
+            name = cached[url].name
+            storage.download(f"{prefix}/{name}", local / name)
+            paths[key] = local / name
+        return _read_tfds_files(spec, paths, f"tfds:{prefix}")
 
 
 # ---------------------------------------------------------------- sources
 
 
-def _check_reachable(spec: DatasetSpec) -> None:
-    """Fail fast when the download host does not resolve (TFDS retries for minutes)."""
+def _check_reachable(urls: dict[str, str]) -> None:
+    """Fail fast when a download host does not resolve (TFDS retries for minutes)."""
     import socket
     from urllib.parse import urlparse
 
-    import tensorflow_datasets as tfds
-
-    url = spec.nist_url or tfds.builder_cls(spec.tfds_name).URL
-    host = urlparse(url).hostname
-    try:
-        socket.getaddrinfo(host, 443)
-    except OSError:
-        raise SourceUnavailable(f"{spec.name}: cannot reach {host} to download") from None
+    for url in urls.values():
+        host = urlparse(url).hostname
+        try:
+            socket.getaddrinfo(host, 443)
+        except OSError:
+            raise SourceUnavailable(f"cannot reach {host} to download") from None
 
 
 def _fetch_gcs_dir(uri: str, spec: DatasetSpec, into: Path) -> Path:
@@ -370,7 +421,7 @@ def read_source(spec: DatasetSpec, source: DataSource) -> RawData:
     if source.kind == "tfds":
         attempts.append(("tfds", tfds_(source.download)))
     if source.kind == "auto":
-        attempts.append(("tfds (prepared)", tfds_(False)))
+        attempts.append(("tfds cache", tfds_(False)))
     if source.kind in ("auto", "idx") and not source.idx_dir and spec.default_idx_dir:
         attempts.append((f"idx {spec.default_idx_dir}", idx(spec.default_idx_dir)))
     if source.kind == "auto" and source.download:
@@ -430,7 +481,12 @@ def write_dataset(
     train_x, train_y = raw.train_images, raw.train_labels
     test_x, test_y = raw.test_images, raw.test_labels
     if limit is not None:
-        train_x, train_y, test_x, test_y = train_x[:limit], train_y[:limit], test_x[:limit], test_y[:limit]
+        train_x, train_y, test_x, test_y = (
+            train_x[:limit],
+            train_y[:limit],
+            test_x[:limit],
+            test_y[:limit],
+        )
     (tr_x, tr_y), (va_x, va_y) = split_train(train_x, train_y, split)
     parts = {"train": (tr_x, tr_y), "validation": (va_x, va_y), "test": (test_x, test_y)}
     out_dir = Path(out_dir)
@@ -495,12 +551,15 @@ def load_split(data_dir: str | os.PathLike, split: str) -> tuple[np.ndarray, np.
     with np.load(path) as npz:
         images = npz["images"].astype(np.float32)
         labels = npz["labels"].astype(np.int64)
-    images *= np.float32(1.0 / 255.0)
+    images /= np.float32(255.0)
     return images, labels
 
 
 def prepare(
-    dataset: str, source: DataSource, split: Split, out_dir: str | os.PathLike,
+    dataset: str,
+    source: DataSource,
+    split: Split,
+    out_dir: str | os.PathLike,
     limit: int | None = None,
 ) -> dict:
     """Read a data set from its source and write the normalised splits.

@@ -47,8 +47,9 @@ class Hardware(_Record):
             device = "gpu"
         else:
             name, device = _cpu_name(), "cpu"
-        return cls(device=device, name=name, cpu_count=os.cpu_count() or 1,
-                   tensorflow=tf.__version__)
+        return cls(
+            device=device, name=name, cpu_count=os.cpu_count() or 1, tensorflow=tf.__version__
+        )
 
 
 def _cpu_name() -> str:

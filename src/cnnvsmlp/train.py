@@ -61,8 +61,10 @@ def read_history(path: Path) -> list[Epoch]:
             epoch = int(row["epoch"]) + 1
             rows[epoch] = Epoch(
                 epoch=epoch,
-                **{k: float(row[k]) for k in ("loss", "accuracy", "val_loss", "val_accuracy",
-                                              "time_s")},
+                **{
+                    k: float(row[k])
+                    for k in ("loss", "accuracy", "val_loss", "val_accuracy", "time_s")
+                },
             )
     return [rows[e] for e in sorted(rows)]
 
@@ -145,4 +147,3 @@ def train(
     )
     result.write(out / "train.json")
     return result
-

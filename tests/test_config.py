@@ -1,0 +1,85 @@
+"""Presets, overrides and the messages of invalid configs."""
+
+from __future__ import annotations
+
+import pytest
+
+from cnnvsmlp.config import ConfigError, load_config, preset_names
+
+
+def test_presets_follow_the_seeds():
+    assert preset_names() == ["emnist-letters", "fashion-mnist"]
+    fashion = load_config("fashion-mnist")
+    assert fashion.variants == ["mlp", "cnn", "cnn-3conv", "cnn-3conv-bn"]
+    assert (fashion.train.batch_size, fashion.train.epochs, fashion.train.optimizer) == (
+        32,
+        5,
+        "adam",
+    )
+    assert fashion.split.validation_fraction == 0.2 and fashion.split.shuffle_seed is None
+    emnist = load_config("emnist-letters")
+    assert emnist.variants == ["mlp", "cnn-deep"]
+    assert (emnist.train.batch_size, emnist.train.epochs, emnist.train.optimizer) == (
+        128,
+        15,
+        "sgd",
+    )
+    assert emnist.references["cnn-deep"].accuracy == 0.9339
+    assert emnist.references["mlp"].split == "validation"
+
+
+def test_overrides_and_runs():
+    config = load_config(
+        "fashion-mnist",
+        [
+            "epochs=1",
+            "repeats=2",
+            "variants=cnn,mlp",
+            "limit=3000",
+            "source=idx",
+            "train.batch_size=64",
+        ],
+    )
+    assert config.train.epochs == 1 and config.train.batch_size == 64
+    assert config.limit == 3000 and config.source.kind == "idx"
+    assert [(r.variant, r.repeat, r.seed) for r in config.runs()] == [
+        ("cnn", 0, 0),
+        ("cnn", 1, 1),
+        ("mlp", 0, 0),
+        ("mlp", 1, 1),
+    ]
+
+
+def test_yaml_file(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text(load_config("fashion-mnist").model_dump_json())  # JSON is YAML
+    assert load_config(str(path)).name == "fashion-mnist"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["epochs=0"], "train.epochs: Input should be greater than or equal to 1"),
+        (["variants=cnn,resnet"], "variants: unknown variant 'resnet'; allowed: cnn, cnn-3conv,"),
+        (["optimizer=lbfgs"], "train.optimizer: got 'lbfgs'; input should be 'sgd', 'adam',"),
+        (["source=web"], "source.kind: got 'web'; input should be 'auto', 'tfds' or 'idx'"),
+        (
+            ["dataset=mnist"],
+            "dataset: got 'mnist'; input should be 'emnist-letters' or 'fashion-mnist'",
+        ),
+        (["colour=red"], "colour: unknown field"),
+        (["epochs"], "override 'epochs': expected key=value"),
+    ],
+)
+def test_invalid_config_names_field_and_allowed_values(overrides, message):
+    with pytest.raises(ConfigError) as err:
+        load_config("fashion-mnist", overrides)
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_unknown_preset_or_file():
+    with pytest.raises(ConfigError, match="nope: not a preset"):
+        load_config("nope")
+    with pytest.raises(ConfigError, match="missing.yaml: no such config file"):
+        load_config("missing.yaml")

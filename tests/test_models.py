@@ -1,0 +1,59 @@
+"""Every variant of both seeds, with the parameter count the seed prints."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from cnnvsmlp.models import VARIANTS, build_model
+
+SEED_PARAMS = [
+    # (variant, classes, parameters): seed 000 prints the first two, seed 004 the third;
+    # the others follow from the architectures the seeds describe.
+    ("mlp", 26, 6_206_526),
+    ("cnn-deep", 26, 1_201_946),
+    ("cnn", 10, 804_554),
+    ("cnn-3conv", 10, 688_138),
+    ("cnn-3conv-bn", 10, 691_082),
+    ("mlp", 10, 6_190_510),
+]
+
+
+@pytest.mark.parametrize(("variant", "classes", "params"), SEED_PARAMS)
+def test_parameter_count(variant, classes, params):
+    assert build_model(variant, classes).count_params() == params
+
+
+def test_batch_norm_really_in_the_model():
+    plain = build_model("cnn-3conv", 10).count_params()
+    with_bn = build_model("cnn-3conv-bn", 10).count_params()
+    # gamma, beta, moving mean and variance for 32 + 64 + 128 conv channels and 512 units
+    assert with_bn - plain == 4 * (32 + 64 + 128 + 512)
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_outputs_are_class_probabilities(variant):
+    model = build_model(variant, 26)
+    probs = np.asarray(model(np.random.default_rng(0).random((3, 28, 28, 1), dtype=np.float32)))
+    assert probs.shape == (3, 26)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_unknown_variant():
+    with pytest.raises(KeyError, match="unknown variant 'resnet'"):
+        build_model("resnet", 10)
+
+
+def test_models_command_lists_every_variant():
+    done = subprocess.run(
+        [sys.executable, "-m", "cnnvsmlp.cli", "models"], capture_output=True, text=True, check=True
+    )
+    for variant, classes, params in SEED_PARAMS:
+        dataset = "emnist-letters" if classes == 26 else "fashion-mnist"
+        assert any(
+            line.split()[:2] == [variant, dataset] and line.endswith(f"{params:,}")
+            for line in done.stdout.splitlines()
+        ), (variant, dataset, done.stdout)

@@ -1,0 +1,81 @@
+"""Training and evaluation on a slice of the real Fashion-MNIST: determinism, resume, metrics."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from cnnvsmlp.config import RunSpec, TrainConfig
+from cnnvsmlp.data import labels_digest, load_split
+from cnnvsmlp.evaluate import evaluate
+from cnnvsmlp.train import train
+
+ONE_EPOCH = TrainConfig(epochs=1, batch_size=32, optimizer="adam")
+RUN = RunSpec(variant="cnn", repeat=0, seed=7)
+
+
+@pytest.fixture(scope="module")
+def trained(small_fashion, tmp_path_factory):
+    out = tmp_path_factory.mktemp("train") / "cnn"
+    return out, train(small_fashion, RUN, ONE_EPOCH, out, verbose=0)
+
+
+def test_same_seed_same_metrics(small_fashion, trained, tmp_path):
+    _, first = trained
+    again = train(small_fashion, RUN, ONE_EPOCH, tmp_path / "again", verbose=0)
+    other = train(
+        small_fashion, RUN.model_copy(update={"seed": 8}), ONE_EPOCH, tmp_path / "other", verbose=0
+    )
+    keys = ("loss", "accuracy", "val_loss", "val_accuracy")
+    assert [getattr(first.history[0], k) for k in keys] == [
+        getattr(again.history[0], k) for k in keys
+    ]
+    assert first.history[0].loss != other.history[0].loss
+
+
+def test_training_outputs(trained):
+    out, result = trained
+    assert result.n_train == 960 and result.n_validation == 240
+    assert result.params == 804_554 and result.hardware.device == "cpu"
+    assert len(result.history) == 1 and result.train_images_per_s > 0
+    assert (out / "model.keras").is_file() and (out / "checkpoints" / "epoch-01.keras").is_file()
+    assert list((out / "tensorboard").rglob("events.out.tfevents.*"))
+    assert json.loads((out / "train.json").read_text())["run"]["variant"] == "cnn"
+
+
+def test_restarted_training_resumes(small_fashion, trained, tmp_path):
+    import shutil
+
+    out, first = trained
+    copy = tmp_path / "resume"
+    shutil.copytree(out, copy)
+    two = TrainConfig(epochs=2, batch_size=32, optimizer="adam")
+    resumed = train(small_fashion, RUN, two, copy, verbose=0)
+    assert resumed.resumed_from_epoch == 1
+    assert [e.epoch for e in resumed.history] == [1, 2]
+    assert resumed.history[0] == first.history[0]
+    assert (copy / "checkpoints" / "epoch-02.keras").is_file()
+
+
+def test_evaluation_on_the_test_split(small_fashion, trained, tmp_path):
+    out, _ = trained
+    result = evaluate(out, small_fashion, tmp_path / "eval.json")
+    _, y_test = load_split(small_fashion, "test")
+    predictions = np.array(result.predictions)
+    assert len(predictions) == len(y_test) == result.n_test == 1200
+    assert result.accuracy == pytest.approx(np.mean(predictions == y_test))
+    assert result.accuracy > 0.5  # ten classes: chance is 0.1
+    confusion = np.array(result.confusion)
+    assert confusion.shape == (10, 10) and confusion.sum() == 1200
+    assert np.trace(confusion) == round(result.accuracy * 1200)
+    assert [c.name for c in result.per_class][:2] == ["T-shirt/top", "Trouser"]
+    assert sum(c.support for c in result.per_class) == 1200
+    assert result.labels_sha256 == labels_digest(y_test)
+    assert result.loss > 0 and result.inference_images_per_s > 0
+    assert result.model_size_bytes == (out / "model.keras").stat().st_size
+    model = keras.saving.load_model(out / "model.keras")
+    x_test, _ = load_split(small_fashion, "test")
+    assert (model.predict(x_test[:5], verbose=0).argmax(axis=1) == predictions[:5]).all()
