@@ -1,0 +1,106 @@
+"""Every registered pipeline compiles, and its IR carries what the cluster needs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from cnnvsmlp.config import load_config
+from cnnvsmlp.images import image_ref
+from cnnvsmlp.settings import cluster_settings
+from pipelines import compile_pipeline, get_pipeline, pipeline_arguments, pipeline_names
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    out = tmp_path_factory.mktemp("build")
+    return {
+        name: list(yaml.safe_load_all(compile_pipeline(name, out).read_text()))
+        for name in pipeline_names()
+    }
+
+
+def _loop(ir: dict) -> tuple[str, dict]:
+    loops = [(n, t) for n, t in ir["root"]["dag"]["tasks"].items() if "parameterIterator" in t]
+    assert len(loops) == 1, "one fan-out"
+    return loops[0]
+
+
+def test_every_pipeline_compiles(compiled):
+    assert "compare" in compiled
+    for name, docs in compiled.items():
+        assert docs[0]["pipelineInfo"]["name"] == name
+
+
+def test_compare_fans_out_and_in(compiled):
+    ir = compiled["compare"][0]
+    name, loop = _loop(ir)
+    assert loop["parameterIterator"]["items"]["inputParameter"].startswith(
+        "pipelinechannel--plan-runs"
+    )
+    inner = ir["components"][loop["componentRef"]["name"]]["dag"]["tasks"]
+    assert set(inner) == {"train-model", "evaluate-model"}
+    results = ir["root"]["dag"]["tasks"]["compare-runs"]["inputs"]["artifacts"]["results"]
+    assert results["taskOutputArtifact"]["producerTask"] == name
+    assert ir["components"]["comp-compare-runs"]["inputDefinitions"]["artifacts"]["results"][
+        "isArtifactList"
+    ]
+
+
+def test_train_runs_on_one_gpu_of_the_gpu_pool_with_retries(compiled):
+    ir, platform = compiled["compare"]
+    settings = cluster_settings()
+    _, loop = _loop(ir)
+    train = ir["components"][loop["componentRef"]["name"]]["dag"]["tasks"]["train-model"]
+    assert train["retryPolicy"]["maxRetryCount"] == 3
+    assert train["retryPolicy"]["backoffDuration"] == "60s"
+    assert not train.get("cachingOptions", {}).get("enableCache", False)
+    resources = ir["deploymentSpec"]["executors"]["exec-train-model"]["container"]["resources"]
+    assert resources["accelerator"]["resourceType"] == settings.gpu_resource
+    assert resources["accelerator"]["resourceCount"] == "1"
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train-model"]
+    assert k8s["nodeSelector"]["labels"] == {
+        settings.gpu_node_selector_key: settings.gpu_node_selector_value
+    }
+    assert k8s["tolerations"] == [
+        {"effect": "NoSchedule", "key": settings.gpu_toleration_key, "operator": "Exists"}
+    ]
+
+
+def test_every_task_requests_cpu_and_memory_and_data_is_cached(compiled):
+    ir = compiled["compare"][0]
+    for executor in ir["deploymentSpec"]["executors"].values():
+        resources = executor["container"]["resources"]
+        assert resources["resourceCpuRequest"] and resources["resourceMemoryRequest"]
+    assert ir["root"]["dag"]["tasks"]["prepare-data"]["cachingOptions"]["enableCache"] is True
+    gpu_only = [
+        n
+        for n, e in ir["deploymentSpec"]["executors"].items()
+        if "accelerator" in e["container"]["resources"]
+    ]
+    assert gpu_only == ["exec-train-model"]
+
+
+def test_images_are_the_project_images(compiled):
+    ir = compiled["compare"][0]
+    images = {n: e["container"]["image"] for n, e in ir["deploymentSpec"]["executors"].items()}
+    assert images.pop("exec-train-model") == image_ref("gpu")
+    assert set(images.values()) == {image_ref("cpu")}
+    assert all(not i.endswith(":latest") for i in images.values())
+
+
+def test_default_parameter_is_the_fashion_preset(compiled):
+    ir = compiled["compare"][0]
+    default = ir["root"]["inputDefinitions"]["parameters"]["config_json"]["defaultValue"]
+    assert json.loads(default) == json.loads(load_config("fashion-mnist").model_dump_json())
+    args = pipeline_arguments("compare", load_config("emnist-letters", ["repeats=3"]))
+    assert json.loads(args["config_json"])["repeats"] == 3
+
+
+def test_unknown_pipeline_lists_the_registered_ones():
+    from cnnvsmlp.errors import UserError
+
+    with pytest.raises(UserError, match="unknown pipeline 'nope'; registered: compare"):
+        get_pipeline("nope")
