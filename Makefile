@@ -7,6 +7,9 @@ CLI := $(BIN)/cnnvsmlp
 PIPELINE ?= compare
 CONFIG ?= fashion-mnist
 SET ?=
+# Common overrides as make variables: make run EPOCHS=1 REPEATS=3 LIMIT=3000 VARIANTS=cnn,mlp
+OVERRIDES := $(SET) $(foreach v,EPOCHS REPEATS LIMIT VARIANTS SOURCE IDX_DIR,\
+  $(if $($(v)),$(shell echo $(v) | tr A-Z a-z)=$($(v))))
 UV_VERSION := 0.13.9
 
 .PHONY: setup data models run test lint format compile submit schedule unschedule images bench clean
@@ -20,17 +23,17 @@ $(BIN)/.installed: requirements.lock pyproject.toml
 	@touch $@
 	@echo "setup: done"
 
-setup: $(BIN)/.installed ## Install pinned dependencies into .venv (idempotent).
-	@$(CLI) ensure-data --quiet
+setup: $(BIN)/.installed ## Install pinned dependencies into .venv and the offline data (idempotent).
+	@$(CLI) ensure-data
 
 data: setup ## Download and normalise the preset's data set into data/.
-	$(CLI) prepare --config $(CONFIG) $(SET)
+	$(CLI) prepare --config $(CONFIG) $(OVERRIDES)
 
 models: $(BIN)/.installed ## Print every model variant with data set, layers and parameter count.
 	@$(CLI) models
 
 run: setup ## Run a pipeline locally with kfp's local runner.
-	$(CLI) run --pipeline $(PIPELINE) --config $(CONFIG) $(SET)
+	$(CLI) run --pipeline $(PIPELINE) --config $(CONFIG) $(OVERRIDES)
 
 test: setup ## Run every test tier (unit, component, compile).
 	$(BIN)/pytest
@@ -48,10 +51,10 @@ compile: $(BIN)/.installed ## Compile a pipeline to build/<name>.yaml.
 	$(CLI) compile --pipeline $(PIPELINE)
 
 submit: $(BIN)/.installed ## Compile, upload and start a run on KFP_HOST.
-	$(CLI) submit --pipeline $(PIPELINE) --config $(CONFIG) $(SET)
+	$(CLI) submit --pipeline $(PIPELINE) --config $(CONFIG) $(OVERRIDES)
 
 schedule: $(BIN)/.installed ## Create a recurring run on KFP_HOST (6-field cron).
-	$(CLI) schedule --pipeline $(PIPELINE) --config $(CONFIG) --cron '$(CRON)' $(SET)
+	$(CLI) schedule --pipeline $(PIPELINE) --config $(CONFIG) --cron '$(CRON)' $(OVERRIDES)
 
 unschedule: $(BIN)/.installed ## Delete the recurring run of a pipeline.
 	$(CLI) unschedule --pipeline $(PIPELINE) --config $(CONFIG)

@@ -69,7 +69,7 @@ def cmd_ensure_data(args: argparse.Namespace) -> int:
     """Make sure Fashion-MNIST's offline files exist, installing Debian's package if root."""
     from cnnvsmlp.local_data import ensure_fashion_mnist
 
-    ensure_fashion_mnist(quiet=args.quiet)
+    ensure_fashion_mnist(quiet=args.quiet, require=args.require)
     return 0
 
 
@@ -151,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_prepare)
 
     p = sub.add_parser("ensure-data", help=cmd_ensure_data.__doc__)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="say nothing when present")
+    p.add_argument("--require", action="store_true", help="fail when absent")
     p.set_defaults(func=cmd_ensure_data)
 
     p = sub.add_parser("run", help=cmd_run.__doc__)

@@ -13,14 +13,21 @@ from cnnvsmlp.data import DATASETS, DataError
 PACKAGE = "dataset-fashion-mnist"
 
 
-def ensure_fashion_mnist(quiet: bool = False) -> Path:
+def ensure_fashion_mnist(quiet: bool = False, require: bool = False) -> Path | None:
     """Return Fashion-MNIST's offline folder, installing Debian's package when possible.
 
     Installs ``dataset-fashion-mnist`` with apt-get when running as root on a
     Debian-like system; otherwise says exactly how to get the files.
 
+    Args:
+        quiet: print nothing when the files are already there.
+        require: raise instead of warning when the files cannot be had.
+
+    Returns:
+        The folder, or None when the files are absent (TFDS may still download them).
+
     Raises:
-        DataError: the files are absent and cannot be installed here.
+        DataError: ``require`` and the files are absent and cannot be installed here.
     """
     spec = DATASETS["fashion-mnist"]
     folder = Path(spec.default_idx_dir)
@@ -35,8 +42,12 @@ def ensure_fashion_mnist(quiet: bool = False) -> Path:
         done = subprocess.run(["apt-get", "install", "-y", "-qq", PACKAGE], env=env)
         if done.returncode == 0 and (folder / spec.files["train_images"]).is_file():
             return folder
-    raise DataError(
+    message = (
         f"fashion-mnist: no files in {folder}. Install them with "
         f"'sudo apt-get install {PACKAGE}' (Debian/Ubuntu), or put the four gzip IDX files "
         "in a folder and run with idx_dir=<folder>"
     )
+    if require:
+        raise DataError(message)
+    print(f"data: warning: {message}; runs will try a TFDS download", file=sys.stderr)
+    return None
