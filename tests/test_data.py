@@ -324,3 +324,14 @@ def test_tfds_without_cache_or_download_names_the_folder(tmp_path):
     source = DataSource(kind="tfds", tfds_data_dir=str(tmp_path), download=False)
     with pytest.raises(DataError, match=f"fashion-mnist: no TFDS download of it under {tmp_path}"):
         read_source(FASHION, source)
+
+
+def test_synthetic_emnist_is_read_as_nist_files(tmp_path):
+    from cnnvsmlp.synthetic import render_letters, write_nist_layout
+
+    folder = write_nist_layout(tmp_path / "syn", n_train=52, n_test=26, seed=3)
+    raw = read_idx_dir(LETTERS, folder)
+    images, labels = render_letters(52, 3)
+    np.testing.assert_array_equal(raw.train_images, images)  # upright again after the reader
+    np.testing.assert_array_equal(raw.train_labels, labels)
+    assert raw.test_images.shape == (26, 28, 28)

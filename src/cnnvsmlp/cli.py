@@ -73,6 +73,19 @@ def cmd_ensure_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_synth_emnist(args: argparse.Namespace) -> int:
+    """Write a synthetic EMNIST Letters stand-in in NIST's file layout."""
+    from cnnvsmlp.synthetic import write_nist_layout
+
+    if args.train < 26 or args.test < 26:
+        raise UserError("synth-emnist: --train and --test must each be at least 26")
+    out = write_nist_layout(args.out, args.train, args.test, args.seed)
+    print(
+        f"synth-emnist: {args.train:,} train and {args.test:,} test images in NIST layout -> {out}"
+    )
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Run a pipeline with kfp's local runner."""
     from cnnvsmlp.config import load_config
@@ -154,6 +167,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="say nothing when present")
     p.add_argument("--require", action="store_true", help="fail when absent")
     p.set_defaults(func=cmd_ensure_data)
+
+    p = sub.add_parser("synth-emnist", help=cmd_synth_emnist.__doc__)
+    p.add_argument("--out", default="data/emnist-synthetic", help="folder (default: %(default)s)")
+    p.add_argument(
+        "--train", type=int, default=20800, help="training images (default: %(default)s)"
+    )
+    p.add_argument("--test", type=int, default=5200, help="test images (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_synth_emnist)
 
     p = sub.add_parser("run", help=cmd_run.__doc__)
     _pipeline_arg(p)

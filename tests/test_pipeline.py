@@ -1,0 +1,78 @@
+"""The compare pipeline end to end with kfp's local runner, on a slice of the real Fashion-MNIST."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from cnnvsmlp.config import load_config
+from cnnvsmlp.records import EvalResult
+from pipelines.local_runner import new_run_dir, run_local
+
+VARIANTS = ["mlp", "cnn", "cnn-3conv", "cnn-3conv-bn"]
+
+
+@pytest.fixture(scope="module")
+def dry_run(tmp_path_factory, fashion_dir):
+    config = load_config(
+        "fashion-mnist", ["epochs=1", "limit=3000", "source=idx", f"idx_dir={fashion_dir}"]
+    )
+    runs = tmp_path_factory.mktemp("runs")
+    return config, run_local("compare", config, runs_dir=runs, quiet=True)
+
+
+def test_dry_run_writes_a_comparison_of_every_variant(dry_run):
+    config, run_dir = dry_run
+    report = run_dir / "report"
+    comparison = json.loads((report / "comparison.json").read_text())
+    assert comparison["experiment"] == "fashion-mnist"
+    assert [v["variant"] for v in comparison["variants"]] == VARIANTS
+    for variant in comparison["variants"]:
+        assert 0.3 < variant["accuracy"]["mean"] <= 1.0, variant
+        assert variant["params"] > 600_000
+    assert len(comparison["pairs"]) == 6
+    markdown = (report / "report.md").read_text()
+    assert all(f"| {v} " in markdown for v in VARIANTS)
+    assert "data:image/png;base64," in (report / "report.html").read_text()
+    assert list((report / "plots").glob("*.png"))
+    assert json.loads((run_dir / "config.json").read_text())["limit"] == 3000
+
+
+def test_dry_run_keeps_every_artifact(dry_run):
+    _, run_dir = dry_run
+    pipeline = run_dir / "pipeline"
+    results = sorted(pipeline.rglob("evaluate-model*/result"))
+    assert len(results) == 4
+    scored = [EvalResult.read(p) for p in results]
+    assert sorted(r.run.variant for r in scored) == sorted(VARIANTS)
+    assert all(r.n_test == 3000 and len(r.predictions) == 3000 for r in scored)
+    models = sorted(pipeline.rglob("train-model*/model/model.keras"))
+    assert len(models) == 4
+    dataset = next(pipeline.rglob("prepare-data/dataset/metadata.json"))
+    assert json.loads(dataset.read_text())["counts"] == {
+        "train": 2400,
+        "validation": 600,
+        "test": 3000,
+    }
+
+
+def test_run_folders_never_overwrite(tmp_path):
+    config = load_config("fashion-mnist")
+    first, second = new_run_dir(tmp_path, config), new_run_dir(tmp_path, config)
+    assert first != second and first.is_dir() and second.is_dir()
+
+
+def test_invalid_config_fails_before_running(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "cnnvsmlp.cli", "run", "--runs-dir", str(tmp_path), "repeats=0"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        "error: preset fashion-mnist: repeats: Input should be greater than or equal to 1"
+    )
+    assert not list(tmp_path.iterdir())
