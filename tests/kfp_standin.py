@@ -1,0 +1,166 @@
+"""A small local stand-in of the KFP v2beta1 REST API that records every request.
+
+It answers the calls ``kfp.Client`` makes to upload pipelines and versions,
+create experiments, runs and recurring runs, and list and delete recurring
+runs, with the shapes the real API returns. It is not KFP: it checks nothing
+a real server would, and exists so tests can see exactly what was sent.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import http.server
+import itertools
+import json
+import threading
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs, urlparse
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict
+    body: dict
+    files: dict = field(default_factory=dict)
+    headers: dict = field(default_factory=dict)
+
+
+class KfpStandIn:
+    """Start with ``with KfpStandIn() as api: ...``; ``api.url`` is the host for kfp.Client."""
+
+    def __init__(self, refuse: set[str] | None = None):
+        self.requests: list[Request] = []
+        self.pipelines: dict[str, str] = {}
+        self.experiments: dict[str, str] = {}
+        self.recurring: dict[str, dict] = {}
+        self.refuse = refuse or set()
+        self._ids = itertools.count(1)
+        stand_in = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _handle(self):
+                url = urlparse(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                body, files = {}, {}
+                kind = self.headers.get("Content-Type", "")
+                if kind.startswith("multipart/"):
+                    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+                        f"Content-Type: {kind}\r\n\r\n".encode() + raw
+                    )
+                    for part in message.iter_parts():
+                        files[part.get_param("name", header="content-disposition")] = (
+                            part.get_content()
+                        )
+                elif raw:
+                    body = json.loads(raw)
+                request = Request(
+                    self.command,
+                    url.path,
+                    parse_qs(url.query),
+                    body,
+                    files,
+                    {k.lower(): v for k, v in self.headers.items()},
+                )
+                stand_in.requests.append(request)
+                status, answer = stand_in.answer(request)
+                data = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_DELETE = _handle  # noqa: N815
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_port}"
+
+    def __enter__(self) -> KfpStandIn:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def _id(self, prefix: str) -> str:
+        return f"{prefix}-{next(self._ids)}"
+
+    @staticmethod
+    def _filtered_name(request: Request) -> str | None:
+        raw = request.query.get("filter", [None])[0]
+        if not raw:
+            return None
+        return json.loads(raw)["predicates"][0][
+            "string_value" if "string_value" in raw else "stringValue"
+        ]
+
+    def answer(self, r: Request) -> tuple[int, dict]:
+        base = "/apis/v2beta1/"
+        path = r.path.removeprefix(base)
+        if path.split("/")[0] in self.refuse:
+            return 403, {
+                "error": "permission denied",
+                "code": 7,
+                "message": "refused by the stand-in",
+            }
+        if r.method == "GET" and path == "healthz":
+            return 200, {"multi_user": False}
+        if r.method == "GET" and path == "pipelines":
+            name = self._filtered_name(r)
+            found = [
+                {"pipeline_id": i, "display_name": n}
+                for n, i in self.pipelines.items()
+                if n == name
+            ]
+            return 200, {"pipelines": found, "total_size": len(found)} if found else {}
+        if r.method == "POST" and path == "pipelines/upload":
+            name = r.query["name"][0]
+            self.pipelines[name] = self._id("pipeline")
+            return 200, {"pipeline_id": self.pipelines[name], "display_name": name}
+        if r.method == "POST" and path == "pipelines/upload_version":
+            pid = r.query["pipelineid"][0]
+            return 200, {
+                "pipeline_id": pid,
+                "pipeline_version_id": self._id("version"),
+                "display_name": r.query["name"][0],
+            }
+        if r.method == "GET" and path == "experiments":
+            name = self._filtered_name(r)
+            found = [
+                {"experiment_id": i, "display_name": n}
+                for n, i in self.experiments.items()
+                if n == name
+            ]
+            return 200, {"experiments": found, "total_size": len(found)} if found else {}
+        if r.method == "POST" and path == "experiments":
+            name = r.body["display_name"]
+            self.experiments[name] = self._id("experiment")
+            return 200, {"experiment_id": self.experiments[name], "display_name": name}
+        if r.method == "POST" and path == "runs":
+            return 200, {**r.body, "run_id": self._id("run"), "state": "PENDING"}
+        if r.method == "POST" and path == "recurringruns":
+            rid = self._id("recurring")
+            self.recurring[rid] = {**r.body, "recurring_run_id": rid}
+            return 200, self.recurring[rid]
+        if r.method == "GET" and path == "recurringruns":
+            return 200, {"recurringRuns": list(self.recurring.values())}  # as the real API names it
+        if r.method == "DELETE" and path.startswith("recurringruns/"):
+            self.recurring.pop(path.split("/")[1], None)
+            return 200, {}
+        return 404, {"error": f"the stand-in does not serve {r.method} {r.path}", "code": 5}
+
+    def find(self, method: str, path: str) -> list[Request]:
+        return [
+            r for r in self.requests if r.method == method and r.path == "/apis/v2beta1/" + path
+        ]
