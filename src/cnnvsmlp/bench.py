@@ -94,9 +94,8 @@ def main() -> None:
         load_split(data_dir, "train")
         training = bench_training(data_dir, Path(tmp) / "runs")
     print(tabulate(training, headers="keys", floatfmt=".4g"))
-    print(
-        f"cpu cores: {os.cpu_count()}; median epoch {statistics.median(r['epoch_s'] for r in training):.1f} s"
-    )
+    median = statistics.median(r["epoch_s"] for r in training)
+    print(f"cpu cores: {os.cpu_count()}; median epoch {median:.1f} s")
     out = Path("build")
     out.mkdir(exist_ok=True)
     (out / "bench.json").write_text(json.dumps({"reader": reader, "training": training}, indent=2))
