@@ -9,6 +9,7 @@ source always names the same one.
 from __future__ import annotations
 
 import hashlib
+import subprocess
 from functools import cache
 from pathlib import Path
 
@@ -17,7 +18,16 @@ import yaml
 from cnnvsmlp.settings import ROOT
 
 IMAGES_FILE = ROOT / "images" / "images.yaml"
-HASHED = ("pyproject.toml", "requirements.lock", "src", "components", "pipelines", "images")
+HASHED = (
+    "pyproject.toml",
+    "requirements.lock",
+    "requirements-gpu.lock",
+    "README.md",
+    "src",
+    "components",
+    "pipelines",
+    "images",
+)
 SKIP_PARTS = {"__pycache__", ".pytest_cache", ".ruff_cache"}
 
 
@@ -62,3 +72,40 @@ def image_ref(kind: str) -> str:
     if kind not in config["images"]:
         raise KeyError(f"unknown image {kind!r}; known: {', '.join(config['images'])}")
     return f"{config['registry']}/cnnvsmlp-{kind}:{source_tag()}"
+
+
+def _docker(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", *args], capture_output=True, text=True)
+
+
+def build_and_push(push: bool = True) -> int:
+    """Build both images from the repository root, tag them with the source tag, and push.
+
+    Returns:
+        0 on success; 1 when no Docker engine is reachable or a build or push fails
+        (the reason is printed).
+    """
+    try:
+        info = _docker("info", "--format", "{{.ServerVersion}}")
+    except FileNotFoundError:
+        info = None
+    if info is None or info.returncode != 0:
+        reason = "docker is not installed" if info is None else info.stderr.strip().splitlines()[-1]
+        print(
+            f"images: no Docker engine reachable ({reason}). Run 'make images' where Docker "
+            "runs, or build remotely: gcloud builds submit --config images/cloudbuild.yaml ."
+        )
+        return 1
+    for kind, spec in images_config()["images"].items():
+        ref = image_ref(kind)
+        print(f"images: building {ref} from {spec['dockerfile']}", flush=True)
+        built = subprocess.run(["docker", "build", "-f", spec["dockerfile"], "-t", ref, str(ROOT)])
+        if built.returncode != 0:
+            print(f"images: build of {ref} failed")
+            return 1
+        if push:
+            if subprocess.run(["docker", "push", ref]).returncode != 0:
+                print(f"images: push of {ref} failed (is the registry's auth configured?)")
+                return 1
+            print(f"images: pushed {ref}")
+    return 0

@@ -1,9 +1,9 @@
 """Cluster values shared by the manifests and the pipeline, defined once.
 
 ``manifests/base/cluster-settings.env`` is the single source: kustomize turns
-it into a ConfigMap and substitutes its values into the manifests, and the
-pipeline reads it here to set node selectors, tolerations and the service
-account on its tasks.
+it into a ConfigMap and substitutes its values into the manifests
+(``manifests/kustomization.yaml``), and the pipeline reads it here to set node
+selectors, tolerations and the service account on its tasks.
 """
 
 from __future__ import annotations
@@ -28,6 +28,11 @@ class ClusterSettings(BaseModel):
     gpu_node_selector_value: str = Field(alias="GPU_NODE_SELECTOR_VALUE")
     gpu_toleration_key: str = Field(alias="GPU_TOLERATION_KEY")
     gpu_resource: str = Field(alias="GPU_RESOURCE")
+    gpu_quota: int = Field(alias="GPU_QUOTA", ge=0)
+    project_id: str = Field(alias="PROJECT_ID")
+    gsa_email: str = Field(alias="GSA_EMAIL")
+    workload_identity_member: str = Field(alias="WORKLOAD_IDENTITY_MEMBER")
+    bucket: str = Field(alias="BUCKET")
 
 
 def read_env_file(path: Path) -> dict[str, str]:
