@@ -10,9 +10,11 @@ SET ?=
 # Common overrides as make variables: make run EPOCHS=1 REPEATS=3 LIMIT=3000 VARIANTS=cnn,mlp
 OVERRIDES := $(SET) $(foreach v,EPOCHS REPEATS LIMIT VARIANTS SOURCE IDX_DIR,\
   $(if $($(v)),$(shell echo $(v) | tr A-Z a-z)=$($(v))))
+EXPERIMENT ?=
+EXPERIMENT_ARG := $(if $(EXPERIMENT),--experiment $(EXPERIMENT))
 UV_VERSION := 0.13.9
 
-.PHONY: setup data models run test lint format compile submit schedule unschedule images bench clean
+.PHONY: lock setup data models run test lint format compile submit schedule unschedule images bench clean
 
 $(BIN)/.installed: requirements.lock pyproject.toml
 	@echo "setup: creating $(VENV) from requirements.lock"
@@ -22,6 +24,12 @@ $(BIN)/.installed: requirements.lock pyproject.toml
 	@$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
 	@touch $@
 	@echo "setup: done"
+
+lock: $(BIN)/.installed ## Re-resolve requirements.lock and requirements-gpu.lock from pyproject.toml.
+	$(BIN)/uv pip compile pyproject.toml --extra cpu --extra dev \
+	  --python-version 3.11 --generate-hashes -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra gpu --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_28 --generate-hashes -c requirements.lock -o requirements-gpu.lock
 
 setup: $(BIN)/.installed ## Install pinned dependencies into .venv and the offline data (idempotent).
 	@$(CLI) ensure-data
@@ -51,13 +59,13 @@ compile: $(BIN)/.installed ## Compile a pipeline to build/<name>.yaml.
 	$(CLI) compile --pipeline $(PIPELINE)
 
 submit: $(BIN)/.installed ## Compile, upload and start a run on KFP_HOST.
-	$(CLI) submit --pipeline $(PIPELINE) --config $(CONFIG) $(OVERRIDES)
+	$(CLI) submit --pipeline $(PIPELINE) --config $(CONFIG) $(EXPERIMENT_ARG) $(OVERRIDES)
 
 schedule: $(BIN)/.installed ## Create a recurring run on KFP_HOST (6-field cron).
-	$(CLI) schedule --pipeline $(PIPELINE) --config $(CONFIG) --cron '$(CRON)' $(OVERRIDES)
+	$(CLI) schedule --pipeline $(PIPELINE) --config $(CONFIG) --cron '$(CRON)' $(EXPERIMENT_ARG) $(OVERRIDES)
 
 unschedule: $(BIN)/.installed ## Delete the recurring run of a pipeline.
-	$(CLI) unschedule --pipeline $(PIPELINE) --config $(CONFIG)
+	$(CLI) unschedule --pipeline $(PIPELINE) --config $(CONFIG) $(EXPERIMENT_ARG)
 
 images: $(BIN)/.installed ## Build and push the container images.
 	$(CLI) images
