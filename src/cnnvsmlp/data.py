@@ -414,7 +414,7 @@ def read_source(spec: DatasetSpec, source: DataSource) -> RawData:
     def tfds_(download: bool) -> Callable[[], RawData]:
         return lambda: read_tfds(spec, source.tfds_data_dir, download)
 
-    # auto: local files first, then TFDS's prepared data, the offline default,
+    # auto: local files first, then the TFDS cache, the offline default,
     # and only then a TFDS download, which is slow to fail without a network.
     if source.kind in ("auto", "idx") and source.idx_dir:
         attempts.append((f"idx {source.idx_dir}", idx(source.idx_dir)))
