@@ -163,8 +163,23 @@ def _parameters(name: str, config: ExperimentConfig) -> dict:
     return pipeline_arguments(name, config)
 
 
-def _root(target: Target) -> dict:
-    return {"pipeline_root": target.pipeline_root} if target.pipeline_root else {}
+def _prepare(
+    pipeline: str, config: ExperimentConfig, experiment: str | None
+) -> tuple[Target, object, dict]:
+    """Connect, upload the pipeline, find the experiment: the arguments every run shares."""
+    target = Target.from_env()
+    client = _client(target)
+    pipeline_id, version_id = _upload(client, target, pipeline)
+    shared = {
+        "experiment_id": _experiment(client, target, config, experiment),
+        "params": _parameters(pipeline, config),
+        "pipeline_id": pipeline_id,
+        "version_id": version_id,
+        "service_account": cluster_settings().service_account,
+    }
+    if target.pipeline_root:
+        shared["pipeline_root"] = target.pipeline_root
+    return target, client, shared
 
 
 def submit(pipeline: str, config: ExperimentConfig, experiment: str | None = None) -> str:
@@ -176,23 +191,9 @@ def submit(pipeline: str, config: ExperimentConfig, experiment: str | None = Non
     Raises:
         ClusterError: ``KFP_HOST`` unset or unreachable, or a call refused.
     """
-    target = Target.from_env()
-    client = _client(target)
-    pipeline_id, version_id = _upload(client, target, pipeline)
-    experiment_id = _experiment(client, target, config, experiment)
+    target, client, shared = _prepare(pipeline, config, experiment)
     job = f"{pipeline}-{config.name}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
-    run = _call(
-        target,
-        "start the run",
-        client.run_pipeline,
-        experiment_id=experiment_id,
-        job_name=job,
-        params=_parameters(pipeline, config),
-        pipeline_id=pipeline_id,
-        version_id=version_id,
-        service_account=cluster_settings().service_account,
-        **_root(target),
-    )
+    run = _call(target, "start the run", client.run_pipeline, job_name=job, **shared)
     print(f"submit: run {run.run_id} in experiment {experiment or config.name}")
     print(f"submit: {target.host}/#/runs/details/{run.run_id}")
     return run.run_id
@@ -215,25 +216,17 @@ def schedule(
         ClusterError: a 5-field cron, ``KFP_HOST`` unset or unreachable, or a call refused.
     """
     cron = check_cron(cron)
-    target = Target.from_env()
-    client = _client(target)
-    pipeline_id, version_id = _upload(client, target, pipeline)
-    experiment_id = _experiment(client, target, config, experiment)
+    target, client, shared = _prepare(pipeline, config, experiment)
     recurring = _call(
         target,
         "create the recurring run",
         client.create_recurring_run,
-        experiment_id=experiment_id,
         job_name=schedule_name(pipeline, config),
         cron_expression=cron,
         max_concurrency=1,
         no_catchup=True,
         enable_caching=False,
-        params=_parameters(pipeline, config),
-        pipeline_id=pipeline_id,
-        version_id=version_id,
-        service_account=cluster_settings().service_account,
-        **_root(target),
+        **shared,
     )
     print(
         f"schedule: recurring run {recurring.recurring_run_id} '{cron}' in experiment "
