@@ -85,20 +85,17 @@ def test_schedule_is_a_six_field_cron_without_catchup_or_cache(api):
     assert not train.get("cachingOptions", {}).get("enableCache", False)
 
 
-def test_schedule_sends_caching_off(api, monkeypatch):
-    seen = {}
-    import kfp
-
-    original = kfp.Client.create_recurring_run
-
-    def spy(self, *args, **kwargs):
-        seen.update(kwargs)
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(kfp.Client, "create_recurring_run", spy)
+def test_scheduled_runs_retrain(api):
+    """The recurring run runs the uploaded version, whose IR never caches training."""
     cluster.schedule("compare", CONFIG, cron="0 30 2 * * *")
-    assert seen["enable_caching"] is False and seen["no_catchup"] is True
-    assert seen["max_concurrency"] == 1
+    body = api.find("POST", "recurringruns")[0].body
+    assert body["pipeline_version_reference"]["pipeline_version_id"] == "version-2"
+    ir = _ir(api.find("POST", "pipelines/upload")[0])
+    tasks = dict(ir["root"]["dag"]["tasks"])
+    for component in ir["components"].values():
+        tasks.update(component.get("dag", {}).get("tasks", {}))
+    for name in ("train-model", "evaluate-model", "compare-runs"):
+        assert tasks[name].get("cachingOptions", {}).get("enableCache", False) is False, name
 
 
 def test_unschedule_deletes_the_schedule(api, capsys):

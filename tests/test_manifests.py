@@ -75,3 +75,44 @@ def test_manifests_and_pipeline_share_the_same_values(objects, tmp_path):
         s.gpu_node_selector_key: pool["nodeConfig"]["guestAccelerator"][0]["type"]
     }
     assert train["tolerations"][0]["key"] == pool["nodeConfig"]["taint"][0]["key"]
+
+
+def test_config_connector_resources_are_checked_against_their_crd_schema(objects):
+    pool = yaml.safe_load(yaml.safe_dump(objects[("ContainerNodePool", "gpu-pool")]))
+    pool["spec"]["nodeConfig"]["spott"] = True  # a typo the cluster would reject
+    pool["spec"]["autoscaling"]["maxNodeCount"] = "4"  # a string where the CRD has an integer
+    problems = check_objects([pool])
+    assert "ContainerNodePool/gpu-pool: spec.nodeConfig.spott: Extra inputs are not permitted" in (
+        problems
+    )
+    assert any(
+        p.startswith("ContainerNodePool/gpu-pool: spec.autoscaling.maxNodeCount") for p in problems
+    )
+    unknown = {"apiVersion": "compute.cnrm.cloud.google.com/v1beta1", "kind": "ComputeThing"}
+    assert check_objects([unknown]) == [
+        "ComputeThing/None: no Config Connector schema for kind ComputeThing"
+    ]
+
+
+def test_settings_that_repeat_values_must_agree():
+    from cnnvsmlp.infra import check_settings
+
+    s = cluster_settings()
+    assert check_settings(s) == []
+    moved = s.model_copy(update={"namespace": "kubeflow"})
+    assert check_settings(moved) == [
+        "cluster-settings.env: WORKLOAD_IDENTITY_MEMBER must be "
+        f"serviceAccount:{s.project_id}.svc.id.goog[kubeflow/{s.service_account}] "
+        "(PROJECT_ID, NAMESPACE and SERVICE_ACCOUNT)"
+    ]
+    other = s.model_copy(update={"gsa_email": "runner@elsewhere.iam.gserviceaccount.com"})
+    assert "must end with @" in check_settings(other)[0]
+
+
+def test_google_service_account_name_comes_from_gsa_email(objects):
+    gsa_name = cluster_settings().gsa_email.split("@")[0]
+    assert ("IAMServiceAccount", gsa_name) in objects
+    wi = objects[("IAMPolicyMember", "cnnvsmlp-runner-workload-identity")]["spec"]
+    assert wi["resourceRef"] == {"kind": "IAMServiceAccount", "name": gsa_name}
+    bucket = objects[("IAMPolicyMember", "cnnvsmlp-runner-bucket")]["spec"]
+    assert bucket["memberFrom"] == {"serviceAccountRef": {"name": gsa_name}}

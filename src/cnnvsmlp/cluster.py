@@ -225,7 +225,9 @@ def schedule(
         cron_expression=cron,
         max_concurrency=1,
         no_catchup=True,
-        enable_caching=False,
+        # No enable_caching here: kfp.Client applies it only to a pipeline package,
+        # never to a version reference. The uploaded IR turns caching off for
+        # training, evaluation and comparison, so every scheduled run retrains.
         **shared,
     )
     print(

