@@ -25,11 +25,13 @@ $(BIN)/.installed: requirements.lock pyproject.toml
 	@touch $@
 	@echo "setup: done"
 
-lock: $(BIN)/.installed ## Re-resolve requirements.lock and requirements-gpu.lock from pyproject.toml.
+lock: $(BIN)/.installed ## Re-resolve the locks (dev, CPU image, GPU image) from pyproject.toml.
 	$(BIN)/uv pip compile pyproject.toml --extra cpu --extra dev \
 	  --python-version 3.11 --generate-hashes -o requirements.lock
-	$(BIN)/uv pip compile pyproject.toml --extra gpu --python-version 3.11 \
-	  --python-platform x86_64-manylinux_2_28 --generate-hashes -c requirements.lock -o requirements-gpu.lock
+	for extra in cpu gpu; do \
+	  $(BIN)/uv pip compile pyproject.toml --extra $$extra --python-version 3.11 \
+	    --python-platform x86_64-manylinux_2_28 --generate-hashes -c requirements.lock \
+	    -o requirements-$$extra.lock; done
 
 setup: $(BIN)/.installed ## Install pinned dependencies into .venv and the offline data (idempotent).
 	@$(CLI) ensure-data

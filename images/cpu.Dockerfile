@@ -10,9 +10,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /opt/cnnvsmlp
 
-# The same pinned, hashed dependencies the Makefile installs.
-COPY requirements.lock ./
-RUN pip install --require-hashes -r requirements.lock
+# requirements-cpu.lock is compiled with requirements.lock as constraints: the
+# pins the Makefile installs, without the development tools.
+COPY requirements-cpu.lock ./
+RUN pip install --require-hashes -r requirements-cpu.lock
 
 COPY pyproject.toml README.md ./
 COPY src ./src

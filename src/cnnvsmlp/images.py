@@ -21,6 +21,7 @@ IMAGES_FILE = ROOT / "images" / "images.yaml"
 HASHED = (
     "pyproject.toml",
     "requirements.lock",
+    "requirements-cpu.lock",
     "requirements-gpu.lock",
     "README.md",
     "src",
