@@ -1,159 +1,343 @@
-"""The comparison artifact: structure, verdicts and errors, on hand-made runs."""
+"""The comparison artifact: numbers, verdicts, files and errors, on hand-made runs."""
 
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
 
+from cnnvsmlp import stats
 from cnnvsmlp.config import RunSpec, TrainConfig, load_config
 from cnnvsmlp.data import labels_digest
 from cnnvsmlp.records import ClassMetrics, Epoch, EvalResult, Hardware, TrainResult
-from cnnvsmlp.report import Comparison, ReportError, terminal_table, write_comparison
+from cnnvsmlp.report import (
+    Comparison,
+    ReportError,
+    compare,
+    terminal_table,
+    verdict,
+    write_comparison,
+)
 
-CLASSES = [str(i) for i in range(10)]
+CLASSES = [f"class {i}" for i in range(10)]
 LABELS = np.arange(2000) % 10
 HARDWARE = Hardware(device="cpu", name="test CPU", cpu_count=2, tensorflow="2.21.0")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Mean test accuracy of each variant; the CNNs differ by a few images, the MLP by hundreds.
+ACCURACY = {"mlp": 0.80, "cnn": 0.95, "cnn-3conv": 0.951, "cnn-3conv-bn": 0.9505}
 
 
-def make_run(variant: str, repeat: int, accuracy: float, val: list[float]) -> EvalResult:
-    """A run whose first ``accuracy`` share of test images is predicted right."""
-    rng = np.random.default_rng(repeat)
-    correct = rng.random(len(LABELS)) < accuracy
+def make_run(
+    variant: str, repeat: int, accuracy: float, val: list[float], dataset: str = "fashion-mnist"
+) -> EvalResult:
+    """A run right on the test images whose draw (seeded by the repeat) is below ``accuracy``.
+
+    Runs of one repeat share the draw, so a more accurate variant is right on
+    every image a less accurate one is right on.
+    """
+    correct = np.random.default_rng(repeat).random(len(LABELS)) < accuracy
     predictions = np.where(correct, LABELS, (LABELS + 1) % 10)
     run = RunSpec(variant=variant, repeat=repeat, seed=repeat)
     history = [
         Epoch(
             epoch=i + 1,
             loss=1.0 / (i + 1),
-            accuracy=v,
+            accuracy=v + 0.01,
             val_loss=1.1 / (i + 1),
             val_accuracy=v,
-            time_s=2.0,
+            time_s=2.0 + i,
         )
         for i, v in enumerate(val)
     ]
-    confusion = np.zeros((10, 10), int)
-    np.add.at(confusion, (LABELS, predictions), 1)
+    params = 1000 if variant == "mlp" else 500
     training = TrainResult(
         run=run,
-        dataset="fashion-mnist",
+        dataset=dataset,
         train=TrainConfig(epochs=len(val), batch_size=32, optimizer="adam"),
         history=history,
-        params=1000 if variant == "mlp" else 500,
+        params=params,
         n_train=100,
         n_validation=20,
         train_time_s=4.0,
         train_images_per_s=50.0,
         hardware=HARDWARE,
     )
+    confusion = np.zeros((10, 10), int)
+    np.add.at(confusion, (LABELS, predictions), 1)
     return EvalResult(
         run=run,
-        dataset="fashion-mnist",
+        dataset=dataset,
         classes=CLASSES,
-        accuracy=float(np.mean(predictions == LABELS)),
-        loss=0.3,
+        accuracy=float(np.mean(correct)),
+        loss=0.3 + repeat / 100,
         n_test=len(LABELS),
         per_class=[
-            ClassMetrics(
-                name=c, precision=0.9, recall=float(confusion[i, i] / 200), f1=0.9, support=200
-            )
+            ClassMetrics(name=c, precision=0.9, recall=confusion[i, i] / 200, f1=0.9, support=200)
             for i, c in enumerate(CLASSES)
         ],
         confusion=confusion.tolist(),
         predictions=predictions.tolist(),
         labels_sha256=labels_digest(LABELS),
-        params=training.params,
-        model_size_bytes=4000,
+        params=params,
+        model_size_bytes=4_000_000,
         inference_images_per_s=1000.0,
         training=training,
         hardware=HARDWARE,
     )
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def config():
-    return load_config("fashion-mnist", ["variants=mlp,cnn,cnn-3conv", "repeats=3"])
+    return load_config("fashion-mnist", ["repeats=3"])
 
 
-@pytest.fixture
-def runs():
+@pytest.fixture(scope="module")
+def runs(config):
     return [
-        make_run(variant, r, acc, [0.80, acc + 0.01, acc])
-        for variant, acc in (("cnn", 0.95), ("mlp", 0.80), ("cnn-3conv", 0.951))
+        make_run(v, r, ACCURACY[v], [0.80, ACCURACY[v] + 0.01, ACCURACY[v]])
+        for v in config.variants
         for r in range(3)
     ]
 
 
-def test_report_files_and_json(config, runs, tmp_path):
-    comparison = write_comparison(runs[::-1], config, LABELS, tmp_path)
-    data = json.loads((tmp_path / "comparison.json").read_text())
-    assert Comparison.model_validate(data) == comparison
-    assert data["schema_version"] == "1.0"
-    assert [v["variant"] for v in data["variants"]] == ["mlp", "cnn", "cnn-3conv"]
-    cnn = data["variants"][1]
-    assert [r["repeat"] for r in cnn["runs"]] == [0, 1, 2]
-    assert cnn["runs"][0]["best_epoch"] == 2
-    assert cnn["test_accuracy"]["method"] == "t"
-    accs = [r["test_accuracy"] for r in cnn["runs"]]
-    assert cnn["test_accuracy"]["estimate"] == pytest.approx(np.mean(accs))
-    assert cnn["reference"]["accuracy"] == 0.9101 and cnn["reference"]["split"] == "test"
-    assert cnn["reference"]["difference"] == pytest.approx(np.mean(accs) - 0.9101)
-    assert len(data["pairs"]) == 3 and all(len(p["tests"]) == 3 for p in data["pairs"])
+@pytest.fixture(scope="module")
+def written(config, runs, tmp_path_factory):
+    """The report of four variants, three repeats each, handed over in shuffled order."""
+    out = tmp_path_factory.mktemp("comparison")
+    shuffled = [runs[i] for i in np.random.default_rng(0).permutation(len(runs))]
+    return write_comparison(shuffled, config, LABELS, out), out
 
-    markdown = (tmp_path / "report.md").read_text()
-    for variant in ("mlp", "cnn", "cnn-3conv"):
-        assert f"| {variant} " in markdown
-    assert "91.01" in markdown and "91.10" in markdown  # the seed's numbers beside ours
-    assert "McNemar" in markdown and "![Learning curves](plots/learning_curves.png)" in markdown
-    html = (tmp_path / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 4 and "<table>" in html
-    plots = sorted(p.name for p in (tmp_path / "plots").iterdir())
-    assert plots == [
+
+def test_writes_every_file(written):
+    _, out = written
+    assert sorted(p.name for p in out.iterdir()) == [
+        "comparison.json",
+        "plots",
+        "report.html",
+        "report.md",
+    ]
+    plots = sorted((out / "plots").iterdir())
+    assert [p.name for p in plots] == [
         "accuracy_vs_cost.png",
         "confusion_matrices.png",
         "learning_curves.png",
         "per_class_accuracy.png",
     ]
-    for plot in (tmp_path / "plots").iterdir():
-        assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for plot in plots:
+        data = plot.read_bytes()
+        assert data.startswith(PNG_SIGNATURE) and len(data) > 1000, plot.name
 
 
-def test_verdicts(config, runs, tmp_path):
-    comparison = write_comparison(runs, config, LABELS, tmp_path)
+def test_json_validates_and_holds_every_number(written):
+    comparison, out = written
+    data = json.loads((out / "comparison.json").read_text(encoding="utf-8"))
+    assert Comparison.model_validate(data) == comparison
+    assert data["schema_version"] == "2.0"
+    assert {"experiment", "dataset", "classes", "n_test", "repeats", "verdict_rule"} <= set(data)
+    assert (data["n_test"], data["repeats"], data["confidence"]) == (2000, 3, 0.95)
+    assert [v["variant"] for v in data["variants"]] == ["mlp", "cnn", "cnn-3conv", "cnn-3conv-bn"]
+
+    cnn = data["variants"][1]
+    assert [r["repeat"] for r in cnn["runs"]] == [0, 1, 2]
+    run = cnn["runs"][0]
+    assert (run["best_epoch"], run["best_val_accuracy"]) == (2, pytest.approx(0.96))
+    assert run["final_val_accuracy"] == pytest.approx(0.95)
+    assert (run["train_time_s"], run["epoch_time_s"]) == (9.0, 3.0)
+    assert len(run["history"]) == 3
+    accuracies = [r["test_accuracy"] for r in cnn["runs"]]
+    interval = stats.t_interval(accuracies)
+    assert cnn["test_accuracy"] == pytest.approx(vars(interval))
+    assert cnn["test_loss"] == pytest.approx(0.31)
+    assert (cnn["params"], cnn["model_size_bytes"]) == (500, 4_000_000)
+    assert (cnn["train_images_per_s"], cnn["inference_images_per_s"]) == (50.0, 1000.0)
+    assert cnn["hardware"] == [HARDWARE.model_dump()]
+    assert np.sum(cnn["confusion"]) == 3 * 2000 and len(cnn["per_class_recall"]) == 10
+
+    assert data["variants"][0]["reference"] is None  # the seeds train no MLP on Fashion-MNIST
+    reference = cnn["reference"]
+    assert (reference["accuracy"], reference["split"]) == (0.9101, "test")
+    assert reference["test_difference"] == pytest.approx(np.mean(accuracies) - 0.9101)
+    assert reference["validation_difference"] is None
+
+    assert len(data["pairs"]) == 6 and all(len(p["tests"]) == 3 for p in data["pairs"])
+
+
+def test_pairs_put_the_better_variant_first_and_holm_adjust_across_pairs(written):
+    comparison, _ = written
+    for pair in comparison.pairs:
+        a = next(v for v in comparison.variants if v.variant == pair.a)
+        b = next(v for v in comparison.variants if v.variant == pair.b)
+        assert a.test_accuracy.estimate >= b.test_accuracy.estimate
+        for test, run_a, run_b in zip(pair.tests, a.runs, b.runs, strict=True):
+            assert test.difference == pytest.approx(run_a.test_accuracy - run_b.test_accuracy)
+    for i in range(3):
+        raw = [p.tests[i].p_value for p in comparison.pairs]
+        assert [p.tests[i].p_holm for p in comparison.pairs] == pytest.approx(stats.holm(raw))
+
+
+def test_verdicts_of_the_comparison(written):
+    comparison, _ = written
     pairs = {(p.a, p.b): p for p in comparison.pairs}
-    strong = pairs[("cnn", "mlp")] if ("cnn", "mlp") in pairs else pairs[("cnn-3conv", "mlp")]
+    strong = pairs[("cnn", "mlp")]
     assert strong.significant
-    assert "beats mlp by" in strong.verdict and "p < 0.001 in all 3 repeats" in strong.verdict
-    close = pairs.get(("cnn-3conv", "cnn")) or pairs[("cnn", "cnn-3conv")]
+    assert re.fullmatch(
+        r"cnn beats mlp by 1[45]\.\d points, 95% CI \[[\d.]+, [\d.]+\], "
+        r"p < 0\.001 in all 3 repeats\.",
+        strong.verdict,
+    )
+    close = pairs[("cnn-3conv", "cnn")]
     assert not close.significant
-    assert close.verdict.startswith("No significant difference between")
-    assert "of 3 repeats" in close.verdict
-    assert "beats mlp" in terminal_table(comparison)
+    assert close.verdict.startswith(
+        "No significant difference between cnn-3conv and cnn (p >= 0.05 in 3 of 3 repeats; "
+    )
 
 
-def test_single_run_uses_test_set_intervals(tmp_path):
+def test_input_order_does_not_change_the_comparison(config, runs, written):
+    assert compare(runs, config, LABELS) == written[0]
+
+
+def test_markdown_report(written):
+    comparison, out = written
+    markdown = (out / "report.md").read_text(encoding="utf-8")
+    for v in comparison.variants:
+        assert re.search(rf"^\| {re.escape(v.variant)} +\|", markdown, re.MULTILINE), v.variant
+        if v.reference:
+            assert f"{100 * v.reference.accuracy:.2f}" in markdown
+    assert "91.01" in markdown and "91.10" in markdown and "91.24" in markdown
+    assert "BatchNormalization() without adding it to the model" in markdown
+    assert all(f"- {p.verdict}" in markdown for p in comparison.pairs)
+    assert comparison.verdict_rule in markdown
+    assert "![Learning curves](plots/learning_curves.png)" in markdown
+    assert re.search(r"</?[a-z]", markdown) is None  # plain GitHub markdown: no raw HTML
+
+
+def test_html_report_is_self_contained(written):
+    _, out = written
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert html.count('src="data:image/png;base64,') == 4
+    assert re.findall(r'(?:src|href)="(?!data:)', html) == []
+    assert html.count("<table>") == 4
+    assert "p &lt; 0.001 in all 3 repeats" in html  # text escaped, tables kept as HTML
+
+
+def test_terminal_table(written):
+    comparison, _ = written
+    text = terminal_table(comparison)
+    assert "test acc % (95% CI)" in text and "seed %" in text
+    for v in comparison.variants:
+        assert f"\n{v.variant} " in text
+    assert "cnn beats mlp by" in text
+
+
+def test_single_repeat_uses_test_set_intervals(tmp_path):
     config = load_config("fashion-mnist", ["variants=cnn,mlp"])
-    runs = [make_run("cnn", 0, 0.9, [0.9]), make_run("mlp", 0, 0.8, [0.8])]
+    runs = [make_run("mlp", 0, 0.8, [0.8]), make_run("cnn", 0, 0.9, [0.9])]
     comparison = write_comparison(runs, config, LABELS, tmp_path)
-    assert comparison.variants[0].test_accuracy.method == "wilson"
-    assert comparison.pairs[0].difference.method == "wald-paired"
-    assert "in its single run" in comparison.pairs[0].verdict
+    cnn = comparison.variants[0]
+    assert cnn.test_accuracy.method == "wilson"
+    correct = cnn.runs[0].test_correct
+    assert vars(stats.wilson_interval(correct, 2000)) == cnn.test_accuracy.model_dump()
+    (pair,) = comparison.pairs
+    test = pair.tests[0]
+    expected = stats.paired_difference_interval(test.only_a_correct, test.only_b_correct, 2000)
+    assert pair.difference.model_dump() == vars(expected)
+    assert test.p_holm == test.p_value  # one pair: nothing to adjust
+    assert pair.verdict.endswith("p < 0.001 in its single repeat.")
+    assert "Wilson interval" in (tmp_path / "report.md").read_text(encoding="utf-8")
 
 
-def test_validation_reference_compared_with_final_validation(tmp_path):
+def test_one_variant_against_a_validation_reference(tmp_path):
     config = load_config("emnist-letters", ["variants=mlp"])
-    run = make_run("mlp", 0, 0.9, [0.85, 0.88])
-    run = run.model_copy(update={"dataset": "emnist-letters"})
+    run = make_run("mlp", 0, 0.9, [0.85, 0.88], dataset="emnist-letters")
     comparison = write_comparison([run], config, LABELS, tmp_path)
-    ref = comparison.variants[0].reference
-    assert ref.split == "validation" and ref.ours == pytest.approx(0.88)
+    (mlp,) = comparison.variants
+    assert mlp.reference.split == "validation"
+    assert mlp.reference.test_difference == pytest.approx(mlp.test_accuracy.estimate - 0.9204)
+    assert mlp.reference.validation_difference == pytest.approx(0.88 - 0.9204)
     assert comparison.pairs == []
-    assert "nothing to compare" in (tmp_path / "report.md").read_text()
+    markdown = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert "One variant only: nothing to compare." in markdown
+    assert "92.04 (val)" in markdown and "-4.04" in markdown
+    assert "printed by the seed as test accuracy" in markdown
 
 
-def test_predictions_on_other_labels_are_refused(config, runs, tmp_path):
-    with pytest.raises(ReportError, match="run cnn-r0 was scored on other test labels"):
-        write_comparison(runs, config, LABELS[::-1], tmp_path)
-    assert not (tmp_path / "comparison.json").exists()
+@pytest.mark.parametrize(
+    ("verdict_args", "expected"),
+    [
+        (
+            (
+                stats.Interval(0.014, 0.011, 0.017, "t"),
+                [0.0001, 0.0004, 0.0002],
+                [0.01, 0.02, 0.01],
+            ),
+            "cnn beats mlp by 1.4 points, 95% CI [1.1, 1.7], p < 0.001 in all 3 repeats.",
+        ),
+        (
+            (stats.Interval(0.014, 0.011, 0.017, "t"), [0.0001, 0.012, 0.0002], [0.01, 0.02, 0.01]),
+            "cnn beats mlp by 1.4 points, 95% CI [1.1, 1.7], p <= 0.012 in all 3 repeats.",
+        ),
+        (
+            (stats.Interval(0.02, 0.01, 0.03, "wald-paired"), [0.021484375], [0.02]),
+            "cnn beats mlp by 2.0 points, 95% CI [1.0, 3.0], p = 0.021 in its single repeat.",
+        ),
+        (
+            (stats.Interval(0.002, -0.004, 0.008, "t"), [0.2, 0.01, 0.6], [0.001, 0.004, 0.001]),
+            "No significant difference between cnn and mlp (p >= 0.05 in 2 of 3 repeats; "
+            "cnn - mlp = 0.2 points, 95% CI [-0.4, 0.8]).",
+        ),
+        (
+            (stats.Interval(0.001, -0.002, 0.004, "wald-paired"), [0.3], [0.001]),
+            "No significant difference between cnn and mlp (p = 0.300 in its single repeat; "
+            "cnn - mlp = 0.1 points, 95% CI [-0.2, 0.4]).",
+        ),
+        (
+            (stats.Interval(0.001, -0.05, 0.05, "t"), [0.001, 0.002, 0.01], [0.02, 0.01, -0.02]),
+            "No consistent difference between cnn and mlp: p < 0.05 in every repeat, but cnn is "
+            "ahead in 2 and mlp in 1 of 3 repeats (cnn - mlp = 0.1 points, 95% CI [-5.0, 5.0]).",
+        ),
+    ],
+)
+def test_verdict_wording(verdict_args, expected):
+    assert verdict("cnn", "mlp", *verdict_args) == expected
+
+
+def _relabel(run: EvalResult, **changes) -> EvalResult:
+    return run.model_copy(update={"run": run.run.model_copy(update=changes)})
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda runs: runs,
+            r"^compare: run mlp-r0 was scored on other test labels \(sha256 \w{12}\) than the "
+            r"data set's \(\w{12}\); evaluate it again on this data set$",
+        ),
+        (lambda runs: [*runs, runs[4]], r"^compare: run cnn-r1 appears twice$"),
+        (
+            lambda runs: [r for r in runs if r.run.run_id != "cnn-3conv-r2"],
+            r"^compare: variant cnn-3conv has repeats \[0, 1\] but mlp has \[0, 1, 2\]",
+        ),
+        (
+            lambda runs: [r for r in runs if r.run.variant != "cnn"],
+            r"^compare: no run of variant cnn$",
+        ),
+        (
+            lambda runs: [*runs, _relabel(runs[0], variant="cnn-deep")],
+            r"^compare: run cnn-deep-r0 is of variant cnn-deep, which experiment fashion-mnist "
+            r"does not list \(mlp, cnn, cnn-3conv, cnn-3conv-bn\)$",
+        ),
+        (
+            lambda runs: [runs[0].model_copy(update={"predictions": [10] * 2000}), *runs[1:]],
+            r"^compare: run mlp-r0 predicts classes outside 0\.\.9$",
+        ),
+        (lambda runs: [], r"^compare: no runs to compare$"),
+    ],
+)
+def test_runs_that_do_not_fit_are_refused(config, runs, tmp_path, change, message):
+    labels = LABELS[::-1] if "test labels" in message else LABELS
+    with pytest.raises(ReportError, match=message):
+        write_comparison(change(runs), config, labels, tmp_path)
+    assert list(tmp_path.iterdir()) == []

@@ -10,57 +10,120 @@ import pytest
 from cnnvsmlp import stats
 
 Z = 1.959963984540054  # the 97.5% quantile of the standard normal
+T_975_DF2 = 4.302652729911275  # the 97.5% quantile of Student's t with 2 degrees of freedom
+
+
+def correctness(both: int, only_a: int, only_b: int, neither: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two per-image correctness vectors with the given 2 x 2 table."""
+    a = [True] * both + [True] * only_a + [False] * only_b + [False] * neither
+    b = [True] * both + [False] * only_a + [True] * only_b + [False] * neither
+    return np.array(a), np.array(b)
 
 
 def test_mcnemar_exact_known_p_value():
-    # b = 1 image only A gets right, c = 9 only B: two-sided exact binomial
-    # p = 2 * P(X <= 1 | n = 10, 1/2) = 2 * (1 + 10) / 1024.
-    a = np.array([True] * 50 + [True] * 1 + [False] * 9 + [False] * 40)
-    b = np.array([True] * 50 + [False] * 1 + [True] * 9 + [False] * 40)
-    result = stats.mcnemar_exact(a, b)
+    # b = 1, c = 9: two-sided exact binomial p = 2 * P(X <= 1 | 10, 1/2) = 2 * 11 / 1024.
+    result = stats.mcnemar_exact(*correctness(50, 1, 9, 40))
     assert (result.only_a, result.only_b) == (1, 9)
-    assert result.p_value == pytest.approx(22 / 1024)
+    assert result.p_value == pytest.approx(0.021484375, abs=1e-12)
+
+
+def test_mcnemar_exact_is_symmetric_and_ignores_concordant_images():
+    forward = stats.mcnemar_exact(*correctness(10, 9, 1, 0))
+    backward = stats.mcnemar_exact(*correctness(900, 1, 9, 90))
+    assert (forward.only_a, forward.only_b) == (9, 1)
+    assert forward.p_value == pytest.approx(backward.p_value)
 
 
 def test_mcnemar_identical_models():
     same = np.array([True, False, True])
-    assert stats.mcnemar_exact(same, same).p_value == 1.0
+    assert stats.mcnemar_exact(same, same) == stats.McNemar(0, 0, 1.0)
+
+
+def test_mcnemar_refuses_vectors_of_different_lengths():
+    with pytest.raises(ValueError, match="different lengths: 3 and 2"):
+        stats.mcnemar_exact(np.ones(3, bool), np.ones(2, bool))
 
 
 def test_t_interval_by_hand():
-    values = [0.90, 0.91, 0.92]
-    # mean 0.91, sd 0.01, t(0.975, df=2) = 4.302652729911275
-    half = 4.302652729911275 * 0.01 / math.sqrt(3)
-    interval = stats.t_interval(values)
+    # mean 0.91, sample sd 0.01, n 3: 0.91 +- t * 0.01 / sqrt(3)
+    half = T_975_DF2 * 0.01 / math.sqrt(3)
+    interval = stats.t_interval([0.90, 0.91, 0.92])
     assert interval.estimate == pytest.approx(0.91)
     assert (interval.low, interval.high) == pytest.approx((0.91 - half, 0.91 + half))
     assert interval.method == "t"
 
 
-def test_wilson_interval_by_hand():
+def test_t_interval_of_identical_values_has_no_width():
+    assert stats.t_interval([0.9, 0.9]) == stats.Interval(0.9, 0.9, 0.9, "t")
+
+
+def test_t_interval_needs_two_values():
+    with pytest.raises(ValueError, match="at least two values, got 1"):
+        stats.t_interval([0.9])
+
+
+def test_accuracy_interval_over_repeats_is_a_t_interval():
+    interval = stats.accuracy_interval([900, 910, 920], 1000)
+    half = T_975_DF2 * 0.01 / math.sqrt(3)
+    assert interval.method == "t"
+    assert (interval.low, interval.high) == pytest.approx((0.91 - half, 0.91 + half))
+
+
+def test_wilson_interval_for_one_repeat_by_hand():
     n, k = 100, 90
     p = k / n
     centre = (p + Z**2 / (2 * n)) / (1 + Z**2 / n)
     half = Z * math.sqrt(p * (1 - p) / n + Z**2 / (4 * n**2)) / (1 + Z**2 / n)
-    interval = stats.accuracy_interval([0.9], n)
+    interval = stats.accuracy_interval([k], n)
     assert interval.method == "wilson"
+    assert interval.estimate == 0.9
     assert (interval.low, interval.high) == pytest.approx((centre - half, centre + half))
 
 
-def test_paired_difference_interval_by_hand():
-    # 30 images only A gets right, 10 only B, of 1000.
-    se = math.sqrt(30 + 10 - (30 - 10) ** 2 / 1000) / 1000
+def test_paired_wald_interval_by_hand():
+    # b = 30 images only A gets right, c = 10 only B, of n = 1000:
+    # (b - c) / n +- 1.96 * sqrt(b + c - (b - c)^2 / n) / n = 0.02 +- 1.96 * sqrt(39.6) / 1000
+    half = Z * math.sqrt(39.6) / 1000
     interval = stats.paired_difference_interval(30, 10, 1000)
     assert interval.estimate == pytest.approx(0.02)
-    assert (interval.low, interval.high) == pytest.approx((0.02 - Z * se, 0.02 + Z * se))
+    assert (interval.low, interval.high) == pytest.approx((0.02 - half, 0.02 + half))
+    assert interval.method == "wald-paired"
+
+
+def test_difference_interval_one_repeat_is_paired_wald():
+    interval = stats.difference_interval([stats.McNemar(30, 10, 0.002)], 1000)
+    assert interval == stats.paired_difference_interval(30, 10, 1000)
+
+
+def test_difference_interval_over_repeats_is_a_t_interval():
+    # per-repeat differences 0.01, 0.02, 0.03: mean 0.02, sd 0.01
+    tests = [stats.McNemar(20, 10, 0.1), stats.McNemar(30, 10, 0.1), stats.McNemar(40, 10, 0.1)]
+    interval = stats.difference_interval(tests, 1000)
+    half = T_975_DF2 * 0.01 / math.sqrt(3)
+    assert interval.method == "t"
+    assert (interval.estimate, interval.low, interval.high) == pytest.approx(
+        (0.02, 0.02 - half, 0.02 + half)
+    )
 
 
 def test_holm_by_hand():
-    # sorted 0.01, 0.03, 0.04 -> 3 * 0.01, 2 * 0.03, max(1 * 0.04, 0.06)
+    # sorted 0.01, 0.03, 0.04 -> 3 * 0.01, 2 * 0.03, max(1 * 0.04, 0.06); back in the given order
     assert stats.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    # capped at 1
+    assert stats.holm([0.6, 0.7]) == pytest.approx([1.0, 1.0])
     assert stats.holm([]) == []
 
 
-def test_t_interval_needs_two_values():
-    with pytest.raises(ValueError, match="at least two"):
-        stats.t_interval([0.9])
+@pytest.mark.parametrize(
+    ("p_adjusted", "differences", "expected"),
+    [
+        ([0.001, 0.01, 0.04], [0.02, 0.01, 0.03], True),
+        ([0.001], [-0.02], True),
+        ([0.001, 0.06, 0.001], [0.02, 0.01, 0.03], False),  # one repeat not significant
+        ([0.001, 0.001], [0.02, -0.01], False),  # the sign changes
+        ([0.05], [0.01], False),  # p must be below alpha
+        ([], [], False),
+    ],
+)
+def test_verdict_rule(p_adjusted, differences, expected):
+    assert stats.significant(p_adjusted, differences) is expected

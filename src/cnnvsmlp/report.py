@@ -2,11 +2,15 @@
 
 :func:`write_comparison` writes into one folder:
 
-- ``comparison.json``: every number (schema in docs/comparison-schema.md);
+- ``comparison.json``: every number (:class:`Comparison`, documented in
+  docs/comparison-schema.md);
 - ``report.md``: the report the KFP UI renders;
 - ``report.html``: the same, self-contained, plots embedded;
 - ``plots/*.png``: learning curves, confusion matrices, per-class accuracy,
   accuracy against parameters and against training time.
+
+The statistics are in :mod:`cnnvsmlp.stats`; this module groups the runs,
+applies them, and renders the result.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 from jinja2 import Environment, PackageLoader, select_autoescape
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from pydantic import BaseModel, ConfigDict
 from tabulate import tabulate
 
@@ -25,14 +31,23 @@ from cnnvsmlp import stats
 from cnnvsmlp.config import ExperimentConfig
 from cnnvsmlp.data import labels_digest
 from cnnvsmlp.errors import UserError
-from cnnvsmlp.records import EvalResult, Hardware
+from cnnvsmlp.records import Epoch, EvalResult, Hardware
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "2.0"
 VERDICT_RULE = (
-    "A difference is called significant when, in every repeat, McNemar's exact test on the "
-    f"paired test-image predictions gives a Holm-adjusted p below {stats.ALPHA} (adjusted over "
-    "all pairs of variants) and the accuracy difference has the same sign."
+    "A pair differs significantly when, in every repeat, McNemar's exact test on the two "
+    "variants' per-image correctness gives a Holm-adjusted p below "
+    f"{stats.ALPHA:g} (Holm over all pairs of variants, within the repeat) and the accuracy "
+    "difference has the same sign in every repeat. Otherwise the verdict says in how many "
+    "repeats the test was not significant, or that the sign changed."
 )
+# File name (without .png) and caption of each plot, in report order.
+PLOTS = {
+    "learning_curves": "Learning curves",
+    "confusion_matrices": "Confusion matrices",
+    "per_class_accuracy": "Per-class accuracy",
+    "accuracy_vs_cost": "Accuracy against parameters and training time",
+}
 
 
 class ReportError(UserError):
@@ -44,7 +59,7 @@ class _Model(BaseModel):
 
 
 class Interval(_Model):
-    """An estimate with its 95% confidence interval."""
+    """An estimate with its confidence interval and the method that made it."""
 
     estimate: float
     low: float
@@ -58,24 +73,30 @@ class RunSummary(_Model):
     repeat: int
     seed: int
     test_accuracy: float
+    test_correct: int
     test_loss: float
     best_val_accuracy: float
     best_epoch: int
     final_val_accuracy: float
+    final_val_loss: float
+    epochs: int
+    train_time_s: float
     epoch_time_s: float
     train_images_per_s: float
     inference_images_per_s: float
+    hardware: str
+    history: list[Epoch]
 
 
 class ReferenceComparison(_Model):
-    """A seed's published number beside ours on the same split."""
+    """A seed's published number for a variant, and how far ours is from it."""
 
     accuracy: float
     loss: float | None
     split: str
-    ours: float
-    difference: float
     note: str
+    test_difference: float
+    validation_difference: float | None
 
 
 class VariantSummary(_Model):
@@ -88,10 +109,13 @@ class VariantSummary(_Model):
     test_loss: float
     best_val_accuracy: float
     final_val_accuracy: float
+    final_val_loss: float
     epoch_time_s: float
+    train_time_s: float
     train_images_per_s: float
     inference_images_per_s: float
     per_class_recall: list[float]
+    confusion: list[list[int]]
     hardware: list[Hardware]
     runs: list[RunSummary]
     reference: ReferenceComparison | None
@@ -109,7 +133,7 @@ class RepeatTest(_Model):
 
 
 class PairComparison(_Model):
-    """Variant ``a`` against variant ``b`` (``a`` has the higher mean accuracy)."""
+    """Variant ``a`` against variant ``b``; ``a`` has the higher mean test accuracy."""
 
     a: str
     b: str
@@ -124,165 +148,256 @@ class Comparison(_Model):
 
     schema_version: str
     experiment: str
+    description: str
     dataset: str
     classes: list[str]
     n_test: int
     repeats: int
     epochs: int
+    confidence: float
+    alpha: float
     verdict_rule: str
     variants: list[VariantSummary]
     pairs: list[PairComparison]
 
 
+# ---------------------------------------------------------------- grouping
+
+
+def _group(
+    results: list[EvalResult], config: ExperimentConfig, labels: np.ndarray
+) -> dict[str, list[EvalResult]]:
+    """Check that the runs fit together and group them by variant, in the config's order."""
+    if not results:
+        raise ReportError("compare: no runs to compare")
+    digest = labels_digest(labels)
+    classes = results[0].classes
+    grouped: dict[str, dict[int, EvalResult]] = defaultdict(dict)
+    for r in results:
+        run = f"compare: run {r.run.run_id}"
+        if r.dataset != config.dataset:
+            raise ReportError(f"{run} is on {r.dataset}, not on {config.dataset}")
+        if r.labels_sha256 != digest:
+            raise ReportError(
+                f"{run} was scored on other test labels (sha256 {r.labels_sha256[:12]}) than "
+                f"the data set's ({digest[:12]}); evaluate it again on this data set"
+            )
+        if len(r.predictions) != len(labels):
+            raise ReportError(
+                f"{run} has {len(r.predictions)} predictions for {len(labels)} test images"
+            )
+        if r.classes != classes:
+            raise ReportError(f"{run} names other classes than run {results[0].run.run_id}")
+        if r.predictions and not 0 <= min(r.predictions) <= max(r.predictions) < len(classes):
+            raise ReportError(f"{run} predicts classes outside 0..{len(classes) - 1}")
+        if r.run.variant not in config.variants:
+            raise ReportError(
+                f"{run} is of variant {r.run.variant}, which experiment {config.name} does not "
+                f"list ({', '.join(config.variants)})"
+            )
+        if r.run.repeat in grouped[r.run.variant]:
+            raise ReportError(f"{run} appears twice")
+        grouped[r.run.variant][r.run.repeat] = r
+    missing = [v for v in config.variants if v not in grouped]
+    if missing:
+        raise ReportError(f"compare: no run of variant {', '.join(missing)}")
+    first = config.variants[0]
+    for variant in config.variants:
+        if set(grouped[variant]) != set(grouped[first]):
+            raise ReportError(
+                f"compare: variant {variant} has repeats {sorted(grouped[variant])} but {first} "
+                f"has {sorted(grouped[first])}; every variant needs the same repeats to pair them"
+            )
+    return {v: [grouped[v][rep] for rep in sorted(grouped[v])] for v in config.variants}
+
+
 # ---------------------------------------------------------------- numbers
 
 
-def _group(results: list[EvalResult], config: ExperimentConfig) -> dict[str, list[EvalResult]]:
-    grouped: dict[str, list[EvalResult]] = defaultdict(list)
-    for result in results:
-        grouped[result.run.variant].append(result)
-    order = [v for v in config.variants if v in grouped] + sorted(
-        set(grouped) - set(config.variants)
+def _run_summary(r: EvalResult, labels: np.ndarray) -> RunSummary:
+    history = r.training.history
+    best = max(history, key=lambda e: e.val_accuracy)
+    correct = int(np.sum(np.asarray(r.predictions) == labels))
+    train_time = float(sum(e.time_s for e in history))
+    return RunSummary(
+        repeat=r.run.repeat,
+        seed=r.run.seed,
+        test_accuracy=correct / len(labels),
+        test_correct=correct,
+        test_loss=r.loss,
+        best_val_accuracy=best.val_accuracy,
+        best_epoch=best.epoch,
+        final_val_accuracy=history[-1].val_accuracy,
+        final_val_loss=history[-1].val_loss,
+        epochs=len(history),
+        train_time_s=train_time,
+        epoch_time_s=train_time / len(history),
+        train_images_per_s=r.training.train_images_per_s,
+        inference_images_per_s=r.inference_images_per_s,
+        hardware=r.hardware.name,
+        history=history,
     )
-    return {v: sorted(grouped[v], key=lambda r: r.run.repeat) for v in order}
 
 
-def _summarise(variant: str, runs: list[EvalResult], config: ExperimentConfig) -> VariantSummary:
-    summaries = []
+def _reference(
+    variant: str, config: ExperimentConfig, test_accuracy: float, final_val_accuracy: float
+) -> ReferenceComparison | None:
+    ref = config.references.get(variant)
+    if ref is None:
+        return None
+    return ReferenceComparison(
+        accuracy=ref.accuracy,
+        loss=ref.loss,
+        split=ref.split,
+        note=" ".join(ref.note.split()),
+        test_difference=test_accuracy - ref.accuracy,
+        validation_difference=(
+            final_val_accuracy - ref.accuracy if ref.split == "validation" else None
+        ),
+    )
+
+
+def _summarise(
+    variant: str, runs: list[EvalResult], config: ExperimentConfig, labels: np.ndarray
+) -> VariantSummary:
+    summaries = [_run_summary(r, labels) for r in runs]
+    accuracy = stats.accuracy_interval([s.test_correct for s in summaries], len(labels))
+    k = len(runs[0].classes)
+    confusion = np.zeros((k, k), dtype=int)
     for r in runs:
-        history = r.training.history
-        best = max(history, key=lambda e: e.val_accuracy)
-        summaries.append(
-            RunSummary(
-                repeat=r.run.repeat,
-                seed=r.run.seed,
-                test_accuracy=r.accuracy,
-                test_loss=r.loss,
-                best_val_accuracy=best.val_accuracy,
-                best_epoch=best.epoch,
-                final_val_accuracy=history[-1].val_accuracy,
-                epoch_time_s=float(np.mean([e.time_s for e in history])),
-                train_images_per_s=r.training.train_images_per_s,
-                inference_images_per_s=r.inference_images_per_s,
-            )
-        )
-    accuracy = stats.accuracy_interval([s.test_accuracy for s in summaries], runs[0].n_test)
+        np.add.at(confusion, (labels, np.asarray(r.predictions)), 1)
+    recall = np.diag(confusion) / np.maximum(confusion.sum(axis=1), 1)
     final_val = float(np.mean([s.final_val_accuracy for s in summaries]))
-    reference = None
-    if variant in config.references:
-        ref = config.references[variant]
-        ours = accuracy.estimate if ref.split == "test" else final_val
-        reference = ReferenceComparison(
-            accuracy=ref.accuracy,
-            loss=ref.loss,
-            split=ref.split,
-            ours=ours,
-            difference=ours - ref.accuracy,
-            note=ref.note.strip(),
-        )
-    recall = np.mean([[c.recall for c in r.per_class] for r in runs], axis=0)
     hardware = list({h.model_dump_json(): h for h in (r.hardware for r in runs)}.values())
+
+    def mean(field: str) -> float:
+        return float(np.mean([getattr(s, field) for s in summaries]))
+
     return VariantSummary(
         variant=variant,
         params=runs[0].params,
         model_size_bytes=runs[0].model_size_bytes,
-        test_accuracy=Interval(**accuracy.__dict__),
-        test_loss=float(np.mean([s.test_loss for s in summaries])),
-        best_val_accuracy=float(np.mean([s.best_val_accuracy for s in summaries])),
+        test_accuracy=Interval(**vars(accuracy)),
+        test_loss=mean("test_loss"),
+        best_val_accuracy=mean("best_val_accuracy"),
         final_val_accuracy=final_val,
-        epoch_time_s=float(np.mean([s.epoch_time_s for s in summaries])),
-        train_images_per_s=float(np.mean([s.train_images_per_s for s in summaries])),
-        inference_images_per_s=float(np.mean([s.inference_images_per_s for s in summaries])),
+        final_val_loss=mean("final_val_loss"),
+        epoch_time_s=mean("epoch_time_s"),
+        train_time_s=mean("train_time_s"),
+        train_images_per_s=mean("train_images_per_s"),
+        inference_images_per_s=mean("inference_images_per_s"),
         per_class_recall=recall.tolist(),
+        confusion=confusion.tolist(),
         hardware=hardware,
         runs=summaries,
-        reference=reference,
+        reference=_reference(variant, config, accuracy.estimate, final_val),
     )
 
 
-def _verdict(
-    a: str, b: str, diff: stats.Interval, tests: list[RepeatTest], significant: bool
+def _number(x: float, spec: str) -> str:
+    """``x`` formatted by ``spec``, with no minus sign on a value that rounds to zero."""
+    text = format(x, spec)
+    return format(0.0, spec) if float(text) == 0 else text
+
+
+def _p_text(p: float, relation: str = "=") -> str:
+    return "p < 0.001" if p < 0.001 else f"p {relation} {p:.3f}"
+
+
+def verdict(
+    a: str, b: str, difference: stats.Interval, p_holm: list[float], differences: list[float]
 ) -> str:
+    """One sentence saying whether ``a`` beats ``b``, by how much and how surely.
+
+    Args:
+        a: the variant with the higher mean accuracy.
+        b: the other variant.
+        difference: accuracy of ``a`` minus ``b`` (fractions) with its 95% CI.
+        p_holm: per repeat, the Holm-adjusted McNemar p-value.
+        differences: per repeat, the accuracy difference ``a - b``.
+
+    Returns:
+        The verdict under :data:`VERDICT_RULE`, e.g. ``"cnn beats mlp by 1.4
+        points, 95% CI [1.1, 1.7], p < 0.001 in all 3 repeats."``.
+    """
     points = (
-        f"{100 * diff.estimate:.1f} points, 95% CI [{100 * diff.low:.1f}, {100 * diff.high:.1f}]"
+        f"{_number(100 * difference.estimate, '.1f')} points, 95% CI "
+        f"[{_number(100 * difference.low, '.1f')}, {_number(100 * difference.high, '.1f')}]"
     )
-    n = len(tests)
-    if significant:
-        worst = max(t.p_holm for t in tests)
-        where = f"in all {n} repeats" if n > 1 else "in its single run"
-        p = "p < 0.001" if worst < 0.001 else f"p <= {worst:.3f}"
-        return f"{a} beats {b} by {points}, {p} {where}."
-    above = sum(t.p_holm >= stats.ALPHA for t in tests)
-    return (
-        f"No significant difference between {a} and {b} ({a} - {b} = {points}; "
-        f"p >= {stats.ALPHA} in {above} of {n} repeat{'s' if n > 1 else ''})."
+    n = len(p_holm)
+    if stats.significant(p_holm, differences):
+        if n == 1:
+            return f"{a} beats {b} by {points}, {_p_text(p_holm[0])} in its single repeat."
+        return f"{a} beats {b} by {points}, {_p_text(max(p_holm), '<=')} in all {n} repeats."
+    not_significant = sum(p >= stats.ALPHA for p in p_holm)
+    if not_significant == 0:
+        ahead_a = sum(d > 0 for d in differences)
+        ahead_b = sum(d < 0 for d in differences)
+        return (
+            f"No consistent difference between {a} and {b}: p < {stats.ALPHA:g} in every "
+            f"repeat, but {a} is ahead in {ahead_a} and {b} in {ahead_b} of {n} repeats "
+            f"({a} - {b} = {points})."
+        )
+    where = (
+        f"{_p_text(p_holm[0])} in its single repeat"
+        if n == 1
+        else f"p >= {stats.ALPHA:g} in {not_significant} of {n} repeats"
     )
+    return f"No significant difference between {a} and {b} ({where}; {a} - {b} = {points})."
 
 
 def _pairs(
-    grouped: dict[str, list[EvalResult]], summaries: dict[str, VariantSummary], labels: np.ndarray
+    grouped: dict[str, list[EvalResult]],
+    summaries: dict[str, VariantSummary],
+    labels: np.ndarray,
 ) -> list[PairComparison]:
-    ordered = sorted(summaries, key=lambda v: -summaries[v].test_accuracy.estimate)
-    pairs = list(itertools.combinations(ordered, 2))
-    raw: dict[tuple[str, str], list[tuple[int, float, stats.McNemar]]] = {}
-    for a, b in pairs:
-        by_repeat_b = {r.run.repeat: r for r in grouped[b]}
-        rows = []
-        for run_a in grouped[a]:
-            run_b = by_repeat_b.get(run_a.run.repeat)
-            if run_b is None:
-                continue
-            correct_a = np.asarray(run_a.predictions) == labels
-            correct_b = np.asarray(run_b.predictions) == labels
-            rows.append(
-                (
-                    run_a.run.repeat,
-                    run_a.accuracy - run_b.accuracy,
-                    stats.mcnemar_exact(correct_a, correct_b),
-                )
-            )
-        raw[(a, b)] = rows
-    # Holm over all pairs, separately within each repeat.
-    adjusted: dict[tuple[str, str, int], float] = {}
-    repeats = sorted({rep for rows in raw.values() for rep, _, _ in rows})
-    for rep in repeats:
-        keys = [(a, b) for (a, b), rows in raw.items() for r, _, _ in rows if r == rep]
-        ps = [t.p_value for (a, b) in keys for r, _, t in raw[(a, b)] if r == rep]
-        for (a, b), p in zip(keys, stats.holm(ps), strict=True):
-            adjusted[(a, b, rep)] = p
+    # Pairs in the config's order, the better variant first in each.
+    pairs = [
+        (a, b)
+        if summaries[a].test_accuracy.estimate >= summaries[b].test_accuracy.estimate
+        else (b, a)
+        for a, b in itertools.combinations(summaries, 2)
+    ]
+    correct = {
+        v: [np.asarray(r.predictions) == labels for r in runs] for v, runs in grouped.items()
+    }
+    repeats = [r.run.repeat for r in next(iter(grouped.values()))]
+    tests = {
+        (a, b): [stats.mcnemar_exact(ca, cb) for ca, cb in zip(correct[a], correct[b], strict=True)]
+        for a, b in pairs
+    }
+    # Holm over all pairs, one family per repeat.
+    adjusted = {pair: [0.0] * len(repeats) for pair in pairs}
+    for i in range(len(repeats)):
+        for pair, p in zip(
+            pairs, stats.holm([tests[pair][i].p_value for pair in pairs]), strict=True
+        ):
+            adjusted[pair][i] = p
+    n = len(labels)
     out = []
     for a, b in pairs:
-        rows = raw[(a, b)]
-        if not rows:
-            continue
-        tests = [
-            RepeatTest(
-                repeat=rep,
-                difference=d,
-                only_a_correct=t.only_a,
-                only_b_correct=t.only_b,
-                p_value=t.p_value,
-                p_holm=adjusted[(a, b, rep)],
-            )
-            for rep, d, t in rows
-        ]
-        if len(rows) >= 2:
-            diff = stats.t_interval([t.difference for t in tests])
-        else:
-            t = rows[0][2]
-            diff = stats.paired_difference_interval(t.only_a, t.only_b, len(labels))
-        signs = {np.sign(t.difference) for t in tests}
-        significant = (
-            all(t.p_holm < stats.ALPHA for t in tests) and len(signs) == 1 and 0 not in signs
-        )
+        difference = stats.difference_interval(tests[(a, b)], n)
+        differences = [(t.only_a - t.only_b) / n for t in tests[(a, b)]]
         out.append(
             PairComparison(
                 a=a,
                 b=b,
-                difference=Interval(**diff.__dict__),
-                tests=tests,
-                significant=significant,
-                verdict=_verdict(a, b, diff, tests, significant),
+                difference=Interval(**vars(difference)),
+                tests=[
+                    RepeatTest(
+                        repeat=rep,
+                        difference=d,
+                        only_a_correct=t.only_a,
+                        only_b_correct=t.only_b,
+                        p_value=t.p_value,
+                        p_holm=p,
+                    )
+                    for rep, d, t, p in zip(
+                        repeats, differences, tests[(a, b)], adjusted[(a, b)], strict=True
+                    )
+                ],
+                significant=stats.significant(adjusted[(a, b)], differences),
+                verdict=verdict(a, b, difference, adjusted[(a, b)], differences),
             )
         )
     return out
@@ -291,58 +406,52 @@ def _pairs(
 def compare(
     results: list[EvalResult], config: ExperimentConfig, test_labels: np.ndarray
 ) -> Comparison:
-    """Summarise every variant and test every pair.
+    """Summarise every variant and test every pair of variants.
+
+    Args:
+        results: every run's evaluation, in any order.
+        config: the experiment: its variants, in report order, and the seeds' numbers.
+        test_labels: the true labels of the test split the runs were scored on.
+
+    Returns:
+        The comparison, every number in it.
 
     Raises:
-        ReportError: no runs, runs of another data set, or predictions that
-            do not belong to these test labels.
+        ReportError: no runs; a run of another data set, of another variant,
+            or twice; predictions that do not belong to these test labels;
+            variants with different repeats.
     """
-    if not results:
-        raise ReportError("compare: no runs to compare")
-    test_labels = np.asarray(test_labels)
-    digest = labels_digest(test_labels)
-    for r in results:
-        if r.labels_sha256 != digest or len(r.predictions) != len(test_labels):
-            raise ReportError(
-                f"compare: run {r.run.run_id} was scored on other test labels than the data set's"
-            )
-        if r.dataset != config.dataset:
-            raise ReportError(
-                f"compare: run {r.run.run_id} is on {r.dataset}, not {config.dataset}"
-            )
-    grouped = _group(results, config)
-    summaries = {v: _summarise(v, runs, config) for v, runs in grouped.items()}
+    labels = np.asarray(test_labels).astype(int)
+    grouped = _group(results, config, labels)
+    summaries = {v: _summarise(v, runs, config, labels) for v, runs in grouped.items()}
     return Comparison(
         schema_version=SCHEMA_VERSION,
         experiment=config.name,
+        description=" ".join(config.description.split()),
         dataset=config.dataset,
         classes=results[0].classes,
-        n_test=len(test_labels),
-        repeats=max(len(runs) for runs in grouped.values()),
+        n_test=len(labels),
+        repeats=len(next(iter(grouped.values()))),
         epochs=config.train.epochs,
+        confidence=stats.CONFIDENCE,
+        alpha=stats.ALPHA,
         verdict_rule=VERDICT_RULE,
         variants=list(summaries.values()),
-        pairs=_pairs(grouped, summaries, test_labels),
+        pairs=_pairs(grouped, summaries, labels),
     )
 
 
 # ---------------------------------------------------------------- pictures
 
 
-def _plots(
-    comparison: Comparison, grouped: dict[str, list[EvalResult]], out: Path
-) -> dict[str, Path]:
-    import matplotlib
+def _colours(comparison: Comparison) -> dict[str, str]:
+    return {v.variant: f"C{i}" for i, v in enumerate(comparison.variants)}
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    out.mkdir(parents=True, exist_ok=True)
-    colours = {v.variant: f"C{i}" for i, v in enumerate(comparison.variants)}
-    files: dict[str, Path] = {}
-
-    # Learning curves: mean over repeats, band from min to max.
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5), sharex=True)
+def _learning_curves(comparison: Comparison) -> Figure:
+    colours = _colours(comparison)
+    fig = Figure(figsize=(11, 7.5), layout="constrained")
+    axes = fig.subplots(2, 2, sharex=True)
     panels = [
         ("accuracy", "train accuracy"),
         ("val_accuracy", "validation accuracy"),
@@ -350,97 +459,91 @@ def _plots(
         ("val_loss", "validation loss"),
     ]
     for ax, (key, title) in zip(axes.flat, panels, strict=True):
-        for variant, runs in grouped.items():
-            curves = np.array([[getattr(e, key) for e in r.training.history] for r in runs])
-            epochs = np.arange(1, curves.shape[1] + 1)
-            ax.plot(
-                epochs, curves.mean(axis=0), marker="o", ms=3, color=colours[variant], label=variant
-            )
-            if len(runs) > 1:
+        for v in comparison.variants:
+            length = min(len(r.history) for r in v.runs)
+            curves = np.array([[getattr(e, key) for e in r.history[:length]] for r in v.runs])
+            epochs = [e.epoch for e in v.runs[0].history[:length]]
+            colour = colours[v.variant]
+            ax.plot(epochs, curves.mean(axis=0), marker="o", ms=3, color=colour, label=v.variant)
+            if len(v.runs) > 1:
                 ax.fill_between(
-                    epochs,
-                    curves.min(axis=0),
-                    curves.max(axis=0),
-                    color=colours[variant],
-                    alpha=0.2,
+                    epochs, curves.min(axis=0), curves.max(axis=0), color=colour, alpha=0.2
                 )
         ax.set_title(title)
-        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
+    for ax in axes[1]:
+        ax.set_xlabel("epoch")
     axes[0, 0].legend()
-    fig.suptitle(f"{comparison.experiment}: learning curves (band: min-max over repeats)")
-    fig.tight_layout()
-    files["learning_curves"] = out / "learning_curves.png"
-    fig.savefig(files["learning_curves"], dpi=90)
-    plt.close(fig)
+    band = ", band: min to max over repeats" if comparison.repeats > 1 else ""
+    fig.suptitle(f"{comparison.experiment}: learning curves (mean{band})")
+    return fig
 
-    # Confusion matrices, summed over repeats, rows normalised to recall.
-    k = len(comparison.classes)
-    n = len(grouped)
+
+def _confusion_matrices(comparison: Comparison) -> Figure:
+    classes = comparison.classes
+    k, n = len(classes), len(comparison.variants)
     cols = min(n, 2)
-    rows = (n + cols - 1) // cols
+    rows = -(-n // cols)
     size = 4.5 if k <= 10 else 6.5
-    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * rows), squeeze=False)
-    for ax, (variant, runs) in zip(axes.flat, grouped.items(), strict=False):
-        matrix = np.sum([r.confusion for r in runs], axis=0).astype(float)
-        matrix /= np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-        ax.imshow(matrix, cmap="Blues", vmin=0, vmax=1)
-        ax.set_xticks(range(k), comparison.classes, rotation=90, fontsize=7)
-        ax.set_yticks(range(k), comparison.classes, fontsize=7)
+    fig = Figure(figsize=(size * cols, size * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax, v in zip(axes.flat, comparison.variants, strict=False):
+        counts = np.array(v.confusion, dtype=float)
+        share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+        ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+        ax.set_xticks(range(k), classes, rotation=90, fontsize=7)
+        ax.set_yticks(range(k), classes, fontsize=7)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
-        ax.set_title(variant)
+        ax.set_title(v.variant)
         if k <= 10:
             for i, j in itertools.product(range(k), range(k)):
+                colour = "white" if share[i, j] > 0.5 else "black"
                 ax.text(
-                    j,
-                    i,
-                    f"{matrix[i, j]:.2f}",
-                    ha="center",
-                    va="center",
-                    fontsize=6,
-                    color="white" if matrix[i, j] > 0.5 else "black",
+                    j, i, f"{share[i, j]:.2f}", ha="center", va="center", fontsize=6, color=colour
                 )
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
-    fig.tight_layout()
-    files["confusion_matrices"] = out / "confusion_matrices.png"
-    fig.savefig(files["confusion_matrices"], dpi=90)
-    plt.close(fig)
+    summed = f"summed over {comparison.repeats} repeats, " if comparison.repeats > 1 else ""
+    fig.suptitle(f"Confusion matrices ({summed}each row: share of the true class)")
+    return fig
 
-    # Per-class accuracy (recall) by variant.
-    fig, ax = plt.subplots(figsize=(max(8, 0.45 * k * max(n, 2)), 4.5))
+
+def _per_class_accuracy(comparison: Comparison) -> Figure:
+    colours = _colours(comparison)
+    k, n = len(comparison.classes), len(comparison.variants)
+    fig = Figure(figsize=(min(max(8.0, 0.3 * k * max(n, 2)), 20.0), 4.5), layout="constrained")
+    ax = fig.subplots()
     width = 0.8 / n
     for i, v in enumerate(comparison.variants):
-        ax.bar(
-            np.arange(k) + (i - (n - 1) / 2) * width,
-            v.per_class_recall,
-            width,
-            label=v.variant,
-            color=colours[v.variant],
-        )
-    ax.set_xticks(range(k), comparison.classes, rotation=45 if k <= 10 else 0, ha="right")
+        x = np.arange(k) + (i - (n - 1) / 2) * width
+        ax.bar(x, v.per_class_recall, width, label=v.variant, color=colours[v.variant])
+    if k <= 10:
+        ax.set_xticks(range(k), comparison.classes, rotation=45, ha="right")
+    else:
+        ax.set_xticks(range(k), comparison.classes)
     ax.set_ylabel("test accuracy of the class (recall)")
     low = min(min(v.per_class_recall) for v in comparison.variants)
     ax.set_ylim(max(0.0, low - 0.05), 1.0)
     ax.legend(ncols=n, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    files["per_class_accuracy"] = out / "per_class_accuracy.png"
-    fig.savefig(files["per_class_accuracy"], dpi=90)
-    plt.close(fig)
+    return fig
 
-    # Accuracy against cost.
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for ax, (attr, label, log) in zip(
-        axes,
-        [("params", "parameters", True), ("epoch_time_s", "training time per epoch (s)", False)],
-        strict=True,
-    ):
+
+def _accuracy_vs_cost(comparison: Comparison) -> Figure:
+    colours = _colours(comparison)
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    axes = fig.subplots(1, 2)
+    panels = [
+        ("params", "parameters", True),
+        ("train_time_s", "training time of a run (s)", False),
+    ]
+    for ax, (field, label, log) in zip(axes, panels, strict=True):
         for v in comparison.variants:
-            acc = v.test_accuracy
+            x, acc = getattr(v, field), v.test_accuracy
             ax.errorbar(
-                getattr(v, attr),
+                x,
                 acc.estimate,
                 yerr=[[acc.estimate - acc.low], [acc.high - acc.estimate]],
                 fmt="o",
@@ -448,34 +551,48 @@ def _plots(
                 color=colours[v.variant],
                 label=v.variant,
             )
-            ax.annotate(
-                v.variant,
-                (getattr(v, attr), acc.estimate),
-                textcoords="offset points",
-                xytext=(6, 4),
-                fontsize=8,
-            )
         if log:
             ax.set_xscale("log")
         ax.set_xlabel(label)
-        ax.set_ylabel("test accuracy (95% CI)")
+        ax.set_ylabel(f"test accuracy ({comparison.confidence:.0%} CI)")
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    files["accuracy_vs_cost"] = out / "accuracy_vs_cost.png"
-    fig.savefig(files["accuracy_vs_cost"], dpi=90)
-    plt.close(fig)
+    axes[0].legend()
+    return fig
+
+
+def write_plots(comparison: Comparison, out_dir: Path) -> dict[str, Path]:
+    """Draw the comparison's plots as PNG files (matplotlib's Agg renderer).
+
+    Args:
+        comparison: what to draw.
+        out_dir: the folder to write ``<name>.png`` into; made when missing.
+
+    Returns:
+        The path of each plot, by the names of :data:`PLOTS`.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    draw = {
+        "learning_curves": _learning_curves,
+        "confusion_matrices": _confusion_matrices,
+        "per_class_accuracy": _per_class_accuracy,
+        "accuracy_vs_cost": _accuracy_vs_cost,
+    }
+    files = {}
+    for name in PLOTS:
+        files[name] = out_dir / f"{name}.png"
+        draw[name](comparison).savefig(files[name], dpi=90, format="png")
     return files
 
 
-# ---------------------------------------------------------------- text
+# ---------------------------------------------------------------- tables and text
 
 
 def _pct(x: float) -> str:
     return f"{100 * x:.2f}"
 
 
-def _p(p: float) -> str:
-    return "<1e-300" if p == 0 else f"{p:.2g}"
+def _points(x: float) -> str:
+    return _number(100 * x, "+.2f")
 
 
 def _ci(i: Interval) -> str:
@@ -483,66 +600,127 @@ def _ci(i: Interval) -> str:
 
 
 def main_table(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
-    """Headers and rows of the main table: one row per variant."""
+    """Headers and rows of the main table: one row per variant, the seed's number beside ours.
+
+    Args:
+        comparison: the comparison to tabulate.
+
+    Returns:
+        The column headers and one row of strings per variant.
+    """
     headers = [
         "variant",
         "params",
-        "test acc % (95% CI)",
-        "runs",
+        "size MB",
+        f"test acc % ({comparison.confidence:.0%} CI)",
+        "each run %",
         "test loss",
         "best val % (epoch)",
         "final val %",
         "s/epoch",
         "train img/s",
         "infer img/s",
+        "seed %",
+        "ours - seed",
     ]
     rows = []
     for v in comparison.variants:
-        epochs = ",".join(str(r.best_epoch) for r in v.runs)
+        ref = v.reference
+        seed = ""
+        if ref:
+            seed = _pct(ref.accuracy) + (" (val)" if ref.split == "validation" else "")
+            seed += " †" if ref.note else ""
         rows.append(
             [
                 v.variant,
                 f"{v.params:,}",
+                f"{v.model_size_bytes / 1e6:.1f}",
                 _ci(v.test_accuracy),
                 " ".join(_pct(r.test_accuracy) for r in v.runs),
                 f"{v.test_loss:.4f}",
-                f"{_pct(v.best_val_accuracy)} ({epochs})",
+                f"{_pct(v.best_val_accuracy)} ({','.join(str(r.best_epoch) for r in v.runs)})",
                 _pct(v.final_val_accuracy),
                 f"{v.epoch_time_s:.1f}",
                 f"{v.train_images_per_s:,.0f}",
                 f"{v.inference_images_per_s:,.0f}",
+                seed,
+                _points(ref.test_difference) if ref else "",
             ]
         )
     return headers, rows
 
 
 def reference_table(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
-    """Headers and rows comparing the seeds' numbers with ours on the same split."""
-    headers = ["variant", "seed reported %", "split", "ours %", "difference (points)", "note"]
-    rows = [
-        [
-            v.variant,
-            _pct(v.reference.accuracy),
-            v.reference.split,
-            _pct(v.reference.ours),
-            f"{100 * v.reference.difference:+.2f}",
-            v.reference.note or "",
-        ]
-        for v in comparison.variants
-        if v.reference
+    """Headers and rows setting the seeds' numbers against ours.
+
+    Args:
+        comparison: the comparison to tabulate.
+
+    Returns:
+        The column headers and one row per variant the seeds report a number for.
+    """
+    headers = [
+        "variant",
+        "seed %",
+        "seed loss",
+        "seed split",
+        "ours test %",
+        "test - seed",
+        "ours final val %",
+        "val - seed",
+        "ours loss (seed's split)",
     ]
+    rows = []
+    for v in comparison.variants:
+        ref = v.reference
+        if ref is None:
+            continue
+        on_validation = ref.split == "validation"
+        rows.append(
+            [
+                v.variant,
+                _pct(ref.accuracy),
+                "" if ref.loss is None else f"{ref.loss:.4f}",
+                ref.split,
+                _pct(v.test_accuracy.estimate),
+                _points(ref.test_difference),
+                _pct(v.final_val_accuracy),
+                _points(ref.validation_difference) if on_validation else "",
+                f"{v.final_val_loss if on_validation else v.test_loss:.4f}",
+            ]
+        )
     return headers, rows
 
 
+def _p_cell(p: float) -> str:
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
 def pair_table(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
-    """Headers and rows of the pairwise tests."""
-    headers = ["pair", "difference, points (95% CI)", "McNemar p per repeat (Holm)", "significant"]
+    """Headers and rows of the pairwise tests.
+
+    Args:
+        comparison: the comparison to tabulate.
+
+    Returns:
+        The column headers and one row per pair of variants.
+    """
+    headers = [
+        "a vs b",
+        "a - b, points (95% CI)",
+        "per repeat: only a right / only b right, p, Holm p",
+        "significant",
+    ]
     rows = [
         [
             f"{p.a} vs {p.b}",
-            f"{100 * p.difference.estimate:.2f} [{100 * p.difference.low:.2f}, "
-            f"{100 * p.difference.high:.2f}]",
-            ", ".join(f"{t.p_holm:.2g}" for t in p.tests),
+            f"{_points(p.difference.estimate)} [{_points(p.difference.low)}, "
+            f"{_points(p.difference.high)}]",
+            "; ".join(
+                f"r{t.repeat}: {t.only_a_correct}/{t.only_b_correct}, "
+                f"{_p_cell(t.p_value)}, {_p_cell(t.p_holm)}"
+                for t in p.tests
+            ),
             "yes" if p.significant else "no",
         ]
         for p in comparison.pairs
@@ -550,45 +728,111 @@ def pair_table(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
     return headers, rows
 
 
+def hardware_table(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
+    """Headers and rows of what each variant ran on.
+
+    Args:
+        comparison: the comparison to tabulate.
+
+    Returns:
+        The column headers and one row per variant and machine it ran on.
+    """
+    headers = ["variant", "device", "hardware", "CPUs", "TensorFlow"]
+    rows = [
+        [v.variant, h.device, h.name, str(h.cpu_count), h.tensorflow]
+        for v in comparison.variants
+        for h in v.hardware
+    ]
+    return headers, rows
+
+
 def terminal_table(comparison: Comparison) -> str:
-    """The main table and the verdicts, for a terminal."""
+    """The main table and the verdicts, for a terminal.
+
+    Args:
+        comparison: the comparison to print.
+
+    Returns:
+        A heading line, the main table (tabulate's plain format) and one verdict per pair.
+    """
     headers, rows = main_table(comparison)
     lines = [
         f"{comparison.experiment}: {comparison.repeats} repeat(s), {comparison.epochs} epochs, "
         f"{comparison.n_test:,} test images",
         tabulate(rows, headers=headers, disable_numparse=True),
-        "",
-        *(f"- {p.verdict}" for p in comparison.pairs),
     ]
+    if comparison.pairs:
+        lines += ["", *(f"- {p.verdict}" for p in comparison.pairs)]
     return "\n".join(lines)
 
 
-def _render(comparison: Comparison, plots: dict[str, Path], html: bool) -> str:
+def _markdown_cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _render(comparison: Comparison, images: dict[str, str], html: bool) -> str:
     env = Environment(
         loader=PackageLoader("cnnvsmlp", "templates"),
-        autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
+        autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
         trim_blocks=True,
         lstrip_blocks=True,
+        keep_trailing_newline=True,
     )
-    fmt = "html" if html else "github"
-    tables = {
-        name: tabulate(rows, headers=headers, tablefmt=fmt, disable_numparse=True)
-        for name, (headers, rows) in (
-            ("main", main_table(comparison)),
-            ("reference", reference_table(comparison)),
-            ("pairs", pair_table(comparison)),
-        )
-    }
-    if html:
-        images = {
-            k: "data:image/png;base64," + base64.b64encode(p.read_bytes()).decode()
-            for k, p in plots.items()
-        }
-    else:
-        images = {k: f"plots/{p.name}" for k, p in plots.items()}
-    hardware = sorted({h.name for v in comparison.variants for h in v.hardware})
+    tables = {}
+    for name, make in (
+        ("main", main_table),
+        ("reference", reference_table),
+        ("pairs", pair_table),
+        ("hardware", hardware_table),
+    ):
+        headers, rows = make(comparison)
+        if not html:
+            rows = [[_markdown_cell(cell) for cell in row] for row in rows]
+        fmt = "html" if html else "github"
+        tables[name] = tabulate(rows, headers=headers, tablefmt=fmt, disable_numparse=True)
+    notes = [
+        (v.variant, v.reference.note)
+        for v in comparison.variants
+        if v.reference is not None and v.reference.note
+    ]
     template = env.get_template("report.html.j2" if html else "report.md.j2")
-    return template.render(c=comparison, tables=tables, images=images, hardware=hardware)
+    return template.render(
+        c=comparison,
+        tables=tables,
+        notes=notes,
+        plots=[(PLOTS[name], src) for name, src in images.items()],
+        hardware=sorted({h.name for v in comparison.variants for h in v.hardware}),
+    )
+
+
+def render_markdown(comparison: Comparison, plot_dir: str = "plots") -> str:
+    """The Markdown report: GitHub tables, plots linked relative to the report.
+
+    Args:
+        comparison: the comparison to report.
+        plot_dir: the plots' folder as seen from the report.
+
+    Returns:
+        The report's text.
+    """
+    return _render(comparison, {name: f"{plot_dir}/{name}.png" for name in PLOTS}, html=False)
+
+
+def render_html(comparison: Comparison, plots: dict[str, Path]) -> str:
+    """The self-contained HTML report: the plots embedded as base64 data URIs.
+
+    Args:
+        comparison: the comparison to report.
+        plots: the PNG file of each plot, as :func:`write_plots` returns them.
+
+    Returns:
+        The HTML document.
+    """
+    images = {
+        name: "data:image/png;base64," + base64.b64encode(plots[name].read_bytes()).decode()
+        for name in PLOTS
+    }
+    return _render(comparison, images, html=True)
 
 
 def write_comparison(
@@ -598,18 +842,23 @@ def write_comparison(
 
     Args:
         results: every run's evaluation, in any order.
-        config: the experiment, for its variant order and the seeds' numbers.
+        config: the experiment: its variants, in report order, and the seeds' numbers.
         test_labels: the true labels of the test split the runs were scored on.
-        out_dir: the folder to write.
+        out_dir: the folder to write ``comparison.json``, ``report.md``,
+            ``report.html`` and ``plots/*.png`` into; made when missing.
 
     Returns:
-        The comparison written to ``out_dir/comparison.json``.
+        The comparison written to ``comparison.json``.
+
+    Raises:
+        ReportError: the runs do not fit together (see :func:`compare`);
+            nothing is written then.
     """
     comparison = compare(results, config, test_labels)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    plots = _plots(comparison, _group(results, config), out_dir / "plots")
-    (out_dir / "comparison.json").write_text(comparison.model_dump_json(indent=1))
-    (out_dir / "report.md").write_text(_render(comparison, plots, html=False))
-    (out_dir / "report.html").write_text(_render(comparison, plots, html=True))
+    plots = write_plots(comparison, out_dir / "plots")
+    (out_dir / "comparison.json").write_text(comparison.model_dump_json(indent=1), encoding="utf-8")
+    (out_dir / "report.md").write_text(render_markdown(comparison), encoding="utf-8")
+    (out_dir / "report.html").write_text(render_html(comparison, plots), encoding="utf-8")
     return comparison

@@ -1,12 +1,14 @@
 """The statistics of the comparison, as small pure functions.
 
-Accuracy of a variant: mean over repeats with a t-interval (seed-to-seed
-variation); with a single run, a Wilson interval over the test images.
+Accuracy of a variant: the mean over repeats with a Student-t interval
+(seed-to-seed variation); with a single run, a Wilson interval over the test
+images (sampling variation of the test set only).
 
-A pair of variants: McNemar's exact test on the per-image correctness of the
-two models on the same test images, per repeat, Holm-adjusted over all pairs;
-the accuracy difference with a t-interval over the per-repeat differences, or,
-with a single run, the Wald interval of a difference of paired proportions.
+A pair of variants, on the same test images: McNemar's exact test on the
+per-image correctness of the two models, one test per repeat, the p-values
+Holm-adjusted over all pairs; the accuracy difference with a t-interval over
+the per-repeat differences, or, with a single run, the Wald interval of a
+difference of paired proportions.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ ALPHA = 0.05
 
 @dataclass(frozen=True)
 class Interval:
-    """An estimate with its confidence interval and how the interval was made."""
+    """An estimate with its confidence interval and the method that made it."""
 
     estimate: float
     low: float
@@ -35,10 +37,22 @@ class Interval:
 
 
 def t_interval(values: list[float] | np.ndarray, confidence: float = CONFIDENCE) -> Interval:
-    """Mean and Student-t confidence interval of at least two values."""
+    """Mean of at least two values with its Student-t confidence interval.
+
+    Args:
+        values: one number per repeat.
+        confidence: coverage of the interval.
+
+    Returns:
+        The mean and the interval, method ``t``. Identical values give a
+        zero-width interval.
+
+    Raises:
+        ValueError: fewer than two values.
+    """
     values = np.asarray(values, dtype=float)
     if len(values) < 2:
-        raise ValueError("a t-interval needs at least two values")
+        raise ValueError(f"a t-interval needs at least two values, got {len(values)}")
     mean = float(values.mean())
     sem = float(scipy_stats.sem(values))
     if sem == 0.0:
@@ -48,21 +62,44 @@ def t_interval(values: list[float] | np.ndarray, confidence: float = CONFIDENCE)
 
 
 def wilson_interval(correct: int, n: int, confidence: float = CONFIDENCE) -> Interval:
-    """Proportion ``correct / n`` with its Wilson score interval."""
+    """Proportion ``correct / n`` with its Wilson score interval.
+
+    Args:
+        correct: images classified correctly.
+        n: images scored.
+        confidence: coverage of the interval.
+
+    Returns:
+        The proportion and the interval, method ``wilson``.
+    """
     low, high = proportion_confint(correct, n, alpha=1 - confidence, method="wilson")
     return Interval(correct / n, float(low), float(high), "wilson")
 
 
-def accuracy_interval(accuracies: list[float], n_test: int) -> Interval:
-    """Test accuracy over repeats: t-interval, or Wilson for a single run."""
-    if len(accuracies) >= 2:
-        return t_interval(accuracies)
-    return wilson_interval(round(accuracies[0] * n_test), n_test)
+def accuracy_interval(correct: list[int], n: int, confidence: float = CONFIDENCE) -> Interval:
+    """Test accuracy of one variant over its repeats.
+
+    Args:
+        correct: per repeat, the test images classified correctly.
+        n: test images per repeat.
+        confidence: coverage of the interval.
+
+    Returns:
+        A t-interval over the repeats' accuracies when there are two or more,
+        otherwise the Wilson interval of the single run on the test set.
+    """
+    if len(correct) >= 2:
+        return t_interval([c / n for c in correct], confidence)
+    return wilson_interval(correct[0], n, confidence)
 
 
 @dataclass(frozen=True)
 class McNemar:
-    """McNemar's exact test on two models' correctness on the same images."""
+    """McNemar's exact test of two models on the same images.
+
+    ``only_a`` and ``only_b`` are the discordant counts: images only model A
+    (only model B) classified correctly.
+    """
 
     only_a: int
     only_b: int
@@ -70,21 +107,30 @@ class McNemar:
 
 
 def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> McNemar:
-    """Exact (binomial) McNemar test of two boolean correctness vectors.
+    """Exact (binomial) McNemar test of two per-image correctness vectors.
 
     Args:
         correct_a: per image, whether model A was right.
-        correct_b: per image, whether model B was right, same images in the same order.
+        correct_b: per image, whether model B was right; same images, same order.
+
+    Returns:
+        The discordant counts and the two-sided exact p-value (1 when the
+        models never disagree).
+
+    Raises:
+        ValueError: the vectors differ in length.
     """
     correct_a, correct_b = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
     if correct_a.shape != correct_b.shape:
-        raise ValueError("correctness vectors of different lengths")
+        raise ValueError(
+            f"correctness vectors of different lengths: {correct_a.size} and {correct_b.size}"
+        )
     only_a = int(np.sum(correct_a & ~correct_b))
     only_b = int(np.sum(~correct_a & correct_b))
-    both = int(np.sum(correct_a & correct_b))
-    neither = int(np.sum(~correct_a & ~correct_b))
     if only_a + only_b == 0:
         return McNemar(0, 0, 1.0)
+    both = int(np.sum(correct_a & correct_b))
+    neither = int(np.sum(~correct_a & ~correct_b))
     result = mcnemar([[both, only_a], [only_b, neither]], exact=True)
     return McNemar(only_a, only_b, float(result.pvalue))
 
@@ -92,20 +138,73 @@ def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> McNemar:
 def paired_difference_interval(
     only_a: int, only_b: int, n: int, confidence: float = CONFIDENCE
 ) -> Interval:
-    """Accuracy of A minus B on the same n images, with the Wald interval for paired proportions."""
+    """Accuracy of A minus accuracy of B on the same ``n`` images, with its Wald interval.
+
+    The interval is ``(b - c) / n +- z * sqrt(b + c - (b - c)**2 / n) / n`` with
+    ``b = only_a`` and ``c = only_b``, the discordant counts.
+
+    Args:
+        only_a: images only A classified correctly.
+        only_b: images only B classified correctly.
+        n: images both were scored on.
+        confidence: coverage of the interval.
+
+    Returns:
+        The difference and the interval, method ``wald-paired``.
+    """
     diff = (only_a - only_b) / n
-    z = scipy_stats.norm.ppf(0.5 + confidence / 2)
+    z = float(scipy_stats.norm.ppf(0.5 + confidence / 2))
     se = math.sqrt(max(only_a + only_b - (only_a - only_b) ** 2 / n, 0.0)) / n
     return Interval(diff, diff - z * se, diff + z * se, "wald-paired")
 
 
+def difference_interval(tests: list[McNemar], n: int, confidence: float = CONFIDENCE) -> Interval:
+    """Accuracy difference of a pair over its repeats.
+
+    Args:
+        tests: per repeat, the McNemar test of A against B (its discordant counts).
+        n: test images per repeat.
+        confidence: coverage of the interval.
+
+    Returns:
+        A t-interval over the per-repeat differences ``(only_a - only_b) / n``
+        when there are two or more repeats, otherwise the paired Wald interval.
+    """
+    if len(tests) >= 2:
+        return t_interval([(t.only_a - t.only_b) / n for t in tests], confidence)
+    return paired_difference_interval(tests[0].only_a, tests[0].only_b, n, confidence)
+
+
 def holm(p_values: list[float]) -> list[float]:
-    """Holm-adjusted p-values, in the order given."""
+    """Holm-adjusted p-values, in the order given.
+
+    Args:
+        p_values: one family of tests.
+
+    Returns:
+        The adjusted p-values (capped at 1), an empty list for no tests.
+    """
     if not p_values:
         return []
     return [float(p) for p in multipletests(p_values, alpha=ALPHA, method="holm")[1]]
 
 
-def format_p(p: float) -> str:
-    """A p-value as a report prints it."""
-    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+def significant(p_adjusted: list[float], differences: list[float], alpha: float = ALPHA) -> bool:
+    """The verdict rule: is one variant better than the other in every repeat?
+
+    Args:
+        p_adjusted: per repeat, the Holm-adjusted McNemar p-value.
+        differences: per repeat, the accuracy difference of the pair.
+        alpha: the significance level.
+
+    Returns:
+        True when every adjusted p-value is below ``alpha`` and every
+        difference is nonzero with the same sign.
+    """
+    signs = {float(np.sign(d)) for d in differences}
+    return (
+        bool(p_adjusted)
+        and all(p < alpha for p in p_adjusted)
+        and len(signs) == 1
+        and 0.0 not in signs
+    )
