@@ -30,11 +30,10 @@ def compare_runs(
     import shutil
     from pathlib import Path
 
-    from cnnvsmlp.report import write_comparison
-
     from cnnvsmlp.config import parse_config_json
     from cnnvsmlp.data import load_split
     from cnnvsmlp.records import EvalResult
+    from cnnvsmlp.report import write_comparison
 
     config = parse_config_json(config_json)
     _, test_labels = load_split(dataset.path, "test")

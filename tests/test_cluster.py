@@ -7,12 +7,12 @@ import socket
 
 import pytest
 import yaml
-from kfp_standin import KfpStandIn
 
 from cnnvsmlp import cluster
 from cnnvsmlp.config import load_config
 from cnnvsmlp.images import image_ref
 from cnnvsmlp.settings import cluster_settings
+from kfp_standin import KfpStandIn
 
 CONFIG = load_config("fashion-mnist", ["repeats=3"])
 

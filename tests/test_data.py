@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import idx_bytes, write_gz, write_nist_letters
 
 from cnnvsmlp.config import DataSource, Split
 from cnnvsmlp.data import (
@@ -25,6 +24,7 @@ from cnnvsmlp.data import (
     read_source,
     split_train,
 )
+from conftest import idx_bytes, write_gz, write_nist_letters
 
 FASHION = DATASETS["fashion-mnist"]
 LETTERS = DATASETS["emnist-letters"]

