@@ -80,7 +80,7 @@ def check_cron(cron: str) -> str:
     return " ".join(fields)
 
 
-def _client(target: Target):  # noqa: ANN202 - kfp.Client
+def _client(target: Target):
     import kfp
 
     return _call(
@@ -102,7 +102,7 @@ def _reason(err: Exception) -> str:
     return text[:300]
 
 
-def _call(target: Target, what: str, func, *args, **kwargs):  # noqa: ANN001, ANN202
+def _call(target: Target, what: str, func, *args, **kwargs):
     try:
         return func(*args, **kwargs)
     except Exception as err:  # noqa: BLE001 - kfp_server_api.ApiException, urllib3 errors
@@ -115,7 +115,7 @@ def _call(target: Target, what: str, func, *args, **kwargs):  # noqa: ANN001, AN
         raise ClusterError(f"{target.host}: could not {what} ({_reason(err)})") from None
 
 
-def _upload(client, target: Target, name: str) -> tuple[str, str]:  # noqa: ANN001
+def _upload(client, target: Target, name: str) -> tuple[str, str]:
     """Compile and upload a pipeline: a new one, or a new version of the one of that name."""
     import tempfile
 
@@ -145,7 +145,7 @@ def _upload(client, target: Target, name: str) -> tuple[str, str]:  # noqa: ANN0
     return pipeline_id, uploaded.pipeline_version_id
 
 
-def _experiment(client, target: Target, config: ExperimentConfig, experiment: str | None) -> str:  # noqa: ANN001
+def _experiment(client, target: Target, config: ExperimentConfig, experiment: str | None) -> str:
     name = experiment or config.name
     created = _call(
         target,

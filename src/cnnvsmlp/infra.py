@@ -79,7 +79,7 @@ def render_manifests(folder: Path = MANIFESTS) -> list[dict]:
     return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
 
 
-def _get(obj: dict, dotted: str):  # noqa: ANN202
+def _get(obj: dict, dotted: str):
     for part in dotted.split("."):
         if not isinstance(obj, dict) or part not in obj:
             return None

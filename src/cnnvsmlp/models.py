@@ -20,9 +20,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import keras
-from keras import layers
+if TYPE_CHECKING:  # Keras loads TensorFlow: imported where a model is built, not to list names.
+    import keras
 
 
 @dataclass(frozen=True)
@@ -35,12 +36,17 @@ class Variant:
     build: Callable[[int], keras.Model]
 
 
-def _input() -> keras.Input:
+def _input():
+    import keras
+
     return keras.Input(shape=(28, 28, 1), name="image")
 
 
 def build_mlp(num_classes: int) -> keras.Model:
     """Seed 000's multilayer perceptron (6,206,526 parameters with 26 classes)."""
+    import keras
+    from keras import layers
+
     return keras.Sequential(
         [
             _input(),
@@ -57,6 +63,9 @@ def build_mlp(num_classes: int) -> keras.Model:
 
 def build_cnn_deep(num_classes: int) -> keras.Model:
     """Seed 000's deep CNN, the classic Keras MNIST CNN (1,201,946 parameters, 26 classes)."""
+    import keras
+    from keras import layers
+
     return keras.Sequential(
         [
             _input(),
@@ -75,6 +84,9 @@ def build_cnn_deep(num_classes: int) -> keras.Model:
 
 def build_cnn(num_classes: int) -> keras.Model:
     """Seed 004's first CNN (804,554 parameters with 10 classes)."""
+    import keras
+    from keras import layers
+
     return keras.Sequential(
         [
             _input(),
@@ -89,11 +101,14 @@ def build_cnn(num_classes: int) -> keras.Model:
 
 
 def _cnn_3conv(num_classes: int, batch_norm: bool, name: str) -> keras.Model:
-    def block(units_layer: layers.Layer) -> list[layers.Layer]:
+    import keras
+    from keras import layers
+
+    def block(units_layer: keras.layers.Layer) -> list[keras.layers.Layer]:
         norm = [layers.BatchNormalization()] if batch_norm else []
         return [units_layer, *norm, layers.Activation("relu")]
 
-    stack: list[layers.Layer] = [_input()]
+    stack: list = [_input()]
     for filters in (32, 64, 128):
         stack += block(layers.Conv2D(filters, 3, padding="same"))
         stack.append(layers.MaxPooling2D(2))

@@ -22,7 +22,7 @@ class _Record(BaseModel):
         tmp.replace(path)
 
     @classmethod
-    def read(cls, path: str | os.PathLike):  # noqa: ANN206 - returns cls
+    def read(cls, path: str | os.PathLike):
         """Read and validate a record from a JSON file."""
         return cls.model_validate_json(Path(path).read_text())
 
