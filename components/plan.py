@@ -8,15 +8,18 @@ from cnnvsmlp.images import image_ref
 
 
 @dsl.component(base_image=image_ref("cpu"), install_kfp_package=False)
-def plan_runs(config_json: str) -> List[str]:  # noqa: UP006
+def plan_runs(config_json: str, repeats: int) -> List[str]:  # noqa: UP006
     """List every (variant, repeat) run of the experiment.
 
     Args:
         config_json: the experiment config (``ExperimentConfig`` as JSON).
+        repeats: runs per variant, seeds ``seed`` to ``seed + repeats - 1``;
+            it replaces the config's ``repeats``.
 
     Returns:
         One ``RunSpec`` as JSON per run: the items of the pipeline's fan-out.
     """
-    from cnnvsmlp.config import parse_config_json
+    from cnnvsmlp.config import parse_config_json, with_overrides
 
-    return [run.model_dump_json() for run in parse_config_json(config_json).runs()]
+    config = with_overrides(parse_config_json(config_json), [f"repeats={repeats}"])
+    return [run.model_dump_json() for run in config.runs()]

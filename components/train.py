@@ -9,14 +9,20 @@ from cnnvsmlp.images import image_ref
 def train_model(
     config_json: str,
     run_json: str,
+    job_id: str,
     dataset: dsl.Input[dsl.Dataset],
     model: dsl.Output[dsl.Model],
 ):
     """Train one variant with one seed; a retried task resumes from its last epoch.
 
+    A retry starts with an empty output folder, so with the config's
+    ``resume_uri`` set, training mirrors its state there after every epoch
+    (under ``<resume_uri>/<job_id>/<variant>-r<repeat>``) and a retry fetches it.
+
     Args:
         config_json: the experiment config (``ExperimentConfig`` as JSON).
         run_json: the run (``RunSpec`` as JSON): variant, repeat and seed.
+        job_id: the pipeline job's id: keeps the state of different runs apart.
         dataset: the prepared data set.
         model: output folder: ``model.keras``, per-epoch checkpoints,
             ``history.csv``, TensorBoard logs and ``train.json``.
@@ -26,7 +32,13 @@ def train_model(
 
     config = parse_config_json(config_json)
     run = RunSpec.model_validate_json(run_json)
-    result = train(dataset.path, run, config.train, model.path)
+    result = train(
+        dataset.path,
+        run,
+        config.train,
+        model.path,
+        resume_uri=config.resume_path(job_id, run),
+    )
     last = result.history[-1]
     model.metadata.update(
         {

@@ -18,21 +18,31 @@ DEFAULT_CONFIG = "fashion-mnist"
     name=NAME,
     description="CNN versus MLP: train every variant with repeats, test, and compare them.",
 )
-def pipeline(config_json: str = load_config(DEFAULT_CONFIG).model_dump_json()):
+def pipeline(
+    config_json: str = load_config(DEFAULT_CONFIG).model_dump_json(),
+    repeats: int = load_config(DEFAULT_CONFIG).repeats,
+):
     """Train and test every variant of an experiment and compare them.
 
     Args:
         config_json: the experiment config as JSON (a preset, with overrides).
+        repeats: runs of each variant, with seeds ``seed`` to ``seed + repeats - 1``;
+            it replaces the config's ``repeats``, so it can be changed alone in the KFP UI.
     """
     data = cpu_task(prepare_data(config_json=config_json), memory="8Gi")
     data.set_caching_options(True)
-    plan = cpu_task(plan_runs(config_json=config_json), memory="1Gi")
+    plan = cpu_task(plan_runs(config_json=config_json, repeats=repeats), memory="1Gi")
     plan.set_caching_options(False)
 
     with dsl.ParallelFor(plan.output) as run_json:
         # Training is never cached: a scheduled rerun must retrain.
         train = gpu_task(
-            train_model(config_json=config_json, run_json=run_json, dataset=data.outputs["dataset"])
+            train_model(
+                config_json=config_json,
+                run_json=run_json,
+                job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                dataset=data.outputs["dataset"],
+            )
         )
         train.set_caching_options(False)
         evaluate = cpu_task(
@@ -54,4 +64,4 @@ def pipeline(config_json: str = load_config(DEFAULT_CONFIG).model_dump_json()):
 
 def arguments(config: ExperimentConfig) -> dict:
     """Run parameters for an experiment config."""
-    return {"config_json": config.model_dump_json()}
+    return {"config_json": config.model_dump_json(), "repeats": config.repeats}

@@ -48,7 +48,12 @@ def test_submit_uploads_and_starts_a_run(api, capsys):
         "pipeline_version_id": "version-2",
     }
     parameters = run["runtime_config"]["parameters"]
-    assert json.loads(parameters["config_json"]) == json.loads(CONFIG.model_dump_json())
+    sent = json.loads(parameters["config_json"])
+    assert sent.pop("resume_uri") == f"gs://{cluster_settings().bucket}/resume"
+    assert sent == {
+        k: v for k, v in json.loads(CONFIG.model_dump_json()).items() if k != "resume_uri"
+    }
+    assert parameters["repeats"] == 3
     assert run["runtime_config"]["pipeline_root"] == "gs://bucket/pipeline-root"
     assert run["service_account"] == cluster_settings().service_account
     out = capsys.readouterr().out
@@ -138,3 +143,38 @@ def test_missing_host(monkeypatch):
     monkeypatch.delenv("KFP_HOST", raising=False)
     with pytest.raises(cluster.ClusterError, match="KFP_HOST is not set"):
         cluster.submit("compare", CONFIG)
+
+
+def test_runs_go_to_the_namespace_of_the_cluster_settings(api, monkeypatch):
+    monkeypatch.delenv("KFP_NAMESPACE", raising=False)
+    monkeypatch.delenv("KFP_PIPELINE_ROOT", raising=False)
+    cluster.submit("compare", CONFIG)
+    settings = cluster_settings()
+    assert api.find("POST", "experiments")[0].body["namespace"] == settings.namespace
+    run = api.find("POST", "runs")[0].body
+    assert run["runtime_config"]["pipeline_root"] == f"gs://{settings.bucket}/pipeline-root"
+
+
+def test_standalone_install_takes_no_namespace(api, monkeypatch):
+    settings = cluster_settings().model_copy(update={"namespace": "kubeflow"})
+    monkeypatch.setattr(cluster, "cluster_settings", lambda: settings)
+    cluster.submit("compare", CONFIG)
+    assert not api.find("POST", "experiments")[0].body.get("namespace")
+
+
+def test_namespace_that_disagrees_with_the_settings_is_refused(api, monkeypatch):
+    monkeypatch.setenv("KFP_NAMESPACE", "someone-else")
+    with pytest.raises(
+        cluster.ClusterError,
+        match="KFP_NAMESPACE=someone-else but NAMESPACE=cnnvsmlp in "
+        "manifests/base/cluster-settings.env",
+    ):
+        cluster.submit("compare", CONFIG)
+    assert api.requests == []
+
+
+def test_a_configured_resume_uri_is_kept(api):
+    config = load_config("fashion-mnist", ["resume_uri=gs://elsewhere/state"])
+    cluster.submit("compare", config)
+    parameters = api.find("POST", "runs")[0].body["runtime_config"]["parameters"]
+    assert json.loads(parameters["config_json"])["resume_uri"] == "gs://elsewhere/state"

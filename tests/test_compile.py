@@ -95,8 +95,22 @@ def test_default_parameter_is_the_fashion_preset(compiled):
     ir = compiled["compare"][0]
     default = ir["root"]["inputDefinitions"]["parameters"]["config_json"]["defaultValue"]
     assert json.loads(default) == json.loads(load_config("fashion-mnist").model_dump_json())
+    assert ir["root"]["inputDefinitions"]["parameters"]["repeats"]["defaultValue"] == 1
     args = pipeline_arguments("compare", load_config("emnist-letters", ["repeats=3"]))
-    assert json.loads(args["config_json"])["repeats"] == 3
+    assert json.loads(args["config_json"])["repeats"] == 3 and args["repeats"] == 3
+
+
+def test_repeats_parameter_replaces_the_configs():
+    from cnnvsmlp.config import ConfigError
+    from components import plan_runs
+
+    config = load_config("emnist-letters", ["seed=7"]).model_dump_json()
+    runs = [json.loads(r) for r in plan_runs.python_func(config_json=config, repeats=3)]
+    assert sorted((r["variant"], r["repeat"], r["seed"]) for r in runs) == [
+        (v, r, 7 + r) for v in ("cnn-deep", "mlp") for r in range(3)
+    ]
+    with pytest.raises(ConfigError, match="parameters: repeats: Input should be greater than"):
+        plan_runs.python_func(config_json=config, repeats=0)
 
 
 def test_unknown_pipeline_lists_the_registered_ones():

@@ -67,6 +67,11 @@ def test_manifests_and_pipeline_share_the_same_values(objects, tmp_path):
     assert pool["autoscaling"]["minNodeCount"] == 0 and pool["nodeConfig"]["spot"] is True
     assert pool["nodeConfig"]["guestAccelerator"][0]["type"] == s.gpu_node_selector_value
     assert pool["nodeConfig"]["taint"][0]["key"] == s.gpu_toleration_key
+    assert pool["location"] == s.region
+    assert pool["clusterRef"]["external"] == (
+        f"projects/{s.project_id}/locations/{s.region}/clusters/{s.cluster_name}"
+    )
+    assert objects[("StorageBucket", s.bucket)]["spec"]["location"] == s.region
     assert s.gpu_node_selector_key == "cloud.google.com/gke-accelerator"  # the label GKE sets
 
     docs = list(yaml.safe_load_all(compile_pipeline("compare", tmp_path).read_text()))

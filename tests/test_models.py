@@ -22,7 +22,16 @@ SEED_PARAMS = [
 ]
 
 
-@pytest.mark.parametrize(("variant", "classes", "params"), SEED_PARAMS)
+# The same variants on the other data set, as the README's table lists them.
+OTHER_PARAMS = [
+    ("cnn-deep", 10, 1_199_882),
+    ("cnn", 26, 806_618),
+    ("cnn-3conv", 26, 696_346),
+    ("cnn-3conv-bn", 26, 699_290),
+]
+
+
+@pytest.mark.parametrize(("variant", "classes", "params"), SEED_PARAMS + OTHER_PARAMS)
 def test_parameter_count(variant, classes, params):
     assert build_model(variant, classes).count_params() == params
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -17,8 +18,10 @@ VARIANTS = ["mlp", "cnn", "cnn-3conv", "cnn-3conv-bn"]
 
 @pytest.fixture(scope="module")
 def dry_run(tmp_path_factory, fashion_dir):
+    resume = tmp_path_factory.mktemp("resume")
     config = load_config(
-        "fashion-mnist", ["epochs=1", "limit=3000", "source=idx", f"idx_dir={fashion_dir}"]
+        "fashion-mnist",
+        ["epochs=1", "limit=3000", "source=idx", f"idx_dir={fashion_dir}", f"resume_uri={resume}"],
     )
     runs = tmp_path_factory.mktemp("runs")
     return config, run_local("compare", config, runs_dir=runs, quiet=True)
@@ -61,6 +64,16 @@ def test_dry_run_keeps_every_artifact(dry_run):
         "validation": 600,
         "test": 3000,
     }
+
+
+def test_training_state_is_mirrored_per_job_and_run(dry_run):
+    config, _ = dry_run
+    jobs = [p for p in Path(config.resume_uri).iterdir() if p.is_dir()]
+    assert len(jobs) == 1 and "{{" not in jobs[0].name  # the job id placeholder was filled in
+    assert sorted(p.name for p in jobs[0].iterdir()) == sorted(f"{v}-r0" for v in VARIANTS)
+    for run in jobs[0].iterdir():
+        assert (run / "backup" / "training_metadata.json").is_file()
+        assert len((run / "history.csv").read_text().splitlines()) == 2  # header, one epoch
 
 
 def test_run_folders_never_overwrite(tmp_path):

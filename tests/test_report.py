@@ -24,6 +24,8 @@ from cnnvsmlp.report import (
 CLASSES = [f"class {i}" for i in range(10)]
 LABELS = np.arange(2000) % 10
 HARDWARE = Hardware(device="cpu", name="test CPU", cpu_count=2, tensorflow="2.21.0")
+# On a cluster training runs on a GPU node and evaluation on a CPU node.
+GPU = Hardware(device="gpu", name="test GPU", cpu_count=4, tensorflow="2.21.0")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Mean test accuracy of each variant; the CNNs differ by a few images, the MLP by hundreds.
 ACCURACY = {"mlp": 0.80, "cnn": 0.95, "cnn-3conv": 0.951, "cnn-3conv-bn": 0.9505}
@@ -62,7 +64,7 @@ def make_run(
         n_validation=20,
         train_time_s=4.0,
         train_images_per_s=50.0,
-        hardware=HARDWARE,
+        hardware=GPU,
     )
     confusion = np.zeros((10, 10), int)
     np.add.at(confusion, (LABELS, predictions), 1)
@@ -134,7 +136,7 @@ def test_json_validates_and_holds_every_number(written):
     comparison, out = written
     data = json.loads((out / "comparison.json").read_text(encoding="utf-8"))
     assert Comparison.model_validate(data) == comparison
-    assert data["schema_version"] == "2.0"
+    assert data["schema_version"] == "2.1"
     assert {"experiment", "dataset", "classes", "n_test", "repeats", "verdict_rule"} <= set(data)
     assert (data["n_test"], data["repeats"], data["confidence"]) == (2000, 3, 0.95)
     assert [v["variant"] for v in data["variants"]] == ["mlp", "cnn", "cnn-3conv", "cnn-3conv-bn"]
@@ -152,7 +154,12 @@ def test_json_validates_and_holds_every_number(written):
     assert cnn["test_loss"] == pytest.approx(0.31)
     assert (cnn["params"], cnn["model_size_bytes"]) == (500, 4_000_000)
     assert (cnn["train_images_per_s"], cnn["inference_images_per_s"]) == (50.0, 1000.0)
-    assert cnn["hardware"] == [HARDWARE.model_dump()]
+    assert cnn["hardware"] == [GPU.model_dump()]
+    assert cnn["inference_hardware"] == [HARDWARE.model_dump()]
+    assert (cnn["runs"][0]["hardware"], cnn["runs"][0]["inference_hardware"]) == (
+        "test GPU",
+        "test CPU",
+    )
     assert np.sum(cnn["confusion"]) == 3 * 2000 and len(cnn["per_class_recall"]) == 10
 
     assert data["variants"][0]["reference"] is None  # the seeds train no MLP on Fashion-MNIST

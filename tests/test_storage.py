@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import http.server
 import json
+import re
 import threading
 
 import numpy as np
@@ -26,7 +28,9 @@ def gcs_server():
 
 @pytest.fixture
 def bucket(gcs_server, request):
-    name = request.node.name.replace("_", "-")[:50].lower()
+    # Bucket names: lower case, 3-63 characters, one per test (parametrised ones included).
+    slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40].strip("-")
+    name = f"{slug}-{hashlib.sha1(request.node.name.encode()).hexdigest()[:8]}"
     storage.client().create_bucket(name)
     return name
 
@@ -54,6 +58,42 @@ def test_retried_upload_never_overwrites_different_content(bucket, tmp_path):
     ):
         storage.upload(src, uri)
     assert storage.download(uri, tmp_path / "check").read_bytes() == b"first"
+
+
+@pytest.mark.parametrize("where", ["gcs", "local"])
+def test_mirror_copies_what_changed_and_fetch_brings_it_back(where, bucket, tmp_path):
+    src = tmp_path / "state"
+    (src / "backup").mkdir(parents=True)
+    (src / "backup" / "latest.weights.h5").write_bytes(b"epoch 1")
+    (src / "history.csv").write_text("epoch,loss\n0,0.5\n")
+    dest = f"gs://{bucket}/resume/job/cnn-r0" if where == "gcs" else str(tmp_path / "mirror")
+    assert storage.mirror_dir(src, dest) == 2
+    assert storage.mirror_dir(src, dest) == 0  # nothing changed
+    (src / "backup" / "latest.weights.h5").write_bytes(b"epoch 2")  # state is replaced
+    assert storage.mirror_dir(src, dest) == 1
+    back = tmp_path / "retry"
+    assert storage.fetch_dir(dest, back) == 2
+    assert (back / "backup" / "latest.weights.h5").read_bytes() == b"epoch 2"
+    assert (back / "history.csv").read_text() == "epoch,loss\n0,0.5\n"
+    missing = f"gs://{bucket}/resume/none" if where == "gcs" else str(tmp_path / "none")
+    assert storage.fetch_dir(missing, tmp_path / "empty") == 0
+
+
+def test_retried_training_on_a_new_pod_resumes_from_the_bucket(bucket, small_fashion, tmp_path):
+    """A retry starts in an empty folder; the state mirrored to GCS carries it on."""
+    from cnnvsmlp.config import RunSpec, TrainConfig
+    from cnnvsmlp.train import train
+
+    run = RunSpec(variant="cnn", repeat=0, seed=3)
+    resume = f"gs://{bucket}/resume/job-1/cnn-r0"
+    one = TrainConfig(epochs=1, batch_size=64, optimizer="adam")
+    first = train(small_fashion, run, one, tmp_path / "attempt-1", verbose=0, resume_uri=resume)
+    assert f"{resume}/backup/training_metadata.json" in storage.list_uris(resume)
+    two = one.model_copy(update={"epochs": 2})
+    second = train(small_fashion, run, two, tmp_path / "attempt-2", verbose=0, resume_uri=resume)
+    assert second.resumed_from_epoch == 1
+    assert [e.epoch for e in second.history] == [1, 2]
+    assert second.history[0] == first.history[0]
 
 
 def test_missing_bucket_and_object(gcs_server, bucket, tmp_path):

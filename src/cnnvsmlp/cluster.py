@@ -7,8 +7,12 @@ Where the cluster is comes from the environment, read when a command runs:
 - ``KFP_TOKEN``: a bearer token, for example ``$(gcloud auth print-access-token)``
   or a Kubernetes service-account token; without it, kfp's own rules apply
   (``KF_PIPELINES_SA_TOKEN_PATH`` inside a cluster, or the kube config);
-- ``KFP_NAMESPACE``: the profile namespace on a multi-user deployment;
-- ``KFP_PIPELINE_ROOT``: where runs keep their artifacts, e.g. ``gs://bucket/pipeline-root``.
+- ``KFP_NAMESPACE``: the profile namespace on a multi-user deployment; by
+  default ``NAMESPACE`` of ``manifests/base/cluster-settings.env``, where the
+  pipeline's service account lives (``kubeflow`` means a standalone install,
+  where runs take no namespace);
+- ``KFP_PIPELINE_ROOT``: where runs keep their artifacts; by default
+  ``gs://<BUCKET>/pipeline-root``, ``BUCKET`` from the same settings file.
 """
 
 from __future__ import annotations
@@ -20,7 +24,11 @@ from datetime import datetime, timezone
 
 from cnnvsmlp.config import ExperimentConfig
 from cnnvsmlp.errors import UserError
-from cnnvsmlp.settings import cluster_settings
+from cnnvsmlp.settings import ROOT, SETTINGS_FILE, cluster_settings
+
+# A standalone KFP install runs everything in its own namespace, and its API
+# takes no namespace on experiments and runs.
+STANDALONE_NAMESPACE = "kubeflow"
 
 
 class ClusterError(UserError):
@@ -49,11 +57,21 @@ class Target:
                 "KFP_HOST is not set: export KFP_HOST=https://<your KFP endpoint> "
                 "(or http://localhost:8080 after kubectl port-forward)"
             )
+        settings = cluster_settings()
+        namespace = os.environ.get("KFP_NAMESPACE") or settings.namespace
+        if namespace != settings.namespace:
+            raise ClusterError(
+                f"KFP_NAMESPACE={namespace} but NAMESPACE={settings.namespace} in "
+                f"{SETTINGS_FILE.relative_to(ROOT)}: runs must go to the namespace where the "
+                f"service account {settings.service_account} is; change one to match the other"
+            )
         return cls(
             host=host,
             token=os.environ.get("KFP_TOKEN") or None,
-            namespace=os.environ.get("KFP_NAMESPACE") or None,
-            pipeline_root=os.environ.get("KFP_PIPELINE_ROOT") or None,
+            namespace=None if namespace == STANDALONE_NAMESPACE else namespace,
+            pipeline_root=(
+                os.environ.get("KFP_PIPELINE_ROOT") or f"gs://{settings.bucket}/pipeline-root"
+            ),
         )
 
 
@@ -157,10 +175,21 @@ def _experiment(client, target: Target, config: ExperimentConfig, experiment: st
     return created.experiment_id
 
 
+def cluster_config(config: ExperimentConfig) -> ExperimentConfig:
+    """The config a cluster run gets: training state mirrored to the bucket unless set.
+
+    A retried training task starts on a new pod with an empty output folder;
+    the mirror in ``gs://<BUCKET>/resume`` lets it go on from its last epoch.
+    """
+    if config.resume_uri:
+        return config
+    return config.model_copy(update={"resume_uri": f"gs://{cluster_settings().bucket}/resume"})
+
+
 def _parameters(name: str, config: ExperimentConfig) -> dict:
     from pipelines import pipeline_arguments
 
-    return pipeline_arguments(name, config)
+    return pipeline_arguments(name, cluster_config(config))
 
 
 def _prepare(

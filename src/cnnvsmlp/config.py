@@ -98,6 +98,13 @@ class ExperimentConfig(_Record):
         default=None, ge=10, description="Use at most this many images of each official split."
     )
     references: dict[str, Reference] = Field(default_factory=dict)
+    resume_uri: str | None = Field(
+        default=None,
+        description=(
+            "gs:// prefix (or folder) where training mirrors its state after every epoch, "
+            "so a retried training task resumes from its last finished epoch."
+        ),
+    )
 
     @field_validator("variants")
     @classmethod
@@ -121,6 +128,12 @@ class ExperimentConfig(_Record):
             if name not in VARIANTS:
                 raise ValueError(f"references: unknown variant {name!r}")
         return self
+
+    def resume_path(self, job_id: str, run: RunSpec) -> str | None:
+        """Where one run of one pipeline job mirrors its training state, if anywhere."""
+        if not self.resume_uri:
+            return None
+        return f"{self.resume_uri.rstrip('/')}/{job_id}/{run.run_id}"
 
     def runs(self) -> list[RunSpec]:
         """Every (variant, repeat) training run of this experiment, in a stable order."""
@@ -242,3 +255,16 @@ def parse_config_json(text: str) -> ExperimentConfig:
         return ExperimentConfig.model_validate_json(text)
     except ValidationError as err:
         raise ConfigError(_describe(err, "config")) from None
+
+
+def with_overrides(config: ExperimentConfig, overrides: list[str]) -> ExperimentConfig:
+    """A validated config with ``key=value`` overrides applied, as :func:`load_config` does.
+
+    Raises:
+        ConfigError: an override is malformed or its value invalid, naming the field.
+    """
+    data = apply_overrides(config.model_dump(mode="json"), overrides)
+    try:
+        return ExperimentConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_describe(err, "parameters")) from None

@@ -33,7 +33,7 @@ from cnnvsmlp.data import labels_digest
 from cnnvsmlp.errors import UserError
 from cnnvsmlp.records import Epoch, EvalResult, Hardware
 
-SCHEMA_VERSION = "2.0"
+SCHEMA_VERSION = "2.1"
 VERDICT_RULE = (
     "A pair differs significantly when, in every repeat, McNemar's exact test on the two "
     "variants' per-image correctness gives a Holm-adjusted p below "
@@ -85,6 +85,7 @@ class RunSummary(_Model):
     train_images_per_s: float
     inference_images_per_s: float
     hardware: str
+    inference_hardware: str
     history: list[Epoch]
 
 
@@ -117,6 +118,7 @@ class VariantSummary(_Model):
     per_class_recall: list[float]
     confusion: list[list[int]]
     hardware: list[Hardware]
+    inference_hardware: list[Hardware]
     runs: list[RunSummary]
     reference: ReferenceComparison | None
 
@@ -234,7 +236,8 @@ def _run_summary(r: EvalResult, labels: np.ndarray) -> RunSummary:
         epoch_time_s=train_time / len(history),
         train_images_per_s=r.training.train_images_per_s,
         inference_images_per_s=r.inference_images_per_s,
-        hardware=r.hardware.name,
+        hardware=r.training.hardware.name,
+        inference_hardware=r.hardware.name,
         history=history,
     )
 
@@ -268,7 +271,9 @@ def _summarise(
         np.add.at(confusion, (labels, np.asarray(r.predictions)), 1)
     recall = np.diag(confusion) / np.maximum(confusion.sum(axis=1), 1)
     final_val = float(np.mean([s.final_val_accuracy for s in summaries]))
-    hardware = list({h.model_dump_json(): h for h in (r.hardware for r in runs)}.values())
+
+    def distinct(machines: list[Hardware]) -> list[Hardware]:
+        return list({h.model_dump_json(): h for h in machines}.values())
 
     def mean(field: str) -> float:
         return float(np.mean([getattr(s, field) for s in summaries]))
@@ -288,7 +293,8 @@ def _summarise(
         inference_images_per_s=mean("inference_images_per_s"),
         per_class_recall=recall.tolist(),
         confusion=confusion.tolist(),
-        hardware=hardware,
+        hardware=distinct([r.training.hardware for r in runs]),
+        inference_hardware=distinct([r.hardware for r in runs]),
         runs=summaries,
         reference=_reference(variant, config, accuracy.estimate, final_val),
     )
@@ -735,13 +741,15 @@ def hardware_table(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
         comparison: the comparison to tabulate.
 
     Returns:
-        The column headers and one row per variant and machine it ran on.
+        The column headers and one row per variant, stage (training or inference)
+        and machine it ran on.
     """
-    headers = ["variant", "device", "hardware", "CPUs", "TensorFlow"]
+    headers = ["variant", "stage", "device", "hardware", "CPUs", "TensorFlow"]
     rows = [
-        [v.variant, h.device, h.name, str(h.cpu_count), h.tensorflow]
+        [v.variant, stage, h.device, h.name, str(h.cpu_count), h.tensorflow]
         for v in comparison.variants
-        for h in v.hardware
+        for stage, machines in (("training", v.hardware), ("inference", v.inference_hardware))
+        for h in machines
     ]
     return headers, rows
 
@@ -801,7 +809,9 @@ def _render(comparison: Comparison, images: dict[str, str], html: bool) -> str:
         tables=tables,
         notes=notes,
         plots=[(PLOTS[name], src) for name, src in images.items()],
-        hardware=sorted({h.name for v in comparison.variants for h in v.hardware}),
+        hardware=sorted(
+            {h.name for v in comparison.variants for h in v.hardware + v.inference_hardware}
+        ),
     )
 
 

@@ -30,6 +30,8 @@ class ClusterSettings(BaseModel):
     gpu_resource: str = Field(alias="GPU_RESOURCE")
     gpu_quota: int = Field(alias="GPU_QUOTA", ge=0)
     project_id: str = Field(alias="PROJECT_ID")
+    region: str = Field(alias="REGION")
+    cluster_name: str = Field(alias="CLUSTER_NAME")
     gsa_email: str = Field(alias="GSA_EMAIL")
     workload_identity_member: str = Field(alias="WORKLOAD_IDENTITY_MEMBER")
     bucket: str = Field(alias="BUCKET")

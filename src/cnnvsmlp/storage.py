@@ -3,16 +3,19 @@
 Data folders (``idx_dir``, a TFDS ``data_dir``), exported models and reports
 can live in a bucket. Uploads never overwrite: an object that exists with the
 same content counts as uploaded (a retried task), one with other content is
-an error. Credentials are Google's application defaults; with
-``STORAGE_EMULATOR_HOST`` set (tests, fake-gcs-server) the client talks to
-that server anonymously.
+an error. The one exception is training state mirrored for resuming
+(:func:`mirror_dir`), which is meant to change after every epoch.
+Credentials are Google's application defaults; with ``STORAGE_EMULATOR_HOST``
+set (tests, fake-gcs-server) the client talks to that server anonymously.
 """
 
 from __future__ import annotations
 
 import base64
+import filecmp
 import hashlib
 import os
+import shutil
 from pathlib import Path
 
 from google.api_core import exceptions as gexc
@@ -71,11 +74,12 @@ def _md5(path: Path) -> str:
     return base64.b64encode(digest.digest()).decode()
 
 
-def upload(local: str | os.PathLike, uri: str) -> None:
+def upload(local: str | os.PathLike, uri: str, overwrite: bool = False) -> None:
     """Upload a file to ``uri`` unless the object already exists.
 
     An existing object with the same content is left as it is (a retried
-    upload succeeds); one with different content is never overwritten.
+    upload succeeds); one with different content is never overwritten,
+    unless ``overwrite`` says so.
 
     Raises:
         StorageError: missing bucket, no permission, or an existing object
@@ -85,7 +89,7 @@ def upload(local: str | os.PathLike, uri: str) -> None:
     bucket, name = parse_uri(uri)
     blob = gcs.bucket(bucket).blob(name)
     try:
-        blob.upload_from_filename(str(local), if_generation_match=0)
+        blob.upload_from_filename(str(local), if_generation_match=None if overwrite else 0)
     except gexc.PreconditionFailed:
         blob.reload()
         if blob.md5_hash != _md5(Path(local)):
@@ -144,3 +148,69 @@ def list_uris(prefix: str) -> list[str]:
         return sorted(f"gs://{bucket}/{b.name}" for b in gcs.list_blobs(bucket, prefix=folder))
     except gexc.GoogleAPIError as err:
         raise _fail(prefix, err, gcs) from None
+
+
+def mirror_dir(local_dir: str | os.PathLike, dest: str) -> int:
+    """Make ``dest`` (a ``gs://`` prefix or a local folder) hold every file of ``local_dir``.
+
+    Files whose content is already there are skipped; changed ones are
+    replaced. Nothing at ``dest`` is deleted.
+
+    Returns:
+        How many files were copied.
+
+    Raises:
+        StorageError: missing bucket or no permission.
+    """
+    local_dir = Path(local_dir)
+    files = sorted(p for p in local_dir.rglob("*") if p.is_file())
+    copied = 0
+    if not dest.startswith("gs://"):
+        for path in files:
+            target = Path(dest) / path.relative_to(local_dir)
+            if target.is_file() and filecmp.cmp(path, target, shallow=False):
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(f".{target.name}.partial")
+            shutil.copyfile(path, partial)
+            partial.replace(target)
+            copied += 1
+        return copied
+    gcs = client()
+    bucket, name = parse_uri(dest)
+    folder = name.rstrip("/") + "/" if name else ""
+    try:
+        there = {b.name: b.md5_hash for b in gcs.list_blobs(bucket, prefix=folder)}
+    except gexc.GoogleAPIError as err:
+        raise _fail(dest, err, gcs) from None
+    for path in files:
+        key = folder + path.relative_to(local_dir).as_posix()
+        if there.get(key) == _md5(path):
+            continue
+        upload(path, f"gs://{bucket}/{key}", overwrite=True)
+        copied += 1
+    return copied
+
+
+def fetch_dir(src: str, local_dir: str | os.PathLike) -> int:
+    """Copy every file under ``src`` (a ``gs://`` prefix or a local folder) into ``local_dir``.
+
+    A missing ``src`` folder holds no files.
+
+    Returns:
+        How many files were copied.
+
+    Raises:
+        StorageError: missing bucket or no permission.
+    """
+    local_dir = Path(local_dir)
+    if not src.startswith("gs://"):
+        if not Path(src).is_dir():
+            return 0
+        shutil.copytree(src, local_dir, dirs_exist_ok=True)
+        return sum(1 for p in Path(src).rglob("*") if p.is_file())
+    prefix = src.rstrip("/") + "/"
+    uris = list_uris(src)
+    for uri in uris:
+        download(uri, local_dir / uri.removeprefix(prefix))
+    return len(uris)

@@ -8,6 +8,11 @@ The output folder of a run holds:
 - ``history.csv``: loss and accuracy, train and validation, and seconds per epoch;
 - ``tensorboard/``: TensorBoard logs;
 - ``train.json``: the :class:`~cnnvsmlp.records.TrainResult`.
+
+A task that restarts in the same folder resumes from ``backup/``. On a
+cluster a retried task starts in a new, empty folder, so training can also
+mirror the folder after every epoch to a ``resume_uri`` (a ``gs://`` prefix)
+and fetch it back before it starts.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from cnnvsmlp import storage
 from cnnvsmlp.config import RunSpec, TrainConfig
 from cnnvsmlp.data import load_split, read_metadata
 from cnnvsmlp.models import build_model
@@ -51,6 +57,17 @@ class EpochTimer(keras.callbacks.Callback):
             logs["time_s"] = time.perf_counter() - self._start
 
 
+class Mirror(keras.callbacks.Callback):
+    """Copies the output folder to ``dest`` after every epoch, once the other callbacks wrote."""
+
+    def __init__(self, out: Path, dest: str) -> None:
+        super().__init__()
+        self.out, self.dest = out, dest
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:  # noqa: D102
+        storage.mirror_dir(self.out, self.dest)
+
+
 def read_history(path: Path) -> list[Epoch]:
     """Read ``history.csv``; a re-run epoch (after a crash) keeps its last row."""
     if not path.exists():
@@ -75,6 +92,7 @@ def train(
     config: TrainConfig,
     out_dir: str | os.PathLike,
     verbose: int = 2,
+    resume_uri: str | None = None,
 ) -> TrainResult:
     """Train one variant, resuming from ``out_dir/backup`` when a previous attempt stopped.
 
@@ -84,6 +102,9 @@ def train(
         config: epochs, batch size and optimizer.
         out_dir: folder for the model, checkpoints, logs and ``train.json``.
         verbose: Keras' fit verbosity.
+        resume_uri: a ``gs://`` prefix or folder that mirrors ``out_dir``
+            after every epoch; what an earlier attempt left there is fetched
+            first, so training goes on from its last finished epoch.
 
     Returns:
         The training record, also written to ``out_dir/train.json``.
@@ -106,6 +127,8 @@ def train(
     )
 
     # Train
+    if resume_uri:
+        storage.fetch_dir(resume_uri, out)
     history_csv = out / "history.csv"
     done_before = len(read_history(history_csv))
     (out / "checkpoints").mkdir(exist_ok=True)
@@ -116,6 +139,8 @@ def train(
         keras.callbacks.ModelCheckpoint(str(out / "checkpoints" / "epoch-{epoch:02d}.keras")),
         keras.callbacks.TensorBoard(str(out / "tensorboard")),
     ]
+    if resume_uri:
+        callbacks.append(Mirror(out, resume_uri))
     model.fit(
         x_train,
         y_train,
