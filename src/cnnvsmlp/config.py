@@ -34,20 +34,30 @@ class _Record(BaseModel):
 class DataSource(_Record):
     """Where a data set is read from.
 
-    ``auto`` tries, in order: the IDX files in ``idx_dir`` (when set), TFDS
-    (``tfds_data_dir``, downloading when ``download`` is true), then the
-    offline default directory of the data set (Debian's package for
-    Fashion-MNIST).
+    ``auto`` tries, in order: the IDX files in ``idx_dir`` (when set; a named
+    folder without them is an error, not a reason to try the next source),
+    TFDS's download cache (``<tfds_data_dir>/downloads``), TFDS's prepared
+    records in the same data_dir (when one is named), the offline default
+    directory of the data set (Debian's package for Fashion-MNIST), prepared
+    records in the default ``~/tensorflow_datasets``, and last a TFDS download when
+    ``download`` is true. ``tfds`` tries only the three TFDS sources, ``idx``
+    only ``idx_dir`` or else the offline default.
     """
 
     kind: SourceKind = "auto"
     tfds_data_dir: str | None = Field(
-        default=None, description="Pre-built TFDS data_dir: local path or gs:// URL."
+        default=None,
+        description=(
+            "TFDS data_dir, local path or gs:// URL, holding TFDS's download cache "
+            "(downloads/) or its prepared records (<name>/<version>/); null: ~/tensorflow_datasets."
+        ),
     )
     idx_dir: str | None = Field(
         default=None, description="Directory of the original gzip IDX files: path or gs:// prefix."
     )
-    download: bool = Field(default=True, description="Let TFDS download when not cached.")
+    download: bool = Field(
+        default=True, description="Let TFDS download the original files when no source has them."
+    )
 
 
 class Split(_Record):

@@ -3,21 +3,34 @@
 Sources, tried in this order by ``kind: auto``:
 
 1. ``idx_dir``: a directory (local path or ``gs://`` prefix) holding the
-   original gzip IDX files, when the config names one;
-2. the TFDS cache: the original files that TFDS's ``fashion_mnist`` and
-   ``emnist`` builders download, found under ``<tfds_data_dir>/downloads``
+   original gzip IDX files, when the config names one; a named folder that
+   lacks the files is an error, never a reason to try the next source;
+2. the TFDS download cache: the original files that TFDS's ``fashion_mnist``
+   and ``emnist`` builders download, found under ``<tfds_data_dir>/downloads``
    (local or ``gs://``);
-3. the data set's offline default directory (Debian's ``dataset-fashion-mnist``
-   installs Fashion-MNIST under ``/usr/share/datasets/fashion-mnist``);
-4. a TFDS download of those files, when ``download`` is true.
+3. TFDS's prepared records in the same data_dir, as ``tfds build`` or
+   ``tfds.load`` leave them: ``<tfds_data_dir>/fashion_mnist/<version>/`` or
+   ``<tfds_data_dir>/emnist/letters/<version>/``, when the config names a
+   ``tfds_data_dir``;
+4. the data set's offline default directory (Debian's ``dataset-fashion-mnist``
+   installs Fashion-MNIST under ``/usr/share/datasets/fashion-mnist``), then
+   prepared records in the default ``~/tensorflow_datasets``;
+5. a TFDS download of the original files, when ``download`` is true.
 
-TFDS's prepared records are not read: its builders shuffle them, and its
-``emnist/letters`` keeps only 88,800 of the 124,800 training images.
+Every source yields the same normalised arrays: upright 28x28 uint8 images
+and 0-based labels. Sources 1, 2, 4 and 5 read the original files, so they
+give identical arrays in file order. TFDS's builders shuffle records when
+they prepare them, so source 3 yields the same images in TFDS's stored order
+(shard by shard, record by record), not file order: its test split is the
+same set, but its validation split (the last fraction in that order) holds
+other images than Keras' ``validation_split`` on the files. Its metadata
+``source`` is ``tfds-prepared:<folder>`` to say so. TFDS's prepared
+``emnist/letters`` keeps only 88,800 of NIST's 124,800 training images (and
+14,800 of 20,800 test images), so :func:`prepare` rejects it.
 
-Every source yields the same arrays for the same files: upright 28x28 uint8
-images and 0-based labels. The on-disk format written by :func:`write_dataset`
-is documented in ``docs/dataset-format.md``; :func:`load_split` reads it back
-as float32 images in [0, 1], NHWC.
+The on-disk format written by :func:`write_dataset` is documented in
+``docs/dataset-format.md``; :func:`load_split` reads it back as float32
+images in [0, 1], NHWC.
 """
 
 from __future__ import annotations
@@ -26,6 +39,7 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import shutil
 import string
 import tempfile
@@ -299,21 +313,24 @@ def _info_targets(folder: Path) -> dict[str, Path]:
     return targets
 
 
-def read_tfds(spec: DatasetSpec, data_dir: str | None, download: bool) -> RawData:
-    """Read a data set through TFDS's download manager and cache.
+def _tfds_data_dir(data_dir: str | None) -> str:
+    """The TFDS data_dir a config names, or TFDS's default ``~/tensorflow_datasets``."""
+    return (data_dir or os.path.expanduser("~/tensorflow_datasets")).rstrip("/")
 
-    TFDS's builders shuffle records when they prepare a data set, and its
-    ``emnist/letters`` keeps only 88,800 of the 124,800 training images; so
-    the original files the builders download (``<data_dir>/downloads``) are
-    read instead, giving exactly the arrays of the IDX source. A data_dir that
-    TFDS already filled is used offline; otherwise TFDS downloads, when allowed.
+
+def read_tfds(spec: DatasetSpec, data_dir: str | None, download: bool) -> RawData:
+    """Read a data set's original files through TFDS's download manager and cache.
+
+    The files the builders download (``<data_dir>/downloads``) give exactly
+    the arrays of the IDX source, in file order. A data_dir that TFDS already
+    filled is used offline; otherwise TFDS downloads, when allowed.
 
     Raises:
         SourceUnavailable: nothing cached and download off or impossible.
     """
     if data_dir and data_dir.startswith("gs://"):
         return _read_tfds_gcs(spec, data_dir)
-    downloads = Path(data_dir or os.path.expanduser("~/tensorflow_datasets")) / "downloads"
+    downloads = Path(_tfds_data_dir(data_dir)) / "downloads"
     urls = tfds_urls(spec)
     cached = tfds_cached(downloads) if downloads.is_dir() else {}
     if all(url in cached for url in urls.values()):
@@ -368,6 +385,116 @@ def _read_tfds_gcs(spec: DatasetSpec, data_dir: str) -> RawData:
         return _read_tfds_files(spec, paths, f"tfds:{prefix}")
 
 
+def read_tfds_prepared(spec: DatasetSpec, data_dir: str | None) -> RawData:
+    """Read the records TFDS prepared for a data set (``tfds build``, ``tfds.load``).
+
+    Reads the newest version under ``<data_dir>/<tfds name>/`` (for example
+    ``fashion_mnist/3.0.1`` or ``emnist/letters/3.1.0``), local or ``gs://``,
+    with ``tfds.builder_from_directory``: it needs only the folder's
+    ``dataset_info.json`` and ``features.json``, not the installed builder's
+    version. Records come in the order TFDS stored them, shard by shard, so
+    the same folder always gives the same arrays; TFDS shuffled that order
+    when it prepared them, so it is not the original files' order.
+
+    Returns:
+        Upright images and 0-based labels; ``source`` is ``tfds-prepared:<folder>``.
+
+    Raises:
+        SourceUnavailable: no prepared version of the data set under data_dir.
+        DataError: TFDS cannot read the records, or they hold images of
+            another shape or labels out of range.
+    """
+    root = f"{_tfds_data_dir(data_dir)}/{spec.tfds_name}"
+    if root.startswith("gs://"):
+        return _read_tfds_prepared_gcs(spec, root)
+    base = Path(root)
+    names = []
+    if base.is_dir():
+        names = [p.name for p in base.iterdir() if (p / "dataset_info.json").is_file()]
+    folder = base / _newest_version(spec, names, root)
+    return _read_prepared_folder(spec, folder, f"tfds-prepared:{folder}")
+
+
+def _newest_version(spec: DatasetSpec, names: list[str], root: str) -> str:
+    """The highest ``X.Y.Z`` among folder names; TFDS's unfinished folders do not match."""
+    versions = [n for n in names if re.fullmatch(r"\d+\.\d+\.\d+", n)]
+    if not versions:
+        raise SourceUnavailable(f"{spec.name}: no prepared TFDS records of it under {root}")
+    return max(versions, key=lambda v: tuple(int(part) for part in v.split(".")))
+
+
+def _read_tfds_prepared_gcs(spec: DatasetSpec, root: str) -> RawData:
+    from cnnvsmlp import storage
+
+    by_version: dict[str, list[str]] = {}
+    for uri in storage.list_uris(root):
+        version, _, name = uri[len(root) + 1 :].partition("/")
+        if name and "/" not in name:
+            by_version.setdefault(version, []).append(name)
+    versions = [v for v, names in by_version.items() if "dataset_info.json" in names]
+    version = _newest_version(spec, versions, root)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in by_version[version]:
+            storage.download(f"{root}/{version}/{name}", Path(tmp) / name)
+        return _read_prepared_folder(spec, Path(tmp), f"tfds-prepared:{root}/{version}")
+
+
+def _read_prepared_folder(spec: DatasetSpec, folder: Path, source: str) -> RawData:
+    """Decode the train and test records of one prepared TFDS version folder."""
+    import tensorflow_datasets as tfds
+
+    where = source.removeprefix("tfds-prepared:")
+    try:
+        builder = tfds.builder_from_directory(str(folder))
+        missing = [s for s in ("train", "test") if s not in builder.info.splits]
+        features = builder.info.features
+    except Exception as err:  # noqa: BLE001 - TFDS raises many types for unreadable folders
+        raise DataError(f"{spec.name}: TFDS cannot read {where} ({_first_line(err)})") from None
+    if missing:
+        raise DataError(f"{spec.name}: {where} has no {missing[0]} split")
+    if not {"image", "label"} <= set(features.keys()):
+        raise DataError(
+            f"{spec.name}: {where} has features {', '.join(sorted(features.keys()))}, "
+            "expected image and label"
+        )
+    out = {}
+    for split in ("train", "test"):
+        try:
+            # Stored order: no file shuffling, one shard at a time.
+            batch = builder.as_dataset(
+                split=split,
+                batch_size=-1,
+                shuffle_files=False,
+                read_config=tfds.ReadConfig(interleave_cycle_length=1),
+            )
+            example = tfds.as_numpy(batch)
+        except Exception as err:  # noqa: BLE001 - corrupt records surface as TF errors
+            raise DataError(
+                f"{spec.name}: TFDS cannot read the {split} records in {where} ({_first_line(err)})"
+            ) from None
+        images, labels = example["image"], example["label"]
+        if images.shape[1:] not in ((28, 28, 1), (28, 28)):
+            shape = "x".join(str(d) for d in images.shape[1:])
+            raise DataError(f"{spec.name}: {where} holds {shape} {split} images, expected 28x28x1")
+        # TFDS's builders store the IDX arrays unchanged: EMNIST transposed,
+        # letters labelled 1..26 among 37 declared classes.
+        out[f"{split}_images"], out[f"{split}_labels"] = normalise_raw(
+            spec, images, labels, f"{where} {split} split"
+        )
+    digests = {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.iterdir())
+        if p.is_file()
+    }
+    return RawData(**out, source=source, input_sha256=digests)
+
+
+def _first_line(err: Exception) -> str:
+    """An exception as one short line, without TensorFlow's ``{{function_node ...}}`` prefix."""
+    text = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", str(err).strip()).splitlines()
+    return f"{err.__class__.__name__}: {text[0][:200]}" if text else err.__class__.__name__
+
+
 # ---------------------------------------------------------------- sources
 
 
@@ -395,18 +522,25 @@ def _fetch_gcs_dir(uri: str, spec: DatasetSpec, into: Path) -> Path:
 def read_source(spec: DatasetSpec, source: DataSource) -> RawData:
     """Read a data set from the source the config names, trying ``auto`` in order.
 
+    ``auto`` and ``tfds`` move on to the next source only when one has no
+    data here; a malformed file, or an ``idx_dir`` the config names that lacks
+    the files, stops the search with its own error.
+
     Raises:
-        DataError: no source could provide the data; the message lists what was tried.
+        DataError: no source could provide the data (the message lists what
+            was tried), the named ``idx_dir`` lacks a file, or a file is malformed.
     """
     attempts: list[tuple[str, Callable[[], RawData]]] = []
 
-    def idx(directory: str) -> Callable[[], RawData]:
+    def idx(directory: str, named: bool) -> Callable[[], RawData]:
         def read() -> RawData:
             if directory.startswith("gs://"):
                 with tempfile.TemporaryDirectory() as tmp:
                     raw = read_idx_dir(spec, _fetch_gcs_dir(directory, spec, Path(tmp)))
                 raw.source = f"idx:{directory}"
                 return raw
+            if named:
+                _check_idx_dir(spec, Path(directory))
             return read_idx_dir(spec, directory)
 
         return read
@@ -414,18 +548,27 @@ def read_source(spec: DatasetSpec, source: DataSource) -> RawData:
     def tfds_(download: bool) -> Callable[[], RawData]:
         return lambda: read_tfds(spec, source.tfds_data_dir, download)
 
-    # auto: local files first, then the TFDS cache, the offline default,
-    # and only then a TFDS download, which is slow to fail without a network.
+    def prepared() -> RawData:
+        return read_tfds_prepared(spec, source.tfds_data_dir)
+
+    # auto: the named files first, then what a TFDS data_dir holds, the
+    # offline default, and only then a TFDS download, which is slow to fail
+    # without a network. Prepared records lose the files' order, so those in
+    # the default ~/tensorflow_datasets come after the offline default files;
+    # a data_dir the config names comes before them.
+    named_prepared = source.kind == "tfds" or bool(source.tfds_data_dir)
     if source.kind in ("auto", "idx") and source.idx_dir:
-        attempts.append((f"idx {source.idx_dir}", idx(source.idx_dir)))
-    if source.kind == "tfds":
-        attempts.append(("tfds", tfds_(source.download)))
-    if source.kind == "auto":
+        attempts.append((f"idx {source.idx_dir}", idx(source.idx_dir, named=True)))
+    if source.kind in ("auto", "tfds"):
         attempts.append(("tfds cache", tfds_(False)))
+    if source.kind in ("auto", "tfds") and named_prepared:
+        attempts.append(("tfds prepared", prepared))
     if source.kind in ("auto", "idx") and not source.idx_dir and spec.default_idx_dir:
-        attempts.append((f"idx {spec.default_idx_dir}", idx(spec.default_idx_dir)))
-    if source.kind == "auto" and source.download:
-        attempts.append(("tfds (download)", tfds_(True)))
+        attempts.append((f"idx {spec.default_idx_dir}", idx(spec.default_idx_dir, named=False)))
+    if source.kind == "auto" and not named_prepared:
+        attempts.append(("tfds prepared", prepared))
+    if source.kind in ("auto", "tfds") and source.download:
+        attempts.append(("tfds download", tfds_(True)))
     if not attempts:
         raise DataError(f"{spec.name}: source kind idx needs source.idx_dir")
     errors = []
@@ -434,15 +577,34 @@ def read_source(spec: DatasetSpec, source: DataSource) -> RawData:
             return read()
         except SourceUnavailable as err:
             # A malformed file is an error in itself; only absent data moves on.
-            if source.kind != "auto":
+            if source.kind == "idx":
                 raise
             errors.append(f"{label}: {err}")
-    hint = (
-        " Install Debian's dataset-fashion-mnist or set source.idx_dir."
-        if spec.default_idx_dir
-        else " Download NIST's gzip.zip and set source.idx_dir to its gzip/ folder."
-    )
+    if source.kind == "tfds":
+        hint = " Point source.tfds_data_dir at a data_dir that TFDS filled" + (
+            "." if source.download else ", or set source.download=true."
+        )
+    elif spec.default_idx_dir:
+        hint = " Install Debian's dataset-fashion-mnist or set source.idx_dir."
+    else:
+        hint = " Download NIST's gzip.zip and set source.idx_dir to its gzip/ folder."
     raise DataError(f"{spec.name}: no source worked ({'; '.join(errors)}).{hint}")
+
+
+def _check_idx_dir(spec: DatasetSpec, directory: Path) -> None:
+    """Fail on a named ``idx_dir`` without the files, rather than try another source."""
+    if not directory.is_dir():
+        raise DataError(
+            f"{spec.name}: source.idx_dir {directory} is not a folder "
+            f"(it should hold {', '.join(spec.files.values())})"
+        )
+    missing = [name for name in spec.files.values() if not (directory / name).is_file()]
+    if missing:
+        files = "file " if len(missing) == 1 else "files "
+        verb = " is" if len(missing) == 1 else " are"
+        raise DataError(
+            f"{spec.name}: source.idx_dir {directory}: {files}{', '.join(missing)}{verb} missing"
+        )
 
 
 # ---------------------------------------------------------------- splits and format
@@ -572,14 +734,37 @@ def prepare(
     """
     spec = get_spec(dataset)
     raw = read_source(spec, source)
+    check_official_counts(spec, raw)
+    return write_dataset(raw, spec, split, out_dir, limit)
+
+
+def check_official_counts(spec: DatasetSpec, raw: RawData) -> None:
+    """Refuse a TFDS source whose splits are not the official ones.
+
+    IDX folders may hold fewer images (tests, synthetic letters); what TFDS
+    gives must be the whole official split.
+
+    Raises:
+        DataError: a split's size differs from the official count; for TFDS's
+            prepared records the message says which source to use instead.
+    """
+    if raw.source.startswith("idx:"):
+        return
     for split_name in ("train", "test"):
         n = len(getattr(raw, f"{split_name}_labels"))
         expected = spec.official_counts[split_name]
-        if n != expected and not raw.source.startswith("idx:"):
-            raise DataError(
-                f"{spec.name}: source {raw.source} has {n} {split_name} images, expected {expected}"
+        if n == expected:
+            continue
+        message = (
+            f"{spec.name}: source {raw.source} has {n} {split_name} images, expected {expected}"
+        )
+        if raw.source.startswith("tfds-prepared:"):
+            files = "the gzip/ folder of NIST's gzip.zip" if spec.nist_url else "the gzip IDX files"
+            message += (
+                f"; TFDS's prepared {spec.tfds_name} is not the official split: keep TFDS's "
+                f"downloads (<tfds_data_dir>/downloads) or set source.idx_dir to {files}"
             )
-    return write_dataset(raw, spec, split, out_dir, limit)
+        raise DataError(message)
 
 
 def labels_digest(labels: np.ndarray) -> str:
