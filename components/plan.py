@@ -13,13 +13,15 @@ def plan_runs(config_json: str, repeats: int) -> List[str]:  # noqa: UP006
 
     Args:
         config_json: the experiment config (``ExperimentConfig`` as JSON).
-        repeats: runs per variant, seeds ``seed`` to ``seed + repeats - 1``;
-            it replaces the config's ``repeats``.
+        repeats: runs per variant, seeds ``seed`` to ``seed + repeats - 1``,
+            in place of the config's ``repeats``; 0 keeps the config's.
 
     Returns:
         One ``RunSpec`` as JSON per run: the items of the pipeline's fan-out.
     """
     from cnnvsmlp.config import parse_config_json, with_overrides
 
-    config = with_overrides(parse_config_json(config_json), [f"repeats={repeats}"])
+    config = parse_config_json(config_json)
+    if repeats:
+        config = with_overrides(config, [f"repeats={repeats}"])
     return [run.model_dump_json() for run in config.runs()]

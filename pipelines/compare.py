@@ -6,6 +6,7 @@ prepare_data -> plan_runs -> ParallelFor[run]: train_model -> evaluate_model
 
 from kfp import dsl
 
+from cnnvsmlp.cluster import cluster_config
 from cnnvsmlp.config import ExperimentConfig, load_config
 from components import compare_runs, evaluate_model, plan_runs, prepare_data, train_model
 from pipelines.placement import cpu_task, gpu_task
@@ -19,15 +20,18 @@ DEFAULT_CONFIG = "fashion-mnist"
     description="CNN versus MLP: train every variant with repeats, test, and compare them.",
 )
 def pipeline(
-    config_json: str = load_config(DEFAULT_CONFIG).model_dump_json(),
-    repeats: int = load_config(DEFAULT_CONFIG).repeats,
+    config_json: str = cluster_config(load_config(DEFAULT_CONFIG)).model_dump_json(),
+    repeats: int = 0,
 ):
     """Train and test every variant of an experiment and compare them.
 
     Args:
         config_json: the experiment config as JSON (a preset, with overrides).
-        repeats: runs of each variant, with seeds ``seed`` to ``seed + repeats - 1``;
-            it replaces the config's ``repeats``, so it can be changed alone in the KFP UI.
+            The default is the Fashion-MNIST preset as a cluster runs it, its
+            training state mirrored to the bucket of the cluster settings.
+        repeats: runs of each variant, with seeds ``seed`` to ``seed + repeats - 1``,
+            in place of the config's ``repeats``, so it can be changed alone in the
+            KFP UI; 0 keeps the config's.
     """
     data = cpu_task(prepare_data(config_json=config_json), memory="8Gi")
     data.set_caching_options(True)

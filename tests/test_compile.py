@@ -94,8 +94,11 @@ def test_images_are_the_project_images(compiled):
 def test_default_parameter_is_the_fashion_preset(compiled):
     ir = compiled["compare"][0]
     default = ir["root"]["inputDefinitions"]["parameters"]["config_json"]["defaultValue"]
-    assert json.loads(default) == json.loads(load_config("fashion-mnist").model_dump_json())
-    assert ir["root"]["inputDefinitions"]["parameters"]["repeats"]["defaultValue"] == 1
+    expected = json.loads(load_config("fashion-mnist").model_dump_json())
+    expected["resume_uri"] = f"gs://{cluster_settings().bucket}/resume"  # a cluster run's default
+    assert json.loads(default) == expected
+    # 0: the config's repeats
+    assert ir["root"]["inputDefinitions"]["parameters"]["repeats"]["defaultValue"] == 0
     args = pipeline_arguments("compare", load_config("emnist-letters", ["repeats=3"]))
     assert json.loads(args["config_json"])["repeats"] == 3 and args["repeats"] == 3
 
@@ -109,8 +112,10 @@ def test_repeats_parameter_replaces_the_configs():
     assert sorted((r["variant"], r["repeat"], r["seed"]) for r in runs) == [
         (v, r, 7 + r) for v in ("cnn-deep", "mlp") for r in range(3)
     ]
+    kept = plan_runs.python_func(config_json=config, repeats=0)  # the config's: 1
+    assert [json.loads(r)["repeat"] for r in kept] == [0, 0]
     with pytest.raises(ConfigError, match="parameters: repeats: Input should be greater than"):
-        plan_runs.python_func(config_json=config, repeats=0)
+        plan_runs.python_func(config_json=config, repeats=-1)
 
 
 def test_unknown_pipeline_lists_the_registered_ones():

@@ -454,8 +454,16 @@ def test_prepared_records_in_the_default_data_dir_never_displace_the_files(
     spec = dataclasses.replace(FASHION, default_idx_dir=str(fashion_dir))
     raw = read_source(spec, DataSource(kind="auto", download=False))
     assert raw.source == f"idx:{fashion_dir}"
+    # Without the files, those records are used only if they hold the official split:
+    # these hold 300 + 100 images, so the search goes on (here, to nothing).
     without_files = dataclasses.replace(FASHION, default_idx_dir=str(tmp_path / "none"))
-    raw = read_source(without_files, DataSource(kind="auto", download=False))
+    with pytest.raises(DataError) as err:
+        read_source(without_files, DataSource(kind="auto", download=False))
+    assert "tfds prepared: fashion-mnist: source tfds-prepared:" in str(err.value)
+    assert "has 300 train images, expected 60000" in str(err.value)
+    assert str(err.value).startswith("fashion-mnist: no source worked (")
+    official = dataclasses.replace(without_files, official_counts={"train": 300, "test": 100})
+    raw = read_source(official, DataSource(kind="auto", download=False))
     assert raw.source == f"tfds-prepared:{tmp_path}/tensorflow_datasets/fashion_mnist/3.0.1"
 
 

@@ -72,8 +72,11 @@ def test_training_state_is_mirrored_per_job_and_run(dry_run):
     assert len(jobs) == 1 and "{{" not in jobs[0].name  # the job id placeholder was filled in
     assert sorted(p.name for p in jobs[0].iterdir()) == sorted(f"{v}-r0" for v in VARIANTS)
     for run in jobs[0].iterdir():
-        assert (run / "backup" / "training_metadata.json").is_file()
-        assert len((run / "history.csv").read_text().splitlines()) == 2  # header, one epoch
+        assert (run / "state" / "LATEST").read_text() == "epoch-001"
+        state = run / "state" / "epoch-001"
+        assert (state / "backup" / "training_metadata.json").is_file()
+        assert len((state / "history.csv").read_text().splitlines()) == 2  # header, one epoch
+        assert (run / "files" / "checkpoints" / "epoch-01.keras").is_file()
 
 
 def test_run_folders_never_overwrite(tmp_path):

@@ -88,12 +88,44 @@ def test_retried_training_on_a_new_pod_resumes_from_the_bucket(bucket, small_fas
     resume = f"gs://{bucket}/resume/job-1/cnn-r0"
     one = TrainConfig(epochs=1, batch_size=64, optimizer="adam")
     first = train(small_fashion, run, one, tmp_path / "attempt-1", verbose=0, resume_uri=resume)
-    assert f"{resume}/backup/training_metadata.json" in storage.list_uris(resume)
+    mirrored = storage.list_uris(resume)
+    assert f"{resume}/state/epoch-001/backup/training_metadata.json" in mirrored
+    assert f"{resume}/files/checkpoints/epoch-01.keras" in mirrored
+    assert storage.read_text(f"{resume}/state/LATEST") == "epoch-001"
     two = one.model_copy(update={"epochs": 2})
     second = train(small_fashion, run, two, tmp_path / "attempt-2", verbose=0, resume_uri=resume)
     assert second.resumed_from_epoch == 1
     assert [e.epoch for e in second.history] == [1, 2]
     assert second.history[0] == first.history[0]
+    # Epoch 2 started from epoch 1's weights, not from scratch: a fresh model's
+    # first epoch on the same data has a far higher loss.
+    assert second.history[1].loss < 0.8 * first.history[0].loss
+    assert second.train_images_per_s > 0
+    # Only the newest snapshot is kept.
+    assert storage.read_text(f"{resume}/state/LATEST") == "epoch-002"
+    assert not [u for u in storage.list_uris(resume) if "/state/epoch-001/" in u]
+
+
+def test_a_snapshot_cut_short_is_never_fetched(bucket, tmp_path):
+    """LATEST moves only after a whole epoch is up: a task killed mid-upload leaves the last one."""
+    from cnnvsmlp.train import fetch_state
+
+    dest = f"gs://{bucket}/resume/job/mlp-r0"
+    for epoch, files in ((1, ("backup/latest.weights.h5", "history.csv")), (2, ("history.csv",))):
+        for name in files:
+            local = tmp_path / "upload" / f"{epoch}" / name
+            local.parent.mkdir(parents=True, exist_ok=True)
+            local.write_text(f"epoch {epoch}")
+            storage.upload(local, f"{dest}/state/epoch-{epoch:03d}/{name}")
+    storage.write_text(f"{dest}/state/LATEST", "epoch-001")  # epoch 2 never completed
+    out = tmp_path / "retry"
+    assert fetch_state(out, dest) == 1
+    assert (out / "history.csv").read_text() == "epoch 1"
+    assert (out / "backup" / "latest.weights.h5").read_text() == "epoch 1"
+    # A folder that kept its own state (a local restart) is not overwritten.
+    (out / "history.csv").write_text("newer")
+    assert fetch_state(out, dest) == 0 and (out / "history.csv").read_text() == "newer"
+    assert fetch_state(tmp_path / "fresh", f"gs://{bucket}/resume/other") == 0
 
 
 def test_missing_bucket_and_object(gcs_server, bucket, tmp_path):

@@ -551,6 +551,16 @@ def read_source(spec: DatasetSpec, source: DataSource) -> RawData:
     def prepared() -> RawData:
         return read_tfds_prepared(spec, source.tfds_data_dir)
 
+    def prepared_if_official() -> RawData:
+        # Found in the default ~/tensorflow_datasets, not named by the config:
+        # a smaller split there (TFDS's emnist/letters) is no reason to stop.
+        raw = prepared()
+        try:
+            check_official_counts(spec, raw)
+        except DataError as err:
+            raise SourceUnavailable(str(err)) from None
+        return raw
+
     # auto: the named files first, then what a TFDS data_dir holds, the
     # offline default, and only then a TFDS download, which is slow to fail
     # without a network. Prepared records lose the files' order, so those in
@@ -566,7 +576,7 @@ def read_source(spec: DatasetSpec, source: DataSource) -> RawData:
     if source.kind in ("auto", "idx") and not source.idx_dir and spec.default_idx_dir:
         attempts.append((f"idx {spec.default_idx_dir}", idx(spec.default_idx_dir, named=False)))
     if source.kind == "auto" and not named_prepared:
-        attempts.append(("tfds prepared", prepared))
+        attempts.append(("tfds prepared", prepared_if_official))
     if source.kind in ("auto", "tfds") and source.download:
         attempts.append(("tfds download", tfds_(True)))
     if not attempts:

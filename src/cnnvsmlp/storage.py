@@ -150,11 +150,12 @@ def list_uris(prefix: str) -> list[str]:
         raise _fail(prefix, err, gcs) from None
 
 
-def mirror_dir(local_dir: str | os.PathLike, dest: str) -> int:
+def mirror_dir(local_dir: str | os.PathLike, dest: str, only: set[str] | None = None) -> int:
     """Make ``dest`` (a ``gs://`` prefix or a local folder) hold every file of ``local_dir``.
 
     Files whose content is already there are skipped; changed ones are
-    replaced. Nothing at ``dest`` is deleted.
+    replaced. Nothing at ``dest`` is deleted. ``only`` limits the copy to
+    the files and folders of those names at the top of ``local_dir``.
 
     Returns:
         How many files were copied.
@@ -163,7 +164,11 @@ def mirror_dir(local_dir: str | os.PathLike, dest: str) -> int:
         StorageError: missing bucket or no permission.
     """
     local_dir = Path(local_dir)
-    files = sorted(p for p in local_dir.rglob("*") if p.is_file())
+    files = sorted(
+        p
+        for p in local_dir.rglob("*")
+        if p.is_file() and (only is None or p.relative_to(local_dir).parts[0] in only)
+    )
     copied = 0
     if not dest.startswith("gs://"):
         for path in files:
@@ -214,3 +219,63 @@ def fetch_dir(src: str, local_dir: str | os.PathLike) -> int:
     for uri in uris:
         download(uri, local_dir / uri.removeprefix(prefix))
     return len(uris)
+
+
+def write_text(uri: str, text: str) -> None:
+    """Write a small text object (``gs://``) or file, replacing what is there, atomically.
+
+    Raises:
+        StorageError: missing bucket or no permission.
+    """
+    if not uri.startswith("gs://"):
+        path = Path(uri)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.partial")
+        partial.write_text(text)
+        partial.replace(path)
+        return
+    gcs = client()
+    bucket, name = parse_uri(uri)
+    try:
+        gcs.bucket(bucket).blob(name).upload_from_string(text)
+    except gexc.GoogleAPIError as err:
+        raise _fail(uri, err, gcs) from None
+
+
+def read_text(uri: str) -> str | None:
+    """The text of an object (``gs://``) or file; None when there is none.
+
+    Raises:
+        StorageError: missing bucket or no permission.
+    """
+    if not uri.startswith("gs://"):
+        path = Path(uri)
+        return path.read_text() if path.is_file() else None
+    gcs = client()
+    bucket, name = parse_uri(uri)
+    try:
+        return gcs.bucket(bucket).blob(name).download_as_text()
+    except gexc.NotFound:
+        if not gcs.bucket(bucket).exists():
+            raise StorageError(f"{uri}: bucket gs://{bucket} does not exist") from None
+        return None
+    except gexc.GoogleAPIError as err:
+        raise _fail(uri, err, gcs) from None
+
+
+def remove_dir(uri: str) -> None:
+    """Delete every object under a ``gs://`` prefix, or a local folder.
+
+    Raises:
+        StorageError: missing bucket or no permission.
+    """
+    if not uri.startswith("gs://"):
+        shutil.rmtree(uri, ignore_errors=True)
+        return
+    gcs = client()
+    bucket, name = parse_uri(uri)
+    try:
+        for blob in gcs.list_blobs(bucket, prefix=name.rstrip("/") + "/"):
+            blob.delete()
+    except gexc.GoogleAPIError as err:
+        raise _fail(uri, err, gcs) from None

@@ -11,8 +11,13 @@ The output folder of a run holds:
 
 A task that restarts in the same folder resumes from ``backup/``. On a
 cluster a retried task starts in a new, empty folder, so training can also
-mirror the folder after every epoch to a ``resume_uri`` (a ``gs://`` prefix)
-and fetch it back before it starts.
+mirror its state after every epoch to a ``resume_uri`` (a ``gs://`` prefix)
+and fetch it back before it starts. There, ``state/epoch-NNN/`` holds
+``backup/`` and ``history.csv`` as they were after epoch NNN, and
+``state/LATEST`` names the newest complete one: it is written only once that
+epoch's files are all up, so a task killed while uploading leaves the
+previous epoch's state whole. ``files/`` mirrors the checkpoints and the
+TensorBoard logs.
 """
 
 from __future__ import annotations
@@ -57,15 +62,42 @@ class EpochTimer(keras.callbacks.Callback):
             logs["time_s"] = time.perf_counter() - self._start
 
 
+STATE = {"backup", "history.csv"}  # what resuming needs, copied as one snapshot per epoch
+FILES = {"checkpoints", "tensorboard"}  # the rest of the output, copied as it grows
+
+
 class Mirror(keras.callbacks.Callback):
-    """Copies the output folder to ``dest`` after every epoch, once the other callbacks wrote."""
+    """Copies the training state to ``dest`` after every epoch, once the other callbacks wrote."""
 
     def __init__(self, out: Path, dest: str) -> None:
         super().__init__()
-        self.out, self.dest = out, dest
+        self.out, self.dest = out, dest.rstrip("/")
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:  # noqa: D102
-        storage.mirror_dir(self.out, self.dest)
+        storage.mirror_dir(self.out, f"{self.dest}/files", only=FILES)
+        snapshot = f"epoch-{epoch + 1:03d}"
+        storage.mirror_dir(self.out, f"{self.dest}/state/{snapshot}", only=STATE)
+        previous = storage.read_text(f"{self.dest}/state/LATEST")
+        storage.write_text(f"{self.dest}/state/LATEST", snapshot)
+        if previous and previous != snapshot:
+            storage.remove_dir(f"{self.dest}/state/{previous}")
+
+
+def fetch_state(out: Path, src: str) -> int:
+    """Bring back the newest complete state mirrored to ``src``, unless ``out`` has its own.
+
+    Returns:
+        The epochs that state had finished (0 when there was none).
+    """
+    src = src.rstrip("/")
+    if (out / "backup").is_dir():
+        return 0  # the same folder survived: its own state is the newest
+    snapshot = storage.read_text(f"{src}/state/LATEST")
+    if not snapshot:
+        return 0
+    storage.fetch_dir(f"{src}/files", out)
+    storage.fetch_dir(f"{src}/state/{snapshot}", out)
+    return int(snapshot.removeprefix("epoch-"))
 
 
 def read_history(path: Path) -> list[Epoch]:
@@ -128,7 +160,7 @@ def train(
 
     # Train
     if resume_uri:
-        storage.fetch_dir(resume_uri, out)
+        fetch_state(out, resume_uri)
     history_csv = out / "history.csv"
     done_before = len(read_history(history_csv))
     (out / "checkpoints").mkdir(exist_ok=True)
@@ -156,7 +188,9 @@ def train(
     history = read_history(history_csv)
     new_epochs = [e for e in history if e.epoch > done_before]
     train_time = float(sum(e.time_s for e in new_epochs))
-    images = len(x_train) * len(new_epochs)
+    # Throughput over every epoch of the history: a task retried after its
+    # last epoch trains none itself.
+    all_time = float(sum(e.time_s for e in history))
     result = TrainResult(
         run=run,
         dataset=meta["dataset"],
@@ -166,7 +200,7 @@ def train(
         n_train=len(x_train),
         n_validation=len(x_val),
         train_time_s=train_time,
-        train_images_per_s=images / train_time if train_time > 0 else 0.0,
+        train_images_per_s=len(x_train) * len(history) / all_time if all_time > 0 else 0.0,
         resumed_from_epoch=done_before,
         hardware=Hardware.detect(),
     )
