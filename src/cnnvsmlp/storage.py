@@ -16,6 +16,8 @@ import filecmp
 import hashlib
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from google.api_core import exceptions as gexc
@@ -64,6 +66,19 @@ def _fail(uri: str, err: gexc.GoogleAPIError, gcs: storage.Client) -> StorageErr
             return StorageError(f"{uri}: bucket gs://{bucket} does not exist")
         return StorageError(f"{uri}: no such object")
     return StorageError(f"{uri}: {err.__class__.__name__}: {err.message}")
+
+
+@contextmanager
+def _replacing(dest: Path) -> Iterator[Path]:
+    """A partial file beside ``dest`` to write; it becomes ``dest`` only if the block succeeds."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = dest.with_name(f".{dest.name}.partial")
+    try:
+        yield partial
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    partial.replace(dest)
 
 
 def _md5(path: Path) -> str:
@@ -124,14 +139,11 @@ def download(uri: str, dest: str | os.PathLike) -> Path:
     gcs = client()
     bucket, name = parse_uri(uri)
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = dest.with_name(f".{dest.name}.partial")
     try:
-        gcs.bucket(bucket).blob(name).download_to_filename(str(partial))
+        with _replacing(dest) as partial:
+            gcs.bucket(bucket).blob(name).download_to_filename(str(partial))
     except gexc.GoogleAPIError as err:
-        partial.unlink(missing_ok=True)
         raise _fail(uri, err, gcs) from None
-    partial.replace(dest)
     return dest
 
 
@@ -175,10 +187,8 @@ def mirror_dir(local_dir: str | os.PathLike, dest: str, only: set[str] | None = 
             target = Path(dest) / path.relative_to(local_dir)
             if target.is_file() and filecmp.cmp(path, target, shallow=False):
                 continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.with_name(f".{target.name}.partial")
-            shutil.copyfile(path, partial)
-            partial.replace(target)
+            with _replacing(target) as partial:
+                shutil.copyfile(path, partial)
             copied += 1
         return copied
     gcs = client()
@@ -228,11 +238,8 @@ def write_text(uri: str, text: str) -> None:
         StorageError: missing bucket or no permission.
     """
     if not uri.startswith("gs://"):
-        path = Path(uri)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.partial")
-        partial.write_text(text)
-        partial.replace(path)
+        with _replacing(Path(uri)) as partial:
+            partial.write_text(text)
         return
     gcs = client()
     bucket, name = parse_uri(uri)

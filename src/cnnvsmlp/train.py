@@ -72,15 +72,19 @@ class Mirror(keras.callbacks.Callback):
     def __init__(self, out: Path, dest: str) -> None:
         super().__init__()
         self.out, self.dest = out, dest.rstrip("/")
+        self.latest: str | None = None
+
+    def on_train_begin(self, logs: dict | None = None) -> None:  # noqa: D102
+        self.latest = storage.read_text(f"{self.dest}/state/LATEST")
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:  # noqa: D102
         storage.mirror_dir(self.out, f"{self.dest}/files", only=FILES)
         snapshot = f"epoch-{epoch + 1:03d}"
         storage.mirror_dir(self.out, f"{self.dest}/state/{snapshot}", only=STATE)
-        previous = storage.read_text(f"{self.dest}/state/LATEST")
         storage.write_text(f"{self.dest}/state/LATEST", snapshot)
-        if previous and previous != snapshot:
-            storage.remove_dir(f"{self.dest}/state/{previous}")
+        if self.latest and self.latest != snapshot:
+            storage.remove_dir(f"{self.dest}/state/{self.latest}")
+        self.latest = snapshot
 
 
 def fetch_state(out: Path, src: str) -> int:
