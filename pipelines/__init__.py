@@ -51,11 +51,23 @@ def pipeline_arguments(name: str, config: ExperimentConfig) -> dict:
 
 
 def compile_pipeline(name: str, out_dir: str | Path = "build") -> Path:
-    """Compile a registered pipeline to ``<out_dir>/<name>.yaml`` (KFP IR)."""
+    """Compile a registered pipeline to ``<out_dir>/<name>.yaml`` (KFP IR).
+
+    Raises:
+        UserError: unknown pipeline, or ``out_dir`` cannot hold the file.
+    """
     from kfp import compiler
 
+    from cnnvsmlp.outputs import write_atomically
+
+    pipeline = get_pipeline(name).pipeline  # an unknown name fails before anything is written
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{name}.yaml"
-    compiler.Compiler().compile(get_pipeline(name).pipeline, str(path))
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: is a file, not a folder for compiled pipelines")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / f"{name}.yaml"
+        write_atomically(path, lambda p: compiler.Compiler().compile(pipeline, str(p)))
+    except OSError as err:
+        raise UserError(f"{out}: cannot write the compiled pipeline ({err.strerror})") from None
     return path

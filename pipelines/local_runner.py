@@ -3,10 +3,17 @@
 Each run gets its own folder ``runs/<run id>/``: the local pipeline root with
 every task's artifacts under ``pipeline/``, and the comparison (report,
 JSON, plots) copied to ``report/``. A run never overwrites an earlier one.
+
+The placement of ``pipelines/placement.py`` is for the cluster: kfp's local
+runner ignores resources, node selectors and tolerations, but it would honour
+the retry policies, waiting minutes before it reports a mistake that fails
+every attempt the same way. Locally a pipeline runs without them.
 """
 
 from __future__ import annotations
 
+import copy
+import re
 import shutil
 import time
 from datetime import datetime, timezone
@@ -22,8 +29,14 @@ class LocalRunError(UserError):
 
 
 def new_run_dir(runs_dir: Path, config: ExperimentConfig) -> Path:
-    """Create ``runs_dir/<UTC timestamp>-<experiment>``, unique even within a second."""
+    """Create ``runs_dir/<UTC timestamp>-<experiment>``, unique even within a second.
+
+    Raises:
+        LocalRunError: ``runs_dir`` is a file or cannot be written.
+    """
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    if runs_dir.exists() and not runs_dir.is_dir():
+        raise LocalRunError(f"{runs_dir}: is a file, not a folder for runs")
     for n in range(1000):
         path = (
             runs_dir / f"{stamp}-{config.name}"
@@ -35,7 +48,34 @@ def new_run_dir(runs_dir: Path, config: ExperimentConfig) -> Path:
             return path
         except FileExistsError:
             continue
+        except OSError as err:
+            raise LocalRunError(f"{runs_dir}: cannot create a run folder ({err.strerror})") from None
     raise LocalRunError(f"{runs_dir}: cannot create a new run folder")
+
+
+def without_retries(pipeline):
+    """A copy of a compiled pipeline whose tasks are not retried (the original keeps its policy)."""
+    local = copy.deepcopy(pipeline)
+    spec = local.pipeline_spec
+    dags = [spec.root.dag] + [c.dag for c in spec.components.values() if c.HasField("dag")]
+    for dag in dags:
+        for task in dag.tasks.values():
+            task.ClearField("retry_policy")
+    return local
+
+
+def describe_failure(message: str, config: ExperimentConfig) -> str:
+    """Name the run behind a failed loop iteration in kfp's failure message."""
+    message = re.sub(r"\x1b\[[0-9;]*m", "", message)  # kfp colours task names
+    found = re.search(r"(\S+) inside for-loop-\d+-iteration-(\d+)", message)
+    runs = config.runs()
+    if found and int(found.group(2)) < len(runs):
+        run = runs[int(found.group(2))]
+        return (
+            f"task {found.group(1)} of {run.run_id} (variant {run.variant}, repeat {run.repeat}, "
+            f"seed {run.seed}) failed; its log above ends with the cause"
+        )
+    return message
 
 
 def find_comparison(pipeline_root: Path) -> Path:
@@ -82,9 +122,11 @@ def run_local(
     )
     start = time.perf_counter()
     try:
-        module.pipeline(**module.arguments(config))
+        without_retries(module.pipeline)(**module.arguments(config))
     except RuntimeError as err:
-        raise LocalRunError(f"run {run_dir.name} failed: {err}") from None
+        raise LocalRunError(
+            f"run {run_dir.name} failed: {describe_failure(str(err), config)}"
+        ) from None
     report = run_dir / "report"
     shutil.copytree(find_comparison(pipeline_root), report)
     minutes = (time.perf_counter() - start) / 60

@@ -10,10 +10,18 @@ from __future__ import annotations
 import json
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from cnnvsmlp.errors import UserError
 
@@ -27,8 +35,21 @@ class ConfigError(UserError, ValueError):
     """A config file, preset name or override is invalid."""
 
 
+def _not_bool(value: object) -> object:
+    # pydantic reads true as 1 in a number field; a config that says true meant something else.
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got {str(value).lower()}")
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_not_bool)]
+Float = Annotated[float, BeforeValidator(_not_bool)]
+SEED_LIMIT = 2**32  # NumPy's and TensorFlow's seeds are 32-bit
+MAX_CONFIG_BYTES = 1 << 20
+
+
 class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class DataSource(_Record):
@@ -68,18 +89,35 @@ class Split(_Record):
     shuffles with that seed first.
     """
 
-    validation_fraction: float = Field(gt=0.0, lt=1.0)
-    shuffle_seed: int | None = None
+    validation_fraction: Float = Field(gt=0.0, lt=1.0)
+    shuffle_seed: Int | None = Field(default=None, ge=0, lt=SEED_LIMIT)
 
 
 class TrainConfig(_Record):
-    """Hyperparameters of one training run."""
+    """Hyperparameters of one training run, and how it executes.
 
-    epochs: int = Field(ge=1, le=1000)
-    batch_size: int = Field(ge=1, le=65536)
+    ``steps_per_execution`` and ``validation_batch_size`` change how fast an
+    epoch runs, not what it computes: the same batches in the same order
+    update the same weights (tests/test_train.py checks it).
+    """
+
+    epochs: Int = Field(ge=1, le=1000)
+    batch_size: Int = Field(ge=1, le=65536)
     optimizer: Optimizer
-    learning_rate: float | None = Field(
+    learning_rate: Float | None = Field(
         default=None, gt=0.0, description="Null uses the Keras default of the optimizer."
+    )
+    steps_per_execution: Int = Field(
+        default=64,
+        ge=1,
+        le=10000,
+        description="Training steps TensorFlow runs per call from Python (Keras' compile option).",
+    )
+    validation_batch_size: Int | None = Field(
+        default=1024,
+        ge=1,
+        le=65536,
+        description="Batch size of the validation pass; null: the training batch size.",
     )
 
 
@@ -102,9 +140,11 @@ class ExperimentConfig(_Record):
     split: Split
     variants: list[str] = Field(min_length=1)
     train: TrainConfig
-    repeats: int = Field(default=1, ge=1, le=100)
-    seed: int = Field(default=0, ge=0, description="Run r of a variant trains with seed + r.")
-    limit: int | None = Field(
+    repeats: Int = Field(default=1, ge=1, le=100)
+    seed: Int = Field(
+        default=0, ge=0, lt=SEED_LIMIT, description="Run r of a variant trains with seed + r."
+    )
+    limit: Int | None = Field(
         default=None, ge=10, description="Use at most this many images of each official split."
     )
     references: dict[str, Reference] = Field(default_factory=dict)
@@ -130,6 +170,13 @@ class ExperimentConfig(_Record):
             raise ValueError("each variant may appear once")
         return variants
 
+    @field_validator("resume_uri")
+    @classmethod
+    def _resume_uri_names_a_bucket(cls, uri: str | None) -> str | None:
+        if uri and uri.startswith("gs://") and not uri[5:].split("/", 1)[0]:
+            raise ValueError(f"{uri!r} names no bucket; expected gs://<bucket>/<path>")
+        return uri
+
     @model_validator(mode="after")
     def _references_name_variants(self) -> ExperimentConfig:
         from cnnvsmlp.models import VARIANTS
@@ -137,6 +184,29 @@ class ExperimentConfig(_Record):
         for name in self.references:
             if name not in VARIANTS:
                 raise ValueError(f"references: unknown variant {name!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _seeds_fit(self) -> ExperimentConfig:
+        if self.seed + self.repeats > SEED_LIMIT:
+            raise ValueError(
+                f"seed: {self.seed} + {self.repeats} repeats passes 2**32 - 1, the largest seed"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _splits_not_empty(self) -> ExperimentConfig:
+        from cnnvsmlp.data import get_spec
+
+        official = get_spec(self.dataset).official_counts["train"]
+        n = min(official, self.limit) if self.limit else official
+        n_val = int(n * self.split.validation_fraction)
+        if n_val == 0 or n_val == n:
+            empty = "validation" if n_val == 0 else "train"
+            raise ValueError(
+                f"split.validation_fraction: {self.split.validation_fraction} of {n} images "
+                f"leaves no {empty} images"
+            )
         return self
 
     def resume_path(self, job_id: str, run: RunSpec) -> str | None:
@@ -158,8 +228,8 @@ class RunSpec(_Record):
     """One training run: a variant and the seed of one repeat."""
 
     variant: str
-    repeat: int = Field(ge=0)
-    seed: int = Field(ge=0)
+    repeat: Int = Field(ge=0)
+    seed: Int = Field(ge=0, lt=SEED_LIMIT)
 
     @property
     def run_id(self) -> str:
@@ -187,21 +257,59 @@ def preset_names() -> list[str]:
     )
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """YAML without aliases (a few bytes of them can expand to gigabytes) or repeated keys."""
+
+    def compose_node(self, parent, index):  # noqa: D102
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise ConfigError(f"line {mark.line + 1}: YAML aliases (*name) are not allowed")
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):  # noqa: D102
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ConfigError(f"line {key_node.start_mark.line + 1}: key {key!r} appears twice")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str, where: str) -> object:
+    """Parse a config's YAML text strictly: no aliases, no repeated keys.
+
+    Raises:
+        ConfigError: invalid YAML, naming ``where``.
+    """
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{where}: not valid YAML ({err.__class__.__name__})") from None
+
+
 def _read_yaml(config: str) -> tuple[str, dict]:
     path = Path(config)
     if config.endswith((".yaml", ".yml")) or path.exists():
         if not path.is_file():
             raise ConfigError(f"{config}: no such config file")
-        text, where = path.read_text(), str(path)
+        where = str(path)
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{where}: larger than {MAX_CONFIG_BYTES} bytes; not a config")
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"{where}: not UTF-8 text (byte {err.start})") from None
+        except OSError as err:
+            raise ConfigError(f"{where}: cannot read ({err.strerror})") from None
     elif config in preset_names():
         text = (resources.files("cnnvsmlp") / "presets" / f"{config}.yaml").read_text()
         where = f"preset {config}"
     else:
         raise ConfigError(f"{config}: not a preset ({', '.join(preset_names())}) nor a YAML file")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{where}: not valid YAML ({err.__class__.__name__})") from err
+    data = parse_yaml(text, where)
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping at the top level")
     return where, data
@@ -222,7 +330,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         if not sep or not key:
             raise ConfigError(f"override {item!r}: expected key=value")
         path = ALIASES.get(key, key).split(".")
-        value = yaml.safe_load(raw) if raw else None
+        value = parse_yaml(raw, f"override {item!r}") if raw else None
         if path == ["variants"] and isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
         node = data
@@ -236,13 +344,13 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
 
 def _describe(err: ValidationError, where: str) -> str:
     first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    loc = ".".join(str(p) for p in first["loc"])
     msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "literal_error":
         msg = f"got {first['input']!r}; {msg.lower()}"
     elif first["type"] == "extra_forbidden":
         msg = "unknown field"
-    return f"{where}: {loc}: {msg}"
+    return f"{where}: {loc}: {msg}" if loc else f"{where}: {msg}"
 
 
 def load_config(config: str, overrides: list[str] | None = None) -> ExperimentConfig:

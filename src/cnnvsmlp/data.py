@@ -53,9 +53,11 @@ import numpy as np
 
 from cnnvsmlp.config import DataSource, Split
 from cnnvsmlp.errors import UserError
+from cnnvsmlp.outputs import PARTIAL_PREFIX, claim_dir
 
 FORMAT = "cnnvsmlp-dataset/1"
 SPLITS = ("train", "validation", "test")
+DATASET_FILES = {f"{name}.npz" for name in SPLITS} | {"metadata.json"}
 IMAGE_SHAPE = (28, 28, 1)
 
 
@@ -661,9 +663,9 @@ def write_dataset(
         )
     (tr_x, tr_y), (va_x, va_y) = split_train(train_x, train_y, split)
     parts = {"train": (tr_x, tr_y), "validation": (va_x, va_y), "test": (test_x, test_y)}
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    out_dir = claim_dir(out_dir, DATASET_FILES, "data set")
+    tmp = Path(tempfile.mkdtemp(prefix=f"{PARTIAL_PREFIX}{out_dir.name}.", dir=out_dir.parent))
+    old = out_dir.with_name(f"{PARTIAL_PREFIX}old-{tmp.name}")
     try:
         for name, (x, y) in parts.items():
             np.savez(tmp / f"{name}.npz", images=x.reshape(-1, *IMAGE_SHAPE), labels=y)
@@ -682,12 +684,15 @@ def write_dataset(
             "input_sha256": raw.input_sha256,
         }
         (tmp / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
+        # The folder holds nothing but an earlier data set (claim_dir checked): swap it whole.
+        out_dir.rename(old)
         tmp.rename(out_dir)
     except BaseException:
+        if old.exists() and not out_dir.exists():
+            old.rename(out_dir)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    shutil.rmtree(old, ignore_errors=True)
     return meta
 
 
