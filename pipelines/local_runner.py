@@ -49,7 +49,9 @@ def new_run_dir(runs_dir: Path, config: ExperimentConfig) -> Path:
         except FileExistsError:
             continue
         except OSError as err:
-            raise LocalRunError(f"{runs_dir}: cannot create a run folder ({err.strerror})") from None
+            raise LocalRunError(
+                f"{runs_dir}: cannot create a run folder ({err.strerror})"
+            ) from None
     raise LocalRunError(f"{runs_dir}: cannot create a new run folder")
 
 

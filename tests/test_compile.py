@@ -123,3 +123,12 @@ def test_unknown_pipeline_lists_the_registered_ones():
 
     with pytest.raises(UserError, match="unknown pipeline 'nope'; registered: compare"):
         get_pipeline("nope")
+
+
+def test_compiling_an_unknown_pipeline_writes_nothing(tmp_path):
+    from cnnvsmlp.errors import UserError
+    from pipelines import compile_pipeline
+
+    with pytest.raises(UserError, match="unknown pipeline 'nope'"):
+        compile_pipeline("nope", tmp_path / "build")
+    assert not (tmp_path / "build").exists()

@@ -69,6 +69,21 @@ def test_yaml_file(tmp_path):
         ),
         (["colour=red"], "colour: unknown field"),
         (["epochs"], "override 'epochs': expected key=value"),
+        (["seed=4294967296"], "seed: Input should be less than 4294967296"),
+        (["seed=4294967295", "repeats=2"], "seed: 4294967295 + 2 repeats passes 2**32 - 1"),
+        (["learning_rate=.inf"], "train.learning_rate: Input should be a finite number"),
+        (["learning_rate=.nan"], "train.learning_rate: Input should be a finite number"),
+        (["epochs=true"], "train.epochs: expected a number, got true"),
+        (["resume_uri=gs://"], "resume_uri: 'gs://' names no bucket"),
+        (
+            ["limit=10", "split.validation_fraction=0.05"],
+            "split.validation_fraction: 0.05 of 10 images leaves no validation images",
+        ),
+        (["epochs=*a"], "YAML aliases"),
+        (
+            ["train.steps_per_execution=0"],
+            "train.steps_per_execution: Input should be greater than",
+        ),
     ],
 )
 def test_invalid_config_names_field_and_allowed_values(overrides, message):
@@ -83,3 +98,29 @@ def test_unknown_preset_or_file():
         load_config("nope")
     with pytest.raises(ConfigError, match="missing.yaml: no such config file"):
         load_config("missing.yaml")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (b"name: \xff\xfe\n", "not UTF-8 text (byte 6)"),
+        (b"name: a\nname: b\n", "line 2: key 'name' appears twice"),
+        (b"a: &a [x, x, x]\nb: [*a, *a, *a]\n", "line 2: YAML aliases (*name) are not allowed"),
+        (b"[1, 2]\n", "expected a mapping at the top level"),
+    ],
+)
+def test_config_files_refused_at_load_time(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(str(path))
+    assert str(err.value) == f"{path}: {message}"
+
+
+def test_an_alias_bomb_is_refused_before_it_expands(tmp_path):
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}, *a{i - 1}]" for i in range(1, 20)]
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError, match="YAML aliases"):
+        load_config(str(path))

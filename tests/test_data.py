@@ -578,3 +578,29 @@ def test_named_idx_dir_missing_a_file_stops_auto(tiny_fashion, fashion_dir):
     assert str(err.value) == (
         f"fashion-mnist: source.idx_dir {tiny_fashion}: file t10k-labels-idx1-ubyte.gz is missing"
     )
+
+
+def test_prepare_never_deletes_what_it_did_not_write(fashion_dir, tmp_path, monkeypatch):
+    from cnnvsmlp.errors import UserError
+
+    source = DataSource(kind="idx", idx_dir=str(fashion_dir))
+    split = Split(validation_fraction=0.2)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("keep me")
+    with pytest.raises(UserError, match="holds 'thesis.tex', which is not the data set"):
+        prepare("fashion-mnist", source, split, mine, limit=100)
+    assert [p.name for p in mine.iterdir()] == ["thesis.tex"]
+    monkeypatch.chdir(mine)
+    with pytest.raises(UserError, match="holds 'thesis.tex'"):
+        prepare("fashion-mnist", source, split, ".", limit=100)
+    assert [p.name for p in mine.iterdir()] == ["thesis.tex"]
+    # A data set this project wrote is replaced whole, and nothing is left beside it.
+    out = tmp_path / "data"
+    prepare("fashion-mnist", source, split, out, limit=100)
+    meta = prepare("fashion-mnist", source, split, out, limit=200)
+    assert json.loads((out / "metadata.json").read_text())["counts"] == meta["counts"]
+    assert meta["counts"]["test"] == 200
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "mine"]
+    with pytest.raises(UserError, match="is a file, not a folder"):
+        prepare("fashion-mnist", source, split, mine / "thesis.tex", limit=100)

@@ -11,7 +11,7 @@ import pytest
 
 from cnnvsmlp.config import load_config
 from cnnvsmlp.records import EvalResult
-from pipelines.local_runner import new_run_dir, run_local
+from pipelines.local_runner import describe_failure, new_run_dir, run_local, without_retries
 
 VARIANTS = ["mlp", "cnn", "cnn-3conv", "cnn-3conv-bn"]
 
@@ -72,11 +72,10 @@ def test_training_state_is_mirrored_per_job_and_run(dry_run):
     assert len(jobs) == 1 and "{{" not in jobs[0].name  # the job id placeholder was filled in
     assert sorted(p.name for p in jobs[0].iterdir()) == sorted(f"{v}-r0" for v in VARIANTS)
     for run in jobs[0].iterdir():
-        assert (run / "state" / "LATEST").read_text() == "epoch-001"
-        state = run / "state" / "epoch-001"
-        assert (state / "backup" / "training_metadata.json").is_file()
-        assert len((state / "history.csv").read_text().splitlines()) == 2  # header, one epoch
-        assert (run / "files" / "checkpoints" / "epoch-01.keras").is_file()
+        state = json.loads((run / "state" / "epoch-01.json").read_text())
+        assert state["epoch"] == 1 and len(state["history"]) == 1
+        assert (run / state["checkpoint"]).stat().st_size == state["checkpoint_bytes"]
+        assert (run / "checkpoints" / "epoch-01.keras").is_file()
 
 
 def test_run_folders_never_overwrite(tmp_path):
@@ -96,3 +95,39 @@ def test_invalid_config_fails_before_running(tmp_path):
         "error: preset fashion-mnist: repeats: Input should be greater than or equal to 1"
     )
     assert not list(tmp_path.iterdir())
+
+
+def test_runs_dir_that_cannot_hold_runs_is_one_line(tmp_path):
+    from cnnvsmlp.errors import UserError
+
+    config = load_config("fashion-mnist")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match="file: is a file, not a folder for runs"):
+        new_run_dir(tmp_path / "file", config)
+    with pytest.raises(UserError, match="cannot create a run folder"):
+        new_run_dir(tmp_path / "file" / "below", config)
+
+
+def test_local_runs_are_not_retried_but_the_cluster_ones_are():
+    from pipelines import get_pipeline
+
+    pipeline = get_pipeline("compare").pipeline
+
+    def retried(spec) -> list[str]:
+        dags = [spec.root.dag] + [c.dag for c in spec.components.values() if c.HasField("dag")]
+        return [n for d in dags for n, t in d.tasks.items() if t.HasField("retry_policy")]
+
+    assert retried(pipeline.pipeline_spec) == ["train-model"]
+    assert retried(without_retries(pipeline).pipeline_spec) == []
+    assert retried(pipeline.pipeline_spec) == ["train-model"]  # the original is untouched
+
+
+def test_a_failed_iteration_names_its_run():
+    config = load_config("fashion-mnist", ["repeats=2"])
+    message = (
+        "Pipeline \x1b[95m'compare'\x1b[0m finished with status \x1b[91mFAILURE\x1b[0m. Inner task "
+        "failed: \x1b[96m'train-model'\x1b[0m inside \x1b[96m'for-loop-1-iteration-3'\x1b[0m."
+    )
+    assert describe_failure(message, config).startswith(
+        "task 'train-model' of cnn-r1 (variant cnn, repeat 1, seed 1) failed"
+    )

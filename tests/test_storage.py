@@ -89,9 +89,8 @@ def test_retried_training_on_a_new_pod_resumes_from_the_bucket(bucket, small_fas
     one = TrainConfig(epochs=1, batch_size=64, optimizer="adam")
     first = train(small_fashion, run, one, tmp_path / "attempt-1", verbose=0, resume_uri=resume)
     mirrored = storage.list_uris(resume)
-    assert f"{resume}/state/epoch-001/backup/training_metadata.json" in mirrored
-    assert f"{resume}/files/checkpoints/epoch-01.keras" in mirrored
-    assert storage.read_text(f"{resume}/state/LATEST") == "epoch-001"
+    assert f"{resume}/state/epoch-01.json" in mirrored
+    assert f"{resume}/checkpoints/epoch-01.keras" in mirrored
     two = one.model_copy(update={"epochs": 2})
     second = train(small_fashion, run, two, tmp_path / "attempt-2", verbose=0, resume_uri=resume)
     assert second.resumed_from_epoch == 1
@@ -101,30 +100,32 @@ def test_retried_training_on_a_new_pod_resumes_from_the_bucket(bucket, small_fas
     # first epoch on the same data has a far higher loss.
     assert second.history[1].loss < 0.8 * first.history[0].loss
     assert second.train_images_per_s > 0
-    # Only the newest snapshot is kept.
-    assert storage.read_text(f"{resume}/state/LATEST") == "epoch-002"
-    assert not [u for u in storage.list_uris(resume) if "/state/epoch-001/" in u]
+    assert f"{resume}/state/epoch-02.json" in storage.list_uris(resume)
 
 
 def test_a_snapshot_cut_short_is_never_fetched(bucket, tmp_path):
-    """LATEST moves only after a whole epoch is up: a task killed mid-upload leaves the last one."""
+    """An epoch counts only once its state file is up, after its checkpoint."""
+    import json
+
     from cnnvsmlp.train import fetch_state
 
     dest = f"gs://{bucket}/resume/job/mlp-r0"
-    for epoch, files in ((1, ("backup/latest.weights.h5", "history.csv")), (2, ("history.csv",))):
-        for name in files:
-            local = tmp_path / "upload" / f"{epoch}" / name
-            local.parent.mkdir(parents=True, exist_ok=True)
-            local.write_text(f"epoch {epoch}")
-            storage.upload(local, f"{dest}/state/epoch-{epoch:03d}/{name}")
-    storage.write_text(f"{dest}/state/LATEST", "epoch-001")  # epoch 2 never completed
+    upload = tmp_path / "upload"
+    for epoch in (1, 2):
+        ckpt = upload / "checkpoints" / f"epoch-{epoch:02d}.keras"
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+        ckpt.write_text(f"epoch {epoch}")
+        storage.upload(ckpt, f"{dest}/checkpoints/{ckpt.name}")
+    state = {"epoch": 1, "checkpoint": "checkpoints/epoch-01.keras", "checkpoint_bytes": 7}
+    (upload / "epoch-01.json").write_text(json.dumps({**state, "history": [], "rng": []}))
+    storage.upload(upload / "epoch-01.json", f"{dest}/state/epoch-01.json")  # epoch 2's never came
     out = tmp_path / "retry"
     assert fetch_state(out, dest) == 1
-    assert (out / "history.csv").read_text() == "epoch 1"
-    assert (out / "backup" / "latest.weights.h5").read_text() == "epoch 1"
+    assert (out / "checkpoints" / "epoch-01.keras").read_text() == "epoch 1"
     # A folder that kept its own state (a local restart) is not overwritten.
-    (out / "history.csv").write_text("newer")
-    assert fetch_state(out, dest) == 0 and (out / "history.csv").read_text() == "newer"
+    (out / "checkpoints" / "epoch-01.keras").write_text("newer!!")
+    assert fetch_state(out, dest) == 1
+    assert (out / "checkpoints" / "epoch-01.keras").read_text() == "newer!!"
     assert fetch_state(tmp_path / "fresh", f"gs://{bucket}/resume/other") == 0
 
 

@@ -200,12 +200,11 @@ class ExperimentConfig(_Record):
 
         official = get_spec(self.dataset).official_counts["train"]
         n = min(official, self.limit) if self.limit else official
-        n_val = int(n * self.split.validation_fraction)
-        if n_val == 0 or n_val == n:
-            empty = "validation" if n_val == 0 else "train"
+        # validation_fraction < 1 always leaves training images; limit >= 10 leaves test ones.
+        if int(n * self.split.validation_fraction) == 0:
             raise ValueError(
                 f"split.validation_fraction: {self.split.validation_fraction} of {n} images "
-                f"leaves no {empty} images"
+                "leaves no validation images"
             )
         return self
 

@@ -90,7 +90,9 @@ class StopOnNonFinite(keras.callbacks.Callback):
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:  # noqa: D102
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
-            every = f" (checked every {self.steps_per_check} steps)" if self.steps_per_check > 1 else ""
+            every = (
+                f" (checked every {self.steps_per_check} steps)" if self.steps_per_check > 1 else ""
+            )
             raise TrainingDiverged(
                 f"{self.run.run_id}: loss became {float(loss)} in epoch {self.epoch + 1} by step "
                 f"{batch + 1}{every}; lower train.learning_rate or check the data"
