@@ -13,9 +13,11 @@ every attempt the same way. Locally a pipeline runs without them.
 from __future__ import annotations
 
 import copy
+import os
 import re
 import shutil
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -55,26 +57,53 @@ def new_run_dir(runs_dir: Path, config: ExperimentConfig) -> Path:
     raise LocalRunError(f"{runs_dir}: cannot create a new run folder")
 
 
-def without_retries(pipeline):
-    """A copy of a compiled pipeline whose tasks are not retried (the original keeps its policy)."""
+@dataclass(frozen=True)
+class Concurrency:
+    """How the local runner shares the machine: trainings at once, and threads per task.
+
+    ``threads`` None leaves TensorFlow's default (one per core for each task).
+    """
+
+    parallel: int = 2
+    threads: int | None = None
+
+    def environment(self) -> dict[str, str]:
+        """The variables that set TensorFlow's thread pools in each task's process."""
+        if self.threads is None:
+            return {}
+        n = str(self.threads)
+        return {"TF_NUM_INTRAOP_THREADS": n, "TF_NUM_INTEROP_THREADS": n}
+
+
+# Measured by ``make bench`` (README, Performance): the fastest policy on 2 cores.
+DEFAULT_CONCURRENCY = Concurrency(parallel=2, threads=None)
+
+
+def local_copy(pipeline, parallel: int = 2):
+    """A copy of a compiled pipeline to run here: no retries, ``parallel`` loop items at once.
+
+    The original keeps its cluster policy.
+    """
     local = copy.deepcopy(pipeline)
     spec = local.pipeline_spec
     dags = [spec.root.dag] + [c.dag for c in spec.components.values() if c.HasField("dag")]
     for dag in dags:
         for task in dag.tasks.values():
             task.ClearField("retry_policy")
+            if task.HasField("parameter_iterator") or task.HasField("artifact_iterator"):
+                task.iterator_policy.parallelism_limit = parallel
     return local
 
 
 def describe_failure(message: str, config: ExperimentConfig) -> str:
     """Name the run behind a failed loop iteration in kfp's failure message."""
     message = re.sub(r"\x1b\[[0-9;]*m", "", message)  # kfp colours task names
-    found = re.search(r"(\S+) inside for-loop-\d+-iteration-(\d+)", message)
+    found = re.search(r"'([\w-]+)' inside 'for-loop-\d+-iteration-(\d+)'", message)
     runs = config.runs()
     if found and int(found.group(2)) < len(runs):
         run = runs[int(found.group(2))]
         return (
-            f"task {found.group(1)} of {run.run_id} (variant {run.variant}, repeat {run.repeat}, "
+            f"task '{found.group(1)}' of {run.run_id} (variant {run.variant}, repeat {run.repeat}, "
             f"seed {run.seed}) failed; its log above ends with the cause"
         )
     return message
@@ -89,7 +118,11 @@ def find_comparison(pipeline_root: Path) -> Path:
 
 
 def run_local(
-    name: str, config: ExperimentConfig, runs_dir: str | Path = "runs", quiet: bool = False
+    name: str,
+    config: ExperimentConfig,
+    runs_dir: str | Path = "runs",
+    quiet: bool = False,
+    concurrency: Concurrency = DEFAULT_CONCURRENCY,
 ) -> Path:
     """Run a pipeline locally and collect its comparison in ``runs/<run id>/report``.
 
@@ -98,6 +131,7 @@ def run_local(
         config: the validated experiment config.
         runs_dir: parent of the run folders.
         quiet: do not print the table and paths at the end.
+        concurrency: trainings at once and threads per task.
 
     Returns:
         The run's folder.
@@ -123,12 +157,20 @@ def run_local(
         flush=True,
     )
     start = time.perf_counter()
+    saved = {k: os.environ.get(k) for k in concurrency.environment()}
+    os.environ.update(concurrency.environment())  # each task's process inherits them
     try:
-        without_retries(module.pipeline)(**module.arguments(config))
+        local_copy(module.pipeline, concurrency.parallel)(**module.arguments(config))
     except RuntimeError as err:
         raise LocalRunError(
             f"run {run_dir.name} failed: {describe_failure(str(err), config)}"
         ) from None
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     report = run_dir / "report"
     shutil.copytree(find_comparison(pipeline_root), report)
     minutes = (time.perf_counter() - start) / 60

@@ -11,7 +11,7 @@ import pytest
 
 from cnnvsmlp.config import load_config
 from cnnvsmlp.records import EvalResult
-from pipelines.local_runner import describe_failure, new_run_dir, run_local, without_retries
+from pipelines.local_runner import describe_failure, local_copy, new_run_dir, run_local
 
 VARIANTS = ["mlp", "cnn", "cnn-3conv", "cnn-3conv-bn"]
 
@@ -118,7 +118,9 @@ def test_local_runs_are_not_retried_but_the_cluster_ones_are():
         return [n for d in dags for n, t in d.tasks.items() if t.HasField("retry_policy")]
 
     assert retried(pipeline.pipeline_spec) == ["train-model"]
-    assert retried(without_retries(pipeline).pipeline_spec) == []
+    local = local_copy(pipeline, parallel=1).pipeline_spec
+    assert retried(local) == []
+    assert local.root.dag.tasks["for-loop-1"].iterator_policy.parallelism_limit == 1
     assert retried(pipeline.pipeline_spec) == ["train-model"]  # the original is untouched
 
 
