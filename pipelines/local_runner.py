@@ -12,11 +12,15 @@ every attempt the same way. Locally a pipeline runs without them.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import os
 import re
 import shutil
+import sys
 import time
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -95,18 +99,40 @@ def local_copy(pipeline, parallel: int = 2):
     return local
 
 
-def describe_failure(message: str, config: ExperimentConfig) -> str:
-    """Name the run behind a failed loop iteration in kfp's failure message."""
+class _Tail(io.TextIOBase):
+    """Passes writes through to a stream and keeps the last lines (the tasks' logs)."""
+
+    def __init__(self, stream) -> None:
+        self.stream, self.lines, self._part = stream, deque(maxlen=400), ""
+
+    def write(self, text: str) -> int:  # noqa: D102
+        self.stream.write(text)
+        *done, self._part = (self._part + text).split("\n")
+        self.lines.extend(done)
+        return len(text)
+
+    def flush(self) -> None:  # noqa: D102
+        self.stream.flush()
+
+
+# The last line of a Python traceback: ``package.module.SomeError: what happened``.
+EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*(?:Error|Exception|Diverged): .+")
+
+
+def describe_failure(message: str, config: ExperimentConfig, log: list[str] = ()) -> str:
+    """Name the run behind a failed loop iteration in kfp's failure message, and its cause."""
     message = re.sub(r"\x1b\[[0-9;]*m", "", message)  # kfp colours task names
+    causes = [line.strip() for line in log if EXCEPTION_LINE.match(line.strip())]
+    cause = f": {causes[-1]}" if causes else "; its log above ends with the cause"
     found = re.search(r"'([\w-]+)' inside 'for-loop-\d+-iteration-(\d+)'", message)
     runs = config.runs()
     if found and int(found.group(2)) < len(runs):
         run = runs[int(found.group(2))]
         return (
             f"task '{found.group(1)}' of {run.run_id} (variant {run.variant}, repeat {run.repeat}, "
-            f"seed {run.seed}) failed; its log above ends with the cause"
+            f"seed {run.seed}) failed{cause}"
         )
-    return message
+    return message + cause
 
 
 def find_comparison(pipeline_root: Path) -> Path:
@@ -159,12 +185,13 @@ def run_local(
     start = time.perf_counter()
     saved = {k: os.environ.get(k) for k in concurrency.environment()}
     os.environ.update(concurrency.environment())  # each task's process inherits them
+    tail = _Tail(sys.stdout)
     try:
-        local_copy(module.pipeline, concurrency.parallel)(**module.arguments(config))
+        with contextlib.redirect_stdout(tail):
+            local_copy(module.pipeline, concurrency.parallel)(**module.arguments(config))
     except RuntimeError as err:
-        raise LocalRunError(
-            f"run {run_dir.name} failed: {describe_failure(str(err), config)}"
-        ) from None
+        why = describe_failure(str(err), config, list(tail.lines))
+        raise LocalRunError(f"run {run_dir.name} failed: {why}") from None
     finally:
         for key, value in saved.items():
             if value is None:

@@ -131,5 +131,15 @@ def test_a_failed_iteration_names_its_run():
         "failed: \x1b[96m'train-model'\x1b[0m inside \x1b[96m'for-loop-1-iteration-3'\x1b[0m."
     )
     assert describe_failure(message, config).startswith(
-        "task 'train-model' of cnn-r1 (variant cnn, repeat 1, seed 1) failed"
+        "task 'train-model' of cnn-r1 (variant cnn, repeat 1, seed 1) failed; its log above"
+    )
+    log = [
+        "Traceback (most recent call last):",
+        '  File "train.py", line 3, in train',
+        "cnnvsmlp.train.TrainingDiverged: cnn-r1: loss became nan in epoch 2 by step 64",
+        "Epoch 1/1 (the other training goes on)",
+    ]
+    assert describe_failure(message, config, log) == (
+        "task 'train-model' of cnn-r1 (variant cnn, repeat 1, seed 1) failed: "
+        "cnnvsmlp.train.TrainingDiverged: cnn-r1: loss became nan in epoch 2 by step 64"
     )
