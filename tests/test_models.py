@@ -28,6 +28,8 @@ OTHER_PARAMS = [
     ("cnn", 26, 806_618),
     ("cnn-3conv", 26, 696_346),
     ("cnn-3conv-bn", 26, 699_290),
+    ("cnn-3conv-bn-m90", 10, 691_082),
+    ("cnn-3conv-bn-m90", 26, 699_290),
 ]
 
 
@@ -41,6 +43,21 @@ def test_batch_norm_really_in_the_model():
     with_bn = build_model("cnn-3conv-bn", 10).count_params()
     # gamma, beta, moving mean and variance for 32 + 64 + 128 conv channels and 512 units
     assert with_bn - plain == 4 * (32 + 64 + 128 + 512)
+
+
+def test_batch_norm_momentum_is_the_only_difference_of_m90():
+    import keras
+
+    def norms(model):
+        return [
+            layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)
+        ]
+
+    seed, m90 = build_model("cnn-3conv-bn", 10), build_model("cnn-3conv-bn-m90", 10)
+    assert [type(layer) for layer in seed.layers] == [type(layer) for layer in m90.layers]
+    assert [layer.momentum for layer in norms(seed)] == [0.99] * 4
+    assert [layer.momentum for layer in norms(m90)] == [0.9] * 4
+    assert [layer.epsilon for layer in norms(m90)] == [layer.epsilon for layer in norms(seed)]
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
