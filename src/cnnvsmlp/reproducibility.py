@@ -2,21 +2,22 @@
 
 Within one machine, :func:`cnnvsmlp.train.make_deterministic` (Keras' seeds
 and TensorFlow's op determinism) makes every variant train bit for bit the
-same. Across machines, two settings that TensorFlow chooses by itself change
-the arithmetic:
+same, in one process and across processes (``tests/test_reproducibility.py``).
+Across machines, two settings that TensorFlow chooses by itself change the
+arithmetic of every variant (measured with :mod:`cnnvsmlp.batchnorm_study`:
+after 50 steps the weights differ bit-wise):
 
 - **oneDNN.** Linux x86 wheels of TensorFlow turn their oneDNN kernels on by
   default only on CPUs with AVX512-VNNI, AVX512-BF16, AVX-VNNI or AMX (most
-  Intel Xeons since Cascade Lake), and off elsewhere (e.g. an AMD EPYC with
-  AVX2 only). oneDNN also picks its kernels by the CPU's instruction set at
-  run time. The environment variable ``TF_ENABLE_ONEDNN_OPTS`` overrides the
-  choice, but TensorFlow reads it once, when it is imported.
+  Intel Xeons since Cascade Lake, AMD since Zen 4), and off elsewhere (an
+  AMD EPYC with AVX2 only). oneDNN also picks its kernels by the CPU's
+  instruction set at run time. ``TF_ENABLE_ONEDNN_OPTS`` overrides the
+  default, but TensorFlow reads it once, while it is imported.
 - **Threads.** TensorFlow splits an op over one thread per core unless told
-  otherwise.
+  otherwise, and the split changes the order of the sums.
 
-:func:`pin_numerics` fixes both, so that machines with the same TensorFlow
-build compute the same way; GPUs use other kernels altogether, and a run there
-matches no CPU run bit for bit.
+:func:`pin_numerics` fixes both for the process. GPUs use other kernels
+altogether: a GPU run matches no CPU run bit for bit.
 """
 
 from __future__ import annotations
