@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from cnnvsmlp.models import VARIANTS, build_model
+from cnnvsmlp.models import VARIANTS, build_model, reestimate_batch_norm
 
 SEED_PARAMS = [
     # (variant, classes, parameters): seed 000 prints the first two, seed 004 the third;
@@ -28,6 +28,8 @@ OTHER_PARAMS = [
     ("cnn", 26, 806_618),
     ("cnn-3conv", 26, 696_346),
     ("cnn-3conv-bn", 26, 699_290),
+    ("cnn-3conv-bn-m90", 10, 691_082),
+    ("cnn-3conv-bn-m90", 26, 699_290),
 ]
 
 
@@ -41,6 +43,21 @@ def test_batch_norm_really_in_the_model():
     with_bn = build_model("cnn-3conv-bn", 10).count_params()
     # gamma, beta, moving mean and variance for 32 + 64 + 128 conv channels and 512 units
     assert with_bn - plain == 4 * (32 + 64 + 128 + 512)
+
+
+def test_batch_norm_momentum_is_the_only_difference_of_m90():
+    import keras
+
+    def norms(model):
+        return [
+            layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)
+        ]
+
+    seed, m90 = build_model("cnn-3conv-bn", 10), build_model("cnn-3conv-bn-m90", 10)
+    assert [type(layer) for layer in seed.layers] == [type(layer) for layer in m90.layers]
+    assert [layer.momentum for layer in norms(seed)] == [0.99] * 4
+    assert [layer.momentum for layer in norms(m90)] == [0.9] * 4
+    assert [layer.epsilon for layer in norms(m90)] == [layer.epsilon for layer in norms(seed)]
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
@@ -66,3 +83,23 @@ def test_models_command_lists_every_variant():
             line.split()[:2] == [variant, dataset] and line.endswith(f"{params:,}")
             for line in done.stdout.splitlines()
         ), (variant, dataset, done.stdout)
+
+
+def test_reestimated_batch_norm_statistics_are_those_of_the_inputs():
+    import keras
+
+    model = build_model("cnn-3conv-bn", 10)
+    images = np.random.default_rng(0).random((70, 28, 28, 1), dtype=np.float32)
+    trainable = [w.copy() for w in (v.numpy() for v in model.trainable_variables)]
+    assert reestimate_batch_norm(model, images, batch_size=32) == 4
+    norms = [la for la in model.layers if isinstance(la, keras.layers.BatchNormalization)]
+    for layer in norms:
+        feats = np.asarray(keras.Model(model.inputs, layer.input)(images, training=False))
+        feats = feats.reshape(-1, feats.shape[-1]).astype(np.float64)
+        np.testing.assert_allclose(layer.moving_mean.numpy(), feats.mean(0), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(
+            layer.moving_variance.numpy(), feats.var(0), rtol=1e-3, atol=1e-6
+        )
+    for before, after in zip(trainable, model.trainable_variables, strict=True):
+        np.testing.assert_array_equal(before, after.numpy())
+    assert reestimate_batch_norm(build_model("cnn", 10), images) == 0

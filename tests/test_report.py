@@ -13,6 +13,7 @@ from cnnvsmlp.config import RunSpec, TrainConfig, load_config
 from cnnvsmlp.data import labels_digest
 from cnnvsmlp.records import ClassMetrics, Epoch, EvalResult, Hardware, TrainResult
 from cnnvsmlp.report import (
+    SPREAD_LIMIT,
     Comparison,
     ReportError,
     compare,
@@ -136,7 +137,7 @@ def test_json_validates_and_holds_every_number(written):
     comparison, out = written
     data = json.loads((out / "comparison.json").read_text(encoding="utf-8"))
     assert Comparison.model_validate(data) == comparison
-    assert data["schema_version"] == "2.1"
+    assert data["schema_version"] == "2.2"
     assert {"experiment", "dataset", "classes", "n_test", "repeats", "verdict_rule"} <= set(data)
     assert (data["n_test"], data["repeats"], data["confidence"]) == (2000, 3, 0.95)
     assert [v["variant"] for v in data["variants"]] == ["mlp", "cnn", "cnn-3conv", "cnn-3conv-bn"]
@@ -225,7 +226,7 @@ def test_html_report_is_self_contained(written):
     html = (out / "report.html").read_text(encoding="utf-8")
     assert html.count('src="data:image/png;base64,') == 4
     assert re.findall(r'(?:src|href)="(?!data:)', html) == []
-    assert html.count("<table>") == 4
+    assert html.count("<table>") == 5
     assert "p &lt; 0.001 in all 3 repeats" in html  # text escaped, tables kept as HTML
 
 
@@ -348,3 +349,90 @@ def test_runs_that_do_not_fit_are_refused(config, runs, tmp_path, change, messag
     with pytest.raises(ReportError, match=message):
         write_comparison(change(runs), config, labels, tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_repeats_spread_wider_than_the_limit_are_flagged(tmp_path):
+    config = load_config("fashion-mnist", ["repeats=3", "variants=cnn,cnn-3conv-bn"])
+    accuracy = {"cnn": [0.95, 0.95, 0.95], "cnn-3conv-bn": [0.95, 0.90, 0.95]}
+    runs = [make_run(v, r, accuracy[v][r], [0.8, 0.9]) for v in accuracy for r in range(3)]
+    comparison = write_comparison(runs, config, LABELS, tmp_path)
+    cnn, bn = comparison.variants
+    for v in (cnn, bn):
+        each = [r.test_accuracy for r in v.runs]
+        assert v.test_accuracy_spread == pytest.approx(max(each) - min(each))
+    assert cnn.test_accuracy_spread <= SPREAD_LIMIT < bn.test_accuracy_spread
+    assert cnn.spread_flag == ""
+    low = bn.runs[1].test_accuracy
+    assert bn.spread_flag.startswith(
+        f"cnn-3conv-bn is unstable: its 3 repeats span {100 * bn.test_accuracy_spread:.2f} "
+        f"points of test accuracy (repeat 1: {100 * low:.2f}%, "
+    )
+    data = json.loads((tmp_path / "comparison.json").read_text(encoding="utf-8"))
+    assert data["spread_limit"] == SPREAD_LIMIT
+    assert [v["spread_flag"] == "" for v in data["variants"]] == [True, False]
+    markdown = (tmp_path / "report.md").read_text(encoding="utf-8")
+    verdicts = markdown.split("## Verdicts", 1)[1].split("##", 1)[0]
+    assert f"- **Unstable:** {bn.spread_flag}" in verdicts
+    assert f"- {bn.spread_flag}" in terminal_table(comparison)
+
+
+def _trained_on(run: EvalResult, hardware: Hardware) -> EvalResult:
+    return run.model_copy(
+        update={"training": run.training.model_copy(update={"hardware": hardware})}
+    )
+
+
+def test_reproducibility_envelope_names_the_numerics(tmp_path):
+    config = load_config("fashion-mnist", ["variants=cnn,mlp"])
+    amd = Hardware(
+        device="cpu",
+        name="AMD EPYC",
+        cpu_count=2,
+        tensorflow="2.21.0",
+        cpu="AMD EPYC",
+        cpu_flags=["avx", "avx2", "f16c", "fma"],
+        tensorflow_git="v2.21.0-rc1-5-ga481b10260d",
+        build={"is_cuda_build": "False"},
+        onednn=False,
+        intra_op_threads=0,
+    )
+    xeon = amd.model_copy(
+        update={
+            "name": "Intel Xeon",
+            "cpu": "Intel Xeon",
+            "cpu_flags": ["avx2", "avx512f", "avx512_vnni", "fma"],
+            "onednn": True,
+            "cpu_count": 16,
+        }
+    )
+    mlp, cnn = make_run("mlp", 0, 0.8, [0.8]), make_run("cnn", 0, 0.9, [0.9])
+    same = compare([_trained_on(mlp, amd), _trained_on(cnn, amd)], config, LABELS)
+    assert same.reproducibility.startswith(
+        "Every run trained with the same numerics: AMD EPYC [avx avx2 fma], TensorFlow 2.21.0 "
+        "(v2.21.0-rc1-5-ga481b10260d), oneDNN off (TF_ENABLE_ONEDNN_OPTS unset), 2 threads. "
+    )
+    runs = [_trained_on(mlp, amd), _trained_on(cnn, xeon)]
+    comparison = write_comparison(runs, config, LABELS, tmp_path)
+    text = comparison.reproducibility
+    assert text.startswith("The runs trained with 2 different numerics: ")
+    assert "Intel Xeon [avx2 avx512f avx512_vnni fma]" in text
+    assert "oneDNN on (TF_ENABLE_ONEDNN_OPTS unset), 16 threads" in text
+    section = (tmp_path / "report.md").read_text(encoding="utf-8").split("## Reproducibility")[1]
+    assert text in section
+    assert re.search(
+        r"^\| cnn +\| 0\.00 +\| Intel Xeon +\| avx2 avx512f avx512_vnni fma", section, re.M
+    )
+
+
+def test_comparisons_of_schema_2_1_still_read(written):
+    comparison, _ = written
+    data = json.loads(comparison.model_dump_json())
+    del data["spread_limit"], data["reproducibility"]
+    new_hardware_fields = set(Hardware.model_fields) - {"device", "name", "cpu_count", "tensorflow"}
+    for v in data["variants"]:
+        del v["test_accuracy_spread"], v["spread_flag"]
+        for h in v["hardware"] + v["inference_hardware"]:
+            for field in new_hardware_fields:
+                del h[field]
+    old = Comparison.model_validate(data)
+    assert old.variants[0].hardware[0].onednn is None and old.reproducibility == ""

@@ -28,28 +28,96 @@ class _Record(BaseModel):
 
 
 class Hardware(_Record):
-    """What a run ran on."""
+    """What a run ran on, and what decides whether its numbers can be reproduced bit for bit.
+
+    The fields after ``tensorflow`` came in schema 2.2; records written before
+    read with their defaults (empty or None: not recorded).
+    """
 
     device: str = Field(description="'gpu' or 'cpu'")
     name: str
     cpu_count: int
     tensorflow: str
+    cpu: str = Field(default="", description="The CPU model, also on a GPU machine.")
+    cpu_flags: list[str] = Field(
+        default_factory=list,
+        description="The CPU's vector and matrix extensions that kernels dispatch on "
+        "(avx2, fma, avx512*, amx*, ...), from /proc/cpuinfo.",
+    )
+    tensorflow_git: str = Field(default="", description="tf.version.GIT_VERSION")
+    build: dict[str, str] = Field(
+        default_factory=dict,
+        description="tf.sysconfig.get_build_info(): CUDA build, CUDA and cuDNN versions.",
+    )
+    gpu_compute_capability: str = Field(default="", description="e.g. '8.9'; empty on a CPU")
+    onednn_opts: str | None = Field(
+        default=None,
+        description="TF_ENABLE_ONEDNN_OPTS as the process had it; None when unset "
+        "(TensorFlow then decides by the CPU).",
+    )
+    onednn: bool | None = Field(
+        default=None, description="Whether TensorFlow's oneDNN kernels were in use."
+    )
+    intra_op_threads: int | None = Field(
+        default=None, description="TensorFlow's intra-op threads; 0 means one per core."
+    )
 
     @classmethod
     def detect(cls) -> Hardware:
         """Describe this machine's accelerator, or its CPU when it has none."""
         import tensorflow as tf
 
+        from cnnvsmlp.reproducibility import onednn_in_use
+
         gpus = tf.config.list_physical_devices("GPU")
+        capability = ""
         if gpus:
             details = tf.config.experimental.get_device_details(gpus[0])
             name = f"{len(gpus)} x {details.get('device_name', 'GPU')}"
             device = "gpu"
+            if details.get("compute_capability"):
+                capability = ".".join(str(x) for x in details["compute_capability"])
         else:
             name, device = _cpu_name(), "cpu"
         return cls(
-            device=device, name=name, cpu_count=os.cpu_count() or 1, tensorflow=tf.__version__
+            device=device,
+            name=name,
+            cpu_count=os.cpu_count() or 1,
+            tensorflow=tf.__version__,
+            cpu=_cpu_name(),
+            cpu_flags=_cpu_flags(),
+            tensorflow_git=tf.version.GIT_VERSION,
+            build={k: str(v) for k, v in tf.sysconfig.get_build_info().items()},
+            gpu_compute_capability=capability,
+            onednn_opts=os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
+            onednn=onednn_in_use(),
+            intra_op_threads=tf.config.threading.get_intra_op_parallelism_threads(),
         )
+
+    def numerics(self) -> tuple:
+        """What must be equal for two runs with one seed to give bit-identical numbers.
+
+        Returns:
+            The device, accelerator or CPU model, CPU extensions, TensorFlow
+            build, oneDNN use and thread count (and the core count, which
+            sets TensorFlow's default thread count).
+        """
+        return (
+            self.device,
+            self.name,
+            self.cpu,
+            tuple(self.cpu_flags),
+            self.tensorflow,
+            self.tensorflow_git,
+            tuple(sorted(self.build.items())),
+            self.onednn,
+            self.intra_op_threads or self.cpu_count,
+        )
+
+
+# Extensions whose presence changes which kernels TensorFlow's oneDNN (and
+# XLA) pick at run time; the wheel's own Eigen code is compiled for a fixed set.
+_CPU_FLAG_PREFIXES = ("sse4", "avx", "fma", "f16c", "amx", "vnni")
 
 
 def _cpu_name() -> str:
@@ -60,6 +128,17 @@ def _cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def _cpu_flags() -> list[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                flags = line.split(":", 1)[1].split()
+                return sorted({f for f in flags if f.startswith(_CPU_FLAG_PREFIXES)})
+    except OSError:
+        pass
+    return []
 
 
 class Epoch(_Record):

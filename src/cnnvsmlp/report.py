@@ -33,7 +33,10 @@ from cnnvsmlp.data import labels_digest
 from cnnvsmlp.errors import UserError
 from cnnvsmlp.records import Epoch, EvalResult, Hardware
 
-SCHEMA_VERSION = "2.1"
+SCHEMA_VERSION = "2.2"
+# Repeats of one variant whose test accuracies span more than this (max - min)
+# are flagged: their mean says less than the CI suggests about any single run.
+SPREAD_LIMIT = 0.01
 VERDICT_RULE = (
     "A pair differs significantly when, in every repeat, McNemar's exact test on the two "
     "variants' per-image correctness gives a Holm-adjusted p below "
@@ -121,6 +124,8 @@ class VariantSummary(_Model):
     inference_hardware: list[Hardware]
     runs: list[RunSummary]
     reference: ReferenceComparison | None
+    test_accuracy_spread: float = 0.0
+    spread_flag: str = ""
 
 
 class RepeatTest(_Model):
@@ -161,6 +166,8 @@ class Comparison(_Model):
     verdict_rule: str
     variants: list[VariantSummary]
     pairs: list[PairComparison]
+    spread_limit: float = SPREAD_LIMIT
+    reproducibility: str = ""
 
 
 # ---------------------------------------------------------------- grouping
@@ -430,6 +437,7 @@ def compare(
     labels = np.asarray(test_labels).astype(int)
     grouped = _group(results, config, labels)
     summaries = {v: _summarise(v, runs, config, labels) for v, runs in grouped.items()}
+    summaries = {v: flag_spread(s) for v, s in summaries.items()}
     return Comparison(
         schema_version=SCHEMA_VERSION,
         experiment=config.name,
@@ -444,6 +452,82 @@ def compare(
         verdict_rule=VERDICT_RULE,
         variants=list(summaries.values()),
         pairs=_pairs(grouped, summaries, labels),
+        reproducibility=envelope(list(summaries.values())),
+    )
+
+
+# ---------------------------------------------------------------- reproducibility
+
+
+def flag_spread(summary: VariantSummary, limit: float = SPREAD_LIMIT) -> VariantSummary:
+    """The summary with its repeats' spread of test accuracy, flagged when above ``limit``.
+
+    Args:
+        summary: one variant over its repeats.
+        limit: the largest max - min of the repeats' test accuracies (a
+            fraction) that is not flagged.
+
+    Returns:
+        A copy with ``test_accuracy_spread`` set and, when the spread exceeds
+        ``limit``, ``spread_flag``: one sentence naming the runs, as the
+        verdicts print it.
+    """
+    accuracies = [r.test_accuracy for r in summary.runs]
+    spread = max(accuracies) - min(accuracies)
+    flag = ""
+    if spread > limit:
+        low = min(summary.runs, key=lambda r: r.test_accuracy)
+        high = max(summary.runs, key=lambda r: r.test_accuracy)
+        flag = (
+            f"{summary.variant} is unstable: its {len(accuracies)} repeats span "
+            f"{100 * spread:.2f} points of test accuracy (repeat {low.repeat}: "
+            f"{_pct(low.test_accuracy)}%, repeat {high.repeat}: {_pct(high.test_accuracy)}%), "
+            f"more than {100 * limit:g}; a single run of it says little, and differences "
+            "from it smaller than the spread are not evidence."
+        )
+    return summary.model_copy(update={"test_accuracy_spread": spread, "spread_flag": flag})
+
+
+def _numerics_text(h: Hardware) -> str:
+    if h.onednn is None:
+        onednn = "oneDNN not recorded"
+    else:
+        setting = "unset" if h.onednn_opts is None else h.onednn_opts
+        onednn = f"oneDNN {'on' if h.onednn else 'off'} (TF_ENABLE_ONEDNN_OPTS {setting})"
+    threads = h.intra_op_threads or h.cpu_count
+    build = f"TensorFlow {h.tensorflow}" + (f" ({h.tensorflow_git})" if h.tensorflow_git else "")
+    cuda = h.build.get("cuda_version")
+    if cuda:
+        build += f", CUDA {cuda}, cuDNN {h.build.get('cudnn_version', '?')}"
+    flags = " ".join(f for f in h.cpu_flags if f.startswith(("avx", "fma", "amx")))
+    machine = h.name if h.device == "gpu" else (h.cpu or h.name)
+    return f"{machine} [{flags or 'extensions not recorded'}], {build}, {onednn}, {threads} threads"
+
+
+def envelope(variants: list[VariantSummary]) -> str:
+    """In words, what a rerun of these runs with the same seeds gives the same numbers on.
+
+    Args:
+        variants: the variants' summaries, with the machines they trained on.
+
+    Returns:
+        A paragraph: the numerics every run trained with, and what keeps a
+        rerun bit-identical.
+    """
+    machines = {h.numerics(): h for v in variants for h in v.hardware}
+    described = "; ".join(_numerics_text(h) for h in machines.values())
+    if len(machines) == 1:
+        where = f"Every run trained with the same numerics: {described}."
+    else:
+        where = f"The runs trained with {len(machines)} different numerics: {described}."
+    return (
+        f"{where} A rerun with the same seed gives bit-identical histories and predictions "
+        "on a machine that matches in CPU model and instruction-set extensions (or GPU "
+        "model), TensorFlow build, oneDNN use and thread count. Another CPU model, another "
+        "oneDNN setting (TensorFlow turns oneDNN on by default on CPUs with AVX512-VNNI, "
+        "AVX512-BF16, AVX-VNNI or AMX), another thread count or a GPU rounds differently: "
+        "its runs are other samples from the same distribution, to be compared through the "
+        "spread over repeats, not digit by digit."
     )
 
 
@@ -754,6 +838,46 @@ def hardware_table(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
     return headers, rows
 
 
+def numerics_table(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
+    """Headers and rows of what decides whether each variant's training reruns bit for bit.
+
+    Args:
+        comparison: the comparison to tabulate.
+
+    Returns:
+        The column headers and one row per variant and machine it trained on,
+        with the repeats' spread of test accuracy.
+    """
+    headers = [
+        "variant",
+        "spread, points",
+        "CPU",
+        "extensions",
+        "TensorFlow (git)",
+        "CUDA / cuDNN",
+        "oneDNN (TF_ENABLE_ONEDNN_OPTS)",
+        "threads",
+    ]
+    rows = []
+    for v in comparison.variants:
+        for h in v.hardware:
+            onednn = "?" if h.onednn is None else ("on" if h.onednn else "off")
+            cuda = h.build.get("cuda_version", "")
+            rows.append(
+                [
+                    v.variant,
+                    f"{100 * v.test_accuracy_spread:.2f}" + (" (!)" if v.spread_flag else ""),
+                    h.cpu or h.name,
+                    " ".join(f for f in h.cpu_flags if f.startswith(("avx", "fma", "amx"))),
+                    f"{h.tensorflow} ({h.tensorflow_git})" if h.tensorflow_git else h.tensorflow,
+                    f"{cuda} / {h.build.get('cudnn_version', '')}" if cuda else "",
+                    f"{onednn} ({'unset' if h.onednn_opts is None else h.onednn_opts})",
+                    str(h.intra_op_threads or h.cpu_count),
+                ]
+            )
+    return headers, rows
+
+
 def terminal_table(comparison: Comparison) -> str:
     """The main table and the verdicts, for a terminal.
 
@@ -771,6 +895,7 @@ def terminal_table(comparison: Comparison) -> str:
     ]
     if comparison.pairs:
         lines += ["", *(f"- {p.verdict}" for p in comparison.pairs)]
+    lines += [f"- {v.spread_flag}" for v in comparison.variants if v.spread_flag]
     return "\n".join(lines)
 
 
@@ -792,6 +917,7 @@ def _render(comparison: Comparison, images: dict[str, str], html: bool) -> str:
         ("reference", reference_table),
         ("pairs", pair_table),
         ("hardware", hardware_table),
+        ("numerics", numerics_table),
     ):
         headers, rows = make(comparison)
         if not html:
@@ -806,6 +932,7 @@ def _render(comparison: Comparison, images: dict[str, str], html: bool) -> str:
     template = env.get_template("report.html.j2" if html else "report.md.j2")
     return template.render(
         c=comparison,
+        spread_flags=[v.spread_flag for v in comparison.variants if v.spread_flag],
         tables=tables,
         notes=notes,
         plots=[(PLOTS[name], src) for name, src in images.items()],

@@ -1,0 +1,168 @@
+"""The batch-norm measurements behind the README's "Batch normalisation and reproducibility".
+
+Not a test and not part of ``make bench``: one run takes minutes per epoch.
+It trains one variant as :func:`cnnvsmlp.train.train` does (the same seeding,
+model, optimizer and plain ``model.fit``, batch 32, shuffled) and writes JSON.
+
+Per epoch, with ``--modes``, it scores the validation split three ways:
+
+- ``val_accuracy``: Keras' own, in inference mode (the moving statistics);
+- ``val_acc_train_mode``: in training mode, batches of 32 (each batch's own
+  statistics; the weights, moving statistics included, are restored after);
+- ``val_acc_reestimated``: in inference mode after setting each
+  BatchNormalization's statistics to its input's mean and variance over
+  the first 10,000 training images, layer by layer (restored after).
+
+With ``--quick`` it trains without validation and prints a digest of every
+weight, to tell bit-identical trainings apart. oneDNN is chosen by the
+environment (``TF_ENABLE_ONEDNN_OPTS``, ``ONEDNN_MAX_CPU_ISA``), before the
+process starts. Examples::
+
+    cnnvsmlp prepare --out data/fashion-mnist
+    TF_ENABLE_ONEDNN_OPTS=0 python -m cnnvsmlp.batchnorm_study --modes --out bn.json
+    python -m cnnvsmlp.batchnorm_study --modes --momentum 0.9 --out bn-m90.json
+    python -m cnnvsmlp.batchnorm_study --quick --n 1600 --epochs 1 --threads 1 --out q.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import time
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run one measurement and write its JSON.
+
+    Args:
+        argv: command-line arguments (see ``--help``).
+
+    Returns:
+        What was written to ``--out``.
+    """
+    parser = argparse.ArgumentParser(prog="python -m cnnvsmlp.batchnorm_study")
+    parser.add_argument("--variant", default="cnn-3conv-bn")
+    parser.add_argument("--data", default="data/fashion-mnist", help="prepared data set")
+    parser.add_argument("--n", type=int, default=0, help="first N training images (0: all)")
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0, help="TensorFlow threads (0: default)")
+    parser.add_argument("--momentum", type=float, default=None, help="BatchNorm momentum")
+    parser.add_argument("--modes", action="store_true", help="score three ways per epoch")
+    parser.add_argument("--quick", action="store_true", help="train, print a weight digest")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+
+    from cnnvsmlp.data import load_split
+    from cnnvsmlp.models import build_model
+    from cnnvsmlp.records import Hardware
+    from cnnvsmlp.train import make_deterministic
+
+    x_train, y_train = load_split(args.data, "train")
+    x_val, y_val = load_split(args.data, "validation")
+    x_test, y_test = load_split(args.data, "test")
+    if args.n:
+        x_train, y_train = x_train[: args.n], y_train[: args.n]
+    make_deterministic(args.seed)
+    model = build_model(args.variant, 10)
+    norms = [la for la in model.layers if isinstance(la, keras.layers.BatchNormalization)]
+    if args.momentum is not None:
+        for layer in norms:
+            layer.momentum = args.momentum
+    model.compile(
+        optimizer=keras.optimizers.Adam(),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+
+    def digest() -> str:
+        h = hashlib.sha256()
+        for w in model.get_weights():
+            h.update(np.ascontiguousarray(w).tobytes())
+        return h.hexdigest()[:16]
+
+    def accuracy(probs, y) -> float:
+        return float((np.argmax(probs, 1) == y).mean())
+
+    train_mode = tf.function(lambda b: model(b, training=True), reduce_retracing=True)
+
+    def score_train_mode(x, y) -> float:
+        saved = model.get_weights()  # training mode updates the moving statistics
+        probs = [np.asarray(train_mode(tf.constant(x[i : i + 32]))) for i in range(0, len(x), 32)]
+        model.set_weights(saved)
+        return accuracy(np.concatenate(probs), y)
+
+    def score_reestimated(x, y) -> float:
+        saved = model.get_weights()
+        for layer in norms:
+            below = keras.Model(model.inputs, model.layers[model.layers.index(layer) - 1].output)
+            feats = below.predict(x_train[:10000], batch_size=500, verbose=0)
+            axes = tuple(range(feats.ndim - 1))
+            layer.moving_mean.assign(feats.mean(axis=axes).astype("float32"))
+            layer.moving_variance.assign(feats.astype("float64").var(axis=axes).astype("float32"))
+        result = accuracy(model.predict(x, batch_size=500, verbose=0), y)
+        model.set_weights(saved)
+        return result
+
+    out = {
+        "args": vars(args),
+        "environment": {
+            k: os.environ.get(k) for k in ("TF_ENABLE_ONEDNN_OPTS", "ONEDNN_MAX_CPU_ISA")
+        },
+        "hardware": Hardware.detect().model_dump(),
+    }
+    if args.quick:
+        history = model.fit(
+            x_train, y_train, batch_size=32, epochs=args.epochs, shuffle=True, verbose=0
+        )
+        out.update(digest=digest(), loss=[float(v) for v in history.history["loss"]])
+    else:
+        rows = []
+
+        class Scores(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                self.start = time.perf_counter()
+
+            def on_epoch_end(self, epoch, logs=None):
+                row = {"epoch": epoch + 1, "time_s": time.perf_counter() - self.start}
+                row |= {k: float(v) for k, v in (logs or {}).items()}
+                row["digest"] = digest()
+                if args.modes and norms:
+                    row["val_acc_train_mode"] = score_train_mode(x_val, y_val)
+                    row["val_acc_reestimated"] = score_reestimated(x_val, y_val)
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+
+        model.fit(
+            x_train,
+            y_train,
+            batch_size=32,
+            epochs=args.epochs,
+            validation_data=(x_val, y_val),
+            shuffle=True,
+            callbacks=[Scores()],
+            verbose=0,
+        )
+        out.update(history=rows, digest=digest())
+        out["test_accuracy"] = accuracy(model.predict(x_test, batch_size=500, verbose=0), y_test)
+        if args.modes and norms:
+            out["test_acc_train_mode"] = score_train_mode(x_test, y_test)
+            out["test_acc_reestimated"] = score_reestimated(x_test, y_test)
+    with open(args.out, "w") as f:
+        json.dump(out, f, indent=1)
+    print(json.dumps({k: v for k, v in out.items() if k not in ("history", "hardware")}))
+    return out
+
+
+if __name__ == "__main__":
+    main()
