@@ -89,7 +89,7 @@ def client(uri: str = "gs://") -> storage.Client:
     try:
         return storage.Client()
     except auth_exc.DefaultCredentialsError as err:
-        reason = str(err).splitlines()[0].rstrip(".") if str(err) else "none found"
+        reason = " ".join(str(err).split()).split(". ")[0].rstrip(".") or "none found"
         raise StorageError(f"{uri}: no Google credentials ({reason}); {CREDENTIALS_HELP}") from None
 
 
