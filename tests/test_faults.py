@@ -186,3 +186,76 @@ def test_a_run_that_fails_for_good_still_gets_the_comparison_of_the_others(
     assert next(r for r in results if isinstance(r, RunFailure)).run.variant == "mlp"
     report = next((run_dir / "pipeline").rglob("compare-runs/report"))
     assert "**Partial comparison.**" in report.read_text()
+
+
+def _train_task(small_fashion, tmp_path, bucket):
+    from kfp import dsl
+
+    config = load_config("fashion-mnist", ["epochs=1", f"resume_uri=gs://{bucket}/resume"])
+    run = RunSpec(variant="cnn", repeat=0, seed=0)
+    model = dsl.Model(uri=str(tmp_path / "model"))
+    args = {
+        "config_json": config.model_dump_json(),
+        "run_json": run.model_dump_json(),
+        "job_id": "job-1",
+        "dataset": dsl.Dataset(uri=str(small_fashion)),
+        "model": model,
+    }
+    return args, model
+
+
+def test_a_transient_storage_error_fails_the_training_task_for_a_retry(
+    gcs, bucket, small_fashion, tmp_path, quick_give_up
+):
+    from components.train import train_model
+
+    args, model = _train_task(small_fashion, tmp_path, bucket)
+    with GCSProxy(gcs.url, lambda method, path, body: 503):
+        with pytest.raises(storage.StorageUnavailable):
+            train_model.python_func(**args)
+    assert not (tmp_path / "model" / "failure.json").exists()
+
+
+def test_a_permanent_error_becomes_a_record_that_evaluation_passes_on(
+    gcs, bucket, small_fashion, tmp_path
+):
+    from kfp import dsl
+
+    from cnnvsmlp.records import RunFailure, read_result
+    from components.evaluate import evaluate_model
+    from components.train import train_model
+
+    args, model = _train_task(small_fashion, tmp_path, bucket)
+    with GCSProxy(gcs.url, lambda method, path, body: 403):
+        train_model.python_func(**args)  # succeeds: the failure is recorded
+    failure = RunFailure.read(tmp_path / "model" / "failure.json")
+    assert (failure.run.variant, failure.stage, failure.error) == ("cnn", "train", "StorageError")
+    assert model.metadata["failed"] is True
+    result = dsl.Artifact(uri=str(tmp_path / "result"))
+    evaluate_model.python_func(
+        dataset=args["dataset"],
+        model=model,
+        metrics=dsl.Metrics(uri=str(tmp_path / "metrics")),
+        classification=dsl.ClassificationMetrics(uri=str(tmp_path / "classification")),
+        result=result,
+    )
+    assert read_result(tmp_path / "result") == failure
+    assert result.metadata == {
+        "variant": "cnn",
+        "repeat": 0,
+        "failed": True,
+        "error": "StorageError",
+    }
+
+
+def test_the_run_is_checked_last_after_the_comparison_is_stored(tmp_path):
+    import yaml
+
+    from pipelines import compile_pipeline
+
+    ir = next(yaml.safe_load_all(compile_pipeline("compare", tmp_path).read_text()))
+    check = ir["root"]["dag"]["tasks"]["check-runs"]
+    artifact = check["inputs"]["artifacts"]["comparison"]["taskOutputArtifact"]
+    assert artifact == {"outputArtifactKey": "comparison", "producerTask": "compare-runs"}
+    assert "retryPolicy" not in check
+    assert not check.get("cachingOptions", {}).get("enableCache", False)
