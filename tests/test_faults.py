@@ -141,9 +141,14 @@ def test_storage_down_mid_report_upload_leaves_whole_objects_and_a_retry_complet
 
 
 def test_a_run_that_fails_for_good_still_gets_the_comparison_of_the_others(
-    gcs, bucket, fashion_dir, tmp_path
+    gcs, bucket, fashion_dir, tmp_path, monkeypatch
 ):
     """mlp's resume folder is read-only (a real 403 from the server): mlp fails, cnn is compared."""
+    import builtins
+
+    # kfp's local runner swaps builtins.print per task, from two threads at once in a
+    # ParallelFor, and can leave its indenting print behind: put the real one back after.
+    monkeypatch.setattr(builtins, "print", builtins.print)
     from cnnvsmlp.records import RunFailure, read_result
     from cnnvsmlp.report import Comparison
     from pipelines.local_runner import LocalRunError, find_comparison, run_local
