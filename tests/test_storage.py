@@ -200,7 +200,7 @@ def test_objectuser_only_reads_and_tells_missing_object_from_missing_bucket(buck
     """No bucket-level call: a 403 on buckets.get (objectUser's lot) changes nothing."""
     from gcs_proxy import GCSProxy, forbid_bucket_metadata
 
-    with GCSProxy(os.environ["STORAGE_EMULATOR_HOST"], forbid_bucket_metadata):
+    with GCSProxy(os.environ["STORAGE_EMULATOR_HOST"], forbid_bucket_metadata) as proxy:
         assert storage.read_text(f"gs://{bucket}/resume/job/cnn-r0/state/LATEST") is None
         with pytest.raises(storage.StorageError, match=f"gs://{bucket}/nothing: no such object"):
             storage.download(f"gs://{bucket}/nothing", tmp_path / "x")
@@ -213,6 +213,7 @@ def test_objectuser_only_reads_and_tells_missing_object_from_missing_bucket(buck
         from cnnvsmlp.train import fetch_state
 
         assert fetch_state(tmp_path / "fresh", f"gs://{bucket}/resume/job/cnn-r0") == 0
+    assert not [r for r in proxy.requests if forbid_bucket_metadata(*r, b"")]  # none asked
     assert not (tmp_path / "x").exists()
 
 

@@ -85,12 +85,20 @@ def client(uri: str = "gs://") -> storage.Client:
     if os.environ.get("STORAGE_EMULATOR_HOST"):
         from google.auth.credentials import AnonymousCredentials
 
-        return storage.Client(project="emulator", credentials=AnonymousCredentials())
-    try:
-        return storage.Client()
-    except auth_exc.DefaultCredentialsError as err:
-        reason = " ".join(str(err).split()).split(". ")[0].rstrip(".") or "none found"
-        raise StorageError(f"{uri}: no Google credentials ({reason}); {CREDENTIALS_HELP}") from None
+        gcs = storage.Client(project="emulator", credentials=AnonymousCredentials())
+    else:
+        try:
+            gcs = storage.Client()
+        except auth_exc.DefaultCredentialsError as err:
+            reason = " ".join(str(err).split()).split(". ")[0].rstrip(".") or "none found"
+            raise StorageError(
+                f"{uri}: no Google credentials ({reason}); {CREDENTIALS_HELP}"
+            ) from None
+    # The client fetches bucket metadata in background threads, for tracing we do not
+    # use: bucket-level calls objectUser may not make, retried with random jitter
+    # while training runs. Without the cache it makes none.
+    gcs._bucket_metadata_cache = None
+    return gcs
 
 
 def _first_object(gcs: storage.Client, bucket: str) -> None:
@@ -130,7 +138,10 @@ def _fail(uri: str, err: Exception, gcs: storage.Client, listing: bool = False) 
             )
         return StorageError(f"{uri}: no such object")
     if isinstance(err, auth_exc.RefreshError):
-        return StorageError(f"{uri}: Google credentials were refused ({err}); {CREDENTIALS_HELP}")
+        reason = " ".join(str(err).split())
+        return StorageError(
+            f"{uri}: Google credentials were refused ({reason}); {CREDENTIALS_HELP}"
+        )
     if isinstance(
         err,
         gexc.RetryError
