@@ -5,10 +5,18 @@ image carries the library and the pinned dependencies), and runs unchanged
 on a laptop through kfp's local runner.
 """
 
+from components.check import check_runs
 from components.compare import compare_runs
 from components.data import prepare_data
 from components.evaluate import evaluate_model
 from components.plan import plan_runs
 from components.train import train_model
 
-__all__ = ["compare_runs", "evaluate_model", "plan_runs", "prepare_data", "train_model"]
+__all__ = [
+    "check_runs",
+    "compare_runs",
+    "evaluate_model",
+    "plan_runs",
+    "prepare_data",
+    "train_model",
+]

@@ -18,10 +18,16 @@ def compare_runs(
 ):
     """Compare the variants over all repeats: statistics, plots and reports.
 
+    Runs that failed for good are listed with their errors and the others
+    compared: the comparison's ``status`` is then ``partial`` (or ``failed``
+    when none is left), for ``check_runs`` to fail the pipeline run after
+    these artifacts are kept.
+
     Args:
         config_json: the experiment config (``ExperimentConfig`` as JSON).
         dataset: the prepared data set (its test labels score the predictions).
-        results: every run's ``EvalResult`` JSON, collected from the fan-out.
+        results: every run's ``EvalResult`` or ``RunFailure`` JSON, collected
+            from the fan-out.
         report: the Markdown report the KFP UI renders.
         report_html: the self-contained HTML report, plots embedded.
         comparison: folder with ``comparison.json`` (docs/comparison-schema.md),
@@ -32,14 +38,21 @@ def compare_runs(
 
     from cnnvsmlp.config import parse_config_json
     from cnnvsmlp.data import load_split
-    from cnnvsmlp.records import EvalResult
+    from cnnvsmlp.records import read_result
     from cnnvsmlp.report import write_comparison
 
     config = parse_config_json(config_json)
     _, test_labels = load_split(dataset.path, "test")
-    runs = [EvalResult.read(r.path) for r in results]
+    runs = [read_result(r.path) for r in results]
     out = Path(comparison.path)
-    write_comparison(runs, config, test_labels, out)
+    written = write_comparison(runs, config, test_labels, out)
     shutil.copyfile(out / "report.md", report.path)
     shutil.copyfile(out / "report.html", report_html.path)
-    comparison.metadata.update({"experiment": config.name, "runs": len(runs)})
+    comparison.metadata.update(
+        {
+            "experiment": config.name,
+            "runs": len(runs),
+            "status": written.status,
+            "failed_runs": len(written.failures),
+        }
+    )

@@ -21,11 +21,33 @@ def evaluate_model(
         metrics: test accuracy, loss, parameters, speed (shown in the KFP UI).
         classification: the confusion matrix with class names (KFP UI).
         result: ``EvalResult`` JSON with per-class metrics and every prediction,
-            read by ``compare_runs``.
+            read by ``compare_runs``; or the ``RunFailure`` of a run that
+            failed for good, in training or here.
     """
-    from cnnvsmlp.evaluate import evaluate
+    import sys
+    from pathlib import Path
 
-    scored = evaluate(model.path, dataset.path, result.path)
+    from cnnvsmlp.evaluate import evaluate
+    from cnnvsmlp.failures import read_failure, record_failure
+    from cnnvsmlp.records import TrainResult
+
+    failure = read_failure(model.path)
+    if failure is None:
+        try:
+            scored = evaluate(model.path, dataset.path, result.path)
+        except Exception as err:
+            trained = TrainResult.read(Path(model.path) / "train.json")
+            failure = record_failure(err, trained.run, trained.dataset, "evaluate", result.path)
+            if failure is None:
+                raise
+            print(f"evaluate: {trained.run.run_id} failed: {failure.message}", file=sys.stderr)
+    else:
+        failure.write(result.path)
+    if failure is not None:
+        info = {"variant": failure.run.variant, "repeat": failure.run.repeat, "failed": True}
+        metrics.metadata.update(info)
+        result.metadata.update({**info, "error": failure.error})
+        return
     run = scored.run
     for name, value in (
         ("accuracy", scored.accuracy),

@@ -18,6 +18,10 @@ def train_model(
     A retry starts with an empty output folder, so with the config's
     ``resume_uri`` set, training mirrors its state there after every epoch
     (under ``<resume_uri>/<job_id>/<variant>-r<repeat>``) and a retry fetches it.
+    A failure no retry can fix (bad input, a diverged loss, out of
+    accelerator memory) is written to ``model/failure.json`` instead and the
+    task succeeds, so the other runs are still compared; any other error
+    fails the task, for the cluster to retry it.
 
     Args:
         config_json: the experiment config (``ExperimentConfig`` as JSON).
@@ -25,20 +29,33 @@ def train_model(
         job_id: the pipeline job's id: keeps the state of different runs apart.
         dataset: the prepared data set.
         model: output folder: ``model.keras``, per-epoch checkpoints,
-            ``history.csv``, TensorBoard logs and ``train.json``.
+            ``history.csv``, TensorBoard logs and ``train.json``; or
+            ``failure.json`` alone for a run that failed for good.
     """
+    import sys
+    from pathlib import Path
+
     from cnnvsmlp.config import RunSpec, parse_config_json
+    from cnnvsmlp.failures import FAILURE_FILE, record_failure
     from cnnvsmlp.train import train
 
     config = parse_config_json(config_json)
     run = RunSpec.model_validate_json(run_json)
-    result = train(
-        dataset.path,
-        run,
-        config.train,
-        model.path,
-        resume_uri=config.resume_path(job_id, run),
-    )
+    try:
+        result = train(
+            dataset.path,
+            run,
+            config.train,
+            model.path,
+            resume_uri=config.resume_path(job_id, run),
+        )
+    except Exception as err:
+        failure = record_failure(err, run, config.dataset, "train", Path(model.path) / FAILURE_FILE)
+        if failure is None:
+            raise
+        print(f"train: {run.run_id} failed for good: {failure.message}", file=sys.stderr)
+        model.metadata.update({"variant": run.variant, "repeat": run.repeat, "failed": True})
+        return
     last = result.history[-1]
     model.metadata.update(
         {

@@ -1,14 +1,29 @@
 """The comparison: data once, fan out over (variant, repeat), fan in to one report.
 
 prepare_data -> plan_runs -> ParallelFor[run]: train_model -> evaluate_model
-             -> compare_runs(Collected(results))
+             -> compare_runs(Collected(results)) -> check_runs
+
+A run that fails for good (bad input, a diverged loss, out of memory) leaves
+a failure record in place of its result instead of failing its task: a
+failed loop iteration would leave ``dsl.Collected`` nothing to collect, on
+the cluster and in kfp's local runner alike, and ``ignore_upstream_failure``
+cannot bring the other iterations' results back. ``compare_runs`` compares
+the runs that finished and lists the failed ones; ``check_runs`` then fails
+the pipeline run, after the comparison's artifacts are stored.
 """
 
 from kfp import dsl
 
 from cnnvsmlp.cluster import cluster_config
 from cnnvsmlp.config import ExperimentConfig, load_config
-from components import compare_runs, evaluate_model, plan_runs, prepare_data, train_model
+from components import (
+    check_runs,
+    compare_runs,
+    evaluate_model,
+    plan_runs,
+    prepare_data,
+    train_model,
+)
 from pipelines.placement import cpu_task, gpu_task
 
 NAME = "compare"
@@ -64,6 +79,9 @@ def pipeline(
         memory="8Gi",
     )
     compare.set_caching_options(False)
+    # Last, so the comparison is stored before a partial run is marked failed.
+    check = cpu_task(check_runs(comparison=compare.outputs["comparison"]), memory="1Gi")
+    check.set_caching_options(False)
 
 
 def arguments(config: ExperimentConfig) -> dict:

@@ -9,18 +9,31 @@ import numpy as np
 import pytest
 
 from cnnvsmlp import stats
-from cnnvsmlp.config import RunSpec, TrainConfig, load_config
+from cnnvsmlp.config import ConfigError, RunSpec, TrainConfig, load_config
 from cnnvsmlp.data import labels_digest
-from cnnvsmlp.records import ClassMetrics, Epoch, EvalResult, Hardware, TrainResult
+from cnnvsmlp.failures import is_permanent, record_failure
+from cnnvsmlp.records import (
+    ClassMetrics,
+    Epoch,
+    EvalResult,
+    Hardware,
+    RunFailure,
+    TrainResult,
+    read_result,
+)
 from cnnvsmlp.report import (
+    PLOTS,
     SPREAD_LIMIT,
     Comparison,
     ReportError,
+    RunsFailed,
+    check_complete,
     compare,
     terminal_table,
     verdict,
     write_comparison,
 )
+from cnnvsmlp.storage import StorageError, StorageUnavailable
 
 CLASSES = [f"class {i}" for i in range(10)]
 LABELS = np.arange(2000) % 10
@@ -137,7 +150,8 @@ def test_json_validates_and_holds_every_number(written):
     comparison, out = written
     data = json.loads((out / "comparison.json").read_text(encoding="utf-8"))
     assert Comparison.model_validate(data) == comparison
-    assert data["schema_version"] == "2.2"
+    assert data["schema_version"] == "2.3"
+    assert (data["status"], data["failures"]) == ("complete", [])
     assert {"experiment", "dataset", "classes", "n_test", "repeats", "verdict_rule"} <= set(data)
     assert (data["n_test"], data["repeats"], data["confidence"]) == (2000, 3, 0.95)
     assert [v["variant"] for v in data["variants"]] == ["mlp", "cnn", "cnn-3conv", "cnn-3conv-bn"]
@@ -436,3 +450,117 @@ def test_comparisons_of_schema_2_1_still_read(written):
                 del h[field]
     old = Comparison.model_validate(data)
     assert old.variants[0].hardware[0].onednn is None and old.reproducibility == ""
+
+
+# ---------------------------------------------------------------- runs that failed for good
+
+
+def _failure(variant: str, repeat: int, message: str = "loss is nan at epoch 2") -> RunFailure:
+    return RunFailure(
+        run=RunSpec(variant=variant, repeat=repeat, seed=repeat),
+        dataset="fashion-mnist",
+        stage="train",
+        error="TrainingDiverged",
+        message=message,
+    )
+
+
+def test_a_failed_variant_is_listed_and_the_others_compared(config, runs, tmp_path):
+    # mlp's repeat 1 diverged; its other repeats finished but cannot be paired.
+    mixed = [r for r in runs if (r.run.variant, r.run.repeat) != ("mlp", 1)]
+    mixed.append(_failure("mlp", 1))
+    comparison = write_comparison(mixed, config, LABELS, tmp_path)
+    complete = compare(
+        [r for r in runs if r.run.variant != "mlp"],
+        config.model_copy(update={"variants": ["cnn", "cnn-3conv", "cnn-3conv-bn"]}),
+        LABELS,
+    )
+    assert comparison.status == "partial"
+    assert [v.variant for v in comparison.variants] == ["cnn", "cnn-3conv", "cnn-3conv-bn"]
+    assert comparison.variants == complete.variants and comparison.pairs == complete.pairs
+    assert [(f.variant, f.repeat, f.error, f.message) for f in comparison.failures] == [
+        ("mlp", 1, "TrainingDiverged", "loss is nan at epoch 2")
+    ]
+    data = Comparison.model_validate_json((tmp_path / "comparison.json").read_text())
+    assert data == comparison
+    summary = (
+        "1 run failed for good: mlp-r1 (TrainingDiverged: loss is nan at epoch 2); "
+        "variant mlp left out; cnn, cnn-3conv, cnn-3conv-bn compared."
+    )
+    markdown = (tmp_path / "report.md").read_text()
+    assert f"**Partial comparison.** {summary}" in markdown
+    assert "## Failed runs" in markdown
+    assert "| mlp-r1 | 1      | train   | TrainingDiverged | loss is nan at epoch 2 |" in markdown
+    html = (tmp_path / "report.html").read_text()
+    assert '<h2 id="failed-runs">Failed runs</h2>' in html and "<td>mlp-r1</td>" in html
+    assert terminal_table(comparison).endswith(f"PARTIAL: {summary}")
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == sorted(
+        f"{name}.png" for name in PLOTS
+    )
+    with pytest.raises(RunsFailed) as err:
+        check_complete(tmp_path / "comparison.json")
+    assert str(err.value) == f"partial comparison ({tmp_path / 'comparison.json'}): {summary}"
+
+
+def test_every_variant_failed_still_writes_the_failures(config, tmp_path):
+    failures = [_failure(v, r, "out of memory") for v in config.variants for r in range(3)]
+    comparison = write_comparison(failures, config, LABELS, tmp_path)
+    assert comparison.status == "failed" and not comparison.variants and not comparison.pairs
+    assert len(comparison.failures) == 12
+    assert [f.variant for f in comparison.failures][:3] == ["mlp"] * 3  # the config's order
+    assert "nothing left to compare" in (tmp_path / "report.md").read_text()
+    assert '<h2 id="failed-runs">' in (tmp_path / "report.html").read_text()
+    assert not (tmp_path / "plots").exists()
+    with pytest.raises(RunsFailed, match=r"^failed comparison \("):
+        check_complete(tmp_path / "comparison.json")
+
+
+def test_a_complete_comparison_passes_the_check(written):
+    _, out = written
+    check_complete(out / "comparison.json")
+    assert "Failed runs" not in (out / "report.md").read_text()
+
+
+def test_a_comparison_of_the_previous_schema_still_reads(written):
+    _, out = written
+    data = json.loads((out / "comparison.json").read_text())
+    del data["status"], data["failures"]
+    data["schema_version"] = "2.1"
+    assert Comparison.model_validate(data).status == "complete"
+
+
+def test_a_failure_of_another_data_set_is_refused(config, runs, tmp_path):
+    other = _failure("mlp", 0).model_copy(update={"dataset": "emnist-letters"})
+    with pytest.raises(ReportError, match=r"^compare: run mlp-r0 is on emnist-letters"):
+        write_comparison([*runs[1:], other], config, LABELS, tmp_path / "c")
+    assert not (tmp_path / "c").exists()
+
+
+def test_results_and_failures_read_back_as_what_they_are(runs, tmp_path):
+    runs[0].write(tmp_path / "ok.json")
+    _failure("cnn", 0).write(tmp_path / "failed.json")
+    assert read_result(tmp_path / "ok.json") == runs[0]
+    assert read_result(tmp_path / "failed.json") == _failure("cnn", 0)
+
+
+@pytest.mark.parametrize(
+    ("error", "permanent"),
+    [
+        (ConfigError("config: epochs: bad"), True),
+        (StorageError("gs://b/x: permission denied (403)"), True),
+        (StorageUnavailable("gs://b/x: Cloud Storage did not answer"), False),
+        (RuntimeError("worker preempted"), False),
+        (OSError("disk full"), False),
+    ],
+)
+def test_only_errors_a_retry_cannot_fix_become_failure_records(error, permanent, tmp_path):
+    run = RunSpec(variant="cnn", repeat=0, seed=0)
+    written = record_failure(error, run, "fashion-mnist", "train", tmp_path / "failure.json")
+    assert (written is not None) == permanent
+    assert (tmp_path / "failure.json").is_file() == permanent
+
+
+def test_out_of_accelerator_memory_is_permanent():
+    import tensorflow as tf
+
+    assert is_permanent(tf.errors.ResourceExhaustedError(None, None, "OOM when allocating"))

@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import http.server
 import json
+import os
 import re
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -190,3 +192,149 @@ def test_permission_error_is_one_clear_line(monkeypatch, tmp_path):
         server.shutdown()
     assert str(err.value).startswith("gs://locked/secret.bin: permission denied (403)")
     assert "\n" not in str(err.value)
+
+
+# ---------------------------------------------------------------- refusals a real bucket makes
+
+
+def test_objectuser_only_reads_and_tells_missing_object_from_missing_bucket(bucket, tmp_path):
+    """No bucket-level call: a 403 on buckets.get (objectUser's lot) changes nothing."""
+    from gcs_proxy import GCSProxy, forbid_bucket_metadata
+
+    with GCSProxy(os.environ["STORAGE_EMULATOR_HOST"], forbid_bucket_metadata) as proxy:
+        assert storage.read_text(f"gs://{bucket}/resume/job/cnn-r0/state/LATEST") is None
+        with pytest.raises(storage.StorageError, match=f"gs://{bucket}/nothing: no such object"):
+            storage.download(f"gs://{bucket}/nothing", tmp_path / "x")
+        with pytest.raises(storage.StorageError, match="bucket gs://no-such-bkt does not exist"):
+            storage.read_text("gs://no-such-bkt/state/LATEST")
+        with pytest.raises(storage.StorageError, match="bucket gs://no-such-bkt does not exist"):
+            storage.download("gs://no-such-bkt/x", tmp_path / "x")
+        storage.write_text(f"gs://{bucket}/resume/LATEST", "epoch-001")
+        assert storage.read_text(f"gs://{bucket}/resume/LATEST") == "epoch-001"
+        from cnnvsmlp.train import fetch_state
+
+        assert fetch_state(tmp_path / "fresh", f"gs://{bucket}/resume/job/cnn-r0") == 0
+    assert not [r for r in proxy.requests if forbid_bucket_metadata(*r, b"")]  # none asked
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_refused_bucket_metadata_call_is_a_real_403(bucket):
+    from google.api_core import exceptions as gexc
+
+    from gcs_proxy import GCSProxy, forbid_bucket_metadata
+
+    with GCSProxy(os.environ["STORAGE_EMULATOR_HOST"], forbid_bucket_metadata):
+        with pytest.raises(gexc.Forbidden):
+            storage.client().bucket(bucket).exists()
+
+
+def test_permission_denied_on_write_names_the_role(bucket, tmp_path):
+    from gcs_proxy import GCSProxy
+
+    def read_only(method, path, body):
+        return 403 if method in ("POST", "PUT", "DELETE") else None
+
+    src = tmp_path / "a.txt"
+    src.write_text("a")
+    with GCSProxy(os.environ["STORAGE_EMULATOR_HOST"], read_only):
+        with pytest.raises(storage.StorageError) as err:
+            storage.upload(src, f"gs://{bucket}/a.txt")
+    assert str(err.value) == (
+        f"gs://{bucket}/a.txt: permission denied (403); grant the service account "
+        f"roles/storage.objectUser on gs://{bucket}"
+    )
+
+
+class _Silent(http.server.BaseHTTPRequestHandler):
+    """Reads a request and never answers: a network that hangs."""
+
+    def _hang(self):
+        time.sleep(5)
+
+    do_GET = do_POST = _hang  # noqa: N815
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_hanging_network_ends_within_the_timeout_as_one_line(monkeypatch, tmp_path):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Silent)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{server.server_port}")
+    monkeypatch.setattr(storage, "TIMEOUT_S", (0.5, 0.5))
+    monkeypatch.setattr(storage, "RETRY_S", 2.0)
+    start = time.monotonic()
+    try:
+        with pytest.raises(storage.StorageUnavailable) as err:
+            storage.read_text("gs://slow/state/LATEST")
+    finally:
+        server.shutdown()
+    assert time.monotonic() - start < 10
+    message = str(err.value)
+    assert message.startswith("gs://slow/state/LATEST: Cloud Storage did not answer within 2 s")
+    assert message.endswith("check the network and retry") and "\n" not in message
+
+
+def test_no_credentials_is_one_line_saying_how_to_provide_them(monkeypatch, tmp_path):
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
+    with pytest.raises(storage.StorageError) as err:
+        storage.read_text("gs://some-bucket/emnist/x")
+    message = str(err.value)
+    assert message.startswith("gs://some-bucket/emnist/x: no Google credentials (")
+    assert "Workload Identity" in message
+    assert "gcloud auth application-default login" in message
+    assert "STORAGE_EMULATOR_HOST" in message and "\n" not in message
+
+
+# ---------------------------------------------------------------- names that would leave the folder
+
+
+@pytest.mark.parametrize("name", ["../escape.txt", "a/../../escape.txt", "a//b.txt", "/abs"])
+def test_fetch_refuses_an_object_name_that_leaves_the_folder(name, bucket, tmp_path):
+    """Cloud Storage allows any name; fake-gcs-server normalises them, so the listing says it."""
+    from gcs_proxy import GCSProxy
+
+    folder = "resume/job/cnn-r0/state/epoch-001/"
+    storage.write_text(f"gs://{bucket}/{folder}history.csv", "epoch,loss\n")
+    storage.write_text(f"gs://{bucket}/{folder}z.txt", "outside")
+    listing = {
+        "kind": "storage#objects",
+        "items": [
+            {"kind": "storage#object", "bucket": bucket, "name": n, "generation": "1"}
+            for n in (f"{folder}history.csv", f"{folder}{name}")
+        ],
+    }
+
+    def evil_listing(method, path, body):
+        if method == "GET" and path.startswith(f"/storage/v1/b/{bucket}/o?"):
+            return 200, json.dumps(listing).encode()
+        return None
+
+    out = tmp_path / "deep" / "out"
+    with GCSProxy(os.environ["STORAGE_EMULATOR_HOST"], evil_listing):
+        with pytest.raises(storage.StorageError) as err:
+            storage.fetch_dir(f"gs://{bucket}/{folder}", out)
+    assert str(err.value) == (
+        f"gs://{bucket}/{folder}{name}: object name {name!r} would be written outside {out}; "
+        "refusing to fetch it (rename or delete the object)"
+    )
+    assert not (tmp_path / "deep").exists()  # nothing fetched, not even the good file
+
+
+@pytest.mark.parametrize(
+    ("text", "epoch"), [("epoch-001", 1), ("epoch-042\n", 42), ("epoch-1000", 1000)]
+)
+def test_snapshot_names(text, epoch):
+    assert storage.snapshot_epoch(text, "gs://b/state/LATEST") == epoch
+
+
+@pytest.mark.parametrize(
+    "text", ["../../etc", "epoch-001/../..", "epoch-000", "epoch-1", "", None, "epoch-001 x"]
+)
+def test_a_pointer_that_is_no_snapshot_name_is_refused(text):
+    with pytest.raises(storage.StorageError) as err:
+        storage.snapshot_epoch(text, "gs://b/state/LATEST")
+    assert str(err.value).startswith("gs://b/state/LATEST: ")
+    assert "is not a snapshot name (epoch-NNN)" in str(err.value)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import platform
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from cnnvsmlp.config import RunSpec, TrainConfig
 
@@ -30,7 +31,7 @@ class _Record(BaseModel):
 class Hardware(_Record):
     """What a run ran on, and what decides whether its numbers can be reproduced bit for bit.
 
-    The fields after ``tensorflow`` came in schema 2.2; records written before
+    The fields after ``tensorflow`` came in schema 2.3; records written before
     read with their defaults (empty or None: not recorded).
     """
 
@@ -196,3 +197,26 @@ class EvalResult(_Record):
     inference_images_per_s: float
     training: TrainResult
     hardware: Hardware
+
+
+class RunFailure(_Record):
+    """A run that failed for good, in place of its result: the comparison lists it.
+
+    Training and evaluation write it where their result would go when an
+    error is one a retry cannot fix (see :mod:`cnnvsmlp.failures`), so the
+    other runs are still compared.
+    """
+
+    run: RunSpec
+    dataset: str
+    stage: Literal["train", "evaluate"]
+    error: str = Field(description="The exception's class name, e.g. 'TrainingDiverged'.")
+    message: str = Field(description="The error's message, on one line.")
+
+
+_RESULT = TypeAdapter(EvalResult | RunFailure)
+
+
+def read_result(path: str | os.PathLike) -> EvalResult | RunFailure:
+    """Read what an evaluation left: a run's :class:`EvalResult` or its :class:`RunFailure`."""
+    return _RESULT.validate_json(Path(path).read_text())

@@ -19,6 +19,7 @@ import base64
 import itertools
 from collections import defaultdict
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -31,9 +32,9 @@ from cnnvsmlp import stats
 from cnnvsmlp.config import ExperimentConfig
 from cnnvsmlp.data import labels_digest
 from cnnvsmlp.errors import UserError
-from cnnvsmlp.records import Epoch, EvalResult, Hardware
+from cnnvsmlp.records import Epoch, EvalResult, Hardware, RunFailure
 
-SCHEMA_VERSION = "2.2"
+SCHEMA_VERSION = "2.3"
 # Repeats of one variant whose test accuracies span more than this (max - min)
 # are flagged: their mean says less than the CI suggests about any single run.
 SPREAD_LIMIT = 0.01
@@ -55,6 +56,10 @@ PLOTS = {
 
 class ReportError(UserError):
     """The runs handed to the comparison do not fit together."""
+
+
+class RunsFailed(UserError):
+    """Some runs failed for good: the comparison is partial, or there is none."""
 
 
 class _Model(BaseModel):
@@ -150,6 +155,17 @@ class PairComparison(_Model):
     verdict: str
 
 
+class FailedRun(_Model):
+    """A run that failed for good, with the error that stopped it."""
+
+    variant: str
+    repeat: int
+    seed: int
+    stage: str
+    error: str
+    message: str
+
+
 class Comparison(_Model):
     """Everything the comparison step computed."""
 
@@ -168,6 +184,8 @@ class Comparison(_Model):
     pairs: list[PairComparison]
     spread_limit: float = SPREAD_LIMIT
     reproducibility: str = ""
+    status: Literal["complete", "partial", "failed"] = "complete"
+    failures: list[FailedRun] = []
 
 
 # ---------------------------------------------------------------- grouping
@@ -417,12 +435,17 @@ def _pairs(
 
 
 def compare(
-    results: list[EvalResult], config: ExperimentConfig, test_labels: np.ndarray
+    results: list[EvalResult | RunFailure], config: ExperimentConfig, test_labels: np.ndarray
 ) -> Comparison:
     """Summarise every variant and test every pair of variants.
 
+    A variant with a failed run (a :class:`~cnnvsmlp.records.RunFailure`
+    among ``results``) is left out of the statistics, since pairs need the
+    same repeats of every variant; its failures are listed, and the
+    comparison's status is ``partial``, or ``failed`` when no variant is left.
+
     Args:
-        results: every run's evaluation, in any order.
+        results: every run's evaluation or failure record, in any order.
         config: the experiment: its variants, in report order, and the seeds' numbers.
         test_labels: the true labels of the test split the runs were scored on.
 
@@ -435,15 +458,19 @@ def compare(
             variants with different repeats.
     """
     labels = np.asarray(test_labels).astype(int)
-    grouped = _group(results, config, labels)
-    summaries = {v: _summarise(v, runs, config, labels) for v, runs in grouped.items()}
+    failures, kept, variants = _split_failures(results, config)
+    if not variants:
+        return _failed_comparison(config, labels, failures)
+    scored = config.model_copy(update={"variants": variants})
+    grouped = _group(kept, scored, labels)
+    summaries = {v: _summarise(v, runs, scored, labels) for v, runs in grouped.items()}
     summaries = {v: flag_spread(s) for v, s in summaries.items()}
     return Comparison(
         schema_version=SCHEMA_VERSION,
         experiment=config.name,
         description=" ".join(config.description.split()),
         dataset=config.dataset,
-        classes=results[0].classes,
+        classes=kept[0].classes,
         n_test=len(labels),
         repeats=len(next(iter(grouped.values()))),
         epochs=config.train.epochs,
@@ -453,6 +480,8 @@ def compare(
         variants=list(summaries.values()),
         pairs=_pairs(grouped, summaries, labels),
         reproducibility=envelope(list(summaries.values())),
+        status="partial" if failures else "complete",
+        failures=failures,
     )
 
 
@@ -529,6 +558,126 @@ def envelope(variants: list[VariantSummary]) -> str:
         "its runs are other samples from the same distribution, to be compared through the "
         "spread over repeats, not digit by digit."
     )
+
+
+# ---------------------------------------------------------------- failed runs
+
+
+def _split_failures(
+    results: list[EvalResult | RunFailure], config: ExperimentConfig
+) -> tuple[list[FailedRun], list[EvalResult], list[str]]:
+    """The failed runs, the evaluations of the variants without one, and those variants."""
+    failed = [r for r in results if isinstance(r, RunFailure)]
+    for f in failed:
+        if f.dataset != config.dataset:
+            raise ReportError(
+                f"compare: run {f.run.run_id} is on {f.dataset}, not on {config.dataset}"
+            )
+    out = {f.run.variant for f in failed}
+    failures = [
+        FailedRun(
+            variant=f.run.variant,
+            repeat=f.run.repeat,
+            seed=f.run.seed,
+            stage=f.stage,
+            error=f.error,
+            message=f.message,
+        )
+        for f in sorted(failed, key=lambda f: (_order(config, f.run.variant), f.run.repeat))
+    ]
+    kept = [r for r in results if isinstance(r, EvalResult) and r.run.variant not in out]
+    if not results:
+        raise ReportError("compare: no runs to compare")
+    return failures, kept, [v for v in config.variants if v not in out]
+
+
+def _order(config: ExperimentConfig, variant: str) -> int:
+    return config.variants.index(variant) if variant in config.variants else len(config.variants)
+
+
+def _failed_comparison(
+    config: ExperimentConfig, labels: np.ndarray, failures: list[FailedRun]
+) -> Comparison:
+    """A comparison of nothing: every variant had a failed run."""
+    from cnnvsmlp.data import get_spec
+
+    return Comparison(
+        schema_version=SCHEMA_VERSION,
+        experiment=config.name,
+        description=" ".join(config.description.split()),
+        dataset=config.dataset,
+        classes=list(get_spec(config.dataset).classes),
+        n_test=len(labels),
+        repeats=config.repeats,
+        epochs=config.train.epochs,
+        confidence=stats.CONFIDENCE,
+        alpha=stats.ALPHA,
+        verdict_rule=VERDICT_RULE,
+        variants=[],
+        pairs=[],
+        status="failed",
+        failures=failures,
+    )
+
+
+def failure_summary(comparison: Comparison) -> str:
+    """One line saying which runs failed and what is compared without them; empty when none.
+
+    Args:
+        comparison: the comparison to describe.
+
+    Returns:
+        E.g. ``"1 run failed for good: mlp-r0 (TrainingDiverged: loss is nan
+        at epoch 2); variant mlp is left out, cnn, cnn-3conv are compared."``
+    """
+    if not comparison.failures:
+        return ""
+    runs = "; ".join(
+        f"{f.variant}-r{f.repeat} ({f.error}: {f.message})" for f in comparison.failures
+    )
+    count = len(comparison.failures)
+    out = sorted(
+        {f.variant for f in comparison.failures}, key=[f.variant for f in comparison.failures].index
+    )
+    left = f"variant{'s' if len(out) > 1 else ''} {', '.join(out)} left out"
+    if comparison.variants:
+        rest = ", ".join(v.variant for v in comparison.variants)
+        tail = f"{left}; {rest} compared"
+    else:
+        tail = f"{left}; nothing left to compare"
+    return f"{count} run{'s' if count > 1 else ''} failed for good: {runs}; {tail}."
+
+
+def failure_table(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
+    """Headers and rows of the runs that failed for good.
+
+    Args:
+        comparison: the comparison to tabulate.
+
+    Returns:
+        The column headers and one row per failed run.
+    """
+    headers = ["run", "seed", "stage", "error", "message"]
+    rows = [
+        [f"{f.variant}-r{f.repeat}", str(f.seed), f.stage, f.error, f.message]
+        for f in comparison.failures
+    ]
+    return headers, rows
+
+
+def check_complete(path: str | Path) -> None:
+    """Raise when a written comparison is not complete.
+
+    Args:
+        path: a ``comparison.json``.
+
+    Raises:
+        RunsFailed: its status is ``partial`` or ``failed``; the message
+            names the failed runs and where the comparison of the others is.
+    """
+    comparison = Comparison.model_validate_json(Path(path).read_text(encoding="utf-8"))
+    if comparison.status != "complete":
+        raise RunsFailed(f"{comparison.status} comparison ({path}): {failure_summary(comparison)}")
 
 
 # ---------------------------------------------------------------- pictures
@@ -896,6 +1045,8 @@ def terminal_table(comparison: Comparison) -> str:
     if comparison.pairs:
         lines += ["", *(f"- {p.verdict}" for p in comparison.pairs)]
     lines += [f"- {v.spread_flag}" for v in comparison.variants if v.spread_flag]
+    if comparison.failures:
+        lines += ["", f"{comparison.status.upper()}: {failure_summary(comparison)}"]
     return "\n".join(lines)
 
 
@@ -918,6 +1069,7 @@ def _render(comparison: Comparison, images: dict[str, str], html: bool) -> str:
         ("pairs", pair_table),
         ("hardware", hardware_table),
         ("numerics", numerics_table),
+        ("failures", failure_table),
     ):
         headers, rows = make(comparison)
         if not html:
@@ -934,6 +1086,7 @@ def _render(comparison: Comparison, images: dict[str, str], html: bool) -> str:
         c=comparison,
         spread_flags=[v.spread_flag for v in comparison.variants if v.spread_flag],
         tables=tables,
+        failure_summary=failure_summary(comparison),
         notes=notes,
         plots=[(PLOTS[name], src) for name, src in images.items()],
         hardware=sorted(
@@ -952,7 +1105,8 @@ def render_markdown(comparison: Comparison, plot_dir: str = "plots") -> str:
     Returns:
         The report's text.
     """
-    return _render(comparison, {name: f"{plot_dir}/{name}.png" for name in PLOTS}, html=False)
+    drawn = PLOTS if comparison.variants else {}
+    return _render(comparison, {name: f"{plot_dir}/{name}.png" for name in drawn}, html=False)
 
 
 def render_html(comparison: Comparison, plots: dict[str, Path]) -> str:
@@ -968,6 +1122,7 @@ def render_html(comparison: Comparison, plots: dict[str, Path]) -> str:
     images = {
         name: "data:image/png;base64," + base64.b64encode(plots[name].read_bytes()).decode()
         for name in PLOTS
+        if name in plots
     }
     return _render(comparison, images, html=True)
 
@@ -989,12 +1144,14 @@ def write_comparison(
 
     Raises:
         ReportError: the runs do not fit together (see :func:`compare`);
-            nothing is written then.
+            nothing is written then. Failed runs are no error: they are
+            listed, and the comparison's ``status`` says it is partial.
     """
     comparison = compare(results, config, test_labels)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    plots = write_plots(comparison, out_dir / "plots")
+    # With every variant failed there is nothing to draw.
+    plots = write_plots(comparison, out_dir / "plots") if comparison.variants else {}
     (out_dir / "comparison.json").write_text(comparison.model_dump_json(indent=1), encoding="utf-8")
     (out_dir / "report.md").write_text(render_markdown(comparison), encoding="utf-8")
     (out_dir / "report.html").write_text(render_html(comparison, plots), encoding="utf-8")

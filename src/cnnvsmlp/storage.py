@@ -7,6 +7,10 @@ an error. The one exception is training state mirrored for resuming
 (:func:`mirror_dir`), which is meant to change after every epoch.
 Credentials are Google's application defaults; with ``STORAGE_EMULATOR_HOST``
 set (tests, fake-gcs-server) the client talks to that server anonymously.
+Only object-level calls are made, so ``roles/storage.objectUser`` on the
+bucket is enough. Every request has a timeout and is retried with backoff
+when the failure is transient; whatever still fails ends as one
+:class:`StorageError` line saying what to do.
 """
 
 from __future__ import annotations
@@ -15,19 +19,41 @@ import base64
 import filecmp
 import hashlib
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
+import requests
 from google.api_core import exceptions as gexc
+from google.auth import exceptions as auth_exc
 from google.cloud import storage
+from google.cloud.storage.retry import DEFAULT_RETRY
 
 from cnnvsmlp.errors import UserError
+
+TIMEOUT_S = (10.0, 60.0)
+"""Seconds to connect and to wait for each answer, in every request."""
+RETRY_S = 120.0
+"""Seconds within which a request that failed transiently is retried, with backoff."""
+CREDENTIALS_HELP = (
+    "on the cluster, bind the pod's Kubernetes service account to a Google service account "
+    "with Workload Identity; on a laptop, run 'gcloud auth application-default login'; "
+    "in tests, set STORAGE_EMULATOR_HOST"
+)
+_ERRORS = (gexc.GoogleAPIError, auth_exc.GoogleAuthError, requests.RequestException)
+_SNAPSHOT = re.compile(r"epoch-(\d{3,6})")
 
 
 class StorageError(UserError):
     """A bucket or object is missing, forbidden, or would be overwritten."""
+
+
+class StorageUnavailable(StorageError):
+    """Cloud Storage did not answer in time or answered with a server error: a retry may help."""
+
+    transient = True
 
 
 def parse_uri(uri: str) -> tuple[str, str]:
@@ -42,30 +68,136 @@ def parse_uri(uri: str) -> tuple[str, str]:
     return bucket, name
 
 
-def client() -> storage.Client:
-    """A storage client: the emulator when ``STORAGE_EMULATOR_HOST`` is set, else Google's."""
+def _retry():
+    # Every request is retried: uploads write the same bytes again, so a repeat is harmless.
+    return DEFAULT_RETRY.with_timeout(RETRY_S)
+
+
+def client(uri: str = "gs://") -> storage.Client:
+    """A storage client: the emulator when ``STORAGE_EMULATOR_HOST`` is set, else Google's.
+
+    Args:
+        uri: what the client is for, named in the error.
+
+    Raises:
+        StorageError: no Google credentials could be found.
+    """
     if os.environ.get("STORAGE_EMULATOR_HOST"):
         from google.auth.credentials import AnonymousCredentials
 
-        return storage.Client(project="emulator", credentials=AnonymousCredentials())
-    return storage.Client()
+        gcs = storage.Client(project="emulator", credentials=AnonymousCredentials())
+    else:
+        try:
+            gcs = storage.Client()
+        except auth_exc.DefaultCredentialsError as err:
+            reason = " ".join(str(err).split()).split(". ")[0].rstrip(".") or "none found"
+            raise StorageError(
+                f"{uri}: no Google credentials ({reason}); {CREDENTIALS_HELP}"
+            ) from None
+    # The client fetches bucket metadata in background threads, for tracing we do not
+    # use: bucket-level calls objectUser may not make, retried with random jitter
+    # while training runs. Without the cache it makes none.
+    gcs._bucket_metadata_cache = None
+    return gcs
 
 
-def _fail(uri: str, err: gexc.GoogleAPIError, gcs: storage.Client) -> StorageError:
+def _first_object(gcs: storage.Client, bucket: str) -> None:
+    """List at most one object: raises NotFound for a missing bucket, needs no bucket permission."""
+    next(iter(gcs.list_blobs(bucket, max_results=1, timeout=TIMEOUT_S, retry=_retry())), None)
+
+
+def _bucket_missing(gcs: storage.Client, bucket: str) -> bool:
+    try:
+        _first_object(gcs, bucket)
+    except gexc.NotFound:
+        return True
+    except _ERRORS:
+        return False
+    return False
+
+
+def _fail(uri: str, err: Exception, gcs: storage.Client, listing: bool = False) -> StorageError:
+    """One line for an error of a request about ``uri``.
+
+    Args:
+        uri: the object or prefix the request was about.
+        err: what the client raised.
+        gcs: the client, to tell a missing bucket from a missing object.
+        listing: the request listed objects, so a 404 means the bucket is missing.
+    """
     bucket, _ = parse_uri(uri)
     if isinstance(err, gexc.Forbidden | gexc.Unauthorized):
         return StorageError(
-            f"{uri}: permission denied ({err.code}); grant the service account access to gs://{bucket}"
+            f"{uri}: permission denied ({err.code}); grant the service account "
+            f"roles/storage.objectUser on gs://{bucket}"
         )
     if isinstance(err, gexc.NotFound):
-        try:
-            bucket_exists = gcs.bucket(bucket).exists()
-        except gexc.GoogleAPIError:
-            bucket_exists = True
-        if not bucket_exists:
-            return StorageError(f"{uri}: bucket gs://{bucket} does not exist")
+        if listing or _bucket_missing(gcs, bucket):
+            return StorageError(
+                f"{uri}: bucket gs://{bucket} does not exist; create it or fix the URI"
+            )
         return StorageError(f"{uri}: no such object")
-    return StorageError(f"{uri}: {err.__class__.__name__}: {err.message}")
+    if isinstance(err, auth_exc.RefreshError):
+        reason = " ".join(str(err).split())
+        return StorageError(
+            f"{uri}: Google credentials were refused ({reason}); {CREDENTIALS_HELP}"
+        )
+    if isinstance(
+        err,
+        gexc.RetryError
+        | gexc.ServerError
+        | gexc.TooManyRequests
+        | auth_exc.TransportError
+        | requests.RequestException,
+    ):
+        cause = err.cause if isinstance(err, gexc.RetryError) and err.cause else err
+        return StorageUnavailable(
+            f"{uri}: Cloud Storage did not answer within {RETRY_S:g} s of retries "
+            f"({cause.__class__.__name__}); check the network and retry"
+        )
+    message = getattr(err, "message", None) or str(err)
+    return StorageError(f"{uri}: {err.__class__.__name__}: {' '.join(str(message).split())}")
+
+
+def snapshot_epoch(name: str | None, where: str) -> int:
+    """The epoch of a training snapshot's name, ``epoch-NNN``, as a ``LATEST`` pointer holds it.
+
+    Args:
+        name: the pointer's text.
+        where: the pointer's URI or path, named in the error.
+
+    Returns:
+        The epoch, at least 1.
+
+    Raises:
+        StorageError: the text is not ``epoch-`` and three to six digits; it
+            is never used as a path then.
+    """
+    found = _SNAPSHOT.fullmatch((name or "").strip())
+    if not found or int(found.group(1)) < 1:
+        shown = (name or "")[:40]
+        raise StorageError(
+            f"{where}: {shown!r} is not a snapshot name (epoch-NNN); delete the pointer to "
+            "start the training afresh"
+        )
+    return int(found.group(1))
+
+
+def _inside(local_dir: Path, relative: str, source: str) -> Path:
+    """``local_dir / relative``, refusing a name that would leave ``local_dir``."""
+    parts = PurePosixPath(relative).parts
+    if (
+        not relative
+        or relative.startswith("/")
+        or "\\" in relative
+        or any(p in ("", ".", "..") for p in relative.split("/"))
+        or not parts
+    ):
+        raise StorageError(
+            f"{source}: object name {relative!r} would be written outside {local_dir}; "
+            "refusing to fetch it (rename or delete the object)"
+        )
+    return local_dir.joinpath(*parts)
 
 
 @contextmanager
@@ -94,29 +226,42 @@ def upload(local: str | os.PathLike, uri: str, overwrite: bool = False) -> None:
 
     An existing object with the same content is left as it is (a retried
     upload succeeds); one with different content is never overwritten,
-    unless ``overwrite`` says so.
+    unless ``overwrite`` says so. An upload cut short leaves no object: a
+    Cloud Storage object appears whole or not at all.
 
     Raises:
         StorageError: missing bucket, no permission, or an existing object
             with different content.
+        StorageUnavailable: no answer within the timeout and its retries.
     """
-    gcs = client()
+    gcs = client(uri)
     bucket, name = parse_uri(uri)
     blob = gcs.bucket(bucket).blob(name)
     try:
-        blob.upload_from_filename(str(local), if_generation_match=None if overwrite else 0)
+        blob.upload_from_filename(
+            str(local),
+            if_generation_match=None if overwrite else 0,
+            timeout=TIMEOUT_S,
+            retry=_retry(),
+        )
     except gexc.PreconditionFailed:
-        blob.reload()
+        try:
+            blob.reload(timeout=TIMEOUT_S, retry=_retry())
+        except _ERRORS as err:
+            raise _fail(uri, err, gcs) from None
         if blob.md5_hash != _md5(Path(local)):
             raise StorageError(
                 f"{uri}: exists with different content; not overwritten (delete it first)"
             ) from None
-    except gexc.GoogleAPIError as err:
+    except _ERRORS as err:
         raise _fail(uri, err, gcs) from None
 
 
 def upload_dir(local_dir: str | os.PathLike, prefix: str) -> list[str]:
     """Upload every file under a folder to ``prefix/<relative path>``.
+
+    A retried call after one cut short uploads what is missing and leaves
+    what is already there with the same content.
 
     Returns:
         The URIs written (or found already there with the same content).
@@ -135,16 +280,29 @@ def download(uri: str, dest: str | os.PathLike) -> Path:
 
     Raises:
         StorageError: missing bucket or object, or no permission.
+        StorageUnavailable: no answer within the timeout and its retries.
     """
-    gcs = client()
+    gcs = client(uri)
     bucket, name = parse_uri(uri)
     dest = Path(dest)
     try:
         with _replacing(dest) as partial:
-            gcs.bucket(bucket).blob(name).download_to_filename(str(partial))
-    except gexc.GoogleAPIError as err:
+            gcs.bucket(bucket).blob(name).download_to_filename(
+                str(partial), timeout=TIMEOUT_S, retry=_retry()
+            )
+    except _ERRORS as err:
         raise _fail(uri, err, gcs) from None
     return dest
+
+
+def _list(gcs: storage.Client, prefix: str) -> dict[str, storage.Blob]:
+    bucket, name = parse_uri(prefix)
+    folder = name.rstrip("/") + "/" if name else ""
+    try:
+        blobs = gcs.list_blobs(bucket, prefix=folder, timeout=TIMEOUT_S, retry=_retry())
+        return {b.name: b for b in blobs}
+    except _ERRORS as err:
+        raise _fail(prefix, err, gcs, listing=True) from None
 
 
 def list_uris(prefix: str) -> list[str]:
@@ -152,28 +310,26 @@ def list_uris(prefix: str) -> list[str]:
 
     Raises:
         StorageError: missing bucket or no permission.
+        StorageUnavailable: no answer within the timeout and its retries.
     """
-    gcs = client()
-    bucket, name = parse_uri(prefix)
-    folder = name.rstrip("/") + "/" if name else ""
-    try:
-        return sorted(f"gs://{bucket}/{b.name}" for b in gcs.list_blobs(bucket, prefix=folder))
-    except gexc.GoogleAPIError as err:
-        raise _fail(prefix, err, gcs) from None
+    bucket, _ = parse_uri(prefix)
+    return sorted(f"gs://{bucket}/{name}" for name in _list(client(prefix), prefix))
 
 
 def mirror_dir(local_dir: str | os.PathLike, dest: str, only: set[str] | None = None) -> int:
     """Make ``dest`` (a ``gs://`` prefix or a local folder) hold every file of ``local_dir``.
 
     Files whose content is already there are skipped; changed ones are
-    replaced. Nothing at ``dest`` is deleted. ``only`` limits the copy to
-    the files and folders of those names at the top of ``local_dir``.
+    replaced, each whole (a copy cut short leaves the previous content).
+    Nothing at ``dest`` is deleted. ``only`` limits the copy to the files
+    and folders of those names at the top of ``local_dir``.
 
     Returns:
         How many files were copied.
 
     Raises:
         StorageError: missing bucket or no permission.
+        StorageUnavailable: no answer within the timeout and its retries.
     """
     local_dir = Path(local_dir)
     files = sorted(
@@ -191,13 +347,9 @@ def mirror_dir(local_dir: str | os.PathLike, dest: str, only: set[str] | None = 
                 shutil.copyfile(path, partial)
             copied += 1
         return copied
-    gcs = client()
     bucket, name = parse_uri(dest)
     folder = name.rstrip("/") + "/" if name else ""
-    try:
-        there = {b.name: b.md5_hash for b in gcs.list_blobs(bucket, prefix=folder)}
-    except gexc.GoogleAPIError as err:
-        raise _fail(dest, err, gcs) from None
+    there = {key: blob.md5_hash for key, blob in _list(client(dest), dest).items()}
     for path in files:
         key = folder + path.relative_to(local_dir).as_posix()
         if there.get(key) == _md5(path):
@@ -210,13 +362,17 @@ def mirror_dir(local_dir: str | os.PathLike, dest: str, only: set[str] | None = 
 def fetch_dir(src: str, local_dir: str | os.PathLike) -> int:
     """Copy every file under ``src`` (a ``gs://`` prefix or a local folder) into ``local_dir``.
 
-    A missing ``src`` folder holds no files.
+    A missing ``src`` folder holds no files. Every name is checked before
+    anything is written: an object whose name would leave ``local_dir``
+    (``..``, an absolute or empty path part) stops the fetch.
 
     Returns:
         How many files were copied.
 
     Raises:
-        StorageError: missing bucket or no permission.
+        StorageError: missing bucket, no permission, or an object name that
+            leaves ``local_dir``.
+        StorageUnavailable: no answer within the timeout and its retries.
     """
     local_dir = Path(local_dir)
     if not src.startswith("gs://"):
@@ -225,10 +381,10 @@ def fetch_dir(src: str, local_dir: str | os.PathLike) -> int:
         shutil.copytree(src, local_dir, dirs_exist_ok=True)
         return sum(1 for p in Path(src).rglob("*") if p.is_file())
     prefix = src.rstrip("/") + "/"
-    uris = list_uris(src)
-    for uri in uris:
-        download(uri, local_dir / uri.removeprefix(prefix))
-    return len(uris)
+    targets = {uri: _inside(local_dir, uri.removeprefix(prefix), uri) for uri in list_uris(src)}
+    for uri, target in targets.items():
+        download(uri, target)
+    return len(targets)
 
 
 def write_text(uri: str, text: str) -> None:
@@ -236,38 +392,47 @@ def write_text(uri: str, text: str) -> None:
 
     Raises:
         StorageError: missing bucket or no permission.
+        StorageUnavailable: no answer within the timeout and its retries.
     """
     if not uri.startswith("gs://"):
         with _replacing(Path(uri)) as partial:
             partial.write_text(text)
         return
-    gcs = client()
+    gcs = client(uri)
     bucket, name = parse_uri(uri)
     try:
-        gcs.bucket(bucket).blob(name).upload_from_string(text)
-    except gexc.GoogleAPIError as err:
+        gcs.bucket(bucket).blob(name).upload_from_string(text, timeout=TIMEOUT_S, retry=_retry())
+    except _ERRORS as err:
         raise _fail(uri, err, gcs) from None
 
 
 def read_text(uri: str) -> str | None:
     """The text of an object (``gs://``) or file; None when there is none.
 
+    Only object-level calls are made (a missing bucket is told from a
+    missing object by listing objects), so ``roles/storage.objectUser`` is
+    enough.
+
     Raises:
         StorageError: missing bucket or no permission.
+        StorageUnavailable: no answer within the timeout and its retries.
     """
     if not uri.startswith("gs://"):
         path = Path(uri)
         return path.read_text() if path.is_file() else None
-    gcs = client()
+    gcs = client(uri)
     bucket, name = parse_uri(uri)
     try:
-        return gcs.bucket(bucket).blob(name).download_as_text()
+        return gcs.bucket(bucket).blob(name).download_as_text(timeout=TIMEOUT_S, retry=_retry())
     except gexc.NotFound:
-        if not gcs.bucket(bucket).exists():
-            raise StorageError(f"{uri}: bucket gs://{bucket} does not exist") from None
-        return None
-    except gexc.GoogleAPIError as err:
+        pass
+    except _ERRORS as err:
         raise _fail(uri, err, gcs) from None
+    try:
+        _first_object(gcs, bucket)
+    except _ERRORS as err:
+        raise _fail(uri, err, gcs, listing=True) from None
+    return None
 
 
 def remove_dir(uri: str) -> None:
@@ -275,14 +440,16 @@ def remove_dir(uri: str) -> None:
 
     Raises:
         StorageError: missing bucket or no permission.
+        StorageUnavailable: no answer within the timeout and its retries.
     """
     if not uri.startswith("gs://"):
         shutil.rmtree(uri, ignore_errors=True)
         return
-    gcs = client()
-    bucket, name = parse_uri(uri)
-    try:
-        for blob in gcs.list_blobs(bucket, prefix=name.rstrip("/") + "/"):
-            blob.delete()
-    except gexc.GoogleAPIError as err:
-        raise _fail(uri, err, gcs) from None
+    gcs = client(uri)
+    for name, blob in _list(gcs, uri).items():
+        try:
+            blob.delete(timeout=TIMEOUT_S, retry=_retry())
+        except gexc.NotFound:
+            continue  # gone already: a retried delete
+        except _ERRORS as err:
+            raise _fail(f"gs://{blob.bucket.name}/{name}", err, gcs) from None
