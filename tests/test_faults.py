@@ -61,34 +61,32 @@ def _cut_once(proxy: GCSProxy, server: RestartableGCS, marker: bytes):
 def test_storage_down_mid_snapshot_leaves_the_last_whole_one_and_resume_trains_each_epoch_once(
     gcs, bucket, small_fashion, tmp_path, quick_give_up
 ):
-    from cnnvsmlp.train import fetch_state, read_history, train
+    from cnnvsmlp.train import fetch_state, latest_state, read_history, train
 
     run = RunSpec(variant="cnn", repeat=0, seed=5)
     two = TrainConfig(epochs=2, batch_size=64, optimizer="adam")
     resume = f"gs://{bucket}/resume/job-1/cnn-r0"
     proxy = GCSProxy(gcs.url)
-    rule, fired = _cut_once(proxy, gcs, b"state/epoch-002/history.csv")
+    rule, fired = _cut_once(proxy, gcs, b"state/epoch-02.json")
     proxy.rule = rule
     with proxy:
-        # Epoch 1 is mirrored whole; epoch 2's snapshot is cut after its backup went up.
+        # Epoch 1 is mirrored whole; epoch 2's state file is cut after its checkpoint went up.
         with pytest.raises(storage.StorageUnavailable) as err:
             train(small_fashion, run, two, tmp_path / "attempt-1", verbose=0, resume_uri=resume)
         assert fired and not is_permanent(err.value)  # the task fails, for the cluster to retry
         assert "\n" not in str(err.value)
         gcs.restart()
         uploaded = storage.list_uris(resume)
-        assert f"{resume}/state/epoch-002/backup/training_metadata.json" in uploaded
-        assert f"{resume}/state/epoch-002/history.csv" not in uploaded  # never half an object
-        assert storage.read_text(f"{resume}/state/LATEST") == "epoch-001"
+        assert f"{resume}/checkpoints/epoch-02.keras" in uploaded
+        assert f"{resume}/state/epoch-02.json" not in uploaded  # never half an object
 
-        # What a retry fetches is epoch 1, whole.
+        # What a retry fetches is epoch 1, whole: epoch 2's checkpoint alone does not count.
         fetched = tmp_path / "fetched"
         assert fetch_state(fetched, resume) == 1
         first = read_history(tmp_path / "attempt-1" / "history.csv")
         assert [e.epoch for e in first] == [1, 2]
-        assert read_history(fetched / "history.csv") == first[:1]
-        meta = json.loads((fetched / "backup" / "training_metadata.json").read_text())
-        assert meta["epoch"] == 1  # the state after epoch 1, not a mix with epoch 2
+        state = latest_state(fetched)
+        assert state["epoch"] == 1 and len(state["history"]) == 1
 
         # The retried task, on a new pod, trains epoch 2 only, once.
         second = train(
@@ -99,8 +97,7 @@ def test_storage_down_mid_snapshot_leaves_the_last_whole_one_and_resume_trains_e
     assert second.history[0] == first[0]
     rows = (tmp_path / "attempt-2" / "history.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["0", "1"]  # each epoch once
-    assert storage.read_text(f"{resume}/state/LATEST") == "epoch-002"
-    assert not [u for u in storage.list_uris(resume) if "/state/epoch-001/" in u]
+    assert f"{resume}/state/epoch-02.json" in storage.list_uris(resume)
 
 
 def test_storage_down_mid_report_upload_leaves_whole_objects_and_a_retry_completes(
