@@ -12,6 +12,7 @@ every attempt the same way. Locally a pipeline runs without them.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import copy
 import io
@@ -135,6 +136,23 @@ def describe_failure(message: str, config: ExperimentConfig, log: list[str] = ()
     return message + cause
 
 
+def _keep_partial(pipeline_root: Path, report: Path) -> str:
+    """Copy a partial comparison to ``report`` and say what failed; empty when there is none."""
+    from cnnvsmlp.report import Comparison, failure_summary
+
+    try:
+        found = find_comparison(pipeline_root)
+    except LocalRunError:
+        return ""
+    comparison = Comparison.model_validate_json((found / "comparison.json").read_text())
+    if comparison.status == "complete":
+        return ""
+    shutil.copytree(found, report)
+    return (
+        f"{failure_summary(comparison)} The {comparison.status} comparison is in {report}/report.md"
+    )
+
+
 def find_comparison(pipeline_root: Path) -> Path:
     """The comparison folder the run's compare task wrote."""
     found = sorted(pipeline_root.glob("*/compare-runs/comparison"))
@@ -186,19 +204,22 @@ def run_local(
     saved = {k: os.environ.get(k) for k in concurrency.environment()}
     os.environ.update(concurrency.environment())  # each task's process inherits them
     tail = _Tail(sys.stdout)
+    print_ = builtins.print  # kfp's local runner swaps print per task, from two threads
+    report = run_dir / "report"
     try:
         with contextlib.redirect_stdout(tail):
             local_copy(module.pipeline, concurrency.parallel)(**module.arguments(config))
     except RuntimeError as err:
-        why = describe_failure(str(err), config, list(tail.lines))
+        partial = _keep_partial(pipeline_root, report)
+        why = partial or describe_failure(str(err), config, list(tail.lines))
         raise LocalRunError(f"run {run_dir.name} failed: {why}") from None
     finally:
+        builtins.print = print_
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-    report = run_dir / "report"
     shutil.copytree(find_comparison(pipeline_root), report)
     minutes = (time.perf_counter() - start) / 60
     if not quiet:

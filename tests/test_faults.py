@@ -169,6 +169,8 @@ def test_a_run_that_fails_for_good_still_gets_the_comparison_of_the_others(
             run_local("compare", config, runs_dir=tmp_path, quiet=True)
     assert "check-runs" in str(err.value)  # the run is marked failed, by its last step
     (run_dir,) = tmp_path.iterdir()
+    assert f"comparison is in {run_dir / 'report'}/report.md" in str(err.value)
+    assert (run_dir / "report" / "comparison.json").is_file()  # kept where a run's report goes
     comparison = Comparison.model_validate_json(
         (find_comparison(run_dir / "pipeline") / "comparison.json").read_text()
     )

@@ -321,20 +321,3 @@ def test_fetch_refuses_an_object_name_that_leaves_the_folder(name, bucket, tmp_p
         "refusing to fetch it (rename or delete the object)"
     )
     assert not (tmp_path / "deep").exists()  # nothing fetched, not even the good file
-
-
-@pytest.mark.parametrize(
-    ("text", "epoch"), [("epoch-001", 1), ("epoch-042\n", 42), ("epoch-1000", 1000)]
-)
-def test_snapshot_names(text, epoch):
-    assert storage.snapshot_epoch(text, "gs://b/state/LATEST") == epoch
-
-
-@pytest.mark.parametrize(
-    "text", ["../../etc", "epoch-001/../..", "epoch-000", "epoch-1", "", None, "epoch-001 x"]
-)
-def test_a_pointer_that_is_no_snapshot_name_is_refused(text):
-    with pytest.raises(storage.StorageError) as err:
-        storage.snapshot_epoch(text, "gs://b/state/LATEST")
-    assert str(err.value).startswith("gs://b/state/LATEST: ")
-    assert "is not a snapshot name (epoch-NNN)" in str(err.value)

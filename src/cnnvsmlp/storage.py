@@ -19,7 +19,6 @@ import base64
 import filecmp
 import hashlib
 import os
-import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -43,7 +42,6 @@ CREDENTIALS_HELP = (
     "in tests, set STORAGE_EMULATOR_HOST"
 )
 _ERRORS = (gexc.GoogleAPIError, auth_exc.GoogleAuthError, requests.RequestException)
-_SNAPSHOT = re.compile(r"epoch-(\d{3,6})")
 
 
 class StorageError(UserError):
@@ -157,30 +155,6 @@ def _fail(uri: str, err: Exception, gcs: storage.Client, listing: bool = False) 
         )
     message = getattr(err, "message", None) or str(err)
     return StorageError(f"{uri}: {err.__class__.__name__}: {' '.join(str(message).split())}")
-
-
-def snapshot_epoch(name: str | None, where: str) -> int:
-    """The epoch of a training snapshot's name, ``epoch-NNN``, as a ``LATEST`` pointer holds it.
-
-    Args:
-        name: the pointer's text.
-        where: the pointer's URI or path, named in the error.
-
-    Returns:
-        The epoch, at least 1.
-
-    Raises:
-        StorageError: the text is not ``epoch-`` and three to six digits; it
-            is never used as a path then.
-    """
-    found = _SNAPSHOT.fullmatch((name or "").strip())
-    if not found or int(found.group(1)) < 1:
-        shown = (name or "")[:40]
-        raise StorageError(
-            f"{where}: {shown!r} is not a snapshot name (epoch-NNN); delete the pointer to "
-            "start the training afresh"
-        )
-    return int(found.group(1))
 
 
 def _inside(local_dir: Path, relative: str, source: str) -> Path:

@@ -148,7 +148,8 @@ def latest_state(out: Path) -> dict | None:
     """The newest complete epoch's state in ``out``, or None when no epoch is complete.
 
     A state file whose checkpoint is missing or of another size (a copy cut
-    short) does not count; an older complete one is used instead.
+    short), or that names another file, does not count; an older complete
+    one is used instead.
     """
     folder = out / "state"
     if not folder.is_dir():
@@ -159,8 +160,14 @@ def latest_state(out: Path) -> dict | None:
     for epoch, path in reversed(found):
         try:
             state = json.loads(path.read_text())
-            ckpt = out / state["checkpoint"]
-            if state["epoch"] == epoch and ckpt.stat().st_size == state["checkpoint_bytes"]:
+            ckpt = checkpoint_path(
+                out, epoch
+            )  # never a path the file names: it may come from a bucket
+            if (
+                state["epoch"] == epoch
+                and state["checkpoint"] == ckpt.relative_to(out).as_posix()
+                and ckpt.stat().st_size == state["checkpoint_bytes"]
+            ):
                 return state
         except (OSError, ValueError, KeyError, TypeError):
             continue
