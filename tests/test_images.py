@@ -87,3 +87,8 @@ def test_images_exist_lists_what_the_registry_lacks(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
     refs = ["r/cnnvsmlp-cpu:there", "r/cnnvsmlp-gpu:gone", "r/other:there"]
     assert images.images_exist(refs) == ["r/cnnvsmlp-gpu:gone"]
+
+
+def test_installed_copy_without_a_checkout_still_names_an_image(monkeypatch, tmp_path):
+    monkeypatch.setattr(images, "IMAGES_FILE", tmp_path / "absent.yaml")
+    assert images.image_ref("gpu") == "cnnvsmlp-gpu:not-from-a-checkout"

@@ -87,8 +87,19 @@ def images_config() -> dict:
     return yaml.safe_load(IMAGES_FILE.read_text())
 
 
+OUTSIDE_CHECKOUT_TAG = "not-from-a-checkout"
+
+
 def image_ref(kind: str) -> str:
-    """Full reference of an image (``cpu`` or ``gpu``) at the current source's tag."""
+    """Full reference of an image (``cpu`` or ``gpu``) at the current source's tag.
+
+    An installed copy of the project (inside an image) has no ``images/`` folder
+    and no git work tree to hash; its components still import, naming
+    ``cnnvsmlp-<kind>:not-from-a-checkout``, a tag no build uses. Compile from a
+    checkout.
+    """
+    if not IMAGES_FILE.is_file():
+        return f"cnnvsmlp-{kind}:{OUTSIDE_CHECKOUT_TAG}"
     config = images_config()
     if kind not in config["images"]:
         raise KeyError(f"unknown image {kind!r}; known: {', '.join(config['images'])}")
