@@ -10,11 +10,13 @@ SET ?=
 # Common overrides as make variables: make run EPOCHS=1 REPEATS=3 LIMIT=3000 VARIANTS=cnn,mlp
 OVERRIDES := $(SET) $(foreach v,EPOCHS REPEATS LIMIT VARIANTS SOURCE IDX_DIR,\
   $(if $($(v)),$(shell echo $(v) | tr A-Z a-z)=$($(v))))
+# RUNNER=docker runs every task in the image the pipeline names for it (make images first).
+RUNNER ?= subprocess
 EXPERIMENT ?=
 EXPERIMENT_ARG := $(if $(EXPERIMENT),--experiment $(EXPERIMENT))
 UV_VERSION := 0.13.9
 
-.PHONY: lock setup data models run test lint format compile submit schedule unschedule images bench clean
+.PHONY: lock setup data models run test test-images lint format compile submit schedule unschedule images push bench clean
 
 $(BIN)/.installed: requirements.lock pyproject.toml
 	@echo "setup: creating $(VENV) from requirements.lock"
@@ -43,10 +45,14 @@ models: $(BIN)/.installed ## Print every model variant with data set, layers and
 	@$(CLI) models
 
 run: setup ## Run a pipeline locally with kfp's local runner.
-	$(CLI) run --pipeline $(PIPELINE) --config $(CONFIG) $(OVERRIDES)
+	$(CLI) run --pipeline $(PIPELINE) --config $(CONFIG) --runner $(RUNNER) $(OVERRIDES)
 
-test: setup ## Run every test tier (unit, component, compile).
-	$(BIN)/pytest
+test: setup ## Run every test tier (unit, component, compile); the image tier is test-images.
+	$(BIN)/pytest -m "not images"
+
+test-images: setup ## Build the images (cached) and run the pipeline's dry run inside them.
+	$(CLI) images
+	$(BIN)/pytest -m images tests/test_images_run.py
 
 lint: $(BIN)/.installed ## ruff, hadolint and manifest validation.
 	$(BIN)/ruff check .
@@ -69,8 +75,11 @@ schedule: $(BIN)/.installed ## Create a recurring run on KFP_HOST (6-field cron)
 unschedule: $(BIN)/.installed ## Delete the recurring run of a pipeline.
 	$(CLI) unschedule --pipeline $(PIPELINE) --config $(CONFIG) $(EXPERIMENT_ARG)
 
-images: $(BIN)/.installed ## Build and push the container images.
-	$(CLI) images
+images: $(BIN)/.installed ## Build both images into the local Docker engine (content tags).
+	$(CLI) images $(if $(PUSH),--push)
+
+push: $(BIN)/.installed ## Build both images and push them to the registry.
+	$(CLI) images --push
 
 bench: setup ## Slow measurements (data reader speed, training throughput).
 	$(BIN)/python -m cnnvsmlp.bench

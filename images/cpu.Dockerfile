@@ -1,6 +1,8 @@
-# CPU image: data preparation, evaluation and comparison.
-# Build from the repository root: docker build -f images/cpu.Dockerfile .
-FROM python:3.11.11-slim-bookworm
+# CPU image: data preparation, planning, evaluation and comparison.
+# Built by `make images` (cnnvsmlp.images), which passes the package index and the
+# index's CA bundle as build secrets: neither is written to a layer.
+ARG BASE_IMAGE=python:3.11.11-slim-bookworm
+FROM ${BASE_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -13,15 +15,23 @@ WORKDIR /opt/cnnvsmlp
 # requirements-cpu.lock is compiled with requirements.lock as constraints: the
 # pins the Makefile installs, without the development tools.
 COPY requirements-cpu.lock ./
-RUN pip install --require-hashes -r requirements-cpu.lock
+RUN --mount=type=secret,id=pip_cert,required=false \
+    --mount=type=secret,id=pip_index_url,required=false \
+    if [ -s /run/secrets/pip_cert ]; then export PIP_CERT=/run/secrets/pip_cert; fi \
+    && if [ -s /run/secrets/pip_index_url ]; then \
+         PIP_INDEX_URL="$(cat /run/secrets/pip_index_url)"; export PIP_INDEX_URL; fi \
+    && pip install --require-hashes -r requirements-cpu.lock
 
-COPY pyproject.toml README.md ./
+COPY pyproject.toml ./
 COPY src ./src
 COPY components ./components
 COPY pipelines ./pipelines
-# The project itself: its dependencies are all in the lock above.
+# The project itself (its dependencies are all in the lock above). pyproject names
+# README.md as the long description; the image carries a one-line one instead.
 # hadolint ignore=DL3013
-RUN pip install --no-deps . \
+RUN echo "cnnvsmlp: CNN versus MLP as a Kubeflow pipeline." > README.md \
+    && pip install --no-deps --no-build-isolation . \
+    && rm -rf build ./*.egg-info src/*.egg-info \
     && useradd --uid 10001 --create-home --shell /usr/sbin/nologin runner
 
 USER 10001

@@ -1,7 +1,9 @@
 # GPU trainer image: TensorFlow's CUDA build (CUDA and cuDNN from NVIDIA's pinned
 # wheels); the node's driver comes from GKE's NVIDIA device plugin.
-# Build from the repository root: docker build -f images/gpu.Dockerfile .
-FROM python:3.11.11-slim-bookworm
+# Built by `make images` (cnnvsmlp.images), which passes the package index and the
+# index's CA bundle as build secrets: neither is written to a layer.
+ARG BASE_IMAGE=python:3.11.11-slim-bookworm
+FROM ${BASE_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -15,15 +17,23 @@ WORKDIR /opt/cnnvsmlp
 # requirements-gpu.lock is compiled with requirements.lock as constraints:
 # every pin but TensorFlow's build is the one the Makefile installs.
 COPY requirements-gpu.lock ./
-RUN pip install --require-hashes -r requirements-gpu.lock
+RUN --mount=type=secret,id=pip_cert,required=false \
+    --mount=type=secret,id=pip_index_url,required=false \
+    if [ -s /run/secrets/pip_cert ]; then export PIP_CERT=/run/secrets/pip_cert; fi \
+    && if [ -s /run/secrets/pip_index_url ]; then \
+         PIP_INDEX_URL="$(cat /run/secrets/pip_index_url)"; export PIP_INDEX_URL; fi \
+    && pip install --require-hashes -r requirements-gpu.lock
 
-COPY pyproject.toml README.md ./
+COPY pyproject.toml ./
 COPY src ./src
 COPY components ./components
 COPY pipelines ./pipelines
-# The project itself: its dependencies are all in the lock above.
+# The project itself (its dependencies are all in the lock above). pyproject names
+# README.md as the long description; the image carries a one-line one instead.
 # hadolint ignore=DL3013
-RUN pip install --no-deps . \
+RUN echo "cnnvsmlp: CNN versus MLP as a Kubeflow pipeline." > README.md \
+    && pip install --no-deps --no-build-isolation . \
+    && rm -rf build ./*.egg-info src/*.egg-info \
     && useradd --uid 10001 --create-home --shell /usr/sbin/nologin runner
 
 USER 10001

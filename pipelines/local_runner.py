@@ -161,12 +161,55 @@ def find_comparison(pipeline_root: Path) -> Path:
     return found[-1]
 
 
+def docker_runner(config: ExperimentConfig, pipeline_root: Path):
+    """The DockerRunner for the images ``make images`` built, and the config it runs.
+
+    Each task runs as the image's own (non-root) user on a read-only root file
+    system with a private ``/tmp``; the only host paths it sees are the pipeline
+    root and a local ``resume_uri`` (read-write, made writable for that user), and
+    the data set's IDX folder, mounted read-only at the same path and named in the
+    config as ``idx_dir``.
+
+    Returns:
+        ``(runner, config)``.
+
+    Raises:
+        LocalRunError: no local IDX folder to mount.
+    """
+    import docker.types
+    from kfp import local
+
+    from cnnvsmlp.data import get_spec
+
+    idx_dir = config.source.idx_dir or get_spec(config.dataset).default_idx_dir
+    if not idx_dir or not Path(idx_dir).is_dir():
+        raise LocalRunError(
+            f"runner docker: no local IDX folder for {config.dataset} "
+            f"({idx_dir or 'none configured'}); set idx_dir=<folder with the IDX files>"
+        )
+    idx_dir = str(Path(idx_dir).resolve())
+    source = config.source.model_copy(update={"kind": "idx", "idx_dir": idx_dir})
+    mounts = [docker.types.Mount(idx_dir, idx_dir, type="bind", read_only=True)]
+    writable = [pipeline_root]
+    if config.resume_uri and "://" not in config.resume_uri:
+        resume = Path(config.resume_uri).resolve()
+        writable.append(resume)
+        mounts.append(docker.types.Mount(str(resume), str(resume), type="bind"))
+        config = config.model_copy(update={"resume_uri": str(resume)})
+    for folder in writable:
+        folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(0o777)
+    runner = local.DockerRunner(read_only=True, tmpfs={"/tmp": "rw,size=1g"}, mounts=mounts)
+    return runner, config.model_copy(update={"source": source})
+
+
 def run_local(
     name: str,
     config: ExperimentConfig,
     runs_dir: str | Path = "runs",
     quiet: bool = False,
     concurrency: Concurrency = DEFAULT_CONCURRENCY,
+    runner: str = "subprocess",
 ) -> Path:
     """Run a pipeline locally and collect its comparison in ``runs/<run id>/report``.
 
@@ -176,6 +219,8 @@ def run_local(
         runs_dir: parent of the run folders.
         quiet: do not print the table and paths at the end.
         concurrency: trainings at once and threads per task.
+        runner: ``subprocess`` runs every task in this environment; ``docker`` in
+            the image the pipeline names for it (see :func:`docker_runner`).
 
     Returns:
         The run's folder.
@@ -188,9 +233,13 @@ def run_local(
     module = get_pipeline(name)
     run_dir = new_run_dir(Path(runs_dir), config)
     pipeline_root = run_dir / "pipeline"
+    if runner == "docker":
+        task_runner, config = docker_runner(config, pipeline_root)
+    else:
+        task_runner = local.SubprocessRunner(use_venv=False)
     (run_dir / "config.json").write_text(config.model_dump_json(indent=2) + "\n")
     local.init(
-        runner=local.SubprocessRunner(use_venv=False),
+        runner=task_runner,
         pipeline_root=str(pipeline_root.resolve()),
         raise_on_error=True,
     )

@@ -92,7 +92,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pipelines.local_runner import run_local
 
     config = load_config(args.config, args.overrides)
-    run_local(args.pipeline, config, runs_dir=args.runs_dir)
+    run_local(args.pipeline, config, runs_dir=args.runs_dir, runner=args.runner)
     return 0
 
 
@@ -138,10 +138,10 @@ def cmd_unschedule(args: argparse.Namespace) -> int:
 
 
 def cmd_images(args: argparse.Namespace) -> int:
-    """Build and push the container images."""
+    """Build the container images into the local engine; push them with --push."""
     from cnnvsmlp.images import build_and_push
 
-    return build_and_push(push=not args.no_push)
+    return build_and_push(push_images=args.push)
 
 
 def cmd_lint_infra(args: argparse.Namespace) -> int:
@@ -181,6 +181,13 @@ def build_parser() -> argparse.ArgumentParser:
     _pipeline_arg(p)
     _config_args(p)
     p.add_argument("--runs-dir", default="runs", help="where run folders go (default: runs)")
+    p.add_argument(
+        "--runner",
+        choices=("subprocess", "docker"),
+        default="subprocess",
+        help="subprocess: every task in this venv; docker: every task in the image the "
+        "pipeline names for it, built by 'make images' (default: %(default)s)",
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("compile", help=cmd_compile.__doc__)
@@ -203,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_schedule)
 
     p = sub.add_parser("images", help=cmd_images.__doc__)
-    p.add_argument("--no-push", action="store_true", help="build only")
+    p.add_argument("--push", action="store_true", help="push the built images to the registry")
     p.set_defaults(func=cmd_images)
 
     sub.add_parser("lint-infra", help=cmd_lint_infra.__doc__).set_defaults(func=cmd_lint_infra)
