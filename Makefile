@@ -82,7 +82,7 @@ push: $(BIN)/.installed ## Build both images and push them to the registry.
 	$(CLI) images --push
 
 bench: setup ## Slow measurements (data reader speed, training throughput).
-	$(BIN)/python -m cnnvsmlp.bench
+	$(BIN)/python -m cnnvsmlp.bench $(BENCH_ARGS)
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache

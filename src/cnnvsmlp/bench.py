@@ -120,10 +120,10 @@ def _one(kind: str, data_dir: Path, variant: str, out: Path) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def bench_training(data_dir: Path, out: Path, rounds: int) -> list[dict]:
-    """Plain ``fit`` against ``train()``, interleaved, for every Fashion-MNIST variant."""
+def bench_training(data_dir: Path, out: Path, rounds: int, variants: list[str]) -> list[dict]:
+    """Plain ``fit`` against ``train()``, interleaved, for each variant."""
     rows = []
-    for variant in load_config("fashion-mnist").variants:
+    for variant in variants:
         plain, project = [], []
         for r in range(rounds):
             # Alternate which goes first, so a slow spell of the machine hits both.
@@ -282,7 +282,14 @@ def main(argv: list[str] | None = None) -> None:
     """Run every benchmark, print the results and write ``build/bench.json``."""
     parser = argparse.ArgumentParser(prog="make bench", description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=1, help="plain/project pairs per variant")
-    parser.add_argument("--slice", type=int, default=12000, help="images for the runner policies")
+    parser.add_argument(
+        "--slice", type=int, default=12000, help="images for the runner policies (0: skip them)"
+    )
+    parser.add_argument(
+        "--variants",
+        default=",".join(load_config("fashion-mnist").variants),
+        help="variants to time (default: the fashion-mnist preset's)",
+    )
     parser.add_argument("--one", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:  # a single measurement, in its own process (see _one)
@@ -309,21 +316,25 @@ def main(argv: list[str] | None = None) -> None:
         prepare(
             "fashion-mnist", DataSource(kind="idx", idx_dir=str(folder)), config.split, data_dir
         )
-        training = bench_training(data_dir, Path(tmp) / "runs", args.rounds)
+        variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+        training = bench_training(data_dir, Path(tmp) / "runs", args.rounds, variants)
         print(tabulate(training, headers="keys", floatfmt=".4g"), flush=True)
         extra = _one("overheads", data_dir, "mlp", Path(tmp) / "overheads")
         print("mlp task besides the steps: " + ", ".join(f"{k} {v:.3g}" for k, v in extra.items()))
-        flops = mlp_fraction(training, bench_numpy())
-        print(
-            f"mlp: {flops['mlp_train_flops'] / 1e9:.1f} GFLOP/s training = "
-            f"{flops['fraction_of_matmul']:.2f} of numpy's 2048x2048 matmul "
-            f"({flops['matmul_2048_flops'] / 1e9:.0f} GFLOP/s; goal >= {flops['goal']}), "
-            f"{flops['fraction_of_batch32_matmuls']:.2f} of numpy's own batch-32 MLP matmuls "
-            f"({flops['mlp_matmuls_batch32_flops'] / 1e9:.0f} GFLOP/s)",
-            flush=True,
-        )
-        runner = bench_concurrency(folder, Path(tmp) / "pipeline-runs", args.slice)
-        print(tabulate(runner, headers="keys", floatfmt=".3g"))
+        flops = mlp_fraction(training, bench_numpy()) if "mlp" in variants else {}
+        if flops:
+            print(
+                f"mlp: {flops['mlp_train_flops'] / 1e9:.1f} GFLOP/s training = "
+                f"{flops['fraction_of_matmul']:.2f} of numpy's 2048x2048 matmul "
+                f"({flops['matmul_2048_flops'] / 1e9:.0f} GFLOP/s; goal >= {flops['goal']}), "
+                f"{flops['fraction_of_batch32_matmuls']:.2f} of numpy's own batch-32 MLP matmuls "
+                f"({flops['mlp_matmuls_batch32_flops'] / 1e9:.0f} GFLOP/s)",
+                flush=True,
+            )
+        runner = []
+        if args.slice:
+            runner = bench_concurrency(folder, Path(tmp) / "pipeline-runs", args.slice)
+            print(tabulate(runner, headers="keys", floatfmt=".3g"))
     out = Path("build")
     out.mkdir(exist_ok=True)
     results = {
