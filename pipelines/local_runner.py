@@ -260,6 +260,9 @@ def run_local(
             local_copy(module.pipeline, concurrency.parallel)(**module.arguments(config))
     except RuntimeError as err:
         partial = _keep_partial(pipeline_root, report)
+        if partial:  # the last step, check-runs, marked the run failed: name it
+            task = re.search(r"'([\w-]+)'", re.sub(r"\x1b\[[0-9;]*m", "", str(err)))
+            partial = f"{task.group(1) if task else 'check-runs'}: {partial}"
         why = partial or describe_failure(str(err), config, list(tail.lines))
         raise LocalRunError(f"run {run_dir.name} failed: {why}") from None
     finally:

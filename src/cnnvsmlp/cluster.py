@@ -99,16 +99,20 @@ def check_cron(cron: str) -> str:
 
 
 def _client(target: Target):
+    import warnings
+
     import kfp
 
-    return _call(
-        target,
-        "connect",
-        kfp.Client,
-        host=target.host,
-        existing_token=target.token,
-        namespace=target.namespace or "kubeflow",
-    )
+    with warnings.catch_warnings():  # "only works with KFP v2.0.0-beta.2 and later": ours is 2.x
+        warnings.filterwarnings("ignore", category=FutureWarning, module="kfp")
+        return _call(
+            target,
+            "connect",
+            kfp.Client,
+            host=target.host,
+            existing_token=target.token,
+            namespace=target.namespace or "kubeflow",
+        )
 
 
 def _reason(err: Exception) -> str:
