@@ -261,7 +261,8 @@ def run_local(
     except RuntimeError as err:
         partial = _keep_partial(pipeline_root, report)
         if partial:  # the last step, check-runs, marked the run failed: name it
-            task = re.search(r"'([\w-]+)'", re.sub(r"\x1b\[[0-9;]*m", "", str(err)))
+            plain = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
+            task = re.search(r"Inner task failed: '([\w-]+)'", plain)
             partial = f"{task.group(1) if task else 'check-runs'}: {partial}"
         why = partial or describe_failure(str(err), config, list(tail.lines))
         raise LocalRunError(f"run {run_dir.name} failed: {why}") from None
