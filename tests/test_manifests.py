@@ -226,3 +226,22 @@ def test_multi_user_overlay_ships_a_profile_not_a_bare_namespace():
     assert check_objects([profile]) == []
     broken = {**profile, "spec": {"owner": {"kind": "User"}}}
     assert check_objects([broken]) == [f"Profile/{s.namespace}: spec.owner.name is missing"]
+
+
+def test_readme_and_the_cluster_guide_walk_the_same_path():
+    for guide in ("README.md", "docs/cluster.md"):
+        text = (ROOT / guide).read_text()
+        for step in (
+            "--workload-pool",
+            "--enable-autoscaling --min-nodes 1 --max-nodes 3",
+            "roles/artifactregistry.reader",  # the nodes pull the images
+            "PIPELINE_VERSION=2.15.0",
+            "kubectl apply -k manifests/",
+            "kubectl apply -k manifests/multi-user/",
+            "make images PUSH=1",
+            "KFP_IAP_CLIENT_ID",
+            "CNNVSMLP_SKIP_CHECKS",
+            "cnnvsmlp-pipeline-runner",  # what a run started from the UI must name
+        ):
+            assert step in text, f"{guide}: {step}"
+        assert "KFP_TOKEN=$(gcloud auth print-access-token)" not in text, guide
