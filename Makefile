@@ -66,7 +66,9 @@ format: $(BIN)/.installed
 compile: $(BIN)/.installed ## Compile a pipeline to build/<name>.yaml.
 	$(CLI) compile --pipeline $(PIPELINE)
 
-submit: $(BIN)/.installed ## Compile, upload and start a run on KFP_HOST.
+# submit and schedule first check the registry and the service account;
+# CNNVSMLP_SKIP_CHECKS=images,service-account (or all) leaves checks out.
+submit: $(BIN)/.installed ## Compile, check, upload and start a run on KFP_HOST.
 	$(CLI) submit --pipeline $(PIPELINE) --config $(CONFIG) $(EXPERIMENT_ARG) $(OVERRIDES)
 
 schedule: $(BIN)/.installed ## Create a recurring run on KFP_HOST (6-field cron).

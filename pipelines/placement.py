@@ -1,25 +1,82 @@
-"""Where tasks run on the cluster: resources, GPU node pool, retries, caching.
+"""Where tasks run on the cluster: resources, node pools, retries, caching.
 
-Declared here, beside the DAG, so every component still runs on a laptop:
-kfp's local runner ignores all of it.
+Declared here, beside the DAG, so every component still runs on a laptop.
+kfp's local runner ignores resources, node selectors and tolerations, and
+``pipelines/local_runner.py`` strips the retry policies so a mistake fails
+fast locally; the compiled pipeline the cluster gets keeps all of it.
+
+Node types. :data:`NODE_TYPES` names the machines the guides create (README's
+short path and ``docs/cluster.md`` step 3 for the CPU pool,
+``manifests/gcp/nodepool.yaml`` for the GPU pool) with what GKE leaves
+allocatable on them; ``tests/test_compile.py`` checks that every task's
+requests fit the node it would land on, so raising a request above it fails
+there and not as a pod ``Pending`` forever.
+
+Retries and spot preemption. kfp 2.17's ``set_retry`` compiles to the IR's
+``retryPolicy`` (``maxRetryCount``, ``backoffDuration``, ``backoffFactor``,
+``backoffMaxDuration``; the SDK fills in ``3600s`` for the last when it is not
+given, and has no way to choose which failures are retried). KFP's backend
+turns it into an Argo ``retryStrategy`` with that limit and backoff and no
+``retryPolicy`` (``backend/src/v2/compiler/argocompiler/container.go``), so
+Argo's default, ``OnFailure``, applies: a pod that ends ``Failed`` (the
+container exits non-zero, or the kubelet stops it in a graceful node shutdown)
+is retried; a pod deleted with its reclaimed spot node ends ``Error`` and is
+not. Argo's ``backoff.maxDuration`` is one window from the start of the first
+attempt, not a wait between attempts: with the SDK's ``3600s``, a training
+that fails after an hour is never retried. Training therefore gets
+:data:`TRAIN_RETRY_WINDOW`, longer than any training here. What survives a
+preemption is each finished epoch's checkpoint and state in ``resume_uri``
+(``gs://<BUCKET>/resume/<run id>/...``); the epoch in progress is lost. A task
+Argo does not retry is retried by retrying the run (the KFP UI's Retry, or
+``kfp.Client().runs.retry_run``): the run id is the same, so training resumes
+from the last finished epoch.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from kfp import dsl, kubernetes
 
 from cnnvsmlp.settings import cluster_settings
 
 TRAIN_RETRIES = 3
+TRAIN_RETRY_BACKOFF = "60s"
+TRAIN_RETRY_WINDOW = "86400s"
+
+
+@dataclass(frozen=True)
+class NodeType:
+    """A GKE machine type and what GKE leaves allocatable to pods on it.
+
+    Allocatable is the machine less GKE's reservations for the kubelet and the
+    system (CPU: 6% of the first core, 1% of the second, 0.5% of the next two,
+    0.25% of the rest; memory: 25% of the first 4 GiB, 20% of the next 4, 10%
+    of the next 8, 6% of the next 112, and a 100 MiB eviction threshold),
+    rounded down.
+    """
+
+    machine_type: str
+    cpu: float
+    memory_gib: float
+    gpus: int = 0
+
+
+NODE_TYPES = {
+    # The default pool of the cluster: KFP itself and every CPU task.
+    "cpu": NodeType("e2-standard-4", cpu=3.92, memory_gib=13.0),
+    # The spot GPU pool of manifests/gcp/nodepool.yaml: training.
+    "gpu": NodeType("g2-standard-8", cpu=7.91, memory_gib=28.0, gpus=1),
+}
 
 
 def cpu_task(task: dsl.PipelineTask, cpu: str = "1", memory: str = "4Gi") -> dsl.PipelineTask:
-    """Request CPU and memory for a task that needs no accelerator."""
+    """Request CPU and memory for a task that needs no accelerator (the CPU pool)."""
     return task.set_cpu_request(cpu).set_memory_request(memory)
 
 
 def gpu_task(task: dsl.PipelineTask) -> dsl.PipelineTask:
-    """One GPU on the GPU node pool, with retries and backoff for preempted nodes."""
+    """One GPU on the GPU node pool, with retries and backoff (see the module docstring)."""
     settings = cluster_settings()
     task.set_cpu_request("4").set_memory_request("16Gi")
     task.set_accelerator_type(settings.gpu_resource).set_accelerator_limit(1)
@@ -33,8 +90,8 @@ def gpu_task(task: dsl.PipelineTask) -> dsl.PipelineTask:
     )
     task.set_retry(
         num_retries=TRAIN_RETRIES,
-        backoff_duration="60s",
+        backoff_duration=TRAIN_RETRY_BACKOFF,
         backoff_factor=2.0,
-        backoff_max_duration="3600s",
+        backoff_max_duration=TRAIN_RETRY_WINDOW,
     )
     return task

@@ -31,12 +31,13 @@ class Request:
 class KfpStandIn:
     """Start with ``with KfpStandIn() as api: ...``; ``api.url`` is the host for kfp.Client."""
 
-    def __init__(self, refuse: set[str] | None = None):
+    def __init__(self, refuse: set[str] | None = None, echo_auth: bool = False):
         self.requests: list[Request] = []
         self.pipelines: dict[str, str] = {}
         self.experiments: dict[str, str] = {}
         self.recurring: dict[str, dict] = {}
         self.refuse = refuse or set()
+        self.echo_auth = echo_auth  # refusals quote the Authorization header, as some proxies do
         self._ids = itertools.count(1)
         stand_in = self
 
@@ -112,7 +113,8 @@ class KfpStandIn:
             return 403, {
                 "error": "permission denied",
                 "code": 7,
-                "message": "refused by the stand-in",
+                "message": "refused by the stand-in"
+                + (f" for {r.headers.get('authorization')}" if self.echo_auth else ""),
             }
         if r.method == "GET" and path == "healthz":
             return 200, {"multi_user": False}

@@ -23,6 +23,8 @@ def api(monkeypatch):
         monkeypatch.setenv("KFP_HOST", stand_in.url)
         monkeypatch.setenv("KFP_TOKEN", "secret-token")
         monkeypatch.setenv("KFP_PIPELINE_ROOT", "gs://bucket/pipeline-root")
+        # the registry and the cluster are other tests' business
+        monkeypatch.setenv("CNNVSMLP_SKIP_CHECKS", "all")
         yield stand_in
 
 
@@ -120,6 +122,7 @@ def test_five_field_cron_is_refused_with_the_reason(api):
 
 
 def test_unreachable_host(monkeypatch):
+    monkeypatch.setenv("CNNVSMLP_SKIP_CHECKS", "all")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again: nothing listens there
@@ -131,6 +134,7 @@ def test_unreachable_host(monkeypatch):
 
 
 def test_rejected_call(monkeypatch):
+    monkeypatch.setenv("CNNVSMLP_SKIP_CHECKS", "all")
     with KfpStandIn(refuse={"runs"}) as api:
         monkeypatch.setenv("KFP_HOST", api.url)
         with pytest.raises(cluster.ClusterError) as err:
@@ -148,16 +152,16 @@ def test_missing_host(monkeypatch):
 def test_runs_go_to_the_namespace_of_the_cluster_settings(api, monkeypatch):
     monkeypatch.delenv("KFP_NAMESPACE", raising=False)
     monkeypatch.delenv("KFP_PIPELINE_ROOT", raising=False)
+    settings = cluster_settings().model_copy(update={"namespace": "team-a"})  # a profile's
+    monkeypatch.setattr(cluster, "cluster_settings", lambda: settings)
     cluster.submit("compare", CONFIG)
-    settings = cluster_settings()
-    assert api.find("POST", "experiments")[0].body["namespace"] == settings.namespace
+    assert api.find("POST", "experiments")[0].body["namespace"] == "team-a"
     run = api.find("POST", "runs")[0].body
     assert run["runtime_config"]["pipeline_root"] == f"gs://{settings.bucket}/pipeline-root"
 
 
-def test_standalone_install_takes_no_namespace(api, monkeypatch):
-    settings = cluster_settings().model_copy(update={"namespace": "kubeflow"})
-    monkeypatch.setattr(cluster, "cluster_settings", lambda: settings)
+def test_standalone_install_takes_no_namespace(api):
+    assert cluster_settings().namespace == "kubeflow"  # as shipped
     cluster.submit("compare", CONFIG)
     assert not api.find("POST", "experiments")[0].body.get("namespace")
 
@@ -166,7 +170,7 @@ def test_namespace_that_disagrees_with_the_settings_is_refused(api, monkeypatch)
     monkeypatch.setenv("KFP_NAMESPACE", "someone-else")
     with pytest.raises(
         cluster.ClusterError,
-        match="KFP_NAMESPACE=someone-else but NAMESPACE=cnnvsmlp in "
+        match="KFP_NAMESPACE=someone-else but NAMESPACE=kubeflow in "
         "manifests/base/cluster-settings.env",
     ):
         cluster.submit("compare", CONFIG)
@@ -178,3 +182,283 @@ def test_a_configured_resume_uri_is_kept(api):
     cluster.submit("compare", config)
     parameters = api.find("POST", "runs")[0].body["runtime_config"]["parameters"]
     assert json.loads(parameters["config_json"])["resume_uri"] == "gs://elsewhere/state"
+
+
+# ---------------------------------------------------------------- checks before an upload
+
+
+class KubernetesStandIn:
+    """The Kubernetes API's service-account read, answering 200 for the names it holds."""
+
+    def __init__(self, accounts: set[tuple[str, str]]):
+        import http.server
+        import threading
+
+        self.paths: list[str] = []
+        stand_in = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):  # noqa: N802
+                stand_in.paths.append(self.path)
+                parts = self.path.split("?")[0].strip("/").split("/")
+                # api/v1/namespaces/<ns>/serviceaccounts/<name>
+                key = (parts[3], parts[5]) if len(parts) == 6 else None
+                found = key in accounts
+                body = (
+                    {"kind": "ServiceAccount", "apiVersion": "v1", "metadata": {"name": key[1]}}
+                    if found
+                    else {"kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404}
+                )
+                data = json.dumps(body).encode()
+                self.send_response(200 if found else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def kubeconfig(self, folder) -> str:
+        path = folder / "kubeconfig"
+        cluster_entry = {"server": f"http://127.0.0.1:{self.server.server_port}"}
+        path.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [{"name": "fake", "cluster": cluster_entry}],
+                    "users": [{"name": "me", "user": {"token": "kube-token"}}],
+                    "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "me"}}],
+                    "current-context": "fake",
+                }
+            )
+        )
+        return str(path)
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def kube(tmp_path, monkeypatch):
+    s = cluster_settings()
+    stand_in = KubernetesStandIn({(s.namespace, s.service_account)})
+    monkeypatch.setenv("KUBECONFIG", stand_in.kubeconfig(tmp_path))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    yield stand_in
+    stand_in.close()
+
+
+def test_submit_checks_the_service_account_exists_where_the_pods_run(
+    api, kube, monkeypatch, capsys
+):
+    monkeypatch.setenv("CNNVSMLP_SKIP_CHECKS", "images")
+    s = cluster_settings()
+    cluster.submit("compare", CONFIG)
+    assert kube.paths == [f"/api/v1/namespaces/{s.namespace}/serviceaccounts/{s.service_account}"]
+    assert f"check: service account {s.service_account} exists in namespace kubeflow" in (
+        capsys.readouterr().out
+    )
+    assert api.find("POST", "runs")
+
+
+def test_a_missing_service_account_stops_submit_before_any_upload(api, kube, monkeypatch):
+    monkeypatch.setenv("CNNVSMLP_SKIP_CHECKS", "images")
+    elsewhere = cluster_settings().model_copy(update={"namespace": "team-a"})
+    monkeypatch.setattr(cluster, "cluster_settings", lambda: elsewhere)
+    with pytest.raises(cluster.ClusterError) as err:
+        cluster.submit("compare", CONFIG)
+    message = str(err.value)
+    assert message.startswith(
+        "service account cnnvsmlp-pipeline-runner does not exist in namespace team-a (http://"
+    )
+    assert "kubectl apply -k manifests/" in message and "\n" not in message
+    assert api.requests == []
+    assert kube.paths == ["/api/v1/namespaces/team-a/serviceaccounts/cnnvsmlp-pipeline-runner"]
+
+
+def test_the_service_account_check_says_why_it_was_left_out(api, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CNNVSMLP_SKIP_CHECKS", "images")
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none"))
+    cluster.submit("compare", CONFIG)
+    out = capsys.readouterr().out
+    assert f"check: service account not checked: no kube config at {tmp_path / 'none'}" in out
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens there
+    closed = KubernetesStandIn(set())
+    monkeypatch.setenv("KUBECONFIG", closed.kubeconfig(tmp_path))
+    config = tmp_path / "kubeconfig"
+    config.write_text(config.read_text().replace(str(closed.server.server_port), str(port)))
+    closed.close()
+    cluster.submit("compare", CONFIG)
+    lines = [line for line in capsys.readouterr().out.splitlines() if "not checked" in line]
+    assert len(lines) == 1 and f"127.0.0.1:{port} unreachable" in lines[0]
+    assert "Traceback" not in lines[0]
+
+
+def _fake_docker(folder, known: set[str]):
+    """A docker client whose registry has ``known``: ``docker manifest inspect`` answers for it."""
+    script = folder / "docker"
+    script.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1 $2" = "manifest inspect" ]; then\n'
+        "  for ref in " + " ".join(sorted(known)) + '; do [ "$3" = "$ref" ] && exit 0; done\n'
+        '  echo "no such manifest: $3" >&2; exit 1\n'
+        "fi\n"
+        "exit 0\n"
+    )
+    script.chmod(0o755)
+    return str(folder)
+
+
+def test_submit_checks_the_registry_has_the_images_the_ir_names(api, tmp_path, monkeypatch):
+    monkeypatch.setenv("CNNVSMLP_SKIP_CHECKS", "service-account")
+    monkeypatch.setenv("PATH", _fake_docker(tmp_path, {image_ref("cpu")}))
+    with pytest.raises(cluster.ClusterError) as err:
+        cluster.submit("compare", CONFIG)
+    message = str(err.value)
+    assert message.startswith(f"{image_ref('gpu')}: not in the registry")
+    assert "make images PUSH=1" in message and "images/cloudbuild.yaml" in message
+    assert image_ref("cpu") not in message and "\n" not in message
+    assert api.requests == []
+    monkeypatch.setenv("PATH", _fake_docker(tmp_path, {image_ref("cpu"), image_ref("gpu")}))
+    cluster.submit("compare", CONFIG)
+    assert api.find("POST", "runs")
+
+
+def test_image_check_without_docker_says_so(api, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CNNVSMLP_SKIP_CHECKS", "service-account")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no docker client
+    cluster.submit("compare", CONFIG)
+    assert "check: images not checked: no docker client here" in capsys.readouterr().out
+
+
+def test_unknown_check_name_is_refused(api, monkeypatch):
+    monkeypatch.setenv("CNNVSMLP_SKIP_CHECKS", "imagez")
+    with pytest.raises(cluster.ClusterError, match="unknown check 'imagez'; known: images"):
+        cluster.submit("compare", CONFIG)
+
+
+# ---------------------------------------------------------------- credentials
+
+
+def test_no_token_appears_in_an_error_message(monkeypatch, capsys):
+    monkeypatch.setenv("CNNVSMLP_SKIP_CHECKS", "all")
+    monkeypatch.setenv("KFP_TOKEN", "ya29.very-secret")
+    with KfpStandIn(refuse={"runs"}, echo_auth=True) as api:
+        monkeypatch.setenv("KFP_HOST", api.url)
+        with pytest.raises(cluster.ClusterError) as err:
+            cluster.submit("compare", CONFIG)
+    assert "refused by the stand-in for Bearer <token>" in str(err.value)
+    assert "very-secret" not in str(err.value) + capsys.readouterr().out
+    assert "very-secret" not in repr(cluster.Target.from_env())
+
+
+def test_in_cluster_token_file_is_sent_with_kfp_host_set(api, tmp_path, monkeypatch):
+    monkeypatch.delenv("KFP_TOKEN")
+    token = tmp_path / "token"
+    token.write_text("projected-sa-token")
+    monkeypatch.setenv("KF_PIPELINES_SA_TOKEN_PATH", str(token))
+    cluster.submit("compare", CONFIG)
+    assert {r.headers.get("authorization") for r in api.requests} == {"Bearer projected-sa-token"}
+
+
+class TokenEndpoint:
+    """Google's OAuth token endpoint for a service account's JWT grant: returns an ID token."""
+
+    def __init__(self):
+        import base64
+        import http.server
+        import threading
+        import time
+        from urllib.parse import parse_qs
+
+        def b64(data: dict) -> str:
+            return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+        self.id_token = ".".join(
+            [b64({"alg": "RS256", "typ": "JWT"}), b64({"exp": int(time.time()) + 3600}), "c2ln"]
+        )
+        self.audiences: list[str] = []
+        endpoint = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):  # noqa: N802
+                form = parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode())
+                claims = form["assertion"][0].split(".")[1]
+                claims += "=" * (-len(claims) % 4)
+                endpoint.audiences.append(
+                    json.loads(base64.urlsafe_b64decode(claims))["target_audience"]
+                )
+                data = json.dumps({"id_token": endpoint.id_token}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}/token"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_iap_gets_an_id_token_for_its_client_id(api, tmp_path, monkeypatch):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    endpoint = TokenEndpoint()
+    credentials = tmp_path / "sa.json"
+    credentials.write_text(
+        json.dumps(
+            {
+                "type": "service_account",
+                "project_id": "p",
+                "private_key_id": "1",
+                "private_key": pem,
+                "client_email": "ci@p.iam.gserviceaccount.com",
+                "client_id": "1",
+                "token_uri": endpoint.url,
+            }
+        )
+    )
+    monkeypatch.delenv("KFP_TOKEN")
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(credentials))
+    monkeypatch.setenv("KFP_IAP_CLIENT_ID", "123-abc.apps.googleusercontent.com")
+    try:
+        cluster.submit("compare", CONFIG)
+    finally:
+        endpoint.close()
+    assert endpoint.audiences == ["123-abc.apps.googleusercontent.com"]
+    assert {r.headers.get("authorization") for r in api.requests} == {f"Bearer {endpoint.id_token}"}
+
+
+def test_iap_without_credentials_that_mint_id_tokens_says_what_to_do(api, tmp_path, monkeypatch):
+    monkeypatch.delenv("KFP_TOKEN")
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
+    monkeypatch.setenv("KFP_IAP_CLIENT_ID", "123-abc.apps.googleusercontent.com")
+    with pytest.raises(cluster.ClusterError) as err:
+        cluster.submit("compare", CONFIG)
+    message = str(err.value)
+    assert "could not get an ID token for the IAP client 123-abc" in message
+    assert "gcloud auth print-identity-token" in message and "\n" not in message
+    assert api.requests == []

@@ -56,6 +56,8 @@ def test_train_runs_on_one_gpu_of_the_gpu_pool_with_retries(compiled):
     train = ir["components"][loop["componentRef"]["name"]]["dag"]["tasks"]["train-model"]
     assert train["retryPolicy"]["maxRetryCount"] == 3
     assert train["retryPolicy"]["backoffDuration"] == "60s"
+    # Argo's backoff.maxDuration is one window from the first attempt: longer than a training
+    assert train["retryPolicy"]["backoffMaxDuration"] == "86400s"
     assert not train.get("cachingOptions", {}).get("enableCache", False)
     resources = ir["deploymentSpec"]["executors"]["exec-train-model"]["container"]["resources"]
     assert resources["accelerator"]["resourceType"] == settings.gpu_resource
@@ -132,3 +134,77 @@ def test_compiling_an_unknown_pipeline_writes_nothing(tmp_path):
     with pytest.raises(UserError, match="unknown pipeline 'nope'"):
         compile_pipeline("nope", tmp_path / "build")
     assert not (tmp_path / "build").exists()
+
+
+UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 1e3, "M": 1e6, "G": 1e9, "": 1}
+
+
+def _bytes(quantity: str) -> float:
+    number = quantity.rstrip("KiMGTk")
+    return float(number) * UNITS[quantity[len(number) :]]
+
+
+def _cpu(quantity: str) -> float:
+    return float(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
+
+
+def placement_problems(ir: dict, platform: dict) -> list[str]:
+    """Tasks whose requests do not fit the allocatable resources of the node they land on."""
+    from pipelines.placement import NODE_TYPES
+
+    settings = cluster_settings()
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    problems = []
+    for name, executor in ir["deploymentSpec"]["executors"].items():
+        resources = executor["container"]["resources"]
+        selector = k8s.get(name, {}).get("nodeSelector", {}).get("labels", {})
+        on_gpu_pool = selector.get(settings.gpu_node_selector_key) == (
+            settings.gpu_node_selector_value
+        )
+        node = NODE_TYPES["gpu" if on_gpu_pool else "cpu"]
+        cpu = _cpu(resources.get("resourceCpuLimit") or resources["resourceCpuRequest"])
+        memory = _bytes(resources.get("resourceMemoryLimit") or resources["resourceMemoryRequest"])
+        gpus = int(resources.get("accelerator", {}).get("resourceCount", 0))
+        if cpu > node.cpu:
+            problems.append(f"{name}: {cpu} CPU > {node.cpu} allocatable on {node.machine_type}")
+        if memory > node.memory_gib * 2**30:
+            problems.append(
+                f"{name}: {memory / 2**30:.2f} GiB > {node.memory_gib} GiB allocatable on "
+                f"{node.machine_type}"
+            )
+        if gpus > node.gpus:
+            problems.append(f"{name}: {gpus} GPU > {node.gpus} on {node.machine_type}")
+    return problems
+
+
+def test_every_task_fits_the_node_it_lands_on(compiled):
+    ir, platform = compiled["compare"]
+    assert placement_problems(ir, platform) == []
+    # a request raised above the node's allocatable fails here, not as a Pending pod
+    raised = yaml.safe_load(yaml.safe_dump(ir))
+    executors = raised["deploymentSpec"]["executors"]
+    executors["exec-evaluate-model"]["container"]["resources"]["resourceMemoryRequest"] = "14Gi"
+    executors["exec-train-model"]["container"]["resources"]["resourceCpuRequest"] = "8"
+    assert placement_problems(raised, platform) == [
+        "exec-evaluate-model: 14.00 GiB > 13.0 GiB allocatable on e2-standard-4",
+        "exec-train-model: 8.0 CPU > 7.91 allocatable on g2-standard-8",
+    ]
+    # a GPU task that lost its node selector would land on the CPU pool, which has no GPU
+    moved = yaml.safe_load(yaml.safe_dump(platform))
+    del moved["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train-model"][
+        "nodeSelector"
+    ]
+    assert "exec-train-model: 1 GPU > 0 on e2-standard-4" in placement_problems(ir, moved)
+
+
+def test_the_node_types_are_the_ones_the_guides_create():
+    from cnnvsmlp.settings import ROOT
+    from pipelines.placement import NODE_TYPES
+
+    pool = yaml.safe_load((ROOT / "manifests" / "gcp" / "nodepool.yaml").read_text())
+    assert pool["spec"]["nodeConfig"]["machineType"] == NODE_TYPES["gpu"].machine_type
+    assert pool["spec"]["nodeConfig"]["guestAccelerator"][0]["count"] == NODE_TYPES["gpu"].gpus
+    for guide in ("README.md", "docs/cluster.md"):
+        text = (ROOT / guide).read_text()
+        assert f"--machine-type {NODE_TYPES['cpu'].machine_type}" in text, guide
+        assert "--machine-type" in text and text.count("--machine-type") == 1, guide

@@ -49,8 +49,11 @@ def test_unreplaced_placeholder_and_missing_cr_field_are_reported(objects):
 
 def test_manifests_and_pipeline_share_the_same_values(objects, tmp_path):
     s = cluster_settings()
-    namespace = objects[("Namespace", s.namespace)]
-    assert namespace["metadata"]["annotations"]["cnrm.cloud.google.com/project-id"] == s.project_id
+    for (kind, _), obj in objects.items():
+        if "cnrm.cloud.google.com" in obj["apiVersion"]:
+            assert obj["metadata"]["annotations"]["cnrm.cloud.google.com/project-id"] == (
+                s.project_id
+            ), kind
     sa = objects[("ServiceAccount", s.service_account)]
     assert sa["metadata"]["namespace"] == s.namespace
     assert sa["metadata"]["annotations"]["iam.gke.io/gcp-service-account"] == s.gsa_email
@@ -104,10 +107,10 @@ def test_settings_that_repeat_values_must_agree():
 
     s = cluster_settings()
     assert check_settings(s) == []
-    moved = s.model_copy(update={"namespace": "kubeflow"})
+    moved = s.model_copy(update={"namespace": "team-a"})
     assert check_settings(moved) == [
         "cluster-settings.env: WORKLOAD_IDENTITY_MEMBER must be "
-        f"serviceAccount:{s.project_id}.svc.id.goog[kubeflow/{s.service_account}] "
+        f"serviceAccount:{s.project_id}.svc.id.goog[team-a/{s.service_account}] "
         "(PROJECT_ID, NAMESPACE and SERVICE_ACCOUNT)"
     ]
     other = s.model_copy(update={"gsa_email": "runner@elsewhere.iam.gserviceaccount.com"})
@@ -121,3 +124,124 @@ def test_google_service_account_name_comes_from_gsa_email(objects):
     assert wi["resourceRef"] == {"kind": "IAMServiceAccount", "name": gsa_name}
     bucket = objects[("IAMPolicyMember", "cnnvsmlp-runner-bucket")]["spec"]
     assert bucket["memberFrom"] == {"serviceAccountRef": {"name": gsa_name}}
+
+
+KFP_ROLE = ROOT / "tests" / "data" / "kfp-pipeline-runner-role.yaml"
+
+# What KFP's pipeline-runner Role grants that ours leaves out, and why.
+NOT_NEEDED = {
+    ("", "secrets"): "only mlpipeline-minio-artifact, by name (Argo's log archiving)",
+    ("", "configmaps"): "only kfp-launcher, by name, and only get",
+    ("", "persistentvolumes"): "no task mounts a volume",
+    ("", "persistentvolumeclaims"): "no task mounts a volume",
+    ("snapshot.storage.k8s.io", "volumesnapshots"): "no volumes",
+    ("argoproj.io", "workflows"): "tasks never read or change their workflow",
+    ("argoproj.io", "workflowtasksets"): "no executor plugins run as this account",
+    ("argoproj.io", "workflowtasksets/status"): "no executor plugins run as this account",
+    ("argoproj.io", "workflowtaskresults"): "only create and patch, what the wait container does",
+    ("", "pods"): "get, watch and patch only: the launcher and wait container on their own pod",
+    ("", "pods/exec"): "nothing execs into a pod",
+    ("", "pods/log"): "get only",
+    ("", "services"): "no task serves anything",
+    ("", "deployments"): "no task deploys anything",
+    ("", "replicasets"): "no task deploys anything",
+    ("apps", "deployments"): "no task deploys anything",
+    ("apps", "replicasets"): "no task deploys anything",
+    ("extensions", "deployments"): "no task deploys anything",
+    ("extensions", "replicasets"): "no task deploys anything",
+    ("kubeflow.org", "*"): "no Katib, training operator or KServe objects",
+    ("batch", "jobs"): "no task starts a Job",
+    ("machinelearning.seldon.io", "seldondeployments"): "no serving",
+    ("mlflow.kubeflow.org", "experiments"): "no MLflow",
+}
+
+
+def _grants(rules: list[dict]) -> dict[tuple[str, str], set[str]]:
+    granted: dict[tuple[str, str], set[str]] = {}
+    for rule in rules:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                granted.setdefault((group, resource), set()).update(rule["verbs"])
+    return granted
+
+
+def _allowed(granted: dict, group: str, resource: str, verb: str) -> bool:
+    for (g, r), verbs in granted.items():
+        if g == group and r in (resource, "*") and (verb in verbs or "*" in verbs):
+            return True
+    return False
+
+
+def test_role_grants_nothing_kfps_pipeline_runner_does_not(objects):
+    ours = objects[("Role", "cnnvsmlp-pipeline-runner")]["rules"]
+    kfp = _grants(yaml.safe_load(KFP_ROLE.read_text())["rules"])
+    for (group, resource), verbs in _grants(ours).items():
+        for verb in verbs:
+            assert _allowed(kfp, group, resource, verb), (group, resource, verb)
+    # what KFP's grants and ours does not (or only for named objects) is listed with its reason
+    unrestricted = _grants([r for r in ours if "resourceNames" not in r])
+    for key, verbs in kfp.items():
+        if verbs - unrestricted.get(key, set()):
+            assert key in NOT_NEEDED, f"{key}: KFP grants {sorted(verbs)}; say why ours does not"
+    assert set(NOT_NEEDED) <= set(kfp)
+    assert not [r for r in ours if "*" in r["verbs"] or "*" in r["resources"]]
+
+
+def test_role_lets_argos_wait_container_read_the_artifact_secret(objects):
+    rules = objects[("Role", "cnnvsmlp-pipeline-runner")]["rules"]
+    secrets = [r for r in rules if "secrets" in r["resources"]]
+    assert secrets == [
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "resourceNames": ["mlpipeline-minio-artifact"],
+            "verbs": ["get"],
+        }
+    ]
+
+
+def test_shipped_settings_are_those_of_the_documented_standalone_install(objects):
+    from cnnvsmlp.cluster import STANDALONE_NAMESPACE
+    from cnnvsmlp.infra import check_settings
+
+    s = cluster_settings()
+    assert s.namespace == STANDALONE_NAMESPACE and check_settings(s) == []
+    # KFP owns its namespace: applying or deleting manifests/ must never touch it
+    assert not [key for key in objects if key[0] == "Namespace"]
+    for guide in ("README.md", "docs/cluster.md"):
+        text = (ROOT / guide).read_text()
+        assert f"NAMESPACE={s.namespace}" in text, guide
+    guide = (ROOT / "docs" / "cluster.md").read_text()
+    assert f"[{s.namespace}/{s.service_account}]" in guide
+
+
+def test_multi_user_overlay_ships_a_profile_not_a_bare_namespace():
+    rendered = render_manifests(ROOT / "manifests" / "multi-user")
+    kinds = sorted(o["kind"] for o in rendered)
+    assert "Namespace" not in kinds and kinds.count("Profile") == 1
+    profile = next(o for o in rendered if o["kind"] == "Profile")
+    s = cluster_settings()
+    assert profile["metadata"]["name"] == s.namespace
+    assert profile["spec"]["owner"] == {"kind": "User", "name": s.profile_owner}
+    assert check_objects([profile]) == []
+    broken = {**profile, "spec": {"owner": {"kind": "User"}}}
+    assert check_objects([broken]) == [f"Profile/{s.namespace}: spec.owner.name is missing"]
+
+
+def test_readme_and_the_cluster_guide_walk_the_same_path():
+    for guide in ("README.md", "docs/cluster.md"):
+        text = (ROOT / guide).read_text()
+        for step in (
+            "--workload-pool",
+            "--enable-autoscaling --min-nodes 1 --max-nodes 3",
+            "roles/artifactregistry.reader",  # the nodes pull the images
+            "PIPELINE_VERSION=2.15.0",
+            "kubectl apply -k manifests/",
+            "kubectl apply -k manifests/multi-user/",
+            "make images PUSH=1",
+            "KFP_IAP_CLIENT_ID",
+            "CNNVSMLP_SKIP_CHECKS",
+            "cnnvsmlp-pipeline-runner",  # what a run started from the UI must name
+        ):
+            assert step in text, f"{guide}: {step}"
+        assert "KFP_TOKEN=$(gcloud auth print-access-token)" not in text, guide

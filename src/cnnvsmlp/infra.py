@@ -7,6 +7,9 @@
 - Config Connector resources are validated against their CRDs' v1beta1
   schemas as the PyPI package ``cnrm-pydantic-models`` ships them (unknown
   fields and wrong types fail), and checked for the fields this project relies on;
+- the multi-user overlay (``manifests/multi-user/``) renders too, and its
+  Kubeflow Profile has the fields the profile controller needs (no schema for
+  it is available offline);
 - no placeholder (``NAMESPACE``, ``PROJECT_ID``, ...) is left unreplaced, and
   the settings that repeat a value (the Google service account's email, the
   Workload Identity member) agree with the values they repeat.
@@ -29,6 +32,7 @@ import yaml
 from cnnvsmlp.settings import ROOT, ClusterSettings, cluster_settings, read_env_file
 
 MANIFESTS = ROOT / "manifests"
+MULTI_USER = MANIFESTS / "multi-user"
 KUBERNETES_VERSION = "1.32.0"
 
 # The Config Connector fields the pipeline and the docs rely on, by kind.
@@ -117,6 +121,19 @@ def check_config_connector(obj: dict) -> list[str]:
     return problems
 
 
+def check_profile(obj: dict) -> list[str]:
+    """Problems in a Kubeflow Profile (``kubeflow.org/v1``): its name and owner."""
+    name = f"Profile/{_get(obj, 'metadata.name')}"
+    problems = []
+    if obj.get("apiVersion") != "kubeflow.org/v1":
+        problems.append(f"{name}: apiVersion {obj.get('apiVersion')}, expected kubeflow.org/v1")
+    if _get(obj, "spec.owner.kind") not in ("User", "Group"):
+        problems.append(f"{name}: spec.owner.kind must be User or Group")
+    if not _get(obj, "spec.owner.name"):
+        problems.append(f"{name}: spec.owner.name is missing")
+    return problems
+
+
 def check_settings(settings: ClusterSettings | None = None) -> list[str]:
     """Problems in ``cluster-settings.env``: values that repeat others and disagree."""
     s = settings or cluster_settings()
@@ -148,6 +165,9 @@ def check_objects(objects: list[dict]) -> list[str]:
                 problems.append(f"{name}: placeholder {left[0]} not replaced")
         if "cnrm.cloud.google.com" in obj.get("apiVersion", ""):
             problems += check_config_connector(obj)
+            continue
+        if obj.get("kind") == "Profile":
+            problems += check_profile(obj)
             continue
         try:
             kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
@@ -192,6 +212,14 @@ def lint_infra() -> int:
         f"lint: kustomize manifests/ -> {len(objects)} objects ({', '.join(kinds)}): "
         f"{'ok' if objects and not found else 'FAILED'}"
     )
+    problems += found
+    try:
+        overlay = [o for o in render_manifests(MULTI_USER) if o["kind"] == "Profile"]
+    except RuntimeError as err:
+        problems.append(str(err))
+        overlay = []
+    found = check_objects(overlay) if overlay else ["manifests/multi-user/: no Profile"]
+    print(f"lint: kustomize manifests/multi-user/ -> Profile: {'ok' if not found else 'FAILED'}")
     problems += found
     settings = check_settings()
     print(f"lint: cluster-settings.env agrees with itself: {'ok' if not settings else 'FAILED'}")

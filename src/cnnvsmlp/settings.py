@@ -35,6 +35,7 @@ class ClusterSettings(BaseModel):
     gsa_email: str = Field(alias="GSA_EMAIL")
     workload_identity_member: str = Field(alias="WORKLOAD_IDENTITY_MEMBER")
     bucket: str = Field(alias="BUCKET")
+    profile_owner: str = Field(alias="PROFILE_OWNER")
 
 
 def read_env_file(path: Path) -> dict[str, str]:
