@@ -14,7 +14,6 @@ the pipeline run, after the comparison's artifacts are stored.
 
 from kfp import dsl
 
-from cnnvsmlp.cluster import cluster_config
 from cnnvsmlp.config import ExperimentConfig, load_config
 from components import (
     check_runs,
@@ -24,6 +23,7 @@ from components import (
     prepare_data,
     train_model,
 )
+from pipelines.cluster import cluster_config
 from pipelines.placement import cpu_task, gpu_task
 
 NAME = "compare"

@@ -1,6 +1,6 @@
 """Every bad input the command line refuses, in one table: one line, exit 2, nothing written.
 
-Each row runs ``cnnvsmlp.cli.main`` as a user would, in a fresh folder, and
+Each row runs ``pipelines.cli.main`` as a user would, in a fresh folder, and
 checks the message fragment, that stderr is that one line (no traceback),
 and that the folder holds exactly what it held before.
 """
@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnnvsmlp.cli import main
 from conftest import idx_bytes, write_gz
+from pipelines.cli import main
 
 
 @dataclass(frozen=True)

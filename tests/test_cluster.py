@@ -8,11 +8,11 @@ import socket
 import pytest
 import yaml
 
-from cnnvsmlp import cluster
 from cnnvsmlp.config import load_config
 from cnnvsmlp.images import image_ref
 from cnnvsmlp.settings import cluster_settings
 from kfp_standin import KfpStandIn
+from pipelines import cluster
 
 CONFIG = load_config("fashion-mnist", ["repeats=3"])
 

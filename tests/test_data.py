@@ -245,7 +245,7 @@ def test_cli_bad_input_exits_2_and_writes_nothing(tiny_fashion, tmp_path):
         [
             sys.executable,
             "-m",
-            "cnnvsmlp.cli",
+            "pipelines.cli",
             "prepare",
             "--out",
             str(out),

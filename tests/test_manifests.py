@@ -201,8 +201,8 @@ def test_role_lets_argos_wait_container_read_the_artifact_secret(objects):
 
 
 def test_shipped_settings_are_those_of_the_documented_standalone_install(objects):
-    from cnnvsmlp.cluster import STANDALONE_NAMESPACE
     from cnnvsmlp.infra import check_settings
+    from pipelines.cluster import STANDALONE_NAMESPACE
 
     s = cluster_settings()
     assert s.namespace == STANDALONE_NAMESPACE and check_settings(s) == []

@@ -75,7 +75,10 @@ def test_unknown_variant():
 
 def test_models_command_lists_every_variant():
     done = subprocess.run(
-        [sys.executable, "-m", "cnnvsmlp.cli", "models"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "pipelines.cli", "models"],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     for variant, classes, params in SEED_PARAMS:
         dataset = "emnist-letters" if classes == 26 else "fashion-mnist"

@@ -86,7 +86,7 @@ def test_run_folders_never_overwrite(tmp_path):
 
 def test_invalid_config_fails_before_running(tmp_path):
     done = subprocess.run(
-        [sys.executable, "-m", "cnnvsmlp.cli", "run", "--runs-dir", str(tmp_path), "repeats=0"],
+        [sys.executable, "-m", "pipelines.cli", "run", "--runs-dir", str(tmp_path), "repeats=0"],
         capture_output=True,
         text=True,
     )

@@ -107,8 +107,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     """Compile, upload and start a run on a KFP cluster."""
-    from cnnvsmlp.cluster import submit
     from cnnvsmlp.config import load_config
+    from pipelines.cluster import submit
 
     submit(args.pipeline, load_config(args.config, args.overrides), experiment=args.experiment)
     return 0
@@ -116,8 +116,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 def cmd_schedule(args: argparse.Namespace) -> int:
     """Create a recurring run on a KFP cluster."""
-    from cnnvsmlp.cluster import schedule
     from cnnvsmlp.config import load_config
+    from pipelines.cluster import schedule
 
     schedule(
         args.pipeline,
@@ -130,8 +130,8 @@ def cmd_schedule(args: argparse.Namespace) -> int:
 
 def cmd_unschedule(args: argparse.Namespace) -> int:
     """Delete the recurring run of a pipeline."""
-    from cnnvsmlp.cluster import unschedule
     from cnnvsmlp.config import load_config
+    from pipelines.cluster import unschedule
 
     unschedule(args.pipeline, load_config(args.config, args.overrides), experiment=args.experiment)
     return 0

@@ -1,0 +1,38 @@
+"""The library depends on nothing above it: no module of src/cnnvsmlp imports the runners."""
+
+import ast
+from pathlib import Path
+
+LIBRARY = Path(__file__).resolve().parents[1] / "src" / "cnnvsmlp"
+ABOVE = ("pipelines", "components", "kfp")
+# The benchmarks time the local runner (benchmark 5): a script run by `make bench`,
+# imported by no library module.
+ALLOWED = {("bench.py", "kfp.local"), ("bench.py", "pipelines.local_runner")}
+
+
+def imported_modules(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module)
+    return found
+
+
+def test_the_library_imports_no_pipelines_components_or_kfp():
+    arrows = sorted(
+        (str(path.relative_to(LIBRARY)), module)
+        for path in LIBRARY.rglob("*.py")
+        for module in imported_modules(path)
+        if module.split(".")[0] in ABOVE
+    )
+    assert [a for a in arrows if a not in ALLOWED] == []
+
+
+def test_the_scan_sees_imports_inside_functions(tmp_path):
+    module = tmp_path / "m.py"
+    module.write_text(
+        "def f():\n    from pipelines import compile_pipeline\n    import kfp.local\n"
+    )
+    assert imported_modules(module) == {"pipelines", "kfp.local"}
