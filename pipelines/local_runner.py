@@ -138,7 +138,8 @@ def describe_failure(message: str, config: ExperimentConfig, log: list[str] = ()
 
 def _keep_partial(pipeline_root: Path, report: Path) -> str:
     """Copy a partial comparison to ``report`` and say what failed; empty when there is none."""
-    from cnnvsmlp.report import Comparison, failure_summary
+    from cnnvsmlp.report.model import Comparison
+    from cnnvsmlp.report.render import failure_summary
 
     try:
         found = find_comparison(pipeline_root)
@@ -276,7 +277,8 @@ def run_local(
     shutil.copytree(find_comparison(pipeline_root), report)
     minutes = (time.perf_counter() - start) / 60
     if not quiet:
-        from cnnvsmlp.report import Comparison, terminal_table
+        from cnnvsmlp.report.model import Comparison
+        from cnnvsmlp.report.render import terminal_table
 
         comparison = Comparison.model_validate_json((report / "comparison.json").read_text())
         print()

@@ -147,7 +147,7 @@ def test_a_run_that_fails_for_good_still_gets_the_comparison_of_the_others(
     # ParallelFor, and can leave its indenting print behind: put the real one back after.
     monkeypatch.setattr(builtins, "print", builtins.print)
     from cnnvsmlp.records import RunFailure, read_result
-    from cnnvsmlp.report import Comparison
+    from cnnvsmlp.report.model import Comparison
     from pipelines.local_runner import LocalRunError, find_comparison, run_local
 
     def mlp_read_only(method, path, body):

@@ -21,18 +21,12 @@ from cnnvsmlp.records import (
     TrainResult,
     read_result,
 )
-from cnnvsmlp.report import (
-    PLOTS,
-    SPREAD_LIMIT,
-    Comparison,
-    ReportError,
-    RunsFailed,
-    check_complete,
-    compare,
-    terminal_table,
-    verdict,
-    write_comparison,
-)
+from cnnvsmlp.report import write_comparison
+from cnnvsmlp.report.compare import compare
+from cnnvsmlp.report.model import SPREAD_LIMIT, Comparison, ReportError, RunsFailed
+from cnnvsmlp.report.plots import PLOTS
+from cnnvsmlp.report.render import check_complete, terminal_table
+from cnnvsmlp.report.verdict import verdict
 from cnnvsmlp.storage import StorageError, StorageUnavailable
 
 CLASSES = [f"class {i}" for i in range(10)]

@@ -1,0 +1,152 @@
+"""The comparison's record: what ``comparison.json`` holds (docs/comparison-schema.md).
+
+Version :data:`SCHEMA_VERSION`; :mod:`cnnvsmlp.report.compare` computes it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from cnnvsmlp.errors import UserError
+from cnnvsmlp.records import Epoch, Hardware
+
+SCHEMA_VERSION = "2.3"
+# Repeats of one variant whose test accuracies span more than this (max - min)
+# are flagged: their mean says less than the CI suggests about any single run.
+SPREAD_LIMIT = 0.01
+
+
+class ReportError(UserError):
+    """The runs handed to the comparison do not fit together."""
+
+
+class RunsFailed(UserError):
+    """Some runs failed for good: the comparison is partial, or there is none."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Interval(_Model):
+    """An estimate with its confidence interval and the method that made it."""
+
+    estimate: float
+    low: float
+    high: float
+    method: str
+
+
+class RunSummary(_Model):
+    """One training run of a variant."""
+
+    repeat: int
+    seed: int
+    test_accuracy: float
+    test_correct: int
+    test_loss: float
+    best_val_accuracy: float
+    best_epoch: int
+    final_val_accuracy: float
+    final_val_loss: float
+    epochs: int
+    train_time_s: float
+    epoch_time_s: float
+    train_images_per_s: float
+    inference_images_per_s: float
+    hardware: str
+    inference_hardware: str
+    history: list[Epoch]
+
+
+class ReferenceComparison(_Model):
+    """A seed's published number for a variant, and how far ours is from it."""
+
+    accuracy: float
+    loss: float | None
+    split: str
+    note: str
+    test_difference: float
+    validation_difference: float | None
+
+
+class VariantSummary(_Model):
+    """A variant over all its repeats."""
+
+    variant: str
+    params: int
+    model_size_bytes: int
+    test_accuracy: Interval
+    test_loss: float
+    best_val_accuracy: float
+    final_val_accuracy: float
+    final_val_loss: float
+    epoch_time_s: float
+    train_time_s: float
+    train_images_per_s: float
+    inference_images_per_s: float
+    per_class_recall: list[float]
+    confusion: list[list[int]]
+    hardware: list[Hardware]
+    inference_hardware: list[Hardware]
+    runs: list[RunSummary]
+    reference: ReferenceComparison | None
+    test_accuracy_spread: float = 0.0
+    spread_flag: str = ""
+
+
+class RepeatTest(_Model):
+    """McNemar's test of a pair in one repeat."""
+
+    repeat: int
+    difference: float
+    only_a_correct: int
+    only_b_correct: int
+    p_value: float
+    p_holm: float
+
+
+class PairComparison(_Model):
+    """Variant ``a`` against variant ``b``; ``a`` has the higher mean test accuracy."""
+
+    a: str
+    b: str
+    difference: Interval
+    tests: list[RepeatTest]
+    significant: bool
+    verdict: str
+
+
+class FailedRun(_Model):
+    """A run that failed for good, with the error that stopped it."""
+
+    variant: str
+    repeat: int
+    seed: int
+    stage: str
+    error: str
+    message: str
+
+
+class Comparison(_Model):
+    """Everything the comparison step computed."""
+
+    schema_version: str
+    experiment: str
+    description: str
+    dataset: str
+    classes: list[str]
+    n_test: int
+    repeats: int
+    epochs: int
+    confidence: float
+    alpha: float
+    verdict_rule: str
+    variants: list[VariantSummary]
+    pairs: list[PairComparison]
+    spread_limit: float = SPREAD_LIMIT
+    reproducibility: str = ""
+    status: Literal["complete", "partial", "failed"] = "complete"
+    failures: list[FailedRun] = []
