@@ -37,7 +37,7 @@ def compare_runs(
     from pathlib import Path
 
     from cnnvsmlp.config import parse_config_json
-    from cnnvsmlp.data import load_split
+    from cnnvsmlp.data.store import load_split
     from cnnvsmlp.records import read_result
     from cnnvsmlp.report import write_comparison
 

@@ -35,7 +35,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
     from cnnvsmlp.config import load_config, preset_names
-    from cnnvsmlp.data import get_spec
+    from cnnvsmlp.data.spec import get_spec
     from cnnvsmlp.models import VARIANTS, build_model
 
     rows = []

@@ -180,7 +180,7 @@ def docker_runner(config: ExperimentConfig, pipeline_root: Path):
     import docker.types
     from kfp import local
 
-    from cnnvsmlp.data import get_spec
+    from cnnvsmlp.data.spec import get_spec
 
     idx_dir = config.source.idx_dir or get_spec(config.dataset).default_idx_dir
     if not idx_dir or not Path(idx_dir).is_dir():

@@ -10,7 +10,7 @@ import pytest
 
 from cnnvsmlp import stats
 from cnnvsmlp.config import ConfigError, RunSpec, TrainConfig, load_config
-from cnnvsmlp.data import labels_digest
+from cnnvsmlp.data.store import labels_digest
 from cnnvsmlp.failures import is_permanent, record_failure
 from cnnvsmlp.records import (
     ClassMetrics,

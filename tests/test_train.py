@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cnnvsmlp.config import RunSpec, TrainConfig
-from cnnvsmlp.data import labels_digest, load_split
+from cnnvsmlp.data.store import labels_digest, load_split
 from cnnvsmlp.evaluate import evaluate
 from cnnvsmlp.train import train
 

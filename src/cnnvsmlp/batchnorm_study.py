@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> dict:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
 
-    from cnnvsmlp.data import load_split
+    from cnnvsmlp.data.store import load_split
     from cnnvsmlp.models import build_model
     from cnnvsmlp.records import Hardware
     from cnnvsmlp.train import make_deterministic

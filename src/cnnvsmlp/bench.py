@@ -36,7 +36,10 @@ from pathlib import Path
 from tabulate import tabulate
 
 from cnnvsmlp.config import DataSource, RunSpec, load_config
-from cnnvsmlp.data import DATASETS, load_split, prepare, read_idx_dir
+from cnnvsmlp.data import prepare
+from cnnvsmlp.data.idx import read_idx_dir
+from cnnvsmlp.data.spec import DATASETS
+from cnnvsmlp.data.store import load_split
 
 GOALS = {"plain_over_project": 1.3, "mlp_matmul_fraction": 0.35}
 

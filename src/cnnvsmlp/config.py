@@ -196,7 +196,7 @@ class ExperimentConfig(_Record):
 
     @model_validator(mode="after")
     def _splits_not_empty(self) -> ExperimentConfig:
-        from cnnvsmlp.data import get_spec
+        from cnnvsmlp.data.spec import get_spec
 
         official = get_spec(self.dataset).official_counts["train"]
         n = min(official, self.limit) if self.limit else official

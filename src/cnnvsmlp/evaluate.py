@@ -10,7 +10,7 @@ import keras
 import numpy as np
 from sklearn.metrics import confusion_matrix, log_loss, precision_recall_fscore_support
 
-from cnnvsmlp.data import labels_digest, load_split, read_metadata
+from cnnvsmlp.data.store import labels_digest, load_split, read_metadata
 from cnnvsmlp.records import ClassMetrics, EvalResult, Hardware, TrainResult
 
 PREDICT_BATCH = 1024

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cnnvsmlp.data import DATASETS, DataError
+from cnnvsmlp.data.spec import DATASETS, DataError
 
 PACKAGE = "dataset-fashion-mnist"
 

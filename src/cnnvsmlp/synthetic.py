@@ -18,7 +18,7 @@ import numpy as np
 from matplotlib import font_manager
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from cnnvsmlp.data import DATASETS
+from cnnvsmlp.data.spec import DATASETS
 
 FONTS = ("DejaVu Sans", "DejaVu Serif", "DejaVu Sans Mono")
 

@@ -44,7 +44,7 @@ import tensorflow as tf
 
 from cnnvsmlp import storage
 from cnnvsmlp.config import RunSpec, TrainConfig
-from cnnvsmlp.data import load_split, read_metadata
+from cnnvsmlp.data.store import load_split, read_metadata
 from cnnvsmlp.errors import UserError
 from cnnvsmlp.models import build_model
 from cnnvsmlp.outputs import claim_dir, write_atomically
@@ -225,7 +225,7 @@ def train(
     """Train one variant, going on from the newest complete epoch an earlier attempt left.
 
     Args:
-        data_dir: a data set written by :func:`cnnvsmlp.data.write_dataset`.
+        data_dir: a data set written by :func:`cnnvsmlp.data.store.write_dataset`.
         run: the variant and the seed.
         config: epochs, batch size, optimizer and execution settings.
         out_dir: folder for the model, checkpoints, logs and ``train.json``;

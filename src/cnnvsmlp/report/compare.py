@@ -13,7 +13,8 @@ import numpy as np
 
 from cnnvsmlp import stats
 from cnnvsmlp.config import ExperimentConfig
-from cnnvsmlp.data import get_spec, labels_digest
+from cnnvsmlp.data.spec import get_spec
+from cnnvsmlp.data.store import labels_digest
 from cnnvsmlp.records import EvalResult, Hardware, RunFailure
 from cnnvsmlp.report.model import (
     SCHEMA_VERSION,

@@ -1,0 +1,121 @@
+"""NIST's gzip IDX files: gunzip, parse and normalise the four files of a data set."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from cnnvsmlp.data.spec import (
+    IMAGE_SHAPE,
+    DataError,
+    DatasetSpec,
+    RawData,
+    SourceUnavailable,
+    normalise_raw,
+)
+
+
+def read_file(path: Path, label: str) -> bytes:
+    """A file's bytes; a missing file is :class:`SourceUnavailable`, so a search moves on."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise SourceUnavailable(f"{label}: file {path} is missing") from None
+    except OSError as err:
+        raise DataError(f"{label}: file {path} cannot be read ({err.strerror})") from None
+
+
+def gunzip(blob: bytes, name: str, label: str) -> bytes:
+    """Decompress a gzip file's bytes, with a one-line error naming the file."""
+    if blob[:2] != b"\x1f\x8b":
+        first = " ".join(f"{b:02x}" for b in blob[:4]) or "empty file"
+        raise DataError(f"{label}: file {name} is not gzip data (first bytes {first})")
+    try:
+        return gzip.decompress(blob)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as err:
+        raise DataError(f"{label}: file {name} is truncated or corrupt gzip ({err})") from None
+
+
+def parse_idx(raw: bytes, expect_ndim: int, name: str, label: str) -> np.ndarray:
+    """Parse decompressed IDX bytes of unsigned bytes into an array.
+
+    Args:
+        raw: the decompressed file content.
+        expect_ndim: 3 for images, 1 for labels.
+        name: file name, for error messages.
+        label: data set name, for error messages.
+
+    Returns:
+        A read-only uint8 array of the shape the header declares.
+
+    Raises:
+        DataError: wrong magic, dimensions, or a payload of the wrong size.
+    """
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        magic = raw[:4].hex(" ") if raw else "empty"
+        raise DataError(
+            f"{label}: file {name} has IDX magic {magic}, expected 00 00 08 0{expect_ndim}"
+        )
+    ndim = raw[3]
+    if ndim != expect_ndim:
+        raise DataError(f"{label}: file {name} has {ndim} dimensions, expected {expect_ndim}")
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{label}: file {name} is truncated inside its header")
+    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    if ndim == 3 and dims[1:] != IMAGE_SHAPE[:2]:
+        raise DataError(f"{label}: file {name} holds {dims[1]}x{dims[2]} images, expected 28x28")
+    expected = int(np.prod(dims))
+    have = len(raw) - header
+    if have != expected:
+        what = "truncated" if have < expected else "longer than its header says"
+        raise DataError(
+            f"{label}: file {name} is {what}: header declares {dims[0]} items "
+            f"({expected} bytes), file has {have} bytes"
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def read_idx_dir(spec: DatasetSpec, directory: str | os.PathLike) -> RawData:
+    """Read the four gzip IDX files of a data set from a local directory.
+
+    Raises:
+        DataError: a file is missing or malformed, counts differ, or a label
+            is out of range.
+    """
+    directory = Path(directory)
+    blobs = {key: read_file(directory / name, spec.name) for key, name in spec.files.items()}
+    return read_idx_blobs(spec, blobs, source=f"idx:{directory}")
+
+
+def read_idx_blobs(spec: DatasetSpec, blobs: dict[str, bytes], source: str) -> RawData:
+    """Parse the four gzip IDX files of a data set, given as bytes by role.
+
+    Args:
+        spec: the data set.
+        blobs: gzip bytes keyed ``train_images``, ``train_labels``,
+            ``test_images``, ``test_labels``.
+        source: provenance recorded in the metadata.
+    """
+    arrays, digests = {}, {}
+    for key, fname in spec.files.items():
+        raw = gunzip(blobs[key], fname, spec.name)
+        digests[fname] = hashlib.sha256(raw).hexdigest()
+        arrays[key] = parse_idx(raw, 3 if key.endswith("images") else 1, fname, spec.name)
+    out = {}
+    for split in ("train", "test"):
+        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        if len(images) != len(labels):
+            raise DataError(
+                f"{spec.name}: {spec.files[f'{split}_images']} has {len(images)} images but "
+                f"{spec.files[f'{split}_labels']} has {len(labels)} labels"
+            )
+        out[f"{split}_images"], out[f"{split}_labels"] = normalise_raw(
+            spec, images, labels, spec.files[f"{split}_labels"]
+        )
+    return RawData(**out, source=source, input_sha256=digests)

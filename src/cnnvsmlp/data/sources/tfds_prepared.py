@@ -1,0 +1,163 @@
+"""The records TFDS prepared for a data set (``tfds build``, ``tfds.load``), local or gs://.
+
+TFDS's builders shuffle records when they prepare them, so these give the
+same images in TFDS's stored order (shard by shard, record by record), not
+file order: the test split is the same set, but the validation split (the
+last fraction in that order) holds other images than Keras'
+``validation_split`` on the files. The metadata ``source`` is
+``tfds-prepared:<folder>`` to say so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from cnnvsmlp.data.sources.tfds_downloads import tfds_data_dir
+from cnnvsmlp.data.spec import (
+    DataError,
+    DatasetSpec,
+    RawData,
+    SourceUnavailable,
+    check_official_counts,
+    normalise_raw,
+)
+
+
+@dataclass(frozen=True)
+class TfdsPrepared:
+    """The newest version of a data set's records that TFDS prepared in a data_dir.
+
+    Attributes:
+        data_dir: the TFDS data_dir, local or ``gs://``; None for ``~/tensorflow_datasets``.
+        official_only: found in the default data_dir, not named by the config:
+            a smaller split there (TFDS's emnist/letters) is no reason to stop
+            the search, so it counts as no data.
+    """
+
+    data_dir: str | None
+    official_only: bool = False
+    label = "tfds prepared"
+
+    def read(self, spec: DatasetSpec) -> RawData:
+        """Read the records (see :func:`read_tfds_prepared`)."""
+        raw = read_tfds_prepared(spec, self.data_dir)
+        if self.official_only:
+            try:
+                check_official_counts(spec, raw)
+            except DataError as err:
+                raise SourceUnavailable(str(err)) from None
+        return raw
+
+
+def read_tfds_prepared(spec: DatasetSpec, data_dir: str | None) -> RawData:
+    """Read the records TFDS prepared for a data set (``tfds build``, ``tfds.load``).
+
+    Reads the newest version under ``<data_dir>/<tfds name>/`` (for example
+    ``fashion_mnist/3.0.1`` or ``emnist/letters/3.1.0``), local or ``gs://``,
+    with ``tfds.builder_from_directory``: it needs only the folder's
+    ``dataset_info.json`` and ``features.json``, not the installed builder's
+    version. Records come in the order TFDS stored them, shard by shard, so
+    the same folder always gives the same arrays; TFDS shuffled that order
+    when it prepared them, so it is not the original files' order.
+
+    Returns:
+        Upright images and 0-based labels; ``source`` is ``tfds-prepared:<folder>``.
+
+    Raises:
+        SourceUnavailable: no prepared version of the data set under data_dir.
+        DataError: TFDS cannot read the records, or they hold images of
+            another shape or labels out of range.
+    """
+    root = f"{tfds_data_dir(data_dir)}/{spec.tfds_name}"
+    if root.startswith("gs://"):
+        return _read_tfds_prepared_gcs(spec, root)
+    base = Path(root)
+    names = []
+    if base.is_dir():
+        names = [p.name for p in base.iterdir() if (p / "dataset_info.json").is_file()]
+    folder = base / _newest_version(spec, names, root)
+    return _read_prepared_folder(spec, folder, f"tfds-prepared:{folder}")
+
+
+def _newest_version(spec: DatasetSpec, names: list[str], root: str) -> str:
+    """The highest ``X.Y.Z`` among folder names; TFDS's unfinished folders do not match."""
+    versions = [n for n in names if re.fullmatch(r"\d+\.\d+\.\d+", n)]
+    if not versions:
+        raise SourceUnavailable(f"{spec.name}: no prepared TFDS records of it under {root}")
+    return max(versions, key=lambda v: tuple(int(part) for part in v.split(".")))
+
+
+def _read_tfds_prepared_gcs(spec: DatasetSpec, root: str) -> RawData:
+    from cnnvsmlp import storage
+
+    by_version: dict[str, list[str]] = {}
+    for uri in storage.list_uris(root):
+        version, _, name = uri[len(root) + 1 :].partition("/")
+        if name and "/" not in name:
+            by_version.setdefault(version, []).append(name)
+    versions = [v for v, names in by_version.items() if "dataset_info.json" in names]
+    version = _newest_version(spec, versions, root)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in by_version[version]:
+            storage.download(f"{root}/{version}/{name}", Path(tmp) / name)
+        return _read_prepared_folder(spec, Path(tmp), f"tfds-prepared:{root}/{version}")
+
+
+def _read_prepared_folder(spec: DatasetSpec, folder: Path, source: str) -> RawData:
+    """Decode the train and test records of one prepared TFDS version folder."""
+    import tensorflow_datasets as tfds
+
+    where = source.removeprefix("tfds-prepared:")
+    try:
+        builder = tfds.builder_from_directory(str(folder))
+        missing = [s for s in ("train", "test") if s not in builder.info.splits]
+        features = builder.info.features
+    except Exception as err:  # noqa: BLE001 - TFDS raises many types for unreadable folders
+        raise DataError(f"{spec.name}: TFDS cannot read {where} ({_first_line(err)})") from None
+    if missing:
+        raise DataError(f"{spec.name}: {where} has no {missing[0]} split")
+    if not {"image", "label"} <= set(features.keys()):
+        raise DataError(
+            f"{spec.name}: {where} has features {', '.join(sorted(features.keys()))}, "
+            "expected image and label"
+        )
+    out = {}
+    for split in ("train", "test"):
+        try:
+            # Stored order: no file shuffling, one shard at a time.
+            batch = builder.as_dataset(
+                split=split,
+                batch_size=-1,
+                shuffle_files=False,
+                read_config=tfds.ReadConfig(interleave_cycle_length=1),
+            )
+            example = tfds.as_numpy(batch)
+        except Exception as err:  # noqa: BLE001 - corrupt records surface as TF errors
+            raise DataError(
+                f"{spec.name}: TFDS cannot read the {split} records in {where} ({_first_line(err)})"
+            ) from None
+        images, labels = example["image"], example["label"]
+        if images.shape[1:] not in ((28, 28, 1), (28, 28)):
+            shape = "x".join(str(d) for d in images.shape[1:])
+            raise DataError(f"{spec.name}: {where} holds {shape} {split} images, expected 28x28x1")
+        # TFDS's builders store the IDX arrays unchanged: EMNIST transposed,
+        # letters labelled 1..26 among 37 declared classes.
+        out[f"{split}_images"], out[f"{split}_labels"] = normalise_raw(
+            spec, images, labels, f"{where} {split} split"
+        )
+    digests = {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.iterdir())
+        if p.is_file()
+    }
+    return RawData(**out, source=source, input_sha256=digests)
+
+
+def _first_line(err: Exception) -> str:
+    """An exception as one short line, without TensorFlow's ``{{function_node ...}}`` prefix."""
+    text = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", str(err).strip()).splitlines()
+    return f"{err.__class__.__name__}: {text[0][:200]}" if text else err.__class__.__name__
