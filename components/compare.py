@@ -9,7 +9,7 @@ from cnnvsmlp.images import image_ref
 
 @dsl.component(base_image=image_ref("cpu"), install_kfp_package=False)
 def compare_runs(
-    config_json: str,
+    config: dsl.Input[dsl.Artifact],
     dataset: dsl.Input[dsl.Dataset],
     results: dsl.Input[List[dsl.Artifact]],  # noqa: UP006
     report: dsl.Output[dsl.Markdown],
@@ -24,7 +24,7 @@ def compare_runs(
     these artifacts are kept.
 
     Args:
-        config_json: the experiment config (``ExperimentConfig`` as JSON).
+        config: the experiment config as ``plan_runs`` settled it (JSON file).
         dataset: the prepared data set (its test labels score the predictions).
         results: every run's ``EvalResult`` or ``RunFailure`` JSON, collected
             from the fan-out.
@@ -36,21 +36,21 @@ def compare_runs(
     import shutil
     from pathlib import Path
 
-    from cnnvsmlp.config import parse_config_json
+    from cnnvsmlp.config import read_config
     from cnnvsmlp.data.store import load_split
     from cnnvsmlp.records import read_result
     from cnnvsmlp.report import write_comparison
 
-    config = parse_config_json(config_json)
+    experiment = read_config(config.path)
     _, test_labels = load_split(dataset.path, "test")
     runs = [read_result(r.path) for r in results]
     out = Path(comparison.path)
-    written = write_comparison(runs, config, test_labels, out)
+    written = write_comparison(runs, experiment, test_labels, out)
     shutil.copyfile(out / "report.md", report.path)
     shutil.copyfile(out / "report.html", report_html.path)
     comparison.metadata.update(
         {
-            "experiment": config.name,
+            "experiment": experiment.name,
             "runs": len(runs),
             "status": written.status,
             "failed_runs": len(written.failures),

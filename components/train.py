@@ -7,7 +7,7 @@ from cnnvsmlp.images import image_ref
 
 @dsl.component(base_image=image_ref("gpu"), install_kfp_package=False)
 def train_model(
-    config_json: str,
+    config: dsl.Input[dsl.Artifact],
     run_json: str,
     job_id: str,
     dataset: dsl.Input[dsl.Dataset],
@@ -24,7 +24,7 @@ def train_model(
     fails the task, for the cluster to retry it.
 
     Args:
-        config_json: the experiment config (``ExperimentConfig`` as JSON).
+        config: the experiment config as ``plan_runs`` settled it (JSON file).
         run_json: the run (``RunSpec`` as JSON): variant, repeat and seed.
         job_id: the pipeline job's id: keeps the state of different runs apart.
         dataset: the prepared data set.
@@ -35,22 +35,24 @@ def train_model(
     import sys
     from pathlib import Path
 
-    from cnnvsmlp.config import RunSpec, parse_config_json
+    from cnnvsmlp.config import RunSpec, read_config
     from cnnvsmlp.failures import FAILURE_FILE, record_failure
     from cnnvsmlp.train import train
 
-    config = parse_config_json(config_json)
+    experiment = read_config(config.path)
     run = RunSpec.model_validate_json(run_json)
     try:
         result = train(
             dataset.path,
             run,
-            config.train,
+            experiment.train,
             model.path,
-            resume_uri=config.resume_path(job_id, run),
+            resume_uri=experiment.resume_path(job_id, run),
         )
     except Exception as err:
-        failure = record_failure(err, run, config.dataset, "train", Path(model.path) / FAILURE_FILE)
+        failure = record_failure(
+            err, run, experiment.dataset, "train", Path(model.path) / FAILURE_FILE
+        )
         if failure is None:
             raise
         print(f"train: {run.run_id} failed for good: {failure.message}", file=sys.stderr)

@@ -3,6 +3,9 @@
 prepare_data -> plan_runs -> ParallelFor[run]: train_model -> evaluate_model
              -> compare_runs(Collected(results)) -> check_runs
 
+``plan_runs`` settles the config (``repeats``, when given, in place of the
+config's) and hands it to every later task as one artifact.
+
 A run that fails for good (bad input, a diverged loss, out of memory) leaves
 a failure record in place of its result instead of failing its task: a
 failed loop iteration would leave ``dsl.Collected`` nothing to collect, on
@@ -53,11 +56,11 @@ def pipeline(
     plan = cpu_task(plan_runs(config_json=config_json, repeats=repeats), memory="1Gi")
     plan.set_caching_options(False)
 
-    with dsl.ParallelFor(plan.output) as run_json:
+    with dsl.ParallelFor(plan.outputs["Output"]) as run_json:
         # Training is never cached: a scheduled rerun must retrain.
         train = gpu_task(
             train_model(
-                config_json=config_json,
+                config=plan.outputs["config"],
                 run_json=run_json,
                 job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                 dataset=data.outputs["dataset"],
@@ -72,7 +75,7 @@ def pipeline(
 
     compare = cpu_task(
         compare_runs(
-            config_json=config_json,
+            config=plan.outputs["config"],
             dataset=data.outputs["dataset"],
             results=dsl.Collected(evaluate.outputs["result"]),
         ),

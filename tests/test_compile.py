@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 
 import pytest
@@ -105,19 +106,24 @@ def test_default_parameter_is_the_fashion_preset(compiled):
     assert json.loads(args["config_json"])["repeats"] == 3 and args["repeats"] == 3
 
 
-def test_repeats_parameter_replaces_the_configs():
-    from cnnvsmlp.config import ConfigError
+def test_repeats_parameter_replaces_the_configs(tmp_path):
+    from kfp import dsl
+
+    from cnnvsmlp.config import ConfigError, read_config
     from components import plan_runs
 
     config = load_config("emnist-letters", ["seed=7"]).model_dump_json()
-    runs = [json.loads(r) for r in plan_runs.python_func(config_json=config, repeats=3)]
+    settled = dsl.Artifact(uri=str(tmp_path / "config"))
+    plan = functools.partial(plan_runs.python_func, config=settled)
+    runs = [json.loads(r) for r in plan(config_json=config, repeats=3)]
+    assert read_config(tmp_path / "config").repeats == 3  # what every later task gets
     assert sorted((r["variant"], r["repeat"], r["seed"]) for r in runs) == [
         (v, r, 7 + r) for v in ("cnn-deep", "mlp") for r in range(3)
     ]
-    kept = plan_runs.python_func(config_json=config, repeats=0)  # the config's: 1
+    kept = plan(config_json=config, repeats=0)  # the config's: 1
     assert [json.loads(r)["repeat"] for r in kept] == [0, 0]
     with pytest.raises(ConfigError, match="parameters: repeats: Input should be greater than"):
-        plan_runs.python_func(config_json=config, repeats=-1)
+        plan(config_json=config, repeats=-1)
 
 
 def test_unknown_pipeline_lists_the_registered_ones():

@@ -198,8 +198,9 @@ def _train_task(small_fashion, tmp_path, bucket):
     config = load_config("fashion-mnist", ["epochs=1", f"resume_uri=gs://{bucket}/resume"])
     run = RunSpec(variant="cnn", repeat=0, seed=0)
     model = dsl.Model(uri=str(tmp_path / "model"))
+    (tmp_path / "config.json").write_text(config.model_dump_json())
     args = {
-        "config_json": config.model_dump_json(),
+        "config": dsl.Artifact(uri=str(tmp_path / "config.json")),
         "run_json": run.model_dump_json(),
         "job_id": "job-1",
         "dataset": dsl.Dataset(uri=str(small_fashion)),

@@ -374,6 +374,15 @@ def parse_config_json(text: str) -> ExperimentConfig:
         raise ConfigError(_describe(err, "config")) from None
 
 
+def read_config(path: str | Path) -> ExperimentConfig:
+    """Validate a config that one component wrote to a file for the next.
+
+    Raises:
+        ConfigError: the file is not a valid config.
+    """
+    return parse_config_json(Path(path).read_text(encoding="utf-8"))
+
+
 def with_overrides(config: ExperimentConfig, overrides: list[str]) -> ExperimentConfig:
     """A validated config with ``key=value`` overrides applied, as :func:`load_config` does.
 
