@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from cnnvsmlp.errors import UserError
@@ -47,16 +48,27 @@ def claim_dir(path: str | os.PathLike, owned: set[str], what: str) -> Path:
     return folder
 
 
-def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
+@contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """A partial file beside ``path`` to write; it becomes ``path`` only if the block succeeds.
+
+    A reader sees the old file or the whole new one, never a part; a failed
+    block leaves no partial file behind.
+    """
+    partial = path.with_name(f"{PARTIAL_PREFIX}{path.name}")
+    try:
+        yield partial
+        partial.replace(path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
+def write_atomically(path: str | os.PathLike, write: Callable[[Path], object]) -> None:
     """Call ``write`` on a partial file beside ``path``, then rename it to ``path``.
 
     A reader sees the old file or the whole new one, never a part; a failed
     ``write`` leaves no partial file behind.
     """
-    partial = path.with_name(f"{PARTIAL_PREFIX}{path.name}")
-    try:
+    with replacing(Path(path)) as partial:
         write(partial)
-        partial.replace(path)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise

@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from cnnvsmlp.config import RunSpec, TrainConfig
+from cnnvsmlp.outputs import write_atomically
 
 
 class _Record(BaseModel):
@@ -17,10 +18,7 @@ class _Record(BaseModel):
 
     def write(self, path: str | os.PathLike) -> None:
         """Write the record as JSON, atomically."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(self.model_dump_json(indent=1))
-        tmp.replace(path)
+        write_atomically(path, lambda p: p.write_text(self.model_dump_json(indent=1)))
 
     @classmethod
     def read(cls, path: str | os.PathLike):

@@ -20,8 +20,7 @@ import filecmp
 import hashlib
 import os
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path, PurePosixPath
 
 import requests
@@ -31,6 +30,7 @@ from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
 
 from cnnvsmlp.errors import UserError
+from cnnvsmlp.outputs import replacing
 
 TIMEOUT_S = (10.0, 60.0)
 """Seconds to connect and to wait for each answer, in every request."""
@@ -174,17 +174,10 @@ def _inside(local_dir: Path, relative: str, source: str) -> Path:
     return local_dir.joinpath(*parts)
 
 
-@contextmanager
-def _replacing(dest: Path) -> Iterator[Path]:
-    """A partial file beside ``dest`` to write; it becomes ``dest`` only if the block succeeds."""
+def _replacing_file(dest: Path) -> AbstractContextManager[Path]:
+    """:func:`~cnnvsmlp.outputs.replacing` for ``dest``, its folder made when missing."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = dest.with_name(f".{dest.name}.partial")
-    try:
-        yield partial
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    partial.replace(dest)
+    return replacing(dest)
 
 
 def _md5(path: Path) -> str:
@@ -260,7 +253,7 @@ def download(uri: str, dest: str | os.PathLike) -> Path:
     bucket, name = parse_uri(uri)
     dest = Path(dest)
     try:
-        with _replacing(dest) as partial:
+        with _replacing_file(dest) as partial:
             gcs.bucket(bucket).blob(name).download_to_filename(
                 str(partial), timeout=TIMEOUT_S, retry=_retry()
             )
@@ -317,7 +310,7 @@ def mirror_dir(local_dir: str | os.PathLike, dest: str, only: set[str] | None = 
             target = Path(dest) / path.relative_to(local_dir)
             if target.is_file() and filecmp.cmp(path, target, shallow=False):
                 continue
-            with _replacing(target) as partial:
+            with _replacing_file(target) as partial:
                 shutil.copyfile(path, partial)
             copied += 1
         return copied
@@ -369,7 +362,7 @@ def write_text(uri: str, text: str) -> None:
         StorageUnavailable: no answer within the timeout and its retries.
     """
     if not uri.startswith("gs://"):
-        with _replacing(Path(uri)) as partial:
+        with _replacing_file(Path(uri)) as partial:
             partial.write_text(text)
         return
     gcs = client(uri)
