@@ -14,7 +14,6 @@ from typing import Annotated, Literal
 
 import yaml
 from pydantic import (
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -24,6 +23,7 @@ from pydantic import (
 )
 
 from cnnvsmlp.errors import UserError
+from cnnvsmlp.jsonmodel import Record
 
 DATASETS = ("emnist-letters", "fashion-mnist")
 DatasetName = Literal["emnist-letters", "fashion-mnist"]
@@ -48,11 +48,11 @@ SEED_LIMIT = 2**32  # NumPy's and TensorFlow's seeds are 32-bit
 MAX_CONFIG_BYTES = 1 << 20
 
 
-class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+class _Config(Record):
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
 
-class DataSource(_Record):
+class DataSource(_Config):
     """Where a data set is read from.
 
     ``auto`` tries, in order: the IDX files in ``idx_dir`` (when set; a named
@@ -81,7 +81,7 @@ class DataSource(_Record):
     )
 
 
-class Split(_Record):
+class Split(_Config):
     """How the official training split is cut into train and validation.
 
     ``shuffle_seed`` null takes the last ``validation_fraction`` of the
@@ -93,7 +93,7 @@ class Split(_Record):
     shuffle_seed: Int | None = Field(default=None, ge=0, lt=SEED_LIMIT)
 
 
-class TrainConfig(_Record):
+class TrainConfig(_Config):
     """Hyperparameters of one training run, and how it executes.
 
     ``steps_per_execution`` and ``validation_batch_size`` change how fast an
@@ -121,7 +121,7 @@ class TrainConfig(_Record):
     )
 
 
-class Reference(_Record):
+class Reference(_Config):
     """A number a seed write-up reported for one variant."""
 
     accuracy: float = Field(ge=0.0, le=1.0)
@@ -130,7 +130,7 @@ class Reference(_Record):
     note: str = ""
 
 
-class ExperimentConfig(_Record):
+class ExperimentConfig(_Config):
     """One comparison: a data set, the variants to train on it, and how."""
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
@@ -223,7 +223,7 @@ class ExperimentConfig(_Record):
         ]
 
 
-class RunSpec(_Record):
+class RunSpec(_Config):
     """One training run: a variant and the seed of one repeat."""
 
     variant: str

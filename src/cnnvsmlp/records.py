@@ -7,26 +7,13 @@ import platform
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import Field, TypeAdapter
 
 from cnnvsmlp.config import RunSpec, TrainConfig
-from cnnvsmlp.outputs import write_atomically
+from cnnvsmlp.jsonmodel import Record
 
 
-class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    def write(self, path: str | os.PathLike) -> None:
-        """Write the record as JSON, atomically."""
-        write_atomically(path, lambda p: p.write_text(self.model_dump_json(indent=1)))
-
-    @classmethod
-    def read(cls, path: str | os.PathLike):
-        """Read and validate a record from a JSON file."""
-        return cls.model_validate_json(Path(path).read_text())
-
-
-class Hardware(_Record):
+class Hardware(Record):
     """What a run ran on, and what decides whether its numbers can be reproduced bit for bit.
 
     The fields after ``tensorflow`` came in schema 2.3; records written before
@@ -140,7 +127,7 @@ def _cpu_flags() -> list[str]:
     return []
 
 
-class Epoch(_Record):
+class Epoch(Record):
     """Metrics at the end of one epoch."""
 
     epoch: int = Field(ge=1)
@@ -151,7 +138,7 @@ class Epoch(_Record):
     time_s: float
 
 
-class TrainResult(_Record):
+class TrainResult(Record):
     """What one training run produced."""
 
     run: RunSpec
@@ -167,7 +154,7 @@ class TrainResult(_Record):
     hardware: Hardware
 
 
-class ClassMetrics(_Record):
+class ClassMetrics(Record):
     """Precision, recall and F1 of one class on the test split."""
 
     name: str
@@ -177,7 +164,7 @@ class ClassMetrics(_Record):
     support: int
 
 
-class EvalResult(_Record):
+class EvalResult(Record):
     """Test-split evaluation of one trained model, with its training record."""
 
     run: RunSpec
@@ -197,7 +184,7 @@ class EvalResult(_Record):
     hardware: Hardware
 
 
-class RunFailure(_Record):
+class RunFailure(Record):
     """A run that failed for good, in place of its result: the comparison lists it.
 
     Training and evaluation write it where their result would go when an

@@ -11,16 +11,18 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from cnnvsmlp.jsonmodel import Record
 
 ROOT = Path(__file__).resolve().parents[2]
 SETTINGS_FILE = ROOT / "manifests" / "base" / "cluster-settings.env"
 
 
-class ClusterSettings(BaseModel):
+class ClusterSettings(Record):
     """Where the pipeline's tasks run on the cluster."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(frozen=True)
 
     namespace: str = Field(alias="NAMESPACE")
     service_account: str = Field(alias="SERVICE_ACCOUNT")

@@ -17,23 +17,34 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from pydantic import ConfigDict
 from scipy import stats as scipy_stats
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportion_confint
 
+from cnnvsmlp.jsonmodel import Record
+
 CONFIDENCE = 0.95
 ALPHA = 0.05
 
 
-@dataclass(frozen=True)
-class Interval:
-    """An estimate with its confidence interval and the method that made it."""
+class Interval(Record):
+    """An estimate with its confidence interval and the method that made it.
+
+    A record, as the comparison stores it; made positionally here:
+    ``Interval(mean, low, high, "t")``.
+    """
+
+    model_config = ConfigDict(frozen=True)
 
     estimate: float
     low: float
     high: float
     method: str
+
+    def __init__(self, estimate: float, low: float, high: float, method: str) -> None:
+        super().__init__(estimate=estimate, low=low, high=high, method=method)
 
 
 def t_interval(values: list[float] | np.ndarray, confidence: float = CONFIDENCE) -> Interval:

@@ -20,7 +20,6 @@ from cnnvsmlp.report.model import (
     SCHEMA_VERSION,
     Comparison,
     FailedRun,
-    Interval,
     PairComparison,
     ReferenceComparison,
     RepeatTest,
@@ -149,7 +148,7 @@ def _summarise(
         variant=variant,
         params=runs[0].params,
         model_size_bytes=runs[0].model_size_bytes,
-        test_accuracy=Interval(**vars(accuracy)),
+        test_accuracy=accuracy,
         test_loss=mean("test_loss"),
         best_val_accuracy=mean("best_val_accuracy"),
         final_val_accuracy=final_val,
@@ -203,7 +202,7 @@ def _pairs(
             PairComparison(
                 a=a,
                 b=b,
-                difference=Interval(**vars(difference)),
+                difference=difference,
                 tests=[
                     RepeatTest(
                         repeat=rep,

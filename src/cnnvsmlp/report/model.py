@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
-
 from cnnvsmlp.errors import UserError
+from cnnvsmlp.jsonmodel import Record
 from cnnvsmlp.records import Epoch, Hardware
+from cnnvsmlp.stats import Interval
 
 SCHEMA_VERSION = "2.3"
 # Repeats of one variant whose test accuracies span more than this (max - min)
@@ -26,20 +26,7 @@ class RunsFailed(UserError):
     """Some runs failed for good: the comparison is partial, or there is none."""
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Interval(_Model):
-    """An estimate with its confidence interval and the method that made it."""
-
-    estimate: float
-    low: float
-    high: float
-    method: str
-
-
-class RunSummary(_Model):
+class RunSummary(Record):
     """One training run of a variant."""
 
     repeat: int
@@ -61,7 +48,7 @@ class RunSummary(_Model):
     history: list[Epoch]
 
 
-class ReferenceComparison(_Model):
+class ReferenceComparison(Record):
     """A seed's published number for a variant, and how far ours is from it."""
 
     accuracy: float
@@ -72,7 +59,7 @@ class ReferenceComparison(_Model):
     validation_difference: float | None
 
 
-class VariantSummary(_Model):
+class VariantSummary(Record):
     """A variant over all its repeats."""
 
     variant: str
@@ -97,7 +84,7 @@ class VariantSummary(_Model):
     spread_flag: str = ""
 
 
-class RepeatTest(_Model):
+class RepeatTest(Record):
     """McNemar's test of a pair in one repeat."""
 
     repeat: int
@@ -108,7 +95,7 @@ class RepeatTest(_Model):
     p_holm: float
 
 
-class PairComparison(_Model):
+class PairComparison(Record):
     """Variant ``a`` against variant ``b``; ``a`` has the higher mean test accuracy."""
 
     a: str
@@ -119,7 +106,7 @@ class PairComparison(_Model):
     verdict: str
 
 
-class FailedRun(_Model):
+class FailedRun(Record):
     """A run that failed for good, with the error that stopped it."""
 
     variant: str
@@ -130,7 +117,7 @@ class FailedRun(_Model):
     message: str
 
 
-class Comparison(_Model):
+class Comparison(Record):
     """Everything the comparison step computed."""
 
     schema_version: str

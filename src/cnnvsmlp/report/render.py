@@ -8,9 +8,10 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, select_autoescape
 from tabulate import tabulate
 
-from cnnvsmlp.report.model import Comparison, Interval, RunsFailed
+from cnnvsmlp.report.model import Comparison, RunsFailed
 from cnnvsmlp.report.plots import PLOTS
 from cnnvsmlp.report.verdict import number, pct
+from cnnvsmlp.stats import Interval
 
 
 def failure_summary(comparison: Comparison) -> str:
