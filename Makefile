@@ -5,7 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 CLI := $(BIN)/cnnvsmlp
 PIPELINE ?= compare
-CONFIG ?= fashion-mnist
+# CONFIG: a preset name or YAML file; unset, the command line's default preset.
+CONFIG ?=
+CONFIG_ARG := $(if $(CONFIG),--config $(CONFIG))
 SET ?=
 # Common overrides as make variables: make run EPOCHS=1 REPEATS=3 LIMIT=3000 VARIANTS=cnn,mlp
 OVERRIDES := $(SET) $(foreach v,EPOCHS REPEATS LIMIT VARIANTS SOURCE IDX_DIR,\
@@ -39,13 +41,13 @@ setup: $(BIN)/.installed ## Install pinned dependencies into .venv and the offli
 	@$(CLI) ensure-data
 
 data: setup ## Download and normalise the preset's data set into data/.
-	$(CLI) prepare --config $(CONFIG) $(OVERRIDES)
+	$(CLI) prepare $(CONFIG_ARG) $(OVERRIDES)
 
 models: $(BIN)/.installed ## Print every model variant with data set, layers and parameter count.
 	@$(CLI) models
 
 run: setup ## Run a pipeline locally with kfp's local runner.
-	$(CLI) run --pipeline $(PIPELINE) --config $(CONFIG) --runner $(RUNNER) $(OVERRIDES)
+	$(CLI) run --pipeline $(PIPELINE) $(CONFIG_ARG) --runner $(RUNNER) $(OVERRIDES)
 
 test: setup ## Run every test tier (unit, component, compile); the image tier is test-images.
 	$(BIN)/pytest -m "not images"
@@ -69,13 +71,13 @@ compile: $(BIN)/.installed ## Compile a pipeline to build/<name>.yaml.
 # submit and schedule first check the registry and the service account;
 # CNNVSMLP_SKIP_CHECKS=images,service-account (or all) leaves checks out.
 submit: $(BIN)/.installed ## Compile, check, upload and start a run on KFP_HOST.
-	$(CLI) submit --pipeline $(PIPELINE) --config $(CONFIG) $(EXPERIMENT_ARG) $(OVERRIDES)
+	$(CLI) submit --pipeline $(PIPELINE) $(CONFIG_ARG) $(EXPERIMENT_ARG) $(OVERRIDES)
 
 schedule: $(BIN)/.installed ## Create a recurring run on KFP_HOST (6-field cron).
-	$(CLI) schedule --pipeline $(PIPELINE) --config $(CONFIG) --cron '$(CRON)' $(EXPERIMENT_ARG) $(OVERRIDES)
+	$(CLI) schedule --pipeline $(PIPELINE) $(CONFIG_ARG) --cron '$(CRON)' $(EXPERIMENT_ARG) $(OVERRIDES)
 
 unschedule: $(BIN)/.installed ## Delete the recurring run of a pipeline.
-	$(CLI) unschedule --pipeline $(PIPELINE) --config $(CONFIG) $(EXPERIMENT_ARG)
+	$(CLI) unschedule --pipeline $(PIPELINE) $(CONFIG_ARG) $(EXPERIMENT_ARG)
 
 images: $(BIN)/.installed ## Build both images into the local Docker engine (content tags).
 	$(CLI) images $(if $(PUSH),--push)

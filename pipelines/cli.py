@@ -11,12 +11,13 @@ import os
 import sys
 from collections.abc import Sequence
 
+from cnnvsmlp.config import DEFAULT_PRESET
 from cnnvsmlp.errors import UserError
 
 
 def _config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--config", default="fashion-mnist", help="preset name or YAML file (default: %(default)s)"
+        "--config", default=DEFAULT_PRESET, help="preset name or YAML file (default: %(default)s)"
     )
     parser.add_argument(
         "overrides",

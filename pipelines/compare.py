@@ -17,7 +17,7 @@ the pipeline run, after the comparison's artifacts are stored.
 
 from kfp import dsl
 
-from cnnvsmlp.config import ExperimentConfig, load_config
+from cnnvsmlp.config import DEFAULT_PRESET, ExperimentConfig, load_config
 from components import (
     check_runs,
     compare_runs,
@@ -30,61 +30,78 @@ from pipelines.cluster import cluster_config
 from pipelines.placement import cpu_task, gpu_task
 
 NAME = "compare"
-DEFAULT_CONFIG = "fashion-mnist"
 
 
-@dsl.pipeline(
-    name=NAME,
-    description="CNN versus MLP: train every variant with repeats, test, and compare them.",
-)
-def pipeline(
-    config_json: str = cluster_config(load_config(DEFAULT_CONFIG)).model_dump_json(),
-    repeats: int = 0,
-):
-    """Train and test every variant of an experiment and compare them.
+def build():
+    """The pipeline; its ``config_json`` default is read from the preset and settings now.
 
-    Args:
-        config_json: the experiment config as JSON (a preset, with overrides).
-            The default is the Fashion-MNIST preset as a cluster runs it, its
-            training state mirrored to the bucket of the cluster settings.
-        repeats: runs of each variant, with seeds ``seed`` to ``seed + repeats - 1``,
-            in place of the config's ``repeats``, so it can be changed alone in the
-            KFP UI; 0 keeps the config's.
+    Returns:
+        The ``@dsl.pipeline`` function: what the runners compile and run.
     """
-    data = cpu_task(prepare_data(config_json=config_json), memory="8Gi")
-    data.set_caching_options(True)
-    plan = cpu_task(plan_runs(config_json=config_json, repeats=repeats), memory="1Gi")
-    plan.set_caching_options(False)
+    default_config = cluster_config(load_config(DEFAULT_PRESET)).model_dump_json()
 
-    with dsl.ParallelFor(plan.outputs["Output"]) as run_json:
-        # Training is never cached: a scheduled rerun must retrain.
-        train = gpu_task(
-            train_model(
-                config=plan.outputs["config"],
-                run_json=run_json,
-                job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-                dataset=data.outputs["dataset"],
+    @dsl.pipeline(
+        name=NAME,
+        description="CNN versus MLP: train every variant with repeats, test, and compare them.",
+    )
+    def pipeline(
+        config_json: str = default_config,
+        repeats: int = 0,
+    ):
+        """Train and test every variant of an experiment and compare them.
+
+        Args:
+            config_json: the experiment config as JSON (a preset, with overrides).
+                The default is the Fashion-MNIST preset as a cluster runs it, its
+                training state mirrored to the bucket of the cluster settings.
+            repeats: runs of each variant, with seeds ``seed`` to ``seed + repeats - 1``,
+                in place of the config's ``repeats``, so it can be changed alone in the
+                KFP UI; 0 keeps the config's.
+        """
+        data = cpu_task(prepare_data(config_json=config_json), memory="8Gi")
+        data.set_caching_options(True)
+        plan = cpu_task(plan_runs(config_json=config_json, repeats=repeats), memory="1Gi")
+        plan.set_caching_options(False)
+
+        with dsl.ParallelFor(plan.outputs["Output"]) as run_json:
+            # Training is never cached: a scheduled rerun must retrain.
+            train = gpu_task(
+                train_model(
+                    config=plan.outputs["config"],
+                    run_json=run_json,
+                    job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                    dataset=data.outputs["dataset"],
+                )
             )
-        )
-        train.set_caching_options(False)
-        evaluate = cpu_task(
-            evaluate_model(dataset=data.outputs["dataset"], model=train.outputs["model"]),
+            train.set_caching_options(False)
+            evaluate = cpu_task(
+                evaluate_model(dataset=data.outputs["dataset"], model=train.outputs["model"]),
+                memory="8Gi",
+            )
+            evaluate.set_caching_options(False)
+
+        compare = cpu_task(
+            compare_runs(
+                config=plan.outputs["config"],
+                dataset=data.outputs["dataset"],
+                results=dsl.Collected(evaluate.outputs["result"]),
+            ),
             memory="8Gi",
         )
-        evaluate.set_caching_options(False)
+        compare.set_caching_options(False)
+        # Last, so the comparison is stored before a partial run is marked failed.
+        check = cpu_task(check_runs(comparison=compare.outputs["comparison"]), memory="1Gi")
+        check.set_caching_options(False)
 
-    compare = cpu_task(
-        compare_runs(
-            config=plan.outputs["config"],
-            dataset=data.outputs["dataset"],
-            results=dsl.Collected(evaluate.outputs["result"]),
-        ),
-        memory="8Gi",
-    )
-    compare.set_caching_options(False)
-    # Last, so the comparison is stored before a partial run is marked failed.
-    check = cpu_task(check_runs(comparison=compare.outputs["comparison"]), memory="1Gi")
-    check.set_caching_options(False)
+    return pipeline
+
+
+def __getattr__(name: str):
+    """``pipeline`` is built on first use, so importing this module reads no config."""
+    if name == "pipeline":
+        globals()["pipeline"] = built = build()
+        return built
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def arguments(config: ExperimentConfig) -> dict:

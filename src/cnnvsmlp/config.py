@@ -26,6 +26,8 @@ from cnnvsmlp.errors import UserError
 from cnnvsmlp.jsonmodel import Record
 
 DATASETS = ("emnist-letters", "fashion-mnist")
+# The preset a command, a make verb or the pipeline uses when none is named.
+DEFAULT_PRESET = "fashion-mnist"
 DatasetName = Literal["emnist-letters", "fashion-mnist"]
 Optimizer = Literal["sgd", "adam", "rmsprop", "adadelta"]
 SourceKind = Literal["auto", "tfds", "idx"]
