@@ -11,6 +11,12 @@ Only object-level calls are made, so ``roles/storage.objectUser`` on the
 bucket is enough. Every request has a timeout and is retried with backoff
 when the failure is transient; whatever still fails ends as one
 :class:`StorageError` line saying what to do.
+
+One module, past 400 lines: every call the project makes to Cloud Storage,
+with its timeout, retry and translation into one error line, is here, so the
+fault tests (tests/test_faults.py, tests/test_storage.py) cover one place.
+The functions that take either a ``gs://`` URI or a local path part in one
+place, :func:`_where`.
 """
 
 from __future__ import annotations
@@ -283,6 +289,112 @@ def list_uris(prefix: str) -> list[str]:
     return sorted(f"gs://{bucket}/{name}" for name in _list(client(prefix), prefix))
 
 
+class _LocalFolder:
+    """Where a URI is a local folder or file: plain files, each replaced whole."""
+
+    @staticmethod
+    def mirror(files: list[Path], local_dir: Path, dest: str) -> int:
+        copied = 0
+        for path in files:
+            target = Path(dest) / path.relative_to(local_dir)
+            if target.is_file() and filecmp.cmp(path, target, shallow=False):
+                continue
+            with _replacing_file(target) as partial:
+                shutil.copyfile(path, partial)
+            copied += 1
+        return copied
+
+    @staticmethod
+    def fetch(src: str, local_dir: Path) -> int:
+        if not Path(src).is_dir():
+            return 0
+        shutil.copytree(src, local_dir, dirs_exist_ok=True)
+        return sum(1 for p in Path(src).rglob("*") if p.is_file())
+
+    @staticmethod
+    def write_text(uri: str, text: str) -> None:
+        with _replacing_file(Path(uri)) as partial:
+            partial.write_text(text)
+
+    @staticmethod
+    def read_text(uri: str) -> str | None:
+        path = Path(uri)
+        return path.read_text() if path.is_file() else None
+
+    @staticmethod
+    def remove(uri: str) -> None:
+        shutil.rmtree(uri, ignore_errors=True)
+
+
+class _Bucket:
+    """Where a URI is ``gs://``: objects, through the calls above."""
+
+    @staticmethod
+    def mirror(files: list[Path], local_dir: Path, dest: str) -> int:
+        bucket, name = parse_uri(dest)
+        folder = name.rstrip("/") + "/" if name else ""
+        there = {key: blob.md5_hash for key, blob in _list(client(dest), dest).items()}
+        copied = 0
+        for path in files:
+            key = folder + path.relative_to(local_dir).as_posix()
+            if there.get(key) == _md5(path):
+                continue
+            upload(path, f"gs://{bucket}/{key}", overwrite=True)
+            copied += 1
+        return copied
+
+    @staticmethod
+    def fetch(src: str, local_dir: Path) -> int:
+        prefix = src.rstrip("/") + "/"
+        targets = {uri: _inside(local_dir, uri.removeprefix(prefix), uri) for uri in list_uris(src)}
+        for uri, target in targets.items():
+            download(uri, target)
+        return len(targets)
+
+    @staticmethod
+    def write_text(uri: str, text: str) -> None:
+        gcs = client(uri)
+        bucket, name = parse_uri(uri)
+        try:
+            gcs.bucket(bucket).blob(name).upload_from_string(
+                text, timeout=TIMEOUT_S, retry=_retry()
+            )
+        except _ERRORS as err:
+            raise _fail(uri, err, gcs) from None
+
+    @staticmethod
+    def read_text(uri: str) -> str | None:
+        gcs = client(uri)
+        bucket, name = parse_uri(uri)
+        try:
+            return gcs.bucket(bucket).blob(name).download_as_text(timeout=TIMEOUT_S, retry=_retry())
+        except gexc.NotFound:
+            pass
+        except _ERRORS as err:
+            raise _fail(uri, err, gcs) from None
+        try:
+            _first_object(gcs, bucket)
+        except _ERRORS as err:
+            raise _fail(uri, err, gcs, listing=True) from None
+        return None
+
+    @staticmethod
+    def remove(uri: str) -> None:
+        gcs = client(uri)
+        for name, blob in _list(gcs, uri).items():
+            try:
+                blob.delete(timeout=TIMEOUT_S, retry=_retry())
+            except gexc.NotFound:
+                continue  # gone already: a retried delete
+            except _ERRORS as err:
+                raise _fail(f"gs://{blob.bucket.name}/{name}", err, gcs) from None
+
+
+def _where(uri: str) -> type[_LocalFolder] | type[_Bucket]:
+    """What handles ``uri``: the functions below take a ``gs://`` URI or a local path."""
+    return _Bucket if uri.startswith("gs://") else _LocalFolder
+
+
 def mirror_dir(local_dir: str | os.PathLike, dest: str, only: set[str] | None = None) -> int:
     """Make ``dest`` (a ``gs://`` prefix or a local folder) hold every file of ``local_dir``.
 
@@ -304,26 +416,7 @@ def mirror_dir(local_dir: str | os.PathLike, dest: str, only: set[str] | None = 
         for p in local_dir.rglob("*")
         if p.is_file() and (only is None or p.relative_to(local_dir).parts[0] in only)
     )
-    copied = 0
-    if not dest.startswith("gs://"):
-        for path in files:
-            target = Path(dest) / path.relative_to(local_dir)
-            if target.is_file() and filecmp.cmp(path, target, shallow=False):
-                continue
-            with _replacing_file(target) as partial:
-                shutil.copyfile(path, partial)
-            copied += 1
-        return copied
-    bucket, name = parse_uri(dest)
-    folder = name.rstrip("/") + "/" if name else ""
-    there = {key: blob.md5_hash for key, blob in _list(client(dest), dest).items()}
-    for path in files:
-        key = folder + path.relative_to(local_dir).as_posix()
-        if there.get(key) == _md5(path):
-            continue
-        upload(path, f"gs://{bucket}/{key}", overwrite=True)
-        copied += 1
-    return copied
+    return _where(dest).mirror(files, local_dir, dest)
 
 
 def fetch_dir(src: str, local_dir: str | os.PathLike) -> int:
@@ -341,17 +434,7 @@ def fetch_dir(src: str, local_dir: str | os.PathLike) -> int:
             leaves ``local_dir``.
         StorageUnavailable: no answer within the timeout and its retries.
     """
-    local_dir = Path(local_dir)
-    if not src.startswith("gs://"):
-        if not Path(src).is_dir():
-            return 0
-        shutil.copytree(src, local_dir, dirs_exist_ok=True)
-        return sum(1 for p in Path(src).rglob("*") if p.is_file())
-    prefix = src.rstrip("/") + "/"
-    targets = {uri: _inside(local_dir, uri.removeprefix(prefix), uri) for uri in list_uris(src)}
-    for uri, target in targets.items():
-        download(uri, target)
-    return len(targets)
+    return _where(src).fetch(src, Path(local_dir))
 
 
 def write_text(uri: str, text: str) -> None:
@@ -361,16 +444,7 @@ def write_text(uri: str, text: str) -> None:
         StorageError: missing bucket or no permission.
         StorageUnavailable: no answer within the timeout and its retries.
     """
-    if not uri.startswith("gs://"):
-        with _replacing_file(Path(uri)) as partial:
-            partial.write_text(text)
-        return
-    gcs = client(uri)
-    bucket, name = parse_uri(uri)
-    try:
-        gcs.bucket(bucket).blob(name).upload_from_string(text, timeout=TIMEOUT_S, retry=_retry())
-    except _ERRORS as err:
-        raise _fail(uri, err, gcs) from None
+    _where(uri).write_text(uri, text)
 
 
 def read_text(uri: str) -> str | None:
@@ -384,22 +458,7 @@ def read_text(uri: str) -> str | None:
         StorageError: missing bucket or no permission.
         StorageUnavailable: no answer within the timeout and its retries.
     """
-    if not uri.startswith("gs://"):
-        path = Path(uri)
-        return path.read_text() if path.is_file() else None
-    gcs = client(uri)
-    bucket, name = parse_uri(uri)
-    try:
-        return gcs.bucket(bucket).blob(name).download_as_text(timeout=TIMEOUT_S, retry=_retry())
-    except gexc.NotFound:
-        pass
-    except _ERRORS as err:
-        raise _fail(uri, err, gcs) from None
-    try:
-        _first_object(gcs, bucket)
-    except _ERRORS as err:
-        raise _fail(uri, err, gcs, listing=True) from None
-    return None
+    return _where(uri).read_text(uri)
 
 
 def remove_dir(uri: str) -> None:
@@ -409,14 +468,4 @@ def remove_dir(uri: str) -> None:
         StorageError: missing bucket or no permission.
         StorageUnavailable: no answer within the timeout and its retries.
     """
-    if not uri.startswith("gs://"):
-        shutil.rmtree(uri, ignore_errors=True)
-        return
-    gcs = client(uri)
-    for name, blob in _list(gcs, uri).items():
-        try:
-            blob.delete(timeout=TIMEOUT_S, retry=_retry())
-        except gexc.NotFound:
-            continue  # gone already: a retried delete
-        except _ERRORS as err:
-            raise _fail(f"gs://{blob.bucket.name}/{name}", err, gcs) from None
+    _where(uri).remove(uri)
