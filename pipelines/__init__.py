@@ -14,7 +14,7 @@ from types import ModuleType
 from cnnvsmlp.config import ExperimentConfig
 from cnnvsmlp.errors import UserError
 
-_NOT_PIPELINES = {"cli", "cluster", "local_runner", "placement"}
+_NOT_PIPELINES = {"bench", "cli", "cluster", "local_runner", "placement"}
 
 
 def pipeline_names() -> list[str]:

@@ -5,9 +5,6 @@ from pathlib import Path
 
 LIBRARY = Path(__file__).resolve().parents[1] / "src" / "cnnvsmlp"
 ABOVE = ("pipelines", "components", "kfp")
-# The benchmarks time the local runner (benchmark 5): a script run by `make bench`,
-# imported by no library module.
-ALLOWED = {("bench.py", "kfp.local"), ("bench.py", "pipelines.local_runner")}
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -27,7 +24,7 @@ def test_the_library_imports_no_pipelines_components_or_kfp():
         for module in imported_modules(path)
         if module.split(".")[0] in ABOVE
     )
-    assert [a for a in arrows if a not in ALLOWED] == []
+    assert arrows == []
 
 
 def test_the_scan_sees_imports_inside_functions(tmp_path):

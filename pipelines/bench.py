@@ -114,7 +114,7 @@ def project_train(data_dir: Path, variant: str, seed: int, out: Path) -> dict:
 def _one(kind: str, data_dir: Path, variant: str, out: Path) -> dict:
     """One measurement in a fresh process, so neither side inherits the other's TensorFlow state."""
     done = subprocess.run(
-        [sys.executable, "-m", "cnnvsmlp.bench", "--one", kind, str(data_dir), variant, str(out)],
+        [sys.executable, "-m", "pipelines.bench", "--one", kind, str(data_dir), variant, str(out)],
         capture_output=True,
         text=True,
     )
