@@ -92,3 +92,47 @@ def test_images_exist_lists_what_the_registry_lacks(tmp_path, monkeypatch):
 def test_installed_copy_without_a_checkout_still_names_an_image(monkeypatch, tmp_path):
     monkeypatch.setattr(images, "IMAGES_FILE", tmp_path / "absent.yaml")
     assert images.image_ref("gpu") == "cnnvsmlp-gpu:not-from-a-checkout"
+
+
+def test_the_installed_package_ships_every_module_the_checkout_has(tmp_path):
+    """The images install a wheel of the project: a subpackage left out of it fails only there."""
+    import shutil
+    import sys
+    import zipfile
+
+    from cnnvsmlp.settings import ROOT
+
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copy(ROOT / "pyproject.toml", src)
+    (src / "README.md").write_text("x\n")
+    folders = {"src/cnnvsmlp": "cnnvsmlp", "components": "components", "pipelines": "pipelines"}
+    for folder in folders:
+        shutil.copytree(ROOT / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            str(src),
+            "-w",
+            str(tmp_path / "wheel"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    (wheel,) = (tmp_path / "wheel").glob("*.whl")
+    shipped = set(zipfile.ZipFile(wheel).namelist())
+    expected = {
+        f"{package}/{path.relative_to(ROOT / folder).as_posix()}"
+        for folder, package in folders.items()
+        for pattern in ("*.py", "*.yaml", "*.j2")
+        for path in (ROOT / folder).rglob(pattern)
+        if "__pycache__" not in path.parts
+    }
+    assert sorted(expected - shipped) == []
