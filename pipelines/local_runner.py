@@ -120,9 +120,14 @@ class _Tail(io.TextIOBase):
 EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*(?:Error|Exception|Diverged): .+")
 
 
+def _plain(message: str) -> str:
+    """A message of kfp's without the colours it gives task names."""
+    return re.sub(r"\x1b\[[0-9;]*m", "", message)
+
+
 def describe_failure(message: str, config: ExperimentConfig, log: list[str] = ()) -> str:
     """Name the run behind a failed loop iteration in kfp's failure message, and its cause."""
-    message = re.sub(r"\x1b\[[0-9;]*m", "", message)  # kfp colours task names
+    message = _plain(message)
     causes = [line.strip() for line in log if EXCEPTION_LINE.match(line.strip())]
     cause = f": {causes[-1]}" if causes else "; its log above ends with the cause"
     found = re.search(r"'([\w-]+)' inside 'for-loop-\d+-iteration-(\d+)'", message)
@@ -262,8 +267,7 @@ def run_local(
     except RuntimeError as err:
         partial = _keep_partial(pipeline_root, report)
         if partial:  # the last step, check-runs, marked the run failed: name it
-            plain = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
-            task = re.search(r"Inner task failed: '([\w-]+)'", plain)
+            task = re.search(r"Inner task failed: '([\w-]+)'", _plain(str(err)))
             partial = f"{task.group(1) if task else 'check-runs'}: {partial}"
         why = partial or describe_failure(str(err), config, list(tail.lines))
         raise LocalRunError(f"run {run_dir.name} failed: {why}") from None

@@ -18,6 +18,23 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlparse
 
 
+def send_json(handler: http.server.BaseHTTPRequestHandler, status: int, body) -> None:
+    """Answer a request with ``body`` as JSON."""
+    data = json.dumps(body).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
+def serve(handler: type[http.server.BaseHTTPRequestHandler]) -> http.server.ThreadingHTTPServer:
+    """A server on a free local port, answering with ``handler`` from a daemon thread."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
 @dataclass
 class Request:
     method: str
@@ -70,13 +87,7 @@ class KfpStandIn:
                     {k.lower(): v for k, v in self.headers.items()},
                 )
                 stand_in.requests.append(request)
-                status, answer = stand_in.answer(request)
-                data = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, *stand_in.answer(request))
 
             do_GET = do_POST = do_DELETE = _handle  # noqa: N815
 

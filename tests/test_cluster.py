@@ -11,7 +11,7 @@ import yaml
 from cnnvsmlp.config import load_config
 from cnnvsmlp.images import image_ref
 from cnnvsmlp.settings import cluster_settings
-from kfp_standin import KfpStandIn
+from kfp_standin import KfpStandIn, send_json, serve
 from pipelines import cluster
 
 CONFIG = load_config("fashion-mnist", ["repeats=3"])
@@ -192,7 +192,6 @@ class KubernetesStandIn:
 
     def __init__(self, accounts: set[tuple[str, str]]):
         import http.server
-        import threading
 
         self.paths: list[str] = []
         stand_in = self
@@ -212,15 +211,9 @@ class KubernetesStandIn:
                     if found
                     else {"kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404}
                 )
-                data = json.dumps(body).encode()
-                self.send_response(200 if found else 404)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, 200 if found else 404, body)
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = serve(Handler)
 
     def kubeconfig(self, folder) -> str:
         path = folder / "kubeconfig"
@@ -376,7 +369,6 @@ class TokenEndpoint:
     def __init__(self):
         import base64
         import http.server
-        import threading
         import time
         from urllib.parse import parse_qs
 
@@ -400,15 +392,9 @@ class TokenEndpoint:
                 endpoint.audiences.append(
                     json.loads(base64.urlsafe_b64decode(claims))["target_audience"]
                 )
-                data = json.dumps({"id_token": endpoint.id_token}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, 200, {"id_token": endpoint.id_token})
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = serve(Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}/token"
 
     def close(self):
