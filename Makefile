@@ -86,7 +86,7 @@ push: $(BIN)/.installed ## Build both images and push them to the registry.
 	$(CLI) images --push
 
 bench: setup ## Slow measurements (data reader speed, training throughput).
-	$(BIN)/python -m pipelines.bench $(BENCH_ARGS)
+	$(BIN)/python -m cnnvsmlp_pipelines.bench $(BENCH_ARGS)
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache

@@ -5,12 +5,12 @@ image carries the library and the pinned dependencies), and runs unchanged
 on a laptop through kfp's local runner.
 """
 
-from components.check import check_runs
-from components.compare import compare_runs
-from components.data import prepare_data
-from components.evaluate import evaluate_model
-from components.plan import plan_runs
-from components.train import train_model
+from cnnvsmlp_components.check import check_runs
+from cnnvsmlp_components.compare import compare_runs
+from cnnvsmlp_components.data import prepare_data
+from cnnvsmlp_components.evaluate import evaluate_model
+from cnnvsmlp_components.plan import plan_runs
+from cnnvsmlp_components.train import train_model
 
 __all__ = [
     "check_runs",

@@ -114,7 +114,16 @@ def project_train(data_dir: Path, variant: str, seed: int, out: Path) -> dict:
 def _one(kind: str, data_dir: Path, variant: str, out: Path) -> dict:
     """One measurement in a fresh process, so neither side inherits the other's TensorFlow state."""
     done = subprocess.run(
-        [sys.executable, "-m", "pipelines.bench", "--one", kind, str(data_dir), variant, str(out)],
+        [
+            sys.executable,
+            "-m",
+            "cnnvsmlp_pipelines.bench",
+            "--one",
+            kind,
+            str(data_dir),
+            variant,
+            str(out),
+        ],
         capture_output=True,
         text=True,
     )
@@ -243,7 +252,7 @@ def bench_concurrency(fashion_dir: Path, out: Path, limit: int) -> list[dict]:
     """The preset on a slice, once per concurrency policy: wall time and the tasks' own times."""
     from kfp.local import subprocess_task_handler
 
-    from pipelines.local_runner import Concurrency, run_local
+    from cnnvsmlp_pipelines.local_runner import Concurrency, run_local
 
     task_times: list[float] = []
     original = subprocess_task_handler.run_local_subprocess

@@ -90,7 +90,7 @@ def cmd_synth_emnist(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     """Run a pipeline with kfp's local runner."""
     from cnnvsmlp.config import load_config
-    from pipelines.local_runner import run_local
+    from cnnvsmlp_pipelines.local_runner import run_local
 
     config = load_config(args.config, args.overrides)
     run_local(args.pipeline, config, runs_dir=args.runs_dir, runner=args.runner)
@@ -99,7 +99,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_compile(args: argparse.Namespace) -> int:
     """Compile a pipeline to IR YAML."""
-    from pipelines import compile_pipeline
+    from cnnvsmlp_pipelines import compile_pipeline
 
     path = compile_pipeline(args.pipeline, args.out)
     print(f"compile: {args.pipeline} -> {path}")
@@ -109,7 +109,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
 def cmd_submit(args: argparse.Namespace) -> int:
     """Compile, upload and start a run on a KFP cluster."""
     from cnnvsmlp.config import load_config
-    from pipelines.cluster import submit
+    from cnnvsmlp_pipelines.cluster import submit
 
     submit(args.pipeline, load_config(args.config, args.overrides), experiment=args.experiment)
     return 0
@@ -118,7 +118,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 def cmd_schedule(args: argparse.Namespace) -> int:
     """Create a recurring run on a KFP cluster."""
     from cnnvsmlp.config import load_config
-    from pipelines.cluster import schedule
+    from cnnvsmlp_pipelines.cluster import schedule
 
     schedule(
         args.pipeline,
@@ -132,7 +132,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
 def cmd_unschedule(args: argparse.Namespace) -> int:
     """Delete the recurring run of a pipeline."""
     from cnnvsmlp.config import load_config
-    from pipelines.cluster import unschedule
+    from cnnvsmlp_pipelines.cluster import unschedule
 
     unschedule(args.pipeline, load_config(args.config, args.overrides), experiment=args.experiment)
     return 0

@@ -380,7 +380,7 @@ def cluster_config(config: ExperimentConfig) -> ExperimentConfig:
 
 
 def _parameters(name: str, config: ExperimentConfig) -> dict:
-    from pipelines import pipeline_arguments
+    from cnnvsmlp_pipelines import pipeline_arguments
 
     return pipeline_arguments(name, cluster_config(config))
 
@@ -391,7 +391,7 @@ def _prepare(
     """Compile, check, connect, upload, find the experiment: the arguments every run shares."""
     import tempfile
 
-    from pipelines import compile_pipeline
+    from cnnvsmlp_pipelines import compile_pipeline
 
     target = Target.from_env()
     with tempfile.TemporaryDirectory() as tmp:

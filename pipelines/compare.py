@@ -18,7 +18,7 @@ the pipeline run, after the comparison's artifacts are stored.
 from kfp import dsl
 
 from cnnvsmlp.config import DEFAULT_PRESET, ExperimentConfig, load_config
-from components import (
+from cnnvsmlp_components import (
     check_runs,
     compare_runs,
     evaluate_model,
@@ -26,8 +26,8 @@ from components import (
     prepare_data,
     train_model,
 )
-from pipelines.cluster import cluster_config
-from pipelines.placement import cpu_task, gpu_task
+from cnnvsmlp_pipelines.cluster import cluster_config
+from cnnvsmlp_pipelines.placement import cpu_task, gpu_task
 
 NAME = "compare"
 

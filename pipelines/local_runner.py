@@ -28,7 +28,7 @@ from pathlib import Path
 
 from cnnvsmlp.config import ExperimentConfig
 from cnnvsmlp.errors import UserError
-from pipelines import get_pipeline
+from cnnvsmlp_pipelines import get_pipeline
 
 
 class LocalRunError(UserError):

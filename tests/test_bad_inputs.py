@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cnnvsmlp_pipelines.cli import main
 from conftest import idx_bytes, write_gz
-from pipelines.cli import main
 
 
 @dataclass(frozen=True)

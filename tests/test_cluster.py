@@ -11,8 +11,8 @@ import yaml
 from cnnvsmlp.config import load_config
 from cnnvsmlp.images import image_ref
 from cnnvsmlp.settings import cluster_settings
+from cnnvsmlp_pipelines import cluster
 from kfp_standin import KfpStandIn, send_json, serve
-from pipelines import cluster
 
 CONFIG = load_config("fashion-mnist", ["repeats=3"])
 

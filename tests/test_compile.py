@@ -11,7 +11,7 @@ import yaml
 from cnnvsmlp.config import load_config
 from cnnvsmlp.images import image_ref
 from cnnvsmlp.settings import cluster_settings
-from pipelines import compile_pipeline, get_pipeline, pipeline_arguments, pipeline_names
+from cnnvsmlp_pipelines import compile_pipeline, get_pipeline, pipeline_arguments, pipeline_names
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +110,7 @@ def test_repeats_parameter_replaces_the_configs(tmp_path):
     from kfp import dsl
 
     from cnnvsmlp.config import ConfigError, read_config
-    from components import plan_runs
+    from cnnvsmlp_components import plan_runs
 
     config = load_config("emnist-letters", ["seed=7"]).model_dump_json()
     settled = dsl.Artifact(uri=str(tmp_path / "config"))
@@ -135,7 +135,7 @@ def test_unknown_pipeline_lists_the_registered_ones():
 
 def test_compiling_an_unknown_pipeline_writes_nothing(tmp_path):
     from cnnvsmlp.errors import UserError
-    from pipelines import compile_pipeline
+    from cnnvsmlp_pipelines import compile_pipeline
 
     with pytest.raises(UserError, match="unknown pipeline 'nope'"):
         compile_pipeline("nope", tmp_path / "build")
@@ -156,7 +156,7 @@ def _cpu(quantity: str) -> float:
 
 def placement_problems(ir: dict, platform: dict) -> list[str]:
     """Tasks whose requests do not fit the allocatable resources of the node they land on."""
-    from pipelines.placement import NODE_TYPES
+    from cnnvsmlp_pipelines.placement import NODE_TYPES
 
     settings = cluster_settings()
     k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
@@ -205,7 +205,7 @@ def test_every_task_fits_the_node_it_lands_on(compiled):
 
 def test_the_node_types_are_the_ones_the_guides_create():
     from cnnvsmlp.settings import ROOT
-    from pipelines.placement import NODE_TYPES
+    from cnnvsmlp_pipelines.placement import NODE_TYPES
 
     pool = yaml.safe_load((ROOT / "manifests" / "gcp" / "nodepool.yaml").read_text())
     assert pool["spec"]["nodeConfig"]["machineType"] == NODE_TYPES["gpu"].machine_type

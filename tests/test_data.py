@@ -239,7 +239,7 @@ def test_cli_bad_input_exits_2_and_writes_nothing(tiny_fashion, tmp_path):
         [
             sys.executable,
             "-m",
-            "pipelines.cli",
+            "cnnvsmlp_pipelines.cli",
             "prepare",
             "--out",
             str(out),

@@ -148,7 +148,7 @@ def test_a_run_that_fails_for_good_still_gets_the_comparison_of_the_others(
     monkeypatch.setattr(builtins, "print", builtins.print)
     from cnnvsmlp.records import RunFailure, read_result
     from cnnvsmlp.report.model import Comparison
-    from pipelines.local_runner import LocalRunError, find_comparison, run_local
+    from cnnvsmlp_pipelines.local_runner import LocalRunError, find_comparison, run_local
 
     def mlp_read_only(method, path, body):
         return 403 if method == "POST" and b"/mlp-r0/" in body else None
@@ -212,7 +212,7 @@ def _train_task(small_fashion, tmp_path, bucket):
 def test_a_transient_storage_error_fails_the_training_task_for_a_retry(
     gcs, bucket, small_fashion, tmp_path, quick_give_up
 ):
-    from components.train import train_model
+    from cnnvsmlp_components.train import train_model
 
     args, model = _train_task(small_fashion, tmp_path, bucket)
     with GCSProxy(gcs.url, lambda method, path, body: 503):
@@ -227,8 +227,8 @@ def test_a_permanent_error_becomes_a_record_that_evaluation_passes_on(
     from kfp import dsl
 
     from cnnvsmlp.records import RunFailure, read_result
-    from components.evaluate import evaluate_model
-    from components.train import train_model
+    from cnnvsmlp_components.evaluate import evaluate_model
+    from cnnvsmlp_components.train import train_model
 
     args, model = _train_task(small_fashion, tmp_path, bucket)
     with GCSProxy(gcs.url, lambda method, path, body: 403):
@@ -256,7 +256,7 @@ def test_a_permanent_error_becomes_a_record_that_evaluation_passes_on(
 def test_the_run_is_checked_last_after_the_comparison_is_stored(tmp_path):
     import yaml
 
-    from pipelines import compile_pipeline
+    from cnnvsmlp_pipelines import compile_pipeline
 
     ir = next(yaml.safe_load_all(compile_pipeline("compare", tmp_path).read_text()))
     check = ir["root"]["dag"]["tasks"]["check-runs"]

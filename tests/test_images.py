@@ -106,7 +106,11 @@ def test_the_installed_package_ships_every_module_the_checkout_has(tmp_path):
     src.mkdir()
     shutil.copy(ROOT / "pyproject.toml", src)
     (src / "README.md").write_text("x\n")
-    folders = {"src/cnnvsmlp": "cnnvsmlp", "components": "components", "pipelines": "pipelines"}
+    folders = {
+        "src/cnnvsmlp": "cnnvsmlp",
+        "components": "cnnvsmlp_components",
+        "pipelines": "cnnvsmlp_pipelines",
+    }
     for folder in folders:
         shutil.copytree(ROOT / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__"))
     done = subprocess.run(
@@ -136,3 +140,9 @@ def test_the_installed_package_ships_every_module_the_checkout_has(tmp_path):
         if "__pycache__" not in path.parts
     }
     assert sorted(expected - shipped) == []
+    # Every importable name the wheel installs carries the project's prefix.
+    assert {
+        name.split("/")[0]
+        for name in shipped
+        if not name.endswith(".dist-info") and ".dist-info/" not in name
+    } <= {"cnnvsmlp", "cnnvsmlp_components", "cnnvsmlp_pipelines"}

@@ -18,7 +18,7 @@ import pytest
 
 from cnnvsmlp.config import load_config
 from cnnvsmlp.images import engine_problem, image_ref
-from pipelines.local_runner import run_local
+from cnnvsmlp_pipelines.local_runner import run_local
 from test_pipeline import (  # noqa: F401  collected again with the fixture below
     test_dry_run_keeps_every_artifact,
     test_dry_run_writes_a_comparison_of_every_variant,
@@ -75,7 +75,8 @@ def test_image_user_is_not_root_and_python_has_kfp_and_the_project(built, kind):
         built[kind],
         "python",
         "-c",
-        "import kfp, cnnvsmlp, components, pipelines, tensorflow; print(kfp.__version__)",
+        "import kfp, cnnvsmlp, cnnvsmlp_components, cnnvsmlp_pipelines, tensorflow;"
+        " print(kfp.__version__)",
     )
     assert (code, out) == (0, "2.17.0")
 

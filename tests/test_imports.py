@@ -4,7 +4,8 @@ import ast
 from pathlib import Path
 
 LIBRARY = Path(__file__).resolve().parents[1] / "src" / "cnnvsmlp"
-ABOVE = ("pipelines", "components", "kfp")
+# The runners under their installed names, and the bare names they had before.
+ABOVE = ("cnnvsmlp_pipelines", "cnnvsmlp_components", "pipelines", "components", "kfp")
 
 
 def imported_modules(path: Path) -> set[str]:

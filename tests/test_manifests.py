@@ -9,7 +9,7 @@ import yaml
 
 from cnnvsmlp.infra import check_objects, lint_dockerfiles, lint_infra, render_manifests
 from cnnvsmlp.settings import ROOT, cluster_settings
-from pipelines import compile_pipeline
+from cnnvsmlp_pipelines import compile_pipeline
 
 
 @pytest.fixture(scope="module")
@@ -202,7 +202,7 @@ def test_role_lets_argos_wait_container_read_the_artifact_secret(objects):
 
 def test_shipped_settings_are_those_of_the_documented_standalone_install(objects):
     from cnnvsmlp.infra import check_settings
-    from pipelines.cluster import STANDALONE_NAMESPACE
+    from cnnvsmlp_pipelines.cluster import STANDALONE_NAMESPACE
 
     s = cluster_settings()
     assert s.namespace == STANDALONE_NAMESPACE and check_settings(s) == []

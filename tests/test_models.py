@@ -75,7 +75,7 @@ def test_unknown_variant():
 
 def test_models_command_lists_every_variant():
     done = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "models"],
+        [sys.executable, "-m", "cnnvsmlp_pipelines.cli", "models"],
         capture_output=True,
         text=True,
         check=True,

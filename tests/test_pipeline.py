@@ -11,7 +11,7 @@ import pytest
 
 from cnnvsmlp.config import load_config
 from cnnvsmlp.records import EvalResult
-from pipelines.local_runner import describe_failure, local_copy, new_run_dir, run_local
+from cnnvsmlp_pipelines.local_runner import describe_failure, local_copy, new_run_dir, run_local
 
 VARIANTS = ["mlp", "cnn", "cnn-3conv", "cnn-3conv-bn"]
 
@@ -86,7 +86,15 @@ def test_run_folders_never_overwrite(tmp_path):
 
 def test_invalid_config_fails_before_running(tmp_path):
     done = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "run", "--runs-dir", str(tmp_path), "repeats=0"],
+        [
+            sys.executable,
+            "-m",
+            "cnnvsmlp_pipelines.cli",
+            "run",
+            "--runs-dir",
+            str(tmp_path),
+            "repeats=0",
+        ],
         capture_output=True,
         text=True,
     )
@@ -109,7 +117,7 @@ def test_runs_dir_that_cannot_hold_runs_is_one_line(tmp_path):
 
 
 def test_local_runs_are_not_retried_but_the_cluster_ones_are():
-    from pipelines import get_pipeline
+    from cnnvsmlp_pipelines import get_pipeline
 
     pipeline = get_pipeline("compare").pipeline
 
