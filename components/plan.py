@@ -25,7 +25,8 @@ def plan_runs(
             an upstream parameter output next to the loop item.
 
     Returns:
-        One ``RunSpec`` as JSON per run: the items of the pipeline's fan-out.
+        One ``RunSpec`` as JSON per run, the slowest variant's first: the items of
+        the pipeline's fan-out.
     """
     from pathlib import Path
 
@@ -36,4 +37,4 @@ def plan_runs(
         settled = with_overrides(settled, [f"repeats={repeats}"])
     Path(config.path).write_text(settled.model_dump_json(), encoding="utf-8")
     config.metadata.update({"experiment": settled.name, "repeats": settled.repeats})
-    return [run.model_dump_json() for run in settled.runs()]
+    return [run.model_dump_json() for run in settled.scheduled_runs()]

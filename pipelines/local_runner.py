@@ -131,7 +131,7 @@ def describe_failure(message: str, config: ExperimentConfig, log: list[str] = ()
     causes = [line.strip() for line in log if EXCEPTION_LINE.match(line.strip())]
     cause = f": {causes[-1]}" if causes else "; its log above ends with the cause"
     found = re.search(r"'([\w-]+)' inside 'for-loop-\d+-iteration-(\d+)'", message)
-    runs = config.runs()
+    runs = config.scheduled_runs()
     if found and int(found.group(2)) < len(runs):
         run = runs[int(found.group(2))]
         return (

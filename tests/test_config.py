@@ -50,6 +50,14 @@ def test_overrides_and_runs():
     ]
 
 
+def test_runs_start_slowest_variant_first():
+    config = load_config("fashion-mnist", ["repeats=2"])
+    scheduled = config.scheduled_runs()
+    assert sorted(r.run_id for r in scheduled) == sorted(r.run_id for r in config.runs())
+    assert [r.variant for r in scheduled][::2] == ["mlp", "cnn-3conv-bn", "cnn-3conv", "cnn"]
+    assert [r.repeat for r in scheduled] == [0, 1] * 4  # repeats keep their order
+
+
 def test_yaml_file(tmp_path):
     path = tmp_path / "mine.yaml"
     path.write_text(load_config("fashion-mnist").model_dump_json())  # JSON is YAML

@@ -134,9 +134,12 @@ def test_local_runs_are_not_retried_but_the_cluster_ones_are():
 
 def test_a_failed_iteration_names_its_run():
     config = load_config("fashion-mnist", ["repeats=2"])
+    # The loop's items are the runs in the order they start (plan_runs).
+    iteration = [r.run_id for r in config.scheduled_runs()].index("cnn-r1")
     message = (
         "Pipeline \x1b[95m'compare'\x1b[0m finished with status \x1b[91mFAILURE\x1b[0m. Inner task "
-        "failed: \x1b[96m'train-model'\x1b[0m inside \x1b[96m'for-loop-1-iteration-3'\x1b[0m."
+        f"failed: \x1b[96m'train-model'\x1b[0m inside \x1b[96m'for-loop-1-iteration-{iteration}'"
+        "\x1b[0m."
     )
     assert describe_failure(message, config).startswith(
         "task 'train-model' of cnn-r1 (variant cnn, repeat 1, seed 1) failed; its log above"

@@ -45,6 +45,10 @@ class Variant:
     seed_writeup: str
     summary: str
     build: Callable[[int], keras.Model]
+    # Milliseconds per training step (batch 32, Adam) on 2 CPU cores, measured on
+    # Fashion-MNIST: how long a run of it takes against the others. Runners with
+    # fewer slots than runs start the longest first; nothing else reads it.
+    step_ms: float
 
 
 def _input():
@@ -149,31 +153,35 @@ def build_cnn_3conv_bn_m90(num_classes: int) -> keras.Model:
 VARIANTS: dict[str, Variant] = {
     v.name: v
     for v in (
-        Variant("mlp", "000", "Dense 1500-2000-Dropout 0.25-1000, ReLU", build_mlp),
+        Variant("mlp", "000", "Dense 1500-2000-Dropout 0.25-1000, ReLU", build_mlp, 19.9),
         Variant(
             "cnn-deep",
             "000",
             "Conv 32-64 (valid) - MaxPool - Dropout 0.25 - Dense 128 - Dropout 0.5",
             build_cnn_deep,
+            18.4,
         ),
-        Variant("cnn", "004", "Conv 32 (same) - MaxPool - Dense 128", build_cnn),
+        Variant("cnn", "004", "Conv 32 (same) - MaxPool - Dense 128", build_cnn, 4.7),
         Variant(
             "cnn-3conv",
             "004",
             "3 x [Conv (same) - MaxPool]: 32, 64, 128 - Dense 512",
             build_cnn_3conv,
+            16.1,
         ),
         Variant(
             "cnn-3conv-bn",
             "004",
             "cnn-3conv with BatchNorm before each ReLU (3 conv + Dense 512)",
             build_cnn_3conv_bn,
+            19.2,
         ),
         Variant(
             "cnn-3conv-bn-m90",
             "004",
             "cnn-3conv-bn with BatchNorm momentum 0.9 (moving statistics keep up with Adam)",
             build_cnn_3conv_bn_m90,
+            19.4,
         ),
     )
 }
