@@ -21,6 +21,6 @@ def check_runs(comparison: dsl.Input[dsl.Artifact]):
     """
     from pathlib import Path
 
-    from cnnvsmlp.report.render import check_complete
+    from cnnvsmlp.report.status import check_complete
 
     check_complete(Path(comparison.path) / "comparison.json")

@@ -144,7 +144,7 @@ def describe_failure(message: str, config: ExperimentConfig, log: list[str] = ()
 def _keep_partial(pipeline_root: Path, report: Path) -> str:
     """Copy a partial comparison to ``report`` and say what failed; empty when there is none."""
     from cnnvsmlp.report.model import Comparison
-    from cnnvsmlp.report.render import failure_summary
+    from cnnvsmlp.report.status import failure_summary
 
     try:
         found = find_comparison(pipeline_root)

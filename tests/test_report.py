@@ -25,7 +25,8 @@ from cnnvsmlp.report import write_comparison
 from cnnvsmlp.report.compare import compare
 from cnnvsmlp.report.model import SPREAD_LIMIT, Comparison, ReportError, RunsFailed
 from cnnvsmlp.report.plots import PLOTS
-from cnnvsmlp.report.render import check_complete, terminal_table
+from cnnvsmlp.report.render import terminal_table
+from cnnvsmlp.report.status import check_complete
 from cnnvsmlp.report.verdict import verdict
 from cnnvsmlp.storage import StorageError, StorageUnavailable
 

@@ -9,6 +9,10 @@ per-image correctness of the two models, one test per repeat, the p-values
 Holm-adjusted over all pairs; the accuracy difference with a t-interval over
 the per-repeat differences, or, with a single run, the Wald interval of a
 difference of paired proportions.
+
+SciPy and statsmodels are imported in the functions that use them: the
+comparison's record (:mod:`cnnvsmlp.report.model`) holds :class:`Interval`,
+and reading a record should not load them.
 """
 
 from __future__ import annotations
@@ -18,10 +22,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from pydantic import ConfigDict
-from scipy import stats as scipy_stats
-from statsmodels.stats.contingency_tables import mcnemar
-from statsmodels.stats.multitest import multipletests
-from statsmodels.stats.proportion import proportion_confint
 
 from cnnvsmlp.jsonmodel import Record
 
@@ -61,6 +61,8 @@ def t_interval(values: list[float] | np.ndarray, confidence: float = CONFIDENCE)
     Raises:
         ValueError: fewer than two values.
     """
+    from scipy import stats as scipy_stats
+
     values = np.asarray(values, dtype=float)
     if len(values) < 2:
         raise ValueError(f"a t-interval needs at least two values, got {len(values)}")
@@ -83,6 +85,8 @@ def wilson_interval(correct: int, n: int, confidence: float = CONFIDENCE) -> Int
     Returns:
         The proportion and the interval, method ``wilson``.
     """
+    from statsmodels.stats.proportion import proportion_confint
+
     low, high = proportion_confint(correct, n, alpha=1 - confidence, method="wilson")
     return Interval(correct / n, float(low), float(high), "wilson")
 
@@ -131,6 +135,8 @@ def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> McNemar:
     Raises:
         ValueError: the vectors differ in length.
     """
+    from statsmodels.stats.contingency_tables import mcnemar
+
     correct_a, correct_b = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
     if correct_a.shape != correct_b.shape:
         raise ValueError(
@@ -163,6 +169,8 @@ def paired_difference_interval(
     Returns:
         The difference and the interval, method ``wald-paired``.
     """
+    from scipy import stats as scipy_stats
+
     diff = (only_a - only_b) / n
     z = float(scipy_stats.norm.ppf(0.5 + confidence / 2))
     se = math.sqrt(max(only_a + only_b - (only_a - only_b) ** 2 / n, 0.0)) / n
@@ -195,6 +203,8 @@ def holm(p_values: list[float]) -> list[float]:
     Returns:
         The adjusted p-values (capped at 1), an empty list for no tests.
     """
+    from statsmodels.stats.multitest import multipletests
+
     if not p_values:
         return []
     return [float(p) for p in multipletests(p_values, alpha=ALPHA, method="holm")[1]]

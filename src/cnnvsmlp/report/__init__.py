@@ -11,6 +11,7 @@
 
 One module per job: :mod:`~cnnvsmlp.report.model` (the record),
 :mod:`~cnnvsmlp.report.compare` (grouping and summarising the runs),
+:mod:`~cnnvsmlp.report.status` (whether a written comparison is complete),
 :mod:`~cnnvsmlp.report.verdict` (the sentences), :mod:`~cnnvsmlp.report.plots`
 and :mod:`~cnnvsmlp.report.render` (tables, Markdown, HTML, terminal).
 """
@@ -18,15 +19,14 @@ and :mod:`~cnnvsmlp.report.render` (tables, Markdown, HTML, terminal).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
-from cnnvsmlp.config import ExperimentConfig
-from cnnvsmlp.records import EvalResult
-from cnnvsmlp.report.compare import compare
-from cnnvsmlp.report.model import Comparison
-from cnnvsmlp.report.plots import write_plots
-from cnnvsmlp.report.render import render_html, render_markdown
+    from cnnvsmlp.config import ExperimentConfig
+    from cnnvsmlp.records import EvalResult
+    from cnnvsmlp.report.model import Comparison
 
 
 def write_comparison(
@@ -49,6 +49,12 @@ def write_comparison(
             nothing is written then. Failed runs are no error: they are
             listed, and the comparison's ``status`` says it is partial.
     """
+    # Imported here: the record and the status check (report.model, report.status)
+    # load without the statistics and plotting libraries these bring.
+    from cnnvsmlp.report.compare import compare
+    from cnnvsmlp.report.plots import write_plots
+    from cnnvsmlp.report.render import render_html, render_markdown
+
     comparison = compare(results, config, test_labels)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,50 @@
+"""Whether a written comparison is complete, and which runs failed: no plotting or statistics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cnnvsmlp.report.model import Comparison, RunsFailed
+
+
+def failure_summary(comparison: Comparison) -> str:
+    """One line saying which runs failed and what is compared without them; empty when none.
+
+    Args:
+        comparison: the comparison to describe.
+
+    Returns:
+        E.g. ``"1 run failed for good: mlp-r0 (TrainingDiverged: loss is nan
+        at epoch 2); variant mlp is left out, cnn, cnn-3conv are compared."``
+    """
+    if not comparison.failures:
+        return ""
+    runs = "; ".join(
+        f"{f.variant}-r{f.repeat} ({f.error}: {f.message})" for f in comparison.failures
+    )
+    count = len(comparison.failures)
+    out = sorted(
+        {f.variant for f in comparison.failures}, key=[f.variant for f in comparison.failures].index
+    )
+    left = f"variant{'s' if len(out) > 1 else ''} {', '.join(out)} left out"
+    if comparison.variants:
+        rest = ", ".join(v.variant for v in comparison.variants)
+        tail = f"{left}; {rest} compared"
+    else:
+        tail = f"{left}; nothing left to compare"
+    return f"{count} run{'s' if count > 1 else ''} failed for good: {runs}; {tail}."
+
+
+def check_complete(path: str | Path) -> None:
+    """Raise when a written comparison is not complete.
+
+    Args:
+        path: a ``comparison.json``.
+
+    Raises:
+        RunsFailed: its status is ``partial`` or ``failed``; the message
+            names the failed runs and where the comparison of the others is.
+    """
+    comparison = Comparison.model_validate_json(Path(path).read_text(encoding="utf-8"))
+    if comparison.status != "complete":
+        raise RunsFailed(f"{comparison.status} comparison ({path}): {failure_summary(comparison)}")
