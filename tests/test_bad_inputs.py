@@ -1,6 +1,6 @@
 """Every bad input the command line refuses, in one table: one line, exit 2, nothing written.
 
-Each row runs ``pipelines.cli.main`` as a user would, in a fresh folder, and
+Each row runs ``cnnvsmlp_pipelines.cli.main`` as a user would, in a fresh folder, and
 checks the message fragment, that stderr is that one line (no traceback),
 and that the folder holds exactly what it held before.
 """

@@ -120,6 +120,10 @@ def test_repeats_parameter_replaces_the_configs(tmp_path):
     assert sorted((r["variant"], r["repeat"], r["seed"]) for r in runs) == [
         (v, r, 7 + r) for v in ("cnn-deep", "mlp") for r in range(3)
     ]
+    # The loop's items in the order the runs start, the order failures are named by.
+    settled_runs = read_config(tmp_path / "config").scheduled_runs()
+    assert [r["variant"] for r in runs] == ["mlp"] * 3 + ["cnn-deep"] * 3
+    assert runs == [json.loads(r.model_dump_json()) for r in settled_runs]
     kept = plan(config_json=config, repeats=0)  # the config's: 1
     assert [json.loads(r)["repeat"] for r in kept] == [0, 0]
     with pytest.raises(ConfigError, match="parameters: repeats: Input should be greater than"):

@@ -1,6 +1,8 @@
 """The library depends on nothing above it: no module of src/cnnvsmlp imports the runners."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 LIBRARY = Path(__file__).resolve().parents[1] / "src" / "cnnvsmlp"
@@ -26,6 +28,16 @@ def test_the_library_imports_no_pipelines_components_or_kfp():
         if module.split(".")[0] in ABOVE
     )
     assert arrows == []
+
+
+def test_the_status_check_loads_no_statistics_or_plotting():
+    """check_runs and the local runner read a comparison's status without the heavy libraries."""
+    code = (
+        "import sys, cnnvsmlp.report.status; "
+        "print(sorted({'scipy', 'statsmodels', 'matplotlib', 'tensorflow'} & sys.modules.keys()))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
 
 
 def test_the_scan_sees_imports_inside_functions(tmp_path):

@@ -45,7 +45,7 @@ def write_comparison(
         The comparison written to ``comparison.json``.
 
     Raises:
-        ReportError: the runs do not fit together (see :func:`compare`);
+        ReportError: the runs do not fit together (see :func:`~cnnvsmlp.report.compare.compare`);
             nothing is written then. Failed runs are no error: they are
             listed, and the comparison's ``status`` says it is partial.
     """

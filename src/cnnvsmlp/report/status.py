@@ -15,7 +15,7 @@ def failure_summary(comparison: Comparison) -> str:
 
     Returns:
         E.g. ``"1 run failed for good: mlp-r0 (TrainingDiverged: loss is nan
-        at epoch 2); variant mlp is left out, cnn, cnn-3conv are compared."``
+        at epoch 2); variant mlp left out; cnn, cnn-3conv compared."``
     """
     if not comparison.failures:
         return ""
