@@ -150,7 +150,7 @@ def _keep_partial(pipeline_root: Path, report: Path) -> str:
         found = find_comparison(pipeline_root)
     except LocalRunError:
         return ""
-    comparison = Comparison.model_validate_json((found / "comparison.json").read_text())
+    comparison = Comparison.read(found / "comparison.json")
     if comparison.status == "complete":
         return ""
     shutil.copytree(found, report)
@@ -284,7 +284,7 @@ def run_local(
         from cnnvsmlp.report.model import Comparison
         from cnnvsmlp.report.render import terminal_table
 
-        comparison = Comparison.model_validate_json((report / "comparison.json").read_text())
+        comparison = Comparison.read(report / "comparison.json")
         print()
         print(terminal_table(comparison))
         print(f"\nrun: finished in {minutes:.1f} min; report in {report}/report.md")

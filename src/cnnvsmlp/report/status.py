@@ -23,9 +23,7 @@ def failure_summary(comparison: Comparison) -> str:
         f"{f.variant}-r{f.repeat} ({f.error}: {f.message})" for f in comparison.failures
     )
     count = len(comparison.failures)
-    out = sorted(
-        {f.variant for f in comparison.failures}, key=[f.variant for f in comparison.failures].index
-    )
+    out = list(dict.fromkeys(f.variant for f in comparison.failures))
     left = f"variant{'s' if len(out) > 1 else ''} {', '.join(out)} left out"
     if comparison.variants:
         rest = ", ".join(v.variant for v in comparison.variants)
@@ -45,6 +43,6 @@ def check_complete(path: str | Path) -> None:
         RunsFailed: its status is ``partial`` or ``failed``; the message
             names the failed runs and where the comparison of the others is.
     """
-    comparison = Comparison.model_validate_json(Path(path).read_text(encoding="utf-8"))
+    comparison = Comparison.read(path)
     if comparison.status != "complete":
         raise RunsFailed(f"{comparison.status} comparison ({path}): {failure_summary(comparison)}")
