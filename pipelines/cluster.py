@@ -2,14 +2,18 @@
 
 Where the cluster is comes from the environment, read when a command runs:
 
-- ``KFP_HOST``: the KFP API endpoint (``https://<host>/pipeline`` behind an
-  ingress, or ``http://localhost:8080`` through ``kubectl port-forward``);
-- ``KFP_TOKEN``: a bearer token the endpoint accepts, sent as it is; behind
+- ``KFP_HOST`` (or kfp's own ``KF_PIPELINES_ENDPOINT``): the KFP API endpoint
+  (``https://<host>/pipeline`` behind an ingress, or ``http://localhost:8080``
+  through ``kubectl port-forward``);
+- ``KFP_TOKEN``: a bearer token the endpoint accepts; surrounding whitespace
+  (the newline a file or a Kubernetes secret ends with) is stripped, and a token
+  with a space, a control or a non-ASCII character inside is refused; behind
   IAP that is an OIDC ID token for the IAP client id, never an access token;
-- ``KFP_IAP_CLIENT_ID``: behind IAP, without ``KFP_TOKEN``: the OAuth client
-  id of the IAP; an ID token for it is fetched with google-auth from a service
-  account's credentials (``GOOGLE_APPLICATION_CREDENTIALS``, or the metadata
-  server on GCE and GKE);
+- ``KFP_IAP_CLIENT_ID`` (or kfp's own ``KF_PIPELINES_IAP_OAUTH2_CLIENT_ID``):
+  behind IAP, without ``KFP_TOKEN``: the OAuth client id of the IAP; an ID
+  token for it is fetched with google-auth from a service account's
+  credentials (``GOOGLE_APPLICATION_CREDENTIALS``, or the metadata server on
+  GCE and GKE);
 - ``KF_PIPELINES_SA_TOKEN_PATH``: without either, inside a cluster: the
   projected service-account token to send (kfp's client reads it only when no
   host is given, so with ``KFP_HOST`` set it is read here);
@@ -26,16 +30,25 @@ Before it uploads, ``submit`` and ``schedule`` check that the registry has the
 images the compiled pipeline names, and that the pipeline's service account
 exists in the namespace its pods will run in (through the Kubernetes API, with
 the kube config); a check that cannot be made says why in one line and is left
-out. No token is ever printed: error messages have any token blanked.
+out. No token is ever printed: every :class:`ClusterError` has each form of
+every token (raw, escaped, URL-encoded, base64) blanked.
+
+``schedule`` keeps one recurring run per pipeline and config: a second
+``make schedule`` replaces the first. KFP parses cron with robfig/cron v1
+(``backend/src/apiserver/server/api_converter.go``); :func:`check_cron`
+applies the same rules before any call, and refuses a schedule that never fires.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
 import shutil
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
+from urllib.parse import quote, quote_plus
 
 from cnnvsmlp.config import ExperimentConfig
 from cnnvsmlp.errors import UserError
@@ -51,7 +64,73 @@ CHECKS = ("images", "service-account")
 
 
 class ClusterError(UserError):
-    """The KFP API is unreachable or refused a call."""
+    """The KFP API is unreachable or refused a call; its message never holds a token."""
+
+    def __init__(self, message: str):
+        super().__init__(redact(message))
+
+
+# Every token this process has read or fetched, blanked in every message.
+_SECRETS: set[str] = set()
+
+
+def _forms(secret: str) -> set[str]:
+    """The ways ``secret`` can appear in a message: raw, escaped, URL-encoded, base64."""
+    raw = secret.encode("utf-8", "surrogateescape")
+    forms = {secret, secret.strip(), repr(secret)[1:-1], ascii(secret)[1:-1]}
+    forms |= {repr(raw)[2:-1], json.dumps(secret)[1:-1], quote(secret), quote_plus(secret)}
+    for encode in (base64.b64encode, base64.urlsafe_b64encode):
+        encoded = encode(raw).decode()
+        forms |= {encoded, encoded.rstrip("=")}
+    return {f for f in forms if len(f) >= 4}
+
+
+def redact(text: str) -> str:
+    """``text`` with every form of every token read or fetched here blanked."""
+    forms = set().union(*(_forms(s) for s in _SECRETS)) if _SECRETS else set()
+    for form in sorted(forms, key=len, reverse=True):
+        text = text.replace(form, "<token>")
+    return text
+
+
+def read_token(value: str, source: str) -> str:
+    """A bearer token from ``source``: surrounding whitespace stripped, the rest checked.
+
+    The raw value is remembered for redaction before it is checked, so no
+    message, this function's included, can show it.
+
+    Raises:
+        ClusterError: the token is empty or holds a space, a control or a
+            non-ASCII character (an HTTP header cannot carry it as sent).
+    """
+    _SECRETS.add(value)
+    token = value.strip()
+    if not token:
+        raise ClusterError(f"{source} is empty (only whitespace): set it to the bearer token")
+    _SECRETS.add(token)
+    for position, char in enumerate(token, 1):
+        if not ("!" <= char <= "~"):
+            kind = (
+                "a space"
+                if char == " "
+                else ("a non-ASCII character" if ord(char) > 127 else "a control character")
+            )
+            raise ClusterError(
+                f"{source}: the token holds {kind} at position {position} of {len(token)}; "
+                "a bearer token is printable ASCII: copy it again without the extra text"
+            )
+    return token
+
+
+def _env(project: str, kfp_own: str) -> str | None:
+    """The project's variable, else kfp.Client's own; refuses the two disagreeing."""
+    ours = os.environ.get(project, "").strip()
+    theirs = os.environ.get(kfp_own, "").strip()
+    if ours and theirs and ours.rstrip("/") != theirs.rstrip("/"):
+        raise ClusterError(
+            f"{project}={ours} but {kfp_own}={theirs}: unset one, or make them the same"
+        )
+    return ours or theirs or None
 
 
 @dataclass(frozen=True)
@@ -72,12 +151,14 @@ class Target:
         Raises:
             ClusterError: ``KFP_HOST`` is not set.
         """
-        host = os.environ.get("KFP_HOST", "").rstrip("/")
+        host = (_env("KFP_HOST", "KF_PIPELINES_ENDPOINT") or "").rstrip("/")
         if not host:
             raise ClusterError(
                 "KFP_HOST is not set: export KFP_HOST=https://<your KFP endpoint> "
                 "(or http://localhost:8080 after kubectl port-forward)"
             )
+        raw_token = os.environ.get("KFP_TOKEN")
+        token = read_token(raw_token, "KFP_TOKEN") if raw_token else None
         settings = cluster_settings()
         namespace = os.environ.get("KFP_NAMESPACE") or settings.namespace
         if namespace != settings.namespace:
@@ -89,46 +170,157 @@ class Target:
         token_path = os.environ.get("KF_PIPELINES_SA_TOKEN_PATH") or SA_TOKEN_PATH
         return cls(
             host=host,
-            token=os.environ.get("KFP_TOKEN") or None,
+            token=token,
             namespace=None if namespace == STANDALONE_NAMESPACE else namespace,
             pipeline_root=(
                 os.environ.get("KFP_PIPELINE_ROOT") or f"gs://{settings.bucket}/pipeline-root"
             ),
-            iap_client_id=os.environ.get("KFP_IAP_CLIENT_ID") or None,
+            iap_client_id=_env("KFP_IAP_CLIENT_ID", "KF_PIPELINES_IAP_OAUTH2_CLIENT_ID"),
             token_path=token_path if os.path.isfile(token_path) else None,
         )
 
     def redact(self, text: str) -> str:
-        """``text`` with the bearer token, if any, blanked."""
-        for secret in (self.token, *_FETCHED):
-            if secret:
-                text = text.replace(secret, "<token>")
-        return text
+        """``text`` with every token blanked (see :func:`redact`)."""
+        return redact(text)
 
 
-# ID tokens fetched in this process, blanked in messages like KFP_TOKEN.
-_FETCHED: list[str] = []
+# robfig/cron v1 (spec.go): each field's bounds and names; "?" means "*".
+_MONTHS = "jan feb mar apr may jun jul aug sep oct nov dec".split()
+_WEEKDAYS = "sun mon tue wed thu fri sat".split()
+_CRON_FIELDS = (
+    ("second", 0, 59, {}),
+    ("minute", 0, 59, {}),
+    ("hour", 0, 23, {}),
+    ("day of month", 1, 31, {}),
+    ("month", 1, 12, {m: i for i, m in enumerate(_MONTHS, 1)}),
+    ("day of week", 0, 6, {d: i for i, d in enumerate(_WEEKDAYS)}),
+)
+_CRON_DESCRIPTORS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight")
+_CRON_DESCRIPTORS += ("@hourly",)
+# Go's time.ParseDuration: a sign, then numbers with units, in seconds.
+_GO_UNITS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "\u00b5s": 1e-6,
+    "\u03bcs": 1e-6,
+    "ms": 1e-3,
+    "s": 1,
+    "m": 60,
+    "h": 3600,
+}
+_GO_NUMBER = r"(\d+\.?\d*|\.\d+)"
+_GO_DURATION = re.compile(r"[-+]?(?:" + _GO_NUMBER + "(?:ns|us|\u00b5s|\u03bcs|ms|s|m|h))+")
+# robfig's Next gives up after five years: a schedule with no time in them never fires.
+_CRON_HORIZON_DAYS = 5 * 366
 
 
-SIX_FIELD_CRON = re.compile(r"^\S+(\s+\S+){5}$")
+def _cron_field(cron: str, text: str, name: str, low: int, high: int, names: dict) -> tuple:
+    """The values a field selects and whether it is a star, as robfig's getField reads it."""
+
+    def number(part: str) -> int:
+        if part.lower() in names:
+            return names[part.lower()]
+        if not re.fullmatch(r"[+-]?\d+", part):
+            raise ClusterError(f"cron {cron!r}: {name} {part!r} is not a number")
+        if int(part) < 0:
+            raise ClusterError(f"cron {cron!r}: {name} {part!r} is negative")
+        return int(part)
+
+    values, star = set(), False
+    for expr in (e for e in text.split(",") if e):
+        span, *steps = expr.split("/")
+        if len(steps) > 1:
+            raise ClusterError(f"cron {cron!r}: {name} {expr!r} has more than one '/'")
+        bounds = span.split("-")
+        if bounds[0] in ("*", "?"):
+            start, end, star = low, high, True
+        elif len(bounds) > 2:
+            raise ClusterError(f"cron {cron!r}: {name} {expr!r} has more than one '-'")
+        else:
+            start = number(bounds[0])
+            end = number(bounds[1]) if len(bounds) == 2 else start
+        step = number(steps[0]) if steps else 1
+        if steps and len(bounds) == 1:
+            end = high  # "N/step" means "N-max/step"
+        if start < low or end > high:
+            raise ClusterError(
+                f"cron {cron!r}: {name} {expr!r} is out of range; it takes {low}-{high}"
+            )
+        if start > end:
+            raise ClusterError(f"cron {cron!r}: {name} {expr!r} begins after it ends")
+        if step == 0:
+            raise ClusterError(f"cron {cron!r}: {name} {expr!r} has a step of 0")
+        values |= set(range(start, end + 1, step))
+    return values, star
 
 
-def check_cron(cron: str) -> str:
-    """Accept KFP's 6-field cron (seconds first); refuse a 5-field crontab with the reason.
+def _cron_fires(dom: tuple, months: tuple, dow: tuple, today: date) -> bool:
+    """Whether some day of the next five years matches, with robfig's day rule.
+
+    A day matches its day of month and its day of week; when neither field is
+    a star (``*`` or ``?``), either one is enough.
+    """
+    for offset in range(_CRON_HORIZON_DAYS):
+        day = today + timedelta(days=offset)
+        if day.month not in months[0]:
+            continue
+        by_dom, by_dow = day.day in dom[0], (day.weekday() + 1) % 7 in dow[0]
+        if (by_dom and by_dow) if (dom[1] or dow[1]) else (by_dom or by_dow):
+            return True
+    return False
+
+
+def check_cron(cron: str, today: date | None = None) -> str:
+    """Accept what KFP's cron parser accepts (robfig/cron v1) and that fires; say why not.
+
+    Six fields, seconds first, each in range (numbers, ``*``, ``?``, ``a-b``,
+    ``/step``, lists, month and weekday names), or a descriptor (``@weekly``,
+    ``@every 1h30m``); a 5-field crontab is refused with the reason, and so is
+    a schedule with no time in the next five years (31 February).
+
+    Args:
+        cron: the expression.
+        today: the first day to look for a time from; today by default.
+
+    Returns:
+        The expression, its fields separated by single spaces.
 
     Raises:
-        ClusterError: not 6 fields.
+        ClusterError: the expression KFP would refuse, misread or never fire.
     """
-    fields = cron.split()
+    text = cron.strip()
+    if text.startswith("@"):
+        if text in _CRON_DESCRIPTORS:
+            return text
+        every = text.removeprefix("@every ").strip()
+        if text.startswith("@every ") and _GO_DURATION.fullmatch(every):
+            seconds = sum(
+                float(n) * _GO_UNITS[u] for n, u in re.findall(_GO_NUMBER + r"(\D+)", every)
+            )
+            if every.startswith("-") or seconds < 1:
+                raise ClusterError(f"cron {cron!r}: @every takes a duration of 1s or more")
+            return f"@every {every}"
+        raise ClusterError(
+            f"cron {cron!r}: unknown descriptor; KFP takes {', '.join(_CRON_DESCRIPTORS)} "
+            "and '@every <duration>' (e.g. '@every 1h30m')"
+        )
+    fields = text.split()
     if len(fields) == 5:
         raise ClusterError(
             f"cron {cron!r} has 5 fields: KFP's cron has 6, seconds first "
-            f"('0 {cron}' runs at the time you meant); KFP would read the 5 fields "
+            f"('0 {text}' runs at the time you meant); KFP would read the 5 fields "
             "shifted by one place and run at the wrong times"
         )
-    if not SIX_FIELD_CRON.match(cron.strip()):
+    if len(fields) != 6:
         raise ClusterError(
-            f"cron {cron!r}: expected 6 fields, seconds first, e.g. '0 0 3 * * 1' (Mondays 03:00)"
+            f"cron {cron!r}: expected 6 fields, seconds first, e.g. '0 0 3 * * 1' (Mondays "
+            "03:00), or a descriptor such as '@weekly'"
+        )
+    parsed = [_cron_field(cron, f, *spec) for f, spec in zip(fields, _CRON_FIELDS, strict=True)]
+    if not _cron_fires(parsed[3], parsed[4], parsed[5], today or date.today()):
+        raise ClusterError(
+            f"cron {cron!r}: no day of the next five years matches its day of month, month "
+            "and day of week, so KFP would accept it and never run it"
         )
     return " ".join(fields)
 
@@ -162,8 +354,7 @@ def iap_id_token(target: Target) -> str:
                 "--impersonate-service-account=<sa> --audiences=<client id> --include-email)"
             )
         ) from None
-    _FETCHED.append(token)
-    return token
+    return read_token(token, f"the ID token google-auth fetched for {target.iap_client_id}")
 
 
 def _client(target: Target):
@@ -177,9 +368,7 @@ def _client(target: Target):
     elif target.iap_client_id:
         auth["existing_token"] = iap_id_token(target)
     elif target.token_path:
-        from kfp.client.set_volume_credentials import ServiceAccountTokenVolumeCredentials
-
-        auth["credentials"] = ServiceAccountTokenVolumeCredentials(path=target.token_path)
+        auth["existing_token"] = _token_file(target.token_path)
     with warnings.catch_warnings():  # "only works with KFP v2.0.0-beta.2 and later": ours is 2.x
         warnings.filterwarnings("ignore", category=FutureWarning, module="kfp")
         return _call(
@@ -190,6 +379,20 @@ def _client(target: Target):
             namespace=target.namespace or "kubeflow",
             **auth,
         )
+
+
+def _token_file(path: str) -> str:
+    """The projected service-account token in ``path``, read and checked like ``KFP_TOKEN``.
+
+    Raises:
+        ClusterError: the file cannot be read, or its token is malformed.
+    """
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as f:
+            value = f.read()
+    except OSError as err:
+        raise ClusterError(f"KF_PIPELINES_SA_TOKEN_PATH {path}: {err.strerror}") from None
+    return read_token(value, f"the token file {path}")
 
 
 def _reason(err: Exception) -> str:
@@ -214,6 +417,10 @@ def _call(target: Target, what: str, func, *args, **kwargs):
         raise ClusterError(
             target.redact(f"{target.host}: could not {what} ({_reason(err)})")
         ) from None
+
+
+def _say(line: str) -> None:
+    print(redact(line))
 
 
 def skipped_checks() -> set[str]:
@@ -246,7 +453,7 @@ def check_images(refs: list[str]) -> None:
     from cnnvsmlp.images import images_exist
 
     if shutil.which("docker") is None:
-        print("check: images not checked: no docker client here to ask the registry")
+        _say("check: images not checked: no docker client here to ask the registry")
         return
     missing = images_exist(refs)
     if missing:
@@ -256,7 +463,7 @@ def check_images(refs: list[str]) -> None:
             "'gcloud builds submit --config images/cloudbuild.yaml' (docs/cluster.md step 8); "
             f"{SKIP_CHECKS_ENV}=images leaves this check out"
         )
-    print(f"check: the registry has {len(refs)} image(s) the pipeline names")
+    _say(f"check: the registry has {len(refs)} image(s) the pipeline names")
 
 
 def check_service_account(namespace: str, name: str) -> None:
@@ -273,7 +480,7 @@ def check_service_account(namespace: str, name: str) -> None:
     try:
         from kubernetes import client, config
     except ImportError:
-        print("check: service account not checked: the kubernetes package is not installed")
+        _say("check: service account not checked: the kubernetes package is not installed")
         return
     path = os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
     try:
@@ -283,10 +490,10 @@ def check_service_account(namespace: str, name: str) -> None:
             config.load_incluster_config()
             api = client.ApiClient()
         else:
-            print(f"check: service account not checked: no kube config at {path}")
+            _say(f"check: service account not checked: no kube config at {path}")
             return
     except Exception as err:  # noqa: BLE001 - ConfigException, a missing exec auth plugin, ...
-        print(f"check: service account not checked: kube config {path}: {_reason(err)}")
+        _say(f"check: service account not checked: kube config {path}: {_reason(err)}")
         return
     where = api.configuration.host
     try:
@@ -300,12 +507,12 @@ def check_service_account(namespace: str, name: str) -> None:
                 f"{SETTINGS_FILE.relative_to(ROOT)} to where they are; "
                 f"{SKIP_CHECKS_ENV}=service-account leaves this check out"
             ) from None
-        print(f"check: service account not checked: {where} answered HTTP {err.status}")
+        _say(f"check: service account not checked: {where} answered HTTP {err.status}")
         return
     except Exception as err:  # noqa: BLE001 - urllib3 connection errors, timeouts
-        print(f"check: service account not checked: {where} unreachable ({_reason(err)})")
+        _say(f"check: service account not checked: {where} unreachable ({_reason(err)})")
         return
-    print(f"check: service account {name} exists in namespace {namespace}")
+    _say(f"check: service account {name} exists in namespace {namespace}")
 
 
 def compiled_images(package: str) -> list[str]:
@@ -332,10 +539,37 @@ def preflight(package: str) -> None:
         check_service_account(settings.namespace, settings.service_account)
 
 
+def _name_filter(name: str) -> str:
+    return json.dumps(
+        {"predicates": [{"operation": "EQUALS", "key": "display_name", "stringValue": name}]}
+    )
+
+
+def _find_id(target: Target, what: str, listed, items: str, key: str) -> str | None:
+    """The id of the one object a name-filtered list answered with, or None."""
+    found = getattr(listed, items) or []
+    if len(found) > 1:
+        raise ClusterError(
+            f"{target.host}: {len(found)} {what}s of that name; delete all but one in the KFP UI"
+        )
+    return getattr(found[0], key) if found else None
+
+
 def _upload(client, target: Target, name: str, package: str) -> tuple[str, str]:
-    """Upload a compiled pipeline: a new one, or a new version of the one of that name."""
+    """Upload a compiled pipeline: a new one, or a new version of the one of that name.
+
+    On a multi-user deployment the pipeline is looked up and uploaded in the
+    profile's namespace, so other profiles do not see it.
+    """
     version = datetime.now(timezone.utc).strftime(f"{name}-%Y%m%d-%H%M%S")
-    pipeline_id = _call(target, f"look up pipeline {name}", client.get_pipeline_id, name)
+    listed = _call(
+        target,
+        f"look up pipeline {name}",
+        client.list_pipelines,
+        filter=_name_filter(name),
+        namespace=target.namespace,
+    )
+    pipeline_id = _find_id(target, f"pipeline {name}", listed, "pipelines", "pipeline_id")
     if pipeline_id is None:
         pipeline = _call(
             target,
@@ -343,6 +577,7 @@ def _upload(client, target: Target, name: str, package: str) -> tuple[str, str]:
             client.upload_pipeline,
             package,
             pipeline_name=name,
+            namespace=target.namespace,
         )
         pipeline_id = pipeline.pipeline_id
     uploaded = _call(
@@ -356,8 +591,12 @@ def _upload(client, target: Target, name: str, package: str) -> tuple[str, str]:
     return pipeline_id, uploaded.pipeline_version_id
 
 
+def _experiment_name(config: ExperimentConfig, experiment: str | None) -> str:
+    return experiment or config.name
+
+
 def _experiment(client, target: Target, config: ExperimentConfig, experiment: str | None) -> str:
-    name = experiment or config.name
+    name = _experiment_name(config, experiment)
     created = _call(
         target,
         f"create experiment {name}",
@@ -366,6 +605,37 @@ def _experiment(client, target: Target, config: ExperimentConfig, experiment: st
         namespace=target.namespace,
     )
     return created.experiment_id
+
+
+def _existing_experiment(client, target: Target, name: str) -> str | None:
+    """The id of the experiment of that name, or None; never creates one."""
+    listed = _call(
+        target,
+        f"look up experiment {name}",
+        client.list_experiments,
+        filter=_name_filter(name),
+        namespace=target.namespace,
+    )
+    return _find_id(target, f"experiment {name}", listed, "experiments", "experiment_id")
+
+
+def _recurring_runs(client, target: Target, experiment_id: str, name: str) -> list:
+    """Every recurring run of that name in the experiment, through every page."""
+    found, token = [], ""
+    while True:
+        listed = _call(
+            target,
+            "list recurring runs",
+            client.list_recurring_runs,
+            page_token=token,
+            page_size=100,
+            experiment_id=experiment_id,
+            filter=_name_filter(name),
+        )
+        found += [r for r in (listed.recurring_runs or []) if r.display_name == name]
+        token = listed.next_page_token or ""
+        if not token:
+            return found
 
 
 def cluster_config(config: ExperimentConfig) -> ExperimentConfig:
@@ -423,7 +693,7 @@ def submit(pipeline: str, config: ExperimentConfig, experiment: str | None = Non
     target, client, shared = _prepare(pipeline, config, experiment)
     job = f"{pipeline}-{config.name}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
     run = _call(target, "start the run", client.run_pipeline, job_name=job, **shared)
-    print(f"submit: run {run.run_id} in experiment {experiment or config.name}")
+    print(f"submit: run {run.run_id} in experiment {_experiment_name(config, experiment)}")
     print(f"submit: {target.host}/#/runs/details/{run.run_id}")
     return run.run_id
 
@@ -436,21 +706,28 @@ def schedule_name(pipeline: str, config: ExperimentConfig) -> str:
 def schedule(
     pipeline: str, config: ExperimentConfig, cron: str, experiment: str | None = None
 ) -> str:
-    """Create a recurring run: no catch-up, one run at a time, no cached training.
+    """Create the recurring run, replacing one of the same name in the experiment.
+
+    No catch-up, one run at a time, no cached training. KFP does not keep
+    names unique and ``max_concurrency`` holds per recurring run, so two of the
+    same name would both fire and compete for the GPU quota: the new one is
+    created first, then every older one of its name is deleted.
 
     Returns:
         The recurring run's id.
 
     Raises:
-        ClusterError: a 5-field cron, ``KFP_HOST`` unset or unreachable, or a call refused.
+        ClusterError: a cron KFP would refuse or misread, ``KFP_HOST`` unset or
+            unreachable, or a call refused.
     """
     cron = check_cron(cron)
     target, client, shared = _prepare(pipeline, config, experiment)
+    name = schedule_name(pipeline, config)
     recurring = _call(
         target,
         "create the recurring run",
         client.create_recurring_run,
-        job_name=schedule_name(pipeline, config),
+        job_name=name,
         cron_expression=cron,
         max_concurrency=1,
         no_catchup=True,
@@ -459,32 +736,43 @@ def schedule(
         # training, evaluation and comparison, so every scheduled run retrains.
         **shared,
     )
+    new_id = recurring.recurring_run_id
+    for old in _recurring_runs(client, target, shared["experiment_id"], name):
+        if old.recurring_run_id == new_id:
+            continue
+        _call(
+            target,
+            f"delete the replaced recurring run {old.recurring_run_id} (delete it with "
+            "'make unschedule' and schedule again)",
+            client.delete_recurring_run,
+            old.recurring_run_id,
+        )
+        print(f"schedule: replaced recurring run {old.recurring_run_id} ({name})")
     print(
-        f"schedule: recurring run {recurring.recurring_run_id} '{cron}' in experiment "
-        f"{experiment or config.name}"
+        f"schedule: recurring run {new_id} '{cron}' in experiment "
+        f"{_experiment_name(config, experiment)}"
     )
-    print(f"schedule: {target.host}/#/recurringrun/details/{recurring.recurring_run_id}")
-    return recurring.recurring_run_id
+    print(f"schedule: {target.host}/#/recurringrun/details/{new_id}")
+    return new_id
 
 
 def unschedule(pipeline: str, config: ExperimentConfig, experiment: str | None = None) -> int:
     """Delete the recurring runs that :func:`schedule` made for this pipeline and config.
+
+    Creates nothing: a missing experiment means there is nothing to delete.
 
     Returns:
         How many were deleted.
     """
     target = Target.from_env()
     client = _client(target)
-    experiment_id = _experiment(client, target, config, experiment)
     name = schedule_name(pipeline, config)
-    listed = _call(
-        target,
-        "list recurring runs",
-        client.list_recurring_runs,
-        experiment_id=experiment_id,
-        page_size=100,
-    )
-    found = [r for r in (listed.recurring_runs or []) if r.display_name == name]
+    experiment_name = _experiment_name(config, experiment)
+    experiment_id = _existing_experiment(client, target, experiment_name)
+    if experiment_id is None:
+        print(f"unschedule: no experiment named {experiment_name}, so no recurring run {name}")
+        return 0
+    found = _recurring_runs(client, target, experiment_id, name)
     for recurring in found:
         _call(
             target,

@@ -53,6 +53,7 @@ class KfpStandIn:
         self.pipelines: dict[str, str] = {}
         self.experiments: dict[str, str] = {}
         self.recurring: dict[str, dict] = {}
+        self.namespaces: dict[str, str] = {}  # pipeline name: the namespace it was uploaded to
         self.refuse = refuse or set()
         self.echo_auth = echo_auth  # refusals quote the Authorization header, as some proxies do
         self._ids = itertools.count(1)
@@ -139,6 +140,8 @@ class KfpStandIn:
             return 200, {"pipelines": found, "total_size": len(found)} if found else {}
         if r.method == "POST" and path == "pipelines/upload":
             name = r.query["name"][0]
+            if r.query.get("namespace"):
+                self.namespaces[name] = r.query["namespace"][0]
             self.pipelines[name] = self._id("pipeline")
             return 200, {"pipeline_id": self.pipelines[name], "display_name": name}
         if r.method == "POST" and path == "pipelines/upload_version":
@@ -167,7 +170,16 @@ class KfpStandIn:
             self.recurring[rid] = {**r.body, "recurring_run_id": rid}
             return 200, self.recurring[rid]
         if r.method == "GET" and path == "recurringruns":
-            return 200, {"recurringRuns": list(self.recurring.values())}  # as the real API names it
+            # filtered by experiment, paged by page_size and an offset token, in the
+            # real API's camel case; the name filter is left to the client
+            wanted = r.query.get("experiment_id", [None])[0]
+            found = [v for v in self.recurring.values() if wanted in (None, v["experiment_id"])]
+            size = int(r.query.get("page_size", ["10"])[0])
+            start = int(r.query.get("page_token", ["0"])[0] or 0)
+            page = {"recurringRuns": found[start : start + size], "totalSize": len(found)}
+            if start + size < len(found):
+                page["nextPageToken"] = str(start + size)
+            return 200, page
         if r.method == "DELETE" and path.startswith("recurringruns/"):
             self.recurring.pop(path.split("/")[1], None)
             return 200, {}
