@@ -170,15 +170,15 @@ class KfpStandIn:
             self.recurring[rid] = {**r.body, "recurring_run_id": rid}
             return 200, self.recurring[rid]
         if r.method == "GET" and path == "recurringruns":
-            # filtered by experiment, paged by page_size and an offset token, in the
-            # real API's camel case; the name filter is left to the client
+            # filtered by experiment, paged by page_size and an offset token, named as the
+            # real API names them; the name filter is left to the client
             wanted = r.query.get("experiment_id", [None])[0]
             found = [v for v in self.recurring.values() if wanted in (None, v["experiment_id"])]
             size = int(r.query.get("page_size", ["10"])[0])
             start = int(r.query.get("page_token", ["0"])[0] or 0)
-            page = {"recurringRuns": found[start : start + size], "totalSize": len(found)}
+            page = {"recurringRuns": found[start : start + size], "total_size": len(found)}
             if start + size < len(found):
-                page["nextPageToken"] = str(start + size)
+                page["next_page_token"] = str(start + size)
             return 200, page
         if r.method == "DELETE" and path.startswith("recurringruns/"):
             self.recurring.pop(path.split("/")[1], None)

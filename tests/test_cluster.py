@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 
 import pytest
@@ -447,4 +448,242 @@ def test_iap_without_credentials_that_mint_id_tokens_says_what_to_do(api, tmp_pa
     message = str(err.value)
     assert "could not get an ID token for the IAP client 123-abc" in message
     assert "gcloud auth print-identity-token" in message and "\n" not in message
+    assert api.requests == []
+
+
+# ---------------------------------------------------------------- one schedule per name
+
+
+def test_schedule_twice_keeps_one_recurring_run(api, capsys):
+    first = cluster.schedule("compare", CONFIG, cron="0 0 3 * * 1")
+    second = cluster.schedule("compare", CONFIG, cron="@weekly")
+    assert list(api.recurring) == [second]
+    assert api.recurring[second]["trigger"]["cron_schedule"]["cron"] == "@weekly"
+    assert api.find("DELETE", f"recurringruns/{first}")
+    assert f"schedule: replaced recurring run {first}" in capsys.readouterr().out
+
+
+def test_schedule_leaves_other_names_and_experiments_alone(api):
+    cluster.schedule("compare", CONFIG, cron="0 0 3 * * 1")
+    other = load_config("fashion-mnist", ["name=other"])
+    cluster.schedule("compare", other, cron="0 0 4 * * 1")
+    cluster.schedule("compare", CONFIG, cron="0 0 3 * * 1", experiment="elsewhere")
+    names = sorted(r["display_name"] for r in api.recurring.values())
+    assert names == ["compare-fashion-mnist-schedule"] * 2 + ["compare-other-schedule"]
+
+
+def test_unschedule_pages_through_every_recurring_run(api):
+    cluster.schedule("compare", CONFIG, cron="0 0 3 * * 1")
+    experiment_id = next(iter(api.recurring.values()))["experiment_id"]
+    for n in range(230):  # someone else's, listed first
+        api.recurring[f"x-{n}"] = {"display_name": f"x-{n}", "experiment_id": experiment_id}
+    api.recurring["last"] = {
+        "display_name": "compare-fashion-mnist-schedule",
+        "experiment_id": experiment_id,
+        "recurring_run_id": "last",
+    }
+    assert cluster.unschedule("compare", CONFIG) == 2
+    assert "last" not in api.recurring and len(api.recurring) == 230
+    assert len(api.find("GET", "recurringruns")) >= 3
+
+
+def test_unschedule_without_the_experiment_creates_nothing(api, capsys):
+    assert cluster.unschedule("compare", CONFIG, experiment="never-made") == 0
+    assert api.find("POST", "experiments") == [] and api.experiments == {}
+    assert "no experiment named never-made" in capsys.readouterr().out
+
+
+def test_multi_user_uploads_go_to_the_profile_namespace(api, monkeypatch):
+    monkeypatch.delenv("KFP_NAMESPACE", raising=False)
+    settings = cluster_settings().model_copy(update={"namespace": "team-a"})
+    monkeypatch.setattr(cluster, "cluster_settings", lambda: settings)
+    cluster.submit("compare", CONFIG)
+    assert api.namespaces == {"compare": "team-a"}
+    assert api.find("GET", "pipelines")[0].query["namespace"] == ["team-a"]
+
+
+def test_standalone_uploads_take_no_namespace(api):
+    cluster.submit("compare", CONFIG)
+    assert api.namespaces == {}
+
+
+# ---------------------------------------------------------------- kfp.Client's own variables
+
+
+def test_kfp_clients_own_variables_are_accepted(api, monkeypatch):
+    monkeypatch.delenv("KFP_HOST")
+    monkeypatch.setenv("KF_PIPELINES_ENDPOINT", api.url)
+    cluster.submit("compare", CONFIG)
+    assert api.find("POST", "runs")
+    monkeypatch.setenv("KF_PIPELINES_IAP_OAUTH2_CLIENT_ID", "123-abc.apps.googleusercontent.com")
+    assert cluster.Target.from_env().iap_client_id == "123-abc.apps.googleusercontent.com"
+
+
+def test_project_and_kfp_variables_that_disagree_are_refused(api, monkeypatch):
+    monkeypatch.setenv("KF_PIPELINES_ENDPOINT", "http://elsewhere:8888")
+    with pytest.raises(cluster.ClusterError, match="KFP_HOST=.* but KF_PIPELINES_ENDPOINT="):
+        cluster.submit("compare", CONFIG)
+    assert api.requests == []
+
+
+# ---------------------------------------------------------------- cron, as KFP parses it
+
+
+@pytest.mark.parametrize(
+    "cron",
+    [
+        "0 0 3 * * 1",
+        "0 0 3 * * MON-FRI",
+        "*/15 0 0 ? jan,jul sun",
+        "0 0 0 29 2 *",  # leap years
+        "0 0 0 31 2 mon",  # day of month or day of week: Mondays in February
+        "@weekly",
+        "@midnight",
+        "@every 1h30m",
+        "@every 90s",
+    ],
+)
+def test_cron_kfp_accepts_is_accepted(cron):
+    assert cluster.check_cron(cron) == " ".join(cron.split())
+
+
+@pytest.mark.parametrize(
+    ("cron", "reason"),
+    [
+        ("0 99 99 * * *", "minute '99' is out of range; it takes 0-59"),
+        ("60 0 0 * * *", "second '60' is out of range"),
+        ("0 0 24 * * *", "hour '24' is out of range"),
+        ("0 0 0 0 * *", "day of month '0' is out of range; it takes 1-31"),
+        ("0 0 0 * 13 *", "month '13' is out of range"),
+        ("0 0 0 * * 7", "day of week '7' is out of range; it takes 0-6"),
+        ("0 0 0 5-1 * *", "begins after it ends"),
+        ("0 */0 0 * * *", "a step of 0"),
+        ("0 0 0 1-2-3 * *", "more than one '-'"),
+        ("0 0 0 * * x", "day of week 'x' is not a number"),
+        ("0 0 0 31 2 *", "never run it"),
+        ("0 0 0 30,31 2 *", "never run it"),  # 30 and 31 February
+        ("0 0 0 31 4,6,9,11 *", "never run it"),
+        ("@fortnightly", "unknown descriptor"),
+        ("@every 0s", "1s or more"),
+        ("@every soon", "unknown descriptor"),
+        ("daily", "expected 6 fields"),
+        ("0 0 0 * * * *", "expected 6 fields"),
+    ],
+)
+def test_cron_kfp_refuses_or_never_fires_is_refused_before_any_call(api, cron, reason):
+    with pytest.raises(cluster.ClusterError, match=re.escape(reason)) as err:
+        cluster.schedule("compare", CONFIG, cron=cron)
+    assert str(err.value).startswith(f"cron {cron!r}") and "\n" not in str(err.value)
+    assert api.requests == []
+
+
+# ---------------------------------------------------------------- tokens, through every path
+
+SECRET = "ya29.SECRET-abc_123"
+
+
+def _forms(secret: str) -> list[str]:
+    import base64
+    from urllib.parse import quote
+
+    return [
+        secret,
+        secret.strip(),
+        repr(secret)[1:-1],
+        repr(secret.encode())[2:-1],
+        quote(secret),
+        base64.b64encode(secret.encode()).decode().rstrip("="),
+    ]
+
+
+def _paths(tmp_path, monkeypatch):
+    """Run submit, schedule, unschedule and both checks; return what each said."""
+    monkeypatch.setenv("CNNVSMLP_SKIP_CHECKS", "")
+    monkeypatch.setenv("PATH", _fake_docker(tmp_path, set()))  # the registry lacks the images
+    s = cluster_settings()
+    kube = KubernetesStandIn({(s.namespace, s.service_account)})
+    monkeypatch.setenv("KUBECONFIG", kube.kubeconfig(tmp_path))
+    said = []
+    try:
+        for call in (
+            lambda: cluster.submit("compare", CONFIG),
+            lambda: cluster.schedule("compare", CONFIG, cron="0 0 3 * * 1"),
+            lambda: cluster.unschedule("compare", CONFIG),
+        ):
+            try:
+                call()
+            except cluster.ClusterError as err:
+                said.append(str(err))
+        monkeypatch.setenv("CNNVSMLP_SKIP_CHECKS", "images")  # on to the KFP calls
+        for call in (
+            lambda: cluster.submit("compare", CONFIG),
+            lambda: cluster.schedule("compare", CONFIG, cron="0 0 3 * * 1"),
+        ):
+            try:
+                call()
+            except cluster.ClusterError as err:
+                said.append(str(err))
+    finally:
+        kube.close()
+    return said
+
+
+@pytest.mark.parametrize("raw", [SECRET + "\n", SECRET + "\r\n", f"  {SECRET} \n"])
+def test_a_token_with_surrounding_whitespace_is_sent_stripped_and_never_shown(
+    raw, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv("KFP_TOKEN", raw)
+    with KfpStandIn(refuse={"experiments"}, echo_auth=True) as api:
+        monkeypatch.setenv("KFP_HOST", api.url)
+        said = _paths(tmp_path, monkeypatch)
+    assert {r.headers.get("authorization") for r in api.requests} == {f"Bearer {SECRET}"}
+    assert len(said) == 5 and all("for Bearer <token>" in line for line in said[2:])
+    shown = "\n".join(said) + capsys.readouterr().out
+    for form in _forms(raw) + _forms(SECRET):
+        assert form not in shown
+
+
+@pytest.mark.parametrize(
+    ("raw", "kind"),
+    [
+        ("ya29.SECRET abc", "a space at position 12"),
+        ("ya29.SECRET\nabc", "a control character at position 12"),
+        ("ya29.SECRET\r\nabc", "a control character at position 12"),
+        ("ya29.SECRÉTabc", "a non-ASCII character at position 10"),
+        (" \n", "is empty"),
+    ],
+)
+def test_a_malformed_token_is_refused_before_any_call_and_never_shown(
+    raw, kind, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv("KFP_TOKEN", raw)
+    with KfpStandIn(echo_auth=True) as api:
+        monkeypatch.setenv("KFP_HOST", api.url)
+        said = _paths(tmp_path, monkeypatch)
+    assert api.requests == []
+    assert len(said) == 5 and all(kind in line and "\n" not in line for line in said)
+    shown = "\n".join(said) + capsys.readouterr().out
+    for form in _forms(raw):
+        if len(form.strip()) >= 4:
+            assert form not in shown
+
+
+def test_every_escaped_form_of_a_token_is_blanked(monkeypatch):
+    monkeypatch.setenv("KFP_TOKEN", SECRET + "\n")
+    monkeypatch.setenv("KFP_HOST", "http://127.0.0.1:9")
+    cluster.Target.from_env()
+    for form in _forms(SECRET + "\n") + _forms(SECRET):
+        message = str(cluster.ClusterError(f"could not connect (Invalid header value {form!r})"))
+        assert SECRET not in message and "SECRET" not in message, form
+        assert "<token>" in message
+
+
+def test_a_token_file_is_read_and_checked_like_kfp_token(api, tmp_path, monkeypatch):
+    monkeypatch.delenv("KFP_TOKEN")
+    token = tmp_path / "token"
+    token.write_text("projected token\n")
+    monkeypatch.setenv("KF_PIPELINES_SA_TOKEN_PATH", str(token))
+    with pytest.raises(cluster.ClusterError, match=f"the token file {token}: .* a space") as err:
+        cluster.submit("compare", CONFIG)
+    assert "projected token" not in str(err.value)
     assert api.requests == []
