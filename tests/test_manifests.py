@@ -7,7 +7,14 @@ import re
 import pytest
 import yaml
 
-from cnnvsmlp.infra import check_objects, lint_dockerfiles, lint_infra, render_manifests
+from cnnvsmlp import infra
+from cnnvsmlp.infra import (
+    check_objects,
+    kfp_version,
+    lint_dockerfiles,
+    lint_infra,
+    render_manifests,
+)
 from cnnvsmlp.settings import ROOT, cluster_settings
 from cnnvsmlp_pipelines import compile_pipeline
 
@@ -18,7 +25,7 @@ def objects():
 
 
 def test_lint_infra_passes(capsys):
-    assert lint_infra() == 0
+    assert lint_infra(with_checkov=False) == 0  # checkov: test_checkov_* below
     out = capsys.readouterr().out
     assert "hadolint on images/*Dockerfile: ok" in out and "objects" in out
 
@@ -235,7 +242,7 @@ def test_readme_and_the_cluster_guide_walk_the_same_path():
             "--workload-pool",
             "--enable-autoscaling --min-nodes 1 --max-nodes 3",
             "roles/artifactregistry.reader",  # the nodes pull the images
-            "PIPELINE_VERSION=2.15.0",
+            f"PIPELINE_VERSION={kfp_version()}",
             "kubectl apply -k manifests/",
             "kubectl apply -k manifests/multi-user/",
             "make images PUSH=1",
@@ -245,3 +252,178 @@ def test_readme_and_the_cluster_guide_walk_the_same_path():
         ):
             assert step in text, f"{guide}: {step}"
         assert "KFP_TOKEN=$(gcloud auth print-access-token)" not in text, guide
+
+
+# ---------------------------------------------------------------- the KFP backend and its retries
+
+
+def test_every_guide_names_the_one_kfp_version_the_sdk_pins():
+    version = kfp_version()
+    assert version == "2.17.0"
+    overlay = (ROOT / "manifests" / "kfp" / "kustomization.yaml").read_text()
+    assert re.findall(r"\?ref=(\S+)", overlay) == [version]
+    for guide in ("README.md", "docs/cluster.md"):
+        text = (ROOT / guide).read_text()
+        assert set(re.findall(r"PIPELINE_VERSION=(\S+)", text)) == {version}, guide
+        assert "kubectl apply -k manifests/kfp/" in text, guide
+    for path in ("docs/cluster.md", "pipelines/placement.py"):
+        assert "2.15" not in (ROOT / path).read_text(), path
+
+
+def test_kfp_overlay_retries_training_on_failed_and_error():
+    assert infra.check_kfp_overlay() == []
+    upstream = yaml.safe_load(infra.KFP_WORKFLOW_DEFAULTS.read_text())
+    retry = yaml.safe_load(upstream["data"]["workflowDefaults"])["spec"]["templateDefaults"]
+    assert retry["retryStrategy"] == {"limit": "2", "retryPolicy": "OnError"}  # KFP 2.17's own
+
+
+def test_a_kfp_overlay_that_keeps_on_error_is_reported(tmp_path, monkeypatch):
+    for name in ("kustomization.yaml", "workflow-defaults.yaml"):
+        text = (infra.KFP_OVERLAY / name).read_text()
+        (tmp_path / name).write_text(text.replace("retryPolicy: Always", "retryPolicy: OnError"))
+    monkeypatch.setattr(infra, "KFP_OVERLAY", tmp_path)
+    problems = infra.check_kfp_overlay()
+    assert len(problems) == 1 and "expected limit '0' and retryPolicy Always" in problems[0]
+
+
+def test_the_guide_says_how_to_check_the_retries_on_a_first_run():
+    guide = (ROOT / "docs" / "cluster.md").read_text()
+    assert "grep -A8 retryStrategy" in guide and "retryPolicy: Always" in guide
+
+
+# ---------------------------------------------------------------- what removal leaves
+
+
+def test_bucket_and_gpu_pool_are_abandoned_not_deleted(objects):
+    for key in (("StorageBucket", cluster_settings().bucket), ("ContainerNodePool", "gpu-pool")):
+        annotations = objects[key]["metadata"]["annotations"]
+        assert annotations["cnrm.cloud.google.com/deletion-policy"] == "abandon", key
+
+
+def test_gpu_zones_are_a_setting_in_the_region(objects, tmp_path, monkeypatch):
+    pool = objects[("ContainerNodePool", "gpu-pool")]
+    assert pool["spec"]["nodeLocations"] == infra.gpu_zones() != []
+    assert all(z.startswith(cluster_settings().region + "-") for z in infra.gpu_zones())
+    zones = tmp_path / "gpu-zones.yaml"
+    zones.write_text(yaml.safe_dump({"kind": "GpuZones", "zones": ["europe-west4-a"]}))
+    monkeypatch.setattr(infra, "GPU_ZONES_FILE", zones)
+    monkeypatch.setattr(infra, "ROOT", tmp_path)
+    assert any("must be zones of REGION us-central1" in p for p in infra.check_settings())
+
+
+# ---------------------------------------------------------------- multi-user Kubeflow
+
+
+def _settings(**values):
+    s = cluster_settings()
+    member = f"serviceAccount:{s.project_id}.svc.id.goog[{values.get('namespace', s.namespace)}/"
+    values.setdefault("workload_identity_member", f"{member}{s.service_account}]")
+    return s.model_copy(update=values)
+
+
+@pytest.mark.parametrize("namespace", ["kubeflow", "default", "kube-system", "kube-public"])
+def test_a_profile_named_after_a_reserved_namespace_is_refused(namespace):
+    s = _settings(namespace=namespace, profile_owner="ana@company.io")
+    problems = infra.check_profile_settings(s)
+    assert len(problems) == 1 and f"NAMESPACE {namespace} is reserved" in problems[0]
+
+
+def test_the_placeholder_owner_is_refused_and_a_real_profile_passes():
+    shipped = cluster_settings().profile_owner
+    assert shipped == "owner@example.com"
+    problems = infra.check_profile_settings(_settings(namespace="team-a"))
+    assert problems == [
+        f"cluster-settings.env: PROFILE_OWNER {shipped} is a placeholder: set it to the email "
+        "the profile's owner signs in to Kubeflow with"
+    ]
+    assert infra.check_profile_settings(_settings(namespace="team-a", profile_owner="a@b.io")) == []
+
+
+@pytest.mark.parametrize("namespace", ["default", "kube-system"])
+def test_pipelines_never_go_to_a_reserved_namespace(namespace):
+    problems = infra.check_settings(_settings(namespace=namespace))
+    assert any(f"NAMESPACE {namespace} is reserved" in p for p in problems)
+
+
+def _fake_kubectl(folder):
+    log = folder / "calls"
+    script = folder / "kubectl"
+    script.write_text(f'#!/bin/sh\necho "$*" >> {log}\n')
+    script.chmod(0o755)
+    return str(script), log
+
+
+def test_multi_user_apply_sends_the_profile_waits_then_the_rest(tmp_path, monkeypatch):
+    kubectl, log = _fake_kubectl(tmp_path)
+    monkeypatch.setattr(
+        infra, "cluster_settings", lambda: _settings(namespace="team-a", profile_owner="a@b.io")
+    )
+    assert infra.apply_manifests(kubectl=kubectl) == 0
+    multi = str(ROOT / "manifests" / "multi-user")
+    assert log.read_text().splitlines() == [
+        f"apply -k {multi} -l app.kubernetes.io/component=profile",
+        "wait --for=create namespace/team-a --timeout=5m",
+        "-n team-a wait --for=create serviceaccount/default-editor --timeout=5m",
+        f"apply -k {multi}",
+    ]
+    # the selector picks the Profile and nothing else
+    rendered = render_manifests(ROOT / "manifests" / "multi-user")
+    labelled = [
+        o["kind"]
+        for o in rendered
+        if o["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "profile"
+    ]
+    assert labelled == ["Profile"]
+
+
+def test_standalone_apply_is_one_apply(tmp_path):
+    kubectl, log = _fake_kubectl(tmp_path)
+    assert infra.apply_manifests(kubectl=kubectl) == 0
+    assert log.read_text().splitlines() == [f"apply -k {ROOT / 'manifests'}"]
+
+
+def test_apply_with_the_placeholder_owner_applies_nothing(tmp_path, monkeypatch, capsys):
+    kubectl, log = _fake_kubectl(tmp_path)
+    monkeypatch.setattr(infra, "cluster_settings", lambda: _settings(namespace="team-a"))
+    assert infra.apply_manifests(kubectl=kubectl) == 1
+    assert not log.exists()
+    assert "PROFILE_OWNER owner@example.com is a placeholder" in capsys.readouterr().out
+
+
+def test_the_guide_applies_multi_user_in_two_steps_and_binds_the_ui():
+    guide = (ROOT / "docs" / "cluster.md").read_text()
+    assert "-l app.kubernetes.io/component=profile" in guide
+    assert "wait --for=create namespace/$NAMESPACE" in guide
+    # the UI's artifact reader, standalone and multi-user, may read the bucket
+    assert "roles/storage.objectViewer" in guide
+    assert "[kubeflow/ml-pipeline-ui]" in guide and "[$NAMESPACE/default-editor]" in guide
+
+
+# ---------------------------------------------------------------- checkov
+
+
+def test_each_checkov_suppression_names_its_reason():
+    files = [*(ROOT / "images").glob("*Dockerfile"), *(ROOT / "manifests").rglob("*.yaml")]
+    skips = [m for f in files for m in re.findall(r"checkov:skip=([^\n]*)", f.read_text())]
+    assert skips, "the Dockerfiles suppress two checks"
+    for skip in skips:
+        check, _, reason = skip.partition(":")
+        assert re.fullmatch(r"CKV_[A-Z0-9_]+", check) and len(reason.split()) >= 5, skip
+
+
+CHECKOV = ROOT / ".venv-tools" / "bin" / "checkov"
+
+
+@pytest.mark.skipif(not CHECKOV.is_file(), reason="checkov's venv: make lint installs it")
+def test_checkov_passes_the_manifests_and_finds_a_privileged_pod(objects):
+    assert infra.lint_checkov(list(objects.values())) == []
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "bad", "namespace": "x"},
+        "spec": {
+            "containers": [{"name": "c", "image": "c:1", "securityContext": {"privileged": True}}]
+        },
+    }
+    found = infra.lint_checkov([pod])
+    assert any("CKV_K8S_16" in p and "Pod.x.bad" in p for p in found)  # privileged

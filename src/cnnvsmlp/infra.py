@@ -181,9 +181,9 @@ def check_profile_settings(settings: ClusterSettings | None = None) -> list[str]
     return problems
 
 
-def gpu_zones(path: Path = GPU_ZONES_FILE) -> list[str]:
-    """The zones of ``manifests/settings/gpu-zones.yaml``."""
-    return list(yaml.safe_load(path.read_text()).get("zones") or [])
+def gpu_zones(path: Path | None = None) -> list[str]:
+    """The zones of ``manifests/settings/gpu-zones.yaml`` (or ``path``)."""
+    return list(yaml.safe_load((path or GPU_ZONES_FILE).read_text()).get("zones") or [])
 
 
 def check_settings(settings: ClusterSettings | None = None) -> list[str]:
