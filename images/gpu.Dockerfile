@@ -1,7 +1,7 @@
 # GPU trainer image: TensorFlow's CUDA build (CUDA and cuDNN from NVIDIA's pinned
 # wheels); the node's driver comes from GKE's NVIDIA device plugin.
-# Built by `make images` (cnnvsmlp.images), which passes the package index and the
-# index's CA bundle as build secrets: neither is written to a layer.
+# Built from images/docker-bake.json by `make images` (cnnvsmlp.images) and Cloud
+# Build; the package index and its CA bundle come as build secrets, in no layer.
 ARG BASE_IMAGE=python:3.11.11-slim-bookworm
 # checkov:skip=CKV_DOCKER_7:FROM names the BASE_IMAGE argument, whose default above is pinned
 FROM ${BASE_IMAGE}
@@ -26,16 +26,13 @@ RUN --mount=type=secret,id=pip_cert,required=false \
          PIP_INDEX_URL="$(cat /run/secrets/pip_index_url)"; export PIP_INDEX_URL; fi \
     && pip install --require-hashes -r requirements-gpu.lock
 
-COPY pyproject.toml ./
-COPY src ./src
-COPY components ./components
-COPY pipelines ./pipelines
-# The project itself (its dependencies are all in the lock above). pyproject names
-# README.md as the long description; the image carries a one-line one instead.
-# hadolint ignore=DL3013
-RUN echo "cnnvsmlp: CNN versus MLP as a Kubeflow pipeline." > README.md \
-    && pip install --no-deps --no-build-isolation . \
-    && rm -rf build ./*.egg-info src/*.egg-info \
+# What the components import and nothing else: the library and the components,
+# importable from /opt/cnnvsmlp/lib (no install step, so no pyproject and no
+# pipelines/: the content tag hashes exactly these; cnnvsmlp.images).
+COPY src/cnnvsmlp ./lib/cnnvsmlp
+COPY components ./lib/cnnvsmlp_components
+ENV PYTHONPATH=/opt/cnnvsmlp/lib
+RUN python -m compileall -q lib \
     && useradd --uid 10001 --create-home --shell /usr/sbin/nologin runner
 
 USER 10001

@@ -75,10 +75,12 @@ def test_image_user_is_not_root_and_python_has_kfp_and_the_project(built, kind):
         built[kind],
         "python",
         "-c",
-        "import kfp, cnnvsmlp, cnnvsmlp_components, cnnvsmlp_pipelines, tensorflow;"
-        " print(kfp.__version__)",
+        "import kfp, cnnvsmlp, cnnvsmlp_components, tensorflow; print(kfp.__version__)",
     )
     assert (code, out) == (0, "2.17.0")
+    # what no component imports is not shipped (it is not in the content tag either)
+    code, _ = _in(built[kind], "python", "-c", "import cnnvsmlp_pipelines")
+    assert code != 0
 
 
 def test_cpu_image_has_no_compiler_and_no_dev_tools(built):

@@ -1,20 +1,27 @@
 """The container images: content-derived tags, local builds, pushes and registry checks.
 
 A tag is ``src-`` and the first 12 hex digits of a SHA-256 over the tracked
-files that go into the images (the image locks, pyproject, library, components,
-pipelines, Dockerfiles), so a change to any of them names a new image, the same
-content always names the same one, and a docs edit or an untracked file does not.
+files that go into the images: the image locks, the library and the
+components (what the components import, and all the images ship), the
+Dockerfiles and the build definition. A change to any of them names a new
+image, the same content always names the same one, and an edit of anything
+else (``pipelines/``, the docs, an untracked file) does not.
 
-``make images`` builds both images into the local engine under the names the
-compiled IR uses; ``make push`` pushes them. Where the Dockerfiles' base image
-cannot be pulled, a stand-in base with the same interpreter (Debian bookworm's
-Python 3.11, ``pip`` on PATH) is built from Debian packages and passed as
-``BASE_IMAGE``; the Dockerfiles are the same either way.
+The build is defined once, in ``images/docker-bake.json`` (a ``docker buildx
+bake`` file: targets, Dockerfiles, platform, tags): ``images/cloudbuild.yaml``
+runs ``docker buildx bake`` on it, and ``make images`` does too where the
+Docker client has buildx, or else runs ``docker build`` with each target's
+values read from it. ``make push`` pushes. Where the Dockerfiles' base image
+cannot be pulled, ``images/standin-base.sh`` builds a stand-in with the same
+interpreter (Debian bookworm's Python 3.11, ``pip`` on PATH), passed as
+``BASE_IMAGE``; the Dockerfiles are the same either way. The locks pin x86_64
+wheels, so a build on another architecture is refused with where to build.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -29,19 +36,24 @@ from cnnvsmlp.errors import UserError
 from cnnvsmlp.settings import ROOT
 
 IMAGES_FILE = ROOT / "images" / "images.yaml"
+BAKE_FILE = ROOT / "images" / "docker-bake.json"
+STANDIN_SCRIPT = ROOT / "images" / "standin-base.sh"
+# What the images are built from: the Dockerfiles copy the locks, the library
+# and the components (.dockerignore lets nothing else into the context).
 SHIPPED = (
-    "pyproject.toml",
     "requirements-cpu.lock",
     "requirements-gpu.lock",
-    "src",
+    "src/cnnvsmlp",
     "components",
-    "pipelines",
     "images/cpu.Dockerfile",
     "images/gpu.Dockerfile",
+    "images/docker-bake.json",
+    ".dockerignore",
 )
 STANDIN_BASE = "cnnvsmlp-base:bookworm-py311"
-DEBIAN_PACKAGES = "python3,python3-venv,ca-certificates"
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+# The architectures the image locks' wheels are for (x86_64-manylinux_2_28).
+LOCK_ARCHITECTURES = {"x86_64", "amd64"}
 
 
 class ImageError(UserError):
@@ -83,8 +95,35 @@ def source_tag(root: Path = ROOT) -> str:
 
 @cache
 def images_config() -> dict:
-    """``images/images.yaml``: the registry and the Dockerfile of each image."""
+    """``images/images.yaml``: the registry."""
     return yaml.safe_load(IMAGES_FILE.read_text())
+
+
+def bake_targets(variables: dict[str, str] | None = None) -> dict[str, dict]:
+    """The targets of ``images/docker-bake.json``, its ``${VAR}`` references resolved.
+
+    Args:
+        variables: values for the bake file's variables (``REGISTRY``, ``TAG``,
+            ``BASE_IMAGE``); a variable not given takes its default.
+
+    Returns:
+        Each target (``cpu``, ``gpu``) with its ``dockerfile``, ``context``,
+        ``platforms``, ``args`` and ``tags``.
+    """
+    bake = json.loads(BAKE_FILE.read_text())
+    values = {name: spec.get("default", "") for name, spec in bake["variable"].items()}
+    values.update(variables or {})
+
+    def resolve(value):
+        if isinstance(value, str):
+            return re.sub(r"\$\{(\w+)\}", lambda m: values[m.group(1)], value)
+        if isinstance(value, list):
+            return [resolve(v) for v in value]
+        if isinstance(value, dict):
+            return {k: resolve(v) for k, v in value.items()}
+        return value
+
+    return {name: resolve(target) for name, target in bake["target"].items()}
 
 
 OUTSIDE_CHECKOUT_TAG = "not-from-a-checkout"
@@ -100,10 +139,10 @@ def image_ref(kind: str) -> str:
     """
     if not IMAGES_FILE.is_file():
         return f"cnnvsmlp-{kind}:{OUTSIDE_CHECKOUT_TAG}"
-    config = images_config()
-    if kind not in config["images"]:
-        raise KeyError(f"unknown image {kind!r}; known: {', '.join(config['images'])}")
-    return f"{config['registry']}/cnnvsmlp-{kind}:{source_tag()}"
+    targets = bake_targets({"REGISTRY": images_config()["registry"], "TAG": source_tag()})
+    if kind not in targets:
+        raise KeyError(f"unknown image {kind!r}; known: {', '.join(targets)}")
+    return targets[kind]["tags"][0]
 
 
 def default_base(dockerfile: Path) -> str:
@@ -149,51 +188,25 @@ def debian_mirror() -> str:
 
 
 def build_standin_base(ref: str = STANDIN_BASE) -> str:
-    """Build a base image from Debian bookworm packages: Python 3.11 with ``pip`` on PATH.
-
-    ``debootstrap`` lays out a minimal bookworm with ``python3``; a venv at
-    ``/usr/local/python`` gives ``python`` and ``pip`` on PATH as the official
-    Python image does, and ``docker import`` turns the tree into an image.
+    """Build the stand-in base with ``images/standin-base.sh`` (once; it is kept locally).
 
     Returns:
         The stand-in's reference.
 
     Raises:
-        ImageError: debootstrap is missing or fails.
+        ImageError: debootstrap is missing or the script fails.
     """
     if _local(ref):
         return ref
     if shutil.which("debootstrap") is None:
         raise ImageError("images: debootstrap is not installed (apt-get install debootstrap)")
-    with tempfile.TemporaryDirectory(prefix="cnnvsmlp-base-") as tmp:
-        tree = Path(tmp) / "rootfs"
-        steps = [
-            ["debootstrap", "--variant=minbase", f"--include={DEBIAN_PACKAGES}", "bookworm"]
-            + [str(tree), debian_mirror()],
-            ["chroot", str(tree), "python3", "-m", "venv", "/usr/local/python"],
-        ]
-        for step in steps:
-            done = subprocess.run(step, capture_output=True, text=True)
-            if done.returncode != 0:
-                tail = (done.stderr or done.stdout).strip().splitlines()[-1:]
-                raise ImageError(f"images: {step[0]} failed: {' '.join(tail)}")
-        shutil.rmtree(tree / "var/cache/apt/archives", ignore_errors=True)
-        shutil.rmtree(tree / "var/lib/apt/lists", ignore_errors=True)
-        tar = subprocess.Popen(["tar", "-C", str(tree), "-c", "."], stdout=subprocess.PIPE)
-        imported = subprocess.run(
-            ["docker", "import", "--change", "ENV PATH=/usr/local/python/bin:" + _PATH]
-            + ["--change", 'CMD ["python3"]', "-", ref],
-            stdin=tar.stdout,
-            capture_output=True,
-            text=True,
-        )
-        tar.wait()
-        if imported.returncode != 0 or tar.returncode != 0:
-            raise ImageError(f"images: docker import of {ref} failed: {imported.stderr.strip()}")
+    done = subprocess.run(
+        ["sh", str(STANDIN_SCRIPT), ref, debian_mirror()], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-1:]
+        raise ImageError(f"images: {STANDIN_SCRIPT.name} failed: {' '.join(tail)}")
     return ref
-
-
-_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def resolve_base(default: str) -> str:
@@ -219,12 +232,14 @@ def _pip_index() -> str | None:
     return listed.stdout.strip() or None
 
 
-def buildkit_client() -> str:
+def buildkit_client() -> tuple[str, bool]:
     """A Docker client that builds with BuildKit (needed for build secrets).
 
     Clients from 23 on build with BuildKit only through the buildx plugin;
-    earlier ones (Debian's ``docker.io``) carry it built in. Returns the first
-    ``docker`` on PATH that can.
+    earlier ones (Debian's ``docker.io``) carry it built in.
+
+    Returns:
+        The first ``docker`` on PATH that can, and whether it has buildx (and so bake).
 
     Raises:
         ImageError: none can.
@@ -236,57 +251,85 @@ def buildkit_client() -> str:
             continue
         seen.append(client.resolve())
         if subprocess.run([client, "buildx", "version"], capture_output=True).returncode == 0:
-            return str(client)
+            return str(client), True
         version = subprocess.run(
             [client, "version", "--format", "{{.Client.Version}}"], capture_output=True, text=True
         ).stdout.strip()
         if version and int(version.split(".")[0]) < 23:
-            return str(client)
+            return str(client), False
     raise ImageError(
         "images: no docker client here builds with BuildKit (install the buildx plugin)"
     )
 
 
-def build(kind: str, base: str) -> str:
-    """Build one image into the local engine under its content tag.
+def engine_architecture() -> str:
+    """The Docker engine's architecture (``x86_64``, ``aarch64``, ...)."""
+    return _docker("info", "--format", "{{.Architecture}}").stdout.strip()
 
-    The package index and its CA bundle reach ``pip`` as BuildKit secrets, so
-    neither is written to a layer of the image.
 
-    Args:
-        kind: ``cpu`` or ``gpu``.
-        base: the ``BASE_IMAGE`` build argument.
-
-    Returns:
-        The built image's reference.
+def check_architecture() -> None:
+    """Refuse an engine whose architecture the image locks have no wheels for.
 
     Raises:
-        ImageError: the build failed.
+        ImageError: the engine is not x86_64, naming where to build instead.
     """
-    ref = image_ref(kind)
-    dockerfile = images_config()["images"][kind]["dockerfile"]
-    cmd = [buildkit_client(), "build", "--network=host", "-f", dockerfile, "-t", ref]
-    cmd += ["--build-arg", f"BASE_IMAGE={base}"]
+    arch = engine_architecture()
+    if arch and arch not in LOCK_ARCHITECTURES:
+        raise ImageError(
+            f"images: the Docker engine here is {arch}, but requirements-cpu.lock and "
+            "requirements-gpu.lock pin x86_64 wheels (TensorFlow's CUDA build has no other): "
+            "build on an x86_64 machine, or on Cloud Build: gcloud builds submit --config "
+            "images/cloudbuild.yaml (docs/cluster.md step 8)"
+        )
+
+
+def _secrets(tmp: Path) -> list[tuple[str, str]]:
+    """The build secrets: the pip index's CA bundle and URL, each as (id, file)."""
+    found = []
     cert = os.environ.get("PIP_CERT") or (str(CA_BUNDLE) if CA_BUNDLE.is_file() else None)
     if cert:
-        cmd += ["--secret", f"id=pip_cert,src={cert}"]
-    with tempfile.TemporaryDirectory(prefix="cnnvsmlp-secret-") as tmp:
-        index = _pip_index()
-        if index:
-            (Path(tmp) / "index").write_text(index)
-            cmd += ["--secret", f"id=pip_index_url,src={Path(tmp) / 'index'}"]
-        print(f"images: building {ref} from {dockerfile}", flush=True)
-        env = {**os.environ, "DOCKER_BUILDKIT": "1"}
-        if subprocess.run([*cmd, str(ROOT)], env=env).returncode != 0:
-            raise ImageError(f"images: build of {ref} failed")
-    return ref
+        found.append(("pip_cert", cert))
+    index = _pip_index()
+    if index:
+        (tmp / "index").write_text(index)
+        found.append(("pip_index_url", str(tmp / "index")))
+    return found
+
+
+def build_commands(
+    kinds: tuple[str, ...], base: str, client: str, bake: bool, secrets: list[tuple[str, str]]
+) -> list[list[str]]:
+    """The commands that build ``kinds`` from ``images/docker-bake.json``.
+
+    With buildx: one ``docker buildx bake`` of the file, loading into the
+    engine. Without: one ``docker build`` per target with the values the file
+    gives it (Dockerfile, platform, build args, tag), so both read one definition.
+    """
+    variables = {"REGISTRY": images_config()["registry"], "TAG": source_tag(), "BASE_IMAGE": base}
+    if bake:
+        cmd = [client, "buildx", "bake", "-f", str(BAKE_FILE), "--load"]
+        cmd += [f"--set=*.secret=id={i},src={path}" for i, path in secrets]
+        cmd += [f"--set=*.args.BASE_IMAGE={base}", "--set=*.network=host"]
+        return [cmd + list(kinds)]  # REGISTRY and TAG reach bake from the environment
+    commands = []
+    for kind in kinds:
+        target = bake_targets(variables)[kind]
+        cmd = [client, "build", "--network=host", "-f", target["dockerfile"]]
+        cmd += ["--platform", ",".join(target["platforms"])]
+        for name, value in target["args"].items():
+            cmd += ["--build-arg", f"{name}={value}"]
+        for tag in target["tags"]:
+            cmd += ["-t", tag]
+        cmd += [arg for i, path in secrets for arg in ("--secret", f"id={i},src={path}")]
+        commands.append([*cmd, str(ROOT / target["context"])])
+    return commands
 
 
 def build_all(kinds: tuple[str, ...] = ("cpu", "gpu")) -> list[str]:
     """Build the images (the base resolved once) and return their references.
 
     Raises:
-        ImageError: no engine, or a build failed.
+        ImageError: no engine, an engine the locks have no wheels for, or a build failed.
     """
     problem = engine_problem()
     if problem:
@@ -294,11 +337,25 @@ def build_all(kinds: tuple[str, ...] = ("cpu", "gpu")) -> list[str]:
             f"images: no Docker engine reachable ({problem}). Run 'make images' where Docker "
             "runs, or build remotely: gcloud builds submit --config images/cloudbuild.yaml ."
         )
-    bases = {default_base(ROOT / images_config()["images"][k]["dockerfile"]) for k in kinds}
+    check_architecture()
+    bases = {default_base(ROOT / bake_targets()[k]["dockerfile"]) for k in kinds}
     if len(bases) != 1:
         raise ImageError(f"images: the Dockerfiles name different bases: {sorted(bases)}")
     base = resolve_base(bases.pop())
-    return [build(kind, base) for kind in kinds]
+    client, bake = buildkit_client()
+    refs = [image_ref(kind) for kind in kinds]
+    with tempfile.TemporaryDirectory(prefix="cnnvsmlp-secret-") as tmp:
+        env = {
+            **os.environ,
+            "DOCKER_BUILDKIT": "1",
+            "REGISTRY": images_config()["registry"],
+            "TAG": source_tag(),
+        }
+        for cmd in build_commands(kinds, base, client, bake, _secrets(Path(tmp))):
+            print(f"images: building {', '.join(refs)} from {BAKE_FILE.name}", flush=True)
+            if subprocess.run(cmd, env=env, cwd=ROOT).returncode != 0:
+                raise ImageError(f"images: {' '.join(cmd[1:3])} failed (its output is above)")
+    return refs
 
 
 def push(refs: list[str]) -> None:
