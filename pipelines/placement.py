@@ -17,19 +17,32 @@ Retries and spot preemption. kfp 2.17's ``set_retry`` compiles to the IR's
 ``backoffMaxDuration``; the SDK fills in ``3600s`` for the last when it is not
 given, and has no way to choose which failures are retried). KFP's backend
 turns it into an Argo ``retryStrategy`` with that limit and backoff and no
-``retryPolicy`` (``backend/src/v2/compiler/argocompiler/container.go``), so
-Argo's default, ``OnFailure``, applies: a pod that ends ``Failed`` (the
-container exits non-zero, or the kubelet stops it in a graceful node shutdown)
-is retried; a pod deleted with its reclaimed spot node ends ``Error`` and is
-not. Argo's ``backoff.maxDuration`` is one window from the start of the first
-attempt, not a wait between attempts: with the SDK's ``3600s``, a training
-that fails after an hour is never retried. Training therefore gets
+``retryPolicy`` (``backend/src/v2/compiler/argocompiler/container.go`` at
+2.17.0), and Argo merges it over the workflow controller's template defaults.
+KFP 2.17's are ``{limit: '2', retryPolicy: OnError}``, under which a pod that
+ends ``Failed`` (as in a spot node's graceful shutdown) is not retried; the
+backend the guides install, ``manifests/kfp/``, patches them to no retry by
+default and ``retryPolicy: Always``, so a retried task is retried whether its
+pod ends ``Failed`` or ``Error`` (deleted with its reclaimed node).
+``docs/cluster.md`` step 5 says how to see it on a first run. Argo's
+``backoff.maxDuration`` is one window from the start of the first attempt,
+not a wait between attempts: with the SDK's ``3600s``, a training that fails
+after an hour is never retried. Training therefore gets
 :data:`TRAIN_RETRY_WINDOW`, longer than any training here. What survives a
 preemption is each finished epoch's checkpoint and state in ``resume_uri``
 (``gs://<BUCKET>/resume/<run id>/...``); the epoch in progress is lost. A task
-Argo does not retry is retried by retrying the run (the KFP UI's Retry, or
-``kfp.Client().runs.retry_run``): the run id is the same, so training resumes
-from the last finished epoch.
+whose retries are spent is retried by retrying the run (the KFP UI's Retry,
+or ``POST /apis/v2beta1/runs/{run_id}:retry``, which kfp 2.17's client has
+no method for: ``kfp_server_api.RunServiceApi.run_service_retry_run``): the
+run id is the same, so training resumes from the last finished epoch.
+
+Security. Every task's container runs as the images' user (uid 10001) and
+must not run as root (:func:`non_root`, kfp-kubernetes' ``set_security_context``,
+which sets only the identity fields). KFP 2.17's backend adds
+``allowPrivilegeEscalation: false``, drops all capabilities and sets the
+``RuntimeDefault`` seccomp profile on every container it compiles
+(``backend/src/v2/compiler/argocompiler/security_context.go``), so the pods
+meet the Pod Security ``restricted`` level there.
 """
 
 from __future__ import annotations
@@ -43,6 +56,8 @@ from cnnvsmlp.settings import cluster_settings
 TRAIN_RETRIES = 3
 TRAIN_RETRY_BACKOFF = "60s"
 TRAIN_RETRY_WINDOW = "86400s"
+# The user the images create and run as (images/*.Dockerfile: USER 10001).
+IMAGE_UID = 10001
 
 
 @dataclass(frozen=True)
@@ -70,15 +85,20 @@ NODE_TYPES = {
 }
 
 
+def non_root(task: dsl.PipelineTask) -> dsl.PipelineTask:
+    """Run the task's container as the images' user, never as root (see the module docstring)."""
+    return kubernetes.set_security_context(task, run_as_user=IMAGE_UID, run_as_non_root=True)
+
+
 def cpu_task(task: dsl.PipelineTask, cpu: str = "1", memory: str = "4Gi") -> dsl.PipelineTask:
     """Request CPU and memory for a task that needs no accelerator (the CPU pool)."""
-    return task.set_cpu_request(cpu).set_memory_request(memory)
+    return non_root(task.set_cpu_request(cpu).set_memory_request(memory))
 
 
 def gpu_task(task: dsl.PipelineTask) -> dsl.PipelineTask:
     """One GPU on the GPU node pool, with retries and backoff (see the module docstring)."""
     settings = cluster_settings()
-    task.set_cpu_request("4").set_memory_request("16Gi")
+    non_root(task.set_cpu_request("4").set_memory_request("16Gi"))
     task.set_accelerator_type(settings.gpu_resource).set_accelerator_limit(1)
     kubernetes.add_node_selector(
         task,

@@ -218,3 +218,32 @@ def test_the_node_types_are_the_ones_the_guides_create():
         text = (ROOT / guide).read_text()
         assert f"--machine-type {NODE_TYPES['cpu'].machine_type}" in text, guide
         assert "--machine-type" in text and text.count("--machine-type") == 1, guide
+
+
+def test_every_task_runs_as_the_images_non_root_user(compiled):
+    from cnnvsmlp.settings import ROOT
+    from cnnvsmlp_pipelines.placement import IMAGE_UID
+
+    for name, (ir, platform) in compiled.items():
+        executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+        assert set(executors) == set(ir["deploymentSpec"]["executors"]), name
+        for executor, config in executors.items():
+            context = config["securityContext"]
+            assert context == {"runAsUser": str(IMAGE_UID), "runAsNonRoot": True} or context == {
+                "runAsUser": IMAGE_UID,
+                "runAsNonRoot": True,
+            }, (name, executor)
+    for dockerfile in ("cpu.Dockerfile", "gpu.Dockerfile"):
+        assert f"USER {IMAGE_UID}" in (ROOT / "images" / dockerfile).read_text()
+
+
+def test_the_retry_of_a_run_is_named_as_kfp_217_has_it():
+    import kfp
+    import kfp_server_api
+
+    from cnnvsmlp_pipelines import placement
+
+    assert hasattr(kfp_server_api.RunServiceApi, "run_service_retry_run")
+    assert not hasattr(kfp.Client, "retry_run")
+    assert "runs.retry_run" not in placement.__doc__
+    assert "run_service_retry_run" in placement.__doc__ and ":retry" in placement.__doc__
