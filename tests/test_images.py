@@ -101,12 +101,12 @@ def _module_exists(folder, parts) -> bool:
     return base.with_suffix(".py").is_file() or (base / "__init__.py").is_file()
 
 
-def test_the_compiled_pipeline_names_the_content_tag_of_the_images():
+def test_the_compiled_pipeline_names_the_content_tag_of_the_images(tmp_path):
     import yaml
 
     from cnnvsmlp_pipelines import compile_pipeline
 
-    package = compile_pipeline("compare", images.ROOT / "build" / "test-images-ir")
+    package = compile_pipeline("compare", tmp_path)
     ir = next(yaml.safe_load_all(package.read_text()))
     refs = {e["container"]["image"] for e in ir["deploymentSpec"]["executors"].values()}
     assert refs == {images.image_ref("cpu"), images.image_ref("gpu")}
