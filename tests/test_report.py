@@ -25,7 +25,7 @@ from cnnvsmlp.report import write_comparison
 from cnnvsmlp.report.compare import compare
 from cnnvsmlp.report.model import SPREAD_LIMIT, Comparison, ReportError, RunsFailed
 from cnnvsmlp.report.plots import PLOTS
-from cnnvsmlp.report.render import terminal_table
+from cnnvsmlp.report.render import render_markdown, terminal_table
 from cnnvsmlp.report.status import check_complete
 from cnnvsmlp.report.verdict import verdict
 from cnnvsmlp.storage import StorageError, StorageUnavailable
@@ -135,6 +135,7 @@ def test_writes_every_file(written):
         "confusion_matrices.png",
         "learning_curves.png",
         "per_class_accuracy.png",
+        "test_accuracy.png",
     ]
     for plot in plots:
         data = plot.read_bytes()
@@ -145,7 +146,7 @@ def test_json_validates_and_holds_every_number(written):
     comparison, out = written
     data = json.loads((out / "comparison.json").read_text(encoding="utf-8"))
     assert Comparison.model_validate(data) == comparison
-    assert data["schema_version"] == "2.3"
+    assert data["schema_version"] == "2.4"
     assert (data["status"], data["failures"]) == ("complete", [])
     assert {"experiment", "dataset", "classes", "n_test", "repeats", "verdict_rule"} <= set(data)
     assert (data["n_test"], data["repeats"], data["confidence"]) == (2000, 3, 0.95)
@@ -226,14 +227,15 @@ def test_markdown_report(written):
     assert "BatchNormalization() without adding it to the model" in markdown
     assert all(f"- {p.verdict}" in markdown for p in comparison.pairs)
     assert comparison.verdict_rule in markdown
-    assert "![Learning curves](plots/learning_curves.png)" in markdown
+    assert "![Learning curves](plots/learning_curves.png)" in render_markdown(comparison)
+    assert "](data:image/png;base64," in markdown  # the artifact embeds its plots
     assert re.search(r"</?[a-z]", markdown) is None  # plain GitHub markdown: no raw HTML
 
 
 def test_html_report_is_self_contained(written):
     _, out = written
     html = (out / "report.html").read_text(encoding="utf-8")
-    assert html.count('src="data:image/png;base64,') == 4
+    assert html.count('src="data:image/png;base64,') == len(PLOTS) == 5
     assert re.findall(r'(?:src|href)="(?!data:)', html) == []
     assert html.count("<table>") == 5
     assert "p &lt; 0.001 in all 3 repeats" in html  # text escaped, tables kept as HTML
