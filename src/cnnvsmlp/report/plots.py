@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
 from cnnvsmlp.report.model import Comparison
 
@@ -199,6 +199,8 @@ def _accuracy_vs_cost(comparison: Comparison, time_label: str = "") -> Figure:
             )
         if log:
             ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1e6:g}M"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
         ax.margins(x=0.15, y=0.15)
         ax.set_xlabel(label)
         ax.set_ylabel(f"test accuracy (%, {comparison.confidence:.0%} CI)")

@@ -199,7 +199,8 @@ def config_text(comparison: Comparison) -> str:
     limit = f"at most {c.limit:,} images a split" if c.limit else "all images"
     seeds = f"seed {c.seeds[0]}" if len(c.seeds) == 1 else f"seeds {c.seeds[0]} to {c.seeds[-1]}"
     return (
-        f"{c.dataset}, {c.epochs} epochs, batch {c.batch_size}, {c.optimizer} ({rate}), "
+        f"{c.dataset}, {c.epochs} epoch{'s' if c.epochs > 1 else ''}, "
+        f"batch {c.batch_size}, {c.optimizer} ({rate}), "
         f"{limit}, {c.validation_fraction:.0%} of training for validation, "
         f"{c.repeats} repeat{'s' if c.repeats > 1 else ''} ({seeds})"
     )
@@ -557,15 +558,15 @@ def comparison_report(comparison: Comparison) -> Report:
     verdicts += [("Unstable:", v.spread_flag) for v in c.variants if v.spread_flag]
     sections.append(Section("Verdicts", [Bullets(verdicts), Text(c.verdict_rule)]))
     if c.pairs:
-        plural = "s" if len(c.pairs) > 1 else ""
+        family = f"all {len(c.pairs)} pairs" if len(c.pairs) > 1 else "the one pair"
         sections.append(
             Section(
                 "Pairwise tests",
                 [
                     Text(
                         "McNemar's exact test on the two variants' per-image correctness on the "
-                        "same test images, one test per repeat; Holm's adjustment over all "
-                        f"{len(c.pairs)} pair{plural}, within each repeat. The difference is in "
+                        "same test images, one test per repeat; Holm's adjustment over "
+                        f"{family}, within each repeat. The difference is in "
                         "accuracy points: the mean over repeats, with the verdict's interval "
                         "(the repeats' Holm-adjusted exact intervals, end to end)."
                     ),
