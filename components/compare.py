@@ -15,6 +15,8 @@ def compare_runs(
     report: dsl.Output[dsl.Markdown],
     report_html: dsl.Output[dsl.HTML],
     comparison: dsl.Output[dsl.Artifact],
+    provenance_json: str = "",
+    job_id: str = "",
 ):
     """Compare the variants over all repeats: statistics, plots and reports.
 
@@ -32,16 +34,24 @@ def compare_runs(
         report_html: the self-contained HTML report, plots embedded.
         comparison: folder with ``comparison.json`` (docs/comparison-schema.md),
             ``report.md``, ``report.html`` and ``plots/*.png``.
+        provenance_json: what started the run (``cnnvsmlp.provenance.Provenance``
+            as JSON, from ``stamp``); empty when not recorded.
+        job_id: the KFP job id, the run id when the provenance names none.
     """
     import shutil
     from pathlib import Path
 
     from cnnvsmlp.config import read_config
     from cnnvsmlp.data.store import load_split
+    from cnnvsmlp.provenance import Provenance
     from cnnvsmlp.records import read_result
     from cnnvsmlp.report import write_comparison
 
     experiment = read_config(config.path)
+    provenance = Provenance.model_validate_json(provenance_json or "{}")
+    if not provenance.run_id:
+        provenance = provenance.model_copy(update={"run_id": job_id})
+    experiment = experiment.model_copy(update={"provenance": provenance})
     _, test_labels = load_split(dataset.path, "test")
     runs = [read_result(r.path) for r in results]
     out = Path(comparison.path)
@@ -51,6 +61,7 @@ def compare_runs(
     comparison.metadata.update(
         {
             "experiment": experiment.name,
+            "run_id": provenance.run_id,
             "runs": len(runs),
             "status": written.status,
             "failed_runs": len(written.failures),

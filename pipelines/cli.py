@@ -39,17 +39,19 @@ def cmd_models(args: argparse.Namespace) -> int:
     from cnnvsmlp.data.spec import get_spec
     from cnnvsmlp.models import VARIANTS, build_model
 
+    presets = [load_config(preset) for preset in preset_names()]
     rows = []
-    for preset in preset_names():
-        config = load_config(preset)
-        classes = len(get_spec(config.dataset).classes)
-        for name in config.variants:
-            variant = VARIANTS[name]
-            params = build_model(name, classes).count_params()
+    for name, variant in VARIANTS.items():
+        listed = [c.dataset for c in presets if name in c.variants]
+        # A variant no preset lists runs with variants=...; count it on every data set.
+        for dataset in listed or [c.dataset for c in presets]:
+            params = build_model(name, len(get_spec(dataset).classes)).count_params()
+            where = "preset" if listed else "variants=" + name
             rows.append(
-                [name, config.dataset, variant.seed_writeup, variant.summary, f"{params:,}"]
+                [name, dataset, where, variant.seed_writeup, variant.summary, f"{params:,}"]
             )
-    print(tabulate(rows, headers=["variant", "data set", "seed", "layers", "parameters"]))
+    headers = ["variant", "data set", "in", "seed", "layers", "parameters"]
+    print(tabulate(rows, headers=headers))
     return 0
 
 

@@ -47,6 +47,7 @@ def build():
     def pipeline(
         config_json: str = default_config,
         repeats: int = 0,
+        provenance_json: str = "",
     ):
         """Train and test every variant of an experiment and compare them.
 
@@ -57,6 +58,9 @@ def build():
             repeats: runs of each variant, with seeds ``seed`` to ``seed + repeats - 1``,
                 in place of the config's ``repeats``, so it can be changed alone in the
                 KFP UI; 0 keeps the config's.
+            provenance_json: what started the run (``cnnvsmlp.provenance.stamp``), for
+                the report only: apart from ``config_json``, so the data step's cache
+                key stays the same from run to run.
         """
         data = cpu_task(prepare_data(config_json=config_json), memory="8Gi")
         data.set_caching_options(True)
@@ -85,6 +89,8 @@ def build():
                 config=plan.outputs["config"],
                 dataset=data.outputs["dataset"],
                 results=dsl.Collected(evaluate.outputs["result"]),
+                provenance_json=provenance_json,
+                job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
             ),
             memory="8Gi",
         )
@@ -105,5 +111,10 @@ def __getattr__(name: str):
 
 
 def arguments(config: ExperimentConfig) -> dict:
-    """Run parameters for an experiment config."""
-    return {"config_json": config.model_dump_json(), "repeats": config.repeats}
+    """Run parameters for an experiment config; its provenance goes apart, to the report."""
+    provenance = config.provenance.model_dump_json() if config.provenance else ""
+    return {
+        "config_json": config.model_copy(update={"provenance": None}).model_dump_json(),
+        "repeats": config.repeats,
+        "provenance_json": provenance,
+    }

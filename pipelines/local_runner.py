@@ -236,8 +236,11 @@ def run_local(
     """
     from kfp import local
 
+    from cnnvsmlp.provenance import stamp
+
     module = get_pipeline(name)
     run_dir = new_run_dir(Path(runs_dir), config)
+    config = stamp(config, run_dir.name, "local", concurrency.parallel, concurrency.threads)
     pipeline_root = run_dir / "pipeline"
     if runner == "docker":
         task_runner, config = docker_runner(config, pipeline_root)

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 
 import numpy as np
 import pytest
+from markupsafe import escape
 
 from cnnvsmlp import stats
 from cnnvsmlp.config import ConfigError, RunSpec, TrainConfig, load_config
 from cnnvsmlp.data.store import labels_digest
 from cnnvsmlp.failures import is_permanent, record_failure
+from cnnvsmlp.provenance import Provenance, stamp
 from cnnvsmlp.records import (
     ClassMetrics,
     Epoch,
@@ -22,12 +25,18 @@ from cnnvsmlp.records import (
     read_result,
 )
 from cnnvsmlp.report import write_comparison
-from cnnvsmlp.report.compare import compare
-from cnnvsmlp.report.model import SPREAD_LIMIT, Comparison, ReportError, RunsFailed
+from cnnvsmlp.report.compare import compare, restate
+from cnnvsmlp.report.model import (
+    SCHEMA_VERSION,
+    SPREAD_LIMIT,
+    Comparison,
+    ReportError,
+    RunsFailed,
+)
 from cnnvsmlp.report.plots import PLOTS
-from cnnvsmlp.report.render import terminal_table
+from cnnvsmlp.report.render import MARKDOWN_LIMIT, main_table, render_markdown, terminal_table
 from cnnvsmlp.report.status import check_complete
-from cnnvsmlp.report.verdict import verdict
+from cnnvsmlp.report.verdict import headline, verdict
 from cnnvsmlp.storage import StorageError, StorageUnavailable
 
 CLASSES = [f"class {i}" for i in range(10)]
@@ -135,6 +144,7 @@ def test_writes_every_file(written):
         "confusion_matrices.png",
         "learning_curves.png",
         "per_class_accuracy.png",
+        "test_accuracy.png",
     ]
     for plot in plots:
         data = plot.read_bytes()
@@ -145,7 +155,7 @@ def test_json_validates_and_holds_every_number(written):
     comparison, out = written
     data = json.loads((out / "comparison.json").read_text(encoding="utf-8"))
     assert Comparison.model_validate(data) == comparison
-    assert data["schema_version"] == "2.3"
+    assert data["schema_version"] == "2.4"
     assert (data["status"], data["failures"]) == ("complete", [])
     assert {"experiment", "dataset", "classes", "n_test", "repeats", "verdict_rule"} <= set(data)
     assert (data["n_test"], data["repeats"], data["confidence"]) == (2000, 3, 0.95)
@@ -226,14 +236,15 @@ def test_markdown_report(written):
     assert "BatchNormalization() without adding it to the model" in markdown
     assert all(f"- {p.verdict}" in markdown for p in comparison.pairs)
     assert comparison.verdict_rule in markdown
-    assert "![Learning curves](plots/learning_curves.png)" in markdown
+    assert "![Learning curves](plots/learning_curves.png)" in render_markdown(comparison)
+    assert "](data:image/png;base64," in markdown  # the artifact embeds its plots
     assert re.search(r"</?[a-z]", markdown) is None  # plain GitHub markdown: no raw HTML
 
 
 def test_html_report_is_self_contained(written):
     _, out = written
     html = (out / "report.html").read_text(encoding="utf-8")
-    assert html.count('src="data:image/png;base64,') == 4
+    assert html.count('src="data:image/png;base64,') == len(PLOTS) == 5
     assert re.findall(r'(?:src|href)="(?!data:)', html) == []
     assert html.count("<table>") == 5
     assert "p &lt; 0.001 in all 3 repeats" in html  # text escaped, tables kept as HTML
@@ -559,3 +570,199 @@ def test_out_of_accelerator_memory_is_permanent():
     import tensorflow as tf
 
     assert is_permanent(tf.errors.ResourceExhaustedError(None, None, "OOM when allocating"))
+
+
+# ---------------------------------------------------------------- what a reviewer sees
+
+
+def _first(text: str, *needles: str) -> int:
+    found = [text.find(n) for n in needles if n in text]
+    return min(found) if found else -1
+
+
+def test_the_first_screen_is_title_headline_plot_then_table(written):
+    comparison, out = written
+    html = (out / "report.html").read_text(encoding="utf-8")
+    markdown = (out / "report.md").read_text(encoding="utf-8")
+    head = headline(comparison)
+    assert head.startswith("Every CNN beats the MLP by ")
+    assert "(p < 0.001 in all 3 repeats)" in head
+    assert "<title>fashion-mnist comparison, run " in html
+    for text, image, table in ((html, "<img", "<table>"), (markdown, "![", "\n| ")):
+        assert 0 < text.index(str(escape(head)) if text is html else head)
+        plot, first_table = text.index(image), text.index(table)
+        assert plot < first_table, "a plot must come before the first table"
+        assert text.find("Test accuracy of each variant") < first_table
+    # The evidence is folded in the HTML: hardware, reproducibility, each run, the seeds.
+    for section in ("Each run", "Against the seeds&#39; numbers", "Hardware", "Reproducibility"):
+        assert f"<details><summary><h2>{section}</h2></summary>" in html
+
+
+def test_the_markdown_artifact_renders_alone(written, tmp_path):
+    from markdown_it import MarkdownIt
+
+    _, out = written
+    alone = tmp_path / "report.md"
+    alone.write_bytes((out / "report.md").read_bytes())  # nothing beside it
+    text = alone.read_text(encoding="utf-8")
+    assert len(text) <= MARKDOWN_LIMIT
+    tokens = MarkdownIt("commonmark").enable("table").parse(text)
+    images = [
+        child.attrGet("src")
+        for token in tokens
+        if token.type == "inline"
+        for child in token.children or []
+        if child.type == "image"
+    ]
+    assert len(images) == len(PLOTS)
+    for src in images:
+        if src.startswith("data:image/png;base64,"):
+            assert base64.b64decode(src.split(",", 1)[1]).startswith(PNG_SIGNATURE)
+        else:
+            assert (tmp_path / src).is_file(), f"image {src[:60]} does not resolve"
+
+
+_VERDICT_CI = re.compile(r"95% CI \[(-?[\d.]+), (-?[\d.]+)\]")
+
+
+def test_every_printed_interval_agrees_with_its_verdict(written):
+    comparison, out = written
+    markdown = (out / "report.md").read_text(encoding="utf-8")
+    verdicts = markdown.split("## Verdicts", 1)[1].split("\n## ", 1)[0]
+    lines = [line for line in verdicts.splitlines() if _VERDICT_CI.search(line)]
+    assert len(lines) == len(comparison.pairs)
+    for line in lines:
+        low, high = (float(x) for x in _VERDICT_CI.search(line).groups())
+        assert (" beats " in line) == (low > 0 or high < 0), line
+    table = markdown.split("## Pairwise tests", 1)[1].split("\n## ", 1)[0]
+    rows = [r for r in table.splitlines() if " vs " in r and not r.startswith("| a vs b")]
+    assert len(rows) == len(comparison.pairs)
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        low, high = (float(x) for x in re.search(r"\[(\S+), (\S+)\]", cells[1]).groups())
+        assert (cells[3] == "yes") == (low > 0 or high < 0), row
+    for pair in comparison.pairs:
+        assert pair.interval.method == "exact-holm"
+        assert pair.significant == (pair.interval.low > 0 or pair.interval.high < 0)
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory):
+    """One repeat of cnn and mlp, stamped as the local runner stamps a run."""
+    out = tmp_path_factory.mktemp("single")
+    config = stamp(
+        load_config("fashion-mnist", ["variants=cnn,mlp", "batch_size=64", "limit=3000"]),
+        "20261201-101500-fashion-mnist",
+        trainings_at_once=2,
+        threads_per_training=1,
+    )
+    runs = [make_run("mlp", 0, 0.8, [0.8]), make_run("cnn", 0, 0.9, [0.9])]
+    return write_comparison(runs, config, LABELS, out), out
+
+
+def test_one_repeat_warns_and_drops_the_columns_it_cannot_fill(single):
+    comparison, out = single
+    headers, _ = main_table(comparison)
+    assert "each run %" not in headers and "spread, points" not in headers
+    markdown = (out / "report.md").read_text(encoding="utf-8")
+    html = (out / "report.html").read_text(encoding="utf-8")
+    first_screen = markdown.split("![", 1)[0]
+    assert "**One repeat.** Seed-to-seed spread is unknown" in first_screen
+    assert "REPEATS=5" in first_screen
+    assert "<strong>One repeat.</strong> Seed-to-seed spread is unknown" in html
+    assert "One repeat: Seed-to-seed spread is unknown" in terminal_table(comparison)
+
+
+def test_provenance_in_all_three_forms(single):
+    comparison, out = single
+    p = comparison.provenance
+    assert p.run_id == "20261201-101500-fashion-mnist" and p.started is not None
+    assert p.trainings_at_once == 2 and p.threads_per_training == 1
+    data = json.loads((out / "comparison.json").read_text(encoding="utf-8"))
+    assert data["provenance"]["run_id"] == p.run_id
+    assert data["config"] == {
+        "dataset": "fashion-mnist",
+        "variants": ["cnn", "mlp"],
+        "epochs": 5,
+        "batch_size": 64,
+        "optimizer": "adam",
+        "learning_rate": None,
+        "validation_fraction": 0.2,
+        "limit": 3000,
+        "repeats": 1,
+        "seeds": [0],
+    }
+    started = p.started.strftime("%Y-%m-%d %H:%M UTC")
+    for name in ("report.md", "report.html"):
+        text = (out / name).read_text(encoding="utf-8")
+        assert "fashion-mnist comparison, run 20261201-101500-fashion-mnist" in text
+        assert started in text
+        assert "batch 64, adam (default learning rate), at most 3,000 images a split" in text
+        assert "1 repeat (seed 0)" in text
+        if p.commit:
+            assert p.commit[:10] in text
+    assert "2 trainings at once sharing 4 CPUs (1 TensorFlow threads each)" in markdown_of(out)
+
+
+def markdown_of(out) -> str:
+    return (out / "report.md").read_text(encoding="utf-8")
+
+
+def test_the_machine_is_named_once_when_every_run_shared_it(written):
+    _, out = written
+    markdown = markdown_of(out)
+    assert markdown.split("![", 1)[0].count("Every run trained on test GPU (4 CPUs") == 1
+    assert "| variant | stage" not in markdown  # no table of identical machines
+
+
+def test_provenance_goes_to_the_report_apart_from_the_config(single):
+    from cnnvsmlp_pipelines.compare import arguments
+
+    config = stamp(load_config("fashion-mnist"), "r1")
+    args = arguments(config)
+    assert json.loads(args["config_json"])["provenance"] is None  # data step's cache key
+    assert Provenance.model_validate_json(args["provenance_json"]).run_id == "r1"
+    assert arguments(load_config("fashion-mnist"))["provenance_json"] == ""
+
+
+def test_a_newer_minor_schema_is_refused_in_one_line(written, tmp_path):
+    _, out = written
+    data = json.loads((out / "comparison.json").read_text())
+    data["schema_version"] = "2.9"
+    data["a_field_of_2_9"] = 1
+    (tmp_path / "comparison.json").write_text(json.dumps(data))
+    with pytest.raises(ReportError, match=r"comparison schema 2\.9; this cnnvsmlp reads 2\.0 to"):
+        Comparison.read(tmp_path / "comparison.json")
+    data["schema_version"] = "3.0"
+    (tmp_path / "comparison.json").write_text(json.dumps(data))
+    with pytest.raises(ReportError, match="comparison schema 3.0"):
+        Comparison.read(tmp_path / "comparison.json")
+
+
+def test_an_older_comparison_renders_again_with_the_same_verdicts(written, tmp_path, capsys):
+    from cnnvsmlp.report.__main__ import main
+
+    comparison, out = written
+    data = json.loads((out / "comparison.json").read_text())
+    data["schema_version"] = "2.3"
+    del data["provenance"], data["config"]
+    for pair in data["pairs"]:
+        del pair["interval"]
+    (tmp_path / "comparison.json").write_text(json.dumps(data))
+    assert restate(Comparison.read(tmp_path / "comparison.json")).pairs == comparison.pairs
+    assert main([str(tmp_path), "--note", "Made by hand."]) == 0
+    again = Comparison.read(tmp_path / "comparison.json")
+    assert again.schema_version == SCHEMA_VERSION and again.pairs == comparison.pairs
+    assert again.provenance.note.startswith("Made by hand. Rendered again from a comparison.json")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "comparison.json",
+        "plots",
+        "report.html",
+        "report.md",
+    ]
+    assert main([str(tmp_path / "nothing")]) == 2
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith("no comparison.json; pass the folder compare wrote")
+    )

@@ -127,3 +127,48 @@ def test_holm_by_hand():
 )
 def test_verdict_rule(p_adjusted, differences, expected):
     assert stats.significant(p_adjusted, differences) is expected
+
+
+def test_exact_difference_interval_maps_clopper_pearson_of_the_discordant_images():
+    from statsmodels.stats.proportion import proportion_confint
+
+    low, high = proportion_confint(9, 10, alpha=0.05, method="beta")
+    interval = stats.exact_difference_interval(9, 1, 100)
+    assert interval.estimate == pytest.approx(0.08)
+    assert (interval.low, interval.high) == pytest.approx(
+        ((2 * low - 1) * 0.1, (2 * high - 1) * 0.1)
+    )
+    assert interval.method == "exact"
+    assert stats.exact_difference_interval(0, 0, 100) == stats.Interval(0.0, 0.0, 0.0, "exact")
+
+
+def test_holm_confidence_is_bonferroni_when_holm_multiplies_by_the_family():
+    assert stats.holm_confidence(0.01, 0.03, 3) == pytest.approx(1 - 0.05 / 3)
+    assert stats.holm_confidence(0.2, 0.2, 1) == pytest.approx(0.95)
+    assert stats.holm_confidence(0.0, 0.0, 4) == pytest.approx(1 - 0.05 / 4)
+
+
+@pytest.mark.parametrize("repeats", [1, 3])
+def test_a_verdict_interval_excludes_zero_exactly_when_the_verdict_rule_holds(repeats):
+    # Random families of pairs: discordant counts near the edge of significance.
+    rng = np.random.default_rng(repeats)
+    n, pairs, checked = 10_000, 6, 0
+    for _ in range(40):
+        per_pair = []
+        for _ in range(pairs):
+            d = rng.integers(0, 120, repeats)
+            a = rng.binomial(d, rng.uniform(0.3, 0.8))
+            per_pair.append(list(zip(a.tolist(), (d - a).tolist(), strict=True)))
+        raw = [
+            [stats.mcnemar_exact(*correctness(0, a, b, 0)).p_value for a, b in counts]
+            for counts in per_pair
+        ]
+        adjusted = np.array([stats.holm(list(col)) for col in np.array(raw).T]).T
+        for counts, p, p_holm in zip(per_pair, raw, adjusted, strict=True):
+            tests = [(a, b, pv, ph) for (a, b), pv, ph in zip(counts, p, p_holm, strict=True)]
+            interval = stats.verdict_interval(tests, n, pairs)
+            differences = [(a - b) / n for a, b in counts]
+            excludes_zero = interval.low > 0 or interval.high < 0
+            assert excludes_zero == stats.significant(list(p_holm), differences), tests
+            checked += excludes_zero
+    assert checked > 10  # some pairs were significant, so both sides were tested

@@ -24,6 +24,7 @@ from pydantic import (
 
 from cnnvsmlp.errors import UserError
 from cnnvsmlp.jsonmodel import Record
+from cnnvsmlp.provenance import Provenance
 
 DATASETS = ("emnist-letters", "fashion-mnist")
 # The preset a command, a make verb or the pipeline uses when none is named.
@@ -156,6 +157,9 @@ class ExperimentConfig(_Config):
             "gs:// prefix (or folder) where training mirrors its state after every epoch, "
             "so a retried training task resumes from its last finished epoch."
         ),
+    )
+    provenance: Provenance | None = Field(
+        default=None, description="What started the run (cnnvsmlp.provenance.stamp)."
     )
 
     @field_validator("variants")

@@ -10,6 +10,12 @@ Holm-adjusted over all pairs; the accuracy difference with a t-interval over
 the per-repeat differences, or, with a single run, the Wald interval of a
 difference of paired proportions.
 
+The interval printed beside a test is the test's own: per repeat, the exact
+interval of the difference given the images the two models disagree on (the
+Clopper-Pearson interval McNemar's exact test inverts), at the confidence
+level the Holm adjustment gives that test (:func:`holm_confidence`), so it
+excludes 0 exactly when the adjusted p is below ``alpha``.
+
 SciPy and statsmodels are imported in the functions that use them: the
 comparison's record (:mod:`cnnvsmlp.report.model`) holds :class:`Interval`,
 and reading a record should not load them.
@@ -192,6 +198,88 @@ def difference_interval(tests: list[McNemar], n: int, confidence: float = CONFID
     if len(tests) >= 2:
         return t_interval([(t.only_a - t.only_b) / n for t in tests], confidence)
     return paired_difference_interval(tests[0].only_a, tests[0].only_b, n, confidence)
+
+
+def exact_difference_interval(
+    only_a: int, only_b: int, n: int, confidence: float = CONFIDENCE
+) -> Interval:
+    """Accuracy of A minus B on ``n`` images, with the interval McNemar's exact test inverts.
+
+    Given the ``d = only_a + only_b`` images the models disagree on, ``only_a``
+    is binomial with the share ``s`` of them A gets right, and the difference
+    is ``(2 s - 1) d / n``; the Clopper-Pearson interval of ``s`` maps to the
+    interval of the difference. It excludes 0 exactly when the exact test's
+    p-value is below ``1 - confidence``.
+
+    Args:
+        only_a: images only A classified correctly.
+        only_b: images only B classified correctly.
+        n: images both were scored on.
+        confidence: coverage of the interval.
+
+    Returns:
+        The difference and the interval, method ``exact``; ``[0, 0]`` when the
+        models never disagree.
+    """
+    from statsmodels.stats.proportion import proportion_confint
+
+    d = only_a + only_b
+    diff = (only_a - only_b) / n
+    if d == 0:
+        return Interval(0.0, 0.0, 0.0, "exact")
+    low, high = proportion_confint(only_a, d, alpha=1 - confidence, method="beta")
+    return Interval(diff, (2 * float(low) - 1) * d / n, (2 * float(high) - 1) * d / n, "exact")
+
+
+def holm_confidence(p_value: float, p_holm: float, tests: int, alpha: float = ALPHA) -> float:
+    """The confidence level at which a test's own interval agrees with its Holm-adjusted p.
+
+    A test whose raw p is below ``alpha * p_value / p_holm`` has its adjusted p
+    below ``alpha``, so its interval at ``1 - alpha * p_value / p_holm``
+    excludes the null exactly when the adjusted test rejects it. With one test
+    this is ``1 - alpha``; Bonferroni's ``1 - alpha / m`` is the case
+    ``p_holm = m * p_value``.
+
+    Args:
+        p_value: the test's raw p-value.
+        p_holm: its Holm-adjusted p-value.
+        tests: tests in the family (used when both p-values underflow to 0).
+        alpha: the significance level.
+
+    Returns:
+        The confidence level, in ``[1 - alpha, 1)``.
+    """
+    ratio = p_value / p_holm if p_holm > 0 else 1 / tests
+    return 1 - alpha * min(ratio, 1.0)
+
+
+def verdict_interval(
+    tests: list[tuple[int, int, float, float]], n: int, pairs: int, alpha: float = ALPHA
+) -> Interval:
+    """The interval a verdict prints: the repeats' Holm-adjusted exact intervals, end to end.
+
+    It runs from the lowest to the highest bound of the repeats' intervals
+    (:func:`exact_difference_interval` at :func:`holm_confidence`), around the
+    mean difference; it excludes 0 exactly when every repeat's adjusted test
+    is significant with the same sign, the verdict rule of :func:`significant`.
+
+    Args:
+        tests: per repeat, ``(only_a, only_b, p_value, p_holm)``.
+        n: test images per repeat.
+        pairs: pairs of variants in each repeat's Holm family.
+        alpha: the significance level.
+
+    Returns:
+        The mean difference and the interval, method ``exact-holm``.
+    """
+    intervals = [
+        exact_difference_interval(a, b, n, holm_confidence(p, p_holm, pairs, alpha))
+        for a, b, p, p_holm in tests
+    ]
+    mean = float(np.mean([i.estimate for i in intervals]))
+    low = min(i.low for i in intervals)
+    high = max(i.high for i in intervals)
+    return Interval(mean, low, high, "exact-holm")
 
 
 def holm(p_values: list[float]) -> list[float]:

@@ -4,10 +4,11 @@
 
 - ``comparison.json``: every number (:class:`~cnnvsmlp.report.model.Comparison`,
   documented in docs/comparison-schema.md);
-- ``report.md``: the report the KFP UI renders;
-- ``report.html``: the same, self-contained, plots embedded;
-- ``plots/*.png``: learning curves, confusion matrices, per-class accuracy,
-  accuracy against parameters and against training time.
+- ``report.md``: the report the KFP UI renders, its plots embedded so it
+  renders alone;
+- ``report.html``: the same, self-contained, the evidence folded;
+- ``plots/*.png``: test accuracy, learning curves, confusion matrices,
+  per-class accuracy, accuracy against parameters and against training time.
 
 One module per job: :mod:`~cnnvsmlp.report.model` (the record),
 :mod:`~cnnvsmlp.report.compare` (grouping and summarising the runs),
@@ -52,15 +53,31 @@ def write_comparison(
     # Imported here: the record and the status check (report.model, report.status)
     # load without the statistics and plotting libraries these bring.
     from cnnvsmlp.report.compare import compare
-    from cnnvsmlp.report.plots import write_plots
-    from cnnvsmlp.report.render import render_html, render_markdown
 
     comparison = compare(results, config, test_labels)
+    render_comparison(comparison, out_dir)
+    return comparison
+
+
+def render_comparison(comparison: Comparison, out_dir: Path) -> None:
+    """Write a computed comparison's JSON, reports and plots into ``out_dir``.
+
+    Args:
+        comparison: the comparison, as computed or as read back (and restated
+            by :func:`~cnnvsmlp.report.compare.restate`).
+        out_dir: the folder to write into; made when missing.
+    """
+    from cnnvsmlp.report.plots import write_plots
+    from cnnvsmlp.report.render import render_html, render_markdown, time_axis_label
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     # With every variant failed there is nothing to draw.
-    plots = write_plots(comparison, out_dir / "plots") if comparison.variants else {}
+    plots = (
+        write_plots(comparison, out_dir / "plots", time_axis_label(comparison))
+        if comparison.variants
+        else {}
+    )
     (out_dir / "comparison.json").write_text(comparison.model_dump_json(indent=1), encoding="utf-8")
-    (out_dir / "report.md").write_text(render_markdown(comparison), encoding="utf-8")
+    (out_dir / "report.md").write_text(render_markdown(comparison, plots), encoding="utf-8")
     (out_dir / "report.html").write_text(render_html(comparison, plots), encoding="utf-8")
-    return comparison

@@ -15,6 +15,7 @@ from cnnvsmlp import stats
 from cnnvsmlp.config import ExperimentConfig
 from cnnvsmlp.data.spec import get_spec
 from cnnvsmlp.data.store import labels_digest
+from cnnvsmlp.provenance import Provenance
 from cnnvsmlp.records import EvalResult, Hardware, RunFailure
 from cnnvsmlp.report.model import (
     SCHEMA_VERSION,
@@ -24,6 +25,7 @@ from cnnvsmlp.report.model import (
     ReferenceComparison,
     RepeatTest,
     ReportError,
+    RunConfig,
     RunSummary,
     VariantSummary,
 )
@@ -196,31 +198,88 @@ def _pairs(
     n = len(labels)
     out = []
     for a, b in pairs:
-        difference = stats.difference_interval(tests[(a, b)], n)
-        differences = [(t.only_a - t.only_b) / n for t in tests[(a, b)]]
-        out.append(
-            PairComparison(
-                a=a,
-                b=b,
-                difference=difference,
-                tests=[
-                    RepeatTest(
-                        repeat=rep,
-                        difference=d,
-                        only_a_correct=t.only_a,
-                        only_b_correct=t.only_b,
-                        p_value=t.p_value,
-                        p_holm=p,
-                    )
-                    for rep, d, t, p in zip(
-                        repeats, differences, tests[(a, b)], adjusted[(a, b)], strict=True
-                    )
-                ],
-                significant=stats.significant(adjusted[(a, b)], differences),
-                verdict=verdict(a, b, difference, adjusted[(a, b)], differences),
+        repeat_tests = [
+            RepeatTest(
+                repeat=rep,
+                difference=(t.only_a - t.only_b) / n,
+                only_a_correct=t.only_a,
+                only_b_correct=t.only_b,
+                p_value=t.p_value,
+                p_holm=p,
             )
-        )
+            for rep, t, p in zip(repeats, tests[(a, b)], adjusted[(a, b)], strict=True)
+        ]
+        out.append(pair_comparison(a, b, repeat_tests, n, len(pairs)))
     return out
+
+
+def pair_comparison(a: str, b: str, tests: list[RepeatTest], n: int, pairs: int) -> PairComparison:
+    """A pair's record from its per-repeat tests: the intervals, the verdict and its interval.
+
+    Args:
+        a: the variant with the higher mean accuracy.
+        b: the other variant.
+        tests: per repeat, McNemar's test with its Holm-adjusted p.
+        n: test images per repeat.
+        pairs: pairs in each repeat's Holm family.
+
+    Returns:
+        The pair, its verdict printing the interval its tests imply
+        (:func:`cnnvsmlp.stats.verdict_interval`).
+    """
+    mcnemar = [stats.McNemar(t.only_a_correct, t.only_b_correct, t.p_value) for t in tests]
+    differences = [t.difference for t in tests]
+    p_holm = [t.p_holm for t in tests]
+    interval = stats.verdict_interval(
+        [(t.only_a_correct, t.only_b_correct, t.p_value, t.p_holm) for t in tests], n, pairs
+    )
+    return PairComparison(
+        a=a,
+        b=b,
+        difference=stats.difference_interval(mcnemar, n),
+        tests=tests,
+        significant=stats.significant(p_holm, differences),
+        verdict=verdict(a, b, interval, p_holm, differences),
+        interval=interval,
+    )
+
+
+def restate(comparison: Comparison) -> Comparison:
+    """A comparison of an older schema in this one: its pairs' intervals and verdicts made anew.
+
+    The per-repeat tests it stores (discordant counts, raw and Holm p) are
+    all the pairs need; nothing is retrained or re-evaluated.
+
+    Args:
+        comparison: a comparison read from an older ``comparison.json``.
+
+    Returns:
+        The same numbers with each pair's verdict interval, under this
+        version's verdict rule and schema version.
+    """
+    pairs = [
+        pair_comparison(p.a, p.b, p.tests, comparison.n_test, len(comparison.pairs))
+        for p in comparison.pairs
+    ]
+    return comparison.model_copy(
+        update={"pairs": pairs, "verdict_rule": VERDICT_RULE, "schema_version": SCHEMA_VERSION}
+    )
+
+
+def run_config(config: ExperimentConfig, repeats: int) -> RunConfig:
+    """The numbers of the experiment config a reader of the report asks for."""
+    return RunConfig(
+        dataset=config.dataset,
+        variants=list(config.variants),
+        epochs=config.train.epochs,
+        batch_size=config.train.batch_size,
+        optimizer=config.train.optimizer,
+        learning_rate=config.train.learning_rate,
+        validation_fraction=config.split.validation_fraction,
+        limit=config.limit,
+        repeats=repeats,
+        seeds=[config.seed + r for r in range(repeats)],
+    )
 
 
 def compare(
@@ -271,6 +330,8 @@ def compare(
         reproducibility=envelope(list(summaries.values())),
         status="partial" if failures else "complete",
         failures=failures,
+        provenance=config.provenance or Provenance(),
+        config=run_config(config, len(next(iter(grouped.values())))),
     )
 
 
@@ -329,4 +390,6 @@ def _failed_comparison(
         pairs=[],
         status="failed",
         failures=failures,
+        provenance=config.provenance or Provenance(),
+        config=run_config(config, config.repeats),
     )

@@ -5,14 +5,20 @@ Version :data:`SCHEMA_VERSION`; :mod:`cnnvsmlp.report.compare` computes it.
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
 from typing import Literal
+
+from pydantic import Field
 
 from cnnvsmlp.errors import UserError
 from cnnvsmlp.jsonmodel import Record
+from cnnvsmlp.provenance import Provenance
 from cnnvsmlp.records import Epoch, Hardware
 from cnnvsmlp.stats import Interval
 
-SCHEMA_VERSION = "2.3"
+SCHEMA_VERSION = "2.4"
 # Repeats of one variant whose test accuracies span more than this (max - min)
 # are flagged: their mean says less than the CI suggests about any single run.
 SPREAD_LIMIT = 0.01
@@ -104,6 +110,11 @@ class PairComparison(Record):
     tests: list[RepeatTest]
     significant: bool
     verdict: str
+    interval: Interval | None = Field(
+        default=None,
+        description="The verdict's interval: the repeats' Holm-adjusted exact intervals, "
+        "end to end (stats.verdict_interval); None in files before 2.4.",
+    )
 
 
 class FailedRun(Record):
@@ -115,6 +126,21 @@ class FailedRun(Record):
     stage: str
     error: str
     message: str
+
+
+class RunConfig(Record):
+    """How the runs were trained: the experiment config's numbers that a reader asks for."""
+
+    dataset: str
+    variants: list[str]
+    epochs: int
+    batch_size: int
+    optimizer: str
+    learning_rate: float | None = Field(description="None: the optimizer's default.")
+    validation_fraction: float
+    limit: int | None = Field(description="Images used of each official split; None: all.")
+    repeats: int
+    seeds: list[int]
 
 
 class Comparison(Record):
@@ -137,3 +163,30 @@ class Comparison(Record):
     reproducibility: str = ""
     status: Literal["complete", "partial", "failed"] = "complete"
     failures: list[FailedRun] = []
+    provenance: Provenance = Field(default_factory=Provenance)
+    config: RunConfig | None = Field(default=None, description="None in files before 2.4.")
+
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> Comparison:
+        """Read a ``comparison.json`` of this schema's major version, this minor or older.
+
+        Raises:
+            ReportError: the file is of another major version, or of a newer
+                minor one, whose fields this version does not know.
+        """
+        text = Path(path).read_text()
+        try:
+            found = str(json.loads(text).get("schema_version", ""))
+        except (ValueError, AttributeError):
+            found = ""
+        major, minor = (int(x) for x in SCHEMA_VERSION.split("."))
+        try:
+            their_major, their_minor = (int(x) for x in found.split("."))
+        except ValueError:
+            their_major, their_minor = -1, -1
+        if their_major != major or their_minor > minor:
+            raise ReportError(
+                f"{path}: comparison schema {found or '(none)'}; this cnnvsmlp reads "
+                f"{major}.0 to {SCHEMA_VERSION}: read it with the cnnvsmlp that wrote it"
+            )
+        return cls.model_validate_json(text)

@@ -1,18 +1,224 @@
-"""The comparison in words: its tables, and the terminal, Markdown and HTML reports."""
+"""The comparison in words: its tables, the terminal table, and the Markdown and HTML reports.
+
+A report is a :class:`Report`: a title, the first screen (headline, warnings,
+what produced it, the accuracy plot, the main table) and sections after it.
+A layout is a function from a comparison to a :class:`Report`
+(:func:`comparison_report` is the pairwise comparison's); both templates
+render any layout's blocks, so another layout needs no template of its own.
+"""
 
 from __future__ import annotations
 
 import base64
+import io
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from tabulate import tabulate
 
+from cnnvsmlp.records import Hardware
 from cnnvsmlp.report.model import Comparison
 from cnnvsmlp.report.plots import PLOTS
 from cnnvsmlp.report.status import failure_summary
-from cnnvsmlp.report.verdict import number, pct
+from cnnvsmlp.report.verdict import headline, number, pct
 from cnnvsmlp.stats import Interval
+
+# The KFP UI's Markdown viewer shows at most this many characters of an artifact
+# (kubeflow/pipelines frontend/src/components/viewers/MarkdownViewer.tsx,
+# MAX_MARKDOWN_STR_LENGTH); its renderer, markdown-to-jsx, keeps data:image URIs.
+MARKDOWN_LIMIT = 400_000
+
+# ---------------------------------------------------------------- blocks
+
+
+@dataclass(frozen=True)
+class Text:
+    """A paragraph; ``lead`` is printed bold before it; ``style`` is ``headline`` or ``note``."""
+
+    text: str
+    lead: str = ""
+    style: str = ""
+
+
+@dataclass(frozen=True)
+class Bullets:
+    """A list; each item may start with a bold ``(lead, text)``."""
+
+    items: list[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table of strings."""
+
+    headers: list[str]
+    rows: list[list[str]]
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One of :data:`~cnnvsmlp.report.plots.PLOTS`, by name."""
+
+    name: str
+
+
+Block = Text | Bullets | Table | Figure
+
+
+@dataclass
+class Section:
+    """A titled part after the first screen; ``folded`` ones are closed in the HTML."""
+
+    title: str
+    blocks: list[Block]
+    folded: bool = False
+    anchor: str = ""
+
+
+@dataclass
+class Report:
+    """What a layout makes of a comparison."""
+
+    title: str
+    lead: list[Block]
+    sections: list[Section] = field(default_factory=list)
+
+
+Layout = Callable[[Comparison], Report]
+
+# ---------------------------------------------------------------- words built once
+
+
+def _points(x: float) -> str:
+    return number(100 * x, "+.2f")
+
+
+def _ci(i: Interval) -> str:
+    return f"{pct(i.estimate)} [{pct(i.low)}, {pct(i.high)}]"
+
+
+def _p_cell(p: float) -> str:
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def run_label(comparison: Comparison) -> str:
+    """The run as the reports name it: its id, or that none was recorded."""
+    return comparison.provenance.run_id or "(run id not recorded)"
+
+
+def title(comparison: Comparison) -> str:
+    """The report's title: the experiment and the run."""
+    return f"{comparison.experiment} comparison, run {run_label(comparison)}"
+
+
+def _machine(h: Hardware) -> str:
+    threads = f", {h.intra_op_threads} threads" if h.intra_op_threads else ""
+    return f"{h.name} ({h.cpu_count} CPUs{threads}, TensorFlow {h.tensorflow})"
+
+
+def machines(comparison: Comparison) -> dict[str, list[Hardware]]:
+    """Each distinct machine the runs trained on and were evaluated on, by stage."""
+    out: dict[str, list[Hardware]] = {}
+    for stage, attr in (("training", "hardware"), ("inference", "inference_hardware")):
+        found = {h.model_dump_json(): h for v in comparison.variants for h in getattr(v, attr)}
+        out[stage] = list(found.values())
+    return out
+
+
+def hardware_text(comparison: Comparison) -> str:
+    """The machines in one sentence when every run shared them, else where the table is."""
+    found = machines(comparison)
+    if not found["training"]:
+        return ""
+    if all(len(m) == 1 for m in found.values()):
+        trained, evaluated = found["training"][0], found["inference"][0]
+        if trained == evaluated:
+            return f"Every run trained and was evaluated on {_machine(trained)}."
+        return (
+            f"Every run trained on {_machine(trained)} and was evaluated on {_machine(evaluated)}."
+        )
+    return "The runs used several machines: see Hardware."
+
+
+def speed_note(comparison: Comparison) -> str:
+    """What shared the machine while the epochs were timed: how to read the seconds."""
+    p = comparison.provenance
+    cpus = {h.cpu_count for h in machines(comparison)["training"]}
+    cores = f"{cpus.pop()} CPUs" if len(cpus) == 1 else "its CPUs"
+    if p.threads_per_training:
+        threads = f"{p.threads_per_training} TensorFlow threads each"
+    else:
+        threads = "TensorFlow's default threads, one per core, each"
+    if p.runner == "cluster":
+        return "Seconds per epoch: each training ran as a task of its own on the machine named."
+    if p.trainings_at_once and p.trainings_at_once > 1:
+        return (
+            f"Seconds per epoch are wall time with {p.trainings_at_once} trainings at once "
+            f"sharing {cores} ({threads}): a variant that trained beside a slower one reads "
+            "slower than alone. Compare speeds within one run of one runner only."
+        )
+    if p.trainings_at_once == 1:
+        return f"Seconds per epoch are wall time of one training at a time on {cores} ({threads})."
+    return (
+        "Seconds per epoch are wall time; what else shared the machine was not recorded (the "
+        "local runner trains two at a time by default, so a training alone may be faster)."
+    )
+
+
+def time_axis_label(comparison: Comparison) -> str:
+    """The cost plot's time axis, with the machine share of :func:`speed_note`."""
+    at_once = comparison.provenance.trainings_at_once
+    if at_once and at_once > 1:
+        return f"training time of a run (s, {at_once} trainings at once)"
+    return "training time of a run (s)"
+
+
+def provenance_line(comparison: Comparison) -> str:
+    """One line saying what produced the report: run, date, project commit and config."""
+    p = comparison.provenance
+    config = f"; {config_text(comparison)}" if comparison.config else ""
+    if not (p.run_id or p.started or p.commit):
+        return f"The runs recorded no run id, date or commit (see Provenance){config}."
+    when = p.started.strftime("%Y-%m-%d %H:%M UTC") if p.started else "date not recorded"
+    if p.commit:
+        state = {True: ", uncommitted changes", False: ""}.get(p.dirty, ", tree state unknown")
+        code = f"cnnvsmlp {p.project_version or '?'} at commit {p.commit[:10]}{state}"
+    else:
+        code = f"cnnvsmlp {p.project_version or '(version not recorded)'}, commit not recorded"
+    return f"Run {run_label(comparison)}; {when}; {code}{config}."
+
+
+def config_text(comparison: Comparison) -> str:
+    """The config that ran, in a phrase."""
+    c = comparison.config
+    if c is None:
+        return f"{comparison.epochs} epochs, {comparison.repeats} repeats"
+    rate = f"learning rate {c.learning_rate:g}" if c.learning_rate else "default learning rate"
+    limit = f"at most {c.limit:,} images a split" if c.limit else "all images"
+    seeds = f"seed {c.seeds[0]}" if len(c.seeds) == 1 else f"seeds {c.seeds[0]} to {c.seeds[-1]}"
+    return (
+        f"{c.dataset}, {c.epochs} epoch{'s' if c.epochs > 1 else ''}, "
+        f"batch {c.batch_size}, {c.optimizer} ({rate}), "
+        f"{limit}, {c.validation_fraction:.0%} of training for validation, "
+        f"{c.repeats} repeat{'s' if c.repeats > 1 else ''} ({seeds})"
+    )
+
+
+def one_repeat_warning(comparison: Comparison) -> str:
+    """The warning a single-repeat comparison carries; empty with repeats."""
+    if comparison.repeats > 1 or not comparison.variants:
+        return ""
+    return (
+        "Seed-to-seed spread is unknown: each variant trained once, its interval covers the "
+        "test images only, and one seed can move a variant by more than the differences "
+        "between the CNNs. Run again with REPEATS=5 (make run REPEATS=5) before reading the "
+        "verdicts as more than one draw."
+    )
+
+
+# ---------------------------------------------------------------- tables
 
 
 def failure_table(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
@@ -32,16 +238,11 @@ def failure_table(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
     return headers, rows
 
 
-def _points(x: float) -> str:
-    return number(100 * x, "+.2f")
-
-
-def _ci(i: Interval) -> str:
-    return f"{pct(i.estimate)} [{pct(i.low)}, {pct(i.high)}]"
-
-
 def main_table(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
-    """Headers and rows of the main table: one row per variant, the seed's number beside ours.
+    """Headers and rows of the main table: only the columns that mean something for this run.
+
+    Each run's accuracy and the spread appear with two repeats or more; the
+    seed write-ups' number where they report one.
 
     Args:
         comparison: the comparison to tabulate.
@@ -49,45 +250,72 @@ def main_table(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
     Returns:
         The column headers and one row of strings per variant.
     """
+    several = comparison.repeats > 1
+    seeds = any(v.reference for v in comparison.variants)
+    headers = ["variant", "params", f"test acc % ({comparison.confidence:.0%} CI)"]
+    headers += ["each run %", "spread, points"] if several else []
+    headers += ["test loss", "best val % (epoch)", "s/epoch"]
+    headers += ["seed %", "ours - seed"] if seeds else []
+    rows = []
+    for v in comparison.variants:
+        row = [v.variant, f"{v.params:,}", _ci(v.test_accuracy)]
+        if several:
+            flag = " (!)" if v.spread_flag else ""
+            row += [
+                " ".join(pct(r.test_accuracy) for r in v.runs),
+                f"{100 * v.test_accuracy_spread:.2f}{flag}",
+            ]
+        epochs = ",".join(str(r.best_epoch) for r in v.runs)
+        row += [f"{v.test_loss:.4f}", f"{pct(v.best_val_accuracy)} ({epochs})"]
+        row.append(f"{v.epoch_time_s:.1f}")
+        if seeds:
+            ref = v.reference
+            seed = ""
+            if ref:
+                seed = pct(ref.accuracy) + (" (val)" if ref.split == "validation" else "")
+                seed += " †" if ref.note else ""
+            row += [seed, _points(ref.test_difference) if ref else ""]
+        rows.append(row)
+    return headers, rows
+
+
+def runs_table(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
+    """Headers and rows of every run: accuracies, epochs and speeds.
+
+    Args:
+        comparison: the comparison to tabulate.
+
+    Returns:
+        The column headers and one row per run.
+    """
     headers = [
-        "variant",
-        "params",
-        "size MB",
-        f"test acc % ({comparison.confidence:.0%} CI)",
-        "each run %",
+        "run",
+        "seed",
+        "test %",
         "test loss",
         "best val % (epoch)",
         "final val %",
         "s/epoch",
         "train img/s",
         "infer img/s",
-        "seed %",
-        "ours - seed",
+        "size MB",
     ]
-    rows = []
-    for v in comparison.variants:
-        ref = v.reference
-        seed = ""
-        if ref:
-            seed = pct(ref.accuracy) + (" (val)" if ref.split == "validation" else "")
-            seed += " †" if ref.note else ""
-        rows.append(
-            [
-                v.variant,
-                f"{v.params:,}",
-                f"{v.model_size_bytes / 1e6:.1f}",
-                _ci(v.test_accuracy),
-                " ".join(pct(r.test_accuracy) for r in v.runs),
-                f"{v.test_loss:.4f}",
-                f"{pct(v.best_val_accuracy)} ({','.join(str(r.best_epoch) for r in v.runs)})",
-                pct(v.final_val_accuracy),
-                f"{v.epoch_time_s:.1f}",
-                f"{v.train_images_per_s:,.0f}",
-                f"{v.inference_images_per_s:,.0f}",
-                seed,
-                _points(ref.test_difference) if ref else "",
-            ]
-        )
+    rows = [
+        [
+            f"{v.variant}-r{r.repeat}",
+            str(r.seed),
+            pct(r.test_accuracy),
+            f"{r.test_loss:.4f}",
+            f"{pct(r.best_val_accuracy)} ({r.best_epoch})",
+            pct(r.final_val_accuracy),
+            f"{r.epoch_time_s:.1f}",
+            f"{r.train_images_per_s:,.0f}",
+            f"{r.inference_images_per_s:,.0f}",
+            f"{v.model_size_bytes / 1e6:.1f}",
+        ]
+        for v in comparison.variants
+        for r in v.runs
+    ]
     return headers, rows
 
 
@@ -98,47 +326,38 @@ def reference_table(comparison: Comparison) -> tuple[list[str], list[list[str]]]
         comparison: the comparison to tabulate.
 
     Returns:
-        The column headers and one row per variant the seeds report a number for.
+        The column headers and one row per variant the seeds report a number for;
+        the validation column only where a seed's number is a validation accuracy.
     """
-    headers = [
-        "variant",
-        "seed %",
-        "seed loss",
-        "seed split",
-        "ours test %",
-        "test - seed",
-        "ours final val %",
-        "val - seed",
-        "ours loss (seed's split)",
-    ]
+    refs = [v for v in comparison.variants if v.reference is not None]
+    validation = any(v.reference.split == "validation" for v in refs)
+    headers = ["variant", "seed %", "seed loss", "seed split", "ours test %", "test - seed"]
+    headers += ["ours final val %", "val - seed"] if validation else []
+    headers += ["ours loss (seed's split)"]
     rows = []
-    for v in comparison.variants:
+    for v in refs:
         ref = v.reference
-        if ref is None:
-            continue
         on_validation = ref.split == "validation"
-        rows.append(
-            [
-                v.variant,
-                pct(ref.accuracy),
-                "" if ref.loss is None else f"{ref.loss:.4f}",
-                ref.split,
-                pct(v.test_accuracy.estimate),
-                _points(ref.test_difference),
+        row = [
+            v.variant,
+            pct(ref.accuracy),
+            "" if ref.loss is None else f"{ref.loss:.4f}",
+            ref.split,
+            pct(v.test_accuracy.estimate),
+            _points(ref.test_difference),
+        ]
+        if validation:
+            row += [
                 pct(v.final_val_accuracy),
                 _points(ref.validation_difference) if on_validation else "",
-                f"{v.final_val_loss if on_validation else v.test_loss:.4f}",
             ]
-        )
+        row.append(f"{v.final_val_loss if on_validation else v.test_loss:.4f}")
+        rows.append(row)
     return headers, rows
 
 
-def _p_cell(p: float) -> str:
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
-
-
 def pair_table(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
-    """Headers and rows of the pairwise tests.
+    """Headers and rows of the pairwise tests, each with its verdict's interval.
 
     Args:
         comparison: the comparison to tabulate.
@@ -148,24 +367,25 @@ def pair_table(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
     """
     headers = [
         "a vs b",
-        "a - b, points (95% CI)",
+        "a - b, points [Holm-adjusted 95% CI]",
         "per repeat: only a right / only b right, p, Holm p",
         "significant",
     ]
-    rows = [
-        [
-            f"{p.a} vs {p.b}",
-            f"{_points(p.difference.estimate)} [{_points(p.difference.low)}, "
-            f"{_points(p.difference.high)}]",
-            "; ".join(
-                f"r{t.repeat}: {t.only_a_correct}/{t.only_b_correct}, "
-                f"{_p_cell(t.p_value)}, {_p_cell(t.p_holm)}"
-                for t in p.tests
-            ),
-            "yes" if p.significant else "no",
-        ]
-        for p in comparison.pairs
-    ]
+    rows = []
+    for p in comparison.pairs:
+        i = p.interval or p.difference
+        rows.append(
+            [
+                f"{p.a} vs {p.b}",
+                f"{_points(i.estimate)} [{_points(i.low)}, {_points(i.high)}]",
+                "; ".join(
+                    f"r{t.repeat}: {t.only_a_correct}/{t.only_b_correct}, "
+                    f"{_p_cell(t.p_value)}, {_p_cell(t.p_holm)}"
+                    for t in p.tests
+                ),
+                "yes" if p.significant else "no",
+            ]
+        )
     return headers, rows
 
 
@@ -183,41 +403,48 @@ def hardware_table(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
     rows = [
         [v.variant, stage, h.device, h.name, str(h.cpu_count), h.tensorflow]
         for v in comparison.variants
-        for stage, machines in (("training", v.hardware), ("inference", v.inference_hardware))
-        for h in machines
+        for stage, found in (("training", v.hardware), ("inference", v.inference_hardware))
+        for h in found
     ]
     return headers, rows
 
 
 def numerics_table(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
-    """Headers and rows of what decides whether each variant's training reruns bit for bit.
+    """Headers and rows of each variant's spread, with its numerics where they differ.
+
+    When every run trained with the same numerics the paragraph above the
+    table names them once, and the table keeps the spread alone.
 
     Args:
         comparison: the comparison to tabulate.
 
     Returns:
-        The column headers and one row per variant and machine it trained on,
-        with the repeats' spread of test accuracy.
+        The column headers and one row per variant and machine it trained on.
     """
-    headers = [
-        "variant",
-        "spread, points",
-        "CPU",
-        "extensions",
-        "TensorFlow (git)",
-        "CUDA / cuDNN",
-        "oneDNN (TF_ENABLE_ONEDNN_OPTS)",
-        "threads",
-    ]
+    shared = len({h.numerics() for v in comparison.variants for h in v.hardware}) == 1
+    headers = ["variant", "spread, points"]
+    if not shared:
+        headers += [
+            "CPU",
+            "extensions",
+            "TensorFlow (git)",
+            "CUDA / cuDNN",
+            "oneDNN (TF_ENABLE_ONEDNN_OPTS)",
+            "threads",
+        ]
     rows = []
     for v in comparison.variants:
+        spread = f"{100 * v.test_accuracy_spread:.2f}" + (" (!)" if v.spread_flag else "")
+        if shared:
+            rows.append([v.variant, spread])
+            continue
         for h in v.hardware:
             onednn = "?" if h.onednn is None else ("on" if h.onednn else "off")
             cuda = h.build.get("cuda_version", "")
             rows.append(
                 [
                     v.variant,
-                    f"{100 * v.test_accuracy_spread:.2f}" + (" (!)" if v.spread_flag else ""),
+                    spread,
                     h.cpu or h.name,
                     " ".join(f for f in h.cpu_flags if f.startswith(("avx", "fma", "amx"))),
                     f"{h.tensorflow} ({h.tensorflow_git})" if h.tensorflow_git else h.tensorflow,
@@ -230,20 +457,25 @@ def numerics_table(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
 
 
 def terminal_table(comparison: Comparison) -> str:
-    """The main table and the verdicts, for a terminal.
+    """The headline, the main table and the verdicts, for a terminal.
 
     Args:
         comparison: the comparison to print.
 
     Returns:
-        A heading line, the main table (tabulate's plain format) and one verdict per pair.
+        A heading line, the headline, the main table (tabulate's plain format)
+        and one verdict per pair.
     """
     headers, rows = main_table(comparison)
     lines = [
         f"{comparison.experiment}: {comparison.repeats} repeat(s), {comparison.epochs} epochs, "
         f"{comparison.n_test:,} test images",
+        headline(comparison),
         tabulate(rows, headers=headers, disable_numparse=True),
     ]
+    warning = one_repeat_warning(comparison)
+    if warning:
+        lines += ["", f"One repeat: {warning}"]
     if comparison.pairs:
         lines += ["", *(f"- {p.verdict}" for p in comparison.pairs)]
     lines += [f"- {v.spread_flag}" for v in comparison.variants if v.spread_flag]
@@ -252,11 +484,191 @@ def terminal_table(comparison: Comparison) -> str:
     return "\n".join(lines)
 
 
-def _markdown_cell(text: str) -> str:
+# ---------------------------------------------------------------- the layout
+
+
+def _accuracy_note(comparison: Comparison) -> str:
+    if comparison.repeats > 1:
+        interval = (
+            f"Test accuracy: mean over the {comparison.repeats} repeats with its "
+            f"{comparison.confidence:.0%} confidence interval (Student t over the repeats: "
+            "seed-to-seed variation), each run's accuracy, and their spread (max - min; "
+            f'"(!)": more than {100 * comparison.spread_limit:g} points).'
+        )
+    else:
+        interval = (
+            f"Test accuracy of the single run with its {comparison.confidence:.0%} confidence "
+            "interval (Wilson interval over the test images: test-set sampling only, not "
+            "seed-to-seed variation)."
+        )
+    seeds = ""
+    if any(v.reference for v in comparison.variants):
+        seeds = (
+            ' Seed: the seed write-up\'s number ("(val)": a validation accuracy; "†": the '
+            "seed's claim does not hold, see Against the seeds' numbers) and our mean test "
+            "accuracy minus it, in points."
+        )
+    return (
+        f"{interval} Best validation accuracy: mean over repeats, and the epoch of the best "
+        f"in each run.{seeds} {speed_note(comparison)}"
+    )
+
+
+def comparison_report(comparison: Comparison) -> Report:
+    """The pairwise comparison's report: the answer first, the evidence after.
+
+    Args:
+        comparison: the comparison to report.
+
+    Returns:
+        Its :class:`Report`.
+    """
+    c = comparison
+    lead: list[Block] = [Text(headline(c), style="headline")]
+    warning = one_repeat_warning(c)
+    if warning:
+        lead.append(Text(warning, lead="One repeat."))
+    if c.failures:
+        lead.append(
+            Text(
+                f"{failure_summary(c)} See Failed runs below.",
+                lead=f"{c.status.capitalize()} comparison.",
+            )
+        )
+    lead.append(Text(f"{provenance_line(c)} {hardware_text(c)}".strip(), style="note"))
+    if c.variants:
+        lead += [Figure("test_accuracy"), Table(*main_table(c)), Text(_accuracy_note(c))]
+    sections = []
+    if c.failures:
+        sections.append(
+            Section(
+                "Failed runs",
+                [
+                    Text(
+                        "These runs failed for good (a retry would fail the same way). A variant "
+                        "with a failed run is left out of the statistics, since pairs need the "
+                        "same repeats of every variant."
+                    ),
+                    Table(*failure_table(c)),
+                ],
+                anchor="failed-runs",
+            )
+        )
+    verdicts = [("", p.verdict) for p in c.pairs] or [("", "One variant only: nothing to compare.")]
+    verdicts += [("Unstable:", v.spread_flag) for v in c.variants if v.spread_flag]
+    sections.append(Section("Verdicts", [Bullets(verdicts), Text(c.verdict_rule)]))
+    if c.pairs:
+        family = f"all {len(c.pairs)} pairs" if len(c.pairs) > 1 else "the one pair"
+        sections.append(
+            Section(
+                "Pairwise tests",
+                [
+                    Text(
+                        "McNemar's exact test on the two variants' per-image correctness on the "
+                        "same test images, one test per repeat; Holm's adjustment over "
+                        f"{family}, within each repeat. The difference is in "
+                        "accuracy points: the mean over repeats, with the verdict's interval "
+                        "(the repeats' Holm-adjusted exact intervals, end to end)."
+                    ),
+                    Table(*pair_table(c)),
+                ],
+            )
+        )
+    if c.variants:
+        sections.append(
+            Section("Plots", [Figure(name) for name in PLOTS if name != "test_accuracy"])
+        )
+        sections.append(Section("Each run", [Table(*runs_table(c))], folded=True))
+        sections.append(_seed_section(c))
+        sections.append(_hardware_section(c))
+        reproducibility: list[Block] = [Text(c.reproducibility)] if c.reproducibility else []
+        if c.repeats > 1 or len({h.numerics() for v in c.variants for h in v.hardware}) > 1:
+            reproducibility.append(
+                Text(
+                    'Spread: max - min of the repeats\' test accuracy, in points; "(!)": more '
+                    f"than {100 * c.spread_limit:g}, flagged in the verdicts."
+                )
+            )
+            reproducibility.append(Table(*numerics_table(c)))
+        sections.append(Section("Reproducibility", reproducibility, folded=True))
+    sections.append(_provenance_section(c))
+    return Report(title=title(c), lead=lead, sections=sections)
+
+
+def _seed_section(c: Comparison) -> Section:
+    if not any(v.reference for v in c.variants):
+        return Section(
+            "Against the seeds' numbers",
+            [Text("The seeds report no number for these variants.")],
+            folded=True,
+        )
+    notes = [(v.variant, v.reference.note) for v in c.variants if v.reference and v.reference.note]
+    blocks: list[Block] = [
+        Text(
+            "Where a seed reported a validation accuracy, ours is compared with both our test "
+            "accuracy and our final validation accuracy. Differences are ours minus the seed's, "
+            "in points. The notes say where a seed's claim does not hold."
+        ),
+        Table(*reference_table(c)),
+    ]
+    if notes:
+        blocks.append(Bullets([(f"{variant}:", note) for variant, note in notes]))
+    return Section("Against the seeds' numbers", blocks, folded=True)
+
+
+def _hardware_section(c: Comparison) -> Section:
+    text = hardware_text(c)
+    if all(len(m) == 1 for m in machines(c).values()):
+        return Section("Hardware", [Text(text)], folded=True)
+    return Section("Hardware", [Table(*hardware_table(c))], folded=True)
+
+
+def _provenance_section(c: Comparison) -> Section:
+    p = c.provenance
+    items = [
+        ("Run:", run_label(c)),
+        ("Started:", p.started.isoformat() if p.started else "not recorded"),
+        ("Runner:", p.runner or "not recorded"),
+        ("Project:", f"cnnvsmlp {p.project_version or '(version not recorded)'}"),
+        (
+            "Commit:",
+            (p.commit + (" (uncommitted changes)" if p.dirty else "")) or "not recorded",
+        ),
+        ("Config:", config_text(c)),
+        ("Variants:", ", ".join(c.config.variants if c.config else [])),
+        ("Machines:", hardware_text(c) or "none: no run finished"),
+        ("Schema:", f"comparison.json {c.schema_version}"),
+    ]
+    if p.note:
+        items.append(("Note:", p.note))
+    return Section("Provenance", [Bullets(items)], folded=True)
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def _escape_cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def _render(comparison: Comparison, images: dict[str, str], html: bool) -> str:
+def _prepare(block: Block, html: bool, images: dict[str, str]) -> dict | None:
+    if isinstance(block, Table):
+        rows = block.rows if html else [[_escape_cell(x) for x in row] for row in block.rows]
+        fmt = "html" if html else "github"
+        text = tabulate(rows, headers=block.headers, tablefmt=fmt, disable_numparse=True)
+        return {"kind": "table", "text": text}
+    if isinstance(block, Figure):
+        if block.name not in images:
+            return None
+        return {"kind": "figure", "caption": PLOTS[block.name], "src": images[block.name]}
+    if isinstance(block, Bullets):
+        return {"kind": "bullets", "entries": block.items}
+    return {"kind": "text", "text": block.text, "lead": block.lead, "style": block.style}
+
+
+def _render(
+    comparison: Comparison, images: dict[str, str], html: bool, layout: Layout, missing: str = ""
+) -> str:
     env = Environment(
         loader=PackageLoader("cnnvsmlp", "templates"),
         autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
@@ -264,66 +676,98 @@ def _render(comparison: Comparison, images: dict[str, str], html: bool) -> str:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    tables = {}
-    for name, make in (
-        ("main", main_table),
-        ("reference", reference_table),
-        ("pairs", pair_table),
-        ("hardware", hardware_table),
-        ("numerics", numerics_table),
-        ("failures", failure_table),
-    ):
-        headers, rows = make(comparison)
-        if not html:
-            rows = [[_markdown_cell(cell) for cell in row] for row in rows]
-        fmt = "html" if html else "github"
-        tables[name] = tabulate(rows, headers=headers, tablefmt=fmt, disable_numparse=True)
-    notes = [
-        (v.variant, v.reference.note)
-        for v in comparison.variants
-        if v.reference is not None and v.reference.note
+    report = layout(comparison)
+
+    def prepared(blocks: list[Block]) -> list[dict]:
+        return [b for b in (_prepare(x, html, images) for x in blocks) if b is not None]
+
+    sections = [
+        {
+            "title": s.title,
+            "anchor": s.anchor,
+            "folded": s.folded,
+            "blocks": prepared(s.blocks),
+        }
+        for s in report.sections
     ]
     template = env.get_template("report.html.j2" if html else "report.md.j2")
     return template.render(
-        c=comparison,
-        spread_flags=[v.spread_flag for v in comparison.variants if v.spread_flag],
-        tables=tables,
-        failure_summary=failure_summary(comparison),
-        notes=notes,
-        plots=[(PLOTS[name], src) for name, src in images.items()],
-        hardware=sorted(
-            {h.name for v in comparison.variants for h in v.hardware + v.inference_hardware}
-        ),
+        title=report.title, lead=prepared(report.lead), sections=sections, missing=missing
     )
 
 
-def render_markdown(comparison: Comparison, plot_dir: str = "plots") -> str:
-    """The Markdown report: GitHub tables, plots linked relative to the report.
+def _compact_png(path: Path) -> bytes:
+    """A plot as a palette PNG: the same picture in about a third of the bytes."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        quantized = image.convert("RGB").quantize(colors=128)
+    out = io.BytesIO()
+    quantized.save(out, format="PNG", optimize=True)
+    return out.getvalue()
+
+
+def _data_uri(data: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(data).decode()
+
+
+def render_markdown(
+    comparison: Comparison,
+    plots: dict[str, Path] | None = None,
+    plot_dir: str = "plots",
+    layout: Layout = comparison_report,
+) -> str:
+    """The Markdown report: GitHub tables and plain Markdown, no raw HTML.
 
     Args:
         comparison: the comparison to report.
-        plot_dir: the plots' folder as seen from the report.
+        plots: the PNG file of each plot: embedded as data URIs, so the file
+            renders alone, as the KFP UI shows it; in :data:`PLOTS` order while
+            the text stays under :data:`MARKDOWN_LIMIT`, the rest named as left
+            out. None links the plots under ``plot_dir`` instead.
+        plot_dir: the plots' folder as seen from the report, when ``plots`` is None.
+        layout: the sections and their order.
 
     Returns:
         The report's text.
     """
-    drawn = PLOTS if comparison.variants else {}
-    return _render(comparison, {name: f"{plot_dir}/{name}.png" for name in drawn}, html=False)
+    if plots is None:
+        drawn = PLOTS if comparison.variants else {}
+        images = {name: f"{plot_dir}/{name}.png" for name in drawn}
+        return _render(comparison, images, html=False, layout=layout)
+    text = _render(comparison, {}, html=False, layout=layout)
+    budget = MARKDOWN_LIMIT - len(text) - 2_000
+    images, left_out = {}, []
+    for name in PLOTS:
+        if name not in plots:
+            continue
+        uri = _data_uri(_compact_png(plots[name]))
+        if len(uri) <= budget:
+            images[name] = uri
+            budget -= len(uri)
+        else:
+            left_out.append(PLOTS[name])
+    missing = ""
+    if left_out:
+        missing = (
+            f"Left out to keep this file under the KFP UI's {MARKDOWN_LIMIT:,} characters: "
+            f"{', '.join(left_out)}; report.html and plots/ beside comparison.json have them."
+        )
+    return _render(comparison, images, html=False, layout=layout, missing=missing)
 
 
-def render_html(comparison: Comparison, plots: dict[str, Path]) -> str:
+def render_html(
+    comparison: Comparison, plots: dict[str, Path], layout: Layout = comparison_report
+) -> str:
     """The self-contained HTML report: the plots embedded as base64 data URIs.
 
     Args:
         comparison: the comparison to report.
         plots: the PNG file of each plot, as :func:`write_plots` returns them.
+        layout: the sections and their order.
 
     Returns:
         The HTML document.
     """
-    images = {
-        name: "data:image/png;base64," + base64.b64encode(plots[name].read_bytes()).decode()
-        for name in PLOTS
-        if name in plots
-    }
-    return _render(comparison, images, html=True)
+    images = {name: _data_uri(plots[name].read_bytes()) for name in PLOTS if name in plots}
+    return _render(comparison, images, html=True, layout=layout)

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from cnnvsmlp import stats
 from cnnvsmlp.records import Hardware
-from cnnvsmlp.report.model import SPREAD_LIMIT, VariantSummary
+from cnnvsmlp.report.model import SPREAD_LIMIT, Comparison, PairComparison, VariantSummary
 
 VERDICT_RULE = (
     "A pair differs significantly when, in every repeat, McNemar's exact test on the two "
     "variants' per-image correctness gives a Holm-adjusted p below "
     f"{stats.ALPHA:g} (Holm over all pairs of variants, within the repeat) and the accuracy "
     "difference has the same sign in every repeat. Otherwise the verdict says in how many "
-    "repeats the test was not significant, or that the sign changed."
+    "repeats the test was not significant, or that the sign changed. A verdict's 95% CI is "
+    "its tests' own, adjusted as they are: per repeat, the exact interval of the difference "
+    "that McNemar's exact test inverts, at the confidence level Holm's adjustment gives that "
+    "test; the verdict prints them end to end, lowest bound to highest, around the mean "
+    "difference. It excludes 0 exactly when the verdict says one variant beats the other."
 )
 
 
@@ -70,6 +74,92 @@ def verdict(
         else f"p >= {stats.ALPHA:g} in {not_significant} of {n} repeats"
     )
     return f"No significant difference between {a} and {b} ({where}; {a} - {b} = {points})."
+
+
+# ---------------------------------------------------------------- the headline
+
+
+def _family(variant: str) -> str:
+    return "MLP" if variant.startswith("mlp") else "CNN"
+
+
+def _strength(pairs: list[PairComparison], repeats: int) -> str:
+    worst = max(t.p_holm for p in pairs for t in p.tests)
+    where = "in its single repeat" if repeats == 1 else f"in all {repeats} repeats"
+    return f"{_p_text(worst, '<=')} {where}"
+
+
+def _points_range(pairs: list[PairComparison]) -> str:
+    points = sorted(100 * p.difference.estimate for p in pairs)
+    if len(points) == 1 or f"{points[0]:.1f}" == f"{points[-1]:.1f}":
+        return f"{points[0]:.1f} points"
+    return f"{points[0]:.1f} to {points[-1]:.1f} points"
+
+
+def _within(family: str, pairs: list[PairComparison], size: int) -> str:
+    plural = f"{family}s"
+    if not pairs:
+        return ""
+    won = [p for p in pairs if p.significant]
+    if not won:
+        return f"the {size} {plural} are indistinguishable from each other"
+    wins = "; ".join(f"{p.a} beats {p.b} by {100 * p.difference.estimate:.1f}" for p in won)
+    return f"among the {plural}, {len(won)} of {len(pairs)} pairs differ ({wins} points)"
+
+
+def headline(comparison: Comparison) -> str:
+    """The answer in one sentence, with its strength: what the first screen leads with.
+
+    Args:
+        comparison: the comparison to sum up.
+
+    Returns:
+        E.g. ``"Every CNN beats the MLP by 3.8 to 4.8 points (p < 0.001 in all 5
+        repeats); the 4 CNNs are indistinguishable from each other."``
+    """
+    variants = [v.variant for v in comparison.variants]
+    if not variants:
+        return "No variant finished: there is nothing to compare."
+    if len(variants) == 1:
+        acc = comparison.variants[0].test_accuracy
+        return (
+            f"One variant only: {variants[0]} reaches {pct(acc.estimate)}% test accuracy, "
+            f"{comparison.confidence:.0%} CI [{pct(acc.low)}, {pct(acc.high)}]."
+        )
+    families = {v: _family(v) for v in variants}
+    cnns = [v for v in variants if families[v] == "CNN"]
+    mlps = [v for v in variants if families[v] == "MLP"]
+    across = [p for p in comparison.pairs if families[p.a] != families[p.b]]
+    parts = []
+    if across:
+        mlp_word = "the MLP" if len(mlps) == 1 else "every MLP"
+        cnn_word = "the CNN" if len(cnns) == 1 else "every CNN"
+        cnn_wins = [p for p in across if p.significant and families[p.a] == "CNN"]
+        mlp_wins = [p for p in across if p.significant and families[p.a] == "MLP"]
+        if len(cnn_wins) == len(across):
+            subject = "The CNN" if len(cnns) == 1 else "Every CNN"
+            parts.append(
+                f"{subject} beats {mlp_word} by {_points_range(across)} "
+                f"({_strength(across, comparison.repeats)})"
+            )
+        elif len(mlp_wins) == len(across):
+            subject = "The MLP" if len(mlps) == 1 else "Every MLP"
+            parts.append(
+                f"{subject} beats {cnn_word} by {_points_range(across)} "
+                f"({_strength(across, comparison.repeats)})"
+            )
+        else:
+            parts.append(
+                f"CNN against MLP is mixed: {len(cnn_wins)} of {len(across)} pairs favour the "
+                f"CNN significantly, {len(mlp_wins)} the MLP, and the rest do not differ"
+            )
+    for family, members in (("CNN", cnns), ("MLP", mlps)):
+        within = [p for p in comparison.pairs if families[p.a] == families[p.b] == family]
+        text = _within(family, within, len(members))
+        if text:
+            parts.append(text)
+    sentence = "; ".join(parts)
+    return sentence[0].upper() + sentence[1:] + "."
 
 
 # ---------------------------------------------------------------- reproducibility

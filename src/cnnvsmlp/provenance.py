@@ -1,0 +1,113 @@
+"""What produced a comparison: the run, when it started, the project's commit, the machine share.
+
+A runner calls :func:`stamp` where a run starts; the config then carries a
+:class:`Provenance` to the comparison, which prints it in ``report.md``,
+``report.html`` and ``comparison.json``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import Field
+
+from cnnvsmlp.jsonmodel import Record
+
+if TYPE_CHECKING:
+    from cnnvsmlp.config import ExperimentConfig
+
+# The checkout this module runs from, when it runs from one (not from an image).
+_SOURCE = Path(__file__).resolve().parents[2]
+
+
+class Provenance(Record):
+    """Where a comparison came from. Empty fields (and None) mean: not recorded."""
+
+    run_id: str = Field(default="", description="The local run folder's name, or the KFP job id.")
+    started: datetime | None = Field(default=None, description="When the run started, UTC.")
+    project_version: str = ""
+    commit: str = Field(default="", description="The project's git commit the run started from.")
+    dirty: bool | None = Field(
+        default=None, description="Whether that checkout had uncommitted changes."
+    )
+    runner: str = Field(default="", description="'local' or 'cluster'.")
+    trainings_at_once: int | None = Field(
+        default=None,
+        description="Trainings that shared one machine at a time; None on a cluster, "
+        "where each training is a task of its own.",
+    )
+    threads_per_training: int | None = Field(
+        default=None, description="TensorFlow threads each training was given; None: one per core."
+    )
+    note: str = Field(default="", description="How the report was made when not by the run.")
+
+
+def project_version() -> str:
+    """The installed cnnvsmlp's version, or an empty string when it is not installed."""
+    try:
+        return version("cnnvsmlp")
+    except PackageNotFoundError:
+        return ""
+
+
+def git_state(where: Path = _SOURCE) -> tuple[str, bool | None]:
+    """The commit checked out at ``where`` and whether its tree has uncommitted changes.
+
+    Args:
+        where: a folder inside a git checkout.
+
+    Returns:
+        The full commit hash and the dirty flag; ``("", None)`` outside a
+        checkout or without git (as in the images).
+    """
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(where), *args], capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        return "", None
+    return commit, dirty
+
+
+def stamp(
+    config: ExperimentConfig,
+    run_id: str,
+    runner: str = "local",
+    trainings_at_once: int | None = None,
+    threads_per_training: int | None = None,
+) -> ExperimentConfig:
+    """The config with the provenance of a run that starts now.
+
+    Args:
+        config: the experiment to run.
+        run_id: the run's id: the local run folder's name; empty on a cluster,
+            where the comparison takes the KFP job id.
+        runner: ``local`` or ``cluster``.
+        trainings_at_once: trainings that share one machine at a time (local).
+        threads_per_training: TensorFlow threads each training gets; None: one per core.
+
+    Returns:
+        A copy of ``config`` whose ``provenance`` names the run, the time, the
+        project's version and commit, and how the machine was shared.
+    """
+    commit, dirty = git_state()
+    provenance = Provenance(
+        run_id=run_id,
+        started=datetime.now(timezone.utc).replace(microsecond=0),
+        project_version=project_version(),
+        commit=commit,
+        dirty=dirty,
+        runner=runner,
+        trainings_at_once=trainings_at_once,
+        threads_per_training=threads_per_training,
+    )
+    return config.model_copy(update={"provenance": provenance})

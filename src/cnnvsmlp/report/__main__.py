@@ -1,0 +1,76 @@
+"""Render a written comparison again, in this version's layout: ``python -m cnnvsmlp.report DIR``.
+
+Reads ``DIR/comparison.json`` (this schema or an older minor version of it),
+restates its pairs under this version's rules (nothing is retrained or
+re-evaluated) and writes ``comparison.json``, ``report.md``, ``report.html``
+and ``plots/`` back into ``DIR``. ``DIR/config.json``, when there, supplies
+the config a comparison of an older schema does not carry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from cnnvsmlp.errors import UserError
+
+
+def rerender(folder: Path, note: str = "") -> None:
+    """Render ``folder``'s comparison again, in place.
+
+    Args:
+        folder: a comparison folder, with ``comparison.json`` and perhaps ``config.json``.
+        note: how the runs were made, when the comparison does not record it.
+
+    Raises:
+        ReportError: the comparison is missing or of a schema this version cannot read.
+    """
+    from cnnvsmlp.config import read_config
+    from cnnvsmlp.provenance import git_state, project_version
+    from cnnvsmlp.report import render_comparison
+    from cnnvsmlp.report.compare import restate, run_config
+    from cnnvsmlp.report.model import Comparison, ReportError
+
+    source = folder / "comparison.json"
+    if not source.is_file():
+        raise ReportError(f"{source}: no comparison.json; pass the folder compare wrote")
+    comparison = Comparison.read(source)
+    old = comparison.schema_version
+    if comparison.config is None and (folder / "config.json").is_file():
+        config = read_config(folder / "config.json")
+        comparison = comparison.model_copy(
+            update={"config": run_config(config, comparison.repeats)}
+        )
+    comparison = restate(comparison)
+    commit, dirty = git_state()
+    rendered = (
+        f"Rendered again from a comparison.json of schema {old} by cnnvsmlp "
+        f"{project_version() or '?'} (commit {commit[:10] or 'not recorded'}"
+        f"{', uncommitted changes' if dirty else ''}); nothing was retrained."
+    )
+    provenance = comparison.provenance
+    text = " ".join(x for x in (note, provenance.note, rendered) if x)
+    comparison = comparison.model_copy(
+        update={"provenance": provenance.model_copy(update={"note": text})}
+    )
+    render_comparison(comparison, folder)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the arguments and render; a bad folder is one line on stderr and exit status 2."""
+    parser = argparse.ArgumentParser(prog="python -m cnnvsmlp.report", description=__doc__)
+    parser.add_argument("folder", type=Path, help="the comparison folder")
+    parser.add_argument("--note", default="", help="how the runs were made, if not recorded")
+    args = parser.parse_args(argv)
+    try:
+        rerender(args.folder, args.note)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"report: rendered {args.folder}/report.md, report.html, plots/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
