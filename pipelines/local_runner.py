@@ -290,12 +290,17 @@ def header(name: str, config: ExperimentConfig, run_dir: Path, resumed: bool) ->
     limit = f", limit {config.limit:,}" if config.limit else ""
     verb = "resuming" if resumed else "run"
     return [
-        f"{verb}: {name} / {config.name}: {config.dataset}{limit}; {len(config.variants)} "
-        f"variants x {config.repeats} repeats = {len(runs)} trainings, "
-        f"{config.train.epochs} epochs each, batch {config.train.batch_size}",
+        f"{verb}: {name} / {config.name}: {config.dataset}{limit}; "
+        f"{_count(len(config.variants), 'variant')} x {_count(config.repeats, 'repeat')} = "
+        f"{_count(len(runs), 'training')}, {_count(config.train.epochs, 'epoch')} each, "
+        f"batch {config.train.batch_size}",
         f"run: folder {run_dir}; logs in {run_dir / 'logs'}",
-        f"run: about {_clock(estimate_seconds(config))} on 2 cores (from the variants' step costs)",
+        f"run: about {_clock(estimate_seconds(config))} (the variants' step costs on 2 cores)",
     ]
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _resume_dir(runs_dir: Path, run_id: str) -> tuple[Path, ExperimentConfig, str]:

@@ -183,7 +183,7 @@ def test_the_preset_run_prints_a_named_line_per_epoch_and_few_others(tmp_path):
     assert "mlp-r0  epoch 2/5  loss 0.400  acc 0.850  val_acc 0.840  0:30" in lines
     assert lines[-1].endswith("(4/4 trainings done)")
     assert "(1/4 trainings done, about " in out.getvalue()
-    assert "4 variants x 1 repeats = 4 trainings, 5 epochs each" in lines[0]
+    assert "4 variants x 1 repeat = 4 trainings, 5 epochs each" in lines[0]
     assert re.search(r"about \d+ min", lines[2])
 
 

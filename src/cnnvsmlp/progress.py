@@ -252,9 +252,11 @@ class LiveDisplay:
         from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
         self.estimate = estimate
+        runs = list(estimate.epoch_s)
+        width = max(len("trainings"), *(len(run) for run in runs))
         self.console = Console(file=stream)
         self.progress = Progress(
-            TextColumn("{task.description:<14}"),
+            TextColumn(f"{{task.description:<{width}}}"),
             TextColumn("{task.fields[where]:<12}"),
             BarColumn(bar_width=24),
             TaskProgressColumn(),
@@ -263,7 +265,6 @@ class LiveDisplay:
             console=self.console,
             transient=False,
         )
-        runs = list(estimate.epoch_s)
         self.overall = self.progress.add_task(
             "trainings", total=len(runs), where=f"0/{len(runs)} done", eta="", metrics=""
         )
