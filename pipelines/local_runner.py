@@ -243,19 +243,27 @@ def point_latest(run_dir: Path) -> None:
     partial.replace(link)
 
 
-def local_config(config: ExperimentConfig, runs_dir: Path, cache: bool = True) -> ExperimentConfig:
-    """The config as a local run trains it: state in ``<runs_dir>/.trainings`` unless set.
+def local_config(
+    config: ExperimentConfig, runs_dir: Path, run_id: str, cache: bool = True
+) -> ExperimentConfig:
+    """The config as a local run trains it: training state in ``<runs_dir>/.trainings``.
 
-    With ``cache`` a training whose inputs equal a finished one's is reused
-    (the config's ``reuse_trainings``, where the library has it); without,
-    only the same run's earlier attempt is resumed.
+    Unless the config names its own ``resume_uri``, every training keeps its
+    state there, so an interrupted run resumes. With ``cache`` a training
+    whose inputs equal a finished one's is reused (``reuse_trainings``);
+    without, the trainings are kept under the run's id (``resume_scope``)
+    and only this run's earlier attempt is resumed. (The job id that kfp's
+    local runner gives the tasks is the run id too: see ``kfp_local``.)
     """
+    fields = type(config).model_fields
     update = {}
     if not config.resume_uri:
         update["resume_uri"] = str(runs_dir.resolve() / ".trainings")
-    if "reuse_trainings" in type(config).model_fields:
+    if "reuse_trainings" in fields and not getattr(config, "resume_scope", None):
         update["reuse_trainings"] = cache
-    return config.model_copy(update=update) if update else config
+        if not cache and "resume_scope" in fields:
+            update["resume_scope"] = run_id
+    return config.model_validate({**config.model_dump(), **update}) if update else config
 
 
 def epoch_seconds(config: ExperimentConfig) -> dict[str, float]:
@@ -369,8 +377,8 @@ def run_local(
         module = get_pipeline(recorded or name)
     else:
         module = get_pipeline(name)
-        config = local_config(config, runs_dir, cache)
         run_dir = new_run_dir(runs_dir, config)
+        config = local_config(config, runs_dir, run_dir.name, cache)
     name = module.NAME
     pipeline_root = (run_dir / "pipeline").resolve()
     if runner == "docker":

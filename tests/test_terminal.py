@@ -32,12 +32,13 @@ def noisy_training(epochs: int) -> str:
     progress.forward()
     print("E0000 00:00:1 node_def_util.cc:682] NodeDef mentions attribute", file=sys.stderr)
     print("1500/1500 - 47s - 32ms/step - accuracy: 0.8683", flush=True)
-    progress.emit("start", "mlp-r0", epochs=epochs)
+    progress.report("start", "mlp-r0", "starting", epoch=1, epochs=epochs)
     for epoch in range(1, epochs + 1):
-        progress.emit("step", "mlp-r0", epoch=epoch, epochs=epochs, step=5, steps=10, loss=0.6)
-        progress.emit(
+        progress.report("step", "mlp-r0", "step", epoch=epoch, epochs=epochs, step=5, steps=10)
+        progress.report(
             "epoch",
             "mlp-r0",
+            f"epoch {epoch}",
             epoch=epoch,
             epochs=epochs,
             loss=0.5 / epoch,
@@ -46,7 +47,7 @@ def noisy_training(epochs: int) -> str:
             val_accuracy=0.75,
             seconds=1.5,
         )
-    progress.emit("done", "mlp-r0", epochs=epochs, seconds=3.0, val_accuracy=0.75)
+    progress.report("done", "mlp-r0", "done", epochs=epochs, seconds=3.0, val_accuracy=0.75)
     return "trained"
 
 
@@ -139,8 +140,17 @@ def test_progress_events_reach_the_runner_through_the_file(killed_run):
 
 def test_without_the_runner_events_are_plain_lines_on_stderr(capfd):
     progress.forward(environ={})
-    progress.emit("epoch", "cnn-r0", epoch=2, epochs=5, loss=0.41, accuracy=0.856, seconds=31)
-    assert capfd.readouterr().err == "progress: cnn-r0  epoch 2/5  loss 0.410  acc 0.856  0:31\n"
+    progress.report("epoch", "cnn-r0", "epoch 2/5 loss 0.4100", epoch=2, epochs=5, loss=0.41)
+    assert capfd.readouterr().err == "progress: cnn-r0: epoch 2/5 loss 0.4100\n"
+    with pytest.raises(ValueError, match="unknown progress keys"):
+        progress.report("epoch", "cnn-r0", "x", acc=1.0)
+
+
+def test_an_event_line_names_its_training():
+    event = progress.Event(kind="epoch", run_id="cnn-r0", epoch=2, epochs=5, loss=0.41, seconds=31)
+    assert event.line() == "cnn-r0  epoch 2/5  loss 0.410  0:31"
+    resumed = progress.Event(kind="resumed", run_id="cnn-r0", epoch=3, epochs=5, **{"from": "x"})
+    assert resumed.line() == "cnn-r0  resumed after epoch 3 of 5"
 
 
 def _preset_events(config):
@@ -241,3 +251,17 @@ def test_runs_lists_status_config_and_best_accuracy(tmp_path):
         (done.name, "complete", "cnn 0.9100"),
     ]
     assert rows[0]["variants"] == "cnn,mlp" and rows[0]["epochs"] == 2
+
+
+def test_a_local_run_keeps_its_trainings_where_a_resume_finds_them(tmp_path):
+    from cnnvsmlp_pipelines.local_runner import local_config
+
+    config = load_config("fashion-mnist")
+    local = local_config(config, tmp_path, "run-1")
+    assert local.resume_uri == str(tmp_path.resolve() / ".trainings")
+    if "reuse_trainings" in type(config).model_fields:
+        assert local.reuse_trainings and not local.resume_scope
+        uncached = local_config(config, tmp_path, "run-1", cache=False)
+        assert not uncached.reuse_trainings and uncached.resume_scope == "run-1"
+    own = load_config("fashion-mnist", [f"resume_uri={tmp_path / 'mine'}"])
+    assert local_config(own, tmp_path, "run-1").resume_uri == str(tmp_path / "mine")

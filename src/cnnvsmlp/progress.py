@@ -1,12 +1,26 @@
 """Progress of trainings: the events the library logs, and how they reach the runner.
 
-The library logs one record per event on the logger ``cnnvsmlp.progress``
-with ``extra={"event": {...}}`` (see :class:`Event` for the keys). A task
-process calls :func:`forward` once at its start: when the runner named a file
-in ``CNNVSMLP_PROGRESS`` each event is appended to it as one JSON line, a
-channel that kfp's output capture never touches; otherwise (a cluster task)
-each event becomes one plain line on stderr, for the task's log.
-:class:`EventReader` is the runner's side: it reads the new lines of the file.
+Every record goes to the ``cnnvsmlp.progress`` logger at INFO, with a
+readable message naming the run, and ``extra={"event": {...}}``: one dict
+whose keys are always all of :data:`EVENT_KEYS` (None where a key does not
+apply). ``kind`` is one of :data:`KINDS`:
+
+- ``start``: a training begins (``epoch`` is the first one it trains);
+- ``step``: inside an epoch, at most about once a second (``step`` of
+  ``steps``, the running ``loss`` and ``accuracy``);
+- ``epoch``: an epoch ended, with its metrics and ``seconds``;
+- ``done``: the training ended (``seconds``: all its epochs);
+- ``reused``: a finished training with the same key was reused (``from``);
+- ``resumed``: training goes on after ``epoch`` (``from``: where the state was);
+- ``set_aside``: a state that failed validation was moved aside (``from``:
+  the file; the message says why).
+
+Epochs count from 1. A task process calls :func:`forward` once at its start:
+when the runner named a file in ``CNNVSMLP_PROGRESS``, each event is
+appended to it as one JSON line, a channel kfp's output capture never
+touches; otherwise (a cluster task) each message becomes one plain line on
+stderr, for the task's log. The runner reads the file with
+:class:`EventReader` and shows it with :func:`display`.
 """
 
 from __future__ import annotations
@@ -18,13 +32,27 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-LOGGER = "cnnvsmlp.progress"
+LOGGER = logging.getLogger("cnnvsmlp.progress")
 ENV = "CNNVSMLP_PROGRESS"
-
+KINDS = ("start", "step", "epoch", "done", "reused", "resumed", "set_aside")
+EVENT_KEYS = (
+    "kind",
+    "run_id",
+    "epoch",
+    "epochs",
+    "step",
+    "steps",
+    "loss",
+    "accuracy",
+    "val_loss",
+    "val_accuracy",
+    "seconds",
+    "from",
+)
 Kind = Literal["start", "step", "epoch", "done", "reused", "resumed", "set_aside"]
 
 
@@ -67,8 +95,8 @@ class Event(BaseModel):
         if self.kind == "reused":
             return f"{self.run_id}  reused from {self.from_}"
         if self.kind == "resumed":
-            return f"{self.run_id}  resumed after epoch {self.from_} of {self.epochs}"
-        return f"{self.run_id}  set aside a bad saved state ({self.from_}); training again"
+            return f"{self.run_id}  resumed after epoch {self.epoch} of {self.epochs}"
+        return f"{self.run_id}  set aside a saved state that failed its checks ({self.from_})"
 
 
 def _metrics(event: Event) -> str:
@@ -89,10 +117,30 @@ def _clock(seconds: float) -> str:
     return f"{seconds // 60}:{seconds % 60:02d}"
 
 
-def emit(kind: Kind, run_id: str, **fields) -> None:
-    """Log one progress event (``fields``: the other keys of :class:`Event`)."""
-    event = {"kind": kind, "run_id": run_id, **fields}
-    logging.getLogger(LOGGER).info("%s %s", run_id, kind, extra={"event": event})
+def report(kind: str, run_id: str, message: str, level: str = "info", **fields: Any) -> None:
+    """Log one progress event.
+
+    Args:
+        kind: one of :data:`KINDS`.
+        run_id: the training's run id, e.g. ``mlp-r0``.
+        message: the line a plain log shows, without the run id.
+        level: the record's level: ``info``, or ``warning`` for a state set aside.
+        **fields: the event's other keys (``from_`` for ``from``).
+
+    Raises:
+        ValueError: an unknown kind or key (a programming error).
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown progress kind {kind!r}")
+    if "from_" in fields:
+        fields["from"] = fields.pop("from_")
+    unknown = set(fields) - set(EVENT_KEYS)
+    if unknown:
+        raise ValueError(f"unknown progress keys {sorted(unknown)}")
+    event = dict.fromkeys(EVENT_KEYS)
+    event.update(fields, kind=kind, run_id=run_id)
+    number = logging.getLevelName(level.upper())
+    LOGGER.log(number, "%s: %s", run_id, message, extra={"event": event})
 
 
 class _FileHandler(logging.Handler):
@@ -114,29 +162,24 @@ class _FileHandler(logging.Handler):
             os.close(fd)
 
 
-class _LineHandler(logging.Handler):
-    """Writes each event as one plain line on stderr (a cluster task's log)."""
+class _LineHandler(logging.StreamHandler):
+    """Writes each event's message as one plain line on stderr (a cluster task's log)."""
 
-    def emit(self, record: logging.LogRecord) -> None:  # noqa: D102
-        try:
-            event = Event.model_validate(getattr(record, "event", None))
-        except ValidationError:
-            return
-        sys.stderr.write(f"progress: {event.line()}\n")
-        sys.stderr.flush()
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+        self.setFormatter(logging.Formatter("progress: %(message)s"))
 
 
 def forward(environ: dict | None = None) -> None:
     """Send this process's progress events to the runner (or to stderr); call once per task."""
     environ = os.environ if environ is None else environ
-    logger = logging.getLogger(LOGGER)
-    for handler in list(logger.handlers):
+    for handler in list(LOGGER.handlers):
         if isinstance(handler, (_FileHandler, _LineHandler)):
-            logger.removeHandler(handler)
+            LOGGER.removeHandler(handler)
     path = environ.get(ENV)
-    logger.addHandler(_FileHandler(path) if path else _LineHandler(logging.INFO))
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
+    LOGGER.addHandler(_FileHandler(path) if path else _LineHandler())
+    LOGGER.setLevel(logging.INFO)
+    LOGGER.propagate = False
 
 
 class EventReader:
@@ -195,8 +238,8 @@ class Estimate:
                 self._expected += self.epoch_s[run]
         elif event.kind == "step" and event.epoch and event.steps:
             self.done_epochs[run] = event.epoch - 1 + (event.step or 0) / event.steps
-        elif event.kind == "resumed" and isinstance(event.from_, int):
-            self.done_epochs[run] = float(event.from_)
+        elif event.kind == "resumed" and event.epoch:
+            self.done_epochs[run] = float(event.epoch)
 
     def seconds_left(self) -> float:
         """Seconds until the last training ends (the tasks after it not counted)."""
@@ -300,7 +343,7 @@ class LiveDisplay:
                 if event.kind == "reused":
                     fields["metrics"] = f"from {event.from_}"
             elif event.kind == "resumed":
-                fields["where"] = f"resumed @{event.from_}"
+                fields["where"] = f"resumed @{event.epoch}"
             self.progress.update(bar, **fields)
             finished, total = len(self.estimate.finished), len(self.bars)
             self.progress.update(
