@@ -265,3 +265,17 @@ def test_a_local_run_keeps_its_trainings_where_a_resume_finds_them(tmp_path):
         assert not uncached.reuse_trainings and uncached.resume_scope == "run-1"
     own = load_config("fashion-mnist", [f"resume_uri={tmp_path / 'mine'}"])
     assert local_config(own, tmp_path, "run-1").resume_uri == str(tmp_path / "mine")
+
+
+def test_verbose_streams_every_line_named_by_its_task(tmp_path):
+    out = io.StringIO()
+    session = LocalSession(tmp_path / "logs", job_id="job-3", verbose=True, stream=out)
+    with pytest.raises(RuntimeError):
+        session.run(
+            two_steps, {"epochs": 1}, local.SubprocessRunner(use_venv=False), tmp_path / "p"
+        )
+    text = out.getvalue()
+    assert "noisy-training | 1500/1500 - 47s" in text
+    assert "noisy-training | [KFP Executor" in text
+    assert "Executing task" in text  # kfp's own lines, as it prints them
+    assert "1500/1500 - 47s" in (tmp_path / "logs" / "noisy-training.log").read_text()
