@@ -168,6 +168,9 @@ class LocalSession:
         self._procs: set[subprocess.Popen] = set()
         self._lock = threading.RLock()
         self._stopping = False
+        # A signal that comes while this thread starts a task's process waits until
+        # the process is registered, so stop() can end it.
+        self._spawning, self._signal = False, None
 
     def run(self, pipeline, arguments: dict, task_runner, pipeline_root: Path) -> None:
         """Run ``pipeline(**arguments)``; SIGINT and SIGTERM stop it with every task.
@@ -227,8 +230,10 @@ class LocalSession:
         def handler(signum, frame):
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            self.stop()
-            raise RunInterrupted(signum)
+            self._signal = signum
+            if not self._spawning:  # else _run_task raises once its process is registered
+                self.stop()
+                raise RunInterrupted(signum)
 
         saved = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
@@ -266,16 +271,24 @@ class LocalSession:
                 if self._stopping:
                     entry.returncode, entry.stopped = -signal.SIGTERM, True
                     return 1
-                proc = subprocess.Popen(
-                    full_command,
-                    stdout=subprocess.PIPE if self.verbose else log,
-                    stderr=subprocess.STDOUT,
-                    env=env,
-                    start_new_session=True,
-                    text=True,
-                    bufsize=1,
-                )
-                self._procs.add(proc)
+                main = threading.current_thread() is threading.main_thread()
+                self._spawning = main
+                try:
+                    proc = subprocess.Popen(
+                        full_command,
+                        stdout=subprocess.PIPE if self.verbose else log,
+                        stderr=subprocess.STDOUT,
+                        env=env,
+                        start_new_session=True,
+                        text=True,
+                        bufsize=1,
+                    )
+                    self._procs.add(proc)
+                finally:
+                    self._spawning = False
+                if main and self._signal is not None:
+                    self.stop()
+                    raise RunInterrupted(self._signal)
             try:
                 if proc.stdout:
                     for line in proc.stdout:
