@@ -177,6 +177,8 @@ def docker_runner(config: ExperimentConfig, pipeline_root: Path):
 
 
 STATUS_FILE = "status.json"
+# The tasks besides the trainings that take long enough for a line of their own.
+SLOW_STEPS = ("prepare-data", "compare-runs")
 PROGRESS_FILE = "progress.jsonl"
 STATUSES = ("running", "complete", "partial", "failed", "interrupted")
 # Seconds a run spends outside the trainings' epochs: every task's start (about
@@ -295,10 +297,11 @@ def _clock(seconds: float) -> str:
 def header(name: str, config: ExperimentConfig, run_dir: Path, resumed: bool) -> list[str]:
     """What will run, where, and about how long it takes."""
     runs = config.scheduled_runs()
-    limit = f", limit {config.limit:,}" if config.limit else ""
+    data = "" if config.dataset == config.name else f" on {config.dataset}"
+    limit = f" (limit {config.limit:,} images)" if config.limit else ""
     verb = "resuming" if resumed else "run"
     return [
-        f"{verb}: {name} / {config.name}: {config.dataset}{limit}; "
+        f"{verb}: {name} / {config.name}{data}{limit}: "
         f"{_count(len(config.variants), 'variant')} x {_count(config.repeats, 'repeat')} = "
         f"{_count(len(runs), 'training')}, {_count(config.train.epochs, 'epoch')} each, "
         f"batch {config.train.batch_size}",
@@ -309,6 +312,20 @@ def header(name: str, config: ExperimentConfig, run_dir: Path, resumed: bool) ->
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def closing(comparison, run_dir: Path, minutes: float) -> list[str]:
+    """The lines after the trainings: the table and verdicts, the report, the run folder."""
+    from cnnvsmlp.report.render import terminal_table
+
+    report = run_dir / "report"
+    return [
+        "",
+        *terminal_table(comparison).splitlines(),
+        "",
+        f"run: finished in {minutes:.1f} min; report in {report}/report.md",
+        f"run: every artifact in {run_dir} (logs in {run_dir / 'logs'})",
+    ]
 
 
 def _resume_dir(runs_dir: Path, run_id: str) -> tuple[Path, ExperimentConfig, str]:
@@ -405,8 +422,9 @@ def run_local(
     events.unlink(missing_ok=True)
 
     def task_ended(task) -> None:
-        if task.task not in ("train-model", "plan-runs", "check-runs") and task.returncode == 0:
-            screen.message(f"{task.label}  done in {progress._clock(task.seconds or 0)}")
+        # The trainings report their own progress; of the rest, the slow steps get a line.
+        if task.task in SLOW_STEPS and task.returncode == 0:
+            screen.message(f"{task.label}  done in {progress.clock(task.seconds or 0)}")
 
     session = LocalSession(
         run_dir / "logs",
@@ -461,14 +479,11 @@ def run_local(
         shutil.rmtree(report)
     shutil.copytree(find_comparison(pipeline_root), report)
     write_status(run_dir, "complete")
-    minutes = (time.perf_counter() - start) / 60
     from cnnvsmlp.report.model import Comparison
-    from cnnvsmlp.report.render import terminal_table
 
     comparison = Comparison.read(report / "comparison.json")
-    stream.write(f"\n{terminal_table(comparison)}\n")
-    stream.write(f"\nrun: finished in {minutes:.1f} min; report in {report}/report.md\n")
-    stream.write(f"run: every artifact in {run_dir} (logs in {run_dir / 'logs'})\n")
+    minutes = (time.perf_counter() - start) / 60
+    stream.write("".join(line + "\n" for line in closing(comparison, run_dir, minutes)))
     stream.flush()
     if quiet:
         stream.close()

@@ -176,8 +176,10 @@ def _preset_events(config):
         yield progress.Event(kind="done", run_id=run, epochs=epochs, seconds=150.0)
 
 
-def test_the_preset_run_prints_a_named_line_per_epoch_and_few_others(tmp_path):
-    from cnnvsmlp_pipelines.local_runner import epoch_seconds
+def test_the_preset_run_prints_a_named_line_per_epoch_and_at_most_60_in_all(tmp_path):
+    from cnnvsmlp.report.compare import compare
+    from cnnvsmlp_pipelines.local_runner import SLOW_STEPS, closing, epoch_seconds
+    from test_report import LABELS, make_run
 
     config = load_config("fashion-mnist")
     out = io.StringIO()
@@ -189,7 +191,12 @@ def test_the_preset_run_prints_a_named_line_per_epoch_and_few_others(tmp_path):
     assert not ANSI.search(out.getvalue())
     runs = {r.run_id for r in config.scheduled_runs()}
     assert all(line.split()[0] in runs for line in out.getvalue().splitlines())
-    assert len(lines) == 3 + 4 * (1 + 5 + 1)  # the table and six task lines keep it under 60
+    assert len(lines) == 3 + 4 * (1 + 5 + 1)
+    accuracy = {"mlp": 0.87, "cnn": 0.91, "cnn-3conv": 0.905, "cnn-3conv-bn": 0.908}
+    results = [make_run(v, 0, a, [a - 0.01] * 5) for v, a in accuracy.items()]
+    table = closing(compare(results, config, LABELS), tmp_path / "run", 8.5)
+    make_lines = 1  # setup's "data: Fashion-MNIST found in ..."
+    assert make_lines + len(lines) + len(SLOW_STEPS) + len(table) <= 60
     assert "mlp-r0  epoch 2/5  loss 0.400  acc 0.850  val_acc 0.840  0:30" in lines
     assert lines[-1].endswith("(4/4 trainings done)")
     assert "(1/4 trainings done, about " in out.getvalue()

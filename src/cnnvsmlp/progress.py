@@ -90,7 +90,7 @@ class Event(BaseModel):
                 text += f"  step {self.step}/{self.steps}"
             return text + _metrics(self)
         if self.kind == "done":
-            took = f" in {_clock(self.seconds)}" if self.seconds is not None else ""
+            took = f" in {clock(self.seconds)}" if self.seconds is not None else ""
             return f"{self.run_id}  done{took}" + _metrics(self)
         if self.kind == "reused":
             return f"{self.run_id}  reused from {self.from_}"
@@ -108,11 +108,12 @@ def _metrics(event: Event) -> str:
     if event.val_accuracy is not None:
         parts.append(f"val_acc {event.val_accuracy:.3f}")
     if event.kind == "epoch" and event.seconds is not None:
-        parts.append(_clock(event.seconds))
+        parts.append(clock(event.seconds))
     return "".join(f"  {p}" for p in parts)
 
 
-def _clock(seconds: float) -> str:
+def clock(seconds: float) -> str:
+    """Seconds as ``m:ss``."""
     seconds = int(round(seconds))
     return f"{seconds // 60}:{seconds % 60:02d}"
 
@@ -270,7 +271,7 @@ class PlainDisplay:
                 done, total = len(self.estimate.finished), len(self.estimate.epoch_s)
                 line += f"  ({done}/{total} trainings done"
                 line += (
-                    f", about {_clock(self.estimate.seconds_left())} left)" if done < total else ")"
+                    f", about {clock(self.estimate.seconds_left())} left)" if done < total else ")"
                 )
             self._write(line)
 
@@ -350,14 +351,14 @@ class LiveDisplay:
                 self.overall,
                 completed=finished,
                 where=f"{finished}/{total} done",
-                eta="" if finished == total else f"ETA {_clock(self.estimate.seconds_left())}",
+                eta="" if finished == total else f"ETA {clock(self.estimate.seconds_left())}",
             )
 
     def _eta(self, run: str, done: float) -> str:
         spent = time.monotonic() - self._started.get(run, time.monotonic())
         if done <= 0 or spent <= 0:
             return "-:--"
-        return _clock(spent / done * (self.estimate.epochs - done))
+        return clock(spent / done * (self.estimate.epochs - done))
 
     def message(self, line: str) -> None:
         """Print a line above the bars."""
