@@ -1,8 +1,13 @@
 """Run a registered pipeline on this machine with kfp's local runner.
 
 Each run gets its own folder ``runs/<run id>/``: the local pipeline root with
-every task's artifacts under ``pipeline/``, and the comparison (report,
-JSON, plots) copied to ``report/``. A run never overwrites an earlier one.
+every task's artifacts under ``pipeline/``, every task's whole output under
+``logs/`` (see ``kfp_local``), the config it ran with (``config.json``), its
+status (``status.json``: running, complete, partial, failed or interrupted),
+and the comparison (report, JSON, plots) copied to ``report/``. A run never
+overwrites an earlier one; ``runs/latest`` points at the newest, and an
+interrupted run goes on in its own folder with ``--resume <run id>``. The
+screen shows a header, each training's progress and the table at the end.
 
 The placement of ``pipelines/placement.py`` is for the cluster: kfp's local
 runner ignores resources, node selectors and tolerations, but it would honour
@@ -14,12 +19,12 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import io
 import json
 import os
 import re
 import shutil
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -115,6 +120,8 @@ def _keep_partial(pipeline_root: Path, report: Path) -> str:
     comparison = Comparison.read(found / "comparison.json")
     if comparison.status == "complete":
         return ""
+    if report.exists():  # an earlier attempt's, when a resumed run fails again
+        shutil.rmtree(report)
     shutil.copytree(found, report)
     return (
         f"{failure_summary(comparison)} The {comparison.status} comparison is in {report}/report.md"
@@ -407,9 +414,7 @@ def run_local(
     write_status(run_dir, "running", pid=os.getpid(), pipeline=name, runner=runner)
     point_latest(run_dir)
 
-    stream = stream or sys.stdout
-    if quiet:
-        stream = open(os.devnull, "w")  # noqa: SIM115 (closed below)
+    stream = io.StringIO() if quiet else stream or sys.stdout
     for line in header(name, config, run_dir, bool(resume)):
         stream.write(line + "\n")
     stream.flush()
@@ -434,25 +439,16 @@ def run_local(
         stream=stream,
         on_task_end=task_ended,
     )
-    reader = progress.EventReader(events)
-    stop_reading = threading.Event()
-
-    def follow() -> None:
-        while not stop_reading.wait(0.3):
-            for event in reader.read():
-                screen.event(event)
-
-    follower = threading.Thread(target=follow, daemon=True)
-    follower.start()
     start = time.perf_counter()
     report = run_dir / "report"
     try:
-        session.run(
-            local_copy(module.pipeline, concurrency.parallel),
-            module.arguments(config),
-            task_runner,
-            pipeline_root,
-        )
+        with progress.follow(events, screen):
+            session.run(
+                local_copy(module.pipeline, concurrency.parallel),
+                module.arguments(config),
+                task_runner,
+                pipeline_root,
+            )
     except RunInterrupted as stop:
         write_status(run_dir, "interrupted", signal=stop.args[0])
         raise LocalRunInterrupted(
@@ -470,10 +466,6 @@ def run_local(
         write_status(run_dir, "partial" if partial else "failed", error=why)
         raise LocalRunError(f"run {run_dir.name} failed: {why}") from None
     finally:
-        stop_reading.set()
-        follower.join()
-        for event in reader.read():
-            screen.event(event)
         screen.close()
     if report.exists():
         shutil.rmtree(report)
@@ -485,8 +477,6 @@ def run_local(
     minutes = (time.perf_counter() - start) / 60
     stream.write("".join(line + "\n" for line in closing(comparison, run_dir, minutes)))
     stream.flush()
-    if quiet:
-        stream.close()
     return run_dir
 
 

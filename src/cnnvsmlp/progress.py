@@ -25,6 +25,7 @@ stderr, for the task's log. The runner reads the file with
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -367,6 +368,28 @@ class LiveDisplay:
     def close(self) -> None:
         """Leave the bars as they are and stop redrawing."""
         self.progress.stop()
+
+
+@contextlib.contextmanager
+def follow(path: str | Path, screen, every_s: float = 0.3):
+    """Show the events appended to ``path`` on ``screen`` while the block runs, and the last."""
+    reader = EventReader(path)
+    stop = threading.Event()
+
+    def show() -> None:
+        while not stop.wait(every_s):
+            for event in reader.read():
+                screen.event(event)
+
+    follower = threading.Thread(target=show, daemon=True)
+    follower.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        follower.join()
+        for event in reader.read():
+            screen.event(event)
 
 
 def display(stream, estimate: Estimate) -> PlainDisplay | LiveDisplay:
