@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 import types
+import warnings
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,6 +191,13 @@ class LocalSession:
             out = stack.enter_context((self.logs / "run.log").open("a", buffering=1))
             stack.enter_context(contextlib.redirect_stdout(self._tee(out)))
             stack.enter_context(contextlib.redirect_stderr(self._tee(out)))
+            stack.enter_context(warnings.catch_warnings())
+            # kfp's warnings for every task ("settings [...] have no effect", "custom or
+            # non-Python base image") go to the log whatever the warning filters say.
+            warnings.simplefilter("always")
+            warnings.showwarning = lambda message, category, filename, lineno, *_: sys.stderr.write(
+                warnings.formatwarning(message, category, filename, lineno)
+            )
             stack.enter_context(_restore_print())
             stack.enter_context(
                 mock.patch.object(subprocess_task_handler, "run_local_subprocess", self._run_task)

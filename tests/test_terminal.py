@@ -62,7 +62,7 @@ def killed(after: str):
 
 @dsl.pipeline(name="two-steps")
 def two_steps(epochs: int = 2):
-    trained = noisy_training(epochs=epochs)
+    trained = noisy_training(epochs=epochs).set_cpu_request("1")  # kfp warns it is ignored
     killed(after=trained.output)
 
 
@@ -95,6 +95,7 @@ def test_every_task_output_goes_whole_to_its_log_and_nothing_to_the_screen(kille
     assert "NodeDef mentions attribute" in log and "1500/1500" in log
     kfp_log = (root / "logs2" / "run.log").read_text()
     assert "Executing task" in kfp_log
+    assert "settings ['cpu_request'] have no effect" in kfp_log
     assert sorted(p.name for p in (root / "logs").iterdir()) == [
         "killed.log",
         "noisy-training.log",
