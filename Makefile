@@ -1,5 +1,6 @@
 # Small verbs over one virtual environment. Argument checking lives in the Python CLI.
 SHELL := /bin/bash
+.DEFAULT_GOAL := help
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -7,18 +8,48 @@ CLI := $(BIN)/cnnvsmlp
 PIPELINE ?= compare
 # CONFIG: a preset name or YAML file; unset, the command line's default preset.
 CONFIG ?=
-CONFIG_ARG := $(if $(CONFIG),--config $(CONFIG))
+# Every value reaches the CLI as one quoted word ('\'' for a quote in it): no shell runs it.
+q = '$(subst ','\'',$(1))'
+CONFIG_ARG := $(if $(CONFIG),--config $(call q,$(CONFIG)))
+# SET: any config field, KEY=VALUE words: make run SET="train.steps_per_execution=32 seed=2"
 SET ?=
-# Common overrides as make variables: make run EPOCHS=1 REPEATS=3 LIMIT=3000 VARIANTS=cnn,mlp
-OVERRIDES := $(SET) $(foreach v,EPOCHS REPEATS LIMIT VARIANTS SOURCE IDX_DIR,\
-  $(if $($(v)),$(shell echo $(v) | tr A-Z a-z)=$($(v))))
+# The common fields as variables: make run EPOCHS=1 REPEATS=3 LIMIT=3000 VARIANTS=cnn,mlp SEED=1
+SETTINGS := SEED:seed BATCH:batch_size EPOCHS:epochs REPEATS:repeats LIMIT:limit \
+  VARIANTS:variants OPTIMIZER:optimizer LEARNING_RATE:learning_rate SOURCE:source \
+  IDX_DIR:idx_dir RESUME_URI:resume_uri
+setting_var = $(word 1,$(subst :, ,$(1)))
+setting_key = $(word 2,$(subst :, ,$(1)))
+OVERRIDES := $(foreach w,$(SET),$(call q,$(w))) $(foreach s,$(SETTINGS),\
+  $(if $($(call setting_var,$(s))),$(call q,$(call setting_key,$(s))=$($(call setting_var,$(s))))))
 # RUNNER=docker runs every task in the image the pipeline names for it (make images first).
 RUNNER ?= subprocess
 EXPERIMENT ?=
-EXPERIMENT_ARG := $(if $(EXPERIMENT),--experiment $(EXPERIMENT))
+EXPERIMENT_ARG := $(if $(EXPERIMENT),--experiment $(call q,$(EXPERIMENT)))
+# make run: RESUME=<run id> continues an interrupted run; CACHE=0 trains everything again;
+# VERBOSE=1 streams every task's output.
+RUN_ARGS := $(if $(RESUME),--resume $(call q,$(RESUME))) $(if $(filter 0,$(CACHE)),--no-cache) \
+  $(if $(filter-out 0,$(VERBOSE)),--verbose)
 UV_VERSION := 0.13.9
 
-.PHONY: apply lock setup data models run test test-images lint format compile submit schedule unschedule images push bench clean
+# A variable on the command line that none of these names is a typo, not a setting to drop.
+KNOWN_VARS := PYTHON PIPELINE CONFIG SET RUNNER EXPERIMENT CRON PUSH RESUME CACHE VERBOSE \
+  BENCH_ARGS $(foreach s,$(SETTINGS),$(call setting_var,$(s)))
+UNKNOWN_VARS := $(filter-out $(KNOWN_VARS),$(foreach v,$(.VARIABLES),\
+  $(if $(filter command line,$(origin $(v))),$(v))))
+ifneq ($(strip $(UNKNOWN_VARS)),)
+$(error $(shell $(PYTHON) -c 'import difflib, sys; known = sys.argv[1].split(); \
+  print("; ".join(f"unknown variable {v}" + "".join(f", did you mean {m}?" for m in \
+  difflib.get_close_matches(v.upper(), known, 1, 0.6)) for v in sys.argv[2:]) \
+  + ": make help lists the variables")' '$(KNOWN_VARS)' $(foreach v,$(UNKNOWN_VARS),$(call q,$(v)))))
+endif
+
+.PHONY: help apply lock setup data models run runs test test-images lint format compile submit schedule unschedule images push bench clean
+
+help: ## List the verbs, and the variables that change what they do.
+	@echo "make <verb> [VARIABLE=value ...]"
+	@awk -F ':.*## ' '/^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo "Variables: $(foreach s,$(SETTINGS),$(call setting_var,$(s))) (config fields);"
+	@echo "  SET='key=value ...' (any field), CONFIG, PIPELINE, RUNNER, RESUME, CACHE=0, VERBOSE=1"
 
 $(BIN)/.installed: requirements.lock pyproject.toml
 	@echo "setup: creating $(VENV) from requirements.lock"
@@ -46,8 +77,12 @@ data: setup ## Download and normalise the preset's data set into data/.
 models: $(BIN)/.installed ## Print every model variant with data set, layers and parameter count.
 	@$(CLI) models
 
-run: setup ## Run a pipeline locally with kfp's local runner.
-	$(CLI) run --pipeline $(PIPELINE) $(CONFIG_ARG) --runner $(RUNNER) $(OVERRIDES)
+run: setup ## Run a pipeline locally: progress on screen, every log in runs/<id>/logs.
+	@$(CLI) run --pipeline $(call q,$(PIPELINE)) $(CONFIG_ARG) --runner $(call q,$(RUNNER)) \
+	  $(RUN_ARGS) $(OVERRIDES)
+
+runs: $(BIN)/.installed ## List the local runs: status, date, config, best accuracy.
+	@$(CLI) runs
 
 test: setup ## Run every test tier (unit, component, compile); the image tier is test-images.
 	$(BIN)/pytest -m "not images"
@@ -71,23 +106,23 @@ lint: $(BIN)/.installed $(TOOLS)/.installed ## ruff, hadolint, manifest validati
 apply: $(BIN)/.installed ## Apply manifests/ (multi-user: the Profile, a wait, the rest).
 	$(BIN)/python -m cnnvsmlp.infra apply
 
-format: $(BIN)/.installed
+format: $(BIN)/.installed ## Format and fix the code with ruff.
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
 compile: $(BIN)/.installed ## Compile a pipeline to build/<name>.yaml.
-	$(CLI) compile --pipeline $(PIPELINE)
+	$(CLI) compile --pipeline $(call q,$(PIPELINE))
 
 # submit and schedule first check the registry and the service account;
 # CNNVSMLP_SKIP_CHECKS=images,service-account (or all) leaves checks out.
 submit: $(BIN)/.installed ## Compile, check, upload and start a run on KFP_HOST.
-	$(CLI) submit --pipeline $(PIPELINE) $(CONFIG_ARG) $(EXPERIMENT_ARG) $(OVERRIDES)
+	$(CLI) submit --pipeline $(call q,$(PIPELINE)) $(CONFIG_ARG) $(EXPERIMENT_ARG) $(OVERRIDES)
 
 schedule: $(BIN)/.installed ## Create a recurring run on KFP_HOST (6-field cron).
-	$(CLI) schedule --pipeline $(PIPELINE) $(CONFIG_ARG) --cron '$(CRON)' $(EXPERIMENT_ARG) $(OVERRIDES)
+	$(CLI) schedule --pipeline $(call q,$(PIPELINE)) $(CONFIG_ARG) --cron $(call q,$(CRON)) $(EXPERIMENT_ARG) $(OVERRIDES)
 
 unschedule: $(BIN)/.installed ## Delete the recurring run of a pipeline.
-	$(CLI) unschedule --pipeline $(PIPELINE) $(CONFIG_ARG) $(EXPERIMENT_ARG)
+	$(CLI) unschedule --pipeline $(call q,$(PIPELINE)) $(CONFIG_ARG) $(EXPERIMENT_ARG)
 
 images: $(BIN)/.installed ## Build both images into the local Docker engine (content tags).
 	$(CLI) images $(if $(PUSH),--push)
@@ -98,5 +133,5 @@ push: $(BIN)/.installed ## Build both images and push them to the registry.
 bench: setup ## Slow measurements (data reader speed, training throughput).
 	$(BIN)/python -m cnnvsmlp_pipelines.bench $(BENCH_ARGS)
 
-clean:
+clean: ## Remove build outputs and tool caches (never runs/ or data/).
 	rm -rf build .pytest_cache .ruff_cache

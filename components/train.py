@@ -37,8 +37,10 @@ def train_model(
 
     from cnnvsmlp.config import RunSpec, read_config
     from cnnvsmlp.failures import FAILURE_FILE, record_failure
+    from cnnvsmlp.progress import forward
     from cnnvsmlp.train import train
 
+    forward()
     experiment = read_config(config.path)
     run = RunSpec.model_validate_json(run_json)
     try:

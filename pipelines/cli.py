@@ -94,8 +94,35 @@ def cmd_run(args: argparse.Namespace) -> int:
     from cnnvsmlp.config import load_config
     from cnnvsmlp_pipelines.local_runner import run_local
 
-    config = load_config(args.config, args.overrides)
-    run_local(args.pipeline, config, runs_dir=args.runs_dir, runner=args.runner)
+    if args.resume and (args.overrides or args.config != DEFAULT_PRESET):
+        raise UserError(
+            f"--resume {args.resume}: a resumed run keeps its recorded config; "
+            "leave out --config and the KEY=VALUE overrides"
+        )
+    config = None if args.resume else load_config(args.config, args.overrides)
+    run_local(
+        args.pipeline,
+        config,
+        runs_dir=args.runs_dir,
+        runner=args.runner,
+        verbose=args.verbose,
+        resume=args.resume,
+        cache=not args.no_cache,
+    )
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    """List the local runs: status, date, config and the best variant's accuracy."""
+    from tabulate import tabulate
+
+    from cnnvsmlp_pipelines.local_runner import list_runs
+
+    rows = list_runs(args.runs_dir)
+    if not rows:
+        print(f"runs: no runs in {args.runs_dir}")
+        return 0
+    print(tabulate([list(r.values()) for r in rows], headers=list(rows[0])))
     return 0
 
 
@@ -191,7 +218,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="subprocess: every task in this venv; docker: every task in the image the "
         "pipeline names for it, built by 'make images' (default: %(default)s)",
     )
+    p.add_argument(
+        "--resume",
+        metavar="RUN_ID",
+        help="continue an interrupted run in its folder, with its config",
+    )
+    p.add_argument(
+        "--no-cache", action="store_true", help="train again what an earlier run already trained"
+    )
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="stream every task's output too, as kfp prints it",
+    )
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("runs", help=cmd_runs.__doc__)
+    p.add_argument("--runs-dir", default="runs", help="where run folders are (default: runs)")
+    p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("compile", help=cmd_compile.__doc__)
     _pipeline_arg(p)
@@ -227,8 +272,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except UserError as err:
+        from cnnvsmlp_pipelines.local_runner import LocalRunInterrupted
+
+        if isinstance(err, LocalRunInterrupted):
+            print(err, file=sys.stderr)
+            return err.exit_code
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"{args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

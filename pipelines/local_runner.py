@@ -1,8 +1,13 @@
 """Run a registered pipeline on this machine with kfp's local runner.
 
 Each run gets its own folder ``runs/<run id>/``: the local pipeline root with
-every task's artifacts under ``pipeline/``, and the comparison (report,
-JSON, plots) copied to ``report/``. A run never overwrites an earlier one.
+every task's artifacts under ``pipeline/``, every task's whole output under
+``logs/`` (see ``kfp_local``), the config it ran with (``config.json``), its
+status (``status.json``: running, complete, partial, failed or interrupted),
+and the comparison (report, JSON, plots) copied to ``report/``. A run never
+overwrites an earlier one; ``runs/latest`` points at the newest, and an
+interrupted run goes on in its own folder with ``--resume <run id>``. The
+screen shows a header, each training's progress and the table at the end.
 
 The placement of ``pipelines/placement.py`` is for the cluster: kfp's local
 runner ignores resources, node selectors and tolerations, but it would honour
@@ -12,23 +17,26 @@ every attempt the same way. Locally a pipeline runs without them.
 
 from __future__ import annotations
 
-import builtins
 import contextlib
 import copy
 import io
+import json
 import os
 import re
 import shutil
 import sys
 import time
-from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from cnnvsmlp import progress
 from cnnvsmlp.config import ExperimentConfig
 from cnnvsmlp.errors import UserError
 from cnnvsmlp_pipelines import get_pipeline
+from cnnvsmlp_pipelines.kfp_local import EXCEPTION_LINE, describe_failure, plain
+
+__all__ = ["EXCEPTION_LINE", "describe_failure", "run_local"]
 
 
 class LocalRunError(UserError):
@@ -100,47 +108,6 @@ def local_copy(pipeline, parallel: int = 2):
     return local
 
 
-class _Tail(io.TextIOBase):
-    """Passes writes through to a stream and keeps the last lines (the tasks' logs)."""
-
-    def __init__(self, stream) -> None:
-        self.stream, self.lines, self._part = stream, deque(maxlen=400), ""
-
-    def write(self, text: str) -> int:  # noqa: D102
-        self.stream.write(text)
-        *done, self._part = (self._part + text).split("\n")
-        self.lines.extend(done)
-        return len(text)
-
-    def flush(self) -> None:  # noqa: D102
-        self.stream.flush()
-
-
-# The last line of a Python traceback: ``package.module.SomeError: what happened``.
-EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*(?:Error|Exception|Diverged): .+")
-
-
-def _plain(message: str) -> str:
-    """A message of kfp's without the colours it gives task names."""
-    return re.sub(r"\x1b\[[0-9;]*m", "", message)
-
-
-def describe_failure(message: str, config: ExperimentConfig, log: list[str] = ()) -> str:
-    """Name the run behind a failed loop iteration in kfp's failure message, and its cause."""
-    message = _plain(message)
-    causes = [line.strip() for line in log if EXCEPTION_LINE.match(line.strip())]
-    cause = f": {causes[-1]}" if causes else "; its log above ends with the cause"
-    found = re.search(r"'([\w-]+)' inside 'for-loop-\d+-iteration-(\d+)'", message)
-    runs = config.scheduled_runs()
-    if found and int(found.group(2)) < len(runs):
-        run = runs[int(found.group(2))]
-        return (
-            f"task '{found.group(1)}' of {run.run_id} (variant {run.variant}, repeat {run.repeat}, "
-            f"seed {run.seed}) failed{cause}"
-        )
-    return message + cause
-
-
 def _keep_partial(pipeline_root: Path, report: Path) -> str:
     """Copy a partial comparison to ``report`` and say what failed; empty when there is none."""
     from cnnvsmlp.report.model import Comparison
@@ -153,6 +120,8 @@ def _keep_partial(pipeline_root: Path, report: Path) -> str:
     comparison = Comparison.read(found / "comparison.json")
     if comparison.status == "complete":
         return ""
+    if report.exists():  # an earlier attempt's, when a resumed run fails again
+        shutil.rmtree(report)
     shutil.copytree(found, report)
     return (
         f"{failure_summary(comparison)} The {comparison.status} comparison is in {report}/report.md"
@@ -205,91 +174,343 @@ def docker_runner(config: ExperimentConfig, pipeline_root: Path):
     for folder in writable:
         folder.mkdir(parents=True, exist_ok=True)
         folder.chmod(0o777)
-    runner = local.DockerRunner(read_only=True, tmpfs={"/tmp": "rw,size=1g"}, mounts=mounts)
+    runner = local.DockerRunner(
+        read_only=True,
+        tmpfs={"/tmp": "rw,size=1g"},
+        mounts=mounts,
+        environment={progress.ENV: str(pipeline_root.resolve() / PROGRESS_FILE)},
+    )
     return runner, config.model_copy(update={"source": source})
+
+
+STATUS_FILE = "status.json"
+# The tasks besides the trainings that take long enough for a line of their own.
+SLOW_STEPS = ("prepare-data", "compare-runs")
+PROGRESS_FILE = "progress.jsonl"
+STATUSES = ("running", "complete", "partial", "failed", "interrupted")
+# Seconds a run spends outside the trainings' epochs: every task's start (about
+# 10 s each for TensorFlow's import), the data, the evaluations and the report.
+FIXED_S, PER_TRAINING_S = 60.0, 25.0
+
+
+class LocalRunInterrupted(UserError):
+    """SIGINT or SIGTERM stopped a local run; its folder is marked and can be resumed."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum
+
+
+def write_status(run_dir: Path, status: str, **fields) -> None:
+    """Record the run's status (one of :data:`STATUSES`) in ``<run>/status.json``."""
+    from cnnvsmlp.outputs import write_atomically
+
+    path = run_dir / STATUS_FILE
+    record = read_status(run_dir)
+    record.update(fields, status=status, updated=_now())
+    write_atomically(path, lambda p: p.write_text(json.dumps(record, indent=2) + "\n"))
+
+
+def read_status(run_dir: Path) -> dict:
+    """The run's status record; a run still marked running whose process is gone was stopped."""
+    try:
+        record = json.loads((run_dir / STATUS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(record, dict):
+        return {}
+    if record.get("status") == "running" and not _alive(record.get("pid")):
+        record["status"] = "interrupted"
+    return record
+
+
+def _alive(pid) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def point_latest(run_dir: Path) -> None:
+    """Make ``<runs_dir>/latest`` a relative link to ``run_dir``, replaced in one rename."""
+    link = run_dir.parent / "latest"
+    if link.exists() and not link.is_symlink():
+        return  # a folder or file of the user's named latest: leave it
+    partial = run_dir.parent / f".latest-{os.getpid()}"
+    with contextlib.suppress(FileNotFoundError):
+        partial.unlink()
+    partial.symlink_to(run_dir.name)
+    partial.replace(link)
+
+
+def local_config(
+    config: ExperimentConfig, runs_dir: Path, run_id: str, cache: bool = True
+) -> ExperimentConfig:
+    """The config as a local run trains it: training state in ``<runs_dir>/.trainings``.
+
+    Unless the config names its own ``resume_uri``, every training keeps its
+    state there, so an interrupted run resumes. With ``cache`` a training
+    whose inputs equal a finished one's is reused (``reuse_trainings``);
+    without, the trainings are kept under the run's id (``resume_scope``)
+    and only this run's earlier attempt is resumed. (The job id that kfp's
+    local runner gives the tasks is the run id too: see ``kfp_local``.)
+    """
+    fields = type(config).model_fields
+    update = {}
+    if not config.resume_uri:
+        update["resume_uri"] = str(runs_dir.resolve() / ".trainings")
+    if "reuse_trainings" in fields and not getattr(config, "resume_scope", None):
+        update["reuse_trainings"] = cache
+        if not cache and "resume_scope" in fields:
+            update["resume_scope"] = run_id
+    return config.model_validate({**config.model_dump(), **update}) if update else config
+
+
+def epoch_seconds(config: ExperimentConfig) -> dict[str, float]:
+    """Each training's expected seconds per epoch, from its variant's measured step cost."""
+    from cnnvsmlp.data.spec import get_spec
+    from cnnvsmlp.models import VARIANTS
+
+    official = get_spec(config.dataset).official_counts["train"]
+    images = min(official, config.limit) if config.limit else official
+    train_images = images - int(images * config.split.validation_fraction)
+    # step_ms is at batch 32; an image costs about the same at any batch size.
+    return {
+        run.run_id: train_images / 32 * VARIANTS[run.variant].step_ms / 1000
+        for run in config.scheduled_runs()
+    }
+
+
+def estimate_seconds(config: ExperimentConfig) -> float:
+    """About how long a local run of ``config`` takes on the machine the step costs are from."""
+    per_epoch = epoch_seconds(config)
+    return FIXED_S + sum(PER_TRAINING_S + config.train.epochs * s for s in per_epoch.values())
+
+
+def _clock(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes >= 1 else f"{max(1, round(seconds))} s"
+
+
+def header(name: str, config: ExperimentConfig, run_dir: Path, resumed: bool) -> list[str]:
+    """What will run, where, and about how long it takes."""
+    runs = config.scheduled_runs()
+    data = "" if config.dataset == config.name else f" on {config.dataset}"
+    limit = f" (limit {config.limit:,} images)" if config.limit else ""
+    verb = "resuming" if resumed else "run"
+    return [
+        f"{verb}: {name} / {config.name}{data}{limit}: "
+        f"{_count(len(config.variants), 'variant')} x {_count(config.repeats, 'repeat')} = "
+        f"{_count(len(runs), 'training')}, {_count(config.train.epochs, 'epoch')} each, "
+        f"batch {config.train.batch_size}",
+        f"run: folder {run_dir}; logs in {run_dir / 'logs'}",
+        f"run: about {_clock(estimate_seconds(config))} (the variants' step costs on 2 cores)",
+    ]
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def closing(comparison, run_dir: Path, minutes: float) -> list[str]:
+    """The lines after the trainings: the table and verdicts, the report, the run folder."""
+    from cnnvsmlp.report.render import terminal_table
+
+    report = run_dir / "report"
+    return [
+        "",
+        *terminal_table(comparison).splitlines(),
+        "",
+        f"run: finished in {minutes:.1f} min; report in {report}/report.md",
+        f"run: every artifact in {run_dir} (logs in {run_dir / 'logs'})",
+    ]
+
+
+def _resume_dir(runs_dir: Path, run_id: str) -> tuple[Path, ExperimentConfig, str]:
+    """The folder, recorded config and pipeline of the run to go on with."""
+    from cnnvsmlp.config import read_config
+
+    run_dir = runs_dir / run_id
+    if "/" in run_id or run_id.startswith(".") or not (run_dir / "config.json").is_file():
+        raise LocalRunError(
+            f"--resume {run_id}: no run folder {run_dir} with a config.json; "
+            f"'cnnvsmlp runs --runs-dir {runs_dir}' lists the runs"
+        )
+    record = read_status(run_dir)
+    if record.get("status") == "complete":
+        raise LocalRunError(f"--resume {run_id}: the run is complete; its report is in {run_dir}")
+    if record.get("status") == "running":
+        raise LocalRunError(f"--resume {run_id}: the run is still running (pid {record['pid']})")
+    return run_dir, read_config(run_dir / "config.json"), record.get("pipeline", "")
 
 
 def run_local(
     name: str,
-    config: ExperimentConfig,
+    config: ExperimentConfig | None,
     runs_dir: str | Path = "runs",
     quiet: bool = False,
     concurrency: Concurrency = DEFAULT_CONCURRENCY,
     runner: str = "subprocess",
+    verbose: bool = False,
+    resume: str | None = None,
+    cache: bool = True,
+    stream=None,
 ) -> Path:
     """Run a pipeline locally and collect its comparison in ``runs/<run id>/report``.
 
+    Every task's output goes whole to ``runs/<run id>/logs/``; the screen gets
+    a header, the trainings' progress, and the table at the end.
+
     Args:
         name: a registered pipeline.
-        config: the validated experiment config.
+        config: the validated experiment config; None with ``resume``.
         runs_dir: parent of the run folders.
-        quiet: do not print the table and paths at the end.
+        quiet: print nothing (tests).
         concurrency: trainings at once and threads per task.
         runner: ``subprocess`` runs every task in this environment; ``docker`` in
             the image the pipeline names for it (see :func:`docker_runner`).
+        verbose: stream every task's output too, as kfp prints it.
+        resume: the id of an interrupted or failed run to go on with, in its
+            folder and with its recorded config.
+        cache: reuse trainings whose inputs equal a finished one's.
+        stream: where the progress goes (default: stdout).
 
     Returns:
         The run's folder.
 
     Raises:
-        LocalRunError: a task failed; the message names it.
+        LocalRunError: a task failed; the message names it and its log.
+        LocalRunInterrupted: SIGINT or SIGTERM stopped the run.
     """
     from kfp import local
 
     from cnnvsmlp.provenance import stamp
+    from cnnvsmlp_pipelines.kfp_local import LocalSession, RunInterrupted, explain
 
-    module = get_pipeline(name)
-    run_dir = new_run_dir(Path(runs_dir), config)
-    config = stamp(config, run_dir.name, "local", concurrency.parallel, concurrency.threads)
-    pipeline_root = run_dir / "pipeline"
+    runs_dir = Path(runs_dir)
+    if resume:
+        run_dir, config, recorded = _resume_dir(runs_dir, resume)
+        module = get_pipeline(recorded or name)
+    else:
+        module = get_pipeline(name)
+        run_dir = new_run_dir(runs_dir, config)
+        config = local_config(config, runs_dir, run_dir.name, cache)
+        config = stamp(config, run_dir.name, "local", concurrency.parallel, concurrency.threads)
+    name = module.NAME
+    pipeline_root = (run_dir / "pipeline").resolve()
     if runner == "docker":
         task_runner, config = docker_runner(config, pipeline_root)
     else:
         task_runner = local.SubprocessRunner(use_venv=False)
-    (run_dir / "config.json").write_text(config.model_dump_json(indent=2) + "\n")
-    local.init(
-        runner=task_runner,
-        pipeline_root=str(pipeline_root.resolve()),
-        raise_on_error=True,
+    if not resume:
+        (run_dir / "config.json").write_text(config.model_dump_json(indent=2) + "\n")
+    write_status(run_dir, "running", pid=os.getpid(), pipeline=name, runner=runner)
+    point_latest(run_dir)
+
+    stream = io.StringIO() if quiet else stream or sys.stdout
+    for line in header(name, config, run_dir, bool(resume)):
+        stream.write(line + "\n")
+    stream.flush()
+    estimate = progress.Estimate(epoch_seconds(config), config.train.epochs, PER_TRAINING_S)
+    screen = (
+        progress.PlainDisplay(stream, estimate) if verbose else progress.display(stream, estimate)
     )
-    runs = len(config.runs())
-    print(
-        f"run: {name} / {config.name}: {len(config.variants)} variants x {config.repeats} "
-        f"repeats = {runs} trainings, {config.train.epochs} epochs each -> {run_dir}",
-        flush=True,
+    events = pipeline_root / PROGRESS_FILE
+    pipeline_root.mkdir(parents=True, exist_ok=True)
+    events.unlink(missing_ok=True)
+
+    def task_ended(task) -> None:
+        # The trainings report their own progress; of the rest, the slow steps get a line.
+        if task.task in SLOW_STEPS and task.returncode == 0:
+            screen.message(f"{task.label}  done in {progress.clock(task.seconds or 0)}")
+
+    session = LocalSession(
+        run_dir / "logs",
+        job_id=run_dir.name,
+        environment={**concurrency.environment(), progress.ENV: str(events)},
+        verbose=verbose,
+        stream=stream,
+        on_task_end=task_ended,
     )
     start = time.perf_counter()
-    saved = {k: os.environ.get(k) for k in concurrency.environment()}
-    os.environ.update(concurrency.environment())  # each task's process inherits them
-    tail = _Tail(sys.stdout)
-    print_ = builtins.print  # kfp's local runner swaps print per task, from two threads
     report = run_dir / "report"
     try:
-        with contextlib.redirect_stdout(tail):
-            local_copy(module.pipeline, concurrency.parallel)(**module.arguments(config))
+        with progress.follow(events, screen):
+            session.run(
+                local_copy(module.pipeline, concurrency.parallel),
+                module.arguments(config),
+                task_runner,
+                pipeline_root,
+            )
+    except RunInterrupted as stop:
+        write_status(run_dir, "interrupted", signal=stop.args[0])
+        raise LocalRunInterrupted(
+            f"run {run_dir.name} interrupted by {stop.args[0]}; its folder is {run_dir}; "
+            f"continue it with: make run RESUME={run_dir.name}",
+            stop.signum,
+        ) from None
     except RuntimeError as err:
         partial = _keep_partial(pipeline_root, report)
         if partial:  # the last step, check-runs, marked the run failed: name it
-            task = re.search(r"Inner task failed: '([\w-]+)'", _plain(str(err)))
+            task = re.search(r"Inner task failed: '([\w-]+)'", plain(str(err)))
             partial = f"{task.group(1) if task else 'check-runs'}: {partial}"
-        why = partial or describe_failure(str(err), config, list(tail.lines))
+        failed = session.failed()
+        why = partial or (explain(failed) if failed else describe_failure(str(err), config))
+        write_status(run_dir, "partial" if partial else "failed", error=why)
         raise LocalRunError(f"run {run_dir.name} failed: {why}") from None
     finally:
-        builtins.print = print_
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        screen.close()
+    if report.exists():
+        shutil.rmtree(report)
     shutil.copytree(find_comparison(pipeline_root), report)
-    minutes = (time.perf_counter() - start) / 60
-    if not quiet:
-        from cnnvsmlp.report.model import Comparison
-        from cnnvsmlp.report.render import terminal_table
+    write_status(run_dir, "complete")
+    from cnnvsmlp.report.model import Comparison
 
-        comparison = Comparison.read(report / "comparison.json")
-        print()
-        print(terminal_table(comparison))
-        print(f"\nrun: finished in {minutes:.1f} min; report in {report}/report.md")
-        print(f"run: every artifact in {run_dir}")
+    comparison = Comparison.read(report / "comparison.json")
+    minutes = (time.perf_counter() - start) / 60
+    stream.write("".join(line + "\n" for line in closing(comparison, run_dir, minutes)))
+    stream.flush()
     return run_dir
+
+
+def list_runs(runs_dir: str | Path) -> list[dict]:
+    """Every run folder in ``runs_dir``, newest first: status, date, config, best accuracy."""
+    rows = []
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        return rows
+    for run_dir in sorted(runs_dir.iterdir(), reverse=True):
+        if run_dir.name.startswith(".") or run_dir.is_symlink() or not run_dir.is_dir():
+            continue
+        try:
+            config = json.loads((run_dir / "config.json").read_text())
+        except (OSError, ValueError):
+            continue
+        record = read_status(run_dir)
+        best = ""
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            comparison = json.loads((run_dir / "report" / "comparison.json").read_text())
+            top = max(comparison["variants"], key=lambda v: v["test_accuracy"]["estimate"])
+            best = f"{top['variant']} {top['test_accuracy']['estimate']:.4f}"
+        rows.append(
+            {
+                "run": run_dir.name,
+                "status": record.get("status", "unknown"),
+                "date": record.get("updated", "")[:16].replace("T", " "),
+                "dataset": config.get("dataset", ""),
+                "variants": ",".join(config.get("variants", [])),
+                "repeats": config.get("repeats", ""),
+                "epochs": config.get("train", {}).get("epochs", ""),
+                "best": best,
+            }
+        )
+    return rows

@@ -168,7 +168,10 @@ def test_a_run_that_fails_for_good_still_gets_the_comparison_of_the_others(
         with pytest.raises(LocalRunError) as err:
             run_local("compare", config, runs_dir=tmp_path, quiet=True)
     assert "check-runs" in str(err.value)  # the run is marked failed, by its last step
-    (run_dir,) = tmp_path.iterdir()
+    (run_dir,) = [p for p in tmp_path.iterdir() if not p.is_symlink()]
+    assert (tmp_path / "latest").resolve() == run_dir.resolve()
+    assert json.loads((run_dir / "status.json").read_text())["status"] == "partial"
+    assert "\n" not in str(err.value)
     assert f"comparison is in {run_dir / 'report'}/report.md" in str(err.value)
     assert (run_dir / "report" / "comparison.json").is_file()  # kept where a run's report goes
     comparison = Comparison.model_validate_json(

@@ -66,6 +66,16 @@ def test_dry_run_keeps_every_artifact(dry_run):
     }
 
 
+def test_dry_run_keeps_every_task_log_and_marks_the_run_complete(dry_run):
+    _, run_dir = dry_run
+    per_run = [f"{t}-{v}-r0.log" for v in VARIANTS for t in ("train-model", "evaluate-model")]
+    fixed = ["run.log", "prepare-data.log", "plan-runs.log", "compare-runs.log", "check-runs.log"]
+    assert sorted(p.name for p in (run_dir / "logs").iterdir()) == sorted(fixed + per_run)
+    assert "Got executor_input" in (run_dir / "logs" / "train-model-mlp-r0.log").read_text()
+    assert json.loads((run_dir / "status.json").read_text())["status"] == "complete"
+    assert (run_dir.parent / "latest").resolve() == run_dir.resolve()
+
+
 def test_training_state_is_mirrored_per_job_and_run(dry_run):
     config, _ = dry_run
     jobs = [p for p in Path(config.resume_uri).iterdir() if p.is_dir()]

@@ -1,0 +1,340 @@
+"""The one module that knows how kfp's local runner (kfp 2.17) prints, runs and fails.
+
+kfp's local runner streams every task's output (its executor input as JSON,
+TensorFlow's C++ log, tracebacks) through ``print``, swapped per task from
+several threads, and logs artifact reprs and warnings of its own. Here each
+task's process writes straight to its own file,
+``<logs>/<task>[-<run id>].log``, whole, and what kfp prints in this process
+goes to ``<logs>/run.log``; the screen shows only what the runner puts there.
+Every task process runs in its own process group, so :meth:`LocalSession.stop`
+ends each one with everything it started, and a signal to this process stops
+the run without leaving a training behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import types
+import warnings
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from unittest import mock
+
+from cnnvsmlp.config import ExperimentConfig, RunSpec
+
+# The last line of a Python traceback: ``package.module.SomeError: what happened``.
+EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*(?:Error|Exception|Diverged): .+")
+# How long a task process gets to end after SIGTERM before it is killed.
+STOP_GRACE_S = 5.0
+
+
+class RunInterrupted(BaseException):
+    """SIGINT or SIGTERM stopped the run; every task process has ended.
+
+    A BaseException, like KeyboardInterrupt, so no ``except Exception`` in
+    kfp's orchestrator holds it up.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@dataclass
+class TaskLog:
+    """One task process: what it ran for, where its output is, how it ended."""
+
+    task: str
+    path: Path
+    run: RunSpec | None = None
+    returncode: int | None = None
+    started: float = field(default_factory=time.monotonic)
+    seconds: float | None = None
+    stopped: bool = False  # ended by :meth:`LocalSession.stop`
+
+    @property
+    def label(self) -> str:
+        """The task's name with the run it belongs to: ``train-model-mlp-r0``."""
+        return f"{self.task}-{self.run.run_id}" if self.run else self.task
+
+
+def plain(message: str) -> str:
+    """A message of kfp's without the colours it gives task names."""
+    return re.sub(r"\x1b\[[0-9;]*m", "", message)
+
+
+def describe_failure(message: str, config: ExperimentConfig, log: list[str] = ()) -> str:
+    """Name the run behind a failed loop iteration in kfp's failure message, and its cause."""
+    message = plain(message)
+    causes = [line.strip() for line in log if EXCEPTION_LINE.match(line.strip())]
+    cause = f": {causes[-1]}" if causes else "; its log above ends with the cause"
+    found = re.search(r"'([\w-]+)' inside 'for-loop-\d+-iteration-(\d+)'", message)
+    runs = config.scheduled_runs()
+    if found and int(found.group(2)) < len(runs):
+        run = runs[int(found.group(2))]
+        return (
+            f"task '{found.group(1)}' of {run.run_id} (variant {run.variant}, repeat {run.repeat}, "
+            f"seed {run.seed}) failed{cause}"
+        )
+    return message + cause
+
+
+def killed_by(returncode: int | None) -> signal.Signals | None:
+    """The signal that ended a task process (directly, or its command under ``sh``)."""
+    if returncode is None:
+        return None
+    number = -returncode if returncode < 0 else returncode - 128 if returncode > 128 else 0
+    try:
+        return signal.Signals(number) if number else None
+    except ValueError:
+        return None
+
+
+def explain(task: TaskLog) -> str:
+    """One line: the task and its run, the cause, and the log that holds the rest."""
+    who = f"task '{task.task}'"
+    if task.run:
+        run = task.run
+        who += f" of {run.run_id} (variant {run.variant}, repeat {run.repeat}, seed {run.seed})"
+    sig = killed_by(task.returncode)
+    if sig == signal.SIGKILL:
+        cause = (
+            " was killed by SIGKILL, most likely by the out-of-memory killer: lower batch_size "
+            "(BATCH=) or limit (LIMIT=), or run fewer trainings at once"
+        )
+    elif sig is not None:
+        cause = f" was killed by {sig.name}"
+    else:
+        causes = [line.strip() for line in _tail(task.path) if EXCEPTION_LINE.match(line.strip())]
+        cause = (
+            f" failed: {causes[-1]}" if causes else f" failed with exit status {task.returncode}"
+        )
+    return f"{who}{cause}; its log: {task.path}"
+
+
+def _tail(path: Path, lines: int = 400) -> list[str]:
+    try:
+        with path.open(errors="replace") as f:
+            return list(deque(f, maxlen=lines))
+    except OSError:
+        return []
+
+
+def _executor_input(full_command: list[str]) -> dict:
+    """The executor input kfp put on a task's command line ({} when there is none)."""
+    for flag, value in zip(full_command, full_command[1:], strict=False):
+        if flag == "--executor_input":
+            with contextlib.suppress(ValueError):
+                return json.loads(value)
+    return {}
+
+
+class LocalSession:
+    """One pipeline run on kfp's local runner, its output kept in per-task logs.
+
+    Args:
+        logs: folder for the logs (created).
+        job_id: the value of the pipeline job id placeholder: the run id, so a
+            resumed run's tasks find their earlier state under the same name.
+        environment: variables every task process gets on top of this one's.
+        verbose: also stream every task's output, each line prefixed with its task.
+        stream: where ``verbose`` output goes.
+        on_task_end: called (from a kfp thread) with each task's :class:`TaskLog`.
+    """
+
+    def __init__(
+        self,
+        logs: Path,
+        job_id: str,
+        environment: dict[str, str] | None = None,
+        verbose: bool = False,
+        stream=None,
+        on_task_end=None,
+    ) -> None:
+        self.logs, self.job_id = Path(logs), job_id
+        self.environment = dict(environment or {})
+        self.verbose, self.stream = verbose, stream or sys.stdout
+        self.on_task_end = on_task_end
+        self.tasks: list[TaskLog] = []
+        self._runs: dict[str, RunSpec] = {}  # loop iteration -> its run
+        self._procs: set[subprocess.Popen] = set()
+        self._lock = threading.RLock()
+        self._stopping = False
+        # A signal that comes while this thread starts a task's process waits until
+        # the process is registered, so stop() can end it.
+        self._spawning, self._signal = False, None
+
+    def run(self, pipeline, arguments: dict, task_runner, pipeline_root: Path) -> None:
+        """Run ``pipeline(**arguments)``; SIGINT and SIGTERM stop it with every task.
+
+        Raises:
+            RuntimeError: kfp's: a task failed (see :meth:`failed`).
+            RunInterrupted: a signal stopped the run.
+        """
+        from kfp import local
+        from kfp.local import pipeline_orchestrator, subprocess_task_handler
+
+        self.logs.mkdir(parents=True, exist_ok=True)
+        local.init(runner=task_runner, pipeline_root=str(pipeline_root), raise_on_error=True)
+        job_ids = types.SimpleNamespace(make_random_id=lambda: self.job_id)
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(self._signals())
+            out = stack.enter_context((self.logs / "run.log").open("a", buffering=1))
+            stack.enter_context(contextlib.redirect_stdout(self._tee(out)))
+            stack.enter_context(contextlib.redirect_stderr(self._tee(out)))
+            stack.enter_context(warnings.catch_warnings())
+            # kfp's warnings for every task ("settings [...] have no effect", "custom or
+            # non-Python base image") go to the log whatever the warning filters say.
+            warnings.simplefilter("always")
+            warnings.showwarning = lambda message, category, filename, lineno, *_: sys.stderr.write(
+                warnings.formatwarning(message, category, filename, lineno)
+            )
+            stack.enter_context(_restore_print())
+            stack.enter_context(
+                mock.patch.object(subprocess_task_handler, "run_local_subprocess", self._run_task)
+            )
+            stack.enter_context(
+                mock.patch.object(pipeline_orchestrator, "placeholder_utils", job_ids)
+            )
+            pipeline(**arguments)
+
+    def failed(self) -> TaskLog | None:
+        """The first task that failed by itself (not stopped by :meth:`stop`)."""
+        done = [t for t in self.tasks if t.returncode not in (0, None) and not t.stopped]
+        return min(done, key=lambda t: t.started + (t.seconds or 0), default=None)
+
+    def stop(self) -> None:
+        """End every task process (SIGTERM, then SIGKILL after a grace) and start no more."""
+        with self._lock:
+            self._stopping = True
+            procs = list(self._procs)
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        for proc in procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)  # and whatever it left in its group
+            proc.wait()
+
+    @contextlib.contextmanager
+    def _signals(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum, frame):
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            self._signal = signum
+            if not self._spawning:  # else _run_task raises once its process is registered
+                self.stop()
+                raise RunInterrupted(signum)
+
+        saved = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, previous in saved.items():
+                signal.signal(s, previous)
+
+    def _tee(self, log):
+        return _Tee(log, self.stream) if self.verbose else log
+
+    def _identify(self, full_command: list[str]) -> TaskLog:
+        executor = _executor_input(full_command)
+        output = Path(executor.get("outputs", {}).get("outputFile", "task/x"))
+        task, iteration = output.parent.name, output.parent.parent.name
+        run = None
+        run_json = executor.get("inputs", {}).get("parameterValues", {}).get("run_json")
+        with self._lock:
+            if run_json:
+                run = self._runs[iteration] = RunSpec.model_validate_json(run_json)
+            elif iteration.startswith("for-loop-"):
+                run = self._runs.get(iteration)
+            entry = TaskLog(task=task, path=self.logs / "x.log", run=run)
+            entry.path = self.logs / f"{entry.label}.log"
+            self.tasks.append(entry)
+        return entry
+
+    def _run_task(self, full_command: list[str], env_vars: dict | None = None) -> int:
+        """Run a task like kfp's ``run_local_subprocess``: output to its log, own group."""
+        entry = self._identify(full_command)
+        env = {**os.environ, **self.environment, **(env_vars or {})}
+        with entry.path.open("a", buffering=1) as log:
+            log.write(f"==> {entry.label}: started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+            with self._lock:
+                if self._stopping:
+                    entry.returncode, entry.stopped = -signal.SIGTERM, True
+                    return 1
+                main = threading.current_thread() is threading.main_thread()
+                self._spawning = main
+                try:
+                    proc = subprocess.Popen(
+                        full_command,
+                        stdout=subprocess.PIPE if self.verbose else log,
+                        stderr=subprocess.STDOUT,
+                        env=env,
+                        start_new_session=True,
+                        text=True,
+                        bufsize=1,
+                    )
+                    self._procs.add(proc)
+                finally:
+                    self._spawning = False
+                if main and self._signal is not None:
+                    self.stop()
+                    raise RunInterrupted(self._signal)
+            try:
+                if proc.stdout:
+                    for line in proc.stdout:
+                        log.write(line)
+                        self.stream.write(f"{entry.label} | {line}")
+                entry.returncode = proc.wait()
+            finally:
+                with self._lock:
+                    self._procs.discard(proc)
+                    entry.stopped = self._stopping
+                entry.seconds = time.monotonic() - entry.started
+        if self.on_task_end and not entry.stopped:
+            self.on_task_end(entry)
+        return entry.returncode
+
+
+class _Tee:
+    """Writes to a log file and a stream (``VERBOSE=1``)."""
+
+    def __init__(self, log, stream) -> None:
+        self.log, self.stream = log, stream
+
+    def write(self, text: str) -> int:  # noqa: D102
+        self.log.write(text)
+        return self.stream.write(text)
+
+    def flush(self) -> None:  # noqa: D102
+        self.log.flush()
+        self.stream.flush()
+
+
+@contextlib.contextmanager
+def _restore_print():
+    """Put back ``builtins.print``: kfp swaps it per task from two threads and can leave its own."""
+    import builtins
+
+    saved = builtins.print
+    try:
+        yield
+    finally:
+        builtins.print = saved

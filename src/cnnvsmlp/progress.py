@@ -1,0 +1,398 @@
+"""Progress of trainings: the events the library logs, and how they reach the runner.
+
+Every record goes to the ``cnnvsmlp.progress`` logger at INFO, with a
+readable message naming the run, and ``extra={"event": {...}}``: one dict
+whose keys are always all of :data:`EVENT_KEYS` (None where a key does not
+apply). ``kind`` is one of :data:`KINDS`:
+
+- ``start``: a training begins (``epoch`` is the first one it trains);
+- ``step``: inside an epoch, at most about once a second (``step`` of
+  ``steps``, the running ``loss`` and ``accuracy``);
+- ``epoch``: an epoch ended, with its metrics and ``seconds``;
+- ``done``: the training ended (``seconds``: all its epochs);
+- ``reused``: a finished training with the same key was reused (``from``);
+- ``resumed``: training goes on after ``epoch`` (``from``: where the state was);
+- ``set_aside``: a state that failed validation was moved aside (``from``:
+  the file; the message says why).
+
+Epochs count from 1. A task process calls :func:`forward` once at its start:
+when the runner named a file in ``CNNVSMLP_PROGRESS``, each event is
+appended to it as one JSON line, a channel kfp's output capture never
+touches; otherwise (a cluster task) each message becomes one plain line on
+stderr, for the task's log. The runner reads the file with
+:class:`EventReader` and shows it with :func:`display`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+LOGGER = logging.getLogger("cnnvsmlp.progress")
+ENV = "CNNVSMLP_PROGRESS"
+KINDS = ("start", "step", "epoch", "done", "reused", "resumed", "set_aside")
+EVENT_KEYS = (
+    "kind",
+    "run_id",
+    "epoch",
+    "epochs",
+    "step",
+    "steps",
+    "loss",
+    "accuracy",
+    "val_loss",
+    "val_accuracy",
+    "seconds",
+    "from",
+)
+Kind = Literal["start", "step", "epoch", "done", "reused", "resumed", "set_aside"]
+
+
+class Event(BaseModel):
+    """One progress event of one training.
+
+    ``epoch`` is 1-based; ``step``/``steps`` count the training steps of the
+    epoch; ``seconds`` is the time the epoch (or, with ``done``, the whole
+    training) took; ``from`` names what a reused training came from, or the
+    epoch a resumed one goes on after.
+    """
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+
+    kind: Kind
+    run_id: str
+    epoch: int | None = None
+    epochs: int | None = None
+    step: int | None = None
+    steps: int | None = None
+    loss: float | None = None
+    accuracy: float | None = None
+    val_loss: float | None = None
+    val_accuracy: float | None = None
+    seconds: float | None = None
+    from_: str | int | None = Field(default=None, alias="from")
+
+    def line(self) -> str:
+        """The event as one plain line that names its training."""
+        if self.kind == "start":
+            return f"{self.run_id}  started, {self.epochs} epochs"
+        if self.kind in ("epoch", "step"):
+            text = f"{self.run_id}  epoch {self.epoch}/{self.epochs}"
+            if self.kind == "step" and self.steps:
+                text += f"  step {self.step}/{self.steps}"
+            return text + _metrics(self)
+        if self.kind == "done":
+            took = f" in {clock(self.seconds)}" if self.seconds is not None else ""
+            return f"{self.run_id}  done{took}" + _metrics(self)
+        if self.kind == "reused":
+            return f"{self.run_id}  reused from {self.from_}"
+        if self.kind == "resumed":
+            return f"{self.run_id}  resumed after epoch {self.epoch} of {self.epochs}"
+        return f"{self.run_id}  set aside a saved state that failed its checks ({self.from_})"
+
+
+def _metrics(event: Event) -> str:
+    parts = []
+    if event.loss is not None:
+        parts.append(f"loss {event.loss:.3f}")
+    if event.accuracy is not None:
+        parts.append(f"acc {event.accuracy:.3f}")
+    if event.val_accuracy is not None:
+        parts.append(f"val_acc {event.val_accuracy:.3f}")
+    if event.kind == "epoch" and event.seconds is not None:
+        parts.append(clock(event.seconds))
+    return "".join(f"  {p}" for p in parts)
+
+
+def clock(seconds: float) -> str:
+    """Seconds as ``m:ss``."""
+    seconds = int(round(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def report(kind: str, run_id: str, message: str, level: str = "info", **fields: Any) -> None:
+    """Log one progress event.
+
+    Args:
+        kind: one of :data:`KINDS`.
+        run_id: the training's run id, e.g. ``mlp-r0``.
+        message: the line a plain log shows, without the run id.
+        level: the record's level: ``info``, or ``warning`` for a state set aside.
+        **fields: the event's other keys (``from_`` for ``from``).
+
+    Raises:
+        ValueError: an unknown kind or key (a programming error).
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown progress kind {kind!r}")
+    if "from_" in fields:
+        fields["from"] = fields.pop("from_")
+    unknown = set(fields) - set(EVENT_KEYS)
+    if unknown:
+        raise ValueError(f"unknown progress keys {sorted(unknown)}")
+    event = dict.fromkeys(EVENT_KEYS)
+    event.update(fields, kind=kind, run_id=run_id)
+    number = logging.getLevelName(level.upper())
+    LOGGER.log(number, "%s: %s", run_id, message, extra={"event": event})
+
+
+class _FileHandler(logging.Handler):
+    """Appends each event as one JSON line; one ``write`` per line, so lines never mix."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(logging.INFO)
+        self.path = path
+
+    def emit(self, record: logging.LogRecord) -> None:  # noqa: D102
+        event = getattr(record, "event", None)
+        if not isinstance(event, dict):
+            return
+        line = json.dumps(event, default=str) + "\n"
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
+
+
+class _LineHandler(logging.StreamHandler):
+    """Writes each event's message as one plain line on stderr (a cluster task's log)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+        self.setFormatter(logging.Formatter("progress: %(message)s"))
+
+
+def forward(environ: dict | None = None) -> None:
+    """Send this process's progress events to the runner (or to stderr); call once per task."""
+    environ = os.environ if environ is None else environ
+    for handler in list(LOGGER.handlers):
+        if isinstance(handler, (_FileHandler, _LineHandler)):
+            LOGGER.removeHandler(handler)
+    path = environ.get(ENV)
+    LOGGER.addHandler(_FileHandler(path) if path else _LineHandler())
+    LOGGER.setLevel(logging.INFO)
+    LOGGER.propagate = False
+
+
+class EventReader:
+    """Reads the events appended to a progress file since the last call."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._offset = 0
+        self._part = b""
+
+    def read(self) -> list[Event]:
+        """The complete new lines as events; a line that is not an event is skipped."""
+        try:
+            with self.path.open("rb") as f:
+                f.seek(self._offset)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        self._offset += len(data)
+        *lines, self._part = (self._part + data).split(b"\n")
+        events = []
+        for line in lines:
+            try:
+                events.append(Event.model_validate_json(line))
+            except ValidationError:
+                continue
+        return events
+
+
+class Estimate:
+    """How long the trainings still take: step costs at first, measured epochs later.
+
+    ``epoch_s`` is each training's expected seconds per epoch with the
+    machine to itself; the trainings share it, so the time left is the sum
+    of their remaining work, scaled by how the measured epochs compare.
+    """
+
+    def __init__(self, epoch_s: dict[str, float], epochs: int, overhead_s: float = 0.0) -> None:
+        self.epoch_s, self.epochs, self.overhead_s = dict(epoch_s), epochs, overhead_s
+        self.done_epochs = dict.fromkeys(epoch_s, 0.0)
+        self.finished: set[str] = set()
+        self._measured = self._expected = 0.0
+
+    def update(self, event: Event) -> None:
+        """Take in one event."""
+        run = event.run_id
+        if run not in self.epoch_s:
+            return
+        if event.kind in ("done", "reused"):
+            self.finished.add(run)
+            self.done_epochs[run] = float(self.epochs)
+        elif event.kind == "epoch" and event.epoch:
+            self.done_epochs[run] = float(event.epoch)
+            if event.seconds:
+                self._measured += event.seconds
+                self._expected += self.epoch_s[run]
+        elif event.kind == "step" and event.epoch and event.steps:
+            self.done_epochs[run] = event.epoch - 1 + (event.step or 0) / event.steps
+        elif event.kind == "resumed" and event.epoch:
+            self.done_epochs[run] = float(event.epoch)
+
+    def seconds_left(self) -> float:
+        """Seconds until the last training ends (the tasks after it not counted)."""
+        ratio = self._measured / self._expected if self._expected else 1.0
+        work = sum(
+            (self.epochs - self.done_epochs[run]) * self.epoch_s[run]
+            for run in self.epoch_s
+            if run not in self.finished
+        )
+        return work * ratio + self.overhead_s * (len(self.epoch_s) - len(self.finished))
+
+
+class PlainDisplay:
+    """Complete lines, each naming its training; no step lines, no colour."""
+
+    def __init__(self, stream, estimate: Estimate) -> None:
+        self.stream, self.estimate = stream, estimate
+        self._lock = threading.Lock()
+
+    def event(self, event: Event) -> None:
+        """Show one event: a line per start, epoch, end, reuse or resume."""
+        with self._lock:
+            self.estimate.update(event)
+            if event.kind == "step":
+                return
+            line = event.line()
+            if event.kind in ("done", "reused"):
+                done, total = len(self.estimate.finished), len(self.estimate.epoch_s)
+                line += f"  ({done}/{total} trainings done"
+                line += (
+                    f", about {clock(self.estimate.seconds_left())} left)" if done < total else ")"
+                )
+            self._write(line)
+
+    def message(self, line: str) -> None:
+        """Show a line of the runner's."""
+        with self._lock:
+            self._write(line)
+
+    def _write(self, line: str) -> None:
+        self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        """Nothing stays on screen to take down."""
+
+
+class LiveDisplay:
+    """rich's live progress: a bar per training, and the trainings done with the time left."""
+
+    def __init__(self, stream, estimate: Estimate) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+
+        self.estimate = estimate
+        runs = list(estimate.epoch_s)
+        width = max(len("trainings"), *(len(run) for run in runs))
+        self.console = Console(file=stream)
+        self.progress = Progress(
+            TextColumn(f"{{task.description:<{width}}}"),
+            TextColumn("{task.fields[where]:<12}"),
+            BarColumn(bar_width=24),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[eta]:<10}"),
+            TextColumn("{task.fields[metrics]}"),
+            console=self.console,
+            transient=False,
+        )
+        self.overall = self.progress.add_task(
+            "trainings", total=len(runs), where=f"0/{len(runs)} done", eta="", metrics=""
+        )
+        self.bars = {
+            run: self.progress.add_task(
+                run, total=estimate.epochs, where="waiting", eta="", metrics="", start=False
+            )
+            for run in runs
+        }
+        self._started: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self.progress.start()
+
+    def event(self, event: Event) -> None:
+        """Move the training's bar and the overall count."""
+        with self._lock:
+            self.estimate.update(event)
+            bar = self.bars.get(event.run_id)
+            if bar is None:
+                return
+            if event.kind in ("start", "resumed") or event.run_id not in self._started:
+                self._started.setdefault(event.run_id, time.monotonic())
+                self.progress.start_task(bar)
+            done = self.estimate.done_epochs[event.run_id]
+            fields = {"completed": done}
+            if event.kind in ("epoch", "step"):
+                fields["where"] = f"epoch {event.epoch}/{event.epochs}"
+                fields["eta"] = "ETA " + self._eta(event.run_id, done)
+                fields["metrics"] = _metrics(event.model_copy(update={"seconds": None})).strip()
+            elif event.kind in ("done", "reused"):
+                fields["where"] = "done" if event.kind == "done" else "reused"
+                fields["eta"] = ""
+                if event.kind == "reused":
+                    fields["metrics"] = f"from {event.from_}"
+            elif event.kind == "resumed":
+                fields["where"] = f"resumed @{event.epoch}"
+            self.progress.update(bar, **fields)
+            finished, total = len(self.estimate.finished), len(self.bars)
+            self.progress.update(
+                self.overall,
+                completed=finished,
+                where=f"{finished}/{total} done",
+                eta="" if finished == total else f"ETA {clock(self.estimate.seconds_left())}",
+            )
+
+    def _eta(self, run: str, done: float) -> str:
+        spent = time.monotonic() - self._started.get(run, time.monotonic())
+        if done <= 0 or spent <= 0:
+            return "-:--"
+        return clock(spent / done * (self.estimate.epochs - done))
+
+    def message(self, line: str) -> None:
+        """Print a line above the bars."""
+        self.console.print(line, markup=False, highlight=False)
+
+    def close(self) -> None:
+        """Leave the bars as they are and stop redrawing."""
+        self.progress.stop()
+
+
+@contextlib.contextmanager
+def follow(path: str | Path, screen, every_s: float = 0.3):
+    """Show the events appended to ``path`` on ``screen`` while the block runs, and the last."""
+    reader = EventReader(path)
+    stop = threading.Event()
+
+    def show() -> None:
+        while not stop.wait(every_s):
+            for event in reader.read():
+                screen.event(event)
+
+    follower = threading.Thread(target=show, daemon=True)
+    follower.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        follower.join()
+        for event in reader.read():
+            screen.event(event)
+
+
+def display(stream, estimate: Estimate) -> PlainDisplay | LiveDisplay:
+    """Live bars on a terminal, complete lines anywhere else."""
+    isatty = getattr(stream, "isatty", None)
+    return LiveDisplay(stream, estimate) if isatty and isatty() else PlainDisplay(stream, estimate)
