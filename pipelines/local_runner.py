@@ -159,9 +159,9 @@ def _keep_partial(pipeline_root: Path, report: Path) -> str:
     )
 
 
-def find_comparison(pipeline_root: Path) -> Path:
+def find_comparison(pipeline_root: Path, task: str = "compare-runs") -> Path:
     """The comparison folder the run's compare task wrote."""
-    found = sorted(pipeline_root.glob("*/compare-runs/comparison"))
+    found = sorted(pipeline_root.glob(f"*/{task}/comparison"))
     if not found or not (found[-1] / "comparison.json").is_file():
         raise LocalRunError(f"{pipeline_root}: the run wrote no comparison")
     return found[-1]
@@ -278,15 +278,19 @@ def run_local(
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-    shutil.copytree(find_comparison(pipeline_root), report)
+    task = getattr(module, "COMPARISON_TASK", "compare-runs")
+    shutil.copytree(find_comparison(pipeline_root, task), report)
     minutes = (time.perf_counter() - start) / 60
-    if not quiet:
+    if not quiet and hasattr(module, "summary"):
+        print(f"\n{module.summary(report)}")
+    elif not quiet:
         from cnnvsmlp.report.model import Comparison
         from cnnvsmlp.report.render import terminal_table
 
         comparison = Comparison.read(report / "comparison.json")
         print()
         print(terminal_table(comparison))
+    if not quiet:
         print(f"\nrun: finished in {minutes:.1f} min; report in {report}/report.md")
         print(f"run: every artifact in {run_dir}")
     return run_dir
