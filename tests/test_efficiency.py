@@ -1,4 +1,4 @@
-"""The data-efficiency study: subsets, the stopping rule, learning curves, the plan, the analysis."""
+"""The data-efficiency study: subsets, stopping rule, learning curves, plan and analysis."""
 
 from __future__ import annotations
 

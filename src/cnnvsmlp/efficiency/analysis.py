@@ -169,10 +169,18 @@ def analyze(
         UserError: a run has no training-set size, or was scored on other labels.
     """
     from cnnvsmlp.data.store import labels_digest
-    from cnnvsmlp.efficiency.curves import BOOTSTRAP_SAMPLES, bootstrap_multipliers
-    from cnnvsmlp.efficiency.curves import fit_learning_curve
-    from cnnvsmlp.stats import accuracy_interval, difference_interval, holm, mcnemar_exact
-    from cnnvsmlp.stats import significant
+    from cnnvsmlp.efficiency.curves import (
+        BOOTSTRAP_SAMPLES,
+        bootstrap_multipliers,
+        fit_learning_curve,
+    )
+    from cnnvsmlp.stats import (
+        accuracy_interval,
+        difference_interval,
+        holm,
+        mcnemar_exact,
+        significant,
+    )
 
     digest = labels_digest(test_labels)
     failures = [r for r in results if isinstance(r, RunFailure)]
@@ -247,9 +255,7 @@ def analyze(
 
     def errors(variant: str) -> tuple[list[int], list[float]]:
         pairs = [
-            (n, 1.0 - r.accuracy)
-            for n in sizes
-            for r in by_key.get((variant, n), {}).values()
+            (n, 1.0 - r.accuracy) for n in sizes for r in by_key.get((variant, n), {}).values()
         ]
         return [n for n, _ in pairs], [e for _, e in pairs]
 
