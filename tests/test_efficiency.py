@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import math
 
 import numpy as np
@@ -27,7 +28,15 @@ from cnnvsmlp.efficiency.plan import (
 from cnnvsmlp.efficiency.stopping import StoppingRule, decide
 from cnnvsmlp.efficiency.subsets import stratified_order, subset_indices, training_data
 from cnnvsmlp.errors import UserError
-from cnnvsmlp.records import Epoch, EvalResult, Hardware, RunFailure, ShiftResult, TrainResult
+from cnnvsmlp.records import (
+    Epoch,
+    EvalResult,
+    Hardware,
+    RunFailure,
+    ShiftResult,
+    TrainResult,
+    read_result,
+)
 
 
 @pytest.fixture(scope="module")
@@ -341,3 +350,12 @@ def test_analysis_of_a_study(tmp_path):
     write_analysis(partial, tmp_path / "partial")
     with pytest.raises(UserError, match=r"partial .* mlp-n375-r0 \(E: boom\)"):
         check_complete(tmp_path / "partial" / "comparison.json")
+
+
+def test_an_evaluation_record_written_before_the_shift_still_loads(tmp_path):
+    labels = np.arange(20) % 10
+    record = _result(labels, "cnn", 100, 0, 1.0, np.random.default_rng(0)).model_dump(mode="json")
+    assert record.pop("shifted")[0]["shift"] == 1
+    (tmp_path / "old.json").write_text(json.dumps(record))
+    old = read_result(tmp_path / "old.json")
+    assert isinstance(old, EvalResult) and old.shifted == [] and old.accuracy == 1.0

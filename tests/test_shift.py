@@ -55,3 +55,23 @@ def test_shift_images_moves_each_image_in_its_own_direction():
     # the same images for every caller, and the input is left alone
     np.testing.assert_array_equal(out, shift_images(images, 2))
     assert np.count_nonzero(images == 0) == 0
+
+
+def test_evaluation_scores_the_model_on_every_shift():
+    import keras
+
+    from cnnvsmlp.evaluate import evaluate_shifted
+
+    rng = np.random.default_rng(0)
+    images = rng.random((64, 28, 28, 1), dtype=np.float32)
+    labels = rng.integers(0, 10, size=64)
+    model = keras.Sequential(
+        [keras.Input(shape=(28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)]
+    )
+    scored = evaluate_shifted(model, images, labels, shifts=(1, 3))
+    assert [(s.shift, s.seed) for s in scored] == [(1, 0), (3, 0)]
+    for s in scored:
+        expected = model.predict(shift_images(images, s.shift), verbose=0).argmax(axis=1)
+        assert s.predictions == expected.tolist()
+        assert s.accuracy == np.mean(expected == labels)
+    assert scored[0].predictions != scored[1].predictions
