@@ -347,6 +347,9 @@ def test_analysis_of_a_study(tmp_path):
     )
     partial = analyze([failed, *results[1:]], config, study, labels, 20)
     assert partial.status == "partial" and partial.failures == [failed]
+    # mlp-n375-r0 failed: the bootstrap pairs repeats 1 and 2, at every size
+    assert len(partial.multipliers[0].multipliers) == len(sizes)
+    assert [len(p.runs) for p in partial.points][:2] == [2, 3]
     write_analysis(partial, tmp_path / "partial")
     with pytest.raises(UserError, match=r"partial .* mlp-n375-r0 \(E: boom\)"):
         check_complete(tmp_path / "partial" / "comparison.json")

@@ -13,7 +13,8 @@ is compared with it at each size:
   both trained on the same subset; the p-values Holm-adjusted over every
   size and repeat of the pair;
 - a learning curve per variant (:mod:`~cnnvsmlp.efficiency.curves`) and the
-  baseline's data multiplier at each size;
+  baseline's data multiplier at each size, bootstrapped over the repeats
+  that finished for both variants at every size;
 - where each training stopped by the rule of :mod:`~cnnvsmlp.efficiency.stopping`,
   flagging those that reached the cap on epochs still improving.
 """
@@ -268,27 +269,33 @@ def analyze(
 
     multipliers = []
     for v in others:
-        complete = [
-            n
-            for n in sizes
-            if set(by_key.get((v, n), {})) == set(by_key.get((baseline, n), {})) != set()
-        ]
-        repeats = sorted(by_key[(baseline, complete[0])]) if complete else []
-        usable = [n for n in complete if sorted(by_key[(v, n)]) == repeats]
+        # The bootstrap pairs repeats: those that finished for both variants at every size.
+        finished = [set(by_key.get((w, n), {})) for w in (v, baseline) for n in sizes]
+        repeats = sorted(set.intersection(*finished))
+        if not repeats:
+            multipliers.append(
+                VariantMultipliers(
+                    variant=v,
+                    baseline=baseline,
+                    multipliers=[],
+                    error="no repeat finished at every size for both variants",
+                )
+            )
+            continue
         table = {
-            who: np.array([[1.0 - by_key[(who, n)][k].accuracy for k in repeats] for n in usable])
-            for who in (v, baseline)
+            w: np.array([[1.0 - by_key[(w, n)][k].accuracy for k in repeats] for n in sizes])
+            for w in (v, baseline)
         }
         try:
             found = bootstrap_multipliers(
-                usable,
+                sizes,
                 table[baseline],
                 table[v],
-                usable,
+                sizes,
                 samples=bootstrap_samples or BOOTSTRAP_SAMPLES,
             )
             multipliers.append(VariantMultipliers(variant=v, baseline=baseline, multipliers=found))
-        except (ValueError, RuntimeError, IndexError) as err:
+        except (ValueError, RuntimeError) as err:
             multipliers.append(
                 VariantMultipliers(variant=v, baseline=baseline, multipliers=[], error=str(err))
             )
