@@ -191,6 +191,9 @@ def test_multiplier_on_a_known_curve():
     # A CNN whose error falls below the MLP's floor is never matched.
     better = cnn.model_copy(update={"c": 0.04})
     assert math.isinf(data_multiplier(mlp, better, 48_000))
+    # A nearly flat curve needs more images than a float holds: infinite, not an overflow.
+    flat = mlp.model_copy(update={"b": 1e-4})
+    assert math.isinf(flat.size_needed(0.06))
 
 
 def test_bootstrap_interval_covers_the_true_multiplier():

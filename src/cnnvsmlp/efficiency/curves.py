@@ -54,7 +54,9 @@ class CurveFit(Record):
         """Training images at which the fitted error falls to ``error``; inf below the floor."""
         if error <= self.c or self.a <= 0 or self.b <= 0:
             return math.inf
-        return self.n_ref * (self.a / (error - self.c)) ** (1.0 / self.b)
+        # In logs: a nearly flat curve (b near 0) needs more images than a float holds.
+        log_n = math.log(self.n_ref) + (math.log(self.a) - math.log(error - self.c)) / self.b
+        return math.exp(log_n) if log_n < 700 else math.inf
 
 
 def _finite_or_none(value: float) -> float | None:
