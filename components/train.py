@@ -25,7 +25,8 @@ def train_model(
 
     Args:
         config: the experiment config as ``plan_runs`` settled it (JSON file).
-        run_json: the run (``RunSpec`` as JSON): variant, repeat and seed.
+        run_json: the run (``RunSpec`` as JSON): variant, repeat and seed, and the
+            size of its training subset (``n_train``) in the data-efficiency study.
         job_id: the pipeline job's id: keeps the state of different runs apart.
         dataset: the prepared data set.
         model: output folder: ``model.keras``, per-epoch checkpoints,
@@ -36,6 +37,7 @@ def train_model(
     from pathlib import Path
 
     from cnnvsmlp.config import RunSpec, read_config
+    from cnnvsmlp.efficiency.subsets import training_data
     from cnnvsmlp.failures import FAILURE_FILE, record_failure
     from cnnvsmlp.progress import forward
     from cnnvsmlp.train import train
@@ -44,13 +46,14 @@ def train_model(
     experiment = read_config(config.path)
     run = RunSpec.model_validate_json(run_json)
     try:
-        result = train(
-            dataset.path,
-            run,
-            experiment.train,
-            model.path,
-            resume_uri=experiment.resume_path(job_id, run),
-        )
+        with training_data(dataset.path, run) as data_dir:  # the run's subset, if it has one
+            result = train(
+                data_dir,
+                run,
+                experiment.train,
+                model.path,
+                resume_uri=experiment.resume_path(job_id, run),
+            )
     except Exception as err:
         failure = record_failure(
             err, run, experiment.dataset, "train", Path(model.path) / FAILURE_FILE

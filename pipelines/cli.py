@@ -17,7 +17,8 @@ from cnnvsmlp.errors import UserError
 
 def _config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--config", default=DEFAULT_PRESET, help="preset name or YAML file (default: %(default)s)"
+        "--config",
+        help=f"preset name or YAML file (default: the pipeline's preset, else {DEFAULT_PRESET})",
     )
     parser.add_argument(
         "overrides",
@@ -25,6 +26,18 @@ def _config_args(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="config overrides, e.g. epochs=1 repeats=3 limit=3000 variants=cnn,mlp",
     )
+
+
+def _load_config(args: argparse.Namespace):
+    """The config ``--config`` names, or else the pipeline's ``PRESET``, with the overrides."""
+    from cnnvsmlp.config import load_config
+
+    name = args.config
+    if name is None and getattr(args, "pipeline", None):
+        from cnnvsmlp_pipelines import get_pipeline
+
+        name = getattr(get_pipeline(args.pipeline), "PRESET", None)
+    return load_config(name or DEFAULT_PRESET, args.overrides)
 
 
 def _pipeline_arg(parser: argparse.ArgumentParser) -> None:
@@ -57,10 +70,9 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     """Read and normalise the config's data set into a folder."""
-    from cnnvsmlp.config import load_config
     from cnnvsmlp.data import prepare
 
-    config = load_config(args.config, args.overrides)
+    config = _load_config(args)
     out = args.out or f"data/{config.dataset}"
     meta = prepare(config.dataset, config.source, config.split, out, config.limit)
     counts = ", ".join(f"{k} {v:,}" for k, v in meta["counts"].items())
@@ -91,15 +103,14 @@ def cmd_synth_emnist(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run a pipeline with kfp's local runner."""
-    from cnnvsmlp.config import load_config
     from cnnvsmlp_pipelines.local_runner import run_local
 
-    if args.resume and (args.overrides or args.config != DEFAULT_PRESET):
+    if args.resume and (args.overrides or args.config is not None):
         raise UserError(
             f"--resume {args.resume}: a resumed run keeps its recorded config; "
             "leave out --config and the KEY=VALUE overrides"
         )
-    config = None if args.resume else load_config(args.config, args.overrides)
+    config = None if args.resume else _load_config(args)
     run_local(
         args.pipeline,
         config,
@@ -137,21 +148,19 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     """Compile, upload and start a run on a KFP cluster."""
-    from cnnvsmlp.config import load_config
     from cnnvsmlp_pipelines.cluster import submit
 
-    submit(args.pipeline, load_config(args.config, args.overrides), experiment=args.experiment)
+    submit(args.pipeline, _load_config(args), experiment=args.experiment)
     return 0
 
 
 def cmd_schedule(args: argparse.Namespace) -> int:
     """Create a recurring run on a KFP cluster."""
-    from cnnvsmlp.config import load_config
     from cnnvsmlp_pipelines.cluster import schedule
 
     schedule(
         args.pipeline,
-        load_config(args.config, args.overrides),
+        _load_config(args),
         cron=args.cron,
         experiment=args.experiment,
     )
@@ -160,10 +169,9 @@ def cmd_schedule(args: argparse.Namespace) -> int:
 
 def cmd_unschedule(args: argparse.Namespace) -> int:
     """Delete the recurring run of a pipeline."""
-    from cnnvsmlp.config import load_config
     from cnnvsmlp_pipelines.cluster import unschedule
 
-    unschedule(args.pipeline, load_config(args.config, args.overrides), experiment=args.experiment)
+    unschedule(args.pipeline, _load_config(args), experiment=args.experiment)
     return 0
 
 

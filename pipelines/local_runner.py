@@ -128,9 +128,9 @@ def _keep_partial(pipeline_root: Path, report: Path) -> str:
     )
 
 
-def find_comparison(pipeline_root: Path) -> Path:
+def find_comparison(pipeline_root: Path, task: str = "compare-runs") -> Path:
     """The comparison folder the run's compare task wrote."""
-    found = sorted(pipeline_root.glob("*/compare-runs/comparison"))
+    found = sorted(pipeline_root.glob(f"*/{task}/comparison"))
     if not found or not (found[-1] / "comparison.json").is_file():
         raise LocalRunError(f"{pipeline_root}: the run wrote no comparison")
     return found[-1]
@@ -326,9 +326,10 @@ def closing(comparison, run_dir: Path, minutes: float) -> list[str]:
     from cnnvsmlp.report.render import terminal_table
 
     report = run_dir / "report"
+    table = terminal_table(comparison).splitlines() if comparison is not None else []
     return [
         "",
-        *terminal_table(comparison).splitlines(),
+        *table,
         "",
         f"run: finished in {minutes:.1f} min; report in {report}/report.md",
         f"run: every artifact in {run_dir} (logs in {run_dir / 'logs'})",
@@ -471,13 +472,17 @@ def run_local(
         screen.close()
     if report.exists():
         shutil.rmtree(report)
-    shutil.copytree(find_comparison(pipeline_root), report)
+    task = getattr(module, "COMPARISON_TASK", "compare-runs")
+    shutil.copytree(find_comparison(pipeline_root, task), report)
     write_status(run_dir, "complete")
-    from cnnvsmlp.report.model import Comparison
-
-    comparison = Comparison.read(report / "comparison.json")
     minutes = (time.perf_counter() - start) / 60
-    stream.write("".join(line + "\n" for line in closing(comparison, run_dir, minutes)))
+    if hasattr(module, "summary"):
+        lines = ["", module.summary(report), *closing(None, run_dir, minutes)[1:]]
+    else:
+        from cnnvsmlp.report.model import Comparison
+
+        lines = closing(Comparison.read(report / "comparison.json"), run_dir, minutes)
+    stream.write("".join(line + "\n" for line in lines))
     stream.flush()
     return run_dir
 

@@ -247,3 +247,104 @@ def test_the_retry_of_a_run_is_named_as_kfp_217_has_it():
     assert not hasattr(kfp.Client, "retry_run")
     assert "runs.retry_run" not in placement.__doc__
     assert "run_service_retry_run" in placement.__doc__ and ":retry" in placement.__doc__
+
+
+def test_data_efficiency_fans_out_on_the_gpu_pool_and_in(compiled):
+    ir, platform = compiled["data-efficiency"]
+    settings = cluster_settings()
+    name, loop = _loop(ir)
+    assert loop["parameterIterator"]["items"]["inputParameter"].startswith(
+        "pipelinechannel--plan-efficiency-runs"
+    )
+    inner = ir["components"][loop["componentRef"]["name"]]["dag"]["tasks"]
+    assert set(inner) == {"train-model", "evaluate-model"}
+    # the loop's tasks read the plan's outputs as artifacts (kfp 2.17's local-runner bug)
+    train_inputs = inner["train-model"]["inputs"]
+    assert set(train_inputs["artifacts"]) == {"config", "dataset"}
+    assert set(train_inputs["parameters"]) == {"run_json", "job_id"}
+    results = ir["root"]["dag"]["tasks"]["compare-efficiency"]["inputs"]["artifacts"]["results"]
+    assert results["taskOutputArtifact"]["producerTask"] == name
+    assert ir["components"]["comp-compare-efficiency"]["inputDefinitions"]["artifacts"]["results"][
+        "isArtifactList"
+    ]
+    check = ir["root"]["dag"]["tasks"]["check-efficiency"]
+    assert check["dependentTasks"] == ["compare-efficiency"]
+
+    train = inner["train-model"]
+    assert train["retryPolicy"]["maxRetryCount"] == 3
+    assert train["retryPolicy"]["backoffDuration"] == "60s"
+    assert train["retryPolicy"]["backoffMaxDuration"] == "86400s"
+    resources = ir["deploymentSpec"]["executors"]["exec-train-model"]["container"]["resources"]
+    assert resources["accelerator"]["resourceType"] == settings.gpu_resource
+    assert resources["accelerator"]["resourceCount"] == "1"
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train-model"]
+    assert k8s["nodeSelector"]["labels"] == {
+        settings.gpu_node_selector_key: settings.gpu_node_selector_value
+    }
+    assert k8s["tolerations"] == [
+        {"effect": "NoSchedule", "key": settings.gpu_toleration_key, "operator": "Exists"}
+    ]
+    assert placement_problems(ir, platform) == []
+
+
+def test_data_efficiency_caches_only_the_data_and_uses_the_project_images(compiled):
+    ir = compiled["data-efficiency"][0]
+    root = ir["root"]["dag"]["tasks"]
+    _, loop = _loop(ir)
+    inner = ir["components"][loop["componentRef"]["name"]]["dag"]["tasks"]
+    assert root["prepare-data"]["cachingOptions"]["enableCache"] is True
+    for task in (*(t for n, t in root.items() if n != "prepare-data"), *inner.values()):
+        assert not task.get("cachingOptions", {}).get("enableCache", False)
+    executors = ir["deploymentSpec"]["executors"]
+    for executor in executors.values():
+        resources = executor["container"]["resources"]
+        assert resources["resourceCpuRequest"] and resources["resourceMemoryRequest"]
+    gpu_only = [n for n, e in executors.items() if "accelerator" in e["container"]["resources"]]
+    assert gpu_only == ["exec-train-model"]
+    images = {n: e["container"]["image"] for n, e in executors.items()}
+    assert images.pop("exec-train-model") == image_ref("gpu")
+    assert set(images.values()) == {image_ref("cpu")}
+
+
+def test_data_efficiency_defaults_are_its_preset_and_sizes(compiled):
+    from cnnvsmlp.efficiency.plan import DEFAULT_SIZES
+
+    params = compiled["data-efficiency"][0]["root"]["inputDefinitions"]["parameters"]
+    config = json.loads(params["config_json"]["defaultValue"])
+    expected = json.loads(load_config("fashion-mnist-data-efficiency").model_dump_json())
+    expected["resume_uri"] = f"gs://{cluster_settings().bucket}/resume"
+    assert config == expected
+    assert (config["variants"], config["repeats"]) == (["mlp", "cnn"], 3)
+    study = json.loads(params["efficiency_json"]["defaultValue"])
+    assert study["sizes"] == list(DEFAULT_SIZES) and len(DEFAULT_SIZES) >= 6
+    assert DEFAULT_SIZES[-1] == 48_000
+    assert params["repeats"]["defaultValue"] == 0
+    args = pipeline_arguments("data-efficiency", load_config("fashion-mnist", ["repeats=2"]))
+    assert args["repeats"] == 2 and json.loads(args["efficiency_json"]) == study
+
+
+def test_data_efficiency_plan_settles_sizes_to_the_data(small_fashion, tmp_path):
+    from kfp import dsl
+
+    from cnnvsmlp.config import RunSpec, read_config
+    from cnnvsmlp.efficiency.plan import EfficiencyConfig
+    from cnnvsmlp_components import plan_efficiency_runs
+
+    config = load_config("fashion-mnist-data-efficiency").model_dump_json()
+    settled = dsl.Artifact(uri=str(tmp_path / "config"))
+    study = dsl.Artifact(uri=str(tmp_path / "efficiency"))
+    runs = plan_efficiency_runs.python_func(
+        config_json=config,
+        efficiency_json=EfficiencyConfig().model_dump_json(),
+        repeats=2,
+        dataset=dsl.Dataset(uri=str(small_fashion)),
+        config=settled,
+        efficiency=study,
+    )
+    runs = [RunSpec.model_validate_json(r) for r in runs]
+    # the small data set has 960 training images: 375, 750 and all 960
+    assert EfficiencyConfig.read(tmp_path / "efficiency").sizes == [375, 750, 960]
+    assert read_config(tmp_path / "config").repeats == 2
+    assert sorted((r.variant, r.n_train, r.repeat) for r in runs) == sorted(
+        (v, n, r) for v in ("mlp", "cnn") for n in (375, 750, 960) for r in range(2)
+    )

@@ -8,7 +8,7 @@ from cnnvsmlp.config import ConfigError, load_config, preset_names
 
 
 def test_presets_follow_the_seeds():
-    assert preset_names() == ["emnist-letters", "fashion-mnist"]
+    assert preset_names() == ["emnist-letters", "fashion-mnist", "fashion-mnist-data-efficiency"]
     fashion = load_config("fashion-mnist")
     assert fashion.variants == ["mlp", "cnn", "cnn-3conv", "cnn-3conv-bn"]
     assert (fashion.train.batch_size, fashion.train.epochs, fashion.train.optimizer) == (

@@ -242,16 +242,23 @@ class ExperimentConfig(_Config):
 
 
 class RunSpec(_Config):
-    """One training run: a variant and the seed of one repeat."""
+    """One training run: a variant, the seed of one repeat, and optionally a training subset."""
 
     variant: str
     repeat: Int = Field(ge=0)
     seed: Int = Field(ge=0, lt=SEED_LIMIT)
+    n_train: Int | None = Field(
+        default=None,
+        ge=1,
+        description="Train on this many images of the training split (cnnvsmlp.efficiency); "
+        "null: all of them.",
+    )
 
     @property
     def run_id(self) -> str:
         """Name of the run, used in artifact and file names."""
-        return f"{self.variant}-r{self.repeat}"
+        size = f"-n{self.n_train}" if self.n_train is not None else ""
+        return f"{self.variant}{size}-r{self.repeat}"
 
 
 # Short override keys for the fields people change most.

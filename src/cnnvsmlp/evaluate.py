@@ -11,7 +11,8 @@ import numpy as np
 from sklearn.metrics import confusion_matrix, log_loss, precision_recall_fscore_support
 
 from cnnvsmlp.data.store import labels_digest, load_split, read_metadata
-from cnnvsmlp.records import ClassMetrics, EvalResult, Hardware, TrainResult
+from cnnvsmlp.records import ClassMetrics, EvalResult, Hardware, ShiftResult, TrainResult
+from cnnvsmlp.shift import SHIFT_SEED, SHIFTS, shift_images
 
 PREDICT_BATCH = 1024
 
@@ -28,6 +29,41 @@ def timed_predict(model: keras.Model, images: np.ndarray) -> tuple[np.ndarray, f
     return probs, len(images) / seconds
 
 
+def evaluate_shifted(
+    model: keras.Model,
+    images: np.ndarray,
+    labels: np.ndarray,
+    shifts: tuple[int, ...] = SHIFTS,
+    seed: int = SHIFT_SEED,
+) -> list[ShiftResult]:
+    """Score a model on the test images shifted by each of ``shifts`` pixels.
+
+    Args:
+        model: a trained model.
+        images: the test images.
+        labels: their labels.
+        shifts: the shifts, in pixels (see :mod:`cnnvsmlp.shift`).
+        seed: the seed of the directions; fixed, so every model sees the same images.
+
+    Returns:
+        Accuracy and every prediction per shift.
+    """
+    scored = []
+    for shift in shifts:
+        shifted = shift_images(images, shift, seed)
+        probs = model.predict(shifted, batch_size=PREDICT_BATCH, verbose=0)
+        predictions = probs.argmax(axis=1)
+        scored.append(
+            ShiftResult(
+                shift=shift,
+                seed=seed,
+                accuracy=float(np.mean(predictions == labels)),
+                predictions=predictions.astype(int).tolist(),
+            )
+        )
+    return scored
+
+
 def evaluate(
     model_dir: str | os.PathLike, data_dir: str | os.PathLike, out_path: str | os.PathLike
 ) -> EvalResult:
@@ -40,7 +76,7 @@ def evaluate(
 
     Returns:
         Accuracy, loss, per-class metrics, confusion matrix, the predictions,
-        size and speed.
+        size and speed, and the scores on the shifted test images.
     """
     model_dir = Path(model_dir)
     training = TrainResult.read(model_dir / "train.json")
@@ -76,6 +112,7 @@ def evaluate(
         inference_images_per_s=images_per_s,
         training=training,
         hardware=Hardware.detect(),
+        shifted=evaluate_shifted(model, x_test, y_test),
     )
     result.write(out_path)
     return result

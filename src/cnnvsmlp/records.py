@@ -164,6 +164,15 @@ class ClassMetrics(Record):
     support: int
 
 
+class ShiftResult(Record):
+    """The model on the test images translated by ``shift`` pixels (:mod:`cnnvsmlp.shift`)."""
+
+    shift: int = Field(description="Pixels moved along each axis that moves (1 to 4).")
+    seed: int = Field(description="Seed of the directions: the same images for every model.")
+    accuracy: float
+    predictions: list[int] = Field(description="Predicted class of each shifted test image.")
+
+
 class EvalResult(Record):
     """Test-split evaluation of one trained model, with its training record."""
 
@@ -182,6 +191,11 @@ class EvalResult(Record):
     inference_images_per_s: float
     training: TrainResult
     hardware: Hardware
+    shifted: list[ShiftResult] = Field(
+        default_factory=list,
+        description="Scores on the shifted test images, one per shift; empty in records "
+        "written before they were scored.",
+    )
 
 
 class RunFailure(Record):

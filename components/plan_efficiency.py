@@ -1,0 +1,55 @@
+"""Expand a data-efficiency study into its training runs."""
+
+from typing import List  # noqa: UP035 - kfp reads typing.List annotations
+
+from kfp import dsl
+
+from cnnvsmlp.images import image_ref
+
+
+@dsl.component(base_image=image_ref("cpu"), install_kfp_package=False)
+def plan_efficiency_runs(
+    config_json: str,
+    efficiency_json: str,
+    repeats: int,
+    dataset: dsl.Input[dsl.Dataset],
+    config: dsl.Output[dsl.Artifact],
+    efficiency: dsl.Output[dsl.Artifact],
+) -> List[str]:  # noqa: UP006
+    """Settle the study's config and sizes and list every (variant, size, repeat) run.
+
+    Args:
+        config_json: the experiment config (``ExperimentConfig`` as JSON).
+        efficiency_json: the sizes and stopping rule (``EfficiencyConfig`` as JSON).
+        repeats: runs per variant and size, seeds ``seed`` to ``seed + repeats - 1``,
+            in place of the config's ``repeats``; 0 keeps the config's.
+        dataset: the prepared data set: its training split bounds the sizes.
+        config: output file: the settled experiment config, for every later task.
+        efficiency: output file: the settled ``EfficiencyConfig``, sizes cut to the
+            training split. Artifacts, not parameters: kfp 2.17's local runner hands
+            a task inside ``dsl.ParallelFor`` the wrong value of an upstream
+            parameter output next to the loop item.
+
+    Returns:
+        One ``RunSpec`` as JSON per run, ``n_train`` set, the longest first.
+    """
+    import json
+    from pathlib import Path
+
+    from cnnvsmlp.config import parse_config_json, with_overrides
+    from cnnvsmlp.data.store import read_metadata
+    from cnnvsmlp.efficiency.plan import effective_sizes, parse_efficiency_json, plan_runs
+
+    settled = parse_config_json(config_json)
+    if repeats:
+        settled = with_overrides(settled, [f"repeats={repeats}"])
+    study = parse_efficiency_json(efficiency_json)
+    meta = read_metadata(dataset.path)
+    available, classes = meta["counts"]["train"], len(meta["classes"])
+    runs = plan_runs(settled, study, available, classes)
+    study = study.model_copy(update={"sizes": effective_sizes(study.sizes, available)})
+    Path(config.path).write_text(settled.model_dump_json(), encoding="utf-8")
+    Path(efficiency.path).write_text(study.model_dump_json(), encoding="utf-8")
+    config.metadata.update({"experiment": settled.name, "repeats": settled.repeats})
+    efficiency.metadata.update({"sizes": json.dumps(study.sizes)})
+    return [run.model_dump_json() for run in runs]

@@ -1,0 +1,138 @@
+"""The data-efficiency study: data once, fan out over (variant, size, repeat), fan in.
+
+prepare_data -> plan_efficiency_runs -> ParallelFor[run]: train_model -> evaluate_model
+             -> compare_efficiency(Collected(results)) -> check_efficiency
+
+Every run trains on a nested, class-stratified subset of the training split
+(``n_train`` in its ``RunSpec``; :mod:`cnnvsmlp.efficiency.subsets`) and is
+scored on the whole test split, also shifted. Training and evaluation are
+``compare``'s own components with its placement, retries, resume and
+failure records (see ``pipelines/compare.py``): a run that fails for good
+leaves a failure record, the comparison lists it, and the last step fails
+the pipeline run after the comparison is stored.
+"""
+
+from kfp import dsl
+
+from cnnvsmlp.config import ExperimentConfig, load_config
+from cnnvsmlp.efficiency.plan import EfficiencyConfig
+from cnnvsmlp_components import (
+    check_efficiency,
+    compare_efficiency,
+    evaluate_model,
+    plan_efficiency_runs,
+    prepare_data,
+    train_model,
+)
+from cnnvsmlp_pipelines.cluster import cluster_config
+from cnnvsmlp_pipelines.placement import cpu_task, gpu_task
+
+NAME = "data-efficiency"
+PRESET = "fashion-mnist-data-efficiency"
+# The comparison task and the line the local runner prints at the end of a run.
+COMPARISON_TASK = "compare-efficiency"
+
+
+def build():
+    """The pipeline; its parameters' defaults are read from the preset and settings now.
+
+    Returns:
+        The ``@dsl.pipeline`` function: what the runners compile and run.
+    """
+    default_config = cluster_config(load_config(PRESET)).model_dump_json()
+    default_efficiency = EfficiencyConfig().model_dump_json()
+
+    @dsl.pipeline(
+        name=NAME,
+        description="CNN versus MLP as the training set grows: nested subsets, repeats, "
+        "learning curves.",
+    )
+    def pipeline(
+        config_json: str = default_config,
+        efficiency_json: str = default_efficiency,
+        repeats: int = 0,
+    ):
+        """Train every variant on every training-set size, test, and compare them.
+
+        Args:
+            config_json: the experiment config as JSON: data set, variants (the
+                first is the baseline), recipe, ``train.epochs`` as the cap on epochs.
+                The default is the fashion-mnist-data-efficiency preset as a
+                cluster runs it.
+            efficiency_json: the training-set sizes and the stopping rule
+                (``EfficiencyConfig`` as JSON).
+            repeats: runs of each variant and size, in place of the config's; 0
+                keeps the config's.
+        """
+        data = cpu_task(prepare_data(config_json=config_json), memory="8Gi")
+        data.set_caching_options(True)
+        plan = cpu_task(
+            plan_efficiency_runs(
+                config_json=config_json,
+                efficiency_json=efficiency_json,
+                repeats=repeats,
+                dataset=data.outputs["dataset"],
+            ),
+            memory="1Gi",
+        )
+        plan.set_caching_options(False)
+
+        with dsl.ParallelFor(plan.outputs["Output"]) as run_json:
+            # Training is never cached: a scheduled rerun must retrain.
+            train = gpu_task(
+                train_model(
+                    config=plan.outputs["config"],
+                    run_json=run_json,
+                    job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                    dataset=data.outputs["dataset"],
+                )
+            )
+            train.set_caching_options(False)
+            evaluate = cpu_task(
+                evaluate_model(dataset=data.outputs["dataset"], model=train.outputs["model"]),
+                memory="8Gi",
+            )
+            evaluate.set_caching_options(False)
+
+        compare = cpu_task(
+            compare_efficiency(
+                config=plan.outputs["config"],
+                efficiency=plan.outputs["efficiency"],
+                dataset=data.outputs["dataset"],
+                results=dsl.Collected(evaluate.outputs["result"]),
+            ),
+            memory="8Gi",
+        )
+        compare.set_caching_options(False)
+        # Last, so the comparison is stored before a partial run is marked failed.
+        check = cpu_task(check_efficiency(comparison=compare.outputs["comparison"]), memory="1Gi")
+        check.set_caching_options(False)
+
+    return pipeline
+
+
+def __getattr__(name: str):
+    """``pipeline`` is built on first use, so importing this module reads no config."""
+    if name == "pipeline":
+        globals()["pipeline"] = built = build()
+        return built
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def arguments(config: ExperimentConfig) -> dict:
+    """Run parameters for an experiment config, with the default sizes and stopping rule."""
+    return {
+        "config_json": config.model_dump_json(),
+        "efficiency_json": EfficiencyConfig().model_dump_json(),
+        "repeats": config.repeats,
+    }
+
+
+def summary(report_dir) -> str:
+    """The lines the local runner prints after a run: the gap at the smallest and full size."""
+    from pathlib import Path
+
+    from cnnvsmlp.efficiency.analysis import EfficiencyAnalysis
+    from cnnvsmlp.efficiency.analysis import summary as gap_summary
+
+    return gap_summary(EfficiencyAnalysis.read(Path(report_dir) / "comparison.json"))

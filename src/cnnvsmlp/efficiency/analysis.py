@@ -1,0 +1,433 @@
+"""The data-efficiency comparison: accuracy against size, the gap per size, the fitted curves.
+
+:func:`analyze` turns every run's evaluation into one
+:class:`EfficiencyAnalysis`; :func:`write_analysis` writes it as
+``comparison.json`` with a short ``report.md``. The baseline is the config's
+first variant (the MLP in the data-efficiency preset); every other variant
+is compared with it at each size:
+
+- accuracy per variant and size: the mean over repeats with a t-interval
+  (:func:`cnnvsmlp.stats.accuracy_interval`);
+- the gap (variant - baseline) per size: a t-interval over the per-repeat
+  differences, and McNemar's exact test per repeat on the same test images,
+  both trained on the same subset; the p-values Holm-adjusted over every
+  size and repeat of the pair;
+- a learning curve per variant (:mod:`~cnnvsmlp.efficiency.curves`) and the
+  baseline's data multiplier at each size, bootstrapped over the repeats
+  that finished for both variants at every size;
+- where each training stopped by the rule of :mod:`~cnnvsmlp.efficiency.stopping`,
+  flagging those that reached the cap on epochs still improving.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from pydantic import Field
+
+from cnnvsmlp.config import ExperimentConfig
+from cnnvsmlp.efficiency.curves import CurveFit, Multiplier
+from cnnvsmlp.efficiency.plan import EfficiencyConfig
+from cnnvsmlp.efficiency.stopping import StoppingRule, decide
+from cnnvsmlp.errors import UserError
+from cnnvsmlp.jsonmodel import Record
+from cnnvsmlp.records import EvalResult, RunFailure
+from cnnvsmlp.stats import ALPHA, CONFIDENCE, Interval
+
+SCHEMA_VERSION = "efficiency/1"
+
+
+class EfficiencyRunsFailed(UserError):
+    """Some runs of the study failed for good: its comparison is partial, or there is none."""
+
+
+class RunPoint(Record):
+    """One training of one variant on one subset, as the comparison sees it."""
+
+    repeat: int
+    seed: int
+    test_accuracy: float
+    epochs: int = Field(description="Epochs trained.")
+    stop_epoch: int = Field(description="Where the stopping rule stops on this history.")
+    best_epoch: int = Field(description="The epoch whose validation loss was best by the rule.")
+    capped_improving: bool = Field(
+        description="The cap on epochs came while validation loss was still improving."
+    )
+    shifted_accuracy: dict[int, float] = Field(
+        default_factory=dict, description="Test accuracy on the images shifted by k pixels."
+    )
+
+
+class SizeSummary(Record):
+    """A variant at one training-set size, over its repeats."""
+
+    variant: str
+    n_train: int
+    accuracy: Interval
+    runs: list[RunPoint]
+
+
+class GapTest(Record):
+    """McNemar's exact test of a variant against the baseline in one repeat."""
+
+    repeat: int
+    difference: float
+    only_variant_correct: int
+    only_baseline_correct: int
+    p_value: float
+    p_holm: float
+
+
+class SizeGap(Record):
+    """Variant minus baseline test accuracy at one size."""
+
+    variant: str
+    baseline: str
+    n_train: int
+    difference: Interval
+    tests: list[GapTest]
+    significant: bool
+
+
+class VariantCurve(Record):
+    """A variant's fitted learning curve, or why there is none."""
+
+    variant: str
+    fit: CurveFit | None
+    error: str = ""
+
+
+class VariantMultipliers(Record):
+    """How many times more data the baseline needs to match a variant, at each size."""
+
+    variant: str
+    baseline: str
+    multipliers: list[Multiplier]
+    error: str = ""
+
+
+class EfficiencyAnalysis(Record):
+    """Everything the data-efficiency comparison computed (``comparison.json``)."""
+
+    schema_version: str = SCHEMA_VERSION
+    experiment: str
+    dataset: str
+    n_test: int
+    variants: list[str]
+    baseline: str
+    sizes: list[int]
+    repeats: int
+    stopping: StoppingRule
+    max_epochs: int
+    confidence: float = CONFIDENCE
+    alpha: float = ALPHA
+    points: list[SizeSummary]
+    gaps: list[SizeGap]
+    curves: list[VariantCurve]
+    multipliers: list[VariantMultipliers]
+    status: str = "complete"
+    failures: list[RunFailure] = []
+
+
+def _point(result: EvalResult, rule: StoppingRule, max_epochs: int) -> RunPoint:
+    history = result.training.history
+    decision = decide([e.val_loss for e in history], rule, max_epochs)
+    return RunPoint(
+        repeat=result.run.repeat,
+        seed=result.run.seed,
+        test_accuracy=result.accuracy,
+        epochs=len(history),
+        stop_epoch=decision.epochs,
+        best_epoch=decision.best_epoch,
+        capped_improving=decision.capped_improving,
+        shifted_accuracy={s.shift: s.accuracy for s in result.shifted},
+    )
+
+
+def analyze(
+    results: list[EvalResult | RunFailure],
+    config: ExperimentConfig,
+    efficiency: EfficiencyConfig,
+    test_labels: np.ndarray,
+    bootstrap_samples: int | None = None,
+) -> EfficiencyAnalysis:
+    """Compare the runs of a data-efficiency study.
+
+    Args:
+        results: every run's evaluation or failure record.
+        config: the experiment (variants, repeats, the cap ``train.epochs``).
+        efficiency: the sizes the plan used (settled to the data) and the rule.
+        test_labels: the test labels every run was scored on.
+        bootstrap_samples: samples of the multipliers' bootstrap; None: the default.
+
+    Returns:
+        The analysis; ``status`` ``partial`` when some runs failed, ``failed``
+        when no size has both variants.
+
+    Raises:
+        UserError: a run has no training-set size, or was scored on other labels.
+    """
+    from cnnvsmlp.data.store import labels_digest
+    from cnnvsmlp.efficiency.curves import (
+        BOOTSTRAP_SAMPLES,
+        bootstrap_multipliers,
+        fit_learning_curve,
+    )
+    from cnnvsmlp.stats import (
+        accuracy_interval,
+        difference_interval,
+        holm,
+        mcnemar_exact,
+        significant,
+    )
+
+    digest = labels_digest(test_labels)
+    failures = [r for r in results if isinstance(r, RunFailure)]
+    by_key: dict[tuple[str, int], dict[int, EvalResult]] = defaultdict(dict)
+    for r in results:
+        if isinstance(r, RunFailure):
+            continue
+        if r.run.n_train is None:
+            raise UserError(f"{r.run.run_id}: no n_train; not a run of the data-efficiency plan")
+        if r.labels_sha256 != digest:
+            raise UserError(f"{r.run.run_id}: scored on other test labels than the data set's")
+        by_key[(r.run.variant, r.run.n_train)][r.run.repeat] = r
+    sizes = sorted({n for _, n in by_key})
+    n_test = len(test_labels)
+    max_epochs = config.train.epochs
+    rule = efficiency.stopping
+
+    points = []
+    for v in config.variants:
+        for n in sizes:
+            runs = by_key.get((v, n))
+            if runs:
+                ordered = [runs[k] for k in sorted(runs)]
+                points.append(
+                    SizeSummary(
+                        variant=v,
+                        n_train=n,
+                        accuracy=accuracy_interval(
+                            [round(r.accuracy * r.n_test) for r in ordered], n_test
+                        ),
+                        runs=[_point(r, rule, max_epochs) for r in ordered],
+                    )
+                )
+
+    baseline, others = config.variants[0], config.variants[1:]
+    correct = {
+        key: {k: np.asarray(r.predictions) == test_labels for k, r in runs.items()}
+        for key, runs in by_key.items()
+    }
+    gaps: list[SizeGap] = []
+    for v in others:
+        found = []
+        for n in sizes:
+            mine, base = correct.get((v, n), {}), correct.get((baseline, n), {})
+            shared = sorted(set(mine) & set(base))
+            if shared:
+                found.append((n, shared, [mcnemar_exact(mine[k], base[k]) for k in shared]))
+        adjusted = iter(holm([t.p_value for _, _, tests in found for t in tests]))
+        for n, shared, tests in found:
+            p_holm = [next(adjusted) for _ in tests]
+            diffs = [(t.only_a - t.only_b) / n_test for t in tests]
+            gaps.append(
+                SizeGap(
+                    variant=v,
+                    baseline=baseline,
+                    n_train=n,
+                    difference=difference_interval(tests, n_test),
+                    tests=[
+                        GapTest(
+                            repeat=k,
+                            difference=d,
+                            only_variant_correct=t.only_a,
+                            only_baseline_correct=t.only_b,
+                            p_value=t.p_value,
+                            p_holm=p,
+                        )
+                        for k, t, d, p in zip(shared, tests, diffs, p_holm, strict=True)
+                    ],
+                    significant=significant(p_holm, diffs),
+                )
+            )
+
+    def errors(variant: str) -> tuple[list[int], list[float]]:
+        pairs = [
+            (n, 1.0 - r.accuracy) for n in sizes for r in by_key.get((variant, n), {}).values()
+        ]
+        return [n for n, _ in pairs], [e for _, e in pairs]
+
+    curves = []
+    for v in config.variants:
+        try:
+            curves.append(VariantCurve(variant=v, fit=fit_learning_curve(*errors(v))))
+        except (ValueError, RuntimeError) as err:
+            curves.append(VariantCurve(variant=v, fit=None, error=str(err)))
+
+    multipliers = []
+    for v in others:
+        # The bootstrap pairs repeats: those that finished for both variants at every size.
+        finished = [set(by_key.get((w, n), {})) for w in (v, baseline) for n in sizes]
+        repeats = sorted(set.intersection(*finished))
+        if not repeats:
+            multipliers.append(
+                VariantMultipliers(
+                    variant=v,
+                    baseline=baseline,
+                    multipliers=[],
+                    error="no repeat finished at every size for both variants",
+                )
+            )
+            continue
+        table = {
+            w: np.array([[1.0 - by_key[(w, n)][k].accuracy for k in repeats] for n in sizes])
+            for w in (v, baseline)
+        }
+        try:
+            found = bootstrap_multipliers(
+                sizes,
+                table[baseline],
+                table[v],
+                sizes,
+                samples=bootstrap_samples or BOOTSTRAP_SAMPLES,
+            )
+            multipliers.append(VariantMultipliers(variant=v, baseline=baseline, multipliers=found))
+        except (ValueError, RuntimeError) as err:
+            multipliers.append(
+                VariantMultipliers(variant=v, baseline=baseline, multipliers=[], error=str(err))
+            )
+
+    status = "complete" if not failures else ("partial" if gaps else "failed")
+    return EfficiencyAnalysis(
+        experiment=config.name,
+        dataset=config.dataset,
+        n_test=n_test,
+        variants=list(config.variants),
+        baseline=baseline,
+        sizes=sizes,
+        repeats=config.repeats,
+        stopping=rule,
+        max_epochs=max_epochs,
+        points=points,
+        gaps=gaps,
+        curves=curves,
+        multipliers=multipliers,
+        status=status,
+        failures=failures,
+    )
+
+
+def _interval(i: Interval) -> str:
+    return f"{i.estimate:.4f} [{i.low:.4f}, {i.high:.4f}]"
+
+
+def _times(value: float | None) -> str:
+    return "never" if value is None else f"{value:.1f}x"
+
+
+def render_markdown(analysis: EfficiencyAnalysis) -> str:
+    """A plain Markdown summary of the analysis: tables of accuracy, gap and multiplier."""
+    lines = [
+        f"# Data efficiency: {analysis.experiment} ({analysis.dataset})",
+        "",
+        f"Status: {analysis.status}. Sizes {', '.join(f'{n:,}' for n in analysis.sizes)}; "
+        f"{analysis.repeats} repeats; {analysis.n_test:,} test images; early stopping on "
+        f"validation loss, patience {analysis.stopping.patience}, min_delta "
+        f"{analysis.stopping.min_delta}, cap {analysis.max_epochs} epochs.",
+        "",
+        "## Test accuracy",
+        "",
+        "| variant | n_train | accuracy (mean, 95% CI) | epochs | best epoch | capped |",
+        "| --- | ---: | --- | --- | --- | --- |",
+    ]
+    for p in analysis.points:
+        epochs = ", ".join(str(r.epochs) for r in p.runs)
+        best = ", ".join(str(r.best_epoch) for r in p.runs)
+        capped = sum(r.capped_improving for r in p.runs)
+        lines.append(
+            f"| {p.variant} | {p.n_train:,} | {_interval(p.accuracy)} | {epochs} | {best} | "
+            f"{capped or ''} |"
+        )
+    lines += [
+        "",
+        "## Gap to the baseline",
+        "",
+        "| variant - baseline | n_train | difference (95% CI) | McNemar p (Holm) | significant |",
+        "| --- | ---: | --- | --- | --- |",
+    ]
+    for g in analysis.gaps:
+        ps = ", ".join(f"{t.p_holm:.2g}" for t in g.tests)
+        lines.append(
+            f"| {g.variant} - {g.baseline} | {g.n_train:,} | {_interval(g.difference)} | {ps} | "
+            f"{'yes' if g.significant else 'no'} |"
+        )
+    lines += ["", "## Learning curves: error = a (n/1000)^-b + c", ""]
+    for c in analysis.curves:
+        if c.fit is None:
+            lines.append(f"- {c.variant}: no fit ({c.error})")
+        else:
+            se = ", ".join("-" if s is None else f"{s:.3g}" for s in c.fit.standard_errors)
+            lines.append(
+                f"- {c.variant}: a = {c.fit.a:.4f}, b = {c.fit.b:.3f}, c = {c.fit.c:.4f} "
+                f"(standard errors {se}; RMSE {c.fit.rmse:.4f})"
+            )
+    for m in analysis.multipliers:
+        lines += [
+            "",
+            f"## Data multiplier: images {m.baseline} needs to match {m.variant}",
+            "",
+        ]
+        if m.error:
+            lines.append(f"No multiplier: {m.error}")
+            continue
+        lines += ["| n_train | multiplier (95% CI) | extrapolated |", "| ---: | --- | --- |"]
+        for x in m.multipliers:
+            lines.append(
+                f"| {x.n_train:,} | {_times(x.estimate)} [{_times(x.low)}, {_times(x.high)}] | "
+                f"{'yes' if x.extrapolated else ''} |"
+            )
+    if analysis.failures:
+        lines += ["", "## Failed runs", ""]
+        lines += [f"- {f.run.run_id}: {f.error}: {f.message}" for f in analysis.failures]
+    return "\n".join(lines) + "\n"
+
+
+def write_analysis(analysis: EfficiencyAnalysis, out_dir: str | Path) -> None:
+    """Write ``comparison.json`` and ``report.md`` into ``out_dir`` (made when missing)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    analysis.write(out / "comparison.json")
+    (out / "report.md").write_text(render_markdown(analysis), encoding="utf-8")
+
+
+def summary(analysis: EfficiencyAnalysis) -> str:
+    """One line per variant pair: the gap at the smallest and the largest size."""
+    lines = []
+    for v in analysis.variants[1:]:
+        gaps = [g for g in analysis.gaps if g.variant == v]
+        if gaps:
+            lo, hi = gaps[0], gaps[-1]
+            lines.append(
+                f"{v} - {analysis.baseline}: {lo.difference.estimate:+.4f} at {lo.n_train:,} "
+                f"images, {hi.difference.estimate:+.4f} at {hi.n_train:,}"
+            )
+    return "\n".join(lines) or f"no size with both variants ({analysis.status})"
+
+
+def check_complete(path: str | Path) -> None:
+    """Raise when a written analysis is not complete.
+
+    Raises:
+        EfficiencyRunsFailed: its status is ``partial`` or ``failed``; the
+            message names the failed runs.
+    """
+    analysis = EfficiencyAnalysis.read(path)
+    if analysis.status != "complete":
+        runs = "; ".join(f"{f.run.run_id} ({f.error}: {f.message})" for f in analysis.failures)
+        raise EfficiencyRunsFailed(
+            f"{analysis.status} data-efficiency comparison ({path}): "
+            f"{len(analysis.failures)} runs failed for good: {runs}"
+        )

@@ -1,0 +1,367 @@
+"""The data-efficiency study: subsets, stopping rule, learning curves, plan and analysis."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+
+import numpy as np
+import pytest
+
+from cnnvsmlp.config import RunSpec, TrainConfig, load_config
+from cnnvsmlp.data.store import labels_digest, load_split
+from cnnvsmlp.efficiency.analysis import analyze, check_complete, write_analysis
+from cnnvsmlp.efficiency.curves import (
+    CurveFit,
+    bootstrap_multipliers,
+    data_multiplier,
+    fit_learning_curve,
+)
+from cnnvsmlp.efficiency.plan import (
+    DEFAULT_SIZES,
+    EfficiencyConfig,
+    effective_sizes,
+    parse_efficiency_json,
+    plan_runs,
+)
+from cnnvsmlp.efficiency.stopping import StoppingRule, decide
+from cnnvsmlp.efficiency.subsets import stratified_order, subset_indices, training_data
+from cnnvsmlp.errors import UserError
+from cnnvsmlp.records import (
+    Epoch,
+    EvalResult,
+    Hardware,
+    RunFailure,
+    ShiftResult,
+    TrainResult,
+    read_result,
+)
+
+
+@pytest.fixture(scope="module")
+def fashion_train_labels(fashion_dir) -> np.ndarray:
+    """The labels of the 48,000 training images of the fashion-mnist presets (the first 80%)."""
+    raw = gzip.decompress((fashion_dir / "train-labels-idx1-ubyte.gz").read_bytes())
+    return np.frombuffer(raw[8:], dtype=np.uint8)[:48_000]
+
+
+# Subsets
+
+
+def test_subsets_are_nested_and_stratified(fashion_train_labels):
+    labels = fashion_train_labels
+    share = np.bincount(labels) / len(labels)
+    order = stratified_order(labels, seed=0)
+    assert np.array_equal(np.sort(order), np.arange(len(labels)))  # a permutation
+    # Every prefix holds each class in its share of the split, within one image.
+    counts = np.cumsum(np.eye(10, dtype=int)[labels[order]], axis=0)
+    n = np.arange(1, len(labels) + 1)[:, None]
+    assert np.abs(counts - n * share).max() < 1.0
+    previous = set()
+    for size in DEFAULT_SIZES:
+        chosen = subset_indices(labels, size, seed=0)
+        assert len(chosen) == size == len(set(chosen)) and np.all(np.diff(chosen) > 0)
+        assert previous <= set(chosen)  # the larger subset contains the smaller
+        previous = set(chosen)
+        assert np.abs(np.bincount(labels[chosen], minlength=10) - size * share).max() < 1.0
+    assert np.array_equal(subset_indices(labels, 48_000, seed=0), np.arange(48_000))
+
+
+def test_subsets_depend_on_the_seed_only(fashion_train_labels):
+    a = subset_indices(fashion_train_labels, 750, seed=1)
+    assert np.array_equal(a, subset_indices(fashion_train_labels, 750, seed=1))
+    other = subset_indices(fashion_train_labels, 750, seed=2)
+    assert len(set(a) & set(other)) < 100  # about 750 * 750 / 48,000 = 12 in common
+
+
+def test_subsets_of_an_uneven_split_keep_its_proportions():
+    labels = np.repeat(np.arange(3), [700, 200, 100])
+    np.random.default_rng(0).shuffle(labels)
+    for size in (10, 55, 333, 999):
+        counts = np.bincount(labels[subset_indices(labels, size, seed=4)], minlength=3)
+        assert np.abs(counts - size * np.array([0.7, 0.2, 0.1])).max() < 1.0
+    with pytest.raises(ValueError, match="a subset of 1001 images from 1000"):
+        subset_indices(labels, 1001, seed=0)
+
+
+def test_training_data_holds_the_runs_subset_and_whole_splits(small_fashion):
+    x_all, y_all = load_split(small_fashion, "train")
+    run = RunSpec(variant="mlp", repeat=1, seed=1, n_train=300)
+    with training_data(small_fashion, run) as folder:
+        assert folder != small_fashion
+        x, y = load_split(folder, "train")
+        keep = subset_indices(y_all, 300, seed=1)
+        np.testing.assert_array_equal(x, x_all[keep])
+        np.testing.assert_array_equal(y, y_all[keep])
+        for split in ("validation", "test"):
+            np.testing.assert_array_equal(
+                load_split(folder, split)[1], load_split(small_fashion, split)[1]
+            )
+    assert not folder.exists()  # removed on exit
+    for whole in (None, len(y_all)):
+        with training_data(small_fashion, run.model_copy(update={"n_train": whole})) as folder:
+            assert folder == small_fashion
+    with pytest.raises(UserError, match="mlp-n5000-r1: n_train 5000 is more than the 960"):
+        with training_data(small_fashion, run.model_copy(update={"n_train": 5000})):
+            pass
+
+
+def test_run_id_names_the_size():
+    assert RunSpec(variant="cnn", repeat=2, seed=2, n_train=750).run_id == "cnn-n750-r2"
+    assert RunSpec(variant="cnn", repeat=2, seed=2).run_id == "cnn-r2"
+
+
+# The stopping rule
+
+RULE = StoppingRule(patience=3, min_delta=0.01)
+
+
+def test_stops_after_patience_epochs_without_improvement():
+    losses = [1.0, 0.8, 0.7, 0.705, 0.695, 0.71, 0.5]
+    decision = decide(losses, RULE, max_epochs=100)
+    # 0.695 is not 0.01 below 0.7: epochs 4, 5, 6 do not improve; the best is epoch 3
+    assert (decision.stop, decision.epochs, decision.best_epoch) == (True, 6, 3)
+    assert decision.reason == "patience" and not decision.capped_improving
+
+
+def test_keeps_going_while_it_improves():
+    decision = decide([1.0, 0.9, 0.95, 0.96], RULE, max_epochs=100)
+    assert (decision.stop, decision.epochs, decision.best_epoch, decision.reason) == (
+        False,
+        4,
+        2,
+        None,
+    )
+    assert decide([], RULE, max_epochs=10) == decide([], RULE, max_epochs=10)
+    assert decide([], RULE, max_epochs=10).best_epoch == 0
+
+
+def test_the_cap_flags_a_training_still_improving():
+    decision = decide([1.0, 0.9, 0.8, 0.7], RULE, max_epochs=4)
+    assert (decision.stop, decision.epochs, decision.best_epoch) == (True, 4, 4)
+    assert decision.capped_improving
+    # patience ending on the cap's epoch is convergence, not the cap
+    done = decide([1.0, 0.99, 0.995, 0.999, 0.998], StoppingRule(patience=3, min_delta=0.0), 5)
+    assert done.reason == "patience" and done.best_epoch == 2
+
+
+def test_a_non_finite_loss_never_improves():
+    decision = decide([float("nan"), 1.0, float("inf"), 2.0, 3.0], RULE, max_epochs=50)
+    assert (decision.stop, decision.epochs, decision.best_epoch) == (True, 5, 2)
+    with pytest.raises(ValueError, match="max_epochs must be at least 1"):
+        decide([1.0], RULE, max_epochs=0)
+
+
+# Learning curves
+
+SIZES = np.array(DEFAULT_SIZES)
+MLP_TRUE = (0.10, 0.45, 0.09)  # a, b, c of error = a (n / 1000) ** -b + c
+CNN_TRUE = (0.07, 0.50, 0.07)
+
+
+def _errors(true, noise, repeats=3, seed=0):
+    a, b, c = true
+    rng = np.random.default_rng(seed)
+    clean = a * (SIZES / 1000.0) ** -b + c
+    return clean[:, None] + rng.normal(0, noise, size=(len(SIZES), repeats))
+
+
+def test_the_fit_recovers_known_parameters():
+    errors = _errors(MLP_TRUE, noise=0.002)
+    fit = fit_learning_curve(np.repeat(SIZES, 3), errors.ravel())
+    for got, true, se in zip((fit.a, fit.b, fit.c), MLP_TRUE, fit.standard_errors, strict=True):
+        assert abs(got - true) < 4 * se and se < 0.1 * true
+    assert fit.points == 24 and fit.rmse < 0.003
+    exact = fit_learning_curve(SIZES, _errors(CNN_TRUE, noise=0.0, repeats=1).ravel())
+    np.testing.assert_allclose([exact.a, exact.b, exact.c], CNN_TRUE, rtol=1e-4)
+    with pytest.raises(ValueError, match="three sizes or more, got 2"):
+        fit_learning_curve([100, 100, 200], [0.3, 0.3, 0.2])
+
+
+def test_multiplier_on_a_known_curve():
+    mlp = CurveFit(a=0.1, b=0.5, c=0.05, standard_errors=[0, 0, 0], covariance=[], rmse=0, points=0)
+    cnn = CurveFit(
+        a=0.05, b=0.5, c=0.05, standard_errors=[0, 0, 0], covariance=[], rmse=0, points=0
+    )
+    # Equal floors and powers: the MLP needs (0.1 / 0.05) ** (1 / 0.5) = 4 times the images.
+    for n in (375, 3000, 48_000):
+        assert data_multiplier(mlp, cnn, n) == pytest.approx(4.0)
+    assert mlp.size_needed(float(mlp.error(1234.0))) == pytest.approx(1234.0)
+    # A CNN whose error falls below the MLP's floor is never matched.
+    better = cnn.model_copy(update={"c": 0.04})
+    assert math.isinf(data_multiplier(mlp, better, 48_000))
+    # A nearly flat curve needs more images than a float holds: infinite, not an overflow.
+    flat = mlp.model_copy(update={"b": 1e-4})
+    assert math.isinf(flat.size_needed(0.06))
+
+
+def test_bootstrap_interval_covers_the_true_multiplier():
+    slow, fast = _errors(MLP_TRUE, 0.002, seed=1), _errors(CNN_TRUE, 0.002, seed=2)
+    found = bootstrap_multipliers(SIZES, slow, fast, at=[375, 1500], samples=100, seed=0)
+    true_slow, true_fast = (
+        CurveFit(a=a, b=b, c=c, standard_errors=[], covariance=[], rmse=0, points=0)
+        for a, b, c in (MLP_TRUE, CNN_TRUE)
+    )
+    for m in found:
+        truth = data_multiplier(true_slow, true_fast, m.n_train)
+        assert m.low <= truth <= m.high and m.low <= m.estimate <= m.high
+        assert m.samples == 100 and m.unreachable_fraction == 0.0
+    assert not found[0].extrapolated  # 375 x ~7 images lies inside the sizes trained
+    # At 48,000 the CNN's error is below the MLP's floor: never reached.
+    (full,) = bootstrap_multipliers(SIZES, slow, fast, at=[48_000], samples=50)
+    assert full.estimate is None and full.extrapolated
+
+
+# The plan
+
+
+def test_plan_covers_variant_size_repeat_longest_first():
+    config = load_config("fashion-mnist-data-efficiency")
+    runs = plan_runs(config, EfficiencyConfig(), available=48_000, classes=10)
+    assert len(runs) == 2 * 8 * 3
+    assert {(r.variant, r.n_train, r.repeat, r.seed) for r in runs} == {
+        (v, n, r, r) for v in ("mlp", "cnn") for n in DEFAULT_SIZES for r in range(3)
+    }
+    assert (runs[0].variant, runs[0].n_train) == ("mlp", 48_000)
+    assert (runs[-1].variant, runs[-1].n_train) == ("cnn", 375)
+    assert len({r.run_id for r in runs}) == len(runs)
+
+
+def test_a_limit_ends_the_sizes_at_the_whole_split():
+    assert effective_sizes([375, 750, 1500, 3000], 2400) == [375, 750, 1500, 2400]
+    assert effective_sizes([375, 750], 2400) == [375, 750]
+    assert effective_sizes([375, 2400], 2400) == [375, 2400]
+    config = load_config("fashion-mnist-data-efficiency", ["repeats=1"])
+    with pytest.raises(UserError, match="5 images cannot hold one of each of the 10 classes"):
+        plan_runs(config, EfficiencyConfig(sizes=[5, 100]), available=1000, classes=10)
+
+
+def test_efficiency_settings_are_checked():
+    with pytest.raises(UserError, match="efficiency_json: sizes: sizes must increase"):
+        parse_efficiency_json('{"sizes": [750, 375]}')
+    with pytest.raises(UserError, match="efficiency_json: stopping.patience"):
+        parse_efficiency_json('{"stopping": {"patience": 0}}')
+    with pytest.raises(UserError, match="efficiency_json: epochs: Extra inputs"):
+        parse_efficiency_json('{"epochs": 3}')
+    assert parse_efficiency_json("{}") == EfficiencyConfig()
+
+
+# The analysis
+
+HARDWARE = Hardware(device="cpu", name="test", cpu_count=2, tensorflow="2")
+
+
+def _result(labels, variant, n, repeat, accuracy, rng, val_losses=(1.0, 0.8, 0.9)):
+    wrong = rng.random(len(labels)) > accuracy
+    predictions = np.where(wrong, (labels + 1) % 10, labels)
+    run = RunSpec(variant=variant, repeat=repeat, seed=repeat, n_train=n)
+    history = [
+        Epoch(epoch=i + 1, loss=v, accuracy=0.5, val_loss=v, val_accuracy=0.5, time_s=1.0)
+        for i, v in enumerate(val_losses)
+    ]
+    training = TrainResult(
+        run=run,
+        dataset="fashion-mnist",
+        train=TrainConfig(epochs=3, batch_size=32, optimizer="adam"),
+        history=history,
+        params=1,
+        n_train=n,
+        n_validation=100,
+        train_time_s=1.0,
+        train_images_per_s=1.0,
+        hardware=HARDWARE,
+    )
+    return EvalResult(
+        run=run,
+        dataset="fashion-mnist",
+        classes=[str(c) for c in range(10)],
+        accuracy=float(np.mean(predictions == labels)),
+        loss=0.5,
+        n_test=len(labels),
+        per_class=[],
+        confusion=[],
+        predictions=predictions.tolist(),
+        labels_sha256=labels_digest(labels),
+        params=1,
+        model_size_bytes=1,
+        inference_images_per_s=1.0,
+        training=training,
+        hardware=HARDWARE,
+        shifted=[ShiftResult(shift=1, seed=0, accuracy=accuracy / 2, predictions=[])],
+    )
+
+
+def test_analysis_of_a_study(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, size=4000)
+    sizes = [375, 750, 1500, 3000, 6000]
+    config = load_config("fashion-mnist-data-efficiency", ["epochs=3"])
+    accuracy = {
+        "mlp": lambda n: 1 - (0.10 * (n / 1000) ** -0.45 + 0.09),
+        "cnn": lambda n: 1 - (0.07 * (n / 1000) ** -0.5 + 0.07),
+    }
+    results = [
+        _result(
+            labels,
+            v,
+            n,
+            r,
+            accuracy[v](n),
+            rng,
+            val_losses=(1.0, 0.9, 0.8) if n == 375 else (1.0, 0.8, 0.9),
+        )
+        for v in ("mlp", "cnn")
+        for n in sizes
+        for r in range(3)
+    ]
+    study = EfficiencyConfig(sizes=sizes, stopping=StoppingRule(patience=1))
+    analysis = analyze(results, config, study, labels, bootstrap_samples=50)
+    assert analysis.status == "complete" and analysis.sizes == sizes and analysis.baseline == "mlp"
+    assert [(p.variant, p.n_train) for p in analysis.points] == [
+        (v, n) for v in ("mlp", "cnn") for n in sizes
+    ]
+    point = analysis.points[0]
+    assert [r.capped_improving for r in point.runs] == [True] * 3  # 375: improving at the cap
+    assert not analysis.points[1].runs[0].capped_improving
+    assert analysis.points[1].runs[0].best_epoch == 2
+    assert point.runs[0].shifted_accuracy == {1: pytest.approx(accuracy["mlp"](375) / 2)}
+    gaps = analysis.gaps
+    assert [g.n_train for g in gaps] == sizes and all(g.variant == "cnn" for g in gaps)
+    for g, n in zip(gaps, sizes, strict=True):
+        per_repeat = [
+            results[sizes.index(n) * 3 + 15 + k].accuracy - results[sizes.index(n) * 3 + k].accuracy
+            for k in range(3)
+        ]
+        assert [t.difference for t in g.tests] == pytest.approx(per_repeat)
+        assert g.difference.estimate == pytest.approx(np.mean(per_repeat))
+        assert all(t.p_holm >= t.p_value for t in g.tests)
+    assert gaps[0].significant  # about 8 points on 4,000 images
+    assert {c.variant for c in analysis.curves if c.fit is not None} == {"mlp", "cnn"}
+    (multipliers,) = analysis.multipliers
+    assert [m.n_train for m in multipliers.multipliers] == sizes
+    assert multipliers.multipliers[0].estimate > 1  # the MLP needs more data
+    write_analysis(analysis, tmp_path)
+    assert "| cnn - mlp | 375 |" in (tmp_path / "report.md").read_text()
+    check_complete(tmp_path / "comparison.json")
+
+    failed = RunFailure(
+        run=results[0].run, dataset="fashion-mnist", stage="train", error="E", message="boom"
+    )
+    partial = analyze([failed, *results[1:]], config, study, labels, 20)
+    assert partial.status == "partial" and partial.failures == [failed]
+    # mlp-n375-r0 failed: the bootstrap pairs repeats 1 and 2, at every size
+    assert len(partial.multipliers[0].multipliers) == len(sizes)
+    assert [len(p.runs) for p in partial.points][:2] == [2, 3]
+    write_analysis(partial, tmp_path / "partial")
+    with pytest.raises(UserError, match=r"partial .* mlp-n375-r0 \(E: boom\)"):
+        check_complete(tmp_path / "partial" / "comparison.json")
+
+
+def test_an_evaluation_record_written_before_the_shift_still_loads(tmp_path):
+    labels = np.arange(20) % 10
+    record = _result(labels, "cnn", 100, 0, 1.0, np.random.default_rng(0)).model_dump(mode="json")
+    assert record.pop("shifted")[0]["shift"] == 1
+    (tmp_path / "old.json").write_text(json.dumps(record))
+    old = read_result(tmp_path / "old.json")
+    assert isinstance(old, EvalResult) and old.shifted == [] and old.accuracy == 1.0
