@@ -17,7 +17,9 @@ def train_model(
 
     A retry starts with an empty output folder, so with the config's
     ``resume_uri`` set, training mirrors its state there after every epoch
-    (under ``<resume_uri>/<job_id>/<variant>-r<repeat>``) and a retry fetches it.
+    (under ``<resume_uri>/<scope>/<training key>``, the scope by default the
+    job's id; see :mod:`cnnvsmlp.resume`) and a retry fetches it; a training
+    found finished there is reused.
     A failure no retry can fix (bad input, a diverged loss, out of
     accelerator memory) is written to ``model/failure.json`` instead and the
     task succeeds, so the other runs are still compared; any other error
@@ -28,9 +30,10 @@ def train_model(
         run_json: the run (``RunSpec`` as JSON): variant, repeat and seed.
         job_id: the pipeline job's id: keeps the state of different runs apart.
         dataset: the prepared data set.
-        model: output folder: ``model.keras``, per-epoch checkpoints,
-            ``history.csv``, TensorBoard logs and ``train.json``; or
-            ``failure.json`` alone for a run that failed for good.
+        model: output folder: ``model.keras`` (the inference model),
+            ``history.csv``, TensorBoard logs, ``train.json`` and
+            ``finished.json``; or ``failure.json`` alone for a run that
+            failed for good.
     """
     import sys
     from pathlib import Path
@@ -47,7 +50,7 @@ def train_model(
             run,
             experiment.train,
             model.path,
-            resume_uri=experiment.resume_path(job_id, run),
+            store=experiment.resume_path(job_id),
         )
     except Exception as err:
         failure = record_failure(
@@ -68,5 +71,6 @@ def train_model(
             "val_accuracy": last.val_accuracy,
             "train_time_s": result.train_time_s,
             "device": result.hardware.name,
+            "reused_from": result.reused_from or "",
         }
     )

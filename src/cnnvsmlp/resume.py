@@ -17,6 +17,11 @@ complete epoch; anything else trains from the start. A local runner sets
 ``resume_uri=<runs_dir>/.trainings`` and ``reuse_trainings=true`` to share
 trainings across runs, or ``resume_scope=<run id>`` so that only that run's
 own state resumes; :func:`store_bytes` says how much disk the store holds.
+Training reports ``reused``, ``resumed`` and ``set_aside`` (and its epochs)
+as :mod:`cnnvsmlp.progress` events; ``reused_from`` and the event's ``from``
+are the producer's output folder (locally under ``runs/<run id>/``).
+A local store hard-links its files with the run folders, so a reused or
+mirrored file takes its disk space once.
 
 The files, in a training's output folder and its mirror alike:
 
@@ -178,7 +183,11 @@ def training_key(
 
 
 def training_uri(experiment: ExperimentConfig, job_id: str, key: str) -> str | None:
-    """Where one training keeps its state: ``<resume_uri>/<scope>/<key>``, or None without one."""
+    """Where one training keeps its state: ``<resume_uri>/<scope>/<key>``, or None without one.
+
+    :func:`cnnvsmlp.train.train` computes it itself when given the scope
+    (``store=experiment.resume_path(job_id)``).
+    """
     scope = experiment.resume_path(job_id)
     return f"{scope}/{key}" if scope else None
 
@@ -393,12 +402,7 @@ class Training:
         """
         model = fresh()
         shapes = [tuple(v.shape) for v in rng_variables(model)]
-        state = self._latest(shapes)
-        if state is None and self.mirror:
-            for name in (CHECKPOINTS, STATES, TENSORBOARD):
-                storage.fetch_dir(f"{self.mirror}/{name}", self.out / name)
-            storage.fetch_file(f"{self.mirror}/{HISTORY}", self.out / HISTORY)
-            state = self._latest(shapes)
+        state = self.fetch(shapes)
         while state is not None:
             try:
                 history = self._restore(model, state)
@@ -421,6 +425,24 @@ class Training:
             )
             return model, history
         return model, []
+
+    def fetch(self, rng_shapes: list[tuple]) -> State | None:
+        """The newest trusted state in ``out``, or else in what the mirror holds, fetched.
+
+        A folder with a trusted state of its own (a restart in place) is
+        left as it is.
+
+        Args:
+            rng_shapes: the shapes of the model's random generator states
+                (:func:`rng_variables`), which a state must match.
+        """
+        state = self._latest(rng_shapes)
+        if state is None and self.mirror:
+            for name in (CHECKPOINTS, STATES, TENSORBOARD):
+                storage.fetch_dir(f"{self.mirror}/{name}", self.out / name)
+            storage.fetch_file(f"{self.mirror}/{HISTORY}", self.out / HISTORY)
+            state = self._latest(rng_shapes)
+        return state
 
     def _latest(self, rng_shapes: list[tuple]) -> State | None:
         """The newest complete, trusted epoch's state; every newer one that fails is set aside."""

@@ -22,6 +22,7 @@ place, :func:`_where`.
 from __future__ import annotations
 
 import base64
+import contextlib
 import filecmp
 import hashlib
 import os
@@ -341,7 +342,10 @@ class _LocalFolder:
     @staticmethod
     def delete(dest: str, names: list[str]) -> None:
         for name in names:
-            (Path(dest) / name).unlink(missing_ok=True)
+            path = Path(dest) / name
+            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # a folder left empty goes too, as in a bucket
+                path.parent.rmdir()
 
     @staticmethod
     def write_text(uri: str, text: str) -> None:

@@ -69,11 +69,11 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
 
 
 class Progress(keras.callbacks.Callback):
-    """Reports the running loss at most every :data:`STEP_EVERY_S`, and stops on a non-finite one.
+    """Stops on a non-finite running loss, and reports it at most every :data:`STEP_EVERY_S`.
 
     Keras calls it in a thread beside the training loop (``async_safe``), so
-    the steps do not wait for it; it sees the loss every
-    ``steps_per_execution`` steps and reads it only when an event is due.
+    the steps do not wait for it to read the loss, which it sees every
+    ``steps_per_execution`` steps.
     """
 
     async_safe = True
@@ -85,15 +85,18 @@ class Progress(keras.callbacks.Callback):
         self._last = -math.inf
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:  # noqa: D102
-        now = time.monotonic()
-        if now - self._last < STEP_EVERY_S or not logs or "loss" not in logs:
+        if not logs or "loss" not in logs or self.diverged:
             return
-        self._last = now
-        loss, accuracy = float(logs["loss"]), float(logs.get("accuracy", math.nan))
+        loss = float(logs["loss"])
         if not math.isfinite(loss):
             self.diverged = (batch + 1, loss)
             self.model.stop_training = True
             return
+        now = time.monotonic()
+        if now - self._last < STEP_EVERY_S:
+            return
+        self._last = now
+        accuracy = float(logs.get("accuracy", math.nan))
         steps = self.params.get("steps")
         progress.report(
             "step",
@@ -117,6 +120,7 @@ def train(
     verbose: int = 0,
     resume_uri: str | None = None,
     origin: str | None = None,
+    store: str | None = None,
 ) -> TrainResult:
     """Train one variant: reuse a finished training, or go on from the newest complete epoch.
 
@@ -133,6 +137,9 @@ def train(
             there after every epoch, and a finished training or the state of
             an interrupted one found there is reused or resumed.
         origin: who trains, recorded for a later reuse; by default ``out_dir``.
+        store: instead of ``resume_uri``, the scope that holds trainings by key
+            (:meth:`~cnnvsmlp.config.ExperimentConfig.resume_path`): this
+            training's ``resume_uri`` is then ``<store>/<training key>``.
 
     Returns:
         The training record, also written to ``out_dir/train.json``.
@@ -146,9 +153,12 @@ def train(
     out = claim_dir(out_dir, OUTPUTS, "training output")
     meta = read_metadata(data_dir)
     hardware = Hardware.detect()
+    key = training_key(meta, run, config, hardware)
+    if store:
+        resume_uri = f"{store.rstrip('/')}/{key}"
     state = Training(
         out,
-        training_key(meta, run, config, hardware),
+        key,
         training_key(meta, run, config, hardware, epochs=False),
         run,
         config,
@@ -206,8 +216,13 @@ def train(
         seconds = time.perf_counter() - start
         if steps.diverged:
             step, loss = steps.diverged
+            every = (
+                f" (checked every {config.steps_per_execution} steps)"
+                if config.steps_per_execution > 1
+                else ""
+            )
             raise TrainingDiverged(
-                f"{run.run_id}: loss became {loss} in epoch {epoch} by step {step}; "
+                f"{run.run_id}: loss became {loss} in epoch {epoch} by step {step}{every}; "
                 "lower train.learning_rate or check the data"
             )
         metrics = {k: float(fit.history[k][-1]) for k in METRICS}
