@@ -53,6 +53,10 @@ def same_weights(a: Path, b: Path) -> bool:
     return all(np.array_equal(x, y) for x, y in zip(wa, wb, strict=True))
 
 
+def progress_records(caplog) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == progress.LOGGER.name]
+
+
 def _edit_state(out: Path, change) -> None:
     path = state_path(out, 1)
     state = json.loads(path.read_text())
@@ -125,7 +129,7 @@ def test_a_state_that_fails_validation_is_set_aside_and_its_epochs_trained_again
     assert again.resumed_from_epoch == 0 and again.train_time_s > 0
     assert [e.epoch for e in again.history] == [1]
     assert same_weights(out, copy)  # trained again from the seed: the very same weights
-    aside = [r for r in caplog.records if r.event["kind"] == "set_aside"]
+    aside = [r for r in progress_records(caplog) if r.event["kind"] == "set_aside"]
     assert len(aside) == 1 and aside[0].levelno == logging.WARNING
     assert "state/epoch-01.json" in aside[0].getMessage()
     assert "set aside" in aside[0].getMessage() and "\n" not in aside[0].getMessage()
@@ -153,7 +157,7 @@ def test_a_finished_training_is_reused_and_one_with_other_content_is_trained_aga
     config = ONE.model_copy(update={"keep_checkpoints": False})
     with caplog.at_level(logging.INFO, logger=progress.LOGGER.name):
         first = train(small_fashion, RUN, config, tmp_path / "a", store=store)
-    events = [r.event for r in caplog.records]
+    events = [r.event for r in progress_records(caplog)]
     assert all(tuple(e) == progress.EVENT_KEYS for e in events)
     kinds = [e["kind"] for e in events]
     assert kinds[0] == "start" and kinds[-1] == "done" and kinds.count("epoch") == 1
@@ -173,9 +177,10 @@ def test_a_finished_training_is_reused_and_one_with_other_content_is_trained_aga
     caplog.clear()
     with caplog.at_level(logging.INFO, logger=progress.LOGGER.name):
         second = train(small_fashion, RUN, config, tmp_path / "b", store=store)
-    assert [r.event["kind"] for r in caplog.records] == ["reused"]
-    assert caplog.records[0].event["from"] == str((tmp_path / "a").resolve())
-    assert "reused from" in caplog.records[0].getMessage()
+    [reused] = progress_records(caplog)
+    assert reused.event["kind"] == "reused"
+    assert reused.event["from"] == str((tmp_path / "a").resolve())
+    assert "reused from" in reused.getMessage()
     assert second.reused_from == str((tmp_path / "a").resolve())
     assert second.history == first.history and second.training_key == first.training_key
     assert os.path.samefile(tmp_path / "a" / "model.keras", tmp_path / "b" / "model.keras")

@@ -323,8 +323,10 @@ class Training:
         progress.report(
             "reused", self.run.run_id, f"reused from {finished.origin}", from_=finished.origin
         )
-        if result.reused_from == finished.origin and result.run == self.run:
-            return result
+        if finished.origin == self.origin or (
+            result.reused_from == finished.origin and result.run == self.run
+        ):
+            return result  # this folder's own training, or a reuse recorded already
         result = result.model_copy(
             update={"run": self.run, "train": self.config, "reused_from": finished.origin}
         )
