@@ -17,7 +17,7 @@ def train_model(
 
     A retry starts with an empty output folder, so with the config's
     ``resume_uri`` set, training mirrors its state there after every epoch
-    (under ``<resume_uri>/<scope>/<training key>``, the scope by default the
+    (under ``<resume_uri>/<scope>/<run id>/<training key>``, the scope by default the
     job's id; see :mod:`cnnvsmlp.resume`) and a retry fetches it; a training
     found finished there is reused.
     A failure no retry can fix (bad input, a diverged loss, out of

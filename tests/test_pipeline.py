@@ -70,13 +70,14 @@ def test_training_state_is_mirrored_per_job_and_run(dry_run):
     config, _ = dry_run
     jobs = [p for p in Path(config.resume_uri).iterdir() if p.is_dir()]
     assert len(jobs) == 1 and "{{" not in jobs[0].name  # the job id placeholder was filled in
-    # One folder per training key; a finished training keeps its model, not its epoch state.
-    finished = {p.name: json.loads((p / "finished.json").read_text()) for p in jobs[0].iterdir()}
-    assert sorted(f["run_id"] for f in finished.values()) == sorted(f"{v}-r0" for v in VARIANTS)
-    for key, marker in finished.items():
-        assert marker["key"] == key
-        assert (jobs[0] / key / "model.keras").is_file()
-        assert not (jobs[0] / key / "checkpoints").exists()
+    assert sorted(p.name for p in jobs[0].iterdir()) == sorted(f"{v}-r0" for v in VARIANTS)
+    for run in jobs[0].iterdir():
+        # One folder per training key; a finished training keeps its model, not its epoch state.
+        (training,) = run.iterdir()
+        marker = json.loads((training / "finished.json").read_text())
+        assert marker["key"] == training.name and marker["run_id"] == run.name
+        assert (training / "model.keras").is_file()
+        assert not (training / "checkpoints").exists()
 
 
 def test_run_folders_never_overwrite(tmp_path):

@@ -165,7 +165,7 @@ def test_a_finished_training_is_reused_and_one_with_other_content_is_trained_aga
     epoch = next(e for e in events if e["kind"] == "epoch")
     assert epoch["epoch"] == 1 and epoch["epochs"] == 1 and epoch["run_id"] == "cnn-r0"
     assert epoch["val_accuracy"] == first.history[0].val_accuracy and epoch["seconds"] > 0
-    mirror = Path(store) / first.training_key
+    mirror = Path(store) / "cnn-r0" / first.training_key
     assert sorted(p.name for p in mirror.iterdir()) == [
         "finished.json",
         "history.csv",

@@ -6,7 +6,8 @@ seed, the training config, the code that trains and the numerics fingerprint
 of the machine (:meth:`~cnnvsmlp.records.Hardware.numerics`); two trainings
 with one key give the same weights bit for bit. With the config's
 ``resume_uri`` set (a ``gs://`` prefix or a folder), training keeps its state
-in ``<resume_uri>/<scope>/<training key>`` (:func:`training_uri`), where the
+in ``<resume_uri>/<scope>/<run id>/<training key>`` (:func:`training_uri`;
+the run id, e.g. ``mlp-r0``, lets a person find a run's state), where the
 scope is ``shared`` when ``reuse_trainings`` is on, else ``resume_scope``, else
 the pipeline job's id (on the cluster: a retry of the same job resumes, and
 KFP's own caching is untouched). What :func:`cnnvsmlp.train.train` finds
@@ -182,14 +183,14 @@ def training_key(
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def training_uri(experiment: ExperimentConfig, job_id: str, key: str) -> str | None:
-    """Where one training keeps its state: ``<resume_uri>/<scope>/<key>``, or None without one.
+def training_uri(experiment: ExperimentConfig, job_id: str, run: RunSpec, key: str) -> str | None:
+    """Where one training keeps its state: ``<resume_uri>/<scope>/<run id>/<key>``; None without.
 
     :func:`cnnvsmlp.train.train` computes it itself when given the scope
     (``store=experiment.resume_path(job_id)``).
     """
     scope = experiment.resume_path(job_id)
-    return f"{scope}/{key}" if scope else None
+    return f"{scope}/{run.run_id}/{key}" if scope else None
 
 
 def store_bytes(resume_uri: str) -> int | None:
@@ -362,7 +363,7 @@ class Training:
         if storage.read_text(f"{self.mirror}/{FINISHED}") is None:
             return False
         for name in (MODEL, RESULT, HISTORY, FINISHED):  # the marker last, as it was written
-            if not storage.fetch_file(f"{self.mirror}/{name}", self.out / name):
+            if not storage.fetch_file(f"{self.mirror}/{name}", self.out / name, link=True):
                 return False
         return True
 
@@ -385,8 +386,8 @@ class Training:
             for name in (CHECKPOINTS, STATES):
                 shutil.rmtree(self.out / name, ignore_errors=True)
         if self.mirror:
-            storage.mirror_dir(self.out, self.mirror, only={MODEL, RESULT, HISTORY, TENSORBOARD})
-            storage.mirror_dir(self.out, self.mirror, only={FINISHED})
+            self._mirror({MODEL, RESULT, HISTORY})
+            self._mirror({FINISHED})
             storage.prune_dir(self.out, self.mirror, only={CHECKPOINTS, STATES})
         return result
 
@@ -441,8 +442,9 @@ class Training:
         state = self._latest(rng_shapes)
         if state is None and self.mirror:
             for name in (CHECKPOINTS, STATES, TENSORBOARD):
-                storage.fetch_dir(f"{self.mirror}/{name}", self.out / name)
-            storage.fetch_file(f"{self.mirror}/{HISTORY}", self.out / HISTORY)
+                link = name != TENSORBOARD  # appended in place: see _mirror
+                storage.fetch_dir(f"{self.mirror}/{name}", self.out / name, link=link)
+            storage.fetch_file(f"{self.mirror}/{HISTORY}", self.out / HISTORY, link=True)
             state = self._latest(rng_shapes)
         return state
 
@@ -563,9 +565,19 @@ class Training:
                 state_path(self.out, older).unlink(missing_ok=True)
                 checkpoint_path(self.out, older).unlink(missing_ok=True)
         if self.mirror:
-            storage.mirror_dir(self.out, self.mirror, only={CHECKPOINTS, TENSORBOARD, HISTORY})
-            storage.mirror_dir(self.out, self.mirror, only={STATES})
+            self._mirror({CHECKPOINTS, HISTORY})
+            self._mirror({STATES})
             storage.prune_dir(self.out, self.mirror, only={CHECKPOINTS, STATES})
+
+    def _mirror(self, names: set[str]) -> None:
+        """Copy the files of ``names`` to the mirror, with TensorBoard's logs so far.
+
+        The project's files are replaced by rename, so a local mirror gets
+        hard links; TensorBoard appends to its files in place, so they are copied.
+        """
+        assert self.mirror
+        storage.mirror_dir(self.out, self.mirror, only={TENSORBOARD})
+        storage.mirror_dir(self.out, self.mirror, only=names, link=True)
 
 
 def _read(path: Path) -> str:

@@ -290,14 +290,16 @@ def list_uris(prefix: str) -> list[str]:
     return sorted(f"gs://{bucket}/{name}" for name in _list(client(prefix), prefix))
 
 
-def _link_or_copy(src: Path, dest: Path) -> None:
-    """Make ``dest`` hold ``src``'s bytes: a hard link where the file system allows, else a copy.
+def _link_or_copy(src: Path, dest: Path, link: bool) -> None:
+    """Make ``dest`` hold ``src``'s bytes: with ``link``, a hard link where the file system allows.
 
     ``dest`` is replaced by rename, never written in place: it may be a link
     that another folder shares.
     """
     with _replacing_file(dest) as partial:
         try:
+            if not link:
+                raise OSError
             os.link(src, partial)
         except OSError:
             shutil.copyfile(src, partial)
@@ -306,12 +308,13 @@ def _link_or_copy(src: Path, dest: Path) -> None:
 class _LocalFolder:
     """Where a URI is a local folder or file: plain files, each replaced whole.
 
-    Files are hard-linked where the file system allows (the project replaces
-    its files by rename, never in place, so a link is as good as a copy).
+    With ``link``, files are hard-linked where the file system allows: for
+    files that are only ever replaced by rename, never changed in place, a
+    link is as good as a copy and takes no space.
     """
 
     @staticmethod
-    def mirror(files: list[Path], local_dir: Path, dest: str) -> int:
+    def mirror(files: list[Path], local_dir: Path, dest: str, link: bool = False) -> int:
         copied = 0
         for path in files:
             target = Path(dest) / path.relative_to(local_dir)
@@ -319,17 +322,17 @@ class _LocalFolder:
                 os.path.samefile(path, target) or filecmp.cmp(path, target, shallow=False)
             ):
                 continue
-            _link_or_copy(path, target)
+            _link_or_copy(path, target, link)
             copied += 1
         return copied
 
     @staticmethod
-    def fetch(src: str, local_dir: Path) -> int:
+    def fetch(src: str, local_dir: Path, link: bool = False) -> int:
         if not Path(src).is_dir():
             return 0
         files = [p for p in sorted(Path(src).rglob("*")) if p.is_file()]
         for path in files:
-            _link_or_copy(path, local_dir / path.relative_to(src))
+            _link_or_copy(path, local_dir / path.relative_to(src), link)
         return len(files)
 
     @staticmethod
@@ -366,7 +369,7 @@ class _Bucket:
     """Where a URI is ``gs://``: objects, through the calls above."""
 
     @staticmethod
-    def mirror(files: list[Path], local_dir: Path, dest: str) -> int:
+    def mirror(files: list[Path], local_dir: Path, dest: str, link: bool = False) -> int:
         bucket, name = parse_uri(dest)
         folder = name.rstrip("/") + "/" if name else ""
         there = {key: blob.md5_hash for key, blob in _list(client(dest), dest).items()}
@@ -380,7 +383,7 @@ class _Bucket:
         return copied
 
     @staticmethod
-    def fetch(src: str, local_dir: Path) -> int:
+    def fetch(src: str, local_dir: Path, link: bool = False) -> int:
         prefix = src.rstrip("/") + "/"
         targets = {uri: _inside(local_dir, uri.removeprefix(prefix), uri) for uri in list_uris(src)}
         for uri, target in targets.items():
@@ -450,13 +453,17 @@ def _where(uri: str) -> type[_LocalFolder] | type[_Bucket]:
     return _Bucket if uri.startswith("gs://") else _LocalFolder
 
 
-def mirror_dir(local_dir: str | os.PathLike, dest: str, only: set[str] | None = None) -> int:
+def mirror_dir(
+    local_dir: str | os.PathLike, dest: str, only: set[str] | None = None, link: bool = False
+) -> int:
     """Make ``dest`` (a ``gs://`` prefix or a local folder) hold every file of ``local_dir``.
 
     Files whose content is already there are skipped; changed ones are
     replaced, each whole (a copy cut short leaves the previous content).
     Nothing at ``dest`` is deleted. ``only`` limits the copy to the files
-    and folders of those names at the top of ``local_dir``.
+    and folders of those names at the top of ``local_dir``. With ``link``, a
+    local ``dest`` gets hard links where it can: only for files that are
+    replaced by rename, never changed in place.
 
     Returns:
         How many files were copied.
@@ -471,7 +478,7 @@ def mirror_dir(local_dir: str | os.PathLike, dest: str, only: set[str] | None = 
         for p in local_dir.rglob("*")
         if p.is_file() and (only is None or p.relative_to(local_dir).parts[0] in only)
     )
-    return _where(dest).mirror(files, local_dir, dest)
+    return _where(dest).mirror(files, local_dir, dest, link)
 
 
 def prune_dir(local_dir: str | os.PathLike, dest: str, only: set[str]) -> int:
@@ -498,8 +505,8 @@ def prune_dir(local_dir: str | os.PathLike, dest: str, only: set[str]) -> int:
     return len(gone)
 
 
-def fetch_file(src: str, dest: str | os.PathLike) -> bool:
-    """Copy one object (``gs://``) or file to ``dest``, whole; a local file is hard-linked.
+def fetch_file(src: str, dest: str | os.PathLike, link: bool = False) -> bool:
+    """Copy one object (``gs://``) or file to ``dest``, whole; with ``link``, a hard link.
 
     Returns:
         False when there is no such object or file (``dest`` untouched).
@@ -512,7 +519,7 @@ def fetch_file(src: str, dest: str | os.PathLike) -> bool:
     if _where(src) is _LocalFolder:
         if not Path(src).is_file():
             return False
-        _link_or_copy(Path(src), dest)
+        _link_or_copy(Path(src), dest, link)
         return True
     gcs = client(src)
     bucket, name = parse_uri(src)
@@ -532,7 +539,7 @@ def fetch_file(src: str, dest: str | os.PathLike) -> bool:
     return True
 
 
-def fetch_dir(src: str, local_dir: str | os.PathLike) -> int:
+def fetch_dir(src: str, local_dir: str | os.PathLike, link: bool = False) -> int:
     """Copy every file under ``src`` (a ``gs://`` prefix or a local folder) into ``local_dir``.
 
     A missing ``src`` folder holds no files. Every name is checked before
@@ -547,7 +554,7 @@ def fetch_dir(src: str, local_dir: str | os.PathLike) -> int:
             leaves ``local_dir``.
         StorageUnavailable: no answer within the timeout and its retries.
     """
-    return _where(src).fetch(src, Path(local_dir))
+    return _where(src).fetch(src, Path(local_dir), link)
 
 
 def write_text(uri: str, text: str) -> None:

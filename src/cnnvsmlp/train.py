@@ -139,7 +139,7 @@ def train(
         origin: who trains, recorded for a later reuse; by default ``out_dir``.
         store: instead of ``resume_uri``, the scope that holds trainings by key
             (:meth:`~cnnvsmlp.config.ExperimentConfig.resume_path`): this
-            training's ``resume_uri`` is then ``<store>/<training key>``.
+            training's ``resume_uri`` is then ``<store>/<run id>/<training key>``.
 
     Returns:
         The training record, also written to ``out_dir/train.json``.
@@ -155,7 +155,7 @@ def train(
     hardware = Hardware.detect()
     key = training_key(meta, run, config, hardware)
     if store:
-        resume_uri = f"{store.rstrip('/')}/{key}"
+        resume_uri = f"{store.rstrip('/')}/{run.run_id}/{key}"
     state = Training(
         out,
         key,
