@@ -17,7 +17,9 @@ def train_model(
 
     A retry starts with an empty output folder, so with the config's
     ``resume_uri`` set, training mirrors its state there after every epoch
-    (under ``<resume_uri>/<job_id>/<variant>-r<repeat>``) and a retry fetches it.
+    (under ``<resume_uri>/<scope>/<run id>/<training key>``, the scope by default the
+    job's id; see :mod:`cnnvsmlp.resume`) and a retry fetches it; a training
+    found finished there is reused.
     A failure no retry can fix (bad input, a diverged loss, out of
     accelerator memory) is written to ``model/failure.json`` instead and the
     task succeeds, so the other runs are still compared; any other error
@@ -29,9 +31,10 @@ def train_model(
             size of its training subset (``n_train``) in the data-efficiency study.
         job_id: the pipeline job's id: keeps the state of different runs apart.
         dataset: the prepared data set.
-        model: output folder: ``model.keras``, per-epoch checkpoints,
-            ``history.csv``, TensorBoard logs and ``train.json``; or
-            ``failure.json`` alone for a run that failed for good.
+        model: output folder: ``model.keras`` (the inference model),
+            ``history.csv``, TensorBoard logs, ``train.json`` and
+            ``finished.json``; or ``failure.json`` alone for a run that
+            failed for good.
     """
     import sys
     from pathlib import Path
@@ -52,7 +55,7 @@ def train_model(
                 run,
                 experiment.train,
                 model.path,
-                resume_uri=experiment.resume_path(job_id, run),
+                store=experiment.resume_path(job_id),
             )
     except Exception as err:
         failure = record_failure(
@@ -73,5 +76,6 @@ def train_model(
             "val_accuracy": last.val_accuracy,
             "train_time_s": result.train_time_s,
             "device": result.hardware.name,
+            "reused_from": result.reused_from or "",
         }
     )

@@ -61,7 +61,8 @@ def _cut_once(proxy: GCSProxy, server: RestartableGCS, marker: bytes):
 def test_storage_down_mid_snapshot_leaves_the_last_whole_one_and_resume_trains_each_epoch_once(
     gcs, bucket, small_fashion, tmp_path, quick_give_up
 ):
-    from cnnvsmlp.train import fetch_state, latest_state, read_history, train
+    from cnnvsmlp.resume import Training, read_history, training_key
+    from cnnvsmlp.train import train
 
     run = RunSpec(variant="cnn", repeat=0, seed=5)
     two = TrainConfig(epochs=2, batch_size=64, optimizer="adam")
@@ -80,13 +81,22 @@ def test_storage_down_mid_snapshot_leaves_the_last_whole_one_and_resume_trains_e
         assert f"{resume}/checkpoints/epoch-02.keras" in uploaded
         assert f"{resume}/state/epoch-02.json" not in uploaded  # never half an object
 
+        # Locally only the newest epoch's checkpoint was left, once its state was written.
+        ckpts = sorted(p.name for p in (tmp_path / "attempt-1" / "checkpoints").iterdir())
+        assert ckpts == ["epoch-02.keras"]
+
         # What a retry fetches is epoch 1, whole: epoch 2's checkpoint alone does not count.
-        fetched = tmp_path / "fetched"
-        assert fetch_state(fetched, resume) == 1
+        from cnnvsmlp.data.store import read_metadata
+        from cnnvsmlp.records import Hardware
+
+        meta, hardware = read_metadata(small_fashion), Hardware.detect()
+        state_key = training_key(meta, run, two, hardware, epochs=False)
+        key = training_key(meta, run, two, hardware)
+        fetched = Training(tmp_path / "fetched", key, state_key, run, two, resume)
+        state = fetched.fetch([])
         first = read_history(tmp_path / "attempt-1" / "history.csv")
         assert [e.epoch for e in first] == [1, 2]
-        state = latest_state(fetched)
-        assert state["epoch"] == 1 and len(state["history"]) == 1
+        assert state.epoch == 1 and len(state.history) == 1
 
         # The retried task, on a new pod, trains epoch 2 only, once.
         second = train(
@@ -96,8 +106,11 @@ def test_storage_down_mid_snapshot_leaves_the_last_whole_one_and_resume_trains_e
     assert [e.epoch for e in second.history] == [1, 2]
     assert second.history[0] == first[0]
     rows = (tmp_path / "attempt-2" / "history.csv").read_text().splitlines()
-    assert [r.split(",")[0] for r in rows[1:]] == ["0", "1"]  # each epoch once
-    assert f"{resume}/state/epoch-02.json" in storage.list_uris(resume)
+    assert [r.split(",")[0] for r in rows[1:]] == ["1", "2"]  # each epoch once, from 1
+    # Finished: the mirror holds the inference model and its marker, no epoch state.
+    uris = storage.list_uris(resume)
+    assert f"{resume}/finished.json" in uris and f"{resume}/model.keras" in uris
+    assert not [u for u in uris if "/state/" in u or "/checkpoints/" in u]
 
 
 def test_storage_down_mid_report_upload_leaves_whole_objects_and_a_retry_completes(

@@ -82,10 +82,12 @@ def test_training_state_is_mirrored_per_job_and_run(dry_run):
     assert len(jobs) == 1 and "{{" not in jobs[0].name  # the job id placeholder was filled in
     assert sorted(p.name for p in jobs[0].iterdir()) == sorted(f"{v}-r0" for v in VARIANTS)
     for run in jobs[0].iterdir():
-        state = json.loads((run / "state" / "epoch-01.json").read_text())
-        assert state["epoch"] == 1 and len(state["history"]) == 1
-        assert (run / state["checkpoint"]).stat().st_size == state["checkpoint_bytes"]
-        assert (run / "checkpoints" / "epoch-01.keras").is_file()
+        # One folder per training key; a finished training keeps its model, not its epoch state.
+        (training,) = run.iterdir()
+        marker = json.loads((training / "finished.json").read_text())
+        assert marker["key"] == training.name and marker["run_id"] == run.name
+        assert (training / "model.keras").is_file()
+        assert not (training / "checkpoints").exists()
 
 
 def test_run_folders_never_overwrite(tmp_path):

@@ -18,9 +18,11 @@ import pytest
 from cnnvsmlp.config import RunSpec, TrainConfig
 from cnnvsmlp.errors import UserError
 from cnnvsmlp.models import VARIANTS
-from cnnvsmlp.train import TrainingDiverged, checkpoint_path, state_path, train
+from cnnvsmlp.resume import checkpoint_path, state_path
+from cnnvsmlp.train import TrainingDiverged, train
 
-THREE = TrainConfig(epochs=3, batch_size=32, optimizer="adam")
+# Every epoch's checkpoint kept, so a test can cut the training short after any of them.
+THREE = TrainConfig(epochs=3, batch_size=32, optimizer="adam", keep_checkpoints=True)
 METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
 pytestmark = pytest.mark.slow
@@ -57,7 +59,7 @@ def metrics(history) -> list[tuple]:
 def stopped_in_epoch_3(out: Path, dest: Path) -> Path:
     """What a kill during epoch 3 leaves: epochs 1 and 2 complete, nothing final."""
     shutil.copytree(out, dest)
-    for name in ("model.keras", "train.json"):
+    for name in ("model.keras", "train.json", "finished.json"):
         (dest / name).unlink()
     state_path(dest, 3).unlink()
     checkpoint_path(dest, 3).unlink()

@@ -90,7 +90,8 @@ def test_retried_training_on_a_new_pod_resumes_from_the_bucket(bucket, small_fas
 
     run = RunSpec(variant="cnn", repeat=0, seed=3)
     resume = f"gs://{bucket}/resume/job-1/cnn-r0"
-    one = TrainConfig(epochs=1, batch_size=64, optimizer="adam")
+    # Going on after a finished epoch count needs its checkpoint, kept only when asked for.
+    one = TrainConfig(epochs=1, batch_size=64, optimizer="adam", keep_checkpoints=True)
     first = train(small_fashion, run, one, tmp_path / "attempt-1", verbose=0, resume_uri=resume)
     mirrored = storage.list_uris(resume)
     assert f"{resume}/state/epoch-01.json" in mirrored
@@ -107,12 +108,40 @@ def test_retried_training_on_a_new_pod_resumes_from_the_bucket(bucket, small_fas
     assert f"{resume}/state/epoch-02.json" in storage.list_uris(resume)
 
 
+def _training(out, mirror):
+    from cnnvsmlp.config import RunSpec, TrainConfig
+    from cnnvsmlp.resume import Training
+
+    run = RunSpec(variant="mlp", repeat=0, seed=0)
+    key = "ab" * 32
+    config = TrainConfig(epochs=2, batch_size=32, optimizer="adam")
+    return Training(out, key, key, run, config, mirror)
+
+
+def _state(ckpt, epoch: int, key: str = "ab" * 32) -> str:
+    import hashlib
+
+    from cnnvsmlp.resume import STATE_FORMAT, State
+
+    metrics = {"loss": 1.0, "accuracy": 0.5, "val_loss": 1.0, "val_accuracy": 0.5, "time_s": 1}
+    history = [{"epoch": e, **metrics} for e in range(1, epoch + 1)]
+    return State(
+        format=STATE_FORMAT,
+        key=key,
+        run_id="mlp-r0",
+        variant="mlp",
+        seed=0,
+        epoch=epoch,
+        checkpoint=f"checkpoints/epoch-{epoch:02d}.keras",
+        checkpoint_bytes=ckpt.stat().st_size,
+        checkpoint_sha256=hashlib.sha256(ckpt.read_bytes()).hexdigest(),
+        history=history,
+        rng=[],
+    ).model_dump_json()
+
+
 def test_a_snapshot_cut_short_is_never_fetched(bucket, tmp_path):
     """An epoch counts only once its state file is up, after its checkpoint."""
-    import json
-
-    from cnnvsmlp.train import fetch_state
-
     dest = f"gs://{bucket}/resume/job/mlp-r0"
     upload = tmp_path / "upload"
     for epoch in (1, 2):
@@ -120,17 +149,17 @@ def test_a_snapshot_cut_short_is_never_fetched(bucket, tmp_path):
         ckpt.parent.mkdir(parents=True, exist_ok=True)
         ckpt.write_text(f"epoch {epoch}")
         storage.upload(ckpt, f"{dest}/checkpoints/{ckpt.name}")
-    state = {"epoch": 1, "checkpoint": "checkpoints/epoch-01.keras", "checkpoint_bytes": 7}
-    (upload / "epoch-01.json").write_text(json.dumps({**state, "history": [], "rng": []}))
+    (upload / "epoch-01.json").write_text(_state(upload / "checkpoints" / "epoch-01.keras", 1))
     storage.upload(upload / "epoch-01.json", f"{dest}/state/epoch-01.json")  # epoch 2's never came
     out = tmp_path / "retry"
-    assert fetch_state(out, dest) == 1
+    assert _training(out, dest).fetch([]).epoch == 1
     assert (out / "checkpoints" / "epoch-01.keras").read_text() == "epoch 1"
     # A folder that kept its own state (a local restart) is not overwritten.
-    (out / "checkpoints" / "epoch-01.keras").write_text("newer!!")
-    assert fetch_state(out, dest) == 1
-    assert (out / "checkpoints" / "epoch-01.keras").read_text() == "newer!!"
-    assert fetch_state(tmp_path / "fresh", f"gs://{bucket}/resume/other") == 0
+    (out / "checkpoints" / "epoch-02.keras").write_text("newer!!")
+    (out / "state" / "epoch-02.json").write_text(_state(out / "checkpoints" / "epoch-02.keras", 2))
+    assert _training(out, dest).fetch([]).epoch == 2
+    assert (out / "checkpoints" / "epoch-02.keras").read_text() == "newer!!"
+    assert _training(tmp_path / "fresh", f"gs://{bucket}/resume/other").fetch([]) is None
 
 
 def test_missing_bucket_and_object(gcs_server, bucket, tmp_path):
@@ -213,9 +242,8 @@ def test_objectuser_only_reads_and_tells_missing_object_from_missing_bucket(buck
             storage.download("gs://no-such-bkt/x", tmp_path / "x")
         storage.write_text(f"gs://{bucket}/resume/LATEST", "epoch-001")
         assert storage.read_text(f"gs://{bucket}/resume/LATEST") == "epoch-001"
-        from cnnvsmlp.train import fetch_state
-
-        assert fetch_state(tmp_path / "fresh", f"gs://{bucket}/resume/job/cnn-r0") == 0
+        fresh = _training(tmp_path / "fresh", f"gs://{bucket}/resume/job/cnn-r0")
+        assert fresh.fetch([]) is None
     assert not [r for r in proxy.requests if forbid_bucket_metadata(*r, b"")]  # none asked
     assert not (tmp_path / "x").exists()
 
@@ -333,7 +361,8 @@ def mirrored_training(gcs_server, small_fashion, tmp_path_factory):
 
     storage.client().create_bucket("uninterrupted")
     run = RunSpec(variant="mlp", repeat=0, seed=11)
-    config = TrainConfig(epochs=3, batch_size=32, optimizer="adam")
+    # Every epoch's checkpoint kept, so a test can put any point of the training in a bucket.
+    config = TrainConfig(epochs=3, batch_size=32, optimizer="adam", keep_checkpoints=True)
     out = tmp_path_factory.mktemp("uninterrupted")
     result = train(small_fashion, run, config, out, verbose=0, resume_uri="gs://uninterrupted/r")
     return run, config, out, result

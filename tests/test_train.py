@@ -41,18 +41,34 @@ def test_training_outputs(trained):
     assert result.n_train == 960 and result.n_validation == 240
     assert result.params == 804_554 and result.hardware.device == "cpu"
     assert len(result.history) == 1 and result.train_images_per_s > 0
-    assert (out / "model.keras").is_file() and (out / "checkpoints" / "epoch-01.keras").is_file()
+    assert (out / "model.keras").is_file()
+    # A finished training keeps its inference model only: no checkpoint, no optimizer state.
+    assert not (out / "checkpoints").exists() and not (out / "state").exists()
+    assert (out / "model.keras").stat().st_size < 1.1 * 4 * result.params
+    assert keras.saving.load_model(out / "model.keras").compiled is False
     assert list((out / "tensorboard").rglob("events.out.tfevents.*"))
     assert json.loads((out / "train.json").read_text())["run"]["variant"] == "cnn"
+    assert (out / "history.csv").read_text().splitlines()[1].startswith("1,")
+    assert sorted(p.name for p in out.iterdir()) == [
+        "finished.json",
+        "history.csv",
+        "model.keras",
+        "tensorboard",
+        "train.json",
+    ]
 
 
-def test_restarted_training_resumes(small_fashion, trained, tmp_path):
+def test_restarted_training_resumes(small_fashion, tmp_path):
     import shutil
 
-    out, first = trained
+    # Going on from a finished training needs its checkpoint, kept only when asked for.
+    kept = ONE_EPOCH.model_copy(update={"keep_checkpoints": True})
+    out, first = tmp_path / "one", train(small_fashion, RUN, kept, tmp_path / "one", verbose=0)
+    assert (out / "checkpoints" / "epoch-01.keras").is_file()
+    assert (out / "state" / "epoch-01.json").is_file()
     copy = tmp_path / "resume"
     shutil.copytree(out, copy)
-    two = TrainConfig(epochs=2, batch_size=32, optimizer="adam")
+    two = TrainConfig(epochs=2, batch_size=32, optimizer="adam", keep_checkpoints=True)
     resumed = train(small_fashion, RUN, two, copy, verbose=0)
     assert resumed.resumed_from_epoch == 1
     assert [e.epoch for e in resumed.history] == [1, 2]

@@ -122,6 +122,11 @@ class TrainConfig(_Config):
         le=65536,
         description="Batch size of the validation pass; null: the training batch size.",
     )
+    keep_checkpoints: bool = Field(
+        default=False,
+        description="Keep every epoch's checkpoint (model and optimizer) after training; by "
+        "default a finished training keeps only its inference model.",
+    )
 
 
 class Reference(_Config):
@@ -155,7 +160,23 @@ class ExperimentConfig(_Config):
         default=None,
         description=(
             "gs:// prefix (or folder) where training mirrors its state after every epoch, "
-            "so a retried training task resumes from its last finished epoch."
+            "so a retried training task resumes from its last finished epoch "
+            "(see cnnvsmlp.resume)."
+        ),
+    )
+    reuse_trainings: bool = Field(
+        default=False,
+        description=(
+            "Share resume_uri's trainings across runs: a finished training with the same "
+            "training key is reused, not trained again; an interrupted one resumes."
+        ),
+    )
+    resume_scope: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description=(
+            "The folder under resume_uri that keeps trainings apart; null: the pipeline "
+            "job's id, so only a retry of the same job resumes."
         ),
     )
     provenance: Provenance | None = Field(
@@ -182,6 +203,15 @@ class ExperimentConfig(_Config):
         if uri and uri.startswith("gs://") and not uri[5:].split("/", 1)[0]:
             raise ValueError(f"{uri!r} names no bucket; expected gs://<bucket>/<path>")
         return uri
+
+    @model_validator(mode="after")
+    def _one_resume_scope(self) -> ExperimentConfig:
+        if self.reuse_trainings and self.resume_scope:
+            raise ValueError(
+                "resume_scope: set it or reuse_trainings, not both "
+                "(reuse_trainings shares one scope across runs)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _references_name_variants(self) -> ExperimentConfig:
@@ -214,11 +244,17 @@ class ExperimentConfig(_Config):
             )
         return self
 
-    def resume_path(self, job_id: str, run: RunSpec) -> str | None:
-        """Where one run of one pipeline job mirrors its training state, if anywhere."""
+    def resume_path(self, job_id: str) -> str | None:
+        """The scope under which one pipeline job keeps its trainings, if anywhere.
+
+        A training's state lies in ``<resume_path>/<run id>/<training key>``
+        (:func:`cnnvsmlp.resume.training_uri`). The scope is ``shared`` with
+        ``reuse_trainings``, else ``resume_scope``, else the job's id.
+        """
         if not self.resume_uri:
             return None
-        return f"{self.resume_uri.rstrip('/')}/{job_id}/{run.run_id}"
+        scope = "shared" if self.reuse_trainings else (self.resume_scope or job_id)
+        return f"{self.resume_uri.rstrip('/')}/{scope}"
 
     def runs(self) -> list[RunSpec]:
         """Every (variant, repeat) training run of this experiment, in a stable order."""

@@ -80,7 +80,8 @@ def evaluate(
     """
     model_dir = Path(model_dir)
     training = TrainResult.read(model_dir / "train.json")
-    model = keras.saving.load_model(model_dir / "model.keras")
+    # The inference model: no optimizer, nothing to compile (folders of older runs load too).
+    model = keras.saving.load_model(model_dir / "model.keras", compile=False)
     meta = read_metadata(data_dir)
     classes = meta["classes"]
     x_test, y_test = load_split(data_dir, "test")

@@ -2,8 +2,10 @@
 
 On a cluster a failed task is retried (a preempted node, a storage hiccup).
 An error that will happen again on every attempt, such as bad input
-(:class:`~cnnvsmlp.errors.UserError`, a training whose loss diverged among
-them) or running out of accelerator memory, is instead written as a
+(:class:`~cnnvsmlp.errors.UserError`, a training whose loss diverged and a
+training state that can be neither trusted nor set aside among them), a file
+the project wrote that no longer parses (the same bytes fail again), or running
+out of accelerator memory, is instead written as a
 :class:`~cnnvsmlp.records.RunFailure` where the run's output would go. The
 task then succeeds, evaluation passes the record on, and the comparison
 lists the run as failed, compares the others and marks itself partial.
@@ -14,6 +16,9 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from zipfile import BadZipFile
+
+from pydantic import ValidationError
 
 from cnnvsmlp.config import RunSpec
 from cnnvsmlp.errors import UserError
@@ -31,12 +36,14 @@ def is_permanent(err: BaseException) -> bool:
 
     Returns:
         True for a :class:`~cnnvsmlp.errors.UserError` not marked
-        ``transient`` and for TensorFlow's ``ResourceExhaustedError`` (out of
+        ``transient``, for a record or archive that does not parse (pydantic's
+        ``ValidationError``, ``zipfile.BadZipFile``: a retry reads the same
+        bytes) and for TensorFlow's ``ResourceExhaustedError`` (out of
         accelerator memory); False for everything else.
     """
     if getattr(err, "transient", False):
         return False
-    if isinstance(err, UserError):
+    if isinstance(err, UserError | ValidationError | BadZipFile):
         return True
     import tensorflow as tf
 

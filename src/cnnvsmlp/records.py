@@ -152,6 +152,14 @@ class TrainResult(Record):
     train_images_per_s: float
     resumed_from_epoch: int = 0
     hardware: Hardware
+    training_key: str = Field(
+        default="", description="What the weights depend on (cnnvsmlp.resume.training_key)."
+    )
+    reused_from: str | None = Field(
+        default=None,
+        description="The output folder of the training these weights were reused from; "
+        "None when this run trained them.",
+    )
 
 
 class ClassMetrics(Record):

@@ -22,6 +22,7 @@ place, :func:`_where`.
 from __future__ import annotations
 
 import base64
+import contextlib
 import filecmp
 import hashlib
 import os
@@ -289,27 +290,65 @@ def list_uris(prefix: str) -> list[str]:
     return sorted(f"gs://{bucket}/{name}" for name in _list(client(prefix), prefix))
 
 
+def _link_or_copy(src: Path, dest: Path, link: bool) -> None:
+    """Make ``dest`` hold ``src``'s bytes: with ``link``, a hard link where the file system allows.
+
+    ``dest`` is replaced by rename, never written in place: it may be a link
+    that another folder shares.
+    """
+    with _replacing_file(dest) as partial:
+        try:
+            if not link:
+                raise OSError
+            os.link(src, partial)
+        except OSError:
+            shutil.copyfile(src, partial)
+
+
 class _LocalFolder:
-    """Where a URI is a local folder or file: plain files, each replaced whole."""
+    """Where a URI is a local folder or file: plain files, each replaced whole.
+
+    With ``link``, files are hard-linked where the file system allows: for
+    files that are only ever replaced by rename, never changed in place, a
+    link is as good as a copy and takes no space.
+    """
 
     @staticmethod
-    def mirror(files: list[Path], local_dir: Path, dest: str) -> int:
+    def mirror(files: list[Path], local_dir: Path, dest: str, link: bool = False) -> int:
         copied = 0
         for path in files:
             target = Path(dest) / path.relative_to(local_dir)
-            if target.is_file() and filecmp.cmp(path, target, shallow=False):
+            if target.is_file() and (
+                os.path.samefile(path, target) or filecmp.cmp(path, target, shallow=False)
+            ):
                 continue
-            with _replacing_file(target) as partial:
-                shutil.copyfile(path, partial)
+            _link_or_copy(path, target, link)
             copied += 1
         return copied
 
     @staticmethod
-    def fetch(src: str, local_dir: Path) -> int:
+    def fetch(src: str, local_dir: Path, link: bool = False) -> int:
         if not Path(src).is_dir():
             return 0
-        shutil.copytree(src, local_dir, dirs_exist_ok=True)
-        return sum(1 for p in Path(src).rglob("*") if p.is_file())
+        files = [p for p in sorted(Path(src).rglob("*")) if p.is_file()]
+        for path in files:
+            _link_or_copy(path, local_dir / path.relative_to(src), link)
+        return len(files)
+
+    @staticmethod
+    def names(dest: str) -> list[str]:
+        root = Path(dest)
+        if not root.is_dir():
+            return []
+        return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+    @staticmethod
+    def delete(dest: str, names: list[str]) -> None:
+        for name in names:
+            path = Path(dest) / name
+            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # a folder left empty goes too, as in a bucket
+                path.parent.rmdir()
 
     @staticmethod
     def write_text(uri: str, text: str) -> None:
@@ -330,7 +369,7 @@ class _Bucket:
     """Where a URI is ``gs://``: objects, through the calls above."""
 
     @staticmethod
-    def mirror(files: list[Path], local_dir: Path, dest: str) -> int:
+    def mirror(files: list[Path], local_dir: Path, dest: str, link: bool = False) -> int:
         bucket, name = parse_uri(dest)
         folder = name.rstrip("/") + "/" if name else ""
         there = {key: blob.md5_hash for key, blob in _list(client(dest), dest).items()}
@@ -344,12 +383,31 @@ class _Bucket:
         return copied
 
     @staticmethod
-    def fetch(src: str, local_dir: Path) -> int:
+    def fetch(src: str, local_dir: Path, link: bool = False) -> int:
         prefix = src.rstrip("/") + "/"
         targets = {uri: _inside(local_dir, uri.removeprefix(prefix), uri) for uri in list_uris(src)}
         for uri, target in targets.items():
             download(uri, target)
         return len(targets)
+
+    @staticmethod
+    def names(dest: str) -> list[str]:
+        prefix = dest.rstrip("/") + "/"
+        return [uri.removeprefix(prefix) for uri in list_uris(dest)]
+
+    @staticmethod
+    def delete(dest: str, names: list[str]) -> None:
+        gcs = client(dest)
+        bucket, name = parse_uri(dest)
+        folder = name.rstrip("/") + "/" if name else ""
+        for relative in names:
+            uri = f"gs://{bucket}/{folder}{relative}"
+            try:
+                gcs.bucket(bucket).blob(folder + relative).delete(timeout=TIMEOUT_S, retry=_retry())
+            except gexc.NotFound:
+                continue  # gone already: a retried delete
+            except _ERRORS as err:
+                raise _fail(uri, err, gcs) from None
 
     @staticmethod
     def write_text(uri: str, text: str) -> None:
@@ -395,13 +453,17 @@ def _where(uri: str) -> type[_LocalFolder] | type[_Bucket]:
     return _Bucket if uri.startswith("gs://") else _LocalFolder
 
 
-def mirror_dir(local_dir: str | os.PathLike, dest: str, only: set[str] | None = None) -> int:
+def mirror_dir(
+    local_dir: str | os.PathLike, dest: str, only: set[str] | None = None, link: bool = False
+) -> int:
     """Make ``dest`` (a ``gs://`` prefix or a local folder) hold every file of ``local_dir``.
 
     Files whose content is already there are skipped; changed ones are
     replaced, each whole (a copy cut short leaves the previous content).
     Nothing at ``dest`` is deleted. ``only`` limits the copy to the files
-    and folders of those names at the top of ``local_dir``.
+    and folders of those names at the top of ``local_dir``. With ``link``, a
+    local ``dest`` gets hard links where it can: only for files that are
+    replaced by rename, never changed in place.
 
     Returns:
         How many files were copied.
@@ -416,10 +478,68 @@ def mirror_dir(local_dir: str | os.PathLike, dest: str, only: set[str] | None = 
         for p in local_dir.rglob("*")
         if p.is_file() and (only is None or p.relative_to(local_dir).parts[0] in only)
     )
-    return _where(dest).mirror(files, local_dir, dest)
+    return _where(dest).mirror(files, local_dir, dest, link)
 
 
-def fetch_dir(src: str, local_dir: str | os.PathLike) -> int:
+def prune_dir(local_dir: str | os.PathLike, dest: str, only: set[str]) -> int:
+    """Delete at ``dest`` the files under the folders ``only`` names that ``local_dir`` lacks.
+
+    The counterpart of :func:`mirror_dir` for state that is replaced by a
+    newer one: call it after the newer files are mirrored.
+
+    Returns:
+        How many files were deleted.
+
+    Raises:
+        StorageError: missing bucket or no permission.
+        StorageUnavailable: no answer within the timeout and its retries.
+    """
+    local_dir = Path(local_dir)
+    where = _where(dest)
+    gone = [
+        name
+        for name in where.names(dest)
+        if PurePosixPath(name).parts[0] in only and not (local_dir / name).is_file()
+    ]
+    where.delete(dest, gone)
+    return len(gone)
+
+
+def fetch_file(src: str, dest: str | os.PathLike, link: bool = False) -> bool:
+    """Copy one object (``gs://``) or file to ``dest``, whole; with ``link``, a hard link.
+
+    Returns:
+        False when there is no such object or file (``dest`` untouched).
+
+    Raises:
+        StorageError: missing bucket or no permission.
+        StorageUnavailable: no answer within the timeout and its retries.
+    """
+    dest = Path(dest)
+    if _where(src) is _LocalFolder:
+        if not Path(src).is_file():
+            return False
+        _link_or_copy(Path(src), dest, link)
+        return True
+    gcs = client(src)
+    bucket, name = parse_uri(src)
+    try:
+        with _replacing_file(dest) as partial:
+            gcs.bucket(bucket).blob(name).download_to_filename(
+                str(partial), timeout=TIMEOUT_S, retry=_retry()
+            )
+    except gexc.NotFound:
+        try:
+            _first_object(gcs, bucket)  # a missing bucket is an error, a missing object is not
+        except _ERRORS as err:
+            raise _fail(src, err, gcs, listing=True) from None
+        return False
+    except _ERRORS as err:
+        raise _fail(src, err, gcs) from None
+    return True
+
+
+def fetch_dir(src: str, local_dir: str | os.PathLike, link: bool = False) -> int:
     """Copy every file under ``src`` (a ``gs://`` prefix or a local folder) into ``local_dir``.
 
     A missing ``src`` folder holds no files. Every name is checked before
@@ -434,7 +554,7 @@ def fetch_dir(src: str, local_dir: str | os.PathLike) -> int:
             leaves ``local_dir``.
         StorageUnavailable: no answer within the timeout and its retries.
     """
-    return _where(src).fetch(src, Path(local_dir))
+    return _where(src).fetch(src, Path(local_dir), link)
 
 
 def write_text(uri: str, text: str) -> None:

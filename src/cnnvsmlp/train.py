@@ -1,60 +1,48 @@
 """Train one model variant on a prepared data set.
 
-The output folder of a run holds:
+The output folder of a finished training holds:
 
-- ``model.keras``: the trained model in Keras' native format;
-- ``checkpoints/epoch-NN.keras``: the model and its optimizer after each epoch;
-- ``state/epoch-NN.json``: what else resuming after epoch NN needs (the
-  history so far and the random generators' state); written after that
-  epoch's checkpoint, it marks the epoch complete;
-- ``history.csv``: loss and accuracy, train and validation, and seconds per epoch;
+- ``model.keras``: the trained model in Keras' native format, without its
+  optimizer (the inference model);
+- ``history.csv``: loss and accuracy, train and validation, and seconds per
+  epoch, numbered from 1;
 - ``tensorboard/``: TensorBoard logs;
-- ``train.json``: the :class:`~cnnvsmlp.records.TrainResult`.
+- ``train.json``: the :class:`~cnnvsmlp.records.TrainResult`;
+- ``finished.json``: the marker that these files make one finished training.
 
-An epoch's outputs are one unit: a checkpoint counts only once the state
-file that names it is there, and both are written whole or not at all
-(written beside, then renamed). A task that restarts in the same folder goes
-on from the newest complete epoch; a checkpoint without its state file (a
-kill in between) is trained again. Every epoch's order of the training
-images and every Dropout mask depend only on the seed and the epoch, so a
-resumed training ends with the same weights as an uninterrupted one.
+While it runs it also holds the newest complete epoch's checkpoint and state
+(``checkpoints/``, ``state/``), kept after the end with
+``train.keep_checkpoints``. :mod:`cnnvsmlp.resume` owns those files: a task
+that restarts in the same folder, or fetches them from ``resume_uri``, goes on
+from the newest complete epoch, and one whose training key matches a finished
+training reuses it. Every epoch's order of the training images and every
+Dropout mask depend only on the seed and the epoch, so a resumed training
+ends with the same weights as an uninterrupted one.
 
-On a cluster a retried task starts in a new, empty folder, so training can
-also mirror its outputs after every epoch to a ``resume_uri`` (a ``gs://``
-prefix or a folder) and fetch them back before it starts. The mirror gets
-each epoch's checkpoint before its state file, so there, too, a state file
-means a whole epoch.
+Progress goes to the ``cnnvsmlp.progress`` logger (:mod:`cnnvsmlp.progress`).
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
 import os
-import re
-import shutil
 import time
-from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from cnnvsmlp import storage
+from cnnvsmlp import progress
 from cnnvsmlp.config import RunSpec, TrainConfig
 from cnnvsmlp.data.store import load_split, read_metadata
 from cnnvsmlp.errors import UserError
 from cnnvsmlp.models import build_model
-from cnnvsmlp.outputs import claim_dir, write_atomically
+from cnnvsmlp.outputs import claim_dir
 from cnnvsmlp.records import Epoch, Hardware, TrainResult
+from cnnvsmlp.resume import METRICS, OUTPUTS, Training, training_key
 
-# What train() writes into its folder; anything else there is the user's and stops it.
-OUTPUTS = {"model.keras", "checkpoints", "state", "history.csv", "tensorboard", "train.json"}
-MIRRORED = ("checkpoints", "state", "tensorboard")
-STATE_NAME = re.compile(r"^epoch-(\d{2,4})\.json$")
-METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
+STEP_EVERY_S = 1.0
+"""Seconds between two ``step`` progress events of an epoch, at least."""
 
 
 class TrainingDiverged(UserError):
@@ -80,138 +68,48 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
-class StopOnNonFinite(keras.callbacks.Callback):
-    """Stops training when the running loss is NaN or infinite, naming where."""
+class Progress(keras.callbacks.Callback):
+    """Stops on a non-finite running loss, and reports it at most every :data:`STEP_EVERY_S`.
 
-    def __init__(self, run: RunSpec, epoch: int, steps_per_check: int) -> None:
+    Keras calls it in a thread beside the training loop (``async_safe``), so
+    the steps do not wait for it to read the loss, which it sees every
+    ``steps_per_execution`` steps.
+    """
+
+    async_safe = True
+
+    def __init__(self, run: RunSpec, epoch: int, epochs: int) -> None:
         super().__init__()
-        self.run, self.epoch, self.steps_per_check = run, epoch, steps_per_check
+        self.run, self.epoch, self.epochs = run, epoch, epochs
+        self.diverged: tuple[int, float] | None = None
+        self._last = -math.inf
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:  # noqa: D102
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
-            every = (
-                f" (checked every {self.steps_per_check} steps)" if self.steps_per_check > 1 else ""
-            )
-            raise TrainingDiverged(
-                f"{self.run.run_id}: loss became {float(loss)} in epoch {self.epoch + 1} by step "
-                f"{batch + 1}{every}; lower train.learning_rate or check the data"
-            )
-
-
-def _rng_variables(model: keras.Model) -> list:
-    """The model's random generator states (Dropout's), which its weights do not include."""
-    weights = {id(w) for w in model.weights}
-    return [v for v in model.variables if id(v) not in weights]
-
-
-def checkpoint_path(out: Path, epoch: int) -> Path:
-    """The checkpoint of an epoch (1-based)."""
-    return out / "checkpoints" / f"epoch-{epoch:02d}.keras"
-
-
-def state_path(out: Path, epoch: int) -> Path:
-    """The state file that marks an epoch (1-based) complete."""
-    return out / "state" / f"epoch-{epoch:02d}.json"
-
-
-def save_epoch(out: Path, model: keras.Model, history: list[Epoch]) -> None:
-    """Write the epoch's checkpoint, then its state file: the epoch is complete once both are."""
-    epoch = history[-1].epoch
-    ckpt = checkpoint_path(out, epoch)
-    ckpt.parent.mkdir(exist_ok=True)
-    write_atomically(ckpt, model.save)  # the partial name keeps ``.keras``, which Keras needs
-    state = {
-        "epoch": epoch,
-        "checkpoint": ckpt.relative_to(out).as_posix(),
-        "checkpoint_bytes": ckpt.stat().st_size,
-        "history": [e.model_dump() for e in history],
-        "rng": [v.numpy().tolist() for v in _rng_variables(model)],  # in layer order
-    }
-    path = state_path(out, epoch)
-    path.parent.mkdir(exist_ok=True)
-    write_atomically(path, lambda p: p.write_text(json.dumps(state, indent=1) + "\n"))
-    write_atomically(out / "history.csv", lambda p: p.write_text(history_csv(history)))
-
-
-def history_csv(history: list[Epoch]) -> str:
-    """The history as CSV: one row per epoch, 0-based ``epoch`` as Keras' CSVLogger writes it."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["epoch", *METRICS, "time_s"])
-    for e in history:
-        writer.writerow([e.epoch - 1, *(getattr(e, k) for k in METRICS), e.time_s])
-    return buf.getvalue()
-
-
-def latest_state(out: Path) -> dict | None:
-    """The newest complete epoch's state in ``out``, or None when no epoch is complete.
-
-    A state file whose checkpoint is missing or of another size (a copy cut
-    short), or that names another file, does not count; an older complete
-    one is used instead.
-    """
-    folder = out / "state"
-    if not folder.is_dir():
-        return None
-    found = sorted(
-        (int(m.group(1)), p) for p in folder.iterdir() if (m := STATE_NAME.match(p.name))
-    )
-    for epoch, path in reversed(found):
-        try:
-            state = json.loads(path.read_text())
-            ckpt = checkpoint_path(
-                out, epoch
-            )  # never a path the file names: it may come from a bucket
-            if (
-                state["epoch"] == epoch
-                and state["checkpoint"] == ckpt.relative_to(out).as_posix()
-                and ckpt.stat().st_size == state["checkpoint_bytes"]
-            ):
-                return state
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-    return None
-
-
-def restore(out: Path, model: keras.Model, state: dict) -> list[Epoch]:
-    """Load an epoch's weights, optimizer and random state into ``model``; return its history."""
-    model.optimizer.build(model.trainable_variables)
-    model.load_weights(out / state["checkpoint"])
-    for v, value in zip(_rng_variables(model), state["rng"], strict=True):
-        v.assign(np.asarray(value, dtype=v.dtype))
-    return [Epoch(**e) for e in state["history"]]
-
-
-def mirror_epoch(out: Path, dest: str) -> None:
-    """Copy the outputs to ``dest``, the state files last so one marks a whole epoch there too."""
-    storage.mirror_dir(out, dest, only={"checkpoints", "tensorboard"})
-    storage.mirror_dir(out, dest, only={"state"})
-
-
-def fetch_state(out: Path, src: str) -> int:
-    """Bring back what an earlier attempt mirrored to ``src``, unless ``out`` has its own state.
-
-    Returns:
-        The epochs that the newest complete state had finished (0 when none).
-    """
-    if latest_state(out) is None:
-        for name in MIRRORED:
-            storage.fetch_dir(f"{src.rstrip('/')}/{name}", out / name)
-    state = latest_state(out)
-    return state["epoch"] if state else 0
-
-
-def read_history(path: Path) -> list[Epoch]:
-    """Read ``history.csv``; a re-run epoch keeps its last row."""
-    if not path.exists():
-        return []
-    rows: dict[int, Epoch] = {}
-    with path.open(newline="") as f:
-        for row in csv.DictReader(f):
-            epoch = int(row["epoch"]) + 1
-            rows[epoch] = Epoch(epoch=epoch, **{k: float(row[k]) for k in (*METRICS, "time_s")})
-    return [rows[e] for e in sorted(rows)]
+        if not logs or "loss" not in logs or self.diverged:
+            return
+        loss = float(logs["loss"])
+        if not math.isfinite(loss):
+            self.diverged = (batch + 1, loss)
+            self.model.stop_training = True
+            return
+        now = time.monotonic()
+        if now - self._last < STEP_EVERY_S:
+            return
+        self._last = now
+        accuracy = float(logs.get("accuracy", math.nan))
+        steps = self.params.get("steps")
+        progress.report(
+            "step",
+            self.run.run_id,
+            f"epoch {self.epoch}/{self.epochs} step {batch + 1}/{steps} loss {loss:.4f} "
+            f"accuracy {accuracy:.4f}",
+            epoch=self.epoch,
+            epochs=self.epochs,
+            step=batch + 1,
+            steps=steps,
+            loss=loss,
+            accuracy=accuracy,
+        )
 
 
 def train(
@@ -219,21 +117,29 @@ def train(
     run: RunSpec,
     config: TrainConfig,
     out_dir: str | os.PathLike,
-    verbose: int = 2,
+    verbose: int = 0,
     resume_uri: str | None = None,
+    origin: str | None = None,
+    store: str | None = None,
 ) -> TrainResult:
-    """Train one variant, going on from the newest complete epoch an earlier attempt left.
+    """Train one variant: reuse a finished training, or go on from the newest complete epoch.
 
     Args:
         data_dir: a data set written by :func:`cnnvsmlp.data.store.write_dataset`.
         run: the variant and the seed.
         config: epochs, batch size, optimizer and execution settings.
-        out_dir: folder for the model, checkpoints, logs and ``train.json``;
-            empty, or holding an earlier attempt's outputs.
-        verbose: Keras' fit verbosity.
-        resume_uri: a ``gs://`` prefix or folder that mirrors ``out_dir``
-            after every epoch; what an earlier attempt left there is fetched
-            first, so training goes on from its last finished epoch.
+        out_dir: folder for the model, logs and ``train.json``; empty, or
+            holding an earlier attempt's outputs.
+        verbose: Keras' fit verbosity; progress goes to the
+            ``cnnvsmlp.progress`` logger whatever it is.
+        resume_uri: this training's ``gs://`` prefix or folder
+            (:func:`cnnvsmlp.resume.training_uri`): its state is mirrored
+            there after every epoch, and a finished training or the state of
+            an interrupted one found there is reused or resumed.
+        origin: who trains, recorded for a later reuse; by default ``out_dir``.
+        store: instead of ``resume_uri``, the scope that holds trainings by key
+            (:meth:`~cnnvsmlp.config.ExperimentConfig.resume_path`): this
+            training's ``resume_uri`` is then ``<store>/<run id>/<training key>``.
 
     Returns:
         The training record, also written to ``out_dir/train.json``.
@@ -241,85 +147,133 @@ def train(
     Raises:
         TrainingDiverged: the loss became NaN or infinite.
         UserError: ``out_dir`` holds files this project did not write.
+        cnnvsmlp.resume.ResumeError: a training state can be neither trusted
+            nor set aside.
     """
     out = claim_dir(out_dir, OUTPUTS, "training output")
     meta = read_metadata(data_dir)
+    hardware = Hardware.detect()
+    key = training_key(meta, run, config, hardware)
+    if store:
+        resume_uri = f"{store.rstrip('/')}/{run.run_id}/{key}"
+    state = Training(
+        out,
+        key,
+        training_key(meta, run, config, hardware, epochs=False),
+        run,
+        config,
+        mirror=resume_uri,
+        origin=origin,
+    )
+    reused = state.reuse()
+    if reused is not None:
+        return reused
 
     # Data
     x_train, y_train = load_split(data_dir, "train")
     x_val, y_val = load_split(data_dir, "validation")
 
     # Model
-    make_deterministic(run.seed)
-    model = build_model(run.variant, len(meta["classes"]))
-    model.compile(
-        optimizer=make_optimizer(config),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-        steps_per_execution=config.steps_per_execution,
-    )
-
-    # Resume
-    if resume_uri:
-        fetch_state(out, resume_uri)
-    state = latest_state(out)
-    history = restore(out, model, state) if state else []
-    done_before = len(history)
-    if done_before > config.epochs:
-        raise UserError(
-            f"{out}: holds a training of {done_before} epochs, more than the {config.epochs} "
-            "asked for; use a new folder"
+    def fresh() -> keras.Model:
+        make_deterministic(run.seed)
+        model = build_model(run.variant, len(meta["classes"]))
+        model.compile(
+            optimizer=make_optimizer(config),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+            steps_per_execution=config.steps_per_execution,
         )
+        return model
+
+    model, history = state.start(fresh)
+    done_before = len(history)
 
     # Train, one epoch per fit so every epoch gets its own order and a whole snapshot.
     tensorboard = keras.callbacks.TensorBoard(str(out / "tensorboard"), write_graph=False)
-    for epoch in range(done_before, config.epochs):
-        order = epoch_order(run.seed, epoch, len(x_train))
+    progress.report(
+        "start",
+        run.run_id,
+        f"training epochs {done_before + 1}..{config.epochs} of {len(x_train)} images",
+        epoch=done_before + 1,
+        epochs=config.epochs,
+    )
+    for epoch in range(done_before + 1, config.epochs + 1):
+        order = epoch_order(run.seed, epoch - 1, len(x_train))
+        steps = Progress(run, epoch, config.epochs)
         start = time.perf_counter()
         fit = model.fit(
             x_train[order],
             y_train[order],
             batch_size=config.batch_size,
-            initial_epoch=epoch,
-            epochs=epoch + 1,
+            initial_epoch=epoch - 1,
+            epochs=epoch,
             validation_data=(x_val, y_val),
             validation_batch_size=config.validation_batch_size,
             shuffle=False,
-            callbacks=[StopOnNonFinite(run, epoch, config.steps_per_execution), tensorboard],
+            callbacks=[steps, tensorboard],
             verbose=verbose,
         )
         seconds = time.perf_counter() - start
+        if steps.diverged:
+            step, loss = steps.diverged
+            every = (
+                f" (checked every {config.steps_per_execution} steps)"
+                if config.steps_per_execution > 1
+                else ""
+            )
+            raise TrainingDiverged(
+                f"{run.run_id}: loss became {loss} in epoch {epoch} by step {step}{every}; "
+                "lower train.learning_rate or check the data"
+            )
         metrics = {k: float(fit.history[k][-1]) for k in METRICS}
         if not all(math.isfinite(v) for v in metrics.values()):
             raise TrainingDiverged(
-                f"{run.run_id}: epoch {epoch + 1} ended with non-finite metrics {metrics}; "
+                f"{run.run_id}: epoch {epoch} ended with non-finite metrics {metrics}; "
                 "lower train.learning_rate or check the data"
             )
-        history.append(Epoch(epoch=epoch + 1, **metrics, time_s=seconds))
-        save_epoch(out, model, history)
-        if resume_uri:
-            mirror_epoch(out, resume_uri)
-
-    last = checkpoint_path(out, config.epochs)
-    write_atomically(out / "model.keras", lambda p: shutil.copyfile(last, p))
+        history.append(Epoch(epoch=epoch, **metrics, time_s=seconds))
+        state.save_epoch(model, history)
+        progress.report(
+            "epoch",
+            run.run_id,
+            f"epoch {epoch}/{config.epochs} loss {metrics['loss']:.4f} accuracy "
+            f"{metrics['accuracy']:.4f} val_loss {metrics['val_loss']:.4f} val_accuracy "
+            f"{metrics['val_accuracy']:.4f} ({seconds:.1f} s)",
+            epoch=epoch,
+            epochs=config.epochs,
+            **metrics,
+            seconds=seconds,
+        )
 
     new_epochs = history[done_before:]
     train_time = float(sum(e.time_s for e in new_epochs))
     # Throughput over every epoch of the history: a task retried after its
     # last epoch trains none itself.
     all_time = float(sum(e.time_s for e in history))
-    result = TrainResult(
-        run=run,
-        dataset=meta["dataset"],
-        train=config,
-        history=history,
-        params=int(model.count_params()),
-        n_train=len(x_train),
-        n_validation=len(x_val),
-        train_time_s=train_time,
-        train_images_per_s=len(x_train) * len(history) / all_time if all_time > 0 else 0.0,
-        resumed_from_epoch=done_before,
-        hardware=Hardware.detect(),
+    result = state.finish(
+        model,
+        TrainResult(
+            run=run,
+            dataset=meta["dataset"],
+            train=config,
+            history=history,
+            params=int(model.count_params()),
+            n_train=len(x_train),
+            n_validation=len(x_val),
+            train_time_s=train_time,
+            train_images_per_s=len(x_train) * len(history) / all_time if all_time > 0 else 0.0,
+            resumed_from_epoch=done_before,
+            hardware=hardware,
+        ),
     )
-    result.write(out / "train.json")
+    last = history[-1]
+    progress.report(
+        "done",
+        run.run_id,
+        f"done: {config.epochs} epochs, val_accuracy {last.val_accuracy:.4f} ({train_time:.1f} s)",
+        epoch=config.epochs,
+        epochs=config.epochs,
+        **{k: getattr(last, k) for k in METRICS},
+        seconds=train_time,
+    )
     return result
