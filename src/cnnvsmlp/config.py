@@ -327,9 +327,9 @@ _NOT_JSON = {
 
 
 class _StrictLoader(yaml.SafeLoader):
-    """YAML of JSON's types only, without aliases (a few bytes of them can expand to
-    gigabytes) or repeated keys.
+    """YAML of JSON's types only: no aliases, no repeated keys.
 
+    Aliases are refused because a few bytes of them can expand to gigabytes.
     Dates and times stay strings, as in YAML 1.2's core schema; an explicit
     ``!!binary``, ``!!set``, ``!!omap``, ``!!pairs`` or ``!!timestamp`` value,
     and a key that is not a string, are refused with their line and column.
