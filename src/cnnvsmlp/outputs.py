@@ -157,6 +157,7 @@ def build_dir(path: str | os.PathLike, owned: set[str], what: str, build: Callab
         ) from None
     old = tmp.with_name(f"{tmp.name}.old")
     try:
+        tmp.chmod(folder.stat().st_mode if folder.exists() else 0o777 & ~_umask())
         result = build(tmp)
         if folder.exists():
             folder.rename(old)
@@ -174,6 +175,12 @@ def build_dir(path: str | os.PathLike, owned: set[str], what: str, build: Callab
         raise
     shutil.rmtree(old, ignore_errors=True)
     return result
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _remove_empty(folders: list[Path]) -> None:
