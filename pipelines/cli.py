@@ -246,7 +246,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; errors in input end with one line and exit 2."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
-    args = _parse(build_parser(), argv)
+    try:
+        args = _parse(build_parser(), argv)
+    except SystemExit as done:  # --help, or argparse's one-line error
+        return done.code if isinstance(done.code, int) else 2
     try:
         return args.func(args)
     except UserError as err:

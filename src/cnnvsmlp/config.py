@@ -325,6 +325,10 @@ _NOT_JSON = {
     "tag:yaml.org,2002:timestamp": "the date or time in quotes, as a string",
 }
 
+_JSON_TAGS = {
+    f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "seq", "map")
+}
+
 
 class _StrictLoader(yaml.SafeLoader):
     """YAML of JSON's types only: no aliases, no repeated keys.
@@ -352,6 +356,12 @@ class _StrictLoader(yaml.SafeLoader):
             raise ConfigError(
                 f"{_at(node.start_mark)}: a !!{kind} value is not a config value; "
                 f"write {_NOT_JSON[node.tag]}"
+            )
+        if node.tag not in _JSON_TAGS:
+            tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+            raise ConfigError(
+                f"{_at(node.start_mark)}: the tag {tag} is not allowed in a config; "
+                "write a plain value without it"
             )
         return super().construct_object(node, deep=deep)
 
@@ -513,7 +523,9 @@ def _did_you_mean(loc: tuple) -> str:
 
 
 def _describe(err: ValidationError, where: str) -> str:
-    first = err.errors()[0]
+    errors = err.errors()
+    # A misspelt field also leaves the right one missing: name the misspelling.
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = ".".join(str(p) for p in first["loc"])
     msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "literal_error":
