@@ -77,10 +77,21 @@ def cmd_ensure_data(args: argparse.Namespace) -> int:
 
 def cmd_synth_emnist(args: argparse.Namespace) -> int:
     """Write a synthetic EMNIST Letters stand-in in NIST's file layout."""
+    from cnnvsmlp.data.spec import DATASETS
     from cnnvsmlp.synthetic import write_nist_layout
 
+    official = DATASETS["emnist-letters"].official_counts
     if args.train < 26 or args.test < 26:
         raise UserError("synth-emnist: --train and --test must each be at least 26")
+    if args.train > official["train"] or args.test > official["test"]:
+        raise UserError(
+            f"synth-emnist: --train and --test may be at most NIST's counts, "
+            f"{official['train']:,} and {official['test']:,}"
+        )
+    if not 0 <= args.seed < 2**32:
+        raise UserError("synth-emnist: --seed must be from 0 to 2**32 - 1")
+    if not args.out:
+        raise UserError("synth-emnist: --out is empty; name a folder")
     out = write_nist_layout(args.out, args.train, args.test, args.seed)
     print(
         f"synth-emnist: {args.train:,} train and {args.test:,} test images in NIST layout -> {out}"

@@ -75,6 +75,17 @@ ROWS = [
         "holds 'emnist-letters-test-images-idx3-ubyte.gz', which synth-emnist did not write",
         setup=_mixed,
     ),
+    Row(
+        "synth-negative-seed",
+        lambda tmp: ["synth-emnist", "--out", str(tmp / "s"), "--seed", "-1"],
+        "synth-emnist: --seed must be from 0 to 2**32 - 1",
+    ),
+    Row(
+        "synth-more-than-nist",
+        lambda tmp: ["synth-emnist", "--out", str(tmp / "s"), "--train", "10000000"],
+        "at most NIST's counts, 124,800 and 20,800",
+    ),
+    Row("synth-out-empty", lambda tmp: ["synth-emnist", "--out", ""], "--out is empty"),
     Row("synth-out-is-a-file", _synth_argv("f"), "f: is a file", setup=_file("f", b"mine")),
     Row("prepare-a-mixed-set", _letters(), "a mix of two writes", setup=_mixed),
     # ------------------------------------------------------------ YAML that is not JSON
@@ -306,6 +317,29 @@ ROWS = [
 @pytest.mark.parametrize("row", ROWS, ids=[r.id for r in ROWS])
 def test_refused_with_one_line_and_nothing_written(row, tmp_path, monkeypatch, capsys, request):
     _refuse(row, tmp_path, monkeypatch, capsys, request)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["synth-emnist", "--out", ".", "--train", "26", "--test", "26"],
+            ".: holds the current folder, and the synthetic EMNIST Letters replaces its folder",
+        ),
+        (["prepare", "limit=100", "--out", ".."], "..: holds the current folder"),
+        (["prepare", "limit=100", "--out", "../inner"], "../inner: holds the current folder"),
+    ],
+)
+def test_a_folder_holding_the_current_one_is_not_swapped(
+    argv, message, tmp_path, monkeypatch, capsys
+):
+    inner = tmp_path / "inner"
+    inner.mkdir()
+    monkeypatch.chdir(inner)
+    before = _tree(tmp_path)
+    assert main(argv) == 2
+    assert message in _one_error_line(capsys)
+    assert _tree(tmp_path) == before and Path.cwd() == inner
 
 
 # ---------------------------------------------------------------- faults while writing

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import glob
 import os
 import shutil
@@ -30,9 +31,9 @@ def local_folder(path: str | os.PathLike, what: str) -> Path:
     Raises:
         UserError: ``path`` is a URI, or a link to something that does not exist.
     """
-    folder = Path(path)
     if "://" in str(path):
         raise UserError(f"{path}: a URI; the {what} goes in a local folder")
+    folder = Path(path)
     if folder.is_symlink():
         target = Path(os.path.realpath(folder))
         if not target.exists():
@@ -138,7 +139,16 @@ def build_dir(path: str | os.PathLike, owned: set[str], what: str, build: Callab
         UserError: ``path`` is refused (see :func:`claim_dir`), or writing
             fails (a full disk, no permission), naming the folder and the reason.
     """
-    folder = local_folder(path, what)
+    try:
+        cwd = Path.cwd()
+    except FileNotFoundError:
+        raise UserError("the current folder was removed; cd into one that exists") from None
+    folder = Path(os.path.normpath(cwd / local_folder(path, what)))
+    if folder.resolve() in (cwd.resolve(), *cwd.resolve().parents):
+        raise UserError(
+            f"{path}: holds the current folder, and the {what} replaces its folder whole; "
+            "name a folder from outside it"
+        )
     _foreign(folder, owned, what)
     missing = [p for p in (folder.parent, *folder.parent.parents) if not p.exists()]
     try:
@@ -152,8 +162,7 @@ def build_dir(path: str | os.PathLike, owned: set[str], what: str, build: Callab
     except OSError as err:
         _remove_empty(missing)
         raise UserError(
-            f"{folder.parent}: cannot write the {what} there ({err.strerror}); "
-            "choose a folder you can write"
+            f"{folder.parent}: cannot write the {what} there ({err.strerror}); {_remedy(err)}"
         ) from None
     old = tmp.with_name(f"{tmp.name}.old")
     try:
@@ -170,11 +179,19 @@ def build_dir(path: str | os.PathLike, owned: set[str], what: str, build: Callab
         if isinstance(err, OSError):
             raise UserError(
                 f"{folder}: cannot write the {what} ({err.strerror or err}); nothing was "
-                "changed: free some space or choose another folder"
+                f"changed: {_remedy(err)}"
             ) from None
         raise
     shutil.rmtree(old, ignore_errors=True)
     return result
+
+
+def _remedy(err: OSError) -> str:
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "free some space or choose another folder"
+    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "choose a folder you can write"
+    return "choose another folder"
 
 
 def _umask() -> int:
