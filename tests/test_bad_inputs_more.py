@@ -164,6 +164,12 @@ ROWS = [
     ),
     Row("idx-dir-gs-no-bucket", _submit("idx_dir=gs:///x"), "names no bucket"),
     Row("prepare-out-uri", _prepare("limit=100", "--out", "s3://b/x"), "s3://b/x: a URI"),
+    Row("synth-out-uri", lambda tmp: ["synth-emnist", "--out", "ftp://h/x"], "ftp://h/x: a URI"),
+    Row(
+        "runs-dir-uri",
+        _run("epochs=1", "--runs-dir", "s3://b/runs"),
+        "s3:/b/runs: a URI; give a local folder for the runs",
+    ),
     # ------------------------------------------------------------ data sets too small
     Row(
         "no-validation-images",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import re
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
@@ -27,6 +26,7 @@ from pydantic import (
 
 from cnnvsmlp.errors import UserError
 from cnnvsmlp.jsonmodel import Record
+from cnnvsmlp.outputs import URI
 
 DATASETS = ("emnist-letters", "fashion-mnist")
 # The preset a command, a make verb or the pipeline uses when none is named.
@@ -53,14 +53,13 @@ SEED_LIMIT = 2**32  # NumPy's and TensorFlow's seeds are 32-bit
 MAX_CONFIG_BYTES = 1 << 20
 # The URI schemes a location field reads or writes; anything else is a local path.
 URI_SCHEMES = ("gs://",)
-_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):/")
 
 
 def _location(value: object) -> object:
     # Without this, s3://b/x would become a local folder named "s3:".
     if not isinstance(value, str):
         return value
-    scheme = _SCHEME.match(value)
+    scheme = URI.match(value)
     if scheme and not value.startswith(URI_SCHEMES):
         raise ValueError(
             f"{value!r}: the {scheme[1]}: scheme is not supported; "

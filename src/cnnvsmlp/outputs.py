@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import glob
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -15,6 +16,8 @@ from typing import TypeVar
 from cnnvsmlp.errors import UserError
 
 PARTIAL_PREFIX = ".partial-"
+# A URI's scheme, as in s3://bucket or file:/path; a pathlib path of one keeps ":/".
+URI = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):/")
 T = TypeVar("T")
 
 
@@ -31,8 +34,8 @@ def local_folder(path: str | os.PathLike, what: str) -> Path:
     Raises:
         UserError: ``path`` is a URI, or a link to something that does not exist.
     """
-    if "://" in str(path):
-        raise UserError(f"{path}: a URI; the {what} goes in a local folder")
+    if URI.match(str(path)):  # Path("s3://b") reads "s3:/b": look at the text as given
+        raise UserError(f"{path}: a URI; give a local folder for the {what}")
     folder = Path(path)
     if folder.is_symlink():
         target = Path(os.path.realpath(folder))
