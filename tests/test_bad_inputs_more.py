@@ -332,7 +332,7 @@ def test_refused_with_one_line_and_nothing_written(row, tmp_path, monkeypatch, c
             ["synth-emnist", "--out", ".", "--train", "26", "--test", "26"],
             ".: holds the current folder, and the synthetic EMNIST Letters replaces its folder",
         ),
-        (["prepare", "limit=100", "--out", ".."], "..: holds the current folder"),
+        (["prepare", "limit=100", "--out", ".."], "holds 'inner', which is not the data set"),
         (["prepare", "limit=100", "--out", "../inner"], "../inner: holds the current folder"),
     ],
 )

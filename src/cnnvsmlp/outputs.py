@@ -147,12 +147,12 @@ def build_dir(path: str | os.PathLike, owned: set[str], what: str, build: Callab
     except FileNotFoundError:
         raise UserError("the current folder was removed; cd into one that exists") from None
     folder = Path(os.path.normpath(cwd / local_folder(path, what)))
+    _foreign(folder, owned, what)
     if folder.resolve() in (cwd.resolve(), *cwd.resolve().parents):
         raise UserError(
             f"{path}: holds the current folder, and the {what} replaces its folder whole; "
             "name a folder from outside it"
         )
-    _foreign(folder, owned, what)
     missing = [p for p in (folder.parent, *folder.parent.parents) if not p.exists()]
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
