@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from cnnvsmlp.config import DEFAULT_PRESET
 from cnnvsmlp.errors import UserError
@@ -90,10 +91,21 @@ def cmd_ensure_data(args: argparse.Namespace) -> int:
 
 def cmd_synth_emnist(args: argparse.Namespace) -> int:
     """Write a synthetic EMNIST Letters stand-in in NIST's file layout."""
+    from cnnvsmlp.data.spec import DATASETS
     from cnnvsmlp.synthetic import write_nist_layout
 
+    official = DATASETS["emnist-letters"].official_counts
     if args.train < 26 or args.test < 26:
         raise UserError("synth-emnist: --train and --test must each be at least 26")
+    if args.train > official["train"] or args.test > official["test"]:
+        raise UserError(
+            f"synth-emnist: --train and --test may be at most NIST's counts, "
+            f"{official['train']:,} and {official['test']:,}"
+        )
+    if not 0 <= args.seed < 2**32:
+        raise UserError("synth-emnist: --seed must be from 0 to 2**32 - 1")
+    if not args.out:
+        raise UserError("synth-emnist: --out is empty; name a folder")
     out = write_nist_layout(args.out, args.train, args.test, args.seed)
     print(
         f"synth-emnist: {args.train:,} train and {args.test:,} test images in NIST layout -> {out}"
@@ -189,9 +201,33 @@ def cmd_lint_infra(args: argparse.Namespace) -> int:
     return lint_infra()
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line, naming the command and where its help is."""
+
+    def error(self, message: str) -> NoReturn:  # noqa: D102
+        self.exit(2, f"error: {self.prog}: {message}; see '{self.prog} --help'\n")
+
+
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse ``argv``, taking KEY=VALUE overrides before, between or after the options."""
+    args, rest = parser.parse_known_args(argv)
+    overrides = [a for a in rest if "=" in a and not a.startswith("-")]
+    unknown = [a for a in rest if a not in overrides]
+    if unknown or (overrides and not hasattr(args, "overrides")):
+        prog = f"{parser.prog} {args.command}"
+        parser.exit(
+            2,
+            f"error: {prog}: unrecognized arguments: {' '.join(unknown or overrides)}; "
+            f"see '{prog} --help'\n",
+        )
+    if overrides:
+        args.overrides = [*args.overrides, *overrides]
+    return args
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(prog="cnnvsmlp", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="cnnvsmlp", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("models", help=cmd_models.__doc__).set_defaults(func=cmd_models)
@@ -276,7 +312,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; errors in input end with one line and exit 2."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
-    args = build_parser().parse_args(argv)
+    try:
+        args = _parse(build_parser(), argv)
+    except SystemExit as done:  # --help, or argparse's one-line error
+        return done.code if isinstance(done.code, int) else 2
     try:
         return args.func(args)
     except UserError as err:

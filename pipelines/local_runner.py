@@ -33,6 +33,7 @@ from pathlib import Path
 from cnnvsmlp import progress
 from cnnvsmlp.config import ExperimentConfig
 from cnnvsmlp.errors import UserError
+from cnnvsmlp.outputs import local_folder
 from cnnvsmlp_pipelines import get_pipeline
 from cnnvsmlp_pipelines.kfp_local import EXCEPTION_LINE, describe_failure, plain
 
@@ -50,6 +51,7 @@ def new_run_dir(runs_dir: Path, config: ExperimentConfig) -> Path:
         LocalRunError: ``runs_dir`` is a file or cannot be written.
     """
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    runs_dir = local_folder(runs_dir, "runs")  # a dangling link is named as one
     if runs_dir.exists() and not runs_dir.is_dir():
         raise LocalRunError(f"{runs_dir}: is a file, not a folder for runs")
     for n in range(1000):

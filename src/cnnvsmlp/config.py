@@ -7,6 +7,7 @@ as JSON and validate it again, so a bad value fails before any work is done.
 
 from __future__ import annotations
 
+import difflib
 import json
 from importlib import resources
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Annotated, Literal
 
 import yaml
 from pydantic import (
+    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -24,6 +26,7 @@ from pydantic import (
 
 from cnnvsmlp.errors import UserError
 from cnnvsmlp.jsonmodel import Record
+from cnnvsmlp.outputs import URI
 from cnnvsmlp.provenance import Provenance
 
 DATASETS = ("emnist-letters", "fashion-mnist")
@@ -49,6 +52,27 @@ Int = Annotated[int, BeforeValidator(_not_bool)]
 Float = Annotated[float, BeforeValidator(_not_bool)]
 SEED_LIMIT = 2**32  # NumPy's and TensorFlow's seeds are 32-bit
 MAX_CONFIG_BYTES = 1 << 20
+# The URI schemes a location field reads or writes; anything else is a local path.
+URI_SCHEMES = ("gs://",)
+
+
+def _location(value: object) -> object:
+    # Without this, s3://b/x would become a local folder named "s3:".
+    if not isinstance(value, str):
+        return value
+    scheme = URI.match(value)
+    if scheme and not value.startswith(URI_SCHEMES):
+        raise ValueError(
+            f"{value!r}: the {scheme[1]}: scheme is not supported; "
+            "use a gs://<bucket>/<path> URI or a local folder"
+        )
+    if value.startswith("gs://") and not value[5:].split("/", 1)[0]:
+        raise ValueError(f"{value!r} names no bucket; expected gs://<bucket>/<path>")
+    return value
+
+
+# A local path or a URI of a scheme in URI_SCHEMES; any other scheme:// is refused.
+Location = Annotated[str, BeforeValidator(_location)]
 
 
 class _Config(Record):
@@ -69,14 +93,14 @@ class DataSource(_Config):
     """
 
     kind: SourceKind = "auto"
-    tfds_data_dir: str | None = Field(
+    tfds_data_dir: Location | None = Field(
         default=None,
         description=(
             "TFDS data_dir, local path or gs:// URL, holding TFDS's download cache "
             "(downloads/) or its prepared records (<name>/<version>/); null: ~/tensorflow_datasets."
         ),
     )
-    idx_dir: str | None = Field(
+    idx_dir: Location | None = Field(
         default=None, description="Directory of the original gzip IDX files: path or gs:// prefix."
     )
     download: bool = Field(
@@ -136,6 +160,13 @@ class Reference(_Config):
     loss: float | None = None
     split: Literal["validation", "test"]
     note: str = ""
+    dataset: DatasetName | None = Field(
+        default=None,
+        description=(
+            "The data set the number was measured on; a config file's references "
+            "are taken to be on that file's data set."
+        ),
+    )
 
 
 class ExperimentConfig(_Config):
@@ -156,7 +187,7 @@ class ExperimentConfig(_Config):
         default=None, ge=10, description="Use at most this many images of each official split."
     )
     references: dict[str, Reference] = Field(default_factory=dict)
-    resume_uri: str | None = Field(
+    resume_uri: Location | None = Field(
         default=None,
         description=(
             "gs:// prefix (or folder) where training mirrors its state after every epoch, "
@@ -183,6 +214,15 @@ class ExperimentConfig(_Config):
         default=None, description="What started the run (cnnvsmlp.provenance.stamp)."
     )
 
+    @field_validator("variants", mode="before")
+    @classmethod
+    def _some_variants(cls, variants: object) -> object:
+        from cnnvsmlp.models import VARIANTS
+
+        if isinstance(variants, list) and not variants:
+            raise ValueError(f"names no variant; list one or more of {', '.join(sorted(VARIANTS))}")
+        return variants
+
     @field_validator("variants")
     @classmethod
     def _known_variants(cls, variants: list[str]) -> list[str]:
@@ -190,19 +230,14 @@ class ExperimentConfig(_Config):
 
         unknown = [v for v in variants if v not in VARIANTS]
         if unknown:
+            close = difflib.get_close_matches(unknown[0], VARIANTS, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
             raise ValueError(
-                f"unknown variant {unknown[0]!r}; allowed: {', '.join(sorted(VARIANTS))}"
+                f"unknown variant {unknown[0]!r}; allowed: {', '.join(sorted(VARIANTS))}{hint}"
             )
         if len(set(variants)) != len(variants):
             raise ValueError("each variant may appear once")
         return variants
-
-    @field_validator("resume_uri")
-    @classmethod
-    def _resume_uri_names_a_bucket(cls, uri: str | None) -> str | None:
-        if uri and uri.startswith("gs://") and not uri[5:].split("/", 1)[0]:
-            raise ValueError(f"{uri!r} names no bucket; expected gs://<bucket>/<path>")
-        return uri
 
     @model_validator(mode="after")
     def _one_resume_scope(self) -> ExperimentConfig:
@@ -217,9 +252,15 @@ class ExperimentConfig(_Config):
     def _references_name_variants(self) -> ExperimentConfig:
         from cnnvsmlp.models import VARIANTS
 
-        for name in self.references:
+        for name, ref in self.references.items():
             if name not in VARIANTS:
                 raise ValueError(f"references: unknown variant {name!r}")
+            if ref.dataset not in (None, self.dataset):
+                raise ValueError(
+                    f"references.{name}: a number measured on {ref.dataset}, but dataset is "
+                    f"{self.dataset}; use --config {self.dataset} for its references, or "
+                    "add references={} to compare without any"
+                )
         return self
 
     @model_validator(mode="after")
@@ -317,8 +358,37 @@ def preset_names() -> list[str]:
     )
 
 
+def _at(mark: yaml.Mark) -> str:
+    return f"line {mark.line + 1}, column {mark.column + 1}"
+
+
+# What to write instead of a YAML type that JSON (and so a config) has no word for.
+_NOT_JSON = {
+    "tag:yaml.org,2002:binary": "base64 text as a plain string",
+    "tag:yaml.org,2002:set": "a list, [a, b]",
+    "tag:yaml.org,2002:omap": "a mapping, {a: 1}",
+    "tag:yaml.org,2002:pairs": "a mapping, {a: 1}",
+    "tag:yaml.org,2002:timestamp": "the date or time in quotes, as a string",
+}
+
+_JSON_TAGS = {
+    f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "seq", "map")
+}
+
+
 class _StrictLoader(yaml.SafeLoader):
-    """YAML without aliases (a few bytes of them can expand to gigabytes) or repeated keys."""
+    """YAML of JSON's types only: no aliases, no repeated keys.
+
+    Aliases are refused because a few bytes of them can expand to gigabytes.
+    Dates and times stay strings, as in YAML 1.2's core schema; an explicit
+    ``!!binary``, ``!!set``, ``!!omap``, ``!!pairs`` or ``!!timestamp`` value,
+    and a key that is not a string, are refused with their line and column.
+    """
+
+    yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
 
     def compose_node(self, parent, index):  # noqa: D102
         if self.check_event(yaml.AliasEvent):
@@ -326,35 +396,74 @@ class _StrictLoader(yaml.SafeLoader):
             raise ConfigError(f"line {mark.line + 1}: YAML aliases (*name) are not allowed")
         return super().compose_node(parent, index)
 
+    def construct_object(self, node, deep=False):  # noqa: D102
+        if node.tag in _NOT_JSON:
+            kind = node.tag.rsplit(":", 1)[1]
+            raise ConfigError(
+                f"{_at(node.start_mark)}: a !!{kind} value is not a config value; "
+                f"write {_NOT_JSON[node.tag]}"
+            )
+        if node.tag not in _JSON_TAGS:
+            tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+            raise ConfigError(
+                f"{_at(node.start_mark)}: the tag {tag} is not allowed in a config; "
+                "write a plain value without it"
+            )
+        return super().construct_object(node, deep=deep)
+
     def construct_mapping(self, node, deep=False):  # noqa: D102
         seen = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, str):
+                raise ConfigError(
+                    f"{_at(key_node.start_mark)}: key {key_node.value!r} is not a name; "
+                    "write it in quotes if it is one"
+                )
             if key in seen:
-                raise ConfigError(f"line {key_node.start_mark.line + 1}: key {key!r} appears twice")
+                line = key_node.start_mark.line + 1
+                raise ConfigError(f"line {line}: key {key!r} appears twice")
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
 
 def parse_yaml(text: str, where: str) -> object:
-    """Parse a config's YAML text strictly: no aliases, no repeated keys.
+    """Parse a config's YAML text strictly: JSON's types only, no aliases, no repeated keys.
 
     Raises:
-        ConfigError: invalid YAML, naming ``where``.
+        ConfigError: invalid YAML, naming ``where`` and the line and column.
     """
     try:
         return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except ConfigError as err:
         raise ConfigError(f"{where}: {err}") from None
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        at = f" at {_at(mark)}" if mark else ""
+        problem = err.problem or err.context or err.__class__.__name__
+        raise ConfigError(f"{where}: not valid YAML{at} ({problem})") from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"{where}: not valid YAML ({err.__class__.__name__})") from None
+        raise ConfigError(f"{where}: not valid YAML ({err})") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: nested too deeply to be a config") from None
 
 
 def _read_yaml(config: str) -> tuple[str, dict]:
     path = Path(config)
-    if config.endswith((".yaml", ".yml")) or path.exists():
-        if not path.is_file():
+    try:
+        exists = path.exists()
+    except OSError as err:
+        raise ConfigError(f"{config}: cannot read it ({err.strerror})") from None
+    if config.endswith((".yaml", ".yml")) or exists:
+        if path.is_dir():
+            raise ConfigError(f"{config}: is a folder; name a YAML config file or a preset")
+        if not exists and path.is_symlink():
+            target = path.readlink()
+            raise ConfigError(f"{config}: a link to {target}, which does not exist")
+        if not exists:
             raise ConfigError(f"{config}: no such config file")
+        if not path.is_file():
+            raise ConfigError(f"{config}: not a regular file; name a YAML config file")
         where = str(path)
         if path.stat().st_size > MAX_CONFIG_BYTES:
             raise ConfigError(f"{where}: larger than {MAX_CONFIG_BYTES} bytes; not a config")
@@ -370,9 +479,26 @@ def _read_yaml(config: str) -> tuple[str, dict]:
     else:
         raise ConfigError(f"{config}: not a preset ({', '.join(preset_names())}) nor a YAML file")
     data = parse_yaml(text, where)
+    if data is None:
+        raise ConfigError(
+            f"{where}: holds no fields; copy a preset (src/cnnvsmlp/presets/) and change it"
+        )
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping at the top level")
     return where, data
+
+
+def _variant_names(item: str, raw: str) -> list[str]:
+    from cnnvsmlp.models import VARIANTS
+
+    names = [v.strip() for v in raw.split(",")]
+    if not all(names):
+        what = "an empty name" if any(names) else "no name"
+        raise ConfigError(
+            f"override {item!r}: {what} among the variants; write variants=<name>,<name> "
+            f"with names from {', '.join(sorted(VARIANTS))}"
+        )
+    return names
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
@@ -390,9 +516,10 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         if not sep or not key:
             raise ConfigError(f"override {item!r}: expected key=value")
         path = ALIASES.get(key, key).split(".")
-        value = parse_yaml(raw, f"override {item!r}") if raw else None
-        if path == ["variants"] and isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
+        if path == ["variants"] and not raw.lstrip().startswith("["):
+            value = _variant_names(item, raw)
+        else:
+            value = parse_yaml(raw, f"override {item!r}") if raw else None
         node = data
         for part in path[:-1]:
             node = node.setdefault(part, {})
@@ -402,15 +529,69 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
+def _field_paths(model: type[BaseModel], prefix: str = "") -> dict[str, str]:
+    """Every field's dotted path, keyed by that path and by its last name."""
+    paths = {}
+    for name, info in model.model_fields.items():
+        path = f"{prefix}{name}"
+        paths.setdefault(name, path)
+        paths[path] = path
+        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+            for key, sub in _field_paths(info.annotation, f"{path}.").items():
+                paths.setdefault(key.rsplit(".", 1)[-1], sub)
+                paths[sub] = sub
+    return paths
+
+
+def _did_you_mean(loc: tuple) -> str:
+    """``; did you mean <field>?`` for an unknown field at ``loc``, or nothing."""
+    model: type[BaseModel] | None = ExperimentConfig
+    parts = list(loc[:-1])
+    prefix = ""
+    while parts and model is not None:
+        part = str(parts.pop(0))
+        info = model.model_fields.get(part)
+        if info is None:
+            return ""
+        prefix += f"{part}."
+        annotation = info.annotation
+        if getattr(annotation, "__origin__", None) is dict and parts:
+            prefix += f"{parts.pop(0)}."
+            annotation = annotation.__args__[1]
+        model = annotation if isinstance(annotation, type) else None
+    if model is None or not issubclass(model, BaseModel):
+        return ""
+    candidates = {name: f"{prefix}{name}" for name in model.model_fields}
+    if model is ExperimentConfig:
+        candidates = {**_field_paths(ExperimentConfig), **ALIASES, **candidates}
+    close = difflib.get_close_matches(str(loc[-1]), candidates, n=1)
+    return f"; did you mean {candidates[close[0]]}?" if close else ""
+
+
 def _describe(err: ValidationError, where: str) -> str:
-    first = err.errors()[0]
+    errors = err.errors()
+    # A misspelt field also leaves the right one missing: name the misspelling.
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = ".".join(str(p) for p in first["loc"])
     msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "literal_error":
         msg = f"got {first['input']!r}; {msg.lower()}"
     elif first["type"] == "extra_forbidden":
-        msg = "unknown field"
+        msg = "unknown field" + _did_you_mean(first["loc"])
     return f"{where}: {loc}: {msg}" if loc else f"{where}: {msg}"
+
+
+def _stamp_references(data: dict) -> None:
+    """Record on each reference the data set of the file it is written in.
+
+    A number from a write-up belongs to its data set: an override of
+    ``dataset`` then meets references of another one, and is refused.
+    """
+    references = data.get("references")
+    if isinstance(references, dict):
+        for ref in references.values():
+            if isinstance(ref, dict):
+                ref.setdefault("dataset", data.get("dataset"))
 
 
 def load_config(config: str, overrides: list[str] | None = None) -> ExperimentConfig:
@@ -420,6 +601,7 @@ def load_config(config: str, overrides: list[str] | None = None) -> ExperimentCo
         ConfigError: with a one-line message naming the field and what is allowed.
     """
     where, data = _read_yaml(config)
+    _stamp_references(data)
     data = apply_overrides(data, overrides or [])
     try:
         return ExperimentConfig.model_validate(data)

@@ -77,6 +77,11 @@ def shipped_files(root: Path = ROOT) -> list[Path]:
         capture_output=True,
         text=True,
     )
+    if "safe.directory" in listed.stderr:  # git refuses a checkout another user owns
+        raise ImageError(
+            f"{root}: owned by another user, so git refuses to read it; trust it with "
+            f"'git config --global --add safe.directory {root}'"
+        )
     if listed.returncode != 0:
         raise ImageError(f"{root}: not a git work tree; image tags hash tracked files only")
     names = [n for n in listed.stdout.split("\0") if n and "__pycache__" not in n]

@@ -2,14 +2,65 @@
 
 from __future__ import annotations
 
+import errno
+import glob
 import os
+import re
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from cnnvsmlp.errors import UserError
 
 PARTIAL_PREFIX = ".partial-"
+# A URI's scheme, as in s3://bucket or file:/path; a pathlib path of one keeps ":/".
+URI = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):/")
+T = TypeVar("T")
+
+
+def local_folder(path: str | os.PathLike, what: str) -> Path:
+    """The local folder ``path`` names, following a link to the folder it points at.
+
+    Args:
+        path: the folder, or a link to one.
+        what: what the folder is for, for the messages.
+
+    Returns:
+        ``path``, or the target of the link ``path`` is.
+
+    Raises:
+        UserError: ``path`` is a URI, or a link to something that does not exist.
+    """
+    if URI.match(str(path)):  # Path("s3://b") reads "s3:/b": look at the text as given
+        raise UserError(f"{path}: a URI; give a local folder for the {what}")
+    folder = Path(path)
+    if folder.is_symlink():
+        target = Path(os.path.realpath(folder))
+        if not target.exists():
+            raise UserError(
+                f"{folder}: a link to {os.readlink(folder)}, which does not exist; "
+                f"create it or choose another folder for the {what}"
+            )
+        return target
+    return folder
+
+
+def _foreign(folder: Path, owned: set[str], what: str) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{folder}: is a file, not a folder for the {what}")
+    try:
+        entries = sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+    except OSError as err:
+        raise UserError(f"{folder}: cannot use it for the {what} ({err.strerror})") from None
+    foreign = [n for n in entries if n not in owned and not n.startswith(PARTIAL_PREFIX)]
+    if foreign:
+        raise UserError(
+            f"{folder}: holds {foreign[0]!r}, which is not the {what} this project writes; "
+            "choose a new or empty folder"
+        )
 
 
 def claim_dir(path: str | os.PathLike, owned: set[str], what: str) -> Path:
@@ -17,7 +68,7 @@ def claim_dir(path: str | os.PathLike, owned: set[str], what: str) -> Path:
 
     The folder may be new, empty, or hold only entries named in ``owned``
     (what an earlier run of the same step wrote) and partial files that
-    step left behind.
+    step left behind. A link to a folder is followed.
 
     Args:
         path: the folder.
@@ -28,24 +79,137 @@ def claim_dir(path: str | os.PathLike, owned: set[str], what: str) -> Path:
         The folder, created if it was missing.
 
     Raises:
-        UserError: ``path`` is a file, cannot be created, or holds an entry
-            the step did not write (named in the message).
+        UserError: ``path`` is a file, a URI or a dangling link, cannot be
+            created, or holds an entry the step did not write (named in the message).
     """
-    folder = Path(path)
-    if folder.exists() and not folder.is_dir():
-        raise UserError(f"{folder}: is a file, not a folder for the {what}")
+    folder = local_folder(path, what)
+    _foreign(folder, owned, what)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        entries = sorted(p.name for p in folder.iterdir())
     except OSError as err:
         raise UserError(f"{folder}: cannot use it for the {what} ({err.strerror})") from None
-    foreign = [n for n in entries if n not in owned and not n.startswith(PARTIAL_PREFIX)]
-    if foreign:
-        raise UserError(
-            f"{folder}: holds {foreign[0]!r}, which is not the {what} this project writes; "
-            "choose a new or empty folder"
-        )
     return folder
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_partials(folder: Path) -> None:
+    """Remove what a killed :func:`build_dir` of ``folder`` left beside it.
+
+    A partial folder names the process that builds it; one whose process is
+    gone is stale. The previous folder set aside by a swap that was killed
+    between its two renames is put back.
+    """
+    prefix = f"{PARTIAL_PREFIX}{folder.name}."
+    for entry in sorted(folder.parent.glob(f"{glob.escape(prefix)}*")):
+        pid = entry.name[len(prefix) :].split(".", 1)[0]
+        if pid.isdigit() and _pid_alive(int(pid)):
+            continue
+        if entry.name.endswith(".old") and not folder.exists():
+            entry.rename(folder)
+        else:
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def build_dir(path: str | os.PathLike, owned: set[str], what: str, build: Callable[[Path], T]) -> T:
+    """Build a folder beside ``path`` and swap it in whole, refusing a folder of someone else's.
+
+    ``path`` may be missing, empty, or hold only entries named in ``owned``
+    (what an earlier build wrote); a link to a folder is followed. ``build``
+    writes into a hidden partial folder beside it, which then replaces
+    ``path`` in two renames. A reader sees the old folder or the whole new
+    one; a failure or an interruption leaves the old one as it was, and the
+    next build removes what a killed one left.
+
+    Args:
+        path: the folder.
+        owned: names of the files and folders ``build`` writes at its top.
+        what: what the folder is for, for the messages.
+        build: writes the folder's content into the folder it is given.
+
+    Returns:
+        What ``build`` returns.
+
+    Raises:
+        UserError: ``path`` is refused (see :func:`claim_dir`), or writing
+            fails (a full disk, no permission), naming the folder and the reason.
+    """
+    try:
+        cwd = Path.cwd()
+    except FileNotFoundError:
+        raise UserError("the current folder was removed; cd into one that exists") from None
+    folder = Path(os.path.normpath(cwd / local_folder(path, what)))
+    _foreign(folder, owned, what)
+    if folder.resolve() in (cwd.resolve(), *cwd.resolve().parents):
+        raise UserError(
+            f"{path}: holds the current folder, and the {what} replaces its folder whole; "
+            "name a folder from outside it"
+        )
+    missing = [p for p in (folder.parent, *folder.parent.parents) if not p.exists()]
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_partials(folder)
+        tmp = Path(
+            tempfile.mkdtemp(
+                prefix=f"{PARTIAL_PREFIX}{folder.name}.{os.getpid()}.", dir=folder.parent
+            )
+        )
+    except OSError as err:
+        _remove_empty(missing)
+        raise UserError(
+            f"{folder.parent}: cannot write the {what} there ({err.strerror}); {_remedy(err)}"
+        ) from None
+    old = tmp.with_name(f"{tmp.name}.old")
+    try:
+        tmp.chmod(folder.stat().st_mode if folder.exists() else 0o777 & ~_umask())
+        result = build(tmp)
+        if folder.exists():
+            folder.rename(old)
+        tmp.rename(folder)
+    except BaseException as err:
+        if old.exists() and not folder.exists():
+            old.rename(folder)
+        shutil.rmtree(tmp, ignore_errors=True)
+        _remove_empty(missing)
+        if isinstance(err, OSError):
+            raise UserError(
+                f"{folder}: cannot write the {what} ({err.strerror or err}); nothing was "
+                f"changed: {_remedy(err)}"
+            ) from None
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    return result
+
+
+def _remedy(err: OSError) -> str:
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "free some space or choose another folder"
+    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "choose a folder you can write"
+    return "choose another folder"
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders a failed build created, innermost first, if still empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 @contextmanager

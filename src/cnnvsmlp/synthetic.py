@@ -10,6 +10,8 @@ numbers a model reaches on them say nothing about handwriting.
 from __future__ import annotations
 
 import gzip
+import hashlib
+import json
 import string
 import struct
 from pathlib import Path
@@ -18,7 +20,10 @@ import numpy as np
 from matplotlib import font_manager
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from cnnvsmlp.data.spec import DATASETS
+from cnnvsmlp.data.idx import WRITTEN_BY, gunzip, read_file, written_digests
+from cnnvsmlp.data.spec import DATASETS, DatasetSpec
+from cnnvsmlp.errors import UserError
+from cnnvsmlp.outputs import PARTIAL_PREFIX, build_dir, local_folder
 
 FONTS = ("DejaVu Sans", "DejaVu Serif", "DejaVu Sans Mono")
 
@@ -62,16 +67,68 @@ def render_letters(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def write_nist_layout(out_dir: str | Path, n_train: int, n_test: int, seed: int = 0) -> Path:
     """Write synthetic EMNIST Letters files exactly as NIST lays them out.
 
+    The folder may be new, empty, or an earlier output of this function
+    (its :data:`~cnnvsmlp.data.idx.WRITTEN_BY` record names every file by its
+    digest); files are built beside it and swapped in whole, so an
+    interruption leaves the old set as it was, never a mix.
+
     Returns:
         The folder, usable as ``idx_dir`` of the ``emnist-letters`` preset.
+
+    Raises:
+        UserError: the folder holds a file this function did not write (real
+            EMNIST files included), or cannot be written.
     """
     spec = DATASETS["emnist-letters"]
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    for split, n, split_seed in (("train", n_train, seed), ("test", n_test, seed + 1)):
-        images, labels = render_letters(n, split_seed)
-        (out / spec.files[f"{split}_images"]).write_bytes(
-            gzip.compress(_idx(images.transpose(0, 2, 1)))
+    what = "synthetic EMNIST Letters"
+    folder = local_folder(out_dir, what)
+    _refuse_foreign(folder, spec, what)
+
+    def build(into: Path) -> None:
+        digests = {}
+        for split, n, split_seed in (("train", n_train, seed), ("test", n_test, seed + 1)):
+            images, labels = render_letters(n, split_seed)
+            for key, payload in (
+                (f"{split}_images", _idx(images.transpose(0, 2, 1))),
+                (f"{split}_labels", _idx(labels + 1)),
+            ):
+                (into / spec.files[key]).write_bytes(gzip.compress(payload))
+                digests[spec.files[key]] = hashlib.sha256(payload).hexdigest()
+        record = {"writer": "cnnvsmlp synth-emnist", "seed": seed, "idx_sha256": digests}
+        (into / WRITTEN_BY).write_text(json.dumps(record, indent=1) + "\n")
+
+    build_dir(folder, {*spec.files.values(), WRITTEN_BY}, what, build)
+    return folder
+
+
+def _refuse_foreign(folder: Path, spec: DatasetSpec, what: str) -> None:
+    """Refuse a folder holding any file that an earlier write of this function did not write."""
+    if not folder.is_dir():
+        return  # new, or a file: build_dir says so
+    try:
+        names = sorted(p.name for p in folder.iterdir() if not p.name.startswith(PARTIAL_PREFIX))
+    except OSError as err:
+        raise UserError(f"{folder}: cannot use it for the {what} ({err.strerror})") from None
+    if not names:
+        return
+    recorded = written_digests(folder)
+    if recorded is None:
+        raise UserError(
+            f"{folder}: holds {names[0]!r} but no {WRITTEN_BY}: not files synth-emnist wrote "
+            "(real EMNIST files have the same names); choose a new or empty folder"
         )
-        (out / spec.files[f"{split}_labels"]).write_bytes(gzip.compress(_idx(labels + 1)))
-    return out
+    for name in names:
+        if name == WRITTEN_BY:
+            continue
+        if name not in recorded or _idx_digest(folder / name, spec) != recorded[name]:
+            raise UserError(
+                f"{folder}: holds {name!r}, which synth-emnist did not write there; "
+                "choose a new or empty folder"
+            )
+
+
+def _idx_digest(path: Path, spec: DatasetSpec) -> str | None:
+    try:
+        return hashlib.sha256(gunzip(read_file(path, spec.name), path.name, spec.name)).hexdigest()
+    except UserError:
+        return None

@@ -14,7 +14,7 @@ import os
 
 from cnnvsmlp.config import DataSource, Split
 from cnnvsmlp.data.search import read_source
-from cnnvsmlp.data.spec import check_official_counts, get_spec
+from cnnvsmlp.data.spec import DataError, check_official_counts, get_spec
 from cnnvsmlp.data.store import write_dataset
 
 
@@ -31,9 +31,18 @@ def prepare(
         The metadata written to ``out_dir/metadata.json``.
 
     Raises:
-        DataError: unknown name, no working source, or bad input files.
+        DataError: unknown name, no working source, bad or unreadable input
+            files, or splits too small to train on.
+        UserError: ``out_dir`` is refused or cannot be written.
     """
     spec = get_spec(dataset)
-    raw = read_source(spec, source)
+    try:
+        raw = read_source(spec, source)
+    except OSError as err:  # a folder of a source that cannot be listed or read
+        where = err.filename or "a source folder"
+        raise DataError(
+            f"{spec.name}: {where}: cannot read it ({err.strerror or err}); "
+            "check its permissions or set source.idx_dir to a folder you can read"
+        ) from None
     check_official_counts(spec, raw)
     return write_dataset(raw, spec, split, out_dir, limit)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import os
 import zlib
 from pathlib import Path
@@ -18,6 +19,19 @@ from cnnvsmlp.data.spec import (
     SourceUnavailable,
     normalise_raw,
 )
+
+# The record a writer of IDX files (synth-emnist) leaves beside them: each file's IDX digest.
+WRITTEN_BY = "cnnvsmlp-written.json"
+
+
+def written_digests(directory: Path) -> dict[str, str] | None:
+    """The IDX digests the writer of ``directory``'s files recorded, or None without a record."""
+    try:
+        record = json.loads((directory / WRITTEN_BY).read_text(encoding="utf-8"))
+        digests = record["idx_sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return digests if isinstance(digests, dict) else None
 
 
 def read_file(path: Path, label: str) -> bytes:
@@ -90,7 +104,23 @@ def read_idx_dir(spec: DatasetSpec, directory: str | os.PathLike) -> RawData:
     """
     directory = Path(directory)
     blobs = {key: read_file(directory / name, spec.name) for key, name in spec.files.items()}
-    return read_idx_blobs(spec, blobs, source=f"idx:{directory}")
+    raw = read_idx_blobs(spec, blobs, source=f"idx:{directory}")
+    _check_one_write(spec, directory, raw.input_sha256)
+    return raw
+
+
+def _check_one_write(spec: DatasetSpec, directory: Path, digests: dict[str, str]) -> None:
+    """Refuse files that are not the set their writer recorded: a mix of two writes."""
+    recorded = written_digests(directory)
+    if recorded is None:
+        return
+    for name, digest in digests.items():
+        if recorded.get(name) != digest:
+            raise DataError(
+                f"{spec.name}: {directory / name} is not the file written with the others "
+                f"(its digest differs from {WRITTEN_BY}): a mix of two writes; "
+                "write the set again into a new folder"
+            )
 
 
 def read_idx_blobs(spec: DatasetSpec, blobs: dict[str, bytes], source: str) -> RawData:

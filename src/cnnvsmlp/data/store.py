@@ -8,20 +8,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from cnnvsmlp.config import Split
 from cnnvsmlp.data.spec import IMAGE_SHAPE, DataError, DatasetSpec, RawData
-from cnnvsmlp.outputs import PARTIAL_PREFIX, claim_dir
+from cnnvsmlp.outputs import build_dir
 
 FORMAT = "cnnvsmlp-dataset/1"
 SPLITS = ("train", "validation", "test")
 DATASET_FILES = {f"{name}.npz" for name in SPLITS} | {"metadata.json"}
+MIN_IMAGES = 1  # in each split: Keras' fit and evaluate see no batch in an empty one
 
 
 def split_train(
@@ -53,6 +53,11 @@ def write_dataset(
 
     Returns:
         The metadata written.
+
+    Raises:
+        DataError: a split would hold no image.
+        UserError: ``out_dir`` holds what this project did not write, or
+            cannot be written (see :func:`~cnnvsmlp.outputs.build_dir`).
     """
     train_x, train_y = raw.train_images, raw.train_labels
     test_x, test_y = raw.test_images, raw.test_labels
@@ -65,37 +70,50 @@ def write_dataset(
         )
     (tr_x, tr_y), (va_x, va_y) = split_train(train_x, train_y, split)
     parts = {"train": (tr_x, tr_y), "validation": (va_x, va_y), "test": (test_x, test_y)}
-    out_dir = claim_dir(out_dir, DATASET_FILES, "data set")
-    tmp = Path(tempfile.mkdtemp(prefix=f"{PARTIAL_PREFIX}{out_dir.name}.", dir=out_dir.parent))
-    old = out_dir.with_name(f"{PARTIAL_PREFIX}old-{tmp.name}")
-    try:
+    counts = {name: int(len(y)) for name, (_, y) in parts.items()}
+    _check_counts(spec, raw, split, limit, counts)
+    meta = {
+        "format": FORMAT,
+        "dataset": spec.name,
+        "classes": list(spec.classes),
+        "image_shape": list(IMAGE_SHAPE),
+        "layout": "NHWC",
+        "stored_dtype": "uint8",
+        "scale": "divide by 255 to get float32 in [0, 1]",
+        "counts": counts,
+        "split": split.model_dump(),
+        "limit": limit,
+        "source": raw.source,
+        "input_sha256": raw.input_sha256,
+    }
+
+    def build(folder: Path) -> None:
         for name, (x, y) in parts.items():
-            np.savez(tmp / f"{name}.npz", images=x.reshape(-1, *IMAGE_SHAPE), labels=y)
-        meta = {
-            "format": FORMAT,
-            "dataset": spec.name,
-            "classes": list(spec.classes),
-            "image_shape": list(IMAGE_SHAPE),
-            "layout": "NHWC",
-            "stored_dtype": "uint8",
-            "scale": "divide by 255 to get float32 in [0, 1]",
-            "counts": {name: int(len(y)) for name, (_, y) in parts.items()},
-            "split": split.model_dump(),
-            "limit": limit,
-            "source": raw.source,
-            "input_sha256": raw.input_sha256,
-        }
-        (tmp / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
-        # The folder holds nothing but an earlier data set (claim_dir checked): swap it whole.
-        out_dir.rename(old)
-        tmp.rename(out_dir)
-    except BaseException:
-        if old.exists() and not out_dir.exists():
-            old.rename(out_dir)
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
+            np.savez(folder / f"{name}.npz", images=x.reshape(-1, *IMAGE_SHAPE), labels=y)
+        (folder / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+    build_dir(out_dir, DATASET_FILES, "data set", build)
     return meta
+
+
+def _check_counts(
+    spec: DatasetSpec, raw: RawData, split: Split, limit: int | None, counts: dict[str, int]
+) -> None:
+    """Refuse splits a training cannot use: each needs at least one image."""
+    empty = [name for name, n in counts.items() if n < MIN_IMAGES]
+    if not empty:
+        return
+    have = ", ".join(f"{n} {name}" for name, n in counts.items())
+    cut = f"limit={limit} and " if limit is not None else ""
+    need = math.ceil(MIN_IMAGES / split.validation_fraction)
+    need += int(need * split.validation_fraction) < MIN_IMAGES  # rounding of the fraction
+    need = max(need, 2 * MIN_IMAGES)
+    raise DataError(
+        f"{spec.name}: {raw.source} with {cut}split.validation_fraction="
+        f"{split.validation_fraction} gives {have} images; each split needs at least "
+        f"{MIN_IMAGES}, so the official training split at least {need} at this fraction: "
+        "give more images" + (" or a larger limit" if limit is not None else "")
+    )
 
 
 def read_metadata(data_dir: str | os.PathLike) -> dict:
@@ -130,6 +148,11 @@ def load_split(data_dir: str | os.PathLike, split: str) -> tuple[np.ndarray, np.
     with np.load(path) as npz:
         images = npz["images"].astype(np.float32)
         labels = npz["labels"].astype(np.int64)
+    if len(labels) < MIN_IMAGES:
+        raise DataError(
+            f"{path}: holds {len(labels)} images, fewer than the {MIN_IMAGES} a training "
+            "needs; prepare the data set again from more images"
+        )
     images /= np.float32(255.0)
     return images, labels
 

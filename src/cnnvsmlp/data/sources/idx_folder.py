@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +56,14 @@ def _check_idx_dir(spec: DatasetSpec, directory: Path) -> None:
             f"{spec.name}: source.idx_dir {directory} is not a folder "
             f"(it should hold {', '.join(spec.files.values())})"
         )
-    missing = [name for name in spec.files.values() if not (directory / name).is_file()]
+    try:
+        present = set(os.listdir(directory))
+    except OSError as err:
+        raise DataError(
+            f"{spec.name}: source.idx_dir {directory}: cannot read it ({err.strerror}); "
+            "give your user read permission on it"
+        ) from None
+    missing = [name for name in spec.files.values() if name not in present]
     if missing:
         files = "file " if len(missing) == 1 else "files "
         verb = " is" if len(missing) == 1 else " are"
