@@ -35,11 +35,15 @@ def train_model(
     import sys
     from pathlib import Path
 
+    from cnnvsmlp import backend
     from cnnvsmlp.config import RunSpec, read_config
+
+    experiment = read_config(config.path)
+    backend.use(experiment.train.backend)  # before anything imports Keras
+
     from cnnvsmlp.failures import FAILURE_FILE, record_failure
     from cnnvsmlp.train import train
 
-    experiment = read_config(config.path)
     run = RunSpec.model_validate_json(run_json)
     try:
         result = train(

@@ -121,6 +121,10 @@ class TrainConfig(_Config):
         le=65536,
         description="Batch size of the validation pass; null: the training batch size.",
     )
+    backend: Literal["tensorflow", "jax"] = Field(
+        default="tensorflow",
+        description="The Keras backend that trains and evaluates: tensorflow or jax.",
+    )
 
 
 class Reference(_Config):

@@ -31,16 +31,17 @@ def is_permanent(err: BaseException) -> bool:
 
     Returns:
         True for a :class:`~cnnvsmlp.errors.UserError` not marked
-        ``transient`` and for TensorFlow's ``ResourceExhaustedError`` (out of
-        accelerator memory); False for everything else.
+        ``transient`` and for the backend running out of accelerator memory
+        (TensorFlow's ``ResourceExhaustedError``, JAX's ``RESOURCE_EXHAUSTED``);
+        False for everything else.
     """
     if getattr(err, "transient", False):
         return False
     if isinstance(err, UserError):
         return True
-    import tensorflow as tf
+    from cnnvsmlp.backend import is_out_of_memory
 
-    return isinstance(err, tf.errors.ResourceExhaustedError)
+    return is_out_of_memory(err)
 
 
 def record_failure(

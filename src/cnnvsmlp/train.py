@@ -40,9 +40,8 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 
-from cnnvsmlp import storage
+from cnnvsmlp import backend, storage
 from cnnvsmlp.config import RunSpec, TrainConfig
 from cnnvsmlp.data.store import load_split, read_metadata
 from cnnvsmlp.errors import UserError
@@ -62,9 +61,8 @@ class TrainingDiverged(UserError):
 
 
 def make_deterministic(seed: int) -> None:
-    """Seed Python, NumPy and TensorFlow and make TensorFlow's ops deterministic."""
-    keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
+    """Seed Python, NumPy and the Keras backend and make its ops deterministic."""
+    backend.make_deterministic(seed)
 
 
 def make_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
@@ -272,7 +270,7 @@ def train(
         )
 
     # Train, one epoch per fit so every epoch gets its own order and a whole snapshot.
-    tensorboard = keras.callbacks.TensorBoard(str(out / "tensorboard"), write_graph=False)
+    tensorboard = backend.tensorboard_callback(out / "tensorboard")
     for epoch in range(done_before, config.epochs):
         order = epoch_order(run.seed, epoch, len(x_train))
         start = time.perf_counter()
