@@ -88,5 +88,12 @@ push: $(BIN)/.installed ## Build both images and push them to the registry.
 bench: setup ## Slow measurements (data reader speed, training throughput).
 	$(BIN)/python -m cnnvsmlp_pipelines.bench $(BENCH_ARGS)
 
+# DEVICE=gpu (default) gathers what the lent GPU machine needs and prints its command;
+# DEVICE=cpu runs the same check here on a slice (LIMIT images of each split).
+DEVICE ?= gpu
+gpu-check: $(BIN)/.installed ## Prepare the GPU check (jax) for a lent machine; DEVICE=cpu dry-runs it here.
+	$(BIN)/python -m cnnvsmlp_pipelines.gpu_check $(if $(filter gpu,$(DEVICE)),gather,\
+	  run --device $(DEVICE) $(if $(LIMIT),--limit $(LIMIT)) $(if $(EPOCHS),--epochs $(EPOCHS)))
+
 clean:
 	rm -rf build .pytest_cache .ruff_cache
