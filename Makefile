@@ -32,7 +32,7 @@ RUN_ARGS := $(if $(RESUME),--resume $(call q,$(RESUME))) $(if $(filter 0,$(CACHE
 UV_VERSION := 0.13.9
 
 # A variable on the command line that none of these names is a typo, not a setting to drop.
-KNOWN_VARS := PYTHON PIPELINE CONFIG SET RUNNER EXPERIMENT CRON PUSH RESUME CACHE VERBOSE \
+KNOWN_VARS := PYTHON PIPELINE CONFIG SET RUNNER EXPERIMENT CRON PUSH RESUME CACHE VERBOSE DEVICE \
   BENCH_ARGS $(foreach s,$(SETTINGS),$(call setting_var,$(s)))
 UNKNOWN_VARS := $(filter-out $(KNOWN_VARS),$(foreach v,$(.VARIABLES),\
   $(if $(filter command line,$(origin $(v))),$(v))))
@@ -132,6 +132,13 @@ push: $(BIN)/.installed ## Build both images and push them to the registry.
 
 bench: setup ## Slow measurements (data reader speed, training throughput).
 	$(BIN)/python -m cnnvsmlp_pipelines.bench $(BENCH_ARGS)
+
+# DEVICE=gpu (default) gathers what the lent GPU machine needs and prints its command;
+# DEVICE=cpu runs the same check here on a slice (LIMIT images of each split).
+DEVICE ?= gpu
+gpu-check: $(BIN)/.installed ## Prepare the GPU check (jax) for a lent machine; DEVICE=cpu dry-runs it here.
+	$(BIN)/python -m cnnvsmlp_pipelines.gpu_check $(if $(filter gpu,$(DEVICE)),gather,\
+	  run --device $(DEVICE) $(if $(LIMIT),--limit $(LIMIT)) $(if $(EPOCHS),--epochs $(EPOCHS)))
 
 clean: ## Remove build outputs and tool caches (never runs/ or data/).
 	rm -rf build .pytest_cache .ruff_cache

@@ -27,11 +27,16 @@ def evaluate_model(
     import sys
     from pathlib import Path
 
-    from cnnvsmlp.evaluate import evaluate
+    from cnnvsmlp import backend
     from cnnvsmlp.failures import read_failure, record_failure
     from cnnvsmlp.records import TrainResult
 
     failure = read_failure(model.path)
+    if failure is None:  # evaluate on the backend the model trained on, set before Keras loads
+        backend.use(TrainResult.read(Path(model.path) / "train.json").train.backend)
+
+    from cnnvsmlp.evaluate import evaluate
+
     if failure is None:
         try:
             scored = evaluate(model.path, dataset.path, result.path)

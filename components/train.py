@@ -39,14 +39,17 @@ def train_model(
     import sys
     from pathlib import Path
 
+    from cnnvsmlp import backend
     from cnnvsmlp.config import RunSpec, read_config
     from cnnvsmlp.efficiency.subsets import training_data
+
+    experiment = read_config(config.path)
+    backend.use(experiment.train.backend)  # before anything imports Keras
     from cnnvsmlp.failures import FAILURE_FILE, record_failure
     from cnnvsmlp.progress import forward
     from cnnvsmlp.train import train
 
     forward()
-    experiment = read_config(config.path)
     run = RunSpec.model_validate_json(run_json)
     try:
         with training_data(dataset.path, run) as data_dir:  # the run's subset, if it has one

@@ -16,6 +16,11 @@
 5. The local runner on a slice of the preset under each concurrency policy
    (trainings at once x threads per task): its wall time against the sum of
    its tasks' own times.
+6. One epoch of every variant with ``train()`` on each Keras backend
+   (``train.backend``: tensorflow and jax), each in a fresh process, side by
+   side: seconds per epoch (XLA's or TensorFlow's tracing included, as a
+   one-epoch run pays it) and test accuracy, and which backend is faster
+   here. ``--backends-only --limit N`` runs this table alone on a slice.
 
 Results print as tables and are written to ``build/bench.json``. Timings on a
 shared machine are noisy: compare the ratios within one run.
@@ -163,6 +168,66 @@ def bench_training(data_dir: Path, out: Path, rounds: int, variants: list[str]) 
     return rows
 
 
+def backend_train(data_dir: Path, variant: str, backend_name: str, out: Path) -> dict:
+    """One epoch of ``train()`` on a Keras backend, set before Keras loads, then its test score."""
+    from cnnvsmlp import backend
+
+    backend.use(backend_name)
+    from cnnvsmlp.evaluate import evaluate
+    from cnnvsmlp.train import train
+
+    config = load_config("fashion-mnist", ["epochs=1", f"train.backend={backend_name}"])
+    trained = train(data_dir, RunSpec(variant=variant, repeat=0, seed=0), config.train, out, 0)
+    scored = evaluate(out, data_dir, out / "eval.json")
+    return {
+        "epoch_s": trained.history[0].time_s,
+        "test_accuracy": scored.accuracy,
+        "backend": trained.hardware.backend,
+        "n_train": trained.n_train,
+    }
+
+
+def bench_backends(data_dir: Path, out: Path, variants: list[str]) -> tuple[list[dict], str]:
+    """Each variant's epoch on tensorflow and on jax, each in a fresh process.
+
+    Returns:
+        One row per variant, and the sentence that says which backend is faster here.
+    """
+    rows = []
+    for variant in variants:
+        result = {}
+        for name in ("tensorflow", "jax"):
+            cmd = [sys.executable, "-m", "cnnvsmlp_pipelines.bench", "--on-backend", name]
+            cmd += [str(data_dir), variant, str(out / f"{variant}-{name}")]
+            env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+            done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise RuntimeError(f"bench: {variant} on {name} failed:\n{done.stderr[-2000:]}")
+            result[name] = json.loads(done.stdout.strip().splitlines()[-1])
+            if result[name]["backend"] != name:
+                raise RuntimeError(
+                    f"bench: {variant} trained on {result[name]['backend']}, not {name}"
+                )
+        tf_s, jax_s = result["tensorflow"]["epoch_s"], result["jax"]["epoch_s"]
+        rows.append(
+            {
+                "variant": variant,
+                "n_train": result["jax"]["n_train"],
+                "tensorflow_epoch_s": tf_s,
+                "jax_epoch_s": jax_s,
+                "tensorflow_over_jax": tf_s / jax_s,
+                "faster": "jax" if jax_s < tf_s else "tensorflow",
+                "tensorflow_test_accuracy": result["tensorflow"]["test_accuracy"],
+                "jax_test_accuracy": result["jax"]["test_accuracy"],
+            }
+        )
+    by = {
+        name: [r["variant"] for r in rows if r["faster"] == name] for name in ("jax", "tensorflow")
+    }
+    said = "; ".join(f"{name} for {', '.join(v)}" for name, v in by.items() if v)
+    return rows, f"backends: faster here ({os.cpu_count()} CPUs, one epoch): {said}"
+
+
 def overheads(data_dir: Path, out: Path) -> dict:
     """What an MLP training task spends besides its training steps, each timed once."""
     start = time.perf_counter()
@@ -305,8 +370,20 @@ def main(argv: list[str] | None = None) -> None:
         default=",".join(load_config("fashion-mnist").variants),
         help="variants to time (default: the fashion-mnist preset's)",
     )
+    parser.add_argument(
+        "--backends-only", action="store_true", help="only the tensorflow-against-jax table"
+    )
+    parser.add_argument("--limit", type=int, help="images of each split for --backends-only")
     parser.add_argument("--one", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--on-backend", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.on_backend:  # one backend's epoch, in its own process (see bench_backends)
+        name, data_dir, variant, out = args.on_backend
+        print(json.dumps(backend_train(Path(data_dir), variant, name, Path(out))))
+        return
+    if args.backends_only:
+        main_backends(args.variants, args.limit)
+        return
     if args.one:  # a single measurement, in its own process (see _one)
         kind, data_dir, variant, out = args.one
         if kind == "plain":
@@ -346,6 +423,9 @@ def main(argv: list[str] | None = None) -> None:
                 f"({flops['mlp_matmuls_batch32_flops'] / 1e9:.0f} GFLOP/s)",
                 flush=True,
             )
+        backends, faster = bench_backends(data_dir, Path(tmp) / "backends", variants)
+        print(tabulate(backends, headers="keys", floatfmt=".4g"), flush=True)
+        print(faster, flush=True)
         runner = []
         if args.slice:
             runner = bench_concurrency(folder, Path(tmp) / "pipeline-runs", args.slice)
@@ -358,9 +438,25 @@ def main(argv: list[str] | None = None) -> None:
         "overheads": extra,
         "mlp_flops": flops,
         "runner": runner,
+        "backends": {"rows": backends, "faster": faster},
     }
     (out / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
     print(f"bench: wrote {out / 'bench.json'}")
+
+
+def main_backends(variants: str, limit: int | None) -> None:
+    """The backend table alone, on the real Fashion-MNIST or a slice of it."""
+    folder = Path(DATASETS["fashion-mnist"].default_idx_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = Path(tmp) / "fashion-mnist"
+        split = load_config("fashion-mnist").split
+        prepare(
+            "fashion-mnist", DataSource(kind="idx", idx_dir=str(folder)), split, data_dir, limit
+        )
+        names = [v.strip() for v in variants.split(",") if v.strip()]
+        rows, faster = bench_backends(data_dir, Path(tmp) / "backends", names)
+    print(tabulate(rows, headers="keys", floatfmt=".4g"))
+    print(faster + (f" (a slice of {limit} images of each split)" if limit else ""))
 
 
 if __name__ == "__main__":

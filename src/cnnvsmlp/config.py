@@ -151,6 +151,10 @@ class TrainConfig(_Config):
         description="Keep every epoch's checkpoint (model and optimizer) after training; by "
         "default a finished training keeps only its inference model.",
     )
+    backend: Literal["tensorflow", "jax"] = Field(
+        default="tensorflow",
+        description="The Keras backend that trains and evaluates: tensorflow or jax.",
+    )
 
 
 class Reference(_Config):

@@ -38,16 +38,17 @@ def is_permanent(err: BaseException) -> bool:
         True for a :class:`~cnnvsmlp.errors.UserError` not marked
         ``transient``, for a record or archive that does not parse (pydantic's
         ``ValidationError``, ``zipfile.BadZipFile``: a retry reads the same
-        bytes) and for TensorFlow's ``ResourceExhaustedError`` (out of
-        accelerator memory); False for everything else.
+        bytes) and for the backend running out of accelerator memory
+        (TensorFlow's ``ResourceExhaustedError``, JAX's ``RESOURCE_EXHAUSTED``);
+        False for everything else.
     """
     if getattr(err, "transient", False):
         return False
     if isinstance(err, UserError | ValidationError | BadZipFile):
         return True
-    import tensorflow as tf
+    from cnnvsmlp.backend import is_out_of_memory
 
-    return isinstance(err, tf.errors.ResourceExhaustedError)
+    return is_out_of_memory(err)
 
 
 def record_failure(

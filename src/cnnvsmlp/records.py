@@ -16,14 +16,15 @@ from cnnvsmlp.jsonmodel import Record
 class Hardware(Record):
     """What a run ran on, and what decides whether its numbers can be reproduced bit for bit.
 
-    The fields after ``tensorflow`` came in schema 2.3; records written before
-    read with their defaults (empty or None: not recorded).
+    The fields after ``tensorflow`` came in schema 2.3, ``backend``,
+    ``keras`` and ``jax`` after them; records written before read with their
+    defaults (TensorFlow, empty or None: not recorded).
     """
 
     device: str = Field(description="'gpu' or 'cpu'")
     name: str
     cpu_count: int
-    tensorflow: str
+    tensorflow: str = Field(description="TensorFlow's version; empty when the run did not use it.")
     cpu: str = Field(default="", description="The CPU model, also on a GPU machine.")
     cpu_flags: list[str] = Field(
         default_factory=list,
@@ -33,7 +34,8 @@ class Hardware(Record):
     tensorflow_git: str = Field(default="", description="tf.version.GIT_VERSION")
     build: dict[str, str] = Field(
         default_factory=dict,
-        description="tf.sysconfig.get_build_info(): CUDA build, CUDA and cuDNN versions.",
+        description="tf.sysconfig.get_build_info() (CUDA build, CUDA and cuDNN versions); "
+        "on JAX: jaxlib's version, the XLA platform and its version, XLA_FLAGS.",
     )
     gpu_compute_capability: str = Field(default="", description="e.g. '8.9'; empty on a CPU")
     onednn_opts: str | None = Field(
@@ -47,37 +49,36 @@ class Hardware(Record):
     intra_op_threads: int | None = Field(
         default=None, description="TensorFlow's intra-op threads; 0 means one per core."
     )
+    backend: str = Field(
+        default="tensorflow", description="The Keras backend: 'tensorflow' or 'jax'."
+    )
+    keras: str = Field(default="", description="Keras' version.")
+    jax: str = Field(default="", description="JAX's version; empty when the run did not use it.")
 
     @classmethod
     def detect(cls) -> Hardware:
         """Describe this machine's accelerator, or its CPU when it has none."""
-        import tensorflow as tf
-
+        from cnnvsmlp import backend
         from cnnvsmlp.reproducibility import onednn_in_use
 
-        gpus = tf.config.list_physical_devices("GPU")
-        capability = ""
-        if gpus:
-            details = tf.config.experimental.get_device_details(gpus[0])
-            name = f"{len(gpus)} x {details.get('device_name', 'GPU')}"
-            device = "gpu"
-            if details.get("compute_capability"):
-                capability = ".".join(str(x) for x in details["compute_capability"])
-        else:
-            name, device = _cpu_name(), "cpu"
+        info = backend.describe()
+        on_tensorflow = info["backend"] == "tensorflow"
         return cls(
-            device=device,
-            name=name,
+            device=info["device"],
+            name=info["accelerator"] or _cpu_name(),
             cpu_count=os.cpu_count() or 1,
-            tensorflow=tf.__version__,
+            tensorflow=info["tensorflow"],
             cpu=_cpu_name(),
             cpu_flags=_cpu_flags(),
-            tensorflow_git=tf.version.GIT_VERSION,
-            build={k: str(v) for k, v in tf.sysconfig.get_build_info().items()},
-            gpu_compute_capability=capability,
-            onednn_opts=os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
-            onednn=onednn_in_use(),
-            intra_op_threads=tf.config.threading.get_intra_op_parallelism_threads(),
+            tensorflow_git=info["tensorflow_git"],
+            build=info["build"],
+            gpu_compute_capability=info["gpu_compute_capability"],
+            onednn_opts=os.environ.get("TF_ENABLE_ONEDNN_OPTS") if on_tensorflow else None,
+            onednn=onednn_in_use() if on_tensorflow else None,
+            intra_op_threads=info["intra_op_threads"],
+            backend=info["backend"],
+            keras=info["keras"],
+            jax=info["jax"],
         )
 
     def numerics(self) -> tuple:
@@ -86,7 +87,8 @@ class Hardware(Record):
         Returns:
             The device, accelerator or CPU model, CPU extensions, TensorFlow
             build, oneDNN use and thread count (and the core count, which
-            sets TensorFlow's default thread count).
+            sets TensorFlow's default thread count), the Keras backend and
+            JAX's version.
         """
         return (
             self.device,
@@ -98,6 +100,8 @@ class Hardware(Record):
             tuple(sorted(self.build.items())),
             self.onednn,
             self.intra_op_threads or self.cpu_count,
+            self.backend,
+            self.jax,
         )
 
 

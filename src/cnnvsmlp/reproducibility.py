@@ -2,7 +2,11 @@
 
 Within one machine, :func:`cnnvsmlp.train.make_deterministic` (Keras' seeds
 and TensorFlow's op determinism) makes every variant train bit for bit the
-same, in one process and across processes (``tests/test_reproducibility.py``).
+same, in one process and across processes (``tests/test_reproducibility.py``);
+on the jax backend, see :mod:`cnnvsmlp.backend`. A run's
+:class:`~cnnvsmlp.records.Hardware` records its backend, and
+``Hardware.numerics()`` includes it: runs on different backends never
+count as bit-identical. What follows is about TensorFlow.
 Across machines, two settings that TensorFlow chooses by itself change the
 arithmetic of every variant (measured with :mod:`cnnvsmlp.batchnorm_study`:
 after 50 steps the weights differ bit-wise):

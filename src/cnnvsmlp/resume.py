@@ -86,7 +86,7 @@ OUTPUTS = {CHECKPOINTS, STATES, SET_ASIDE, MODEL, RESULT, HISTORY, FINISHED, TEN
 STATE_NAME = re.compile(r"^epoch-(\d{2,4})\.json$")
 METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 # The library modules whose source decides what a training computes.
-TRAINING_CODE = ("train.py", "resume.py", "models.py", "data/store.py")
+TRAINING_CODE = ("train.py", "resume.py", "backend.py", "models.py", "data/store.py")
 STATE_FORMAT = "cnnvsmlp-training-state/1"
 FINISHED_FORMAT = "cnnvsmlp-finished-training/1"
 

@@ -30,9 +30,8 @@ import time
 
 import keras
 import numpy as np
-import tensorflow as tf
 
-from cnnvsmlp import progress
+from cnnvsmlp import backend, progress
 from cnnvsmlp.config import RunSpec, TrainConfig
 from cnnvsmlp.data.store import load_split, read_metadata
 from cnnvsmlp.errors import UserError
@@ -50,9 +49,8 @@ class TrainingDiverged(UserError):
 
 
 def make_deterministic(seed: int) -> None:
-    """Seed Python, NumPy and TensorFlow and make TensorFlow's ops deterministic."""
-    keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
+    """Seed Python, NumPy and the Keras backend and make its ops deterministic."""
+    backend.make_deterministic(seed)
 
 
 def make_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
@@ -189,7 +187,7 @@ def train(
     done_before = len(history)
 
     # Train, one epoch per fit so every epoch gets its own order and a whole snapshot.
-    tensorboard = keras.callbacks.TensorBoard(str(out / "tensorboard"), write_graph=False)
+    tensorboard = backend.tensorboard_callback(out / "tensorboard")
     progress.report(
         "start",
         run.run_id,
