@@ -690,6 +690,10 @@ def submit(pipeline: str, config: ExperimentConfig, experiment: str | None = Non
     Raises:
         ClusterError: ``KFP_HOST`` unset or unreachable, or a call refused.
     """
+    from cnnvsmlp.provenance import stamp
+
+    # The commit and time of this submission; the comparison takes KFP's job id as the run id.
+    config = stamp(config, "", "cluster")
     target, client, shared = _prepare(pipeline, config, experiment)
     job = f"{pipeline}-{config.name}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
     run = _call(target, "start the run", client.run_pipeline, job_name=job, **shared)
