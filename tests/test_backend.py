@@ -47,7 +47,9 @@ JAX_RUNS = textwrap.dedent(
     from cnnvsmlp_components.evaluate import evaluate_model
     from cnnvsmlp_components.train import train_model
 
-    config = load_config("fashion-mnist", ["train.backend=jax", "epochs=3"])
+    config = load_config(
+        "fashion-mnist", ["train.backend=jax", "epochs=3", "train.keep_checkpoints=true"]
+    )
     (work / "config.json").write_text(config.model_dump_json())
     run = RunSpec(variant="mlp", repeat=0, seed=3)
     assert "keras" not in sys.modules  # the component sets the backend before Keras loads
@@ -67,12 +69,13 @@ JAX_RUNS = textwrap.dedent(
         result=dsl.Artifact(uri=str(work / "eval.json")),
     )
 
-    from cnnvsmlp.train import checkpoint_path, state_path, train
+    from cnnvsmlp.resume import checkpoint_path, state_path
+    from cnnvsmlp.train import train
 
     train(data, run, config.train, work / "again", verbose=0)
     resumed = work / "resumed"
     shutil.copytree(work / "first", resumed)
-    for name in ("model.keras", "train.json"):
+    for name in ("model.keras", "train.json", "finished.json"):
         (resumed / name).unlink()
     state_path(resumed, 3).unlink()
     checkpoint_path(resumed, 3).unlink()

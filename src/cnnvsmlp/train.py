@@ -96,14 +96,16 @@ class Progress(keras.callbacks.Callback):
         self._last = now
         accuracy = float(logs.get("accuracy", math.nan))
         steps = self.params.get("steps")
+        # Keras names the last step of a steps_per_execution chunk, which can pass the epoch's end.
+        step = min(batch + 1, steps) if steps else batch + 1
         progress.report(
             "step",
             self.run.run_id,
-            f"epoch {self.epoch}/{self.epochs} step {batch + 1}/{steps} loss {loss:.4f} "
+            f"epoch {self.epoch}/{self.epochs} step {step}/{steps} loss {loss:.4f} "
             f"accuracy {accuracy:.4f}",
             epoch=self.epoch,
             epochs=self.epochs,
-            step=batch + 1,
+            step=step,
             steps=steps,
             loss=loss,
             accuracy=accuracy,
