@@ -19,9 +19,9 @@ the best epoch's weights; ``train.json`` says where it stopped
 While it runs it also holds the newest complete epoch's checkpoint and state
 (``checkpoints/``, ``state/``), and with early stopping the best epoch's
 checkpoint, kept after the end with ``train.keep_checkpoints``.
-:mod:`cnnvsmlp.resume` owns those files: a task that restarts in the same folder, or fetches them from ``resume_uri``, goes on
-from the newest complete epoch, and one whose training key matches a finished
-training reuses it. Every epoch's order of the training images and every
+:mod:`cnnvsmlp.resume` owns those files: a task that restarts in the same
+folder, or fetches them from ``resume_uri``, goes on from the newest complete
+epoch, and one whose training key matches a finished training reuses it. Every epoch's order of the training images and every
 Dropout mask depend only on the seed and the epoch, so a resumed training
 ends with the same weights as an uninterrupted one.
 
