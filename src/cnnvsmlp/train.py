@@ -21,9 +21,10 @@ While it runs it also holds the newest complete epoch's checkpoint and state
 checkpoint, kept after the end with ``train.keep_checkpoints``.
 :mod:`cnnvsmlp.resume` owns those files: a task that restarts in the same
 folder, or fetches them from ``resume_uri``, goes on from the newest complete
-epoch, and one whose training key matches a finished training reuses it. Every epoch's order of the training images and every
-Dropout mask depend only on the seed and the epoch, so a resumed training
-ends with the same weights as an uninterrupted one.
+epoch, and one whose training key matches a finished training reuses it.
+Every epoch's order of the training images and every Dropout mask depend only
+on the seed and the epoch, so a resumed training ends with the same weights as
+an uninterrupted one.
 
 Progress goes to the ``cnnvsmlp.progress`` logger (:mod:`cnnvsmlp.progress`).
 """
