@@ -132,16 +132,26 @@ class EfficiencyAnalysis(Record):
 
 
 def _point(result: EvalResult, rule: StoppingRule, max_epochs: int) -> RunPoint:
+    """A run as the comparison sees it: where its training stopped, as it recorded it.
+
+    A training without early stopping (``train.early_stopping`` null) ran
+    every epoch; the rule is then applied to its history after the fact.
+    """
     history = result.training.history
-    decision = decide([e.val_loss for e in history], rule, max_epochs)
+    stop = result.training.early_stop
+    if stop is not None:
+        stop_epoch, best, capped = stop.stopped_epoch, stop.best_epoch, stop.capped_improving
+    else:
+        decision = decide([e.val_loss for e in history], rule, max_epochs)
+        stop_epoch, best, capped = decision.epochs, decision.best_epoch, decision.capped_improving
     return RunPoint(
         repeat=result.run.repeat,
         seed=result.run.seed,
         test_accuracy=result.accuracy,
         epochs=len(history),
-        stop_epoch=decision.epochs,
-        best_epoch=decision.best_epoch,
-        capped_improving=decision.capped_improving,
+        stop_epoch=stop_epoch,
+        best_epoch=best,
+        capped_improving=capped,
         shifted_accuracy={s.shift: s.accuracy for s in result.shifted},
     )
 
