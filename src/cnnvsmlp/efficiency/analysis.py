@@ -16,7 +16,12 @@ is compared with it at each size:
   baseline's data multiplier at each size, bootstrapped over the repeats
   that finished for both variants at every size;
 - where each training stopped by the rule of :mod:`~cnnvsmlp.efficiency.stopping`,
-  flagging those that reached the cap on epochs still improving.
+  flagging those that reached the cap on epochs still improving;
+- accuracy on the test images shifted by 1 to 4 pixels (:mod:`cnnvsmlp.shift`)
+  per variant and size, shift 0 being the test images as they are, and the
+  gap at each shift.
+
+:mod:`cnnvsmlp.report.efficiency` draws and renders it.
 """
 
 from __future__ import annotations
@@ -33,7 +38,8 @@ from cnnvsmlp.efficiency.plan import EfficiencyConfig
 from cnnvsmlp.efficiency.stopping import StoppingRule, decide
 from cnnvsmlp.errors import UserError
 from cnnvsmlp.jsonmodel import Record
-from cnnvsmlp.records import EvalResult, RunFailure
+from cnnvsmlp.provenance import Provenance
+from cnnvsmlp.records import EvalResult, Hardware, RunFailure
 from cnnvsmlp.stats import ALPHA, CONFIDENCE, Interval
 
 SCHEMA_VERSION = "efficiency/1"
@@ -91,6 +97,25 @@ class SizeGap(Record):
     significant: bool
 
 
+class ShiftPoint(Record):
+    """A variant at one size on the test images shifted by ``shift`` pixels, over its repeats."""
+
+    variant: str
+    n_train: int
+    shift: int = Field(description="Pixels moved; 0: the test images as they are.")
+    accuracy: Interval
+
+
+class ShiftGap(Record):
+    """Variant minus baseline accuracy at one size on the images shifted by ``shift`` pixels."""
+
+    variant: str
+    baseline: str
+    n_train: int
+    shift: int
+    difference: Interval
+
+
 class VariantCurve(Record):
     """A variant's fitted learning curve, or why there is none."""
 
@@ -127,8 +152,14 @@ class EfficiencyAnalysis(Record):
     gaps: list[SizeGap]
     curves: list[VariantCurve]
     multipliers: list[VariantMultipliers]
+    shift_points: list[ShiftPoint] = []
+    shift_gaps: list[ShiftGap] = []
     status: str = "complete"
     failures: list[RunFailure] = []
+    provenance: Provenance = Field(default_factory=Provenance)
+    hardware: list[Hardware] = Field(
+        default=[], description="Each distinct machine the runs trained on."
+    )
 
 
 def _point(result: EvalResult, rule: StoppingRule, max_epochs: int) -> RunPoint:
@@ -310,6 +341,12 @@ def analyze(
                 VariantMultipliers(variant=v, baseline=baseline, multipliers=[], error=str(err))
             )
 
+    shift_points, shift_gaps = _shift_results(by_key, config.variants, sizes, test_labels)
+    machines = {
+        r.training.hardware.model_dump_json(): r.training.hardware
+        for runs in by_key.values()
+        for r in runs.values()
+    }
     status = "complete" if not failures else ("partial" if gaps else "failed")
     return EfficiencyAnalysis(
         experiment=config.name,
@@ -325,9 +362,74 @@ def analyze(
         gaps=gaps,
         curves=curves,
         multipliers=multipliers,
+        shift_points=shift_points,
+        shift_gaps=shift_gaps,
         status=status,
         failures=failures,
+        provenance=config.provenance or Provenance(),
+        hardware=list(machines.values()),
     )
+
+
+def _shift_results(
+    by_key: dict[tuple[str, int], dict[int, EvalResult]],
+    variants: list[str],
+    sizes: list[int],
+    labels: np.ndarray,
+) -> tuple[list[ShiftPoint], list[ShiftGap]]:
+    """Accuracy and gap at every shift the runs were scored on; shift 0 is the test split."""
+    from cnnvsmlp.stats import accuracy_interval, difference_interval, mcnemar_exact
+
+    n_test = len(labels)
+
+    def accuracies(r: EvalResult) -> dict[int, float]:
+        found = {s.shift: s.accuracy for s in r.shifted}
+        return {0: r.accuracy, **found} if found else {}
+
+    def predictions(r: EvalResult) -> dict[int, np.ndarray]:
+        found = {s.shift: np.asarray(s.predictions) for s in r.shifted}
+        found = {s: p for s, p in found.items() if len(p) == n_test}
+        return {0: np.asarray(r.predictions), **found} if found else {}
+
+    scored = {key: {k: predictions(r) for k, r in runs.items()} for key, runs in by_key.items()}
+    scores = {key: {k: accuracies(r) for k, r in runs.items()} for key, runs in by_key.items()}
+    shifts = sorted({s for runs in scores.values() for a in runs.values() for s in a})
+    points = []
+    for v in variants:
+        for n in sizes:
+            runs = scores.get((v, n), {})
+            for s in shifts:
+                correct = [round(a[s] * n_test) for a in runs.values() if s in a]
+                if correct:
+                    points.append(
+                        ShiftPoint(
+                            variant=v,
+                            n_train=n,
+                            shift=s,
+                            accuracy=accuracy_interval(correct, n_test),
+                        )
+                    )
+    gaps = []
+    baseline = variants[0]
+    for v in variants[1:]:
+        for n in sizes:
+            mine, base = scored.get((v, n), {}), scored.get((baseline, n), {})
+            for s in shifts:
+                shared = [k for k in sorted(set(mine) & set(base)) if s in mine[k] and s in base[k]]
+                if shared:
+                    tests = [
+                        mcnemar_exact(mine[k][s] == labels, base[k][s] == labels) for k in shared
+                    ]
+                    gaps.append(
+                        ShiftGap(
+                            variant=v,
+                            baseline=baseline,
+                            n_train=n,
+                            shift=s,
+                            difference=difference_interval(tests, n_test),
+                        )
+                    )
+    return points, gaps
 
 
 def _interval(i: Interval) -> str:
