@@ -432,87 +432,14 @@ def _shift_results(
     return points, gaps
 
 
-def _interval(i: Interval) -> str:
-    return f"{i.estimate:.4f} [{i.low:.4f}, {i.high:.4f}]"
-
-
-def _times(value: float | None) -> str:
-    return "never" if value is None else f"{value:.1f}x"
-
-
-def render_markdown(analysis: EfficiencyAnalysis) -> str:
-    """A plain Markdown summary of the analysis: tables of accuracy, gap and multiplier."""
-    lines = [
-        f"# Data efficiency: {analysis.experiment} ({analysis.dataset})",
-        "",
-        f"Status: {analysis.status}. Sizes {', '.join(f'{n:,}' for n in analysis.sizes)}; "
-        f"{analysis.repeats} repeats; {analysis.n_test:,} test images; early stopping on "
-        f"validation loss, patience {analysis.stopping.patience}, min_delta "
-        f"{analysis.stopping.min_delta}, cap {analysis.max_epochs} epochs.",
-        "",
-        "## Test accuracy",
-        "",
-        "| variant | n_train | accuracy (mean, 95% CI) | epochs | best epoch | capped |",
-        "| --- | ---: | --- | --- | --- | --- |",
-    ]
-    for p in analysis.points:
-        epochs = ", ".join(str(r.epochs) for r in p.runs)
-        best = ", ".join(str(r.best_epoch) for r in p.runs)
-        capped = sum(r.capped_improving for r in p.runs)
-        lines.append(
-            f"| {p.variant} | {p.n_train:,} | {_interval(p.accuracy)} | {epochs} | {best} | "
-            f"{capped or ''} |"
-        )
-    lines += [
-        "",
-        "## Gap to the baseline",
-        "",
-        "| variant - baseline | n_train | difference (95% CI) | McNemar p (Holm) | significant |",
-        "| --- | ---: | --- | --- | --- |",
-    ]
-    for g in analysis.gaps:
-        ps = ", ".join(f"{t.p_holm:.2g}" for t in g.tests)
-        lines.append(
-            f"| {g.variant} - {g.baseline} | {g.n_train:,} | {_interval(g.difference)} | {ps} | "
-            f"{'yes' if g.significant else 'no'} |"
-        )
-    lines += ["", "## Learning curves: error = a (n/1000)^-b + c", ""]
-    for c in analysis.curves:
-        if c.fit is None:
-            lines.append(f"- {c.variant}: no fit ({c.error})")
-        else:
-            se = ", ".join("-" if s is None else f"{s:.3g}" for s in c.fit.standard_errors)
-            lines.append(
-                f"- {c.variant}: a = {c.fit.a:.4f}, b = {c.fit.b:.3f}, c = {c.fit.c:.4f} "
-                f"(standard errors {se}; RMSE {c.fit.rmse:.4f})"
-            )
-    for m in analysis.multipliers:
-        lines += [
-            "",
-            f"## Data multiplier: images {m.baseline} needs to match {m.variant}",
-            "",
-        ]
-        if m.error:
-            lines.append(f"No multiplier: {m.error}")
-            continue
-        lines += ["| n_train | multiplier (95% CI) | extrapolated |", "| ---: | --- | --- |"]
-        for x in m.multipliers:
-            lines.append(
-                f"| {x.n_train:,} | {_times(x.estimate)} [{_times(x.low)}, {_times(x.high)}] | "
-                f"{'yes' if x.extrapolated else ''} |"
-            )
-    if analysis.failures:
-        lines += ["", "## Failed runs", ""]
-        lines += [f"- {f.run.run_id}: {f.error}: {f.message}" for f in analysis.failures]
-    return "\n".join(lines) + "\n"
-
-
 def write_analysis(analysis: EfficiencyAnalysis, out_dir: str | Path) -> None:
-    """Write ``comparison.json`` and ``report.md`` into ``out_dir`` (made when missing)."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    analysis.write(out / "comparison.json")
-    (out / "report.md").write_text(render_markdown(analysis), encoding="utf-8")
+    """Write ``comparison.json``, ``report.md``, ``report.html`` and ``plots/`` into ``out_dir``.
+
+    The reports are :func:`cnnvsmlp.report.efficiency.efficiency_report`'s layout.
+    """
+    from cnnvsmlp.report.efficiency import write_efficiency_report
+
+    write_efficiency_report(analysis, out_dir)
 
 
 def summary(analysis: EfficiencyAnalysis) -> str:

@@ -59,9 +59,13 @@ class Table:
 
 @dataclass(frozen=True)
 class Figure:
-    """One of :data:`~cnnvsmlp.report.plots.PLOTS`, by name."""
+    """A plot by name: one of :data:`~cnnvsmlp.report.plots.PLOTS`, or one a layout draws.
+
+    ``caption`` defaults to the name's in :data:`~cnnvsmlp.report.plots.PLOTS`.
+    """
 
     name: str
+    caption: str = ""
 
 
 Block = Text | Bullets | Table | Figure
@@ -660,7 +664,8 @@ def _prepare(block: Block, html: bool, images: dict[str, str]) -> dict | None:
     if isinstance(block, Figure):
         if block.name not in images:
             return None
-        return {"kind": "figure", "caption": PLOTS[block.name], "src": images[block.name]}
+        caption = block.caption or PLOTS.get(block.name, block.name)
+        return {"kind": "figure", "caption": caption, "src": images[block.name]}
     if isinstance(block, Bullets):
         return {"kind": "bullets", "entries": block.items}
     return {"kind": "text", "text": block.text, "lead": block.lead, "style": block.style}
@@ -707,6 +712,11 @@ def _compact_png(path: Path) -> bytes:
     return out.getvalue()
 
 
+def _plot_order(plots: dict[str, Path]) -> list[str]:
+    """The plots in :data:`PLOTS` order, then a layout's own in the order given."""
+    return [n for n in PLOTS if n in plots] + [n for n in plots if n not in PLOTS]
+
+
 def _data_uri(data: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(data).decode()
 
@@ -722,7 +732,8 @@ def render_markdown(
     Args:
         comparison: the comparison to report.
         plots: the PNG file of each plot: embedded as data URIs, so the file
-            renders alone, as the KFP UI shows it; in :data:`PLOTS` order while
+            renders alone, as the KFP UI shows it; in :data:`PLOTS` order, then
+            any others a layout draws, while
             the text stays under :data:`MARKDOWN_LIMIT`, the rest named as left
             out. None links the plots under ``plot_dir`` instead.
         plot_dir: the plots' folder as seen from the report, when ``plots`` is None.
@@ -738,15 +749,13 @@ def render_markdown(
     text = _render(comparison, {}, html=False, layout=layout)
     budget = MARKDOWN_LIMIT - len(text) - 2_000
     images, left_out = {}, []
-    for name in PLOTS:
-        if name not in plots:
-            continue
+    for name in _plot_order(plots):
         uri = _data_uri(_compact_png(plots[name]))
         if len(uri) <= budget:
             images[name] = uri
             budget -= len(uri)
         else:
-            left_out.append(PLOTS[name])
+            left_out.append(PLOTS.get(name, name))
     missing = ""
     if left_out:
         missing = (
@@ -769,5 +778,5 @@ def render_html(
     Returns:
         The HTML document.
     """
-    images = {name: _data_uri(plots[name].read_bytes()) for name in PLOTS if name in plots}
+    images = {name: _data_uri(plots[name].read_bytes()) for name in _plot_order(plots)}
     return _render(comparison, images, html=True, layout=layout)
