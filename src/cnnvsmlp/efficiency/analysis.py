@@ -61,6 +61,9 @@ class RunPoint(Record):
     capped_improving: bool = Field(
         description="The cap on epochs came while validation loss was still improving."
     )
+    stopped_by: str = Field(
+        default="", description="patience (converged) or cap; empty while the rule had not stopped."
+    )
     shifted_accuracy: dict[int, float] = Field(
         default_factory=dict, description="Test accuracy on the images shifted by k pixels."
     )
@@ -172,9 +175,11 @@ def _point(result: EvalResult, rule: StoppingRule, max_epochs: int) -> RunPoint:
     stop = result.training.early_stop
     if stop is not None:
         stop_epoch, best, capped = stop.stopped_epoch, stop.best_epoch, stop.capped_improving
+        by = stop.reason
     else:
         decision = decide([e.val_loss for e in history], rule, max_epochs)
         stop_epoch, best, capped = decision.epochs, decision.best_epoch, decision.capped_improving
+        by = decision.reason or ""
     return RunPoint(
         repeat=result.run.repeat,
         seed=result.run.seed,
@@ -183,6 +188,7 @@ def _point(result: EvalResult, rule: StoppingRule, max_epochs: int) -> RunPoint:
         stop_epoch=stop_epoch,
         best_epoch=best,
         capped_improving=capped,
+        stopped_by=by,
         shifted_accuracy={s.shift: s.accuracy for s in result.shifted},
     )
 

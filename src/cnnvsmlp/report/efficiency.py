@@ -203,7 +203,7 @@ def stopping_table(a: EfficiencyAnalysis) -> Table:
     rows = []
     for p in a.points:
         for r in p.runs:
-            by = "cap" if r.stop_epoch >= a.max_epochs else "patience"
+            by = r.stopped_by or "not stopped"
             rows.append(
                 [
                     f"{p.variant}-n{p.n_train}-r{r.repeat}",
