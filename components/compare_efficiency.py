@@ -28,7 +28,9 @@ def compare_efficiency(
         dataset: the prepared data set (its test labels score the predictions).
         results: every run's ``EvalResult`` or ``RunFailure`` JSON.
         report: the Markdown report the KFP UI renders.
-        comparison: folder with ``comparison.json`` (``EfficiencyAnalysis``) and ``report.md``.
+        comparison: folder with ``comparison.json`` (``EfficiencyAnalysis``), ``report.md``
+            (its plots embedded), ``report.html`` and ``plots/*.png``
+            (:mod:`cnnvsmlp.report.efficiency`).
     """
     import shutil
     from pathlib import Path

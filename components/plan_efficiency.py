@@ -24,7 +24,8 @@ def plan_efficiency_runs(
         repeats: runs per variant and size, seeds ``seed`` to ``seed + repeats - 1``,
             in place of the config's ``repeats``; 0 keeps the config's.
         dataset: the prepared data set: its training split bounds the sizes.
-        config: output file: the settled experiment config, for every later task.
+        config: output file: the settled experiment config, for every later task:
+            ``train.early_stopping`` is the study's stopping rule.
         efficiency: output file: the settled ``EfficiencyConfig``, sizes cut to the
             training split. Artifacts, not parameters: kfp 2.17's local runner hands
             a task inside ``dsl.ParallelFor`` the wrong value of an upstream
@@ -38,12 +39,13 @@ def plan_efficiency_runs(
 
     from cnnvsmlp.config import parse_config_json, with_overrides
     from cnnvsmlp.data.store import read_metadata
-    from cnnvsmlp.efficiency.plan import effective_sizes, parse_efficiency_json, plan_runs
+    from cnnvsmlp.efficiency.plan import effective_sizes, parse_efficiency_json, plan_runs, settle
 
     settled = parse_config_json(config_json)
     if repeats:
         settled = with_overrides(settled, [f"repeats={repeats}"])
     study = parse_efficiency_json(efficiency_json)
+    settled = settle(settled, study)
     meta = read_metadata(dataset.path)
     available, classes = meta["counts"]["train"], len(meta["classes"])
     runs = plan_runs(settled, study, available, classes)

@@ -46,7 +46,7 @@ def _pipeline_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    """Print every variant with data set, layers summary and parameter count."""
+    """Print every variant once per data set: the presets listing it, its layers and parameters."""
     from tabulate import tabulate
 
     from cnnvsmlp.config import load_config, preset_names
@@ -54,17 +54,24 @@ def cmd_models(args: argparse.Namespace) -> int:
     from cnnvsmlp.models import VARIANTS, build_model
 
     presets = [load_config(preset) for preset in preset_names()]
+    datasets = sorted({c.dataset for c in presets})
     rows = []
     for name, variant in VARIANTS.items():
-        listed = [c.dataset for c in presets if name in c.variants]
-        # A variant no preset lists runs with variants=...; count it on every data set.
-        for dataset in listed or [c.dataset for c in presets]:
+        # One row per data set, naming every preset that lists the variant on it; a variant
+        # no preset lists runs with variants=..., counted on every data set.
+        listed = {
+            d: [c.name for c in presets if d == c.dataset and name in c.variants] for d in datasets
+        }
+        known = any(listed.values())
+        for dataset in datasets:
+            if known and not listed[dataset]:
+                continue
             params = build_model(name, len(get_spec(dataset).classes)).count_params()
-            where = "preset" if listed else "variants=" + name
+            where = ", ".join(listed[dataset]) if known else "variants=" + name
             rows.append(
                 [name, dataset, where, variant.seed_writeup, variant.summary, f"{params:,}"]
             )
-    headers = ["variant", "data set", "in", "seed", "layers", "parameters"]
+    headers = ["variant", "data set", "presets", "seed", "layers", "parameters"]
     print(tabulate(rows, headers=headers))
     return 0
 

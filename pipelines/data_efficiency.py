@@ -128,6 +128,31 @@ def arguments(config: ExperimentConfig) -> dict:
     }
 
 
+def loop_runs(config: ExperimentConfig, pipeline_root) -> list | None:
+    """The loop's items in order, as ``plan_efficiency_runs`` listed them for this run.
+
+    The list depends on the prepared training split's size, so it is read
+    from the run's prepared data set under ``pipeline_root``.
+
+    Args:
+        config: the experiment config the run was started with.
+        pipeline_root: the run's kfp pipeline root.
+
+    Returns:
+        The ``RunSpec`` of each iteration, or None before the data was prepared.
+    """
+    import json
+    from pathlib import Path
+
+    from cnnvsmlp.efficiency.plan import plan_runs
+
+    found = sorted(Path(pipeline_root).glob("*/prepare-data/dataset/metadata.json"))
+    if not found:
+        return None
+    meta = json.loads(found[-1].read_text())
+    return plan_runs(config, EfficiencyConfig(), meta["counts"]["train"], len(meta["classes"]))
+
+
 def summary(report_dir) -> str:
     """The lines the local runner prints after a run: the gap at the smallest and full size."""
     from pathlib import Path

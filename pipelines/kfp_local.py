@@ -72,13 +72,27 @@ def plain(message: str) -> str:
     return re.sub(r"\x1b\[[0-9;]*m", "", message)
 
 
-def describe_failure(message: str, config: ExperimentConfig, log: list[str] = ()) -> str:
-    """Name the run behind a failed loop iteration in kfp's failure message, and its cause."""
+def describe_failure(
+    message: str,
+    config: ExperimentConfig,
+    log: list[str] = (),
+    runs: list[RunSpec] | None = None,
+) -> str:
+    """Name the run behind a failed loop iteration in kfp's failure message, and its cause.
+
+    Args:
+        message: kfp's failure message.
+        config: the experiment that ran.
+        log: the failed task's log lines, whose last exception line is the cause.
+        runs: the loop's items in order, as the pipeline's plan listed them
+            (its module's ``loop_runs``); None: ``compare``'s,
+            ``config.scheduled_runs()``.
+    """
     message = plain(message)
     causes = [line.strip() for line in log if EXCEPTION_LINE.match(line.strip())]
     cause = f": {causes[-1]}" if causes else "; its log above ends with the cause"
     found = re.search(r"'([\w-]+)' inside 'for-loop-\d+-iteration-(\d+)'", message)
-    runs = config.scheduled_runs()
+    runs = config.scheduled_runs() if runs is None else runs
     if found and int(found.group(2)) < len(runs):
         run = runs[int(found.group(2))]
         return (

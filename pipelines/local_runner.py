@@ -467,7 +467,11 @@ def run_local(
             task = re.search(r"Inner task failed: '([\w-]+)'", plain(str(err)))
             partial = f"{task.group(1) if task else 'check-runs'}: {partial}"
         failed = session.failed()
-        why = partial or (explain(failed) if failed else describe_failure(str(err), config))
+        if partial or failed:
+            why = partial or explain(failed)
+        else:
+            runs = module.loop_runs(config, pipeline_root) if hasattr(module, "loop_runs") else None
+            why = describe_failure(str(err), config, runs=runs)
         write_status(run_dir, "partial" if partial else "failed", error=why)
         raise LocalRunError(f"run {run_dir.name} failed: {why}") from None
     finally:

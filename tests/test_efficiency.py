@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -342,7 +343,7 @@ def test_analysis_of_a_study(tmp_path):
     assert [m.n_train for m in multipliers.multipliers] == sizes
     assert multipliers.multipliers[0].estimate > 1  # the MLP needs more data
     write_analysis(analysis, tmp_path)
-    assert "| cnn - mlp | 375 |" in (tmp_path / "report.md").read_text()
+    assert re.search(r"\| cnn - mlp +\| 375 +\|", (tmp_path / "report.md").read_text())
     check_complete(tmp_path / "comparison.json")
 
     failed = RunFailure(
@@ -365,3 +366,57 @@ def test_an_evaluation_record_written_before_the_shift_still_loads(tmp_path):
     (tmp_path / "old.json").write_text(json.dumps(record))
     old = read_result(tmp_path / "old.json")
     assert isinstance(old, EvalResult) and old.shifted == [] and old.accuracy == 1.0
+
+
+def test_a_failed_iteration_of_the_study_names_its_run(tmp_path):
+    from cnnvsmlp_pipelines import data_efficiency
+    from cnnvsmlp_pipelines.kfp_local import describe_failure
+
+    config = load_config("fashion-mnist-data-efficiency")
+    root = tmp_path / "pipeline"
+    assert data_efficiency.loop_runs(config, root) is None
+    data = root / "data-efficiency-20261201" / "prepare-data" / "dataset"
+    data.mkdir(parents=True)
+    meta = {
+        "counts": {"train": 1000, "validation": 250, "test": 250},
+        "classes": list("abcdefghij"),
+    }
+    (data / "metadata.json").write_text(json.dumps(meta))
+    runs = data_efficiency.loop_runs(config, root)
+    assert [r.n_train for r in runs if r.variant == "cnn" and r.repeat == 0] == [1000, 750, 375]
+    iteration = [r.run_id for r in runs].index("cnn-n375-r1")
+    message = (
+        "Pipeline 'data-efficiency' finished with status FAILURE. Inner task failed: "
+        f"'train-model' inside 'for-loop-1-iteration-{iteration}'."
+    )
+    assert describe_failure(message, config, runs=runs).startswith(
+        "task 'train-model' of cnn-n375-r1 (variant cnn, repeat 1, seed 1) failed"
+    )
+
+
+def test_models_command_lists_each_variant_once_per_data_set():
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "cnnvsmlp_pipelines.cli", "models"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    rows = [line.split()[:2] for line in done.stdout.splitlines()[2:]]
+    assert len(rows) == len({tuple(r) for r in rows})
+    mlp = next(
+        line for line in done.stdout.splitlines() if line.split()[:2] == ["mlp", "fashion-mnist"]
+    )
+    assert "fashion-mnist, fashion-mnist-data-efficiency" in mlp
+
+
+def test_the_study_trains_every_run_by_its_stopping_rule():
+    from cnnvsmlp.efficiency.plan import settle
+
+    config = load_config("fashion-mnist-data-efficiency")
+    assert config.train.early_stopping is None
+    settled = settle(config, EfficiencyConfig(stopping=StoppingRule(patience=7)))
+    assert settled.train.early_stopping == StoppingRule(patience=7, min_delta=0.001)
+    assert settled.train.epochs == config.train.epochs == 100

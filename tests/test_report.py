@@ -17,10 +17,12 @@ from cnnvsmlp.failures import is_permanent, record_failure
 from cnnvsmlp.provenance import Provenance, stamp
 from cnnvsmlp.records import (
     ClassMetrics,
+    EarlyStop,
     Epoch,
     EvalResult,
     Hardware,
     RunFailure,
+    ShiftResult,
     TrainResult,
     read_result,
 )
@@ -766,3 +768,180 @@ def test_an_older_comparison_renders_again_with_the_same_verdicts(written, tmp_p
         .err.strip()
         .endswith("no comparison.json; pass the folder compare wrote")
     )
+
+
+# ---------------------------------------------------------------- shifted test images
+
+
+def with_shifts(run: EvalResult, drop: float) -> EvalResult:
+    """The run also scored on shifted images: ``drop`` more of them wrong per pixel of shift."""
+    shifted = []
+    for shift in (1, 2, 3, 4):
+        keep = np.random.default_rng([run.run.repeat, shift]).random(len(LABELS)) >= drop * shift
+        predictions = np.where(keep, run.predictions, (LABELS + 2) % 10)
+        shifted.append(
+            ShiftResult(
+                shift=shift,
+                seed=0,
+                accuracy=float(np.mean(predictions == LABELS)),
+                predictions=predictions.tolist(),
+            )
+        )
+    return run.model_copy(update={"shifted": shifted})
+
+
+def images_of(markdown: str) -> list[str]:
+    from markdown_it import MarkdownIt
+
+    tokens = MarkdownIt("commonmark").enable("table").parse(markdown)
+    return [
+        child.attrGet("src")
+        for token in tokens
+        if token.type == "inline"
+        for child in token.children or []
+        if child.type == "image"
+    ]
+
+
+def assert_renders_alone(markdown: str) -> list[str]:
+    images = images_of(markdown)
+    assert images
+    for src in images:
+        assert src.startswith("data:image/png;base64,"), f"image {src[:60]} does not resolve alone"
+        assert base64.b64decode(src.split(",", 1)[1]).startswith(PNG_SIGNATURE)
+    return images
+
+
+def test_the_shift_section_shows_accuracy_and_the_gap_against_shift(tmp_path):
+    config = load_config("fashion-mnist", ["repeats=2", "variants=[mlp,cnn]"])
+    drop = {"mlp": 0.05, "cnn": 0.01}
+    runs = [
+        with_shifts(make_run(v, r, ACCURACY[v], [0.8, ACCURACY[v]]), drop[v])
+        for v in config.variants
+        for r in range(2)
+    ]
+    comparison = write_comparison(runs, config, LABELS, tmp_path)
+    accuracy = {(a.variant, a.shift): a.accuracy.estimate for a in comparison.shift_accuracy}
+    assert sorted({s for _, s in accuracy}) == [0, 1, 2, 3, 4]
+    for v in ("mlp", "cnn"):
+        tested = [r for r in runs if r.run.variant == v]
+        assert accuracy[(v, 0)] == pytest.approx(np.mean([r.accuracy for r in tested]))
+        assert accuracy[(v, 4)] == pytest.approx(np.mean([r.shifted[3].accuracy for r in tested]))
+        assert accuracy[(v, 4)] < accuracy[(v, 1)] < accuracy[(v, 0)]
+    gaps = {d.shift: d.difference.estimate for d in comparison.shift_differences}
+    assert {(d.a, d.b) for d in comparison.shift_differences} == {("cnn", "mlp")}
+    assert gaps[0] == pytest.approx(accuracy[("cnn", 0)] - accuracy[("mlp", 0)])
+    assert gaps[4] > gaps[0]  # the MLP loses more to the shift
+    assert (tmp_path / "plots" / "accuracy_vs_shift.png").read_bytes().startswith(PNG_SIGNATURE)
+    markdown = (tmp_path / "report.md").read_text(encoding="utf-8")
+    section = markdown[markdown.index("## Shifted test images") :]
+    section = section[: section.index("\n## ", 1)]
+    assert "![Test accuracy against shift of the test images](data:image/png;base64," in section
+    change = 100 * (gaps[4] - gaps[0])
+    assert re.search(rf"\| cnn vs mlp +\|.*\| {re.escape(f'{change:+.2f}')} +\|", section)
+    assert len(assert_renders_alone(markdown)) == len(PLOTS) + 1
+    html = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "<h2>Shifted test images</h2>" in html
+
+
+def test_without_shifted_scores_there_is_no_shift_section(written):
+    comparison, out = written
+    assert comparison.shift_accuracy == [] and comparison.shift_differences == []
+    assert "Shifted test images" not in (out / "report.md").read_text(encoding="utf-8")
+    assert not (out / "plots" / "accuracy_vs_shift.png").exists()
+
+
+# ---------------------------------------------------------------- the data-efficiency layout
+
+
+def efficiency_runs(sizes: list[int]) -> list[EvalResult]:
+    """Both variants at every size, three repeats; the CNN's lead shrinks as data grows."""
+    rate = {
+        "mlp": lambda n: 0.95 - 0.1 * (n / 1000) ** -0.45,
+        "cnn": lambda n: 0.96 - 0.06 * (n / 1000) ** -0.5,
+    }
+    out = []
+    for v in ("mlp", "cnn"):
+        for n in sizes:
+            for r in range(3):
+                run = make_run(v, r, rate[v](n), [0.7, 0.72, 0.71])
+                spec = RunSpec(variant=v, repeat=r, seed=r, n_train=n)
+                stop = EarlyStop(
+                    stopped_epoch=3,
+                    best_epoch=2,
+                    reason="cap" if n == sizes[0] else "patience",
+                    capped_improving=n == sizes[0],
+                )
+                training = run.training.model_copy(update={"run": spec, "early_stop": stop})
+                run = run.model_copy(update={"run": spec, "training": training})
+                out.append(with_shifts(run, 0.04 if v == "mlp" else 0.01))
+    return out
+
+
+@pytest.fixture(scope="module")
+def efficiency_written(tmp_path_factory):
+    from cnnvsmlp.efficiency.analysis import analyze, write_analysis
+    from cnnvsmlp.efficiency.plan import EfficiencyConfig, settle
+
+    sizes = [375, 750, 1500, 3000, 6000, 12000]
+    study = EfficiencyConfig(sizes=sizes)
+    config = settle(load_config("fashion-mnist-data-efficiency", ["epochs=3"]), study)
+    config = stamp(config, "20261201-1200-abcd", "local", 2, 1)
+    analysis = analyze(efficiency_runs(sizes), config, study, LABELS, bootstrap_samples=40)
+    out = tmp_path_factory.mktemp("efficiency")
+    write_analysis(analysis, out)
+    return analysis, out
+
+
+def test_the_efficiency_report_answers_first_then_plots_then_tables(efficiency_written):
+    analysis, out = efficiency_written
+    markdown = (out / "report.md").read_text(encoding="utf-8")
+    html = (out / "report.html").read_text(encoding="utf-8")
+    lo, hi = analysis.gaps[0], analysis.gaps[-1]
+    head = markdown.split("\n\n")[1]
+    assert head.startswith("**cnn - mlp test accuracy: ")
+    assert f"{100 * lo.difference.estimate:+.2f} [{100 * lo.difference.low:+.2f}, " in head
+    assert f"{100 * hi.difference.estimate:+.2f} [" in head and "with 12,000" in head
+    assert re.search(r"mlp needs [\d.]+x \[[\d.]+x, [\d.]+x\] as many", head)
+    for text, image, table in ((html, "<img", "<table>"), (markdown, "![", "\n| ")):
+        plots = [text.index(c) for c in ("size", "Gap to the baseline", "against shift")]
+        assert text.index(image) < text.index(table), "a plot must come before the first table"
+        assert max(plots) < text.index(table)
+    assert html.count('src="data:image/png;base64,') == 3
+    assert "Run 20261201-1200-abcd" in markdown and "**Commit:**" in markdown
+    assert json.loads((out / "comparison.json").read_text())["schema_version"] == "efficiency/1"
+
+
+def test_every_efficiency_markdown_image_resolves_alone(efficiency_written, tmp_path):
+    _, out = efficiency_written
+    alone = tmp_path / "report.md"
+    alone.write_bytes((out / "report.md").read_bytes())
+    text = alone.read_text(encoding="utf-8")
+    assert len(text) <= MARKDOWN_LIMIT
+    assert len(assert_renders_alone(text)) == 3
+
+
+def test_the_efficiency_report_tables(efficiency_written):
+    analysis, out = efficiency_written
+    markdown = (out / "report.md").read_text(encoding="utf-8")
+    # Where each training stopped: the cap flagged, the others by patience.
+    assert (
+        len(
+            re.findall(
+                r"\| cnn-n375-r\d +\| [\d.]+ +\| 3 +\| 2 +\| cap +\| YES \(!\) +\|", markdown
+            )
+        )
+        == 3
+    )
+    assert re.search(r"\| mlp-n750-r0 +\| [\d.]+ +\| 3 +\| 2 +\| patience +\| +\|", markdown)
+    assert "6 trainings reached the cap of 3 epochs while still improving" in markdown
+    # The gap per size with McNemar per repeat, and the curve parameters with their errors.
+    for g in analysis.gaps:
+        p = g.tests[0].p_holm
+        cell = "<0.001" if p < 0.001 else f"{p:.3f}"
+        assert re.search(
+            rf"\| cnn - mlp +\| {g.n_train:,} +\|.*r0: .*, {re.escape(cell)}[;| ]", markdown
+        )
+    for c in analysis.curves:
+        assert f"| {c.variant} " in markdown and f"{c.fit.b:.3f} ± " in markdown
+    assert "| cnn - mlp at 12,000 " in markdown  # the gap against shift

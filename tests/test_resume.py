@@ -15,9 +15,11 @@ import keras
 import numpy as np
 import pytest
 
-from cnnvsmlp.config import RunSpec, TrainConfig
+from cnnvsmlp import progress
+from cnnvsmlp.config import RunSpec, StoppingRule, TrainConfig
 from cnnvsmlp.errors import UserError
 from cnnvsmlp.models import VARIANTS
+from cnnvsmlp.records import EarlyStop, TrainResult
 from cnnvsmlp.resume import checkpoint_path, state_path
 from cnnvsmlp.train import TrainingDiverged, train
 
@@ -179,3 +181,112 @@ def test_a_folder_with_a_user_file_is_refused(small_fashion, tmp_path):
     with pytest.raises(UserError, match="holds 'notes.txt'"):
         train(small_fashion, run, THREE, out, verbose=0)
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
+# Early stopping. min_delta 10 makes every epoch after the first "not improving", so the rule
+# stops at epoch 1 + patience whatever the losses are, and the best epoch is epoch 1.
+EARLY = TrainConfig(
+    epochs=10,
+    batch_size=32,
+    optimizer="adam",
+    early_stopping=StoppingRule(patience=2, min_delta=10.0),
+)
+
+
+class Killed(Exception):
+    """Stands for a kill right after an epoch's state was written."""
+
+
+def kill_after_epoch(monkeypatch, epoch: int) -> None:
+    real = progress.report
+
+    def report(kind, run_id, message, **fields):
+        real(kind, run_id, message, **fields)
+        if kind == "epoch" and fields.get("epoch") == epoch:
+            raise Killed
+
+    monkeypatch.setattr(progress, "report", report)
+
+
+@pytest.fixture(scope="module")
+def early_stopped(small_fashion, tmp_path_factory):
+    """An uninterrupted early-stopped training of the MLP."""
+    out = tmp_path_factory.mktemp("early") / "out"
+    return out, train(small_fashion, RunSpec(variant="mlp", repeat=0, seed=3), EARLY, out)
+
+
+def test_early_stopping_stops_by_the_rule_and_keeps_the_best_epoch(
+    small_fashion, early_stopped, tmp_path
+):
+    out, result = early_stopped
+    assert [e.epoch for e in result.history] == [1, 2, 3]
+    assert result.early_stop == EarlyStop(
+        stopped_epoch=3, best_epoch=1, reason="patience", capped_improving=False
+    )
+    assert TrainResult.read(out / "train.json").early_stop == result.early_stop
+    # The exported model holds epoch 1's weights: those of a one-epoch training of the same seed.
+    one = TrainConfig(epochs=1, batch_size=32, optimizer="adam")
+    train(small_fashion, result.run, one, tmp_path / "one", verbose=0)
+    assert_same_training(out, tmp_path / "one")
+    assert not (out / "checkpoints").exists()
+
+
+def test_early_stopping_at_the_cap_is_flagged(small_fashion, tmp_path):
+    capped = EARLY.model_copy(update={"epochs": 2})
+    result = train(small_fashion, RunSpec(variant="mlp", repeat=0, seed=3), capped, tmp_path / "c")
+    assert result.early_stop == EarlyStop(
+        stopped_epoch=2, best_epoch=1, reason="cap", capped_improving=True
+    )
+
+
+def test_a_killed_early_stopped_training_keeps_its_best_checkpoint_and_resumes_exactly(
+    small_fashion, early_stopped, tmp_path, monkeypatch
+):
+    out, full = early_stopped
+    target = tmp_path / "killed"
+    kill_after_epoch(monkeypatch, 2)
+    with pytest.raises(Killed):
+        train(small_fashion, full.run, EARLY, target, verbose=0)
+    monkeypatch.undo()
+    # The newest epoch's checkpoint and the best one's, nothing older.
+    assert sorted(p.name for p in (target / "checkpoints").iterdir()) == [
+        "epoch-01.keras",
+        "epoch-02.keras",
+    ]
+    assert sorted(p.name for p in (target / "state").iterdir()) == ["epoch-02.json"]
+    resumed = train(small_fashion, full.run, EARLY, target, verbose=0)
+    assert resumed.resumed_from_epoch == 2
+    assert resumed.early_stop == full.early_stop
+    assert metrics(resumed.history) == metrics(full.history)
+    assert_same_training(out, target)
+
+
+def test_a_resume_after_the_stopping_epoch_trains_no_further(
+    small_fashion, early_stopped, tmp_path, monkeypatch
+):
+    # Killed after the epoch where the rule stops, before the model was written.
+    out, full = early_stopped
+    target = tmp_path / "killed"
+    kill_after_epoch(monkeypatch, 3)
+    with pytest.raises(Killed):
+        train(small_fashion, full.run, EARLY, target, verbose=0)
+    monkeypatch.undo()
+    resumed = train(small_fashion, full.run, EARLY, target, verbose=0)
+    assert resumed.resumed_from_epoch == 3
+    assert [e.epoch for e in resumed.history] == [1, 2, 3]
+    assert_same_training(out, target)
+
+
+def test_a_missing_best_checkpoint_distrusts_the_state(
+    small_fashion, early_stopped, tmp_path, monkeypatch
+):
+    out, full = early_stopped
+    target = tmp_path / "killed"
+    kill_after_epoch(monkeypatch, 2)
+    with pytest.raises(Killed):
+        train(small_fashion, full.run, EARLY, target, verbose=0)
+    monkeypatch.undo()
+    checkpoint_path(target, 1).unlink()
+    resumed = train(small_fashion, full.run, EARLY, target, verbose=0)
+    assert resumed.resumed_from_epoch == 0
+    assert_same_training(out, target)

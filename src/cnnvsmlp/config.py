@@ -120,6 +120,25 @@ class Split(_Config):
     shuffle_seed: Int | None = Field(default=None, ge=0, lt=SEED_LIMIT)
 
 
+class StoppingRule(_Config):
+    """When a training has converged: early stopping on validation loss.
+
+    An epoch improves when its validation loss is below the best so far by
+    more than ``min_delta``; training stops once ``patience`` epochs in a row
+    have not improved, or at the cap (``train.epochs``), and keeps the best
+    epoch's weights (:mod:`cnnvsmlp.efficiency.stopping`).
+    """
+
+    patience: Int = Field(
+        default=5, ge=1, le=1000, description="Epochs without improvement before stopping."
+    )
+    min_delta: Float = Field(
+        default=0.001,
+        ge=0.0,
+        description="An epoch improves when its validation loss is lower than the best by more.",
+    )
+
+
 class TrainConfig(_Config):
     """Hyperparameters of one training run, and how it executes.
 
@@ -145,6 +164,11 @@ class TrainConfig(_Config):
         ge=1,
         le=65536,
         description="Batch size of the validation pass; null: the training batch size.",
+    )
+    early_stopping: StoppingRule | None = Field(
+        default=None,
+        description="Stop when validation loss stops improving and keep the best epoch's "
+        "weights, epochs being the cap; null: train exactly epochs epochs.",
     )
     keep_checkpoints: bool = Field(
         default=False,

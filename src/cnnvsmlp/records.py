@@ -142,6 +142,19 @@ class Epoch(Record):
     time_s: float
 
 
+class EarlyStop(Record):
+    """Where early stopping (``train.early_stopping``) ended a training."""
+
+    stopped_epoch: int = Field(description="The last epoch trained.")
+    best_epoch: int = Field(description="The epoch whose weights the model holds.")
+    reason: Literal["patience", "cap"] = Field(
+        description="patience: converged by the rule; cap: train.epochs reached first."
+    )
+    capped_improving: bool = Field(
+        description="The cap came while validation loss was still improving (within patience)."
+    )
+
+
 class TrainResult(Record):
     """What one training run produced."""
 
@@ -163,6 +176,9 @@ class TrainResult(Record):
         default=None,
         description="The output folder of the training these weights were reused from; "
         "None when this run trained them.",
+    )
+    early_stop: EarlyStop | None = Field(
+        default=None, description="Where early stopping ended it; None: fixed epochs."
     )
 
 

@@ -28,7 +28,9 @@ The files, in a training's output folder and its mirror alike:
 
 - ``checkpoints/epoch-NN.keras``: model and optimizer after epoch NN; while a
   training runs, only the newest complete epoch's is kept (an older one is
-  deleted once the newer state is written);
+  deleted once the newer state is written), and with ``train.early_stopping``
+  also the best epoch's so far, whose weights the finished model holds (the
+  newest state names it by digest; it is deleted once a newer epoch is best);
 - ``state/epoch-NN.json``: a :class:`State`, written after the checkpoint it
   names (with its sha256): it marks the epoch complete;
 - ``history.csv``, ``tensorboard/``;
@@ -86,7 +88,14 @@ OUTPUTS = {CHECKPOINTS, STATES, SET_ASIDE, MODEL, RESULT, HISTORY, FINISHED, TEN
 STATE_NAME = re.compile(r"^epoch-(\d{2,4})\.json$")
 METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 # The library modules whose source decides what a training computes.
-TRAINING_CODE = ("train.py", "resume.py", "backend.py", "models.py", "data/store.py")
+TRAINING_CODE = (
+    "train.py",
+    "resume.py",
+    "backend.py",
+    "models.py",
+    "data/store.py",
+    "efficiency/stopping.py",
+)
 STATE_FORMAT = "cnnvsmlp-training-state/1"
 FINISHED_FORMAT = "cnnvsmlp-finished-training/1"
 
@@ -111,6 +120,14 @@ class State(Record):
     checkpoint_sha256: Sha256
     history: list[Epoch]
     rng: list[list[int]] = Field(description="Dropout's generator states, in layer order.")
+    best_epoch: int | None = Field(
+        default=None,
+        ge=1,
+        description="With early stopping, the best epoch so far, whose checkpoint is kept too.",
+    )
+    best_checkpoint_sha256: Sha256 | None = Field(
+        default=None, description="The best epoch's checkpoint, when it is not this epoch's."
+    )
 
     @model_validator(mode="after")
     def _whole(self) -> State:
@@ -124,6 +141,10 @@ class State(Record):
         if self.checkpoint != checkpoint_name(self.epoch):
             expected = checkpoint_name(self.epoch)
             raise ValueError(f"checkpoint: {self.checkpoint!r}, not {expected!r}")
+        if self.best_epoch is not None and self.best_epoch > self.epoch:
+            raise ValueError(f"best_epoch: {self.best_epoch}, after epoch {self.epoch}")
+        if (self.best_epoch not in (None, self.epoch)) != (self.best_checkpoint_sha256 is not None):
+            raise ValueError("best_checkpoint_sha256: needed exactly when best_epoch is earlier")
         return self
 
 
@@ -173,14 +194,18 @@ def training_key(
         "data": data,
         "variant": run.variant,
         "seed": run.seed,
-        "train": config.model_dump(
-            mode="json", exclude={"keep_checkpoints"} | (set() if epochs else {"epochs"})
-        ),
+        "train": config.model_dump(mode="json", exclude=_untrained(config, epochs)),
         "code": code_digest(),
         "keras": keras.__version__,
         "numerics": list(hardware.numerics()),
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _untrained(config: TrainConfig, epochs: bool) -> set[str]:
+    """The training config's fields a key leaves out (no early stopping counts as before it)."""
+    out = {"keep_checkpoints"} | (set() if epochs else {"epochs"})
+    return out | ({"early_stopping"} if config.early_stopping is None else set())
 
 
 def training_uri(experiment: ExperimentConfig, job_id: str, run: RunSpec, key: str) -> str | None:
@@ -493,6 +518,13 @@ class Training:
             state.checkpoint_sha256
         ):
             return f"names {state.checkpoint}, whose content differs from its recorded sha256"
+        if state.best_checkpoint_sha256 is not None:
+            best = checkpoint_path(self.out, state.best_epoch)
+            if not best.is_file() or sha256_file(best) != state.best_checkpoint_sha256:
+                return (
+                    f"names the best epoch's {checkpoint_name(state.best_epoch)}, which is "
+                    "missing or differs from its recorded sha256"
+                )
         return state
 
     def _restore(self, model: keras.Model, state: State) -> list[Epoch]:
@@ -533,13 +565,22 @@ class Training:
 
     # Epochs
 
-    def save_epoch(self, model: keras.Model, history: list[Epoch]) -> None:
+    def save_epoch(
+        self, model: keras.Model, history: list[Epoch], best_epoch: int | None = None
+    ) -> None:
         """Write the epoch's checkpoint, then its state file, then drop the older epoch's.
 
         The epoch is complete once both are written; the mirror gets them in
         that order too, and loses the older ones only after.
+
+        Args:
+            model: the model after the epoch.
+            history: every epoch so far, this one last.
+            best_epoch: with early stopping, the best epoch so far: its
+                checkpoint is kept beside the newest, and named in the state.
         """
         epoch = history[-1].epoch
+        best = checkpoint_path(self.out, best_epoch) if best_epoch not in (None, epoch) else None
         ckpt = checkpoint_path(self.out, epoch)
         ckpt.parent.mkdir(exist_ok=True)
         write_atomically(ckpt, model.save)  # the partial name keeps ``.keras``, which Keras needs
@@ -555,6 +596,8 @@ class Training:
             checkpoint_sha256=sha256_file(ckpt),
             history=history,
             rng=[v.numpy().ravel().tolist() for v in rng_variables(model)],  # in layer order
+            best_epoch=best_epoch,
+            best_checkpoint_sha256=sha256_file(best) if best else None,
         )
         path = state_path(self.out, epoch)
         path.parent.mkdir(exist_ok=True)
@@ -563,11 +606,17 @@ class Training:
         if not self.config.keep_checkpoints:
             for older in range(1, epoch):
                 state_path(self.out, older).unlink(missing_ok=True)
-                checkpoint_path(self.out, older).unlink(missing_ok=True)
+                if older != best_epoch:
+                    checkpoint_path(self.out, older).unlink(missing_ok=True)
         if self.mirror:
             self._mirror({CHECKPOINTS, HISTORY})
             self._mirror({STATES})
             storage.prune_dir(self.out, self.mirror, only={CHECKPOINTS, STATES})
+
+    def restore_best(self, model: keras.Model, state_epoch: int, best_epoch: int) -> None:
+        """Load the best epoch's weights into ``model``, which holds epoch ``state_epoch``'s."""
+        if best_epoch != state_epoch:
+            model.load_weights(checkpoint_path(self.out, best_epoch))
 
     def _mirror(self, names: set[str]) -> None:
         """Copy the files of ``names`` to the mirror, with TensorBoard's logs so far.

@@ -10,14 +10,21 @@ The output folder of a finished training holds:
 - ``train.json``: the :class:`~cnnvsmlp.records.TrainResult`;
 - ``finished.json``: the marker that these files make one finished training.
 
+With ``train.early_stopping`` set, training ends once validation loss has
+not improved for ``patience`` epochs (:func:`cnnvsmlp.efficiency.stopping.decide`,
+after every epoch), ``train.epochs`` being the cap, and ``model.keras`` holds
+the best epoch's weights; ``train.json`` says where it stopped
+(:class:`~cnnvsmlp.records.EarlyStop`).
+
 While it runs it also holds the newest complete epoch's checkpoint and state
-(``checkpoints/``, ``state/``), kept after the end with
-``train.keep_checkpoints``. :mod:`cnnvsmlp.resume` owns those files: a task
-that restarts in the same folder, or fetches them from ``resume_uri``, goes on
-from the newest complete epoch, and one whose training key matches a finished
-training reuses it. Every epoch's order of the training images and every
-Dropout mask depend only on the seed and the epoch, so a resumed training
-ends with the same weights as an uninterrupted one.
+(``checkpoints/``, ``state/``), and with early stopping the best epoch's
+checkpoint, kept after the end with ``train.keep_checkpoints``.
+:mod:`cnnvsmlp.resume` owns those files: a task that restarts in the same
+folder, or fetches them from ``resume_uri``, goes on from the newest complete
+epoch, and one whose training key matches a finished training reuses it.
+Every epoch's order of the training images and every Dropout mask depend only
+on the seed and the epoch, so a resumed training ends with the same weights as
+an uninterrupted one.
 
 Progress goes to the ``cnnvsmlp.progress`` logger (:mod:`cnnvsmlp.progress`).
 """
@@ -34,10 +41,11 @@ import numpy as np
 from cnnvsmlp import backend, progress
 from cnnvsmlp.config import RunSpec, TrainConfig
 from cnnvsmlp.data.store import load_split, read_metadata
+from cnnvsmlp.efficiency.stopping import StopDecision, decide
 from cnnvsmlp.errors import UserError
 from cnnvsmlp.models import build_model
 from cnnvsmlp.outputs import claim_dir
-from cnnvsmlp.records import Epoch, Hardware, TrainResult
+from cnnvsmlp.records import EarlyStop, Epoch, Hardware, TrainResult
 from cnnvsmlp.resume import METRICS, OUTPUTS, Training, training_key
 
 STEP_EVERY_S = 1.0
@@ -110,6 +118,13 @@ class Progress(keras.callbacks.Callback):
             loss=loss,
             accuracy=accuracy,
         )
+
+
+def stop_decision(history: list[Epoch], config: TrainConfig) -> StopDecision | None:
+    """What early stopping makes of the epochs so far; None when the config has none."""
+    if config.early_stopping is None:
+        return None
+    return decide([e.val_loss for e in history], config.early_stopping, config.epochs)
 
 
 def train(
@@ -198,6 +213,9 @@ def train(
         epochs=config.epochs,
     )
     for epoch in range(done_before + 1, config.epochs + 1):
+        decision = stop_decision(history, config)
+        if decision is not None and decision.stop:
+            break  # a resumed training that had stopped already
         order = epoch_order(run.seed, epoch - 1, len(x_train))
         steps = Progress(run, epoch, config.epochs)
         start = time.perf_counter()
@@ -232,7 +250,8 @@ def train(
                 "lower train.learning_rate or check the data"
             )
         history.append(Epoch(epoch=epoch, **metrics, time_s=seconds))
-        state.save_epoch(model, history)
+        decision = stop_decision(history, config)
+        state.save_epoch(model, history, decision.best_epoch if decision else None)
         progress.report(
             "epoch",
             run.run_id,
@@ -245,6 +264,16 @@ def train(
             seconds=seconds,
         )
 
+    decision = stop_decision(history, config)
+    early_stop = None
+    if decision is not None:
+        state.restore_best(model, len(history), decision.best_epoch)
+        early_stop = EarlyStop(
+            stopped_epoch=len(history),
+            best_epoch=decision.best_epoch,
+            reason=decision.reason or "cap",
+            capped_improving=decision.capped_improving,
+        )
     new_epochs = history[done_before:]
     train_time = float(sum(e.time_s for e in new_epochs))
     # Throughput over every epoch of the history: a task retried after its
@@ -264,14 +293,17 @@ def train(
             train_images_per_s=len(x_train) * len(history) / all_time if all_time > 0 else 0.0,
             resumed_from_epoch=done_before,
             hardware=hardware,
+            early_stop=early_stop,
         ),
     )
     last = history[-1]
+    stopped = f", best epoch {early_stop.best_epoch} kept" if early_stop else ""
     progress.report(
         "done",
         run.run_id,
-        f"done: {config.epochs} epochs, val_accuracy {last.val_accuracy:.4f} ({train_time:.1f} s)",
-        epoch=config.epochs,
+        f"done: {len(history)} epochs{stopped}, val_accuracy {last.val_accuracy:.4f} "
+        f"({train_time:.1f} s)",
+        epoch=len(history),
         epochs=config.epochs,
         **{k: getattr(last, k) for k in METRICS},
         seconds=train_time,

@@ -16,7 +16,12 @@ is compared with it at each size:
   baseline's data multiplier at each size, bootstrapped over the repeats
   that finished for both variants at every size;
 - where each training stopped by the rule of :mod:`~cnnvsmlp.efficiency.stopping`,
-  flagging those that reached the cap on epochs still improving.
+  flagging those that reached the cap on epochs still improving;
+- accuracy on the test images shifted by 1 to 4 pixels (:mod:`cnnvsmlp.shift`)
+  per variant and size, shift 0 being the test images as they are, and the
+  gap at each shift.
+
+:mod:`cnnvsmlp.report.efficiency` draws and renders it.
 """
 
 from __future__ import annotations
@@ -33,7 +38,8 @@ from cnnvsmlp.efficiency.plan import EfficiencyConfig
 from cnnvsmlp.efficiency.stopping import StoppingRule, decide
 from cnnvsmlp.errors import UserError
 from cnnvsmlp.jsonmodel import Record
-from cnnvsmlp.records import EvalResult, RunFailure
+from cnnvsmlp.provenance import Provenance
+from cnnvsmlp.records import EvalResult, Hardware, RunFailure
 from cnnvsmlp.stats import ALPHA, CONFIDENCE, Interval
 
 SCHEMA_VERSION = "efficiency/1"
@@ -54,6 +60,9 @@ class RunPoint(Record):
     best_epoch: int = Field(description="The epoch whose validation loss was best by the rule.")
     capped_improving: bool = Field(
         description="The cap on epochs came while validation loss was still improving."
+    )
+    stopped_by: str = Field(
+        default="", description="patience (converged) or cap; empty while the rule had not stopped."
     )
     shifted_accuracy: dict[int, float] = Field(
         default_factory=dict, description="Test accuracy on the images shifted by k pixels."
@@ -89,6 +98,25 @@ class SizeGap(Record):
     difference: Interval
     tests: list[GapTest]
     significant: bool
+
+
+class ShiftPoint(Record):
+    """A variant at one size on the test images shifted by ``shift`` pixels, over its repeats."""
+
+    variant: str
+    n_train: int
+    shift: int = Field(description="Pixels moved; 0: the test images as they are.")
+    accuracy: Interval
+
+
+class ShiftGap(Record):
+    """Variant minus baseline accuracy at one size on the images shifted by ``shift`` pixels."""
+
+    variant: str
+    baseline: str
+    n_train: int
+    shift: int
+    difference: Interval
 
 
 class VariantCurve(Record):
@@ -127,21 +155,40 @@ class EfficiencyAnalysis(Record):
     gaps: list[SizeGap]
     curves: list[VariantCurve]
     multipliers: list[VariantMultipliers]
+    shift_points: list[ShiftPoint] = []
+    shift_gaps: list[ShiftGap] = []
     status: str = "complete"
     failures: list[RunFailure] = []
+    provenance: Provenance = Field(default_factory=Provenance)
+    hardware: list[Hardware] = Field(
+        default=[], description="Each distinct machine the runs trained on."
+    )
 
 
 def _point(result: EvalResult, rule: StoppingRule, max_epochs: int) -> RunPoint:
+    """A run as the comparison sees it: where its training stopped, as it recorded it.
+
+    A training without early stopping (``train.early_stopping`` null) ran
+    every epoch; the rule is then applied to its history after the fact.
+    """
     history = result.training.history
-    decision = decide([e.val_loss for e in history], rule, max_epochs)
+    stop = result.training.early_stop
+    if stop is not None:
+        stop_epoch, best, capped = stop.stopped_epoch, stop.best_epoch, stop.capped_improving
+        by = stop.reason
+    else:
+        decision = decide([e.val_loss for e in history], rule, max_epochs)
+        stop_epoch, best, capped = decision.epochs, decision.best_epoch, decision.capped_improving
+        by = decision.reason or ""
     return RunPoint(
         repeat=result.run.repeat,
         seed=result.run.seed,
         test_accuracy=result.accuracy,
         epochs=len(history),
-        stop_epoch=decision.epochs,
-        best_epoch=decision.best_epoch,
-        capped_improving=decision.capped_improving,
+        stop_epoch=stop_epoch,
+        best_epoch=best,
+        capped_improving=capped,
+        stopped_by=by,
         shifted_accuracy={s.shift: s.accuracy for s in result.shifted},
     )
 
@@ -300,6 +347,12 @@ def analyze(
                 VariantMultipliers(variant=v, baseline=baseline, multipliers=[], error=str(err))
             )
 
+    shift_points, shift_gaps = _shift_results(by_key, config.variants, sizes, test_labels)
+    machines = {
+        r.training.hardware.model_dump_json(): r.training.hardware
+        for runs in by_key.values()
+        for r in runs.values()
+    }
     status = "complete" if not failures else ("partial" if gaps else "failed")
     return EfficiencyAnalysis(
         experiment=config.name,
@@ -315,92 +368,84 @@ def analyze(
         gaps=gaps,
         curves=curves,
         multipliers=multipliers,
+        shift_points=shift_points,
+        shift_gaps=shift_gaps,
         status=status,
         failures=failures,
+        provenance=config.provenance or Provenance(),
+        hardware=list(machines.values()),
     )
 
 
-def _interval(i: Interval) -> str:
-    return f"{i.estimate:.4f} [{i.low:.4f}, {i.high:.4f}]"
+def _shift_results(
+    by_key: dict[tuple[str, int], dict[int, EvalResult]],
+    variants: list[str],
+    sizes: list[int],
+    labels: np.ndarray,
+) -> tuple[list[ShiftPoint], list[ShiftGap]]:
+    """Accuracy and gap at every shift the runs were scored on; shift 0 is the test split."""
+    from cnnvsmlp.stats import accuracy_interval, difference_interval, mcnemar_exact
 
+    n_test = len(labels)
 
-def _times(value: float | None) -> str:
-    return "never" if value is None else f"{value:.1f}x"
+    def accuracies(r: EvalResult) -> dict[int, float]:
+        found = {s.shift: s.accuracy for s in r.shifted}
+        return {0: r.accuracy, **found} if found else {}
 
+    def predictions(r: EvalResult) -> dict[int, np.ndarray]:
+        found = {s.shift: np.asarray(s.predictions) for s in r.shifted}
+        found = {s: p for s, p in found.items() if len(p) == n_test}
+        return {0: np.asarray(r.predictions), **found} if found else {}
 
-def render_markdown(analysis: EfficiencyAnalysis) -> str:
-    """A plain Markdown summary of the analysis: tables of accuracy, gap and multiplier."""
-    lines = [
-        f"# Data efficiency: {analysis.experiment} ({analysis.dataset})",
-        "",
-        f"Status: {analysis.status}. Sizes {', '.join(f'{n:,}' for n in analysis.sizes)}; "
-        f"{analysis.repeats} repeats; {analysis.n_test:,} test images; early stopping on "
-        f"validation loss, patience {analysis.stopping.patience}, min_delta "
-        f"{analysis.stopping.min_delta}, cap {analysis.max_epochs} epochs.",
-        "",
-        "## Test accuracy",
-        "",
-        "| variant | n_train | accuracy (mean, 95% CI) | epochs | best epoch | capped |",
-        "| --- | ---: | --- | --- | --- | --- |",
-    ]
-    for p in analysis.points:
-        epochs = ", ".join(str(r.epochs) for r in p.runs)
-        best = ", ".join(str(r.best_epoch) for r in p.runs)
-        capped = sum(r.capped_improving for r in p.runs)
-        lines.append(
-            f"| {p.variant} | {p.n_train:,} | {_interval(p.accuracy)} | {epochs} | {best} | "
-            f"{capped or ''} |"
-        )
-    lines += [
-        "",
-        "## Gap to the baseline",
-        "",
-        "| variant - baseline | n_train | difference (95% CI) | McNemar p (Holm) | significant |",
-        "| --- | ---: | --- | --- | --- |",
-    ]
-    for g in analysis.gaps:
-        ps = ", ".join(f"{t.p_holm:.2g}" for t in g.tests)
-        lines.append(
-            f"| {g.variant} - {g.baseline} | {g.n_train:,} | {_interval(g.difference)} | {ps} | "
-            f"{'yes' if g.significant else 'no'} |"
-        )
-    lines += ["", "## Learning curves: error = a (n/1000)^-b + c", ""]
-    for c in analysis.curves:
-        if c.fit is None:
-            lines.append(f"- {c.variant}: no fit ({c.error})")
-        else:
-            se = ", ".join("-" if s is None else f"{s:.3g}" for s in c.fit.standard_errors)
-            lines.append(
-                f"- {c.variant}: a = {c.fit.a:.4f}, b = {c.fit.b:.3f}, c = {c.fit.c:.4f} "
-                f"(standard errors {se}; RMSE {c.fit.rmse:.4f})"
-            )
-    for m in analysis.multipliers:
-        lines += [
-            "",
-            f"## Data multiplier: images {m.baseline} needs to match {m.variant}",
-            "",
-        ]
-        if m.error:
-            lines.append(f"No multiplier: {m.error}")
-            continue
-        lines += ["| n_train | multiplier (95% CI) | extrapolated |", "| ---: | --- | --- |"]
-        for x in m.multipliers:
-            lines.append(
-                f"| {x.n_train:,} | {_times(x.estimate)} [{_times(x.low)}, {_times(x.high)}] | "
-                f"{'yes' if x.extrapolated else ''} |"
-            )
-    if analysis.failures:
-        lines += ["", "## Failed runs", ""]
-        lines += [f"- {f.run.run_id}: {f.error}: {f.message}" for f in analysis.failures]
-    return "\n".join(lines) + "\n"
+    scored = {key: {k: predictions(r) for k, r in runs.items()} for key, runs in by_key.items()}
+    scores = {key: {k: accuracies(r) for k, r in runs.items()} for key, runs in by_key.items()}
+    shifts = sorted({s for runs in scores.values() for a in runs.values() for s in a})
+    points = []
+    for v in variants:
+        for n in sizes:
+            runs = scores.get((v, n), {})
+            for s in shifts:
+                correct = [round(a[s] * n_test) for a in runs.values() if s in a]
+                if correct:
+                    points.append(
+                        ShiftPoint(
+                            variant=v,
+                            n_train=n,
+                            shift=s,
+                            accuracy=accuracy_interval(correct, n_test),
+                        )
+                    )
+    gaps = []
+    baseline = variants[0]
+    for v in variants[1:]:
+        for n in sizes:
+            mine, base = scored.get((v, n), {}), scored.get((baseline, n), {})
+            for s in shifts:
+                shared = [k for k in sorted(set(mine) & set(base)) if s in mine[k] and s in base[k]]
+                if shared:
+                    tests = [
+                        mcnemar_exact(mine[k][s] == labels, base[k][s] == labels) for k in shared
+                    ]
+                    gaps.append(
+                        ShiftGap(
+                            variant=v,
+                            baseline=baseline,
+                            n_train=n,
+                            shift=s,
+                            difference=difference_interval(tests, n_test),
+                        )
+                    )
+    return points, gaps
 
 
 def write_analysis(analysis: EfficiencyAnalysis, out_dir: str | Path) -> None:
-    """Write ``comparison.json`` and ``report.md`` into ``out_dir`` (made when missing)."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    analysis.write(out / "comparison.json")
-    (out / "report.md").write_text(render_markdown(analysis), encoding="utf-8")
+    """Write ``comparison.json``, ``report.md``, ``report.html`` and ``plots/`` into ``out_dir``.
+
+    The reports are :func:`cnnvsmlp.report.efficiency.efficiency_report`'s layout.
+    """
+    from cnnvsmlp.report.efficiency import write_efficiency_report
+
+    write_efficiency_report(analysis, out_dir)
 
 
 def summary(analysis: EfficiencyAnalysis) -> str:

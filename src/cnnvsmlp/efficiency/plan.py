@@ -7,7 +7,9 @@ that ``compare`` trains on, five more than a three-parameter learning curve
 needs. The variants, the repeats (default 3 in the data-efficiency preset),
 the recipe and the cap on epochs (``train.epochs``) come from the experiment
 config; a repeat's seed draws its subsets, so both variants of a repeat train
-on the same images.
+on the same images. The study's stopping rule (patience 5 epochs, min_delta
+0.001 on validation loss, by default) becomes every training's
+``train.early_stopping`` (:func:`settle`).
 """
 
 from __future__ import annotations
@@ -31,7 +33,10 @@ class EfficiencyConfig(Record):
         description="Training images per run, increasing; a size at or above the training "
         "split's trains on all of it.",
     )
-    stopping: StoppingRule = StoppingRule()
+    stopping: StoppingRule = Field(
+        default=StoppingRule(),
+        description="The rule every training of the study stops by (its train.early_stopping).",
+    )
 
     @field_validator("sizes")
     @classmethod
@@ -56,6 +61,20 @@ def parse_efficiency_json(text: str) -> EfficiencyConfig:
         where = ".".join(str(p) for p in first["loc"])
         msg = first["msg"].removeprefix("Value error, ")
         raise ConfigError(f"efficiency_json: {where + ': ' if where else ''}{msg}") from None
+
+
+def settle(config: ExperimentConfig, efficiency: EfficiencyConfig) -> ExperimentConfig:
+    """The experiment as the study trains it: early stopping on, by the study's rule.
+
+    Args:
+        config: the experiment; its ``train.epochs`` is the cap on epochs.
+        efficiency: the study, whose ``stopping`` replaces ``train.early_stopping``.
+
+    Returns:
+        The config every training and the comparison of the study read.
+    """
+    recipe = config.train.model_copy(update={"early_stopping": efficiency.stopping})
+    return config.model_copy(update={"train": recipe})
 
 
 def effective_sizes(sizes: list[int], available: int) -> list[int]:

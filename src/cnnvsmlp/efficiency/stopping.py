@@ -1,7 +1,9 @@
 """The convergence rule: early stopping on validation loss, the best epoch's weights kept.
 
 Keras' ``EarlyStopping(monitor="val_loss", patience, min_delta,
-restore_best_weights=True)`` as a pure function of the history, so that the
+restore_best_weights=True)`` as a pure function of the history (the rule itself,
+:class:`~cnnvsmlp.config.StoppingRule`, is ``train.early_stopping``, which
+:func:`cnnvsmlp.train.train` applies after every epoch), so that the
 rule is tested without training and the comparison can say, from a
 record's history alone, where a training stopped and why. An epoch improves
 when its validation loss is below the best so far by more than
@@ -18,23 +20,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import Field
+from cnnvsmlp.config import StoppingRule
 
-from cnnvsmlp.config import Float, Int
-from cnnvsmlp.jsonmodel import Record
-
-
-class StoppingRule(Record):
-    """When a training has converged: early stopping on validation loss."""
-
-    patience: Int = Field(
-        default=5, ge=1, le=1000, description="Epochs without improvement before stopping."
-    )
-    min_delta: Float = Field(
-        default=0.001,
-        ge=0.0,
-        description="An epoch improves when its validation loss is lower than the best by more.",
-    )
+__all__ = ["StopDecision", "StoppingRule", "decide"]
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,8 @@ from cnnvsmlp.report.model import (
     ReportError,
     RunConfig,
     RunSummary,
+    ShiftAccuracy,
+    ShiftDifference,
     VariantSummary,
 )
 from cnnvsmlp.report.verdict import VERDICT_RULE, envelope, flag_spread, verdict
@@ -213,6 +215,51 @@ def _pairs(
     return out
 
 
+def _shifted(
+    grouped: dict[str, list[EvalResult]], pairs: list[PairComparison], labels: np.ndarray
+) -> tuple[list[ShiftAccuracy], list[ShiftDifference]]:
+    """Accuracy per variant and difference per pair at every shift all runs were scored on.
+
+    Shift 0 is the test split as it is; nothing when some run has no shifted scores.
+    """
+    runs = [r for rs in grouped.values() for r in rs]
+    found = [{s.shift: s for s in r.shifted if len(s.predictions) == len(labels)} for r in runs]
+    shifts = sorted(set.intersection(*(set(f) for f in found))) if found else []
+    if not shifts:
+        return [], []
+    n = len(labels)
+
+    def predictions(r: EvalResult, shift: int) -> np.ndarray:
+        if shift == 0:
+            return np.asarray(r.predictions)
+        return np.asarray(next(s.predictions for s in r.shifted if s.shift == shift))
+
+    accuracy = [
+        ShiftAccuracy(
+            variant=v,
+            shift=s,
+            accuracy=stats.accuracy_interval(
+                [int(np.sum(predictions(r, s) == labels)) for r in rs], n
+            ),
+        )
+        for v, rs in grouped.items()
+        for s in (0, *shifts)
+    ]
+    differences = []
+    for p in pairs:
+        for s in (0, *shifts):
+            tests = [
+                stats.mcnemar_exact(predictions(ra, s) == labels, predictions(rb, s) == labels)
+                for ra, rb in zip(grouped[p.a], grouped[p.b], strict=True)
+            ]
+            differences.append(
+                ShiftDifference(
+                    a=p.a, b=p.b, shift=s, difference=stats.difference_interval(tests, n)
+                )
+            )
+    return accuracy, differences
+
+
 def pair_comparison(a: str, b: str, tests: list[RepeatTest], n: int, pairs: int) -> PairComparison:
     """A pair's record from its per-repeat tests: the intervals, the verdict and its interval.
 
@@ -313,6 +360,8 @@ def compare(
     grouped = _group(kept, scored, labels)
     summaries = {v: _summarise(v, runs, scored, labels) for v, runs in grouped.items()}
     summaries = {v: flag_spread(s) for v, s in summaries.items()}
+    pairs = _pairs(grouped, summaries, labels)
+    shift_accuracy, shift_differences = _shifted(grouped, pairs, labels)
     return Comparison(
         schema_version=SCHEMA_VERSION,
         experiment=config.name,
@@ -326,12 +375,14 @@ def compare(
         alpha=stats.ALPHA,
         verdict_rule=VERDICT_RULE,
         variants=list(summaries.values()),
-        pairs=_pairs(grouped, summaries, labels),
+        pairs=pairs,
         reproducibility=envelope(list(summaries.values())),
         status="partial" if failures else "complete",
         failures=failures,
         provenance=config.provenance or Provenance(),
         config=run_config(config, len(next(iter(grouped.values())))),
+        shift_accuracy=shift_accuracy,
+        shift_differences=shift_differences,
     )
 
 

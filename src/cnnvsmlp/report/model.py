@@ -128,6 +128,23 @@ class FailedRun(Record):
     message: str
 
 
+class ShiftAccuracy(Record):
+    """A variant's test accuracy on the test images shifted by ``shift`` pixels, over repeats."""
+
+    variant: str
+    shift: int = Field(description="Pixels moved (cnnvsmlp.shift); 0: the test images as they are.")
+    accuracy: Interval
+
+
+class ShiftDifference(Record):
+    """A pair's accuracy difference (a - b) on the images shifted by ``shift`` pixels."""
+
+    a: str
+    b: str
+    shift: int
+    difference: Interval
+
+
 class RunConfig(Record):
     """How the runs were trained: the experiment config's numbers that a reader asks for."""
 
@@ -165,6 +182,12 @@ class Comparison(Record):
     failures: list[FailedRun] = []
     provenance: Provenance = Field(default_factory=Provenance)
     config: RunConfig | None = Field(default=None, description="None in files before 2.4.")
+    shift_accuracy: list[ShiftAccuracy] = Field(
+        default=[], description="Accuracy per variant and shift; empty without shifted scores."
+    )
+    shift_differences: list[ShiftDifference] = Field(
+        default=[], description="Each pair's difference per shift; empty without shifted scores."
+    )
 
     @classmethod
     def read(cls, path: str | os.PathLike) -> Comparison:

@@ -210,6 +210,42 @@ def _accuracy_vs_cost(comparison: Comparison, time_label: str = "") -> Figure:
     return fig
 
 
+SHIFT_PLOT = ("accuracy_vs_shift", "Test accuracy against shift of the test images")
+"""The name and caption of the shift plot, drawn when the runs were scored on shifted images."""
+
+
+def _accuracy_vs_shift(comparison: Comparison) -> Figure:
+    colours = _colours(comparison)
+    fig = Figure(figsize=(7.0, 3.6), layout="constrained")
+    ax = fig.subplots()
+    n = len(comparison.variants)
+    for i, v in enumerate(comparison.variants):
+        points = sorted(
+            (p for p in comparison.shift_accuracy if p.variant == v.variant), key=lambda p: p.shift
+        )
+        offset = 0.04 * (i - (n - 1) / 2)
+        ax.errorbar(
+            [p.shift + offset for p in points],
+            [100 * p.accuracy.estimate for p in points],
+            yerr=[
+                [100 * (p.accuracy.estimate - p.accuracy.low) for p in points],
+                [100 * (p.accuracy.high - p.accuracy.estimate) for p in points],
+            ],
+            fmt="o-",
+            ms=5,
+            capsize=3,
+            color=colours[v.variant],
+            label=v.variant,
+        )
+    ax.set_xticks(sorted({p.shift for p in comparison.shift_accuracy}))
+    ax.set_xlabel("shift of the test images (pixels along each moved axis)")
+    ax.set_ylabel(f"test accuracy (%, {comparison.confidence:.0%} CI)")
+    ax.set_title("Accuracy on the test images moved by 0 to 4 pixels", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
 def write_plots(comparison: Comparison, out_dir: Path, time_label: str = "") -> dict[str, Path]:
     """Draw the comparison's plots as PNG files (matplotlib's Agg renderer).
 
@@ -220,7 +256,8 @@ def write_plots(comparison: Comparison, out_dir: Path, time_label: str = "") -> 
             machine (:func:`cnnvsmlp.report.render.speed_note`).
 
     Returns:
-        The path of each plot, by the names of :data:`PLOTS`.
+        The path of each plot, by the names of :data:`PLOTS`, and the shift
+        plot's (:data:`SHIFT_PLOT`) when the comparison has shifted scores.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     draw = {
@@ -234,4 +271,8 @@ def write_plots(comparison: Comparison, out_dir: Path, time_label: str = "") -> 
     for name in PLOTS:
         files[name] = out_dir / f"{name}.png"
         draw[name](comparison).savefig(files[name], dpi=90, format="png")
+    if comparison.shift_accuracy:
+        name = SHIFT_PLOT[0]
+        files[name] = out_dir / f"{name}.png"
+        _accuracy_vs_shift(comparison).savefig(files[name], dpi=90, format="png")
     return files

@@ -20,7 +20,7 @@ from tabulate import tabulate
 
 from cnnvsmlp.records import Hardware
 from cnnvsmlp.report.model import Comparison
-from cnnvsmlp.report.plots import PLOTS
+from cnnvsmlp.report.plots import PLOTS, SHIFT_PLOT
 from cnnvsmlp.report.status import failure_summary
 from cnnvsmlp.report.verdict import headline, number, pct
 from cnnvsmlp.stats import Interval
@@ -59,9 +59,13 @@ class Table:
 
 @dataclass(frozen=True)
 class Figure:
-    """One of :data:`~cnnvsmlp.report.plots.PLOTS`, by name."""
+    """A plot by name: one of :data:`~cnnvsmlp.report.plots.PLOTS`, or one a layout draws.
+
+    ``caption`` defaults to the name's in :data:`~cnnvsmlp.report.plots.PLOTS`.
+    """
 
     name: str
+    caption: str = ""
 
 
 Block = Text | Bullets | Table | Figure
@@ -574,6 +578,8 @@ def comparison_report(comparison: Comparison) -> Report:
                 ],
             )
         )
+    if c.shift_accuracy:
+        sections.append(shift_section(c))
     if c.variants:
         sections.append(
             Section("Plots", [Figure(name) for name in PLOTS if name != "test_accuracy"])
@@ -593,6 +599,72 @@ def comparison_report(comparison: Comparison) -> Report:
         sections.append(Section("Reproducibility", reproducibility, folded=True))
     sections.append(_provenance_section(c))
     return Report(title=title(c), lead=lead, sections=sections)
+
+
+def shift_table(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
+    """Headers and rows of each pair's difference at each shift, and its change.
+
+    Args:
+        comparison: the comparison to tabulate.
+
+    Returns:
+        The column headers and one row per pair: a - b in points at each
+        shift (with its interval), and the change from no shift to the largest.
+    """
+    shifts = sorted({d.shift for d in comparison.shift_differences})
+    headers = ["a vs b", *(f"shift {s} px: a - b, points" for s in shifts), "change, points"]
+    rows = []
+    for p in comparison.pairs:
+        found = {
+            d.shift: d.difference for d in comparison.shift_differences if (d.a, d.b) == (p.a, p.b)
+        }
+        if not found:
+            continue
+        cells = [
+            f"{_points(found[s].estimate)} [{_points(found[s].low)}, {_points(found[s].high)}]"
+            if s in found
+            else ""
+            for s in shifts
+        ]
+        change = found[shifts[-1]].estimate - found[shifts[0]].estimate
+        rows.append([f"{p.a} vs {p.b}", *cells, _points(change)])
+    return headers, rows
+
+
+def shift_accuracy_table(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
+    """Headers and rows of each variant's accuracy at each shift.
+
+    Args:
+        comparison: the comparison to tabulate.
+
+    Returns:
+        The column headers and one row per variant.
+    """
+    shifts = sorted({a.shift for a in comparison.shift_accuracy})
+    headers = ["variant", *(f"shift {s} px %" for s in shifts)]
+    rows = []
+    for v in comparison.variants:
+        found = {a.shift: a.accuracy for a in comparison.shift_accuracy if a.variant == v.variant}
+        rows.append([v.variant, *(_ci(found[s]) if s in found else "" for s in shifts)])
+    return headers, rows
+
+
+def shift_section(c: Comparison) -> Section:
+    """Accuracy against shift per variant (plot and table) and each pair's gap per shift."""
+    return Section(
+        "Shifted test images",
+        [
+            Text(
+                "Every model scored on the test images moved by 1 to 4 pixels in random "
+                "directions (one seed, zero fill: the same images for every model); shift 0 is "
+                f"the test split as it is. Intervals: {c.confidence:.0%}, over the repeats. "
+                "Change: the difference at the largest shift minus at none."
+            ),
+            Figure(*SHIFT_PLOT),
+            Table(*shift_table(c)),
+            Table(*shift_accuracy_table(c)),
+        ],
+    )
 
 
 def _seed_section(c: Comparison) -> Section:
@@ -660,7 +732,8 @@ def _prepare(block: Block, html: bool, images: dict[str, str]) -> dict | None:
     if isinstance(block, Figure):
         if block.name not in images:
             return None
-        return {"kind": "figure", "caption": PLOTS[block.name], "src": images[block.name]}
+        caption = block.caption or PLOTS.get(block.name, block.name)
+        return {"kind": "figure", "caption": caption, "src": images[block.name]}
     if isinstance(block, Bullets):
         return {"kind": "bullets", "entries": block.items}
     return {"kind": "text", "text": block.text, "lead": block.lead, "style": block.style}
@@ -707,6 +780,11 @@ def _compact_png(path: Path) -> bytes:
     return out.getvalue()
 
 
+def _plot_order(plots: dict[str, Path]) -> list[str]:
+    """The plots in :data:`PLOTS` order, then a layout's own in the order given."""
+    return [n for n in PLOTS if n in plots] + [n for n in plots if n not in PLOTS]
+
+
 def _data_uri(data: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(data).decode()
 
@@ -722,7 +800,8 @@ def render_markdown(
     Args:
         comparison: the comparison to report.
         plots: the PNG file of each plot: embedded as data URIs, so the file
-            renders alone, as the KFP UI shows it; in :data:`PLOTS` order while
+            renders alone, as the KFP UI shows it; in :data:`PLOTS` order, then
+            any others a layout draws, while
             the text stays under :data:`MARKDOWN_LIMIT`, the rest named as left
             out. None links the plots under ``plot_dir`` instead.
         plot_dir: the plots' folder as seen from the report, when ``plots`` is None.
@@ -732,21 +811,20 @@ def render_markdown(
         The report's text.
     """
     if plots is None:
-        drawn = PLOTS if comparison.variants else {}
+        drawn = list(PLOTS) if comparison.variants else []
+        drawn += [SHIFT_PLOT[0]] if getattr(comparison, "shift_accuracy", None) else []
         images = {name: f"{plot_dir}/{name}.png" for name in drawn}
         return _render(comparison, images, html=False, layout=layout)
     text = _render(comparison, {}, html=False, layout=layout)
     budget = MARKDOWN_LIMIT - len(text) - 2_000
     images, left_out = {}, []
-    for name in PLOTS:
-        if name not in plots:
-            continue
+    for name in _plot_order(plots):
         uri = _data_uri(_compact_png(plots[name]))
         if len(uri) <= budget:
             images[name] = uri
             budget -= len(uri)
         else:
-            left_out.append(PLOTS[name])
+            left_out.append(PLOTS.get(name, name))
     missing = ""
     if left_out:
         missing = (
@@ -769,5 +847,5 @@ def render_html(
     Returns:
         The HTML document.
     """
-    images = {name: _data_uri(plots[name].read_bytes()) for name in PLOTS if name in plots}
+    images = {name: _data_uri(plots[name].read_bytes()) for name in _plot_order(plots)}
     return _render(comparison, images, html=True, layout=layout)

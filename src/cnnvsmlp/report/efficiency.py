@@ -1,0 +1,646 @@
+"""The data-efficiency comparison as a report: its plots and its layout.
+
+:func:`write_efficiency_report` writes, as :func:`cnnvsmlp.report.render_comparison`
+does for ``compare``: ``comparison.json`` (the
+:class:`~cnnvsmlp.efficiency.analysis.EfficiencyAnalysis`), ``report.md`` (its
+plots embedded, so it renders alone in the KFP UI), ``report.html`` and
+``plots/*.png``. :func:`efficiency_report` is the layout: the answer in one
+sentence, then test accuracy against training-set size, the gap per size,
+accuracy against shift, and the tables after the plots.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure as MplFigure
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+from cnnvsmlp.efficiency.analysis import EfficiencyAnalysis, SizeGap
+from cnnvsmlp.records import Hardware
+from cnnvsmlp.report.render import (
+    Block,
+    Bullets,
+    Figure,
+    Report,
+    Section,
+    Table,
+    Text,
+    render_html,
+    render_markdown,
+)
+from cnnvsmlp.stats import Interval
+
+# File name (without .png) and caption of each plot, in report order.
+EFFICIENCY_PLOTS = {
+    "accuracy_vs_size": "Test accuracy against training-set size",
+    "gap_vs_size": "Gap to the baseline at each training-set size",
+    "accuracy_vs_shift": "Test accuracy against shift",
+}
+
+# ---------------------------------------------------------------- words
+
+
+def _pts(x: float) -> str:
+    return f"{100 * x:+.2f}"
+
+
+def _pts_ci(i: Interval) -> str:
+    return f"{_pts(i.estimate)} [{_pts(i.low)}, {_pts(i.high)}]"
+
+
+def _pct_ci(i: Interval) -> str:
+    return f"{100 * i.estimate:.2f} [{100 * i.low:.2f}, {100 * i.high:.2f}]"
+
+
+def _times(x: float | None) -> str:
+    return "no amount (the baseline's floor is above it)" if x is None else f"{x:.1f}x"
+
+
+def _p(p: float) -> str:
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _size(n: int) -> str:
+    return f"{n:,}"
+
+
+def _interval_words(a: EfficiencyAnalysis) -> str:
+    return (
+        f"{a.confidence:.0%} t-interval over {a.repeats} repeats"
+        if a.repeats > 1
+        else f"{a.confidence:.0%} interval of a single run"
+    )
+
+
+def _gaps(a: EfficiencyAnalysis, variant: str) -> list[SizeGap]:
+    return [g for g in a.gaps if g.variant == variant]
+
+
+def headline(a: EfficiencyAnalysis) -> str:
+    """The answer in one sentence per compared variant: the gap at the ends, the multiplier."""
+    sentences = []
+    for v in a.variants[1:]:
+        gaps = _gaps(a, v)
+        if not gaps:
+            continue
+        lo, hi = gaps[0], gaps[-1]
+        text = (
+            f"{v} - {a.baseline} test accuracy: {_pts_ci(lo.difference)} points with "
+            f"{_size(lo.n_train)} training images, {_pts_ci(hi.difference)} with "
+            f"{_size(hi.n_train)} ({_interval_words(a)})"
+        )
+        multiplier = next((m for m in a.multipliers if m.variant == v and m.multipliers), None)
+        if multiplier is not None:
+            m = multiplier.multipliers[0]
+            interval = f" [{_times(m.low)}, {_times(m.high)}]" if m.estimate is not None else ""
+            text += (
+                f"; to match {v} at {_size(m.n_train)} images {a.baseline} needs "
+                f"{_times(m.estimate)}{interval} as many (fitted learning curves"
+                f"{', extrapolated' if m.extrapolated else ''})"
+            )
+        sentences.append(text + ".")
+    return " ".join(sentences) or f"No size has every variant ({a.status} comparison)."
+
+
+def verdicts(a: EfficiencyAnalysis) -> list[tuple[str, str]]:
+    """The verdicts in words: gap and significance at the ends, multipliers, shift effect."""
+    out: list[tuple[str, str]] = []
+    for v in a.variants[1:]:
+        gaps = _gaps(a, v)
+        if not gaps:
+            continue
+        significant = [g for g in gaps if g.significant]
+        sizes = ", ".join(_size(g.n_train) for g in significant) or "none"
+        out.append(
+            (
+                f"{v} vs {a.baseline}:",
+                f"the gap falls from {_pts_ci(gaps[0].difference)} points at "
+                f"{_size(gaps[0].n_train)} images to {_pts_ci(gaps[-1].difference)} at "
+                f"{_size(gaps[-1].n_train)}; significant in every repeat (McNemar, Holm over "
+                f"all sizes and repeats) at: {sizes}."
+                if gaps[0].difference.estimate > gaps[-1].difference.estimate
+                else f"the gap is {_pts_ci(gaps[0].difference)} points at "
+                f"{_size(gaps[0].n_train)} images and {_pts_ci(gaps[-1].difference)} at "
+                f"{_size(gaps[-1].n_train)}; significant in every repeat (McNemar, Holm over "
+                f"all sizes and repeats) at: {sizes}.",
+            )
+        )
+        for m in a.multipliers:
+            if m.variant != v or not m.multipliers:
+                continue
+            ends = (
+                [m.multipliers[0], m.multipliers[-1]] if len(m.multipliers) > 1 else m.multipliers
+            )
+            words = "; ".join(
+                f"at {_size(x.n_train)} images {_times(x.estimate)}"
+                + (f" [{_times(x.low)}, {_times(x.high)}]" if x.estimate is not None else "")
+                + (" (extrapolated)" if x.extrapolated else "")
+                for x in ends
+            )
+            out.append((f"Data multiplier ({a.baseline} to match {v}):", words + "."))
+        shifted = [g for g in a.shift_gaps if g.variant == v and g.n_train == gaps[-1].n_train]
+        if len(shifted) > 1:
+            first, last = shifted[0], shifted[-1]
+            out.append(
+                (
+                    "Shift:",
+                    f"with {_size(first.n_train)} training images the gap is "
+                    f"{_pts_ci(first.difference)} points on the test images as they are and "
+                    f"{_pts_ci(last.difference)} when they move by {last.shift} pixels.",
+                )
+            )
+    capped = [(p, r) for p in a.points for r in p.runs if r.capped_improving]
+    if capped:
+        names = ", ".join(f"{p.variant}-n{p.n_train}-r{r.repeat}" for p, r in capped)
+        out.append(
+            (
+                "Cap:",
+                f"{len(capped)} trainings reached the cap of {a.max_epochs} epochs while "
+                f"still improving ({names}): they may be under-trained.",
+            )
+        )
+    return out
+
+
+# ---------------------------------------------------------------- tables
+
+
+def gap_table(a: EfficiencyAnalysis) -> Table:
+    """Each size: every variant's accuracy, the gap, and McNemar's test per repeat."""
+    headers = ["pair", "n_train"]
+    headers += [f"{v} % ({a.confidence:.0%} CI)" for v in a.variants]
+    headers += [
+        "gap, points (CI)",
+        "per repeat: gap, only variant / only baseline right, p, Holm p",
+        "significant",
+    ]
+    accuracy = {(p.variant, p.n_train): p.accuracy for p in a.points}
+    rows = []
+    for g in a.gaps:
+        row = [f"{g.variant} - {g.baseline}", _size(g.n_train)]
+        row += [
+            _pct_ci(accuracy[(v, g.n_train)]) if (v, g.n_train) in accuracy else ""
+            for v in a.variants
+        ]
+        row += [
+            _pts_ci(g.difference),
+            "; ".join(
+                f"r{t.repeat}: {_pts(t.difference)}, {t.only_variant_correct}/"
+                f"{t.only_baseline_correct}, {_p(t.p_value)}, {_p(t.p_holm)}"
+                for t in g.tests
+            ),
+            "yes" if g.significant else "no",
+        ]
+        rows.append(row)
+    return Table(headers, rows)
+
+
+def stopping_table(a: EfficiencyAnalysis) -> Table:
+    """Where each training stopped, the best epoch kept, and the cap flag."""
+    headers = ["run", "test %", "epochs trained", "best epoch", "stopped by", "cap while improving"]
+    rows = []
+    for p in a.points:
+        for r in p.runs:
+            by = r.stopped_by or "not stopped"
+            rows.append(
+                [
+                    f"{p.variant}-n{p.n_train}-r{r.repeat}",
+                    f"{100 * r.test_accuracy:.2f}",
+                    str(r.epochs),
+                    str(r.best_epoch),
+                    by,
+                    "YES (!)" if r.capped_improving else "",
+                ]
+            )
+    return Table(headers, rows)
+
+
+def shift_table(a: EfficiencyAnalysis) -> Table:
+    """The gap at each shift and size, and its change from no shift to the largest."""
+    shifts = sorted({g.shift for g in a.shift_gaps})
+    headers = ["pair at n_train", *(f"shift {s} px" for s in shifts), "change, points"]
+    rows = []
+    keys = sorted({(g.variant, g.n_train) for g in a.shift_gaps}, key=lambda k: (k[0], k[1]))
+    for v, n in keys:
+        found = {g.shift: g.difference for g in a.shift_gaps if (g.variant, g.n_train) == (v, n)}
+        change = (
+            _pts(found[shifts[-1]].estimate - found[shifts[0]].estimate)
+            if shifts[0] in found and shifts[-1] in found
+            else ""
+        )
+        rows.append(
+            [
+                f"{v} - {a.baseline} at {_size(n)}",
+                *(_pts_ci(found[s]) if s in found else "" for s in shifts),
+                change,
+            ]
+        )
+    return Table(headers, rows)
+
+
+def shift_accuracy_table(a: EfficiencyAnalysis) -> Table:
+    """Each variant's accuracy at each shift, at the smallest and the full size."""
+    shifts = sorted({p.shift for p in a.shift_points})
+    ends = sorted({a.sizes[0], a.sizes[-1]}) if a.sizes else []
+    headers = ["variant at n_train", *(f"shift {s} px %" for s in shifts)]
+    rows = []
+    for v in a.variants:
+        for n in ends:
+            found = {
+                p.shift: p.accuracy for p in a.shift_points if (p.variant, p.n_train) == (v, n)
+            }
+            if found:
+                rows.append(
+                    [
+                        f"{v} at {_size(n)}",
+                        *(_pct_ci(found[s]) if s in found else "" for s in shifts),
+                    ]
+                )
+    return Table(headers, rows)
+
+
+def curve_table(a: EfficiencyAnalysis) -> Table:
+    """The fitted learning curves' parameters with their standard errors."""
+    headers = ["variant", "a", "b", "c (error floor)", "RMSE", "points", "note"]
+    rows = []
+    for c in a.curves:
+        if c.fit is None:
+            rows.append([c.variant, "", "", "", "", "", f"no fit: {c.error}"])
+            continue
+        se = [("" if s is None else f" ± {s:.3g}") for s in c.fit.standard_errors]
+        rows.append(
+            [
+                c.variant,
+                f"{c.fit.a:.4f}{se[0]}",
+                f"{c.fit.b:.3f}{se[1]}",
+                f"{c.fit.c:.4f}{se[2]}",
+                f"{c.fit.rmse:.4f}",
+                str(c.fit.points),
+                "",
+            ]
+        )
+    return Table(headers, rows)
+
+
+def multiplier_table(a: EfficiencyAnalysis) -> Table:
+    """How many times more images the baseline needs to match each variant, per size."""
+    headers = ["pair", "n_train", "multiplier (CI)", "never in samples", "extrapolated"]
+    rows = []
+    for m in a.multipliers:
+        if m.error:
+            rows.append([f"{m.baseline} to match {m.variant}", "", m.error, "", ""])
+        for x in m.multipliers:
+            ci = f" [{_times(x.low)}, {_times(x.high)}]" if x.estimate is not None else ""
+            rows.append(
+                [
+                    f"{m.baseline} to match {m.variant}",
+                    _size(x.n_train),
+                    f"{_times(x.estimate)}{ci}",
+                    f"{x.unreachable_fraction:.0%}",
+                    "yes" if x.extrapolated else "",
+                ]
+            )
+    return Table(headers, rows)
+
+
+# ---------------------------------------------------------------- provenance
+
+
+def _machine(h: Hardware) -> str:
+    threads = f", {h.intra_op_threads} threads" if h.intra_op_threads else ""
+    return f"{h.name} ({h.cpu_count} CPUs{threads}, TensorFlow {h.tensorflow})"
+
+
+def provenance_line(a: EfficiencyAnalysis) -> str:
+    """What produced the report: run, date, commit, and the study's settings."""
+    p = a.provenance
+    when = p.started.strftime("%Y-%m-%d %H:%M UTC") if p.started else "date not recorded"
+    if p.commit:
+        state = {True: ", uncommitted changes", False: ""}.get(p.dirty, ", tree state unknown")
+        code = f"cnnvsmlp {p.project_version or '?'} at commit {p.commit[:10]}{state}"
+    else:
+        code = f"cnnvsmlp {p.project_version or '(version not recorded)'}, commit not recorded"
+    machines = "; ".join(_machine(h) for h in a.hardware) or "no machine recorded"
+    return (
+        f"Run {p.run_id or '(run id not recorded)'}; {when}; {code}; {a.dataset}, sizes "
+        f"{', '.join(_size(n) for n in a.sizes)}, {a.repeats} repeats, {a.n_test:,} test images; "
+        f"early stopping on validation loss (patience {a.stopping.patience}, min_delta "
+        f"{a.stopping.min_delta:g}, cap {a.max_epochs} epochs, best epoch kept). Trained on "
+        f"{machines}."
+    )
+
+
+def _provenance_section(a: EfficiencyAnalysis) -> Section:
+    p = a.provenance
+    items = [
+        ("Run:", p.run_id or "(run id not recorded)"),
+        ("Started:", p.started.isoformat() if p.started else "not recorded"),
+        ("Runner:", p.runner or "not recorded"),
+        ("Project:", f"cnnvsmlp {p.project_version or '(version not recorded)'}"),
+        ("Commit:", (p.commit + (" (uncommitted changes)" if p.dirty else "")) or "not recorded"),
+        ("Experiment:", f"{a.experiment} ({a.dataset})"),
+        ("Variants:", f"{', '.join(a.variants)}; baseline {a.baseline}"),
+        ("Machines:", "; ".join(_machine(h) for h in a.hardware) or "none: no run finished"),
+        ("Schema:", f"comparison.json {a.schema_version}"),
+    ]
+    if p.note:
+        items.append(("Note:", p.note))
+    return Section("Provenance", [Bullets(items)], folded=True)
+
+
+# ---------------------------------------------------------------- the layout
+
+
+def efficiency_report(a: EfficiencyAnalysis) -> Report:
+    """The data-efficiency report: the answer, the plots, then the tables.
+
+    Args:
+        a: the analysis to report.
+
+    Returns:
+        Its :class:`~cnnvsmlp.report.render.Report`.
+    """
+    lead: list[Block] = [Text(headline(a), style="headline")]
+    if a.failures:
+        lead.append(
+            Text(
+                f"{len(a.failures)} runs failed for good and are left out; see Failed runs.",
+                lead=f"{a.status.capitalize()} comparison.",
+            )
+        )
+    lead.append(Text(provenance_line(a), style="note"))
+    if a.points:
+        lead += [Figure("accuracy_vs_size", EFFICIENCY_PLOTS["accuracy_vs_size"])]
+    if a.gaps:
+        lead += [Figure("gap_vs_size", EFFICIENCY_PLOTS["gap_vs_size"])]
+    if a.shift_points:
+        lead += [Figure("accuracy_vs_shift", EFFICIENCY_PLOTS["accuracy_vs_shift"])]
+    sections = [Section("Verdicts", [Bullets(verdicts(a) or [("", headline(a))])])]
+    if a.gaps:
+        sections.append(
+            Section(
+                "The gap at each size",
+                [
+                    Text(
+                        f"Test accuracy per variant ({_interval_words(a)}); the gap is variant "
+                        "minus baseline in accuracy points, the same interval over the "
+                        "per-repeat differences (both variants of a repeat train on the same "
+                        "subset). McNemar's exact test per repeat on the same test images, "
+                        "Holm-adjusted over every size and repeat of the pair; significant: "
+                        "Holm p below the level in every repeat, with one sign."
+                    ),
+                    gap_table(a),
+                ],
+            )
+        )
+    if a.shift_gaps:
+        sections.append(
+            Section(
+                "Shifted test images",
+                [
+                    Text(
+                        "Every model scored on the test images moved by 1 to 4 pixels in "
+                        "random directions (one seed, zero fill: the same images for every "
+                        "model); shift 0 is the test split as it is. The gap per shift is "
+                        "variant minus baseline, in points; change: from no shift to the "
+                        "largest."
+                    ),
+                    shift_table(a),
+                    shift_accuracy_table(a),
+                ],
+            )
+        )
+    if a.points:
+        sections.append(
+            Section(
+                "Where each training stopped",
+                [
+                    Text(
+                        f"Early stopping on validation loss: an epoch improves when its loss "
+                        f"is below the best by more than {a.stopping.min_delta:g}; training "
+                        f"stops after {a.stopping.patience} epochs without improvement, or at "
+                        f"the cap of {a.max_epochs} epochs, and keeps the best epoch's "
+                        'weights. "YES (!)": the cap came while the loss was still improving.'
+                    ),
+                    stopping_table(a),
+                ],
+                folded=not any(r.capped_improving for p in a.points for r in p.runs),
+            )
+        )
+    sections.append(
+        Section(
+            "Learning curves",
+            [
+                Text(
+                    "Test error = a (n / 1000)^-b + c, fitted by least squares to every run of "
+                    "a variant (standard errors from the fit's covariance). The data "
+                    "multiplier: how many times n images the baseline needs to reach the "
+                    "variant's fitted error at n, with a percentile bootstrap over repeats."
+                ),
+                curve_table(a),
+                multiplier_table(a),
+            ],
+        )
+    )
+    if a.failures:
+        sections.append(
+            Section(
+                "Failed runs",
+                [
+                    Table(
+                        ["run", "stage", "error", "message"],
+                        [[f.run.run_id, f.stage, f.error, f.message] for f in a.failures],
+                    )
+                ],
+                anchor="failed-runs",
+            )
+        )
+    sections.append(_provenance_section(a))
+    title = f"{a.experiment}: data efficiency, run {a.provenance.run_id or '(not recorded)'}"
+    return Report(title=title, lead=lead, sections=sections)
+
+
+# ---------------------------------------------------------------- plots
+
+
+def _colours(a: EfficiencyAnalysis) -> dict[str, str]:
+    return {v: f"C{i}" for i, v in enumerate(a.variants)}
+
+
+def _size_axis(ax, sizes: list[int]) -> None:
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(FixedLocator(sizes))
+    ax.xaxis.set_major_formatter(
+        FuncFormatter(lambda x, _: f"{x / 1000:g}k" if x >= 1000 else f"{x:g}")
+    )
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlabel("training images (log scale)")
+    ax.grid(alpha=0.3)
+
+
+def _jitter(n: int, k: int) -> np.ndarray:
+    """Spread k points around n on a log axis."""
+    return n * np.exp(np.linspace(-0.06, 0.06, k)) if k > 1 else np.array([n])
+
+
+def _accuracy_vs_size(a: EfficiencyAnalysis) -> MplFigure:
+    fig = MplFigure(figsize=(7.5, 4.2), layout="constrained")
+    ax = fig.subplots()
+    colours = _colours(a)
+    curves = {c.variant: c.fit for c in a.curves}
+    grid = np.geomspace(min(a.sizes), max(a.sizes), 200)
+    for v in a.variants:
+        points = [p for p in a.points if p.variant == v]
+        if not points:
+            continue
+        colour = colours[v]
+        n = np.array([p.n_train for p in points], dtype=float)
+        mean = np.array([100 * p.accuracy.estimate for p in points])
+        err = [
+            [100 * (p.accuracy.estimate - p.accuracy.low) for p in points],
+            [100 * (p.accuracy.high - p.accuracy.estimate) for p in points],
+        ]
+        ax.errorbar(n, mean, yerr=err, fmt="o", ms=6, capsize=4, color=colour, label=v, zorder=3)
+        for p in points:
+            ax.scatter(
+                _jitter(p.n_train, len(p.runs)) * 1.08,
+                [100 * r.test_accuracy for r in p.runs],
+                s=10,
+                color=colour,
+                alpha=0.6,
+                zorder=2,
+            )
+        fit = curves.get(v)
+        if fit is not None:
+            ax.plot(grid, 100 * (1 - fit.error(grid)), color=colour, lw=1.2, alpha=0.8, ls="--")
+    _size_axis(ax, a.sizes)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(
+        f"Test accuracy: mean with {_interval_words(a)}, dots: each repeat, dashed: fitted curve",
+        fontsize=9,
+    )
+    ax.legend(loc="lower right")
+    return fig
+
+
+def _gap_vs_size(a: EfficiencyAnalysis) -> MplFigure:
+    fig = MplFigure(figsize=(7.5, 3.6), layout="constrained")
+    ax = fig.subplots()
+    colours = _colours(a)
+    for v in a.variants[1:]:
+        gaps = _gaps(a, v)
+        if not gaps:
+            continue
+        n = np.array([g.n_train for g in gaps], dtype=float)
+        mean = np.array([100 * g.difference.estimate for g in gaps])
+        err = [
+            [100 * (g.difference.estimate - g.difference.low) for g in gaps],
+            [100 * (g.difference.high - g.difference.estimate) for g in gaps],
+        ]
+        ax.errorbar(n, mean, yerr=err, fmt="-", capsize=4, color=colours[v], zorder=3, lw=1)
+        for g in gaps:
+            ax.scatter(
+                [g.n_train],
+                [100 * g.difference.estimate],
+                s=40,
+                marker="o",
+                facecolors=colours[v] if g.significant else "white",
+                edgecolors=colours[v],
+                zorder=4,
+            )
+            ax.scatter(
+                _jitter(g.n_train, len(g.tests)) * 1.08,
+                [100 * t.difference for t in g.tests],
+                s=10,
+                color=colours[v],
+                alpha=0.6,
+                zorder=2,
+            )
+        ax.plot([], [], color=colours[v], label=f"{v} - {a.baseline}")
+    ax.axhline(0, color="0.4", lw=0.8)
+    _size_axis(ax, a.sizes)
+    ax.set_ylabel("gap (accuracy points)")
+    ax.set_title(
+        f"Gap with {_interval_words(a)}; filled: significant in every repeat "
+        "(McNemar, Holm); dots: each repeat",
+        fontsize=9,
+    )
+    ax.legend(loc="upper right")
+    return fig
+
+
+def _accuracy_vs_shift(a: EfficiencyAnalysis) -> MplFigure:
+    fig = MplFigure(figsize=(7.5, 3.8), layout="constrained")
+    ax = fig.subplots()
+    colours = _colours(a)
+    ends = sorted({a.sizes[0], a.sizes[-1]})
+    for v in a.variants:
+        for n, style in zip(reversed(ends), ("-", ":"), strict=False):
+            points = sorted(
+                (p for p in a.shift_points if (p.variant, p.n_train) == (v, n)),
+                key=lambda p: p.shift,
+            )
+            if not points:
+                continue
+            s = np.array([p.shift for p in points], dtype=float)
+            offset = 0.05 * (a.variants.index(v) - (len(a.variants) - 1) / 2)
+            ax.errorbar(
+                s + offset,
+                [100 * p.accuracy.estimate for p in points],
+                yerr=[
+                    [100 * (p.accuracy.estimate - p.accuracy.low) for p in points],
+                    [100 * (p.accuracy.high - p.accuracy.estimate) for p in points],
+                ],
+                fmt="o",
+                ls=style,
+                ms=5,
+                capsize=3,
+                color=colours[v],
+                label=f"{v}, {_size(n)} images",
+            )
+    ax.set_xlabel("shift of the test images (pixels along each moved axis)")
+    ax.set_xticks(sorted({p.shift for p in a.shift_points}))
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"Accuracy against shift, mean with {_interval_words(a)}", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def write_efficiency_plots(a: EfficiencyAnalysis, out_dir: Path) -> dict[str, Path]:
+    """Draw the plots the analysis has data for as PNG files in ``out_dir``.
+
+    Returns:
+        The path of each plot drawn, by the names of :data:`EFFICIENCY_PLOTS`.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    draw = {
+        "accuracy_vs_size": (_accuracy_vs_size, bool(a.points)),
+        "gap_vs_size": (_gap_vs_size, bool(a.gaps)),
+        "accuracy_vs_shift": (_accuracy_vs_shift, bool(a.shift_points)),
+    }
+    files = {}
+    for name, (plot, has_data) in draw.items():
+        if has_data:
+            files[name] = out_dir / f"{name}.png"
+            plot(a).savefig(files[name], dpi=90, format="png")
+    return files
+
+
+def write_efficiency_report(a: EfficiencyAnalysis, out_dir: str | Path) -> None:
+    """Write ``comparison.json``, ``report.md``, ``report.html`` and ``plots/`` into ``out_dir``.
+
+    Args:
+        a: the analysis.
+        out_dir: the folder; made when missing.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    plots = write_efficiency_plots(a, out / "plots")
+    a.write(out / "comparison.json")
+    markdown = render_markdown(a, plots, layout=efficiency_report)
+    (out / "report.md").write_text(markdown, encoding="utf-8")
+    html = render_html(a, plots, layout=efficiency_report)
+    (out / "report.html").write_text(html, encoding="utf-8")
