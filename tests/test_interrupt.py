@@ -60,7 +60,8 @@ def _stop_while_training(runs: Path, signum: int, after_epoch: bool) -> tuple[Pa
     while True:
         assert child.poll() is None, child.communicate()
         assert time.monotonic() < deadline, "no training started"
-        states = list((runs / ".trainings").glob("*/*/state/epoch-01.json"))
+        # <resume_uri>/<scope>/<run id>/<training key>/state/: a complete epoch (docs/resume.md)
+        states = list((runs / ".trainings").glob("*/*/*/state/epoch-*.json"))
         trainings = [
             p
             for p in runs.glob("*/logs/train-model-*.log")
