@@ -397,6 +397,8 @@ class Training:
         result = result.model_copy(update={"training_key": self.key})
         save_inference_model(model, self.out / MODEL)
         result.write(self.out / RESULT)
+        # A retry that found every epoch done trained none, so wrote no history of its own.
+        write_atomically(self.out / HISTORY, lambda p: p.write_text(history_csv(result.history)))
         finished = Finished(
             format=FINISHED_FORMAT,
             key=self.key,
