@@ -61,10 +61,10 @@ KILL_POINTS = {
 @pytest.mark.parametrize("point", sorted(KILL_POINTS))
 def test_a_retry_on_a_new_pod_ends_with_the_uninterrupted_weights(
     point,
-    bucket,
+    bucket,  # noqa: F811
     mirrored_training,
     small_fashion,
-    tmp_path,  # noqa: F811
+    tmp_path,
 ):
     import keras
 
