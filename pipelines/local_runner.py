@@ -33,7 +33,7 @@ from pathlib import Path
 from cnnvsmlp import progress
 from cnnvsmlp.config import ExperimentConfig
 from cnnvsmlp.errors import UserError
-from cnnvsmlp.outputs import local_folder
+from cnnvsmlp.outputs import local_folder, pid_alive
 from cnnvsmlp_pipelines import get_pipeline
 from cnnvsmlp_pipelines.kfp_local import EXCEPTION_LINE, describe_failure, plain
 
@@ -221,21 +221,9 @@ def read_status(run_dir: Path) -> dict:
         return {}
     if not isinstance(record, dict):
         return {}
-    if record.get("status") == "running" and not _alive(record.get("pid")):
+    if record.get("status") == "running" and not pid_alive(record.get("pid")):
         record["status"] = "interrupted"
     return record
-
-
-def _alive(pid) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _now() -> str:

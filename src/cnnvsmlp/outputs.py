@@ -91,7 +91,10 @@ def claim_dir(path: str | os.PathLike, owned: set[str], what: str) -> Path:
     return folder
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: object) -> bool:
+    """Whether ``pid`` names a process that runs on this machine."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -111,7 +114,7 @@ def remove_stale_partials(folder: Path) -> None:
     prefix = f"{PARTIAL_PREFIX}{folder.name}."
     for entry in sorted(folder.parent.glob(f"{glob.escape(prefix)}*")):
         pid = entry.name[len(prefix) :].split(".", 1)[0]
-        if pid.isdigit() and _pid_alive(int(pid)):
+        if pid.isdigit() and pid_alive(int(pid)):
             continue
         if entry.name.endswith(".old") and not folder.exists():
             entry.rename(folder)
