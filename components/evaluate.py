@@ -28,16 +28,24 @@ def evaluate_model(
     from pathlib import Path
 
     from cnnvsmlp import backend
+    from cnnvsmlp.errors import UserError
     from cnnvsmlp.failures import read_failure, record_failure
     from cnnvsmlp.records import TrainResult
 
     failure = read_failure(model.path)
+    store = model.metadata.get("store") or None  # where train_model kept the training
+    scored = None
     if failure is None:  # evaluate on the backend the model trained on, set before Keras loads
         backend.use(TrainResult.read(Path(model.path) / "train.json").train.backend)
+        from cnnvsmlp.resume import keep_evaluation, reuse_evaluation
 
-    from cnnvsmlp.evaluate import evaluate
+        # An evaluation of this very model on this data and machine is found without Keras.
+        scored = reuse_evaluation(model.path, dataset.path, store, Path(result.path))
+        if scored is not None:
+            print(f"evaluate: {scored.run.run_id}: evaluation reused from {store}", file=sys.stderr)
+    if failure is None and scored is None:
+        from cnnvsmlp.evaluate import evaluate
 
-    if failure is None:
         try:
             scored = evaluate(model.path, dataset.path, result.path)
         except Exception as err:
@@ -46,7 +54,12 @@ def evaluate_model(
             if failure is None:
                 raise
             print(f"evaluate: {trained.run.run_id} failed: {failure.message}", file=sys.stderr)
-    else:
+        else:
+            try:  # a store that cannot keep it costs only a later run the evaluation
+                keep_evaluation(model.path, dataset.path, store, scored)
+            except (OSError, UserError) as err:
+                print(f"evaluate: {scored.run.run_id} not kept in {store}: {err}", file=sys.stderr)
+    elif failure is not None:  # training failed for good: its record takes the result's place
         failure.write(result.path)
     if failure is not None:
         info = {"variant": failure.run.variant, "repeat": failure.run.repeat, "failed": True}

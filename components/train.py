@@ -47,19 +47,19 @@ def train_model(
     backend.use(experiment.train.backend)  # before anything imports Keras
     from cnnvsmlp.failures import FAILURE_FILE, record_failure
     from cnnvsmlp.progress import forward
-    from cnnvsmlp.train import train
+    from cnnvsmlp.resume import reuse_training
 
     forward()
     run = RunSpec.model_validate_json(run_json)
+    store = experiment.resume_path(job_id)
     try:
         with training_data(dataset.path, run) as data_dir:  # the run's subset, if it has one
-            result = train(
-                data_dir,
-                run,
-                experiment.train,
-                model.path,
-                store=experiment.resume_path(job_id),
-            )
+            # A training finished before is found without loading Keras.
+            result = reuse_training(data_dir, run, experiment.train, model.path, store)
+            if result is None:
+                from cnnvsmlp.train import train
+
+                result = train(data_dir, run, experiment.train, model.path, store=store)
     except Exception as err:
         failure = record_failure(
             err, run, experiment.dataset, "train", Path(model.path) / FAILURE_FILE
@@ -80,5 +80,7 @@ def train_model(
             "train_time_s": result.train_time_s,
             "device": result.hardware.name,
             "reused_from": result.reused_from or "",
+            # Where evaluate_model keeps and finds this model's evaluations.
+            "store": store or "",
         }
     )

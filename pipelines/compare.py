@@ -118,3 +118,13 @@ def arguments(config: ExperimentConfig) -> dict:
         "repeats": config.repeats,
         "provenance_json": provenance,
     }
+
+
+def planned_runs(config: ExperimentConfig) -> list:
+    """The trainings a run of ``config`` holds, in the loop's order (its header and estimate)."""
+    return config.scheduled_runs()
+
+
+def as_trained(config: ExperimentConfig) -> ExperimentConfig:
+    """The config as every training of the run reads it: ``config`` itself."""
+    return config

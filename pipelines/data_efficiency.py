@@ -128,6 +128,29 @@ def arguments(config: ExperimentConfig) -> dict:
     }
 
 
+def as_trained(config: ExperimentConfig) -> ExperimentConfig:
+    """The config as every training of the study reads it: early stopping by the study's rule."""
+    from cnnvsmlp.efficiency.plan import settle
+
+    return settle(config, EfficiencyConfig())
+
+
+def planned_runs(config: ExperimentConfig) -> list:
+    """The trainings a run of ``config`` holds, before its data is prepared (header, estimate).
+
+    The training split's size follows from the data set's official counts,
+    ``limit`` and the validation fraction, as ``prepare_data`` will cut it.
+    """
+    from cnnvsmlp.data.spec import get_spec
+    from cnnvsmlp.efficiency.plan import plan_runs
+
+    spec = get_spec(config.dataset)
+    official = spec.official_counts["train"]
+    images = min(official, config.limit) if config.limit else official
+    train = images - int(images * config.split.validation_fraction)
+    return plan_runs(config, EfficiencyConfig(), train, len(spec.classes))
+
+
 def loop_runs(config: ExperimentConfig, pipeline_root) -> list | None:
     """The loop's items in order, as ``plan_efficiency_runs`` listed them for this run.
 

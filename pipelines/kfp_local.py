@@ -6,9 +6,10 @@ several threads, and logs artifact reprs and warnings of its own. Here each
 task's process writes straight to its own file,
 ``<logs>/<task>[-<run id>].log``, whole, and what kfp prints in this process
 goes to ``<logs>/run.log``; the screen shows only what the runner puts there.
-Every task process runs in its own process group, so :meth:`LocalSession.stop`
-ends each one with everything it started, and a signal to this process stops
-the run without leaving a training behind.
+Every task process runs in its own process group, and every task container
+(DockerRunner) carries the run's label, so :meth:`LocalSession.stop` ends each
+one with everything it started, and a signal to this process stops the run
+without leaving a training behind.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from cnnvsmlp.config import ExperimentConfig, RunSpec
 EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*(?:Error|Exception|Diverged): .+")
 # How long a task process gets to end after SIGTERM before it is killed.
 STOP_GRACE_S = 5.0
+# The label of every container a run starts (DockerRunner): its value is the run's job id.
+CONTAINER_LABEL = "io.github.cnnvsmlp.run"
 
 
 class RunInterrupted(BaseException):
@@ -181,11 +184,13 @@ class LocalSession:
         self.tasks: list[TaskLog] = []
         self._runs: dict[str, RunSpec] = {}  # loop iteration -> its run
         self._procs: set[subprocess.Popen] = set()
+        self._containers: set[str] = set()  # ids of the running task containers (DockerRunner)
         self._lock = threading.RLock()
         self._stopping = False
         # A signal that comes while this thread starts a task's process waits until
         # the process is registered, so stop() can end it.
         self._spawning, self._signal = False, None
+        self._docker_used = False  # a task ran in a container (DockerRunner)
 
     def run(self, pipeline, arguments: dict, task_runner, pipeline_root: Path) -> None:
         """Run ``pipeline(**arguments)``; SIGINT and SIGTERM stop it with every task.
@@ -195,7 +200,7 @@ class LocalSession:
             RunInterrupted: a signal stopped the run.
         """
         from kfp import local
-        from kfp.local import pipeline_orchestrator, subprocess_task_handler
+        from kfp.local import docker_task_handler, pipeline_orchestrator, subprocess_task_handler
 
         self.logs.mkdir(parents=True, exist_ok=True)
         local.init(runner=task_runner, pipeline_root=str(pipeline_root), raise_on_error=True)
@@ -215,6 +220,9 @@ class LocalSession:
             stack.enter_context(_restore_print())
             stack.enter_context(
                 mock.patch.object(subprocess_task_handler, "run_local_subprocess", self._run_task)
+            )
+            stack.enter_context(
+                mock.patch.object(docker_task_handler, "run_docker_container", self._run_container)
             )
             stack.enter_context(
                 mock.patch.object(pipeline_orchestrator, "placeholder_utils", job_ids)
@@ -242,6 +250,38 @@ class LocalSession:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)  # and whatever it left in its group
             proc.wait()
+        self._stop_containers()
+
+    def _stop_containers(self) -> None:
+        """Stop every container this run started (DockerRunner): by id, and by the run's label.
+
+        The label also finds a container that started while the signal came,
+        before its id was registered. ``docker stop`` sends SIGTERM, then
+        SIGKILL after the grace; each container is then removed.
+        """
+        with self._lock:
+            ids = set(self._containers)
+            used = self._docker_used
+        if not used:
+            return
+        import docker
+
+        try:
+            client = docker.from_env()
+            labelled = client.containers.list(
+                all=True, filters={"label": f"{CONTAINER_LABEL}={self.job_id}"}
+            )
+        except docker.errors.DockerException:
+            return
+        ids |= {c.id for c in labelled}
+        threads = [
+            threading.Thread(target=_stop_container, args=(client, i), daemon=True) for i in ids
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=STOP_GRACE_S + 30)
+        client.close()
 
     @contextlib.contextmanager
     def _signals(self):
@@ -325,6 +365,79 @@ class LocalSession:
         if self.on_task_end and not entry.stopped:
             self.on_task_end(entry)
         return entry.returncode
+
+    def _run_container(self, client, image: str, command: list[str], volumes: dict, **run_args):
+        """Run a task like kfp's ``run_docker_container``: output to its log, stoppable.
+
+        The container carries the run's label (:data:`CONTAINER_LABEL`) and is
+        removed by this method once its exit status is read, so the status is
+        never lost to docker's auto-removal.
+        """
+        import docker.errors
+
+        entry = self._identify(command)
+        if ":" not in image.rsplit("/", 1)[-1]:
+            image = f"{image}:latest"
+        labels = {**run_args.pop("labels", {}), CONTAINER_LABEL: self.job_id}
+        run_args.pop("auto_remove", None)
+        with entry.path.open("a", buffering=1) as log:
+            log.write(f"==> {entry.label}: started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+            with self._lock:
+                if self._stopping:
+                    entry.returncode, entry.stopped = -signal.SIGTERM, True
+                    return 1
+                main = threading.current_thread() is threading.main_thread()
+                self._spawning = main
+                try:
+                    self._docker_used = True
+                    container = client.containers.run(
+                        image=image,
+                        command=command,
+                        detach=True,
+                        stdout=True,
+                        stderr=True,
+                        volumes=volumes,
+                        labels=labels,
+                        **run_args,
+                    )
+                    self._containers.add(container.id)
+                finally:
+                    self._spawning = False
+                if main and self._signal is not None:
+                    self.stop()
+                    raise RunInterrupted(self._signal)
+            try:
+                with contextlib.suppress(docker.errors.NotFound):
+                    for chunk in container.logs(stream=True, follow=True):
+                        text = chunk.decode(errors="replace")
+                        log.write(text)
+                        if self.verbose:
+                            for line in text.splitlines(keepends=True):
+                                self.stream.write(f"{entry.label} | {line}")
+                try:
+                    entry.returncode = container.wait()["StatusCode"]
+                except docker.errors.NotFound:  # removed by stop()
+                    entry.returncode = -signal.SIGTERM
+            finally:
+                with self._lock:
+                    self._containers.discard(container.id)
+                    entry.stopped = self._stopping
+                entry.seconds = time.monotonic() - entry.started
+                with contextlib.suppress(docker.errors.DockerException):
+                    container.remove(force=True)
+        if self.on_task_end and not entry.stopped:
+            self.on_task_end(entry)
+        return entry.returncode
+
+
+def _stop_container(client, container_id: str) -> None:
+    import docker.errors
+
+    with contextlib.suppress(docker.errors.DockerException):
+        container = client.containers.get(container_id)
+        with contextlib.suppress(docker.errors.DockerException):
+            container.stop(timeout=int(STOP_GRACE_S))
+        container.remove(force=True)
 
 
 class _Tee:

@@ -31,9 +31,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from cnnvsmlp import progress
-from cnnvsmlp.config import ExperimentConfig
+from cnnvsmlp.config import ExperimentConfig, RunSpec
 from cnnvsmlp.errors import UserError
-from cnnvsmlp.outputs import local_folder, pid_alive
+from cnnvsmlp.outputs import HOST, last_touched, local_folder, owner_alive
 from cnnvsmlp_pipelines import get_pipeline
 from cnnvsmlp_pipelines.kfp_local import EXCEPTION_LINE, describe_failure, plain
 
@@ -193,6 +193,8 @@ STATUSES = ("running", "complete", "partial", "failed", "interrupted")
 # Seconds a run spends outside the trainings' epochs: every task's start (about
 # 10 s each for TensorFlow's import), the data, the evaluations and the report.
 FIXED_S, PER_TRAINING_S = 60.0, 25.0
+# The epochs an early-stopped training is expected to take, for the estimate only.
+EARLY_STOP_EPOCHS = 15
 
 
 class LocalRunInterrupted(UserError):
@@ -221,8 +223,20 @@ def read_status(run_dir: Path) -> dict:
         return {}
     if not isinstance(record, dict):
         return {}
-    if record.get("status") == "running" and not pid_alive(record.get("pid")):
-        record["status"] = "interrupted"
+    if record.get("status") == "running":
+        # Progress events are the heartbeat of a run on another host.
+        touched = max(
+            (
+                t
+                for t in map(
+                    last_touched, (run_dir / STATUS_FILE, run_dir / "pipeline" / PROGRESS_FILE)
+                )
+                if t
+            ),
+            default=None,
+        )
+        if not owner_alive(record.get("pid"), record.get("host"), touched):
+            record["status"] = "interrupted"
     return record
 
 
@@ -265,8 +279,13 @@ def local_config(
     return config.model_validate({**config.model_dump(), **update}) if update else config
 
 
-def epoch_seconds(config: ExperimentConfig) -> dict[str, float]:
-    """Each training's expected seconds per epoch, from its variant's measured step cost."""
+def epoch_seconds(config: ExperimentConfig, runs: list[RunSpec] | None = None) -> dict[str, float]:
+    """Each training's expected seconds per epoch, from its variant's measured step cost.
+
+    Args:
+        config: the experiment.
+        runs: the trainings (a pipeline's ``planned_runs``); by default ``compare``'s.
+    """
     from cnnvsmlp.data.spec import get_spec
     from cnnvsmlp.models import VARIANTS
 
@@ -275,15 +294,26 @@ def epoch_seconds(config: ExperimentConfig) -> dict[str, float]:
     train_images = images - int(images * config.split.validation_fraction)
     # step_ms is at batch 32; an image costs about the same at any batch size.
     return {
-        run.run_id: train_images / 32 * VARIANTS[run.variant].step_ms / 1000
-        for run in config.scheduled_runs()
+        run.run_id: min(run.n_train or train_images, train_images)
+        / 32
+        * VARIANTS[run.variant].step_ms
+        / 1000
+        for run in (config.scheduled_runs() if runs is None else runs)
     }
 
 
-def estimate_seconds(config: ExperimentConfig) -> float:
+def expected_epochs(config: ExperimentConfig) -> float:
+    """The epochs a training is expected to run: all of them, or with early stopping fewer."""
+    if config.train.early_stopping is None:
+        return float(config.train.epochs)
+    return float(min(config.train.epochs, EARLY_STOP_EPOCHS))
+
+
+def estimate_seconds(config: ExperimentConfig, runs: list[RunSpec] | None = None) -> float:
     """About how long a local run of ``config`` takes on the machine the step costs are from."""
-    per_epoch = epoch_seconds(config)
-    return FIXED_S + sum(PER_TRAINING_S + config.train.epochs * s for s in per_epoch.values())
+    per_epoch = epoch_seconds(config, runs)
+    epochs = expected_epochs(config)
+    return FIXED_S + sum(PER_TRAINING_S + epochs * s for s in per_epoch.values())
 
 
 def _clock(seconds: float) -> str:
@@ -291,19 +321,43 @@ def _clock(seconds: float) -> str:
     return f"{minutes} min" if minutes >= 1 else f"{max(1, round(seconds))} s"
 
 
-def header(name: str, config: ExperimentConfig, run_dir: Path, resumed: bool) -> list[str]:
-    """What will run, where, and about how long it takes."""
-    runs = config.scheduled_runs()
+def header(
+    name: str,
+    config: ExperimentConfig,
+    run_dir: Path,
+    resumed: bool,
+    runs: list[RunSpec] | None = None,
+) -> list[str]:
+    """What will run, where, and about how long it takes.
+
+    Args:
+        name: the pipeline.
+        config: the experiment, as its trainings run it.
+        run_dir: the run's folder.
+        resumed: whether it goes on with an interrupted run.
+        runs: the trainings (the pipeline's ``planned_runs``); by default ``compare``'s.
+    """
+    runs = config.scheduled_runs() if runs is None else runs
     data = "" if config.dataset == config.name else f" on {config.dataset}"
     limit = f" (limit {config.limit:,} images)" if config.limit else ""
     verb = "resuming" if resumed else "run"
+    sizes = sorted({r.n_train for r in runs if r.n_train})
+    grid = [_count(len(config.variants), "variant")]
+    if sizes:
+        grid.append(_count(len(sizes), "size") + f" ({sizes[0]:,} to {sizes[-1]:,} images)")
+    grid.append(_count(config.repeats, "repeat"))
+    epochs = (
+        f"{_count(config.train.epochs, 'epoch')} each"
+        if config.train.early_stopping is None
+        else f"each to convergence (early stopping, at most {config.train.epochs} epochs)"
+    )
     return [
         f"{verb}: {name} / {config.name}{data}{limit}: "
-        f"{_count(len(config.variants), 'variant')} x {_count(config.repeats, 'repeat')} = "
-        f"{_count(len(runs), 'training')}, {_count(config.train.epochs, 'epoch')} each, "
+        f"{' x '.join(grid)} = {_count(len(runs), 'training')}, {epochs}, "
         f"batch {config.train.batch_size}",
         f"run: folder {run_dir}; logs in {run_dir / 'logs'}",
-        f"run: about {_clock(estimate_seconds(config))} (the variants' step costs on 2 cores)",
+        f"run: about {_clock(estimate_seconds(config, runs))} "
+        "(the variants' step costs on 2 cores)",
     ]
 
 
@@ -340,7 +394,11 @@ def _resume_dir(runs_dir: Path, run_id: str) -> tuple[Path, ExperimentConfig, st
     if record.get("status") == "complete":
         raise LocalRunError(f"--resume {run_id}: the run is complete; its report is in {run_dir}")
     if record.get("status") == "running":
-        raise LocalRunError(f"--resume {run_id}: the run is still running (pid {record['pid']})")
+        where = f" on {record['host']}" if record.get("host") not in (None, HOST) else ""
+        raise LocalRunError(
+            f"--resume {run_id}: the run is still running (pid {record['pid']}{where}); "
+            "stop it first, or wait for it to end"
+        )
     return run_dir, read_config(run_dir / "config.json"), record.get("pipeline", "")
 
 
@@ -404,14 +462,17 @@ def run_local(
         task_runner = local.SubprocessRunner(use_venv=False)
     if not resume:
         (run_dir / "config.json").write_text(config.model_dump_json(indent=2) + "\n")
-    write_status(run_dir, "running", pid=os.getpid(), pipeline=name, runner=runner)
+    write_status(run_dir, "running", pid=os.getpid(), host=HOST, pipeline=name, runner=runner)
     point_latest(run_dir)
 
     stream = io.StringIO() if quiet else stream or sys.stdout
-    for line in header(name, config, run_dir, bool(resume)):
+    runs, trained = module.planned_runs(config), module.as_trained(config)
+    for line in header(name, trained, run_dir, bool(resume), runs):
         stream.write(line + "\n")
     stream.flush()
-    estimate = progress.Estimate(epoch_seconds(config), config.train.epochs, PER_TRAINING_S)
+    estimate = progress.Estimate(
+        epoch_seconds(config, runs), expected_epochs(trained), PER_TRAINING_S
+    )
     screen = (
         progress.PlainDisplay(stream, estimate) if verbose else progress.display(stream, estimate)
     )

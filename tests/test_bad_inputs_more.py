@@ -14,11 +14,13 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from cnnvsmlp.outputs import HOST
 from cnnvsmlp_pipelines.cli import main
 from conftest import idx_bytes, write_gz, write_nist_letters
 from test_bad_inputs import Row, _file, _idx, _prepare, _refuse, _run, _submit, _tiny_fashion
@@ -476,6 +478,44 @@ def test_stale_partial_folders_of_a_killed_prepare_are_removed(tmp_path, capsys)
     mine.mkdir()
     assert main(_prepare_argv(tmp_path, out)) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == [mine.name, "idx", "out"]
+
+
+def test_a_partial_folder_of_another_host_is_kept_until_it_is_an_hour_old(tmp_path, capsys):
+    # A shared folder (NFS): a process id of another host says nothing on this one.
+    _tiny_fashion(tmp_path)
+    out = tmp_path / "out"
+    assert main(_prepare_argv(tmp_path, out)) == 0
+    gone = max(int(Path("/proc/sys/kernel/pid_max").read_text()) - 1, 2)
+    busy = tmp_path / f".partial-out.{gone}@other-host.abc"
+    left = tmp_path / f".partial-out.{gone}@other-host.def"
+    for folder in (busy, left):
+        folder.mkdir()
+        (folder / "train.npz").write_bytes(b"half")
+    hours_ago = time.time() - 2 * 3600
+    for path in (left / "train.npz", left):
+        os.utime(path, (hours_ago, hours_ago))
+    mine = tmp_path / f".partial-out.{gone}@{HOST}.ghi"  # this host's, its process gone
+    mine.mkdir()
+    assert main(_prepare_argv(tmp_path, out)) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [busy.name, "idx", "out"]
+
+
+def test_a_run_of_another_host_is_running_while_its_progress_moves(tmp_path):
+    from cnnvsmlp_pipelines.local_runner import read_status
+
+    run = tmp_path / "run"
+    (run / "pipeline").mkdir(parents=True)
+    gone = max(int(Path("/proc/sys/kernel/pid_max").read_text()) - 1, 2)
+    record = {"status": "running", "pid": gone, "host": "other-host"}
+    (run / "status.json").write_text(json.dumps(record))
+    (run / "pipeline" / "progress.jsonl").write_text("{}\n")
+    assert read_status(run)["status"] == "running"
+    hours_ago = time.time() - 2 * 3600
+    for path in (run / "status.json", run / "pipeline" / "progress.jsonl"):
+        os.utime(path, (hours_ago, hours_ago))
+    assert read_status(run)["status"] == "interrupted"
+    (run / "status.json").write_text(json.dumps({**record, "host": HOST}))
+    assert read_status(run)["status"] == "interrupted"  # this host's: its pid is gone
 
 
 def test_a_swap_killed_between_its_renames_is_put_back(tmp_path, capsys):

@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -146,3 +147,78 @@ def test_resume_refuses_an_unknown_run_and_overrides(tmp_path):
     )
     assert done.returncode == 2 and "keeps its recorded config" in done.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+class _FakeContainer:
+    """A task container: its logs block until docker stops it."""
+
+    def __init__(self, engine, labels):
+        self.id, self.labels, self.engine = f"c{len(engine.made)}", labels, engine
+        self.stopped, self.removed = threading.Event(), False
+
+    def logs(self, stream, follow):
+        yield b"Got executor_input\n"
+        self.stopped.wait(30)
+
+    def wait(self):
+        return {"StatusCode": 137 if self.stopped.is_set() else 0}
+
+    def stop(self, timeout):
+        self.stopped.set()
+
+    def remove(self, force):
+        self.removed = True
+
+
+class _FakeEngine:
+    """The part of docker's client a run uses, for both the runner thread and stop()."""
+
+    def __init__(self):
+        self.made = []
+        self.containers = self
+
+    def run(self, image, command, labels, **kwargs):
+        assert "auto_remove" not in kwargs  # the exit status must outlive the container
+        self.made.append(_FakeContainer(self, labels))
+        return self.made[-1]
+
+    def list(self, all, filters):
+        key, value = filters["label"].split("=", 1)
+        return [c for c in self.made if c.labels.get(key) == value and not c.removed]
+
+    def get(self, container_id):
+        return next(c for c in self.made if c.id == container_id)
+
+    def close(self):
+        pass
+
+
+def test_stopping_a_docker_run_stops_and_removes_every_container_it_started(tmp_path, monkeypatch):
+    import docker
+
+    from cnnvsmlp_pipelines.kfp_local import CONTAINER_LABEL, LocalSession
+
+    engine = _FakeEngine()
+    monkeypatch.setattr(docker, "from_env", lambda: engine)
+    session = LocalSession(tmp_path / "logs", job_id="run-7")
+    session.logs.mkdir()
+    executor = json.dumps({"outputs": {"outputFile": "/p/train-model/executor_output.json"}})
+    command = ["python", "--executor_input", executor]
+    codes = []
+    runner = threading.Thread(
+        target=lambda: codes.append(
+            session._run_container(engine, "img", command, {}, auto_remove=True)
+        )
+    )
+    runner.start()
+    while not engine.made:
+        time.sleep(0.01)
+    session.stop()
+    runner.join(10)
+    (container,) = engine.made
+    assert container.labels == {CONTAINER_LABEL: "run-7"}
+    assert container.stopped.is_set() and container.removed
+    assert codes == [137]
+    assert "Got executor_input" in (tmp_path / "logs" / "train-model.log").read_text()
+    # A task the runner would start after the signal is not started.
+    assert session._run_container(engine, "img", command, {}) == 1 and len(engine.made) == 1

@@ -7,7 +7,9 @@ import glob
 import os
 import re
 import shutil
+import socket
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +21,11 @@ PARTIAL_PREFIX = ".partial-"
 # A URI's scheme, as in s3://bucket or file:/path; a pathlib path of one keeps ":/".
 URI = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):/")
 T = TypeVar("T")
+# This machine in the names of partial folders and run records: a process id
+# means something only on the host that gave it.
+HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "localhost"
+# Something of another host's is stale once untouched this long.
+FOREIGN_STALE_S = 3600.0
 
 
 def local_folder(path: str | os.PathLike, what: str) -> Path:
@@ -104,17 +111,46 @@ def pid_alive(pid: object) -> bool:
     return True
 
 
+def owner_alive(pid: object, host: str | None = None, touched: float | None = None) -> bool:
+    """Whether the process that owns a partial folder or a running run may still run.
+
+    Args:
+        pid: its process id.
+        host: the host it ran on (:data:`HOST`); None: this one.
+        touched: when what it writes last changed (seconds since the epoch).
+
+    Returns:
+        On this host, whether ``pid`` runs. On another, where a process id
+        cannot be checked, whether it was touched within :data:`FOREIGN_STALE_S`.
+    """
+    if host and host != HOST:
+        return touched is not None and time.time() - touched < FOREIGN_STALE_S
+    return pid_alive(pid)
+
+
+def last_touched(path: Path) -> float | None:
+    """The newest modification time of ``path`` and the entries right inside it; None if gone."""
+    try:
+        times = [path.stat().st_mtime]
+        if path.is_dir():
+            times += [p.stat().st_mtime for p in path.iterdir()]
+    except OSError:
+        return None
+    return max(times)
+
+
 def remove_stale_partials(folder: Path) -> None:
     """Remove what a killed :func:`build_dir` of ``folder`` left beside it.
 
-    A partial folder names the process that builds it; one whose process is
-    gone is stale. The previous folder set aside by a swap that was killed
-    between its two renames is put back.
+    A partial folder names the process that builds it and its host
+    (``<pid>@<host>``); one whose owner is gone (:func:`owner_alive`) is
+    stale. The previous folder set aside by a swap that was killed between
+    its two renames is put back.
     """
     prefix = f"{PARTIAL_PREFIX}{folder.name}."
     for entry in sorted(folder.parent.glob(f"{glob.escape(prefix)}*")):
-        pid = entry.name[len(prefix) :].split(".", 1)[0]
-        if pid.isdigit() and pid_alive(int(pid)):
+        pid, _, host = entry.name[len(prefix) :].split(".", 1)[0].partition("@")
+        if pid.isdigit() and owner_alive(int(pid), host or None, last_touched(entry)):
             continue
         if entry.name.endswith(".old") and not folder.exists():
             entry.rename(folder)
@@ -162,7 +198,7 @@ def build_dir(path: str | os.PathLike, owned: set[str], what: str, build: Callab
         remove_stale_partials(folder)
         tmp = Path(
             tempfile.mkdtemp(
-                prefix=f"{PARTIAL_PREFIX}{folder.name}.{os.getpid()}.", dir=folder.parent
+                prefix=f"{PARTIAL_PREFIX}{folder.name}.{os.getpid()}@{HOST}.", dir=folder.parent
             )
         )
     except OSError as err:

@@ -219,7 +219,7 @@ class Estimate:
     of their remaining work, scaled by how the measured epochs compare.
     """
 
-    def __init__(self, epoch_s: dict[str, float], epochs: int, overhead_s: float = 0.0) -> None:
+    def __init__(self, epoch_s: dict[str, float], epochs: float, overhead_s: float = 0.0) -> None:
         self.epoch_s, self.epochs, self.overhead_s = dict(epoch_s), epochs, overhead_s
         self.done_epochs = dict.fromkeys(epoch_s, 0.0)
         self.finished: set[str] = set()
@@ -247,7 +247,7 @@ class Estimate:
         """Seconds until the last training ends (the tasks after it not counted)."""
         ratio = self._measured / self._expected if self._expected else 1.0
         work = sum(
-            (self.epochs - self.done_epochs[run]) * self.epoch_s[run]
+            max(0.0, self.epochs - self.done_epochs[run]) * self.epoch_s[run]
             for run in self.epoch_s
             if run not in self.finished
         )

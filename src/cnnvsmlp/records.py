@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import platform
+import sys
+from importlib import metadata
 from pathlib import Path
 from typing import Literal
 
@@ -56,8 +60,46 @@ class Hardware(Record):
     jax: str = Field(default="", description="JAX's version; empty when the run did not use it.")
 
     @classmethod
-    def detect(cls) -> Hardware:
-        """Describe this machine's accelerator, or its CPU when it has none."""
+    def detect(cls, memo: Path | None = None) -> Hardware:
+        """Describe this machine's accelerator, or its CPU when it has none.
+
+        Args:
+            memo: a folder that remembers the description per
+                :func:`environment_id` (:func:`memo_file`): one found there is returned without
+                loading the framework (see :meth:`remembered`); one detected is
+                written there. None: detect, remember nothing.
+        """
+        known = cls.remembered(memo)
+        if known is not None:
+            return known
+        found = cls._detect()
+        if memo is not None:
+            from cnnvsmlp.outputs import write_atomically
+
+            path = memo_file(memo)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_atomically(path, lambda p: p.write_text(found.model_dump_json(indent=2)))
+            except OSError:
+                pass  # a read-only store only costs the next task the detection
+        return found
+
+    @classmethod
+    def remembered(cls, memo: Path | None) -> Hardware | None:
+        """The description :meth:`detect` remembered in ``memo`` for this environment, or None.
+
+        Reading it loads neither TensorFlow nor JAX: that is what lets a task
+        that reuses a finished training or evaluation skip the framework's import.
+        """
+        if memo is None:
+            return None
+        try:
+            return cls.model_validate_json(memo_file(memo).read_text())
+        except (OSError, ValueError):
+            return None
+
+    @classmethod
+    def _detect(cls) -> Hardware:
         from cnnvsmlp import backend
         from cnnvsmlp.reproducibility import onednn_in_use
 
@@ -108,6 +150,74 @@ class Hardware(Record):
 # Extensions whose presence changes which kernels TensorFlow's oneDNN (and
 # XLA) pick at run time; the wheel's own Eigen code is compiled for a fixed set.
 _CPU_FLAG_PREFIXES = ("sse4", "avx", "fma", "f16c", "amx", "vnni")
+
+
+# The distributions whose build decides the numbers: their versions and RECORDs count.
+_NUMERICS_DISTRIBUTIONS = (
+    "tensorflow",
+    "tensorflow-cpu",
+    "tensorflow-intel",
+    "keras",
+    "jax",
+    "jaxlib",
+    "jax-cuda12-plugin",
+    "jax-cuda12-pjrt",
+    "numpy",
+)
+# The variables that change the kernels, the threads or the devices a framework picks.
+_NUMERICS_ENVIRONMENT = (
+    "KERAS_BACKEND",
+    "TF_ENABLE_ONEDNN_OPTS",
+    "TF_NUM_INTRAOP_THREADS",
+    "TF_NUM_INTEROP_THREADS",
+    "OMP_NUM_THREADS",
+    "CUDA_VISIBLE_DEVICES",
+    "XLA_FLAGS",
+    "JAX_PLATFORMS",
+    "TF_DETERMINISTIC_OPS",
+)
+
+
+def memo_file(memo: Path) -> Path:
+    """The file in a folder where :meth:`Hardware.detect` remembers this environment."""
+    return Path(memo) / f".hardware-{environment_id()}.json"
+
+
+def environment_id() -> str:
+    """A sha256 of what :meth:`Hardware.detect` reports, computed without importing a framework.
+
+    The interpreter, the installed builds of TensorFlow, Keras, JAX and NumPy
+    (version and file list with digests), the CPU model, extensions and the
+    cores this process may use, the GPUs the driver lists, and the
+    environment variables that change kernels, threads or devices.
+    """
+    dists = {}
+    for name in _NUMERICS_DISTRIBUTIONS:
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        record = dist.read_text("RECORD") or ""
+        dists[name] = [dist.version, hashlib.sha256(record.encode()).hexdigest()]
+    gpus = []
+    for info in sorted(Path("/proc/driver/nvidia/gpus").glob("*/information")):
+        try:
+            gpus.append(info.read_text())
+        except OSError:
+            gpus.append(str(info))
+    parts = {
+        "python": [sys.executable, sys.version],
+        "distributions": dists,
+        "cpu": [_cpu_name(), _cpu_flags(), os.cpu_count(), _usable_cores()],
+        "gpus": gpus,
+        "environment": {k: os.environ.get(k) for k in _NUMERICS_ENVIRONMENT},
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def _usable_cores() -> int | None:
+    affinity = getattr(os, "sched_getaffinity", None)  # Linux only
+    return len(affinity(0)) if affinity else None
 
 
 def _cpu_name() -> str:

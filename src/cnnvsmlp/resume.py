@@ -56,10 +56,12 @@ import hashlib
 import io
 import json
 import math
+import os
 import re
 import shutil
 import time
 from collections.abc import Callable
+from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -69,7 +71,7 @@ from cnnvsmlp import progress, storage
 from cnnvsmlp.config import ExperimentConfig, RunSpec, TrainConfig
 from cnnvsmlp.errors import UserError
 from cnnvsmlp.jsonmodel import Record
-from cnnvsmlp.outputs import write_atomically
+from cnnvsmlp.outputs import claim_dir, write_atomically
 from cnnvsmlp.records import Epoch, Hardware, TrainResult
 
 if TYPE_CHECKING:  # Keras loads TensorFlow: imported where a model is saved or loaded.
@@ -187,19 +189,86 @@ def training_key(
             an epoch's state depends on: the state after epoch 2 is the same
             whether 2 or 5 epochs were asked for.
     """
-    import keras
-
-    data = {k: v for k, v in meta.items() if not (k == "source" and meta.get("input_sha256"))}
     parts = {
-        "data": data,
+        "data": data_identity(meta),
         "variant": run.variant,
         "seed": run.seed,
         "train": config.model_dump(mode="json", exclude=_untrained(config, epochs)),
         "code": code_digest(),
-        "keras": keras.__version__,
+        "keras": metadata.version("keras"),  # keras.__version__, without loading TensorFlow
         "numerics": list(hardware.numerics()),
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def data_identity(meta: dict) -> dict:
+    """What of a data set's ``metadata.json`` counts in a key: not the folder it came from."""
+    return {k: v for k, v in meta.items() if not (k == "source" and meta.get("input_sha256"))}
+
+
+def machine_memo(store: str | None) -> Path | None:
+    """The folder where a local store remembers each environment's :class:`Hardware`; else None.
+
+    A task that finds its machine there computes its keys without loading
+    TensorFlow, so a reused training or evaluation costs only the reading of
+    its files (:func:`reuse_training`, :func:`reuse_evaluation`).
+    """
+    if not store or "://" in store:
+        return None
+    return Path(store).parent  # the resume_uri: one memo for every scope in it
+
+
+def open_training(
+    out: Path,
+    data_dir: str | os.PathLike,
+    run: RunSpec,
+    config: TrainConfig,
+    hardware: Hardware,
+    *,
+    store: str | None = None,
+    resume_uri: str | None = None,
+    origin: str | None = None,
+) -> Training:
+    """The :class:`Training` of ``run`` on this data set and machine, its mirror found by key.
+
+    Args:
+        out: the training's output folder (claimed by the caller).
+        data_dir: the prepared data set (its ``metadata.json`` is read).
+        run: the variant and seed.
+        config: the training config.
+        hardware: the machine, for the key's numerics.
+        store: the scope that holds trainings by key: the mirror is then
+            ``<store>/<run id>/<training key>``.
+        resume_uri: the mirror itself, when no ``store`` is given.
+        origin: who trains, recorded for a later reuse.
+    """
+    from cnnvsmlp.data.store import read_metadata
+
+    meta = read_metadata(data_dir)
+    key = training_key(meta, run, config, hardware)
+    if store:
+        resume_uri = f"{store.rstrip('/')}/{run.run_id}/{key}"
+    state_key = training_key(meta, run, config, hardware, epochs=False)
+    return Training(out, key, state_key, run, config, mirror=resume_uri, origin=origin)
+
+
+def reuse_training(
+    data_dir: str | os.PathLike,
+    run: RunSpec,
+    config: TrainConfig,
+    out_dir: str | os.PathLike,
+    store: str | None,
+) -> TrainResult | None:
+    """A finished training with this run's key, put in ``out_dir``, found without Keras; or None.
+
+    None also when the store has not seen this machine yet (:func:`machine_memo`):
+    :func:`cnnvsmlp.train.train` then decides, after loading the framework.
+    """
+    hardware = Hardware.remembered(machine_memo(store))
+    if hardware is None:
+        return None
+    out = claim_dir(out_dir, OUTPUTS, "training output")
+    return open_training(out, data_dir, run, config, hardware, store=store).reuse()
 
 
 def _untrained(config: TrainConfig, epochs: bool) -> set[str]:
@@ -651,3 +720,80 @@ def _why(err: Exception) -> str:
         where = ".".join(str(p) for p in first["loc"]) or "the file"
         return f"{where}: {first['msg']}"
     return str(err)
+
+
+# Finished evaluations: kept beside the training they score, by their own key
+
+EVALUATIONS = "evaluations"
+# The library modules whose source decides what an evaluation computes.
+EVALUATION_CODE = ("evaluate.py", "shift.py", "backend.py", "data/store.py")
+
+
+def evaluation_key(model_dir: Path, meta: dict, hardware: Hardware) -> str:
+    """The sha256 naming an evaluation: the model's bytes, the data, the code and the numerics."""
+    root = Path(__file__).parent
+    code = hashlib.sha256()
+    for name in EVALUATION_CODE:
+        code.update(name.encode() + b"\0" + (root / name).read_bytes())
+    parts = {
+        "model": sha256_file(model_dir / MODEL),
+        "data": data_identity(meta),
+        "code": code.hexdigest(),
+        "keras": metadata.version("keras"),
+        "numerics": list(hardware.numerics()),
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def evaluation_uri(store: str, trained: TrainResult, key: str) -> str:
+    """Where an evaluation is kept: ``<store>/<run id>/<training key>/evaluations/<key>.json``."""
+    training = f"{store.rstrip('/')}/{trained.run.run_id}/{trained.training_key}"
+    return f"{training}/{EVALUATIONS}/{key}.json"
+
+
+def reuse_evaluation(
+    model_dir: str | os.PathLike, data_dir: str | os.PathLike, store: str | None, out_path: Path
+):
+    """The evaluation of this model kept in ``store``, written to ``out_path``; or None.
+
+    Found without loading Keras (the machine is read from :func:`machine_memo`);
+    None when the store has none, has not seen this machine, or holds one that
+    does not read as a whole record (a later evaluation replaces it). The record's
+    ``training`` is this run's, so a reused evaluation names the run it is in.
+    """
+    from cnnvsmlp.data.store import read_metadata
+    from cnnvsmlp.records import EvalResult
+
+    model_dir = Path(model_dir)
+    hardware = Hardware.remembered(machine_memo(store))
+    trained = TrainResult.read(model_dir / RESULT)
+    if hardware is None or not trained.training_key or not store:
+        return None
+    key = evaluation_key(model_dir, read_metadata(data_dir), hardware)
+    uri = evaluation_uri(store, trained, key)
+    text = storage.read_text(uri)
+    if text is None:
+        return None
+    try:
+        found = EvalResult.model_validate_json(text)
+    except ValidationError:
+        return None
+    if found.run != trained.run:
+        return None
+    result = found.model_copy(update={"training": trained})
+    result.write(out_path)
+    return result
+
+
+def keep_evaluation(
+    model_dir: str | os.PathLike, data_dir: str | os.PathLike, store: str | None, result
+) -> None:
+    """Keep an evaluation in ``store`` for :func:`reuse_evaluation`; nothing without a store."""
+    from cnnvsmlp.data.store import read_metadata
+
+    model_dir = Path(model_dir)
+    if not store or not result.training.training_key:
+        return
+    memo = machine_memo(store)
+    key = evaluation_key(model_dir, read_metadata(data_dir), Hardware.detect(memo=memo))
+    storage.write_text(evaluation_uri(store, result.training, key), result.model_dump_json())

@@ -46,7 +46,7 @@ from cnnvsmlp.errors import UserError
 from cnnvsmlp.models import build_model
 from cnnvsmlp.outputs import claim_dir
 from cnnvsmlp.records import EarlyStop, Epoch, Hardware, TrainResult
-from cnnvsmlp.resume import METRICS, OUTPUTS, Training, training_key
+from cnnvsmlp.resume import METRICS, OUTPUTS, machine_memo, open_training
 
 STEP_EVERY_S = 1.0
 """Seconds between two ``step`` progress events of an epoch, at least."""
@@ -167,18 +167,9 @@ def train(
     """
     out = claim_dir(out_dir, OUTPUTS, "training output")
     meta = read_metadata(data_dir)
-    hardware = Hardware.detect()
-    key = training_key(meta, run, config, hardware)
-    if store:
-        resume_uri = f"{store.rstrip('/')}/{run.run_id}/{key}"
-    state = Training(
-        out,
-        key,
-        training_key(meta, run, config, hardware, epochs=False),
-        run,
-        config,
-        mirror=resume_uri,
-        origin=origin,
+    hardware = Hardware.detect(memo=machine_memo(store))
+    state = open_training(
+        out, data_dir, run, config, hardware, store=store, resume_uri=resume_uri, origin=origin
     )
     reused = state.reuse()
     if reused is not None:
