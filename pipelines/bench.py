@@ -361,7 +361,9 @@ def bench_concurrency(fashion_dir: Path, out: Path, limit: int) -> list[dict]:
 def main(argv: list[str] | None = None) -> None:
     """Run every benchmark, print the results and write ``build/bench.json``."""
     parser = argparse.ArgumentParser(prog="make bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=1, help="plain/project pairs per variant")
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="plain/project pairs per variant (best of them)"
+    )
     parser.add_argument(
         "--slice", type=int, default=12000, help="images for the runner policies (0: skip them)"
     )

@@ -110,24 +110,34 @@ def local_copy(pipeline, parallel: int = 2):
     return local
 
 
-def _keep_partial(pipeline_root: Path, report: Path) -> str:
-    """Copy a partial comparison to ``report`` and say what failed; empty when there is none."""
+def _keep_partial(pipeline_root: Path, report: Path, task: str = "compare-runs") -> str:
+    """Copy a partial comparison to ``report`` and say what failed; empty when there is none.
+
+    Args:
+        pipeline_root: the run's kfp pipeline root.
+        report: the run's report folder.
+        task: the pipeline's comparison task (its module's ``COMPARISON_TASK``).
+    """
     from cnnvsmlp.report.model import Comparison
     from cnnvsmlp.report.status import failure_summary
 
     try:
-        found = find_comparison(pipeline_root)
-    except LocalRunError:
+        found = find_comparison(pipeline_root, task)
+        record = json.loads((found / "comparison.json").read_text())
+    except (LocalRunError, OSError, ValueError):
         return ""
-    comparison = Comparison.read(found / "comparison.json")
-    if comparison.status == "complete":
+    status = record.get("status", "complete")
+    if status == "complete":
         return ""
+    if task == "compare-runs":
+        summary = failure_summary(Comparison.read(found / "comparison.json"))
+    else:  # the data-efficiency study's: its failures are whole RunFailure records
+        failed = [f.get("run", {}).get("run_id", "?") for f in record.get("failures", [])]
+        summary = f"{_count(len(failed), 'run')} failed for good: {', '.join(failed)}."
     if report.exists():  # an earlier attempt's, when a resumed run fails again
         shutil.rmtree(report)
     shutil.copytree(found, report)
-    return (
-        f"{failure_summary(comparison)} The {comparison.status} comparison is in {report}/report.md"
-    )
+    return f"{summary} The {status} comparison is in {report}/report.md"
 
 
 def find_comparison(pipeline_root: Path, task: str = "compare-runs") -> Path:
@@ -511,10 +521,12 @@ def run_local(
             stop.signum,
         ) from None
     except RuntimeError as err:
-        partial = _keep_partial(pipeline_root, report)
+        comparison_task = getattr(module, "COMPARISON_TASK", "compare-runs")
+        partial = _keep_partial(pipeline_root, report, comparison_task)
         if partial:  # the last step, check-runs, marked the run failed: name it
             task = re.search(r"Inner task failed: '([\w-]+)'", plain(str(err)))
-            partial = f"{task.group(1) if task else 'check-runs'}: {partial}"
+            check = "check-runs" if comparison_task == "compare-runs" else "check-efficiency"
+            partial = f"{task.group(1) if task else check}: {partial}"
         failed = session.failed()
         if partial or failed:
             why = partial or explain(failed)

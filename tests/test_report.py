@@ -945,3 +945,25 @@ def test_the_efficiency_report_tables(efficiency_written):
     for c in analysis.curves:
         assert f"| {c.variant} " in markdown and f"{c.fit.b:.3f} ± " in markdown
     assert "| cnn - mlp at 12,000 " in markdown  # the gap against shift
+
+
+def test_a_mixed_headline_counts_only_the_kinds_of_pair_there_are(written):
+    comparison, _ = written
+    across = [p for p in comparison.pairs if "mlp" in (p.a, p.b)]
+    # Every CNN-MLP pair decided, one of them for the MLP: no "rest" is left to mention.
+    flipped = [
+        p.model_copy(update={"a": p.b, "b": p.a}) if p is across[0] else p for p in comparison.pairs
+    ]
+    head = headline(comparison.model_copy(update={"pairs": flipped}))
+    assert head.startswith(
+        f"CNN against MLP is mixed: {len(across) - 1} of {len(across)} pairs favour the CNN "
+        "significantly and 1 the MLP;"
+    )
+    assert "do not differ" not in head.split(";")[0]
+    undecided = [
+        p.model_copy(update={"significant": False}) if p is across[1] else p for p in flipped
+    ]
+    head = headline(comparison.model_copy(update={"pairs": undecided}))
+    assert head.split(";")[0].endswith(
+        "pairs favour the CNN significantly, 1 the MLP and 1 do not differ"
+    )

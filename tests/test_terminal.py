@@ -287,3 +287,25 @@ def test_verbose_streams_every_line_named_by_its_task(tmp_path):
     assert "noisy-training | [KFP Executor" in text
     assert "Executing task" in text  # kfp's own lines, as it prints them
     assert "1500/1500 - 47s" in (tmp_path / "logs" / "noisy-training.log").read_text()
+
+
+def test_a_partial_study_comparison_is_copied_to_the_report_and_named(tmp_path):
+    from cnnvsmlp_pipelines.local_runner import _keep_partial
+
+    found = tmp_path / "pipeline" / "data-efficiency-x" / "compare-efficiency" / "comparison"
+    found.mkdir(parents=True)
+    failure = {"run": {"variant": "mlp", "repeat": 0, "seed": 0, "n_train": 375}}
+    failure["run"]["run_id"] = "mlp-n375-r0"
+    record = {"status": "partial", "failures": [failure]}
+    (found / "comparison.json").write_text(json.dumps(record))
+    (found / "report.md").write_text("# partial\n")
+    report = tmp_path / "report"
+    line = _keep_partial(tmp_path / "pipeline", report, "compare-efficiency")
+    assert (
+        line
+        == f"1 run failed for good: mlp-n375-r0. The partial comparison is in {report}/report.md"
+    )
+    assert (report / "report.md").read_text() == "# partial\n"
+    record["status"] = "complete"
+    (found / "comparison.json").write_text(json.dumps(record))
+    assert _keep_partial(tmp_path / "pipeline", tmp_path / "r2", "compare-efficiency") == ""

@@ -149,10 +149,12 @@ def headline(comparison: Comparison) -> str:
                 f"({_strength(across, comparison.repeats)})"
             )
         else:
-            parts.append(
-                f"CNN against MLP is mixed: {len(cnn_wins)} of {len(across)} pairs favour the "
-                f"CNN significantly, {len(mlp_wins)} the MLP, and the rest do not differ"
-            )
+            rest = len(across) - len(cnn_wins) - len(mlp_wins)
+            counts = [f"{len(cnn_wins)} of {len(across)} pairs favour the CNN significantly"]
+            counts.append(f"{len(mlp_wins)} the MLP")
+            if rest:
+                counts.append(f"{rest} do not differ")
+            parts.append(f"CNN against MLP is mixed: {', '.join(counts[:-1])} and {counts[-1]}")
     for family, members in (("CNN", cnns), ("MLP", mlps)):
         within = [p for p in comparison.pairs if families[p.a] == families[p.b] == family]
         text = _within(family, within, len(members))
