@@ -22,6 +22,8 @@
    one-epoch run pays it) and test accuracy, and which backend is faster
    here. ``--backends-only --limit N`` runs this table alone on a slice.
 
+``--training-only`` runs 1 and 2 alone.
+
 Results print as tables and are written to ``build/bench.json``. Timings on a
 shared machine are noisy: compare the ratios within one run.
 """
@@ -376,6 +378,9 @@ def main(argv: list[str] | None = None) -> None:
         "--backends-only", action="store_true", help="only the tensorflow-against-jax table"
     )
     parser.add_argument("--limit", type=int, help="images of each split for --backends-only")
+    parser.add_argument(
+        "--training-only", action="store_true", help="only the train()-against-plain-fit table"
+    )
     parser.add_argument("--one", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--on-backend", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -413,6 +418,9 @@ def main(argv: list[str] | None = None) -> None:
         variants = [v.strip() for v in args.variants.split(",") if v.strip()]
         training = bench_training(data_dir, Path(tmp) / "runs", args.rounds, variants)
         print(tabulate(training, headers="keys", floatfmt=".4g"), flush=True)
+        if args.training_only:
+            _write({"reader": reader, "training": training})
+            return
         extra = _one("overheads", data_dir, "mlp", Path(tmp) / "overheads")
         print("mlp task besides the steps: " + ", ".join(f"{k} {v:.3g}" for k, v in extra.items()))
         flops = mlp_fraction(training, bench_numpy()) if "mlp" in variants else {}
@@ -432,16 +440,21 @@ def main(argv: list[str] | None = None) -> None:
         if args.slice:
             runner = bench_concurrency(folder, Path(tmp) / "pipeline-runs", args.slice)
             print(tabulate(runner, headers="keys", floatfmt=".3g"))
+    _write(
+        {
+            "reader": reader,
+            "training": training,
+            "overheads": extra,
+            "mlp_flops": flops,
+            "runner": runner,
+            "backends": {"rows": backends, "faster": faster},
+        }
+    )
+
+
+def _write(results: dict) -> None:
     out = Path("build")
     out.mkdir(exist_ok=True)
-    results = {
-        "reader": reader,
-        "training": training,
-        "overheads": extra,
-        "mlp_flops": flops,
-        "runner": runner,
-        "backends": {"rows": backends, "faster": faster},
-    }
     (out / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
     print(f"bench: wrote {out / 'bench.json'}")
 

@@ -323,34 +323,58 @@ class LocalSession:
             self.tasks.append(entry)
         return entry
 
+    def _start(self, entry: TaskLog, start):
+        """Call ``start`` (which starts a task and registers it) unless the run is stopping.
+
+        Returns:
+            What ``start`` returns; None when the run is stopping (the task is
+            then marked stopped and nothing starts).
+
+        Raises:
+            RunInterrupted: a signal came to the main thread while it started the task.
+        """
+        with self._lock:
+            if self._stopping:
+                entry.returncode, entry.stopped = -signal.SIGTERM, True
+                return None
+            main = threading.current_thread() is threading.main_thread()
+            self._spawning = main
+            try:
+                handle = start()
+            finally:
+                self._spawning = False
+            if main and self._signal is not None:
+                self.stop()
+                raise RunInterrupted(self._signal)
+        return handle
+
+    def _ended(self, entry: TaskLog) -> None:
+        with self._lock:
+            entry.stopped = self._stopping
+        entry.seconds = time.monotonic() - entry.started
+
     def _run_task(self, full_command: list[str], env_vars: dict | None = None) -> int:
         """Run a task like kfp's ``run_local_subprocess``: output to its log, own group."""
         entry = self._identify(full_command)
         env = {**os.environ, **self.environment, **(env_vars or {})}
-        with entry.path.open("a", buffering=1) as log:
-            log.write(f"==> {entry.label}: started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
-            with self._lock:
-                if self._stopping:
-                    entry.returncode, entry.stopped = -signal.SIGTERM, True
-                    return 1
-                main = threading.current_thread() is threading.main_thread()
-                self._spawning = main
-                try:
-                    proc = subprocess.Popen(
-                        full_command,
-                        stdout=subprocess.PIPE if self.verbose else log,
-                        stderr=subprocess.STDOUT,
-                        env=env,
-                        start_new_session=True,
-                        text=True,
-                        bufsize=1,
-                    )
-                    self._procs.add(proc)
-                finally:
-                    self._spawning = False
-                if main and self._signal is not None:
-                    self.stop()
-                    raise RunInterrupted(self._signal)
+        with _task_log(entry) as log:
+
+            def start() -> subprocess.Popen:
+                proc = subprocess.Popen(
+                    full_command,
+                    stdout=subprocess.PIPE if self.verbose else log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    start_new_session=True,
+                    text=True,
+                    bufsize=1,
+                )
+                self._procs.add(proc)
+                return proc
+
+            proc = self._start(entry, start)
+            if proc is None:
+                return 1
             try:
                 if proc.stdout:
                     for line in proc.stdout:
@@ -360,8 +384,7 @@ class LocalSession:
             finally:
                 with self._lock:
                     self._procs.discard(proc)
-                    entry.stopped = self._stopping
-                entry.seconds = time.monotonic() - entry.started
+                self._ended(entry)
         if self.on_task_end and not entry.stopped:
             self.on_task_end(entry)
         return entry.returncode
@@ -380,32 +403,26 @@ class LocalSession:
             image = f"{image}:latest"
         labels = {**run_args.pop("labels", {}), CONTAINER_LABEL: self.job_id}
         run_args.pop("auto_remove", None)
-        with entry.path.open("a", buffering=1) as log:
-            log.write(f"==> {entry.label}: started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
-            with self._lock:
-                if self._stopping:
-                    entry.returncode, entry.stopped = -signal.SIGTERM, True
-                    return 1
-                main = threading.current_thread() is threading.main_thread()
-                self._spawning = main
-                try:
-                    self._docker_used = True
-                    container = client.containers.run(
-                        image=image,
-                        command=command,
-                        detach=True,
-                        stdout=True,
-                        stderr=True,
-                        volumes=volumes,
-                        labels=labels,
-                        **run_args,
-                    )
-                    self._containers.add(container.id)
-                finally:
-                    self._spawning = False
-                if main and self._signal is not None:
-                    self.stop()
-                    raise RunInterrupted(self._signal)
+        with _task_log(entry) as log:
+
+            def start():
+                self._docker_used = True
+                container = client.containers.run(
+                    image=image,
+                    command=command,
+                    detach=True,
+                    stdout=True,
+                    stderr=True,
+                    volumes=volumes,
+                    labels=labels,
+                    **run_args,
+                )
+                self._containers.add(container.id)
+                return container
+
+            container = self._start(entry, start)
+            if container is None:
+                return 1
             try:
                 with contextlib.suppress(docker.errors.NotFound):
                     for chunk in container.logs(stream=True, follow=True):
@@ -421,13 +438,20 @@ class LocalSession:
             finally:
                 with self._lock:
                     self._containers.discard(container.id)
-                    entry.stopped = self._stopping
-                entry.seconds = time.monotonic() - entry.started
+                self._ended(entry)
                 with contextlib.suppress(docker.errors.DockerException):
                     container.remove(force=True)
         if self.on_task_end and not entry.stopped:
             self.on_task_end(entry)
         return entry.returncode
+
+
+@contextlib.contextmanager
+def _task_log(entry: TaskLog):
+    """The task's log, opened for appending, with a line saying when it started."""
+    with entry.path.open("a", buffering=1) as log:
+        log.write(f"==> {entry.label}: started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        yield log
 
 
 def _stop_container(client, container_id: str) -> None:
