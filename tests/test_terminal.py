@@ -309,3 +309,14 @@ def test_a_partial_study_comparison_is_copied_to_the_report_and_named(tmp_path):
     record["status"] = "complete"
     (found / "comparison.json").write_text(json.dumps(record))
     assert _keep_partial(tmp_path / "pipeline", tmp_path / "r2", "compare-efficiency") == ""
+
+
+def test_a_reused_training_names_the_run_folder_it_came_from(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    origin = (
+        tmp_path / "runs" / "20261201-144639-x" / "pipeline" / "compare-1" / "train-model" / "model"
+    )
+    event = progress.Event(kind="reused", run_id="mlp-r0", **{"from": str(origin)})
+    assert event.line() == "mlp-r0  reused from runs/20261201-144639-x"
+    elsewhere = progress.Event(kind="reused", run_id="mlp-r0", **{"from": "gs://b/resume/x/model"})
+    assert elsewhere.line() == "mlp-r0  reused from gs://b/resume/x/model"

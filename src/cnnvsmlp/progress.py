@@ -94,7 +94,7 @@ class Event(BaseModel):
             took = f" in {clock(self.seconds)}" if self.seconds is not None else ""
             return f"{self.run_id}  done{took}" + _metrics(self)
         if self.kind == "reused":
-            return f"{self.run_id}  reused from {self.from_}"
+            return f"{self.run_id}  reused from {run_folder(self.from_)}"
         if self.kind == "resumed":
             return f"{self.run_id}  resumed after epoch {self.epoch} of {self.epochs}"
         return f"{self.run_id}  set aside a saved state that failed its checks ({self.from_})"
@@ -252,6 +252,22 @@ class Estimate:
             if run not in self.finished
         )
         return work * ratio + self.overhead_s * (len(self.epoch_s) - len(self.finished))
+
+
+def run_folder(origin: str | None) -> str | None:
+    """The run folder a training's output folder lies in (``runs/<id>``), as a person finds it.
+
+    A local run's output folders are ``<runs>/<id>/pipeline/...``; the part
+    before ``/pipeline/`` is shown, relative to the current folder when it
+    lies inside it. Anything else is shown as it is.
+    """
+    if not origin or "/pipeline/" not in origin:
+        return origin
+    folder = Path(origin.split("/pipeline/", 1)[0])
+    try:
+        return str(folder.resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return str(folder)
 
 
 class PlainDisplay:
