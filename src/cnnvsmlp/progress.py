@@ -84,7 +84,8 @@ class Event(BaseModel):
     def line(self) -> str:
         """The event as one plain line that names its training."""
         if self.kind == "start":
-            return f"{self.run_id}  started, {self.epochs} epochs"
+            epochs = "1 epoch" if self.epochs == 1 else f"{self.epochs} epochs"
+            return f"{self.run_id}  started, {epochs}"
         if self.kind in ("epoch", "step"):
             text = f"{self.run_id}  epoch {self.epoch}/{self.epochs}"
             if self.kind == "step" and self.steps:
