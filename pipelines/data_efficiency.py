@@ -144,11 +144,8 @@ def planned_runs(config: ExperimentConfig) -> list:
     from cnnvsmlp.data.spec import get_spec
     from cnnvsmlp.efficiency.plan import plan_runs
 
-    spec = get_spec(config.dataset)
-    official = spec.official_counts["train"]
-    images = min(official, config.limit) if config.limit else official
-    train = images - int(images * config.split.validation_fraction)
-    return plan_runs(config, EfficiencyConfig(), train, len(spec.classes))
+    classes = len(get_spec(config.dataset).classes)
+    return plan_runs(config, EfficiencyConfig(), config.training_images(), classes)
 
 
 def loop_runs(config: ExperimentConfig, pipeline_root) -> list | None:

@@ -397,10 +397,10 @@ class LocalSession:
         never lost to docker's auto-removal.
         """
         import docker.errors
+        from kfp.local.docker_task_handler import add_latest_tag_if_not_present
 
         entry = self._identify(command)
-        if ":" not in image.rsplit("/", 1)[-1]:
-            image = f"{image}:latest"
+        image = add_latest_tag_if_not_present(image)  # as kfp names it
         labels = {**run_args.pop("labels", {}), CONTAINER_LABEL: self.job_id}
         run_args.pop("auto_remove", None)
         with _task_log(entry) as log:

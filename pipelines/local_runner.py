@@ -235,16 +235,8 @@ def read_status(run_dir: Path) -> dict:
         return {}
     if record.get("status") == "running":
         # Progress events are the heartbeat of a run on another host.
-        touched = max(
-            (
-                t
-                for t in map(
-                    last_touched, (run_dir / STATUS_FILE, run_dir / "pipeline" / PROGRESS_FILE)
-                )
-                if t
-            ),
-            default=None,
-        )
+        marks = [last_touched(run_dir / f) for f in (STATUS_FILE, f"pipeline/{PROGRESS_FILE}")]
+        touched = max((t for t in marks if t), default=None)
         if not owner_alive(record.get("pid"), record.get("host"), touched):
             record["status"] = "interrupted"
     return record
@@ -296,12 +288,9 @@ def epoch_seconds(config: ExperimentConfig, runs: list[RunSpec] | None = None) -
         config: the experiment.
         runs: the trainings (a pipeline's ``planned_runs``); by default ``compare``'s.
     """
-    from cnnvsmlp.data.spec import get_spec
     from cnnvsmlp.models import VARIANTS
 
-    official = get_spec(config.dataset).official_counts["train"]
-    images = min(official, config.limit) if config.limit else official
-    train_images = images - int(images * config.split.validation_fraction)
+    train_images = config.training_images()
     # step_ms is at batch 32; an image costs about the same at any batch size.
     return {
         run.run_id: min(run.n_train or train_images, train_images)

@@ -299,12 +299,21 @@ class ExperimentConfig(_Config):
             )
         return self
 
-    @model_validator(mode="after")
-    def _splits_not_empty(self) -> ExperimentConfig:
+    def _source_images(self) -> int:
+        """The images the training and validation splits are cut from: the official, or limit."""
         from cnnvsmlp.data.spec import get_spec
 
         official = get_spec(self.dataset).official_counts["train"]
-        n = min(official, self.limit) if self.limit else official
+        return min(official, self.limit) if self.limit else official
+
+    def training_images(self) -> int:
+        """The training split's size as ``prepare`` will cut it from the official counts."""
+        n = self._source_images()
+        return n - int(n * self.split.validation_fraction)
+
+    @model_validator(mode="after")
+    def _splits_not_empty(self) -> ExperimentConfig:
+        n = self._source_images()
         # validation_fraction < 1 always leaves training images; limit >= 10 leaves test ones.
         if int(n * self.split.validation_fraction) == 0:
             raise ValueError(
