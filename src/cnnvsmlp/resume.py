@@ -92,6 +92,7 @@ METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 # The library modules whose source decides what a training computes.
 TRAINING_CODE = (
     "train.py",
+    "adam.py",
     "resume.py",
     "backend.py",
     "models.py",
