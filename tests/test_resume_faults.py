@@ -212,8 +212,12 @@ def test_the_training_key_names_what_the_weights_depend_on(small_fashion):
         training_key(meta, RUN, ONE.model_copy(update={"epochs": 2}), hardware),
         training_key({**meta, "input_sha256": {"x": "0"}}, RUN, ONE, hardware),
         training_key(meta, RUN, ONE, hardware.model_copy(update={"intra_op_threads": 99})),
+        training_key(meta, RUN.model_copy(update={"n_train": 100}), ONE, hardware),
+        training_key(meta, RUN.model_copy(update={"n_train": 200}), ONE, hardware),
     ]
     assert len({key, *others}) == len(others) + 1
+    whole = RUN.model_copy(update={"n_train": meta["counts"]["train"]})
+    assert key == training_key(meta, whole, ONE, hardware)  # the whole split is no subset
     two = ONE.model_copy(update={"epochs": 2})
     assert training_key(meta, RUN, ONE, hardware, epochs=False) == training_key(
         meta, RUN, two, hardware, epochs=False

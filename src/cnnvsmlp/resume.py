@@ -98,6 +98,7 @@ TRAINING_CODE = (
     "models.py",
     "data/store.py",
     "efficiency/stopping.py",
+    "efficiency/subsets.py",
 )
 STATE_FORMAT = "cnnvsmlp-training-state/1"
 FINISHED_FORMAT = "cnnvsmlp-finished-training/1"
@@ -183,7 +184,8 @@ def training_key(
     Args:
         meta: the prepared data set's ``metadata.json`` (its content digest and
             split; the folder it was read from does not count).
-        run: the variant and the seed (the repeat's number does not count).
+        run: the variant, the seed and the training subset's size (the repeat's
+            number does not count, nor a "subset" as large as the training split).
         config: the training config (``keep_checkpoints`` does not count).
         hardware: the machine, by its numerics fingerprint.
         epochs: whether the epoch count counts. Without it the key names what
@@ -199,6 +201,9 @@ def training_key(
         "keras": metadata.version("keras"),  # keras.__version__, without loading TensorFlow
         "numerics": list(hardware.numerics()),
     }
+    whole = meta.get("counts", {}).get("train")
+    if run.n_train is not None and (whole is None or run.n_train < whole):
+        parts["n_train"] = run.n_train  # cnnvsmlp.efficiency's subset: n images of the seed's order
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
