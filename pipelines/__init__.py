@@ -45,6 +45,18 @@ def get_pipeline(name: str) -> ModuleType:
     return registry[name]
 
 
+def by_comparison_task(task: str) -> ModuleType:
+    """The module of the registered pipeline whose comparison task is ``task``.
+
+    Raises:
+        UserError: no pipeline has that comparison task.
+    """
+    for module in _registry().values():
+        if getattr(module, "COMPARISON_TASK", None) == task:
+            return module
+    raise UserError(f"no registered pipeline has the comparison task {task!r}")
+
+
 def pipeline_arguments(name: str, config: ExperimentConfig) -> dict:
     """The run parameters of a pipeline for an experiment config."""
     return get_pipeline(name).arguments(config)

@@ -30,6 +30,16 @@ from cnnvsmlp_pipelines.cluster import cluster_config
 from cnnvsmlp_pipelines.placement import cpu_task, gpu_task
 
 NAME = "compare"
+# The comparison task, whose artifact is the report, and the last step that fails a partial run.
+COMPARISON_TASK, CHECK_TASK = "compare-runs", "check-runs"
+
+
+def failure_summary(comparison_json) -> str:
+    """One line naming the runs that failed for good in a written comparison; empty if none."""
+    from cnnvsmlp.report.model import Comparison
+    from cnnvsmlp.report.status import failure_summary as summary
+
+    return summary(Comparison.read(comparison_json))
 
 
 def build():

@@ -29,8 +29,24 @@ from cnnvsmlp_pipelines.placement import cpu_task, gpu_task
 
 NAME = "data-efficiency"
 PRESET = "fashion-mnist-data-efficiency"
-# The comparison task and the line the local runner prints at the end of a run.
-COMPARISON_TASK = "compare-efficiency"
+# The comparison task, whose artifact is the report, and the last step that fails a partial run.
+COMPARISON_TASK, CHECK_TASK = "compare-efficiency", "check-efficiency"
+
+
+def failure_summary(comparison_json) -> str:
+    """One line naming the runs that failed for good in a written analysis; empty if none.
+
+    Its failures are whole ``RunFailure`` records; a record cut short still names its runs.
+    """
+    import json
+    from pathlib import Path
+
+    failures = json.loads(Path(comparison_json).read_text()).get("failures", [])
+    if not failures:
+        return ""
+    failed = [f.get("run", {}).get("run_id", "?") for f in failures]
+    runs = f"{len(failed)} run{'s' if len(failed) > 1 else ''}"
+    return f"{runs} failed for good: {', '.join(failed)}."
 
 
 def build():

@@ -116,24 +116,19 @@ def _keep_partial(pipeline_root: Path, report: Path, task: str = "compare-runs")
     Args:
         pipeline_root: the run's kfp pipeline root.
         report: the run's report folder.
-        task: the pipeline's comparison task (its module's ``COMPARISON_TASK``).
+        task: the pipeline's comparison task (its module's ``COMPARISON_TASK``);
+            that module's ``failure_summary`` says what failed.
     """
-    from cnnvsmlp.report.model import Comparison
-    from cnnvsmlp.report.status import failure_summary
+    from cnnvsmlp_pipelines import by_comparison_task
 
     try:
         found = find_comparison(pipeline_root, task)
-        record = json.loads((found / "comparison.json").read_text())
-    except (LocalRunError, OSError, ValueError):
+        status = json.loads((found / "comparison.json").read_text()).get("status", "complete")
+    except (LocalRunError, OSError, ValueError, AttributeError):
         return ""
-    status = record.get("status", "complete")
     if status == "complete":
         return ""
-    if task == "compare-runs":
-        summary = failure_summary(Comparison.read(found / "comparison.json"))
-    else:  # the data-efficiency study's: its failures are whole RunFailure records
-        failed = [f.get("run", {}).get("run_id", "?") for f in record.get("failures", [])]
-        summary = f"{_count(len(failed), 'run')} failed for good: {', '.join(failed)}."
+    summary = by_comparison_task(task).failure_summary(found / "comparison.json")
     if report.exists():  # an earlier attempt's, when a resumed run fails again
         shutil.rmtree(report)
     shutil.copytree(found, report)
@@ -196,7 +191,8 @@ def docker_runner(config: ExperimentConfig, pipeline_root: Path):
 
 
 STATUS_FILE = "status.json"
-# The tasks besides the trainings that take long enough for a line of their own.
+# The tasks besides the trainings that take long enough for a line of their own
+# (and every pipeline's COMPARISON_TASK).
 SLOW_STEPS = ("prepare-data", "compare-runs")
 PROGRESS_FILE = "progress.jsonl"
 STATUSES = ("running", "complete", "partial", "failed", "interrupted")
@@ -481,7 +477,7 @@ def run_local(
 
     def task_ended(task) -> None:
         # The trainings report their own progress; of the rest, the slow steps get a line.
-        if task.task in SLOW_STEPS and task.returncode == 0:
+        if task.task in (*SLOW_STEPS, module.COMPARISON_TASK) and task.returncode == 0:
             screen.message(f"{task.label}  done in {progress.clock(task.seconds or 0)}")
 
     session = LocalSession(
@@ -510,12 +506,10 @@ def run_local(
             stop.signum,
         ) from None
     except RuntimeError as err:
-        comparison_task = getattr(module, "COMPARISON_TASK", "compare-runs")
-        partial = _keep_partial(pipeline_root, report, comparison_task)
-        if partial:  # the last step, check-runs, marked the run failed: name it
+        partial = _keep_partial(pipeline_root, report, module.COMPARISON_TASK)
+        if partial:  # the last step (its CHECK_TASK) marked the run failed: name it
             task = re.search(r"Inner task failed: '([\w-]+)'", plain(str(err)))
-            check = "check-runs" if comparison_task == "compare-runs" else "check-efficiency"
-            partial = f"{task.group(1) if task else check}: {partial}"
+            partial = f"{task.group(1) if task else module.CHECK_TASK}: {partial}"
         failed = session.failed()
         if partial or failed:
             why = partial or explain(failed)
@@ -528,8 +522,7 @@ def run_local(
         screen.close()
     if report.exists():
         shutil.rmtree(report)
-    task = getattr(module, "COMPARISON_TASK", "compare-runs")
-    shutil.copytree(find_comparison(pipeline_root, task), report)
+    shutil.copytree(find_comparison(pipeline_root, module.COMPARISON_TASK), report)
     write_status(run_dir, "complete")
     minutes = (time.perf_counter() - start) / 60
     if hasattr(module, "summary"):

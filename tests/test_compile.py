@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from cnnvsmlp.config import load_config
+from cnnvsmlp.errors import UserError
 from cnnvsmlp.images import image_ref
 from cnnvsmlp.settings import cluster_settings
 from cnnvsmlp_pipelines import compile_pipeline, get_pipeline, pipeline_arguments, pipeline_names
@@ -33,6 +34,20 @@ def test_every_pipeline_compiles(compiled):
     assert "compare" in compiled
     for name, docs in compiled.items():
         assert docs[0]["pipelineInfo"]["name"] == name
+
+
+def test_every_pipeline_names_its_comparison_and_check_tasks_as_its_ir_has_them(compiled):
+    from cnnvsmlp_pipelines import by_comparison_task
+
+    for name, docs in compiled.items():
+        module, tasks = get_pipeline(name), docs[0]["root"]["dag"]["tasks"]
+        assert module.COMPARISON_TASK in tasks and module.CHECK_TASK in tasks
+        checked = tasks[module.CHECK_TASK]["inputs"]["artifacts"]["comparison"]
+        assert checked["taskOutputArtifact"]["producerTask"] == module.COMPARISON_TASK
+        assert by_comparison_task(module.COMPARISON_TASK) is module
+        assert callable(module.failure_summary)
+    with pytest.raises(UserError, match="no registered pipeline has the comparison task 'x'"):
+        by_comparison_task("x")
 
 
 def test_compare_fans_out_and_in(compiled):
