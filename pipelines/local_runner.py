@@ -211,12 +211,21 @@ class LocalRunInterrupted(UserError):
         self.exit_code = 128 + signum
 
 
+# What says why a run ended: it belongs to the status it came with, not to a later one.
+ENDING_FIELDS = ("signal", "error")
+
+
 def write_status(run_dir: Path, status: str, **fields) -> None:
-    """Record the run's status (one of :data:`STATUSES`) in ``<run>/status.json``."""
+    """Record the run's status (one of :data:`STATUSES`) in ``<run>/status.json``.
+
+    The record keeps its other fields (the process, its host); the reason an
+    earlier attempt ended (:data:`ENDING_FIELDS`) goes with its status, so a
+    resumed run that completes does not still name the signal that stopped it.
+    """
     from cnnvsmlp.outputs import write_atomically
 
     path = run_dir / STATUS_FILE
-    record = read_status(run_dir)
+    record = {k: v for k, v in read_status(run_dir).items() if k not in ENDING_FIELDS}
     record.update(fields, status=status, updated=_now())
     write_atomically(path, lambda p: p.write_text(json.dumps(record, indent=2) + "\n"))
 

@@ -253,6 +253,12 @@ def test_runs_lists_status_config_and_best_accuracy(tmp_path):
     point_latest(stopped)
     assert os.readlink(tmp_path / "latest") == stopped.name
     assert read_status(stopped)["status"] == "interrupted"
+    write_status(stopped, "interrupted", signal="SIGINT")
+    write_status(stopped, "failed", error="prepare-data: bad input")
+    assert read_status(stopped)["error"] == "prepare-data: bad input"
+    assert "signal" not in read_status(stopped)  # the reason is the last attempt's only
+    write_status(stopped, "running", pid=2**22 + 12345)
+    assert "error" not in read_status(stopped) and read_status(stopped)["pid"] == 2**22 + 12345
     rows = list_runs(tmp_path)
     assert [(r["run"], r["status"], r["best"]) for r in rows] == [
         (stopped.name, "interrupted", ""),
