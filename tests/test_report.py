@@ -839,6 +839,8 @@ def test_the_shift_section_shows_accuracy_and_the_gap_against_shift(tmp_path):
     assert "![Test accuracy against shift of the test images](data:image/png;base64," in section
     change = 100 * (gaps[4] - gaps[0])
     assert re.search(rf"\| cnn vs mlp +\|.*\| {re.escape(f'{change:+.2f}')} +\|", section)
+    widest = max(gaps, key=lambda k: abs(gaps[k]))
+    assert re.search(rf"\| {re.escape(f'{100 * gaps[widest]:+.2f}')} \({widest} px\) +\|", section)
     assert len(assert_renders_alone(markdown)) == len(PLOTS) + 1
     html = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert "<h2>Shifted test images</h2>" in html
@@ -945,6 +947,51 @@ def test_the_efficiency_report_tables(efficiency_written):
     for c in analysis.curves:
         assert f"| {c.variant} " in markdown and f"{c.fit.b:.3f} ± " in markdown
     assert "| cnn - mlp at 12,000 " in markdown  # the gap against shift
+
+
+def test_a_study_report_renders_again_from_its_record_alone(efficiency_written, tmp_path):
+    from cnnvsmlp.efficiency.analysis import EfficiencyAnalysis
+    from cnnvsmlp.report.__main__ import main
+
+    analysis, out = efficiency_written
+    (tmp_path / "comparison.json").write_bytes((out / "comparison.json").read_bytes())
+    assert main([str(tmp_path)]) == 0
+    again = EfficiencyAnalysis.read(tmp_path / "comparison.json")
+    assert again.gaps == analysis.gaps and again.multipliers == analysis.multipliers
+    assert again.provenance.note.startswith("Rendered again from a comparison.json of schema ")
+    markdown = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert markdown.split("\n\n")[1] == (out / "report.md").read_text().split("\n\n")[1]
+    assert "**Note:** Rendered again" in markdown
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == sorted(
+        p.name for p in (out / "plots").iterdir()
+    )
+
+
+def test_the_shift_verdict_names_the_widest_gap_where_it_is_not_at_an_end(efficiency_written):
+    from cnnvsmlp.report.efficiency import shift_table, verdicts
+    from cnnvsmlp.stats import Interval
+
+    analysis, _ = efficiency_written
+    top = max(g.n_train for g in analysis.shift_gaps)
+    peaked = {0: 0.03, 1: 0.07, 2: 0.12, 3: 0.09, 4: 0.05}  # the shape of the real study's
+    gaps = [
+        g.model_copy(update={"difference": Interval(peaked[g.shift], -1.0, 1.0, "t")})
+        if g.n_train == top
+        else g
+        for g in analysis.shift_gaps
+    ]
+    text = dict(verdicts(analysis.model_copy(update={"shift_gaps": gaps})))["Shift:"]
+    assert "+3.00 [-100.00, +100.00] points on the test images as they are" in text
+    assert "widens to +12.00 [-100.00, +100.00] at 2 pixels (its widest)" in text
+    assert text.endswith("and is +5.00 [-100.00, +100.00] when they move by 4 pixels.")
+    row = next(
+        r
+        for r in shift_table(analysis.model_copy(update={"shift_gaps": gaps})).rows
+        if r[0] == f"cnn - mlp at {top:,}"
+    )
+    assert row[-2:] == ["+2.00", "+12.00 (2 px)"]
+    monotone = dict(verdicts(analysis))["Shift:"]
+    assert "widens" not in monotone  # linear loss per pixel: the widest is at 4 pixels
 
 
 def test_a_mixed_headline_counts_only_the_kinds_of_pair_there_are(written):

@@ -1,10 +1,11 @@
 """Render a written comparison again, in this version's layout: ``python -m cnnvsmlp.report DIR``.
 
-Reads ``DIR/comparison.json`` (this schema or an older minor version of it),
-restates its pairs under this version's rules (nothing is retrained or
-re-evaluated) and writes ``comparison.json``, ``report.md``, ``report.html``
-and ``plots/`` back into ``DIR``. ``DIR/config.json``, when there, supplies
-the config a comparison of an older schema does not carry.
+Reads ``DIR/comparison.json`` (this schema or an older minor version of it,
+or the ``data-efficiency`` study's ``efficiency/1``), restates its pairs under
+this version's rules (nothing is retrained or re-evaluated) and writes
+``comparison.json``, ``report.md``, ``report.html`` and ``plots/`` back into
+``DIR``. ``DIR/config.json``, when there, supplies the config a comparison of
+an older schema does not carry.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ def rerender(folder: Path, note: str = "") -> None:
         ReportError: the comparison is missing or of a schema this version cannot read.
     """
     from cnnvsmlp.config import read_config
-    from cnnvsmlp.provenance import git_state, project_version
     from cnnvsmlp.report import render_comparison
     from cnnvsmlp.report.compare import restate, run_config
     from cnnvsmlp.report.model import Comparison, ReportError
@@ -35,6 +35,9 @@ def rerender(folder: Path, note: str = "") -> None:
     source = folder / "comparison.json"
     if not source.is_file():
         raise ReportError(f"{source}: no comparison.json; pass the folder compare wrote")
+    if _schema(source).startswith("efficiency/"):
+        _rerender_study(source, note)
+        return
     comparison = Comparison.read(source)
     old = comparison.schema_version
     if comparison.config is None and (folder / "config.json").is_file():
@@ -43,18 +46,51 @@ def rerender(folder: Path, note: str = "") -> None:
             update={"config": run_config(config, comparison.repeats)}
         )
     comparison = restate(comparison)
-    commit, dirty = git_state()
-    rendered = (
-        f"Rendered again from a comparison.json of schema {old} by cnnvsmlp "
-        f"{project_version() or '?'} (commit {commit[:10] or 'not recorded'}"
-        f"{', uncommitted changes' if dirty else ''}); nothing was retrained."
-    )
     provenance = comparison.provenance
-    text = " ".join(x for x in (note, provenance.note, rendered) if x)
+    text = _note(note, provenance.note, old)
     comparison = comparison.model_copy(
         update={"provenance": provenance.model_copy(update={"note": text})}
     )
     render_comparison(comparison, folder)
+
+
+def _note(note: str, recorded: str, schema: str) -> str:
+    """The provenance note of a report rendered again: how it was made, and by what."""
+    from cnnvsmlp.provenance import git_state, project_version
+
+    commit, dirty = git_state()
+    rendered = (
+        f"Rendered again from a comparison.json of schema {schema} by cnnvsmlp "
+        f"{project_version() or '?'} (commit {commit[:10] or 'not recorded'}"
+        f"{', uncommitted changes' if dirty else ''}); nothing was retrained."
+    )
+    return " ".join(x for x in (note, recorded, rendered) if x)
+
+
+def _schema(source: Path) -> str:
+    """The ``schema_version`` of a comparison.json; empty when it has none or does not parse."""
+    import json
+
+    try:
+        record = json.loads(source.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""  # Comparison.read names what is wrong with it
+    version = record.get("schema_version") if isinstance(record, dict) else None
+    return version if isinstance(version, str) else ""
+
+
+def _rerender_study(source: Path, note: str) -> None:
+    """Render a data-efficiency analysis again from its record (it holds every number)."""
+    from cnnvsmlp.efficiency.analysis import EfficiencyAnalysis
+    from cnnvsmlp.report.efficiency import write_efficiency_report
+
+    analysis = EfficiencyAnalysis.read(source)
+    provenance = analysis.provenance
+    text = _note(note, provenance.note, analysis.schema_version)
+    analysis = analysis.model_copy(
+        update={"provenance": provenance.model_copy(update={"note": text})}
+    )
+    write_efficiency_report(analysis, source.parent)
 
 
 def main(argv: list[str] | None = None) -> int:

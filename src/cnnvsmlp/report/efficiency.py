@@ -17,7 +17,7 @@ import numpy as np
 from matplotlib.figure import Figure as MplFigure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
-from cnnvsmlp.efficiency.analysis import EfficiencyAnalysis, SizeGap
+from cnnvsmlp.efficiency.analysis import EfficiencyAnalysis, ShiftGap, SizeGap
 from cnnvsmlp.records import Hardware
 from cnnvsmlp.report.render import (
     Block,
@@ -143,12 +143,19 @@ def verdicts(a: EfficiencyAnalysis) -> list[tuple[str, str]]:
         shifted = [g for g in a.shift_gaps if g.variant == v and g.n_train == gaps[-1].n_train]
         if len(shifted) > 1:
             first, last = shifted[0], shifted[-1]
+            widest = _widest(shifted)
+            peak = (
+                f", widens to {_pts_ci(widest.difference)} at {widest.shift} "
+                f"pixel{'s' if widest.shift > 1 else ''} (its widest)"
+                if widest not in (first, last)
+                else ""
+            )
             out.append(
                 (
                     "Shift:",
                     f"with {_size(first.n_train)} training images the gap is "
-                    f"{_pts_ci(first.difference)} points on the test images as they are and "
-                    f"{_pts_ci(last.difference)} when they move by {last.shift} pixels.",
+                    f"{_pts_ci(first.difference)} points on the test images as they are{peak} "
+                    f"and is {_pts_ci(last.difference)} when they move by {last.shift} pixels.",
                 )
             )
     capped = [(p, r) for p in a.points for r in p.runs if r.capped_improving]
@@ -217,24 +224,37 @@ def stopping_table(a: EfficiencyAnalysis) -> Table:
     return Table(headers, rows)
 
 
+def _widest(gaps: list[ShiftGap]) -> ShiftGap:
+    """The widest of one pair's gaps at one size, over the shifts (the first of equals)."""
+    return max(gaps, key=lambda g: abs(g.difference.estimate))
+
+
 def shift_table(a: EfficiencyAnalysis) -> Table:
-    """The gap at each shift and size, and its change from no shift to the largest."""
+    """The gap at each shift and size, its change from no shift to the largest, and its widest."""
     shifts = sorted({g.shift for g in a.shift_gaps})
-    headers = ["pair at n_train", *(f"shift {s} px" for s in shifts), "change, points"]
+    headers = [
+        "pair at n_train",
+        *(f"shift {s} px" for s in shifts),
+        "change, points",
+        "widest, points (shift)",
+    ]
     rows = []
     keys = sorted({(g.variant, g.n_train) for g in a.shift_gaps}, key=lambda k: (k[0], k[1]))
     for v, n in keys:
-        found = {g.shift: g.difference for g in a.shift_gaps if (g.variant, g.n_train) == (v, n)}
+        gaps = [g for g in a.shift_gaps if (g.variant, g.n_train) == (v, n)]
+        found = {g.shift: g.difference for g in gaps}
         change = (
             _pts(found[shifts[-1]].estimate - found[shifts[0]].estimate)
             if shifts[0] in found and shifts[-1] in found
             else ""
         )
+        widest = _widest(gaps)
         rows.append(
             [
                 f"{v} - {a.baseline} at {_size(n)}",
                 *(_pts_ci(found[s]) if s in found else "" for s in shifts),
                 change,
+                f"{_pts(widest.difference.estimate)} ({widest.shift} px)",
             ]
         )
     return Table(headers, rows)
@@ -405,7 +425,7 @@ def efficiency_report(a: EfficiencyAnalysis) -> Report:
                         "random directions (one seed, zero fill: the same images for every "
                         "model); shift 0 is the test split as it is. The gap per shift is "
                         "variant minus baseline, in points; change: from no shift to the "
-                        "largest."
+                        "largest; widest: the largest gap over the shifts, and where."
                     ),
                     shift_table(a),
                     shift_accuracy_table(a),
