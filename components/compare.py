@@ -43,7 +43,7 @@ def compare_runs(
 
     from cnnvsmlp.config import read_config
     from cnnvsmlp.data.store import load_split
-    from cnnvsmlp.provenance import Provenance
+    from cnnvsmlp.provenance import Provenance, with_data_source
     from cnnvsmlp.records import read_result
     from cnnvsmlp.report import write_comparison
 
@@ -51,6 +51,7 @@ def compare_runs(
     provenance = Provenance.model_validate_json(provenance_json or "{}")
     if not provenance.run_id:
         provenance = provenance.model_copy(update={"run_id": job_id})
+    provenance = with_data_source(provenance, dataset.path)
     experiment = experiment.model_copy(update={"provenance": provenance})
     _, test_labels = load_split(dataset.path, "test")
     runs = [read_result(r.path) for r in results]

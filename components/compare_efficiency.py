@@ -39,9 +39,12 @@ def compare_efficiency(
     from cnnvsmlp.data.store import load_split
     from cnnvsmlp.efficiency.analysis import analyze, write_analysis
     from cnnvsmlp.efficiency.plan import EfficiencyConfig
+    from cnnvsmlp.provenance import with_data_source
     from cnnvsmlp.records import read_result
 
     experiment = read_config(config.path)
+    provenance = with_data_source(experiment.provenance, dataset.path)
+    experiment = experiment.model_copy(update={"provenance": provenance})
     study = EfficiencyConfig.read(efficiency.path)
     _, test_labels = load_split(dataset.path, "test")
     analysis = analyze([read_result(r.path) for r in results], experiment, study, test_labels)

@@ -190,10 +190,15 @@ def loop_runs(config: ExperimentConfig, pipeline_root) -> list | None:
 
 
 def summary(report_dir) -> str:
-    """The lines the local runner prints after a run: the gap at the smallest and full size."""
+    """The lines the local runner prints after a run: the report's headline, in points."""
     from pathlib import Path
 
     from cnnvsmlp.efficiency.analysis import EfficiencyAnalysis
-    from cnnvsmlp.efficiency.analysis import summary as gap_summary
+    from cnnvsmlp.provenance import SYNTHETIC_DATA
+    from cnnvsmlp.report.efficiency import headline
 
-    return gap_summary(EfficiencyAnalysis.read(Path(report_dir) / "comparison.json"))
+    analysis = EfficiencyAnalysis.read(Path(report_dir) / "comparison.json")
+    lines = [headline(analysis)]
+    if analysis.provenance.synthetic:
+        lines.append(f"Smoke check, not a result: {SYNTHETIC_DATA}")
+    return "\n".join(lines)

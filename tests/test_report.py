@@ -157,7 +157,7 @@ def test_json_validates_and_holds_every_number(written):
     comparison, out = written
     data = json.loads((out / "comparison.json").read_text(encoding="utf-8"))
     assert Comparison.model_validate(data) == comparison
-    assert data["schema_version"] == "2.4"
+    assert data["schema_version"] == "2.5"
     assert (data["status"], data["failures"]) == ("complete", [])
     assert {"experiment", "dataset", "classes", "n_test", "repeats", "verdict_rule"} <= set(data)
     assert (data["n_test"], data["repeats"], data["confidence"]) == (2000, 3, 0.95)

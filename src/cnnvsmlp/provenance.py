@@ -44,6 +44,32 @@ class Provenance(Record):
         default=None, description="TensorFlow threads each training was given; None: one per core."
     )
     note: str = Field(default="", description="How the report was made when not by the run.")
+    data_source: str = Field(
+        default="",
+        description="Where the data set came from, as prepare-data recorded it: "
+        "'idx:<folder>', 'tfds:...', or 'synthetic:<folder>' for synth-emnist's stand-in.",
+    )
+
+    @property
+    def synthetic(self) -> bool:
+        """Whether the run's data is synth-emnist's stand-in, not a real data set."""
+        return self.data_source.startswith("synthetic:")
+
+
+# The report's second line when the data is synth-emnist's stand-in.
+SYNTHETIC_DATA = (
+    "the data is synth-emnist's stand-in for EMNIST Letters (rendered letters, not "
+    "handwriting): this run checks that the pipeline works end to end; its numbers say "
+    "nothing about EMNIST and are not results."
+)
+
+
+def with_data_source(provenance: Provenance | None, dataset_dir: str) -> Provenance:
+    """``provenance`` (or an empty one) naming the source of the data set in ``dataset_dir``."""
+    from cnnvsmlp.data.store import read_metadata
+
+    source = str(read_metadata(dataset_dir).get("source", ""))
+    return (provenance or Provenance()).model_copy(update={"data_source": source})
 
 
 def project_version() -> str:

@@ -24,14 +24,27 @@ from cnnvsmlp.data.spec import (
 WRITTEN_BY = "cnnvsmlp-written.json"
 
 
-def written_digests(directory: Path) -> dict[str, str] | None:
-    """The IDX digests the writer of ``directory``'s files recorded, or None without a record."""
+# The writer synth-emnist names in its record: its files are a stand-in, not NIST's data.
+SYNTHETIC_WRITER = "cnnvsmlp synth-emnist"
+
+
+def _written_record(directory: Path) -> dict | None:
     try:
         record = json.loads((directory / WRITTEN_BY).read_text(encoding="utf-8"))
-        digests = record["idx_sha256"]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError):
         return None
+    return record if isinstance(record, dict) else None
+
+
+def written_digests(directory: Path) -> dict[str, str] | None:
+    """The IDX digests the writer of ``directory``'s files recorded, or None without a record."""
+    digests = (_written_record(directory) or {}).get("idx_sha256")
     return digests if isinstance(digests, dict) else None
+
+
+def is_synthetic(directory: Path) -> bool:
+    """Whether synth-emnist wrote ``directory``'s files (its record says so)."""
+    return (_written_record(directory) or {}).get("writer") == SYNTHETIC_WRITER
 
 
 def read_file(path: Path, label: str) -> bytes:
@@ -98,13 +111,17 @@ def parse_idx(raw: bytes, expect_ndim: int, name: str, label: str) -> np.ndarray
 def read_idx_dir(spec: DatasetSpec, directory: str | os.PathLike) -> RawData:
     """Read the four gzip IDX files of a data set from a local directory.
 
+    The data's ``source`` is ``idx:<folder>``, or ``synthetic:<folder>`` where
+    synth-emnist wrote the files (its record beside them says so).
+
     Raises:
         DataError: a file is missing or malformed, counts differ, or a label
             is out of range.
     """
     directory = Path(directory)
     blobs = {key: read_file(directory / name, spec.name) for key, name in spec.files.items()}
-    raw = read_idx_blobs(spec, blobs, source=f"idx:{directory}")
+    kind = "synthetic" if is_synthetic(directory) else "idx"
+    raw = read_idx_blobs(spec, blobs, source=f"{kind}:{directory}")
     _check_one_write(spec, directory, raw.input_sha256)
     return raw
 

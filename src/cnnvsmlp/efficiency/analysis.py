@@ -448,20 +448,6 @@ def write_analysis(analysis: EfficiencyAnalysis, out_dir: str | Path) -> None:
     write_efficiency_report(analysis, out_dir)
 
 
-def summary(analysis: EfficiencyAnalysis) -> str:
-    """One line per variant pair: the gap at the smallest and the largest size."""
-    lines = []
-    for v in analysis.variants[1:]:
-        gaps = [g for g in analysis.gaps if g.variant == v]
-        if gaps:
-            lo, hi = gaps[0], gaps[-1]
-            lines.append(
-                f"{v} - {analysis.baseline}: {lo.difference.estimate:+.4f} at {lo.n_train:,} "
-                f"images, {hi.difference.estimate:+.4f} at {hi.n_train:,}"
-            )
-    return "\n".join(lines) or f"no size with both variants ({analysis.status})"
-
-
 def check_complete(path: str | Path) -> None:
     """Raise when a written analysis is not complete.
 

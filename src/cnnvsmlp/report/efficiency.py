@@ -18,6 +18,7 @@ from matplotlib.figure import Figure as MplFigure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 from cnnvsmlp.efficiency.analysis import EfficiencyAnalysis, ShiftGap, SizeGap
+from cnnvsmlp.provenance import SYNTHETIC_DATA
 from cnnvsmlp.records import Hardware
 from cnnvsmlp.report.render import (
     Block,
@@ -345,7 +346,8 @@ def provenance_line(a: EfficiencyAnalysis) -> str:
     machines = "; ".join(_machine(h) for h in a.hardware) or "no machine recorded"
     return (
         f"Run {p.run_id or '(run id not recorded)'}; {when}; {code}; {a.dataset}, sizes "
-        f"{', '.join(_size(n) for n in a.sizes)}, {a.repeats} repeats, {a.n_test:,} test images; "
+        f"{', '.join(_size(n) for n in a.sizes)}, {a.repeats} repeat{'s' * (a.repeats != 1)}, "
+        f"{a.n_test:,} test images; "
         f"early stopping on validation loss (patience {a.stopping.patience}, min_delta "
         f"{a.stopping.min_delta:g}, cap {a.max_epochs} epochs, best epoch kept). Trained on "
         f"{machines}."
@@ -361,6 +363,7 @@ def _provenance_section(a: EfficiencyAnalysis) -> Section:
         ("Project:", f"cnnvsmlp {p.project_version or '(version not recorded)'}"),
         ("Commit:", (p.commit + (" (uncommitted changes)" if p.dirty else "")) or "not recorded"),
         ("Experiment:", f"{a.experiment} ({a.dataset})"),
+        ("Data:", p.data_source or "not recorded"),
         ("Variants:", f"{', '.join(a.variants)}; baseline {a.baseline}"),
         ("Machines:", "; ".join(_machine(h) for h in a.hardware) or "none: no run finished"),
         ("Schema:", f"comparison.json {a.schema_version}"),
@@ -383,6 +386,8 @@ def efficiency_report(a: EfficiencyAnalysis) -> Report:
         Its :class:`~cnnvsmlp.report.render.Report`.
     """
     lead: list[Block] = [Text(headline(a), style="headline")]
+    if a.provenance.synthetic:
+        lead.append(Text(SYNTHETIC_DATA, lead="Smoke check, not a result:"))
     if a.failures:
         lead.append(
             Text(

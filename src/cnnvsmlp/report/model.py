@@ -18,7 +18,7 @@ from cnnvsmlp.provenance import Provenance
 from cnnvsmlp.records import Epoch, Hardware
 from cnnvsmlp.stats import Interval
 
-SCHEMA_VERSION = "2.4"
+SCHEMA_VERSION = "2.5"
 # Repeats of one variant whose test accuracies span more than this (max - min)
 # are flagged: their mean says less than the CI suggests about any single run.
 SPREAD_LIMIT = 0.01

@@ -18,6 +18,7 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, select_autoescape
 from tabulate import tabulate
 
+from cnnvsmlp.provenance import SYNTHETIC_DATA
 from cnnvsmlp.records import Hardware
 from cnnvsmlp.report.model import Comparison
 from cnnvsmlp.report.plots import PLOTS, SHIFT_PLOT
@@ -475,6 +476,7 @@ def terminal_table(comparison: Comparison) -> str:
         f"{comparison.experiment}: {comparison.repeats} repeat(s), {comparison.epochs} epochs, "
         f"{comparison.n_test:,} test images",
         headline(comparison),
+        *([f"Smoke check, not a result: {SYNTHETIC_DATA}"] * comparison.provenance.synthetic),
         tabulate(rows, headers=headers, disable_numparse=True),
     ]
     warning = one_repeat_warning(comparison)
@@ -529,6 +531,8 @@ def comparison_report(comparison: Comparison) -> Report:
     """
     c = comparison
     lead: list[Block] = [Text(headline(c), style="headline")]
+    if c.provenance.synthetic:
+        lead.append(Text(SYNTHETIC_DATA, lead="Smoke check, not a result:"))
     warning = one_repeat_warning(c)
     if warning:
         lead.append(Text(warning, lead="One repeat."))
@@ -722,6 +726,7 @@ def _provenance_section(c: Comparison) -> Section:
             (p.commit + (" (uncommitted changes)" if p.dirty else "")) or "not recorded",
         ),
         ("Config:", config_text(c)),
+        ("Data:", p.data_source or "not recorded"),
         ("Variants:", ", ".join(c.config.variants if c.config else [])),
         ("Machines:", hardware_text(c) or "none: no run finished"),
         ("Schema:", f"comparison.json {c.schema_version}"),

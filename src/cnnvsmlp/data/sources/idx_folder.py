@@ -30,7 +30,7 @@ class IdxFolder:
         return f"idx {self.directory}"
 
     def read(self, spec: DatasetSpec) -> RawData:
-        """Read the folder's files; ``source`` is ``idx:<folder>``."""
+        """Read the folder's files; ``source`` is ``idx:<folder>``, or ``synthetic:<folder>``."""
         if self.directory.startswith("gs://"):
             with tempfile.TemporaryDirectory() as tmp:
                 raw = read_idx_dir(spec, _fetch_gcs_dir(self.directory, spec, Path(tmp)))
