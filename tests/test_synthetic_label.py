@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from test_efficiency import _result
-from test_report import LABELS, make_run
 
 from cnnvsmlp.config import Split, load_config
 from cnnvsmlp.data.idx import read_idx_dir
@@ -51,6 +49,8 @@ def _stamped(config, source: str):
 
 
 def test_a_comparison_of_synthetic_data_is_labelled_first_and_a_real_one_is_not(tmp_path):
+    from test_report import LABELS, make_run
+
     base = load_config("fashion-mnist", ["variants=cnn,mlp"])
     runs = [make_run("mlp", 0, 0.8, [0.8]), make_run("cnn", 0, 0.9, [0.9])]
     for source, labelled in (("synthetic:/data/syn", True), ("idx:/data/fashion", False)):
@@ -67,6 +67,8 @@ def test_a_comparison_of_synthetic_data_is_labelled_first_and_a_real_one_is_not(
 
 
 def test_a_study_of_synthetic_data_is_labelled_in_its_report_and_its_summary(tmp_path):
+    from test_efficiency import _result
+
     rng = np.random.default_rng(1)
     labels = rng.integers(0, 10, size=1000)
     sizes = [375, 750, 1500]
