@@ -194,11 +194,11 @@ def summary(report_dir) -> str:
     from pathlib import Path
 
     from cnnvsmlp.efficiency.analysis import EfficiencyAnalysis
-    from cnnvsmlp.provenance import SYNTHETIC_DATA
+    from cnnvsmlp.provenance import SYNTHETIC_DATA, SYNTHETIC_LEAD
     from cnnvsmlp.report.efficiency import headline
 
     analysis = EfficiencyAnalysis.read(Path(report_dir) / "comparison.json")
     lines = [headline(analysis)]
     if analysis.provenance.synthetic:
-        lines.append(f"Smoke check, not a result: {SYNTHETIC_DATA}")
+        lines.append(f"{SYNTHETIC_LEAD} {SYNTHETIC_DATA}")
     return "\n".join(lines)

@@ -56,7 +56,8 @@ class Provenance(Record):
         return self.data_source.startswith("synthetic:")
 
 
-# The report's second line when the data is synth-emnist's stand-in.
+# The report's second line when the data is synth-emnist's stand-in: its lead, then its text.
+SYNTHETIC_LEAD = "Smoke check, not a result:"
 SYNTHETIC_DATA = (
     "the data is synth-emnist's stand-in for EMNIST Letters (rendered letters, not "
     "handwriting): this run checks that the pipeline works end to end; its numbers say "

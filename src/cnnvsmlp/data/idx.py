@@ -36,15 +36,14 @@ def _written_record(directory: Path) -> dict | None:
     return record if isinstance(record, dict) else None
 
 
-def written_digests(directory: Path) -> dict[str, str] | None:
-    """The IDX digests the writer of ``directory``'s files recorded, or None without a record."""
-    digests = (_written_record(directory) or {}).get("idx_sha256")
+def _digests(record: dict | None) -> dict[str, str] | None:
+    digests = (record or {}).get("idx_sha256")
     return digests if isinstance(digests, dict) else None
 
 
-def is_synthetic(directory: Path) -> bool:
-    """Whether synth-emnist wrote ``directory``'s files (its record says so)."""
-    return (_written_record(directory) or {}).get("writer") == SYNTHETIC_WRITER
+def written_digests(directory: Path) -> dict[str, str] | None:
+    """The IDX digests the writer of ``directory``'s files recorded, or None without a record."""
+    return _digests(_written_record(directory))
 
 
 def read_file(path: Path, label: str) -> bytes:
@@ -120,15 +119,17 @@ def read_idx_dir(spec: DatasetSpec, directory: str | os.PathLike) -> RawData:
     """
     directory = Path(directory)
     blobs = {key: read_file(directory / name, spec.name) for key, name in spec.files.items()}
-    kind = "synthetic" if is_synthetic(directory) else "idx"
+    record = _written_record(directory)
+    kind = "synthetic" if (record or {}).get("writer") == SYNTHETIC_WRITER else "idx"
     raw = read_idx_blobs(spec, blobs, source=f"{kind}:{directory}")
-    _check_one_write(spec, directory, raw.input_sha256)
+    _check_one_write(spec, directory, raw.input_sha256, _digests(record))
     return raw
 
 
-def _check_one_write(spec: DatasetSpec, directory: Path, digests: dict[str, str]) -> None:
-    """Refuse files that are not the set their writer recorded: a mix of two writes."""
-    recorded = written_digests(directory)
+def _check_one_write(
+    spec: DatasetSpec, directory: Path, digests: dict[str, str], recorded: dict[str, str] | None
+) -> None:
+    """Refuse files that are not the set their writer ``recorded``: a mix of two writes."""
     if recorded is None:
         return
     for name, digest in digests.items():

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure as MplFigure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 from cnnvsmlp.efficiency.analysis import EfficiencyAnalysis, ShiftGap, SizeGap
-from cnnvsmlp.provenance import SYNTHETIC_DATA
+from cnnvsmlp.provenance import SYNTHETIC_DATA, SYNTHETIC_LEAD
 from cnnvsmlp.records import Hardware
 from cnnvsmlp.report.render import (
     Block,
@@ -387,7 +387,7 @@ def efficiency_report(a: EfficiencyAnalysis) -> Report:
     """
     lead: list[Block] = [Text(headline(a), style="headline")]
     if a.provenance.synthetic:
-        lead.append(Text(SYNTHETIC_DATA, lead="Smoke check, not a result:"))
+        lead.append(Text(SYNTHETIC_DATA, lead=SYNTHETIC_LEAD))
     if a.failures:
         lead.append(
             Text(

@@ -18,7 +18,7 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, select_autoescape
 from tabulate import tabulate
 
-from cnnvsmlp.provenance import SYNTHETIC_DATA
+from cnnvsmlp.provenance import SYNTHETIC_DATA, SYNTHETIC_LEAD
 from cnnvsmlp.records import Hardware
 from cnnvsmlp.report.model import Comparison
 from cnnvsmlp.report.plots import PLOTS, SHIFT_PLOT
@@ -476,7 +476,7 @@ def terminal_table(comparison: Comparison) -> str:
         f"{comparison.experiment}: {comparison.repeats} repeat(s), {comparison.epochs} epochs, "
         f"{comparison.n_test:,} test images",
         headline(comparison),
-        *([f"Smoke check, not a result: {SYNTHETIC_DATA}"] * comparison.provenance.synthetic),
+        *([f"{SYNTHETIC_LEAD} {SYNTHETIC_DATA}"] * comparison.provenance.synthetic),
         tabulate(rows, headers=headers, disable_numparse=True),
     ]
     warning = one_repeat_warning(comparison)
@@ -532,7 +532,7 @@ def comparison_report(comparison: Comparison) -> Report:
     c = comparison
     lead: list[Block] = [Text(headline(c), style="headline")]
     if c.provenance.synthetic:
-        lead.append(Text(SYNTHETIC_DATA, lead="Smoke check, not a result:"))
+        lead.append(Text(SYNTHETIC_DATA, lead=SYNTHETIC_LEAD))
     warning = one_repeat_warning(c)
     if warning:
         lead.append(Text(warning, lead="One repeat."))
