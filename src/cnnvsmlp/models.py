@@ -42,6 +42,7 @@ class Variant:
     """A named architecture and where it comes from."""
 
     name: str
+    family: str  # "mlp" or "cnn": the headline's primary contrast is between families
     seed_writeup: str
     summary: str
     build: Callable[[int], keras.Model]
@@ -153,17 +154,19 @@ def build_cnn_3conv_bn_m90(num_classes: int) -> keras.Model:
 VARIANTS: dict[str, Variant] = {
     v.name: v
     for v in (
-        Variant("mlp", "000", "Dense 1500-2000-Dropout 0.25-1000, ReLU", build_mlp, 19.9),
+        Variant("mlp", "mlp", "000", "Dense 1500-2000-Dropout 0.25-1000, ReLU", build_mlp, 19.9),
         Variant(
             "cnn-deep",
+            "cnn",
             "000",
             "Conv 32-64 (valid) - MaxPool - Dropout 0.25 - Dense 128 - Dropout 0.5",
             build_cnn_deep,
             18.4,
         ),
-        Variant("cnn", "004", "Conv 32 (same) - MaxPool - Dense 128", build_cnn, 4.7),
+        Variant("cnn", "cnn", "004", "Conv 32 (same) - MaxPool - Dense 128", build_cnn, 4.7),
         Variant(
             "cnn-3conv",
+            "cnn",
             "004",
             "3 x [Conv (same) - MaxPool]: 32, 64, 128 - Dense 512",
             build_cnn_3conv,
@@ -171,6 +174,7 @@ VARIANTS: dict[str, Variant] = {
         ),
         Variant(
             "cnn-3conv-bn",
+            "cnn",
             "004",
             "cnn-3conv with BatchNorm before each ReLU (3 conv + Dense 512)",
             build_cnn_3conv_bn,
@@ -178,6 +182,7 @@ VARIANTS: dict[str, Variant] = {
         ),
         Variant(
             "cnn-3conv-bn-m90",
+            "cnn",
             "004",
             "cnn-3conv-bn with BatchNorm momentum 0.9 (moving statistics keep up with Adam)",
             build_cnn_3conv_bn_m90,
@@ -222,6 +227,18 @@ def reestimate_batch_norm(model: keras.Model, images, batch_size: int = 500) -> 
         layer.moving_mean.assign(mean.astype("float32"))
         layer.moving_variance.assign(np.maximum(total_sq / count - mean**2, 0).astype("float32"))
     return len(norms)
+
+
+def family(variant: str) -> str:
+    """The declared family of a variant: ``mlp`` or ``cnn`` for the built-in ones.
+
+    Raises:
+        KeyError: unknown variant name.
+    """
+    try:
+        return VARIANTS[variant].family
+    except KeyError:
+        raise KeyError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}") from None
 
 
 def build_model(variant: str, num_classes: int) -> keras.Model:
