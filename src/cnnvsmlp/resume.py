@@ -12,7 +12,7 @@ scope is ``shared`` when ``reuse_trainings`` is on, else ``resume_scope``, else
 the pipeline job's id (on the cluster: a retry of the same job resumes, and
 KFP's own caching is untouched). What :func:`cnnvsmlp.train.train` finds
 there decides what it does: a finished training is *reused* (its inference
-model hard-linked or copied, its record returned with ``reused_from`` naming
+model copied, its record returned with ``reused_from`` naming
 the folder that trained it); an interrupted one *resumes* from its newest
 complete epoch; anything else trains from the start. A local runner sets
 ``resume_uri=<runs_dir>/.trainings`` and ``reuse_trainings=true`` to share
@@ -21,8 +21,9 @@ own state resumes; :func:`store_bytes` says how much disk the store holds.
 Training reports ``reused``, ``resumed`` and ``set_aside`` (and its epochs)
 as :mod:`cnnvsmlp.progress` events; ``reused_from`` and the event's ``from``
 are the producer's output folder (locally under ``runs/<run id>/``).
-A local store hard-links its files with the run folders, so a reused or
-mirrored file takes its disk space once.
+A store's files are copied to and from the run folders, never linked, and
+each is checked against the digest recorded with it before it is trusted, so
+a file damaged or edited in either place is set aside and trained again.
 
 The files, in a training's output folder and its mirror alike:
 
@@ -294,15 +295,10 @@ def training_uri(experiment: ExperimentConfig, job_id: str, run: RunSpec, key: s
 
 
 def store_bytes(resume_uri: str) -> int | None:
-    """The bytes a local training store holds, each hard-linked file once; None for ``gs://``."""
+    """The bytes a local training store holds; None for ``gs://``."""
     if resume_uri.startswith("gs://"):
         return None
-    seen: dict[tuple[int, int], int] = {}
-    for path in Path(resume_uri).rglob("*"):
-        if path.is_file():
-            st = path.stat()
-            seen[(st.st_dev, st.st_ino)] = st.st_size
-    return sum(seen.values())
+    return sum(p.stat().st_size for p in Path(resume_uri).rglob("*") if p.is_file())
 
 
 def checkpoint_name(epoch: int) -> str:
@@ -463,7 +459,7 @@ class Training:
         if storage.read_text(f"{self.mirror}/{FINISHED}") is None:
             return False
         for name in (MODEL, RESULT, HISTORY, FINISHED):  # the marker last, as it was written
-            if not storage.fetch_file(f"{self.mirror}/{name}", self.out / name, link=True):
+            if not storage.fetch_file(f"{self.mirror}/{name}", self.out / name):
                 return False
         return True
 
@@ -544,9 +540,8 @@ class Training:
         state = self._latest(rng_shapes)
         if state is None and self.mirror:
             for name in (CHECKPOINTS, STATES, TENSORBOARD):
-                link = name != TENSORBOARD  # appended in place: see _mirror
-                storage.fetch_dir(f"{self.mirror}/{name}", self.out / name, link=link)
-            storage.fetch_file(f"{self.mirror}/{HISTORY}", self.out / HISTORY, link=True)
+                storage.fetch_dir(f"{self.mirror}/{name}", self.out / name)
+            storage.fetch_file(f"{self.mirror}/{HISTORY}", self.out / HISTORY)
             state = self._latest(rng_shapes)
         return state
 
@@ -696,26 +691,20 @@ class Training:
             model.load_weights(checkpoint_path(self.out, best_epoch))
 
     def _mirror(self, names: set[str]) -> None:
-        """Copy the files of ``names`` to the mirror, with TensorBoard's logs so far.
-
-        The project's files are replaced by rename, so a local mirror gets
-        hard links; TensorBoard appends to its files in place, so they are copied.
-        """
+        """Copy the files of ``names`` to the mirror, with TensorBoard's logs so far."""
         assert self.mirror
-        storage.mirror_dir(self.out, self.mirror, only={TENSORBOARD})
-        storage.mirror_dir(self.out, self.mirror, only=names, link=True)
+        storage.mirror_dir(self.out, self.mirror, only={*names, TENSORBOARD})
 
 
-def _read(path: Path) -> str:
-    """A state file's text; one that cannot be read is a :class:`ResumeError`."""
+def _read(path: Path) -> bytes:
+    """A state file's bytes (invalid UTF-8 fails validation); an unreadable one is a ResumeError."""
     try:
-        return path.read_text()
+        return path.read_bytes()
     except FileNotFoundError:
         raise
-    except (OSError, UnicodeDecodeError) as err:
-        reason = getattr(err, "strerror", None) or err.__class__.__name__
+    except OSError as err:
         raise ResumeError(
-            f"{path}: cannot read the training state ({reason}); remove it to train again"
+            f"{path}: cannot read the training state ({err.strerror}); remove it to train again"
         ) from None
 
 
