@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import io
 import json
 import os
@@ -33,7 +34,7 @@ from pathlib import Path
 from cnnvsmlp import progress
 from cnnvsmlp.config import ExperimentConfig, RunSpec
 from cnnvsmlp.errors import UserError
-from cnnvsmlp.outputs import HOST, last_touched, local_folder, owner_alive
+from cnnvsmlp.outputs import HOST, last_touched, local_folder, one_writer, owner_alive
 from cnnvsmlp_pipelines import get_pipeline
 from cnnvsmlp_pipelines.kfp_local import EXCEPTION_LINE, describe_failure, plain
 
@@ -191,6 +192,7 @@ def docker_runner(config: ExperimentConfig, pipeline_root: Path):
 
 
 STATUS_FILE = "status.json"
+LOCK_FILE = ".lock"  # held by the one process writing the run folder (outputs.one_writer)
 # The tasks besides the trainings that take long enough for a line of their own
 # (and every pipeline's COMPARISON_TASK).
 SLOW_STEPS = ("prepare-data", "compare-runs")
@@ -406,6 +408,13 @@ def _resume_dir(runs_dir: Path, run_id: str) -> tuple[Path, ExperimentConfig, st
     return run_dir, read_config(run_dir / "config.json"), record.get("pipeline", "")
 
 
+def _busy(run_dir: Path, pid: int | None) -> None:
+    raise LocalRunError(
+        f"run {run_dir.name}: another process (pid {pid}) is writing its folder {run_dir}; "
+        "wait for it to end, or stop it first"
+    )
+
+
 def run_local(
     name: str,
     config: ExperimentConfig | None,
@@ -458,91 +467,98 @@ def run_local(
         run_dir = new_run_dir(runs_dir, config)
         config = local_config(config, runs_dir, run_dir.name, cache)
         config = stamp(config, run_dir.name, "local", concurrency.parallel, concurrency.threads)
-    name = module.NAME
-    pipeline_root = (run_dir / "pipeline").resolve()
-    if runner == "docker":
-        task_runner, config = docker_runner(config, pipeline_root)
-    else:
-        task_runner = local.SubprocessRunner(use_venv=False)
-    if not resume:
-        (run_dir / "config.json").write_text(config.model_dump_json(indent=2) + "\n")
-    write_status(run_dir, "running", pid=os.getpid(), host=HOST, pipeline=name, runner=runner)
-    point_latest(run_dir)
-
-    stream = io.StringIO() if quiet else stream or sys.stdout
-    runs, trained = module.planned_runs(config), module.as_trained(config)
-    for line in header(name, trained, run_dir, bool(resume), runs):
-        stream.write(line + "\n")
-    stream.flush()
-    estimate = progress.Estimate(
-        epoch_seconds(config, runs), expected_epochs(trained), PER_TRAINING_S
-    )
-    screen = (
-        progress.PlainDisplay(stream, estimate) if verbose else progress.display(stream, estimate)
-    )
-    events = pipeline_root / PROGRESS_FILE
-    pipeline_root.mkdir(parents=True, exist_ok=True)
-    events.unlink(missing_ok=True)
-
-    def task_ended(task) -> None:
-        # The trainings report their own progress; of the rest, the slow steps get a line.
-        if task.task in (*SLOW_STEPS, module.COMPARISON_TASK) and task.returncode == 0:
-            screen.message(f"{task.label}  done in {progress.clock(task.seconds or 0)}")
-
-    session = LocalSession(
-        run_dir / "logs",
-        job_id=run_dir.name,
-        environment={**concurrency.environment(), progress.ENV: str(events)},
-        verbose=verbose,
-        stream=stream,
-        on_task_end=task_ended,
-    )
-    start = time.perf_counter()
-    report = run_dir / "report"
-    try:
-        with progress.follow(events, screen):
-            session.run(
-                local_copy(module.pipeline, concurrency.parallel),
-                module.arguments(config),
-                task_runner,
-                pipeline_root,
-            )
-    except RunInterrupted as stop:
-        write_status(run_dir, "interrupted", signal=stop.args[0])
-        raise LocalRunInterrupted(
-            f"run {run_dir.name} interrupted by {stop.args[0]}; its folder is {run_dir}; "
-            f"continue it with: make run RESUME={run_dir.name}",
-            stop.signum,
-        ) from None
-    except RuntimeError as err:
-        partial = _keep_partial(pipeline_root, report, module.COMPARISON_TASK)
-        if partial:  # the last step (its CHECK_TASK) marked the run failed: name it
-            task = re.search(r"Inner task failed: '([\w-]+)'", plain(str(err)))
-            partial = f"{task.group(1) if task else module.CHECK_TASK}: {partial}"
-        failed = session.failed()
-        if partial or failed:
-            why = partial or explain(failed)
+    with one_writer(run_dir / LOCK_FILE, functools.partial(_busy, run_dir)):
+        name = module.NAME
+        pipeline_root = (run_dir / "pipeline").resolve()
+        if runner == "docker":
+            task_runner, config = docker_runner(config, pipeline_root)
         else:
-            runs = module.loop_runs(config, pipeline_root) if hasattr(module, "loop_runs") else None
-            why = describe_failure(str(err), config, runs=runs)
-        write_status(run_dir, "partial" if partial else "failed", error=why)
-        raise LocalRunError(f"run {run_dir.name} failed: {why}") from None
-    finally:
-        screen.close()
-    if report.exists():
-        shutil.rmtree(report)
-    shutil.copytree(find_comparison(pipeline_root, module.COMPARISON_TASK), report)
-    write_status(run_dir, "complete")
-    minutes = (time.perf_counter() - start) / 60
-    if hasattr(module, "summary"):
-        lines = ["", module.summary(report), *closing(None, run_dir, minutes)[1:]]
-    else:
-        from cnnvsmlp.report.model import Comparison
+            task_runner = local.SubprocessRunner(use_venv=False)
+        if not resume:
+            (run_dir / "config.json").write_text(config.model_dump_json(indent=2) + "\n")
+        write_status(run_dir, "running", pid=os.getpid(), host=HOST, pipeline=name, runner=runner)
+        point_latest(run_dir)
 
-        lines = closing(Comparison.read(report / "comparison.json"), run_dir, minutes)
-    stream.write("".join(line + "\n" for line in lines))
-    stream.flush()
-    return run_dir
+        stream = io.StringIO() if quiet else stream or sys.stdout
+        runs, trained = module.planned_runs(config), module.as_trained(config)
+        for line in header(name, trained, run_dir, bool(resume), runs):
+            stream.write(line + "\n")
+        stream.flush()
+        estimate = progress.Estimate(
+            epoch_seconds(config, runs), expected_epochs(trained), PER_TRAINING_S
+        )
+        screen = (
+            progress.PlainDisplay(stream, estimate)
+            if verbose
+            else progress.display(stream, estimate)
+        )
+        events = pipeline_root / PROGRESS_FILE
+        pipeline_root.mkdir(parents=True, exist_ok=True)
+        events.unlink(missing_ok=True)
+
+        def task_ended(task) -> None:
+            # The trainings report their own progress; of the rest, the slow steps get a line.
+            if task.task in (*SLOW_STEPS, module.COMPARISON_TASK) and task.returncode == 0:
+                screen.message(f"{task.label}  done in {progress.clock(task.seconds or 0)}")
+
+        session = LocalSession(
+            run_dir / "logs",
+            job_id=run_dir.name,
+            environment={**concurrency.environment(), progress.ENV: str(events)},
+            verbose=verbose,
+            stream=stream,
+            on_task_end=task_ended,
+        )
+        start = time.perf_counter()
+        report = run_dir / "report"
+        try:
+            with progress.follow(events, screen):
+                session.run(
+                    local_copy(module.pipeline, concurrency.parallel),
+                    module.arguments(config),
+                    task_runner,
+                    pipeline_root,
+                )
+        except RunInterrupted as stop:
+            write_status(run_dir, "interrupted", signal=stop.args[0])
+            raise LocalRunInterrupted(
+                f"run {run_dir.name} interrupted by {stop.args[0]}; its folder is {run_dir}; "
+                f"continue it with: make run RESUME={run_dir.name}",
+                stop.signum,
+            ) from None
+        except RuntimeError as err:
+            partial = _keep_partial(pipeline_root, report, module.COMPARISON_TASK)
+            if partial:  # the last step (its CHECK_TASK) marked the run failed: name it
+                task = re.search(r"Inner task failed: '([\w-]+)'", plain(str(err)))
+                partial = f"{task.group(1) if task else module.CHECK_TASK}: {partial}"
+            failed = session.failed()
+            if partial or failed:
+                why = partial or explain(failed)
+            else:
+                runs = (
+                    module.loop_runs(config, pipeline_root)
+                    if hasattr(module, "loop_runs")
+                    else None
+                )
+                why = describe_failure(str(err), config, runs=runs)
+            write_status(run_dir, "partial" if partial else "failed", error=why)
+            raise LocalRunError(f"run {run_dir.name} failed: {why}") from None
+        finally:
+            screen.close()
+        if report.exists():
+            shutil.rmtree(report)
+        shutil.copytree(find_comparison(pipeline_root, module.COMPARISON_TASK), report)
+        write_status(run_dir, "complete")
+        minutes = (time.perf_counter() - start) / 60
+        if hasattr(module, "summary"):
+            lines = ["", module.summary(report), *closing(None, run_dir, minutes)[1:]]
+        else:
+            from cnnvsmlp.report.model import Comparison
+
+            lines = closing(Comparison.read(report / "comparison.json"), run_dir, minutes)
+        stream.write("".join(line + "\n" for line in lines))
+        stream.flush()
+        return run_dir
 
 
 def list_runs(runs_dir: str | Path) -> list[dict]:

@@ -275,3 +275,32 @@ def write_atomically(path: str | os.PathLike, write: Callable[[Path], object]) -
     """
     with replacing(Path(path)) as partial:
         write(partial)
+
+
+@contextmanager
+def one_writer(lock: Path, busy: Callable[[int | None], object]) -> Iterator[None]:
+    """Hold ``lock`` exclusively while the block runs: one writer at a time.
+
+    An ``flock`` lock: the kernel releases it when its holder ends, however
+    it ends, so a killed writer never leaves a folder locked.
+
+    Args:
+        lock: the lock file (created, with its folder).
+        busy: called with the holder's pid when another process holds the
+            lock: raise to refuse; return to wait for the holder to end.
+    """
+    import fcntl
+
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip()
+            busy(int(holder) if holder.isdigit() else None)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        f.truncate(0)
+        f.write(str(os.getpid()))
+        f.flush()
+        yield

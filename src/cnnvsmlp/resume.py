@@ -52,16 +52,18 @@ reasons.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
 import json
+import logging
 import math
 import os
 import re
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
@@ -72,7 +74,7 @@ from cnnvsmlp import progress, storage
 from cnnvsmlp.config import ExperimentConfig, RunSpec, TrainConfig
 from cnnvsmlp.errors import UserError
 from cnnvsmlp.jsonmodel import Record
-from cnnvsmlp.outputs import claim_dir, write_atomically
+from cnnvsmlp.outputs import claim_dir, one_writer, write_atomically
 from cnnvsmlp.records import Epoch, Hardware, TrainResult
 
 if TYPE_CHECKING:  # Keras loads TensorFlow: imported where a model is saved or loaded.
@@ -104,6 +106,7 @@ TRAINING_CODE = (
 STATE_FORMAT = "cnnvsmlp-training-state/1"
 FINISHED_FORMAT = "cnnvsmlp-finished-training/1"
 
+_log = logging.getLogger(__name__)
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
 
@@ -275,7 +278,9 @@ def reuse_training(
     if hardware is None:
         return None
     out = claim_dir(out_dir, OUTPUTS, "training output")
-    return open_training(out, data_dir, run, config, hardware, store=store).reuse()
+    training = open_training(out, data_dir, run, config, hardware, store=store)
+    with training.writing():
+        return training.reuse()
 
 
 def _untrained(config: TrainConfig, epochs: bool) -> set[str]:
@@ -429,6 +434,28 @@ class Training:
         )
         result.write(self.out / RESULT)
         return result
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Be this training's one writer while the block runs; wait while another process is.
+
+        Only a local mirror is locked (``<mirror>.lock``): two runs of one
+        config at once then train it once, the second reusing the first.
+        """
+        if not self.mirror or "://" in self.mirror:
+            yield
+            return
+
+        def busy(pid: int | None) -> None:
+            _log.warning(
+                "%s: %s is being trained by another process (pid %s); waiting for it to end",
+                self.run.run_id,
+                self.mirror,
+                pid,
+            )
+
+        with one_writer(Path(f"{self.mirror}.lock"), busy):
+            yield
 
     def _finished_here(self) -> tuple[Finished, TrainResult] | None:
         path = self.out / FINISHED

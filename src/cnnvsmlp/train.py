@@ -47,7 +47,7 @@ from cnnvsmlp.errors import UserError
 from cnnvsmlp.models import build_model
 from cnnvsmlp.outputs import claim_dir
 from cnnvsmlp.records import EarlyStop, Epoch, Hardware, TrainResult
-from cnnvsmlp.resume import METRICS, OUTPUTS, machine_memo, open_training
+from cnnvsmlp.resume import METRICS, OUTPUTS, Training, machine_memo, open_training
 
 STEP_EVERY_S = 1.0
 """Seconds between two ``step`` progress events of an epoch, at least."""
@@ -176,9 +176,15 @@ def train(
     state = open_training(
         out, data_dir, run, config, hardware, store=store, resume_uri=resume_uri, origin=origin
     )
-    reused = state.reuse()
-    if reused is not None:
-        return reused
+    with state.writing():
+        return state.reuse() or _fit(state, data_dir, meta, hardware, verbose)
+
+
+def _fit(
+    state: Training, data_dir: str | os.PathLike, meta: dict, hardware: Hardware, verbose: int
+) -> TrainResult:
+    """Train ``state``'s run from its newest trusted epoch to the end, and finish it."""
+    run, config, out = state.run, state.config, state.out
 
     # Data
     x_train, y_train = load_split(data_dir, "train")
