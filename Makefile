@@ -25,10 +25,10 @@ OVERRIDES := $(foreach w,$(SET),$(call q,$(w))) $(foreach s,$(SETTINGS),\
 RUNNER ?= subprocess
 EXPERIMENT ?=
 EXPERIMENT_ARG := $(if $(EXPERIMENT),--experiment $(call q,$(EXPERIMENT)))
-# make run: RESUME=<run id> continues an interrupted run; CACHE=0 trains everything again;
-# VERBOSE=1 streams every task's output.
-RUN_ARGS := $(if $(RESUME),--resume $(call q,$(RESUME))) $(if $(filter 0,$(CACHE)),--no-cache) \
-  $(if $(filter-out 0,$(VERBOSE)),--verbose)
+# make run: RESUME=<run id> continues an interrupted run; CACHE=no trains everything again;
+# VERBOSE=yes streams every task's output (yes/no, 1/0, true/false, on/off: the CLI checks).
+RUN_ARGS := $(if $(RESUME),--resume $(call q,$(RESUME))) \
+  $(if $(CACHE),$(call q,--cache=$(CACHE))) $(if $(VERBOSE),$(call q,--verbose=$(VERBOSE)))
 UV_VERSION := 0.13.9
 
 # A variable on the command line that none of these names is a typo, not a setting to drop.
@@ -49,7 +49,7 @@ help: ## List the verbs, and the variables that change what they do.
 	@echo "make <verb> [VARIABLE=value ...]"
 	@awk -F ':.*## ' '/^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "Variables: $(foreach s,$(SETTINGS),$(call setting_var,$(s))) (config fields);"
-	@echo "  SET='key=value ...' (any field), CONFIG, PIPELINE, RUNNER, RESUME, CACHE=0, VERBOSE=1"
+	@echo "  SET='key=value ...' (any field), CONFIG, PIPELINE, RUNNER, RESUME, CACHE=no, VERBOSE=yes"
 
 $(BIN)/.installed: requirements.lock pyproject.toml
 	@echo "setup: creating $(VENV) from requirements.lock"

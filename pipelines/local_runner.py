@@ -41,6 +41,10 @@ from cnnvsmlp_pipelines.kfp_local import EXCEPTION_LINE, describe_failure, plain
 __all__ = ["EXCEPTION_LINE", "describe_failure", "run_local"]
 
 
+# A run folder's name: <UTC date>-<time>-<experiment>[-n] (new_run_dir).
+RUN_NAME = re.compile(r"^\d{8}-\d{6}-")
+
+
 class LocalRunError(UserError):
     """The local pipeline run failed or produced no comparison."""
 
@@ -55,6 +59,12 @@ def new_run_dir(runs_dir: Path, config: ExperimentConfig) -> Path:
     runs_dir = local_folder(runs_dir, "runs")  # a dangling link is named as one
     if runs_dir.exists() and not runs_dir.is_dir():
         raise LocalRunError(f"{runs_dir}: is a file, not a folder for runs")
+    foreign = sorted(p.name for p in runs_dir.glob("*") if not _of_runs(p))
+    if foreign:
+        raise LocalRunError(
+            f"{runs_dir}: holds {foreign[0]}, which is not a run; choose an empty folder "
+            "or one of runs for --runs-dir"
+        )
     for n in range(1000):
         path = (
             runs_dir / f"{stamp}-{config.name}"
@@ -71,6 +81,11 @@ def new_run_dir(runs_dir: Path, config: ExperimentConfig) -> Path:
                 f"{runs_dir}: cannot create a run folder ({err.strerror})"
             ) from None
     raise LocalRunError(f"{runs_dir}: cannot create a new run folder")
+
+
+def _of_runs(path: Path) -> bool:
+    """Whether ``path`` is what a runs folder holds: a run folder, ``latest`` or a hidden entry."""
+    return path.name.startswith(".") or path.name == "latest" or bool(RUN_NAME.match(path.name))
 
 
 @dataclass(frozen=True)

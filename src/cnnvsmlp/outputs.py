@@ -192,6 +192,11 @@ def build_dir(path: str | os.PathLike, owned: set[str], what: str, build: Callab
             f"{path}: holds the current folder, and the {what} replaces its folder whole; "
             "name a folder from outside it"
         )
+    if os.path.ismount(folder):
+        raise UserError(
+            f"{path}: a mount point, and the {what} replaces its folder whole; "
+            f"name a subfolder of it, e.g. {folder / 'data'}"
+        )
     missing = [p for p in (folder.parent, *folder.parent.parents) if not p.exists()]
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
@@ -233,6 +238,8 @@ def _remedy(err: OSError) -> str:
         return "free some space or choose another folder"
     if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return "choose a folder you can write"
+    if err.errno == errno.EBUSY:
+        return "a mount point cannot be replaced: name a subfolder of it"
     return "choose another folder"
 
 
