@@ -3,39 +3,51 @@
 Reads ``DIR/comparison.json`` (this schema or an older minor version of it,
 or the ``data-efficiency`` study's ``efficiency/1``), restates its pairs under
 this version's rules (nothing is retrained or re-evaluated) and writes
-``comparison.json``, ``report.md``, ``report.html`` and ``plots/`` back into
-``DIR``. ``DIR/config.json``, when there, supplies the config a comparison of
-an older schema does not carry.
+``report.md``, ``report.html`` and ``plots/`` into ``DIR``. ``DIR/config.json``,
+when there, supplies the config a comparison of an older schema does not carry.
+
+The record is checked whole first (:mod:`cnnvsmlp.report.checks`) and never
+written: a render goes to a hidden folder in ``DIR`` and each output is then
+moved in whole, so a failure (a full disk, a folder that cannot be written)
+leaves ``DIR`` as it was.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from cnnvsmlp.errors import UserError
 
 
 def rerender(folder: Path, note: str = "") -> None:
-    """Render ``folder``'s comparison again, in place.
+    """Render ``folder``'s comparison again, beside it; the comparison itself is not rewritten.
 
     Args:
         folder: a comparison folder, with ``comparison.json`` and perhaps ``config.json``.
         note: how the runs were made, when the comparison does not record it.
 
     Raises:
-        ReportError: the comparison is missing or of a schema this version cannot read.
+        ReportError: the comparison is missing or of a schema this version cannot read,
+            or the folder cannot be written.
+        RecordError: the comparison is not whole or holds a value it cannot hold.
     """
     from cnnvsmlp.config import read_config
     from cnnvsmlp.report import render_comparison
+    from cnnvsmlp.report.checks import read_record
     from cnnvsmlp.report.compare import restate, run_config
     from cnnvsmlp.report.model import Comparison, ReportError
 
     source = folder / "comparison.json"
     if not source.is_file():
         raise ReportError(f"{source}: no comparison.json; pass the folder compare wrote")
-    if _schema(source).startswith("efficiency/"):
+    schema = str(read_record(source).get("schema_version", ""))
+    if schema.startswith("efficiency/"):
         _rerender_study(source, note)
         return
     comparison = Comparison.read(source)
@@ -51,7 +63,41 @@ def rerender(folder: Path, note: str = "") -> None:
     comparison = comparison.model_copy(
         update={"provenance": provenance.model_copy(update={"note": text})}
     )
-    render_comparison(comparison, folder)
+    _write_whole(folder, lambda out: render_comparison(comparison, out))
+
+
+def _write_whole(folder: Path, render: Callable[[Path], object]) -> None:
+    """Call ``render`` on a hidden folder in ``folder``, then move its outputs in, each whole.
+
+    The record it was rendered from (``comparison.json``) is left as it was.
+
+    Raises:
+        ReportError: ``folder`` cannot be written; nothing in it has changed.
+    """
+    from cnnvsmlp.report.model import ReportError
+
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=".partial-render-", dir=folder))
+    except OSError as err:
+        raise ReportError(
+            f"{folder}: cannot write the report there ({err.strerror}); "
+            "copy the folder somewhere writable and render the copy"
+        ) from None
+    try:
+        render(tmp)
+        (tmp / "comparison.json").unlink(missing_ok=True)
+        for new in sorted(tmp.iterdir()):
+            old = folder / new.name
+            if old.is_dir() and not old.is_symlink():
+                old.rename(tmp / f".old-{new.name}")
+            os.replace(new, old)
+    except OSError as err:
+        raise ReportError(
+            f"{folder}: cannot write the report ({err.strerror}); its files are as they "
+            "were: free some space or render a copy elsewhere"
+        ) from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _note(note: str, recorded: str, schema: str) -> str:
@@ -67,18 +113,6 @@ def _note(note: str, recorded: str, schema: str) -> str:
     return " ".join(x for x in (note, recorded, rendered) if x)
 
 
-def _schema(source: Path) -> str:
-    """The ``schema_version`` of a comparison.json; empty when it has none or does not parse."""
-    import json
-
-    try:
-        record = json.loads(source.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return ""  # Comparison.read names what is wrong with it
-    version = record.get("schema_version") if isinstance(record, dict) else None
-    return version if isinstance(version, str) else ""
-
-
 def _rerender_study(source: Path, note: str) -> None:
     """Render a data-efficiency analysis again from its record (it holds every number)."""
     from cnnvsmlp.efficiency.analysis import EfficiencyAnalysis
@@ -90,7 +124,7 @@ def _rerender_study(source: Path, note: str) -> None:
     analysis = analysis.model_copy(
         update={"provenance": provenance.model_copy(update={"note": text})}
     )
-    write_efficiency_report(analysis, source.parent)
+    _write_whole(source.parent, lambda out: write_efficiency_report(analysis, out))
 
 
 def main(argv: list[str] | None = None) -> int:
