@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -383,6 +384,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; errors in input end with one line and exit 2."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
+    closed = _closed_streams()
+    if closed:
+        print(
+            f"error: {' and '.join(closed)} closed; give the command somewhere to write",
+            file=sys.stderr,
+        )
+        return 2
     try:
         args = _parse(build_parser(), _switches(sys.argv[1:] if argv is None else argv))
     except UserError as err:
@@ -403,6 +411,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # a reader that stopped early (| head): the rest goes nowhere
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+
+
+def _closed_streams() -> list[str]:
+    """The standard streams that are closed (``>&-``), each reopened on /dev/null.
+
+    Reopened, so no file a library opens next takes the stream's number and
+    gets what is printed (TensorFlow's C++ log, say).
+    """
+    closed = []
+    for fd, name in ((0, "standard input"), (1, "standard output"), (2, "standard error")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            os.open(os.devnull, os.O_RDWR)  # the lowest free number: this one
+            closed.append(name)
+    return [name for name in closed if name != "standard input"]
 
 
 if __name__ == "__main__":

@@ -159,6 +159,21 @@ def find_comparison(pipeline_root: Path, task: str = "compare-runs") -> Path:
     return found[-1]
 
 
+def _docker_answers() -> None:
+    """Refuse ``--runner docker`` before any folder is made when no Docker daemon answers."""
+    import docker
+
+    try:
+        with docker.from_env() as client:
+            client.ping()
+    except docker.errors.DockerException as err:
+        reason = str(err).splitlines()[0][:200] if str(err) else err.__class__.__name__
+        raise LocalRunError(
+            f"--runner docker: no Docker daemon answers ({reason}); start Docker, "
+            "or run the tasks here with --runner subprocess"
+        ) from None
+
+
 def docker_runner(config: ExperimentConfig, pipeline_root: Path):
     """The DockerRunner for the images ``make images`` built, and the config it runs.
 
@@ -474,6 +489,8 @@ def run_local(
     from cnnvsmlp_pipelines.kfp_local import LocalSession, RunInterrupted, explain
 
     runs_dir = Path(runs_dir)
+    if runner == "docker":
+        _docker_answers()
     if resume:
         run_dir, config, recorded = _resume_dir(runs_dir, resume)
         module = get_pipeline(recorded or name)
@@ -558,6 +575,9 @@ def run_local(
                 why = describe_failure(str(err), config, runs=runs)
             write_status(run_dir, "partial" if partial else "failed", error=why)
             raise LocalRunError(f"run {run_dir.name} failed: {why}") from None
+        except Exception as err:
+            write_status(run_dir, "failed", error=f"{err.__class__.__name__}: {err}")
+            raise
         finally:
             screen.close()
         if report.exists():
@@ -588,7 +608,8 @@ def list_runs(runs_dir: str | Path) -> list[dict]:
         try:
             config = json.loads((run_dir / "config.json").read_text())
         except (OSError, ValueError):
-            continue
+            config = {"dataset": "(config.json missing or damaged)"}
+        config = config if isinstance(config, dict) else {}
         record = read_status(run_dir)
         best = ""
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):

@@ -197,10 +197,14 @@ class Reference(_Config):
     )
 
 
+NAME_LENGTH = 100
+"""An experiment's name is in its run folders' names (file systems allow 255 bytes)."""
+
+
 class ExperimentConfig(_Config):
     """One comparison: a data set, the variants to train on it, and how."""
 
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=NAME_LENGTH)
     description: str = ""
     dataset: DatasetName
     source: DataSource = DataSource()
@@ -470,6 +474,10 @@ def parse_yaml(text: str, where: str) -> object:
     Raises:
         ConfigError: invalid YAML, naming ``where`` and the line and column.
     """
+    if "\0" in text:
+        raise ConfigError(
+            f"{where}: holds a NUL byte at character {text.index(chr(0))}; not YAML text"
+        )
     try:
         return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except ConfigError as err:
@@ -615,6 +623,8 @@ def _describe(err: ValidationError, where: str) -> str:
         msg = f"got {first['input']!r}; {msg.lower()}"
     elif first["type"] == "extra_forbidden":
         msg = "unknown field" + _did_you_mean(first["loc"])
+    elif first.get("input", "") is None:  # ``key=`` with nothing after it, or ``key: null``
+        msg = f"needs a value ({msg.lower()}); write {loc}=<value>"
     return f"{where}: {loc}: {msg}" if loc else f"{where}: {msg}"
 
 

@@ -74,7 +74,7 @@ def read_file(path: Path, label: str) -> bytes:
                 f"this project holds ({MAX_FILE_BYTES:,}); give the data set's own file"
             )
         try:
-            return f.read(MAX_FILE_BYTES + 1)
+            return f.read(st.st_size + 1)  # a file that grows since is read no further
         except OSError as err:
             raise DataError(f"{label}: file {path} cannot be read ({err.strerror})") from None
 
