@@ -40,13 +40,17 @@ STOP_GRACE_S = 5.0
 # The label of every container a run starts (DockerRunner): its value is the run's job id.
 CONTAINER_LABEL = "io.github.cnnvsmlp.run"
 # The watchdog, a process in a session of its own (a terminal's Ctrl-C reaches only the
-# runner), reads the task process groups to guard from its stdin, "-<pid>" once one has
-# ended. When the runner ends, however it ends (SIGKILL too), the pipe closes and every
-# group still listed is killed: no task outlives its runner.
+# runner), reads what to guard from its stdin: task process groups ("-<pid>" once one has
+# ended) and the label of the run's containers. When the runner ends, however it ends
+# (SIGKILL too), the pipe closes: every group still listed is killed and every container
+# with the label removed, so no task outlives its runner.
 WATCHDOG = """
 import os, signal, sys
-groups = set()
+groups, labels = set(), set()
 for line in sys.stdin:
+    if line.startswith("label "):
+        labels.add(line[6:].strip())
+        continue
     pid = int(line)
     (groups.add if pid > 0 else groups.discard)(abs(pid))
 for pid in groups:
@@ -54,6 +58,12 @@ for pid in groups:
         os.killpg(pid, signal.SIGKILL)
     except OSError:
         pass
+if labels:
+    import docker
+    client = docker.from_env()
+    for label in labels:
+        for container in client.containers.list(all=True, filters={"label": label}):
+            container.remove(force=True)
 """
 
 
@@ -225,7 +235,7 @@ class LocalSession:
         job_ids = types.SimpleNamespace(make_random_id=lambda: self.job_id)
         with contextlib.ExitStack() as stack:
             self._watchdog = subprocess.Popen(
-                [sys.executable, "-I", "-S", "-c", WATCHDOG],
+                [sys.executable, "-c", WATCHDOG],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -377,10 +387,10 @@ class LocalSession:
                 raise RunInterrupted(self._signal)
         return handle
 
-    def _guard(self, pid: int) -> None:
-        """Tell the watchdog of a task process group (``-pid``: it has ended)."""
+    def _guard(self, what: int | str) -> None:
+        """Tell the watchdog of a task process group (``-pid``: it has ended), or a label."""
         with self._lock, contextlib.suppress(OSError, ValueError, AttributeError):
-            self._watchdog.stdin.write(f"{pid}\n")
+            self._watchdog.stdin.write(f"{what}\n")
 
     def _ended(self, entry: TaskLog) -> None:
         with self._lock:
@@ -443,6 +453,7 @@ class LocalSession:
 
             def start():
                 self._docker_used = True
+                self._guard(f"label {CONTAINER_LABEL}={self.job_id}")
                 container = client.containers.run(
                     image=image,
                     command=command,
