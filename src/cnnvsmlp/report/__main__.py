@@ -29,8 +29,8 @@ def rerender(folder: Path, note: str = "") -> None:
     """
     from cnnvsmlp.config import read_config
     from cnnvsmlp.report import render_comparison
-    from cnnvsmlp.report.compare import restate, run_config
-    from cnnvsmlp.report.model import Comparison, ReportError
+    from cnnvsmlp.report.compare import read_comparison, run_config
+    from cnnvsmlp.report.model import ReportError
 
     source = folder / "comparison.json"
     if not source.is_file():
@@ -38,14 +38,13 @@ def rerender(folder: Path, note: str = "") -> None:
     if _schema(source).startswith("efficiency/"):
         _rerender_study(source, note)
         return
-    comparison = Comparison.read(source)
-    old = comparison.schema_version
+    old = _schema(source)
+    comparison = read_comparison(source)
     if comparison.config is None and (folder / "config.json").is_file():
         config = read_config(folder / "config.json")
         comparison = comparison.model_copy(
             update={"config": run_config(config, comparison.repeats)}
         )
-    comparison = restate(comparison)
     provenance = comparison.provenance
     text = _note(note, provenance.note, old)
     comparison = comparison.model_copy(
@@ -81,12 +80,13 @@ def _schema(source: Path) -> str:
 
 def _rerender_study(source: Path, note: str) -> None:
     """Render a data-efficiency analysis again from its record (it holds every number)."""
-    from cnnvsmlp.efficiency.analysis import EfficiencyAnalysis
+    from cnnvsmlp.efficiency.analysis import read_analysis
     from cnnvsmlp.report.efficiency import write_efficiency_report
 
-    analysis = EfficiencyAnalysis.read(source)
+    old = _schema(source)
+    analysis = read_analysis(source)
     provenance = analysis.provenance
-    text = _note(note, provenance.note, analysis.schema_version)
+    text = _note(note, provenance.note, old)
     analysis = analysis.model_copy(
         update={"provenance": provenance.model_copy(update={"note": text})}
     )
