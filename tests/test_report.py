@@ -1033,8 +1033,8 @@ def test_the_headline_states_the_primary_contrast_in_every_case(written):
     across = [p for p in comparison.pairs if "mlp" in (p.a, p.b)]
     cases = {
         "different": "beats mlp by ",
-        "equivalent": "are equivalent within +-1 point (",
-        "inconclusive": "against mlp is inconclusive (",
+        "equivalent": "are equivalent within +-1 point: ",
+        "inconclusive": "against mlp is inconclusive: ",
     }
     for verdict_word, words in cases.items():
         pairs = [

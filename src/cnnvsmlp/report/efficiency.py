@@ -637,7 +637,8 @@ def _gap_vs_size(a: EfficiencyAnalysis) -> MplFigure:
     _size_axis(ax, a.sizes)
     ax.set_ylabel("gap (accuracy points)")
     ax.set_title(
-        f"Gap with its {_interval_words(a)}; filled: shown different; dots: each repeat",
+        "Gap, 95% CI over seeds and test images (simultaneous over the sizes); "
+        "filled: shown different; dots: each repeat",
         fontsize=9,
     )
     ax.legend(loc="upper right")
@@ -676,7 +677,9 @@ def _accuracy_vs_shift(a: EfficiencyAnalysis) -> MplFigure:
     ax.set_xlabel("shift of the test images (pixels along each moved axis)")
     ax.set_xticks(sorted({p.shift for p in a.shift_points}))
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"Accuracy against shift, mean with {_interval_words(a)}", fontsize=9)
+    ax.set_title(
+        f"Accuracy against shift, mean with {a.confidence:.0%} t-interval over repeats", fontsize=9
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return fig

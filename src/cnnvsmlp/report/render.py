@@ -474,7 +474,8 @@ def terminal_table(comparison: Comparison) -> str:
     """
     headers, rows = main_table(comparison)
     lines = [
-        f"{comparison.experiment}: {comparison.repeats} repeat(s), {comparison.epochs} epochs, "
+        f"{comparison.experiment}: {comparison.repeats} repeat(s), {comparison.epochs} "
+        f"epoch{'s' if comparison.epochs != 1 else ''}, "
         f"{comparison.n_test:,} test images",
         headline(comparison),
         *([f"{SYNTHETIC_LEAD} {SYNTHETIC_DATA}"] * comparison.provenance.synthetic),

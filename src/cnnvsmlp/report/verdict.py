@@ -99,10 +99,9 @@ def _short(d: Difference) -> str:
             f"{won.a} beats {won.b} by {100 * won.estimate:.2f} points, 95% CI "
             f"[{100 * won.low:.2f}, {100 * won.high:.2f}]"
         )
-    size = points(d).replace(" points,", " points;")
     if d.verdict == "equivalent":
-        return f"{d.a} and {d.b} are equivalent within {_margin(d)} ({d.a} - {d.b} = {size})"
-    return f"{d.a} against {d.b} is inconclusive ({size})"
+        return f"{d.a} and {d.b} are equivalent within {_margin(d)}: {d.a} - {d.b} = {points(d)}"
+    return f"{d.a} against {d.b} is inconclusive: {points(d)}"
 
 
 def headline(comparison: Comparison) -> str:
