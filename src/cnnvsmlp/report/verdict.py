@@ -174,7 +174,7 @@ def caveats(comparison: Comparison) -> list[tuple[str, str]]:
     ]
     epochs = f"{comparison.epochs} epoch{'s' if comparison.epochs != 1 else ''}"
     budget = f"Every network trained for {epochs}, the same for every variant."
-    if late:
+    if late and comparison.epochs > 1:
         budget += (
             " The best validation accuracy came in the last epoch for "
             f"{', '.join(late)} runs: those were still improving, so the verdicts compare "
