@@ -104,6 +104,26 @@ def _short(d: Difference) -> str:
     return f"{d.a} against {d.b} is inconclusive: {points(d)}"
 
 
+def _within(pairs: list[Difference]) -> str:
+    """The pairs inside one family, shortly: who beats whom, who is equivalent, how many neither."""
+    words = [
+        f"{w.a} beats {w.b} by {100 * w.estimate:.2f} points"
+        for p in pairs
+        if p.verdict == "different"
+        for w in [p if p.estimate > 0 else p.flipped()]
+    ]
+    words += [
+        f"{p.a} and {p.b} are equivalent within {_margin(p)}"
+        for p in pairs
+        if p.verdict == "equivalent"
+    ]
+    open_pairs = sum(p.verdict == "inconclusive" for p in pairs)
+    if open_pairs:
+        some = "the pair is" if len(pairs) == 1 else f"{open_pairs} of {len(pairs)} pairs are"
+        words.append(f"{some} inconclusive")
+    return ", ".join(words)
+
+
 def headline(comparison: Comparison) -> str:
     """The answer in one sentence: the primary contrast's size and interval, then the rest.
 
@@ -145,12 +165,11 @@ def headline(comparison: Comparison) -> str:
     text = f"{budget}, " + "; ".join(_short(p) for p in primary)
     text += f" ({basis}{'; ' + family_words if family_words else ''})"
     rest = [p for p in pairs if p not in primary]
-    if rest:
-        groups: dict[str, list[Difference]] = {}
-        for p in rest:
-            groups.setdefault(family(p.a), []).append(p)
-        for name, found in groups.items():
-            text += f"; among the {name.upper()}s, " + "; ".join(_short(p) for p in found)
+    groups: dict[str, list[Difference]] = {}
+    for p in rest:
+        groups.setdefault(family(p.a), []).append(p)
+    for name, found in groups.items():
+        text += f"; among the {name.upper()}s, {_within(found)}"
     return text + "."
 
 
