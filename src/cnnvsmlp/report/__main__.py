@@ -1,5 +1,9 @@
 """Render a written comparison again, in this version's layout: ``python -m cnnvsmlp.report DIR``.
 
+``DIR`` a run folder (``runs/<id>``, as ``make run`` wrote it): its runs'
+evaluation records, which keep every prediction, are compared again with
+this version's analysis into ``DIR/report/``; nothing is retrained.
+
 Reads ``DIR/comparison.json`` (this schema or an older minor version of it,
 or the ``data-efficiency`` study's ``efficiency/1``), restates its pairs under
 this version's rules (nothing is retrained or re-evaluated) and writes
@@ -24,6 +28,8 @@ from pathlib import Path
 
 from cnnvsmlp.errors import UserError
 
+RECORD = "comparison.json"
+
 
 def rerender(folder: Path, note: str = "") -> None:
     """Render ``folder``'s comparison again, beside it; the comparison itself is not rewritten.
@@ -40,24 +46,22 @@ def rerender(folder: Path, note: str = "") -> None:
     from cnnvsmlp.config import read_config
     from cnnvsmlp.report import render_comparison
     from cnnvsmlp.report.checks import read_record
-    from cnnvsmlp.report.compare import restate, run_config
-    from cnnvsmlp.report.model import Comparison, ReportError
+    from cnnvsmlp.report.compare import read_comparison, run_config
+    from cnnvsmlp.report.model import ReportError
 
     source = folder / "comparison.json"
     if not source.is_file():
         raise ReportError(f"{source}: no comparison.json; pass the folder compare wrote")
-    schema = str(read_record(source).get("schema_version", ""))
-    if schema.startswith("efficiency/"):
-        _rerender_study(source, note)
+    old = str(read_record(source).get("schema_version", ""))
+    if old.startswith("efficiency/"):
+        _rerender_study(source, note, old)
         return
-    comparison = Comparison.read(source)
-    old = comparison.schema_version
+    comparison = read_comparison(source)
     if comparison.config is None and (folder / "config.json").is_file():
         config = read_config(folder / "config.json")
         comparison = comparison.model_copy(
             update={"config": run_config(config, comparison.repeats)}
         )
-    comparison = restate(comparison)
     provenance = comparison.provenance
     text = _note(note, provenance.note, old)
     comparison = comparison.model_copy(
@@ -66,10 +70,10 @@ def rerender(folder: Path, note: str = "") -> None:
     _write_whole(folder, lambda out: render_comparison(comparison, out))
 
 
-def _write_whole(folder: Path, render: Callable[[Path], object]) -> None:
+def _write_whole(folder: Path, render: Callable[[Path], object], source: str = RECORD) -> None:
     """Call ``render`` on a hidden folder in ``folder``, then move its outputs in, each whole.
 
-    The record it was rendered from (``comparison.json``) is left as it was.
+    The record it was rendered from (``source`` in ``folder``, if any) is left as it was.
 
     Raises:
         ReportError: ``folder`` cannot be written; nothing in it has changed.
@@ -77,6 +81,7 @@ def _write_whole(folder: Path, render: Callable[[Path], object]) -> None:
     from cnnvsmlp.report.model import ReportError
 
     try:
+        folder.mkdir(exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".partial-render-", dir=folder))
     except OSError as err:
         raise ReportError(
@@ -85,7 +90,8 @@ def _write_whole(folder: Path, render: Callable[[Path], object]) -> None:
         ) from None
     try:
         render(tmp)
-        (tmp / "comparison.json").unlink(missing_ok=True)
+        if source:
+            (tmp / source).unlink(missing_ok=True)
         for new in sorted(tmp.iterdir()):
             old = folder / new.name
             if old.is_dir() and not old.is_symlink():
@@ -100,27 +106,62 @@ def _write_whole(folder: Path, render: Callable[[Path], object]) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def reanalyse(run: Path, note: str = "") -> Path:
+    """Compare a run folder's evaluation records again into its ``report/``; nothing retrained.
+
+    Raises:
+        ReportError: ``run`` holds no compare pipeline's records.
+    """
+    from cnnvsmlp.config import read_config
+    from cnnvsmlp.data.store import load_split
+    from cnnvsmlp.provenance import Provenance
+    from cnnvsmlp.records import read_result
+    from cnnvsmlp.report import write_comparison
+    from cnnvsmlp.report.checks import RecordError, read_record
+    from cnnvsmlp.report.model import ReportError
+
+    plans = sorted((run / "pipeline").glob("*/plan-runs/config"))
+    if not plans:
+        raise ReportError(f"{run}: no pipeline/*/plan-runs/config; pass a folder make run wrote")
+    root = plans[-1].parent.parent
+    results = [read_result(p) for p in sorted(root.glob("for-loop-*/evaluate-model/result"))]
+    _, labels = load_split(root / "prepare-data" / "dataset", "test")
+    old = run / "report" / RECORD
+    try:
+        recorded = read_record(old).get("provenance", {}) if old.is_file() else {}
+    except RecordError:
+        recorded = {}  # a damaged report: its analysis is written again from the records
+    provenance = Provenance.model_validate(recorded)
+    text = _note(note, provenance.note, "the runs' evaluation records")
+    config = read_config(plans[-1]).model_copy(
+        update={"provenance": provenance.model_copy(update={"note": text})}
+    )
+    _write_whole(run / "report", lambda out: write_comparison(results, config, labels, out), "")
+    return run / "report"
+
+
 def _note(note: str, recorded: str, schema: str) -> str:
     """The provenance note of a report rendered again: how it was made, and by what."""
     from cnnvsmlp.provenance import git_state, project_version
 
     commit, dirty = git_state()
+    source = schema if schema.startswith("the ") else f"a comparison.json of schema {schema}"
     rendered = (
-        f"Rendered again from a comparison.json of schema {schema} by cnnvsmlp "
+        f"Rendered again from {source} by cnnvsmlp "
         f"{project_version() or '?'} (commit {commit[:10] or 'not recorded'}"
         f"{', uncommitted changes' if dirty else ''}); nothing was retrained."
     )
     return " ".join(x for x in (note, recorded, rendered) if x)
 
 
-def _rerender_study(source: Path, note: str) -> None:
+def _rerender_study(source: Path, note: str, old: str) -> None:
     """Render a data-efficiency analysis again from its record (it holds every number)."""
-    from cnnvsmlp.efficiency.analysis import EfficiencyAnalysis
+    from cnnvsmlp.efficiency.analysis import read_analysis
     from cnnvsmlp.report.efficiency import write_efficiency_report
 
-    analysis = EfficiencyAnalysis.read(source)
+    analysis = read_analysis(source)
     provenance = analysis.provenance
-    text = _note(note, provenance.note, analysis.schema_version)
+    text = _note(note, provenance.note, old)
     analysis = analysis.model_copy(
         update={"provenance": provenance.model_copy(update={"note": text})}
     )
@@ -133,12 +174,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folder", type=Path, help="the comparison folder")
     parser.add_argument("--note", default="", help="how the runs were made, if not recorded")
     args = parser.parse_args(argv)
+    folder = args.folder
     try:
-        rerender(args.folder, args.note)
+        if (folder / "pipeline").is_dir():
+            folder = reanalyse(folder, args.note)
+        else:
+            rerender(folder, args.note)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"report: rendered {args.folder}/report.md, report.html, plots/")
+    print(f"report: rendered {folder}/report.md, report.html, plots/")
     return 0
 
 
