@@ -187,7 +187,7 @@ def train(
     # Model
     def fresh() -> keras.Model:
         make_deterministic(run.seed)
-        model = build_model(run.variant, len(meta["classes"]))
+        model = build_model(run.variant, tuple(meta["image_shape"]), len(meta["classes"]))
         model.compile(
             optimizer=make_optimizer(config),
             loss="sparse_categorical_crossentropy",

@@ -326,6 +326,7 @@ def run_config(config: ExperimentConfig, repeats: int) -> RunConfig:
         limit=config.limit,
         repeats=repeats,
         seeds=[config.seed + r for r in range(repeats)],
+        model_sources=dict(config.model_sources),
     )
 
 

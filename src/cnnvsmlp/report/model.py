@@ -158,6 +158,9 @@ class RunConfig(Record):
     limit: int | None = Field(description="Images used of each official split; None: all.")
     repeats: int
     seeds: list[int]
+    model_sources: dict[str, str] = Field(
+        default_factory=dict, description="Each user module's source (module:function variants)."
+    )
 
 
 class Comparison(Record):

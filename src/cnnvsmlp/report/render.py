@@ -601,6 +601,8 @@ def comparison_report(comparison: Comparison) -> Report:
             )
             reproducibility.append(Table(*numerics_table(c)))
         sections.append(Section("Reproducibility", reproducibility, folded=True))
+    if c.config and c.config.model_sources:
+        sections.append(_models_section(c))
     sections.append(_provenance_section(c))
     return Report(title=title(c), lead=lead, sections=sections)
 
@@ -714,6 +716,28 @@ def _hardware_section(c: Comparison) -> Section:
     return Section("Hardware", [Table(*hardware_table(c))], folded=True)
 
 
+def data_text(c: Comparison) -> str:
+    """The data set's source, its image shape and its classes."""
+    p = c.provenance
+    shape = "x".join(map(str, p.data_shape))
+    return f"{p.data_source or 'not recorded'}" + (
+        f" ({shape} images, {len(c.classes)} classes)" if shape else ""
+    )
+
+
+def _models_section(c: Comparison) -> Section:
+    """Each user module's source, as the run trained it."""
+    params = {v.variant: v.params for v in c.variants}
+    blocks: list[Block] = []
+    for module, source in c.config.model_sources.items():
+        names = [v for v in c.config.variants if v.partition(":")[0] == module]
+        counts = ", ".join(
+            f"{v}: {params[v]:,} parameters" if v in params else f"{v}: not trained" for v in names
+        )
+        blocks += [Text(counts, lead=f"{module}.py"), Text(source.rstrip(), style="code")]
+    return Section("Your models", blocks, folded=True)
+
+
 def _provenance_section(c: Comparison) -> Section:
     p = c.provenance
     items = [
@@ -726,7 +750,7 @@ def _provenance_section(c: Comparison) -> Section:
             (p.commit + (" (uncommitted changes)" if p.dirty else "")) or "not recorded",
         ),
         ("Config:", config_text(c)),
-        ("Data:", p.data_source or "not recorded"),
+        ("Data:", data_text(c)),
         ("Variants:", ", ".join(c.config.variants if c.config else [])),
         ("Machines:", hardware_text(c) or "none: no run finished"),
         ("Schema:", f"comparison.json {c.schema_version}"),
