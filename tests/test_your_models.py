@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 import pytest
@@ -129,3 +130,22 @@ def test_a_function_that_returns_no_model_is_named(user_module):
     load_config("fashion-mnist", ["variants=empty:build"])
     with pytest.raises(models.ModelError, match="variant empty:build: returned NoneType, not a"):
         models.build_model("empty:build", (28, 28, 1), 10)
+
+
+def test_a_user_model_on_a_png_folder_runs_end_to_end(user_module, tmp_path):
+    from cnnvsmlp_pipelines.local_runner import run_local
+    from test_your_data import write_pngs
+
+    user_module("my_models", WIDE_CNN)
+    images = write_pngs(tmp_path / "images", {"a": 40, "b": 40, "c": 40}, shape=(16, 16, 3))
+    overrides = ["variants=mlp,my_models:wide_cnn", f"dataset=folder:{images}", "epochs=1"]
+    config = load_config("fashion-mnist", [*overrides, f"resume_uri={tmp_path / 'resume'}"])
+    run_dir = run_local("compare", config, runs_dir=tmp_path / "runs", quiet=True)
+    comparison = json.loads((run_dir / "report" / "comparison.json").read_text())
+    assert [v["variant"] for v in comparison["variants"]] == ["mlp", "my_models:wide_cnn"]
+    assert comparison["classes"] == ["a", "b", "c"] and comparison["n_test"] == 24
+    # 16x16x3 in, 3 classes: conv 3*3*3*16+16, dense 8*8*16*32+32, output 32*3+3.
+    assert comparison["variants"][1]["params"] == 448 + 32_800 + 99
+    report = (run_dir / "report" / "report.md").read_text()
+    assert f"folder:{images} (16x16x3 images, 3 classes)" in report
+    assert "## Your models" in report and 'wide_cnn.family = "cnn"' in report

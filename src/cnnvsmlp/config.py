@@ -387,7 +387,11 @@ class ExperimentConfig(_Config):
 
     @model_validator(mode="after")
     def _splits_not_empty(self) -> ExperimentConfig:
-        n = self._source_images()
+        from cnnvsmlp.data.spec import USER_PREFIXES
+
+        # A user's data set is not read to check a config (a gs:// folder may be far);
+        # prepare_data refuses a split it leaves empty.
+        n = None if self.dataset.startswith(USER_PREFIXES) else self._source_images()
         # validation_fraction < 1 always leaves training images; limit >= 10 leaves test ones.
         if n is not None and int(n * self.split.validation_fraction) == 0:
             raise ValueError(
