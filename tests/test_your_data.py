@@ -71,6 +71,7 @@ def test_tfds_cifar10_and_cifar100_follow_their_dataset_info(tmp_path):
     assert hundred["source"] == "tfds:cifar100"
 
 
+@pytest.mark.slow
 def test_a_user_model_trains_on_tfds_cifar10(tmp_path, monkeypatch):
     from cnnvsmlp.train import train
 

@@ -132,6 +132,7 @@ def test_a_function_that_returns_no_model_is_named(user_module):
         models.build_model("empty:build", (28, 28, 1), 10)
 
 
+@pytest.mark.slow
 def test_a_user_model_on_a_png_folder_runs_end_to_end(user_module, tmp_path):
     from cnnvsmlp_pipelines.local_runner import run_local
     from test_your_data import write_pngs
