@@ -86,7 +86,7 @@ runs: $(BIN)/.installed ## List the local runs: status, date, config, best accur
 	@$(CLI) runs
 
 test: setup ## Run every test tier (unit, component, compile); the image tier is test-images.
-	$(BIN)/pytest -m "not images"
+	$(BIN)/pytest -m "not images and not bench"
 
 test-images: setup ## Build the images (cached) and run the pipeline's dry run inside them.
 	$(CLI) images
@@ -131,7 +131,8 @@ images: $(BIN)/.installed ## Build both images into the local Docker engine (con
 push: $(BIN)/.installed ## Build both images and push them to the registry.
 	$(CLI) images --push
 
-bench: setup ## Slow measurements (data reader speed, training throughput).
+bench: setup ## Slow measurements (interval coverage, data reader speed, training throughput).
+	$(BIN)/pytest -m bench -s -q -p no:randomly tests/test_pairwise.py
 	$(BIN)/python -m cnnvsmlp_pipelines.bench $(BENCH_ARGS)
 
 # DEVICE=gpu (default) gathers what the lent GPU machine needs and prints its command;

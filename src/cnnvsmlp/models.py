@@ -381,10 +381,13 @@ def family(variant: str) -> str:
     its ``family`` attribute.
 
     Raises:
-        KeyError: unknown variant name.
-        ModelError: a user variant cannot be loaded or declares no family.
+        KeyError: unknown variant name, or a user variant that cannot be loaded
+            here or declares no family (the message says which).
     """
-    return get_variant(variant).family
+    try:
+        return get_variant(variant).family
+    except ModelError as err:
+        raise KeyError(str(err)) from None
 
 
 def build_model(name: str, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:

@@ -68,7 +68,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import Field, ValidationError, model_validator
 
 from cnnvsmlp import progress, storage
-from cnnvsmlp.config import ExperimentConfig, RunSpec, TrainConfig
+from cnnvsmlp.config import SEED_SOURCES, ExperimentConfig, RunSpec, TrainConfig
 from cnnvsmlp.errors import UserError
 from cnnvsmlp.jsonmodel import Record
 from cnnvsmlp.models import user_source
@@ -203,6 +203,9 @@ def training_key(
         "keras": metadata.version("keras"),  # keras.__version__, without loading TensorFlow
         "numerics": list(hardware.numerics()),
     }
+    own = {s: run.seed_of(s) for s in SEED_SOURCES if run.seed_of(s) != run.seed}
+    if own:
+        parts["seeds"] = own  # a source held at another seed than the run's
     whole = meta.get("counts", {}).get("train")
     if run.n_train is not None and (whole is None or run.n_train < whole):
         parts["n_train"] = run.n_train  # cnnvsmlp.efficiency's subset: n images of the seed's order
