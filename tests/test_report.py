@@ -708,6 +708,7 @@ def test_provenance_in_all_three_forms(single):
         "repeats": 1,
         "seeds": [0],
         "vary_seeds": ["init", "order", "dropout"],
+        "model_sources": {},
     }
     started = p.started.strftime("%Y-%m-%d %H:%M UTC")
     for name in ("report.md", "report.html"):
