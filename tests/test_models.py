@@ -115,3 +115,11 @@ def test_reestimated_batch_norm_statistics_are_those_of_the_inputs():
 def test_parameter_count_follows_the_input_shape(variant, params):
     # 32x32x3 (CIFAR-10): the MLP flattens 3,072 inputs; the CNN's dense layer sees 16x16x32.
     assert build_model(variant, (32, 32, 3), 10).count_params() == params
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+@pytest.mark.parametrize("shape", [(32, 32, 3), (20, 24, 1)])
+def test_every_variant_takes_any_image_shape(variant, shape):
+    model = build_model(variant, shape, 3)
+    probs = np.asarray(model(np.zeros((2, *shape), dtype=np.float32)))
+    assert model.input_shape == (None, *shape) and probs.shape == (2, 3)
