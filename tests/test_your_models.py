@@ -150,3 +150,18 @@ def test_a_user_model_on_a_png_folder_runs_end_to_end(user_module, tmp_path):
     report = (run_dir / "report" / "report.md").read_text()
     assert f"folder:{images} (16x16x3 images, 3 classes)" in report
     assert "## Your models" in report and 'wide_cnn.family = "cnn"' in report
+
+
+def test_a_function_that_cannot_build_for_the_data_is_named_before_training(user_module):
+    user_module(
+        "small",
+        "import keras\n\n\ndef net(shape, classes):\n"
+        "    return keras.Sequential([keras.Input(shape), keras.layers.Conv2D(4, 9),\n"
+        "        keras.layers.Dense(classes)])\n\n\nnet.family = 'cnn'\n",
+    )
+    load_config("fashion-mnist", ["variants=mlp,small:net"])
+    models.check_user_variants(["mlp", "small:net"], (16, 16, 1), 3)  # builds
+    with pytest.raises(models.ModelError) as err:
+        models.check_user_variants(["mlp", "small:net"], (4, 4, 1), 3)
+    assert str(err.value).startswith("variant small:net: building it for 4x4x1 images and 3 ")
+    assert "\n" not in str(err.value)

@@ -390,6 +390,28 @@ def family(variant: str) -> str:
         raise KeyError(str(err)) from None
 
 
+def check_user_variants(
+    variants: list[str], input_shape: tuple[int, ...], num_classes: int
+) -> None:
+    """Build each user variant once for the data, so a bad function fails before training.
+
+    Raises:
+        ModelError: a function raises or returns no ``keras.Model`` (one line naming it).
+    """
+    shape = "x".join(map(str, input_shape))
+    for name in filter(is_user_variant, variants):
+        try:
+            build_model(name, input_shape, num_classes)
+        except ModelError:
+            raise
+        except Exception as err:  # noqa: BLE001 - any error of the user's code ends here
+            first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+            raise ModelError(
+                f"variant {name}: building it for {shape} images and {num_classes} classes "
+                f"failed ({err.__class__.__name__}: {first}); fix the function"
+            ) from None
+
+
 def build_model(name: str, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
     """Build an uncompiled model of a variant for images of ``input_shape``.
 
