@@ -21,7 +21,6 @@ from cnnvsmlp.efficiency.analysis import EfficiencyAnalysis
 from cnnvsmlp.efficiency.curves import FAMILIES
 from cnnvsmlp.pairwise import Difference
 from cnnvsmlp.provenance import SYNTHETIC_DATA, SYNTHETIC_LEAD
-from cnnvsmlp.records import Hardware
 from cnnvsmlp.report.render import (
     Block,
     Bullets,
@@ -30,8 +29,11 @@ from cnnvsmlp.report.render import (
     Section,
     Table,
     Text,
+    machine_text,
+    provenance_items,
     render_html,
     render_markdown,
+    when_and_code,
 )
 from cnnvsmlp.stats import Interval
 
@@ -373,23 +375,12 @@ def multiplier_table(a: EfficiencyAnalysis) -> Table:
 # ---------------------------------------------------------------- provenance
 
 
-def _machine(h: Hardware) -> str:
-    threads = f", {h.intra_op_threads} threads" if h.intra_op_threads else ""
-    return f"{h.name} ({h.cpu_count} CPUs{threads}, TensorFlow {h.tensorflow})"
-
-
 def provenance_line(a: EfficiencyAnalysis) -> str:
     """What produced the report: run, date, commit, and the study's settings."""
     p = a.provenance
-    when = p.started.strftime("%Y-%m-%d %H:%M UTC") if p.started else "date not recorded"
-    if p.commit:
-        state = {True: ", uncommitted changes", False: ""}.get(p.dirty, ", tree state unknown")
-        code = f"cnnvsmlp {p.project_version or '?'} at commit {p.commit[:10]}{state}"
-    else:
-        code = f"cnnvsmlp {p.project_version or '(version not recorded)'}, commit not recorded"
-    machines = "; ".join(_machine(h) for h in a.hardware) or "no machine recorded"
+    machines = "; ".join(machine_text(h) for h in a.hardware) or "no machine recorded"
     return (
-        f"Run {p.run_id or '(run id not recorded)'}; {when}; {code}; {a.dataset}, sizes "
+        f"Run {p.run_id or '(run id not recorded)'}; {when_and_code(p)}; {a.dataset}, sizes "
         f"{', '.join(_size(n) for n in a.sizes)}, {a.repeats} repeat{'s' * (a.repeats != 1)}, "
         f"{a.n_test:,} test images; "
         f"early stopping on validation loss (patience {a.stopping.patience}, min_delta "
@@ -400,17 +391,11 @@ def provenance_line(a: EfficiencyAnalysis) -> str:
 
 def _provenance_section(a: EfficiencyAnalysis) -> Section:
     p = a.provenance
-    items = [
-        ("Run:", p.run_id or "(run id not recorded)"),
-        ("Started:", p.started.isoformat() if p.started else "not recorded"),
-        ("Runner:", p.runner or "not recorded"),
-        ("Project:", f"cnnvsmlp {p.project_version or '(version not recorded)'}"),
-        ("Commit:", (p.commit + (" (uncommitted changes)" if p.dirty else "")) or "not recorded"),
+    items = provenance_items(p, p.run_id or "(run id not recorded)", a.schema_version)
+    items[-1:-1] = [
         ("Experiment:", f"{a.experiment} ({a.dataset})"),
-        ("Data:", p.data_source or "not recorded"),
         ("Variants:", f"{', '.join(a.variants)}; baseline {a.baseline}"),
-        ("Machines:", "; ".join(_machine(h) for h in a.hardware) or "none: no run finished"),
-        ("Schema:", f"comparison.json {a.schema_version}"),
+        ("Machines:", "; ".join(machine_text(h) for h in a.hardware) or "none: no run finished"),
     ]
     if p.note:
         items.append(("Note:", p.note))
