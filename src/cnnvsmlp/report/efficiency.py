@@ -94,10 +94,20 @@ def _multiplier(a: EfficiencyAnalysis, variant: str, n: int):
     return next((x for x in found.multipliers if x.n_train == n), None) if found else None
 
 
-def _multiplier_words(x) -> str:
-    if x.estimate is None:
+def _multiplier_words(x, gap: Difference | None = None) -> str:
+    if gap is not None and gap.verdict != "different":
+        return "not stated: the gap is not shown at this size"
+    if x.where == "beyond":
         return f"{BEYOND} (not reached within the sizes trained)"
-    return f"{_times(x.estimate)} [{_times(x.low)}, {_times(x.high)}]"
+    if x.where == "below":
+        return "below the sizes trained (the baseline's smallest size already matches it)"
+    low = "below the data" if x.low is None else _times(x.low)
+    span = "95% bootstrap CI" if x.repeats >= 5 else f"range over resampled {x.repeats} repeats"
+    return f"{_times(x.estimate)} [{low}, {_times(x.high)}; {span}]"
+
+
+def _gap_at(a: EfficiencyAnalysis, variant: str, n: int) -> Difference | None:
+    return next((g for g in a.gaps if g.a == variant and g.n_train == n), None)
 
 
 def headline(a: EfficiencyAnalysis) -> str:
@@ -113,8 +123,9 @@ def headline(a: EfficiencyAnalysis) -> str:
             f"{_size(lo.n_train)} training images ({lo.verdict}), {_pts_ci(hi)} with "
             f"{_size(hi.n_train)} ({hi.verdict}; {_interval_words(a)})"
         )
-        x = _multiplier(a, v, lo.n_train)
-        if x is not None:
+        shown = [g for g in gaps if g.verdict == "different"]
+        x = _multiplier(a, v, shown[0].n_train) if shown else None
+        if x is not None and x.where == "inside":
             text += (
                 f"; to match {v} at {_size(x.n_train)} images {a.baseline} needs "
                 f"{_multiplier_words(x)} as many (read off the sizes trained)"
@@ -147,7 +158,8 @@ def verdicts(a: EfficiencyAnalysis) -> list[tuple[str, str]]:
         found = next((m for m in a.multipliers if m.variant == v and m.multipliers), None)
         if found is not None:
             words = "; ".join(
-                f"at {_size(x.n_train)} images {_multiplier_words(x)}" for x in found.multipliers
+                f"at {_size(x.n_train)} images {_multiplier_words(x, _gap_at(a, v, x.n_train))}"
+                for x in found.multipliers
             )
             out.append((f"Data multiplier ({a.baseline} to match {v}):", words + "."))
         out += _shift_verdict(a, v, gaps[-1].n_train)
@@ -355,7 +367,7 @@ def curve_table(a: EfficiencyAnalysis) -> Table:
 
 def multiplier_table(a: EfficiencyAnalysis) -> Table:
     """How many times more images the baseline needs to match each variant, per size."""
-    headers = ["pair", "n_train", "multiplier [95% CI]", "bootstrap samples beyond the data"]
+    headers = ["pair", "n_train", "multiplier [interval]", "bootstrap samples outside the data"]
     rows = []
     for m in a.multipliers:
         if m.error:
@@ -365,7 +377,7 @@ def multiplier_table(a: EfficiencyAnalysis) -> Table:
                 [
                     f"{m.baseline} to match {m.variant}",
                     _size(x.n_train),
-                    _multiplier_words(x),
+                    _multiplier_words(x, _gap_at(a, m.variant, x.n_train)),
                     f"{x.beyond_fraction:.0%}",
                 ]
             )
@@ -498,9 +510,12 @@ def efficiency_report(a: EfficiencyAnalysis) -> Report:
                     "the sizes trained, and nothing here is. The data multiplier: how many "
                     "times n images the baseline needs to reach the variant's mean accuracy "
                     "at n, interpolated (log size) between the baseline's observed means; "
-                    f"'{BEYOND}' where the sizes trained do not reach it. Its interval: a "
-                    "percentile bootstrap over whole repeats (a repeat's nested subsets and "
-                    "both variants stay together); with few repeats it is rough."
+                    f"'{BEYOND}' where the sizes trained do not reach it; stated only where "
+                    "the gap is shown different. Its interval: a percentile bootstrap over "
+                    "whole repeats (a repeat's nested subsets and both variants stay "
+                    "together), a 95% interval from 5 repeats on; with fewer, only the range "
+                    "of the resamples (3 repeats give 10 distinct ones), not simultaneous "
+                    "over the sizes."
                 ),
                 curve_table(a),
                 multiplier_table(a),
