@@ -148,7 +148,7 @@ def test_a_user_model_on_a_png_folder_runs_end_to_end(user_module, tmp_path):
     # 16x16x3 in, 3 classes: conv 3*3*3*16+16, dense 8*8*16*32+32, output 32*3+3.
     assert comparison["variants"][1]["params"] == 448 + 32_800 + 99
     report = (run_dir / "report" / "report.md").read_text()
-    assert f"folder:{images} (16x16x3 images, 3 classes)" in report
+    assert f"folder:{images} (16x16x3 images)" in report
     assert "## Your models" in report and 'wide_cnn.family = "cnn"' in report
 
 
