@@ -220,8 +220,8 @@ def test_verdicts_of_the_comparison(written):
     strong = pairs[("cnn", "mlp")]
     assert strong.verdict == "different"
     assert re.fullmatch(
-        r"cnn beats mlp: \+1[45]\.\d\d points, 95% CI \[\+[\d.]+, \+[\d.]+\] "
-        r"\(3 seeds, p [<=] 0\.\d+\)\.",
+        r"cnn beats mlp: \+1[45]\.\d\d points, simultaneous 95% CI \[\+[\d.]+, \+[\d.]+\] "
+        r"\(3 seeds, adjusted p [<=] 0\.\d+\)\.",
         verdict(strong),
     )
     close = pairs[("cnn-3conv", "cnn")]
