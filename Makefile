@@ -14,9 +14,10 @@ CONFIG_ARG := $(if $(CONFIG),--config $(call q,$(CONFIG)))
 # SET: any config field, KEY=VALUE words: make run SET="train.steps_per_execution=32 seed=2"
 SET ?=
 # The common fields as variables: make run EPOCHS=1 REPEATS=3 LIMIT=3000 VARIANTS=cnn,mlp SEED=1
+# DATASET=fashion-mnist, tfds:<name> or folder:<path>
 SETTINGS := SEED:seed BATCH:batch_size EPOCHS:epochs REPEATS:repeats LIMIT:limit \
   VARIANTS:variants OPTIMIZER:optimizer LEARNING_RATE:learning_rate SOURCE:source \
-  IDX_DIR:idx_dir RESUME_URI:resume_uri
+  IDX_DIR:idx_dir RESUME_URI:resume_uri DATASET:dataset
 setting_var = $(word 1,$(subst :, ,$(1)))
 setting_key = $(word 2,$(subst :, ,$(1)))
 OVERRIDES := $(foreach w,$(SET),$(call q,$(w))) $(foreach s,$(SETTINGS),\

@@ -108,12 +108,14 @@ def cmd_models(args: argparse.Namespace) -> int:
         for dataset in datasets:
             if known and not listed[dataset]:
                 continue
-            params = build_model(name, len(get_spec(dataset).classes)).count_params()
+            spec = get_spec(dataset)
+            params = build_model(name, spec.image_shape, len(spec.classes)).count_params()
             where = ", ".join(listed[dataset]) if known else "variants=" + name
+            shape = "x".join(map(str, spec.image_shape))
             rows.append(
-                [name, dataset, where, variant.seed_writeup, variant.summary, f"{params:,}"]
+                [name, dataset, shape, where, variant.seed_writeup, variant.summary, f"{params:,}"]
             )
-    headers = ["variant", "data set", "presets", "seed", "layers", "parameters"]
+    headers = ["variant", "data set", "input", "presets", "seed", "layers", "parameters"]
     print(tabulate(rows, headers=headers))
     return 0
 

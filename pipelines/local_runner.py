@@ -325,14 +325,14 @@ def epoch_seconds(config: ExperimentConfig, runs: list[RunSpec] | None = None) -
         config: the experiment.
         runs: the trainings (a pipeline's ``planned_runs``); by default ``compare``'s.
     """
-    from cnnvsmlp.models import VARIANTS
+    from cnnvsmlp.models import get_variant
 
-    train_images = config.training_images()
+    train_images = config.training_images() or 0
     # step_ms is at batch 32; an image costs about the same at any batch size.
     return {
         run.run_id: min(run.n_train or train_images, train_images)
         / 32
-        * VARIANTS[run.variant].step_ms
+        * get_variant(run.variant).step_ms
         / 1000
         for run in (config.scheduled_runs() if runs is None else runs)
     }

@@ -33,7 +33,7 @@ from cnnvsmlp_pipelines.cli import _switches, main
 from cnnvsmlp_pipelines.local_runner import list_runs
 from test_bad_inputs import Row, _idx, _prepare, _refuse, _run, _tiny_fashion
 
-RESULTS = Path(__file__).parents[1] / "results" / "fashion-mnist"
+RESULTS = Path(__file__).parents[1] / "results" / "fashion-mnist-5-variants"
 RUN_ID = "20260101-000000-fashion-mnist"
 CLI = [sys.executable, "-m", "cnnvsmlp_pipelines.cli"]
 
@@ -256,7 +256,7 @@ def _set(path: list, value) -> callable:
 
 DAMAGED = {
     "nan": (_set(["variants", 0, "test_accuracy", "estimate"], float("nan")), "holds NaN"),
-    "infinity": (_set(["pairs", 0, "difference", "low"], float("-inf")), "holds -Infinity"),
+    "infinity": (_set(["pairs", 0, "low"], float("-inf")), "holds -Infinity"),
     "negative-accuracy": (
         _set(["variants", 0, "test_accuracy", "estimate"], -0.5),
         "variants[0].test_accuracy.estimate is -0.5, outside [0, 1]",

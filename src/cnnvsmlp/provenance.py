@@ -49,6 +49,9 @@ class Provenance(Record):
         description="Where the data set came from, as prepare-data recorded it: "
         "'idx:<folder>', 'tfds:...', or 'synthetic:<folder>' for synth-emnist's stand-in.",
     )
+    data_shape: list[int] = Field(
+        default_factory=list, description="The images' height, width and channels; [] unknown."
+    )
 
     @property
     def synthetic(self) -> bool:
@@ -69,8 +72,9 @@ def with_data_source(provenance: Provenance | None, dataset_dir: str) -> Provena
     """``provenance`` (or an empty one) naming the source of the data set in ``dataset_dir``."""
     from cnnvsmlp.data.store import read_metadata
 
-    source = str(read_metadata(dataset_dir).get("source", ""))
-    return (provenance or Provenance()).model_copy(update={"data_source": source})
+    meta = read_metadata(dataset_dir)
+    update = {"data_source": str(meta.get("source", "")), "data_shape": meta.get("image_shape", [])}
+    return (provenance or Provenance()).model_copy(update=update)
 
 
 def project_version() -> str:

@@ -74,6 +74,7 @@ from cnnvsmlp import progress, storage
 from cnnvsmlp.config import SEED_SOURCES, ExperimentConfig, RunSpec, TrainConfig
 from cnnvsmlp.errors import UserError
 from cnnvsmlp.jsonmodel import Record
+from cnnvsmlp.models import user_source
 from cnnvsmlp.outputs import claim_dir, one_writer, write_atomically
 from cnnvsmlp.records import Epoch, Hardware, TrainResult
 
@@ -200,6 +201,7 @@ def training_key(
         "data": data_identity(meta),
         "variant": run.variant,
         "seed": run.seed,
+        **({"model_source": source} if (source := user_source(run.variant)) else {}),
         "train": config.model_dump(mode="json", exclude=_untrained(config, epochs)),
         "code": code_digest(),
         "keras": metadata.version("keras"),  # keras.__version__, without loading TensorFlow

@@ -69,14 +69,14 @@ def make_deterministic(seed: int) -> None:
     backend.make_deterministic(seed)
 
 
-def initial_model(run: RunSpec, num_classes: int) -> keras.Model:
+def initial_model(run: RunSpec, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
     """The uncompiled model before training: weights from the init seed, dropout from its own."""
     dropout = []
     if run.seed_of("dropout") != run.seed_of("init"):
         make_deterministic(run.seed_of("dropout"))
-        dropout = rng_variables(build_model(run.variant, num_classes))
+        dropout = rng_variables(build_model(run.variant, input_shape, num_classes))
     make_deterministic(run.seed_of("init"))
-    model = build_model(run.variant, num_classes)
+    model = build_model(run.variant, input_shape, num_classes)
     for mine, theirs in zip(rng_variables(model), dropout, strict=False):
         mine.assign(theirs)  # dropout's generators as the dropout seed starts them
     return model
@@ -212,7 +212,7 @@ def _fit(
 
     # Model
     def fresh() -> keras.Model:
-        model = initial_model(run, len(meta["classes"]))
+        model = initial_model(run, tuple(meta["image_shape"]), len(meta["classes"]))
         model.compile(
             optimizer=make_optimizer(config),
             loss="sparse_categorical_crossentropy",

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 
 from cnnvsmlp.data.spec import (
-    IMAGE_SHAPE,
     DataError,
     DatasetSpec,
     RawData,
@@ -27,6 +26,7 @@ MAX_FILE_BYTES = 1 << 30
 MAX_IDX_BYTES = 1 << 30
 CHUNK_BYTES = 1 << 24
 IDX_MAGIC = b"\0\0\x08"  # unsigned bytes; the fourth byte is the number of dimensions
+IMAGE_SIZE = (28, 28)  # the IDX files of both built-in data sets
 
 # The record a writer of IDX files (synth-emnist) leaves beside them: each file's IDX digest.
 WRITTEN_BY = "cnnvsmlp-written.json"
@@ -175,7 +175,7 @@ def parse_idx(raw: bytes, expect_ndim: int, name: str, label: str) -> np.ndarray
     if len(raw) < header:
         raise DataError(f"{label}: file {name} is truncated inside its header")
     dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    if ndim == 3 and dims[1:] != IMAGE_SHAPE[:2]:
+    if ndim == 3 and dims[1:] != IMAGE_SIZE:
         raise DataError(f"{label}: file {name} holds {dims[1]}x{dims[2]} images, expected 28x28")
     expected = int(np.prod(dims))
     have = len(raw) - header
