@@ -68,7 +68,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import Field, ValidationError, model_validator
 
 from cnnvsmlp import progress, storage
-from cnnvsmlp.config import ExperimentConfig, RunSpec, TrainConfig
+from cnnvsmlp.config import RunSpec, TrainConfig
 from cnnvsmlp.errors import UserError
 from cnnvsmlp.jsonmodel import Record
 from cnnvsmlp.outputs import claim_dir, write_atomically
@@ -283,28 +283,6 @@ def _untrained(config: TrainConfig, epochs: bool) -> set[str]:
     return out | ({"early_stopping"} if config.early_stopping is None else set())
 
 
-def training_uri(experiment: ExperimentConfig, job_id: str, run: RunSpec, key: str) -> str | None:
-    """Where one training keeps its state: ``<resume_uri>/<scope>/<run id>/<key>``; None without.
-
-    :func:`cnnvsmlp.train.train` computes it itself when given the scope
-    (``store=experiment.resume_path(job_id)``).
-    """
-    scope = experiment.resume_path(job_id)
-    return f"{scope}/{run.run_id}/{key}" if scope else None
-
-
-def store_bytes(resume_uri: str) -> int | None:
-    """The bytes a local training store holds, each hard-linked file once; None for ``gs://``."""
-    if resume_uri.startswith("gs://"):
-        return None
-    seen: dict[tuple[int, int], int] = {}
-    for path in Path(resume_uri).rglob("*"):
-        if path.is_file():
-            st = path.stat()
-            seen[(st.st_dev, st.st_ino)] = st.st_size
-    return sum(seen.values())
-
-
 def checkpoint_name(epoch: int) -> str:
     """The checkpoint of an epoch (1-based), relative to the folder."""
     return f"{CHECKPOINTS}/epoch-{epoch:02d}.keras"
@@ -337,24 +315,6 @@ def history_csv(history: list[Epoch]) -> str:
     for e in history:
         writer.writerow([e.epoch, *(getattr(e, k) for k in METRICS), e.time_s])
     return buf.getvalue()
-
-
-def read_history(path: Path) -> list[Epoch]:
-    """Read ``history.csv``; a re-run epoch keeps its last row.
-
-    Files written before epochs were numbered from 1 (their first row is
-    epoch 0, as Keras' CSVLogger writes) read the same.
-    """
-    if not path.exists():
-        return []
-    with path.open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    offset = 1 if rows and int(rows[0]["epoch"]) == 0 else 0
-    by_epoch: dict[int, Epoch] = {}
-    for row in rows:
-        epoch = int(row["epoch"]) + offset
-        by_epoch[epoch] = Epoch(epoch=epoch, **{k: float(row[k]) for k in (*METRICS, "time_s")})
-    return [by_epoch[e] for e in sorted(by_epoch)]
 
 
 # Model state
