@@ -85,10 +85,10 @@ runs: $(BIN)/.installed ## List the local runs: status, date, config, best accur
 	@$(CLI) runs
 
 test: setup ## Run the unit, component and compile tiers and one end-to-end run (minutes).
-	$(BIN)/pytest -m "not images and not slow"
+	$(BIN)/pytest -m "not images and not slow and not bench"
 
 test-slow: setup ## Run the slow tier: resumes, reproducibility, fault runs, the GPU check's dry run.
-	$(BIN)/pytest -m slow
+	$(BIN)/pytest -m "slow and not bench"
 
 test-images: setup ## Build the images (cached) and run the pipeline's dry run inside them.
 	$(BIN)/python -m tools.images
@@ -133,7 +133,8 @@ images: $(BIN)/.installed ## Build both images into the local Docker engine (con
 push: $(BIN)/.installed ## Build both images and push them to the registry.
 	$(BIN)/python -m tools.images --push
 
-bench: setup ## Slow measurements (data reader speed, training throughput).
+bench: setup ## Slow measurements (interval coverage, data reader speed, training throughput).
+	$(BIN)/pytest -m bench -s -q -p no:randomly tests/test_pairwise.py
 	$(BIN)/python -m tools.bench $(BENCH_ARGS)
 
 # DEVICE=gpu (default) gathers what the lent GPU machine needs and prints its command;

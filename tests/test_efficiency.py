@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import math
 import re
 
 import numpy as np
@@ -14,10 +13,10 @@ from cnnvsmlp.config import RunSpec, TrainConfig, load_config
 from cnnvsmlp.data.store import labels_digest, load_split
 from cnnvsmlp.efficiency.analysis import analyze, check_complete, write_analysis
 from cnnvsmlp.efficiency.curves import (
-    CurveFit,
-    bootstrap_multipliers,
-    data_multiplier,
-    fit_learning_curve,
+    fit,
+    holdout,
+    multipliers,
+    size_for,
 )
 from cnnvsmlp.efficiency.plan import (
     DEFAULT_SIZES,
@@ -168,50 +167,59 @@ def _errors(true, noise, repeats=3, seed=0):
     return clean[:, None] + rng.normal(0, noise, size=(len(SIZES), repeats))
 
 
-def test_the_fit_recovers_known_parameters():
-    errors = _errors(MLP_TRUE, noise=0.002)
-    fit = fit_learning_curve(np.repeat(SIZES, 3), errors.ravel())
-    for got, true, se in zip((fit.a, fit.b, fit.c), MLP_TRUE, fit.standard_errors, strict=True):
-        assert abs(got - true) < 4 * se and se < 0.1 * true
-    assert fit.points == 24 and fit.rmse < 0.003
-    exact = fit_learning_curve(SIZES, _errors(CNN_TRUE, noise=0.0, repeats=1).ravel())
-    np.testing.assert_allclose([exact.a, exact.b, exact.c], CNN_TRUE, rtol=1e-4)
-    with pytest.raises(ValueError, match="three sizes or more, got 2"):
-        fit_learning_curve([100, 100, 200], [0.3, 0.3, 0.2])
+def test_each_family_recovers_its_own_parameters():
+    floor = fit("power+floor", np.repeat(SIZES, 3), _errors(MLP_TRUE, noise=0.0005).ravel())
+    np.testing.assert_allclose([floor.params[k] for k in "abc"], MLP_TRUE, rtol=0.1)
+    assert floor.sizes == list(SIZES) and floor.rmse < 0.001
+    a, b = 0.2, 0.3
+    power = fit("power", SIZES, a * (SIZES / 1000) ** -b)
+    np.testing.assert_allclose([power.params["a"], power.params["b"]], [a, b], rtol=1e-6)
+    with pytest.raises(ValueError, match="needs 3 sizes or more"):
+        fit("power+floor", [100, 100, 200], [0.3, 0.3, 0.2])
+    with pytest.raises(ValueError, match="unknown curve family"):
+        fit("sigmoid", SIZES, SIZES * 0 + 0.1)
 
 
-def test_multiplier_on_a_known_curve():
-    mlp = CurveFit(a=0.1, b=0.5, c=0.05, standard_errors=[0, 0, 0], covariance=[], rmse=0, points=0)
-    cnn = CurveFit(
-        a=0.05, b=0.5, c=0.05, standard_errors=[0, 0, 0], covariance=[], rmse=0, points=0
-    )
-    # Equal floors and powers: the MLP needs (0.1 / 0.05) ** (1 / 0.5) = 4 times the images.
-    for n in (375, 3000, 48_000):
-        assert data_multiplier(mlp, cnn, n) == pytest.approx(4.0)
-    assert mlp.size_needed(float(mlp.error(1234.0))) == pytest.approx(1234.0)
-    # A CNN whose error falls below the MLP's floor is never matched.
-    better = cnn.model_copy(update={"c": 0.04})
-    assert math.isinf(data_multiplier(mlp, better, 48_000))
-    # A nearly flat curve needs more images than a float holds: infinite, not an overflow.
-    flat = mlp.model_copy(update={"b": 1e-4})
-    assert math.isinf(flat.size_needed(0.06))
+def test_the_held_out_size_tells_a_right_family_from_a_wrong_one():
+    """On curves with a floor, the floor family predicts the largest size; the pure power law,
+    which has none, overshoots: its held-out miss is what the report shows."""
+    errors = _errors(MLP_TRUE, noise=0.0005)
+    right = holdout("mlp", "power+floor", SIZES, errors)
+    wrong = holdout("mlp", "power", SIZES, errors)
+    assert right.fitted_on == list(SIZES[:-1]) and right.size == SIZES[-1]
+    assert right.observed == pytest.approx(errors[-1].mean())
+    assert abs(right.miss) < 0.002
+    assert wrong.miss < -0.005  # no floor: predicts too low an error at 48,000
+    assert right.miss == pytest.approx(right.predicted - right.observed)
 
 
-def test_bootstrap_interval_covers_the_true_multiplier():
-    slow, fast = _errors(MLP_TRUE, 0.002, seed=1), _errors(CNN_TRUE, 0.002, seed=2)
-    found = bootstrap_multipliers(SIZES, slow, fast, at=[375, 1500], samples=100, seed=0)
-    true_slow, true_fast = (
-        CurveFit(a=a, b=b, c=c, standard_errors=[], covariance=[], rmse=0, points=0)
-        for a, b, c in (MLP_TRUE, CNN_TRUE)
-    )
-    for m in found:
-        truth = data_multiplier(true_slow, true_fast, m.n_train)
-        assert m.low <= truth <= m.high and m.low <= m.estimate <= m.high
-        assert m.samples == 100 and m.unreachable_fraction == 0.0
-    assert not found[0].extrapolated  # 375 x ~7 images lies inside the sizes trained
-    # At 48,000 the CNN's error is below the MLP's floor: never reached.
-    (full,) = bootstrap_multipliers(SIZES, slow, fast, at=[48_000], samples=50)
-    assert full.estimate is None and full.extrapolated
+def test_the_multiplier_is_read_off_the_sampled_sizes_only():
+    sizes = [1000, 2000, 4000, 8000]
+    base = [0.80, 0.84, 0.86, 0.88]
+    # 0.85 lies halfway between 2,000 and 4,000 in accuracy: on a log axis, 2000 * 2 ** 0.5.
+    assert size_for(sizes, base, 0.85) == pytest.approx(2000 * 2**0.5)
+    assert size_for(sizes, base, 0.84) == pytest.approx(2000)
+    assert size_for(sizes, base, 0.90) is None  # beyond the largest size: not given
+    assert size_for(sizes, base, 0.70) is None  # below the smallest
+    # A dip is noise: the running maximum never falls.
+    assert size_for(sizes, [0.80, 0.86, 0.85, 0.88], 0.86) == pytest.approx(2000)
+
+
+def test_the_bootstrap_keeps_whole_repeats_and_says_beyond():
+    sizes = [1000, 2000, 4000, 8000]
+    base = np.array([[0.80, 0.81], [0.84, 0.85], [0.86, 0.87], [0.88, 0.89]])
+    other = np.array([[0.85, 0.86], [0.87, 0.88], [0.89, 0.90], [0.92, 0.93]])
+    found = multipliers(sizes, base, other, samples=200)
+    first = found[0]
+    # The other variant at 1,000 (85.5%) is the baseline's mean at 2,000 x 2 ** 0.5 / ...
+    needed = size_for(sizes, base.mean(1), other[0].mean())
+    assert first.estimate == pytest.approx(needed / 1000)
+    assert first.low <= first.estimate <= first.high and first.beyond_fraction == 0
+    last = found[-1]
+    assert last.estimate is None and last.high is None and last.beyond_fraction == 1.0
+    # Whole repeats: with identical repeats every bootstrap sample is the estimate.
+    same = multipliers(sizes, base[:, :1].repeat(3, 1), other[:, :1].repeat(3, 1), samples=50)
+    assert same[0].low == same[0].high == pytest.approx(same[0].estimate)
 
 
 # The plan
@@ -328,20 +336,23 @@ def test_analysis_of_a_study(tmp_path):
     assert analysis.points[1].runs[0].best_epoch == 2
     assert point.runs[0].shifted_accuracy == {1: pytest.approx(accuracy["mlp"](375) / 2)}
     gaps = analysis.gaps
-    assert [g.n_train for g in gaps] == sizes and all(g.variant == "cnn" for g in gaps)
+    assert [g.n_train for g in gaps] == sizes and all(g.a == "cnn" for g in gaps)
     for g, n in zip(gaps, sizes, strict=True):
         per_repeat = [
             results[sizes.index(n) * 3 + 15 + k].accuracy - results[sizes.index(n) * 3 + k].accuracy
             for k in range(3)
         ]
         assert [t.difference for t in g.tests] == pytest.approx(per_repeat)
-        assert g.difference.estimate == pytest.approx(np.mean(per_repeat))
+        assert g.estimate == pytest.approx(np.mean(per_repeat))
         assert all(t.p_holm >= t.p_value for t in g.tests)
-    assert gaps[0].significant  # about 8 points on 4,000 images
-    assert {c.variant for c in analysis.curves if c.fit is not None} == {"mlp", "cnn"}
-    (multipliers,) = analysis.multipliers
-    assert [m.n_train for m in multipliers.multipliers] == sizes
-    assert multipliers.multipliers[0].estimate > 1  # the MLP needs more data
+        assert g.family == len(sizes) and g.method == "seeds-and-images"
+    assert {(c.family) for c in analysis.curves} == {"power", "power+floor"}
+    assert {(h.variant, h.family) for h in analysis.holdouts} == {
+        (v, f) for v in ("mlp", "cnn") for f in ("power", "power+floor")
+    }
+    (found,) = analysis.multipliers
+    assert [m.n_train for m in found.multipliers] == sizes
+    assert found.multipliers[0].estimate is None or found.multipliers[0].estimate > 1
     write_analysis(analysis, tmp_path)
     assert re.search(r"\| cnn - mlp +\| 375 +\|", (tmp_path / "report.md").read_text())
     check_complete(tmp_path / "comparison.json")
@@ -402,3 +413,30 @@ def test_the_study_trains_every_run_by_its_stopping_rule():
     settled = settle(config, EfficiencyConfig(stopping=StoppingRule(patience=7)))
     assert settled.train.early_stopping == StoppingRule(patience=7, min_delta=0.001)
     assert settled.train.epochs == config.train.epochs == 100
+
+
+def test_a_study_record_of_schema_1_is_restated_from_its_counts(tmp_path):
+    """The committed study kept counts, not images: gaps bounded, multipliers inside the data."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    from cnnvsmlp.efficiency.analysis import read_analysis
+
+    record = tmp_path / "comparison.json"
+    shutil.copyfile(Path(__file__).parent / "data" / "efficiency-1.json", record)
+    old = json.loads(record.read_text())
+    analysis = read_analysis(record, bootstrap_samples=200)
+    assert analysis.schema_version == "efficiency/2"
+    for gap, before in zip(analysis.gaps, old["gaps"], strict=True):
+        assert gap.method == "seeds-and-images-bound" and gap.family == len(old["sizes"])
+        assert gap.estimate == pytest.approx(before["difference"]["estimate"])
+        assert gap.per_seed == pytest.approx([t["difference"] for t in before["tests"]])
+        assert (gap.verdict == "different") == (gap.low > 0 or gap.high < 0)
+    largest = max(old["sizes"])
+    for m in analysis.multipliers[0].multipliers:
+        if m.estimate is not None:
+            assert m.estimate * m.n_train <= largest  # read off the sizes trained, never beyond
+    assert analysis.shift_gaps and all(g.shift >= 1 for g in analysis.shift_gaps)
+    assert {h.family for h in analysis.holdouts} == {"power", "power+floor"}
+    assert json.loads(record.read_text()) == old  # reading restates, it never rewrites

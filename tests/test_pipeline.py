@@ -187,3 +187,23 @@ def test_a_failed_iteration_names_its_run():
         "task 'train-model' of cnn-r1 (variant cnn, repeat 1, seed 1) failed: "
         "cnnvsmlp.train.TrainingDiverged: cnn-r1: loss became nan in epoch 2 by step 64"
     )
+
+
+def test_a_run_folder_is_compared_again_from_its_records(dry_run, tmp_path):
+    """Every prediction is in the evaluation records: a later analysis needs no retraining."""
+    import shutil
+
+    from cnnvsmlp.report.__main__ import main
+
+    _, run_dir = dry_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy, symlinks=True)
+    before = json.loads((copy / "report" / "comparison.json").read_text())
+    (copy / "report" / "comparison.json").unlink()
+    assert main([str(copy)]) == 0
+    after = json.loads((copy / "report" / "comparison.json").read_text())
+    assert [p["estimate"] for p in after["pairs"]] == [p["estimate"] for p in before["pairs"]]
+    assert [(p["low"], p["high"]) for p in after["pairs"]] == [
+        (p["low"], p["high"]) for p in before["pairs"]
+    ]
+    assert not list(copy.rglob("train-model*/model/*.partial*"))  # nothing was trained

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import math
 
 import numpy as np
@@ -81,98 +80,9 @@ def test_wilson_interval_for_one_repeat_by_hand():
     assert (interval.low, interval.high) == pytest.approx((centre - half, centre + half))
 
 
-def test_paired_wald_interval_by_hand():
-    # b = 30 images only A gets right, c = 10 only B, of n = 1000:
-    # (b - c) / n +- 1.96 * sqrt(b + c - (b - c)^2 / n) / n = 0.02 +- 1.96 * sqrt(39.6) / 1000
-    half = Z * math.sqrt(39.6) / 1000
-    interval = stats.paired_difference_interval(30, 10, 1000)
-    assert interval.estimate == pytest.approx(0.02)
-    assert (interval.low, interval.high) == pytest.approx((0.02 - half, 0.02 + half))
-    assert interval.method == "wald-paired"
-
-
-def test_difference_interval_one_repeat_is_paired_wald():
-    interval = stats.difference_interval([stats.McNemar(30, 10, 0.002)], 1000)
-    assert interval == stats.paired_difference_interval(30, 10, 1000)
-
-
-def test_difference_interval_over_repeats_is_a_t_interval():
-    # per-repeat differences 0.01, 0.02, 0.03: mean 0.02, sd 0.01
-    tests = [stats.McNemar(20, 10, 0.1), stats.McNemar(30, 10, 0.1), stats.McNemar(40, 10, 0.1)]
-    interval = stats.difference_interval(tests, 1000)
-    half = T_975_DF2 * 0.01 / math.sqrt(3)
-    assert interval.method == "t"
-    assert (interval.estimate, interval.low, interval.high) == pytest.approx(
-        (0.02, 0.02 - half, 0.02 + half)
-    )
-
-
 def test_holm_by_hand():
     # sorted 0.01, 0.03, 0.04 -> 3 * 0.01, 2 * 0.03, max(1 * 0.04, 0.06); back in the given order
     assert stats.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     # capped at 1
     assert stats.holm([0.6, 0.7]) == pytest.approx([1.0, 1.0])
     assert stats.holm([]) == []
-
-
-@pytest.mark.parametrize(
-    ("p_adjusted", "differences", "expected"),
-    [
-        ([0.001, 0.01, 0.04], [0.02, 0.01, 0.03], True),
-        ([0.001], [-0.02], True),
-        ([0.001, 0.06, 0.001], [0.02, 0.01, 0.03], False),  # one repeat not significant
-        ([0.001, 0.001], [0.02, -0.01], False),  # the sign changes
-        ([0.05], [0.01], False),  # p must be below alpha
-        ([], [], False),
-    ],
-)
-def test_verdict_rule(p_adjusted, differences, expected):
-    assert stats.significant(p_adjusted, differences) is expected
-
-
-def test_exact_difference_interval_maps_clopper_pearson_of_the_discordant_images():
-    from statsmodels.stats.proportion import proportion_confint
-
-    low, high = proportion_confint(9, 10, alpha=0.05, method="beta")
-    interval = stats.exact_difference_interval(9, 1, 100)
-    assert interval.estimate == pytest.approx(0.08)
-    assert (interval.low, interval.high) == pytest.approx(
-        ((2 * low - 1) * 0.1, (2 * high - 1) * 0.1)
-    )
-    assert interval.method == "exact"
-    assert stats.exact_difference_interval(0, 0, 100) == stats.Interval(0.0, 0.0, 0.0, "exact")
-
-
-def test_holm_confidence_is_bonferroni_when_holm_multiplies_by_the_family():
-    assert stats.holm_confidence(0.01, 0.03, 3) == pytest.approx(1 - 0.05 / 3)
-    assert stats.holm_confidence(0.2, 0.2, 1) == pytest.approx(0.95)
-    assert stats.holm_confidence(0.0, 0.0, 4) == pytest.approx(1 - 0.05 / 4)
-
-
-@pytest.mark.parametrize("repeats", [1, 3])
-def test_a_verdict_interval_excludes_zero_exactly_when_the_verdict_rule_holds(repeats, monkeypatch):
-    # statsmodels' Holm runs gc.collect() on every call: seconds each in a test
-    # process that holds TensorFlow. Its arithmetic is what is tested here.
-    monkeypatch.setattr(gc, "collect", lambda *args: 0)
-    # Random families of pairs: discordant counts near the edge of significance.
-    rng = np.random.default_rng(repeats)
-    n, pairs, checked = 10_000, 6, 0
-    for _ in range(40):
-        per_pair = []
-        for _ in range(pairs):
-            d = rng.integers(0, 120, repeats)
-            a = rng.binomial(d, rng.uniform(0.3, 0.8))
-            per_pair.append(list(zip(a.tolist(), (d - a).tolist(), strict=True)))
-        raw = [
-            [stats.mcnemar_exact(*correctness(0, a, b, 0)).p_value for a, b in counts]
-            for counts in per_pair
-        ]
-        adjusted = np.array([stats.holm(list(col)) for col in np.array(raw).T]).T
-        for counts, p, p_holm in zip(per_pair, raw, adjusted, strict=True):
-            tests = [(a, b, pv, ph) for (a, b), pv, ph in zip(counts, p, p_holm, strict=True)]
-            interval = stats.verdict_interval(tests, n, pairs)
-            differences = [(a - b) / n for a, b in counts]
-            excludes_zero = interval.low > 0 or interval.high < 0
-            assert excludes_zero == stats.significant(list(p_holm), differences), tests
-            checked += excludes_zero
-    assert checked > 10  # some pairs were significant, so both sides were tested

@@ -95,3 +95,49 @@ def test_evaluation_on_the_test_split(small_fashion, trained, tmp_path):
     model = keras.saving.load_model(out / "model.keras")
     x_test, _ = load_split(small_fashion, "test")
     assert (model.predict(x_test[:5], verbose=0).argmax(axis=1) == predictions[:5]).all()
+
+
+def test_each_seed_source_moves_only_what_it_seeds(small_fashion, tmp_path):
+    """A repeat that varies one source keeps the others at repeat 0's seed."""
+    from cnnvsmlp.config import load_config
+
+    config = load_config("fashion-mnist", ["repeats=2", "variants=mlp", "vary_seeds=[order]"])
+    first, second = config.runs()
+    assert (first.seed_of("init"), first.seed_of("order"), first.seed_of("dropout")) == (0, 0, 0)
+    assert (second.seed_of("init"), second.seed_of("order"), second.seed_of("dropout")) == (0, 1, 0)
+    default = load_config("fashion-mnist", ["repeats=2"]).runs()[1]
+    assert default.init_seed is default.order_seed is default.dropout_seed is None
+
+    # The MLP has dropout: with only the dropout seed changed, the first batch's loss moves.
+    config = TrainConfig(epochs=1, batch_size=32, optimizer="adam")
+    base = RunSpec(variant="mlp", repeat=0, seed=3)
+    dropout = base.model_copy(update={"dropout_seed": 4})
+    order = base.model_copy(update={"order_seed": 4})
+    runs = {
+        name: train(small_fashion, run, config, tmp_path / name, verbose=0)
+        for name, run in (("base", base), ("dropout", dropout), ("order", order))
+    }
+    assert runs["base"].training_key != runs["dropout"].training_key != runs["order"].training_key
+    losses = {name: r.history[0].loss for name, r in runs.items()}
+    assert len(set(losses.values())) == 3
+
+
+def test_the_initial_model_takes_weights_and_dropout_from_their_own_seeds():
+    from cnnvsmlp.resume import rng_variables
+    from cnnvsmlp.train import initial_model
+
+    def weights_and_rng(**seeds):
+        model = initial_model(RunSpec(variant="mlp", repeat=0, seed=3, **seeds), 10)
+        rng = [np.asarray(v) for v in rng_variables(model)]
+        return model.get_weights(), rng
+
+    def same(a, b):
+        return all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+
+    base_w, base_rng = weights_and_rng()
+    dropout_w, dropout_rng = weights_and_rng(dropout_seed=4)
+    init_w, init_rng = weights_and_rng(init_seed=4)
+    other_w, other_rng = weights_and_rng(init_seed=4, dropout_seed=4)
+    assert base_rng and same(base_w, dropout_w) and not same(base_rng, dropout_rng)
+    assert not same(base_w, init_w) and same(base_rng, init_rng)
+    assert same(other_w, init_w) and same(other_rng, dropout_rng)

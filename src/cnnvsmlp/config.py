@@ -51,6 +51,8 @@ def _not_bool(value: object) -> object:
 Int = Annotated[int, BeforeValidator(_not_bool)]
 Float = Annotated[float, BeforeValidator(_not_bool)]
 SEED_LIMIT = 2**32  # NumPy's and TensorFlow's seeds are 32-bit
+SEED_SOURCES = ("init", "order", "dropout")
+SeedSource = Literal["init", "order", "dropout"]
 MAX_CONFIG_BYTES = 1 << 20
 # The URI schemes a location field reads or writes; anything else is a local path.
 URI_SCHEMES = ("gs://",)
@@ -211,6 +213,19 @@ class ExperimentConfig(_Config):
     seed: Int = Field(
         default=0, ge=0, lt=SEED_LIMIT, description="Run r of a variant trains with seed + r."
     )
+    vary_seeds: list[SeedSource] = Field(
+        default=list(SEED_SOURCES),
+        min_length=1,
+        description="What a repeat's seed changes: the initial weights, the order of the "
+        "training images, dropout's masks; the others keep the seed of repeat 0.",
+    )
+    equivalence_margin: float = Field(
+        default=1.0,
+        gt=0,
+        le=100,
+        description="Points of test accuracy within which two variants are called equivalent "
+        "when the two one-sided tests show it (cnnvsmlp.pairwise).",
+    )
     limit: Int | None = Field(
         default=None, ge=10, description="Use at most this many images of each official split."
     )
@@ -325,8 +340,8 @@ class ExperimentConfig(_Config):
     def resume_path(self, job_id: str) -> str | None:
         """The scope under which one pipeline job keeps its trainings, if anywhere.
 
-        A training's state lies in ``<resume_path>/<run id>/<training key>``
-        (:func:`cnnvsmlp.resume.training_uri`). The scope is ``shared`` with
+        A training's state lies in ``<resume_path>/<run id>/<training key>``.
+        The scope is ``shared`` with
         ``reuse_trainings``, else ``resume_scope``, else the job's id.
         """
         if not self.resume_uri:
@@ -336,11 +351,16 @@ class ExperimentConfig(_Config):
 
     def runs(self) -> list[RunSpec]:
         """Every (variant, repeat) training run of this experiment, in a stable order."""
-        return [
-            RunSpec(variant=v, repeat=r, seed=self.seed + r)
-            for v in self.variants
-            for r in range(self.repeats)
-        ]
+        return [self._run(v, r) for v in self.variants for r in range(self.repeats)]
+
+    def _run(self, variant: str, repeat: int) -> RunSpec:
+        seed = self.seed + repeat
+        fixed = {
+            f"{source}_seed": self.seed
+            for source in SEED_SOURCES
+            if source not in self.vary_seeds and seed != self.seed
+        }
+        return RunSpec(variant=variant, repeat=repeat, seed=seed, **fixed)
 
     def scheduled_runs(self) -> list[RunSpec]:
         """The runs in the order to start them: the slowest variant's first.
@@ -361,12 +381,29 @@ class RunSpec(_Config):
     variant: str
     repeat: Int = Field(ge=0)
     seed: Int = Field(ge=0, lt=SEED_LIMIT)
+    init_seed: Int | None = Field(
+        default=None, ge=0, lt=SEED_LIMIT, description="Seed of the initial weights; null: seed."
+    )
+    order_seed: Int | None = Field(
+        default=None,
+        ge=0,
+        lt=SEED_LIMIT,
+        description="Seed of the epochs' image order; null: seed.",
+    )
+    dropout_seed: Int | None = Field(
+        default=None, ge=0, lt=SEED_LIMIT, description="Seed of dropout's masks; null: seed."
+    )
     n_train: Int | None = Field(
         default=None,
         ge=1,
         description="Train on this many images of the training split (cnnvsmlp.efficiency); "
         "null: all of them.",
     )
+
+    def seed_of(self, source: SeedSource) -> int:
+        """The seed of one source of randomness: its own when set, else the run's."""
+        own = getattr(self, f"{source}_seed")
+        return self.seed if own is None else own
 
     @property
     def run_id(self) -> str:

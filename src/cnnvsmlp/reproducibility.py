@@ -20,7 +20,8 @@ after 50 steps the weights differ bit-wise):
 - **Threads.** TensorFlow splits an op over one thread per core unless told
   otherwise, and the split changes the order of the sums.
 
-:func:`pin_numerics` fixes both for the process. GPUs use other kernels
+``TF_ENABLE_ONEDNN_OPTS`` and the thread settings, set before TensorFlow is
+imported, fix both for a process. GPUs use other kernels
 altogether: a GPU run matches no CPU run bit for bit.
 """
 

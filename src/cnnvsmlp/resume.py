@@ -6,18 +6,19 @@ seed, the training config, the code that trains and the numerics fingerprint
 of the machine (:meth:`~cnnvsmlp.records.Hardware.numerics`); two trainings
 with one key give the same weights bit for bit. With the config's
 ``resume_uri`` set (a ``gs://`` prefix or a folder), training keeps its state
-in ``<resume_uri>/<scope>/<run id>/<training key>`` (:func:`training_uri`;
-the run id, e.g. ``mlp-r0``, lets a person find a run's state), where the
-scope is ``shared`` when ``reuse_trainings`` is on, else ``resume_scope``, else
-the pipeline job's id (on the cluster: a retry of the same job resumes, and
-KFP's own caching is untouched). What :func:`cnnvsmlp.train.train` finds
+in ``<resume_uri>/<scope>/<run id>/<training key>``
+(``ExperimentConfig.resume_path`` is the scope; the run id, e.g. ``mlp-r0``,
+lets a person find a run's state), where the scope is ``shared`` when
+``reuse_trainings`` is on, else ``resume_scope``, else the pipeline job's id
+(on the cluster: a retry of the same job resumes, and KFP's own caching is
+untouched). What :func:`cnnvsmlp.train.train` finds
 there decides what it does: a finished training is *reused* (its inference
 model hard-linked or copied, its record returned with ``reused_from`` naming
 the folder that trained it); an interrupted one *resumes* from its newest
 complete epoch; anything else trains from the start. A local runner sets
 ``resume_uri=<runs_dir>/.trainings`` and ``reuse_trainings=true`` to share
 trainings across runs, or ``resume_scope=<run id>`` so that only that run's
-own state resumes; :func:`store_bytes` says how much disk the store holds.
+own state resumes.
 Training reports ``reused``, ``resumed`` and ``set_aside`` (and its epochs)
 as :mod:`cnnvsmlp.progress` events; ``reused_from`` and the event's ``from``
 are the producer's output folder (locally under ``runs/<run id>/``).
@@ -68,7 +69,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import Field, ValidationError, model_validator
 
 from cnnvsmlp import progress, storage
-from cnnvsmlp.config import RunSpec, TrainConfig
+from cnnvsmlp.config import SEED_SOURCES, RunSpec, TrainConfig
 from cnnvsmlp.errors import UserError
 from cnnvsmlp.jsonmodel import Record
 from cnnvsmlp.outputs import claim_dir, write_atomically
@@ -201,6 +202,9 @@ def training_key(
         "keras": metadata.version("keras"),  # keras.__version__, without loading TensorFlow
         "numerics": list(hardware.numerics()),
     }
+    own = {s: run.seed_of(s) for s in SEED_SOURCES if run.seed_of(s) != run.seed}
+    if own:
+        parts["seeds"] = own  # a source held at another seed than the run's
     whole = meta.get("counts", {}).get("train")
     if run.n_train is not None and (whole is None or run.n_train < whole):
         parts["n_train"] = run.n_train  # cnnvsmlp.efficiency's subset: n images of the seed's order
@@ -343,7 +347,7 @@ class Training:
         state_key: its :func:`training_key` without the epoch count.
         run: the variant and seed.
         config: the training config.
-        mirror: ``gs://`` prefix or folder for this training (:func:`training_uri`), or None.
+        mirror: ``gs://`` prefix or folder for this training, or None.
         origin: who trains, recorded for a later reuse; by default ``out``.
     """
 

@@ -47,7 +47,7 @@ from cnnvsmlp.errors import UserError
 from cnnvsmlp.models import build_model
 from cnnvsmlp.outputs import claim_dir
 from cnnvsmlp.records import EarlyStop, Epoch, Hardware, TrainResult
-from cnnvsmlp.resume import METRICS, OUTPUTS, machine_memo, open_training
+from cnnvsmlp.resume import METRICS, OUTPUTS, machine_memo, open_training, rng_variables
 
 STEP_EVERY_S = 1.0
 """Seconds between two ``step`` progress events of an epoch, at least."""
@@ -60,6 +60,19 @@ class TrainingDiverged(UserError):
 def make_deterministic(seed: int) -> None:
     """Seed Python, NumPy and the Keras backend and make its ops deterministic."""
     backend.make_deterministic(seed)
+
+
+def initial_model(run: RunSpec, num_classes: int) -> keras.Model:
+    """The uncompiled model before training: weights from the init seed, dropout from its own."""
+    dropout = []
+    if run.seed_of("dropout") != run.seed_of("init"):
+        make_deterministic(run.seed_of("dropout"))
+        dropout = rng_variables(build_model(run.variant, num_classes))
+    make_deterministic(run.seed_of("init"))
+    model = build_model(run.variant, num_classes)
+    for mine, theirs in zip(rng_variables(model), dropout, strict=False):
+        mine.assign(theirs)  # dropout's generators as the dropout seed starts them
+    return model
 
 
 def make_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
@@ -153,7 +166,7 @@ def train(
         verbose: Keras' fit verbosity; progress goes to the
             ``cnnvsmlp.progress`` logger whatever it is.
         resume_uri: this training's ``gs://`` prefix or folder
-            (:func:`cnnvsmlp.resume.training_uri`): its state is mirrored
+            (``<resume_path>/<run id>/<training key>``): its state is mirrored
             there after every epoch, and a finished training or the state of
             an interrupted one found there is reused or resumed.
         origin: who trains, recorded for a later reuse; by default ``out_dir``.
@@ -186,8 +199,7 @@ def train(
 
     # Model
     def fresh() -> keras.Model:
-        make_deterministic(run.seed)
-        model = build_model(run.variant, len(meta["classes"]))
+        model = initial_model(run, len(meta["classes"]))
         model.compile(
             optimizer=make_optimizer(config),
             loss="sparse_categorical_crossentropy",
@@ -212,7 +224,7 @@ def train(
         decision = stop_decision(history, config)
         if decision is not None and decision.stop:
             break  # a resumed training that had stopped already
-        order = epoch_order(run.seed, epoch - 1, len(x_train))
+        order = epoch_order(run.seed_of("order"), epoch - 1, len(x_train))
         steps = Progress(run, epoch, config.epochs)
         start = time.perf_counter()
         fit = model.fit(

@@ -8,13 +8,13 @@ is compared with it at each size:
 
 - accuracy per variant and size: the mean over repeats with a t-interval
   (:func:`cnnvsmlp.stats.accuracy_interval`);
-- the gap (variant - baseline) per size: a t-interval over the per-repeat
-  differences, and McNemar's exact test per repeat on the same test images,
-  both trained on the same subset; the p-values Holm-adjusted over every
-  size and repeat of the pair;
-- a learning curve per variant (:mod:`~cnnvsmlp.efficiency.curves`) and the
-  baseline's data multiplier at each size, bootstrapped over the repeats
-  that finished for both variants at every size;
+- the gap (variant - baseline) per size: :mod:`cnnvsmlp.pairwise`'s difference
+  over seeds and test images, the sizes of a variant one family, with
+  McNemar's exact test per repeat as a detail;
+- two learning-curve families per variant, each scored on predicting the
+  largest size (:mod:`~cnnvsmlp.efficiency.curves`), and the baseline's data
+  multiplier at each size, interpolated between the sampled sizes and
+  bootstrapped over whole repeats;
 - where each training stopped by the rule of :mod:`~cnnvsmlp.efficiency.stopping`,
   flagging those that reached the cap on epochs still improving;
 - accuracy on the test images shifted by 1 to 4 pixels (:mod:`cnnvsmlp.shift`)
@@ -26,14 +26,16 @@ is compared with it at each size:
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 from pydantic import Field
 
+from cnnvsmlp import pairwise
 from cnnvsmlp.config import ExperimentConfig
-from cnnvsmlp.efficiency.curves import CurveFit, Multiplier
+from cnnvsmlp.efficiency.curves import FAMILIES, CurveFit, Holdout, Multiplier
 from cnnvsmlp.efficiency.plan import EfficiencyConfig
 from cnnvsmlp.efficiency.stopping import StoppingRule, decide
 from cnnvsmlp.errors import UserError
@@ -42,7 +44,7 @@ from cnnvsmlp.provenance import Provenance
 from cnnvsmlp.records import EvalResult, Hardware, RunFailure
 from cnnvsmlp.stats import ALPHA, CONFIDENCE, Interval
 
-SCHEMA_VERSION = "efficiency/1"
+SCHEMA_VERSION = "efficiency/2"
 
 
 class EfficiencyRunsFailed(UserError):
@@ -78,28 +80,6 @@ class SizeSummary(Record):
     runs: list[RunPoint]
 
 
-class GapTest(Record):
-    """McNemar's exact test of a variant against the baseline in one repeat."""
-
-    repeat: int
-    difference: float
-    only_variant_correct: int
-    only_baseline_correct: int
-    p_value: float
-    p_holm: float
-
-
-class SizeGap(Record):
-    """Variant minus baseline test accuracy at one size."""
-
-    variant: str
-    baseline: str
-    n_train: int
-    difference: Interval
-    tests: list[GapTest]
-    significant: bool
-
-
 class ShiftPoint(Record):
     """A variant at one size on the test images shifted by ``shift`` pixels, over its repeats."""
 
@@ -107,24 +87,6 @@ class ShiftPoint(Record):
     n_train: int
     shift: int = Field(description="Pixels moved; 0: the test images as they are.")
     accuracy: Interval
-
-
-class ShiftGap(Record):
-    """Variant minus baseline accuracy at one size on the images shifted by ``shift`` pixels."""
-
-    variant: str
-    baseline: str
-    n_train: int
-    shift: int
-    difference: Interval
-
-
-class VariantCurve(Record):
-    """A variant's fitted learning curve, or why there is none."""
-
-    variant: str
-    fit: CurveFit | None
-    error: str = ""
 
 
 class VariantMultipliers(Record):
@@ -151,12 +113,20 @@ class EfficiencyAnalysis(Record):
     max_epochs: int
     confidence: float = CONFIDENCE
     alpha: float = ALPHA
+    margin: float = pairwise.MARGIN
     points: list[SizeSummary]
-    gaps: list[SizeGap]
-    curves: list[VariantCurve]
+    gaps: list[pairwise.Difference] = Field(
+        description="Each variant minus the baseline at each size; a variant's sizes, one family."
+    )
+    curves: list[CurveFit] = Field(description="Each variant's fit of each family, every size.")
+    holdouts: list[Holdout] = Field(
+        default=[], description="Each family fitted without the largest size, predicting it."
+    )
     multipliers: list[VariantMultipliers]
     shift_points: list[ShiftPoint] = []
-    shift_gaps: list[ShiftGap] = []
+    shift_gaps: list[pairwise.Difference] = Field(
+        default=[], description="The gaps per size and shift of 1 pixel or more, one family."
+    )
     status: str = "complete"
     failures: list[RunFailure] = []
     provenance: Provenance = Field(default_factory=Provenance)
@@ -217,18 +187,7 @@ def analyze(
         UserError: a run has no training-set size, or was scored on other labels.
     """
     from cnnvsmlp.data.store import labels_digest
-    from cnnvsmlp.efficiency.curves import (
-        BOOTSTRAP_SAMPLES,
-        bootstrap_multipliers,
-        fit_learning_curve,
-    )
-    from cnnvsmlp.stats import (
-        accuracy_interval,
-        difference_interval,
-        holm,
-        mcnemar_exact,
-        significant,
-    )
+    from cnnvsmlp.stats import accuracy_interval
 
     digest = labels_digest(test_labels)
     failures = [r for r in results if isinstance(r, RunFailure)]
@@ -264,90 +223,15 @@ def analyze(
                 )
 
     baseline, others = config.variants[0], config.variants[1:]
-    correct = {
-        key: {k: np.asarray(r.predictions) == test_labels for k, r in runs.items()}
-        for key, runs in by_key.items()
-    }
-    gaps: list[SizeGap] = []
-    for v in others:
-        found = []
-        for n in sizes:
-            mine, base = correct.get((v, n), {}), correct.get((baseline, n), {})
-            shared = sorted(set(mine) & set(base))
-            if shared:
-                found.append((n, shared, [mcnemar_exact(mine[k], base[k]) for k in shared]))
-        adjusted = iter(holm([t.p_value for _, _, tests in found for t in tests]))
-        for n, shared, tests in found:
-            p_holm = [next(adjusted) for _ in tests]
-            diffs = [(t.only_a - t.only_b) / n_test for t in tests]
-            gaps.append(
-                SizeGap(
-                    variant=v,
-                    baseline=baseline,
-                    n_train=n,
-                    difference=difference_interval(tests, n_test),
-                    tests=[
-                        GapTest(
-                            repeat=k,
-                            difference=d,
-                            only_variant_correct=t.only_a,
-                            only_baseline_correct=t.only_b,
-                            p_value=t.p_value,
-                            p_holm=p,
-                        )
-                        for k, t, d, p in zip(shared, tests, diffs, p_holm, strict=True)
-                    ],
-                    significant=significant(p_holm, diffs),
-                )
-            )
-
-    def errors(variant: str) -> tuple[list[int], list[float]]:
-        pairs = [
-            (n, 1.0 - r.accuracy) for n in sizes for r in by_key.get((variant, n), {}).values()
-        ]
-        return [n for n, _ in pairs], [e for _, e in pairs]
-
-    curves = []
-    for v in config.variants:
-        try:
-            curves.append(VariantCurve(variant=v, fit=fit_learning_curve(*errors(v))))
-        except (ValueError, RuntimeError) as err:
-            curves.append(VariantCurve(variant=v, fit=None, error=str(err)))
-
-    multipliers = []
-    for v in others:
-        # The bootstrap pairs repeats: those that finished for both variants at every size.
-        finished = [set(by_key.get((w, n), {})) for w in (v, baseline) for n in sizes]
-        repeats = sorted(set.intersection(*finished))
-        if not repeats:
-            multipliers.append(
-                VariantMultipliers(
-                    variant=v,
-                    baseline=baseline,
-                    multipliers=[],
-                    error="no repeat finished at every size for both variants",
-                )
-            )
-            continue
-        table = {
-            w: np.array([[1.0 - by_key[(w, n)][k].accuracy for k in repeats] for n in sizes])
-            for w in (v, baseline)
-        }
-        try:
-            found = bootstrap_multipliers(
-                sizes,
-                table[baseline],
-                table[v],
-                sizes,
-                samples=bootstrap_samples or BOOTSTRAP_SAMPLES,
-            )
-            multipliers.append(VariantMultipliers(variant=v, baseline=baseline, multipliers=found))
-        except (ValueError, RuntimeError) as err:
-            multipliers.append(
-                VariantMultipliers(variant=v, baseline=baseline, multipliers=[], error=str(err))
-            )
-
-    shift_points, shift_gaps = _shift_results(by_key, config.variants, sizes, test_labels)
+    margin = config.equivalence_margin / 100
+    gaps = [
+        d
+        for v in others
+        for d in pairwise.decide(_size_estimates(by_key, v, baseline, sizes, test_labels), margin)
+    ]
+    scores = {key: {k: r.accuracy for k, r in runs.items()} for key, runs in by_key.items()}
+    curves, holdouts, multipliers = _curves(scores, config.variants, sizes, bootstrap_samples)
+    shift_points, shift_gaps = _shift_results(by_key, config.variants, sizes, test_labels, margin)
     machines = {
         r.training.hardware.model_dump_json(): r.training.hardware
         for runs in by_key.values()
@@ -364,9 +248,11 @@ def analyze(
         repeats=config.repeats,
         stopping=rule,
         max_epochs=max_epochs,
+        margin=margin,
         points=points,
         gaps=gaps,
         curves=curves,
+        holdouts=holdouts,
         multipliers=multipliers,
         shift_points=shift_points,
         shift_gaps=shift_gaps,
@@ -377,65 +263,213 @@ def analyze(
     )
 
 
+def _correct(runs: dict[int, EvalResult], labels: np.ndarray, shift: int) -> dict[int, np.ndarray]:
+    """Per repeat that has this shift, whether each (shifted) test image was right."""
+    out = {}
+    for k, r in runs.items():
+        found = {0: r.predictions, **{s.shift: s.predictions for s in r.shifted}}
+        if len(found.get(shift, [])) == len(labels):
+            out[k] = np.asarray(found[shift]) == labels
+    return out
+
+
+def _size_estimates(
+    by_key: dict[tuple[str, int], dict[int, EvalResult]],
+    variant: str,
+    baseline: str,
+    sizes: list[int],
+    labels: np.ndarray,
+    shifts: tuple[int, ...] = (0,),
+) -> list[pairwise.Estimate]:
+    """``variant - baseline`` at each size (and shift), paired by repeat."""
+    found = []
+    for n in sizes:
+        for s in shifts:
+            mine = _correct(by_key.get((variant, n), {}), labels, s)
+            base = _correct(by_key.get((baseline, n), {}), labels, s)
+            shared = sorted(set(mine) & set(base))
+            if shared:
+                found.append(
+                    pairwise.estimate(
+                        variant,
+                        baseline,
+                        np.array([mine[k] for k in shared]),
+                        np.array([base[k] for k in shared]),
+                        shared,
+                        details=s == 0,
+                        n_train=n,
+                        shift=s,
+                    )
+                )
+    return found
+
+
+def _curves(
+    scores: dict[tuple[str, int], dict[int, float]],
+    variants: list[str],
+    sizes: list[int],
+    bootstrap_samples: int | None,
+) -> tuple[list[CurveFit], list[Holdout], list[VariantMultipliers]]:
+    """Each family's fit, its held-out score, and the multipliers, on repeats done at every size.
+
+    ``scores[(variant, n)][repeat]`` is a test accuracy.
+    """
+    from cnnvsmlp.efficiency.curves import BOOTSTRAP_SAMPLES, fit, holdout, multipliers
+
+    finished = [set(scores.get((v, n), {})) for v in variants for n in sizes]
+    repeats = sorted(set.intersection(*finished)) if finished else []
+    if not repeats or len(sizes) < 3:
+        why = "no repeat finished at every size for every variant" if not repeats else ""
+        why = why or "fewer than three sizes"
+        return (
+            [],
+            [],
+            [
+                VariantMultipliers(variant=v, baseline=variants[0], multipliers=[], error=why)
+                for v in variants[1:]
+            ],
+        )
+    accuracy = {
+        v: np.array([[scores[(v, n)][k] for k in repeats] for n in sizes]) for v in variants
+    }
+    curves, holdouts = [], []
+    for v in variants:
+        for family in FAMILIES:
+            try:
+                curves.append(fit(family, np.repeat(sizes, len(repeats)), 1 - accuracy[v].ravel()))
+            except (ValueError, RuntimeError):
+                pass
+            holdouts.append(holdout(v, family, sizes, 1 - accuracy[v]))
+    found = [
+        VariantMultipliers(
+            variant=v,
+            baseline=variants[0],
+            multipliers=multipliers(
+                sizes, accuracy[variants[0]], accuracy[v], bootstrap_samples or BOOTSTRAP_SAMPLES
+            ),
+        )
+        for v in variants[1:]
+    ]
+    return curves, holdouts, found
+
+
 def _shift_results(
     by_key: dict[tuple[str, int], dict[int, EvalResult]],
     variants: list[str],
     sizes: list[int],
     labels: np.ndarray,
-) -> tuple[list[ShiftPoint], list[ShiftGap]]:
+    margin: float,
+) -> tuple[list[ShiftPoint], list[pairwise.Difference]]:
     """Accuracy and gap at every shift the runs were scored on; shift 0 is the test split."""
-    from cnnvsmlp.stats import accuracy_interval, difference_interval, mcnemar_exact
+    from cnnvsmlp.stats import accuracy_interval
 
     n_test = len(labels)
-
-    def accuracies(r: EvalResult) -> dict[int, float]:
-        found = {s.shift: s.accuracy for s in r.shifted}
-        return {0: r.accuracy, **found} if found else {}
-
-    def predictions(r: EvalResult) -> dict[int, np.ndarray]:
-        found = {s.shift: np.asarray(s.predictions) for s in r.shifted}
-        found = {s: p for s, p in found.items() if len(p) == n_test}
-        return {0: np.asarray(r.predictions), **found} if found else {}
-
-    scored = {key: {k: predictions(r) for k, r in runs.items()} for key, runs in by_key.items()}
-    scores = {key: {k: accuracies(r) for k, r in runs.items()} for key, runs in by_key.items()}
-    shifts = sorted({s for runs in scores.values() for a in runs.values() for s in a})
+    shifts = sorted({s.shift for runs in by_key.values() for r in runs.values() for s in r.shifted})
     points = []
     for v in variants:
         for n in sizes:
-            runs = scores.get((v, n), {})
-            for s in shifts:
-                correct = [round(a[s] * n_test) for a in runs.values() if s in a]
+            for s in (0, *shifts) if shifts else ():
+                correct = _correct(by_key.get((v, n), {}), labels, s)
                 if correct:
                     points.append(
                         ShiftPoint(
                             variant=v,
                             n_train=n,
                             shift=s,
-                            accuracy=accuracy_interval(correct, n_test),
+                            accuracy=accuracy_interval(
+                                [int(c.sum()) for c in correct.values()], n_test
+                            ),
                         )
                     )
+    estimates = [
+        e
+        for v in variants[1:]
+        for e in _size_estimates(by_key, v, variants[0], sizes, labels, tuple(shifts))
+    ]
+    return points, pairwise.decide(estimates, margin)
+
+
+def read_analysis(path: str | Path, bootstrap_samples: int | None = None) -> EfficiencyAnalysis:
+    """An analysis in this schema: read, or restated from ``efficiency/1``.
+
+    An ``efficiency/1`` record kept each repeat's accuracy per size and shift
+    and, at shift 0, its McNemar counts, but not which images: the gaps are
+    restated by :func:`cnnvsmlp.pairwise.bounded` (the shifted ones with the
+    disagreement bounded by the two accuracies), the curves and multipliers
+    made again from the accuracies. Nothing is retrained or re-evaluated.
+    """
+    text = Path(path).read_text()
+    record = json.loads(text)
+    if not isinstance(record, dict) or record.get("schema_version") != "efficiency/1":
+        return EfficiencyAnalysis.read(path)
+    n_test, baseline = int(record["n_test"]), record["baseline"]
+    sizes = [int(n) for n in record["sizes"]]
+    runs = {(p["variant"], int(p["n_train"])): p["runs"] for p in record["points"]}
     gaps = []
-    baseline = variants[0]
-    for v in variants[1:]:
+    for v in record["variants"][1:]:
+        estimates = [
+            pairwise.bounded(
+                v,
+                baseline,
+                [t["difference"] for t in g["tests"]],
+                [
+                    (t["only_variant_correct"] + t["only_baseline_correct"]) / n_test
+                    for t in g["tests"]
+                ],
+                n_test,
+                n_train=int(g["n_train"]),
+            )
+            for g in record["gaps"]
+            if g["variant"] == v
+        ]
+        for d, g in zip(
+            pairwise.decide(estimates),
+            [g for g in record["gaps"] if g["variant"] == v],
+            strict=True,
+        ):
+            tests = [
+                pairwise.RepeatTest(
+                    repeat=t["repeat"],
+                    difference=t["difference"],
+                    only_a_correct=t["only_variant_correct"],
+                    only_b_correct=t["only_baseline_correct"],
+                    p_value=t["p_value"],
+                    p_holm=t["p_holm"],
+                )
+                for t in g["tests"]
+            ]
+            gaps.append(d.model_copy(update={"tests": tests}))
+    shifted = []
+    for v in record["variants"][1:]:
         for n in sizes:
-            mine, base = scored.get((v, n), {}), scored.get((baseline, n), {})
-            for s in shifts:
-                shared = [k for k in sorted(set(mine) & set(base)) if s in mine[k] and s in base[k]]
-                if shared:
-                    tests = [
-                        mcnemar_exact(mine[k][s] == labels, base[k][s] == labels) for k in shared
-                    ]
-                    gaps.append(
-                        ShiftGap(
-                            variant=v,
-                            baseline=baseline,
-                            n_train=n,
-                            shift=s,
-                            difference=difference_interval(tests, n_test),
-                        )
+            mine = {r["repeat"]: r["shifted_accuracy"] for r in runs.get((v, n), [])}
+            base = {r["repeat"]: r["shifted_accuracy"] for r in runs.get((baseline, n), [])}
+            shared = sorted(set(mine) & set(base))
+            for shift in sorted({int(s) for k in shared for s in mine[k]}):
+                pa = [mine[k][str(shift)] for k in shared]
+                pb = [base[k][str(shift)] for k in shared]
+                shifted.append(
+                    pairwise.bounded(
+                        v,
+                        baseline,
+                        [x - y for x, y in zip(pa, pb, strict=True)],
+                        [min(x + y, 2 - x - y) for x, y in zip(pa, pb, strict=True)],
+                        n_test,
+                        n_train=n,
+                        shift=shift,
                     )
-    return points, gaps
+                )
+    scores = {key: {r["repeat"]: r["test_accuracy"] for r in found} for key, found in runs.items()}
+    curves, holdouts, multipliers = _curves(scores, record["variants"], sizes, bootstrap_samples)
+    record.update(
+        schema_version=SCHEMA_VERSION,
+        gaps=[g.model_dump(mode="json") for g in gaps],
+        shift_gaps=[d.model_dump(mode="json") for d in pairwise.decide(shifted)],
+        curves=[c.model_dump(mode="json") for c in curves],
+        holdouts=[h.model_dump(mode="json") for h in holdouts],
+        multipliers=[m.model_dump(mode="json") for m in multipliers],
+    )
+    return EfficiencyAnalysis.model_validate(record)
 
 
 def write_analysis(analysis: EfficiencyAnalysis, out_dir: str | Path) -> None:

@@ -1,19 +1,18 @@
-"""Learning curves: test error against training-set size, and the data multiplier.
+"""Learning curves checked out of sample, and the data multiplier read off the data.
 
-Each variant's error follows ``error(n) = a * (n / n_ref) ** -b + c``: a power
-law falling towards a floor ``c``, the error no amount of data removes. With
-``n_ref = 1000``, ``a`` is the error above the floor at a thousand images
-(the form ``a' * n ** -b + c`` has ``a' = a * n_ref ** b``, a number too large
-to read or to fit well). The fit is SciPy's ``curve_fit`` (trust region,
-bounds ``a >= 0``, ``0 <= b <= 5``, ``0 <= c <= 1``) over every run, each repeat
-a point; its covariance gives the parameters' standard errors.
+Two curve families describe test error against training-set size ``n``
+(``x = n / 1000``): a power law ``a * x**-b`` and a power law with a floor
+``a * x**-b + c``. Each is fitted on every size but the largest and scored
+on predicting the largest (:func:`holdout`): a family that misses there says
+nothing beyond the sizes trained. No number is read off a curve.
 
-The data multiplier at size ``n``: how many times more images a variant
-needs to reach another's fitted error at ``n``, ``size_needed(slow,
-error(fast, n)) / n``; infinite when that error lies below the slow
-variant's floor. Its interval comes from a bootstrap over repeats: the
-repeats of each size are drawn with replacement, the same repeats for both
-variants (they trained on the same subsets), both curves refitted.
+The data multiplier at size ``n`` (:func:`multipliers`): how many times ``n``
+images the baseline needs to reach the mean accuracy the other variant has at
+``n``, interpolated between the sampled sizes on the baseline's observed mean
+accuracies (log size, the running maximum so it never falls). Outside the
+sampled sizes it is not given: "beyond the data". Its interval comes from a
+bootstrap over whole repeats (a repeat's nested subsets and both variants'
+trainings on them stay together).
 """
 
 from __future__ import annotations
@@ -27,180 +26,206 @@ from pydantic import Field
 from cnnvsmlp.jsonmodel import Record
 
 N_REF = 1000.0
-BOUNDS = ([0.0, 0.0, 0.0], [np.inf, 5.0, 1.0])
 BOOTSTRAP_SAMPLES = 1000
 CONFIDENCE = 0.95
+FAMILIES = {
+    "power": "a * (n/1000)^-b",
+    "power+floor": "a * (n/1000)^-b + c",
+}
 
 
 class CurveFit(Record):
-    """A fitted learning curve ``error = a * (n / n_ref) ** -b + c``."""
+    """A fitted learning curve of one family."""
 
-    a: float = Field(description="Error above the floor at n = n_ref.")
-    b: float = Field(description="How fast the error falls: the power of n.")
-    c: float = Field(description="The floor: the error with unlimited data.")
-    n_ref: float = N_REF
-    standard_errors: list[float | None] = Field(
-        description="Of a, b and c, from the fit's covariance; None where it has none."
-    )
-    covariance: list[list[float | None]]
-    rmse: float = Field(description="Root mean square of the residuals over the points fitted.")
-    points: int
+    family: str = Field(description="A key of FAMILIES.")
+    params: dict[str, float]
+    sizes: list[int] = Field(description="The sizes it was fitted on.")
+    rmse: float = Field(description="Root mean square of the residuals, as a fraction.")
 
     def error(self, n: float | np.ndarray) -> float | np.ndarray:
         """The fitted error at ``n`` training images."""
-        return _curve(np.asarray(n, dtype=float) / self.n_ref, self.a, self.b, self.c)
-
-    def size_needed(self, error: float) -> float:
-        """Training images at which the fitted error falls to ``error``; inf below the floor."""
-        if error <= self.c or self.a <= 0 or self.b <= 0:
-            return math.inf
-        # In logs: a nearly flat curve (b near 0) needs more images than a float holds.
-        log_n = math.log(self.n_ref) + (math.log(self.a) - math.log(error - self.c)) / self.b
-        return math.exp(log_n) if log_n < 700 else math.inf
+        return _curve(self.family, np.asarray(n, dtype=float) / N_REF, **self.params)
 
 
-def _finite_or_none(value: float) -> float | None:
-    return float(value) if math.isfinite(value) else None
+def _curve(family: str, x: np.ndarray, a: float, b: float, c: float = 0.0) -> np.ndarray:
+    return a * x**-b + (c if family == "power+floor" else 0.0)
 
 
-def _curve(x: np.ndarray, a: float, b: float, c: float) -> np.ndarray:
-    return a * x**-b + c
-
-
-def fit_learning_curve(sizes: Sequence[float], errors: Sequence[float]) -> CurveFit:
-    """Fit ``error = a * (n / n_ref) ** -b + c`` to (size, error) points.
-
-    Args:
-        sizes: training images of each point (repeats of one size appear once each).
-        errors: test error (1 - accuracy) of each point.
-
-    Returns:
-        The parameters, their standard errors and covariance, and the fit's RMSE.
+def fit(family: str, sizes: Sequence[float], errors: Sequence[float]) -> CurveFit:
+    """Fit one family to (size, error) points, each repeat a point.
 
     Raises:
-        ValueError: fewer than three distinct sizes, or lengths that differ.
+        ValueError: an unknown family, too few sizes, or lengths that differ.
         RuntimeError: the fit did not converge.
     """
     from scipy.optimize import curve_fit
 
-    n = np.asarray(sizes, dtype=float)
-    e = np.asarray(errors, dtype=float)
+    if family not in FAMILIES:
+        raise ValueError(f"unknown curve family {family!r}; known: {', '.join(FAMILIES)}")
+    n, e = np.asarray(sizes, dtype=float), np.asarray(errors, dtype=float)
     if n.shape != e.shape:
         raise ValueError(f"{n.size} sizes but {e.size} errors")
-    if len(np.unique(n)) < 3:
-        raise ValueError(f"a learning curve needs three sizes or more, got {len(np.unique(n))}")
+    needed = 3 if family == "power+floor" else 2
+    if len(np.unique(n)) < needed:
+        raise ValueError(f"a {family} curve needs {needed} sizes or more")
     x = n / N_REF
-    c0 = float(np.clip(e.min() * 0.5, 0.0, 1.0))
-    a0 = float(max(np.interp(1.0, np.sort(x), e[np.argsort(x)]) - c0, 1e-3))
-    params, cov = curve_fit(
-        _curve, x, e, p0=[a0, 0.5, c0], bounds=BOUNDS, method="trf", maxfev=20000
-    )
-    residuals = e - _curve(x, *params)
+    slope, intercept = np.polyfit(np.log(x), np.log(np.maximum(e, 1e-6)), 1)
+    if family == "power":
+        params = {"a": float(math.exp(intercept)), "b": float(-slope)}
+    else:
+        c0 = float(np.clip(e.min() * 0.5, 0.0, 1.0))
+        found, _ = curve_fit(
+            lambda x, a, b, c: a * x**-b + c,
+            x,
+            e,
+            p0=[max(math.exp(intercept) - c0, 1e-3), max(-slope, 0.05), c0],
+            bounds=([0.0, 0.0, 0.0], [np.inf, 5.0, 1.0]),
+            method="trf",
+            maxfev=20000,
+        )
+        params = dict(zip("abc", (float(v) for v in found), strict=True))
+    residuals = e - _curve(family, x, **params)
     return CurveFit(
-        a=float(params[0]),
-        b=float(params[1]),
-        c=float(params[2]),
-        standard_errors=[_finite_or_none(s) for s in np.sqrt(np.abs(np.diag(cov)))],
-        covariance=[[_finite_or_none(v) for v in row] for row in cov],
+        family=family,
+        params=params,
+        sizes=sorted({int(v) for v in n}),
         rmse=float(np.sqrt(np.mean(residuals**2))),
-        points=len(e),
     )
 
 
-def data_multiplier(slow: CurveFit, fast: CurveFit, n: float) -> float:
-    """How many times ``n`` images the slow variant needs to reach the fast one's error at ``n``.
+class Holdout(Record):
+    """A family fitted without the largest size, predicting it."""
+
+    variant: str
+    family: str
+    fitted_on: list[int]
+    size: int = Field(description="The held-out size: the largest trained.")
+    predicted: float = Field(description="The fitted error at the held-out size.")
+    observed: float = Field(description="The mean error of its repeats there.")
+    miss: float = Field(description="predicted - observed, as a fraction.")
+    error: str = Field(default="", description="Why there is no fit, if there is none.")
+
+
+def holdout(variant: str, family: str, sizes: Sequence[int], errors: np.ndarray) -> Holdout:
+    """Fit ``family`` on every size but the largest and predict the largest.
 
     Args:
-        slow: the learning curve of the variant that needs more data (the MLP).
-        fast: the learning curve of the other (the CNN).
-        n: training images of the fast variant.
-
-    Returns:
-        The multiplier (below 1 when ``slow`` is in fact ahead at ``n``), or
-        inf when the fast variant's error at ``n`` is below the slow one's floor.
+        variant: whose curve.
+        family: a key of :data:`FAMILIES`.
+        sizes: the sizes trained, ascending, one per row of ``errors``.
+        errors: test error, ``(sizes, repeats)``.
     """
-    return slow.size_needed(float(fast.error(n))) / n
+    sizes = list(sizes)
+    errors = np.asarray(errors, dtype=float)
+    observed = float(errors[-1].mean())
+    flat = np.repeat(sizes[:-1], errors.shape[1])
+    try:
+        curve = fit(family, flat, errors[:-1].ravel())
+    except (ValueError, RuntimeError) as err:
+        nan = math.nan
+        return Holdout(
+            variant=variant,
+            family=family,
+            fitted_on=sizes[:-1],
+            size=sizes[-1],
+            predicted=nan,
+            observed=observed,
+            miss=nan,
+            error=str(err),
+        )
+    predicted = float(curve.error(sizes[-1]))
+    return Holdout(
+        variant=variant,
+        family=family,
+        fitted_on=sizes[:-1],
+        size=sizes[-1],
+        predicted=predicted,
+        observed=observed,
+        miss=predicted - observed,
+    )
 
 
 class Multiplier(Record):
-    """The data multiplier at one size, with its bootstrap interval.
-
-    None stands for infinite: the slow variant's fitted floor is above the
-    fast one's error, so no amount of data closes the gap on that curve.
-    """
+    """The data multiplier at one size, with its bootstrap interval; None: beyond the data."""
 
     n_train: int
-    target_error: float = Field(description="The fast variant's fitted error at n_train.")
-    estimate: float | None
-    low: float | None
-    high: float | None
-    unreachable_fraction: float = Field(
-        description="Share of bootstrap samples in which the slow variant never reaches it."
+    target: float = Field(description="The variant's mean test accuracy at n_train.")
+    estimate: float | None = Field(
+        description="Baseline images needed / n_train; None when the baseline's sampled "
+        "sizes do not reach the target (or start above it)."
     )
-    extrapolated: bool = Field(
-        description="The size needed lies beyond the largest size trained: read with care."
+    low: float | None
+    high: float | None = Field(description="None: beyond the data in some bootstrap samples.")
+    beyond_fraction: float = Field(
+        description="Share of bootstrap samples in which the target lies outside the sampled sizes."
     )
     samples: int
 
 
-def bootstrap_multipliers(
+def size_for(sizes: Sequence[int], accuracy: Sequence[float], target: float) -> float | None:
+    """Training images at which the baseline's observed accuracy reaches ``target``.
+
+    Linear in log size between sampled sizes, on the running maximum of the
+    mean accuracies; None when ``target`` lies above the largest or below the
+    smallest size's accuracy.
+    """
+    reach = np.maximum.accumulate(np.asarray(accuracy, dtype=float))
+    if target > reach[-1] or target < reach[0]:
+        return None
+    k = int(np.searchsorted(reach, target, side="left"))
+    if k == 0 or reach[k] == target:
+        return float(sizes[k])
+    lo, hi = math.log(sizes[k - 1]), math.log(sizes[k])
+    share = (target - reach[k - 1]) / (reach[k] - reach[k - 1])
+    return math.exp(lo + share * (hi - lo))
+
+
+def multipliers(
     sizes: Sequence[int],
-    slow_errors: np.ndarray,
-    fast_errors: np.ndarray,
-    at: Sequence[int],
+    baseline: np.ndarray,
+    other: np.ndarray,
     samples: int = BOOTSTRAP_SAMPLES,
     seed: int = 0,
     confidence: float = CONFIDENCE,
 ) -> list[Multiplier]:
-    """The data multiplier at each size of ``at``, with a bootstrap over repeats.
+    """The data multiplier at each sampled size, with a bootstrap over whole repeats.
 
     Args:
-        sizes: the sizes trained, one per row of the error arrays.
-        slow_errors: test error of the slow variant, ``(sizes, repeats)``; a
-            repeat is the same subset for both variants.
-        fast_errors: the same for the fast variant.
-        at: the sizes to give the multiplier at.
+        sizes: the sizes trained, ascending, one per row.
+        baseline: the baseline's test accuracy, ``(sizes, repeats)``.
+        other: the other variant's, on the same repeats (the same subsets).
         samples: bootstrap samples.
         seed: seed of the resampling.
         confidence: coverage of the percentile interval.
-
-    Returns:
-        One :class:`Multiplier` per size of ``at``.
     """
-    sizes = np.asarray(sizes, dtype=float)
-    slow_errors, fast_errors = np.asarray(slow_errors, float), np.asarray(fast_errors, float)
-    repeats = slow_errors.shape[1]
-    flat = np.repeat(sizes, repeats)
-    slow = fit_learning_curve(flat, slow_errors.ravel())
-    fast = fit_learning_curve(flat, fast_errors.ravel())
+    baseline, other = np.asarray(baseline, float), np.asarray(other, float)
+    repeats = baseline.shape[1]
+
+    def at(pick: np.ndarray) -> np.ndarray:
+        base, mine = baseline[:, pick].mean(axis=1), other[:, pick].mean(axis=1)
+        needed = [size_for(sizes, base, t) for t in mine]
+        return np.array(
+            [math.inf if m is None else m / n for m, n in zip(needed, sizes, strict=True)]
+        )
+
+    estimate = at(np.arange(repeats))
     rng = np.random.default_rng(seed)
-    draws = np.full((samples, len(at)), np.nan)
-    for s in range(samples):
-        pick = rng.integers(0, repeats, size=(len(sizes), repeats))
-        rows = np.arange(len(sizes))[:, None]
-        try:
-            slow_s = fit_learning_curve(flat, slow_errors[rows, pick].ravel())
-            fast_s = fit_learning_curve(flat, fast_errors[rows, pick].ravel())
-        except RuntimeError:  # a resample the fit cannot follow counts as no sample
-            continue
-        draws[s] = [data_multiplier(slow_s, fast_s, n) for n in at]
-    out = []
+    draws = np.array([at(rng.integers(0, repeats, size=repeats)) for _ in range(samples)])
     tail = (1.0 - confidence) / 2
-    for j, n in enumerate(at):
-        column = draws[:, j][~np.isnan(draws[:, j])]
-        estimate = data_multiplier(slow, fast, n)
-        low = np.quantile(column, tail, method="lower") if column.size else math.nan
-        high = np.quantile(column, 1 - tail, method="higher") if column.size else math.nan
+    out = []
+    for j, n in enumerate(sizes):
+        column = draws[:, j]
+        low = float(np.quantile(column, tail, method="lower"))
+        high = float(np.quantile(column, 1 - tail, method="higher"))
         out.append(
             Multiplier(
                 n_train=int(n),
-                target_error=float(fast.error(n)),
-                estimate=_finite_or_none(estimate),
-                low=_finite_or_none(low),
-                high=_finite_or_none(high),
-                unreachable_fraction=float(np.mean(np.isinf(column))) if column.size else 1.0,
-                extrapolated=not math.isfinite(estimate) or estimate * n > sizes.max(),
-                samples=int(column.size),
+                target=float(other[j].mean()),
+                estimate=float(estimate[j]) if math.isfinite(estimate[j]) else None,
+                low=low if math.isfinite(low) else None,
+                high=high if math.isfinite(high) else None,
+                beyond_fraction=float(np.mean(~np.isfinite(column))),
+                samples=samples,
             )
         )
     return out

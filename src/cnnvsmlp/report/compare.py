@@ -1,17 +1,20 @@
 """The comparison computed: runs grouped by variant, summarised, and every pair tested.
 
-The statistics are in :mod:`cnnvsmlp.stats`; the record is
+Each pair's difference is :mod:`cnnvsmlp.pairwise`'s; the record is
 :class:`~cnnvsmlp.report.model.Comparison`.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
+import os
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 
-from cnnvsmlp import stats
+from cnnvsmlp import pairwise, stats
 from cnnvsmlp.config import ExperimentConfig
 from cnnvsmlp.data.spec import get_spec
 from cnnvsmlp.data.store import labels_digest
@@ -21,17 +24,14 @@ from cnnvsmlp.report.model import (
     SCHEMA_VERSION,
     Comparison,
     FailedRun,
-    PairComparison,
     ReferenceComparison,
-    RepeatTest,
     ReportError,
     RunConfig,
     RunSummary,
     ShiftAccuracy,
-    ShiftDifference,
     VariantSummary,
 )
-from cnnvsmlp.report.verdict import VERDICT_RULE, envelope, flag_spread, verdict
+from cnnvsmlp.report.verdict import BASELINE_FAMILY, VERDICT_RULE, envelope, family, flag_spread
 
 # ---------------------------------------------------------------- grouping
 
@@ -170,147 +170,121 @@ def _summarise(
     )
 
 
+def _oriented(a: str, b: str, accuracy: dict[str, float]) -> tuple[str, str]:
+    """A pair in the order it is stated: the baseline family second, else the better mean first."""
+    fa, fb = family(a), family(b)
+    if fa != fb and BASELINE_FAMILY in (fa, fb):
+        return (b, a) if fa == BASELINE_FAMILY else (a, b)
+    return (a, b) if accuracy[a] >= accuracy[b] else (b, a)
+
+
+def _correct(runs: list[EvalResult], labels: np.ndarray, shift: int = 0) -> np.ndarray:
+    """``(repeats, images)``: whether each repeat got each (shifted) test image right."""
+
+    def predictions(r: EvalResult) -> list[int]:
+        if shift == 0:
+            return r.predictions
+        return next(s.predictions for s in r.shifted if s.shift == shift)
+
+    return np.array([np.asarray(predictions(r)) == labels for r in runs])
+
+
+def _shifts(grouped: dict[str, list[EvalResult]], labels: np.ndarray) -> list[int]:
+    """The shifts every run was scored on (whole), without 0."""
+    runs = [r for rs in grouped.values() for r in rs]
+    found = [{s.shift for s in r.shifted if len(s.predictions) == len(labels)} for r in runs]
+    return sorted(set.intersection(*found)) if found else []
+
+
 def _pairs(
     grouped: dict[str, list[EvalResult]],
     summaries: dict[str, VariantSummary],
     labels: np.ndarray,
-) -> list[PairComparison]:
-    # Pairs in the config's order, the better variant first in each.
-    pairs = [
-        (a, b)
-        if summaries[a].test_accuracy.estimate >= summaries[b].test_accuracy.estimate
-        else (b, a)
-        for a, b in itertools.combinations(summaries, 2)
-    ]
-    correct = {
-        v: [np.asarray(r.predictions) == labels for r in runs] for v, runs in grouped.items()
-    }
+    margin: float,
+) -> tuple[list[pairwise.Difference], list[pairwise.Difference]]:
+    """Every pair's difference as it is (the verdicts' family) and at every shift (another)."""
+    accuracy = {v: s.test_accuracy.estimate for v, s in summaries.items()}
+    order = [_oriented(a, b, accuracy) for a, b in itertools.combinations(summaries, 2)]
     repeats = [r.run.repeat for r in next(iter(grouped.values()))]
-    tests = {
-        (a, b): [stats.mcnemar_exact(ca, cb) for ca, cb in zip(correct[a], correct[b], strict=True)]
-        for a, b in pairs
-    }
-    # Holm over all pairs, one family per repeat.
-    adjusted = {pair: [0.0] * len(repeats) for pair in pairs}
-    for i in range(len(repeats)):
-        for pair, p in zip(
-            pairs, stats.holm([tests[pair][i].p_value for pair in pairs]), strict=True
-        ):
-            adjusted[pair][i] = p
-    n = len(labels)
-    out = []
-    for a, b in pairs:
-        repeat_tests = [
-            RepeatTest(
-                repeat=rep,
-                difference=(t.only_a - t.only_b) / n,
-                only_a_correct=t.only_a,
-                only_b_correct=t.only_b,
-                p_value=t.p_value,
-                p_holm=p,
-            )
-            for rep, t, p in zip(repeats, tests[(a, b)], adjusted[(a, b)], strict=True)
-        ]
-        out.append(pair_comparison(a, b, repeat_tests, n, len(pairs)))
-    return out
+    correct = {v: _correct(runs, labels) for v, runs in grouped.items()}
+    verdicts = pairwise.decide(
+        [pairwise.estimate(a, b, correct[a], correct[b], repeats, details=True) for a, b in order],
+        margin,
+    )
+    shifted = [
+        pairwise.estimate(
+            a, b, _correct(grouped[a], labels, s), _correct(grouped[b], labels, s), shift=s
+        )
+        for s in _shifts(grouped, labels)
+        for a, b in order
+    ]
+    return verdicts, pairwise.decide(shifted, margin)
 
 
-def _shifted(
-    grouped: dict[str, list[EvalResult]], pairs: list[PairComparison], labels: np.ndarray
-) -> tuple[list[ShiftAccuracy], list[ShiftDifference]]:
-    """Accuracy per variant and difference per pair at every shift all runs were scored on.
-
-    Shift 0 is the test split as it is; nothing when some run has no shifted scores.
-    """
-    runs = [r for rs in grouped.values() for r in rs]
-    found = [{s.shift: s for s in r.shifted if len(s.predictions) == len(labels)} for r in runs]
-    shifts = sorted(set.intersection(*(set(f) for f in found))) if found else []
+def _shift_accuracy(
+    grouped: dict[str, list[EvalResult]], labels: np.ndarray
+) -> list[ShiftAccuracy]:
+    """Accuracy per variant at every shift all runs were scored on; shift 0 is the test split."""
+    shifts = _shifts(grouped, labels)
     if not shifts:
-        return [], []
-    n = len(labels)
-
-    def predictions(r: EvalResult, shift: int) -> np.ndarray:
-        if shift == 0:
-            return np.asarray(r.predictions)
-        return np.asarray(next(s.predictions for s in r.shifted if s.shift == shift))
-
-    accuracy = [
+        return []
+    return [
         ShiftAccuracy(
             variant=v,
             shift=s,
             accuracy=stats.accuracy_interval(
-                [int(np.sum(predictions(r, s) == labels)) for r in rs], n
+                [int(c.sum()) for c in _correct(runs, labels, s)], len(labels)
             ),
         )
-        for v, rs in grouped.items()
+        for v, runs in grouped.items()
         for s in (0, *shifts)
     ]
-    differences = []
-    for p in pairs:
-        for s in (0, *shifts):
-            tests = [
-                stats.mcnemar_exact(predictions(ra, s) == labels, predictions(rb, s) == labels)
-                for ra, rb in zip(grouped[p.a], grouped[p.b], strict=True)
-            ]
-            differences.append(
-                ShiftDifference(
-                    a=p.a, b=p.b, shift=s, difference=stats.difference_interval(tests, n)
-                )
-            )
-    return accuracy, differences
 
 
-def pair_comparison(a: str, b: str, tests: list[RepeatTest], n: int, pairs: int) -> PairComparison:
-    """A pair's record from its per-repeat tests: the intervals, the verdict and its interval.
+def read_comparison(path: str | os.PathLike) -> Comparison:
+    """A ``comparison.json`` in this schema: read, or restated from schema 2.
 
-    Args:
-        a: the variant with the higher mean accuracy.
-        b: the other variant.
-        tests: per repeat, McNemar's test with its Holm-adjusted p.
-        n: test images per repeat.
-        pairs: pairs in each repeat's Holm family.
+    A schema-2 file kept each pair's per-repeat McNemar counts but not which
+    images: its pairs are restated by :func:`cnnvsmlp.pairwise.bounded`
+    (conservative), and its shifted differences, which kept no counts, are
+    left out. Nothing is retrained or re-evaluated.
 
-    Returns:
-        The pair, its verdict printing the interval its tests imply
-        (:func:`cnnvsmlp.stats.verdict_interval`).
+    Raises:
+        ReportError: the file is of another schema, or does not read.
     """
-    mcnemar = [stats.McNemar(t.only_a_correct, t.only_b_correct, t.p_value) for t in tests]
-    differences = [t.difference for t in tests]
-    p_holm = [t.p_holm for t in tests]
-    interval = stats.verdict_interval(
-        [(t.only_a_correct, t.only_b_correct, t.p_value, t.p_holm) for t in tests], n, pairs
-    )
-    return PairComparison(
-        a=a,
-        b=b,
-        difference=stats.difference_interval(mcnemar, n),
-        tests=tests,
-        significant=stats.significant(p_holm, differences),
-        verdict=verdict(a, b, interval, p_holm, differences),
-        interval=interval,
-    )
-
-
-def restate(comparison: Comparison) -> Comparison:
-    """A comparison of an older schema in this one: its pairs' intervals and verdicts made anew.
-
-    The per-repeat tests it stores (discordant counts, raw and Holm p) are
-    all the pairs need; nothing is retrained or re-evaluated.
-
-    Args:
-        comparison: a comparison read from an older ``comparison.json``.
-
-    Returns:
-        The same numbers with each pair's verdict interval, under this
-        version's verdict rule and schema version.
-    """
-    pairs = [
-        pair_comparison(p.a, p.b, p.tests, comparison.n_test, len(comparison.pairs))
-        for p in comparison.pairs
+    text = Path(path).read_text()
+    try:
+        record = json.loads(text)
+        found = str(record.get("schema_version", ""))
+    except (ValueError, AttributeError):
+        record, found = None, ""
+    if not found.startswith("2.") or not isinstance(record, dict):
+        return Comparison.read(path)
+    n = int(record["n_test"])
+    estimates = [
+        pairwise.bounded(
+            p["a"],
+            p["b"],
+            [t["difference"] for t in p["tests"]],
+            [(t["only_a_correct"] + t["only_b_correct"]) / n for t in p["tests"]],
+            n,
+        )
+        for p in record["pairs"]
     ]
-    return comparison.model_copy(
-        update={"pairs": pairs, "verdict_rule": VERDICT_RULE, "schema_version": SCHEMA_VERSION}
+    pairs = []
+    for d, p in zip(pairwise.decide(estimates), record["pairs"], strict=True):
+        tests = [pairwise.RepeatTest.model_validate(t) for t in p["tests"]]
+        pairs.append(d.model_copy(update={"tests": tests}))
+    variants = {v["variant"] for v in record["variants"]}
+    accuracy = {v["variant"]: v["test_accuracy"]["estimate"] for v in record["variants"]}
+    pairs = [d if _oriented(d.a, d.b, accuracy) == (d.a, d.b) else d.flipped() for d in pairs]
+    record.update(
+        schema_version=SCHEMA_VERSION,
+        pairs=[d.model_dump(mode="json") for d in pairs if {d.a, d.b} <= variants],
+        shift_differences=[],
+        verdict_rule=VERDICT_RULE,
     )
+    return Comparison.model_validate(record)
 
 
 def run_config(config: ExperimentConfig, repeats: int) -> RunConfig:
@@ -326,6 +300,7 @@ def run_config(config: ExperimentConfig, repeats: int) -> RunConfig:
         limit=config.limit,
         repeats=repeats,
         seeds=[config.seed + r for r in range(repeats)],
+        vary_seeds=list(config.vary_seeds),
     )
 
 
@@ -360,8 +335,8 @@ def compare(
     grouped = _group(kept, scored, labels)
     summaries = {v: _summarise(v, runs, scored, labels) for v, runs in grouped.items()}
     summaries = {v: flag_spread(s) for v, s in summaries.items()}
-    pairs = _pairs(grouped, summaries, labels)
-    shift_accuracy, shift_differences = _shifted(grouped, pairs, labels)
+    margin = config.equivalence_margin / 100
+    pairs, shift_differences = _pairs(grouped, summaries, labels, margin)
     return Comparison(
         schema_version=SCHEMA_VERSION,
         experiment=config.name,
@@ -376,12 +351,13 @@ def compare(
         verdict_rule=VERDICT_RULE,
         variants=list(summaries.values()),
         pairs=pairs,
+        margin=margin,
         reproducibility=envelope(list(summaries.values())),
         status="partial" if failures else "complete",
         failures=failures,
         provenance=config.provenance or Provenance(),
         config=run_config(config, len(next(iter(grouped.values())))),
-        shift_accuracy=shift_accuracy,
+        shift_accuracy=_shift_accuracy(grouped, labels),
         shift_differences=shift_differences,
     )
 
@@ -439,6 +415,7 @@ def _failed_comparison(
         verdict_rule=VERDICT_RULE,
         variants=[],
         pairs=[],
+        margin=config.equivalence_margin / 100,
         status="failed",
         failures=failures,
         provenance=config.provenance or Provenance(),

@@ -14,11 +14,12 @@ from pydantic import Field
 
 from cnnvsmlp.errors import UserError
 from cnnvsmlp.jsonmodel import Record
+from cnnvsmlp.pairwise import Difference
 from cnnvsmlp.provenance import Provenance
 from cnnvsmlp.records import Epoch, Hardware
 from cnnvsmlp.stats import Interval
 
-SCHEMA_VERSION = "2.5"
+SCHEMA_VERSION = "3.0"
 # Repeats of one variant whose test accuracies span more than this (max - min)
 # are flagged: their mean says less than the CI suggests about any single run.
 SPREAD_LIMIT = 0.01
@@ -90,33 +91,6 @@ class VariantSummary(Record):
     spread_flag: str = ""
 
 
-class RepeatTest(Record):
-    """McNemar's test of a pair in one repeat."""
-
-    repeat: int
-    difference: float
-    only_a_correct: int
-    only_b_correct: int
-    p_value: float
-    p_holm: float
-
-
-class PairComparison(Record):
-    """Variant ``a`` against variant ``b``; ``a`` has the higher mean test accuracy."""
-
-    a: str
-    b: str
-    difference: Interval
-    tests: list[RepeatTest]
-    significant: bool
-    verdict: str
-    interval: Interval | None = Field(
-        default=None,
-        description="The verdict's interval: the repeats' Holm-adjusted exact intervals, "
-        "end to end (stats.verdict_interval); None in files before 2.4.",
-    )
-
-
 class FailedRun(Record):
     """A run that failed for good, with the error that stopped it."""
 
@@ -136,15 +110,6 @@ class ShiftAccuracy(Record):
     accuracy: Interval
 
 
-class ShiftDifference(Record):
-    """A pair's accuracy difference (a - b) on the images shifted by ``shift`` pixels."""
-
-    a: str
-    b: str
-    shift: int
-    difference: Interval
-
-
 class RunConfig(Record):
     """How the runs were trained: the experiment config's numbers that a reader asks for."""
 
@@ -158,6 +123,10 @@ class RunConfig(Record):
     limit: int | None = Field(description="Images used of each official split; None: all.")
     repeats: int
     seeds: list[int]
+    vary_seeds: list[str] = Field(
+        default=["init", "order", "dropout"],
+        description="What the repeats' seeds changed: initial weights, image order, dropout.",
+    )
 
 
 class Comparison(Record):
@@ -175,7 +144,11 @@ class Comparison(Record):
     alpha: float
     verdict_rule: str
     variants: list[VariantSummary]
-    pairs: list[PairComparison]
+    pairs: list[Difference] = Field(
+        description="Every pair of variants on the test images as they are: the verdicts, "
+        "one family (cnnvsmlp.pairwise)."
+    )
+    margin: float = Field(default=0.01, description="The equivalence margin (fraction).")
     spread_limit: float = SPREAD_LIMIT
     reproducibility: str = ""
     status: Literal["complete", "partial", "failed"] = "complete"
@@ -185,8 +158,10 @@ class Comparison(Record):
     shift_accuracy: list[ShiftAccuracy] = Field(
         default=[], description="Accuracy per variant and shift; empty without shifted scores."
     )
-    shift_differences: list[ShiftDifference] = Field(
-        default=[], description="Each pair's difference per shift; empty without shifted scores."
+    shift_differences: list[Difference] = Field(
+        default=[],
+        description="Each pair's difference per shift of 1 pixel or more, one family; "
+        "empty without shifted scores.",
     )
 
     @classmethod

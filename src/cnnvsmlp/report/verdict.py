@@ -1,21 +1,26 @@
-"""The verdict sentences: what a pair's tests say, the rule behind them, and what repeats do."""
+"""The verdict sentences: what a pair's difference says, the rule behind it, the headline."""
 
 from __future__ import annotations
 
-from cnnvsmlp import stats
+from cnnvsmlp import models
+from cnnvsmlp.pairwise import Difference
 from cnnvsmlp.records import Hardware
-from cnnvsmlp.report.model import SPREAD_LIMIT, Comparison, PairComparison, VariantSummary
+from cnnvsmlp.report.model import SPREAD_LIMIT, Comparison, VariantSummary
+
+BASELINE_FAMILY = "mlp"
+
 
 VERDICT_RULE = (
-    "A pair differs significantly when, in every repeat, McNemar's exact test on the two "
-    "variants' per-image correctness gives a Holm-adjusted p below "
-    f"{stats.ALPHA:g} (Holm over all pairs of variants, within the repeat) and the accuracy "
-    "difference has the same sign in every repeat. Otherwise the verdict says in how many "
-    "repeats the test was not significant, or that the sign changed. A verdict's 95% CI is "
-    "its tests' own, adjusted as they are: per repeat, the exact interval of the difference "
-    "that McNemar's exact test inverts, at the confidence level Holm's adjustment gives that "
-    "test; the verdict prints them end to end, lowest bound to highest, around the mean "
-    "difference. It excludes 0 exactly when the verdict says one variant beats the other."
+    "A difference is the mean over seeds of the paired accuracy difference (each seed trains "
+    "both variants). Its interval counts both the seed-to-seed spread and the sampling of the "
+    "test images (seeds and images as crossed random effects, Satterthwaite's t; "
+    "docs/statistics.md); with one seed it covers the test images only. The verdicts form one "
+    "family: the pairs of variants on the test images as they are. Each interval is at "
+    "1 - 0.05/k for a family of k (Bonferroni), so the family's intervals hold together with "
+    "95% confidence. A pair is 'different' when its interval excludes 0; 'equivalent within "
+    "+-m points' when the two one-sided tests (TOST) reject a difference of m or more at "
+    "0.05/k; otherwise 'inconclusive': neither a difference nor an equivalence is shown. "
+    "McNemar's exact test per repeat is a detail about the two trained networks of that repeat."
 )
 
 
@@ -34,134 +39,189 @@ def _p_text(p: float, relation: str = "=") -> str:
     return "p < 0.001" if p < 0.001 else f"p {relation} {p:.3f}"
 
 
-def verdict(
-    a: str, b: str, difference: stats.Interval, p_holm: list[float], differences: list[float]
-) -> str:
-    """One sentence saying whether ``a`` beats ``b``, by how much and how surely.
+def family(variant: str) -> str:
+    """A variant's declared family (:func:`cnnvsmlp.models.family`); its own name if unknown."""
+    try:
+        return models.family(variant)
+    except KeyError:
+        return variant
 
-    Args:
-        a: the variant with the higher mean accuracy.
-        b: the other variant.
-        difference: accuracy of ``a`` minus ``b`` (fractions) with its 95% CI.
-        p_holm: per repeat, the Holm-adjusted McNemar p-value.
-        differences: per repeat, the accuracy difference ``a - b``.
+
+def points(d: Difference) -> str:
+    """``+4.07 points, 95% CI [+3.41, +4.73]``: the difference ``a - b`` and its interval."""
+    return (
+        f"{number(100 * d.estimate, '+.2f')} points, 95% CI "
+        f"[{number(100 * d.low, '+.2f')}, {number(100 * d.high, '+.2f')}]"
+    )
+
+
+def _margin(d: Difference) -> str:
+    return f"+-{100 * d.margin:g} point{'s' if d.margin != 0.01 else ''}"
+
+
+def _basis(d: Difference) -> str:
+    if d.seeds == 1:
+        return "one seed: the interval covers the test images, not the seed-to-seed spread"
+    return f"{d.seeds} seeds"
+
+
+def verdict(d: Difference) -> str:
+    """One sentence: whether ``a`` beats ``b``, is equivalent to it, or neither is shown.
 
     Returns:
-        The verdict under :data:`VERDICT_RULE`, e.g. ``"cnn beats mlp by 1.4
-        points, 95% CI [1.1, 1.7], p < 0.001 in all 3 repeats."``.
+        E.g. ``"cnn beats mlp: +4.07 points, 95% CI [+3.41, +4.73] (10 seeds, p < 0.001)."``
     """
-    points = (
-        f"{number(100 * difference.estimate, '.1f')} points, 95% CI "
-        f"[{number(100 * difference.low, '.1f')}, {number(100 * difference.high, '.1f')}]"
-    )
-    n = len(p_holm)
-    if stats.significant(p_holm, differences):
-        if n == 1:
-            return f"{a} beats {b} by {points}, {_p_text(p_holm[0])} in its single repeat."
-        return f"{a} beats {b} by {points}, {_p_text(max(p_holm), '<=')} in all {n} repeats."
-    not_significant = sum(p >= stats.ALPHA for p in p_holm)
-    if not_significant == 0:
-        ahead_a = sum(d > 0 for d in differences)
-        ahead_b = sum(d < 0 for d in differences)
+    if d.verdict == "different":
+        won = d if d.estimate > 0 else d.flipped()
         return (
-            f"No consistent difference between {a} and {b}: p < {stats.ALPHA:g} in every "
-            f"repeat, but {a} is ahead in {ahead_a} and {b} in {ahead_b} of {n} repeats "
-            f"({a} - {b} = {points})."
+            f"{won.a} beats {won.b}: {points(won)} ({_basis(d)}, {_p_text(d.p_adjusted)}"
+            f"{', within ' + _margin(d) if d.p_equivalence_adjusted < 0.05 else ''})."
         )
-    where = (
-        f"{_p_text(p_holm[0])} in its single repeat"
-        if n == 1
-        else f"p >= {stats.ALPHA:g} in {not_significant} of {n} repeats"
+    if d.verdict == "equivalent":
+        return (
+            f"{d.a} and {d.b} are equivalent within {_margin(d)}: {d.a} - {d.b} = {points(d)} "
+            f"({_basis(d)}, TOST {_p_text(d.p_equivalence_adjusted)})."
+        )
+    return (
+        f"{d.a} against {d.b} is inconclusive: {points(d)} ({_basis(d)}); neither a "
+        f"difference nor equivalence within {_margin(d)} is shown."
     )
-    return f"No significant difference between {a} and {b} ({where}; {a} - {b} = {points})."
 
 
 # ---------------------------------------------------------------- the headline
 
 
-def _family(variant: str) -> str:
-    return "MLP" if variant.startswith("mlp") else "CNN"
+def _short(d: Difference) -> str:
+    """A pair's verdict inside the headline: the words, the size and its interval."""
+    if d.verdict == "different":
+        won = d if d.estimate > 0 else d.flipped()
+        return (
+            f"{won.a} beats {won.b} by {100 * won.estimate:.2f} points, 95% CI "
+            f"[{100 * won.low:.2f}, {100 * won.high:.2f}]"
+        )
+    if d.verdict == "equivalent":
+        return f"{d.a} and {d.b} are equivalent within {_margin(d)}: {d.a} - {d.b} = {points(d)}"
+    return f"{d.a} against {d.b} is inconclusive: {points(d)}"
 
 
-def _strength(pairs: list[PairComparison], repeats: int) -> str:
-    worst = max(t.p_holm for p in pairs for t in p.tests)
-    where = "in its single repeat" if repeats == 1 else f"in all {repeats} repeats"
-    return f"{_p_text(worst, '<=')} {where}"
-
-
-def _points_range(pairs: list[PairComparison]) -> str:
-    points = sorted(100 * p.difference.estimate for p in pairs)
-    if len(points) == 1 or f"{points[0]:.1f}" == f"{points[-1]:.1f}":
-        return f"{points[0]:.1f} points"
-    return f"{points[0]:.1f} to {points[-1]:.1f} points"
-
-
-def _within(family: str, pairs: list[PairComparison], size: int) -> str:
-    plural = f"{family}s"
-    if not pairs:
-        return ""
-    won = [p for p in pairs if p.significant]
-    if not won:
-        return f"the {size} {plural} are indistinguishable from each other"
-    wins = "; ".join(f"{p.a} beats {p.b} by {100 * p.difference.estimate:.1f}" for p in won)
-    return f"among the {plural}, {len(won)} of {len(pairs)} pairs differ ({wins} points)"
+def _within(pairs: list[Difference]) -> str:
+    """The pairs inside one family, shortly: who beats whom, who is equivalent, how many neither."""
+    words = [
+        f"{w.a} beats {w.b} by {100 * w.estimate:.2f} points"
+        for p in pairs
+        if p.verdict == "different"
+        for w in [p if p.estimate > 0 else p.flipped()]
+    ]
+    words += [
+        f"{p.a} and {p.b} are equivalent within {_margin(p)}"
+        for p in pairs
+        if p.verdict == "equivalent"
+    ]
+    open_pairs = sum(p.verdict == "inconclusive" for p in pairs)
+    if open_pairs:
+        some = "the pair is" if len(pairs) == 1 else f"{open_pairs} of {len(pairs)} pairs are"
+        words.append(f"{some} inconclusive")
+    return ", ".join(words)
 
 
 def headline(comparison: Comparison) -> str:
-    """The answer in one sentence, with its strength: what the first screen leads with.
+    """The answer in one sentence: the primary contrast's size and interval, then the rest.
+
+    The primary contrast is every pair across the baseline family (the MLPs,
+    by each variant's declared family) and another; without one, every pair.
 
     Args:
         comparison: the comparison to sum up.
 
     Returns:
-        E.g. ``"Every CNN beats the MLP by 3.8 to 4.8 points (p < 0.001 in all 5
-        repeats); the 4 CNNs are indistinguishable from each other."``
+        E.g. ``"After 5 epochs, cnn beats mlp by 4.07 points, 95% CI [3.41,
+        4.73] (10 seeds and the test images; simultaneous over 3 pairs); among
+        the CNNs, cnn-3conv and cnn are equivalent within +-1 point (...)."``
     """
     variants = [v.variant for v in comparison.variants]
     if not variants:
         return "No variant finished: there is nothing to compare."
+    budget = f"After {comparison.epochs} epoch{'s' if comparison.epochs != 1 else ''}"
     if len(variants) == 1:
         acc = comparison.variants[0].test_accuracy
         return (
-            f"One variant only: {variants[0]} reaches {pct(acc.estimate)}% test accuracy, "
-            f"{comparison.confidence:.0%} CI [{pct(acc.low)}, {pct(acc.high)}]."
+            f"{budget}, one variant only: {variants[0]} reaches {pct(acc.estimate)}% test "
+            f"accuracy, {comparison.confidence:.0%} CI [{pct(acc.low)}, {pct(acc.high)}]."
         )
-    families = {v: _family(v) for v in variants}
-    cnns = [v for v in variants if families[v] == "CNN"]
-    mlps = [v for v in variants if families[v] == "MLP"]
-    across = [p for p in comparison.pairs if families[p.a] != families[p.b]]
-    parts = []
-    if across:
-        mlp_word = "the MLP" if len(mlps) == 1 else "every MLP"
-        cnn_word = "the CNN" if len(cnns) == 1 else "every CNN"
-        cnn_wins = [p for p in across if p.significant and families[p.a] == "CNN"]
-        mlp_wins = [p for p in across if p.significant and families[p.a] == "MLP"]
-        if len(cnn_wins) == len(across):
-            subject = "The CNN" if len(cnns) == 1 else "Every CNN"
-            parts.append(
-                f"{subject} beats {mlp_word} by {_points_range(across)} "
-                f"({_strength(across, comparison.repeats)})"
+    pairs = comparison.pairs
+    across = [
+        p
+        for p in pairs
+        if BASELINE_FAMILY in {family(p.a), family(p.b)} and family(p.a) != family(p.b)
+    ]
+    primary = across or pairs
+    seeds = pairs[0].seeds
+    basis = (
+        "one seed: the intervals cover the test images only"
+        if seeds == 1
+        else f"{seeds} seeds and the test images"
+    )
+    family_words = f"simultaneous over the {len(pairs)} pairs" if len(pairs) > 1 else ""
+    text = f"{budget}, " + "; ".join(_short(p) for p in primary)
+    text += f" ({basis}{'; ' + family_words if family_words else ''})"
+    rest = [p for p in pairs if p not in primary]
+    groups: dict[str, list[Difference]] = {}
+    for p in rest:
+        groups.setdefault(family(p.a), []).append(p)
+    for name, found in groups.items():
+        text += f"; among the {name.upper()}s, {_within(found)}"
+    return text + "."
+
+
+def caveats(comparison: Comparison) -> list[tuple[str, str]]:
+    """What limits the verdicts: the training budget and what the seeds varied.
+
+    Returns:
+        ``(lead, sentence)`` pairs; none for a comparison without variants.
+    """
+    if not comparison.variants:
+        return []
+    last = {
+        v.variant: sum(r.best_epoch == r.epochs for r in v.runs)
+        for v in comparison.variants
+        if v.runs
+    }
+    late = [
+        f"{v} in {n} of {len(r.runs)}"
+        for (v, n), r in zip(last.items(), comparison.variants, strict=True)
+        if n
+    ]
+    epochs = f"{comparison.epochs} epoch{'s' if comparison.epochs != 1 else ''}"
+    budget = f"Every network trained for {epochs}, the same for every variant."
+    if late and comparison.epochs > 1:
+        budget += (
+            " The best validation accuracy came in the last epoch for "
+            f"{', '.join(late)} runs: those were still improving, so the verdicts compare "
+            f"networks after {epochs}, not converged ones."
+        )
+    found = [("Training budget", budget)]
+    varied = comparison.config.vary_seeds if comparison.config else ["init", "order", "dropout"]
+    words = {"init": "the initial weights", "order": "the image order", "dropout": "dropout"}
+    if comparison.repeats > 1 and len(varied) == len(words):
+        found.append(
+            (
+                "Seeds",
+                "each repeat's one seed set the initial weights, the image order and dropout "
+                "together: the spread over seeds is their joint effect "
+                "(docs/statistics.md splits it by source).",
             )
-        elif len(mlp_wins) == len(across):
-            subject = "The MLP" if len(mlps) == 1 else "Every MLP"
-            parts.append(
-                f"{subject} beats {cnn_word} by {_points_range(across)} "
-                f"({_strength(across, comparison.repeats)})"
+        )
+    elif comparison.repeats > 1:
+        held = [w for k, w in words.items() if k not in varied]
+        found.append(
+            (
+                "Seeds",
+                f"the repeats varied only {' and '.join(words[k] for k in varied)}; "
+                f"{' and '.join(held)} stayed at repeat 0's seed: the intervals cover that "
+                "source's spread, not the whole seed-to-seed spread.",
             )
-        else:
-            rest = len(across) - len(cnn_wins) - len(mlp_wins)
-            counts = [f"{len(cnn_wins)} of {len(across)} pairs favour the CNN significantly"]
-            counts.append(f"{len(mlp_wins)} the MLP")
-            if rest:
-                counts.append(f"{rest} do not differ")
-            parts.append(f"CNN against MLP is mixed: {', '.join(counts[:-1])} and {counts[-1]}")
-    for family, members in (("CNN", cnns), ("MLP", mlps)):
-        within = [p for p in comparison.pairs if families[p.a] == families[p.b] == family]
-        text = _within(family, within, len(members))
-        if text:
-            parts.append(text)
-    sentence = "; ".join(parts)
-    return sentence[0].upper() + sentence[1:] + "."
+        )
+    return found
 
 
 # ---------------------------------------------------------------- reproducibility

@@ -1,0 +1,301 @@
+"""One way to state a difference between two variants: its size, its interval, its verdict.
+
+Every comparison the project draws (the verdicts between variants, the
+differences on shifted images, the gap at each training-set size) is a
+:class:`Difference`, made by :func:`differences` from per-image correctness
+(or, for records that kept only counts, by :func:`bounded`). The model, the
+family and the rules are argued in ``docs/statistics.md``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from cnnvsmlp.jsonmodel import Record
+
+ALPHA = 0.05
+MARGIN = 0.01  # one point of accuracy
+
+Method = Literal["seeds-and-images", "images", "seeds-and-images-bound"]
+Verdict = Literal["different", "equivalent", "inconclusive"]
+
+METHODS = {
+    "seeds-and-images": "over seeds and test images (crossed random effects, Satterthwaite t)",
+    "images": "over the test images only (one seed: the seed-to-seed spread is not in it)",
+    "seeds-and-images-bound": "over seeds and test images, the test-image term bounded from "
+    "the repeats' disagreement counts (conservative)",
+}
+
+
+class RepeatTest(Record):
+    """McNemar's exact test of the two networks of one repeat (a detail: fixed networks)."""
+
+    repeat: int
+    difference: float
+    only_a_correct: int
+    only_b_correct: int
+    p_value: float
+    p_holm: float = Field(description="Holm-adjusted over this pair's repeats.")
+
+
+class Difference(Record):
+    """Accuracy of ``a`` minus ``b``, paired by seed, with its interval and verdict."""
+
+    a: str
+    b: str
+    shift: int = Field(default=0, description="Pixels the test images were moved; 0: as they are.")
+    n_train: int | None = Field(default=None, description="Training images; None: all.")
+    estimate: float = Field(description="Mean over seeds of the accuracy difference (fraction).")
+    low: float
+    high: float
+    level: float = Field(description="Confidence of [low, high]: 1 - alpha / family.")
+    se: float
+    df: float
+    p_value: float = Field(description="Two-sided test of no difference.")
+    p_adjusted: float = Field(description="Bonferroni over the family.")
+    margin: float = Field(description="Equivalence margin (fraction).")
+    p_equivalence: float = Field(description="Two one-sided tests of |difference| >= margin.")
+    p_equivalence_adjusted: float = Field(description="Bonferroni over the family.")
+    family: int = Field(description="Differences in the family this one is adjusted over.")
+    seeds: int
+    images: int
+    method: Method
+    verdict: Verdict
+    per_seed: list[float] = Field(description="The difference in each repeat, in repeat order.")
+    tests: list[RepeatTest] = Field(default=[], description="Per repeat, McNemar's exact test.")
+
+    def flipped(self) -> Difference:
+        """The same difference stated as ``b - a``."""
+        tests = [
+            t.model_copy(
+                update={
+                    "difference": -t.difference,
+                    "only_a_correct": t.only_b_correct,
+                    "only_b_correct": t.only_a_correct,
+                }
+            )
+            for t in self.tests
+        ]
+        return self.model_copy(
+            update={
+                "a": self.b,
+                "b": self.a,
+                "estimate": -self.estimate,
+                "low": -self.high,
+                "high": -self.low,
+                "per_seed": [-d for d in self.per_seed],
+                "tests": tests,
+            }
+        )
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A difference before its family is known: the mean, its standard error and df."""
+
+    a: str
+    b: str
+    estimate: float
+    se: float
+    df: float
+    seeds: int
+    images: int
+    method: Method
+    per_seed: tuple[float, ...]
+    shift: int = 0
+    n_train: int | None = None
+    tests: tuple[RepeatTest, ...] = ()
+
+
+def crossed(x: np.ndarray) -> tuple[float, float, float]:
+    """Mean, standard error and degrees of freedom of a seeds x images table of differences.
+
+    ``x[s, i]`` is ``correct_a - correct_b`` of image ``i`` in repeat ``s``.
+    The model is ``x = mu + seed_s + image_i + residual``, all three random;
+    the variance of the grand mean is ``(MS_seed + MS_image - MS_residual) / (S N)``
+    from the two-way ANOVA, each variance component clamped at 0, with
+    Satterthwaite's degrees of freedom. With one seed it is the paired
+    t over images.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    seeds, images = x.shape
+    mean = float(x.mean())
+    if seeds == 1:
+        var = float(x[0].var(ddof=1)) if images > 1 else 0.0
+        return mean, math.sqrt(var / images), float(images - 1)
+    rows, cols = x.mean(axis=1), x.mean(axis=0)
+    ms_seed = images * float(np.sum((rows - mean) ** 2)) / (seeds - 1)
+    ms_image = seeds * float(np.sum((cols - mean) ** 2)) / (images - 1)
+    residual = x - rows[:, None] - cols[None, :] + mean
+    ms_res = float(np.sum(residual**2)) / ((seeds - 1) * (images - 1))
+    terms = [(ms_res, (seeds - 1) * (images - 1), 1.0)]
+    for ms, df in ((ms_seed, seeds - 1), (ms_image, images - 1)):
+        if ms > ms_res:  # the component's estimate (ms - ms_res) / n is positive
+            terms += [(ms, df, 1.0), (ms_res, (seeds - 1) * (images - 1), -1.0)]
+    return (mean, *_satterthwaite(terms, seeds * images))
+
+
+def _satterthwaite(terms: list[tuple[float, float, float]], scale: float) -> tuple[float, float]:
+    """SE and df of ``sum(c * ms) / scale`` for mean squares ``ms`` with ``df`` each."""
+    by_ms: dict[tuple[float, float], float] = {}
+    for ms, df, c in terms:
+        by_ms[(ms, df)] = by_ms.get((ms, df), 0.0) + c
+    total = sum(c * ms for (ms, _), c in by_ms.items())
+    if total <= 0:
+        return 0.0, math.inf
+    spread = sum((c * ms) ** 2 / df for (ms, df), c in by_ms.items() if c and df > 0)
+    return math.sqrt(total / scale), (total**2 / spread if spread > 0 else math.inf)
+
+
+def estimate(
+    a: str,
+    b: str,
+    correct_a: np.ndarray,
+    correct_b: np.ndarray,
+    repeats: Sequence[int] | None = None,
+    details: bool = False,
+    **where,
+) -> Estimate:
+    """The difference of two variants from their per-image correctness, paired by seed.
+
+    Args:
+        a: the first variant.
+        b: the second.
+        correct_a: ``(seeds, images)`` booleans: repeat ``s`` of ``a`` right on image ``i``.
+        correct_b: the same for ``b``; row ``s`` is the repeat with the same seed.
+        repeats: the repeats' numbers, for the McNemar details; default ``0..S-1``.
+        details: whether to add McNemar's exact test of each repeat.
+        **where: ``shift`` and ``n_train`` of the comparison.
+
+    Returns:
+        The estimate, ``a - b``, before a family adjusts it.
+    """
+    from cnnvsmlp.stats import holm, mcnemar_exact
+
+    ca, cb = np.atleast_2d(correct_a).astype(bool), np.atleast_2d(correct_b).astype(bool)
+    x = ca.astype(np.int8) - cb.astype(np.int8)
+    mean, se, df = crossed(x)
+    method = "images" if len(x) == 1 else "seeds-and-images"
+    per_seed = tuple(float(d) for d in x.mean(axis=1))
+    if not details:
+        return Estimate(a, b, mean, se, df, len(x), x.shape[1], method, per_seed, **where)
+    repeats = list(range(len(x))) if repeats is None else list(repeats)
+    mcnemar = [mcnemar_exact(ra, rb) for ra, rb in zip(ca, cb, strict=True)]
+    adjusted = holm([t.p_value for t in mcnemar])
+    tests = tuple(
+        RepeatTest(
+            repeat=r,
+            difference=float(d),
+            only_a_correct=t.only_a,
+            only_b_correct=t.only_b,
+            p_value=t.p_value,
+            p_holm=p,
+        )
+        for r, d, t, p in zip(repeats, per_seed, mcnemar, adjusted, strict=True)
+    )
+    return Estimate(a, b, mean, se, df, len(x), x.shape[1], method, per_seed, tests=tests, **where)
+
+
+def bounded(
+    a: str,
+    b: str,
+    per_seed: Sequence[float],
+    disagree: Sequence[float],
+    images: int,
+    **where,
+) -> Estimate:
+    """The difference from per-repeat numbers only, its test-image term bounded from above.
+
+    For records that kept each repeat's difference ``d_s`` and the share of
+    images the two networks disagree on (or an upper bound of it), ``q_s``,
+    but not which images: the image term's variance is at most the mean of
+    the repeats' per-image variances ``q_s - d_s**2``, so the interval is
+    conservative.
+
+    Args:
+        a: the first variant.
+        b: the second.
+        per_seed: ``d_s``, accuracy of ``a`` minus ``b`` in each repeat.
+        disagree: ``q_s``, the share of images exactly one of the two got right.
+        images: test images per repeat.
+        **where: ``shift`` and ``n_train`` of the comparison.
+    """
+    d = np.asarray(per_seed, dtype=float)
+    q = np.asarray(disagree, dtype=float)
+    image_var = max(float(np.mean(q - d**2)), 0.0)
+    terms = [(image_var * len(d), images - 1, 1.0)]  # scaled as a mean square over S N
+    if len(d) > 1:
+        terms.append((float(np.var(d, ddof=1)) * images, len(d) - 1, 1.0))
+    se, df = _satterthwaite(terms, len(d) * images)
+    method = "seeds-and-images-bound" if len(d) > 1 else "images"
+    return Estimate(a, b, float(d.mean()), se, df, len(d), images, method, tuple(d), **where)
+
+
+def decide(
+    estimates: Sequence[Estimate], margin: float = MARGIN, alpha: float = ALPHA
+) -> list[Difference]:
+    """The family's differences: intervals, tests and verdicts adjusted over all of them.
+
+    Bonferroni over the ``k`` estimates: each interval has confidence
+    ``1 - alpha / k`` (together they cover with at least ``1 - alpha``); a
+    difference is ``different`` when its test rejects at ``alpha / k``
+    (exactly when its interval excludes 0), else ``equivalent`` when both
+    one-sided tests of ``|difference| >= margin`` reject at ``alpha / k``
+    (its ``1 - 2 alpha / k`` interval lies inside ``+-margin``), else
+    ``inconclusive``.
+    """
+    from scipy import stats as scipy_stats
+
+    k = max(len(estimates), 1)
+    out = []
+    for e in estimates:
+        p, p_eq = _p_values(e.estimate, e.se, e.df, margin)
+        half = e.se * float(scipy_stats.t.ppf(1 - alpha / (2 * k), e.df)) if e.se > 0 else 0.0
+        p_adj, p_eq_adj = min(1.0, k * p), min(1.0, k * p_eq)
+        verdict: Verdict = (
+            "different" if p_adj < alpha else "equivalent" if p_eq_adj < alpha else "inconclusive"
+        )
+        out.append(
+            Difference(
+                a=e.a,
+                b=e.b,
+                shift=e.shift,
+                n_train=e.n_train,
+                estimate=e.estimate,
+                low=e.estimate - half,
+                high=e.estimate + half,
+                level=1 - alpha / k,
+                se=e.se,
+                df=min(e.df, 1e9),
+                p_value=p,
+                p_adjusted=p_adj,
+                margin=margin,
+                p_equivalence=p_eq,
+                p_equivalence_adjusted=p_eq_adj,
+                family=k,
+                seeds=e.seeds,
+                images=e.images,
+                method=e.method,
+                verdict=verdict,
+                per_seed=list(e.per_seed),
+                tests=list(e.tests),
+            )
+        )
+    return out
+
+
+def _p_values(mean: float, se: float, df: float, margin: float) -> tuple[float, float]:
+    """Two-sided p of no difference and the two one-sided tests' p of equivalence."""
+    from scipy.stats import t
+
+    if se == 0:
+        return (1.0 if mean == 0 else 0.0), (0.0 if abs(mean) < margin else 1.0)
+    p = float(2 * t.sf(abs(mean) / se, df))
+    p_eq = max(float(t.sf((mean + margin) / se, df)), float(t.cdf((mean - margin) / se, df)))
+    return p, p_eq
