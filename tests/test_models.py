@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
@@ -73,22 +70,18 @@ def test_unknown_variant():
         build_model("resnet", 10)
 
 
-def test_models_command_lists_every_variant_once_per_data_set():
-    done = subprocess.run(
-        [sys.executable, "-m", "cnnvsmlp_pipelines.cli", "models"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+def test_models_command_lists_every_variant_once_per_data_set(capsys):
+    from cnnvsmlp_pipelines.cli import main
+
+    assert main(["models"]) == 0
+    stdout = capsys.readouterr().out
     for variant, classes, params in SEED_PARAMS:
         dataset = "emnist-letters" if classes == 26 else "fashion-mnist"
         assert any(
             line.split()[:2] == [variant, dataset] and line.endswith(f"{params:,}")
-            for line in done.stdout.splitlines()
-        ), (variant, dataset, done.stdout)
-    rows = [line.split()[:2] for line in done.stdout.splitlines()[2:]]
+            for line in stdout.splitlines()
+        ), (variant, dataset, stdout)
+    rows = [line.split()[:2] for line in stdout.splitlines()[2:]]
     assert len(rows) == len({tuple(r) for r in rows})
-    mlp = next(
-        line for line in done.stdout.splitlines() if line.split()[:2] == ["mlp", "fashion-mnist"]
-    )
+    mlp = next(line for line in stdout.splitlines() if line.split()[:2] == ["mlp", "fashion-mnist"])
     assert "fashion-mnist, fashion-mnist-data-efficiency" in mlp
