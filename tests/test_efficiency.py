@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import re
 
 import numpy as np
@@ -199,8 +200,8 @@ def test_the_multiplier_is_read_off_the_sampled_sizes_only():
     # 0.85 lies halfway between 2,000 and 4,000 in accuracy: on a log axis, 2000 * 2 ** 0.5.
     assert size_for(sizes, base, 0.85) == pytest.approx(2000 * 2**0.5)
     assert size_for(sizes, base, 0.84) == pytest.approx(2000)
-    assert size_for(sizes, base, 0.90) is None  # beyond the largest size: not given
-    assert size_for(sizes, base, 0.70) is None  # below the smallest
+    assert size_for(sizes, base, 0.90) == math.inf  # beyond the largest size: not given
+    assert size_for(sizes, base, 0.70) == 0  # below the smallest: under sizes[0] / n
     # A dip is noise: the running maximum never falls.
     assert size_for(sizes, [0.80, 0.86, 0.85, 0.88], 0.86) == pytest.approx(2000)
 
@@ -217,6 +218,10 @@ def test_the_bootstrap_keeps_whole_repeats_and_says_beyond():
     assert first.low <= first.estimate <= first.high and first.beyond_fraction == 0
     last = found[-1]
     assert last.estimate is None and last.high is None and last.beyond_fraction == 1.0
+    assert last.where == "beyond" and first.where == "inside" and first.repeats == 2
+    # A variant worse than the baseline's smallest size: below the data, not beyond it.
+    (worse,) = multipliers([1000, 2000], base[:2], np.full((2, 2), 0.7), samples=20)[:1]
+    assert worse.where == "below" and worse.estimate is None and worse.low is None
     # Whole repeats: with identical repeats every bootstrap sample is the estimate.
     same = multipliers(sizes, base[:, :1].repeat(3, 1), other[:, :1].repeat(3, 1), samples=50)
     assert same[0].low == same[0].high == pytest.approx(same[0].estimate)

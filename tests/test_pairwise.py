@@ -73,6 +73,26 @@ def test_coverage_over_a_thousand_studies(seeds, images, seed_sd, low, high):
     assert low <= found <= high
 
 
+def test_the_test_image_term_is_needed_where_images_dominate():
+    """No seed spread, images that strongly suit one architecture: an interval over seeds
+    alone (the negative control) misses the image sampling; this one does not."""
+    from scipy.stats import t
+
+    model = {"suits": 2.0, "noise": 0.1, "seed_sd": 0.0}
+    target = truth(**model)
+    rng = np.random.default_rng(1)
+    ours = seeds_only = 0
+    for _ in range(300):
+        ca, cb = study(rng, 5, 1500, **model)
+        (d,) = pairwise.decide([pairwise.estimate("a", "b", ca, cb)])
+        ours += d.low <= target <= d.high
+        per_seed = ca.mean(1) - cb.mean(1)
+        half = per_seed.std(ddof=1) / np.sqrt(5) * t.ppf(0.975, 4)
+        seeds_only += abs(per_seed.mean() - target) <= half
+    assert ours / 300 >= 0.925
+    assert seeds_only / 300 <= 0.90
+
+
 def test_one_seed_covers_the_test_images_only():
     """With one seed the seed-to-seed spread is missing: the interval is too narrow for it."""
     assert coverage(300, seeds=1, images=1500, seed_sd=0.3) < 0.85
@@ -131,6 +151,19 @@ def test_tost_and_the_difference_on_known_cases(mean, se, verdict):
     assert d.verdict == verdict
     # The verdict agrees with the printed interval: different exactly when it excludes 0.
     assert (d.verdict == "different") == (d.low > 0 or d.high < 0)
+    # Equivalent exactly when the printed interval lies inside the margin.
+    assert (d.p_equivalence_adjusted < 0.05) == (-0.01 < d.low and d.high < 0.01)
+
+
+@pytest.mark.parametrize("k", [1, 3, 10])
+def test_equivalence_agrees_with_the_printed_interval_in_any_family(k):
+    for mean in np.linspace(-0.012, 0.012, 49):
+        (d, *_) = pairwise.decide([_known(float(mean), 0.002, df=9)] * k, margin=0.01)
+        assert (d.verdict == "equivalent") == (
+            -0.01 < d.low and d.high < 0.01 and d.low <= 0 <= d.high
+        )
+        inside = -0.01 < d.low and d.high < 0.01
+        assert (d.p_equivalence_adjusted < 0.05) == inside
 
 
 def test_tost_p_value_by_hand():
@@ -164,13 +197,16 @@ def test_a_family_widens_every_interval_by_bonferroni():
 
 def test_the_bound_from_counts_is_never_narrower_than_the_exact_interval():
     rng = np.random.default_rng(7)
-    for _ in range(20):
-        ca, cb = study(rng, 4, 2000)
-        exact = pairwise.estimate("a", "b", ca, cb)
-        only_a, only_b = (ca & ~cb).sum(1), (~ca & cb).sum(1)
-        bound = pairwise.bounded("a", "b", (only_a - only_b) / 2000, (only_a + only_b) / 2000, 2000)
-        assert bound.estimate == pytest.approx(exact.estimate)
-        assert bound.se >= exact.se * 0.999
+    for model in ({}, {"suits": 2.0, "noise": 0.1, "seed_sd": 0.0}):
+        for _ in range(20):
+            ca, cb = study(rng, 3, 2000, **model)
+            (exact,) = pairwise.decide([pairwise.estimate("a", "b", ca, cb)])
+            only_a, only_b = (ca & ~cb).sum(1), (~ca & cb).sum(1)
+            per_seed, disagree = (only_a - only_b) / 2000, (only_a + only_b) / 2000
+            (bound,) = pairwise.decide([pairwise.bounded("a", "b", per_seed, disagree, 2000)])
+            assert bound.estimate == pytest.approx(exact.estimate)
+            assert bound.se >= exact.se * 0.999 and bound.df == 2
+            assert bound.high - bound.low >= (exact.high - exact.low) * 0.999
 
 
 def test_a_flipped_difference_states_b_minus_a():

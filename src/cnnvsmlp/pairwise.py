@@ -61,7 +61,10 @@ class Difference(Record):
     p_adjusted: float = Field(description="Bonferroni over the family.")
     margin: float = Field(description="Equivalence margin (fraction).")
     p_equivalence: float = Field(description="Two one-sided tests of |difference| >= margin.")
-    p_equivalence_adjusted: float = Field(description="Bonferroni over the family.")
+    p_equivalence_adjusted: float = Field(
+        description="Bonferroni over the family, each one-sided test at alpha / (2 k): below "
+        "alpha exactly when [low, high] lies inside +-margin."
+    )
     family: int = Field(description="Differences in the family this one is adjusted over.")
     seeds: int
     images: int
@@ -216,7 +219,7 @@ def bounded(
     images the two networks disagree on (or an upper bound of it), ``q_s``,
     but not which images: the image term's variance is at most the mean of
     the repeats' per-image variances ``q_s - d_s**2``, so the interval is
-    conservative.
+    conservative: a larger standard error, with the seeds' ``S - 1`` degrees of freedom.
 
     Args:
         a: the first variant.
@@ -229,12 +232,13 @@ def bounded(
     d = np.asarray(per_seed, dtype=float)
     q = np.asarray(disagree, dtype=float)
     image_var = max(float(np.mean(q - d**2)), 0.0)
-    terms = [(image_var * len(d), images - 1, 1.0)]  # scaled as a mean square over S N
-    if len(d) > 1:
-        terms.append((float(np.var(d, ddof=1)) * images, len(d) - 1, 1.0))
-    se, df = _satterthwaite(terms, len(d) * images)
+    var = image_var / images + (float(np.var(d, ddof=1)) / len(d) if len(d) > 1 else 0.0)
+    # The seed term's degrees of freedom, never more: the bound widens the interval, not its t.
+    df = float(len(d) - 1) if len(d) > 1 else float(images - 1)
     method = "seeds-and-images-bound" if len(d) > 1 else "images"
-    return Estimate(a, b, float(d.mean()), se, df, len(d), images, method, tuple(d), **where)
+    return Estimate(
+        a, b, float(d.mean()), math.sqrt(var), df, len(d), images, method, tuple(d), **where
+    )
 
 
 def decide(
@@ -246,8 +250,8 @@ def decide(
     ``1 - alpha / k`` (together they cover with at least ``1 - alpha``); a
     difference is ``different`` when its test rejects at ``alpha / k``
     (exactly when its interval excludes 0), else ``equivalent`` when both
-    one-sided tests of ``|difference| >= margin`` reject at ``alpha / k``
-    (its ``1 - 2 alpha / k`` interval lies inside ``+-margin``), else
+    one-sided tests of ``|difference| >= margin`` reject at ``alpha / (2 k)``
+    (exactly when its printed interval lies inside ``+-margin``), else
     ``inconclusive``.
     """
     from scipy import stats as scipy_stats
@@ -257,7 +261,7 @@ def decide(
     for e in estimates:
         p, p_eq = _p_values(e.estimate, e.se, e.df, margin)
         half = e.se * float(scipy_stats.t.ppf(1 - alpha / (2 * k), e.df)) if e.se > 0 else 0.0
-        p_adj, p_eq_adj = min(1.0, k * p), min(1.0, k * p_eq)
+        p_adj, p_eq_adj = min(1.0, k * p), min(1.0, 2 * k * p_eq)
         verdict: Verdict = (
             "different" if p_adj < alpha else "equivalent" if p_eq_adj < alpha else "inconclusive"
         )

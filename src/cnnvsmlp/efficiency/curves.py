@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 from pydantic import Field
@@ -146,32 +147,40 @@ def holdout(variant: str, family: str, sizes: Sequence[int], errors: np.ndarray)
 
 
 class Multiplier(Record):
-    """The data multiplier at one size, with its bootstrap interval; None: beyond the data."""
+    """The data multiplier at one size, with its bootstrap range; None: outside the data."""
 
     n_train: int
     target: float = Field(description="The variant's mean test accuracy at n_train.")
     estimate: float | None = Field(
-        description="Baseline images needed / n_train; None when the baseline's sampled "
-        "sizes do not reach the target (or start above it)."
+        description="Baseline images needed / n_train; None when the target lies outside the "
+        "baseline's sampled sizes (where says which side)."
     )
-    low: float | None
+    where: Literal["inside", "beyond", "below"] = Field(
+        default="inside",
+        description="beyond: the baseline's largest size does not reach the target; below: "
+        "its smallest size is already above it (the multiplier is under sizes[0] / n_train).",
+    )
+    low: float | None = Field(description="None: below the data in some bootstrap samples.")
     high: float | None = Field(description="None: beyond the data in some bootstrap samples.")
     beyond_fraction: float = Field(
         description="Share of bootstrap samples in which the target lies outside the sampled sizes."
     )
     samples: int
+    repeats: int = Field(default=0, description="Repeats resampled; few give a rough range.")
 
 
-def size_for(sizes: Sequence[int], accuracy: Sequence[float], target: float) -> float | None:
+def size_for(sizes: Sequence[int], accuracy: Sequence[float], target: float) -> float:
     """Training images at which the baseline's observed accuracy reaches ``target``.
 
     Linear in log size between sampled sizes, on the running maximum of the
-    mean accuracies; None when ``target`` lies above the largest or below the
-    smallest size's accuracy.
+    mean accuracies; ``inf`` when ``target`` lies above the largest size's
+    accuracy (beyond the data), 0 when below the smallest's (below it).
     """
     reach = np.maximum.accumulate(np.asarray(accuracy, dtype=float))
-    if target > reach[-1] or target < reach[0]:
-        return None
+    if target > reach[-1]:
+        return math.inf
+    if target < reach[0]:
+        return 0.0
     k = int(np.searchsorted(reach, target, side="left"))
     if k == 0 or reach[k] == target:
         return float(sizes[k])
@@ -217,15 +226,18 @@ def multipliers(
         column = draws[:, j]
         low = float(np.quantile(column, tail, method="lower"))
         high = float(np.quantile(column, 1 - tail, method="higher"))
+        inside = 0 < estimate[j] < math.inf
         out.append(
             Multiplier(
                 n_train=int(n),
                 target=float(other[j].mean()),
-                estimate=float(estimate[j]) if math.isfinite(estimate[j]) else None,
-                low=low if math.isfinite(low) else None,
-                high=high if math.isfinite(high) else None,
-                beyond_fraction=float(np.mean(~np.isfinite(column))),
+                estimate=float(estimate[j]) if inside else None,
+                where="inside" if inside else "below" if estimate[j] == 0 else "beyond",
+                low=low if 0 < low < math.inf else None,
+                high=high if 0 < high < math.inf else None,
+                beyond_fraction=float(np.mean((column == 0) | ~np.isfinite(column))),
                 samples=samples,
+                repeats=repeats,
             )
         )
     return out

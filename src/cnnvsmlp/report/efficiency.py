@@ -21,7 +21,6 @@ from cnnvsmlp.efficiency.analysis import EfficiencyAnalysis
 from cnnvsmlp.efficiency.curves import FAMILIES
 from cnnvsmlp.pairwise import Difference
 from cnnvsmlp.provenance import SYNTHETIC_DATA, SYNTHETIC_LEAD
-from cnnvsmlp.records import Hardware
 from cnnvsmlp.report.render import (
     Block,
     Bullets,
@@ -30,8 +29,11 @@ from cnnvsmlp.report.render import (
     Section,
     Table,
     Text,
+    machine_text,
+    provenance_items,
     render_html,
     render_markdown,
+    when_and_code,
 )
 from cnnvsmlp.stats import Interval
 
@@ -92,10 +94,20 @@ def _multiplier(a: EfficiencyAnalysis, variant: str, n: int):
     return next((x for x in found.multipliers if x.n_train == n), None) if found else None
 
 
-def _multiplier_words(x) -> str:
-    if x.estimate is None:
+def _multiplier_words(x, gap: Difference | None = None) -> str:
+    if gap is not None and gap.verdict != "different":
+        return "not stated: the gap is not shown at this size"
+    if x.where == "beyond":
         return f"{BEYOND} (not reached within the sizes trained)"
-    return f"{_times(x.estimate)} [{_times(x.low)}, {_times(x.high)}]"
+    if x.where == "below":
+        return "below the sizes trained (the baseline's smallest size already matches it)"
+    low = "below the data" if x.low is None else _times(x.low)
+    span = "95% bootstrap CI" if x.repeats >= 5 else f"range over resampled {x.repeats} repeats"
+    return f"{_times(x.estimate)} [{low}, {_times(x.high)}; {span}]"
+
+
+def _gap_at(a: EfficiencyAnalysis, variant: str, n: int) -> Difference | None:
+    return next((g for g in a.gaps if g.a == variant and g.n_train == n), None)
 
 
 def headline(a: EfficiencyAnalysis) -> str:
@@ -111,8 +123,9 @@ def headline(a: EfficiencyAnalysis) -> str:
             f"{_size(lo.n_train)} training images ({lo.verdict}), {_pts_ci(hi)} with "
             f"{_size(hi.n_train)} ({hi.verdict}; {_interval_words(a)})"
         )
-        x = _multiplier(a, v, lo.n_train)
-        if x is not None:
+        shown = [g for g in gaps if g.verdict == "different"]
+        x = _multiplier(a, v, shown[0].n_train) if shown else None
+        if x is not None and x.where == "inside":
             text += (
                 f"; to match {v} at {_size(x.n_train)} images {a.baseline} needs "
                 f"{_multiplier_words(x)} as many (read off the sizes trained)"
@@ -145,7 +158,8 @@ def verdicts(a: EfficiencyAnalysis) -> list[tuple[str, str]]:
         found = next((m for m in a.multipliers if m.variant == v and m.multipliers), None)
         if found is not None:
             words = "; ".join(
-                f"at {_size(x.n_train)} images {_multiplier_words(x)}" for x in found.multipliers
+                f"at {_size(x.n_train)} images {_multiplier_words(x, _gap_at(a, v, x.n_train))}"
+                for x in found.multipliers
             )
             out.append((f"Data multiplier ({a.baseline} to match {v}):", words + "."))
         out += _shift_verdict(a, v, gaps[-1].n_train)
@@ -353,7 +367,7 @@ def curve_table(a: EfficiencyAnalysis) -> Table:
 
 def multiplier_table(a: EfficiencyAnalysis) -> Table:
     """How many times more images the baseline needs to match each variant, per size."""
-    headers = ["pair", "n_train", "multiplier [95% CI]", "bootstrap samples beyond the data"]
+    headers = ["pair", "n_train", "multiplier [interval]", "bootstrap samples outside the data"]
     rows = []
     for m in a.multipliers:
         if m.error:
@@ -363,7 +377,7 @@ def multiplier_table(a: EfficiencyAnalysis) -> Table:
                 [
                     f"{m.baseline} to match {m.variant}",
                     _size(x.n_train),
-                    _multiplier_words(x),
+                    _multiplier_words(x, _gap_at(a, m.variant, x.n_train)),
                     f"{x.beyond_fraction:.0%}",
                 ]
             )
@@ -373,23 +387,12 @@ def multiplier_table(a: EfficiencyAnalysis) -> Table:
 # ---------------------------------------------------------------- provenance
 
 
-def _machine(h: Hardware) -> str:
-    threads = f", {h.intra_op_threads} threads" if h.intra_op_threads else ""
-    return f"{h.name} ({h.cpu_count} CPUs{threads}, TensorFlow {h.tensorflow})"
-
-
 def provenance_line(a: EfficiencyAnalysis) -> str:
     """What produced the report: run, date, commit, and the study's settings."""
     p = a.provenance
-    when = p.started.strftime("%Y-%m-%d %H:%M UTC") if p.started else "date not recorded"
-    if p.commit:
-        state = {True: ", uncommitted changes", False: ""}.get(p.dirty, ", tree state unknown")
-        code = f"cnnvsmlp {p.project_version or '?'} at commit {p.commit[:10]}{state}"
-    else:
-        code = f"cnnvsmlp {p.project_version or '(version not recorded)'}, commit not recorded"
-    machines = "; ".join(_machine(h) for h in a.hardware) or "no machine recorded"
+    machines = "; ".join(machine_text(h) for h in a.hardware) or "no machine recorded"
     return (
-        f"Run {p.run_id or '(run id not recorded)'}; {when}; {code}; {a.dataset}, sizes "
+        f"Run {p.run_id or '(run id not recorded)'}; {when_and_code(p)}; {a.dataset}, sizes "
         f"{', '.join(_size(n) for n in a.sizes)}, {a.repeats} repeat{'s' * (a.repeats != 1)}, "
         f"{a.n_test:,} test images; "
         f"early stopping on validation loss (patience {a.stopping.patience}, min_delta "
@@ -400,17 +403,11 @@ def provenance_line(a: EfficiencyAnalysis) -> str:
 
 def _provenance_section(a: EfficiencyAnalysis) -> Section:
     p = a.provenance
-    items = [
-        ("Run:", p.run_id or "(run id not recorded)"),
-        ("Started:", p.started.isoformat() if p.started else "not recorded"),
-        ("Runner:", p.runner or "not recorded"),
-        ("Project:", f"cnnvsmlp {p.project_version or '(version not recorded)'}"),
-        ("Commit:", (p.commit + (" (uncommitted changes)" if p.dirty else "")) or "not recorded"),
+    items = provenance_items(p, p.run_id or "(run id not recorded)", a.schema_version)
+    items[-1:-1] = [
         ("Experiment:", f"{a.experiment} ({a.dataset})"),
-        ("Data:", p.data_source or "not recorded"),
         ("Variants:", f"{', '.join(a.variants)}; baseline {a.baseline}"),
-        ("Machines:", "; ".join(_machine(h) for h in a.hardware) or "none: no run finished"),
-        ("Schema:", f"comparison.json {a.schema_version}"),
+        ("Machines:", "; ".join(machine_text(h) for h in a.hardware) or "none: no run finished"),
     ]
     if p.note:
         items.append(("Note:", p.note))
@@ -513,9 +510,12 @@ def efficiency_report(a: EfficiencyAnalysis) -> Report:
                     "the sizes trained, and nothing here is. The data multiplier: how many "
                     "times n images the baseline needs to reach the variant's mean accuracy "
                     "at n, interpolated (log size) between the baseline's observed means; "
-                    f"'{BEYOND}' where the sizes trained do not reach it. Its interval: a "
-                    "percentile bootstrap over whole repeats (a repeat's nested subsets and "
-                    "both variants stay together); with few repeats it is rough."
+                    f"'{BEYOND}' where the sizes trained do not reach it; stated only where "
+                    "the gap is shown different. Its interval: a percentile bootstrap over "
+                    "whole repeats (a repeat's nested subsets and both variants stay "
+                    "together), a 95% interval from 5 repeats on; with fewer, only the range "
+                    "of the resamples (3 repeats give 10 distinct ones), not simultaneous "
+                    "over the sizes."
                 ),
                 curve_table(a),
                 multiplier_table(a),

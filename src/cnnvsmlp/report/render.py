@@ -18,7 +18,7 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, select_autoescape
 from tabulate import tabulate
 
-from cnnvsmlp.provenance import SYNTHETIC_DATA, SYNTHETIC_LEAD
+from cnnvsmlp.provenance import SYNTHETIC_DATA, SYNTHETIC_LEAD, Provenance
 from cnnvsmlp.records import Hardware
 from cnnvsmlp.report.model import Comparison
 from cnnvsmlp.report.plots import PLOTS, SHIFT_PLOT
@@ -118,7 +118,8 @@ def title(comparison: Comparison) -> str:
     return f"{comparison.experiment} comparison, run {run_label(comparison)}"
 
 
-def _machine(h: Hardware) -> str:
+def machine_text(h: Hardware) -> str:
+    """A machine in a phrase: name, CPUs, threads, TensorFlow."""
     threads = f", {h.intra_op_threads} threads" if h.intra_op_threads else ""
     return f"{h.name} ({h.cpu_count} CPUs{threads}, TensorFlow {h.tensorflow})"
 
@@ -140,10 +141,9 @@ def hardware_text(comparison: Comparison) -> str:
     if all(len(m) == 1 for m in found.values()):
         trained, evaluated = found["training"][0], found["inference"][0]
         if trained == evaluated:
-            return f"Every run trained and was evaluated on {_machine(trained)}."
-        return (
-            f"Every run trained on {_machine(trained)} and was evaluated on {_machine(evaluated)}."
-        )
+            return f"Every run trained and was evaluated on {machine_text(trained)}."
+        on = machine_text(trained)
+        return f"Every run trained on {on} and was evaluated on {machine_text(evaluated)}."
     return "The runs used several machines: see Hardware."
 
 
@@ -180,19 +180,37 @@ def time_axis_label(comparison: Comparison) -> str:
     return "training time of a run (s)"
 
 
-def provenance_line(comparison: Comparison) -> str:
-    """One line saying what produced the report: run, date, project commit and config."""
-    p = comparison.provenance
-    config = f"; {config_text(comparison)}" if comparison.config else ""
-    if not (p.run_id or p.started or p.commit):
-        return f"The runs recorded no run id, date or commit (see Provenance){config}."
+def when_and_code(p: Provenance) -> str:
+    """``2026-12-01 14:24 UTC; cnnvsmlp 0.1.0 at commit c34c87305b``: when and what code."""
     when = p.started.strftime("%Y-%m-%d %H:%M UTC") if p.started else "date not recorded"
     if p.commit:
         state = {True: ", uncommitted changes", False: ""}.get(p.dirty, ", tree state unknown")
         code = f"cnnvsmlp {p.project_version or '?'} at commit {p.commit[:10]}{state}"
     else:
         code = f"cnnvsmlp {p.project_version or '(version not recorded)'}, commit not recorded"
-    return f"Run {run_label(comparison)}; {when}; {code}{config}."
+    return f"{when}; {code}"
+
+
+def provenance_items(p: Provenance, run: str, schema: str) -> list[tuple[str, str]]:
+    """The Provenance section's common lines: run, start, runner, project, commit, data, schema."""
+    return [
+        ("Run:", run),
+        ("Started:", p.started.isoformat() if p.started else "not recorded"),
+        ("Runner:", p.runner or "not recorded"),
+        ("Project:", f"cnnvsmlp {p.project_version or '(version not recorded)'}"),
+        ("Commit:", (p.commit + (" (uncommitted changes)" if p.dirty else "")) or "not recorded"),
+        ("Data:", p.data_source or "not recorded"),
+        ("Schema:", f"comparison.json {schema}"),
+    ]
+
+
+def provenance_line(comparison: Comparison) -> str:
+    """One line saying what produced the report: run, date, project commit and config."""
+    p = comparison.provenance
+    config = f"; {config_text(comparison)}" if comparison.config else ""
+    if not (p.run_id or p.started or p.commit):
+        return f"The runs recorded no run id, date or commit (see Provenance){config}."
+    return f"Run {run_label(comparison)}; {when_and_code(p)}{config}."
 
 
 def config_text(comparison: Comparison) -> str:
@@ -724,28 +742,15 @@ def _hardware_section(c: Comparison) -> Section:
 
 
 def _provenance_section(c: Comparison) -> Section:
-    p = c.provenance
-    items = [
-        ("Run:", run_label(c)),
-        ("Started:", p.started.isoformat() if p.started else "not recorded"),
-        ("Runner:", p.runner or "not recorded"),
-        ("Project:", f"cnnvsmlp {p.project_version or '(version not recorded)'}"),
-        (
-            "Commit:",
-            (p.commit + (" (uncommitted changes)" if p.dirty else "")) or "not recorded",
-        ),
+    items = provenance_items(c.provenance, run_label(c), c.schema_version)
+    items[-1:-1] = [
         ("Config:", config_text(c)),
-        ("Data:", p.data_source or "not recorded"),
         ("Variants:", ", ".join(c.config.variants if c.config else [])),
         ("Machines:", hardware_text(c) or "none: no run finished"),
-        ("Schema:", f"comparison.json {c.schema_version}"),
     ]
-    if p.note:
-        items.append(("Note:", p.note))
+    if c.provenance.note:
+        items.append(("Note:", c.provenance.note))
     return Section("Provenance", [Bullets(items)], folded=True)
-
-
-# ---------------------------------------------------------------- rendering
 
 
 def _escape_cell(text: str) -> str:

@@ -19,7 +19,9 @@ VERDICT_RULE = (
     "1 - 0.05/k for a family of k (Bonferroni), so the family's intervals hold together with "
     "95% confidence. A pair is 'different' when its interval excludes 0; 'equivalent within "
     "+-m points' when the two one-sided tests (TOST) reject a difference of m or more at "
-    "0.05/k; otherwise 'inconclusive': neither a difference nor an equivalence is shown. "
+    "0.05/(2k) each, exactly when the printed interval lies inside +-m; otherwise "
+    "'inconclusive': neither a difference nor an equivalence is shown. p-values are "
+    "Bonferroni-adjusted over the family. "
     "McNemar's exact test per repeat is a detail about the two trained networks of that repeat."
 )
 
@@ -47,16 +49,29 @@ def family(variant: str) -> str:
         return variant
 
 
+def _ci(d: Difference) -> str:
+    return "95% CI" if d.family == 1 else "simultaneous 95% CI"
+
+
 def points(d: Difference) -> str:
     """``+4.07 points, 95% CI [+3.41, +4.73]``: the difference ``a - b`` and its interval."""
     return (
-        f"{number(100 * d.estimate, '+.2f')} points, 95% CI "
+        f"{number(100 * d.estimate, '+.2f')} points, {_ci(d)} "
         f"[{number(100 * d.low, '+.2f')}, {number(100 * d.high, '+.2f')}]"
     )
 
 
+def _p_adjusted(p: float, d: Difference) -> str:
+    return _p_text(p) if d.family == 1 else f"adjusted {_p_text(p)}"
+
+
 def _margin(d: Difference) -> str:
     return f"+-{100 * d.margin:g} point{'s' if d.margin != 0.01 else ''}"
+
+
+def _small(d: Difference) -> bool:
+    """Shown inside the equivalence margin: the printed interval lies within +-m."""
+    return d.p_equivalence_adjusted < 0.05
 
 
 def _basis(d: Difference) -> str:
@@ -74,13 +89,13 @@ def verdict(d: Difference) -> str:
     if d.verdict == "different":
         won = d if d.estimate > 0 else d.flipped()
         return (
-            f"{won.a} beats {won.b}: {points(won)} ({_basis(d)}, {_p_text(d.p_adjusted)}"
-            f"{', within ' + _margin(d) if d.p_equivalence_adjusted < 0.05 else ''})."
+            f"{won.a} beats {won.b}: {points(won)} ({_basis(d)}, {_p_adjusted(d.p_adjusted, d)}"
+            f"{', a difference within ' + _margin(d) if _small(d) else ''})."
         )
     if d.verdict == "equivalent":
         return (
             f"{d.a} and {d.b} are equivalent within {_margin(d)}: {d.a} - {d.b} = {points(d)} "
-            f"({_basis(d)}, TOST {_p_text(d.p_equivalence_adjusted)})."
+            f"({_basis(d)}, TOST {_p_adjusted(d.p_equivalence_adjusted, d)})."
         )
     return (
         f"{d.a} against {d.b} is inconclusive: {points(d)} ({_basis(d)}); neither a "
@@ -96,8 +111,9 @@ def _short(d: Difference) -> str:
     if d.verdict == "different":
         won = d if d.estimate > 0 else d.flipped()
         return (
-            f"{won.a} beats {won.b} by {100 * won.estimate:.2f} points, 95% CI "
+            f"{won.a} beats {won.b} by {100 * won.estimate:.2f} points, {_ci(d)} "
             f"[{100 * won.low:.2f}, {100 * won.high:.2f}]"
+            f"{' (within ' + _margin(d) + ')' if _small(d) else ''}"
         )
     if d.verdict == "equivalent":
         return f"{d.a} and {d.b} are equivalent within {_margin(d)}: {d.a} - {d.b} = {points(d)}"
@@ -108,6 +124,7 @@ def _within(pairs: list[Difference]) -> str:
     """The pairs inside one family, shortly: who beats whom, who is equivalent, how many neither."""
     words = [
         f"{w.a} beats {w.b} by {100 * w.estimate:.2f} points"
+        + (f" (within {_margin(p)})" if _small(p) else "")
         for p in pairs
         if p.verdict == "different"
         for w in [p if p.estimate > 0 else p.flipped()]
@@ -250,8 +267,8 @@ def flag_spread(summary: VariantSummary, limit: float = SPREAD_LIMIT) -> Variant
             f"{summary.variant} is unstable: its {len(accuracies)} repeats span "
             f"{100 * spread:.2f} points of test accuracy (repeat {low.repeat}: "
             f"{pct(low.test_accuracy)}%, repeat {high.repeat}: {pct(high.test_accuracy)}%), "
-            f"more than {100 * limit:g}; a single run of it says little, and differences "
-            "from it smaller than the spread are not evidence."
+            f"more than {100 * limit:g}: a single run of it says little; the intervals over "
+            "seeds carry this spread."
         )
     return summary.model_copy(update={"test_accuracy_spread": spread, "spread_flag": flag})
 
