@@ -14,9 +14,10 @@ CONFIG_ARG := $(if $(CONFIG),--config $(call q,$(CONFIG)))
 # SET: any config field, KEY=VALUE words: make run SET="train.steps_per_execution=32 seed=2"
 SET ?=
 # The common fields as variables: make run EPOCHS=1 REPEATS=3 LIMIT=3000 VARIANTS=cnn,mlp SEED=1
+# DATASET=fashion-mnist, tfds:<name> or folder:<path>
 SETTINGS := SEED:seed BATCH:batch_size EPOCHS:epochs REPEATS:repeats LIMIT:limit \
   VARIANTS:variants OPTIMIZER:optimizer LEARNING_RATE:learning_rate SOURCE:source \
-  IDX_DIR:idx_dir RESUME_URI:resume_uri
+  IDX_DIR:idx_dir RESUME_URI:resume_uri DATASET:dataset
 setting_var = $(word 1,$(subst :, ,$(1)))
 setting_key = $(word 2,$(subst :, ,$(1)))
 OVERRIDES := $(foreach w,$(SET),$(call q,$(w))) $(foreach s,$(SETTINGS),\
@@ -25,10 +26,10 @@ OVERRIDES := $(foreach w,$(SET),$(call q,$(w))) $(foreach s,$(SETTINGS),\
 RUNNER ?= subprocess
 EXPERIMENT ?=
 EXPERIMENT_ARG := $(if $(EXPERIMENT),--experiment $(call q,$(EXPERIMENT)))
-# make run: RESUME=<run id> continues an interrupted run; CACHE=0 trains everything again;
-# VERBOSE=1 streams every task's output.
-RUN_ARGS := $(if $(RESUME),--resume $(call q,$(RESUME))) $(if $(filter 0,$(CACHE)),--no-cache) \
-  $(if $(filter-out 0,$(VERBOSE)),--verbose)
+# make run: RESUME=<run id> continues an interrupted run; CACHE=no trains everything again;
+# VERBOSE=yes streams every task's output (yes/no, 1/0, true/false, on/off: the CLI checks).
+RUN_ARGS := $(if $(RESUME),--resume $(call q,$(RESUME))) \
+  $(if $(CACHE),$(call q,--cache=$(CACHE))) $(if $(VERBOSE),$(call q,--verbose=$(VERBOSE)))
 UV_VERSION := 0.13.9
 
 # A variable on the command line that none of these names is a typo, not a setting to drop.
@@ -49,7 +50,7 @@ help: ## List the verbs, and the variables that change what they do.
 	@echo "make <verb> [VARIABLE=value ...]"
 	@awk -F ':.*## ' '/^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "Variables: $(foreach s,$(SETTINGS),$(call setting_var,$(s))) (config fields);"
-	@echo "  SET='key=value ...' (any field), CONFIG, PIPELINE, RUNNER, RESUME, CACHE=0, VERBOSE=1"
+	@echo "  SET='key=value ...' (any field), CONFIG, PIPELINE, RUNNER, RESUME, CACHE=no, VERBOSE=yes"
 
 $(BIN)/.installed: requirements.lock pyproject.toml
 	@echo "setup: creating $(VENV) from requirements.lock"

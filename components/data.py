@@ -16,9 +16,12 @@ def prepare_data(config_json: str, dataset: dsl.Output[dsl.Dataset]):
     """
     from cnnvsmlp.config import parse_config_json
     from cnnvsmlp.data import prepare
+    from cnnvsmlp.models import check_user_variants
 
     config = parse_config_json(config_json)
     meta = prepare(config.dataset, config.source, config.split, dataset.path, config.limit)
+    # A user's function that builds no model for this data fails here, before any training.
+    check_user_variants(config.variants, meta["image_shape"], len(meta["classes"]))
     dataset.metadata.update(
         {"dataset": meta["dataset"], "source": meta["source"], **meta["counts"]}
     )

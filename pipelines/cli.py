@@ -8,17 +8,59 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from cnnvsmlp.config import DEFAULT_PRESET
 from cnnvsmlp.errors import UserError
 
 
+def _name(value: str) -> str:
+    """A path or name argument: refused when empty, blank or holding a NUL byte."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("is empty; give a name, or leave the option out")
+    if "\0" in value:
+        raise argparse.ArgumentTypeError(f"{value!r} holds a NUL byte; give a plain name")
+    return value
+
+
+YES, NO = ("1", "yes", "y", "true", "on"), ("0", "no", "n", "false", "off", "")
+
+
+# make's switches arrive as --cache=VALUE and --verbose=VALUE: each the flag it stands for
+# when VALUE is yes, nothing when no.
+SWITCHES = {"--cache": ("", "--no-cache"), "--verbose": ("--verbose", "")}
+
+
+def _switches(argv: Sequence[str]) -> list[str]:
+    """``argv`` with each ``--switch=VALUE`` (:data:`SWITCHES`) as its flag, or left out.
+
+    Raises:
+        UserError: a VALUE that is not a usual spelling of yes or no.
+    """
+    out = []
+    for arg in argv:
+        name, eq, value = arg.partition("=")
+        if not eq or name not in SWITCHES:
+            out.append(arg)
+            continue
+        word = value.strip().lower()
+        if word not in YES + NO:
+            raise UserError(
+                f"{name}={value}: neither yes nor no; give one of {', '.join(YES + NO[:-1])} "
+                f"(make: {name[2:].upper()}=yes or =no)"
+            )
+        out += [flag for flag in [SWITCHES[name][word in NO]] if flag]
+    return out
+
+
 def _config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
+        type=_name,
         help=f"preset name or YAML file (default: the pipeline's preset, else {DEFAULT_PRESET})",
     )
     parser.add_argument(
@@ -66,12 +108,14 @@ def cmd_models(args: argparse.Namespace) -> int:
         for dataset in datasets:
             if known and not listed[dataset]:
                 continue
-            params = build_model(name, len(get_spec(dataset).classes)).count_params()
+            spec = get_spec(dataset)
+            params = build_model(name, spec.image_shape, len(spec.classes)).count_params()
             where = ", ".join(listed[dataset]) if known else "variants=" + name
+            shape = "x".join(map(str, spec.image_shape))
             rows.append(
-                [name, dataset, where, variant.seed_writeup, variant.summary, f"{params:,}"]
+                [name, dataset, shape, where, variant.seed_writeup, variant.summary, f"{params:,}"]
             )
-    headers = ["variant", "data set", "presets", "seed", "layers", "parameters"]
+    headers = ["variant", "data set", "input", "presets", "seed", "layers", "parameters"]
     print(tabulate(rows, headers=headers))
     return 0
 
@@ -111,8 +155,6 @@ def cmd_synth_emnist(args: argparse.Namespace) -> int:
         )
     if not 0 <= args.seed < 2**32:
         raise UserError("synth-emnist: --seed must be from 0 to 2**32 - 1")
-    if not args.out:
-        raise UserError("synth-emnist: --out is empty; name a folder")
     out = write_nist_layout(args.out, args.train, args.test, args.seed)
     print(
         f"synth-emnist: {args.train:,} train and {args.test:,} test images in NIST layout -> {out}"
@@ -129,6 +171,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"--resume {args.resume}: a resumed run keeps its recorded config; "
             "leave out --config and the KEY=VALUE overrides"
         )
+    if args.resume:
+        args.runs_dir, args.resume = _run_folder(args.runs_dir, args.resume)
     config = None if args.resume else _load_config(args)
     run_local(
         args.pipeline,
@@ -140,6 +184,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         cache=not args.no_cache,
     )
     return 0
+
+
+def _run_folder(runs_dir: str, resume: str) -> tuple[str, str]:
+    """The runs folder and run id that ``--resume`` names: a run id, or a run folder's path.
+
+    ``<id>``, ``<id>/``, ``runs/<id>``, ``../runs/<id>`` and an absolute path
+    all name the same run; a path's parent is then the runs folder.
+    """
+    path = Path(resume.rstrip("/") or "/")
+    if path.name in ("", ".", ".."):
+        raise UserError(f"--resume {resume}: not a run; 'cnnvsmlp runs' lists the runs")
+    if len(path.parts) > 1 and (path / "config.json").is_file():
+        return str(path.parent), path.name
+    return runs_dir, path.name if len(path.parts) == 1 else resume
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -227,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("prepare", help=cmd_prepare.__doc__)
     _config_args(p)
-    p.add_argument("--out", help="output folder (default: data/<data set>)")
+    p.add_argument("--out", type=_name, help="output folder (default: data/<data set>)")
     p.set_defaults(func=cmd_prepare)
 
     p = sub.add_parser("ensure-data", help=cmd_ensure_data.__doc__)
@@ -236,7 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_ensure_data)
 
     p = sub.add_parser("synth-emnist", help=cmd_synth_emnist.__doc__)
-    p.add_argument("--out", default="data/emnist-synthetic", help="folder (default: %(default)s)")
+    p.add_argument(
+        "--out", type=_name, default="data/emnist-synthetic", help="folder (default: %(default)s)"
+    )
     p.add_argument(
         "--train", type=int, default=20800, help="training images (default: %(default)s)"
     )
@@ -247,7 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help=cmd_run.__doc__)
     _pipeline_arg(p)
     _config_args(p)
-    p.add_argument("--runs-dir", default="runs", help="where run folders go (default: runs)")
+    p.add_argument(
+        "--runs-dir", type=_name, default="runs", help="where run folders go (default: runs)"
+    )
     p.add_argument(
         "--runner",
         choices=("subprocess", "docker"),
@@ -257,8 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--resume",
-        metavar="RUN_ID",
-        help="continue an interrupted run in its folder, with its config",
+        type=_name,
+        metavar="RUN",
+        help="continue an interrupted run (its id or folder) in its folder, with its config",
     )
     p.add_argument(
         "--no-cache", action="store_true", help="train again what an earlier run already trained"
@@ -272,26 +335,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("runs", help=cmd_runs.__doc__)
-    p.add_argument("--runs-dir", default="runs", help="where run folders are (default: runs)")
+    p.add_argument(
+        "--runs-dir", type=_name, default="runs", help="where run folders are (default: runs)"
+    )
     p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("compile", help=cmd_compile.__doc__)
     _pipeline_arg(p)
-    p.add_argument("--out", default="build", help="output folder (default: build)")
+    p.add_argument("--out", type=_name, default="build", help="output folder (default: build)")
     p.set_defaults(func=cmd_compile)
 
     for name, func in (("submit", cmd_submit), ("unschedule", cmd_unschedule)):
         p = sub.add_parser(name, help=func.__doc__)
         _pipeline_arg(p)
         _config_args(p)
-        p.add_argument("--experiment", help="KFP experiment (default: the config's name)")
+        p.add_argument(
+            "--experiment", type=_name, help="KFP experiment (default: the config's name)"
+        )
         p.set_defaults(func=func)
 
     p = sub.add_parser("schedule", help=cmd_schedule.__doc__)
     _pipeline_arg(p)
     _config_args(p)
     p.add_argument("--cron", required=True, help="KFP cron: 6 fields, seconds first")
-    p.add_argument("--experiment", help="KFP experiment (default: the config's name)")
+    p.add_argument("--experiment", type=_name, help="KFP experiment (default: the config's name)")
     p.set_defaults(func=cmd_schedule)
 
     return parser
@@ -300,8 +367,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; errors in input end with one line and exit 2."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
+    closed = _closed_streams()
+    if closed:
+        print(
+            f"error: {' and '.join(closed)} closed; give the command somewhere to write",
+            file=sys.stderr,
+        )
+        return 2
     try:
-        args = _parse(build_parser(), argv)
+        args = _parse(build_parser(), _switches(sys.argv[1:] if argv is None else argv))
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     except SystemExit as done:  # --help, or argparse's one-line error
         return done.code if isinstance(done.code, int) else 2
     try:
@@ -317,6 +394,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # a reader that stopped early (| head): the rest goes nowhere
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+
+
+def _closed_streams() -> list[str]:
+    """The standard streams that are closed (``>&-``), each reopened on /dev/null.
+
+    Reopened, so no file a library opens next takes the stream's number and
+    gets what is printed (TensorFlow's C++ log, say).
+    """
+    closed = []
+    for fd, name in ((0, "standard input"), (1, "standard output"), (2, "standard error")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            os.open(os.devnull, os.O_RDWR)  # the lowest free number: this one
+            closed.append(name)
+    return [name for name in closed if name != "standard input"]
 
 
 if __name__ == "__main__":

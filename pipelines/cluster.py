@@ -60,6 +60,12 @@ STANDALONE_NAMESPACE = "kubeflow"
 # Where a pod's projected token for the KFP API is mounted (kfp's default).
 SA_TOKEN_PATH = "/var/run/secrets/kubeflow/pipelines/token"
 SKIP_CHECKS_ENV = "CNNVSMLP_SKIP_CHECKS"
+# KFP's health check: a KFP 2 API answers {"commit_sha", "tag_name", "multi_user"}.
+HEALTHZ = "/apis/v2beta1/healthz"
+TIMEOUT_S = (10.0, 60.0)
+"""Seconds to connect and to wait for each answer, in every request to the KFP API."""
+LOG_FILE = ROOT / "build" / "cluster.log"
+"""Where what kfp logs goes (its retries and tracebacks), every token blanked."""
 CHECKS = ("images", "service-account")
 
 
@@ -358,9 +364,15 @@ def iap_id_token(target: Target) -> str:
 
 
 def _client(target: Target):
+    """A ``kfp.Client`` for ``target``, once its host has answered as a KFP 2 API.
+
+    Every request the client makes then has :data:`TIMEOUT_S` and one retry;
+    what kfp logs goes to :data:`LOG_FILE`, tokens blanked.
+    """
     import warnings
 
     import kfp
+    import urllib3
 
     auth: dict = {}
     if target.token:
@@ -369,9 +381,11 @@ def _client(target: Target):
         auth["existing_token"] = iap_id_token(target)
     elif target.token_path:
         auth["existing_token"] = _token_file(target.token_path)
+    _log_to_file()
+    _confirm_api(target, auth.get("existing_token"))
     with warnings.catch_warnings():  # "only works with KFP v2.0.0-beta.2 and later": ours is 2.x
         warnings.filterwarnings("ignore", category=FutureWarning, module="kfp")
-        return _call(
+        client = _call(
             target,
             "connect",
             kfp.Client,
@@ -379,6 +393,70 @@ def _client(target: Target):
             namespace=target.namespace or "kubeflow",
             **auth,
         )
+    pool = client._run_api.api_client.rest_client.pool_manager  # shared by every API of the client
+    pool.connection_pool_kw.update(
+        timeout=urllib3.Timeout(connect=TIMEOUT_S[0], read=TIMEOUT_S[1]), retries=1
+    )
+    return client
+
+
+def _confirm_api(target: Target, token: str | None) -> None:
+    """Refuse a host whose ``healthz`` does not answer as a KFP 2 API does, before any write.
+
+    Raises:
+        ClusterError: the host is unreachable, or answered something else, named in the line.
+    """
+    import requests
+
+    url = target.host.rstrip("/") + HEALTHZ
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        answer = requests.get(url, headers=headers, timeout=TIMEOUT_S, allow_redirects=False)
+    except requests.RequestException as err:
+        raise ClusterError(
+            target.redact(f"{target.host}: unreachable while trying to connect ({_reason(err)})")
+        ) from None
+    try:
+        body = answer.json() if answer.ok else None
+    except ValueError:  # requests' JSONDecodeError
+        body = None
+    version = str(body.get("tag_name") or "2") if isinstance(body, dict) else ""
+    if isinstance(body, dict) and isinstance(body.get("multi_user"), bool):
+        if version.removeprefix("v").split(".")[0] == "2":
+            return
+    said = " ".join(answer.text[:120].split()) or "nothing"
+    kind = answer.headers.get("content-type", "no content type")
+    raise ClusterError(
+        target.redact(
+            f"{target.host}: not a Kubeflow Pipelines 2 API: GET {HEALTHZ} answered HTTP "
+            f"{answer.status_code} ({kind}): {said}; set KFP_HOST to the KFP API "
+            "(behind an ingress, https://<host>/pipeline)"
+        )
+    )
+
+
+def _log_to_file() -> None:
+    """Send what kfp and urllib3 log (retries, tracebacks) to :data:`LOG_FILE`, not the screen."""
+    import logging
+
+    root = logging.getLogger()
+    if any(getattr(h, "cnnvsmlp", False) for h in root.handlers):
+        return
+    LOG_FILE.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(LOG_FILE)
+    handler.cnnvsmlp = True
+    handler.addFilter(_redacted)
+    root.addHandler(handler)
+
+
+def _redacted(record) -> bool:
+    record.msg, record.args = redact(record.getMessage()), ()
+    if record.exc_info:
+        import traceback
+
+        record.msg += "\n" + redact("".join(traceback.format_exception(*record.exc_info)))
+        record.exc_info = record.exc_text = None
+    return True
 
 
 def _token_file(path: str) -> str:

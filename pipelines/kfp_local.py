@@ -9,7 +9,8 @@ goes to ``<logs>/run.log``; the screen shows only what the runner puts there.
 Every task process runs in its own process group, and every task container
 (DockerRunner) carries the run's label, so :meth:`LocalSession.stop` ends each
 one with everything it started, and a signal to this process stops the run
-without leaving a training behind.
+without leaving a training behind; a watchdog process (:data:`WATCHDOG`) kills
+the task process groups of a runner that ended without stopping them (SIGKILL).
 """
 
 from __future__ import annotations
@@ -38,6 +39,32 @@ EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*(?:Error|Excepti
 STOP_GRACE_S = 5.0
 # The label of every container a run starts (DockerRunner): its value is the run's job id.
 CONTAINER_LABEL = "io.github.cnnvsmlp.run"
+# The watchdog, a process in a session of its own (a terminal's Ctrl-C reaches only the
+# runner), reads what to guard from its stdin: task process groups ("-<pid>" once one has
+# ended) and the label of the run's containers. When the runner ends, however it ends
+# (SIGKILL too), the pipe closes: every group still listed is killed and every container
+# with the label removed, so no task outlives its runner.
+WATCHDOG = """
+import os, signal, sys
+groups, labels = set(), set()
+for line in sys.stdin:
+    if line.startswith("label "):
+        labels.add(line[6:].strip())
+        continue
+    pid = int(line)
+    (groups.add if pid > 0 else groups.discard)(abs(pid))
+for pid in groups:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        pass
+if labels:
+    import docker
+    client = docker.from_env()
+    for label in labels:
+        for container in client.containers.list(all=True, filters={"label": label}):
+            container.remove(force=True)
+"""
 
 
 class RunInterrupted(BaseException):
@@ -191,6 +218,7 @@ class LocalSession:
         # the process is registered, so stop() can end it.
         self._spawning, self._signal = False, None
         self._docker_used = False  # a task ran in a container (DockerRunner)
+        self._watchdog: subprocess.Popen | None = None
 
     def run(self, pipeline, arguments: dict, task_runner, pipeline_root: Path) -> None:
         """Run ``pipeline(**arguments)``; SIGINT and SIGTERM stop it with every task.
@@ -206,6 +234,17 @@ class LocalSession:
         local.init(runner=task_runner, pipeline_root=str(pipeline_root), raise_on_error=True)
         job_ids = types.SimpleNamespace(make_random_id=lambda: self.job_id)
         with contextlib.ExitStack() as stack:
+            self._watchdog = subprocess.Popen(
+                [sys.executable, "-c", WATCHDOG],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+                text=True,
+                bufsize=1,
+            )
+            stack.callback(self._watchdog.wait)
+            stack.callback(self._watchdog.stdin.close)
             stack.enter_context(self._signals())
             out = stack.enter_context((self.logs / "run.log").open("a", buffering=1))
             stack.enter_context(contextlib.redirect_stdout(self._tee(out)))
@@ -348,6 +387,11 @@ class LocalSession:
                 raise RunInterrupted(self._signal)
         return handle
 
+    def _guard(self, what: int | str) -> None:
+        """Tell the watchdog of a task process group (``-pid``: it has ended), or a label."""
+        with self._lock, contextlib.suppress(OSError, ValueError, AttributeError):
+            self._watchdog.stdin.write(f"{what}\n")
+
     def _ended(self, entry: TaskLog) -> None:
         with self._lock:
             entry.stopped = self._stopping
@@ -370,6 +414,7 @@ class LocalSession:
                     bufsize=1,
                 )
                 self._procs.add(proc)
+                self._guard(proc.pid)
                 return proc
 
             proc = self._start(entry, start)
@@ -384,6 +429,7 @@ class LocalSession:
             finally:
                 with self._lock:
                     self._procs.discard(proc)
+                self._guard(-proc.pid)
                 self._ended(entry)
         if self.on_task_end and not entry.stopped:
             self.on_task_end(entry)
@@ -407,6 +453,7 @@ class LocalSession:
 
             def start():
                 self._docker_used = True
+                self._guard(f"label {CONTAINER_LABEL}={self.job_id}")
                 container = client.containers.run(
                     image=image,
                     command=command,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import io
 import json
 import os
@@ -33,12 +34,16 @@ from pathlib import Path
 from cnnvsmlp import progress
 from cnnvsmlp.config import ExperimentConfig, RunSpec
 from cnnvsmlp.errors import UserError
-from cnnvsmlp.outputs import HOST, last_touched, local_folder, owner_alive
+from cnnvsmlp.outputs import HOST, last_touched, local_folder, one_writer, owner_alive
 from cnnvsmlp_pipelines import get_pipeline
 from cnnvsmlp_pipelines.kfp_local import EXCEPTION_LINE, describe_failure, plain
 from cnnvsmlp_pipelines.spec import PipelineSpec
 
 __all__ = ["EXCEPTION_LINE", "describe_failure", "run_local"]
+
+
+# A run folder's name: <UTC date>-<time>-<experiment>[-n] (new_run_dir).
+RUN_NAME = re.compile(r"^\d{8}-\d{6}-")
 
 
 class LocalRunError(UserError):
@@ -55,6 +60,12 @@ def new_run_dir(runs_dir: Path, config: ExperimentConfig) -> Path:
     runs_dir = local_folder(runs_dir, "runs")  # a dangling link is named as one
     if runs_dir.exists() and not runs_dir.is_dir():
         raise LocalRunError(f"{runs_dir}: is a file, not a folder for runs")
+    foreign = sorted(p.name for p in runs_dir.glob("*") if not _of_runs(p))
+    if foreign:
+        raise LocalRunError(
+            f"{runs_dir}: holds {foreign[0]}, which is not a run; choose an empty folder "
+            "or one of runs for --runs-dir"
+        )
     for n in range(1000):
         path = (
             runs_dir / f"{stamp}-{config.name}"
@@ -71,6 +82,11 @@ def new_run_dir(runs_dir: Path, config: ExperimentConfig) -> Path:
                 f"{runs_dir}: cannot create a run folder ({err.strerror})"
             ) from None
     raise LocalRunError(f"{runs_dir}: cannot create a new run folder")
+
+
+def _of_runs(path: Path) -> bool:
+    """Whether ``path`` is what a runs folder holds: a run folder, ``latest`` or a hidden entry."""
+    return path.name.startswith(".") or path.name == "latest" or bool(RUN_NAME.match(path.name))
 
 
 @dataclass(frozen=True)
@@ -141,6 +157,21 @@ def find_comparison(pipeline_root: Path, task: str) -> Path:
     return found[-1]
 
 
+def _docker_answers() -> None:
+    """Refuse ``--runner docker`` before any folder is made when no Docker daemon answers."""
+    import docker
+
+    try:
+        with docker.from_env() as client:
+            client.ping()
+    except docker.errors.DockerException as err:
+        reason = str(err).splitlines()[0][:200] if str(err) else err.__class__.__name__
+        raise LocalRunError(
+            f"--runner docker: no Docker daemon answers ({reason}); start Docker, "
+            "or run the tasks here with --runner subprocess"
+        ) from None
+
+
 def docker_runner(config: ExperimentConfig, pipeline_root: Path):
     """The DockerRunner for the images ``make images`` built, and the config it runs.
 
@@ -189,6 +220,7 @@ def docker_runner(config: ExperimentConfig, pipeline_root: Path):
 
 
 STATUS_FILE = "status.json"
+LOCK_FILE = ".lock"  # held by the one process writing the run folder (outputs.one_writer)
 PROGRESS_FILE = "progress.jsonl"
 STATUSES = ("running", "complete", "partial", "failed", "interrupted")
 # Seconds a run spends outside the trainings' epochs: every task's start (about
@@ -288,14 +320,14 @@ def epoch_seconds(config: ExperimentConfig, runs: list[RunSpec] | None = None) -
         config: the experiment.
         runs: the trainings (a pipeline's ``planned_runs``); by default ``compare``'s.
     """
-    from cnnvsmlp.models import VARIANTS
+    from cnnvsmlp.models import get_variant
 
-    train_images = config.training_images()
+    train_images = config.training_images() or 0
     # step_ms is at batch 32; an image costs about the same at any batch size.
     return {
         run.run_id: min(run.n_train or train_images, train_images)
         / 32
-        * VARIANTS[run.variant].step_ms
+        * get_variant(run.variant).step_ms
         / 1000
         for run in (config.scheduled_runs() if runs is None else runs)
     }
@@ -401,6 +433,13 @@ def _resume_dir(runs_dir: Path, run_id: str) -> tuple[Path, ExperimentConfig, st
     return run_dir, read_config(run_dir / "config.json"), record.get("pipeline", "")
 
 
+def _busy(run_dir: Path, pid: int | None) -> None:
+    raise LocalRunError(
+        f"run {run_dir.name}: another process (pid {pid}) is writing its folder {run_dir}; "
+        "wait for it to end, or stop it first"
+    )
+
+
 def run_local(
     name: str,
     config: ExperimentConfig | None,
@@ -445,6 +484,8 @@ def run_local(
     from cnnvsmlp_pipelines.kfp_local import LocalSession, RunInterrupted, explain
 
     runs_dir = Path(runs_dir)
+    if runner == "docker":
+        _docker_answers()
     if resume:
         run_dir, config, recorded = _resume_dir(runs_dir, resume)
         spec = get_pipeline(recorded or name)
@@ -453,90 +494,97 @@ def run_local(
         run_dir = new_run_dir(runs_dir, config)
         config = local_config(config, runs_dir, run_dir.name, cache)
         config = stamp(config, run_dir.name, "local", concurrency.parallel, concurrency.threads)
-    name = spec.name
-    pipeline_root = (run_dir / "pipeline").resolve()
-    if runner == "docker":
-        task_runner, config = docker_runner(config, pipeline_root)
-    else:
-        task_runner = local.SubprocessRunner(use_venv=False)
-    if not resume:
-        (run_dir / "config.json").write_text(config.model_dump_json(indent=2) + "\n")
-    write_status(run_dir, "running", pid=os.getpid(), host=HOST, pipeline=name, runner=runner)
-    point_latest(run_dir)
-
-    stream = io.StringIO() if quiet else stream or sys.stdout
-    runs, trained = spec.planned_runs(config), spec.as_trained(config)
-    for line in header(name, trained, run_dir, bool(resume), runs):
-        stream.write(line + "\n")
-    stream.flush()
-    estimate = progress.Estimate(
-        epoch_seconds(config, runs), expected_epochs(trained), PER_TRAINING_S
-    )
-    screen = (
-        progress.PlainDisplay(stream, estimate) if verbose else progress.display(stream, estimate)
-    )
-    events = pipeline_root / PROGRESS_FILE
-    pipeline_root.mkdir(parents=True, exist_ok=True)
-    events.unlink(missing_ok=True)
-
-    def task_ended(task) -> None:
-        # The trainings report their own progress; of the rest, the slow steps get a line.
-        if task.task in spec.slow_steps and task.returncode == 0:
-            screen.message(f"{task.label}  done in {progress.clock(task.seconds or 0)}")
-
-    session = LocalSession(
-        run_dir / "logs",
-        job_id=run_dir.name,
-        environment={**concurrency.environment(), progress.ENV: str(events)},
-        verbose=verbose,
-        stream=stream,
-        on_task_end=task_ended,
-    )
-    start = time.perf_counter()
-    report = run_dir / "report"
-    try:
-        with progress.follow(events, screen):
-            session.run(
-                local_copy(spec.pipeline, concurrency.parallel),
-                spec.arguments(config),
-                task_runner,
-                pipeline_root,
-            )
-    except RunInterrupted as stop:
-        write_status(run_dir, "interrupted", signal=stop.args[0])
-        raise LocalRunInterrupted(
-            f"run {run_dir.name} interrupted by {stop.args[0]}; its folder is {run_dir}; "
-            f"continue it with: make run RESUME={run_dir.name}",
-            stop.signum,
-        ) from None
-    except RuntimeError as err:
-        partial = _keep_partial(pipeline_root, report, spec)
-        if partial:  # the last step (its check task) marked the run failed: name it
-            task = re.search(r"Inner task failed: '([\w-]+)'", plain(str(err)))
-            partial = f"{task.group(1) if task else spec.check_task}: {partial}"
-        failed = session.failed()
-        if partial or failed:
-            why = partial or explain(failed)
+    with one_writer(run_dir / LOCK_FILE, functools.partial(_busy, run_dir)):
+        name = spec.name
+        pipeline_root = (run_dir / "pipeline").resolve()
+        if runner == "docker":
+            task_runner, config = docker_runner(config, pipeline_root)
         else:
-            why = describe_failure(str(err), config, runs=spec.loop_runs(config, pipeline_root))
-        write_status(run_dir, "partial" if partial else "failed", error=why)
-        raise LocalRunError(f"run {run_dir.name} failed: {why}") from None
-    finally:
-        screen.close()
-    if report.exists():
-        shutil.rmtree(report)
-    shutil.copytree(find_comparison(pipeline_root, spec.comparison_task), report)
-    write_status(run_dir, "complete")
-    minutes = (time.perf_counter() - start) / 60
-    if spec.summary:
-        lines = ["", spec.summary(report), *closing(None, run_dir, minutes)[1:]]
-    else:
-        from cnnvsmlp.report.model import Comparison
+            task_runner = local.SubprocessRunner(use_venv=False)
+        if not resume:
+            (run_dir / "config.json").write_text(config.model_dump_json(indent=2) + "\n")
+        write_status(run_dir, "running", pid=os.getpid(), host=HOST, pipeline=name, runner=runner)
+        point_latest(run_dir)
 
-        lines = closing(Comparison.read(report / "comparison.json"), run_dir, minutes)
-    stream.write("".join(line + "\n" for line in lines))
-    stream.flush()
-    return run_dir
+        stream = io.StringIO() if quiet else stream or sys.stdout
+        runs, trained = spec.planned_runs(config), spec.as_trained(config)
+        for line in header(name, trained, run_dir, bool(resume), runs):
+            stream.write(line + "\n")
+        stream.flush()
+        estimate = progress.Estimate(
+            epoch_seconds(config, runs), expected_epochs(trained), PER_TRAINING_S
+        )
+        screen = (
+            progress.PlainDisplay(stream, estimate)
+            if verbose
+            else progress.display(stream, estimate)
+        )
+        events = pipeline_root / PROGRESS_FILE
+        pipeline_root.mkdir(parents=True, exist_ok=True)
+        events.unlink(missing_ok=True)
+
+        def task_ended(task) -> None:
+            # The trainings report their own progress; of the rest, the slow steps get a line.
+            if task.task in spec.slow_steps and task.returncode == 0:
+                screen.message(f"{task.label}  done in {progress.clock(task.seconds or 0)}")
+
+        session = LocalSession(
+            run_dir / "logs",
+            job_id=run_dir.name,
+            environment={**concurrency.environment(), progress.ENV: str(events)},
+            verbose=verbose,
+            stream=stream,
+            on_task_end=task_ended,
+        )
+        start = time.perf_counter()
+        report = run_dir / "report"
+        try:
+            with progress.follow(events, screen):
+                session.run(
+                    local_copy(spec.pipeline, concurrency.parallel),
+                    spec.arguments(config),
+                    task_runner,
+                    pipeline_root,
+                )
+        except RunInterrupted as stop:
+            write_status(run_dir, "interrupted", signal=stop.args[0])
+            raise LocalRunInterrupted(
+                f"run {run_dir.name} interrupted by {stop.args[0]}; its folder is {run_dir}; "
+                f"continue it with: make run RESUME={run_dir.name}",
+                stop.signum,
+            ) from None
+        except RuntimeError as err:
+            partial = _keep_partial(pipeline_root, report, spec)
+            if partial:  # the last step (its check task) marked the run failed: name it
+                task = re.search(r"Inner task failed: '([\w-]+)'", plain(str(err)))
+                partial = f"{task.group(1) if task else spec.check_task}: {partial}"
+            failed = session.failed()
+            if partial or failed:
+                why = partial or explain(failed)
+            else:
+                runs = spec.loop_runs(config, pipeline_root)
+                why = describe_failure(str(err), config, runs=runs)
+            write_status(run_dir, "partial" if partial else "failed", error=why)
+            raise LocalRunError(f"run {run_dir.name} failed: {why}") from None
+        except Exception as err:
+            write_status(run_dir, "failed", error=f"{err.__class__.__name__}: {err}")
+            raise
+        finally:
+            screen.close()
+        if report.exists():
+            shutil.rmtree(report)
+        shutil.copytree(find_comparison(pipeline_root, spec.comparison_task), report)
+        write_status(run_dir, "complete")
+        minutes = (time.perf_counter() - start) / 60
+        if spec.summary:
+            lines = ["", spec.summary(report), *closing(None, run_dir, minutes)[1:]]
+        else:
+            from cnnvsmlp.report.model import Comparison
+
+            lines = closing(Comparison.read(report / "comparison.json"), run_dir, minutes)
+        stream.write("".join(line + "\n" for line in lines))
+        stream.flush()
+        return run_dir
 
 
 def list_runs(runs_dir: str | Path) -> list[dict]:
@@ -551,7 +599,8 @@ def list_runs(runs_dir: str | Path) -> list[dict]:
         try:
             config = json.loads((run_dir / "config.json").read_text())
         except (OSError, ValueError):
-            continue
+            config = {"dataset": "(config.json missing or damaged)"}
+        config = config if isinstance(config, dict) else {}
         record = read_status(run_dir)
         best = ""
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):

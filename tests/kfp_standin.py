@@ -129,7 +129,7 @@ class KfpStandIn:
                 + (f" for {r.headers.get('authorization')}" if self.echo_auth else ""),
             }
         if r.method == "GET" and path == "healthz":
-            return 200, {"multi_user": False}
+            return 200, {"commit_sha": "0" * 40, "tag_name": "2.4.1", "multi_user": False}
         if r.method == "GET" and path == "pipelines":
             name = self._filtered_name(r)
             found = [

@@ -40,7 +40,7 @@ TRAIN_BOTH = """
     def train(variant, fused):
         keras.utils.set_random_seed(0)
         tf.config.experimental.enable_op_determinism()
-        model = build_model(variant, 10)
+        model = build_model(variant, (28, 28, 1), 10)
         optimizer = keras.optimizers.Adam()
         if fused:
             adam.fuse_updates(optimizer)
@@ -112,7 +112,7 @@ def test_other_optimizers_and_amsgrad_keep_keras_update():
 
 
 def test_a_checkpoint_of_the_fused_optimizer_loads_as_keras_adam(tmp_path):
-    model = build_model("cnn", 10)
+    model = build_model("cnn", (28, 28, 1), 10)
     model.compile(
         optimizer=make_optimizer(TrainConfig(epochs=1, batch_size=32, optimizer="adam")),
         loss="sparse_categorical_crossentropy",

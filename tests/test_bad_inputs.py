@@ -99,7 +99,7 @@ ROWS = [
     Row("variant-twice", _run("variants=cnn,cnn"), "variants: each variant may appear once"),
     Row("optimizer", _run("optimizer=lbfgs"), "train.optimizer: got 'lbfgs'; input should be"),
     Row("source-kind", _run("source=web"), "source.kind: got 'web'; input should be 'auto'"),
-    Row("dataset", _run("dataset=mnist"), "dataset: got 'mnist'; input should be 'emnist-letters'"),
+    Row("dataset", _run("dataset=mnist"), "dataset: unknown data set 'mnist'; use one of"),
     Row("unknown-field", _run("colour=red"), "colour: unknown field"),
     Row("override-without-value", _run("epochs"), "override 'epochs': expected key=value"),
     Row(

@@ -87,7 +87,7 @@ ROWS = [
         lambda tmp: ["synth-emnist", "--out", str(tmp / "s"), "--train", "10000000"],
         "at most NIST's counts, 124,800 and 20,800",
     ),
-    Row("synth-out-empty", lambda tmp: ["synth-emnist", "--out", ""], "--out is empty"),
+    Row("synth-out-empty", lambda tmp: ["synth-emnist", "--out", ""], "argument --out: is empty"),
     Row("synth-out-is-a-file", _synth_argv("f"), "f: is a file", setup=_file("f", b"mine")),
     Row("prepare-a-mixed-set", _letters(), "a mix of two writes", setup=_mixed),
     # ------------------------------------------------------------ YAML that is not JSON
@@ -406,14 +406,14 @@ def test_a_full_disk_leaves_no_folder_that_was_not_there(tmp_path, monkeypatch, 
 
 def test_an_unreadable_source_file_is_one_line(tmp_path, monkeypatch, capsys):
     _tiny_fashion(tmp_path)
-    real = Path.read_bytes
+    real = os.open
 
-    def denied(self):
-        if self.name.startswith("train-images"):
-            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
-        return real(self)
+    def denied(path, *args, **kwargs):
+        if Path(path).name.startswith("train-images"):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "read_bytes", denied)
+    monkeypatch.setattr(os, "open", denied)
     assert main(_prepare_argv(tmp_path, tmp_path / "out")) == 2
     assert "train-images-idx3-ubyte.gz cannot be read (Permission denied)" in _one_error_line(
         capsys

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import re
 import socket
+import threading
 
 import pytest
 import yaml
@@ -687,3 +689,39 @@ def test_a_token_file_is_read_and_checked_like_kfp_token(api, tmp_path, monkeypa
         cluster.submit("compare", CONFIG)
     assert "projected token" not in str(err.value)
     assert api.requests == []
+
+
+class _Impostor(http.server.BaseHTTPRequestHandler):
+    """Answers every request with an HTML page, as a web server that is not KFP does."""
+
+    def log_message(self, *args):
+        pass
+
+    def _page(self):
+        page = b"<html><body>Welcome</body></html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(page)))
+        self.end_headers()
+        self.wfile.write(page)
+
+    do_GET = do_POST = do_DELETE = _page  # noqa: N815
+
+
+@pytest.mark.parametrize("command", ["submit", "schedule", "unschedule"])
+def test_a_host_that_is_not_a_kfp_api_is_refused_before_any_write(command, monkeypatch):
+    monkeypatch.setenv("CNNVSMLP_SKIP_CHECKS", "all")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Impostor)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    host = f"http://127.0.0.1:{server.server_port}"
+    monkeypatch.setenv("KFP_HOST", host)
+    args = {"schedule": {"cron": "0 0 3 * * *"}}.get(command, {})
+    try:
+        with pytest.raises(cluster.ClusterError) as err:
+            getattr(cluster, command)("compare", CONFIG, **args)
+    finally:
+        server.shutdown()
+        server.server_close()
+    message = str(err.value)
+    assert message.startswith(f"{host}: not a Kubeflow Pipelines 2 API: GET /apis/v2beta1/healthz")
+    assert "text/html" in message and "KFP_HOST" in message and "\n" not in message

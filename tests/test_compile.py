@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
 
 import pytest
 import yaml
@@ -358,3 +359,27 @@ def test_data_efficiency_plan_settles_sizes_to_the_data(small_fashion, tmp_path)
     assert sorted((r.variant, r.n_train, r.repeat) for r in runs) == sorted(
         (v, n, r) for v in ("mlp", "cnn") for n in (375, 750, 960) for r in range(2)
     )
+
+
+def test_a_user_model_and_folder_reach_every_task_in_the_config(tmp_path, monkeypatch):
+    from kfp import dsl
+
+    from cnnvsmlp import models
+    from cnnvsmlp.config import read_config
+    from cnnvsmlp_components import plan_runs
+
+    monkeypatch.chdir(tmp_path)
+    source = "import keras\n\n\ndef net(input_shape, num_classes):\n    return None\n\n\n"
+    (tmp_path / "cluster_models.py").write_text(source + "net.family = 'cnn'\n")
+    overrides = ["variants=mlp,cluster_models:net", "dataset=folder:gs://bucket/images"]
+    args = pipeline_arguments("compare", load_config("fashion-mnist", overrides))
+    (tmp_path / "cluster_models.py").unlink()  # a task's machine has no copy of the file
+    models._SOURCES.clear()
+    sys.modules.pop("cluster_models", None)
+    settled = dsl.Artifact(uri=str(tmp_path / "config"))
+    runs = plan_runs.python_func(config_json=args["config_json"], repeats=0, config=settled)
+    config = read_config(tmp_path / "config")  # what train_model and compare_runs read
+    assert config.model_sources == {"cluster_models": source + "net.family = 'cnn'\n"}
+    assert config.dataset == "folder:gs://bucket/images"
+    assert sorted(json.loads(r)["variant"] for r in runs) == ["cluster_models:net", "mlp"]
+    assert models.family("cluster_models:net") == "cnn"

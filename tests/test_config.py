@@ -73,7 +73,8 @@ def test_yaml_file(tmp_path):
         (["source=web"], "source.kind: got 'web'; input should be 'auto', 'tfds' or 'idx'"),
         (
             ["dataset=mnist"],
-            "dataset: got 'mnist'; input should be 'emnist-letters' or 'fashion-mnist'",
+            "dataset: unknown data set 'mnist'; use one of emnist-letters, fashion-mnist, "
+            "tfds:<TFDS name> or folder:",
         ),
         (["colour=red"], "colour: unknown field"),
         (["epochs"], "override 'epochs': expected key=value"),

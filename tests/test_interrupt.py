@@ -52,10 +52,12 @@ def _run_dir(runs: Path) -> Path:
     return run_dir
 
 
-def _stop_while_training(runs: Path, signum: int, after_epoch: bool) -> tuple[Path, str, int]:
+def _stop_while_training(
+    runs: Path, signum: int, after_epoch: bool, config: list[str] = CONFIG
+) -> tuple[Path, str, int]:
     """Start a run, stop it once a training runs (or has finished an epoch); wait for its end."""
     child = subprocess.Popen(
-        _cli(runs, *CONFIG), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV
+        _cli(runs, *config), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV
     )
     deadline = time.monotonic() + 600
     while True:
@@ -94,6 +96,23 @@ def test_a_stopped_run_ends_every_process_and_says_how_to_continue(tmp_path, sig
     status = json.loads((run_dir / "status.json").read_text())
     assert status["status"] == "interrupted" and status["signal"] == name
     assert os.readlink(runs / "latest") == run_dir.name
+
+
+@pytest.mark.slow
+def test_a_runner_killed_by_sigkill_leaves_no_task_running_and_its_run_resumes(tmp_path):
+    runs = tmp_path / "runs"
+    tiny = ["epochs=1", "limit=300", "variants=cnn", *CONFIG[-2:]]
+    run_dir, _, returncode = _stop_while_training(runs, signal.SIGKILL, False, tiny)
+    assert returncode == -signal.SIGKILL
+    deadline = time.monotonic() + 10
+    while _processes_naming(run_dir) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _processes_naming(run_dir) == []
+    done = subprocess.run(
+        _cli(runs, "--resume", run_dir.name), capture_output=True, text=True, env=ENV
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads((run_dir / "status.json").read_text())["status"] == "complete"
 
 
 def _weights(run_dir: Path) -> dict[str, list[np.ndarray]]:

@@ -82,8 +82,12 @@ def test_training_state_is_mirrored_per_job_and_run(dry_run):
     assert len(jobs) == 1 and "{{" not in jobs[0].name  # the job id placeholder was filled in
     assert sorted(p.name for p in jobs[0].iterdir()) == sorted(f"{v}-r0" for v in VARIANTS)
     for run in jobs[0].iterdir():
-        # One folder per training key; a finished training keeps its model, not its epoch state.
-        (training,) = run.iterdir()
+        # One folder per training key (beside it, its writer's lock); a finished training
+        # keeps its model, not its epoch state.
+        (training,) = [p for p in run.iterdir() if p.is_dir()]
+        assert sorted(p.name for p in run.iterdir()) == sorted(
+            [training.name, f"{training.name}.lock"]
+        )
         marker = json.loads((training / "finished.json").read_text())
         assert marker["key"] == training.name and marker["run_id"] == run.name
         assert (training / "model.keras").is_file()

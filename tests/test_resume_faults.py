@@ -181,11 +181,15 @@ def test_a_finished_training_is_reused_and_one_with_other_content_is_trained_aga
     assert "reused from" in reused.getMessage()
     assert second.reused_from == str((tmp_path / "a").resolve())
     assert second.history == first.history and second.training_key == first.training_key
-    assert os.path.samefile(tmp_path / "a" / "model.keras", tmp_path / "b" / "model.keras")
     assert json.loads((tmp_path / "b" / "train.json").read_text())["reused_from"]
-    # Hard links: the store and both run folders hold the model's bytes once.
-    model_bytes = (tmp_path / "a" / "model.keras").stat().st_size
-    assert model_bytes <= store_bytes(tmp_path / "store") < 1.1 * model_bytes
+    # Copies, never links: a run folder's file edited in place leaves the store whole.
+    model = tmp_path / "b" / "model.keras"
+    assert (tmp_path / "a" / "model.keras").read_bytes() == model.read_bytes()
+    assert not os.path.samefile(mirror / "model.keras", model)
+    with model.open("r+b") as f:
+        f.write(b"edited")
+    assert (mirror / "model.keras").read_bytes() == (tmp_path / "a" / "model.keras").read_bytes()
+    assert store_bytes(tmp_path / "store") > model.stat().st_size
 
     (mirror / "model.keras").unlink()
     (mirror / "model.keras").write_bytes(b"not the model")
@@ -193,6 +197,47 @@ def test_a_finished_training_is_reused_and_one_with_other_content_is_trained_aga
     assert third.reused_from is None and third.train_time_s > 0
     assert same_weights(tmp_path / "a", tmp_path / "c")
     assert list((tmp_path / "c" / "set-aside").rglob("finished.json"))
+
+
+def cut_short(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:40])
+
+
+def edited_in_place(path: Path) -> None:
+    with path.open("r+b") as f:
+        f.seek(100)
+        f.write(b"edited in place")
+
+
+def binary(path: Path) -> None:
+    path.write_bytes(bytes(range(256)))
+
+
+STORE_DAMAGE = [
+    ("finished.json", cut_short),
+    ("finished.json", binary),
+    ("model.keras", edited_in_place),
+    ("train.json", binary),
+    ("history.csv", cut_short),
+]
+
+
+@pytest.mark.parametrize(("name", "damage"), STORE_DAMAGE, ids=lambda x: getattr(x, "__name__", x))
+def test_a_damaged_store_entry_is_set_aside_trained_again_and_healed(
+    name, damage, small_fashion, tmp_path, caplog
+):
+    store = str(tmp_path / "store" / "shared")
+    config = ONE.model_copy(update={"keep_checkpoints": False})
+    first = train(small_fashion, RUN, config, tmp_path / "a", store=store)
+    damage(Path(store) / "cnn-r0" / first.training_key / name)
+    with caplog.at_level(logging.INFO, logger=progress.LOGGER.name):
+        again = train(small_fashion, RUN, config, tmp_path / "b", store=store)
+    assert again.reused_from is None and again.train_time_s > 0
+    [aside] = [r for r in progress_records(caplog) if r.event["kind"] == "set_aside"]
+    assert "finished.json" in aside.getMessage() and "\n" not in aside.getMessage()
+    healed = train(small_fashion, RUN, config, tmp_path / "c", store=store)
+    assert healed.reused_from == str((tmp_path / "b").resolve())
+    assert same_weights(tmp_path / "a", tmp_path / "c")
 
 
 def test_the_training_key_names_what_the_weights_depend_on(small_fashion):

@@ -127,7 +127,7 @@ def test_the_initial_model_takes_weights_and_dropout_from_their_own_seeds():
     from cnnvsmlp.train import initial_model
 
     def weights_and_rng(**seeds):
-        model = initial_model(RunSpec(variant="mlp", repeat=0, seed=3, **seeds), 10)
+        model = initial_model(RunSpec(variant="mlp", repeat=0, seed=3, **seeds), (28, 28, 1), 10)
         rng = [np.asarray(v) for v in rng_variables(model)]
         return model.get_weights(), rng
 

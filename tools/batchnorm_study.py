@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.n:
         x_train, y_train = x_train[: args.n], y_train[: args.n]
     make_deterministic(args.seed)
-    model = build_model(args.variant, 10)
+    model = build_model(args.variant, (28, 28, 1), 10)
     norms = [la for la in model.layers if isinstance(la, keras.layers.BatchNormalization)]
     if args.momentum is not None:
         for layer in norms:

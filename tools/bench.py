@@ -92,7 +92,7 @@ def plain_fit(data_dir: Path, variant: str, seed: int, epochs: int = 1) -> dict:
     xt, yt = load_split(data_dir, "test")
     keras.utils.set_random_seed(seed)
     start = time.perf_counter()
-    model = build_model(variant, 10)
+    model = build_model(variant, (28, 28, 1), 10)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(x, y, batch_size=32, epochs=epochs, validation_data=(xv, yv), verbose=0)
     seconds = time.perf_counter() - start
@@ -246,7 +246,7 @@ def overheads(data_dir: Path, out: Path) -> dict:
     xv, yv = load_split(data_dir, "validation")
     x, y = load_split(data_dir, "train")
     load_s = time.perf_counter() - start
-    model = build_model("mlp", 10)
+    model = build_model("mlp", (28, 28, 1), 10)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(x[:64], y[:64], batch_size=32, verbose=0)
     result = {"tensorflow_import_s": import_s, "load_train_and_validation_s": load_s}

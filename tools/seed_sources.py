@@ -1,12 +1,12 @@
 """Split the seed-to-seed spread of test accuracy into its sources.
 
-Reads comparison folders of runs that varied one source of randomness each
+Reads run folders (``runs/<id>``) of runs that varied one source of randomness each
 (``vary_seeds``: init, order, dropout) and one that varied all three, and
 writes a Markdown table: per variant and source, the standard deviation of
 test accuracy over the repeats with its 95% chi-square interval, and each
 source's share of the sum of the single-source variances.
 
-    python tools/seed_sources.py OUT.md DIR [DIR ...]
+    python tools/seed_sources.py OUT.md RUN [RUN ...]
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import chi2
 
+from cnnvsmlp.config import read_config
 from cnnvsmlp.report.compare import read_comparison
 
 WORDS = {
@@ -41,8 +42,8 @@ def table(folders: list[Path]) -> str:
     """The Markdown table of the folders' spreads."""
     rows, single = [], {}
     for folder in folders:
-        c = read_comparison(folder / "comparison.json")
-        varied = tuple(c.config.vary_seeds)
+        c = read_comparison(folder / "report" / "comparison.json")
+        varied = tuple(read_config(folder / "config.json").vary_seeds)
         for v in c.variants:
             accuracies = [r.test_accuracy for r in v.runs]
             sd, low, high = spread(accuracies)

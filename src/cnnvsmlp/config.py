@@ -29,10 +29,8 @@ from cnnvsmlp.jsonmodel import Record
 from cnnvsmlp.outputs import URI
 from cnnvsmlp.provenance import Provenance
 
-DATASETS = ("emnist-letters", "fashion-mnist")
 # The preset a command, a make verb or the pipeline uses when none is named.
 DEFAULT_PRESET = "fashion-mnist"
-DatasetName = Literal["emnist-letters", "fashion-mnist"]
 Optimizer = Literal["sgd", "adam", "rmsprop", "adadelta"]
 SourceKind = Literal["auto", "tfds", "idx"]
 
@@ -79,6 +77,26 @@ Location = Annotated[str, BeforeValidator(_location)]
 
 class _Config(Record):
     model_config = ConfigDict(frozen=True, allow_inf_nan=False)
+
+
+def _dataset_name(value: object) -> object:
+    from cnnvsmlp.data.spec import DATASETS, USER_PREFIXES
+
+    if not isinstance(value, str) or value in DATASETS:
+        return value
+    prefix = value.partition(":")[0] + ":"
+    if prefix in USER_PREFIXES and value[len(prefix) :]:
+        if prefix == "folder:":
+            _location(value[len(prefix) :])
+        return value
+    raise ValueError(
+        f"unknown data set {value!r}; use one of {', '.join(sorted(DATASETS))}, "
+        "tfds:<TFDS name> or folder:<path or gs:// folder of one subfolder per class>"
+    )
+
+
+# A built-in data set's name, tfds:<TFDS name> or folder:<path>.
+DatasetName = Annotated[str, BeforeValidator(_dataset_name)]
 
 
 class DataSource(_Config):
@@ -199,10 +217,14 @@ class Reference(_Config):
     )
 
 
+NAME_LENGTH = 100
+"""An experiment's name is in its run folders' names (file systems allow 255 bytes)."""
+
+
 class ExperimentConfig(_Config):
     """One comparison: a data set, the variants to train on it, and how."""
 
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=NAME_LENGTH)
     description: str = ""
     dataset: DatasetName
     source: DataSource = DataSource()
@@ -256,6 +278,13 @@ class ExperimentConfig(_Config):
     provenance: Provenance | None = Field(
         default=None, description="What started the run (cnnvsmlp.provenance.stamp)."
     )
+    model_sources: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "The source of each user module a module:function variant names, read from the "
+            "working directory or PYTHONPATH when the config is made; tasks load it from here."
+        ),
+    )
 
     @field_validator("variants", mode="before")
     @classmethod
@@ -269,18 +298,64 @@ class ExperimentConfig(_Config):
     @field_validator("variants")
     @classmethod
     def _known_variants(cls, variants: list[str]) -> list[str]:
-        from cnnvsmlp.models import VARIANTS
+        from cnnvsmlp.models import VARIANTS, is_user_variant
 
-        unknown = [v for v in variants if v not in VARIANTS]
+        unknown = [v for v in variants if v not in VARIANTS and not is_user_variant(v)]
         if unknown:
             close = difflib.get_close_matches(unknown[0], VARIANTS, n=1)
             hint = f"; did you mean {close[0]}?" if close else ""
             raise ValueError(
-                f"unknown variant {unknown[0]!r}; allowed: {', '.join(sorted(VARIANTS))}{hint}"
+                f"unknown variant {unknown[0]!r}; allowed: {', '.join(sorted(VARIANTS))} "
+                f"or module:function{hint}"
             )
         if len(set(variants)) != len(variants):
             raise ValueError("each variant may appear once")
         return variants
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_model_sources(cls, data: object) -> object:
+        # A user variant's module is read here, once, from the working directory; from
+        # then on its source travels in the config to every task.
+        from cnnvsmlp.models import is_user_variant, module_source
+
+        if not isinstance(data, dict) or not isinstance(data.get("variants"), list):
+            return data
+        sources = dict(data.get("model_sources") or {})
+        for name in data["variants"]:
+            if isinstance(name, str) and is_user_variant(name):
+                module = name.partition(":")[0]
+                if module not in sources:
+                    sources[module] = module_source(module, name)
+        return {**data, "model_sources": sources} if sources else data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_seed_references_on_user_data(cls, data: object) -> object:
+        # The seeds' numbers were measured on the built-in data sets: a preset's
+        # references do not follow it onto a user's tfds: or folder: data set.
+        from cnnvsmlp.data.spec import USER_PREFIXES
+
+        if not isinstance(data, dict) or not str(data.get("dataset", "")).startswith(USER_PREFIXES):
+            return data
+        refs = data.get("references") or {}
+        if not isinstance(refs, dict):
+            return data
+        kept = {
+            name: ref
+            for name, ref in refs.items()
+            if not isinstance(ref, dict) or ref.get("dataset") in (None, data["dataset"])
+        }
+        return {**data, "references": kept}
+
+    @model_validator(mode="after")
+    def _user_variants_load(self) -> ExperimentConfig:
+        from cnnvsmlp.models import get_variant, install_sources
+
+        install_sources(self.model_sources)
+        for name in self.variants:
+            get_variant(name)
+        return self
 
     @model_validator(mode="after")
     def _one_resume_scope(self) -> ExperimentConfig:
@@ -293,10 +368,8 @@ class ExperimentConfig(_Config):
 
     @model_validator(mode="after")
     def _references_name_variants(self) -> ExperimentConfig:
-        from cnnvsmlp.models import VARIANTS
-
         for name, ref in self.references.items():
-            if name not in VARIANTS:
+            if name not in self.variants and name not in _builtin_variants():
                 raise ValueError(f"references: unknown variant {name!r}")
             if ref.dataset not in (None, self.dataset):
                 raise ValueError(
@@ -314,23 +387,32 @@ class ExperimentConfig(_Config):
             )
         return self
 
-    def _source_images(self) -> int:
-        """The images the training and validation splits are cut from: the official, or limit."""
+    def _source_images(self) -> int | None:
+        """The images the training and validation splits are cut from: the official, or limit.
+
+        None: a user's data set whose size is known only once it is read.
+        """
         from cnnvsmlp.data.spec import get_spec
 
-        official = get_spec(self.dataset).official_counts["train"]
+        official = get_spec(self.dataset).official_counts.get("train")
+        if official is None:
+            return self.limit
         return min(official, self.limit) if self.limit else official
 
-    def training_images(self) -> int:
-        """The training split's size as ``prepare`` will cut it from the official counts."""
+    def training_images(self) -> int | None:
+        """The training split's size as ``prepare`` will cut it; None: known once read."""
         n = self._source_images()
-        return n - int(n * self.split.validation_fraction)
+        return None if n is None else n - int(n * self.split.validation_fraction)
 
     @model_validator(mode="after")
     def _splits_not_empty(self) -> ExperimentConfig:
-        n = self._source_images()
+        from cnnvsmlp.data.spec import USER_PREFIXES
+
+        # A user's data set is not read to check a config (a gs:// folder may be far);
+        # prepare_data refuses a split it leaves empty.
+        n = None if self.dataset.startswith(USER_PREFIXES) else self._source_images()
         # validation_fraction < 1 always leaves training images; limit >= 10 leaves test ones.
-        if int(n * self.split.validation_fraction) == 0:
+        if n is not None and int(n * self.split.validation_fraction) == 0:
             raise ValueError(
                 f"split.validation_fraction: {self.split.validation_fraction} of {n} images "
                 "leaves no validation images"
@@ -370,9 +452,15 @@ class ExperimentConfig(_Config):
         instead of one long run starting last. The order changes no result:
         every run has its own seed.
         """
-        from cnnvsmlp.models import VARIANTS
+        from cnnvsmlp.models import get_variant
 
-        return sorted(self.runs(), key=lambda run: -VARIANTS[run.variant].step_ms)
+        return sorted(self.runs(), key=lambda run: -get_variant(run.variant).step_ms)
+
+
+def _builtin_variants() -> dict:
+    from cnnvsmlp.models import VARIANTS
+
+    return VARIANTS
 
 
 class RunSpec(_Config):
@@ -507,6 +595,10 @@ def parse_yaml(text: str, where: str) -> object:
     Raises:
         ConfigError: invalid YAML, naming ``where`` and the line and column.
     """
+    if "\0" in text:
+        raise ConfigError(
+            f"{where}: holds a NUL byte at character {text.index(chr(0))}; not YAML text"
+        )
     try:
         return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except ConfigError as err:
@@ -570,7 +662,7 @@ def _variant_names(item: str, raw: str) -> list[str]:
         what = "an empty name" if any(names) else "no name"
         raise ConfigError(
             f"override {item!r}: {what} among the variants; write variants=<name>,<name> "
-            f"with names from {', '.join(sorted(VARIANTS))}"
+            f"with names from {', '.join(sorted(VARIANTS))} or module:function"
         )
     return names
 
@@ -652,6 +744,8 @@ def _describe(err: ValidationError, where: str) -> str:
         msg = f"got {first['input']!r}; {msg.lower()}"
     elif first["type"] == "extra_forbidden":
         msg = "unknown field" + _did_you_mean(first["loc"])
+    elif first.get("input", "") is None:  # ``key=`` with nothing after it, or ``key: null``
+        msg = f"needs a value ({msg.lower()}); write {loc}=<value>"
     return f"{where}: {loc}: {msg}" if loc else f"{where}: {msg}"
 
 

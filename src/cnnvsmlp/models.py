@@ -1,8 +1,14 @@
 """The model variants of the two seed experiments, by one name each.
 
-A variant is an architecture; the number of classes comes from the data set,
-so ``mlp`` is the same network with 26 outputs on EMNIST Letters and 10 on
-Fashion-MNIST.
+A variant is an architecture; the input shape and the number of classes come
+from the data set, so ``mlp`` is the same network with 26 outputs on EMNIST
+Letters and 10 on Fashion-MNIST, and flattens 32x32x3 images on CIFAR-10.
+
+A user's variant is named ``module:function``: a one-file module in the working
+directory or on ``PYTHONPATH`` whose function takes ``(input_shape,
+num_classes)``, returns an uncompiled ``keras.Model`` and declares its family
+as an attribute (``wide_cnn.family = "cnn"``). Its source travels in the
+experiment config (``model_sources``), so a task without the file runs it.
 
 ======================  ======  ================================================
 name                    seed    architecture
@@ -29,9 +35,18 @@ its moving statistics follow them closer, so most of that gap closes.
 
 from __future__ import annotations
 
+import importlib.machinery
+import importlib.util
+import inspect
+import os
+import sys
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+from cnnvsmlp.errors import UserError
 
 if TYPE_CHECKING:  # Keras loads TensorFlow: imported where a model is built, not to list names.
     import keras
@@ -45,27 +60,27 @@ class Variant:
     family: str  # "mlp" or "cnn": the headline's primary contrast is between families
     seed_writeup: str
     summary: str
-    build: Callable[[int], keras.Model]
+    build: Callable[[tuple[int, ...], int], keras.Model]
     # Milliseconds per training step (batch 32, Adam) on 2 CPU cores, measured on
     # Fashion-MNIST: how long a run of it takes against the others. Runners with
     # fewer slots than runs start the longest first; nothing else reads it.
     step_ms: float
 
 
-def _input():
+def _input(input_shape: tuple[int, ...]):
     import keras
 
-    return keras.Input(shape=(28, 28, 1), name="image")
+    return keras.Input(shape=tuple(input_shape), name="image")
 
 
-def build_mlp(num_classes: int) -> keras.Model:
+def build_mlp(input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
     """Seed 000's multilayer perceptron (6,206,526 parameters with 26 classes)."""
     import keras
     from keras import layers
 
     return keras.Sequential(
         [
-            _input(),
+            _input(input_shape),
             layers.Flatten(),
             layers.Dense(1500, activation="relu"),
             layers.Dense(2000, activation="relu"),
@@ -77,14 +92,14 @@ def build_mlp(num_classes: int) -> keras.Model:
     )
 
 
-def build_cnn_deep(num_classes: int) -> keras.Model:
+def build_cnn_deep(input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
     """Seed 000's deep CNN, the classic Keras MNIST CNN (1,201,946 parameters, 26 classes)."""
     import keras
     from keras import layers
 
     return keras.Sequential(
         [
-            _input(),
+            _input(input_shape),
             layers.Conv2D(32, 3, activation="relu"),
             layers.Conv2D(64, 3, activation="relu"),
             layers.MaxPooling2D(2),
@@ -98,14 +113,14 @@ def build_cnn_deep(num_classes: int) -> keras.Model:
     )
 
 
-def build_cnn(num_classes: int) -> keras.Model:
+def build_cnn(input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
     """Seed 004's first CNN (804,554 parameters with 10 classes)."""
     import keras
     from keras import layers
 
     return keras.Sequential(
         [
-            _input(),
+            _input(input_shape),
             layers.Conv2D(32, 3, padding="same", activation="relu"),
             layers.MaxPooling2D(2),
             layers.Flatten(),
@@ -117,7 +132,11 @@ def build_cnn(num_classes: int) -> keras.Model:
 
 
 def _cnn_3conv(
-    num_classes: int, batch_norm: bool, name: str, momentum: float = 0.99
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    batch_norm: bool,
+    name: str,
+    momentum: float = 0.99,
 ) -> keras.Model:
     import keras
     from keras import layers
@@ -126,7 +145,7 @@ def _cnn_3conv(
         norm = [layers.BatchNormalization(momentum=momentum)] if batch_norm else []
         return [units_layer, *norm, layers.Activation("relu")]
 
-    stack: list = [_input()]
+    stack: list = [_input(input_shape)]
     for filters in (32, 64, 128):
         stack += block(layers.Conv2D(filters, 3, padding="same"))
         stack.append(layers.MaxPooling2D(2))
@@ -136,19 +155,21 @@ def _cnn_3conv(
     return keras.Sequential(stack, name=name)
 
 
-def build_cnn_3conv(num_classes: int) -> keras.Model:
+def build_cnn_3conv(input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
     """Seed 004's "+2 conv layers" network."""
-    return _cnn_3conv(num_classes, batch_norm=False, name="cnn-3conv")
+    return _cnn_3conv(input_shape, num_classes, batch_norm=False, name="cnn-3conv")
 
 
-def build_cnn_3conv_bn(num_classes: int) -> keras.Model:
+def build_cnn_3conv_bn(input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
     """Seed 004's third network with batch normalisation actually in the model."""
-    return _cnn_3conv(num_classes, batch_norm=True, name="cnn-3conv-bn")
+    return _cnn_3conv(input_shape, num_classes, batch_norm=True, name="cnn-3conv-bn")
 
 
-def build_cnn_3conv_bn_m90(num_classes: int) -> keras.Model:
+def build_cnn_3conv_bn_m90(input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
     """``cnn-3conv-bn`` with the moving statistics' momentum 0.9 instead of 0.99."""
-    return _cnn_3conv(num_classes, batch_norm=True, name="cnn-3conv-bn-m90", momentum=0.9)
+    return _cnn_3conv(
+        input_shape, num_classes, batch_norm=True, name="cnn-3conv-bn-m90", momentum=0.9
+    )
 
 
 VARIANTS: dict[str, Variant] = {
@@ -192,25 +213,173 @@ VARIANTS: dict[str, Variant] = {
 }
 
 
-def family(variant: str) -> str:
-    """The declared family of a variant: ``mlp`` or ``cnn`` for the built-in ones.
+FAMILIES = ("mlp", "cnn")
+# A user variant's step cost is not measured: it only orders the runs and the ETA.
+USER_STEP_MS = 10.0
+_SOURCES: dict[str, str] = {}  # user module -> the source it was installed from
+
+
+class ModelError(UserError, ValueError):
+    """A user variant (``module:function``) cannot be found, loaded or built."""
+
+
+def is_user_variant(name: str) -> bool:
+    """Whether a variant name is a user's ``module:function``."""
+    return ":" in name
+
+
+def module_source(module: str, variant: str) -> str:
+    """The source of a user's one-file module, found in the working directory or on ``sys.path``.
 
     Raises:
-        KeyError: unknown variant name.
+        ModelError: no such module file.
+    """
+    search = [os.getcwd(), *sys.path]
+    try:
+        found = (
+            importlib.machinery.PathFinder.find_spec(module, search)
+            if "." not in module
+            else (importlib.util.find_spec(module))
+        )
+    except ImportError:
+        found = None
+    if found is None or not found.origin or not found.origin.endswith(".py"):
+        raise ModelError(
+            f"variant {variant}: no module file {module}.py in the working directory or "
+            "PYTHONPATH; put it there or add its folder to PYTHONPATH"
+        )
+    return Path(found.origin).read_text()
+
+
+def install_sources(sources: dict[str, str]) -> None:
+    """Load user modules from their source text, as a task that has no copy of the files does.
+
+    Raises:
+        ModelError: a module does not run (its error, in one line).
+    """
+    for module, source in sources.items():
+        if _SOURCES.get(module) == source:
+            continue
+        loaded = types.ModuleType(module)
+        loaded.__file__ = f"{module.replace('.', '/')}.py"
+        try:
+            exec(compile(source, loaded.__file__, "exec"), loaded.__dict__)  # noqa: S102
+        except Exception as err:  # noqa: BLE001 - any error of the user's code ends here
+            where = f"{err.__class__.__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            raise ModelError(
+                f"module {module} ({loaded.__file__}) does not import ({where}); "
+                "fix it and run again"
+            ) from None
+        sys.modules[module] = loaded
+        _SOURCES[module] = source
+
+
+def _user_variant(name: str) -> Variant:
+    module, _, function = name.partition(":")
+    if not module or not function.isidentifier():
+        raise ModelError(f"variant {name}: expected module:function, e.g. my_models:wide_cnn")
+    if module not in _SOURCES:
+        install_sources({module: module_source(module, name)})
+    build = getattr(sys.modules[module], function, None)
+    if not callable(build):
+        raise ModelError(f"variant {name}: module {module} has no function {function}; define it")
+    try:
+        inspect.signature(build).bind((28, 28, 1), 10)
+    except (TypeError, ValueError):
+        raise ModelError(
+            f"variant {name}: {function} must take (input_shape, num_classes); change its signature"
+        ) from None
+    declared = getattr(build, "family", None)
+    if declared not in FAMILIES:
+        raise ModelError(
+            f"variant {name}: declare its family below the function: "
+            f'{function}.family = "cnn" (or "mlp")'
+        )
+    summary = (inspect.getdoc(build) or f"{function} from {module}.py").splitlines()[0]
+    return Variant(name, declared, "user", summary, _checked(name, build), USER_STEP_MS)
+
+
+def _checked(name: str, build: Callable) -> Callable[[tuple[int, ...], int], keras.Model]:
+    def checked(input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
+        import keras
+
+        model = build(tuple(input_shape), num_classes)
+        if not isinstance(model, keras.Model):
+            raise ModelError(
+                f"variant {name}: returned {type(model).__name__}, not a keras.Model; "
+                "return the uncompiled model"
+            )
+        return model
+
+    return checked
+
+
+def get_variant(name: str) -> Variant:
+    """A variant by name: a built-in one, or a user's ``module:function``.
+
+    Raises:
+        ModelError: a user variant cannot be loaded or declares no family.
+        KeyError: unknown built-in name.
+    """
+    if is_user_variant(name):
+        return _user_variant(name)
+    try:
+        return VARIANTS[name]
+    except KeyError:
+        raise KeyError(f"unknown variant {name!r}; known: {', '.join(VARIANTS)}") from None
+
+
+def user_source(name: str) -> str | None:
+    """The source of a user variant's module (None for a built-in one): it names the training."""
+    if not is_user_variant(name):
+        return None
+    get_variant(name)
+    return _SOURCES[name.partition(":")[0]]
+
+
+def family(variant: str) -> str:
+    """The declared family of a variant: ``mlp`` or ``cnn``.
+
+    Built-in variants declare it in :data:`VARIANTS`, a user's function as
+    its ``family`` attribute.
+
+    Raises:
+        KeyError: unknown variant name, or a user variant that cannot be loaded
+            here or declares no family (the message says which).
     """
     try:
-        return VARIANTS[variant].family
-    except KeyError:
-        raise KeyError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}") from None
+        return get_variant(variant).family
+    except ModelError as err:
+        raise KeyError(str(err)) from None
 
 
-def build_model(variant: str, num_classes: int) -> keras.Model:
-    """Build an uncompiled model of a variant.
+def check_user_variants(
+    variants: list[str], input_shape: tuple[int, ...], num_classes: int
+) -> None:
+    """Build each user variant once for the data, so a bad function fails before training.
+
+    Raises:
+        ModelError: a function raises or returns no ``keras.Model`` (one line naming it).
+    """
+    shape = "x".join(map(str, input_shape))
+    for name in filter(is_user_variant, variants):
+        try:
+            build_model(name, input_shape, num_classes)
+        except ModelError:
+            raise
+        except Exception as err:  # noqa: BLE001 - any error of the user's code ends here
+            first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+            raise ModelError(
+                f"variant {name}: building it for {shape} images and {num_classes} classes "
+                f"failed ({err.__class__.__name__}: {first}); fix the function"
+            ) from None
+
+
+def build_model(name: str, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
+    """Build an uncompiled model of a variant for images of ``input_shape``.
 
     Raises:
         KeyError: unknown variant name (the message lists the known ones).
+        ModelError: a user variant cannot be loaded or returns no model.
     """
-    try:
-        return VARIANTS[variant].build(num_classes)
-    except KeyError:
-        raise KeyError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}") from None
+    return get_variant(name).build(tuple(input_shape), num_classes)

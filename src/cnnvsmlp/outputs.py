@@ -192,6 +192,11 @@ def build_dir(path: str | os.PathLike, owned: set[str], what: str, build: Callab
             f"{path}: holds the current folder, and the {what} replaces its folder whole; "
             "name a folder from outside it"
         )
+    if os.path.ismount(folder):
+        raise UserError(
+            f"{path}: a mount point, and the {what} replaces its folder whole; "
+            f"name a subfolder of it, e.g. {folder / 'data'}"
+        )
     missing = [p for p in (folder.parent, *folder.parent.parents) if not p.exists()]
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
@@ -233,6 +238,8 @@ def _remedy(err: OSError) -> str:
         return "free some space or choose another folder"
     if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return "choose a folder you can write"
+    if err.errno == errno.EBUSY:
+        return "a mount point cannot be replaced: name a subfolder of it"
     return "choose another folder"
 
 
@@ -275,3 +282,32 @@ def write_atomically(path: str | os.PathLike, write: Callable[[Path], object]) -
     """
     with replacing(Path(path)) as partial:
         write(partial)
+
+
+@contextmanager
+def one_writer(lock: Path, busy: Callable[[int | None], object]) -> Iterator[None]:
+    """Hold ``lock`` exclusively while the block runs: one writer at a time.
+
+    An ``flock`` lock: the kernel releases it when its holder ends, however
+    it ends, so a killed writer never leaves a folder locked.
+
+    Args:
+        lock: the lock file (created, with its folder).
+        busy: called with the holder's pid when another process holds the
+            lock: raise to refuse; return to wait for the holder to end.
+    """
+    import fcntl
+
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip()
+            busy(int(holder) if holder.isdigit() else None)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        f.truncate(0)
+        f.write(str(os.getpid()))
+        f.flush()
+        yield

@@ -49,6 +49,9 @@ class Provenance(Record):
         description="Where the data set came from, as prepare-data recorded it: "
         "'idx:<folder>', 'tfds:...', or 'synthetic:<folder>' for synth-emnist's stand-in.",
     )
+    data_shape: list[int] = Field(
+        default_factory=list, description="The images' height, width and channels; [] unknown."
+    )
 
     @property
     def synthetic(self) -> bool:
@@ -66,9 +69,12 @@ SYNTHETIC_DATA = (
 
 
 def with_data_source(provenance: Provenance | None, metadata: dict) -> Provenance:
-    """``provenance`` (or an empty one) naming the source in a data set's ``metadata``."""
-    source = str(metadata.get("source", ""))
-    return (provenance or Provenance()).model_copy(update={"data_source": source})
+    """``provenance`` (or an empty one) naming the source and image shape in ``metadata``."""
+    update = {
+        "data_source": str(metadata.get("source", "")),
+        "data_shape": metadata.get("image_shape", []),
+    }
+    return (provenance or Provenance()).model_copy(update=update)
 
 
 def project_version() -> str:

@@ -13,7 +13,7 @@ lets a person find a run's state), where the scope is ``shared`` when
 (on the cluster: a retry of the same job resumes, and KFP's own caching is
 untouched). What :func:`cnnvsmlp.train.train` finds
 there decides what it does: a finished training is *reused* (its inference
-model hard-linked or copied, its record returned with ``reused_from`` naming
+model copied, its record returned with ``reused_from`` naming
 the folder that trained it); an interrupted one *resumes* from its newest
 complete epoch; anything else trains from the start. A local runner sets
 ``resume_uri=<runs_dir>/.trainings`` and ``reuse_trainings=true`` to share
@@ -22,8 +22,9 @@ own state resumes.
 Training reports ``reused``, ``resumed`` and ``set_aside`` (and its epochs)
 as :mod:`cnnvsmlp.progress` events; ``reused_from`` and the event's ``from``
 are the producer's output folder (locally under ``runs/<run id>/``).
-A local store hard-links its files with the run folders, so a reused or
-mirrored file takes its disk space once.
+A store's files are copied to and from the run folders, never linked, and
+each is checked against the digest recorded with it before it is trusted, so
+a file damaged or edited in either place is set aside and trained again.
 
 The files, in a training's output folder and its mirror alike:
 
@@ -52,16 +53,18 @@ reasons.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
 import json
+import logging
 import math
 import os
 import re
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
@@ -72,7 +75,8 @@ from cnnvsmlp import progress, storage
 from cnnvsmlp.config import SEED_SOURCES, RunSpec, TrainConfig
 from cnnvsmlp.errors import UserError
 from cnnvsmlp.jsonmodel import Record
-from cnnvsmlp.outputs import claim_dir, write_atomically
+from cnnvsmlp.models import user_source
+from cnnvsmlp.outputs import claim_dir, one_writer, write_atomically
 from cnnvsmlp.records import Epoch, Hardware, TrainResult
 
 if TYPE_CHECKING:  # Keras loads TensorFlow: imported where a model is saved or loaded.
@@ -104,6 +108,7 @@ TRAINING_CODE = (
 STATE_FORMAT = "cnnvsmlp-training-state/1"
 FINISHED_FORMAT = "cnnvsmlp-finished-training/1"
 
+_log = logging.getLogger(__name__)
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
 
@@ -197,6 +202,7 @@ def training_key(
         "data": data_identity(meta),
         "variant": run.variant,
         "seed": run.seed,
+        **({"model_source": source} if (source := user_source(run.variant)) else {}),
         "train": config.model_dump(mode="json", exclude=_untrained(config, epochs)),
         "code": code_digest(),
         "keras": metadata.version("keras"),  # keras.__version__, without loading TensorFlow
@@ -278,7 +284,9 @@ def reuse_training(
     if hardware is None:
         return None
     out = claim_dir(out_dir, OUTPUTS, "training output")
-    return open_training(out, data_dir, run, config, hardware, store=store).reuse()
+    training = open_training(out, data_dir, run, config, hardware, store=store)
+    with training.writing():
+        return training.reuse()
 
 
 def _untrained(config: TrainConfig, epochs: bool) -> set[str]:
@@ -398,6 +406,28 @@ class Training:
         result.write(self.out / RESULT)
         return result
 
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Be this training's one writer while the block runs; wait while another process is.
+
+        Only a local mirror is locked (``<mirror>.lock``): two runs of one
+        config at once then train it once, the second reusing the first.
+        """
+        if not self.mirror or "://" in self.mirror:
+            yield
+            return
+
+        def busy(pid: int | None) -> None:
+            _log.warning(
+                "%s: %s is being trained by another process (pid %s); waiting for it to end",
+                self.run.run_id,
+                self.mirror,
+                pid,
+            )
+
+        with one_writer(Path(f"{self.mirror}.lock"), busy):
+            yield
+
     def _finished_here(self) -> tuple[Finished, TrainResult] | None:
         path = self.out / FINISHED
         if not path.is_file():
@@ -427,7 +457,7 @@ class Training:
         if storage.read_text(f"{self.mirror}/{FINISHED}") is None:
             return False
         for name in (MODEL, RESULT, HISTORY, FINISHED):  # the marker last, as it was written
-            if not storage.fetch_file(f"{self.mirror}/{name}", self.out / name, link=True):
+            if not storage.fetch_file(f"{self.mirror}/{name}", self.out / name):
                 return False
         return True
 
@@ -508,9 +538,8 @@ class Training:
         state = self._latest(rng_shapes)
         if state is None and self.mirror:
             for name in (CHECKPOINTS, STATES, TENSORBOARD):
-                link = name != TENSORBOARD  # appended in place: see _mirror
-                storage.fetch_dir(f"{self.mirror}/{name}", self.out / name, link=link)
-            storage.fetch_file(f"{self.mirror}/{HISTORY}", self.out / HISTORY, link=True)
+                storage.fetch_dir(f"{self.mirror}/{name}", self.out / name)
+            storage.fetch_file(f"{self.mirror}/{HISTORY}", self.out / HISTORY)
             state = self._latest(rng_shapes)
         return state
 
@@ -660,26 +689,20 @@ class Training:
             model.load_weights(checkpoint_path(self.out, best_epoch))
 
     def _mirror(self, names: set[str]) -> None:
-        """Copy the files of ``names`` to the mirror, with TensorBoard's logs so far.
-
-        The project's files are replaced by rename, so a local mirror gets
-        hard links; TensorBoard appends to its files in place, so they are copied.
-        """
+        """Copy the files of ``names`` to the mirror, with TensorBoard's logs so far."""
         assert self.mirror
-        storage.mirror_dir(self.out, self.mirror, only={TENSORBOARD})
-        storage.mirror_dir(self.out, self.mirror, only=names, link=True)
+        storage.mirror_dir(self.out, self.mirror, only={*names, TENSORBOARD})
 
 
-def _read(path: Path) -> str:
-    """A state file's text; one that cannot be read is a :class:`ResumeError`."""
+def _read(path: Path) -> bytes:
+    """A state file's bytes (invalid UTF-8 fails validation); an unreadable one is a ResumeError."""
     try:
-        return path.read_text()
+        return path.read_bytes()
     except FileNotFoundError:
         raise
-    except (OSError, UnicodeDecodeError) as err:
-        reason = getattr(err, "strerror", None) or err.__class__.__name__
+    except OSError as err:
         raise ResumeError(
-            f"{path}: cannot read the training state ({reason}); remove it to train again"
+            f"{path}: cannot read the training state ({err.strerror}); remove it to train again"
         ) from None
 
 

@@ -4,7 +4,7 @@ For a shift of ``k`` pixels each image moves ``k`` pixels in one of the eight
 directions (up, down, left, right and the four diagonals: ``dy`` and ``dx``
 each in ``{-k, 0, k}``, not both 0), drawn per image from a fixed seed, so
 every model is scored on the very same shifted images. What moves out of
-the 28 x 28 frame is lost; what moves in is 0 (the background).
+the image's frame is lost; what moves in is 0 (the background).
 """
 
 from __future__ import annotations

@@ -290,49 +290,37 @@ def list_uris(prefix: str) -> list[str]:
     return sorted(f"gs://{bucket}/{name}" for name in _list(client(prefix), prefix))
 
 
-def _link_or_copy(src: Path, dest: Path, link: bool) -> None:
-    """Make ``dest`` hold ``src``'s bytes: with ``link``, a hard link where the file system allows.
+def _copy(src: Path, dest: Path) -> None:
+    """Make ``dest`` a copy of ``src``, replaced by rename, never written in place.
 
-    ``dest`` is replaced by rename, never written in place: it may be a link
-    that another folder shares.
+    A copy, not a hard link: a file a person edits in a run folder must not
+    change the training store behind it.
     """
     with _replacing_file(dest) as partial:
-        try:
-            if not link:
-                raise OSError
-            os.link(src, partial)
-        except OSError:
-            shutil.copyfile(src, partial)
+        shutil.copyfile(src, partial)
 
 
 class _LocalFolder:
-    """Where a URI is a local folder or file: plain files, each replaced whole.
-
-    With ``link``, files are hard-linked where the file system allows: for
-    files that are only ever replaced by rename, never changed in place, a
-    link is as good as a copy and takes no space.
-    """
+    """Where a URI is a local folder or file: plain files, each copied and replaced whole."""
 
     @staticmethod
-    def mirror(files: list[Path], local_dir: Path, dest: str, link: bool = False) -> int:
+    def mirror(files: list[Path], local_dir: Path, dest: str) -> int:
         copied = 0
         for path in files:
             target = Path(dest) / path.relative_to(local_dir)
-            if target.is_file() and (
-                os.path.samefile(path, target) or filecmp.cmp(path, target, shallow=False)
-            ):
+            if target.is_file() and filecmp.cmp(path, target, shallow=False):
                 continue
-            _link_or_copy(path, target, link)
+            _copy(path, target)
             copied += 1
         return copied
 
     @staticmethod
-    def fetch(src: str, local_dir: Path, link: bool = False) -> int:
+    def fetch(src: str, local_dir: Path) -> int:
         if not Path(src).is_dir():
             return 0
         files = [p for p in sorted(Path(src).rglob("*")) if p.is_file()]
         for path in files:
-            _link_or_copy(path, local_dir / path.relative_to(src), link)
+            _copy(path, local_dir / path.relative_to(src))
         return len(files)
 
     @staticmethod
@@ -358,14 +346,14 @@ class _LocalFolder:
     @staticmethod
     def read_text(uri: str) -> str | None:
         path = Path(uri)
-        return path.read_text() if path.is_file() else None
+        return path.read_text(errors="replace") if path.is_file() else None
 
 
 class _Bucket:
     """Where a URI is ``gs://``: objects, through the calls above."""
 
     @staticmethod
-    def mirror(files: list[Path], local_dir: Path, dest: str, link: bool = False) -> int:
+    def mirror(files: list[Path], local_dir: Path, dest: str) -> int:
         bucket, name = parse_uri(dest)
         folder = name.rstrip("/") + "/" if name else ""
         there = {key: blob.md5_hash for key, blob in _list(client(dest), dest).items()}
@@ -379,7 +367,7 @@ class _Bucket:
         return copied
 
     @staticmethod
-    def fetch(src: str, local_dir: Path, link: bool = False) -> int:
+    def fetch(src: str, local_dir: Path) -> int:
         prefix = src.rstrip("/") + "/"
         targets = {uri: _inside(local_dir, uri.removeprefix(prefix), uri) for uri in list_uris(src)}
         for uri, target in targets.items():
@@ -438,17 +426,13 @@ def _where(uri: str) -> type[_LocalFolder] | type[_Bucket]:
     return _Bucket if uri.startswith("gs://") else _LocalFolder
 
 
-def mirror_dir(
-    local_dir: str | os.PathLike, dest: str, only: set[str] | None = None, link: bool = False
-) -> int:
+def mirror_dir(local_dir: str | os.PathLike, dest: str, only: set[str] | None = None) -> int:
     """Make ``dest`` (a ``gs://`` prefix or a local folder) hold every file of ``local_dir``.
 
     Files whose content is already there are skipped; changed ones are
     replaced, each whole (a copy cut short leaves the previous content).
     Nothing at ``dest`` is deleted. ``only`` limits the copy to the files
-    and folders of those names at the top of ``local_dir``. With ``link``, a
-    local ``dest`` gets hard links where it can: only for files that are
-    replaced by rename, never changed in place.
+    and folders of those names at the top of ``local_dir``.
 
     Returns:
         How many files were copied.
@@ -463,7 +447,7 @@ def mirror_dir(
         for p in local_dir.rglob("*")
         if p.is_file() and (only is None or p.relative_to(local_dir).parts[0] in only)
     )
-    return _where(dest).mirror(files, local_dir, dest, link)
+    return _where(dest).mirror(files, local_dir, dest)
 
 
 def prune_dir(local_dir: str | os.PathLike, dest: str, only: set[str]) -> int:
@@ -490,8 +474,8 @@ def prune_dir(local_dir: str | os.PathLike, dest: str, only: set[str]) -> int:
     return len(gone)
 
 
-def fetch_file(src: str, dest: str | os.PathLike, link: bool = False) -> bool:
-    """Copy one object (``gs://``) or file to ``dest``, whole; with ``link``, a hard link.
+def fetch_file(src: str, dest: str | os.PathLike) -> bool:
+    """Copy one object (``gs://``) or file to ``dest``, whole.
 
     Returns:
         False when there is no such object or file (``dest`` untouched).
@@ -504,7 +488,7 @@ def fetch_file(src: str, dest: str | os.PathLike, link: bool = False) -> bool:
     if _where(src) is _LocalFolder:
         if not Path(src).is_file():
             return False
-        _link_or_copy(Path(src), dest, link)
+        _copy(Path(src), dest)
         return True
     gcs = client(src)
     bucket, name = parse_uri(src)
@@ -524,7 +508,7 @@ def fetch_file(src: str, dest: str | os.PathLike, link: bool = False) -> bool:
     return True
 
 
-def fetch_dir(src: str, local_dir: str | os.PathLike, link: bool = False) -> int:
+def fetch_dir(src: str, local_dir: str | os.PathLike) -> int:
     """Copy every file under ``src`` (a ``gs://`` prefix or a local folder) into ``local_dir``.
 
     A missing ``src`` folder holds no files. Every name is checked before
@@ -539,7 +523,7 @@ def fetch_dir(src: str, local_dir: str | os.PathLike, link: bool = False) -> int
             leaves ``local_dir``.
         StorageUnavailable: no answer within the timeout and its retries.
     """
-    return _where(src).fetch(src, Path(local_dir), link)
+    return _where(src).fetch(src, Path(local_dir))
 
 
 def write_text(uri: str, text: str) -> None:

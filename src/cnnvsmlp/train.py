@@ -47,7 +47,14 @@ from cnnvsmlp.errors import UserError
 from cnnvsmlp.models import build_model
 from cnnvsmlp.outputs import claim_dir
 from cnnvsmlp.records import EarlyStop, Epoch, Hardware, TrainResult
-from cnnvsmlp.resume import METRICS, OUTPUTS, machine_memo, open_training, rng_variables
+from cnnvsmlp.resume import (
+    METRICS,
+    OUTPUTS,
+    Training,
+    machine_memo,
+    open_training,
+    rng_variables,
+)
 
 STEP_EVERY_S = 1.0
 """Seconds between two ``step`` progress events of an epoch, at least."""
@@ -62,14 +69,14 @@ def make_deterministic(seed: int) -> None:
     backend.make_deterministic(seed)
 
 
-def initial_model(run: RunSpec, num_classes: int) -> keras.Model:
+def initial_model(run: RunSpec, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
     """The uncompiled model before training: weights from the init seed, dropout from its own."""
     dropout = []
     if run.seed_of("dropout") != run.seed_of("init"):
         make_deterministic(run.seed_of("dropout"))
-        dropout = rng_variables(build_model(run.variant, num_classes))
+        dropout = rng_variables(build_model(run.variant, input_shape, num_classes))
     make_deterministic(run.seed_of("init"))
-    model = build_model(run.variant, num_classes)
+    model = build_model(run.variant, input_shape, num_classes)
     for mine, theirs in zip(rng_variables(model), dropout, strict=False):
         mine.assign(theirs)  # dropout's generators as the dropout seed starts them
     return model
@@ -189,9 +196,15 @@ def train(
     state = open_training(
         out, data_dir, run, config, hardware, store=store, resume_uri=resume_uri, origin=origin
     )
-    reused = state.reuse()
-    if reused is not None:
-        return reused
+    with state.writing():
+        return state.reuse() or _fit(state, data_dir, meta, hardware, verbose)
+
+
+def _fit(
+    state: Training, data_dir: str | os.PathLike, meta: dict, hardware: Hardware, verbose: int
+) -> TrainResult:
+    """Train ``state``'s run from its newest trusted epoch to the end, and finish it."""
+    run, config, out = state.run, state.config, state.out
 
     # Data
     x_train, y_train = load_split(data_dir, "train")
@@ -199,7 +212,7 @@ def train(
 
     # Model
     def fresh() -> keras.Model:
-        model = initial_model(run, len(meta["classes"]))
+        model = initial_model(run, tuple(meta["image_shape"]), len(meta["classes"]))
         model.compile(
             optimizer=make_optimizer(config),
             loss="sparse_categorical_crossentropy",

@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
+import math
 import os
+import stat
 import zlib
 from pathlib import Path
 
 import numpy as np
 
 from cnnvsmlp.data.spec import (
-    IMAGE_SHAPE,
     DataError,
     DatasetSpec,
     RawData,
     SourceUnavailable,
     normalise_raw,
 )
+
+# Bounds on what is read from a user's files: NIST's largest EMNIST split (byclass,
+# 697,932 images) is 547 MB as IDX and about 100 MB as gzip.
+MAX_FILE_BYTES = 1 << 30
+MAX_IDX_BYTES = 1 << 30
+CHUNK_BYTES = 1 << 24
+IDX_MAGIC = b"\0\0\x08"  # unsigned bytes; the fourth byte is the number of dimensions
+IMAGE_SIZE = (28, 28)  # the IDX files of both built-in data sets
 
 # The record a writer of IDX files (synth-emnist) leaves beside them: each file's IDX digest.
 WRITTEN_BY = "cnnvsmlp-written.json"
@@ -47,24 +55,97 @@ def written_digests(directory: Path) -> dict[str, str] | None:
 
 
 def read_file(path: Path, label: str) -> bytes:
-    """A file's bytes; a missing file is :class:`SourceUnavailable`, so a search moves on."""
+    """A regular file's bytes, at most :data:`MAX_FILE_BYTES`.
+
+    A missing file is :class:`SourceUnavailable`, so a search moves on; a
+    named pipe, a device or a link to one is refused without reading it.
+    """
     try:
-        return path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a named pipe must not block the open
     except FileNotFoundError:
         raise SourceUnavailable(f"{label}: file {path} is missing") from None
     except OSError as err:
         raise DataError(f"{label}: file {path} cannot be read ({err.strerror})") from None
+    with os.fdopen(fd, "rb") as f:
+        st = regular_file(path, label, os.fstat(fd))
+        if st.st_size > MAX_FILE_BYTES:
+            raise DataError(
+                f"{label}: file {path} is {st.st_size:,} bytes, more than a gzip IDX file of "
+                f"this project holds ({MAX_FILE_BYTES:,}); give the data set's own file"
+            )
+        try:
+            return f.read(st.st_size + 1)  # a file that grows since is read no further
+        except OSError as err:
+            raise DataError(f"{label}: file {path} cannot be read ({err.strerror})") from None
+
+
+def regular_file(path: Path, label: str, st: os.stat_result | None = None) -> os.stat_result:
+    """``path``'s status (or ``st``), refusing what is not a regular file, unread."""
+    st = st or os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise DataError(
+            f"{label}: {path} is not a regular file (a pipe, device or socket); "
+            "give the data set's file itself"
+        )
+    return st
 
 
 def gunzip(blob: bytes, name: str, label: str) -> bytes:
-    """Decompress a gzip file's bytes, with a one-line error naming the file."""
+    """Decompress a gzip IDX file, no further than the size its IDX header declares.
+
+    The stream is inflated in steps, each bounded by what the header still
+    allows, so a file that inflates far beyond it (a gzip bomb) costs no more
+    memory than its header declares.
+    """
     if blob[:2] != b"\x1f\x8b":
         first = " ".join(f"{b:02x}" for b in blob[:4]) or "empty file"
         raise DataError(f"{label}: file {name} is not gzip data (first bytes {first})")
+    out, limit, data = bytearray(), None, blob
     try:
-        return gzip.decompress(blob)
-    except (EOFError, zlib.error, gzip.BadGzipFile) as err:
+        while data:  # one gzip member after another, as gzip.decompress reads them
+            member = zlib.decompressobj(wbits=31)
+            while not member.eof:
+                room = CHUNK_BYTES if limit is None else limit + 1 - len(out)
+                chunk = member.decompress(data, room)
+                data = member.unconsumed_tail
+                if not chunk and not data:
+                    raise EOFError("the compressed stream ends early")
+                out += chunk
+                limit = limit or _declared_bytes(out, name, label)
+                if limit is not None and len(out) > limit:
+                    if not out.startswith(IDX_MAGIC):
+                        return bytes(out)  # parse_idx names the magic it found
+                    raise DataError(
+                        f"{label}: file {name} is longer than its header says "
+                        f"({limit:,} bytes declared); stopped reading there"
+                    )
+            data = member.unused_data
+    except (EOFError, zlib.error) as err:
         raise DataError(f"{label}: file {name} is truncated or corrupt gzip ({err})") from None
+    return bytes(out)
+
+
+def _declared_bytes(head: bytearray, name: str, label: str) -> int | None:
+    """The whole size an IDX file's header declares; None while the header is incomplete.
+
+    A header that is not IDX's declares its own 4 bytes: :func:`parse_idx`
+    names what is wrong with it.
+    """
+    if len(head) < 4:
+        return None
+    if not head.startswith(IDX_MAGIC):
+        return 4
+    header = 4 + 4 * head[3]
+    if len(head) < header:
+        return None
+    dims = [int.from_bytes(head[i : i + 4], "big") for i in range(4, header, 4)]
+    size = header + math.prod(dims)
+    if size > MAX_IDX_BYTES:
+        raise DataError(
+            f"{label}: file {name} declares {dims} items ({size:,} bytes), more than "
+            f"this reader takes ({MAX_IDX_BYTES:,}); give the data set's own file"
+        )
+    return size
 
 
 def parse_idx(raw: bytes, expect_ndim: int, name: str, label: str) -> np.ndarray:
@@ -94,7 +175,7 @@ def parse_idx(raw: bytes, expect_ndim: int, name: str, label: str) -> np.ndarray
     if len(raw) < header:
         raise DataError(f"{label}: file {name} is truncated inside its header")
     dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    if ndim == 3 and dims[1:] != IMAGE_SHAPE[:2]:
+    if ndim == 3 and dims[1:] != IMAGE_SIZE:
         raise DataError(f"{label}: file {name} holds {dims[1]}x{dims[2]} images, expected 28x28")
     expected = int(np.prod(dims))
     have = len(raw) - header

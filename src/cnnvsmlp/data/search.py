@@ -18,12 +18,14 @@ Sources, tried in this order by ``kind: auto``:
 5. a TFDS download of the original files, when ``download`` is true.
 
 ``kind: idx`` keeps the IDX folders and ``kind: tfds`` the TFDS sources, in
-the same order. Every source yields the same normalised arrays: upright 28x28
-uint8 images and 0-based labels. Sources 1, 2, 4 and 5 read the original
-files, so they give identical arrays in file order; prepared records come in
-TFDS's stored order (:mod:`cnnvsmlp.data.sources.tfds_prepared`). TFDS's
-prepared ``emnist/letters`` keeps only 88,800 of NIST's 124,800 training
-images (and 14,800 of 20,800 test images), so
+the same order. A user's data set (``tfds:NAME``, ``folder:PATH``) has one
+source, its own (:mod:`cnnvsmlp.data.sources.user`). Every built-in source
+yields the same normalised arrays: upright 28x28 uint8 images and 0-based
+labels. Sources 1, 2, 4 and 5 read the original files, so they give
+identical arrays in file order; prepared records come in TFDS's stored
+order (:mod:`cnnvsmlp.data.sources.tfds_prepared`). TFDS's prepared
+``emnist/letters`` keeps only 88,800 of NIST's 124,800 training images (and
+14,800 of 20,800 test images), so
 :func:`~cnnvsmlp.data.spec.check_official_counts` rejects it.
 """
 
@@ -82,6 +84,10 @@ def read_source(spec: DatasetSpec, source: DataSource) -> RawData:
         DataError: no source could provide the data (the message lists what
             was tried), the named ``idx_dir`` lacks a file, or a file is malformed.
     """
+    if spec.user:
+        from cnnvsmlp.data.sources.user import read_user
+
+        return read_user(spec, source.tfds_data_dir, source.download)
     attempts = search_order(spec, source)
     if not attempts:
         raise DataError(f"{spec.name}: source kind idx needs source.idx_dir")

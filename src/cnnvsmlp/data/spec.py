@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import string
 from dataclasses import dataclass, field
 
@@ -9,7 +10,8 @@ import numpy as np
 
 from cnnvsmlp.errors import UserError
 
-IMAGE_SHAPE = (28, 28, 1)
+# A user's data set: tfds:<TFDS name> or folder:<path or gs:// folder>.
+USER_PREFIXES = ("tfds:", "folder:")
 
 
 class DataError(UserError, ValueError):
@@ -33,6 +35,12 @@ class DatasetSpec:
     tfds_name: str
     default_idx_dir: str | None = None
     nist_url: str | None = None
+    image_shape: tuple[int, ...] | None = (28, 28, 1)  # None: each image file says
+
+    @property
+    def user(self) -> bool:
+        """Whether the data set is a user's (``tfds:`` or ``folder:``), read as it comes."""
+        return self.name.startswith(USER_PREFIXES)
 
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -84,15 +92,27 @@ DATASETS: dict[str, DatasetSpec] = {
 def get_spec(name: str) -> DatasetSpec:
     """Return the spec of a data set by name.
 
+    A user's data set (``tfds:NAME``, ``folder:PATH``) is described by what
+    its source says (:mod:`cnnvsmlp.data.sources.user`).
+
     Raises:
-        DataError: the name is not a known data set.
+        DataError: the name is not a known data set, or a user's cannot be described.
     """
+    if name.startswith(USER_PREFIXES):
+        return _user_spec(name)
     try:
         return DATASETS[name]
     except KeyError:
         raise DataError(
             f"unknown data set {name!r}; known: {', '.join(sorted(DATASETS))}"
         ) from None
+
+
+@functools.lru_cache(maxsize=8)
+def _user_spec(name: str) -> DatasetSpec:
+    from cnnvsmlp.data.sources.user import describe
+
+    return describe(name)
 
 
 @dataclass
@@ -113,12 +133,12 @@ def normalise_raw(
     """Turn images upright and labels 0-based, checking the label range.
 
     Returns:
-        ``(images, labels)``: uint8 ``(N, 28, 28)`` upright, uint8 0-based labels.
+        ``(images, labels)``: uint8 ``(N, height, width)`` upright, uint8 0-based labels.
 
     Raises:
         DataError: a label outside the data set's range.
     """
-    images = np.asarray(images, dtype=np.uint8).reshape(-1, 28, 28)
+    images = np.asarray(images, dtype=np.uint8).reshape(-1, *spec.image_shape[:2])
     if spec.transposed:
         images = images.transpose(0, 2, 1)
     labels = np.asarray(labels).reshape(-1)
@@ -143,7 +163,7 @@ def check_official_counts(spec: DatasetSpec, raw: RawData) -> None:
         DataError: a split's size differs from the official count; for TFDS's
             prepared records the message says which source to use instead.
     """
-    if raw.source.startswith(("idx:", "synthetic:")):
+    if raw.source.startswith(("idx:", "synthetic:")) or spec.user:
         return
     for split_name in ("train", "test"):
         n = len(getattr(raw, f"{split_name}_labels"))

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnvsmlp.config import Split
-from cnnvsmlp.data.spec import IMAGE_SHAPE, DataError, DatasetSpec, RawData
+from cnnvsmlp.data.spec import DataError, DatasetSpec, RawData
 from cnnvsmlp.outputs import build_dir
 
 FORMAT = "cnnvsmlp-dataset/1"
@@ -48,7 +48,7 @@ def write_dataset(
     """Split, and write the normalised data set atomically into ``out_dir``.
 
     ``out_dir`` holds ``train.npz``, ``validation.npz``, ``test.npz`` (arrays
-    ``images`` uint8 ``(N, 28, 28, 1)`` and ``labels`` uint8) and
+    ``images`` uint8 ``(N, height, width, channels)`` and ``labels`` uint8) and
     ``metadata.json``. Nothing is left behind when writing fails.
 
     Returns:
@@ -59,8 +59,8 @@ def write_dataset(
         UserError: ``out_dir`` holds what this project did not write, or
             cannot be written (see :func:`~cnnvsmlp.outputs.build_dir`).
     """
-    train_x, train_y = raw.train_images, raw.train_labels
-    test_x, test_y = raw.test_images, raw.test_labels
+    train_x, train_y = _nhwc(raw.train_images), raw.train_labels
+    test_x, test_y = _nhwc(raw.test_images), raw.test_labels
     if limit is not None:
         train_x, train_y, test_x, test_y = (
             train_x[:limit],
@@ -76,7 +76,7 @@ def write_dataset(
         "format": FORMAT,
         "dataset": spec.name,
         "classes": list(spec.classes),
-        "image_shape": list(IMAGE_SHAPE),
+        "image_shape": list(train_x.shape[1:]),
         "layout": "NHWC",
         "stored_dtype": "uint8",
         "scale": "divide by 255 to get float32 in [0, 1]",
@@ -89,11 +89,16 @@ def write_dataset(
 
     def build(folder: Path) -> None:
         for name, (x, y) in parts.items():
-            np.savez(folder / f"{name}.npz", images=x.reshape(-1, *IMAGE_SHAPE), labels=y)
+            np.savez(folder / f"{name}.npz", images=x, labels=y)
         (folder / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
 
     build_dir(out_dir, DATASET_FILES, "data set", build)
     return meta
+
+
+def _nhwc(images: np.ndarray) -> np.ndarray:
+    """Images with their channel axis: a grey ``(N, H, W)`` array gains one channel."""
+    return images[..., np.newaxis] if images.ndim == 3 else images
 
 
 def _check_counts(

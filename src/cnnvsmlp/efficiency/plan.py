@@ -114,7 +114,7 @@ def plan_runs(
     Raises:
         UserError: a size is too small to hold every class.
     """
-    from cnnvsmlp.models import VARIANTS
+    from cnnvsmlp.models import get_variant
 
     sizes = effective_sizes(efficiency.sizes, available)
     if sizes[0] < classes:
@@ -128,4 +128,4 @@ def plan_runs(
         for n in sizes
         for r in range(config.repeats)
     ]
-    return sorted(runs, key=lambda run: -VARIANTS[run.variant].step_ms * run.n_train)
+    return sorted(runs, key=lambda run: -get_variant(run.variant).step_ms * run.n_train)

@@ -7,42 +7,55 @@ this version's analysis into ``DIR/report/``; nothing is retrained.
 Reads ``DIR/comparison.json`` (this schema or an older minor version of it,
 or the ``data-efficiency`` study's ``efficiency/1``), restates its pairs under
 this version's rules (nothing is retrained or re-evaluated) and writes
-``comparison.json``, ``report.md``, ``report.html`` and ``plots/`` back into
-``DIR``. ``DIR/config.json``, when there, supplies the config a comparison of
-an older schema does not carry.
+``report.md``, ``report.html`` and ``plots/`` into ``DIR``. ``DIR/config.json``,
+when there, supplies the config a comparison of an older schema does not carry.
+
+The record is checked whole first (:mod:`cnnvsmlp.report.checks`) and never
+written: a render goes to a hidden folder in ``DIR`` and each output is then
+moved in whole, so a failure (a full disk, a folder that cannot be written)
+leaves ``DIR`` as it was.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from cnnvsmlp.errors import UserError
 
+RECORD = "comparison.json"
+
 
 def rerender(folder: Path, note: str = "") -> None:
-    """Render ``folder``'s comparison again, in place.
+    """Render ``folder``'s comparison again, beside it; the comparison itself is not rewritten.
 
     Args:
         folder: a comparison folder, with ``comparison.json`` and perhaps ``config.json``.
         note: how the runs were made, when the comparison does not record it.
 
     Raises:
-        ReportError: the comparison is missing or of a schema this version cannot read.
+        ReportError: the comparison is missing or of a schema this version cannot read,
+            or the folder cannot be written.
+        RecordError: the comparison is not whole or holds a value it cannot hold.
     """
     from cnnvsmlp.config import read_config
     from cnnvsmlp.report import render_comparison
+    from cnnvsmlp.report.checks import read_record
     from cnnvsmlp.report.compare import read_comparison, run_config
     from cnnvsmlp.report.model import ReportError
 
     source = folder / "comparison.json"
     if not source.is_file():
         raise ReportError(f"{source}: no comparison.json; pass the folder compare wrote")
-    if _schema(source).startswith("efficiency/"):
-        _rerender_study(source, note)
+    old = str(read_record(source).get("schema_version", ""))
+    if old.startswith("efficiency/"):
+        _rerender_study(source, note, old)
         return
-    old = _schema(source)
     comparison = read_comparison(source)
     if comparison.config is None and (folder / "config.json").is_file():
         config = read_config(folder / "config.json")
@@ -54,7 +67,43 @@ def rerender(folder: Path, note: str = "") -> None:
     comparison = comparison.model_copy(
         update={"provenance": provenance.model_copy(update={"note": text})}
     )
-    render_comparison(comparison, folder)
+    _write_whole(folder, lambda out: render_comparison(comparison, out))
+
+
+def _write_whole(folder: Path, render: Callable[[Path], object], source: str = RECORD) -> None:
+    """Call ``render`` on a hidden folder in ``folder``, then move its outputs in, each whole.
+
+    The record it was rendered from (``source`` in ``folder``, if any) is left as it was.
+
+    Raises:
+        ReportError: ``folder`` cannot be written; nothing in it has changed.
+    """
+    from cnnvsmlp.report.model import ReportError
+
+    try:
+        folder.mkdir(exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".partial-render-", dir=folder))
+    except OSError as err:
+        raise ReportError(
+            f"{folder}: cannot write the report there ({err.strerror}); "
+            "copy the folder somewhere writable and render the copy"
+        ) from None
+    try:
+        render(tmp)
+        if source:
+            (tmp / source).unlink(missing_ok=True)
+        for new in sorted(tmp.iterdir()):
+            old = folder / new.name
+            if old.is_dir() and not old.is_symlink():
+                old.rename(tmp / f".old-{new.name}")
+            os.replace(new, old)
+    except OSError as err:
+        raise ReportError(
+            f"{folder}: cannot write the report ({err.strerror}); its files are as they "
+            "were: free some space or render a copy elsewhere"
+        ) from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def reanalyse(run: Path, note: str = "") -> Path:
@@ -63,13 +112,12 @@ def reanalyse(run: Path, note: str = "") -> Path:
     Raises:
         ReportError: ``run`` holds no compare pipeline's records.
     """
-    import json
-
     from cnnvsmlp.config import read_config
     from cnnvsmlp.data.store import load_split
     from cnnvsmlp.provenance import Provenance
     from cnnvsmlp.records import read_result
     from cnnvsmlp.report import write_comparison
+    from cnnvsmlp.report.checks import RecordError, read_record
     from cnnvsmlp.report.model import ReportError
 
     plans = sorted((run / "pipeline").glob("*/plan-runs/config"))
@@ -78,14 +126,17 @@ def reanalyse(run: Path, note: str = "") -> Path:
     root = plans[-1].parent.parent
     results = [read_result(p) for p in sorted(root.glob("for-loop-*/evaluate-model/result"))]
     _, labels = load_split(root / "prepare-data" / "dataset", "test")
-    old = run / "report" / "comparison.json"
-    recorded = json.loads(old.read_text()).get("provenance", {}) if old.is_file() else {}
+    old = run / "report" / RECORD
+    try:
+        recorded = read_record(old).get("provenance", {}) if old.is_file() else {}
+    except RecordError:
+        recorded = {}  # a damaged report: its analysis is written again from the records
     provenance = Provenance.model_validate(recorded)
     text = _note(note, provenance.note, "the runs' evaluation records")
     config = read_config(plans[-1]).model_copy(
         update={"provenance": provenance.model_copy(update={"note": text})}
     )
-    write_comparison(results, config, labels, run / "report")
+    _write_whole(run / "report", lambda out: write_comparison(results, config, labels, out), "")
     return run / "report"
 
 
@@ -103,31 +154,18 @@ def _note(note: str, recorded: str, schema: str) -> str:
     return " ".join(x for x in (note, recorded, rendered) if x)
 
 
-def _schema(source: Path) -> str:
-    """The ``schema_version`` of a comparison.json; empty when it has none or does not parse."""
-    import json
-
-    try:
-        record = json.loads(source.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return ""  # Comparison.read names what is wrong with it
-    version = record.get("schema_version") if isinstance(record, dict) else None
-    return version if isinstance(version, str) else ""
-
-
-def _rerender_study(source: Path, note: str) -> None:
+def _rerender_study(source: Path, note: str, old: str) -> None:
     """Render a data-efficiency analysis again from its record (it holds every number)."""
     from cnnvsmlp.efficiency.analysis import read_analysis
     from cnnvsmlp.report.efficiency import write_efficiency_report
 
-    old = _schema(source)
     analysis = read_analysis(source)
     provenance = analysis.provenance
     text = _note(note, provenance.note, old)
     analysis = analysis.model_copy(
         update={"provenance": provenance.model_copy(update={"note": text})}
     )
-    write_efficiency_report(analysis, source.parent)
+    _write_whole(source.parent, lambda out: write_efficiency_report(analysis, out))
 
 
 def main(argv: list[str] | None = None) -> int:

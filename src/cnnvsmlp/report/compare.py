@@ -301,6 +301,7 @@ def run_config(config: ExperimentConfig, repeats: int) -> RunConfig:
         repeats=repeats,
         seeds=[config.seed + r for r in range(repeats)],
         vary_seeds=list(config.vary_seeds),
+        model_sources=dict(config.model_sources),
     )
 
 

@@ -127,6 +127,9 @@ class RunConfig(Record):
         default=["init", "order", "dropout"],
         description="What the repeats' seeds changed: initial weights, image order, dropout.",
     )
+    model_sources: dict[str, str] = Field(
+        default_factory=dict, description="Each user module's source (module:function variants)."
+    )
 
 
 class Comparison(Record):

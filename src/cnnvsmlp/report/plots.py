@@ -118,15 +118,17 @@ def _confusion_matrices(comparison: Comparison) -> Figure:
     k, n = len(classes), len(comparison.variants)
     cols = min(n, 2)
     rows = -(-n // cols)
-    size = 4.5 if k <= 10 else 6.5
+    # About 0.12 inch a class: 100 class names at 6 points still stand apart.
+    size = 4.5 if k <= 10 else min(max(6.5, 0.12 * k), 14.0)
+    label_size = 7 if k <= 40 else 6
     fig = Figure(figsize=(size * cols, size * rows), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False)
     for ax, v in zip(axes.flat, comparison.variants, strict=False):
         counts = np.array(v.confusion, dtype=float)
         share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
         ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
-        ax.set_xticks(range(k), classes, rotation=90, fontsize=7)
-        ax.set_yticks(range(k), classes, fontsize=7)
+        ax.set_xticks(range(k), classes, rotation=90, fontsize=label_size)
+        ax.set_yticks(range(k), classes, fontsize=label_size)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
         ax.set_title(v.variant)
@@ -146,7 +148,8 @@ def _confusion_matrices(comparison: Comparison) -> Figure:
 def _per_class_accuracy(comparison: Comparison) -> Figure:
     colours = _colours(comparison)
     k, n = len(comparison.classes), len(comparison.variants)
-    fig = Figure(figsize=(min(max(8.0, 0.3 * k * max(n, 2)), 20.0), 4.5), layout="constrained")
+    wide = min(max(8.0, 0.3 * k * max(n, 2)), 20.0)
+    fig = Figure(figsize=(wide, 4.5 if k <= 30 else 5.5), layout="constrained")
     ax = fig.subplots()
     width = 0.6 / max(n - 1, 1)
     for i, v in enumerate(comparison.variants):
@@ -155,8 +158,8 @@ def _per_class_accuracy(comparison: Comparison) -> Figure:
         ax.plot(x, recall, "o", ms=5, label=v.variant, color=colours[v.variant])
     if k <= 10:
         ax.set_xticks(range(k), comparison.classes, rotation=45, ha="right")
-    else:
-        ax.set_xticks(range(k), comparison.classes)
+    else:  # upright names would overlap: each class has about 0.2 inch at 100 classes
+        ax.set_xticks(range(k), comparison.classes, rotation=90, fontsize=7 if k <= 40 else 6)
     ax.set_ylabel("test accuracy of the class (recall, %)")
     # Dots, not bars: a bar's length would read from the axis' cut-off, not from 0.
     low = min(min(v.per_class_recall) for v in comparison.variants)

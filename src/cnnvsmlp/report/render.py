@@ -199,7 +199,7 @@ def provenance_items(p: Provenance, run: str, schema: str) -> list[tuple[str, st
         ("Runner:", p.runner or "not recorded"),
         ("Project:", f"cnnvsmlp {p.project_version or '(version not recorded)'}"),
         ("Commit:", (p.commit + (" (uncommitted changes)" if p.dirty else "")) or "not recorded"),
-        ("Data:", p.data_source or "not recorded"),
+        ("Data:", data_text(p)),
         ("Schema:", f"comparison.json {schema}"),
     ]
 
@@ -625,6 +625,8 @@ def comparison_report(comparison: Comparison) -> Report:
             )
             reproducibility.append(Table(*numerics_table(c)))
         sections.append(Section("Reproducibility", reproducibility, folded=True))
+    if c.config and c.config.model_sources:
+        sections.append(_models_section(c))
     sections.append(_provenance_section(c))
     return Report(title=title(c), lead=lead, sections=sections)
 
@@ -739,6 +741,25 @@ def _hardware_section(c: Comparison) -> Section:
     if all(len(m) == 1 for m in machines(c).values()):
         return Section("Hardware", [Text(text)], folded=True)
     return Section("Hardware", [Table(*hardware_table(c))], folded=True)
+
+
+def data_text(p: Provenance) -> str:
+    """The data set's source and its images' shape."""
+    shape = "x".join(map(str, p.data_shape))
+    return (p.data_source or "not recorded") + (f" ({shape} images)" if shape else "")
+
+
+def _models_section(c: Comparison) -> Section:
+    """Each user module's source, as the run trained it."""
+    params = {v.variant: v.params for v in c.variants}
+    blocks: list[Block] = []
+    for module, source in c.config.model_sources.items():
+        names = [v for v in c.config.variants if v.partition(":")[0] == module]
+        counts = ", ".join(
+            f"{v}: {params[v]:,} parameters" if v in params else f"{v}: not trained" for v in names
+        )
+        blocks += [Text(counts, lead=f"{module}.py"), Text(source.rstrip(), style="code")]
+    return Section("Your models", blocks, folded=True)
 
 
 def _provenance_section(c: Comparison) -> Section:

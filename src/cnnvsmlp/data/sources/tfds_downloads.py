@@ -14,7 +14,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from cnnvsmlp.data.idx import read_file, read_idx_blobs
+from cnnvsmlp.data.idx import MAX_FILE_BYTES, read_file, read_idx_blobs, regular_file
 from cnnvsmlp.data.spec import DataError, DatasetSpec, RawData, SourceUnavailable
 
 
@@ -111,8 +111,12 @@ def _read_tfds_files(spec: DatasetSpec, paths: dict[str, Path], source: str) -> 
         return read_idx_blobs(spec, blobs, source)
     archive = paths["archive"]
     try:
+        regular_file(archive, spec.name)
         with zipfile.ZipFile(archive) as z:
-            blobs = {key: z.read(f"gzip/{name}") for key, name in spec.files.items()}
+            members = {key: z.getinfo(f"gzip/{name}") for key, name in spec.files.items()}
+            if any(m.file_size > MAX_FILE_BYTES for m in members.values()):
+                raise zipfile.BadZipFile(f"a member larger than {MAX_FILE_BYTES:,} bytes")
+            blobs = {key: z.read(m) for key, m in members.items()}
     except (zipfile.BadZipFile, KeyError) as err:
         raise DataError(
             f"{spec.name}: file {archive.name} is not NIST's EMNIST archive ({err})"

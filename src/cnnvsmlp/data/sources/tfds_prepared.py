@@ -141,9 +141,12 @@ def _read_prepared_folder(spec: DatasetSpec, folder: Path, source: str) -> RawDa
                 f"{spec.name}: TFDS cannot read the {split} records in {where} ({_first_line(err)})"
             ) from None
         images, labels = example["image"], example["label"]
-        if images.shape[1:] not in ((28, 28, 1), (28, 28)):
+        if images.shape[1:] not in (spec.image_shape, spec.image_shape[:2]):
             shape = "x".join(str(d) for d in images.shape[1:])
-            raise DataError(f"{spec.name}: {where} holds {shape} {split} images, expected 28x28x1")
+            expected = "x".join(str(d) for d in spec.image_shape)
+            raise DataError(
+                f"{spec.name}: {where} holds {shape} {split} images, expected {expected}"
+            )
         # TFDS's builders store the IDX arrays unchanged: EMNIST transposed,
         # letters labelled 1..26 among 37 declared classes.
         out[f"{split}_images"], out[f"{split}_labels"] = normalise_raw(

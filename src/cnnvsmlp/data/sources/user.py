@@ -1,0 +1,311 @@
+"""A user's data set: any TFDS image classification set, or a folder of images per class.
+
+``tfds:NAME`` reads TFDS's builder ``NAME``: image shape, classes and splits
+come from its ``DatasetInfo``, and its ``test`` split is the test set when it
+has one. ``folder:PATH`` (local or ``gs://``) reads one subfolder of PNG or
+JPEG images per class, named by the subfolder; ``train/`` and ``test/`` inside
+``PATH`` are the official split when both are there. Without an official test
+split, a fifth of each class (seed 0) is the test set. The images of one data
+set share one shape; a folder's first image that differs is refused by name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from cnnvsmlp.data.spec import DataError, DatasetSpec, RawData
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+TEST_FRACTION = 0.2  # of each class, when the data set has no test split
+MAX_CLASSES = 256
+SPLIT_SEED = 0  # the stratified test split and the order of a folder's images
+
+
+def describe(name: str) -> DatasetSpec:
+    """The spec of ``tfds:NAME`` or ``folder:PATH``, from what its source says.
+
+    Raises:
+        DataError: an unknown TFDS name, a builder without an image and a class
+            label, or a folder with fewer than two classes.
+    """
+    kind, _, where = name.partition(":")
+    if kind == "tfds":
+        return _tfds_spec(name, where)
+    classes, counts = _folder_listing(name, where)
+    _few_classes(name, classes)
+    return DatasetSpec(
+        name=name,
+        classes=tuple(classes),
+        files={},
+        official_counts=counts,
+        transposed=False,
+        label_offset=0,
+        tfds_name="",
+        image_shape=None,
+    )
+
+
+def read_user(spec: DatasetSpec, data_dir: str | None, download: bool) -> RawData:
+    """Read a user's data set's train and test splits.
+
+    Args:
+        spec: from :func:`describe`.
+        data_dir: TFDS's data_dir for ``tfds:`` (None: ``~/tensorflow_datasets``).
+        download: let TFDS download and prepare a ``tfds:`` data set.
+
+    Raises:
+        DataError: the data cannot be read, an image is unreadable, or images
+            differ in shape.
+    """
+    kind, _, where = spec.name.partition(":")
+    if kind == "tfds":
+        return _read_tfds(spec, where, data_dir, download)
+    if where.startswith("gs://"):
+        from cnnvsmlp import storage
+
+        with tempfile.TemporaryDirectory() as tmp:
+            storage.fetch_dir(where, tmp)
+            return _read_folder(spec, Path(tmp), spec.name)
+    return _read_folder(spec, Path(where), spec.name)
+
+
+def _few_classes(name: str, classes) -> None:
+    if len(classes) > MAX_CLASSES:
+        raise DataError(
+            f"{name}: {len(classes)} classes; at most {MAX_CLASSES} (labels are stored as uint8)"
+        )
+
+
+# TFDS
+
+
+def _builder(name: str, tfds_name: str, data_dir: str | None = None):
+    import tensorflow_datasets as tfds
+
+    try:
+        return tfds.builder(tfds_name, data_dir=data_dir)
+    except Exception as err:  # noqa: BLE001 - TFDS raises several types for unknown names
+        first = str(err).strip().splitlines()[0][:160] if str(err).strip() else ""
+        raise DataError(
+            f"{name}: TFDS has no data set {tfds_name!r} ({err.__class__.__name__}: {first}); "
+            "check the name in the TFDS catalog (tfds.list_builders())"
+        ) from None
+
+
+def _image_and_label(name: str, info) -> tuple[str, str]:
+    """The keys of the image and the class label among a builder's features."""
+    import tensorflow_datasets as tfds
+
+    features = info.features
+    keys = info.supervised_keys if isinstance(info.supervised_keys, tuple) else None
+    if not keys or len(keys) != 2 or not all(isinstance(k, str) for k in keys):
+        keys = ("image", "label")
+    image, label = keys
+    if not (
+        image in features
+        and label in features
+        and isinstance(features[image], tfds.features.Image)
+        and isinstance(features[label], tfds.features.ClassLabel)
+    ):
+        raise DataError(
+            f"{name}: not an image classification data set (features "
+            f"{', '.join(sorted(features.keys()))}); name one with an image and a class label"
+        )
+    return image, label
+
+
+def _tfds_spec(name: str, tfds_name: str) -> DatasetSpec:
+    info = _builder(name, tfds_name).info
+    image, label = _image_and_label(name, info)
+    shape = info.features[image].shape
+    if None in shape:
+        raise DataError(
+            f"{name}: its images have no fixed size ({shape}); use a data set of one image size"
+        )
+    _few_classes(name, info.features[label].names)
+    counts = {s: info.splits[s].num_examples for s in ("train", "test") if s in info.splits}
+    return DatasetSpec(
+        name=name,
+        classes=tuple(info.features[label].names),
+        files={},
+        official_counts=counts if len(counts) == 2 else {},
+        transposed=False,
+        label_offset=0,
+        tfds_name=tfds_name,
+        image_shape=tuple(shape),
+    )
+
+
+def _read_tfds(spec: DatasetSpec, tfds_name: str, data_dir: str | None, download: bool) -> RawData:
+    import tensorflow_datasets as tfds
+
+    builder = _builder(spec.name, tfds_name, data_dir)
+    keys = _image_and_label(spec.name, builder.info)
+    try:
+        if download:
+            builder.download_and_prepare()
+        splits = {}
+        # No split info (TFDS has not prepared it here): ask for test, as for train.
+        has_test = "test" in builder.info.splits or not builder.info.splits
+        for split in ("train", "test") if has_test else ("train",):
+            records = builder.as_dataset(split=split, shuffle_files=False).batch(1024)
+            batches = list(tfds.as_numpy(records))
+            splits[split] = tuple(np.concatenate([b[key] for b in batches]) for key in keys)
+    except DataError:
+        raise
+    except Exception as err:  # noqa: BLE001 - TFDS and TensorFlow raise many types
+        first = str(err).strip().splitlines()[0][:160] if str(err).strip() else ""
+        raise DataError(
+            f"{spec.name}: TFDS cannot read it ({err.__class__.__name__}: {first}); "
+            "set source.tfds_data_dir to a data_dir that holds it, or source.download=true"
+        ) from None
+    if "test" not in splits:
+        splits["train"], splits["test"] = _stratified(*splits["train"])
+    return _raw(splits, f"tfds:{tfds_name}", {"builder": f"{tfds_name} {builder.info.version}"})
+
+
+# Folders
+
+
+def _listing(root: str) -> list[str]:
+    """The relative paths of the image files under a folder, local or ``gs://``, sorted."""
+    if root.startswith("gs://"):
+        from cnnvsmlp import storage
+
+        prefix = root.rstrip("/") + "/"
+        names = [uri[len(prefix) :] for uri in storage.list_uris(prefix.rstrip("/"))]
+    else:
+        base = Path(root)
+        if not base.is_dir():
+            raise DataError(f"folder:{root}: no such folder; give a folder of class subfolders")
+        names = [p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file()]
+    return sorted(n for n in names if n.lower().endswith(IMAGE_SUFFIXES))
+
+
+def _splits(name: str, files: list[str]) -> dict[str, dict[str, list[str]]]:
+    """The files of each split by class: ``{split: {class: [relative path]}}``."""
+    tops = {f.split("/", 1)[0] for f in files if "/" in f}
+    official = {"train", "test"} <= tops
+    out: dict[str, dict[str, list[str]]] = {}
+    for f in files:
+        parts = f.split("/")
+        if official and parts[0] in ("train", "test") and len(parts) == 3:
+            out.setdefault(parts[0], {}).setdefault(parts[1], []).append(f)
+        elif not official and len(parts) == 2:
+            out.setdefault("all", {}).setdefault(parts[0], []).append(f)
+    classes = sorted(out.get("train", out.get("all", {})))
+    if len(classes) < 2:
+        found = f"one class ({classes[0]})" if classes else "no class subfolder with images"
+        raise DataError(
+            f"{name}: {found}; give one subfolder of PNG or JPEG images per class, "
+            "at least two (optionally inside train/ and test/)"
+        )
+    if official:
+        extra = sorted(set(out.get("test", {})) - set(classes))
+        if extra:
+            raise DataError(
+                f"{name}: test/{extra[0]} is no class of train/; give train/ the same classes"
+            )
+    return out
+
+
+def _folder_listing(name: str, root: str) -> tuple[list[str], dict[str, int]]:
+    splits = _splits(name, _listing(root))
+    classes = sorted(splits.get("train", splits.get("all", {})))
+    if "all" in splits:
+        n = sum(len(v) for v in splits["all"].values())
+        n_test = sum(_n_test(len(v)) for v in splits["all"].values())
+        return classes, {"train": n - n_test, "test": n_test}
+    return classes, {s: sum(len(v) for v in splits.get(s, {}).values()) for s in ("train", "test")}
+
+
+def _n_test(n: int) -> int:
+    return max(1, round(n * TEST_FRACTION)) if n >= 2 else 0
+
+
+def _read_folder(spec: DatasetSpec, root: Path, name: str) -> RawData:
+    splits = _splits(name, _listing(str(root)))
+    index = {c: i for i, c in enumerate(spec.classes)}
+    digest = hashlib.sha256()
+    shape: list = [None, ""]  # the first image's shape and file
+    arrays = {}
+    for split, by_class in splits.items():
+        files = [(f, index[c]) for c in sorted(by_class) for f in by_class[c]]
+        images = np.stack([_read_image(name, root, f, shape, digest) for f, _ in files])
+        arrays[split] = (images, np.array([label for _, label in files], dtype=np.int64))
+    if "all" in arrays:
+        arrays["train"], arrays["test"] = _stratified(*arrays.pop("all"))
+    else:  # class by class on disk; validation is cut from the end, so mix the classes
+        order = np.random.default_rng(SPLIT_SEED).permutation(len(arrays["train"][1]))
+        arrays["train"] = (arrays["train"][0][order], arrays["train"][1][order])
+    return _raw(arrays, name, {"images": digest.hexdigest()})
+
+
+def _read_image(name: str, root: Path, relative: str, shape: list, digest) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    path = root / relative
+    data = path.read_bytes()
+    digest.update(relative.encode() + b"\0" + data)
+    try:
+        with Image.open(path) as image:
+            if image.mode == "P":
+                image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+            pixels = np.asarray(image)
+    except (UnidentifiedImageError, OSError) as err:
+        raise DataError(
+            f"{name}: cannot read image {relative} ({err.__class__.__name__}); replace or remove it"
+        ) from None
+    if pixels.dtype != np.uint8:
+        raise DataError(
+            f"{name}: image {relative} has {pixels.dtype} pixels; save it with 8 bits per channel"
+        )
+    pixels = pixels[..., np.newaxis] if pixels.ndim == 2 else pixels
+    if shape[0] is None:
+        shape[:] = [pixels.shape, relative]
+    elif pixels.shape != shape[0]:
+        raise DataError(
+            f"{name}: image {relative} is {_dims(pixels.shape)}, but {shape[1]} is "
+            f"{_dims(shape[0])}; give every image one size and channel count"
+        )
+    return pixels
+
+
+def _dims(shape: tuple[int, ...]) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+# Both
+
+
+def _stratified(images: np.ndarray, labels: np.ndarray) -> tuple[tuple, tuple]:
+    """A seeded test split of :data:`TEST_FRACTION` of each class; both splits in a seeded order."""
+    rng = np.random.default_rng(SPLIT_SEED)
+    test = np.concatenate(
+        [
+            rng.permutation(np.flatnonzero(labels == c))[: _n_test(int((labels == c).sum()))]
+            for c in np.unique(labels)
+        ]
+    )
+    is_test = np.zeros(len(labels), dtype=bool)
+    is_test[test] = True
+    train = rng.permutation(np.flatnonzero(~is_test))
+    test = rng.permutation(test)
+    return (images[train], labels[train]), (images[test], labels[test])
+
+
+def _raw(splits: dict, source: str, digests: dict[str, str]) -> RawData:
+    (train_x, train_y), (test_x, test_y) = splits["train"], splits["test"]
+    grey = [x[..., np.newaxis] if x.ndim == 3 else x for x in (train_x, test_x)]
+    return RawData(
+        train_images=np.ascontiguousarray(grey[0], dtype=np.uint8),
+        train_labels=np.asarray(train_y).astype(np.uint8),
+        test_images=np.ascontiguousarray(grey[1], dtype=np.uint8),
+        test_labels=np.asarray(test_y).astype(np.uint8),
+        source=source,
+        input_sha256=digests,
+    )
