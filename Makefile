@@ -44,7 +44,7 @@ $(error $(shell $(PYTHON) -c 'import difflib, sys; known = sys.argv[1].split(); 
   + ": make help lists the variables")' '$(KNOWN_VARS)' $(foreach v,$(UNKNOWN_VARS),$(call q,$(v)))))
 endif
 
-.PHONY: help apply lock setup data models run runs test test-images lint format compile submit schedule unschedule images push bench clean
+.PHONY: help apply lock setup data models run runs test test-slow test-images lint format compile submit schedule unschedule images push bench clean
 
 help: ## List the verbs, and the variables that change what they do.
 	@echo "make <verb> [VARIABLE=value ...]"
@@ -85,11 +85,14 @@ run: setup ## Run a pipeline locally: progress on screen, every log in runs/<id>
 runs: $(BIN)/.installed ## List the local runs: status, date, config, best accuracy.
 	@$(CLI) runs
 
-test: setup ## Run every test tier (unit, component, compile); the image tier is test-images.
-	$(BIN)/pytest -m "not images and not bench"
+test: setup ## Run the unit, component and compile tiers and one end-to-end run (minutes).
+	$(BIN)/pytest -m "not images and not slow and not bench"
+
+test-slow: setup ## Run the slow tier: resumes, reproducibility, fault runs, the GPU check's dry run.
+	$(BIN)/pytest -m "slow and not bench"
 
 test-images: setup ## Build the images (cached) and run the pipeline's dry run inside them.
-	$(CLI) images
+	$(BIN)/python -m tools.images
 	$(BIN)/pytest -m images tests/test_images_run.py
 
 # checkov and its ~100 dependencies live apart from the project's lock, in .venv-tools.
@@ -102,10 +105,10 @@ $(TOOLS)/.installed: requirements-tools.lock $(BIN)/.installed
 lint: $(BIN)/.installed $(TOOLS)/.installed ## ruff, hadolint, manifest validation and checkov (offline).
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(CLI) lint-infra
+	$(BIN)/python -m tools.infra
 
 apply: $(BIN)/.installed ## Apply manifests/ (multi-user: the Profile, a wait, the rest).
-	$(BIN)/python -m cnnvsmlp.infra apply
+	$(BIN)/python -m tools.infra apply
 
 format: $(BIN)/.installed ## Format and fix the code with ruff.
 	$(BIN)/ruff format .
@@ -126,20 +129,20 @@ unschedule: $(BIN)/.installed ## Delete the recurring run of a pipeline.
 	$(CLI) unschedule --pipeline $(call q,$(PIPELINE)) $(CONFIG_ARG) $(EXPERIMENT_ARG)
 
 images: $(BIN)/.installed ## Build both images into the local Docker engine (content tags).
-	$(CLI) images $(if $(PUSH),--push)
+	$(BIN)/python -m tools.images $(if $(PUSH),--push)
 
 push: $(BIN)/.installed ## Build both images and push them to the registry.
-	$(CLI) images --push
+	$(BIN)/python -m tools.images --push
 
 bench: setup ## Slow measurements (interval coverage, data reader speed, training throughput).
 	$(BIN)/pytest -m bench -s -q -p no:randomly tests/test_pairwise.py
-	$(BIN)/python -m cnnvsmlp_pipelines.bench $(BENCH_ARGS)
+	$(BIN)/python -m tools.bench $(BENCH_ARGS)
 
 # DEVICE=gpu (default) gathers what the lent GPU machine needs and prints its command;
 # DEVICE=cpu runs the same check here on a slice (LIMIT images of each split).
 DEVICE ?= gpu
 gpu-check: $(BIN)/.installed ## Prepare the GPU check (jax) for a lent machine; DEVICE=cpu dry-runs it here.
-	$(BIN)/python -m cnnvsmlp_pipelines.gpu_check $(if $(filter gpu,$(DEVICE)),gather,\
+	$(BIN)/python -m tools.gpu_check $(if $(filter gpu,$(DEVICE)),gather,\
 	  run --device $(DEVICE) $(if $(LIMIT),--limit $(LIMIT)) $(if $(EPOCHS),--epochs $(EPOCHS)))
 
 clean: ## Remove build outputs and tool caches (never runs/ or data/).

@@ -1,7 +1,7 @@
 """Kubeflow components: thin wrappers that turn artifacts into calls of the cnnvsmlp library.
 
-Each component runs in the image :func:`cnnvsmlp.images.image_ref` names (the
-image carries the library and the pinned dependencies), and runs unchanged
+Each task runs in the image its pipeline places it in (``pipelines/placement.py``:
+the image carries the library and the pinned dependencies), and runs unchanged
 on a laptop through kfp's local runner.
 """
 

@@ -2,10 +2,10 @@
 
 from kfp import dsl
 
-from cnnvsmlp.images import image_ref
+from cnnvsmlp_components.image import UNPLACED
 
 
-@dsl.component(base_image=image_ref("cpu"), install_kfp_package=False)
+@dsl.component(base_image=UNPLACED, install_kfp_package=False)
 def check_runs(comparison: dsl.Input[dsl.Artifact]):
     """Exit non-zero when the comparison is ``partial`` or ``failed``.
 

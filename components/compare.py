@@ -4,10 +4,10 @@ from typing import List  # noqa: UP035 - kfp reads typing.List annotations
 
 from kfp import dsl
 
-from cnnvsmlp.images import image_ref
+from cnnvsmlp_components.image import UNPLACED
 
 
-@dsl.component(base_image=image_ref("cpu"), install_kfp_package=False)
+@dsl.component(base_image=UNPLACED, install_kfp_package=False)
 def compare_runs(
     config: dsl.Input[dsl.Artifact],
     dataset: dsl.Input[dsl.Dataset],
@@ -42,7 +42,7 @@ def compare_runs(
     from pathlib import Path
 
     from cnnvsmlp.config import read_config
-    from cnnvsmlp.data.store import load_split
+    from cnnvsmlp.data.store import load_split, read_metadata
     from cnnvsmlp.provenance import Provenance, with_data_source
     from cnnvsmlp.records import read_result
     from cnnvsmlp.report import write_comparison
@@ -51,7 +51,7 @@ def compare_runs(
     provenance = Provenance.model_validate_json(provenance_json or "{}")
     if not provenance.run_id:
         provenance = provenance.model_copy(update={"run_id": job_id})
-    provenance = with_data_source(provenance, dataset.path)
+    provenance = with_data_source(provenance, read_metadata(dataset.path))
     experiment = experiment.model_copy(update={"provenance": provenance})
     _, test_labels = load_split(dataset.path, "test")
     runs = [read_result(r.path) for r in results]

@@ -4,10 +4,10 @@ from typing import List  # noqa: UP035 - kfp reads typing.List annotations
 
 from kfp import dsl
 
-from cnnvsmlp.images import image_ref
+from cnnvsmlp_components.image import UNPLACED
 
 
-@dsl.component(base_image=image_ref("cpu"), install_kfp_package=False)
+@dsl.component(base_image=UNPLACED, install_kfp_package=False)
 def compare_efficiency(
     config: dsl.Input[dsl.Artifact],
     efficiency: dsl.Input[dsl.Artifact],
@@ -36,14 +36,14 @@ def compare_efficiency(
     from pathlib import Path
 
     from cnnvsmlp.config import read_config
-    from cnnvsmlp.data.store import load_split
+    from cnnvsmlp.data.store import load_split, read_metadata
     from cnnvsmlp.efficiency.analysis import analyze, write_analysis
     from cnnvsmlp.efficiency.plan import EfficiencyConfig
     from cnnvsmlp.provenance import with_data_source
     from cnnvsmlp.records import read_result
 
     experiment = read_config(config.path)
-    provenance = with_data_source(experiment.provenance, dataset.path)
+    provenance = with_data_source(experiment.provenance, read_metadata(dataset.path))
     experiment = experiment.model_copy(update={"provenance": provenance})
     study = EfficiencyConfig.read(efficiency.path)
     _, test_labels = load_split(dataset.path, "test")
@@ -60,7 +60,7 @@ def compare_efficiency(
     )
 
 
-@dsl.component(base_image=image_ref("cpu"), install_kfp_package=False)
+@dsl.component(base_image=UNPLACED, install_kfp_package=False)
 def check_efficiency(comparison: dsl.Input[dsl.Artifact]):
     """Exit non-zero when the data-efficiency comparison is ``partial`` or ``failed``.
 

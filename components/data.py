@@ -2,10 +2,10 @@
 
 from kfp import dsl
 
-from cnnvsmlp.images import image_ref
+from cnnvsmlp_components.image import UNPLACED
 
 
-@dsl.component(base_image=image_ref("cpu"), install_kfp_package=False)
+@dsl.component(base_image=UNPLACED, install_kfp_package=False)
 def prepare_data(config_json: str, dataset: dsl.Output[dsl.Dataset]):
     """Read the config's data set from its source and write the normalised splits.
 

@@ -2,10 +2,10 @@
 
 from kfp import dsl
 
-from cnnvsmlp.images import image_ref
+from cnnvsmlp_components.image import UNPLACED
 
 
-@dsl.component(base_image=image_ref("cpu"), install_kfp_package=False)
+@dsl.component(base_image=UNPLACED, install_kfp_package=False)
 def evaluate_model(
     dataset: dsl.Input[dsl.Dataset],
     model: dsl.Input[dsl.Model],

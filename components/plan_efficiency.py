@@ -4,10 +4,10 @@ from typing import List  # noqa: UP035 - kfp reads typing.List annotations
 
 from kfp import dsl
 
-from cnnvsmlp.images import image_ref
+from cnnvsmlp_components.image import UNPLACED
 
 
-@dsl.component(base_image=image_ref("cpu"), install_kfp_package=False)
+@dsl.component(base_image=UNPLACED, install_kfp_package=False)
 def plan_efficiency_runs(
     config_json: str,
     efficiency_json: str,

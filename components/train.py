@@ -2,10 +2,10 @@
 
 from kfp import dsl
 
-from cnnvsmlp.images import image_ref
+from cnnvsmlp_components.image import UNPLACED
 
 
-@dsl.component(base_image=image_ref("gpu"), install_kfp_package=False)
+@dsl.component(base_image=UNPLACED, install_kfp_package=False)
 def train_model(
     config: dsl.Input[dsl.Artifact],
     run_json: str,

@@ -1,60 +1,36 @@
-"""Pipelines, registered by name: every module here with ``NAME`` and ``pipeline`` is one.
+"""Pipelines, registered by name in :func:`pipelines`.
 
-Runners (local, compile, submit, schedule) look pipelines up by name, so a new
-pipeline is a new module beside ``compare.py``; nothing else changes.
+Runners (local, compile, submit, schedule) look pipelines up by name and read
+their :class:`~cnnvsmlp_pipelines.spec.PipelineSpec`, so a new pipeline is a
+new module beside ``compare.py`` with its ``SPEC``, and one name here.
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from pathlib import Path
-from types import ModuleType
 
 from cnnvsmlp.config import ExperimentConfig
 from cnnvsmlp.errors import UserError
-
-_NOT_PIPELINES = {"bench", "cli", "cluster", "local_runner", "placement"}
-
-
-def pipeline_names() -> list[str]:
-    """Names of the registered pipelines."""
-    return sorted(_registry())
+from cnnvsmlp_pipelines.spec import PipelineSpec
 
 
-def _registry() -> dict[str, ModuleType]:
-    found = {}
-    for info in pkgutil.iter_modules(__path__):
-        if info.name in _NOT_PIPELINES:
-            continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        if hasattr(module, "NAME") and hasattr(module, "pipeline"):
-            found[module.NAME] = module
-    return found
+def pipelines() -> dict[str, PipelineSpec]:
+    """The registered pipelines by name; imported on first use, so the CLI starts without kfp."""
+    from cnnvsmlp_pipelines import compare, data_efficiency
+
+    return {spec.name: spec for spec in (compare.SPEC, data_efficiency.SPEC)}
 
 
-def get_pipeline(name: str) -> ModuleType:
-    """The module of a registered pipeline: ``pipeline``, ``arguments(config)``.
+def get_pipeline(name: str) -> PipelineSpec:
+    """The spec of a registered pipeline.
 
     Raises:
         UserError: no pipeline has that name.
     """
-    registry = _registry()
+    registry = pipelines()
     if name not in registry:
         raise UserError(f"unknown pipeline {name!r}; registered: {', '.join(sorted(registry))}")
     return registry[name]
-
-
-def by_comparison_task(task: str) -> ModuleType:
-    """The module of the registered pipeline whose comparison task is ``task``.
-
-    Raises:
-        UserError: no pipeline has that comparison task.
-    """
-    for module in _registry().values():
-        if getattr(module, "COMPARISON_TASK", None) == task:
-            return module
-    raise UserError(f"no registered pipeline has the comparison task {task!r}")
 
 
 def pipeline_arguments(name: str, config: ExperimentConfig) -> dict:

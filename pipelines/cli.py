@@ -72,14 +72,14 @@ def _config_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _load_config(args: argparse.Namespace):
-    """The config ``--config`` names, or else the pipeline's ``PRESET``, with the overrides."""
+    """The config ``--config`` names, or else the pipeline's preset, with the overrides."""
     from cnnvsmlp.config import load_config
 
     name = args.config
     if name is None and getattr(args, "pipeline", None):
         from cnnvsmlp_pipelines import get_pipeline
 
-        name = getattr(get_pipeline(args.pipeline), "PRESET", None)
+        name = get_pipeline(args.pipeline).preset
     return load_config(name or DEFAULT_PRESET, args.overrides)
 
 
@@ -252,20 +252,6 @@ def cmd_unschedule(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_images(args: argparse.Namespace) -> int:
-    """Build the container images into the local engine; push them with --push."""
-    from cnnvsmlp.images import build_and_push
-
-    return build_and_push(push_images=args.push)
-
-
-def cmd_lint_infra(args: argparse.Namespace) -> int:
-    """Lint Dockerfiles and validate the Kubernetes manifests."""
-    from cnnvsmlp.infra import lint_infra
-
-    return lint_infra()
-
-
 class _Parser(argparse.ArgumentParser):
     """argparse with its errors on one line, naming the command and where its help is."""
 
@@ -375,11 +361,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment", type=_name, help="KFP experiment (default: the config's name)")
     p.set_defaults(func=cmd_schedule)
 
-    p = sub.add_parser("images", help=cmd_images.__doc__)
-    p.add_argument("--push", action="store_true", help="push the built images to the registry")
-    p.set_defaults(func=cmd_images)
-
-    sub.add_parser("lint-infra", help=cmd_lint_infra.__doc__).set_defaults(func=cmd_lint_infra)
     return parser
 
 

@@ -52,7 +52,7 @@ from urllib.parse import quote, quote_plus
 
 from cnnvsmlp.config import ExperimentConfig
 from cnnvsmlp.errors import UserError
-from cnnvsmlp.settings import ROOT, SETTINGS_FILE, cluster_settings
+from cnnvsmlp_pipelines.settings import ROOT, SETTINGS_FILE, cluster_settings
 
 # A standalone KFP install runs everything in its own namespace, and its API
 # takes no namespace on experiments and runs.
@@ -522,13 +522,13 @@ def skipped_checks() -> set[str]:
 def check_images(refs: list[str]) -> None:
     """Fail when the registry lacks an image the pipeline names.
 
-    Asks the registry through the Docker client (``cnnvsmlp.images.images_exist``);
+    Asks the registry through the Docker client (``cnnvsmlp_pipelines.images.images_exist``);
     without one, says in one line that the check was left out.
 
     Raises:
         ClusterError: an image is missing, naming it and how to build and push it.
     """
-    from cnnvsmlp.images import images_exist
+    from cnnvsmlp_pipelines.images import images_exist
 
     if shutil.which("docker") is None:
         _say("check: images not checked: no docker client here to ask the registry")

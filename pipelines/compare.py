@@ -18,20 +18,12 @@ the pipeline run, after the comparison's artifacts are stored.
 from kfp import dsl
 
 from cnnvsmlp.config import DEFAULT_PRESET, ExperimentConfig, load_config
-from cnnvsmlp_components import (
-    check_runs,
-    compare_runs,
-    evaluate_model,
-    plan_runs,
-    prepare_data,
-    train_model,
-)
+from cnnvsmlp_components import check_runs, compare_runs, plan_runs
 from cnnvsmlp_pipelines.cluster import cluster_config
-from cnnvsmlp_pipelines.placement import cpu_task, gpu_task
+from cnnvsmlp_pipelines.dag import fan_out_fan_in
+from cnnvsmlp_pipelines.spec import PipelineSpec
 
 NAME = "compare"
-# The comparison task, whose artifact is the report, and the last step that fails a partial run.
-COMPARISON_TASK, CHECK_TASK = "compare-runs", "check-runs"
 
 
 def failure_summary(comparison_json) -> str:
@@ -72,52 +64,20 @@ def build():
                 the report only: apart from ``config_json``, so the data step's cache
                 key stays the same from run to run.
         """
-        data = cpu_task(prepare_data(config_json=config_json), memory="8Gi")
-        data.set_caching_options(True)
-        plan = cpu_task(plan_runs(config_json=config_json, repeats=repeats), memory="1Gi")
-        plan.set_caching_options(False)
-
-        with dsl.ParallelFor(plan.outputs["Output"]) as run_json:
-            # Training is never cached: a scheduled rerun must retrain.
-            train = gpu_task(
-                train_model(
-                    config=plan.outputs["config"],
-                    run_json=run_json,
-                    job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-                    dataset=data.outputs["dataset"],
-                )
-            )
-            train.set_caching_options(False)
-            evaluate = cpu_task(
-                evaluate_model(dataset=data.outputs["dataset"], model=train.outputs["model"]),
-                memory="8Gi",
-            )
-            evaluate.set_caching_options(False)
-
-        compare = cpu_task(
-            compare_runs(
+        fan_out_fan_in(
+            config_json,
+            plan=lambda data: plan_runs(config_json=config_json, repeats=repeats),
+            compare=lambda plan, data, results: compare_runs(
                 config=plan.outputs["config"],
                 dataset=data.outputs["dataset"],
-                results=dsl.Collected(evaluate.outputs["result"]),
+                results=results,
                 provenance_json=provenance_json,
                 job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
             ),
-            memory="8Gi",
+            check=check_runs,
         )
-        compare.set_caching_options(False)
-        # Last, so the comparison is stored before a partial run is marked failed.
-        check = cpu_task(check_runs(comparison=compare.outputs["comparison"]), memory="1Gi")
-        check.set_caching_options(False)
 
     return pipeline
-
-
-def __getattr__(name: str):
-    """``pipeline`` is built on first use, so importing this module reads no config."""
-    if name == "pipeline":
-        globals()["pipeline"] = built = build()
-        return built
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def arguments(config: ExperimentConfig) -> dict:
@@ -138,3 +98,22 @@ def planned_runs(config: ExperimentConfig) -> list:
 def as_trained(config: ExperimentConfig) -> ExperimentConfig:
     """The config as every training of the run reads it: ``config`` itself."""
     return config
+
+
+def loop_runs(config: ExperimentConfig, pipeline_root) -> list:
+    """The loop's items in order: the config's runs, known before the data."""
+    return config.scheduled_runs()
+
+
+SPEC = PipelineSpec(
+    name=NAME,
+    preset=DEFAULT_PRESET,
+    build=build,
+    arguments=arguments,
+    planned_runs=planned_runs,
+    as_trained=as_trained,
+    loop_runs=loop_runs,
+    comparison_task="compare-runs",
+    check_task="check-runs",
+    failure_summary=failure_summary,
+)

@@ -16,21 +16,13 @@ from kfp import dsl
 
 from cnnvsmlp.config import ExperimentConfig, load_config
 from cnnvsmlp.efficiency.plan import EfficiencyConfig
-from cnnvsmlp_components import (
-    check_efficiency,
-    compare_efficiency,
-    evaluate_model,
-    plan_efficiency_runs,
-    prepare_data,
-    train_model,
-)
+from cnnvsmlp_components import check_efficiency, compare_efficiency, plan_efficiency_runs
 from cnnvsmlp_pipelines.cluster import cluster_config
-from cnnvsmlp_pipelines.placement import cpu_task, gpu_task
+from cnnvsmlp_pipelines.dag import fan_out_fan_in
+from cnnvsmlp_pipelines.spec import PipelineSpec
 
 NAME = "data-efficiency"
 PRESET = "fashion-mnist-data-efficiency"
-# The comparison task, whose artifact is the report, and the last step that fails a partial run.
-COMPARISON_TASK, CHECK_TASK = "compare-efficiency", "check-efficiency"
 
 
 def failure_summary(comparison_json) -> str:
@@ -80,59 +72,24 @@ def build():
             repeats: runs of each variant and size, in place of the config's; 0
                 keeps the config's.
         """
-        data = cpu_task(prepare_data(config_json=config_json), memory="8Gi")
-        data.set_caching_options(True)
-        plan = cpu_task(
-            plan_efficiency_runs(
+        fan_out_fan_in(
+            config_json,
+            plan=lambda data: plan_efficiency_runs(
                 config_json=config_json,
                 efficiency_json=efficiency_json,
                 repeats=repeats,
                 dataset=data.outputs["dataset"],
             ),
-            memory="1Gi",
-        )
-        plan.set_caching_options(False)
-
-        with dsl.ParallelFor(plan.outputs["Output"]) as run_json:
-            # Training is never cached: a scheduled rerun must retrain.
-            train = gpu_task(
-                train_model(
-                    config=plan.outputs["config"],
-                    run_json=run_json,
-                    job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-                    dataset=data.outputs["dataset"],
-                )
-            )
-            train.set_caching_options(False)
-            evaluate = cpu_task(
-                evaluate_model(dataset=data.outputs["dataset"], model=train.outputs["model"]),
-                memory="8Gi",
-            )
-            evaluate.set_caching_options(False)
-
-        compare = cpu_task(
-            compare_efficiency(
+            compare=lambda plan, data, results: compare_efficiency(
                 config=plan.outputs["config"],
                 efficiency=plan.outputs["efficiency"],
                 dataset=data.outputs["dataset"],
-                results=dsl.Collected(evaluate.outputs["result"]),
+                results=results,
             ),
-            memory="8Gi",
+            check=check_efficiency,
         )
-        compare.set_caching_options(False)
-        # Last, so the comparison is stored before a partial run is marked failed.
-        check = cpu_task(check_efficiency(comparison=compare.outputs["comparison"]), memory="1Gi")
-        check.set_caching_options(False)
 
     return pipeline
-
-
-def __getattr__(name: str):
-    """``pipeline`` is built on first use, so importing this module reads no config."""
-    if name == "pipeline":
-        globals()["pipeline"] = built = build()
-        return built
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def arguments(config: ExperimentConfig) -> dict:
@@ -202,3 +159,18 @@ def summary(report_dir) -> str:
     if analysis.provenance.synthetic:
         lines.append(f"{SYNTHETIC_LEAD} {SYNTHETIC_DATA}")
     return "\n".join(lines)
+
+
+SPEC = PipelineSpec(
+    name=NAME,
+    preset=PRESET,
+    build=build,
+    arguments=arguments,
+    planned_runs=planned_runs,
+    as_trained=as_trained,
+    loop_runs=loop_runs,
+    comparison_task="compare-efficiency",
+    check_task="check-efficiency",
+    failure_summary=failure_summary,
+    summary=summary,
+)

@@ -115,7 +115,7 @@ def describe_failure(
         config: the experiment that ran.
         log: the failed task's log lines, whose last exception line is the cause.
         runs: the loop's items in order, as the pipeline's plan listed them
-            (its module's ``loop_runs``); None: ``compare``'s,
+            (its spec's ``loop_runs``); None: ``compare``'s,
             ``config.scheduled_runs()``.
     """
     message = plain(message)

@@ -37,6 +37,7 @@ from cnnvsmlp.errors import UserError
 from cnnvsmlp.outputs import HOST, last_touched, local_folder, one_writer, owner_alive
 from cnnvsmlp_pipelines import get_pipeline
 from cnnvsmlp_pipelines.kfp_local import EXCEPTION_LINE, describe_failure, plain
+from cnnvsmlp_pipelines.spec import PipelineSpec
 
 __all__ = ["EXCEPTION_LINE", "describe_failure", "run_local"]
 
@@ -126,32 +127,29 @@ def local_copy(pipeline, parallel: int = 2):
     return local
 
 
-def _keep_partial(pipeline_root: Path, report: Path, task: str = "compare-runs") -> str:
+def _keep_partial(pipeline_root: Path, report: Path, spec: PipelineSpec) -> str:
     """Copy a partial comparison to ``report`` and say what failed; empty when there is none.
 
     Args:
         pipeline_root: the run's kfp pipeline root.
         report: the run's report folder.
-        task: the pipeline's comparison task (its module's ``COMPARISON_TASK``);
-            that module's ``failure_summary`` says what failed.
+        spec: the pipeline: its comparison task, and its ``failure_summary`` of what failed.
     """
-    from cnnvsmlp_pipelines import by_comparison_task
-
     try:
-        found = find_comparison(pipeline_root, task)
+        found = find_comparison(pipeline_root, spec.comparison_task)
         status = json.loads((found / "comparison.json").read_text()).get("status", "complete")
     except (LocalRunError, OSError, ValueError, AttributeError):
         return ""
     if status == "complete":
         return ""
-    summary = by_comparison_task(task).failure_summary(found / "comparison.json")
+    summary = spec.failure_summary(found / "comparison.json")
     if report.exists():  # an earlier attempt's, when a resumed run fails again
         shutil.rmtree(report)
     shutil.copytree(found, report)
     return f"{summary} The {status} comparison is in {report}/report.md"
 
 
-def find_comparison(pipeline_root: Path, task: str = "compare-runs") -> Path:
+def find_comparison(pipeline_root: Path, task: str) -> Path:
     """The comparison folder the run's compare task wrote."""
     found = sorted(pipeline_root.glob(f"*/{task}/comparison"))
     if not found or not (found[-1] / "comparison.json").is_file():
@@ -223,9 +221,6 @@ def docker_runner(config: ExperimentConfig, pipeline_root: Path):
 
 STATUS_FILE = "status.json"
 LOCK_FILE = ".lock"  # held by the one process writing the run folder (outputs.one_writer)
-# The tasks besides the trainings that take long enough for a line of their own
-# (and every pipeline's COMPARISON_TASK).
-SLOW_STEPS = ("prepare-data", "compare-runs")
 PROGRESS_FILE = "progress.jsonl"
 STATUSES = ("running", "complete", "partial", "failed", "interrupted")
 # Seconds a run spends outside the trainings' epochs: every task's start (about
@@ -493,14 +488,14 @@ def run_local(
         _docker_answers()
     if resume:
         run_dir, config, recorded = _resume_dir(runs_dir, resume)
-        module = get_pipeline(recorded or name)
+        spec = get_pipeline(recorded or name)
     else:
-        module = get_pipeline(name)
+        spec = get_pipeline(name)
         run_dir = new_run_dir(runs_dir, config)
         config = local_config(config, runs_dir, run_dir.name, cache)
         config = stamp(config, run_dir.name, "local", concurrency.parallel, concurrency.threads)
     with one_writer(run_dir / LOCK_FILE, functools.partial(_busy, run_dir)):
-        name = module.NAME
+        name = spec.name
         pipeline_root = (run_dir / "pipeline").resolve()
         if runner == "docker":
             task_runner, config = docker_runner(config, pipeline_root)
@@ -512,7 +507,7 @@ def run_local(
         point_latest(run_dir)
 
         stream = io.StringIO() if quiet else stream or sys.stdout
-        runs, trained = module.planned_runs(config), module.as_trained(config)
+        runs, trained = spec.planned_runs(config), spec.as_trained(config)
         for line in header(name, trained, run_dir, bool(resume), runs):
             stream.write(line + "\n")
         stream.flush()
@@ -530,7 +525,7 @@ def run_local(
 
         def task_ended(task) -> None:
             # The trainings report their own progress; of the rest, the slow steps get a line.
-            if task.task in (*SLOW_STEPS, module.COMPARISON_TASK) and task.returncode == 0:
+            if task.task in spec.slow_steps and task.returncode == 0:
                 screen.message(f"{task.label}  done in {progress.clock(task.seconds or 0)}")
 
         session = LocalSession(
@@ -546,8 +541,8 @@ def run_local(
         try:
             with progress.follow(events, screen):
                 session.run(
-                    local_copy(module.pipeline, concurrency.parallel),
-                    module.arguments(config),
+                    local_copy(spec.pipeline, concurrency.parallel),
+                    spec.arguments(config),
                     task_runner,
                     pipeline_root,
                 )
@@ -559,19 +554,15 @@ def run_local(
                 stop.signum,
             ) from None
         except RuntimeError as err:
-            partial = _keep_partial(pipeline_root, report, module.COMPARISON_TASK)
-            if partial:  # the last step (its CHECK_TASK) marked the run failed: name it
+            partial = _keep_partial(pipeline_root, report, spec)
+            if partial:  # the last step (its check task) marked the run failed: name it
                 task = re.search(r"Inner task failed: '([\w-]+)'", plain(str(err)))
-                partial = f"{task.group(1) if task else module.CHECK_TASK}: {partial}"
+                partial = f"{task.group(1) if task else spec.check_task}: {partial}"
             failed = session.failed()
             if partial or failed:
                 why = partial or explain(failed)
             else:
-                runs = (
-                    module.loop_runs(config, pipeline_root)
-                    if hasattr(module, "loop_runs")
-                    else None
-                )
+                runs = spec.loop_runs(config, pipeline_root)
                 why = describe_failure(str(err), config, runs=runs)
             write_status(run_dir, "partial" if partial else "failed", error=why)
             raise LocalRunError(f"run {run_dir.name} failed: {why}") from None
@@ -582,11 +573,11 @@ def run_local(
             screen.close()
         if report.exists():
             shutil.rmtree(report)
-        shutil.copytree(find_comparison(pipeline_root, module.COMPARISON_TASK), report)
+        shutil.copytree(find_comparison(pipeline_root, spec.comparison_task), report)
         write_status(run_dir, "complete")
         minutes = (time.perf_counter() - start) / 60
-        if hasattr(module, "summary"):
-            lines = ["", module.summary(report), *closing(None, run_dir, minutes)[1:]]
+        if spec.summary:
+            lines = ["", spec.summary(report), *closing(None, run_dir, minutes)[1:]]
         else:
             from cnnvsmlp.report.model import Comparison
 

@@ -37,7 +37,7 @@ no method for: ``kfp_server_api.RunServiceApi.run_service_retry_run``): the
 run id is the same, so training resumes from the last finished epoch.
 
 Security. Every task's container runs as the images' user (uid 10001) and
-must not run as root (:func:`non_root`, kfp-kubernetes' ``set_security_context``,
+must not run as root (:func:`in_image`, kfp-kubernetes' ``set_security_context``,
 which sets only the identity fields). KFP 2.17's backend adds
 ``allowPrivilegeEscalation: false``, drops all capabilities and sets the
 ``RuntimeDefault`` seccomp profile on every container it compiles
@@ -51,7 +51,8 @@ from dataclasses import dataclass
 
 from kfp import dsl, kubernetes
 
-from cnnvsmlp.settings import cluster_settings
+from cnnvsmlp_pipelines.images import image_ref
+from cnnvsmlp_pipelines.settings import cluster_settings
 
 TRAIN_RETRIES = 3
 TRAIN_RETRY_BACKOFF = "60s"
@@ -85,20 +86,26 @@ NODE_TYPES = {
 }
 
 
-def non_root(task: dsl.PipelineTask) -> dsl.PipelineTask:
-    """Run the task's container as the images' user, never as root (see the module docstring)."""
+def in_image(task: dsl.PipelineTask, kind: str) -> dsl.PipelineTask:
+    """Run the task in the project's ``kind`` image (``cpu`` or ``gpu``), as its user.
+
+    The image's tag is resolved here, when the pipeline is built, not when a
+    component is imported; the container runs as the images' user, never as
+    root (see the module docstring).
+    """
+    task.container_spec.image = image_ref(kind)
     return kubernetes.set_security_context(task, run_as_user=IMAGE_UID, run_as_non_root=True)
 
 
 def cpu_task(task: dsl.PipelineTask, cpu: str = "1", memory: str = "4Gi") -> dsl.PipelineTask:
     """Request CPU and memory for a task that needs no accelerator (the CPU pool)."""
-    return non_root(task.set_cpu_request(cpu).set_memory_request(memory))
+    return in_image(task.set_cpu_request(cpu).set_memory_request(memory), "cpu")
 
 
 def gpu_task(task: dsl.PipelineTask) -> dsl.PipelineTask:
     """One GPU on the GPU node pool, with retries and backoff (see the module docstring)."""
     settings = cluster_settings()
-    non_root(task.set_cpu_request("4").set_memory_request("16Gi"))
+    in_image(task.set_cpu_request("4").set_memory_request("16Gi"), "gpu")
     task.set_accelerator_type(settings.gpu_resource).set_accelerator_limit(1)
     kubernetes.add_node_selector(
         task,

@@ -69,6 +69,7 @@ def test_the_fused_update_trains_the_weights_and_moments_keras_adam_trains():
     assert _python(TRAIN_BOTH) == "True"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not X86, reason="the no-FMA XLA flag is x86's")
 def test_after_an_xla_compilation_with_fma_keras_update_is_kept():
     # XLA read its flags before the project could set them: the fused update
@@ -85,6 +86,7 @@ def test_after_an_xla_compilation_with_fma_keras_update_is_kept():
     assert out == "False False"
 
 
+@pytest.mark.slow
 def test_the_check_leaves_the_process_environment_as_it_was(monkeypatch):
     # The environment id (cnnvsmlp.records) reads XLA_FLAGS: a training must not change it.
     monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/nonexistent")

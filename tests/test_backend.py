@@ -25,8 +25,6 @@ from cnnvsmlp.config import ConfigError, load_config
 from cnnvsmlp.errors import UserError
 from cnnvsmlp.records import EvalResult, TrainResult
 
-pytestmark = pytest.mark.slow
-
 METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
 JAX_RUNS = textwrap.dedent(
@@ -118,6 +116,7 @@ def metrics(history) -> list[tuple]:
     return [(e.epoch, *(getattr(e, k) for k in METRICS)) for e in history]
 
 
+@pytest.mark.slow
 def test_jax_trains_and_evaluates_with_tensorflow_blocked(jax_runs):
     child = json.loads((jax_runs / "child.json").read_text())
     assert child == {"keras_backend": "jax", "tensorflow_loaded": False}
@@ -128,6 +127,7 @@ def test_jax_trains_and_evaluates_with_tensorflow_blocked(jax_runs):
     assert scored.n_test == 1200 and 0.5 < scored.accuracy <= 1.0
 
 
+@pytest.mark.slow
 def test_a_jax_run_records_its_backend_in_its_numerics(jax_runs):
     trained = TrainResult.read(jax_runs / "first" / "train.json")
     scored = EvalResult.read(jax_runs / "eval.json")
@@ -144,6 +144,7 @@ def _tensorflow_numerics(hardware) -> tuple:
     return hardware.model_copy(update={"backend": "tensorflow"}).numerics()
 
 
+@pytest.mark.slow
 def test_jax_writes_tensorboard_scalars_without_tensorflow(jax_runs):
     from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
     from tensorboard.util import tensor_util
@@ -160,6 +161,7 @@ def test_jax_writes_tensorboard_scalars_without_tensorflow(jax_runs):
         np.testing.assert_allclose(got, expected, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_the_same_seed_twice_gives_the_same_weights_on_jax_cpu(jax_runs):
     assert_same_weights(jax_runs / "first" / "model.keras", jax_runs / "again" / "model.keras")
     first = TrainResult.read(jax_runs / "first" / "train.json")
@@ -167,6 +169,7 @@ def test_the_same_seed_twice_gives_the_same_weights_on_jax_cpu(jax_runs):
     assert metrics(first.history) == metrics(again.history)
 
 
+@pytest.mark.slow
 def test_resumed_after_a_kill_in_epoch_3_equals_uninterrupted_on_jax(jax_runs):
     full = TrainResult.read(jax_runs / "first" / "train.json")
     resumed = TrainResult.read(jax_runs / "resumed" / "train.json")
@@ -175,6 +178,7 @@ def test_resumed_after_a_kill_in_epoch_3_equals_uninterrupted_on_jax(jax_runs):
     assert_same_weights(jax_runs / "first" / "model.keras", jax_runs / "resumed" / "model.keras")
 
 
+@pytest.mark.slow
 def test_jax_and_tensorflow_train_different_weights_from_one_seed(
     jax_runs, small_fashion, tmp_path
 ):

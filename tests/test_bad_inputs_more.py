@@ -569,7 +569,7 @@ def test_an_empty_split_on_disk_is_refused_when_loaded(tmp_path):
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give a checkout to another user")
 def test_a_checkout_of_another_user_names_safe_directory(tmp_path):
-    from cnnvsmlp.images import ImageError, shipped_files
+    from cnnvsmlp_pipelines.images import ImageError, shipped_files
 
     repo = tmp_path / "repo"
     repo.mkdir()

@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 from cnnvsmlp.config import load_config
-from cnnvsmlp.images import image_ref
-from cnnvsmlp.settings import cluster_settings
 from cnnvsmlp_pipelines import cluster
+from cnnvsmlp_pipelines.images import image_ref
+from cnnvsmlp_pipelines.settings import cluster_settings
 from kfp_standin import KfpStandIn, send_json, serve
 
 CONFIG = load_config("fashion-mnist", ["repeats=3"])

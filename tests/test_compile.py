@@ -11,9 +11,9 @@ import yaml
 
 from cnnvsmlp.config import load_config
 from cnnvsmlp.errors import UserError
-from cnnvsmlp.images import image_ref
-from cnnvsmlp.settings import cluster_settings
-from cnnvsmlp_pipelines import compile_pipeline, get_pipeline, pipeline_arguments, pipeline_names
+from cnnvsmlp_pipelines import compile_pipeline, get_pipeline, pipeline_arguments, pipelines
+from cnnvsmlp_pipelines.images import image_ref
+from cnnvsmlp_pipelines.settings import cluster_settings
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +21,7 @@ def compiled(tmp_path_factory):
     out = tmp_path_factory.mktemp("build")
     return {
         name: list(yaml.safe_load_all(compile_pipeline(name, out).read_text()))
-        for name in pipeline_names()
+        for name in pipelines()
     }
 
 
@@ -38,17 +38,14 @@ def test_every_pipeline_compiles(compiled):
 
 
 def test_every_pipeline_names_its_comparison_and_check_tasks_as_its_ir_has_them(compiled):
-    from cnnvsmlp_pipelines import by_comparison_task
-
     for name, docs in compiled.items():
-        module, tasks = get_pipeline(name), docs[0]["root"]["dag"]["tasks"]
-        assert module.COMPARISON_TASK in tasks and module.CHECK_TASK in tasks
-        checked = tasks[module.CHECK_TASK]["inputs"]["artifacts"]["comparison"]
-        assert checked["taskOutputArtifact"]["producerTask"] == module.COMPARISON_TASK
-        assert by_comparison_task(module.COMPARISON_TASK) is module
-        assert callable(module.failure_summary)
-    with pytest.raises(UserError, match="no registered pipeline has the comparison task 'x'"):
-        by_comparison_task("x")
+        spec, tasks = get_pipeline(name), docs[0]["root"]["dag"]["tasks"]
+        assert spec.name == name
+        assert spec.comparison_task in tasks and spec.check_task in tasks
+        checked = tasks[spec.check_task]["inputs"]["artifacts"]["comparison"]
+        assert checked["taskOutputArtifact"]["producerTask"] == spec.comparison_task
+        assert all(step in tasks for step in spec.slow_steps)
+        assert callable(spec.failure_summary)
 
 
 def test_compare_fans_out_and_in(compiled):
@@ -147,14 +144,12 @@ def test_repeats_parameter_replaces_the_configs(tmp_path):
 
 
 def test_unknown_pipeline_lists_the_registered_ones():
-    from cnnvsmlp.errors import UserError
 
     with pytest.raises(UserError, match="unknown pipeline 'nope'; registered: compare"):
         get_pipeline("nope")
 
 
 def test_compiling_an_unknown_pipeline_writes_nothing(tmp_path):
-    from cnnvsmlp.errors import UserError
     from cnnvsmlp_pipelines import compile_pipeline
 
     with pytest.raises(UserError, match="unknown pipeline 'nope'"):
@@ -224,8 +219,8 @@ def test_every_task_fits_the_node_it_lands_on(compiled):
 
 
 def test_the_node_types_are_the_ones_the_guides_create():
-    from cnnvsmlp.settings import ROOT
     from cnnvsmlp_pipelines.placement import NODE_TYPES
+    from cnnvsmlp_pipelines.settings import ROOT
 
     pool = yaml.safe_load((ROOT / "manifests" / "gcp" / "nodepool.yaml").read_text())
     assert pool["spec"]["nodeConfig"]["machineType"] == NODE_TYPES["gpu"].machine_type
@@ -237,8 +232,8 @@ def test_the_node_types_are_the_ones_the_guides_create():
 
 
 def test_every_task_runs_as_the_images_non_root_user(compiled):
-    from cnnvsmlp.settings import ROOT
     from cnnvsmlp_pipelines.placement import IMAGE_UID
+    from cnnvsmlp_pipelines.settings import ROOT
 
     for name, (ir, platform) in compiled.items():
         executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]

@@ -410,24 +410,6 @@ def test_a_failed_iteration_of_the_study_names_its_run(tmp_path):
     )
 
 
-def test_models_command_lists_each_variant_once_per_data_set():
-    import subprocess
-    import sys
-
-    done = subprocess.run(
-        [sys.executable, "-m", "cnnvsmlp_pipelines.cli", "models"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    rows = [line.split()[:2] for line in done.stdout.splitlines()[2:]]
-    assert len(rows) == len({tuple(r) for r in rows})
-    mlp = next(
-        line for line in done.stdout.splitlines() if line.split()[:2] == ["mlp", "fashion-mnist"]
-    )
-    assert "fashion-mnist, fashion-mnist-data-efficiency" in mlp
-
-
 def test_the_study_trains_every_run_by_its_stopping_rule():
     from cnnvsmlp.efficiency.plan import settle
 

@@ -7,6 +7,7 @@ again over the same files, as a bucket does after an outage.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import re
@@ -16,6 +17,7 @@ import pytest
 from cnnvsmlp import storage
 from cnnvsmlp.config import RunSpec, TrainConfig, load_config
 from cnnvsmlp.failures import is_permanent
+from cnnvsmlp.records import Epoch
 from gcs_proxy import GCSProxy, RestartableGCS
 
 
@@ -61,7 +63,7 @@ def _cut_once(proxy: GCSProxy, server: RestartableGCS, marker: bytes):
 def test_storage_down_mid_snapshot_leaves_the_last_whole_one_and_resume_trains_each_epoch_once(
     gcs, bucket, small_fashion, tmp_path, quick_give_up
 ):
-    from cnnvsmlp.resume import Training, read_history, training_key
+    from cnnvsmlp.resume import Training, training_key
     from cnnvsmlp.train import train
 
     run = RunSpec(variant="cnn", repeat=0, seed=5)
@@ -94,7 +96,8 @@ def test_storage_down_mid_snapshot_leaves_the_last_whole_one_and_resume_trains_e
         key = training_key(meta, run, two, hardware)
         fetched = Training(tmp_path / "fetched", key, state_key, run, two, resume)
         state = fetched.fetch([])
-        first = read_history(tmp_path / "attempt-1" / "history.csv")
+        with (tmp_path / "attempt-1" / "history.csv").open(newline="") as f:
+            first = [Epoch(**row) for row in csv.DictReader(f)]
         assert [e.epoch for e in first] == [1, 2]
         assert state.epoch == 1 and len(state.history) == 1
 
@@ -150,6 +153,7 @@ def test_storage_down_mid_report_upload_leaves_whole_objects_and_a_retry_complet
         assert (back / rel).read_bytes() == (report / rel).read_bytes()
 
 
+@pytest.mark.slow
 def test_a_run_that_fails_for_good_still_gets_the_comparison_of_the_others(
     gcs, bucket, fashion_dir, tmp_path, monkeypatch
 ):
@@ -188,7 +192,7 @@ def test_a_run_that_fails_for_good_still_gets_the_comparison_of_the_others(
     assert f"comparison is in {run_dir / 'report'}/report.md" in str(err.value)
     assert (run_dir / "report" / "comparison.json").is_file()  # kept where a run's report goes
     comparison = Comparison.model_validate_json(
-        (find_comparison(run_dir / "pipeline") / "comparison.json").read_text()
+        (find_comparison(run_dir / "pipeline", "compare-runs") / "comparison.json").read_text()
     )
     assert comparison.status == "partial"
     assert [v.variant for v in comparison.variants] == ["cnn"]

@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 
 from cnnvsmlp.config import load_config
-from cnnvsmlp_pipelines import gpu_check
+from tools import gpu_check
 
 ROOT = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +22,7 @@ def dry_run(tmp_path_factory, fashion_dir) -> Path:
     out = tmp_path_factory.mktemp("gpu-check")
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "TF_CPP_MIN_LOG_LEVEL": "3"}
     env.pop("KERAS_BACKEND", None)
-    cmd = [sys.executable, "pipelines/gpu_check.py", "run", "--device", "cpu", "--limit", "120"]
+    cmd = [sys.executable, "tools/gpu_check.py", "run", "--device", "cpu", "--limit", "120"]
     done = subprocess.run(
         [*cmd, "--out", str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
     )
@@ -32,6 +31,7 @@ def dry_run(tmp_path_factory, fashion_dir) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_the_dry_run_trains_every_run_of_the_check_on_jax(dry_run):
     result = json.loads((dry_run / "cpu.json").read_text())
     assert result["device"] == "cpu" and result["dry_run"] is True and result["limit"] == 120
@@ -50,6 +50,7 @@ def test_the_dry_run_trains_every_run_of_the_check_on_jax(dry_run):
     assert result["gpu"] == {}
 
 
+@pytest.mark.slow
 def test_the_dry_run_compares_with_the_k80_and_the_cpu(dry_run):
     result = json.loads((dry_run / "cpu.json").read_text())
     refs = result["references"]
@@ -68,7 +69,7 @@ def test_the_carry_is_pinned_by_the_lock_and_the_device_command_uses_it():
     assert all(name in pins for name in gpu_check.WHEELS)
     assert pins["keras"] == __import__("keras").__version__
     command = gpu_check.device_command(gpu_check.CARRY)
-    assert "pipelines/gpu_check.py run --device gpu --carry build/gpu-carry --out $OUT" in command
+    assert "tools/gpu_check.py run --device gpu --carry build/gpu-carry --out $OUT" in command
 
 
 def test_the_check_refuses_a_device_it_does_not_know(capsys):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 import subprocess
 
-from cnnvsmlp import images
+from cnnvsmlp_pipelines import images
+from tools import images as builds
 
 
 def _git(root, *args):
@@ -122,13 +123,13 @@ def test_one_build_definition_for_make_images_and_cloud_build():
         "cpu": ["r/cnnvsmlp-cpu:t"],
         "gpu": ["r/cnnvsmlp-gpu:t"],
     }
-    without_buildx = images.build_commands(("cpu", "gpu"), "b:1", "docker", False, [])
+    without_buildx = builds.build_commands(("cpu", "gpu"), "b:1", "docker", False, [])
     for kind, cmd in zip(("cpu", "gpu"), without_buildx, strict=True):
         assert cmd[cmd.index("-f") + 1] == targets[kind]["dockerfile"]
         assert cmd[cmd.index("--platform") + 1] == "linux/amd64"
         assert cmd[cmd.index("-t") + 1] == images.image_ref(kind)
         assert "BASE_IMAGE=b:1" in cmd
-    (bake,) = images.build_commands(("cpu", "gpu"), "b:1", "docker", True, [("pip_cert", "/c")])
+    (bake,) = builds.build_commands(("cpu", "gpu"), "b:1", "docker", True, [("pip_cert", "/c")])
     assert bake[1:6] == ["buildx", "bake", "-f", str(images.BAKE_FILE), "--load"]
     assert "--set=*.secret=id=pip_cert,src=/c" in bake and bake[-2:] == ["cpu", "gpu"]
 
@@ -141,18 +142,18 @@ def test_a_build_on_arm64_says_the_locks_are_x86_64(tmp_path, monkeypatch, capsy
     )
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
-    assert images.build_and_push() == 1
+    assert builds.build_and_push() == 1
     out = capsys.readouterr().out
     assert out.startswith("images: the Docker engine here is aarch64, but requirements-cpu.lock")
     assert "pin x86_64 wheels" in out and "images/cloudbuild.yaml" in out
 
 
 def test_the_standin_base_is_a_script_under_images():
-    script = images.STANDIN_SCRIPT
+    script = builds.STANDIN_SCRIPT
     assert script.is_file() and script.stat().st_mode & 0o111
     text = script.read_text()
     assert "debootstrap" in text and "docker import" in text
-    source = (images.ROOT / "src" / "cnnvsmlp" / "images.py").read_text()
+    source = (images.ROOT / "tools" / "images.py").read_text()
     assert "--variant=minbase" not in source and "chroot" not in source  # one place only
 
 
@@ -166,13 +167,13 @@ def test_refs_name_registry_and_tag():
 
 def test_dockerfiles_take_a_pinned_base():
     for spec in images.bake_targets().values():
-        base = images.default_base(images.ROOT / spec["dockerfile"])
+        base = builds.default_base(images.ROOT / spec["dockerfile"])
         assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm(@sha256:[0-9a-f]{64})?", base)
 
 
 def test_build_without_docker_engine_says_so(monkeypatch, capsys):
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-    assert images.build_and_push(push_images=True) == 1
+    assert builds.build_and_push(push_images=True) == 1
     out = capsys.readouterr().out
     assert out.startswith("images: no Docker engine reachable")
 
@@ -201,7 +202,7 @@ def test_the_installed_package_ships_every_module_the_checkout_has(tmp_path):
     import sys
     import zipfile
 
-    from cnnvsmlp.settings import ROOT
+    from cnnvsmlp_pipelines.settings import ROOT
 
     src = tmp_path / "src"
     src.mkdir()

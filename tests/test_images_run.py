@@ -17,13 +17,14 @@ from pathlib import Path
 import pytest
 
 from cnnvsmlp.config import load_config
-from cnnvsmlp.images import engine_problem, image_ref
+from cnnvsmlp_pipelines.images import image_ref
 from cnnvsmlp_pipelines.local_runner import run_local
 from test_pipeline import (  # noqa: F401  collected again with the fixture below
     test_dry_run_keeps_every_artifact,
     test_dry_run_writes_a_comparison_of_every_variant,
     test_training_state_is_mirrored_per_job_and_run,
 )
+from tools.images import engine_problem
 
 pytestmark = pytest.mark.images
 

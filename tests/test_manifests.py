@@ -7,16 +7,16 @@ import re
 import pytest
 import yaml
 
-from cnnvsmlp import infra
-from cnnvsmlp.infra import (
+from cnnvsmlp_pipelines import compile_pipeline
+from cnnvsmlp_pipelines.settings import ROOT, cluster_settings
+from tools import infra
+from tools.infra import (
     check_objects,
     kfp_version,
     lint_dockerfiles,
     lint_infra,
     render_manifests,
 )
-from cnnvsmlp.settings import ROOT, cluster_settings
-from cnnvsmlp_pipelines import compile_pipeline
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +110,7 @@ def test_config_connector_resources_are_checked_against_their_crd_schema(objects
 
 
 def test_settings_that_repeat_values_must_agree():
-    from cnnvsmlp.infra import check_settings
+    from tools.infra import check_settings
 
     s = cluster_settings()
     assert check_settings(s) == []
@@ -208,8 +208,8 @@ def test_role_lets_argos_wait_container_read_the_artifact_secret(objects):
 
 
 def test_shipped_settings_are_those_of_the_documented_standalone_install(objects):
-    from cnnvsmlp.infra import check_settings
     from cnnvsmlp_pipelines.cluster import STANDALONE_NAMESPACE
+    from tools.infra import check_settings
 
     s = cluster_settings()
     assert s.namespace == STANDALONE_NAMESPACE and check_settings(s) == []

@@ -94,6 +94,27 @@ def test_training_state_is_mirrored_per_job_and_run(dry_run):
         assert not (training / "checkpoints").exists()
 
 
+def test_a_second_local_run_reuses_every_training_and_evaluation(dry_run, tmp_path):
+    config, first = dry_run
+    second = run_local("compare", config, runs_dir=tmp_path, quiet=True)
+    a = json.loads((first / "report" / "comparison.json").read_text())
+    b = json.loads((second / "report" / "comparison.json").read_text())
+    assert [v["test_accuracy"] for v in a["variants"]] == [
+        v["test_accuracy"] for v in b["variants"]
+    ]
+    assert a["pairs"] == b["pairs"]
+    events = [
+        json.loads(line)
+        for line in (second / "pipeline" / "progress.jsonl").read_text().splitlines()
+    ]
+    run_ids = sorted(f"{v}-r0" for v in VARIANTS)
+    assert sorted(e["run_id"] for e in events if e["kind"] == "reused") == run_ids
+    assert not [e for e in events if e["kind"] in ("start", "epoch")]
+    for run_id in run_ids:
+        log = (second / "logs" / f"evaluate-model-{run_id}.log").read_text()
+        assert f"evaluate: {run_id}: evaluation reused from " in log
+
+
 def test_run_folders_never_overwrite(tmp_path):
     config = load_config("fashion-mnist")
     first, second = new_run_dir(tmp_path, config), new_run_dir(tmp_path, config)

@@ -13,7 +13,7 @@ import pytest
 from cnnvsmlp.config import RunSpec, TrainConfig
 from cnnvsmlp.models import VARIANTS
 from cnnvsmlp.records import Hardware
-from cnnvsmlp.reproducibility import NumericsError, onednn_in_use, pin_numerics
+from cnnvsmlp.reproducibility import onednn_in_use
 from cnnvsmlp.train import train
 
 ONE_EPOCH = TrainConfig(epochs=1, batch_size=32, optimizer="adam")
@@ -85,14 +85,3 @@ def test_numerics_tell_machines_apart():
         {"cpu_count": 16},
     ):
         assert base.model_copy(update=change).numerics() != base.numerics(), change
-
-
-def test_pin_numerics_refuses_when_tensorflow_decided_already(monkeypatch):
-    import tensorflow as tf  # noqa: F401  (imported: TensorFlow has read its setting)
-
-    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
-    in_use = onednn_in_use()
-    with pytest.raises(NumericsError, match="before importing TensorFlow"):
-        pin_numerics(onednn=not in_use)
-    pin_numerics(onednn=in_use)
-    assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == ("1" if in_use else "0")

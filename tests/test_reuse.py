@@ -115,29 +115,3 @@ def test_the_machine_is_remembered_per_environment(tmp_path, monkeypatch):
     assert Hardware.remembered(tmp_path) is None
     memo_file(tmp_path).write_text("{not json")
     assert Hardware.remembered(tmp_path) is None
-
-
-def test_a_second_local_run_reuses_every_training_and_evaluation(tmp_path, fashion_dir):
-    from cnnvsmlp_pipelines.local_runner import run_local
-
-    config = load_config(
-        "fashion-mnist",
-        ["epochs=1", "limit=600", "variants=mlp,cnn", "source=idx", f"idx_dir={fashion_dir}"],
-    )
-    first = run_local("compare", config, runs_dir=tmp_path, quiet=True)
-    second = run_local("compare", config, runs_dir=tmp_path, quiet=True)
-    a = json.loads((first / "report" / "comparison.json").read_text())
-    b = json.loads((second / "report" / "comparison.json").read_text())
-    assert [v["test_accuracy"] for v in a["variants"]] == [
-        v["test_accuracy"] for v in b["variants"]
-    ]
-    assert a["pairs"] == b["pairs"]
-    events = [
-        json.loads(line)
-        for line in (second / "pipeline" / "progress.jsonl").read_text().splitlines()
-    ]
-    assert sorted(e["run_id"] for e in events if e["kind"] == "reused") == ["cnn-r0", "mlp-r0"]
-    assert not [e for e in events if e["kind"] in ("start", "epoch")]
-    for run_id in ("mlp-r0", "cnn-r0"):
-        log = (second / "logs" / f"evaluate-model-{run_id}.log").read_text()
-        assert f"evaluate: {run_id}: evaluation reused from " in log

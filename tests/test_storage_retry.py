@@ -58,7 +58,11 @@ KILL_POINTS = {
 }
 
 
-@pytest.mark.parametrize("point", sorted(KILL_POINTS))
+# One kill point in make test, the others in the slow tier.
+@pytest.mark.parametrize(
+    "point",
+    [p if p == "mid-epoch-3" else pytest.param(p, marks=pytest.mark.slow) for p in KILL_POINTS],
+)
 def test_a_retry_on_a_new_pod_ends_with_the_uninterrupted_weights(
     point,
     bucket,  # noqa: F811

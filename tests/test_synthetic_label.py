@@ -34,7 +34,7 @@ def test_synth_emnist_files_are_read_as_synthetic_and_nist_layout_files_as_idx(t
     out = tmp_path / "prepared"
     write_dataset(raw, SPEC, Split(validation_fraction=0.5), out, limit=None)
     assert read_metadata(out)["source"] == f"synthetic:{synthetic}"
-    assert with_data_source(None, str(out)).synthetic
+    assert with_data_source(None, read_metadata(out)).synthetic
 
     real_layout = tmp_path / "nist"
     write_nist_letters(real_layout)

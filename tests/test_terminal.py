@@ -179,7 +179,8 @@ def _preset_events(config):
 
 def test_the_preset_run_prints_a_named_line_per_epoch_and_at_most_60_in_all(tmp_path):
     from cnnvsmlp.report.compare import compare
-    from cnnvsmlp_pipelines.local_runner import SLOW_STEPS, closing, epoch_seconds
+    from cnnvsmlp_pipelines import get_pipeline
+    from cnnvsmlp_pipelines.local_runner import closing, epoch_seconds
     from test_report import LABELS, make_run
 
     config = load_config("fashion-mnist")
@@ -197,7 +198,7 @@ def test_the_preset_run_prints_a_named_line_per_epoch_and_at_most_60_in_all(tmp_
     results = [make_run(v, 0, a, [a - 0.01] * 5) for v, a in accuracy.items()]
     table = closing(compare(results, config, LABELS), tmp_path / "run", 8.5)
     make_lines = 1  # setup's "data: Fashion-MNIST found in ..."
-    assert make_lines + len(lines) + len(SLOW_STEPS) + len(table) <= 60
+    assert make_lines + len(lines) + len(get_pipeline("compare").slow_steps) + len(table) <= 60
     assert "mlp-r0  epoch 2/5  loss 0.400  acc 0.850  val_acc 0.840  0:30" in lines
     assert lines[-1].endswith("(4/4 trainings done)")
     assert "(1/4 trainings done, about " in out.getvalue()
@@ -296,7 +297,10 @@ def test_verbose_streams_every_line_named_by_its_task(tmp_path):
 
 
 def test_a_partial_study_comparison_is_copied_to_the_report_and_named(tmp_path):
+    from cnnvsmlp_pipelines import get_pipeline
     from cnnvsmlp_pipelines.local_runner import _keep_partial
+
+    study = get_pipeline("data-efficiency")
 
     found = tmp_path / "pipeline" / "data-efficiency-x" / "compare-efficiency" / "comparison"
     found.mkdir(parents=True)
@@ -306,7 +310,7 @@ def test_a_partial_study_comparison_is_copied_to_the_report_and_named(tmp_path):
     (found / "comparison.json").write_text(json.dumps(record))
     (found / "report.md").write_text("# partial\n")
     report = tmp_path / "report"
-    line = _keep_partial(tmp_path / "pipeline", report, "compare-efficiency")
+    line = _keep_partial(tmp_path / "pipeline", report, study)
     assert (
         line
         == f"1 run failed for good: mlp-n375-r0. The partial comparison is in {report}/report.md"
@@ -314,7 +318,7 @@ def test_a_partial_study_comparison_is_copied_to_the_report_and_named(tmp_path):
     assert (report / "report.md").read_text() == "# partial\n"
     record["status"] = "complete"
     (found / "comparison.json").write_text(json.dumps(record))
-    assert _keep_partial(tmp_path / "pipeline", tmp_path / "r2", "compare-efficiency") == ""
+    assert _keep_partial(tmp_path / "pipeline", tmp_path / "r2", study) == ""
 
 
 def test_a_reused_training_names_the_run_folder_it_came_from(tmp_path, monkeypatch):

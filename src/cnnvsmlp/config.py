@@ -422,8 +422,8 @@ class ExperimentConfig(_Config):
     def resume_path(self, job_id: str) -> str | None:
         """The scope under which one pipeline job keeps its trainings, if anywhere.
 
-        A training's state lies in ``<resume_path>/<run id>/<training key>``
-        (:func:`cnnvsmlp.resume.training_uri`). The scope is ``shared`` with
+        A training's state lies in ``<resume_path>/<run id>/<training key>``.
+        The scope is ``shared`` with
         ``reuse_trainings``, else ``resume_scope``, else the job's id.
         """
         if not self.resume_uri:

@@ -213,43 +213,6 @@ VARIANTS: dict[str, Variant] = {
 }
 
 
-def reestimate_batch_norm(model: keras.Model, images, batch_size: int = 500) -> int:
-    """Set every BatchNormalization's moving statistics to those of the current weights.
-
-    Layer by layer, in order, each BatchNormalization's moving mean and
-    variance become the mean and (population) variance of its input over
-    ``images``, with the layers before it already re-estimated. Run after
-    training (e.g. on 10,000 training images), this removes the lag of the
-    moving averages behind the weights; the trainable weights do not change.
-
-    Args:
-        model: a built functional or Sequential model.
-        images: the images to estimate over, a batch-first array.
-        batch_size: images per forward pass.
-
-    Returns:
-        The number of BatchNormalization layers re-estimated (0: none in the model).
-    """
-    import keras
-    import numpy as np
-
-    norms = [la for la in model.layers if isinstance(la, keras.layers.BatchNormalization)]
-    for layer in norms:
-        below = keras.Model(model.inputs, layer.input)
-        total = total_sq = None
-        count = 0
-        for start in range(0, len(images), batch_size):
-            feats = np.asarray(below(images[start : start + batch_size], training=False))
-            feats = feats.reshape(-1, feats.shape[-1]).astype(np.float64)
-            total = feats.sum(0) if total is None else total + feats.sum(0)
-            total_sq = (feats**2).sum(0) if total_sq is None else total_sq + (feats**2).sum(0)
-            count += len(feats)
-        mean = total / count
-        layer.moving_mean.assign(mean.astype("float32"))
-        layer.moving_variance.assign(np.maximum(total_sq / count - mean**2, 0).astype("float32"))
-    return len(norms)
-
-
 FAMILIES = ("mlp", "cnn")
 # A user variant's step cost is not measured: it only orders the runs and the ETA.
 USER_STEP_MS = 10.0

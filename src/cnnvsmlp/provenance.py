@@ -11,14 +11,14 @@ import subprocess
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TypeVar
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from cnnvsmlp.jsonmodel import Record
 
-if TYPE_CHECKING:
-    from cnnvsmlp.config import ExperimentConfig
+# A config that carries a provenance (an ExperimentConfig): this module does not import it.
+Config = TypeVar("Config", bound=BaseModel)
 
 # The checkout this module runs from, when it runs from one (not from an image).
 _SOURCE = Path(__file__).resolve().parents[2]
@@ -68,12 +68,12 @@ SYNTHETIC_DATA = (
 )
 
 
-def with_data_source(provenance: Provenance | None, dataset_dir: str) -> Provenance:
-    """``provenance`` (or an empty one) naming the source of the data set in ``dataset_dir``."""
-    from cnnvsmlp.data.store import read_metadata
-
-    meta = read_metadata(dataset_dir)
-    update = {"data_source": str(meta.get("source", "")), "data_shape": meta.get("image_shape", [])}
+def with_data_source(provenance: Provenance | None, metadata: dict) -> Provenance:
+    """``provenance`` (or an empty one) naming the source and image shape in ``metadata``."""
+    update = {
+        "data_source": str(metadata.get("source", "")),
+        "data_shape": metadata.get("image_shape", []),
+    }
     return (provenance or Provenance()).model_copy(update=update)
 
 
@@ -110,12 +110,12 @@ def git_state(where: Path = _SOURCE) -> tuple[str, bool | None]:
 
 
 def stamp(
-    config: ExperimentConfig,
+    config: Config,
     run_id: str,
     runner: str = "local",
     trainings_at_once: int | None = None,
     threads_per_training: int | None = None,
-) -> ExperimentConfig:
+) -> Config:
     """The config with the provenance of a run that starts now.
 
     Args:

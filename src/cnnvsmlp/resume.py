@@ -6,18 +6,19 @@ seed, the training config, the code that trains and the numerics fingerprint
 of the machine (:meth:`~cnnvsmlp.records.Hardware.numerics`); two trainings
 with one key give the same weights bit for bit. With the config's
 ``resume_uri`` set (a ``gs://`` prefix or a folder), training keeps its state
-in ``<resume_uri>/<scope>/<run id>/<training key>`` (:func:`training_uri`;
-the run id, e.g. ``mlp-r0``, lets a person find a run's state), where the
-scope is ``shared`` when ``reuse_trainings`` is on, else ``resume_scope``, else
-the pipeline job's id (on the cluster: a retry of the same job resumes, and
-KFP's own caching is untouched). What :func:`cnnvsmlp.train.train` finds
+in ``<resume_uri>/<scope>/<run id>/<training key>``
+(``ExperimentConfig.resume_path`` is the scope; the run id, e.g. ``mlp-r0``,
+lets a person find a run's state), where the scope is ``shared`` when
+``reuse_trainings`` is on, else ``resume_scope``, else the pipeline job's id
+(on the cluster: a retry of the same job resumes, and KFP's own caching is
+untouched). What :func:`cnnvsmlp.train.train` finds
 there decides what it does: a finished training is *reused* (its inference
 model copied, its record returned with ``reused_from`` naming
 the folder that trained it); an interrupted one *resumes* from its newest
 complete epoch; anything else trains from the start. A local runner sets
 ``resume_uri=<runs_dir>/.trainings`` and ``reuse_trainings=true`` to share
 trainings across runs, or ``resume_scope=<run id>`` so that only that run's
-own state resumes; :func:`store_bytes` says how much disk the store holds.
+own state resumes.
 Training reports ``reused``, ``resumed`` and ``set_aside`` (and its epochs)
 as :mod:`cnnvsmlp.progress` events; ``reused_from`` and the event's ``from``
 are the producer's output folder (locally under ``runs/<run id>/``).
@@ -71,7 +72,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import Field, ValidationError, model_validator
 
 from cnnvsmlp import progress, storage
-from cnnvsmlp.config import SEED_SOURCES, ExperimentConfig, RunSpec, TrainConfig
+from cnnvsmlp.config import SEED_SOURCES, RunSpec, TrainConfig
 from cnnvsmlp.errors import UserError
 from cnnvsmlp.jsonmodel import Record
 from cnnvsmlp.models import user_source
@@ -294,23 +295,6 @@ def _untrained(config: TrainConfig, epochs: bool) -> set[str]:
     return out | ({"early_stopping"} if config.early_stopping is None else set())
 
 
-def training_uri(experiment: ExperimentConfig, job_id: str, run: RunSpec, key: str) -> str | None:
-    """Where one training keeps its state: ``<resume_uri>/<scope>/<run id>/<key>``; None without.
-
-    :func:`cnnvsmlp.train.train` computes it itself when given the scope
-    (``store=experiment.resume_path(job_id)``).
-    """
-    scope = experiment.resume_path(job_id)
-    return f"{scope}/{run.run_id}/{key}" if scope else None
-
-
-def store_bytes(resume_uri: str) -> int | None:
-    """The bytes a local training store holds; None for ``gs://``."""
-    if resume_uri.startswith("gs://"):
-        return None
-    return sum(p.stat().st_size for p in Path(resume_uri).rglob("*") if p.is_file())
-
-
 def checkpoint_name(epoch: int) -> str:
     """The checkpoint of an epoch (1-based), relative to the folder."""
     return f"{CHECKPOINTS}/epoch-{epoch:02d}.keras"
@@ -345,24 +329,6 @@ def history_csv(history: list[Epoch]) -> str:
     return buf.getvalue()
 
 
-def read_history(path: Path) -> list[Epoch]:
-    """Read ``history.csv``; a re-run epoch keeps its last row.
-
-    Files written before epochs were numbered from 1 (their first row is
-    epoch 0, as Keras' CSVLogger writes) read the same.
-    """
-    if not path.exists():
-        return []
-    with path.open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    offset = 1 if rows and int(rows[0]["epoch"]) == 0 else 0
-    by_epoch: dict[int, Epoch] = {}
-    for row in rows:
-        epoch = int(row["epoch"]) + offset
-        by_epoch[epoch] = Epoch(epoch=epoch, **{k: float(row[k]) for k in (*METRICS, "time_s")})
-    return [by_epoch[e] for e in sorted(by_epoch)]
-
-
 # Model state
 
 
@@ -389,7 +355,7 @@ class Training:
         state_key: its :func:`training_key` without the epoch count.
         run: the variant and seed.
         config: the training config.
-        mirror: ``gs://`` prefix or folder for this training (:func:`training_uri`), or None.
+        mirror: ``gs://`` prefix or folder for this training, or None.
         origin: who trains, recorded for a later reuse; by default ``out``.
     """
 

@@ -348,10 +348,6 @@ class _LocalFolder:
         path = Path(uri)
         return path.read_text(errors="replace") if path.is_file() else None
 
-    @staticmethod
-    def remove(uri: str) -> None:
-        shutil.rmtree(uri, ignore_errors=True)
-
 
 class _Bucket:
     """Where a URI is ``gs://``: objects, through the calls above."""
@@ -423,17 +419,6 @@ class _Bucket:
         except _ERRORS as err:
             raise _fail(uri, err, gcs, listing=True) from None
         return None
-
-    @staticmethod
-    def remove(uri: str) -> None:
-        gcs = client(uri)
-        for name, blob in _list(gcs, uri).items():
-            try:
-                blob.delete(timeout=TIMEOUT_S, retry=_retry())
-            except gexc.NotFound:
-                continue  # gone already: a retried delete
-            except _ERRORS as err:
-                raise _fail(f"gs://{blob.bucket.name}/{name}", err, gcs) from None
 
 
 def _where(uri: str) -> type[_LocalFolder] | type[_Bucket]:
@@ -563,13 +548,3 @@ def read_text(uri: str) -> str | None:
         StorageUnavailable: no answer within the timeout and its retries.
     """
     return _where(uri).read_text(uri)
-
-
-def remove_dir(uri: str) -> None:
-    """Delete every object under a ``gs://`` prefix, or a local folder.
-
-    Raises:
-        StorageError: missing bucket or no permission.
-        StorageUnavailable: no answer within the timeout and its retries.
-    """
-    _where(uri).remove(uri)

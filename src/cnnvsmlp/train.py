@@ -173,7 +173,7 @@ def train(
         verbose: Keras' fit verbosity; progress goes to the
             ``cnnvsmlp.progress`` logger whatever it is.
         resume_uri: this training's ``gs://`` prefix or folder
-            (:func:`cnnvsmlp.resume.training_uri`): its state is mirrored
+            (``<resume_path>/<run id>/<training key>``): its state is mirrored
             there after every epoch, and a finished training or the state of
             an interrupted one found there is reused or resumed.
         origin: who trains, recorded for a later reuse; by default ``out_dir``.

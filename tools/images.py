@@ -1,11 +1,4 @@
-"""The container images: content-derived tags, local builds, pushes and registry checks.
-
-A tag is ``src-`` and the first 12 hex digits of a SHA-256 over the tracked
-files that go into the images: the image locks, the library and the
-components (what the components import, and all the images ship), the
-Dockerfiles and the build definition. A change to any of them names a new
-image, the same content always names the same one, and an edit of anything
-else (``pipelines/``, the docs, an untracked file) does not.
+"""Build and push the container images (``make images``, ``make push``).
 
 The build is defined once, in ``images/docker-bake.json`` (a ``docker buildx
 bake`` file: targets, Dockerfiles, platform, tags): ``images/cloudbuild.yaml``
@@ -16,138 +9,36 @@ cannot be pulled, ``images/standin-base.sh`` builds a stand-in with the same
 interpreter (Debian bookworm's Python 3.11, ``pip`` on PATH), passed as
 ``BASE_IMAGE``; the Dockerfiles are the same either way. The locks pin x86_64
 wheels, so a build on another architecture is refused with where to build.
+The images' names and tags are :mod:`cnnvsmlp_pipelines.images`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import argparse
 import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
-from functools import cache
 from pathlib import Path
 
-import yaml
-
-from cnnvsmlp.errors import UserError
-from cnnvsmlp.settings import ROOT
-
-IMAGES_FILE = ROOT / "images" / "images.yaml"
-BAKE_FILE = ROOT / "images" / "docker-bake.json"
-STANDIN_SCRIPT = ROOT / "images" / "standin-base.sh"
-# What the images are built from: the Dockerfiles copy the locks, the library
-# and the components (.dockerignore lets nothing else into the context).
-SHIPPED = (
-    "requirements-cpu.lock",
-    "requirements-gpu.lock",
-    "src/cnnvsmlp",
-    "components",
-    "images/cpu.Dockerfile",
-    "images/gpu.Dockerfile",
-    "images/docker-bake.json",
-    ".dockerignore",
+from cnnvsmlp_pipelines.images import (
+    BAKE_FILE,
+    ROOT,
+    ImageError,
+    bake_targets,
+    image_ref,
+    images_config,
+    run_docker,
+    source_tag,
 )
+
+STANDIN_SCRIPT = ROOT / "images" / "standin-base.sh"
 STANDIN_BASE = "cnnvsmlp-base:bookworm-py311"
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 # The architectures the image locks' wheels are for (x86_64-manylinux_2_28).
 LOCK_ARCHITECTURES = {"x86_64", "amd64"}
-
-
-class ImageError(UserError):
-    """An image could not be built, pushed or found."""
-
-
-def shipped_files(root: Path = ROOT) -> list[Path]:
-    """The tracked files whose content makes up the image tag, sorted.
-
-    Args:
-        root: a git work tree of the project.
-
-    Returns:
-        Paths under ``root``: git-tracked files under :data:`SHIPPED`, without caches.
-
-    Raises:
-        ImageError: ``root`` is not a git work tree.
-    """
-    listed = subprocess.run(
-        ["git", "-C", str(root), "ls-files", "-z", "--", *SHIPPED],
-        capture_output=True,
-        text=True,
-    )
-    if "safe.directory" in listed.stderr:  # git refuses a checkout another user owns
-        raise ImageError(
-            f"{root}: owned by another user, so git refuses to read it; trust it with "
-            f"'git config --global --add safe.directory {root}'"
-        )
-    if listed.returncode != 0:
-        raise ImageError(f"{root}: not a git work tree; image tags hash tracked files only")
-    names = [n for n in listed.stdout.split("\0") if n and "__pycache__" not in n]
-    return sorted(root / n for n in names if (root / n).is_file())
-
-
-@cache
-def source_tag(root: Path = ROOT) -> str:
-    """The content-derived tag of the images built from ``root``."""
-    digest = hashlib.sha256()
-    for path in shipped_files(root):
-        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return "src-" + digest.hexdigest()[:12]
-
-
-@cache
-def images_config() -> dict:
-    """``images/images.yaml``: the registry."""
-    return yaml.safe_load(IMAGES_FILE.read_text())
-
-
-def bake_targets(variables: dict[str, str] | None = None) -> dict[str, dict]:
-    """The targets of ``images/docker-bake.json``, its ``${VAR}`` references resolved.
-
-    Args:
-        variables: values for the bake file's variables (``REGISTRY``, ``TAG``,
-            ``BASE_IMAGE``); a variable not given takes its default.
-
-    Returns:
-        Each target (``cpu``, ``gpu``) with its ``dockerfile``, ``context``,
-        ``platforms``, ``args`` and ``tags``.
-    """
-    bake = json.loads(BAKE_FILE.read_text())
-    values = {name: spec.get("default", "") for name, spec in bake["variable"].items()}
-    values.update(variables or {})
-
-    def resolve(value):
-        if isinstance(value, str):
-            return re.sub(r"\$\{(\w+)\}", lambda m: values[m.group(1)], value)
-        if isinstance(value, list):
-            return [resolve(v) for v in value]
-        if isinstance(value, dict):
-            return {k: resolve(v) for k, v in value.items()}
-        return value
-
-    return {name: resolve(target) for name, target in bake["target"].items()}
-
-
-OUTSIDE_CHECKOUT_TAG = "not-from-a-checkout"
-
-
-def image_ref(kind: str) -> str:
-    """Full reference of an image (``cpu`` or ``gpu``) at the current source's tag.
-
-    An installed copy of the project (inside an image) has no ``images/`` folder
-    and no git work tree to hash; its components still import, naming
-    ``cnnvsmlp-<kind>:not-from-a-checkout``, a tag no build uses. Compile from a
-    checkout.
-    """
-    if not IMAGES_FILE.is_file():
-        return f"cnnvsmlp-{kind}:{OUTSIDE_CHECKOUT_TAG}"
-    targets = bake_targets({"REGISTRY": images_config()["registry"], "TAG": source_tag()})
-    if kind not in targets:
-        raise KeyError(f"unknown image {kind!r}; known: {', '.join(targets)}")
-    return targets[kind]["tags"][0]
 
 
 def default_base(dockerfile: Path) -> str:
@@ -158,15 +49,11 @@ def default_base(dockerfile: Path) -> str:
     return found.group(1)
 
 
-def _docker(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(["docker", *args], capture_output=True, text=True, **kwargs)
-
-
 def engine_problem() -> str | None:
     """Why no Docker engine is reachable, or None when one is."""
     if shutil.which("docker") is None:
         return "docker is not installed"
-    info = _docker("info", "--format", "{{.ServerVersion}}")
+    info = run_docker("info", "--format", "{{.ServerVersion}}")
     if info.returncode != 0:
         lines = (info.stderr or info.stdout).strip().splitlines()
         return lines[-1] if lines else f"docker info exited {info.returncode}"
@@ -174,7 +61,7 @@ def engine_problem() -> str | None:
 
 
 def _local(ref: str) -> bool:
-    return _docker("image", "inspect", ref).returncode == 0
+    return run_docker("image", "inspect", ref).returncode == 0
 
 
 def debian_mirror() -> str:
@@ -216,7 +103,7 @@ def build_standin_base(ref: str = STANDIN_BASE) -> str:
 
 def resolve_base(default: str) -> str:
     """The base to build on: ``default`` when local or pullable, else the Debian stand-in."""
-    if _local(default) or _docker("pull", default).returncode == 0:
+    if _local(default) or run_docker("pull", default).returncode == 0:
         return default
     print(f"images: {default} cannot be pulled; building on {STANDIN_BASE} (Debian bookworm)")
     return build_standin_base()
@@ -269,7 +156,7 @@ def buildkit_client() -> tuple[str, bool]:
 
 def engine_architecture() -> str:
     """The Docker engine's architecture (``x86_64``, ``aarch64``, ...)."""
-    return _docker("info", "--format", "{{.Architecture}}").stdout.strip()
+    return run_docker("info", "--format", "{{.Architecture}}").stdout.strip()
 
 
 def check_architecture() -> None:
@@ -375,21 +262,6 @@ def push(refs: list[str]) -> None:
         print(f"images: pushed {ref}")
 
 
-def images_exist(refs: list[str]) -> list[str]:
-    """The references among ``refs`` that the registry does not have.
-
-    Asks the registry for each manifest (``docker manifest inspect``), so it
-    needs the Docker client and the registry's credentials, not a local engine.
-
-    Args:
-        refs: full image references, e.g. ``image_ref("cpu")``.
-
-    Returns:
-        The missing references, in the order given; empty when all exist.
-    """
-    return [ref for ref in refs if _docker("manifest", "inspect", ref).returncode != 0]
-
-
 def build_and_push(push_images: bool = False) -> int:
     """``make images`` (and ``make push``): build both images, push when asked.
 
@@ -405,6 +277,17 @@ def build_and_push(push_images: bool = False) -> int:
         print(err)
         return 1
     for ref in refs:
-        size = _docker("image", "inspect", "--format", "{{.Size}}", ref).stdout.strip()
+        size = run_docker("image", "inspect", "--format", "{{.Size}}", ref).stdout.strip()
         print(f"images: {ref} ({int(size or 0) / 1e9:.2f} GB)")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tools.images [--push]``: build both images, push them with ``--push``."""
+    parser = argparse.ArgumentParser(prog="python -m tools.images", description=main.__doc__)
+    parser.add_argument("--push", action="store_true", help="push the built images")
+    return build_and_push(push_images=parser.parse_args(argv).push)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

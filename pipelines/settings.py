@@ -15,7 +15,7 @@ from pydantic import ConfigDict, Field
 
 from cnnvsmlp.jsonmodel import Record
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 SETTINGS_FILE = ROOT / "manifests" / "base" / "cluster-settings.env"
 
 

@@ -48,6 +48,8 @@ from cnnvsmlp.data.idx import read_idx_dir
 from cnnvsmlp.data.spec import DATASETS
 from cnnvsmlp.data.store import load_split
 
+ROOT = Path(__file__).resolve().parents[1]
+
 GOALS = {"plain_over_project": 1.3, "mlp_matmul_fraction": 0.35}
 
 
@@ -124,13 +126,14 @@ def _one(kind: str, data_dir: Path, variant: str, out: Path) -> dict:
         [
             sys.executable,
             "-m",
-            "cnnvsmlp_pipelines.bench",
+            "tools.bench",
             "--one",
             kind,
             str(data_dir),
             variant,
             str(out),
         ],
+        cwd=ROOT,
         capture_output=True,
         text=True,
     )
@@ -199,10 +202,10 @@ def bench_backends(data_dir: Path, out: Path, variants: list[str]) -> tuple[list
     for variant in variants:
         result = {}
         for name in ("tensorflow", "jax"):
-            cmd = [sys.executable, "-m", "cnnvsmlp_pipelines.bench", "--on-backend", name]
+            cmd = [sys.executable, "-m", "tools.bench", "--on-backend", name]
             cmd += [str(data_dir), variant, str(out / f"{variant}-{name}")]
             env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
-            done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
             if done.returncode != 0:
                 raise RuntimeError(f"bench: {variant} on {name} failed:\n{done.stderr[-2000:]}")
             result[name] = json.loads(done.stdout.strip().splitlines()[-1])

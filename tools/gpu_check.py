@@ -146,7 +146,7 @@ def device_command(carry: Path) -> str:
     """The shell command that runs the check on the lent machine from the carry folder."""
     rel = carry.relative_to(ROOT)
     return (
-        f"PYTHONUNBUFFERED=1 PYTHONPATH=src python3 pipelines/gpu_check.py run --device gpu "
+        f"PYTHONUNBUFFERED=1 PYTHONPATH=src python3 tools/gpu_check.py run --device gpu "
         f"--carry {rel} --out $OUT 2>&1 | tee $OUT/gpu-check.log"
     )
 

@@ -17,7 +17,7 @@
   Kubeflow the Profile is not named after a reserved namespace and its owner
   is not the shipped placeholder;
 - ``manifests/kfp/``'s patch of Argo's template defaults, rendered over a
-  copy of KFP 2.17.0's own (``tests/data/``), gives retried templates
+  copy of KFP 2.17.0's own (``tools/data/``), gives retried templates
   ``retryPolicy: Always`` and the others no retry;
 - checkov scans the manifests and the Dockerfiles, offline, from its own
   virtual environment (``.venv-tools/``, ``make lint`` installs it from
@@ -45,12 +45,12 @@ from pathlib import Path
 
 import yaml
 
-from cnnvsmlp.settings import ROOT, ClusterSettings, cluster_settings, read_env_file
+from cnnvsmlp_pipelines.settings import ROOT, ClusterSettings, cluster_settings, read_env_file
 
 MANIFESTS = ROOT / "manifests"
 MULTI_USER = MANIFESTS / "multi-user"
 KFP_OVERLAY = MANIFESTS / "kfp"
-KFP_WORKFLOW_DEFAULTS = ROOT / "tests" / "data" / "kfp-2.17.0-workflow-controller-configmap.yaml"
+KFP_WORKFLOW_DEFAULTS = ROOT / "tools" / "data" / "kfp-2.17.0-workflow-controller-configmap.yaml"
 GPU_ZONES_FILE = MANIFESTS / "settings" / "gpu-zones.yaml"
 # The standalone install's namespace: there, runs take no Profile.
 STANDALONE_NAMESPACE = "kubeflow"
@@ -359,7 +359,7 @@ def check_kfp_overlay() -> list[str]:
     """Problems in ``manifests/kfp/``: its ref and its patch over KFP 2.17.0's template defaults.
 
     The overlay's KFP resource is remote; its patch is rendered offline over
-    the copy of KFP's own ConfigMap patch in ``tests/data/``.
+    the copy of KFP's own ConfigMap patch in ``tools/data/``.
     """
     kustomization = yaml.safe_load((KFP_OVERLAY / "kustomization.yaml").read_text())
     problems = []

@@ -19,9 +19,9 @@ environment (``TF_ENABLE_ONEDNN_OPTS``, ``ONEDNN_MAX_CPU_ISA``), before the
 process starts. Examples::
 
     cnnvsmlp prepare --out data/fashion-mnist
-    TF_ENABLE_ONEDNN_OPTS=0 python -m cnnvsmlp.batchnorm_study --modes --out bn.json
-    python -m cnnvsmlp.batchnorm_study --modes --momentum 0.9 --out bn-m90.json
-    python -m cnnvsmlp.batchnorm_study --quick --n 1600 --epochs 1 --threads 1 --out q.json
+    TF_ENABLE_ONEDNN_OPTS=0 python -m tools.batchnorm_study --modes --out bn.json
+    python -m tools.batchnorm_study --modes --momentum 0.9 --out bn-m90.json
+    python -m tools.batchnorm_study --quick --n 1600 --epochs 1 --threads 1 --out q.json
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> dict:
     Returns:
         What was written to ``--out``.
     """
-    parser = argparse.ArgumentParser(prog="python -m cnnvsmlp.batchnorm_study")
+    parser = argparse.ArgumentParser(prog="python -m tools.batchnorm_study")
     parser.add_argument("--variant", default="cnn-3conv-bn")
     parser.add_argument("--data", default="data/fashion-mnist", help="prepared data set")
     parser.add_argument("--n", type=int, default=0, help="first N training images (0: all)")
