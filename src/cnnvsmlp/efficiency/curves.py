@@ -101,9 +101,9 @@ class Holdout(Record):
     family: str
     fitted_on: list[int]
     size: int = Field(description="The held-out size: the largest trained.")
-    predicted: float = Field(description="The fitted error at the held-out size.")
+    predicted: float | None = Field(description="The fitted error at the held-out size.")
     observed: float = Field(description="The mean error of its repeats there.")
-    miss: float = Field(description="predicted - observed, as a fraction.")
+    miss: float | None = Field(description="predicted - observed, as a fraction.")
     error: str = Field(default="", description="Why there is no fit, if there is none.")
 
 
@@ -123,15 +123,14 @@ def holdout(variant: str, family: str, sizes: Sequence[int], errors: np.ndarray)
     try:
         curve = fit(family, flat, errors[:-1].ravel())
     except (ValueError, RuntimeError) as err:
-        nan = math.nan
         return Holdout(
             variant=variant,
             family=family,
             fitted_on=sizes[:-1],
             size=sizes[-1],
-            predicted=nan,
+            predicted=None,
             observed=observed,
-            miss=nan,
+            miss=None,
             error=str(err),
         )
     predicted = float(curve.error(sizes[-1]))
