@@ -49,7 +49,7 @@ def plan_efficiency_runs(
     meta = read_metadata(dataset.path)
     available, classes = meta["counts"]["train"], len(meta["classes"])
     runs = plan_runs(settled, study, available, classes)
-    study = study.model_copy(update={"sizes": effective_sizes(study.sizes, available)})
+    study = study.model_copy(update={"sizes": effective_sizes(study.sizes, available, classes)})
     Path(config.path).write_text(settled.model_dump_json(), encoding="utf-8")
     Path(efficiency.path).write_text(study.model_dump_json(), encoding="utf-8")
     config.metadata.update({"experiment": settled.name, "repeats": settled.repeats})

@@ -318,7 +318,7 @@ def test_data_efficiency_caches_only_the_data_and_uses_the_project_images(compil
 
 
 def test_data_efficiency_defaults_are_its_preset_and_sizes(compiled):
-    from cnnvsmlp.efficiency.plan import DEFAULT_SIZES
+    from cnnvsmlp.efficiency.plan import DEFAULT_SIZES, effective_sizes
 
     params = compiled["data-efficiency"][0]["root"]["inputDefinitions"]["parameters"]
     config = json.loads(params["config_json"]["defaultValue"])
@@ -327,8 +327,8 @@ def test_data_efficiency_defaults_are_its_preset_and_sizes(compiled):
     assert config == expected
     assert (config["variants"], config["repeats"]) == (["mlp", "cnn"], 3)
     study = json.loads(params["efficiency_json"]["defaultValue"])
-    assert study["sizes"] == list(DEFAULT_SIZES) and len(DEFAULT_SIZES) >= 6
-    assert DEFAULT_SIZES[-1] == 48_000
+    assert study["sizes"] is None  # the halvings of whatever training split the data has
+    assert effective_sizes(None, 48_000, 10) == list(DEFAULT_SIZES)
     assert params["repeats"]["defaultValue"] == 0
     args = pipeline_arguments("data-efficiency", load_config("fashion-mnist", ["repeats=2"]))
     assert args["repeats"] == 2 and json.loads(args["efficiency_json"]) == study
@@ -353,11 +353,12 @@ def test_data_efficiency_plan_settles_sizes_to_the_data(small_fashion, tmp_path)
         efficiency=study,
     )
     runs = [RunSpec.model_validate_json(r) for r in runs]
-    # the small data set has 960 training images: 375, 750 and all 960
-    assert EfficiencyConfig.read(tmp_path / "efficiency").sizes == [375, 750, 960]
+    # the small data set has 960 training images: its halvings of 3 images a class or more
+    sizes = [30, 60, 120, 240, 480, 960]
+    assert EfficiencyConfig.read(tmp_path / "efficiency").sizes == sizes
     assert read_config(tmp_path / "config").repeats == 2
     assert sorted((r.variant, r.n_train, r.repeat) for r in runs) == sorted(
-        (v, n, r) for v in ("mlp", "cnn") for n in (375, 750, 960) for r in range(2)
+        (v, n, r) for v in ("mlp", "cnn") for n in sizes for r in range(2)
     )
 
 

@@ -246,6 +246,10 @@ def test_a_limit_ends_the_sizes_at_the_whole_split():
     assert effective_sizes([375, 750, 1500, 3000], 2400) == [375, 750, 1500, 2400]
     assert effective_sizes([375, 750], 2400) == [375, 750]
     assert effective_sizes([375, 2400], 2400) == [375, 2400]
+    # No sizes: halvings of the split, none under 3 images a class.
+    assert effective_sizes(None, 48_000, 10) == list(DEFAULT_SIZES)
+    assert effective_sizes(None, 50_000, 10) == [391, 781, 1562, 3125, 6250, 12500, 25000, 50000]
+    assert effective_sizes(None, 1000, 100) == [500, 1000]
     config = load_config("fashion-mnist-data-efficiency", ["repeats=1"])
     with pytest.raises(UserError, match="5 images cannot hold one of each of the 10 classes"):
         plan_runs(config, EfficiencyConfig(sizes=[5, 100]), available=1000, classes=10)
@@ -399,14 +403,21 @@ def test_a_failed_iteration_of_the_study_names_its_run(tmp_path):
     }
     (data / "metadata.json").write_text(json.dumps(meta))
     runs = data_efficiency.loop_runs(config, root)
-    assert [r.n_train for r in runs if r.variant == "cnn" and r.repeat == 0] == [1000, 750, 375]
-    iteration = [r.run_id for r in runs].index("cnn-n375-r1")
+    assert [r.n_train for r in runs if r.variant == "cnn" and r.repeat == 0] == [
+        1000,
+        500,
+        250,
+        125,
+        62,
+        31,
+    ]  # the halvings of its 1,000 training images, 3 or more a class
+    iteration = [r.run_id for r in runs].index("cnn-n125-r1")
     message = (
         "Pipeline 'data-efficiency' finished with status FAILURE. Inner task failed: "
         f"'train-model' inside 'for-loop-1-iteration-{iteration}'."
     )
     assert describe_failure(message, config, runs=runs).startswith(
-        "task 'train-model' of cnn-n375-r1 (variant cnn, repeat 1, seed 1) failed"
+        "task 'train-model' of cnn-n125-r1 (variant cnn, repeat 1, seed 1) failed"
     )
 
 

@@ -1,10 +1,10 @@
 """The data-efficiency study's settings and its runs: variant x training-set size x repeat.
 
-The default sizes double from 375 to 48,000, the whole training split of
-Fashion-MNIST: eight points spread evenly on a log axis, from 37 or 38 images a
-class (where the convolution's prior should matter most) to the full split
-that ``compare`` trains on, five more than a three-parameter learning curve
-needs. The variants, the repeats (default 3 in the data-efficiency preset),
+The default sizes follow the training split: eight halvings up to the whole
+split (375 to 48,000 on Fashion-MNIST), evenly spread on a log axis, from a
+few images a class (where the convolution's prior should matter most) to the
+full split that ``compare`` trains on; a size under 3 images a class is
+left out. The variants, the repeats (default 3 in the data-efficiency preset),
 the recipe and the cap on epochs (``train.epochs``) come from the experiment
 config; a repeat's seed draws its subsets, so both variants of a repeat train
 on the same images. The study's stopping rule (patience 5 epochs, min_delta
@@ -21,17 +21,18 @@ from cnnvsmlp.efficiency.stopping import StoppingRule
 from cnnvsmlp.errors import UserError
 from cnnvsmlp.jsonmodel import Record
 
-DEFAULT_SIZES = (375, 750, 1500, 3000, 6000, 12000, 24000, 48000)
+DEFAULT_SIZES = (375, 750, 1500, 3000, 6000, 12000, 24000, 48000)  # Fashion-MNIST's halvings
+HALVINGS = 8
 
 
 class EfficiencyConfig(Record):
     """The training-set sizes of the study and the rule that ends every training."""
 
-    sizes: list[Int] = Field(
-        default=list(DEFAULT_SIZES),
+    sizes: list[Int] | None = Field(
+        default=None,
         min_length=1,
         description="Training images per run, increasing; a size at or above the training "
-        "split's trains on all of it.",
+        "split's trains on all of it. null: eight halvings of the training split.",
     )
     stopping: StoppingRule = Field(
         default=StoppingRule(),
@@ -40,7 +41,9 @@ class EfficiencyConfig(Record):
 
     @field_validator("sizes")
     @classmethod
-    def _increasing(cls, sizes: list[int]) -> list[int]:
+    def _increasing(cls, sizes: list[int] | None) -> list[int] | None:
+        if sizes is None:
+            return None
         if any(s < 1 for s in sizes):
             raise ValueError(f"sizes must be at least 1, got {min(sizes)}")
         if any(b <= a for a, b in zip(sizes, sizes[1:], strict=False)):
@@ -77,20 +80,25 @@ def settle(config: ExperimentConfig, efficiency: EfficiencyConfig) -> Experiment
     return config.model_copy(update={"train": recipe})
 
 
-def effective_sizes(sizes: list[int], available: int) -> list[int]:
+def effective_sizes(sizes: list[int] | None, available: int, classes: int = 1) -> list[int]:
     """The sizes a training split of ``available`` images allows.
 
     Sizes below ``available`` are kept; any at or above it become one run on
     the whole split, so a ``limit`` on the data shortens the list and still
-    ends at the full split.
+    ends at the full split. No sizes: eight halvings of the split, those of
+    at least 3 images a class.
 
     Args:
-        sizes: the configured sizes, increasing.
+        sizes: the configured sizes, increasing; None for the halvings.
         available: images in the training split.
+        classes: classes of the data set.
 
     Returns:
         Increasing sizes, the last at most ``available``.
     """
+    if sizes is None:
+        halvings = {round(available / 2**k) for k in range(HALVINGS)}
+        return sorted(n for n in halvings if n >= 3 * classes) or [available]
     kept = [s for s in sizes if s < available]
     return kept + [available] if len(kept) < len(sizes) else kept
 
@@ -116,7 +124,7 @@ def plan_runs(
     """
     from cnnvsmlp.models import get_variant
 
-    sizes = effective_sizes(efficiency.sizes, available)
+    sizes = effective_sizes(efficiency.sizes, available, classes)
     if sizes[0] < classes:
         raise UserError(
             f"efficiency.sizes: {sizes[0]} images cannot hold one of each of the {classes} "
