@@ -165,3 +165,44 @@ def test_a_function_that_cannot_build_for_the_data_is_named_before_training(user
         models.check_user_variants(["mlp", "small:net"], (4, 4, 1), 3)
     assert str(err.value).startswith("variant small:net: building it for 4x4x1 images and 3 ")
     assert "\n" not in str(err.value)
+
+
+CUSTOM_LAYER = '''
+import keras
+from keras import layers
+
+
+class Scale(layers.Layer):
+    """Multiplies by a learned scalar: a layer Keras does not know by name."""
+
+    def build(self, input_shape):
+        self.factor = self.add_weight(shape=(), initializer="ones")
+
+    def call(self, x):
+        return x * self.factor
+
+
+def scaled(input_shape, num_classes):
+    return keras.Sequential(
+        [keras.Input(shape=input_shape), layers.Flatten(), Scale(),
+         layers.Dense(num_classes, activation="softmax")]
+    )
+
+
+scaled.family = "mlp"
+'''
+
+
+def test_a_user_model_with_its_own_layer_is_trained_and_evaluated(user_module, small_fashion):
+    from cnnvsmlp.evaluate import evaluate
+    from cnnvsmlp.train import train
+
+    user_module("layered", CUSTOM_LAYER)
+    run = RunSpec(variant="layered:scaled", repeat=0, seed=0)
+    out = small_fashion.parent / "layered-model"
+    train(
+        small_fashion, run, TrainConfig(epochs=1, batch_size=64, optimizer="adam"), out, verbose=0
+    )
+    forget("layered")  # a later process: the module is found again from the working directory
+    result = evaluate(out, small_fashion, out.parent / "layered-eval.json")
+    assert result.params == 28 * 28 * 10 + 10 + 1 and result.accuracy > 0.3

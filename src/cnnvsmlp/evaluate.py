@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -64,6 +65,17 @@ def evaluate_shifted(
     return scored
 
 
+def user_classes(variant: str) -> dict[str, type] | None:
+    """The classes a user variant's module defines (its custom layers), for loading its model."""
+    from cnnvsmlp.models import get_variant, is_user_variant
+
+    if not is_user_variant(variant):
+        return None
+    get_variant(variant)  # installs the module, from the config's sources or the working directory
+    module = sys.modules[variant.partition(":")[0]]
+    return {k: v for k, v in vars(module).items() if isinstance(v, type)}
+
+
 def evaluate(
     model_dir: str | os.PathLike, data_dir: str | os.PathLike, out_path: str | os.PathLike
 ) -> EvalResult:
@@ -81,7 +93,9 @@ def evaluate(
     model_dir = Path(model_dir)
     training = TrainResult.read(model_dir / "train.json")
     # The inference model: no optimizer, nothing to compile (folders of older runs load too).
-    model = keras.saving.load_model(model_dir / "model.keras", compile=False)
+    model = keras.saving.load_model(
+        model_dir / "model.keras", compile=False, custom_objects=user_classes(training.run.variant)
+    )
     meta = read_metadata(data_dir)
     classes = meta["classes"]
     x_test, y_test = load_split(data_dir, "test")

@@ -340,8 +340,13 @@ def rng_variables(model: keras.Model) -> list:
 
 def save_inference_model(model: keras.Model, path: Path) -> None:
     """Save ``model`` without its optimizer or compile settings: what evaluation loads."""
-    # from_config, unlike clone_model and model_from_json, does not compile the copy.
-    bare = type(model).from_config(model.get_config())
+    import keras
+
+    # from_config, unlike clone_model and model_from_json, does not compile the copy; a
+    # user's own layer classes are found among the model's layers.
+    own = {type(layer).__name__: type(layer) for layer in model._flatten_layers()}
+    with keras.saving.custom_object_scope(own):
+        bare = type(model).from_config(model.get_config())
     bare.set_weights(model.get_weights())
     write_atomically(path, bare.save)  # the partial name keeps ``.keras``, which Keras needs
 
