@@ -37,10 +37,11 @@ def compare_efficiency(
 
     from cnnvsmlp.config import read_config
     from cnnvsmlp.data.store import load_split, read_metadata
-    from cnnvsmlp.efficiency.analysis import analyze, write_analysis
+    from cnnvsmlp.efficiency.analysis import analyze
     from cnnvsmlp.efficiency.plan import EfficiencyConfig
     from cnnvsmlp.provenance import with_data_source
     from cnnvsmlp.records import read_result
+    from cnnvsmlp.report.efficiency import write_efficiency_report as write_analysis
 
     experiment = read_config(config.path)
     provenance = with_data_source(experiment.provenance, read_metadata(dataset.path))

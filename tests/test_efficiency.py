@@ -12,7 +12,7 @@ import pytest
 
 from cnnvsmlp.config import RunSpec, TrainConfig, load_config
 from cnnvsmlp.data.store import labels_digest, load_split
-from cnnvsmlp.efficiency.analysis import analyze, check_complete, write_analysis
+from cnnvsmlp.efficiency.analysis import analyze, check_complete
 from cnnvsmlp.efficiency.curves import (
     fit,
     holdout,
@@ -38,6 +38,7 @@ from cnnvsmlp.records import (
     TrainResult,
     read_result,
 )
+from cnnvsmlp.report.efficiency import write_efficiency_report as write_analysis
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,12 @@ from cnnvsmlp.config import Split, load_config
 from cnnvsmlp.data.idx import read_idx_dir
 from cnnvsmlp.data.spec import DATASETS
 from cnnvsmlp.data.store import read_metadata, write_dataset
-from cnnvsmlp.efficiency.analysis import analyze, write_analysis
+from cnnvsmlp.efficiency.analysis import analyze
 from cnnvsmlp.efficiency.plan import EfficiencyConfig
 from cnnvsmlp.efficiency.stopping import StoppingRule
 from cnnvsmlp.provenance import stamp, with_data_source
 from cnnvsmlp.report import write_comparison
+from cnnvsmlp.report.efficiency import write_efficiency_report as write_analysis
 from cnnvsmlp.report.render import terminal_table
 from cnnvsmlp.synthetic import write_nist_layout
 from cnnvsmlp_pipelines.data_efficiency import summary

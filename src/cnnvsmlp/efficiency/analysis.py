@@ -1,7 +1,7 @@
 """The data-efficiency comparison: accuracy against size, the gap per size, the fitted curves.
 
 :func:`analyze` turns every run's evaluation into one
-:class:`EfficiencyAnalysis`; :func:`write_analysis` writes it as
+:class:`EfficiencyAnalysis`; :func:`cnnvsmlp.report.efficiency.write_efficiency_report` writes it as
 ``comparison.json`` with a short ``report.md``. The baseline is the config's
 first variant (the MLP in the data-efficiency preset); every other variant
 is compared with it at each size:
@@ -470,16 +470,6 @@ def read_analysis(path: str | Path, bootstrap_samples: int | None = None) -> Eff
         multipliers=[m.model_dump(mode="json") for m in multipliers],
     )
     return EfficiencyAnalysis.model_validate(record)
-
-
-def write_analysis(analysis: EfficiencyAnalysis, out_dir: str | Path) -> None:
-    """Write ``comparison.json``, ``report.md``, ``report.html`` and ``plots/`` into ``out_dir``.
-
-    The reports are :func:`cnnvsmlp.report.efficiency.efficiency_report`'s layout.
-    """
-    from cnnvsmlp.report.efficiency import write_efficiency_report
-
-    write_efficiency_report(analysis, out_dir)
 
 
 def check_complete(path: str | Path) -> None:
