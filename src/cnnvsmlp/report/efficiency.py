@@ -106,6 +106,17 @@ def _multiplier_words(x, gap: Difference | None = None) -> str:
     return f"{_times(x.estimate)} [{low}, {_times(x.high)}; {span}]"
 
 
+def _verdicts_by_size(gaps: list[Difference]) -> str:
+    """Each verdict and the sizes that have it, in the order of the sizes."""
+    words = []
+    for verdict in ("different", "equivalent", "inconclusive"):
+        sizes = [_size(g.n_train) for g in gaps if g.verdict == verdict]
+        if sizes:
+            shown = "every size" if len(sizes) == len(gaps) else ", ".join(sizes)
+            words.append(f"{verdict} at {shown}")
+    return "; ".join(words)
+
+
 def _gap_at(a: EfficiencyAnalysis, variant: str, n: int) -> Difference | None:
     return next((g for g in a.gaps if g.a == variant and g.n_train == n), None)
 
@@ -141,25 +152,24 @@ def verdicts(a: EfficiencyAnalysis) -> list[tuple[str, str]]:
         gaps = _gaps(a, v)
         if not gaps:
             continue
-        shown = [g for g in gaps if g.verdict == "different"]
-        sizes = ", ".join(_size(g.n_train) for g in shown) or "none"
         out.append(
             (
                 f"{v} vs {a.baseline}:",
                 f"the gap is {_pts_ci(gaps[0])} points at {_size(gaps[0].n_train)} images "
                 f"and {_pts_ci(gaps[-1])} at {_size(gaps[-1].n_train)} ({_interval_words(a)}); "
-                f"shown different over seeds at: {sizes}; "
-                + "; ".join(
-                    f"{g.verdict} at {_size(g.n_train)}" for g in gaps if g.verdict != "different"
-                )
-                + ".",
+                f"{_verdicts_by_size(gaps)}.",
             )
         )
         found = next((m for m in a.multipliers if m.variant == v and m.multipliers), None)
+        stated = [
+            x
+            for x in (found.multipliers if found else [])
+            if getattr(_gap_at(a, v, x.n_train), "verdict", "") == "different"
+        ]
         if found is not None:
-            words = "; ".join(
-                f"at {_size(x.n_train)} images {_multiplier_words(x, _gap_at(a, v, x.n_train))}"
-                for x in found.multipliers
+            words = (
+                "; ".join(f"at {_size(x.n_train)} images {_multiplier_words(x)}" for x in stated)
+                or "not stated: the gap is shown at no size"
             )
             out.append((f"Data multiplier ({a.baseline} to match {v}):", words + "."))
         out += _shift_verdict(a, v, gaps[-1].n_train)
@@ -637,8 +647,8 @@ def _gap_vs_size(a: EfficiencyAnalysis) -> MplFigure:
     _size_axis(ax, a.sizes)
     ax.set_ylabel("gap (accuracy points)")
     ax.set_title(
-        "Gap, 95% CI over seeds and test images (simultaneous over the sizes); "
-        "filled: shown different; dots: each repeat",
+        "Gap, simultaneous 95% CI over seeds and test images; filled: shown different; "
+        "dots: repeats",
         fontsize=9,
     )
     ax.legend(loc="upper right")
