@@ -162,8 +162,11 @@ def _docker_answers() -> None:
     import docker
 
     try:
-        with docker.from_env() as client:
+        client = docker.from_env()
+        try:
             client.ping()
+        finally:
+            client.close()
     except docker.errors.DockerException as err:
         reason = str(err).splitlines()[0][:200] if str(err) else err.__class__.__name__
         raise LocalRunError(
