@@ -401,12 +401,28 @@ def read_analysis(path: str | Path, bootstrap_samples: int | None = None) -> Eff
     text = Path(path).read_text()
     record = json.loads(text)
     if not isinstance(record, dict) or record.get("schema_version") != "efficiency/1":
-        return EfficiencyAnalysis.read(path)
-    n_test, baseline = int(record["n_test"]), record["baseline"]
+        return EfficiencyAnalysis.model_validate_json(text)
     sizes = [int(n) for n in record["sizes"]]
     runs = {(p["variant"], int(p["n_train"])): p["runs"] for p in record["points"]}
+    scores = {key: {r["repeat"]: r["test_accuracy"] for r in found} for key, found in runs.items()}
+    curves, holdouts, multipliers = _curves(scores, record["variants"], sizes, bootstrap_samples)
+    record.update(
+        schema_version=SCHEMA_VERSION,
+        gaps=[g.model_dump(mode="json") for g in _restated_gaps(record)],
+        shift_gaps=[d.model_dump(mode="json") for d in _restated_shift_gaps(record, runs)],
+        curves=[c.model_dump(mode="json") for c in curves],
+        holdouts=[h.model_dump(mode="json") for h in holdouts],
+        multipliers=[m.model_dump(mode="json") for m in multipliers],
+    )
+    return EfficiencyAnalysis.model_validate(record)
+
+
+def _restated_gaps(record: dict) -> list[pairwise.Difference]:
+    """An ``efficiency/1`` record's gaps, bounded from McNemar counts; a family per variant."""
+    n_test, baseline = int(record["n_test"]), record["baseline"]
     gaps = []
     for v in record["variants"][1:]:
+        old = [g for g in record["gaps"] if g["variant"] == v]
         estimates = [
             pairwise.bounded(
                 v,
@@ -419,14 +435,9 @@ def read_analysis(path: str | Path, bootstrap_samples: int | None = None) -> Eff
                 n_test,
                 n_train=int(g["n_train"]),
             )
-            for g in record["gaps"]
-            if g["variant"] == v
+            for g in old
         ]
-        for d, g in zip(
-            pairwise.decide(estimates),
-            [g for g in record["gaps"] if g["variant"] == v],
-            strict=True,
-        ):
+        for d, g in zip(pairwise.decide(estimates), old, strict=True):
             tests = [
                 pairwise.RepeatTest(
                     repeat=t["repeat"],
@@ -439,37 +450,32 @@ def read_analysis(path: str | Path, bootstrap_samples: int | None = None) -> Eff
                 for t in g["tests"]
             ]
             gaps.append(d.model_copy(update={"tests": tests}))
+    return gaps
+
+
+def _restated_shift_gaps(record: dict, runs: dict) -> list[pairwise.Difference]:
+    """The shifted gaps from each repeat's two accuracies (their sum bounds the disagreement)."""
+    n_test, baseline = int(record["n_test"]), record["baseline"]
     shifted = []
     for v in record["variants"][1:]:
-        for n in sizes:
+        for n in (int(n) for n in record["sizes"]):
             mine = {r["repeat"]: r["shifted_accuracy"] for r in runs.get((v, n), [])}
             base = {r["repeat"]: r["shifted_accuracy"] for r in runs.get((baseline, n), [])}
             shared = sorted(set(mine) & set(base))
             for shift in sorted({int(s) for k in shared for s in mine[k]}):
-                pa = [mine[k][str(shift)] for k in shared]
-                pb = [base[k][str(shift)] for k in shared]
+                pairs = [(mine[k][str(shift)], base[k][str(shift)]) for k in shared]
                 shifted.append(
                     pairwise.bounded(
                         v,
                         baseline,
-                        [x - y for x, y in zip(pa, pb, strict=True)],
-                        [min(x + y, 2 - x - y) for x, y in zip(pa, pb, strict=True)],
+                        [x - y for x, y in pairs],
+                        [min(x + y, 2 - x - y) for x, y in pairs],
                         n_test,
                         n_train=n,
                         shift=shift,
                     )
                 )
-    scores = {key: {r["repeat"]: r["test_accuracy"] for r in found} for key, found in runs.items()}
-    curves, holdouts, multipliers = _curves(scores, record["variants"], sizes, bootstrap_samples)
-    record.update(
-        schema_version=SCHEMA_VERSION,
-        gaps=[g.model_dump(mode="json") for g in gaps],
-        shift_gaps=[d.model_dump(mode="json") for d in pairwise.decide(shifted)],
-        curves=[c.model_dump(mode="json") for c in curves],
-        holdouts=[h.model_dump(mode="json") for h in holdouts],
-        multipliers=[m.model_dump(mode="json") for m in multipliers],
-    )
-    return EfficiencyAnalysis.model_validate(record)
+    return pairwise.decide(shifted)
 
 
 def check_complete(path: str | Path) -> None:

@@ -120,20 +120,11 @@ def holdout(variant: str, family: str, sizes: Sequence[int], errors: np.ndarray)
     errors = np.asarray(errors, dtype=float)
     observed = float(errors[-1].mean())
     flat = np.repeat(sizes[:-1], errors.shape[1])
+    predicted, error = None, ""
     try:
-        curve = fit(family, flat, errors[:-1].ravel())
+        predicted = float(fit(family, flat, errors[:-1].ravel()).error(sizes[-1]))
     except (ValueError, RuntimeError) as err:
-        return Holdout(
-            variant=variant,
-            family=family,
-            fitted_on=sizes[:-1],
-            size=sizes[-1],
-            predicted=None,
-            observed=observed,
-            miss=None,
-            error=str(err),
-        )
-    predicted = float(curve.error(sizes[-1]))
+        error = str(err)
     return Holdout(
         variant=variant,
         family=family,
@@ -141,7 +132,8 @@ def holdout(variant: str, family: str, sizes: Sequence[int], errors: np.ndarray)
         size=sizes[-1],
         predicted=predicted,
         observed=observed,
-        miss=predicted - observed,
+        miss=None if predicted is None else predicted - observed,
+        error=error,
     )
 
 

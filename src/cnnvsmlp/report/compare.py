@@ -178,66 +178,66 @@ def _oriented(a: str, b: str, accuracy: dict[str, float]) -> tuple[str, str]:
     return (a, b) if accuracy[a] >= accuracy[b] else (b, a)
 
 
-def _correct(runs: list[EvalResult], labels: np.ndarray, shift: int = 0) -> np.ndarray:
-    """``(repeats, images)``: whether each repeat got each (shifted) test image right."""
+def _correct(
+    grouped: dict[str, list[EvalResult]], labels: np.ndarray
+) -> dict[tuple[str, int], np.ndarray]:
+    """``(repeats, images)`` per variant and shift: whether each repeat got each image right.
 
-    def predictions(r: EvalResult) -> list[int]:
-        if shift == 0:
-            return r.predictions
-        return next(s.predictions for s in r.shifted if s.shift == shift)
-
-    return np.array([np.asarray(predictions(r)) == labels for r in runs])
-
-
-def _shifts(grouped: dict[str, list[EvalResult]], labels: np.ndarray) -> list[int]:
-    """The shifts every run was scored on (whole), without 0."""
+    Shift 0 is the test split as it is; the others are the shifts every run was
+    scored on whole.
+    """
     runs = [r for rs in grouped.values() for r in rs]
     found = [{s.shift for s in r.shifted if len(s.predictions) == len(labels)} for r in runs]
-    return sorted(set.intersection(*found)) if found else []
+    shifts = sorted(set.intersection(*found)) if found else []
+
+    def predictions(r: EvalResult, shift: int) -> list[int]:
+        if shift == 0:
+            return r.predictions
+        return next(x.predictions for x in r.shifted if x.shift == shift)
+
+    return {
+        (v, shift): np.array([np.asarray(predictions(r, shift)) == labels for r in rs])
+        for v, rs in grouped.items()
+        for shift in (0, *shifts)
+    }
 
 
 def _pairs(
-    grouped: dict[str, list[EvalResult]],
+    correct: dict[tuple[str, int], np.ndarray],
     summaries: dict[str, VariantSummary],
-    labels: np.ndarray,
+    repeats: list[int],
     margin: float,
 ) -> tuple[list[pairwise.Difference], list[pairwise.Difference]]:
     """Every pair's difference as it is (the verdicts' family) and at every shift (another)."""
     accuracy = {v: s.test_accuracy.estimate for v, s in summaries.items()}
     order = [_oriented(a, b, accuracy) for a, b in itertools.combinations(summaries, 2)]
-    repeats = [r.run.repeat for r in next(iter(grouped.values()))]
-    correct = {v: _correct(runs, labels) for v, runs in grouped.items()}
     verdicts = pairwise.decide(
-        [pairwise.estimate(a, b, correct[a], correct[b], repeats, details=True) for a, b in order],
+        [
+            pairwise.estimate(a, b, correct[(a, 0)], correct[(b, 0)], repeats, details=True)
+            for a, b in order
+        ],
         margin,
     )
+    shifts = sorted({s for _, s in correct} - {0})
     shifted = [
-        pairwise.estimate(
-            a, b, _correct(grouped[a], labels, s), _correct(grouped[b], labels, s), shift=s
-        )
-        for s in _shifts(grouped, labels)
+        pairwise.estimate(a, b, correct[(a, s)], correct[(b, s)], shift=s)
+        for s in shifts
         for a, b in order
     ]
     return verdicts, pairwise.decide(shifted, margin)
 
 
-def _shift_accuracy(
-    grouped: dict[str, list[EvalResult]], labels: np.ndarray
-) -> list[ShiftAccuracy]:
-    """Accuracy per variant at every shift all runs were scored on; shift 0 is the test split."""
-    shifts = _shifts(grouped, labels)
-    if not shifts:
+def _shift_accuracy(correct: dict[tuple[str, int], np.ndarray]) -> list[ShiftAccuracy]:
+    """Accuracy per variant at every shift; none when the runs were scored on no shift."""
+    if all(s == 0 for _, s in correct):
         return []
     return [
         ShiftAccuracy(
             variant=v,
             shift=s,
-            accuracy=stats.accuracy_interval(
-                [int(c.sum()) for c in _correct(runs, labels, s)], len(labels)
-            ),
+            accuracy=stats.accuracy_interval([int(c.sum()) for c in found], found.shape[1]),
         )
-        for v, runs in grouped.items()
-        for s in (0, *shifts)
+        for (v, s), found in correct.items()
     ]
 
 
@@ -259,7 +259,7 @@ def read_comparison(path: str | os.PathLike) -> Comparison:
     except (ValueError, AttributeError):
         record, found = None, ""
     if not found.startswith("2.") or not isinstance(record, dict):
-        return Comparison.read(path)
+        return Comparison.parse(text, path)
     n = int(record["n_test"])
     estimates = [
         pairwise.bounded(
@@ -337,7 +337,9 @@ def compare(
     summaries = {v: _summarise(v, runs, scored, labels) for v, runs in grouped.items()}
     summaries = {v: flag_spread(s) for v, s in summaries.items()}
     margin = config.equivalence_margin / 100
-    pairs, shift_differences = _pairs(grouped, summaries, labels, margin)
+    correct = _correct(grouped, labels)
+    repeats = [r.run.repeat for r in next(iter(grouped.values()))]
+    pairs, shift_differences = _pairs(correct, summaries, repeats, margin)
     return Comparison(
         schema_version=SCHEMA_VERSION,
         experiment=config.name,
@@ -358,7 +360,7 @@ def compare(
         failures=failures,
         provenance=config.provenance or Provenance(),
         config=run_config(config, len(next(iter(grouped.values())))),
-        shift_accuracy=_shift_accuracy(grouped, labels),
+        shift_accuracy=_shift_accuracy(correct),
         shift_differences=shift_differences,
     )
 

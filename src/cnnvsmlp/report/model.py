@@ -175,7 +175,11 @@ class Comparison(Record):
             ReportError: the file is of another major version, or of a newer
                 minor one, whose fields this version does not know.
         """
-        text = Path(path).read_text()
+        return cls.parse(Path(path).read_text(), path)
+
+    @classmethod
+    def parse(cls, text: str, path: str | os.PathLike) -> Comparison:
+        """:meth:`read` of text already read from ``path``."""
         try:
             found = str(json.loads(text).get("schema_version", ""))
         except (ValueError, AttributeError):
