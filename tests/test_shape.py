@@ -16,7 +16,7 @@ def python_files(folders):
 def long_functions(path: Path, limit: int) -> list[str]:
     tree = ast.parse(path.read_text(), filename=str(path))
     return [
-        f"{path.relative_to(ROOT)}:{node.lineno} {node.name} {node.end_lineno - node.lineno + 1}"
+        f"{path}:{node.lineno} {node.name} {node.end_lineno - node.lineno + 1}"
         for node in ast.walk(tree)
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
         and node.end_lineno - node.lineno + 1 > limit
