@@ -1,21 +1,16 @@
-"""Read EMNIST Letters and Fashion-MNIST, normalise them, and store the splits.
-
-:func:`prepare` is the one call: it finds the data set's files
-(:mod:`~cnnvsmlp.data.search` states the order of the sources, one module
-each under :mod:`~cnnvsmlp.data.sources`), checks them against the official
-counts (:mod:`~cnnvsmlp.data.spec`), and writes the train, validation and
-test splits in the on-disk format of :mod:`~cnnvsmlp.data.store`
-(``docs/dataset-format.md``).
-"""
+"""Read EMNIST Letters, Fashion-MNIST or a user's data set, check it and store its splits."""
 
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
-from cnnvsmlp.config import DataSource, Split
 from cnnvsmlp.data.search import read_source
 from cnnvsmlp.data.spec import DataError, check_official_counts, get_spec
 from cnnvsmlp.data.store import write_dataset
+
+if TYPE_CHECKING:  # the config imports the data set registry: types, not modules, here
+    from cnnvsmlp.config import DataSource, Split
 
 
 def prepare(
@@ -25,14 +20,13 @@ def prepare(
     out_dir: str | os.PathLike,
     limit: int | None = None,
 ) -> dict:
-    """Read a data set from its source and write the normalised splits.
+    """Read a data set from its source and write the normalised splits (``docs/dataset-format.md``).
 
     Returns:
         The metadata written to ``out_dir/metadata.json``.
 
     Raises:
-        DataError: unknown name, no working source, bad or unreadable input
-            files, or splits too small to train on.
+        DataError: unknown name, no working source, bad input files, or splits too small.
         UserError: ``out_dir`` is refused or cannot be written.
     """
     spec = get_spec(dataset)

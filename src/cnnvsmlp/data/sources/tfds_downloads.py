@@ -1,8 +1,7 @@
 """The original files TFDS's builders download, from its download cache or a new download.
 
-The files under ``<tfds_data_dir>/downloads`` (local or ``gs://``) give
-exactly the arrays of the IDX source, in file order; each download has a
-``<file>.INFO`` beside it naming its URL.
+The files under ``<tfds_data_dir>/downloads`` (local or ``gs://``) give exactly the arrays of
+the IDX source; each has a ``<file>.INFO`` beside it naming its URL.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cnnvsmlp.data.idx import MAX_FILE_BYTES, read_file, read_idx_blobs, regular_file
-from cnnvsmlp.data.spec import DataError, DatasetSpec, RawData, SourceUnavailable
+from cnnvsmlp.data.sources import DataError, DatasetSpec, RawData, SourceUnavailable
 
 
 @dataclass(frozen=True)
@@ -52,11 +51,6 @@ def tfds_urls(spec: DatasetSpec) -> dict[str, str]:
     return {key: base + name for key, name in spec.files.items()}
 
 
-def tfds_cached(downloads: Path) -> dict[str, Path]:
-    """Files present in a TFDS download folder, by URL."""
-    return {url: path for url, path in _info_targets(downloads).items() if path.is_file()}
-
-
 def _info_targets(folder: Path) -> dict[str, Path]:
     """URL -> file, from the ``<file>.INFO`` JSON that TFDS writes beside each download."""
     targets = {}
@@ -75,11 +69,7 @@ def tfds_data_dir(data_dir: str | None) -> str:
 
 
 def read_tfds(spec: DatasetSpec, data_dir: str | None, download: bool) -> RawData:
-    """Read a data set's original files through TFDS's download manager and cache.
-
-    The files the builders download (``<data_dir>/downloads``) give exactly
-    the arrays of the IDX source, in file order. A data_dir that TFDS already
-    filled is used offline; otherwise TFDS downloads, when allowed.
+    """Read a data set's original files from TFDS's cache, else a TFDS download when allowed.
 
     Raises:
         SourceUnavailable: nothing cached and download off or impossible.
@@ -88,8 +78,8 @@ def read_tfds(spec: DatasetSpec, data_dir: str | None, download: bool) -> RawDat
         return _read_tfds_gcs(spec, data_dir)
     downloads = Path(tfds_data_dir(data_dir)) / "downloads"
     urls = tfds_urls(spec)
-    cached = tfds_cached(downloads) if downloads.is_dir() else {}
-    if all(url in cached for url in urls.values()):
+    cached = _info_targets(downloads) if downloads.is_dir() else {}
+    if all(url in cached and cached[url].is_file() for url in urls.values()):
         paths = {key: cached[url] for key, url in urls.items()}
     elif download:
         import tensorflow_datasets as tfds

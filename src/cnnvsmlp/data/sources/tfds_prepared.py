@@ -1,11 +1,7 @@
 """The records TFDS prepared for a data set (``tfds build``, ``tfds.load``), local or gs://.
 
-TFDS's builders shuffle records when they prepare them, so these give the
-same images in TFDS's stored order (shard by shard, record by record), not
-file order: the test split is the same set, but the validation split (the
-last fraction in that order) holds other images than Keras'
-``validation_split`` on the files. The metadata ``source`` is
-``tfds-prepared:<folder>`` to say so.
+They come in TFDS's stored (shuffled) order, not the files' (``docs/dataset-format.md``):
+``source`` is ``tfds-prepared:<folder>`` to say so.
 """
 
 from __future__ import annotations
@@ -16,26 +12,17 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from cnnvsmlp.data.sources import DataError, DatasetSpec, RawData, SourceUnavailable, normalise_raw
 from cnnvsmlp.data.sources.tfds_downloads import tfds_data_dir
-from cnnvsmlp.data.spec import (
-    DataError,
-    DatasetSpec,
-    RawData,
-    SourceUnavailable,
-    check_official_counts,
-    normalise_raw,
-)
+from cnnvsmlp.data.spec import check_official_counts
 
 
 @dataclass(frozen=True)
 class TfdsPrepared:
     """The newest version of a data set's records that TFDS prepared in a data_dir.
 
-    Attributes:
-        data_dir: the TFDS data_dir, local or ``gs://``; None for ``~/tensorflow_datasets``.
-        official_only: found in the default data_dir, not named by the config:
-            a smaller split there (TFDS's emnist/letters) is no reason to stop
-            the search, so it counts as no data.
+    ``official_only``: in the default data_dir, which the config does not name, a smaller split
+    (TFDS's emnist/letters) is no reason to stop the search: it counts as no data.
     """
 
     data_dir: str | None
@@ -54,18 +41,11 @@ class TfdsPrepared:
 
 
 def read_tfds_prepared(spec: DatasetSpec, data_dir: str | None) -> RawData:
-    """Read the records TFDS prepared for a data set (``tfds build``, ``tfds.load``).
+    """Read the newest version under ``<data_dir>/<tfds name>/`` (e.g. ``fashion_mnist/3.0.1``).
 
-    Reads the newest version under ``<data_dir>/<tfds name>/`` (for example
-    ``fashion_mnist/3.0.1`` or ``emnist/letters/3.1.0``), local or ``gs://``,
-    with ``tfds.builder_from_directory``: it needs only the folder's
-    ``dataset_info.json`` and ``features.json``, not the installed builder's
-    version. Records come in the order TFDS stored them, shard by shard, so
-    the same folder always gives the same arrays; TFDS shuffled that order
-    when it prepared them, so it is not the original files' order.
-
-    Returns:
-        Upright images and 0-based labels; ``source`` is ``tfds-prepared:<folder>``.
+    ``tfds.builder_from_directory`` needs only the folder's JSON files, not the installed
+    builder's version; records come in their stored order, so a folder always gives the same
+    arrays.
 
     Raises:
         SourceUnavailable: no prepared version of the data set under data_dir.
@@ -127,37 +107,38 @@ def _read_prepared_folder(spec: DatasetSpec, folder: Path, source: str) -> RawDa
         )
     out = {}
     for split in ("train", "test"):
-        try:
-            # Stored order: no file shuffling, one shard at a time.
-            batch = builder.as_dataset(
-                split=split,
-                batch_size=-1,
-                shuffle_files=False,
-                read_config=tfds.ReadConfig(interleave_cycle_length=1),
-            )
-            example = tfds.as_numpy(batch)
-        except Exception as err:  # noqa: BLE001 - corrupt records surface as TF errors
-            raise DataError(
-                f"{spec.name}: TFDS cannot read the {split} records in {where} ({_first_line(err)})"
-            ) from None
-        images, labels = example["image"], example["label"]
-        if images.shape[1:] not in (spec.image_shape, spec.image_shape[:2]):
-            shape = "x".join(str(d) for d in images.shape[1:])
-            expected = "x".join(str(d) for d in spec.image_shape)
-            raise DataError(
-                f"{spec.name}: {where} holds {shape} {split} images, expected {expected}"
-            )
-        # TFDS's builders store the IDX arrays unchanged: EMNIST transposed,
-        # letters labelled 1..26 among 37 declared classes.
-        out[f"{split}_images"], out[f"{split}_labels"] = normalise_raw(
-            spec, images, labels, f"{where} {split} split"
-        )
+        out[f"{split}_images"], out[f"{split}_labels"] = _read_split(spec, builder, split, where)
     digests = {
         p.name: hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(folder.iterdir())
         if p.is_file()
     }
     return RawData(**out, source=source, input_sha256=digests)
+
+
+def _read_split(spec: DatasetSpec, builder, split: str, where: str) -> tuple:
+    """One split's records in their stored order (no file shuffling, one shard at a time)."""
+    import tensorflow_datasets as tfds
+
+    try:
+        batch = builder.as_dataset(
+            split=split,
+            batch_size=-1,
+            shuffle_files=False,
+            read_config=tfds.ReadConfig(interleave_cycle_length=1),
+        )
+        example = tfds.as_numpy(batch)
+    except Exception as err:  # noqa: BLE001 - corrupt records surface as TF errors
+        raise DataError(
+            f"{spec.name}: TFDS cannot read the {split} records in {where} ({_first_line(err)})"
+        ) from None
+    images, labels = example["image"], example["label"]
+    if images.shape[1:] not in (spec.image_shape, spec.image_shape[:2]):
+        shape = "x".join(str(d) for d in images.shape[1:])
+        expected = "x".join(str(d) for d in spec.image_shape)
+        raise DataError(f"{spec.name}: {where} holds {shape} {split} images, expected {expected}")
+    # TFDS's builders store the IDX arrays unchanged: EMNIST transposed, letters labelled 1..26.
+    return normalise_raw(spec, images, labels, f"{where} {split} split")
 
 
 def _first_line(err: Exception) -> str:
