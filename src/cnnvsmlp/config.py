@@ -1,19 +1,12 @@
-"""Experiment configs and run specs: a YAML preset or file, ``key=value`` overrides, validated.
-
-Components receive a config as JSON and validate it again, so a bad value fails before any work.
-"""
+"""Experiment configs and run specs, validated where they are read: YAML, overrides or JSON."""
 
 from __future__ import annotations
 
 import difflib
-import json
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import (
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -22,8 +15,9 @@ from pydantic import (
     model_validator,
 )
 
+from cnnvsmlp.config_file import ConfigError, apply_overrides, one_line, read_yaml
+from cnnvsmlp.config_file import preset_names as preset_names  # the presets, named here too
 from cnnvsmlp.data.spec import USER_PREFIXES, check_name, get_spec
-from cnnvsmlp.errors import UserError
 from cnnvsmlp.jsonmodel import Record
 from cnnvsmlp.models import VARIANTS, get_variant, install_sources, is_user_variant, module_source
 from cnnvsmlp.outputs import URI
@@ -32,11 +26,6 @@ from cnnvsmlp.provenance import Provenance
 # The preset a command, a make verb or the pipeline uses when none is named.
 DEFAULT_PRESET = "fashion-mnist"
 Optimizer = Literal["sgd", "adam", "rmsprop", "adadelta"]
-SourceKind = Literal["auto", "tfds", "idx"]
-
-
-class ConfigError(UserError, ValueError):
-    """A config file, preset name or override is invalid."""
 
 
 def _not_bool(value: object) -> object:
@@ -51,7 +40,6 @@ Float = Annotated[float, BeforeValidator(_not_bool)]
 SEED_LIMIT = 2**32  # NumPy's and TensorFlow's seeds are 32-bit
 SEED_SOURCES = ("init", "order", "dropout")
 SeedSource = Literal["init", "order", "dropout"]
-MAX_CONFIG_BYTES = 1 << 20
 # The URI schemes a location field reads or writes; anything else is a local path.
 URI_SCHEMES = ("gs://",)
 
@@ -76,7 +64,7 @@ Location = Annotated[str, BeforeValidator(_location)]
 
 
 class _Config(Record):
-    model_config = ConfigDict(frozen=True, allow_inf_nan=False, use_attribute_docstrings=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
 
 def _dataset_name(value: object) -> object:
@@ -101,7 +89,7 @@ class DataSource(_Config):
     ``idx`` only ``idx_dir`` or else the offline default.
     """
 
-    kind: SourceKind = "auto"
+    kind: Literal["auto", "tfds", "idx"] = "auto"
     tfds_data_dir: Location | None = None
     """TFDS data_dir, local path or gs:// URL, holding TFDS's download cache (downloads/) or its
     prepared records (<name>/<version>/); null: ~/tensorflow_datasets."""
@@ -369,236 +357,6 @@ class RunSpec(_Config):
         return f"{self.variant}{size}-r{self.repeat}"
 
 
-# Short override keys for the fields people change most.
-ALIASES = {
-    "epochs": "train.epochs",
-    "batch_size": "train.batch_size",
-    "optimizer": "train.optimizer",
-    "learning_rate": "train.learning_rate",
-    "source": "source.kind",
-    "idx_dir": "source.idx_dir",
-    "tfds_data_dir": "source.tfds_data_dir",
-}
-
-
-def preset_names() -> list[str]:
-    """Names of the bundled presets."""
-    folder = resources.files("cnnvsmlp") / "presets"
-    return sorted(
-        p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml")
-    )
-
-
-def _at(mark: yaml.Mark) -> str:
-    return f"line {mark.line + 1}, column {mark.column + 1}"
-
-
-_TAG = "tag:yaml.org,2002:"
-_JSON_TAGS = ("str", "int", "float", "bool", "null", "seq", "map")
-# What to write instead of a YAML type that JSON (and so a config) has no word for.
-_NOT_JSON = {
-    "binary": "base64 text as a plain string",
-    "set": "a list, [a, b]",
-    "omap": "a mapping, {a: 1}",
-    "pairs": "a mapping, {a: 1}",
-    "timestamp": "the date or time in quotes, as a string",
-}
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """YAML of JSON's types only: no aliases (a few bytes expand to gigabytes), no repeated keys.
-
-    Dates and times stay strings, as in YAML 1.2's core schema.
-    """
-
-    yaml_implicit_resolvers = {
-        first: [(tag, regexp) for tag, regexp in resolvers if tag != f"{_TAG}timestamp"]
-        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-    }
-
-    def compose_node(self, parent, index):  # noqa: D102
-        if self.check_event(yaml.AliasEvent):
-            mark = self.peek_event().start_mark
-            raise ConfigError(f"line {mark.line + 1}: YAML aliases (*name) are not allowed")
-        return super().compose_node(parent, index)
-
-    def construct_object(self, node, deep=False):  # noqa: D102
-        kind = node.tag.removeprefix(_TAG) if node.tag.startswith(_TAG) else None
-        if kind in _NOT_JSON:
-            raise ConfigError(
-                f"{_at(node.start_mark)}: a !!{kind} value is not a config value; "
-                f"write {_NOT_JSON[kind]}"
-            )
-        if kind not in _JSON_TAGS:
-            tag = node.tag.replace(_TAG, "!!")
-            raise ConfigError(
-                f"{_at(node.start_mark)}: the tag {tag} is not allowed in a config; "
-                "write a plain value without it"
-            )
-        return super().construct_object(node, deep=deep)
-
-    def construct_mapping(self, node, deep=False):  # noqa: D102
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if not isinstance(key, str):
-                raise ConfigError(
-                    f"{_at(key_node.start_mark)}: key {key_node.value!r} is not a name; "
-                    "write it in quotes if it is one"
-                )
-            if key in seen:
-                line = key_node.start_mark.line + 1
-                raise ConfigError(f"line {line}: key {key!r} appears twice")
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-def parse_yaml(text: str, where: str) -> object:
-    """Parse a config's YAML text strictly: JSON's types only, no aliases, no repeated keys.
-
-    Raises:
-        ConfigError: invalid YAML, naming ``where`` and the line and column.
-    """
-    if "\0" in text:
-        raise ConfigError(
-            f"{where}: holds a NUL byte at character {text.index(chr(0))}; not YAML text"
-        )
-    try:
-        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
-    except ConfigError as err:
-        raise ConfigError(f"{where}: {err}") from None
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        at = f" at {_at(mark)}" if mark else ""
-        problem = err.problem or err.context or err.__class__.__name__
-        raise ConfigError(f"{where}: not valid YAML{at} ({problem})") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{where}: not valid YAML ({err})") from None
-    except RecursionError:
-        raise ConfigError(f"{where}: nested too deeply to be a config") from None
-
-
-def _read_file(config: str, exists: bool) -> str:
-    """The text of a YAML config file, refusing a folder, a dangling link or a huge file."""
-    path = Path(config)
-    if path.is_dir():
-        raise ConfigError(f"{config}: is a folder; name a YAML config file or a preset")
-    if not exists:
-        if path.is_symlink():
-            raise ConfigError(f"{config}: a link to {path.readlink()}, which does not exist")
-        raise ConfigError(f"{config}: no such config file")
-    if not path.is_file():
-        raise ConfigError(f"{config}: not a regular file; name a YAML config file")
-    if path.stat().st_size > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes; not a config")
-    try:
-        return path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start})") from None
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read ({err.strerror})") from None
-
-
-def _read_yaml(config: str) -> tuple[str, dict]:
-    try:
-        exists = Path(config).exists()
-    except OSError as err:
-        raise ConfigError(f"{config}: cannot read it ({err.strerror})") from None
-    if config.endswith((".yaml", ".yml")) or exists:
-        where, text = str(Path(config)), _read_file(config, exists)
-    elif config in preset_names():
-        text = (resources.files("cnnvsmlp") / "presets" / f"{config}.yaml").read_text()
-        where = f"preset {config}"
-    else:
-        raise ConfigError(f"{config}: not a preset ({', '.join(preset_names())}) nor a YAML file")
-    data = parse_yaml(text, where)
-    if data is None:
-        raise ConfigError(
-            f"{where}: holds no fields; copy a preset (src/cnnvsmlp/presets/) and change it"
-        )
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping at the top level")
-    return where, data
-
-
-def _variant_names(item: str, raw: str) -> list[str]:
-    names = [v.strip() for v in raw.split(",")]
-    if not all(names):
-        what = "an empty name" if any(names) else "no name"
-        raise ConfigError(
-            f"override {item!r}: {what} among the variants; write variants=<name>,<name> "
-            f"with names from {', '.join(sorted(VARIANTS))} or module:function"
-        )
-    return names
-
-
-def apply_overrides(data: dict, overrides: list[str]) -> dict:
-    """Return ``data`` with ``key=value`` overrides applied.
-
-    Keys are dotted paths (``train.epochs``) or an alias (``epochs``). Values are YAML scalars;
-    a comma-separated value for ``variants`` is a list.
-
-    Raises:
-        ConfigError: an override is not ``key=value`` or names no field.
-    """
-    data = json.loads(json.dumps(data))
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"override {item!r}: expected key=value")
-        path = ALIASES.get(key, key).split(".")
-        if path == ["variants"] and not raw.lstrip().startswith("["):
-            value = _variant_names(item, raw)
-        else:
-            value = parse_yaml(raw, f"override {item!r}") if raw else None
-        node = data
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override {item!r}: {part} is not a section")
-        node[path[-1]] = value
-    return data
-
-
-def _field_paths(model: type[BaseModel], prefix: str = "") -> dict[str, str]:
-    """Every field's dotted path, keyed by that path and by its last name."""
-    paths = {}
-    for name, info in model.model_fields.items():
-        path = f"{prefix}{name}"
-        paths.setdefault(name, path)
-        paths[path] = path
-        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
-            for key, sub in _field_paths(info.annotation, f"{path}.").items():
-                paths.setdefault(key.rsplit(".", 1)[-1], sub)
-                paths[sub] = sub
-    return paths
-
-
-def _did_you_mean(loc: tuple) -> str:
-    """``; did you mean <field>?`` for an unknown field at ``loc``, or nothing."""
-    model: type[BaseModel] | None = ExperimentConfig
-    parts = list(loc[:-1])
-    prefix = ""
-    while parts and model is not None:
-        part = str(parts.pop(0))
-        info = model.model_fields.get(part)
-        if info is None:
-            return ""
-        prefix += f"{part}."
-        annotation = info.annotation
-        if getattr(annotation, "__origin__", None) is dict and parts:
-            prefix += f"{parts.pop(0)}."
-            annotation = annotation.__args__[1]
-        model = annotation if isinstance(annotation, type) else None
-    if model is None or not issubclass(model, BaseModel):
-        return ""
-    candidates = {name: f"{prefix}{name}" for name in model.model_fields}
-    if model is ExperimentConfig:
-        candidates = {**_field_paths(ExperimentConfig), **ALIASES, **candidates}
-    close = difflib.get_close_matches(str(loc[-1]), candidates, n=1)
-    return f"; did you mean {candidates[close[0]]}?" if close else ""
-
-
 def _validated(data: dict | str, where: str) -> ExperimentConfig:
     """The config ``data`` (a dict, or JSON text) describes; ConfigError names the first problem."""
     try:
@@ -606,18 +364,7 @@ def _validated(data: dict | str, where: str) -> ExperimentConfig:
             return ExperimentConfig.model_validate_json(data)
         return ExperimentConfig.model_validate(data)
     except ValidationError as err:
-        errors = err.errors()
-    # A misspelt field also leaves the right one missing: name the misspelling.
-    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
-    loc = ".".join(str(p) for p in first["loc"])
-    msg = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "literal_error":
-        msg = f"got {first['input']!r}; {msg.lower()}"
-    elif first["type"] == "extra_forbidden":
-        msg = "unknown field" + _did_you_mean(first["loc"])
-    elif first.get("input", "") is None:  # ``key=`` with nothing after it, or ``key: null``
-        msg = f"needs a value ({msg.lower()}); write {loc}=<value>"
-    raise ConfigError(f"{where}: {loc}: {msg}" if loc else f"{where}: {msg}")
+        raise ConfigError(one_line(err, where, ExperimentConfig)) from None
 
 
 def load_config(config: str, overrides: list[str] | None = None) -> ExperimentConfig:
@@ -626,7 +373,7 @@ def load_config(config: str, overrides: list[str] | None = None) -> ExperimentCo
     Raises:
         ConfigError: with a one-line message naming the field and what is allowed.
     """
-    where, data = _read_yaml(config)
+    where, data = read_yaml(config)
     # A number from a write-up belongs to its file's data set: an override of dataset then
     # meets references of another one, and is refused.
     references = data.get("references")
