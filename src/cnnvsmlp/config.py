@@ -80,7 +80,7 @@ DatasetName = Annotated[str, BeforeValidator(_dataset_name)]
 
 
 class DataSource(_Config):
-    """Where a data set is read from (:func:`cnnvsmlp.data.search.search_order`).
+    """Where a data set is read from (:func:`cnnvsmlp.data.search_order`).
 
     ``auto`` tries, in order: the IDX files in ``idx_dir`` (a named folder without them is an
     error), TFDS's download cache, TFDS's prepared records in a named data_dir, the data set's
