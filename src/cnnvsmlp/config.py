@@ -368,11 +368,7 @@ def _validated(data: dict | str, where: str) -> ExperimentConfig:
 
 
 def load_config(config: str, overrides: list[str] | None = None) -> ExperimentConfig:
-    """Load a preset name or YAML path, apply overrides and validate.
-
-    Raises:
-        ConfigError: with a one-line message naming the field and what is allowed.
-    """
+    """Load a preset or YAML path, apply overrides and validate; ConfigError names the field."""
     where, data = read_yaml(config)
     # A number from a write-up belongs to its file's data set: an override of dataset then
     # meets references of another one, and is refused.

@@ -105,11 +105,7 @@ class _StrictLoader(yaml.SafeLoader):
 
 
 def parse_yaml(text: str, where: str) -> object:
-    """Parse a config's YAML text strictly: JSON's types only, no aliases, no repeated keys.
-
-    Raises:
-        ConfigError: invalid YAML, naming ``where`` and the line and column.
-    """
+    """Parse a config's YAML text strictly; ConfigError names ``where``, the line and column."""
     if "\0" in text:
         raise ConfigError(
             f"{where}: holds a NUL byte at character {text.index(chr(0))}; not YAML text"
@@ -151,11 +147,7 @@ def _read_file(config: str, exists: bool) -> str:
 
 
 def read_yaml(config: str) -> tuple[str, dict]:
-    """``(where, fields)`` of a preset name or a YAML file's path.
-
-    Raises:
-        ConfigError: no such preset or file, or not a YAML mapping, naming where and why.
-    """
+    """``(where, fields)`` of a preset name or a YAML file's path, or ConfigError saying why not."""
     try:
         exists = Path(config).exists()
     except OSError as err:
@@ -189,13 +181,9 @@ def _variant_names(item: str, raw: str) -> list[str]:
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
-    """Return ``data`` with ``key=value`` overrides applied.
+    """``data`` with ``key=value`` overrides applied: a dotted path or an alias, a YAML value.
 
-    Keys are dotted paths (``train.epochs``) or an alias (``epochs``). Values are YAML scalars;
-    a comma-separated value for ``variants`` is a list.
-
-    Raises:
-        ConfigError: an override is not ``key=value`` or names no field.
+    A comma-separated value for ``variants`` is a list.
     """
     data = json.loads(json.dumps(data))
     for item in overrides:

@@ -30,11 +30,7 @@ FOREIGN_STALE_S = 3600.0
 
 
 def local_folder(path: str | os.PathLike, what: str) -> Path:
-    """The local folder ``path`` names, or the folder a link there points at.
-
-    Raises:
-        UserError: ``path`` is a URI, or a link to something that does not exist.
-    """
+    """The local folder ``path`` names, or the one a link there points at; UserError for a URI."""
     if URI.match(str(path)):  # Path("s3://b") reads "s3:/b": look at the text as given
         raise UserError(f"{path}: a URI; give a local folder for the {what}")
     folder = Path(path)
@@ -67,9 +63,7 @@ def _foreign(folder: Path, owned: set[str], what: str) -> None:
 def claim_dir(path: str | os.PathLike, owned: set[str], what: str) -> Path:
     """Make ``path`` a folder for ``what``: new, empty, or holding only ``owned`` and partials.
 
-    Raises:
-        UserError: ``path`` is a file, a URI or a dangling link, cannot be created, or holds
-            an entry the step did not write (named in the message).
+    UserError names the entry it holds that the step did not write, or why it cannot be used.
     """
     folder = local_folder(path, what)
     _foreign(folder, owned, what)
@@ -127,18 +121,11 @@ def _remove_stale_partials(folder: Path) -> None:
 
 
 def build_dir(path: str | os.PathLike, owned: set[str], what: str, build: Callable[[Path], T]) -> T:
-    """Build a folder beside ``path`` and swap it in whole, refusing a folder of someone else's.
+    """Build a folder beside ``path`` with ``build`` and swap it in whole; return what it returns.
 
-    ``path`` may be missing, empty, or hold only ``owned`` entries. ``build`` writes into a
-    hidden partial folder that then replaces ``path`` in two renames: a reader sees the old
-    folder or the whole new one, and a failure leaves the old one as it was.
-
-    Returns:
-        What ``build`` returns.
-
-    Raises:
-        UserError: ``path`` is refused (see :func:`claim_dir`), or writing fails (a full disk,
-            no permission), naming the folder and the reason.
+    ``path`` may be missing, empty, or hold only ``owned`` entries (else UserError, as
+    :func:`claim_dir`). A reader sees the old folder or the whole new one; a failure leaves the
+    old one as it was and raises UserError naming the folder and the reason.
     """
     folder = _replaceable(path, owned, what)
     missing = [p for p in (folder.parent, *folder.parent.parents) if not p.exists()]

@@ -91,10 +91,7 @@ def clock(seconds: float) -> str:
 def report(kind: str, run_id: str, message: str, level: str = "info", **fields: Any) -> None:
     """Log one progress event; ``message`` is its plain line without the run id.
 
-    ``fields`` are the event's other keys (``from_`` for ``from``).
-
-    Raises:
-        ValueError: an unknown kind or key (a programming error).
+    ``fields`` are the event's other keys (``from_`` for ``from``); ValueError for another key.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown progress kind {kind!r}")

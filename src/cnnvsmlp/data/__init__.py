@@ -27,14 +27,10 @@ def prepare(
     out_dir: str | os.PathLike,
     limit: int | None = None,
 ) -> dict:
-    """Read a data set from its source and write the normalised splits (``docs/dataset-format.md``).
+    """Read a data set from its source and write the normalised splits; return the metadata.
 
-    Returns:
-        The metadata written to ``out_dir/metadata.json``.
-
-    Raises:
-        DataError: unknown name, no working source, bad input files, or splits too small.
-        UserError: ``out_dir`` is refused or cannot be written.
+    Raises DataError (unknown name, no working source, bad files, splits too small) or UserError
+    (``out_dir`` refused or not writable).
     """
     spec = get_spec(dataset)
     try:
@@ -78,11 +74,7 @@ def read_source(spec: DatasetSpec, source: DataSource) -> RawData:
     """Read a data set from the source the config names, trying ``auto`` in order.
 
     Only a source with no data here moves the search on; a malformed file, or a named
-    ``idx_dir`` without the files, ends it with its own error.
-
-    Raises:
-        DataError: no source could provide the data (the message lists what was tried), or
-            the data found is wrong.
+    ``idx_dir`` without the files, ends it with its own DataError.
     """
     if spec.user:
         return read_user(spec, source.tfds_data_dir, source.download)

@@ -130,11 +130,7 @@ def _declared_bytes(head: bytearray, name: str, label: str) -> int | None:
 
 
 def parse_idx(raw: bytes, expect_ndim: int, name: str, label: str) -> np.ndarray:
-    """A read-only uint8 array from decompressed IDX bytes: 3 dimensions for images, 1 for labels.
-
-    Raises:
-        DataError: wrong magic, dimensions, or a payload of the wrong size.
-    """
+    """A read-only uint8 array from decompressed IDX bytes (``expect_ndim``: 3 images, 1 labels)."""
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         magic = raw[:4].hex(" ") if raw else "empty"
         raise DataError(
@@ -161,11 +157,7 @@ def parse_idx(raw: bytes, expect_ndim: int, name: str, label: str) -> np.ndarray
 
 
 def read_idx_dir(spec: DatasetSpec, directory: str | os.PathLike) -> RawData:
-    """Read a local folder's four gzip IDX files; ``source`` is ``idx:`` or ``synthetic:<folder>``.
-
-    Raises:
-        DataError: a file is missing or malformed, counts differ, or a label is out of range.
-    """
+    """Read a local folder's four gzip IDX files; ``source`` is ``idx:`` or ``synthetic:``."""
     directory = Path(directory)
     blobs = {key: read_file(directory / name, spec.name) for key, name in spec.files.items()}
     record = _written_record(directory)

@@ -68,11 +68,7 @@ def check_name(name: str) -> str:
 
 
 def get_spec(name: str) -> DatasetSpec:
-    """The spec of a data set; a user's is described by its source (:func:`describe`).
-
-    Raises:
-        DataError: the name is not a known data set, or a user's cannot be described.
-    """
+    """The spec of a data set, a user's described by its source; DataError if there is none."""
     if name.startswith(USER_PREFIXES):
         return _user_spec(name)
     try:
@@ -87,12 +83,7 @@ _user_spec = functools.lru_cache(maxsize=8)(describe)
 
 
 def check_official_counts(spec: DatasetSpec, raw: RawData) -> None:
-    """Refuse a TFDS source whose splits are not the official ones (an IDX folder may be smaller).
-
-    Raises:
-        DataError: a split's size differs from the official count; for TFDS's
-            prepared records the message says which source to use instead.
-    """
+    """Refuse a TFDS source whose splits are not the official ones (IDX folders may hold fewer)."""
     if raw.source.startswith(("idx:", "synthetic:")) or spec.user:
         return
     for split_name in ("train", "test"):

@@ -42,11 +42,9 @@ def split_train(
 def write_dataset(
     raw: RawData, spec: DatasetSpec, split: Split, out_dir: str | os.PathLike, limit: int | None
 ) -> dict:
-    """Split, and write the data set atomically into ``out_dir``; return its metadata.
+    """Split, and write the data set atomically into ``out_dir`` (``outputs.build_dir``).
 
-    Raises:
-        DataError: a split would hold no image.
-        UserError: ``out_dir`` is refused or cannot be written (see ``outputs.build_dir``).
+    Returns the metadata written; DataError when a split would hold no image.
     """
     train_x, test_x = _nhwc(raw.train_images)[:limit], _nhwc(raw.test_images)[:limit]
     train, validation = split_train(train_x, raw.train_labels[:limit], split)
@@ -103,11 +101,7 @@ def _check_counts(
 
 
 def read_metadata(data_dir: str | os.PathLike) -> dict:
-    """Read and check ``metadata.json`` of a written data set.
-
-    Raises:
-        DataError: missing metadata or an unknown format.
-    """
+    """Read ``metadata.json`` of a written data set; DataError if missing or of another format."""
     path = Path(data_dir) / "metadata.json"
     try:
         meta = json.loads(path.read_text())
@@ -121,11 +115,7 @@ def read_metadata(data_dir: str | os.PathLike) -> dict:
 
 
 def load_split(data_dir: str | os.PathLike, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Load one split as float32 images in [0, 1] (NHWC) and int64 labels.
-
-    Raises:
-        DataError: unknown split name, missing file, or no image.
-    """
+    """Load one split as float32 images in [0, 1] (NHWC) and int64 labels."""
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; known: {', '.join(SPLITS)}")
     path = Path(data_dir) / f"{split}.npz"

@@ -61,11 +61,7 @@ class RawData:
 def normalise_raw(
     spec: DatasetSpec, images: np.ndarray, labels: np.ndarray, where: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Upright uint8 ``(N, height, width)`` images and 0-based uint8 labels, labels range-checked.
-
-    Raises:
-        DataError: a label outside the data set's range.
-    """
+    """Upright uint8 ``(N, height, width)`` images and 0-based uint8 labels, checked in range."""
     images = np.asarray(images, dtype=np.uint8).reshape(-1, *spec.image_shape[:2])
     if spec.transposed:
         images = images.transpose(0, 2, 1)

@@ -67,11 +67,7 @@ def tfds_data_dir(data_dir: str | None) -> str:
 
 
 def read_tfds(spec: DatasetSpec, data_dir: str | None, download: bool) -> RawData:
-    """Read a data set's original files from TFDS's cache, else a TFDS download when allowed.
-
-    Raises:
-        SourceUnavailable: nothing cached and download off or impossible.
-    """
+    """Read a data set's original files from TFDS's cache, else a TFDS download when allowed."""
     if data_dir and data_dir.startswith("gs://"):
         return _read_tfds_gcs(spec, data_dir)
     downloads = Path(tfds_data_dir(data_dir)) / "downloads"
@@ -175,11 +171,6 @@ def read_tfds_prepared(spec: DatasetSpec, data_dir: str | None) -> RawData:
     ``tfds.builder_from_directory`` needs only the folder's JSON files, not the installed
     builder's version; records come in their stored order, so a folder always gives the same
     arrays.
-
-    Raises:
-        SourceUnavailable: no prepared version of the data set under data_dir.
-        DataError: TFDS cannot read the records, or they hold images of
-            another shape or labels out of range.
     """
     root = f"{tfds_data_dir(data_dir)}/{spec.tfds_name}"
     if root.startswith("gs://"):

@@ -22,11 +22,7 @@ SPLIT_SEED = 0  # the stratified test split and the order of a folder's images
 
 
 def describe(name: str) -> DatasetSpec:
-    """The spec of ``tfds:NAME`` or ``folder:PATH``, from what its source says.
-
-    Raises:
-        DataError: an unknown TFDS name, no image classification set, or fewer than two classes.
-    """
+    """The spec of ``tfds:NAME`` or ``folder:PATH``, from what its source says."""
     kind, _, where = name.partition(":")
     if kind == "tfds":
         classes, counts, shape = _tfds_info(name, where)
@@ -47,11 +43,7 @@ def describe(name: str) -> DatasetSpec:
 
 
 def read_user(spec: DatasetSpec, data_dir: str | None, download: bool) -> RawData:
-    """Read a user's data set's train and test splits; ``data_dir`` and ``download`` are TFDS's.
-
-    Raises:
-        DataError: the data cannot be read, an image is unreadable, or images differ in shape.
-    """
+    """Read a user's data set's train and test splits; ``data_dir`` and ``download`` are TFDS's."""
     kind, _, where = spec.name.partition(":")
     if kind == "tfds":
         return _read_tfds(spec, where, data_dir, download)
