@@ -13,9 +13,11 @@ from typing import Literal
 
 from pydantic import Field, TypeAdapter
 
+from cnnvsmlp import backend
 from cnnvsmlp.config import RunSpec, TrainConfig
 from cnnvsmlp.jsonmodel import Record
 from cnnvsmlp.outputs import write_atomically
+from cnnvsmlp.reproducibility import onednn_in_use
 
 
 class Hardware(Record):
@@ -91,9 +93,6 @@ class Hardware(Record):
 
     @classmethod
     def _detect(cls) -> Hardware:
-        from cnnvsmlp import backend
-        from cnnvsmlp.reproducibility import onednn_in_use
-
         info = backend.describe()
         on_tensorflow = info["backend"] == "tensorflow"
         return cls(

@@ -12,10 +12,12 @@ import hashlib
 import json
 import os
 import re
+import socket
 import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 from cnnvsmlp.data.idx import MAX_FILE_BYTES, read_file, read_idx_blobs, regular_file
 from cnnvsmlp.data.sources import DataError, DatasetSpec, RawData, SourceUnavailable, normalise_raw
@@ -131,9 +133,6 @@ def _read_tfds_gcs(spec: DatasetSpec, data_dir: str) -> RawData:
 
 def _check_reachable(urls: dict[str, str]) -> None:
     """Fail fast when a download host does not resolve (TFDS retries for minutes)."""
-    import socket
-    from urllib.parse import urlparse
-
     for url in urls.values():
         host = urlparse(url).hostname
         try:
