@@ -434,7 +434,7 @@ def test_an_idx_folder_without_read_permission_is_one_line(tmp_path, capsys):
 
 def test_an_unlistable_idx_folder_is_one_line(tmp_path, monkeypatch, capsys):
     _tiny_fashion(tmp_path)
-    from cnnvsmlp.data.sources import idx_folder
+    from cnnvsmlp.data import idx
 
     real = os.listdir
 
@@ -443,7 +443,7 @@ def test_an_unlistable_idx_folder_is_one_line(tmp_path, monkeypatch, capsys):
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
         return real(path)
 
-    monkeypatch.setattr(idx_folder.os, "listdir", denied)
+    monkeypatch.setattr(idx.os, "listdir", denied)
     assert main(_prepare_argv(tmp_path, tmp_path / "out")) == 2
     line = _one_error_line(capsys)
     assert f"source.idx_dir {tmp_path / 'idx'}: cannot read it (Permission denied)" in line

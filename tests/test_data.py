@@ -14,9 +14,8 @@ import numpy as np
 import pytest
 
 from cnnvsmlp.config import DataSource, Split
-from cnnvsmlp.data import prepare
+from cnnvsmlp.data import prepare, read_source
 from cnnvsmlp.data.idx import read_idx_dir
-from cnnvsmlp.data.search import read_source
 from cnnvsmlp.data.spec import DATASETS, DataError, get_spec
 from cnnvsmlp.data.store import load_split, read_metadata, split_train
 from conftest import idx_bytes, write_gz, write_nist_letters
@@ -281,7 +280,7 @@ def _tfds_cache(downloads: Path, files: dict[str, Path]) -> None:
 
 
 def test_tfds_cache_gives_identical_arrays_fashion(fashion_dir, tmp_path):
-    from cnnvsmlp.data.sources.tfds_downloads import tfds_urls
+    from cnnvsmlp.data.sources.tfds import tfds_urls
 
     urls = tfds_urls(FASHION)
     assert urls["train_images"].endswith("/train-images-idx3-ubyte.gz")
@@ -402,7 +401,7 @@ def fashion_prepared(tmp_path_factory, fashion_dir) -> tuple[Path, dict]:
 def test_tfds_prepared_records_give_the_same_images_in_stored_order(fashion_prepared):
     import tensorflow_datasets as tfds
 
-    from cnnvsmlp.data.sources.tfds_prepared import read_tfds_prepared
+    from cnnvsmlp.data.sources.tfds import read_tfds_prepared
 
     data_dir, truth = fashion_prepared
     assert sorted(p.name for p in data_dir.iterdir()) == ["fashion_mnist"]
@@ -497,7 +496,7 @@ def test_prepare_refuses_prepared_records_not_the_official_split(fashion_prepare
 
 
 def test_tfds_prepared_emnist_letters_come_out_upright_and_zero_based(tmp_path):
-    from cnnvsmlp.data.sources.tfds_prepared import read_tfds_prepared
+    from cnnvsmlp.data.sources.tfds import read_tfds_prepared
     from cnnvsmlp.data.spec import RawData, check_official_counts
 
     truth = write_nist_letters(tmp_path / "nist", n_train=78, n_test=26)
@@ -534,7 +533,7 @@ def test_tfds_prepared_emnist_letters_come_out_upright_and_zero_based(tmp_path):
 
 
 def test_tfds_prepared_emnist_label_outside_letters_is_an_error(tmp_path):
-    from cnnvsmlp.data.sources.tfds_prepared import read_tfds_prepared
+    from cnnvsmlp.data.sources.tfds import read_tfds_prepared
 
     images = np.zeros((4, 28, 28), np.uint8)
     splits = {"train": (images, np.array([1, 2, 30, 26])), "test": (images, np.ones(4))}
@@ -547,7 +546,7 @@ def test_tfds_prepared_emnist_label_outside_letters_is_an_error(tmp_path):
 
 
 def test_tfds_without_prepared_records_names_the_folder(tmp_path):
-    from cnnvsmlp.data.sources.tfds_prepared import read_tfds_prepared
+    from cnnvsmlp.data.sources.tfds import read_tfds_prepared
 
     with pytest.raises(DataError, match=f"no prepared TFDS records of it under {tmp_path}/emnist"):
         read_tfds_prepared(LETTERS, str(tmp_path))

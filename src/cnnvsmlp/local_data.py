@@ -14,20 +14,9 @@ PACKAGE = "dataset-fashion-mnist"
 
 
 def ensure_fashion_mnist(quiet: bool = False, require: bool = False) -> Path | None:
-    """Return Fashion-MNIST's offline folder, installing Debian's package when possible.
+    """Fashion-MNIST's offline folder, installing Debian's package as root; None when absent.
 
-    Installs ``dataset-fashion-mnist`` with apt-get when running as root on a
-    Debian-like system; otherwise says exactly how to get the files.
-
-    Args:
-        quiet: print nothing when the files are already there.
-        require: raise instead of warning when the files cannot be had.
-
-    Returns:
-        The folder, or None when the files are absent (TFDS may still download them).
-
-    Raises:
-        DataError: ``require`` and the files are absent and cannot be installed here.
+    ``quiet``: say nothing when the files are there. ``require``: raise DataError, not warn.
     """
     spec = DATASETS["fashion-mnist"]
     folder = Path(spec.default_idx_dir)

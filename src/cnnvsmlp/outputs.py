@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import glob
 import os
 import re
@@ -29,18 +30,7 @@ FOREIGN_STALE_S = 3600.0
 
 
 def local_folder(path: str | os.PathLike, what: str) -> Path:
-    """The local folder ``path`` names, following a link to the folder it points at.
-
-    Args:
-        path: the folder, or a link to one.
-        what: what the folder is for, for the messages.
-
-    Returns:
-        ``path``, or the target of the link ``path`` is.
-
-    Raises:
-        UserError: ``path`` is a URI, or a link to something that does not exist.
-    """
+    """The local folder ``path`` names, or the one a link there points at; UserError for a URI."""
     if URI.match(str(path)):  # Path("s3://b") reads "s3:/b": look at the text as given
         raise UserError(f"{path}: a URI; give a local folder for the {what}")
     folder = Path(path)
@@ -71,23 +61,9 @@ def _foreign(folder: Path, owned: set[str], what: str) -> None:
 
 
 def claim_dir(path: str | os.PathLike, owned: set[str], what: str) -> Path:
-    """Make ``path`` a folder to write ``what`` into, and refuse one that holds anything else.
+    """Make ``path`` a folder for ``what``: new, empty, or holding only ``owned`` and partials.
 
-    The folder may be new, empty, or hold only entries named in ``owned``
-    (what an earlier run of the same step wrote) and partial files that
-    step left behind. A link to a folder is followed.
-
-    Args:
-        path: the folder.
-        owned: names of the files and folders the step writes at its top.
-        what: what the folder is for, for the messages.
-
-    Returns:
-        The folder, created if it was missing.
-
-    Raises:
-        UserError: ``path`` is a file, a URI or a dangling link, cannot be
-            created, or holds an entry the step did not write (named in the message).
+    UserError names the entry it holds that the step did not write, or why it cannot be used.
     """
     folder = local_folder(path, what)
     _foreign(folder, owned, what)
@@ -98,8 +74,14 @@ def claim_dir(path: str | os.PathLike, owned: set[str], what: str) -> Path:
     return folder
 
 
-def pid_alive(pid: object) -> bool:
-    """Whether ``pid`` names a process that runs on this machine."""
+def owner_alive(pid: object, host: str | None = None, touched: float | None = None) -> bool:
+    """Whether the process that owns a partial folder or a running run may still run.
+
+    On this host (``host`` None or :data:`HOST`), whether ``pid`` runs; on another, whether
+    what it writes was ``touched`` within :data:`FOREIGN_STALE_S`.
+    """
+    if host and host != HOST:
+        return touched is not None and time.time() - touched < FOREIGN_STALE_S
     if not isinstance(pid, int) or pid <= 0:
         return False
     try:
@@ -109,23 +91,6 @@ def pid_alive(pid: object) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def owner_alive(pid: object, host: str | None = None, touched: float | None = None) -> bool:
-    """Whether the process that owns a partial folder or a running run may still run.
-
-    Args:
-        pid: its process id.
-        host: the host it ran on (:data:`HOST`); None: this one.
-        touched: when what it writes last changed (seconds since the epoch).
-
-    Returns:
-        On this host, whether ``pid`` runs. On another, where a process id
-        cannot be checked, whether it was touched within :data:`FOREIGN_STALE_S`.
-    """
-    if host and host != HOST:
-        return touched is not None and time.time() - touched < FOREIGN_STALE_S
-    return pid_alive(pid)
 
 
 def last_touched(path: Path) -> float | None:
@@ -139,13 +104,10 @@ def last_touched(path: Path) -> float | None:
     return max(times)
 
 
-def remove_stale_partials(folder: Path) -> None:
-    """Remove what a killed :func:`build_dir` of ``folder`` left beside it.
+def _remove_stale_partials(folder: Path) -> None:
+    """Remove what a killed :func:`build_dir` left beside ``folder``; put a set-aside one back.
 
-    A partial folder names the process that builds it and its host
-    (``<pid>@<host>``); one whose owner is gone (:func:`owner_alive`) is
-    stale. The previous folder set aside by a swap that was killed between
-    its two renames is put back.
+    A partial folder names its builder ``<pid>@<host>``; it is stale once that owner is gone.
     """
     prefix = f"{PARTIAL_PREFIX}{folder.name}."
     for entry in sorted(folder.parent.glob(f"{glob.escape(prefix)}*")):
@@ -159,53 +121,19 @@ def remove_stale_partials(folder: Path) -> None:
 
 
 def build_dir(path: str | os.PathLike, owned: set[str], what: str, build: Callable[[Path], T]) -> T:
-    """Build a folder beside ``path`` and swap it in whole, refusing a folder of someone else's.
+    """Build a folder beside ``path`` with ``build`` and swap it in whole; return what it returns.
 
-    ``path`` may be missing, empty, or hold only entries named in ``owned``
-    (what an earlier build wrote); a link to a folder is followed. ``build``
-    writes into a hidden partial folder beside it, which then replaces
-    ``path`` in two renames. A reader sees the old folder or the whole new
-    one; a failure or an interruption leaves the old one as it was, and the
-    next build removes what a killed one left.
-
-    Args:
-        path: the folder.
-        owned: names of the files and folders ``build`` writes at its top.
-        what: what the folder is for, for the messages.
-        build: writes the folder's content into the folder it is given.
-
-    Returns:
-        What ``build`` returns.
-
-    Raises:
-        UserError: ``path`` is refused (see :func:`claim_dir`), or writing
-            fails (a full disk, no permission), naming the folder and the reason.
+    ``path`` may be missing, empty, or hold only ``owned`` entries (else UserError, as
+    :func:`claim_dir`). A reader sees the old folder or the whole new one; a failure leaves the
+    old one as it was and raises UserError naming the folder and the reason.
     """
-    try:
-        cwd = Path.cwd()
-    except FileNotFoundError:
-        raise UserError("the current folder was removed; cd into one that exists") from None
-    folder = Path(os.path.normpath(cwd / local_folder(path, what)))
-    _foreign(folder, owned, what)
-    if folder.resolve() in (cwd.resolve(), *cwd.resolve().parents):
-        raise UserError(
-            f"{path}: holds the current folder, and the {what} replaces its folder whole; "
-            "name a folder from outside it"
-        )
-    if os.path.ismount(folder):
-        raise UserError(
-            f"{path}: a mount point, and the {what} replaces its folder whole; "
-            f"name a subfolder of it, e.g. {folder / 'data'}"
-        )
+    folder = _replaceable(path, owned, what)
     missing = [p for p in (folder.parent, *folder.parent.parents) if not p.exists()]
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_partials(folder)
-        tmp = Path(
-            tempfile.mkdtemp(
-                prefix=f"{PARTIAL_PREFIX}{folder.name}.{os.getpid()}@{HOST}.", dir=folder.parent
-            )
-        )
+        _remove_stale_partials(folder)
+        prefix = f"{PARTIAL_PREFIX}{folder.name}.{os.getpid()}@{HOST}."
+        tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=folder.parent))
     except OSError as err:
         _remove_empty(missing)
         raise UserError(
@@ -231,6 +159,27 @@ def build_dir(path: str | os.PathLike, owned: set[str], what: str, build: Callab
         raise
     shutil.rmtree(old, ignore_errors=True)
     return result
+
+
+def _replaceable(path: str | os.PathLike, owned: set[str], what: str) -> Path:
+    """The absolute folder ``path`` names, if a build may replace it whole."""
+    try:
+        cwd = Path.cwd()
+    except FileNotFoundError:
+        raise UserError("the current folder was removed; cd into one that exists") from None
+    folder = Path(os.path.normpath(cwd / local_folder(path, what)))
+    _foreign(folder, owned, what)
+    if folder.resolve() in (cwd.resolve(), *cwd.resolve().parents):
+        raise UserError(
+            f"{path}: holds the current folder, and the {what} replaces its folder whole; "
+            "name a folder from outside it"
+        )
+    if os.path.ismount(folder):
+        raise UserError(
+            f"{path}: a mount point, and the {what} replaces its folder whole; "
+            f"name a subfolder of it, e.g. {folder / 'data'}"
+        )
+    return folder
 
 
 def _remedy(err: OSError) -> str:
@@ -262,8 +211,7 @@ def _remove_empty(folders: list[Path]) -> None:
 def replacing(path: Path) -> Iterator[Path]:
     """A partial file beside ``path`` to write; it becomes ``path`` only if the block succeeds.
 
-    A reader sees the old file or the whole new one, never a part; a failed
-    block leaves no partial file behind.
+    A reader sees the old file or the whole new one; a failed block leaves no partial file.
     """
     partial = path.with_name(f"{PARTIAL_PREFIX}{path.name}")
     try:
@@ -275,29 +223,18 @@ def replacing(path: Path) -> Iterator[Path]:
 
 
 def write_atomically(path: str | os.PathLike, write: Callable[[Path], object]) -> None:
-    """Call ``write`` on a partial file beside ``path``, then rename it to ``path``.
-
-    A reader sees the old file or the whole new one, never a part; a failed
-    ``write`` leaves no partial file behind.
-    """
+    """Call ``write`` on a partial file beside ``path``, then rename it to ``path``."""
     with replacing(Path(path)) as partial:
         write(partial)
 
 
 @contextmanager
 def one_writer(lock: Path, busy: Callable[[int | None], object]) -> Iterator[None]:
-    """Hold ``lock`` exclusively while the block runs: one writer at a time.
+    """Hold ``lock`` (an ``flock``, released however its holder ends) while the block runs.
 
-    An ``flock`` lock: the kernel releases it when its holder ends, however
-    it ends, so a killed writer never leaves a folder locked.
-
-    Args:
-        lock: the lock file (created, with its folder).
-        busy: called with the holder's pid when another process holds the
-            lock: raise to refuse; return to wait for the holder to end.
+    ``busy`` is called with the holder's pid when another process holds the lock: it raises
+    to refuse, or returns to wait for the holder to end.
     """
-    import fcntl
-
     lock.parent.mkdir(parents=True, exist_ok=True)
     with lock.open("a+") as f:
         try:

@@ -1,26 +1,9 @@
 """Progress of trainings: the events the library logs, and how they reach the runner.
 
-Every record goes to the ``cnnvsmlp.progress`` logger at INFO, with a
-readable message naming the run, and ``extra={"event": {...}}``: one dict
-whose keys are always all of :data:`EVENT_KEYS` (None where a key does not
-apply). ``kind`` is one of :data:`KINDS`:
-
-- ``start``: a training begins (``epoch`` is the first one it trains);
-- ``step``: inside an epoch, at most about once a second (``step`` of
-  ``steps``, the running ``loss`` and ``accuracy``);
-- ``epoch``: an epoch ended, with its metrics and ``seconds``;
-- ``done``: the training ended (``seconds``: all its epochs);
-- ``reused``: a finished training with the same key was reused (``from``);
-- ``resumed``: training goes on after ``epoch`` (``from``: where the state was);
-- ``set_aside``: a state that failed validation was moved aside (``from``:
-  the file; the message says why).
-
-Epochs count from 1. A task process calls :func:`forward` once at its start:
-when the runner named a file in ``CNNVSMLP_PROGRESS``, each event is
-appended to it as one JSON line, a channel kfp's output capture never
-touches; otherwise (a cluster task) each message becomes one plain line on
-stderr, for the task's log. The runner reads the file with
-:class:`EventReader` and shows it with :func:`display`.
+Every record goes to the ``cnnvsmlp.progress`` logger with ``extra={"event": {...}}``, a dict
+of all :data:`EVENT_KEYS` (None where one does not apply). :func:`forward`, called once per
+task, appends each event as a JSON line to the file ``CNNVSMLP_PROGRESS`` names, or writes its
+message on stderr; the runner reads the file (:class:`EventReader`) and shows it (:func:`display`).
 """
 
 from __future__ import annotations
@@ -33,37 +16,23 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 LOGGER = logging.getLogger("cnnvsmlp.progress")
 ENV = "CNNVSMLP_PROGRESS"
-KINDS = ("start", "step", "epoch", "done", "reused", "resumed", "set_aside")
-EVENT_KEYS = (
-    "kind",
-    "run_id",
-    "epoch",
-    "epochs",
-    "step",
-    "steps",
-    "loss",
-    "accuracy",
-    "val_loss",
-    "val_accuracy",
-    "seconds",
-    "from",
-)
 Kind = Literal["start", "step", "epoch", "done", "reused", "resumed", "set_aside"]
+KINDS = get_args(Kind)
 
 
 class Event(BaseModel):
     """One progress event of one training.
 
-    ``epoch`` is 1-based; ``step``/``steps`` count the training steps of the
-    epoch; ``seconds`` is the time the epoch (or, with ``done``, the whole
-    training) took; ``from`` names what a reused training came from, or the
-    epoch a resumed one goes on after.
+    ``start``: a training begins; ``step``: at most about once a second inside an epoch;
+    ``epoch``: an epoch (1-based) ended; ``done``: the training ended (``seconds``: all of it);
+    ``reused``: a finished training was reused (``from``); ``resumed``: training goes on after
+    ``epoch``; ``set_aside``: a state that failed its checks was moved aside (``from``).
     """
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True, frozen=True)
@@ -101,14 +70,13 @@ class Event(BaseModel):
         return f"{self.run_id}  set aside a saved state that failed its checks ({self.from_})"
 
 
+# The keys of every event's dict, in order.
+EVENT_KEYS = tuple(info.alias or name for name, info in Event.model_fields.items())
+
+
 def _metrics(event: Event) -> str:
-    parts = []
-    if event.loss is not None:
-        parts.append(f"loss {event.loss:.3f}")
-    if event.accuracy is not None:
-        parts.append(f"acc {event.accuracy:.3f}")
-    if event.val_accuracy is not None:
-        parts.append(f"val_acc {event.val_accuracy:.3f}")
+    named = (("loss", event.loss), ("acc", event.accuracy), ("val_acc", event.val_accuracy))
+    parts = [f"{name} {value:.3f}" for name, value in named if value is not None]
     if event.kind == "epoch" and event.seconds is not None:
         parts.append(clock(event.seconds))
     return "".join(f"  {p}" for p in parts)
@@ -121,17 +89,9 @@ def clock(seconds: float) -> str:
 
 
 def report(kind: str, run_id: str, message: str, level: str = "info", **fields: Any) -> None:
-    """Log one progress event.
+    """Log one progress event; ``message`` is its plain line without the run id.
 
-    Args:
-        kind: one of :data:`KINDS`.
-        run_id: the training's run id, e.g. ``mlp-r0``.
-        message: the line a plain log shows, without the run id.
-        level: the record's level: ``info``, or ``warning`` for a state set aside.
-        **fields: the event's other keys (``from_`` for ``from``).
-
-    Raises:
-        ValueError: an unknown kind or key (a programming error).
+    ``fields`` are the event's other keys (``from_`` for ``from``); ValueError for another key.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown progress kind {kind!r}")
@@ -213,11 +173,10 @@ class EventReader:
 
 
 class Estimate:
-    """How long the trainings still take: step costs at first, measured epochs later.
+    """How long the trainings still take: the sum of their remaining work.
 
-    ``epoch_s`` is each training's expected seconds per epoch with the
-    machine to itself; the trainings share it, so the time left is the sum
-    of their remaining work, scaled by how the measured epochs compare.
+    ``epoch_s`` is each training's expected seconds per epoch with the machine to itself,
+    scaled by how the measured epochs compare.
     """
 
     def __init__(self, epoch_s: dict[str, float], epochs: float, overhead_s: float = 0.0) -> None:
@@ -256,12 +215,7 @@ class Estimate:
 
 
 def run_folder(origin: str | None) -> str | None:
-    """The run folder a training's output folder lies in (``runs/<id>``), as a person finds it.
-
-    A local run's output folders are ``<runs>/<id>/pipeline/...``; the part
-    before ``/pipeline/`` is shown, relative to the current folder when it
-    lies inside it. Anything else is shown as it is.
-    """
+    """The run folder (``<runs>/<id>``) of a local run's output folder, relative when it can."""
     if not origin or "/pipeline/" not in origin:
         return origin
     folder = Path(origin.split("/pipeline/", 1)[0])

@@ -13,69 +13,63 @@ from typing import Literal
 
 from pydantic import Field, TypeAdapter
 
+from cnnvsmlp import backend
 from cnnvsmlp.config import RunSpec, TrainConfig
 from cnnvsmlp.jsonmodel import Record
+from cnnvsmlp.outputs import write_atomically
+from cnnvsmlp.reproducibility import onednn_in_use
 
 
 class Hardware(Record):
     """What a run ran on, and what decides whether its numbers can be reproduced bit for bit.
 
-    The fields after ``tensorflow`` came in schema 2.3, ``backend``,
-    ``keras`` and ``jax`` after them; records written before read with their
-    defaults (TensorFlow, empty or None: not recorded).
+    Fields after ``tensorflow`` came later: older records read with their defaults.
     """
 
-    device: str = Field(description="'gpu' or 'cpu'")
+    device: str
+    """'gpu' or 'cpu'"""
     name: str
     cpu_count: int
-    tensorflow: str = Field(description="TensorFlow's version; empty when the run did not use it.")
-    cpu: str = Field(default="", description="The CPU model, also on a GPU machine.")
-    cpu_flags: list[str] = Field(
-        default_factory=list,
-        description="The CPU's vector and matrix extensions that kernels dispatch on "
-        "(avx2, fma, avx512*, amx*, ...), from /proc/cpuinfo.",
-    )
-    tensorflow_git: str = Field(default="", description="tf.version.GIT_VERSION")
-    build: dict[str, str] = Field(
-        default_factory=dict,
-        description="tf.sysconfig.get_build_info() (CUDA build, CUDA and cuDNN versions); "
-        "on JAX: jaxlib's version, the XLA platform and its version, XLA_FLAGS.",
-    )
-    gpu_compute_capability: str = Field(default="", description="e.g. '8.9'; empty on a CPU")
-    onednn_opts: str | None = Field(
-        default=None,
-        description="TF_ENABLE_ONEDNN_OPTS as the process had it; None when unset "
-        "(TensorFlow then decides by the CPU).",
-    )
-    onednn: bool | None = Field(
-        default=None, description="Whether TensorFlow's oneDNN kernels were in use."
-    )
-    intra_op_threads: int | None = Field(
-        default=None, description="TensorFlow's intra-op threads; 0 means one per core."
-    )
-    backend: str = Field(
-        default="tensorflow", description="The Keras backend: 'tensorflow' or 'jax'."
-    )
-    keras: str = Field(default="", description="Keras' version.")
-    jax: str = Field(default="", description="JAX's version; empty when the run did not use it.")
+    tensorflow: str
+    """TensorFlow's version; empty when the run did not use it."""
+    cpu: str = ""
+    """The CPU model, also on a GPU machine."""
+    cpu_flags: list[str] = Field(default_factory=list)
+    """The CPU's vector and matrix extensions that kernels dispatch on (avx2, fma, avx512*,
+    amx*, ...), from /proc/cpuinfo."""
+    tensorflow_git: str = ""
+    """tf.version.GIT_VERSION"""
+    build: dict[str, str] = Field(default_factory=dict)
+    """tf.sysconfig.get_build_info() (CUDA build, CUDA and cuDNN versions); on JAX: jaxlib's
+    version, the XLA platform and its version, XLA_FLAGS."""
+    gpu_compute_capability: str = ""
+    """e.g. '8.9'; empty on a CPU"""
+    onednn_opts: str | None = None
+    """TF_ENABLE_ONEDNN_OPTS as the process had it; None when unset (TensorFlow then decides
+    by the CPU)."""
+    onednn: bool | None = None
+    """Whether TensorFlow's oneDNN kernels were in use."""
+    intra_op_threads: int | None = None
+    """TensorFlow's intra-op threads; 0 means one per core."""
+    backend: str = "tensorflow"
+    """The Keras backend: 'tensorflow' or 'jax'."""
+    keras: str = ""
+    """Keras' version."""
+    jax: str = ""
+    """JAX's version; empty when the run did not use it."""
 
     @classmethod
     def detect(cls, memo: Path | None = None) -> Hardware:
         """Describe this machine's accelerator, or its CPU when it has none.
 
-        Args:
-            memo: a folder that remembers the description per
-                :func:`environment_id` (:func:`memo_file`): one found there is returned without
-                loading the framework (see :meth:`remembered`); one detected is
-                written there. None: detect, remember nothing.
+        ``memo``: a folder that remembers the description per :func:`environment_id`; one
+        found there is returned without loading the framework, one detected is written there.
         """
         known = cls.remembered(memo)
         if known is not None:
             return known
         found = cls._detect()
         if memo is not None:
-            from cnnvsmlp.outputs import write_atomically
-
             path = memo_file(memo)
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -88,8 +82,7 @@ class Hardware(Record):
     def remembered(cls, memo: Path | None) -> Hardware | None:
         """The description :meth:`detect` remembered in ``memo`` for this environment, or None.
 
-        Reading it loads neither TensorFlow nor JAX: that is what lets a task
-        that reuses a finished training or evaluation skip the framework's import.
+        Reading it loads no framework: a task that reuses a finished training skips its import.
         """
         if memo is None:
             return None
@@ -100,9 +93,6 @@ class Hardware(Record):
 
     @classmethod
     def _detect(cls) -> Hardware:
-        from cnnvsmlp import backend
-        from cnnvsmlp.reproducibility import onednn_in_use
-
         info = backend.describe()
         on_tensorflow = info["backend"] == "tensorflow"
         return cls(
@@ -124,14 +114,7 @@ class Hardware(Record):
         )
 
     def numerics(self) -> tuple:
-        """What must be equal for two runs with one seed to give bit-identical numbers.
-
-        Returns:
-            The device, accelerator or CPU model, CPU extensions, TensorFlow
-            build, oneDNN use and thread count (and the core count, which
-            sets TensorFlow's default thread count), the Keras backend and
-            JAX's version.
-        """
+        """What must be equal for two runs with one seed to give bit-identical numbers."""
         return (
             self.device,
             self.name,
@@ -150,8 +133,6 @@ class Hardware(Record):
 # Extensions whose presence changes which kernels TensorFlow's oneDNN (and
 # XLA) pick at run time; the wheel's own Eigen code is compiled for a fixed set.
 _CPU_FLAG_PREFIXES = ("sse4", "avx", "fma", "f16c", "amx", "vnni")
-
-
 # The distributions whose build decides the numbers: their versions and RECORDs count.
 _NUMERICS_DISTRIBUTIONS = (
     "tensorflow",
@@ -186,10 +167,8 @@ def memo_file(memo: Path) -> Path:
 def environment_id() -> str:
     """A sha256 of what :meth:`Hardware.detect` reports, computed without importing a framework.
 
-    The interpreter, the installed builds of TensorFlow, Keras, JAX and NumPy
-    (version and file list with digests), the CPU model, extensions and the
-    cores this process may use, the GPUs the driver lists, and the
-    environment variables that change kernels, threads or devices.
+    The interpreter, the framework builds (version and RECORD digest), the CPU, the cores this
+    process may use, the GPUs the driver lists, and the variables that change kernels.
     """
     dists = {}
     for name in _NUMERICS_DISTRIBUTIONS:
@@ -255,14 +234,14 @@ class Epoch(Record):
 class EarlyStop(Record):
     """Where early stopping (``train.early_stopping``) ended a training."""
 
-    stopped_epoch: int = Field(description="The last epoch trained.")
-    best_epoch: int = Field(description="The epoch whose weights the model holds.")
-    reason: Literal["patience", "cap"] = Field(
-        description="patience: converged by the rule; cap: train.epochs reached first."
-    )
-    capped_improving: bool = Field(
-        description="The cap came while validation loss was still improving (within patience)."
-    )
+    stopped_epoch: int
+    """The last epoch trained."""
+    best_epoch: int
+    """The epoch whose weights the model holds."""
+    reason: Literal["patience", "cap"]
+    """patience: converged by the rule; cap: train.epochs reached first."""
+    capped_improving: bool
+    """The cap came while validation loss was still improving (within patience)."""
 
 
 class TrainResult(Record):
@@ -275,21 +254,18 @@ class TrainResult(Record):
     params: int
     n_train: int
     n_validation: int
-    train_time_s: float = Field(description="Wall time of the epochs trained in this record.")
+    train_time_s: float
+    """Wall time of the epochs trained in this record."""
     train_images_per_s: float
     resumed_from_epoch: int = 0
     hardware: Hardware
-    training_key: str = Field(
-        default="", description="What the weights depend on (cnnvsmlp.resume.training_key)."
-    )
-    reused_from: str | None = Field(
-        default=None,
-        description="The output folder of the training these weights were reused from; "
-        "None when this run trained them.",
-    )
-    early_stop: EarlyStop | None = Field(
-        default=None, description="Where early stopping ended it; None: fixed epochs."
-    )
+    training_key: str = ""
+    """What the weights depend on (cnnvsmlp.resume.training_key)."""
+    reused_from: str | None = None
+    """The output folder of the training these weights were reused from; None when this run
+    trained them."""
+    early_stop: EarlyStop | None = None
+    """Where early stopping ended it; None: fixed epochs."""
 
 
 class ClassMetrics(Record):
@@ -305,10 +281,13 @@ class ClassMetrics(Record):
 class ShiftResult(Record):
     """The model on the test images translated by ``shift`` pixels (:mod:`cnnvsmlp.shift`)."""
 
-    shift: int = Field(description="Pixels moved along each axis that moves (1 to 4).")
-    seed: int = Field(description="Seed of the directions: the same images for every model.")
+    shift: int
+    """Pixels moved along each axis that moves (1 to 4)."""
+    seed: int
+    """Seed of the directions: the same images for every model."""
     accuracy: float
-    predictions: list[int] = Field(description="Predicted class of each shifted test image.")
+    predictions: list[int]
+    """Predicted class of each shifted test image."""
 
 
 class EvalResult(Record):
@@ -321,34 +300,31 @@ class EvalResult(Record):
     loss: float
     n_test: int
     per_class: list[ClassMetrics]
-    confusion: list[list[int]] = Field(description="Rows: true class; columns: predicted.")
-    predictions: list[int] = Field(description="Predicted class of each test image, in order.")
-    labels_sha256: str = Field(description="Digest of the test labels the predictions refer to.")
+    confusion: list[list[int]]
+    """Rows: true class; columns: predicted."""
+    predictions: list[int]
+    """Predicted class of each test image, in order."""
+    labels_sha256: str
+    """Digest of the test labels the predictions refer to."""
     params: int
     model_size_bytes: int
     inference_images_per_s: float
     training: TrainResult
     hardware: Hardware
-    shifted: list[ShiftResult] = Field(
-        default_factory=list,
-        description="Scores on the shifted test images, one per shift; empty in records "
-        "written before they were scored.",
-    )
+    shifted: list[ShiftResult] = Field(default_factory=list)
+    """Scores on the shifted test images, one per shift; empty in older records."""
 
 
 class RunFailure(Record):
-    """A run that failed for good, in place of its result: the comparison lists it.
-
-    Training and evaluation write it where their result would go when an
-    error is one a retry cannot fix (see :mod:`cnnvsmlp.failures`), so the
-    other runs are still compared.
-    """
+    """A run that failed for good (:mod:`cnnvsmlp.failures`), in place of its result."""
 
     run: RunSpec
     dataset: str
     stage: Literal["train", "evaluate"]
-    error: str = Field(description="The exception's class name, e.g. 'TrainingDiverged'.")
-    message: str = Field(description="The error's message, on one line.")
+    error: str
+    """The exception's class name, e.g. 'TrainingDiverged'."""
+    message: str
+    """The error's message, on one line."""
 
 
 _RESULT = TypeAdapter(EvalResult | RunFailure)

@@ -1,21 +1,23 @@
-"""Read EMNIST Letters and Fashion-MNIST, normalise them, and store the splits.
+"""Read EMNIST Letters, Fashion-MNIST or a user's data set, check it and store its splits.
 
-:func:`prepare` is the one call: it finds the data set's files
-(:mod:`~cnnvsmlp.data.search` states the order of the sources, one module
-each under :mod:`~cnnvsmlp.data.sources`), checks them against the official
-counts (:mod:`~cnnvsmlp.data.spec`), and writes the train, validation and
-test splits in the on-disk format of :mod:`~cnnvsmlp.data.store`
-(``docs/dataset-format.md``).
+Every built-in source yields upright 28x28 uint8 images and 0-based labels; those that read
+the original files give identical arrays in file order (``docs/dataset-format.md``).
 """
 
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
-from cnnvsmlp.config import DataSource, Split
-from cnnvsmlp.data.search import read_source
-from cnnvsmlp.data.spec import DataError, check_official_counts, get_spec
+from cnnvsmlp.data.idx import IdxFolder
+from cnnvsmlp.data.sources import DataError, DatasetSpec, RawData, SourceUnavailable
+from cnnvsmlp.data.sources.tfds import TfdsFiles, TfdsPrepared
+from cnnvsmlp.data.sources.user import read_user
+from cnnvsmlp.data.spec import check_official_counts, get_spec
 from cnnvsmlp.data.store import write_dataset
+
+if TYPE_CHECKING:  # the config imports the data set registry: types, not modules, here
+    from cnnvsmlp.config import DataSource, Split
 
 
 def prepare(
@@ -25,15 +27,10 @@ def prepare(
     out_dir: str | os.PathLike,
     limit: int | None = None,
 ) -> dict:
-    """Read a data set from its source and write the normalised splits.
+    """Read a data set from its source and write the normalised splits; return the metadata.
 
-    Returns:
-        The metadata written to ``out_dir/metadata.json``.
-
-    Raises:
-        DataError: unknown name, no working source, bad or unreadable input
-            files, or splits too small to train on.
-        UserError: ``out_dir`` is refused or cannot be written.
+    Raises DataError (unknown name, no working source, bad files, splits too small) or UserError
+    (``out_dir`` refused or not writable).
     """
     spec = get_spec(dataset)
     try:
@@ -46,3 +43,58 @@ def prepare(
         ) from None
     check_official_counts(spec, raw)
     return write_dataset(raw, spec, split, out_dir, limit)
+
+
+def search_order(spec: DatasetSpec, source: DataSource) -> list:
+    """The sources to try, first to last; empty for ``kind: idx`` without a folder to read.
+
+    The named files first, then what a TFDS data_dir holds, the offline default, and only then
+    a TFDS download, which is slow to fail without a network. Prepared records lose the files'
+    order, so those in the default ``~/tensorflow_datasets`` come after the offline default.
+    """
+    auto, idx, tfds = source.kind == "auto", source.kind == "idx", source.kind == "tfds"
+    named_prepared = tfds or bool(source.tfds_data_dir)
+    order: list = []
+    if (auto or idx) and source.idx_dir:
+        order.append(IdxFolder(source.idx_dir, named=True))
+    if auto or tfds:
+        order.append(TfdsFiles(source.tfds_data_dir))
+    if (auto or tfds) and named_prepared:
+        order.append(TfdsPrepared(source.tfds_data_dir))
+    if (auto or idx) and not source.idx_dir and spec.default_idx_dir:
+        order.append(IdxFolder(spec.default_idx_dir, named=False))
+    if auto and not named_prepared:
+        order.append(TfdsPrepared(None, official_only=True))
+    if (auto or tfds) and source.download:
+        order.append(TfdsFiles(source.tfds_data_dir, download=True))
+    return order
+
+
+def read_source(spec: DatasetSpec, source: DataSource) -> RawData:
+    """Read a data set from the source the config names, trying ``auto`` in order.
+
+    Only a source with no data here moves the search on; a malformed file, or a named
+    ``idx_dir`` without the files, ends it with its own DataError.
+    """
+    if spec.user:
+        return read_user(spec, source.tfds_data_dir, source.download)
+    attempts = search_order(spec, source)
+    if not attempts:
+        raise DataError(f"{spec.name}: source kind idx needs source.idx_dir")
+    errors = []
+    for found in attempts:
+        try:
+            return found.read(spec)
+        except SourceUnavailable as err:
+            if source.kind == "idx":
+                raise
+            errors.append(f"{found.label}: {err}")
+    if source.kind == "tfds":
+        hint = " Point source.tfds_data_dir at a data_dir that TFDS filled" + (
+            "." if source.download else ", or set source.download=true."
+        )
+    elif spec.default_idx_dir:
+        hint = " Install Debian's dataset-fashion-mnist or set source.idx_dir."
+    else:
+        hint = " Download NIST's gzip.zip and set source.idx_dir to its gzip/ folder."
+    raise DataError(f"{spec.name}: no source worked ({'; '.join(errors)}).{hint}")

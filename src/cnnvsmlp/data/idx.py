@@ -1,4 +1,4 @@
-"""NIST's gzip IDX files: gunzip, parse and normalise the four files of a data set."""
+"""NIST's gzip IDX files: gunzip, parse and normalise the four files of a data set; the source."""
 
 from __future__ import annotations
 
@@ -7,18 +7,14 @@ import json
 import math
 import os
 import stat
+import tempfile
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from cnnvsmlp.data.spec import (
-    DataError,
-    DatasetSpec,
-    RawData,
-    SourceUnavailable,
-    normalise_raw,
-)
+from cnnvsmlp.data.sources import DataError, DatasetSpec, RawData, SourceUnavailable, normalise_raw
 
 # Bounds on what is read from a user's files: NIST's largest EMNIST split (byclass,
 # 697,932 images) is 547 MB as IDX and about 100 MB as gzip.
@@ -30,8 +26,6 @@ IMAGE_SIZE = (28, 28)  # the IDX files of both built-in data sets
 
 # The record a writer of IDX files (synth-emnist) leaves beside them: each file's IDX digest.
 WRITTEN_BY = "cnnvsmlp-written.json"
-
-
 # The writer synth-emnist names in its record: its files are a stand-in, not NIST's data.
 SYNTHETIC_WRITER = "cnnvsmlp synth-emnist"
 
@@ -55,11 +49,7 @@ def written_digests(directory: Path) -> dict[str, str] | None:
 
 
 def read_file(path: Path, label: str) -> bytes:
-    """A regular file's bytes, at most :data:`MAX_FILE_BYTES`.
-
-    A missing file is :class:`SourceUnavailable`, so a search moves on; a
-    named pipe, a device or a link to one is refused without reading it.
-    """
+    """A regular file's bytes, at most :data:`MAX_FILE_BYTES`; SourceUnavailable if missing."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a named pipe must not block the open
     except FileNotFoundError:
@@ -91,12 +81,7 @@ def regular_file(path: Path, label: str, st: os.stat_result | None = None) -> os
 
 
 def gunzip(blob: bytes, name: str, label: str) -> bytes:
-    """Decompress a gzip IDX file, no further than the size its IDX header declares.
-
-    The stream is inflated in steps, each bounded by what the header still
-    allows, so a file that inflates far beyond it (a gzip bomb) costs no more
-    memory than its header declares.
-    """
+    """Decompress a gzip IDX file, no further than the size its IDX header declares (no bomb)."""
     if blob[:2] != b"\x1f\x8b":
         first = " ".join(f"{b:02x}" for b in blob[:4]) or "empty file"
         raise DataError(f"{label}: file {name} is not gzip data (first bytes {first})")
@@ -126,11 +111,7 @@ def gunzip(blob: bytes, name: str, label: str) -> bytes:
 
 
 def _declared_bytes(head: bytearray, name: str, label: str) -> int | None:
-    """The whole size an IDX file's header declares; None while the header is incomplete.
-
-    A header that is not IDX's declares its own 4 bytes: :func:`parse_idx`
-    names what is wrong with it.
-    """
+    """The size an IDX header declares; None while incomplete; 4 for a header not IDX's."""
     if len(head) < 4:
         return None
     if not head.startswith(IDX_MAGIC):
@@ -149,20 +130,7 @@ def _declared_bytes(head: bytearray, name: str, label: str) -> int | None:
 
 
 def parse_idx(raw: bytes, expect_ndim: int, name: str, label: str) -> np.ndarray:
-    """Parse decompressed IDX bytes of unsigned bytes into an array.
-
-    Args:
-        raw: the decompressed file content.
-        expect_ndim: 3 for images, 1 for labels.
-        name: file name, for error messages.
-        label: data set name, for error messages.
-
-    Returns:
-        A read-only uint8 array of the shape the header declares.
-
-    Raises:
-        DataError: wrong magic, dimensions, or a payload of the wrong size.
-    """
+    """A read-only uint8 array from decompressed IDX bytes (``expect_ndim``: 3 images, 1 labels)."""
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         magic = raw[:4].hex(" ") if raw else "empty"
         raise DataError(
@@ -189,15 +157,7 @@ def parse_idx(raw: bytes, expect_ndim: int, name: str, label: str) -> np.ndarray
 
 
 def read_idx_dir(spec: DatasetSpec, directory: str | os.PathLike) -> RawData:
-    """Read the four gzip IDX files of a data set from a local directory.
-
-    The data's ``source`` is ``idx:<folder>``, or ``synthetic:<folder>`` where
-    synth-emnist wrote the files (its record beside them says so).
-
-    Raises:
-        DataError: a file is missing or malformed, counts differ, or a label
-            is out of range.
-    """
+    """Read a local folder's four gzip IDX files; ``source`` is ``idx:`` or ``synthetic:``."""
     directory = Path(directory)
     blobs = {key: read_file(directory / name, spec.name) for key, name in spec.files.items()}
     record = _written_record(directory)
@@ -223,14 +183,7 @@ def _check_one_write(
 
 
 def read_idx_blobs(spec: DatasetSpec, blobs: dict[str, bytes], source: str) -> RawData:
-    """Parse the four gzip IDX files of a data set, given as bytes by role.
-
-    Args:
-        spec: the data set.
-        blobs: gzip bytes keyed ``train_images``, ``train_labels``,
-            ``test_images``, ``test_labels``.
-        source: provenance recorded in the metadata.
-    """
+    """Parse the four gzip IDX files of a data set, given as bytes by role (``spec.files``)."""
     arrays, digests = {}, {}
     for key, fname in spec.files.items():
         raw = gunzip(blobs[key], fname, spec.name)
@@ -248,3 +201,57 @@ def read_idx_blobs(spec: DatasetSpec, blobs: dict[str, bytes], source: str) -> R
             spec, images, labels, spec.files[f"{split}_labels"]
         )
     return RawData(**out, source=source, input_sha256=digests)
+
+
+@dataclass(frozen=True)
+class IdxFolder:
+    """The four gzip IDX files of a data set in a folder, local or ``gs://``.
+
+    A folder the config names (``named``) without the files is an error, never a reason to try
+    the next source.
+    """
+
+    directory: str
+    named: bool = True
+
+    @property
+    def label(self) -> str:
+        """``idx <folder>``."""
+        return f"idx {self.directory}"
+
+    def read(self, spec: DatasetSpec) -> RawData:
+        """Read the folder's files; ``source`` is ``idx:<folder>``, or ``synthetic:<folder>``."""
+        if self.directory.startswith("gs://"):
+            from cnnvsmlp import storage
+
+            with tempfile.TemporaryDirectory() as tmp:
+                for fname in spec.files.values():
+                    storage.download(f"{self.directory.rstrip('/')}/{fname}", Path(tmp) / fname)
+                raw = read_idx_dir(spec, tmp)
+            raw.source = f"idx:{self.directory}"
+            return raw
+        if self.named:
+            _check_idx_dir(spec, Path(self.directory))
+        return read_idx_dir(spec, self.directory)
+
+
+def _check_idx_dir(spec: DatasetSpec, directory: Path) -> None:
+    """Fail on a named ``idx_dir`` without the files, rather than try another source."""
+    if not directory.is_dir():
+        raise DataError(
+            f"{spec.name}: source.idx_dir {directory} is not a folder "
+            f"(it should hold {', '.join(spec.files.values())})"
+        )
+    try:
+        present = set(os.listdir(directory))
+    except OSError as err:
+        raise DataError(
+            f"{spec.name}: source.idx_dir {directory}: cannot read it ({err.strerror}); "
+            "give your user read permission on it"
+        ) from None
+    missing = [name for name in spec.files.values() if name not in present]
+    if missing:
+        files, verb = ("file ", " is") if len(missing) == 1 else ("files ", " are")
+        raise DataError(
+            f"{spec.name}: source.idx_dir {directory}: {files}{', '.join(missing)}{verb} missing"
+        )

@@ -1,8 +1,4 @@
-"""The on-disk data set: the train/validation split and the npz files with their metadata.
-
-The format is documented in ``docs/dataset-format.md``; :func:`load_split`
-reads it back as float32 images in [0, 1], NHWC.
-"""
+"""The on-disk data set (``docs/dataset-format.md``): the train/validation split, the files."""
 
 from __future__ import annotations
 
@@ -11,12 +7,15 @@ import json
 import math
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cnnvsmlp.config import Split
-from cnnvsmlp.data.spec import DataError, DatasetSpec, RawData
+from cnnvsmlp.data.sources import DataError, DatasetSpec, RawData
 from cnnvsmlp.outputs import build_dir
+
+if TYPE_CHECKING:  # the config imports the data set registry: a type, not a module, here
+    from cnnvsmlp.config import Split
 
 FORMAT = "cnnvsmlp-dataset/1"
 SPLITS = ("train", "validation", "test")
@@ -27,11 +26,9 @@ MIN_IMAGES = 1  # in each split: Keras' fit and evaluate see no batch in an empt
 def split_train(
     images: np.ndarray, labels: np.ndarray, split: Split
 ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """Cut the official training split into train and validation.
+    """Cut the official training split: validation is the last fraction, as Keras' does.
 
-    With no shuffle seed the validation set is the last fraction in file
-    order, exactly as Keras' ``validation_split``; with a seed the images
-    are permuted first.
+    With a shuffle seed the images are permuted first.
     """
     n = len(images)
     n_train = n - int(n * split.validation_fraction)
@@ -45,31 +42,13 @@ def split_train(
 def write_dataset(
     raw: RawData, spec: DatasetSpec, split: Split, out_dir: str | os.PathLike, limit: int | None
 ) -> dict:
-    """Split, and write the normalised data set atomically into ``out_dir``.
+    """Split, and write the data set atomically into ``out_dir`` (``outputs.build_dir``).
 
-    ``out_dir`` holds ``train.npz``, ``validation.npz``, ``test.npz`` (arrays
-    ``images`` uint8 ``(N, height, width, channels)`` and ``labels`` uint8) and
-    ``metadata.json``. Nothing is left behind when writing fails.
-
-    Returns:
-        The metadata written.
-
-    Raises:
-        DataError: a split would hold no image.
-        UserError: ``out_dir`` holds what this project did not write, or
-            cannot be written (see :func:`~cnnvsmlp.outputs.build_dir`).
+    Returns the metadata written; DataError when a split would hold no image.
     """
-    train_x, train_y = _nhwc(raw.train_images), raw.train_labels
-    test_x, test_y = _nhwc(raw.test_images), raw.test_labels
-    if limit is not None:
-        train_x, train_y, test_x, test_y = (
-            train_x[:limit],
-            train_y[:limit],
-            test_x[:limit],
-            test_y[:limit],
-        )
-    (tr_x, tr_y), (va_x, va_y) = split_train(train_x, train_y, split)
-    parts = {"train": (tr_x, tr_y), "validation": (va_x, va_y), "test": (test_x, test_y)}
+    train_x, test_x = _nhwc(raw.train_images)[:limit], _nhwc(raw.test_images)[:limit]
+    train, validation = split_train(train_x, raw.train_labels[:limit], split)
+    parts = {"train": train, "validation": validation, "test": (test_x, raw.test_labels[:limit])}
     counts = {name: int(len(y)) for name, (_, y) in parts.items()}
     _check_counts(spec, raw, split, limit, counts)
     meta = {
@@ -122,11 +101,7 @@ def _check_counts(
 
 
 def read_metadata(data_dir: str | os.PathLike) -> dict:
-    """Read and check ``metadata.json`` of a written data set.
-
-    Raises:
-        DataError: missing metadata or an unknown format.
-    """
+    """Read ``metadata.json`` of a written data set; DataError if missing or of another format."""
     path = Path(data_dir) / "metadata.json"
     try:
         meta = json.loads(path.read_text())
@@ -140,11 +115,7 @@ def read_metadata(data_dir: str | os.PathLike) -> dict:
 
 
 def load_split(data_dir: str | os.PathLike, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Load one split as float32 images in [0, 1] (NHWC) and int64 labels.
-
-    Raises:
-        DataError: unknown split name or missing file.
-    """
+    """Load one split as float32 images in [0, 1] (NHWC) and int64 labels."""
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; known: {', '.join(SPLITS)}")
     path = Path(data_dir) / f"{split}.npz"

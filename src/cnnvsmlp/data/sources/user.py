@@ -1,12 +1,8 @@
-"""A user's data set: any TFDS image classification set, or a folder of images per class.
+"""A user's data set: ``tfds:NAME``, any TFDS image classification set, or ``folder:PATH``.
 
-``tfds:NAME`` reads TFDS's builder ``NAME``: image shape, classes and splits
-come from its ``DatasetInfo``, and its ``test`` split is the test set when it
-has one. ``folder:PATH`` (local or ``gs://``) reads one subfolder of PNG or
-JPEG images per class, named by the subfolder; ``train/`` and ``test/`` inside
-``PATH`` are the official split when both are there. Without an official test
-split, a fifth of each class (seed 0) is the test set. The images of one data
-set share one shape; a folder's first image that differs is refused by name.
+A folder (local or ``gs://``) holds one subfolder of PNG or JPEG images per class, optionally
+inside ``train/`` and ``test/``; without a test split, a fifth of each class (seed 0) is the test
+set. The images of one data set share one shape.
 """
 
 from __future__ import annotations
@@ -17,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnvsmlp.data.spec import DataError, DatasetSpec, RawData
+from cnnvsmlp.data.sources import DataError, DatasetSpec, RawData
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 TEST_FRACTION = 0.2  # of each class, when the data set has no test split
@@ -26,41 +22,28 @@ SPLIT_SEED = 0  # the stratified test split and the order of a folder's images
 
 
 def describe(name: str) -> DatasetSpec:
-    """The spec of ``tfds:NAME`` or ``folder:PATH``, from what its source says.
-
-    Raises:
-        DataError: an unknown TFDS name, a builder without an image and a class
-            label, or a folder with fewer than two classes.
-    """
+    """The spec of ``tfds:NAME`` or ``folder:PATH``, from what its source says."""
     kind, _, where = name.partition(":")
     if kind == "tfds":
-        return _tfds_spec(name, where)
-    classes, counts = _folder_listing(name, where)
-    _few_classes(name, classes)
+        classes, counts, shape = _tfds_info(name, where)
+    else:
+        classes, counts = _folder_listing(name, where)
+        shape, where = None, ""
+    if len(classes) > MAX_CLASSES:
+        raise DataError(
+            f"{name}: {len(classes)} classes; at most {MAX_CLASSES} (labels are stored as uint8)"
+        )
     return DatasetSpec(
         name=name,
         classes=tuple(classes),
-        files={},
         official_counts=counts,
-        transposed=False,
-        label_offset=0,
-        tfds_name="",
-        image_shape=None,
+        tfds_name=where,
+        image_shape=shape,
     )
 
 
 def read_user(spec: DatasetSpec, data_dir: str | None, download: bool) -> RawData:
-    """Read a user's data set's train and test splits.
-
-    Args:
-        spec: from :func:`describe`.
-        data_dir: TFDS's data_dir for ``tfds:`` (None: ``~/tensorflow_datasets``).
-        download: let TFDS download and prepare a ``tfds:`` data set.
-
-    Raises:
-        DataError: the data cannot be read, an image is unreadable, or images
-            differ in shape.
-    """
+    """Read a user's data set's train and test splits; ``data_dir`` and ``download`` are TFDS's."""
     kind, _, where = spec.name.partition(":")
     if kind == "tfds":
         return _read_tfds(spec, where, data_dir, download)
@@ -69,18 +52,8 @@ def read_user(spec: DatasetSpec, data_dir: str | None, download: bool) -> RawDat
 
         with tempfile.TemporaryDirectory() as tmp:
             storage.fetch_dir(where, tmp)
-            return _read_folder(spec, Path(tmp), spec.name)
-    return _read_folder(spec, Path(where), spec.name)
-
-
-def _few_classes(name: str, classes) -> None:
-    if len(classes) > MAX_CLASSES:
-        raise DataError(
-            f"{name}: {len(classes)} classes; at most {MAX_CLASSES} (labels are stored as uint8)"
-        )
-
-
-# TFDS
+            return _read_folder(spec, Path(tmp))
+    return _read_folder(spec, Path(where))
 
 
 def _builder(name: str, tfds_name: str, data_dir: str | None = None):
@@ -89,11 +62,15 @@ def _builder(name: str, tfds_name: str, data_dir: str | None = None):
     try:
         return tfds.builder(tfds_name, data_dir=data_dir)
     except Exception as err:  # noqa: BLE001 - TFDS raises several types for unknown names
-        first = str(err).strip().splitlines()[0][:160] if str(err).strip() else ""
         raise DataError(
-            f"{name}: TFDS has no data set {tfds_name!r} ({err.__class__.__name__}: {first}); "
+            f"{name}: TFDS has no data set {tfds_name!r} ({_why(err)}); "
             "check the name in the TFDS catalog (tfds.list_builders())"
         ) from None
+
+
+def _why(err: Exception) -> str:
+    first = str(err).strip().splitlines()[0][:160] if str(err).strip() else ""
+    return f"{err.__class__.__name__}: {first}"
 
 
 def _image_and_label(name: str, info) -> tuple[str, str]:
@@ -118,7 +95,7 @@ def _image_and_label(name: str, info) -> tuple[str, str]:
     return image, label
 
 
-def _tfds_spec(name: str, tfds_name: str) -> DatasetSpec:
+def _tfds_info(name: str, tfds_name: str) -> tuple[list[str], dict[str, int], tuple]:
     info = _builder(name, tfds_name).info
     image, label = _image_and_label(name, info)
     shape = info.features[image].shape
@@ -126,18 +103,8 @@ def _tfds_spec(name: str, tfds_name: str) -> DatasetSpec:
         raise DataError(
             f"{name}: its images have no fixed size ({shape}); use a data set of one image size"
         )
-    _few_classes(name, info.features[label].names)
     counts = {s: info.splits[s].num_examples for s in ("train", "test") if s in info.splits}
-    return DatasetSpec(
-        name=name,
-        classes=tuple(info.features[label].names),
-        files={},
-        official_counts=counts if len(counts) == 2 else {},
-        transposed=False,
-        label_offset=0,
-        tfds_name=tfds_name,
-        image_shape=tuple(shape),
-    )
+    return info.features[label].names, counts if len(counts) == 2 else {}, tuple(shape)
 
 
 def _read_tfds(spec: DatasetSpec, tfds_name: str, data_dir: str | None, download: bool) -> RawData:
@@ -158,17 +125,13 @@ def _read_tfds(spec: DatasetSpec, tfds_name: str, data_dir: str | None, download
     except DataError:
         raise
     except Exception as err:  # noqa: BLE001 - TFDS and TensorFlow raise many types
-        first = str(err).strip().splitlines()[0][:160] if str(err).strip() else ""
         raise DataError(
-            f"{spec.name}: TFDS cannot read it ({err.__class__.__name__}: {first}); "
+            f"{spec.name}: TFDS cannot read it ({_why(err)}); "
             "set source.tfds_data_dir to a data_dir that holds it, or source.download=true"
         ) from None
     if "test" not in splits:
         splits["train"], splits["test"] = _stratified(*splits["train"])
     return _raw(splits, f"tfds:{tfds_name}", {"builder": f"{tfds_name} {builder.info.version}"})
-
-
-# Folders
 
 
 def _listing(root: str) -> list[str]:
@@ -227,7 +190,8 @@ def _n_test(n: int) -> int:
     return max(1, round(n * TEST_FRACTION)) if n >= 2 else 0
 
 
-def _read_folder(spec: DatasetSpec, root: Path, name: str) -> RawData:
+def _read_folder(spec: DatasetSpec, root: Path) -> RawData:
+    name = spec.name
     splits = _splits(name, _listing(str(root)))
     index = {c: i for i, c in enumerate(spec.classes)}
     digest = hashlib.sha256()
@@ -277,9 +241,6 @@ def _read_image(name: str, root: Path, relative: str, shape: list, digest) -> np
 
 def _dims(shape: tuple[int, ...]) -> str:
     return "x".join(str(d) for d in shape)
-
-
-# Both
 
 
 def _stratified(images: np.ndarray, labels: np.ndarray) -> tuple[tuple, tuple]:

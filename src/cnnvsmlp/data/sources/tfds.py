@@ -1,0 +1,266 @@
+"""TFDS's data: the original files its builders download (cache or download), or its records.
+
+The files under ``<tfds_data_dir>/downloads`` (local or ``gs://``; each has a ``<file>.INFO``
+naming its URL) give exactly the arrays of the IDX source. Prepared records (``tfds build``)
+come in TFDS's stored, shuffled order (``docs/dataset-format.md``): their ``source`` is
+``tfds-prepared:<folder>``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import socket
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from cnnvsmlp.data.idx import MAX_FILE_BYTES, read_file, read_idx_blobs, regular_file
+from cnnvsmlp.data.sources import DataError, DatasetSpec, RawData, SourceUnavailable, normalise_raw
+from cnnvsmlp.data.spec import check_official_counts
+
+
+@dataclass(frozen=True)
+class TfdsFiles:
+    """The files TFDS downloaded before, under ``<data_dir>/downloads``, or a new download."""
+
+    data_dir: str | None
+    download: bool = False
+
+    @property
+    def label(self) -> str:
+        """``tfds cache`` or ``tfds download``."""
+        return "tfds download" if self.download else "tfds cache"
+
+    def read(self, spec: DatasetSpec) -> RawData:
+        """Read the files; ``source`` is ``tfds:<downloads folder>``."""
+        return read_tfds(spec, self.data_dir, self.download)
+
+
+def tfds_urls(spec: DatasetSpec) -> dict[str, str]:
+    """The URLs TFDS's builder for a data set downloads, by role (``archive`` for EMNIST)."""
+    if spec.nist_url:
+        return {"archive": spec.nist_url}
+    import tensorflow_datasets as tfds
+
+    base = tfds.builder_cls(spec.tfds_name).URL
+    return {key: base + name for key, name in spec.files.items()}
+
+
+def _info_targets(folder: Path) -> dict[str, Path]:
+    """URL -> file, from the ``<file>.INFO`` JSON that TFDS writes beside each download."""
+    targets = {}
+    for info in folder.glob("*.INFO"):
+        try:
+            urls = json.loads(info.read_text()).get("urls", [])
+        except (OSError, json.JSONDecodeError):
+            continue
+        targets.update({url: info.with_suffix("") for url in urls})
+    return targets
+
+
+def tfds_data_dir(data_dir: str | None) -> str:
+    """The TFDS data_dir a config names, or TFDS's default ``~/tensorflow_datasets``."""
+    return (data_dir or os.path.expanduser("~/tensorflow_datasets")).rstrip("/")
+
+
+def read_tfds(spec: DatasetSpec, data_dir: str | None, download: bool) -> RawData:
+    """Read a data set's original files from TFDS's cache, else a TFDS download when allowed."""
+    if data_dir and data_dir.startswith("gs://"):
+        return _read_tfds_gcs(spec, data_dir)
+    downloads = Path(tfds_data_dir(data_dir)) / "downloads"
+    urls = tfds_urls(spec)
+    cached = _info_targets(downloads) if downloads.is_dir() else {}
+    if all(url in cached and cached[url].is_file() for url in urls.values()):
+        paths = {key: cached[url] for key, url in urls.items()}
+    elif download:
+        import tensorflow_datasets as tfds
+
+        _check_reachable(urls)
+        manager = tfds.download.DownloadManager(download_dir=str(downloads))
+        try:
+            paths = {k: Path(str(p)) for k, p in manager.download(urls).items()}
+        except Exception as err:  # noqa: BLE001 - TFDS raises many network error types
+            raise SourceUnavailable(f"{spec.name}: TFDS could not download ({err})") from None
+    else:
+        raise SourceUnavailable(f"{spec.name}: no TFDS download of it under {downloads}")
+    return _read_tfds_files(spec, paths, f"tfds:{downloads}")
+
+
+def _read_tfds_files(spec: DatasetSpec, paths: dict[str, Path], source: str) -> RawData:
+    if "archive" not in paths:
+        blobs = {key: read_file(path, spec.name) for key, path in paths.items()}
+        return read_idx_blobs(spec, blobs, source)
+    archive = paths["archive"]
+    try:
+        regular_file(archive, spec.name)
+        with zipfile.ZipFile(archive) as z:
+            members = {key: z.getinfo(f"gzip/{name}") for key, name in spec.files.items()}
+            if any(m.file_size > MAX_FILE_BYTES for m in members.values()):
+                raise zipfile.BadZipFile(f"a member larger than {MAX_FILE_BYTES:,} bytes")
+            blobs = {key: z.read(m) for key, m in members.items()}
+    except (zipfile.BadZipFile, KeyError) as err:
+        raise DataError(
+            f"{spec.name}: file {archive.name} is not NIST's EMNIST archive ({err})"
+        ) from None
+    return read_idx_blobs(spec, blobs, source)
+
+
+def _read_tfds_gcs(spec: DatasetSpec, data_dir: str) -> RawData:
+    from cnnvsmlp import storage
+
+    prefix = f"{data_dir.rstrip('/')}/downloads"
+    urls = tfds_urls(spec)
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp)
+        for uri in storage.list_uris(prefix):
+            if uri.endswith(".INFO"):
+                storage.download(uri, local / uri.rsplit("/", 1)[1])
+        cached = {u: p for u, p in _info_targets(local).items() if u in urls.values()}
+        if len(cached) < len(urls):
+            raise SourceUnavailable(f"{spec.name}: no TFDS download of it under {prefix}")
+        paths = {}
+        for key, url in urls.items():
+            name = cached[url].name
+            storage.download(f"{prefix}/{name}", local / name)
+            paths[key] = local / name
+        return _read_tfds_files(spec, paths, f"tfds:{prefix}")
+
+
+def _check_reachable(urls: dict[str, str]) -> None:
+    """Fail fast when a download host does not resolve (TFDS retries for minutes)."""
+    for url in urls.values():
+        host = urlparse(url).hostname
+        try:
+            socket.getaddrinfo(host, 443)
+        except OSError:
+            raise SourceUnavailable(f"cannot reach {host} to download") from None
+
+
+@dataclass(frozen=True)
+class TfdsPrepared:
+    """The newest version of a data set's records that TFDS prepared in a data_dir.
+
+    ``official_only``: in the default data_dir, which the config does not name, a smaller split
+    (TFDS's emnist/letters) is no reason to stop the search: it counts as no data.
+    """
+
+    data_dir: str | None
+    official_only: bool = False
+    label = "tfds prepared"
+
+    def read(self, spec: DatasetSpec) -> RawData:
+        """Read the records (see :func:`read_tfds_prepared`)."""
+        raw = read_tfds_prepared(spec, self.data_dir)
+        if self.official_only:
+            try:
+                check_official_counts(spec, raw)
+            except DataError as err:
+                raise SourceUnavailable(str(err)) from None
+        return raw
+
+
+def read_tfds_prepared(spec: DatasetSpec, data_dir: str | None) -> RawData:
+    """Read the newest version under ``<data_dir>/<tfds name>/`` (e.g. ``fashion_mnist/3.0.1``).
+
+    ``tfds.builder_from_directory`` needs only the folder's JSON files, not the installed
+    builder's version; records come in their stored order, so a folder always gives the same
+    arrays.
+    """
+    root = f"{tfds_data_dir(data_dir)}/{spec.tfds_name}"
+    if root.startswith("gs://"):
+        return _read_tfds_prepared_gcs(spec, root)
+    base = Path(root)
+    names = []
+    if base.is_dir():
+        names = [p.name for p in base.iterdir() if (p / "dataset_info.json").is_file()]
+    folder = base / _newest_version(spec, names, root)
+    return _read_prepared_folder(spec, folder, f"tfds-prepared:{folder}")
+
+
+def _newest_version(spec: DatasetSpec, names: list[str], root: str) -> str:
+    """The highest ``X.Y.Z`` among folder names; TFDS's unfinished folders do not match."""
+    versions = [n for n in names if re.fullmatch(r"\d+\.\d+\.\d+", n)]
+    if not versions:
+        raise SourceUnavailable(f"{spec.name}: no prepared TFDS records of it under {root}")
+    return max(versions, key=lambda v: tuple(int(part) for part in v.split(".")))
+
+
+def _read_tfds_prepared_gcs(spec: DatasetSpec, root: str) -> RawData:
+    from cnnvsmlp import storage
+
+    by_version: dict[str, list[str]] = {}
+    for uri in storage.list_uris(root):
+        version, _, name = uri[len(root) + 1 :].partition("/")
+        if name and "/" not in name:
+            by_version.setdefault(version, []).append(name)
+    versions = [v for v, names in by_version.items() if "dataset_info.json" in names]
+    version = _newest_version(spec, versions, root)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in by_version[version]:
+            storage.download(f"{root}/{version}/{name}", Path(tmp) / name)
+        return _read_prepared_folder(spec, Path(tmp), f"tfds-prepared:{root}/{version}")
+
+
+def _read_prepared_folder(spec: DatasetSpec, folder: Path, source: str) -> RawData:
+    """Decode the train and test records of one prepared TFDS version folder."""
+    import tensorflow_datasets as tfds
+
+    where = source.removeprefix("tfds-prepared:")
+    try:
+        builder = tfds.builder_from_directory(str(folder))
+        missing = [s for s in ("train", "test") if s not in builder.info.splits]
+        features = builder.info.features
+    except Exception as err:  # noqa: BLE001 - TFDS raises many types for unreadable folders
+        raise DataError(f"{spec.name}: TFDS cannot read {where} ({_first_line(err)})") from None
+    if missing:
+        raise DataError(f"{spec.name}: {where} has no {missing[0]} split")
+    if not {"image", "label"} <= set(features.keys()):
+        raise DataError(
+            f"{spec.name}: {where} has features {', '.join(sorted(features.keys()))}, "
+            "expected image and label"
+        )
+    out = {}
+    for split in ("train", "test"):
+        out[f"{split}_images"], out[f"{split}_labels"] = _read_split(spec, builder, split, where)
+    digests = {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.iterdir())
+        if p.is_file()
+    }
+    return RawData(**out, source=source, input_sha256=digests)
+
+
+def _read_split(spec: DatasetSpec, builder, split: str, where: str) -> tuple:
+    """One split's records in their stored order (no file shuffling, one shard at a time)."""
+    import tensorflow_datasets as tfds
+
+    try:
+        batch = builder.as_dataset(
+            split=split,
+            batch_size=-1,
+            shuffle_files=False,
+            read_config=tfds.ReadConfig(interleave_cycle_length=1),
+        )
+        example = tfds.as_numpy(batch)
+    except Exception as err:  # noqa: BLE001 - corrupt records surface as TF errors
+        raise DataError(
+            f"{spec.name}: TFDS cannot read the {split} records in {where} ({_first_line(err)})"
+        ) from None
+    images, labels = example["image"], example["label"]
+    if images.shape[1:] not in (spec.image_shape, spec.image_shape[:2]):
+        shape = "x".join(str(d) for d in images.shape[1:])
+        expected = "x".join(str(d) for d in spec.image_shape)
+        raise DataError(f"{spec.name}: {where} holds {shape} {split} images, expected {expected}")
+    # TFDS's builders store the IDX arrays unchanged: EMNIST transposed, letters labelled 1..26.
+    return normalise_raw(spec, images, labels, f"{where} {split} split")
+
+
+def _first_line(err: Exception) -> str:
+    """An exception as one short line, without TensorFlow's ``{{function_node ...}}`` prefix."""
+    text = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", str(err).strip()).splitlines()
+    return f"{err.__class__.__name__}: {text[0][:200]}" if text else err.__class__.__name__
