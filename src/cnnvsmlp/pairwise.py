@@ -241,6 +241,30 @@ def bounded(
     )
 
 
+def from_counts(
+    found: Sequence[tuple[str, str, Sequence[RepeatTest], dict]], images: int
+) -> list[Difference]:
+    """A family restated by :func:`bounded` from each pair's McNemar counts per repeat.
+
+    ``found`` holds ``(a, b, tests, where)`` per difference; each keeps its ``tests``.
+    """
+    estimates = [
+        bounded(
+            a,
+            b,
+            [t.difference for t in tests],
+            [(t.only_a_correct + t.only_b_correct) / images for t in tests],
+            images,
+            **where,
+        )
+        for a, b, tests, where in found
+    ]
+    return [
+        d.model_copy(update={"tests": list(f[2])})
+        for d, f in zip(decide(estimates), found, strict=True)
+    ]
+
+
 def decide(
     estimates: Sequence[Estimate], margin: float = MARGIN, alpha: float = ALPHA
 ) -> list[Difference]:
