@@ -25,13 +25,6 @@ MARGIN = 0.01  # one point of accuracy
 Method = Literal["seeds-and-images", "images", "seeds-and-images-bound"]
 Verdict = Literal["different", "equivalent", "inconclusive"]
 
-METHODS = {
-    "seeds-and-images": "over seeds and test images (crossed random effects, Satterthwaite t)",
-    "images": "over the test images only (one seed: the seed-to-seed spread is not in it)",
-    "seeds-and-images-bound": "over seeds and test images, the test-image term bounded from "
-    "the repeats' disagreement counts (conservative)",
-}
-
 
 class RepeatTest(Record):
     """McNemar's exact test of the two networks of one repeat (a detail: fixed networks)."""
@@ -165,19 +158,10 @@ def estimate(
     details: bool = False,
     **where,
 ) -> Estimate:
-    """The difference of two variants from their per-image correctness, paired by seed.
+    """``a - b`` from ``(seeds, images)`` correctness, row ``s`` of both the same seed.
 
-    Args:
-        a: the first variant.
-        b: the second.
-        correct_a: ``(seeds, images)`` booleans: repeat ``s`` of ``a`` right on image ``i``.
-        correct_b: the same for ``b``; row ``s`` is the repeat with the same seed.
-        repeats: the repeats' numbers, for the McNemar details; default ``0..S-1``.
-        details: whether to add McNemar's exact test of each repeat.
-        **where: ``shift`` and ``n_train`` of the comparison.
-
-    Returns:
-        The estimate, ``a - b``, before a family adjusts it.
+    ``details`` adds McNemar's exact test of each repeat (numbered by ``repeats``,
+    default ``0..S-1``); ``where``: the ``shift`` and ``n_train`` compared.
     """
     from cnnvsmlp.stats import holm, mcnemar_exact
 
@@ -221,13 +205,8 @@ def bounded(
     the repeats' per-image variances ``q_s - d_s**2``, so the interval is
     conservative: a larger standard error, with the seeds' ``S - 1`` degrees of freedom.
 
-    Args:
-        a: the first variant.
-        b: the second.
-        per_seed: ``d_s``, accuracy of ``a`` minus ``b`` in each repeat.
-        disagree: ``q_s``, the share of images exactly one of the two got right.
-        images: test images per repeat.
-        **where: ``shift`` and ``n_train`` of the comparison.
+    ``per_seed`` holds ``d_s``, ``disagree`` ``q_s`` (the share of images exactly one
+    of the two got right); ``where``: the ``shift`` and ``n_train`` compared.
     """
     d = np.asarray(per_seed, dtype=float)
     q = np.asarray(disagree, dtype=float)
@@ -239,6 +218,30 @@ def bounded(
     return Estimate(
         a, b, float(d.mean()), math.sqrt(var), df, len(d), images, method, tuple(d), **where
     )
+
+
+def from_counts(
+    found: Sequence[tuple[str, str, Sequence[RepeatTest], dict]], images: int
+) -> list[Difference]:
+    """A family restated by :func:`bounded` from each pair's McNemar counts per repeat.
+
+    ``found`` holds ``(a, b, tests, where)`` per difference; each keeps its ``tests``.
+    """
+    estimates = [
+        bounded(
+            a,
+            b,
+            [t.difference for t in tests],
+            [(t.only_a_correct + t.only_b_correct) / images for t in tests],
+            images,
+            **where,
+        )
+        for a, b, tests, where in found
+    ]
+    return [
+        d.model_copy(update={"tests": list(f[2])})
+        for d, f in zip(decide(estimates), found, strict=True)
+    ]
 
 
 def decide(
@@ -265,30 +268,21 @@ def decide(
         verdict: Verdict = (
             "different" if p_adj < alpha else "equivalent" if p_eq_adj < alpha else "inconclusive"
         )
+        tests = list(e.tests)
+        fields = {**vars(e), "df": min(e.df, 1e9), "per_seed": list(e.per_seed), "tests": tests}
         out.append(
             Difference(
-                a=e.a,
-                b=e.b,
-                shift=e.shift,
-                n_train=e.n_train,
-                estimate=e.estimate,
+                **fields,
                 low=e.estimate - half,
                 high=e.estimate + half,
                 level=1 - alpha / k,
-                se=e.se,
-                df=min(e.df, 1e9),
                 p_value=p,
                 p_adjusted=p_adj,
                 margin=margin,
                 p_equivalence=p_eq,
                 p_equivalence_adjusted=p_eq_adj,
                 family=k,
-                seeds=e.seeds,
-                images=e.images,
-                method=e.method,
                 verdict=verdict,
-                per_seed=list(e.per_seed),
-                tests=list(e.tests),
             )
         )
     return out

@@ -1,14 +1,7 @@
-"""The statistics of one variant and of one repeat, as small pure functions.
+"""A variant's accuracy interval, McNemar's exact test of one repeat's two networks, Holm.
 
-Accuracy of a variant: the mean over repeats with a Student-t interval
-(seed-to-seed variation); with a single run, a Wilson interval over the test
-images (sampling variation of the test set only). McNemar's exact test of
-two networks on the same test images, and Holm's adjustment. A difference
-between variants is :mod:`cnnvsmlp.pairwise`'s.
-
-SciPy and statsmodels are imported in the functions that use them: the
-comparison's record (:mod:`cnnvsmlp.report.model`) holds :class:`Interval`,
-and reading a record should not load them.
+A difference between variants is :mod:`cnnvsmlp.pairwise`'s. SciPy and statsmodels load
+inside the functions: reading a record that holds an :class:`Interval` needs neither.
 """
 
 from __future__ import annotations
@@ -43,15 +36,7 @@ class Interval(Record):
 
 
 def t_interval(values: list[float] | np.ndarray, confidence: float = CONFIDENCE) -> Interval:
-    """Mean of at least two values with its Student-t confidence interval.
-
-    Args:
-        values: one number per repeat.
-        confidence: coverage of the interval.
-
-    Returns:
-        The mean and the interval, method ``t``. Identical values give a
-        zero-width interval.
+    """Mean of at least two values with its Student-t interval (method ``t``).
 
     Raises:
         ValueError: fewer than two values.
@@ -70,16 +55,7 @@ def t_interval(values: list[float] | np.ndarray, confidence: float = CONFIDENCE)
 
 
 def wilson_interval(correct: int, n: int, confidence: float = CONFIDENCE) -> Interval:
-    """Proportion ``correct / n`` with its Wilson score interval.
-
-    Args:
-        correct: images classified correctly.
-        n: images scored.
-        confidence: coverage of the interval.
-
-    Returns:
-        The proportion and the interval, method ``wilson``.
-    """
+    """Proportion ``correct / n`` with its Wilson score interval (method ``wilson``)."""
     from statsmodels.stats.proportion import proportion_confint
 
     low, high = proportion_confint(correct, n, alpha=1 - confidence, method="wilson")
@@ -87,16 +63,10 @@ def wilson_interval(correct: int, n: int, confidence: float = CONFIDENCE) -> Int
 
 
 def accuracy_interval(correct: list[int], n: int, confidence: float = CONFIDENCE) -> Interval:
-    """Test accuracy of one variant over its repeats.
+    """A variant's test accuracy from each repeat's ``correct`` of ``n`` images.
 
-    Args:
-        correct: per repeat, the test images classified correctly.
-        n: test images per repeat.
-        confidence: coverage of the interval.
-
-    Returns:
-        A t-interval over the repeats' accuracies when there are two or more,
-        otherwise the Wilson interval of the single run on the test set.
+    A t-interval over the repeats' accuracies with two or more, otherwise the
+    Wilson interval of the single run over the test images.
     """
     if len(correct) >= 2:
         return t_interval([c / n for c in correct], confidence)
@@ -105,11 +75,7 @@ def accuracy_interval(correct: list[int], n: int, confidence: float = CONFIDENCE
 
 @dataclass(frozen=True)
 class McNemar:
-    """McNemar's exact test of two models on the same images.
-
-    ``only_a`` and ``only_b`` are the discordant counts: images only model A
-    (only model B) classified correctly.
-    """
+    """McNemar's exact test of two models on the same images; ``only_a``: only A right."""
 
     only_a: int
     only_b: int
@@ -117,15 +83,7 @@ class McNemar:
 
 
 def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> McNemar:
-    """Exact (binomial) McNemar test of two per-image correctness vectors.
-
-    Args:
-        correct_a: per image, whether model A was right.
-        correct_b: per image, whether model B was right; same images, same order.
-
-    Returns:
-        The discordant counts and the two-sided exact p-value (1 when the
-        models never disagree).
+    """Exact (binomial) McNemar test of two per-image correctness vectors; p 1 if none differ.
 
     Raises:
         ValueError: the vectors differ in length.
@@ -148,14 +106,7 @@ def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> McNemar:
 
 
 def holm(p_values: list[float]) -> list[float]:
-    """Holm-adjusted p-values, in the order given.
-
-    Args:
-        p_values: one family of tests.
-
-    Returns:
-        The adjusted p-values (capped at 1), an empty list for no tests.
-    """
+    """Holm-adjusted p-values of one family, in the order given (capped at 1)."""
     from statsmodels.stats.multitest import multipletests
 
     if not p_values:

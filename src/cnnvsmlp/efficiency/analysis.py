@@ -1,27 +1,9 @@
 """The data-efficiency comparison: accuracy against size, the gap per size, the fitted curves.
 
-:func:`analyze` turns every run's evaluation into one
-:class:`EfficiencyAnalysis`; :func:`cnnvsmlp.report.efficiency.write_efficiency_report` writes it as
-``comparison.json`` with a short ``report.md``. The baseline is the config's
-first variant (the MLP in the data-efficiency preset); every other variant
-is compared with it at each size:
-
-- accuracy per variant and size: the mean over repeats with a t-interval
-  (:func:`cnnvsmlp.stats.accuracy_interval`);
-- the gap (variant - baseline) per size: :mod:`cnnvsmlp.pairwise`'s difference
-  over seeds and test images, the sizes of a variant one family, with
-  McNemar's exact test per repeat as a detail;
-- two learning-curve families per variant, each scored on predicting the
-  largest size (:mod:`~cnnvsmlp.efficiency.curves`), and the baseline's data
-  multiplier at each size, interpolated between the sampled sizes and
-  bootstrapped over whole repeats;
-- where each training stopped by the rule of :mod:`~cnnvsmlp.efficiency.stopping`,
-  flagging those that reached the cap on epochs still improving;
-- accuracy on the test images shifted by 1 to 4 pixels (:mod:`cnnvsmlp.shift`)
-  per variant and size, shift 0 being the test images as they are, and the
-  gap at each shift.
-
-:mod:`cnnvsmlp.report.efficiency` draws and renders it.
+:func:`analyze` turns every run's evaluation into one :class:`EfficiencyAnalysis`; the
+baseline is the config's first variant, and every other variant is compared with it at
+each size and shift (:mod:`cnnvsmlp.pairwise`), its curves and data multipliers fitted
+(:mod:`~cnnvsmlp.efficiency.curves`). :mod:`cnnvsmlp.report.efficiency` renders it.
 """
 
 from __future__ import annotations
@@ -31,108 +13,27 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from pydantic import Field
 
 from cnnvsmlp import pairwise
 from cnnvsmlp.config import ExperimentConfig
-from cnnvsmlp.efficiency.curves import FAMILIES, CurveFit, Holdout, Multiplier
+from cnnvsmlp.efficiency.curves import FAMILIES, CurveFit, Holdout
 from cnnvsmlp.efficiency.plan import EfficiencyConfig
+from cnnvsmlp.efficiency.record import (
+    SCHEMA_VERSION,
+    EfficiencyAnalysis,
+    RunPoint,
+    ShiftPoint,
+    SizeSummary,
+    VariantMultipliers,
+)
 from cnnvsmlp.efficiency.stopping import StoppingRule, decide
 from cnnvsmlp.errors import UserError
-from cnnvsmlp.jsonmodel import Record
 from cnnvsmlp.provenance import Provenance
-from cnnvsmlp.records import EvalResult, Hardware, RunFailure
-from cnnvsmlp.stats import ALPHA, CONFIDENCE, Interval
-
-SCHEMA_VERSION = "efficiency/2"
+from cnnvsmlp.records import EvalResult, RunFailure
 
 
 class EfficiencyRunsFailed(UserError):
     """Some runs of the study failed for good: its comparison is partial, or there is none."""
-
-
-class RunPoint(Record):
-    """One training of one variant on one subset, as the comparison sees it."""
-
-    repeat: int
-    seed: int
-    test_accuracy: float
-    epochs: int = Field(description="Epochs trained.")
-    stop_epoch: int = Field(description="Where the stopping rule stops on this history.")
-    best_epoch: int = Field(description="The epoch whose validation loss was best by the rule.")
-    capped_improving: bool = Field(
-        description="The cap on epochs came while validation loss was still improving."
-    )
-    stopped_by: str = Field(
-        default="", description="patience (converged) or cap; empty while the rule had not stopped."
-    )
-    shifted_accuracy: dict[int, float] = Field(
-        default_factory=dict, description="Test accuracy on the images shifted by k pixels."
-    )
-
-
-class SizeSummary(Record):
-    """A variant at one training-set size, over its repeats."""
-
-    variant: str
-    n_train: int
-    accuracy: Interval
-    runs: list[RunPoint]
-
-
-class ShiftPoint(Record):
-    """A variant at one size on the test images shifted by ``shift`` pixels, over its repeats."""
-
-    variant: str
-    n_train: int
-    shift: int = Field(description="Pixels moved; 0: the test images as they are.")
-    accuracy: Interval
-
-
-class VariantMultipliers(Record):
-    """How many times more data the baseline needs to match a variant, at each size."""
-
-    variant: str
-    baseline: str
-    multipliers: list[Multiplier]
-    error: str = ""
-
-
-class EfficiencyAnalysis(Record):
-    """Everything the data-efficiency comparison computed (``comparison.json``)."""
-
-    schema_version: str = SCHEMA_VERSION
-    experiment: str
-    dataset: str
-    n_test: int
-    variants: list[str]
-    baseline: str
-    sizes: list[int]
-    repeats: int
-    stopping: StoppingRule
-    max_epochs: int
-    confidence: float = CONFIDENCE
-    alpha: float = ALPHA
-    margin: float = pairwise.MARGIN
-    points: list[SizeSummary]
-    gaps: list[pairwise.Difference] = Field(
-        description="Each variant minus the baseline at each size; a variant's sizes, one family."
-    )
-    curves: list[CurveFit] = Field(description="Each variant's fit of each family, every size.")
-    holdouts: list[Holdout] = Field(
-        default=[], description="Each family fitted without the largest size, predicting it."
-    )
-    multipliers: list[VariantMultipliers]
-    shift_points: list[ShiftPoint] = []
-    shift_gaps: list[pairwise.Difference] = Field(
-        default=[], description="The gaps per size and shift of 1 pixel or more, one family."
-    )
-    status: str = "complete"
-    failures: list[RunFailure] = []
-    provenance: Provenance = Field(default_factory=Provenance)
-    hardware: list[Hardware] = Field(
-        default=[], description="Each distinct machine the runs trained on."
-    )
 
 
 def _point(result: EvalResult, rule: StoppingRule, max_epochs: int) -> RunPoint:
@@ -163,34 +64,17 @@ def _point(result: EvalResult, rule: StoppingRule, max_epochs: int) -> RunPoint:
     )
 
 
-def analyze(
-    results: list[EvalResult | RunFailure],
-    config: ExperimentConfig,
-    efficiency: EfficiencyConfig,
-    test_labels: np.ndarray,
-    bootstrap_samples: int | None = None,
-) -> EfficiencyAnalysis:
-    """Compare the runs of a data-efficiency study.
-
-    Args:
-        results: every run's evaluation or failure record.
-        config: the experiment (variants, repeats, the cap ``train.epochs``).
-        efficiency: the sizes the plan used (settled to the data) and the rule.
-        test_labels: the test labels every run was scored on.
-        bootstrap_samples: samples of the multipliers' bootstrap; None: the default.
-
-    Returns:
-        The analysis; ``status`` ``partial`` when some runs failed, ``failed``
-        when no size has both variants.
+def _grouped(
+    results: list[EvalResult | RunFailure], labels: np.ndarray
+) -> dict[tuple[str, int], dict[int, EvalResult]]:
+    """The evaluations by variant and size, then repeat; checked to be the study's.
 
     Raises:
         UserError: a run has no training-set size, or was scored on other labels.
     """
     from cnnvsmlp.data.store import labels_digest
-    from cnnvsmlp.stats import accuracy_interval
 
-    digest = labels_digest(test_labels)
-    failures = [r for r in results if isinstance(r, RunFailure)]
+    digest = labels_digest(labels)
     by_key: dict[tuple[str, int], dict[int, EvalResult]] = defaultdict(dict)
     for r in results:
         if isinstance(r, RunFailure):
@@ -200,50 +84,71 @@ def analyze(
         if r.labels_sha256 != digest:
             raise UserError(f"{r.run.run_id}: scored on other test labels than the data set's")
         by_key[(r.run.variant, r.run.n_train)][r.run.repeat] = r
-    sizes = sorted({n for _, n in by_key})
-    n_test = len(test_labels)
-    max_epochs = config.train.epochs
-    rule = efficiency.stopping
+    return by_key
 
-    points = []
-    for v in config.variants:
-        for n in sizes:
-            runs = by_key.get((v, n))
-            if runs:
-                ordered = [runs[k] for k in sorted(runs)]
-                points.append(
-                    SizeSummary(
-                        variant=v,
-                        n_train=n,
-                        accuracy=accuracy_interval(
-                            [round(r.accuracy * r.n_test) for r in ordered], n_test
-                        ),
-                        runs=[_point(r, rule, max_epochs) for r in ordered],
-                    )
-                )
 
-    baseline, others = config.variants[0], config.variants[1:]
-    margin = config.equivalence_margin / 100
-    gaps = [
-        d
-        for v in others
-        for d in pairwise.decide(_size_estimates(by_key, v, baseline, sizes, test_labels), margin)
+def _summaries(
+    by_key: dict[tuple[str, int], dict[int, EvalResult]],
+    variants: list[str],
+    sizes: list[int],
+    rule: StoppingRule,
+    max_epochs: int,
+    n_test: int,
+) -> list[SizeSummary]:
+    """Each variant at each size it has runs at: its accuracy over repeats, and each run."""
+    from cnnvsmlp.stats import accuracy_interval
+
+    return [
+        SizeSummary(
+            variant=v,
+            n_train=n,
+            accuracy=accuracy_interval([round(r.accuracy * r.n_test) for r in ordered], n_test),
+            runs=[_point(r, rule, max_epochs) for r in ordered],
+        )
+        for v in variants
+        for n in sizes
+        for ordered in [[by_key[(v, n)][k] for k in sorted(by_key.get((v, n), {}))]]
+        if ordered
     ]
+
+
+def analyze(
+    results: list[EvalResult | RunFailure],
+    config: ExperimentConfig,
+    efficiency: EfficiencyConfig,
+    test_labels: np.ndarray,
+    bootstrap_samples: int | None = None,
+) -> EfficiencyAnalysis:
+    """Compare the runs of a data-efficiency study (``efficiency``: its sizes and stopping rule).
+
+    The status is ``partial`` when some runs failed, ``failed`` when no size has both
+    variants; ``bootstrap_samples`` None takes the multipliers' default.
+
+    Raises:
+        UserError: a run has no training-set size, or was scored on other labels.
+    """
+    by_key = _grouped(results, test_labels)
+    failures = [r for r in results if isinstance(r, RunFailure)]
+    sizes = sorted({n for _, n in by_key})
+    variants, max_epochs, rule = config.variants, config.train.epochs, efficiency.stopping
+    points = _summaries(by_key, variants, sizes, rule, max_epochs, len(test_labels))
+    margin = config.equivalence_margin / 100
+    estimates = [_size_estimates(by_key, v, variants[0], sizes, test_labels) for v in variants[1:]]
+    gaps = [d for found in estimates for d in pairwise.decide(found, margin)]
     scores = {key: {k: r.accuracy for k, r in runs.items()} for key, runs in by_key.items()}
-    curves, holdouts, multipliers = _curves(scores, config.variants, sizes, bootstrap_samples)
-    shift_points, shift_gaps = _shift_results(by_key, config.variants, sizes, test_labels, margin)
+    curves, holdouts, multipliers = _curves(scores, variants, sizes, bootstrap_samples)
+    shift_points, shift_gaps = _shift_results(by_key, variants, sizes, test_labels, margin)
     machines = {
         r.training.hardware.model_dump_json(): r.training.hardware
         for runs in by_key.values()
         for r in runs.values()
     }
-    status = "complete" if not failures else ("partial" if gaps else "failed")
     return EfficiencyAnalysis(
         experiment=config.name,
         dataset=config.dataset,
-        n_test=n_test,
-        variants=list(config.variants),
-        baseline=baseline,
+        n_test=len(test_labels),
+        variants=list(variants),
+        baseline=variants[0],
         sizes=sizes,
         repeats=config.repeats,
         stopping=rule,
@@ -256,7 +161,7 @@ def analyze(
         multipliers=multipliers,
         shift_points=shift_points,
         shift_gaps=shift_gaps,
-        status=status,
+        status="complete" if not failures else ("partial" if gaps else "failed"),
         failures=failures,
         provenance=config.provenance or Provenance(),
         hardware=list(machines.values()),
@@ -419,38 +324,32 @@ def read_analysis(path: str | Path, bootstrap_samples: int | None = None) -> Eff
 
 def _restated_gaps(record: dict) -> list[pairwise.Difference]:
     """An ``efficiency/1`` record's gaps, bounded from McNemar counts; a family per variant."""
-    n_test, baseline = int(record["n_test"]), record["baseline"]
     gaps = []
     for v in record["variants"][1:]:
-        old = [g for g in record["gaps"] if g["variant"] == v]
-        estimates = [
-            pairwise.bounded(
+        found = [
+            (
                 v,
-                baseline,
-                [t["difference"] for t in g["tests"]],
-                [
-                    (t["only_variant_correct"] + t["only_baseline_correct"]) / n_test
-                    for t in g["tests"]
-                ],
-                n_test,
-                n_train=int(g["n_train"]),
+                record["baseline"],
+                [_repeat_test(t) for t in g["tests"]],
+                {"n_train": int(g["n_train"])},
             )
-            for g in old
+            for g in record["gaps"]
+            if g["variant"] == v
         ]
-        for d, g in zip(pairwise.decide(estimates), old, strict=True):
-            tests = [
-                pairwise.RepeatTest(
-                    repeat=t["repeat"],
-                    difference=t["difference"],
-                    only_a_correct=t["only_variant_correct"],
-                    only_b_correct=t["only_baseline_correct"],
-                    p_value=t["p_value"],
-                    p_holm=t["p_holm"],
-                )
-                for t in g["tests"]
-            ]
-            gaps.append(d.model_copy(update={"tests": tests}))
+        gaps += pairwise.from_counts(found, int(record["n_test"]))
     return gaps
+
+
+def _repeat_test(t: dict) -> pairwise.RepeatTest:
+    """An ``efficiency/1`` McNemar test, its counts named by variant and baseline."""
+    return pairwise.RepeatTest(
+        repeat=t["repeat"],
+        difference=t["difference"],
+        only_a_correct=t["only_variant_correct"],
+        only_b_correct=t["only_baseline_correct"],
+        p_value=t["p_value"],
+        p_holm=t["p_holm"],
+    )
 
 
 def _restated_shift_gaps(record: dict, runs: dict) -> list[pairwise.Difference]:

@@ -1,20 +1,8 @@
 """The comparison artifact: every run of an experiment, summarised, tested and drawn.
 
-:func:`write_comparison` writes into one folder:
-
-- ``comparison.json``: every number (:class:`~cnnvsmlp.report.model.Comparison`,
-  documented in docs/comparison-schema.md);
-- ``report.md``: the report the KFP UI renders, its plots embedded so it
-  renders alone;
-- ``report.html``: the same, self-contained, the evidence folded;
-- ``plots/*.png``: test accuracy, learning curves, confusion matrices,
-  per-class accuracy, accuracy against parameters and against training time.
-
-One module per job: :mod:`~cnnvsmlp.report.model` (the record),
-:mod:`~cnnvsmlp.report.compare` (grouping and summarising the runs),
-:mod:`~cnnvsmlp.report.status` (whether a written comparison is complete),
-:mod:`~cnnvsmlp.report.verdict` (the sentences), :mod:`~cnnvsmlp.report.plots`
-and :mod:`~cnnvsmlp.report.render` (tables, Markdown, HTML, terminal).
+:func:`write_comparison` writes ``comparison.json`` (every number,
+docs/comparison-schema.md), ``report.md`` (its plots embedded, for the KFP UI),
+``report.html`` (self-contained, the evidence folded) and ``plots/*.png``.
 """
 
 from __future__ import annotations
@@ -33,25 +21,12 @@ if TYPE_CHECKING:
 def write_comparison(
     results: list[EvalResult], config: ExperimentConfig, test_labels: np.ndarray, out_dir: Path
 ) -> Comparison:
-    """Compare the runs and write the JSON, the reports and the plots into ``out_dir``.
-
-    Args:
-        results: every run's evaluation, in any order.
-        config: the experiment: its variants, in report order, and the seeds' numbers.
-        test_labels: the true labels of the test split the runs were scored on.
-        out_dir: the folder to write ``comparison.json``, ``report.md``,
-            ``report.html`` and ``plots/*.png`` into; made when missing.
-
-    Returns:
-        The comparison written to ``comparison.json``.
+    """Compare the runs (:func:`~cnnvsmlp.report.compare.compare`) and write it into ``out_dir``.
 
     Raises:
-        ReportError: the runs do not fit together (see :func:`~cnnvsmlp.report.compare.compare`);
-            nothing is written then. Failed runs are no error: they are
-            listed, and the comparison's ``status`` says it is partial.
+        ReportError: the runs do not fit together; nothing is written then.
     """
-    # Imported here: the record and the status check (report.model, report.status)
-    # load without the statistics and plotting libraries these bring.
+    # Imported here: report.model and report.status load without statistics or plotting.
     from cnnvsmlp.report.compare import compare
 
     comparison = compare(results, config, test_labels)
@@ -60,15 +35,11 @@ def write_comparison(
 
 
 def render_comparison(comparison: Comparison, out_dir: Path) -> None:
-    """Write a computed comparison's JSON, reports and plots into ``out_dir``.
-
-    Args:
-        comparison: the comparison, as computed or as read back (and restated
-            by :func:`~cnnvsmlp.report.compare.restate`).
-        out_dir: the folder to write into; made when missing.
-    """
+    """Write a computed (or read and restated) comparison's JSON, reports and plots."""
+    from cnnvsmlp.report.blocks import write_report
+    from cnnvsmlp.report.layout import comparison_report
     from cnnvsmlp.report.plots import write_plots
-    from cnnvsmlp.report.render import render_html, render_markdown, time_axis_label
+    from cnnvsmlp.report.render import time_axis_label
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -78,6 +49,4 @@ def render_comparison(comparison: Comparison, out_dir: Path) -> None:
         if comparison.variants
         else {}
     )
-    (out_dir / "comparison.json").write_text(comparison.model_dump_json(indent=1), encoding="utf-8")
-    (out_dir / "report.md").write_text(render_markdown(comparison, plots), encoding="utf-8")
-    (out_dir / "report.html").write_text(render_html(comparison, plots), encoding="utf-8")
+    write_report(comparison, comparison_report, plots, out_dir)

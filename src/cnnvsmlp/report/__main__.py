@@ -32,11 +32,7 @@ RECORD = "comparison.json"
 
 
 def rerender(folder: Path, note: str = "") -> None:
-    """Render ``folder``'s comparison again, beside it; the comparison itself is not rewritten.
-
-    Args:
-        folder: a comparison folder, with ``comparison.json`` and perhaps ``config.json``.
-        note: how the runs were made, when the comparison does not record it.
+    """Render ``folder``'s comparison again, beside it; ``note``: how the runs were made.
 
     Raises:
         ReportError: the comparison is missing or of a schema this version cannot read,
@@ -62,11 +58,7 @@ def rerender(folder: Path, note: str = "") -> None:
         comparison = comparison.model_copy(
             update={"config": run_config(config, comparison.repeats)}
         )
-    provenance = comparison.provenance
-    text = _note(note, provenance.note, old)
-    comparison = comparison.model_copy(
-        update={"provenance": provenance.model_copy(update={"note": text})}
-    )
+    comparison = _noted(comparison, note, old)
     _write_whole(folder, lambda out: render_comparison(comparison, out))
 
 
@@ -140,6 +132,13 @@ def reanalyse(run: Path, note: str = "") -> Path:
     return run / "report"
 
 
+def _noted(record, note: str, schema: str):
+    """The record with the note of a render again in its provenance."""
+    p = record.provenance
+    text = _note(note, p.note, schema)
+    return record.model_copy(update={"provenance": p.model_copy(update={"note": text})})
+
+
 def _note(note: str, recorded: str, schema: str) -> str:
     """The provenance note of a report rendered again: how it was made, and by what."""
     from cnnvsmlp.provenance import git_state, project_version
@@ -159,12 +158,7 @@ def _rerender_study(source: Path, note: str, old: str) -> None:
     from cnnvsmlp.efficiency.analysis import read_analysis
     from cnnvsmlp.report.efficiency import write_efficiency_report
 
-    analysis = read_analysis(source)
-    provenance = analysis.provenance
-    text = _note(note, provenance.note, old)
-    analysis = analysis.model_copy(
-        update={"provenance": provenance.model_copy(update={"note": text})}
-    )
+    analysis = _noted(read_analysis(source), note, old)
     _write_whole(source.parent, lambda out: write_efficiency_report(analysis, out))
 
 

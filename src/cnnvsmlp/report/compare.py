@@ -1,8 +1,4 @@
-"""The comparison computed: runs grouped by variant, summarised, and every pair tested.
-
-Each pair's difference is :mod:`cnnvsmlp.pairwise`'s; the record is
-:class:`~cnnvsmlp.report.model.Comparison`.
-"""
+"""The comparison computed: runs grouped by variant, summarised, every pair's difference stated."""
 
 from __future__ import annotations
 
@@ -36,6 +32,30 @@ from cnnvsmlp.report.verdict import BASELINE_FAMILY, VERDICT_RULE, envelope, fam
 # ---------------------------------------------------------------- grouping
 
 
+def _misfit(r: EvalResult, first: EvalResult, config: ExperimentConfig, labels, digest) -> str:
+    """Why run ``r`` does not fit the comparison; empty when it does."""
+    run = f"compare: run {r.run.run_id}"
+    if r.dataset != config.dataset:
+        return f"{run} is on {r.dataset}, not on {config.dataset}"
+    if r.labels_sha256 != digest:
+        return (
+            f"{run} was scored on other test labels (sha256 {r.labels_sha256[:12]}) than "
+            f"the data set's ({digest[:12]}); evaluate it again on this data set"
+        )
+    if len(r.predictions) != len(labels):
+        return f"{run} has {len(r.predictions)} predictions for {len(labels)} test images"
+    if r.classes != first.classes:
+        return f"{run} names other classes than run {first.run.run_id}"
+    if r.predictions and not 0 <= min(r.predictions) <= max(r.predictions) < len(r.classes):
+        return f"{run} predicts classes outside 0..{len(r.classes) - 1}"
+    if r.run.variant not in config.variants:
+        return (
+            f"{run} is of variant {r.run.variant}, which experiment {config.name} does not "
+            f"list ({', '.join(config.variants)})"
+        )
+    return ""
+
+
 def _group(
     results: list[EvalResult], config: ExperimentConfig, labels: np.ndarray
 ) -> dict[str, list[EvalResult]]:
@@ -43,32 +63,11 @@ def _group(
     if not results:
         raise ReportError("compare: no runs to compare")
     digest = labels_digest(labels)
-    classes = results[0].classes
     grouped: dict[str, dict[int, EvalResult]] = defaultdict(dict)
     for r in results:
-        run = f"compare: run {r.run.run_id}"
-        if r.dataset != config.dataset:
-            raise ReportError(f"{run} is on {r.dataset}, not on {config.dataset}")
-        if r.labels_sha256 != digest:
-            raise ReportError(
-                f"{run} was scored on other test labels (sha256 {r.labels_sha256[:12]}) than "
-                f"the data set's ({digest[:12]}); evaluate it again on this data set"
-            )
-        if len(r.predictions) != len(labels):
-            raise ReportError(
-                f"{run} has {len(r.predictions)} predictions for {len(labels)} test images"
-            )
-        if r.classes != classes:
-            raise ReportError(f"{run} names other classes than run {results[0].run.run_id}")
-        if r.predictions and not 0 <= min(r.predictions) <= max(r.predictions) < len(classes):
-            raise ReportError(f"{run} predicts classes outside 0..{len(classes) - 1}")
-        if r.run.variant not in config.variants:
-            raise ReportError(
-                f"{run} is of variant {r.run.variant}, which experiment {config.name} does not "
-                f"list ({', '.join(config.variants)})"
-            )
-        if r.run.repeat in grouped[r.run.variant]:
-            raise ReportError(f"{run} appears twice")
+        misfit = _misfit(r, results[0], config, labels, digest)
+        if misfit or r.run.repeat in grouped[r.run.variant]:
+            raise ReportError(misfit or f"compare: run {r.run.run_id} appears twice")
         grouped[r.run.variant][r.run.repeat] = r
     missing = [v for v in config.variants if v not in grouped]
     if missing:
@@ -145,22 +144,15 @@ def _summarise(
     def distinct(machines: list[Hardware]) -> list[Hardware]:
         return list({h.model_dump_json(): h for h in machines}.values())
 
-    def mean(field: str) -> float:
-        return float(np.mean([getattr(s, field) for s in summaries]))
-
+    means = ("test_loss", "best_val_accuracy", "final_val_loss", "epoch_time_s", "train_time_s")
+    means += ("train_images_per_s", "inference_images_per_s")
     return VariantSummary(
         variant=variant,
         params=runs[0].params,
         model_size_bytes=runs[0].model_size_bytes,
         test_accuracy=accuracy,
-        test_loss=mean("test_loss"),
-        best_val_accuracy=mean("best_val_accuracy"),
         final_val_accuracy=final_val,
-        final_val_loss=mean("final_val_loss"),
-        epoch_time_s=mean("epoch_time_s"),
-        train_time_s=mean("train_time_s"),
-        train_images_per_s=mean("train_images_per_s"),
-        inference_images_per_s=mean("inference_images_per_s"),
+        **{f: float(np.mean([getattr(s, f) for s in summaries])) for f in means},
         per_class_recall=recall.tolist(),
         confusion=confusion.tolist(),
         hardware=distinct([r.training.hardware for r in runs]),
@@ -260,21 +252,9 @@ def read_comparison(path: str | os.PathLike) -> Comparison:
         record, found = None, ""
     if not found.startswith("2.") or not isinstance(record, dict):
         return Comparison.parse(text, path)
-    n = int(record["n_test"])
-    estimates = [
-        pairwise.bounded(
-            p["a"],
-            p["b"],
-            [t["difference"] for t in p["tests"]],
-            [(t["only_a_correct"] + t["only_b_correct"]) / n for t in p["tests"]],
-            n,
-        )
-        for p in record["pairs"]
-    ]
-    pairs = []
-    for d, p in zip(pairwise.decide(estimates), record["pairs"], strict=True):
-        tests = [pairwise.RepeatTest.model_validate(t) for t in p["tests"]]
-        pairs.append(d.model_copy(update={"tests": tests}))
+    tests = [[pairwise.RepeatTest.model_validate(t) for t in p["tests"]] for p in record["pairs"]]
+    found = [(p["a"], p["b"], t, {}) for p, t in zip(record["pairs"], tests, strict=True)]
+    pairs = pairwise.from_counts(found, int(record["n_test"]))
     variants = {v["variant"] for v in record["variants"]}
     accuracy = {v["variant"]: v["test_accuracy"]["estimate"] for v in record["variants"]}
     pairs = [d if _oriented(d.a, d.b, accuracy) == (d.a, d.b) else d.flipped() for d in pairs]
@@ -305,23 +285,36 @@ def run_config(config: ExperimentConfig, repeats: int) -> RunConfig:
     )
 
 
+def _comparison(config: ExperimentConfig, labels: np.ndarray, **found) -> Comparison:
+    """A comparison of ``config``'s runs: what the config says, and what was ``found``."""
+    repeats = found.pop("repeats", config.repeats)
+    return Comparison(
+        schema_version=SCHEMA_VERSION,
+        experiment=config.name,
+        description=" ".join(config.description.split()),
+        dataset=config.dataset,
+        n_test=len(labels),
+        repeats=repeats,
+        epochs=config.train.epochs,
+        confidence=stats.CONFIDENCE,
+        alpha=stats.ALPHA,
+        verdict_rule=VERDICT_RULE,
+        margin=config.equivalence_margin / 100,
+        provenance=config.provenance or Provenance(),
+        config=run_config(config, repeats),
+        **found,
+    )
+
+
 def compare(
     results: list[EvalResult | RunFailure], config: ExperimentConfig, test_labels: np.ndarray
 ) -> Comparison:
     """Summarise every variant and test every pair of variants.
 
-    A variant with a failed run (a :class:`~cnnvsmlp.records.RunFailure`
-    among ``results``) is left out of the statistics, since pairs need the
-    same repeats of every variant; its failures are listed, and the
-    comparison's status is ``partial``, or ``failed`` when no variant is left.
-
-    Args:
-        results: every run's evaluation or failure record, in any order.
-        config: the experiment: its variants, in report order, and the seeds' numbers.
-        test_labels: the true labels of the test split the runs were scored on.
-
-    Returns:
-        The comparison, every number in it.
+    A variant with a failed run (a :class:`~cnnvsmlp.records.RunFailure`)
+    is left out of the statistics, since pairs need the same repeats of every
+    variant; its failures are listed, and the status is ``partial``, or
+    ``failed`` when no variant is left.
 
     Raises:
         ReportError: no runs; a run of another data set, of another variant,
@@ -331,35 +324,32 @@ def compare(
     labels = np.asarray(test_labels).astype(int)
     failures, kept, variants = _split_failures(results, config)
     if not variants:
-        return _failed_comparison(config, labels, failures)
+        classes = list(get_spec(config.dataset).classes)
+        return _comparison(
+            config,
+            labels,
+            classes=classes,
+            variants=[],
+            pairs=[],
+            status="failed",
+            failures=failures,
+        )
     scored = config.model_copy(update={"variants": variants})
     grouped = _group(kept, scored, labels)
-    summaries = {v: _summarise(v, runs, scored, labels) for v, runs in grouped.items()}
-    summaries = {v: flag_spread(s) for v, s in summaries.items()}
-    margin = config.equivalence_margin / 100
+    summaries = {v: flag_spread(_summarise(v, runs, scored, labels)) for v, runs in grouped.items()}
     correct = _correct(grouped, labels)
     repeats = [r.run.repeat for r in next(iter(grouped.values()))]
-    pairs, shift_differences = _pairs(correct, summaries, repeats, margin)
-    return Comparison(
-        schema_version=SCHEMA_VERSION,
-        experiment=config.name,
-        description=" ".join(config.description.split()),
-        dataset=config.dataset,
+    pairs, shift_differences = _pairs(correct, summaries, repeats, config.equivalence_margin / 100)
+    return _comparison(
+        config,
+        labels,
         classes=kept[0].classes,
-        n_test=len(labels),
-        repeats=len(next(iter(grouped.values()))),
-        epochs=config.train.epochs,
-        confidence=stats.CONFIDENCE,
-        alpha=stats.ALPHA,
-        verdict_rule=VERDICT_RULE,
+        repeats=len(repeats),
         variants=list(summaries.values()),
         pairs=pairs,
-        margin=margin,
         reproducibility=envelope(list(summaries.values())),
         status="partial" if failures else "complete",
         failures=failures,
-        provenance=config.provenance or Provenance(),
-        config=run_config(config, len(next(iter(grouped.values())))),
         shift_accuracy=_shift_accuracy(correct),
         shift_differences=shift_differences,
     )
@@ -379,48 +369,15 @@ def _split_failures(
                 f"compare: run {f.run.run_id} is on {f.dataset}, not on {config.dataset}"
             )
     out = {f.run.variant for f in failed}
+    order = {v: i for i, v in enumerate(config.variants)}
     failures = [
         FailedRun(
-            variant=f.run.variant,
-            repeat=f.run.repeat,
-            seed=f.run.seed,
-            stage=f.stage,
-            error=f.error,
-            message=f.message,
+            **f.run.model_dump(include={"variant", "repeat", "seed"}),
+            **f.model_dump(include={"stage", "error", "message"}),
         )
-        for f in sorted(failed, key=lambda f: (_order(config, f.run.variant), f.run.repeat))
+        for f in sorted(failed, key=lambda f: (order.get(f.run.variant, len(order)), f.run.repeat))
     ]
     kept = [r for r in results if isinstance(r, EvalResult) and r.run.variant not in out]
     if not results:
         raise ReportError("compare: no runs to compare")
     return failures, kept, [v for v in config.variants if v not in out]
-
-
-def _order(config: ExperimentConfig, variant: str) -> int:
-    return config.variants.index(variant) if variant in config.variants else len(config.variants)
-
-
-def _failed_comparison(
-    config: ExperimentConfig, labels: np.ndarray, failures: list[FailedRun]
-) -> Comparison:
-    """A comparison of nothing: every variant had a failed run."""
-    return Comparison(
-        schema_version=SCHEMA_VERSION,
-        experiment=config.name,
-        description=" ".join(config.description.split()),
-        dataset=config.dataset,
-        classes=list(get_spec(config.dataset).classes),
-        n_test=len(labels),
-        repeats=config.repeats,
-        epochs=config.train.epochs,
-        confidence=stats.CONFIDENCE,
-        alpha=stats.ALPHA,
-        verdict_rule=VERDICT_RULE,
-        variants=[],
-        pairs=[],
-        margin=config.equivalence_margin / 100,
-        status="failed",
-        failures=failures,
-        provenance=config.provenance or Provenance(),
-        config=run_config(config, config.repeats),
-    )

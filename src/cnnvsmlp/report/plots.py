@@ -1,15 +1,20 @@
-"""The comparison's plots: learning curves, confusion matrices, per-class accuracy, cost."""
+"""The reports' plots: the comparison's and the data-efficiency study's, as PNG files."""
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
+from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter, NullLocator
 
 from cnnvsmlp.report.model import Comparison
+
+if TYPE_CHECKING:
+    from cnnvsmlp.efficiency.record import EfficiencyAnalysis
 
 # File name (without .png) and caption of each plot, in report order.
 PLOTS = {
@@ -21,23 +26,50 @@ PLOTS = {
 }
 
 
+SHIFT_PLOT = ("accuracy_vs_shift", "Test accuracy against shift of the test images")
+"""The name and caption of the shift plot, drawn when the runs were scored on shifted images."""
+
+EFFICIENCY_PLOTS = {
+    "accuracy_vs_size": "Test accuracy against training-set size",
+    "gap_vs_size": "Gap to the baseline at each training-set size",
+    "accuracy_vs_shift": "Test accuracy against shift",
+}
+
+
 def _colours(comparison: Comparison) -> dict[str, str]:
     return {v.variant: f"C{i}" for i, v in enumerate(comparison.variants)}
 
 
+def _yerr(intervals: list) -> list[list[float]]:
+    """Error bars of intervals in points: below and above each estimate."""
+    return [
+        [100 * (i.estimate - i.low) for i in intervals],
+        [100 * (i.high - i.estimate) for i in intervals],
+    ]
+
+
+def _save(draw: dict[str, Callable[[], Figure]], out_dir: Path) -> dict[str, Path]:
+    """Draw each figure as ``<name>.png`` in ``out_dir`` (made when missing), in order."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for name, figure in draw.items():
+        files[name] = out_dir / f"{name}.png"
+        figure().savefig(files[name], dpi=90, format="png")
+    return files
+
+
 def _test_accuracy(comparison: Comparison) -> Figure:
-    colours = _colours(comparison)
     n = len(comparison.variants)
     fig = Figure(figsize=(max(6.0, 1.5 * n + 2), 3.0), layout="constrained")
     ax = fig.subplots()
     rng = np.random.default_rng(0)
     for i, v in enumerate(comparison.variants):
         acc = v.test_accuracy
-        colour = colours[v.variant]
+        colour = f"C{i}"
         ax.errorbar(
             i,
             100 * acc.estimate,
-            yerr=[[100 * (acc.estimate - acc.low)], [100 * (acc.high - acc.estimate)]],
+            yerr=_yerr([acc]),
             fmt="s",
             ms=7,
             capsize=6,
@@ -146,7 +178,6 @@ def _confusion_matrices(comparison: Comparison) -> Figure:
 
 
 def _per_class_accuracy(comparison: Comparison) -> Figure:
-    colours = _colours(comparison)
     k, n = len(comparison.classes), len(comparison.variants)
     wide = min(max(8.0, 0.3 * k * max(n, 2)), 20.0)
     fig = Figure(figsize=(wide, 4.5 if k <= 30 else 5.5), layout="constrained")
@@ -155,7 +186,7 @@ def _per_class_accuracy(comparison: Comparison) -> Figure:
     for i, v in enumerate(comparison.variants):
         x = np.arange(k) + (i - (n - 1) / 2) * width if n > 1 else np.arange(k)
         recall = 100 * np.asarray(v.per_class_recall)
-        ax.plot(x, recall, "o", ms=5, label=v.variant, color=colours[v.variant])
+        ax.plot(x, recall, "o", ms=5, label=v.variant, color=f"C{i}")
     if k <= 10:
         ax.set_xticks(range(k), comparison.classes, rotation=45, ha="right")
     else:  # upright names would overlap: each class has about 0.2 inch at 100 classes
@@ -187,7 +218,7 @@ def _accuracy_vs_cost(comparison: Comparison, time_label: str = "") -> Figure:
             ax.errorbar(
                 x,
                 100 * acc.estimate,
-                yerr=[[100 * (acc.estimate - acc.low)], [100 * (acc.high - acc.estimate)]],
+                yerr=_yerr([acc]),
                 fmt="o",
                 capsize=4,
                 color=colours[v.variant],
@@ -213,69 +244,157 @@ def _accuracy_vs_cost(comparison: Comparison, time_label: str = "") -> Figure:
     return fig
 
 
-SHIFT_PLOT = ("accuracy_vs_shift", "Test accuracy against shift of the test images")
-"""The name and caption of the shift plot, drawn when the runs were scored on shifted images."""
+def _by_shift(ax, points: list, offset: float, style: str = "-", **line) -> None:
+    """Accuracy against shift of one variant, its points moved by ``offset`` to stand apart."""
+    points = sorted(points, key=lambda p: p.shift)
+    ax.errorbar(
+        [p.shift + offset for p in points],
+        [100 * p.accuracy.estimate for p in points],
+        yerr=_yerr([p.accuracy for p in points]),
+        fmt="o",
+        ls=style,
+        ms=5,
+        capsize=3,
+        **line,
+    )
 
 
-def _accuracy_vs_shift(comparison: Comparison) -> Figure:
-    colours = _colours(comparison)
-    fig = Figure(figsize=(7.0, 3.6), layout="constrained")
-    ax = fig.subplots()
-    n = len(comparison.variants)
-    for i, v in enumerate(comparison.variants):
-        points = sorted(
-            (p for p in comparison.shift_accuracy if p.variant == v.variant), key=lambda p: p.shift
-        )
-        offset = 0.04 * (i - (n - 1) / 2)
-        ax.errorbar(
-            [p.shift + offset for p in points],
-            [100 * p.accuracy.estimate for p in points],
-            yerr=[
-                [100 * (p.accuracy.estimate - p.accuracy.low) for p in points],
-                [100 * (p.accuracy.high - p.accuracy.estimate) for p in points],
-            ],
-            fmt="o-",
-            ms=5,
-            capsize=3,
-            color=colours[v.variant],
-            label=v.variant,
-        )
-    ax.set_xticks(sorted({p.shift for p in comparison.shift_accuracy}))
+def _shift_axes(ax, points: list, ylabel: str, title: str, fontsize: int) -> None:
     ax.set_xlabel("shift of the test images (pixels along each moved axis)")
-    ax.set_ylabel(f"test accuracy (%, {comparison.confidence:.0%} CI)")
-    ax.set_title("Accuracy on the test images moved by 0 to 4 pixels", fontsize=10)
+    ax.set_xticks(sorted({p.shift for p in points}))
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=fontsize)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+
+
+def _accuracy_vs_shift(c: Comparison) -> Figure:
+    fig = Figure(figsize=(7.0, 3.6), layout="constrained")
+    ax = fig.subplots()
+    for i, v in enumerate(c.variants):
+        found = [p for p in c.shift_accuracy if p.variant == v.variant]
+        offset = 0.04 * (i - (len(c.variants) - 1) / 2)
+        _by_shift(ax, found, offset, color=f"C{i}", label=v.variant)
+    ylabel = f"test accuracy (%, {c.confidence:.0%} CI)"
+    _shift_axes(
+        ax, c.shift_accuracy, ylabel, "Accuracy on the test images moved by 0 to 4 pixels", 10
+    )
     return fig
 
 
 def write_plots(comparison: Comparison, out_dir: Path, time_label: str = "") -> dict[str, Path]:
-    """Draw the comparison's plots as PNG files (matplotlib's Agg renderer).
-
-    Args:
-        comparison: what to draw.
-        out_dir: the folder to write ``<name>.png`` into; made when missing.
-        time_label: the training-time axis' label, saying what shared the
-            machine (:func:`cnnvsmlp.report.render.speed_note`).
-
-    Returns:
-        The path of each plot, by the names of :data:`PLOTS`, and the shift
-        plot's (:data:`SHIFT_PLOT`) when the comparison has shifted scores.
-    """
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Draw the comparison's :data:`PLOTS`, then :data:`SHIFT_PLOT` if it has shifted scores."""
+    c = comparison
     draw = {
-        "test_accuracy": _test_accuracy,
-        "learning_curves": _learning_curves,
-        "confusion_matrices": _confusion_matrices,
-        "per_class_accuracy": _per_class_accuracy,
-        "accuracy_vs_cost": lambda c: _accuracy_vs_cost(c, time_label),
+        "test_accuracy": lambda: _test_accuracy(c),
+        "learning_curves": lambda: _learning_curves(c),
+        "confusion_matrices": lambda: _confusion_matrices(c),
+        "per_class_accuracy": lambda: _per_class_accuracy(c),
+        "accuracy_vs_cost": lambda: _accuracy_vs_cost(c, time_label),
     }
-    files = {}
-    for name in PLOTS:
-        files[name] = out_dir / f"{name}.png"
-        draw[name](comparison).savefig(files[name], dpi=90, format="png")
-    if comparison.shift_accuracy:
-        name = SHIFT_PLOT[0]
-        files[name] = out_dir / f"{name}.png"
-        _accuracy_vs_shift(comparison).savefig(files[name], dpi=90, format="png")
-    return files
+    if c.shift_accuracy:
+        draw[SHIFT_PLOT[0]] = lambda: _accuracy_vs_shift(c)
+    return _save(draw, out_dir)
+
+
+# ---------------------------------------------------------------- the data-efficiency study
+
+
+def _size_axis(ax, sizes: list[int]) -> None:
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(FixedLocator(sizes))
+    ax.xaxis.set_major_formatter(
+        FuncFormatter(lambda x, _: f"{x / 1000:g}k" if x >= 1000 else f"{x:g}")
+    )
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlabel("training images (log scale)")
+    ax.grid(alpha=0.3)
+
+
+def _jitter(n: int, k: int) -> np.ndarray:
+    """Spread k points around n on a log axis."""
+    return n * np.exp(np.linspace(-0.06, 0.06, k)) if k > 1 else np.array([n])
+
+
+def _dots(ax, n: int, values: list[float], colour: str) -> None:
+    """Each repeat's value as a small dot beside its size."""
+    y = [100 * x for x in values]
+    ax.scatter(_jitter(n, len(y)) * 1.08, y, s=10, color=colour, alpha=0.6, zorder=2)
+
+
+def _accuracy_vs_size(a: EfficiencyAnalysis) -> Figure:
+    fig = Figure(figsize=(7.5, 4.2), layout="constrained")
+    ax = fig.subplots()
+    for i, v in enumerate(a.variants):
+        points = [p for p in a.points if p.variant == v]
+        if not points:
+            continue
+        n = np.array([p.n_train for p in points], dtype=float)
+        mean = np.array([100 * p.accuracy.estimate for p in points])
+        err = _yerr([p.accuracy for p in points])
+        ax.errorbar(n, mean, yerr=err, fmt="o", ms=6, capsize=4, color=f"C{i}", label=v, zorder=3)
+        for p in points:
+            _dots(ax, p.n_train, [r.test_accuracy for r in p.runs], f"C{i}")
+        ax.plot(n, mean, color=f"C{i}", lw=1, alpha=0.8)
+    _size_axis(ax, a.sizes)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(
+        f"Test accuracy: mean with {a.confidence:.0%} t-interval over repeats, dots: each repeat",
+        fontsize=9,
+    )
+    ax.legend(loc="lower right")
+    return fig
+
+
+def _gap_vs_size(a: EfficiencyAnalysis) -> Figure:
+    fig = Figure(figsize=(7.5, 3.6), layout="constrained")
+    ax = fig.subplots()
+    for i, v in enumerate(a.variants):
+        gaps = [g for g in a.gaps if g.a == v]
+        if i == 0 or not gaps:
+            continue
+        n = np.array([g.n_train for g in gaps], dtype=float)
+        mean = np.array([100 * g.estimate for g in gaps])
+        ax.errorbar(n, mean, yerr=_yerr(gaps), fmt="-", capsize=4, color=f"C{i}", zorder=3, lw=1)
+        for g in gaps:
+            face = f"C{i}" if g.verdict == "different" else "white"
+            ax.scatter(
+                [g.n_train], [100 * g.estimate], s=40, facecolors=face, edgecolors=f"C{i}", zorder=4
+            )
+            _dots(ax, g.n_train, g.per_seed, f"C{i}")
+        ax.plot([], [], color=f"C{i}", label=f"{v} - {a.baseline}")
+    ax.axhline(0, color="0.4", lw=0.8)
+    _size_axis(ax, a.sizes)
+    ax.set_ylabel("gap (accuracy points)")
+    ax.set_title(
+        "Gap, simultaneous 95% CI over seeds and test images; filled: shown different; "
+        "dots: repeats",
+        fontsize=9,
+    )
+    ax.legend(loc="upper right")
+    return fig
+
+
+def _study_vs_shift(a: EfficiencyAnalysis) -> Figure:
+    fig = Figure(figsize=(7.5, 3.8), layout="constrained")
+    ax = fig.subplots()
+    ends = sorted({a.sizes[0], a.sizes[-1]})
+    for i, v in enumerate(a.variants):
+        for n, style in zip(reversed(ends), ("-", ":"), strict=False):
+            found = [p for p in a.shift_points if (p.variant, p.n_train) == (v, n)]
+            offset = 0.05 * (i - (len(a.variants) - 1) / 2)
+            if found:
+                _by_shift(ax, found, offset, style, color=f"C{i}", label=f"{v}, {n:,} images")
+    title = f"Accuracy against shift, mean with {a.confidence:.0%} t-interval over repeats"
+    _shift_axes(ax, a.shift_points, "test accuracy (%)", title, 9)
+    return fig
+
+
+def write_efficiency_plots(a: EfficiencyAnalysis, out_dir: Path) -> dict[str, Path]:
+    """Draw the study's plots it has data for, by the names of :data:`EFFICIENCY_PLOTS`."""
+    draw = {
+        "accuracy_vs_size": (lambda: _accuracy_vs_size(a), a.points),
+        "gap_vs_size": (lambda: _gap_vs_size(a), a.gaps),
+        "accuracy_vs_shift": (lambda: _study_vs_shift(a), a.shift_points),
+    }
+    return _save({name: f for name, (f, data) in draw.items() if data}, out_dir)

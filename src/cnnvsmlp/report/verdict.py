@@ -5,6 +5,7 @@ from __future__ import annotations
 from cnnvsmlp import models
 from cnnvsmlp.pairwise import Difference
 from cnnvsmlp.records import Hardware
+from cnnvsmlp.report.blocks import pct, points
 from cnnvsmlp.report.model import SPREAD_LIMIT, Comparison, VariantSummary
 
 BASELINE_FAMILY = "mlp"
@@ -26,17 +27,6 @@ VERDICT_RULE = (
 )
 
 
-def pct(x: float) -> str:
-    """A fraction as a percentage with two decimals, without the sign: ``0.9123`` -> ``91.23``."""
-    return f"{100 * x:.2f}"
-
-
-def number(x: float, spec: str) -> str:
-    """``x`` formatted by ``spec``, with no minus sign on a value that rounds to zero."""
-    text = format(x, spec)
-    return format(0.0, spec) if float(text) == 0 else text
-
-
 def _p_text(p: float, relation: str = "=") -> str:
     return "p < 0.001" if p < 0.001 else f"p {relation} {p:.3f}"
 
@@ -53,12 +43,9 @@ def _ci(d: Difference) -> str:
     return "95% CI" if d.family == 1 else "simultaneous 95% CI"
 
 
-def points(d: Difference) -> str:
+def _stated(d: Difference) -> str:
     """``+4.07 points, 95% CI [+3.41, +4.73]``: the difference ``a - b`` and its interval."""
-    return (
-        f"{number(100 * d.estimate, '+.2f')} points, {_ci(d)} "
-        f"[{number(100 * d.low, '+.2f')}, {number(100 * d.high, '+.2f')}]"
-    )
+    return f"{points(d.estimate)} points, {_ci(d)} [{points(d.low)}, {points(d.high)}]"
 
 
 def _p_adjusted(p: float, d: Difference) -> str:
@@ -81,24 +68,20 @@ def _basis(d: Difference) -> str:
 
 
 def verdict(d: Difference) -> str:
-    """One sentence: whether ``a`` beats ``b``, is equivalent to it, or neither is shown.
-
-    Returns:
-        E.g. ``"cnn beats mlp: +4.07 points, 95% CI [+3.41, +4.73] (10 seeds, p < 0.001)."``
-    """
+    """One sentence: whether ``a`` beats ``b``, is equivalent to it, or neither is shown."""
     if d.verdict == "different":
         won = d if d.estimate > 0 else d.flipped()
         return (
-            f"{won.a} beats {won.b}: {points(won)} ({_basis(d)}, {_p_adjusted(d.p_adjusted, d)}"
+            f"{won.a} beats {won.b}: {_stated(won)} ({_basis(d)}, {_p_adjusted(d.p_adjusted, d)}"
             f"{', a difference within ' + _margin(d) if _small(d) else ''})."
         )
     if d.verdict == "equivalent":
         return (
-            f"{d.a} and {d.b} are equivalent within {_margin(d)}: {d.a} - {d.b} = {points(d)} "
+            f"{d.a} and {d.b} are equivalent within {_margin(d)}: {d.a} - {d.b} = {_stated(d)} "
             f"({_basis(d)}, TOST {_p_adjusted(d.p_equivalence_adjusted, d)})."
         )
     return (
-        f"{d.a} against {d.b} is inconclusive: {points(d)} ({_basis(d)}); neither a "
+        f"{d.a} against {d.b} is inconclusive: {_stated(d)} ({_basis(d)}); neither a "
         f"difference nor equivalence within {_margin(d)} is shown."
     )
 
@@ -116,8 +99,8 @@ def _short(d: Difference) -> str:
             f"{' (within ' + _margin(d) + ')' if _small(d) else ''}"
         )
     if d.verdict == "equivalent":
-        return f"{d.a} and {d.b} are equivalent within {_margin(d)}: {d.a} - {d.b} = {points(d)}"
-    return f"{d.a} against {d.b} is inconclusive: {points(d)}"
+        return f"{d.a} and {d.b} are equivalent within {_margin(d)}: {d.a} - {d.b} = {_stated(d)}"
+    return f"{d.a} against {d.b} is inconclusive: {_stated(d)}"
 
 
 def _within(pairs: list[Difference]) -> str:
@@ -146,14 +129,6 @@ def headline(comparison: Comparison) -> str:
 
     The primary contrast is every pair across the baseline family (the MLPs,
     by each variant's declared family) and another; without one, every pair.
-
-    Args:
-        comparison: the comparison to sum up.
-
-    Returns:
-        E.g. ``"After 5 epochs, cnn beats mlp by 4.07 points, 95% CI [3.41,
-        4.73] (10 seeds and the test images; simultaneous over 3 pairs); among
-        the CNNs, cnn-3conv and cnn are equivalent within +-1 point (...)."``
     """
     variants = [v.variant for v in comparison.variants]
     if not variants:
@@ -191,11 +166,7 @@ def headline(comparison: Comparison) -> str:
 
 
 def caveats(comparison: Comparison) -> list[tuple[str, str]]:
-    """What limits the verdicts: the training budget and what the seeds varied.
-
-    Returns:
-        ``(lead, sentence)`` pairs; none for a comparison without variants.
-    """
+    """What limits the verdicts, as ``(lead, sentence)``: the training budget, what seeds varied."""
     if not comparison.variants:
         return []
     last = {
@@ -245,18 +216,7 @@ def caveats(comparison: Comparison) -> list[tuple[str, str]]:
 
 
 def flag_spread(summary: VariantSummary, limit: float = SPREAD_LIMIT) -> VariantSummary:
-    """The summary with its repeats' spread of test accuracy, flagged when above ``limit``.
-
-    Args:
-        summary: one variant over its repeats.
-        limit: the largest max - min of the repeats' test accuracies (a
-            fraction) that is not flagged.
-
-    Returns:
-        A copy with ``test_accuracy_spread`` set and, when the spread exceeds
-        ``limit``, ``spread_flag``: one sentence naming the runs, as the
-        verdicts print it.
-    """
+    """The summary with its repeats' spread of test accuracy, flagged above ``limit``."""
     accuracies = [r.test_accuracy for r in summary.runs]
     spread = max(accuracies) - min(accuracies)
     flag = ""
@@ -290,15 +250,7 @@ def _numerics_text(h: Hardware) -> str:
 
 
 def envelope(variants: list[VariantSummary]) -> str:
-    """In words, what a rerun of these runs with the same seeds gives the same numbers on.
-
-    Args:
-        variants: the variants' summaries, with the machines they trained on.
-
-    Returns:
-        A paragraph: the numerics every run trained with, and what keeps a
-        rerun bit-identical.
-    """
+    """A paragraph: the numerics the runs trained with, and what keeps a rerun bit-identical."""
     machines = {h.numerics(): h for v in variants for h in v.hardware}
     described = "; ".join(_numerics_text(h) for h in machines.values())
     if len(machines) == 1:
