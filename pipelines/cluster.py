@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 from datetime import date, datetime, timedelta, timezone
 
 from cnnvsmlp.config import ExperimentConfig
+from cnnvsmlp.provenance import stamp
 from cnnvsmlp_pipelines.cluster_access import (
     STANDALONE_NAMESPACE,
     ClusterError,
@@ -231,8 +233,6 @@ def _prepare(
     pipeline: str, config: ExperimentConfig, experiment: str
 ) -> tuple[Target, object, dict]:
     """Compile, check, connect, upload, make the experiment: the arguments every run shares."""
-    import tempfile
-
     from cnnvsmlp_pipelines import compile_pipeline, pipeline_arguments
 
     target = Target.from_env(cluster_settings())
@@ -254,9 +254,8 @@ def _prepare(
         "pipeline_id": pipeline_id,
         "version_id": version_id,
         "service_account": cluster_settings().service_account,
+        "pipeline_root": target.pipeline_root,
     }
-    if target.pipeline_root:
-        shared["pipeline_root"] = target.pipeline_root
     return target, client, shared
 
 
@@ -266,8 +265,6 @@ def submit(pipeline: str, config: ExperimentConfig, experiment: str | None = Non
     Raises:
         ClusterError: ``KFP_HOST`` unset or unreachable, a check failed, or a call refused.
     """
-    from cnnvsmlp.provenance import stamp
-
     # The commit and time of this submission; the comparison takes KFP's job id as the run id.
     config = stamp(config, "", "cluster")
     experiment = experiment or config.name

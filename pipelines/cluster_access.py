@@ -8,12 +8,25 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import shutil
+import traceback
+import warnings
 from dataclasses import dataclass, field
 from urllib.parse import quote, quote_plus
 
+import google.auth.transport.requests
+import google.oauth2.id_token
+import kfp
+import requests
+import urllib3
+import yaml
+from kubernetes import client as kube
+from kubernetes import config as kube_config
+
 from cnnvsmlp.errors import UserError
+from cnnvsmlp_pipelines.images import images_exist
 from cnnvsmlp_pipelines.settings import ROOT, SETTINGS_FILE, ClusterSettings, cluster_settings
 
 STANDALONE_NAMESPACE = "kubeflow"
@@ -97,7 +110,7 @@ class Target:
     host: str
     token: str | None = field(repr=False)
     namespace: str | None
-    pipeline_root: str | None
+    pipeline_root: str
     iap_client_id: str | None = None
     token_path: str | None = None
 
@@ -138,20 +151,12 @@ class Target:
 
 
 def iap_id_token(target: Target) -> str:
-    """An OIDC ID token for the IAP client id, from google-auth's credentials.
+    """An OIDC ID token for the IAP client id, from a service account's credentials.
 
     Raises:
-        ClusterError: google-auth is missing or has no credentials that can
-            mint an ID token (a user's ``gcloud auth login`` cannot).
+        ClusterError: google-auth has no credentials that can mint an ID token
+            (a user's ``gcloud auth login`` cannot).
     """
-    try:
-        import google.auth.transport.requests
-        import google.oauth2.id_token
-    except ImportError:
-        raise ClusterError(
-            "KFP_IAP_CLIENT_ID is set but google-auth is not installed; install it, or set "
-            "KFP_TOKEN to an ID token for the IAP client id"
-        ) from None
     try:
         token = google.oauth2.id_token.fetch_id_token(
             google.auth.transport.requests.Request(), target.iap_client_id
@@ -179,11 +184,6 @@ def _token_file(path: str) -> str:
 
 def connect(target: Target):
     """A ``kfp.Client`` for ``target`` once its host answered as a KFP 2 API; requests time out."""
-    import warnings
-
-    import kfp
-    import urllib3
-
     auth: dict = {}
     if target.token:
         auth["existing_token"] = target.token
@@ -212,8 +212,6 @@ def connect(target: Target):
 
 def _confirm_api(target: Target, token: str | None) -> None:
     """Refuse a host whose ``healthz`` does not answer as a KFP 2 API does, before any write."""
-    import requests
-
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
         answer = requests.get(
@@ -241,8 +239,6 @@ def _confirm_api(target: Target, token: str | None) -> None:
 
 def _log_to_file() -> None:
     """Send what kfp and urllib3 log (retries, tracebacks) to :data:`LOG_FILE`, not the screen."""
-    import logging
-
     root = logging.getLogger()
     if any(getattr(h, "cnnvsmlp", False) for h in root.handlers):
         return
@@ -256,8 +252,6 @@ def _log_to_file() -> None:
 def _redacted(record) -> bool:
     record.msg, record.args = redact(record.getMessage()), ()
     if record.exc_info:
-        import traceback
-
         record.msg += "\n" + redact("".join(traceback.format_exception(*record.exc_info)))
         record.exc_info = record.exc_text = None
     return True
@@ -277,8 +271,6 @@ def call(target: Target, what: str, func, *args, **kwargs):
     try:
         return func(*args, **kwargs)
     except Exception as err:  # noqa: BLE001 - kfp_server_api.ApiException, urllib3 errors
-        import urllib3
-
         unreachable = isinstance(err, urllib3.exceptions.HTTPError | ConnectionError)
         did = f"unreachable while trying to {what}" if unreachable else f"could not {what}"
         raise ClusterError(f"{target.host}: {did} ({_reason(err)})") from None
@@ -304,8 +296,6 @@ def skipped_checks() -> set[str]:
 
 def check_images(refs: list[str]) -> None:
     """Fail when the registry lacks an image the pipeline names; without docker, say so."""
-    from cnnvsmlp_pipelines.images import images_exist
-
     if shutil.which("docker") is None:
         _say("check: images not checked: no docker client here to ask the registry")
         return
@@ -322,17 +312,13 @@ def check_images(refs: list[str]) -> None:
 
 def _kube_api():
     """A Kubernetes API client from the kube config or the pod's own, or why there is none."""
-    try:
-        from kubernetes import client, config
-    except ImportError:
-        return None, "the kubernetes package is not installed"
     path = os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
     try:
         if any(os.path.isfile(p) for p in path.split(os.pathsep)):
-            return config.new_client_from_config(config_file=path), None
+            return kube_config.new_client_from_config(config_file=path), None
         if os.environ.get("KUBERNETES_SERVICE_HOST"):
-            config.load_incluster_config()
-            return client.ApiClient(), None
+            kube_config.load_incluster_config()
+            return kube.ApiClient(), None
     except Exception as err:  # noqa: BLE001 - ConfigException, a missing exec auth plugin, ...
         return None, f"kube config {path}: {_reason(err)}"
     return None, f"no kube config at {path}"
@@ -344,12 +330,10 @@ def check_service_account(namespace: str, name: str) -> None:
     if api is None:
         _say(f"check: service account not checked: {why}")
         return
-    from kubernetes import client
-
     where = api.configuration.host
     try:
-        client.CoreV1Api(api).read_namespaced_service_account(name, namespace, _request_timeout=10)
-    except client.ApiException as err:
+        kube.CoreV1Api(api).read_namespaced_service_account(name, namespace, _request_timeout=10)
+    except kube.ApiException as err:
         if err.status != 404:
             _say(f"check: service account not checked: {where} answered HTTP {err.status}")
             return
@@ -368,8 +352,6 @@ def check_service_account(namespace: str, name: str) -> None:
 
 def preflight(package: str, settings: ClusterSettings) -> None:
     """The checks before an upload: the images the compiled pipeline names, the service account."""
-    import yaml
-
     skip = skipped_checks()
     if "images" not in skip:
         with open(package) as f:
