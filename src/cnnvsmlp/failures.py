@@ -1,15 +1,7 @@
 """Failures a retry cannot fix: recorded in place of a run's result, so the other runs count.
 
-On a cluster a failed task is retried (a preempted node, a storage hiccup).
-An error that will happen again on every attempt, such as bad input
-(:class:`~cnnvsmlp.errors.UserError`, a training whose loss diverged and a
-training state that can be neither trusted nor set aside among them), a file
-the project wrote that no longer parses (the same bytes fail again), or running
-out of accelerator memory, is instead written as a
-:class:`~cnnvsmlp.records.RunFailure` where the run's output would go. The
-task then succeeds, evaluation passes the record on, and the comparison
-lists the run as failed, compares the others and marks itself partial.
-Every other error is raised again, for the orchestrator to retry.
+The task writes a RunFailure where its output would go and succeeds; the comparison lists the
+run as failed and marks itself partial. Every other error is raised again, for a retry.
 """
 
 from __future__ import annotations
@@ -31,16 +23,9 @@ FAILURE_FILE = "failure.json"
 def is_permanent(err: BaseException) -> bool:
     """Whether ``err`` would happen again on a retry of the same task.
 
-    Args:
-        err: what the run raised.
-
-    Returns:
-        True for a :class:`~cnnvsmlp.errors.UserError` not marked
-        ``transient``, for a record or archive that does not parse (pydantic's
-        ``ValidationError``, ``zipfile.BadZipFile``: a retry reads the same
-        bytes) and for the backend running out of accelerator memory
-        (TensorFlow's ``ResourceExhaustedError``, JAX's ``RESOURCE_EXHAUSTED``);
-        False for everything else.
+    True for a :class:`~cnnvsmlp.errors.UserError` not marked ``transient``, a record or
+    archive that does not parse (a retry reads the same bytes), and running out of
+    accelerator memory.
     """
     if getattr(err, "transient", False):
         return False
@@ -60,16 +45,7 @@ def record_failure(
 ) -> RunFailure | None:
     """Write a :class:`~cnnvsmlp.records.RunFailure` to ``path`` when ``err`` is permanent.
 
-    Args:
-        err: what the run raised.
-        run: the run that failed.
-        dataset: the data set it ran on.
-        stage: ``train`` or ``evaluate``.
-        path: the file to write the record to; its folder is made when missing.
-
-    Returns:
-        The record written, or None when a retry may help: the caller raises
-        ``err`` again then.
+    Returns the record, or None when a retry may help: the caller raises ``err`` again then.
     """
     if not is_permanent(err):
         return None

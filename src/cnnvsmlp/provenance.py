@@ -1,8 +1,7 @@
 """What produced a comparison: the run, when it started, the project's commit, the machine share.
 
-A runner calls :func:`stamp` where a run starts; the config then carries a
-:class:`Provenance` to the comparison, which prints it in ``report.md``,
-``report.html`` and ``comparison.json``.
+A runner calls :func:`stamp` where a run starts; the config carries the :class:`Provenance`
+to the comparison, which prints it in ``report.md``, ``report.html`` and ``comparison.json``.
 """
 
 from __future__ import annotations
@@ -86,15 +85,7 @@ def project_version() -> str:
 
 
 def git_state(where: Path = _SOURCE) -> tuple[str, bool | None]:
-    """The commit checked out at ``where`` and whether its tree has uncommitted changes.
-
-    Args:
-        where: a folder inside a git checkout.
-
-    Returns:
-        The full commit hash and the dirty flag; ``("", None)`` outside a
-        checkout or without git (as in the images).
-    """
+    """The commit at ``where`` and whether it has uncommitted changes; ``("", None)`` if no git."""
 
     def git(*args: str) -> str:
         return subprocess.run(
@@ -116,19 +107,10 @@ def stamp(
     trainings_at_once: int | None = None,
     threads_per_training: int | None = None,
 ) -> Config:
-    """The config with the provenance of a run that starts now.
+    """A copy of ``config`` with the :class:`Provenance` of a run that starts now.
 
-    Args:
-        config: the experiment to run.
-        run_id: the run's id: the local run folder's name; empty on a cluster,
-            where the comparison takes the KFP job id.
-        runner: ``local`` or ``cluster``.
-        trainings_at_once: trainings that share one machine at a time (local).
-        threads_per_training: TensorFlow threads each training gets; None: one per core.
-
-    Returns:
-        A copy of ``config`` whose ``provenance`` names the run, the time, the
-        project's version and commit, and how the machine was shared.
+    ``run_id`` is the local run folder's name; empty on a cluster, where the comparison
+    takes the KFP job id.
     """
     commit, dirty = git_state()
     provenance = Provenance(

@@ -1,29 +1,15 @@
-"""Google Cloud Storage for what the project itself reads and writes: ``gs://`` URIs.
+"""Google Cloud Storage for what the project reads and writes: ``gs://`` URIs, or local paths.
 
-Data folders (``idx_dir``, a TFDS ``data_dir``), exported models and reports
-can live in a bucket. Uploads never overwrite: an object that exists with the
-same content counts as uploaded (a retried task), one with other content is
-an error. The one exception is training state mirrored for resuming
-(:func:`mirror_dir`), which is meant to change after every epoch.
-Credentials are Google's application defaults; with ``STORAGE_EMULATOR_HOST``
-set (tests, fake-gcs-server) the client talks to that server anonymously.
-Only object-level calls are made, so ``roles/storage.objectUser`` on the
-bucket is enough. Every request has a timeout and is retried with backoff
-when the failure is transient; whatever still fails ends as one
-:class:`StorageError` line saying what to do.
-
-One module, past 400 lines: every call the project makes to Cloud Storage,
-with its timeout, retry and translation into one error line, is here, so the
-fault tests (tests/test_faults.py, tests/test_storage.py) cover one place.
-The functions that take either a ``gs://`` URI or a local path part in one
-place, :func:`_where`.
+An upload never replaces an object with other content; mirrored state and written text do.
+Credentials are Google's application defaults (anonymous with ``STORAGE_EMULATOR_HOST``); only
+object-level calls are made, so ``roles/storage.objectUser`` is enough. Every request has a
+timeout and retries; what still fails is one :class:`StorageError` line saying what to do.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
-import filecmp
 import hashlib
 import os
 import shutil
@@ -49,10 +35,12 @@ CREDENTIALS_HELP = (
     "in tests, set STORAGE_EMULATOR_HOST"
 )
 _ERRORS = (gexc.GoogleAPIError, auth_exc.GoogleAuthError, requests.RequestException)
+_UNAVAILABLE = (gexc.RetryError, gexc.ServerError, gexc.TooManyRequests, auth_exc.TransportError)
+_UNAVAILABLE += (requests.RequestException,)
 
 
 class StorageError(UserError):
-    """A bucket or object is missing, forbidden, or would be overwritten."""
+    """A bucket or object is missing or forbidden, or Cloud Storage did not answer."""
 
 
 class StorageUnavailable(StorageError):
@@ -62,30 +50,29 @@ class StorageUnavailable(StorageError):
 
 
 def parse_uri(uri: str) -> tuple[str, str]:
-    """Split ``gs://bucket/path`` into bucket and object name.
-
-    Raises:
-        StorageError: not a ``gs://`` URI with a bucket.
-    """
+    """Split ``gs://bucket/path`` into bucket and object name; refuse anything else."""
     if not uri.startswith("gs://") or not uri[5:].split("/", 1)[0]:
         raise StorageError(f"{uri}: not a gs://bucket/path URI")
     bucket, _, name = uri[5:].partition("/")
     return bucket, name
 
 
-def _retry():
-    # Every request is retried: uploads write the same bytes again, so a repeat is harmless.
-    return DEFAULT_RETRY.with_timeout(RETRY_S)
+def _folder(prefix: str) -> tuple[str, str]:
+    """The bucket of a ``gs://`` folder and its object-name prefix, ``/``-terminated or empty."""
+    bucket, name = parse_uri(prefix)
+    return bucket, (name.rstrip("/") + "/" if name else "")
+
+
+def _each_request() -> dict:
+    """The timeout and the retry every request has: uploads resend the same bytes, so all retry."""
+    return {"timeout": TIMEOUT_S, "retry": DEFAULT_RETRY.with_timeout(RETRY_S)}
 
 
 def client(uri: str = "gs://") -> storage.Client:
     """A storage client: the emulator when ``STORAGE_EMULATOR_HOST`` is set, else Google's.
 
-    Args:
-        uri: what the client is for, named in the error.
-
     Raises:
-        StorageError: no Google credentials could be found.
+        StorageError: no Google credentials could be found (``uri`` is named).
     """
     if os.environ.get("STORAGE_EMULATOR_HOST"):
         from google.auth.credentials import AnonymousCredentials
@@ -99,37 +86,14 @@ def client(uri: str = "gs://") -> storage.Client:
             raise StorageError(
                 f"{uri}: no Google credentials ({reason}); {CREDENTIALS_HELP}"
             ) from None
-    # The client fetches bucket metadata in background threads, for tracing we do not
-    # use: bucket-level calls objectUser may not make, retried with random jitter
-    # while training runs. Without the cache it makes none.
+    # Without the cache the client makes no bucket-metadata calls in background threads
+    # (for tracing we do not use), which objectUser may not make.
     gcs._bucket_metadata_cache = None
     return gcs
 
 
-def _first_object(gcs: storage.Client, bucket: str) -> None:
-    """List at most one object: raises NotFound for a missing bucket, needs no bucket permission."""
-    next(iter(gcs.list_blobs(bucket, max_results=1, timeout=TIMEOUT_S, retry=_retry())), None)
-
-
-def _bucket_missing(gcs: storage.Client, bucket: str) -> bool:
-    try:
-        _first_object(gcs, bucket)
-    except gexc.NotFound:
-        return True
-    except _ERRORS:
-        return False
-    return False
-
-
-def _fail(uri: str, err: Exception, gcs: storage.Client, listing: bool = False) -> StorageError:
-    """One line for an error of a request about ``uri``.
-
-    Args:
-        uri: the object or prefix the request was about.
-        err: what the client raised.
-        gcs: the client, to tell a missing bucket from a missing object.
-        listing: the request listed objects, so a 404 means the bucket is missing.
-    """
+def _fail(uri: str, err: Exception) -> StorageError:
+    """One line for what a request about ``uri`` raised; a 404 left here is a missing bucket."""
     bucket, _ = parse_uri(uri)
     if isinstance(err, gexc.Forbidden | gexc.Unauthorized):
         return StorageError(
@@ -137,24 +101,13 @@ def _fail(uri: str, err: Exception, gcs: storage.Client, listing: bool = False) 
             f"roles/storage.objectUser on gs://{bucket}"
         )
     if isinstance(err, gexc.NotFound):
-        if listing or _bucket_missing(gcs, bucket):
-            return StorageError(
-                f"{uri}: bucket gs://{bucket} does not exist; create it or fix the URI"
-            )
-        return StorageError(f"{uri}: no such object")
+        return StorageError(f"{uri}: bucket gs://{bucket} does not exist; create it or fix the URI")
     if isinstance(err, auth_exc.RefreshError):
         reason = " ".join(str(err).split())
         return StorageError(
             f"{uri}: Google credentials were refused ({reason}); {CREDENTIALS_HELP}"
         )
-    if isinstance(
-        err,
-        gexc.RetryError
-        | gexc.ServerError
-        | gexc.TooManyRequests
-        | auth_exc.TransportError
-        | requests.RequestException,
-    ):
+    if isinstance(err, _UNAVAILABLE):
         cause = err.cause if isinstance(err, gexc.RetryError) and err.cause else err
         return StorageUnavailable(
             f"{uri}: Cloud Storage did not answer within {RETRY_S:g} s of retries "
@@ -164,16 +117,18 @@ def _fail(uri: str, err: Exception, gcs: storage.Client, listing: bool = False) 
     return StorageError(f"{uri}: {err.__class__.__name__}: {' '.join(str(message).split())}")
 
 
+def _check_bucket(gcs: storage.Client, uri: str) -> None:
+    """Refuse a missing bucket by listing at most one object: no bucket permission needed."""
+    try:
+        next(iter(gcs.list_blobs(parse_uri(uri)[0], max_results=1, **_each_request())), None)
+    except _ERRORS as err:
+        raise _fail(uri, err) from None
+
+
 def _inside(local_dir: Path, relative: str, source: str) -> Path:
     """``local_dir / relative``, refusing a name that would leave ``local_dir``."""
-    parts = PurePosixPath(relative).parts
-    if (
-        not relative
-        or relative.startswith("/")
-        or "\\" in relative
-        or any(p in ("", ".", "..") for p in relative.split("/"))
-        or not parts
-    ):
+    parts = relative.split("/")
+    if "\\" in relative or any(p in ("", ".", "..") for p in parts):
         raise StorageError(
             f"{source}: object name {relative!r} would be written outside {local_dir}; "
             "refusing to fetch it (rename or delete the object)"
@@ -187,6 +142,12 @@ def _replacing_file(dest: Path) -> AbstractContextManager[Path]:
     return replacing(dest)
 
 
+def _copy(src: Path, dest: Path) -> None:
+    """Make ``dest`` a copy (never a link a person's edit would reach through), replaced whole."""
+    with _replacing_file(dest) as partial:
+        shutil.copyfile(src, partial)
+
+
 def _md5(path: Path) -> str:
     digest = hashlib.md5(usedforsecurity=False)
     with path.open("rb") as f:
@@ -196,296 +157,47 @@ def _md5(path: Path) -> str:
 
 
 def upload(local: str | os.PathLike, uri: str, overwrite: bool = False) -> None:
-    """Upload a file to ``uri`` unless the object already exists.
+    """Upload a file to ``uri``; one cut short leaves no object.
 
-    An existing object with the same content is left as it is (a retried
-    upload succeeds); one with different content is never overwritten,
-    unless ``overwrite`` says so. An upload cut short leaves no object: a
-    Cloud Storage object appears whole or not at all.
-
-    Raises:
-        StorageError: missing bucket, no permission, or an existing object
-            with different content.
-        StorageUnavailable: no answer within the timeout and its retries.
+    An object there already with the same content is left as it is (a retried upload
+    succeeds); one with other content is an error, unless ``overwrite``.
     """
     gcs = client(uri)
     bucket, name = parse_uri(uri)
     blob = gcs.bucket(bucket).blob(name)
     try:
         blob.upload_from_filename(
-            str(local),
-            if_generation_match=None if overwrite else 0,
-            timeout=TIMEOUT_S,
-            retry=_retry(),
+            str(local), if_generation_match=None if overwrite else 0, **_each_request()
         )
     except gexc.PreconditionFailed:
         try:
-            blob.reload(timeout=TIMEOUT_S, retry=_retry())
+            blob.reload(**_each_request())
         except _ERRORS as err:
-            raise _fail(uri, err, gcs) from None
+            raise _fail(uri, err) from None
         if blob.md5_hash != _md5(Path(local)):
             raise StorageError(
                 f"{uri}: exists with different content; not overwritten (delete it first)"
             ) from None
     except _ERRORS as err:
-        raise _fail(uri, err, gcs) from None
+        raise _fail(uri, err) from None
 
 
 def upload_dir(local_dir: str | os.PathLike, prefix: str) -> list[str]:
-    """Upload every file under a folder to ``prefix/<relative path>``.
+    """Upload every file under a folder to ``prefix/<relative path>``, as :func:`upload` does.
 
-    A retried call after one cut short uploads what is missing and leaves
-    what is already there with the same content.
-
-    Returns:
-        The URIs written (or found already there with the same content).
+    A retry after a call cut short uploads what is missing. Returns the URIs written or found.
     """
-    local_dir = Path(local_dir)
     uris = []
-    for path in sorted(p for p in local_dir.rglob("*") if p.is_file()):
-        uri = f"{prefix.rstrip('/')}/{path.relative_to(local_dir).as_posix()}"
-        upload(path, uri)
-        uris.append(uri)
+    for path in _files(local_dir):
+        uris.append(f"{prefix.rstrip('/')}/{path.relative_to(local_dir).as_posix()}")
+        upload(path, uris[-1])
     return uris
 
 
-def download(uri: str, dest: str | os.PathLike) -> Path:
-    """Download an object to a local file, writing it atomically.
-
-    Raises:
-        StorageError: missing bucket or object, or no permission.
-        StorageUnavailable: no answer within the timeout and its retries.
-    """
-    gcs = client(uri)
-    bucket, name = parse_uri(uri)
-    dest = Path(dest)
-    try:
-        with _replacing_file(dest) as partial:
-            gcs.bucket(bucket).blob(name).download_to_filename(
-                str(partial), timeout=TIMEOUT_S, retry=_retry()
-            )
-    except _ERRORS as err:
-        raise _fail(uri, err, gcs) from None
-    return dest
-
-
-def _list(gcs: storage.Client, prefix: str) -> dict[str, storage.Blob]:
-    bucket, name = parse_uri(prefix)
-    folder = name.rstrip("/") + "/" if name else ""
-    try:
-        blobs = gcs.list_blobs(bucket, prefix=folder, timeout=TIMEOUT_S, retry=_retry())
-        return {b.name: b for b in blobs}
-    except _ERRORS as err:
-        raise _fail(prefix, err, gcs, listing=True) from None
-
-
-def list_uris(prefix: str) -> list[str]:
-    """Every object under ``prefix`` (a folder: a trailing ``/`` is implied), sorted.
-
-    Raises:
-        StorageError: missing bucket or no permission.
-        StorageUnavailable: no answer within the timeout and its retries.
-    """
-    bucket, _ = parse_uri(prefix)
-    return sorted(f"gs://{bucket}/{name}" for name in _list(client(prefix), prefix))
-
-
-def _copy(src: Path, dest: Path) -> None:
-    """Make ``dest`` a copy of ``src``, replaced by rename, never written in place.
-
-    A copy, not a hard link: a file a person edits in a run folder must not
-    change the training store behind it.
-    """
-    with _replacing_file(dest) as partial:
-        shutil.copyfile(src, partial)
-
-
-class _LocalFolder:
-    """Where a URI is a local folder or file: plain files, each copied and replaced whole."""
-
-    @staticmethod
-    def mirror(files: list[Path], local_dir: Path, dest: str) -> int:
-        copied = 0
-        for path in files:
-            target = Path(dest) / path.relative_to(local_dir)
-            if target.is_file() and filecmp.cmp(path, target, shallow=False):
-                continue
-            _copy(path, target)
-            copied += 1
-        return copied
-
-    @staticmethod
-    def fetch(src: str, local_dir: Path) -> int:
-        if not Path(src).is_dir():
-            return 0
-        files = [p for p in sorted(Path(src).rglob("*")) if p.is_file()]
-        for path in files:
-            _copy(path, local_dir / path.relative_to(src))
-        return len(files)
-
-    @staticmethod
-    def names(dest: str) -> list[str]:
-        root = Path(dest)
-        if not root.is_dir():
-            return []
-        return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
-
-    @staticmethod
-    def delete(dest: str, names: list[str]) -> None:
-        for name in names:
-            path = Path(dest) / name
-            path.unlink(missing_ok=True)
-            with contextlib.suppress(OSError):  # a folder left empty goes too, as in a bucket
-                path.parent.rmdir()
-
-    @staticmethod
-    def write_text(uri: str, text: str) -> None:
-        with _replacing_file(Path(uri)) as partial:
-            partial.write_text(text)
-
-    @staticmethod
-    def read_text(uri: str) -> str | None:
-        path = Path(uri)
-        return path.read_text(errors="replace") if path.is_file() else None
-
-
-class _Bucket:
-    """Where a URI is ``gs://``: objects, through the calls above."""
-
-    @staticmethod
-    def mirror(files: list[Path], local_dir: Path, dest: str) -> int:
-        bucket, name = parse_uri(dest)
-        folder = name.rstrip("/") + "/" if name else ""
-        there = {key: blob.md5_hash for key, blob in _list(client(dest), dest).items()}
-        copied = 0
-        for path in files:
-            key = folder + path.relative_to(local_dir).as_posix()
-            if there.get(key) == _md5(path):
-                continue
-            upload(path, f"gs://{bucket}/{key}", overwrite=True)
-            copied += 1
-        return copied
-
-    @staticmethod
-    def fetch(src: str, local_dir: Path) -> int:
-        prefix = src.rstrip("/") + "/"
-        targets = {uri: _inside(local_dir, uri.removeprefix(prefix), uri) for uri in list_uris(src)}
-        for uri, target in targets.items():
-            download(uri, target)
-        return len(targets)
-
-    @staticmethod
-    def names(dest: str) -> list[str]:
-        prefix = dest.rstrip("/") + "/"
-        return [uri.removeprefix(prefix) for uri in list_uris(dest)]
-
-    @staticmethod
-    def delete(dest: str, names: list[str]) -> None:
-        gcs = client(dest)
-        bucket, name = parse_uri(dest)
-        folder = name.rstrip("/") + "/" if name else ""
-        for relative in names:
-            uri = f"gs://{bucket}/{folder}{relative}"
-            try:
-                gcs.bucket(bucket).blob(folder + relative).delete(timeout=TIMEOUT_S, retry=_retry())
-            except gexc.NotFound:
-                continue  # gone already: a retried delete
-            except _ERRORS as err:
-                raise _fail(uri, err, gcs) from None
-
-    @staticmethod
-    def write_text(uri: str, text: str) -> None:
-        gcs = client(uri)
-        bucket, name = parse_uri(uri)
-        try:
-            gcs.bucket(bucket).blob(name).upload_from_string(
-                text, timeout=TIMEOUT_S, retry=_retry()
-            )
-        except _ERRORS as err:
-            raise _fail(uri, err, gcs) from None
-
-    @staticmethod
-    def read_text(uri: str) -> str | None:
-        gcs = client(uri)
-        bucket, name = parse_uri(uri)
-        try:
-            return gcs.bucket(bucket).blob(name).download_as_text(timeout=TIMEOUT_S, retry=_retry())
-        except gexc.NotFound:
-            pass
-        except _ERRORS as err:
-            raise _fail(uri, err, gcs) from None
-        try:
-            _first_object(gcs, bucket)
-        except _ERRORS as err:
-            raise _fail(uri, err, gcs, listing=True) from None
-        return None
-
-
-def _where(uri: str) -> type[_LocalFolder] | type[_Bucket]:
-    """What handles ``uri``: the functions below take a ``gs://`` URI or a local path."""
-    return _Bucket if uri.startswith("gs://") else _LocalFolder
-
-
-def mirror_dir(local_dir: str | os.PathLike, dest: str, only: set[str] | None = None) -> int:
-    """Make ``dest`` (a ``gs://`` prefix or a local folder) hold every file of ``local_dir``.
-
-    Files whose content is already there are skipped; changed ones are
-    replaced, each whole (a copy cut short leaves the previous content).
-    Nothing at ``dest`` is deleted. ``only`` limits the copy to the files
-    and folders of those names at the top of ``local_dir``.
-
-    Returns:
-        How many files were copied.
-
-    Raises:
-        StorageError: missing bucket or no permission.
-        StorageUnavailable: no answer within the timeout and its retries.
-    """
-    local_dir = Path(local_dir)
-    files = sorted(
-        p
-        for p in local_dir.rglob("*")
-        if p.is_file() and (only is None or p.relative_to(local_dir).parts[0] in only)
-    )
-    return _where(dest).mirror(files, local_dir, dest)
-
-
-def prune_dir(local_dir: str | os.PathLike, dest: str, only: set[str]) -> int:
-    """Delete at ``dest`` the files under the folders ``only`` names that ``local_dir`` lacks.
-
-    The counterpart of :func:`mirror_dir` for state that is replaced by a
-    newer one: call it after the newer files are mirrored.
-
-    Returns:
-        How many files were deleted.
-
-    Raises:
-        StorageError: missing bucket or no permission.
-        StorageUnavailable: no answer within the timeout and its retries.
-    """
-    local_dir = Path(local_dir)
-    where = _where(dest)
-    gone = [
-        name
-        for name in where.names(dest)
-        if PurePosixPath(name).parts[0] in only and not (local_dir / name).is_file()
-    ]
-    where.delete(dest, gone)
-    return len(gone)
-
-
 def fetch_file(src: str, dest: str | os.PathLike) -> bool:
-    """Copy one object (``gs://``) or file to ``dest``, whole.
-
-    Returns:
-        False when there is no such object or file (``dest`` untouched).
-
-    Raises:
-        StorageError: missing bucket or no permission.
-        StorageUnavailable: no answer within the timeout and its retries.
-    """
+    """Copy one object (``gs://``) or file to ``dest``, whole; False when there is none."""
     dest = Path(dest)
-    if _where(src) is _LocalFolder:
+    if not src.startswith("gs://"):
         if not Path(src).is_file():
             return False
         _copy(Path(src), dest)
@@ -494,57 +206,154 @@ def fetch_file(src: str, dest: str | os.PathLike) -> bool:
     bucket, name = parse_uri(src)
     try:
         with _replacing_file(dest) as partial:
-            gcs.bucket(bucket).blob(name).download_to_filename(
-                str(partial), timeout=TIMEOUT_S, retry=_retry()
-            )
+            gcs.bucket(bucket).blob(name).download_to_filename(str(partial), **_each_request())
     except gexc.NotFound:
-        try:
-            _first_object(gcs, bucket)  # a missing bucket is an error, a missing object is not
-        except _ERRORS as err:
-            raise _fail(src, err, gcs, listing=True) from None
+        _check_bucket(gcs, src)
         return False
     except _ERRORS as err:
-        raise _fail(src, err, gcs) from None
+        raise _fail(src, err) from None
     return True
+
+
+def download(uri: str, dest: str | os.PathLike) -> Path:
+    """Download an object to a local file, written whole; a missing object is an error."""
+    parse_uri(uri)
+    if not fetch_file(uri, dest):
+        raise StorageError(f"{uri}: no such object")
+    return Path(dest)
+
+
+def _list(gcs: storage.Client, prefix: str) -> dict[str, storage.Blob]:
+    bucket, folder = _folder(prefix)
+    try:
+        return {b.name: b for b in gcs.list_blobs(bucket, prefix=folder, **_each_request())}
+    except _ERRORS as err:
+        raise _fail(prefix, err) from None
+
+
+def list_uris(prefix: str) -> list[str]:
+    """Every object under ``prefix`` (a folder: a trailing ``/`` is implied), sorted."""
+    bucket, _ = parse_uri(prefix)
+    return sorted(f"gs://{bucket}/{name}" for name in _list(client(prefix), prefix))
+
+
+def _files(folder: str | os.PathLike) -> list[Path]:
+    """The files under a local folder, sorted; none when it does not exist."""
+    return sorted(p for p in Path(folder).rglob("*") if p.is_file())
+
+
+def mirror_dir(local_dir: str | os.PathLike, dest: str, only: set[str] | None = None) -> int:
+    """Make ``dest`` (a ``gs://`` prefix or a local folder) hold every file of ``local_dir``.
+
+    Files whose content is there already are skipped, changed ones replaced whole; nothing
+    at ``dest`` is deleted. ``only`` limits the copy to those names at the top of ``local_dir``.
+
+    Returns:
+        How many files were copied.
+    """
+    local_dir = Path(local_dir)
+    files = {
+        p.relative_to(local_dir).as_posix(): p
+        for p in _files(local_dir)
+        if only is None or p.relative_to(local_dir).parts[0] in only
+    }
+    gs = dest.startswith("gs://")
+    if gs:
+        bucket, folder = _folder(dest)
+        listed = _list(client(dest), dest).items()
+        there = {key.removeprefix(folder): blob.md5_hash for key, blob in listed}
+    else:
+        there = {name: _md5(Path(dest) / name) for name in files if (Path(dest) / name).is_file()}
+    changed = [name for name, path in files.items() if there.get(name) != _md5(path)]
+    for name in changed:
+        if gs:
+            upload(files[name], f"gs://{bucket}/{folder}{name}", overwrite=True)
+        else:
+            _copy(files[name], Path(dest) / name)
+    return len(changed)
+
+
+def _names(dest: str) -> list[str]:
+    """The files under ``dest`` (a ``gs://`` prefix or a local folder), relative to it."""
+    if dest.startswith("gs://"):
+        return [uri.removeprefix(dest.rstrip("/") + "/") for uri in list_uris(dest)]
+    return [p.relative_to(dest).as_posix() for p in _files(dest)]
+
+
+def prune_dir(local_dir: str | os.PathLike, dest: str, only: set[str]) -> int:
+    """Delete at ``dest`` the files under the folders ``only`` names that ``local_dir`` lacks.
+
+    The counterpart of :func:`mirror_dir` for state a newer one replaces: call it after
+    the newer files are mirrored. Returns how many files were deleted.
+    """
+    gone = [
+        name
+        for name in _names(dest)
+        if PurePosixPath(name).parts[0] in only and not (Path(local_dir) / name).is_file()
+    ]
+    if not dest.startswith("gs://"):
+        for name in gone:
+            path = Path(dest) / name
+            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # a folder left empty goes too, as in a bucket
+                path.parent.rmdir()
+        return len(gone)
+    gcs = client(dest)
+    bucket, folder = _folder(dest)
+    for name in gone:
+        try:
+            gcs.bucket(bucket).blob(folder + name).delete(**_each_request())
+        except gexc.NotFound:
+            continue  # gone already: a retried delete
+        except _ERRORS as err:
+            raise _fail(f"gs://{bucket}/{folder}{name}", err) from None
+    return len(gone)
 
 
 def fetch_dir(src: str, local_dir: str | os.PathLike) -> int:
     """Copy every file under ``src`` (a ``gs://`` prefix or a local folder) into ``local_dir``.
 
-    A missing ``src`` folder holds no files. Every name is checked before
-    anything is written: an object whose name would leave ``local_dir``
-    (``..``, an absolute or empty path part) stops the fetch.
-
-    Returns:
-        How many files were copied.
-
-    Raises:
-        StorageError: missing bucket, no permission, or an object name that
-            leaves ``local_dir``.
-        StorageUnavailable: no answer within the timeout and its retries.
+    A missing ``src`` holds no files. Every object name is checked before anything is
+    written: one that would leave ``local_dir`` stops the fetch. Returns how many were copied.
     """
-    return _where(src).fetch(src, Path(local_dir))
+    local_dir = Path(local_dir)
+    if not src.startswith("gs://"):
+        files = _files(src)
+        for path in files:
+            _copy(path, local_dir / path.relative_to(src))
+        return len(files)
+    prefix = src.rstrip("/") + "/"
+    targets = {uri: _inside(local_dir, uri.removeprefix(prefix), uri) for uri in list_uris(src)}
+    for uri, target in targets.items():
+        download(uri, target)
+    return len(targets)
 
 
 def write_text(uri: str, text: str) -> None:
-    """Write a small text object (``gs://``) or file, replacing what is there, atomically.
-
-    Raises:
-        StorageError: missing bucket or no permission.
-        StorageUnavailable: no answer within the timeout and its retries.
-    """
-    _where(uri).write_text(uri, text)
+    """Write a small text object (``gs://``) or file, replacing what is there, whole."""
+    if not uri.startswith("gs://"):
+        with _replacing_file(Path(uri)) as partial:
+            partial.write_text(text)
+        return
+    gcs = client(uri)
+    bucket, name = parse_uri(uri)
+    try:
+        gcs.bucket(bucket).blob(name).upload_from_string(text, **_each_request())
+    except _ERRORS as err:
+        raise _fail(uri, err) from None
 
 
 def read_text(uri: str) -> str | None:
-    """The text of an object (``gs://``) or file; None when there is none.
-
-    Only object-level calls are made (a missing bucket is told from a
-    missing object by listing objects), so ``roles/storage.objectUser`` is
-    enough.
-
-    Raises:
-        StorageError: missing bucket or no permission.
-        StorageUnavailable: no answer within the timeout and its retries.
-    """
-    return _where(uri).read_text(uri)
+    """The text of an object (``gs://``) or file; None when there is none, but no bucket either."""
+    if not uri.startswith("gs://"):
+        path = Path(uri)
+        return path.read_text(errors="replace") if path.is_file() else None
+    gcs = client(uri)
+    bucket, name = parse_uri(uri)
+    try:
+        return gcs.bucket(bucket).blob(name).download_as_text(**_each_request())
+    except gexc.NotFound:
+        _check_bucket(gcs, uri)
+        return None
+    except _ERRORS as err:
+        raise _fail(uri, err) from None
