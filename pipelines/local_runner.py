@@ -1,18 +1,10 @@
 """Run a registered pipeline on this machine with kfp's local runner.
 
-Each run gets its own folder ``runs/<run id>/``: the local pipeline root with
-every task's artifacts under ``pipeline/``, every task's whole output under
-``logs/`` (see ``kfp_local``), the config it ran with (``config.json``), its
-status (``status.json``: running, complete, partial, failed or interrupted),
-and the comparison (report, JSON, plots) copied to ``report/``. A run never
-overwrites an earlier one; ``runs/latest`` points at the newest, and an
-interrupted run goes on in its own folder with ``--resume <run id>``. The
-screen shows a header, each training's progress and the table at the end.
-
-The placement of ``pipelines/placement.py`` is for the cluster: kfp's local
-runner ignores resources, node selectors and tolerations, but it would honour
-the retry policies, waiting minutes before it reports a mistake that fails
-every attempt the same way. Locally a pipeline runs without them.
+Each run gets its own folder ``runs/<run id>/`` (never reused; ``runs/latest``
+is the newest): the pipeline root ``pipeline/``, every task's output in
+``logs/``, ``config.json``, ``status.json`` and the comparison in ``report/``.
+An interrupted run goes on in its folder with ``--resume <run id>``. The
+cluster's retry policies are stripped here, so a mistake fails fast.
 """
 
 from __future__ import annotations
@@ -30,6 +22,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import NoReturn
 
 from cnnvsmlp import progress
 from cnnvsmlp.config import ExperimentConfig, RunSpec
@@ -51,11 +44,7 @@ class LocalRunError(UserError):
 
 
 def new_run_dir(runs_dir: Path, config: ExperimentConfig) -> Path:
-    """Create ``runs_dir/<UTC timestamp>-<experiment>``, unique even within a second.
-
-    Raises:
-        LocalRunError: ``runs_dir`` is a file or cannot be written.
-    """
+    """Create ``runs_dir/<UTC timestamp>-<experiment>``, unique even within a second."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     runs_dir = local_folder(runs_dir, "runs")  # a dangling link is named as one
     if runs_dir.exists() and not runs_dir.is_dir():
@@ -67,11 +56,7 @@ def new_run_dir(runs_dir: Path, config: ExperimentConfig) -> Path:
             "or one of runs for --runs-dir"
         )
     for n in range(1000):
-        path = (
-            runs_dir / f"{stamp}-{config.name}"
-            if n == 0
-            else runs_dir / f"{stamp}-{config.name}-{n}"
-        )
+        path = runs_dir / (f"{stamp}-{config.name}" + (f"-{n}" if n else ""))
         try:
             path.mkdir(parents=True)
             return path
@@ -91,10 +76,7 @@ def _of_runs(path: Path) -> bool:
 
 @dataclass(frozen=True)
 class Concurrency:
-    """How the local runner shares the machine: trainings at once, and threads per task.
-
-    ``threads`` None leaves TensorFlow's default (one per core for each task).
-    """
+    """Trainings at once, and threads per task (None: TensorFlow's default, one per core)."""
 
     parallel: int = 2
     threads: int | None = None
@@ -112,10 +94,7 @@ DEFAULT_CONCURRENCY = Concurrency(parallel=2, threads=None)
 
 
 def local_copy(pipeline, parallel: int = 2):
-    """A copy of a compiled pipeline to run here: no retries, ``parallel`` loop items at once.
-
-    The original keeps its cluster policy.
-    """
+    """A copy of a pipeline to run here: no retries, ``parallel`` loop items at once."""
     local = copy.deepcopy(pipeline)
     spec = local.pipeline_spec
     dags = [spec.root.dag] + [c.dag for c in spec.components.values() if c.HasField("dag")]
@@ -128,13 +107,7 @@ def local_copy(pipeline, parallel: int = 2):
 
 
 def _keep_partial(pipeline_root: Path, report: Path, spec: PipelineSpec) -> str:
-    """Copy a partial comparison to ``report`` and say what failed; empty when there is none.
-
-    Args:
-        pipeline_root: the run's kfp pipeline root.
-        report: the run's report folder.
-        spec: the pipeline: its comparison task, and its ``failure_summary`` of what failed.
-    """
+    """Copy a partial comparison to ``report`` and say what failed; empty when there is none."""
     try:
         found = find_comparison(pipeline_root, spec.comparison_task)
         status = json.loads((found / "comparison.json").read_text()).get("status", "complete")
@@ -143,10 +116,15 @@ def _keep_partial(pipeline_root: Path, report: Path, spec: PipelineSpec) -> str:
     if status == "complete":
         return ""
     summary = spec.failure_summary(found / "comparison.json")
-    if report.exists():  # an earlier attempt's, when a resumed run fails again
-        shutil.rmtree(report)
-    shutil.copytree(found, report)
+    _replace_tree(found, report)
     return f"{summary} The {status} comparison is in {report}/report.md"
+
+
+def _replace_tree(source: Path, target: Path) -> None:
+    """Copy ``source`` to ``target``, replacing an earlier attempt's copy."""
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(source, target)
 
 
 def find_comparison(pipeline_root: Path, task: str) -> Path:
@@ -178,17 +156,9 @@ def _docker_answers() -> None:
 def docker_runner(config: ExperimentConfig, pipeline_root: Path):
     """The DockerRunner for the images ``make images`` built, and the config it runs.
 
-    Each task runs as the image's own (non-root) user on a read-only root file
-    system with a private ``/tmp``; the only host paths it sees are the pipeline
-    root and a local ``resume_uri`` (read-write, made writable for that user), and
-    the data set's IDX folder, mounted read-only at the same path and named in the
-    config as ``idx_dir``.
-
-    Returns:
-        ``(runner, config)``.
-
-    Raises:
-        LocalRunError: no local IDX folder to mount.
+    Tasks run as the image's user on a read-only root with a private ``/tmp``,
+    seeing only the pipeline root and a local ``resume_uri`` (made writable),
+    and the IDX folder read-only at the same path (the config's ``idx_dir``).
     """
     import docker.types
     from kfp import local
@@ -225,7 +195,6 @@ def docker_runner(config: ExperimentConfig, pipeline_root: Path):
 STATUS_FILE = "status.json"
 LOCK_FILE = ".lock"  # held by the one process writing the run folder (outputs.one_writer)
 PROGRESS_FILE = "progress.jsonl"
-STATUSES = ("running", "complete", "partial", "failed", "interrupted")
 # Seconds a run spends outside the trainings' epochs: every task's start (about
 # 10 s each for TensorFlow's import), the data, the evaluations and the report.
 FIXED_S, PER_TRAINING_S = 60.0, 25.0
@@ -246,11 +215,9 @@ ENDING_FIELDS = ("signal", "error")
 
 
 def write_status(run_dir: Path, status: str, **fields) -> None:
-    """Record the run's status (one of :data:`STATUSES`) in ``<run>/status.json``.
+    """Record the run's status in ``<run>/status.json``, its other fields kept.
 
-    The record keeps its other fields (the process, its host); the reason an
-    earlier attempt ended (:data:`ENDING_FIELDS`) goes with its status, so a
-    resumed run that completes does not still name the signal that stopped it.
+    The reason an earlier attempt ended (:data:`ENDING_FIELDS`) goes with its status.
     """
     from cnnvsmlp.outputs import write_atomically
 
@@ -298,31 +265,22 @@ def local_config(
 ) -> ExperimentConfig:
     """The config as a local run trains it: training state in ``<runs_dir>/.trainings``.
 
-    Unless the config names its own ``resume_uri``, every training keeps its
-    state there, so an interrupted run resumes. With ``cache`` a training
-    whose inputs equal a finished one's is reused (``reuse_trainings``);
-    without, the trainings are kept under the run's id (``resume_scope``)
-    and only this run's earlier attempt is resumed. (The job id that kfp's
-    local runner gives the tasks is the run id too: see ``kfp_local``.)
+    Unless the config names its own ``resume_uri`` or ``resume_scope``: with
+    ``cache`` a finished training is reused (``reuse_trainings``); without,
+    only this run's (the tasks' job id is the run id) is resumed.
     """
-    fields = type(config).model_fields
     update = {}
     if not config.resume_uri:
         update["resume_uri"] = str(runs_dir.resolve() / ".trainings")
-    if "reuse_trainings" in fields and not getattr(config, "resume_scope", None):
+    if not config.resume_scope:
         update["reuse_trainings"] = cache
-        if not cache and "resume_scope" in fields:
+        if not cache:
             update["resume_scope"] = run_id
     return config.model_validate({**config.model_dump(), **update}) if update else config
 
 
 def epoch_seconds(config: ExperimentConfig, runs: list[RunSpec] | None = None) -> dict[str, float]:
-    """Each training's expected seconds per epoch, from its variant's measured step cost.
-
-    Args:
-        config: the experiment.
-        runs: the trainings (a pipeline's ``planned_runs``); by default ``compare``'s.
-    """
+    """Each training's expected seconds per epoch, from its variant's measured step cost."""
     from cnnvsmlp.models import get_variant
 
     train_images = config.training_images() or 0
@@ -362,15 +320,7 @@ def header(
     resumed: bool,
     runs: list[RunSpec] | None = None,
 ) -> list[str]:
-    """What will run, where, and about how long it takes.
-
-    Args:
-        name: the pipeline.
-        config: the experiment, as its trainings run it.
-        run_dir: the run's folder.
-        resumed: whether it goes on with an interrupted run.
-        runs: the trainings (the pipeline's ``planned_runs``); by default ``compare``'s.
-    """
+    """What will run (``runs``: by default the config's), where, and about how long it takes."""
     runs = config.scheduled_runs() if runs is None else runs
     data = "" if config.dataset == config.name else f" on {config.dataset}"
     limit = f" (limit {config.limit:,} images)" if config.limit else ""
@@ -457,9 +407,6 @@ def run_local(
 ) -> Path:
     """Run a pipeline locally and collect its comparison in ``runs/<run id>/report``.
 
-    Every task's output goes whole to ``runs/<run id>/logs/``; the screen gets
-    a header, the trainings' progress, and the table at the end.
-
     Args:
         name: a registered pipeline.
         config: the validated experiment config; None with ``resume``.
@@ -474,17 +421,11 @@ def run_local(
         cache: reuse trainings whose inputs equal a finished one's.
         stream: where the progress goes (default: stdout).
 
-    Returns:
-        The run's folder.
-
     Raises:
         LocalRunError: a task failed; the message names it and its log.
         LocalRunInterrupted: SIGINT or SIGTERM stopped the run.
     """
-    from kfp import local
-
     from cnnvsmlp.provenance import stamp
-    from cnnvsmlp_pipelines.kfp_local import LocalSession, RunInterrupted, explain
 
     runs_dir = Path(runs_dir)
     if runner == "docker":
@@ -498,96 +439,126 @@ def run_local(
         config = local_config(config, runs_dir, run_dir.name, cache)
         config = stamp(config, run_dir.name, "local", concurrency.parallel, concurrency.threads)
     with one_writer(run_dir / LOCK_FILE, functools.partial(_busy, run_dir)):
-        name = spec.name
         pipeline_root = (run_dir / "pipeline").resolve()
         if runner == "docker":
             task_runner, config = docker_runner(config, pipeline_root)
         else:
+            from kfp import local
+
             task_runner = local.SubprocessRunner(use_venv=False)
         if not resume:
             (run_dir / "config.json").write_text(config.model_dump_json(indent=2) + "\n")
-        write_status(run_dir, "running", pid=os.getpid(), host=HOST, pipeline=name, runner=runner)
+        write_status(
+            run_dir, "running", pid=os.getpid(), host=HOST, pipeline=spec.name, runner=runner
+        )
         point_latest(run_dir)
-
         stream = io.StringIO() if quiet else stream or sys.stdout
-        runs, trained = spec.planned_runs(config), spec.as_trained(config)
-        for line in header(name, trained, run_dir, bool(resume), runs):
-            stream.write(line + "\n")
-        stream.flush()
+        run = _LocalRun(spec, config, run_dir, stream, verbose)
+        start = time.perf_counter()
+        run.execute(resume is not None, concurrency, task_runner)
+        run.finish((time.perf_counter() - start) / 60)
+        return run_dir
+
+
+@dataclass
+class _LocalRun:
+    """One local run of a pipeline in its folder: its screen, its session, its report."""
+
+    spec: PipelineSpec
+    config: ExperimentConfig
+    run_dir: Path
+    stream: object
+    verbose: bool
+
+    @property
+    def pipeline_root(self) -> Path:
+        return (self.run_dir / "pipeline").resolve()
+
+    def screen(self, resumed: bool):
+        """Print the header; the display of the trainings' progress."""
+        runs, trained = self.spec.planned_runs(self.config), self.spec.as_trained(self.config)
+        for line in header(self.spec.name, trained, self.run_dir, resumed, runs):
+            self.stream.write(line + "\n")
+        self.stream.flush()
         estimate = progress.Estimate(
-            epoch_seconds(config, runs), expected_epochs(trained), PER_TRAINING_S
+            epoch_seconds(self.config, runs), expected_epochs(trained), PER_TRAINING_S
         )
-        screen = (
-            progress.PlainDisplay(stream, estimate)
-            if verbose
-            else progress.display(stream, estimate)
-        )
-        events = pipeline_root / PROGRESS_FILE
-        pipeline_root.mkdir(parents=True, exist_ok=True)
+        if self.verbose:
+            return progress.PlainDisplay(self.stream, estimate)
+        return progress.display(self.stream, estimate)
+
+    def execute(self, resumed: bool, concurrency: Concurrency, task_runner) -> None:
+        """Run the pipeline's tasks; the status and a one-line error when it fails."""
+        from cnnvsmlp_pipelines.kfp_local import LocalSession, RunInterrupted
+
+        screen = self.screen(resumed)
+        events = self.pipeline_root / PROGRESS_FILE
+        self.pipeline_root.mkdir(parents=True, exist_ok=True)
         events.unlink(missing_ok=True)
 
-        def task_ended(task) -> None:
-            # The trainings report their own progress; of the rest, the slow steps get a line.
-            if task.task in spec.slow_steps and task.returncode == 0:
+        def task_ended(task) -> None:  # of the tasks besides the trainings, the slow ones
+            if task.task in self.spec.slow_steps and task.returncode == 0:
                 screen.message(f"{task.label}  done in {progress.clock(task.seconds or 0)}")
 
         session = LocalSession(
-            run_dir / "logs",
-            job_id=run_dir.name,
+            self.run_dir / "logs",
+            job_id=self.run_dir.name,
             environment={**concurrency.environment(), progress.ENV: str(events)},
-            verbose=verbose,
-            stream=stream,
+            verbose=self.verbose,
+            stream=self.stream,
             on_task_end=task_ended,
         )
-        start = time.perf_counter()
-        report = run_dir / "report"
+        pipeline = local_copy(self.spec.pipeline, concurrency.parallel)
         try:
             with progress.follow(events, screen):
                 session.run(
-                    local_copy(spec.pipeline, concurrency.parallel),
-                    spec.arguments(config),
-                    task_runner,
-                    pipeline_root,
+                    pipeline, self.spec.arguments(self.config), task_runner, self.pipeline_root
                 )
         except RunInterrupted as stop:
-            write_status(run_dir, "interrupted", signal=stop.args[0])
+            write_status(self.run_dir, "interrupted", signal=stop.args[0])
             raise LocalRunInterrupted(
-                f"run {run_dir.name} interrupted by {stop.args[0]}; its folder is {run_dir}; "
-                f"continue it with: make run RESUME={run_dir.name}",
+                f"run {self.run_dir.name} interrupted by {stop.args[0]}; its folder is "
+                f"{self.run_dir}; continue it with: make run RESUME={self.run_dir.name}",
                 stop.signum,
             ) from None
         except RuntimeError as err:
-            partial = _keep_partial(pipeline_root, report, spec)
-            if partial:  # the last step (its check task) marked the run failed: name it
-                task = re.search(r"Inner task failed: '([\w-]+)'", plain(str(err)))
-                partial = f"{task.group(1) if task else spec.check_task}: {partial}"
-            failed = session.failed()
-            if partial or failed:
-                why = partial or explain(failed)
-            else:
-                runs = spec.loop_runs(config, pipeline_root)
-                why = describe_failure(str(err), config, runs=runs)
-            write_status(run_dir, "partial" if partial else "failed", error=why)
-            raise LocalRunError(f"run {run_dir.name} failed: {why}") from None
+            self.failed(err, session.failed())
         except Exception as err:
-            write_status(run_dir, "failed", error=f"{err.__class__.__name__}: {err}")
+            write_status(self.run_dir, "failed", error=f"{err.__class__.__name__}: {err}")
             raise
         finally:
             screen.close()
-        if report.exists():
-            shutil.rmtree(report)
-        shutil.copytree(find_comparison(pipeline_root, spec.comparison_task), report)
-        write_status(run_dir, "complete")
-        minutes = (time.perf_counter() - start) / 60
-        if spec.summary:
-            lines = ["", spec.summary(report), *closing(None, run_dir, minutes)[1:]]
+
+    def failed(self, err: RuntimeError, failed_task) -> NoReturn:
+        """Mark the run partial or failed, and raise the line that says why."""
+        from cnnvsmlp_pipelines.kfp_local import explain
+
+        partial = _keep_partial(self.pipeline_root, self.run_dir / "report", self.spec)
+        if partial:  # the last step (its check task) marked the run failed: name it
+            task = re.search(r"Inner task failed: '([\w-]+)'", plain(str(err)))
+            partial = f"{task.group(1) if task else self.spec.check_task}: {partial}"
+        if partial or failed_task:
+            why = partial or explain(failed_task)
+        else:
+            runs = self.spec.loop_runs(self.config, self.pipeline_root)
+            why = describe_failure(str(err), self.config, runs=runs)
+        write_status(self.run_dir, "partial" if partial else "failed", error=why)
+        raise LocalRunError(f"run {self.run_dir.name} failed: {why}") from None
+
+    def finish(self, minutes: float) -> None:
+        """Copy the comparison to ``report/``, mark the run complete, print the closing lines."""
+        report = self.run_dir / "report"
+        _replace_tree(find_comparison(self.pipeline_root, self.spec.comparison_task), report)
+        write_status(self.run_dir, "complete")
+        if self.spec.summary:
+            closing_lines = closing(None, self.run_dir, minutes)[1:]
+            lines = ["", self.spec.summary(report), *closing_lines]
         else:
             from cnnvsmlp.report.model import Comparison
 
-            lines = closing(Comparison.read(report / "comparison.json"), run_dir, minutes)
-        stream.write("".join(line + "\n" for line in lines))
-        stream.flush()
-        return run_dir
+            lines = closing(Comparison.read(report / "comparison.json"), self.run_dir, minutes)
+        self.stream.write("".join(line + "\n" for line in lines))
+        self.stream.flush()
 
 
 def list_runs(runs_dir: str | Path) -> list[dict]:
