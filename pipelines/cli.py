@@ -192,7 +192,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     """List the local runs: status, date, config and the best variant's accuracy."""
     from tabulate import tabulate
 
-    from cnnvsmlp_pipelines.local_runner import list_runs
+    from cnnvsmlp_pipelines.runs import list_runs
 
     rows = list_runs(args.runs_dir)
     if not rows:
@@ -355,7 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except UserError as err:
-        from cnnvsmlp_pipelines.local_runner import LocalRunInterrupted
+        from cnnvsmlp_pipelines.runs import LocalRunInterrupted
 
         if isinstance(err, LocalRunInterrupted):
             print(err, file=sys.stderr)
