@@ -1,14 +1,14 @@
 """The one module that knows how kfp's local runner (kfp 2.17) prints, runs and fails.
 
-Each task's process writes whole to ``<logs>/<task>[-<run id>].log``, and what
-kfp prints here to ``<logs>/run.log``. Every task process has its own process
-group and every task container the run's label, so :meth:`LocalSession.stop`
-ends each with all it started; a watchdog (:data:`WATCHDOG`) does so for a
-runner that ended without stopping them (SIGKILL).
+Each task's process writes whole to ``<logs>/<task>[-<run id>].log``, kfp's own prints
+go to ``<logs>/run.log``. :meth:`LocalSession.stop` ends every task's process group and
+container, and a watchdog (:data:`WATCHDOG`) does so for a runner killed without it.
+
 """
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import json
 import os
@@ -26,30 +26,24 @@ from pathlib import Path
 from unittest import mock
 
 from cnnvsmlp.config import ExperimentConfig, RunSpec
+from cnnvsmlp_pipelines.kfp_docker import STOP_GRACE_S, ContainerTasks
 
 # The last line of a Python traceback: ``package.module.SomeError: what happened``.
 EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*(?:Error|Exception|Diverged): .+")
-# How long a task process gets to end after SIGTERM before it is killed.
-STOP_GRACE_S = 5.0
-# The label of every container a run starts (DockerRunner): its value is the run's job id.
-CONTAINER_LABEL = "io.github.cnnvsmlp.run"
 # The watchdog, in a session of its own, reads task process groups ("-<pid>": ended) and
-# container labels from its stdin; when the runner ends, however, the pipe closes and it
-# kills every group still listed and removes every container with a label.
+# container labels from its stdin; when the runner ends, however, it kills and removes them.
+
 WATCHDOG = """
-import os, signal, sys
+import contextlib, os, signal, sys
 groups, labels = set(), set()
 for line in sys.stdin:
     if line.startswith("label "):
         labels.add(line[6:].strip())
-        continue
-    pid = int(line)
-    (groups.add if pid > 0 else groups.discard)(abs(pid))
+    else:
+        (groups.add if int(line) > 0 else groups.discard)(abs(int(line)))
 for pid in groups:
-    try:
+    with contextlib.suppress(OSError):
         os.killpg(pid, signal.SIGKILL)
-    except OSError:
-        pass
 if labels:
     import docker
     client = docker.from_env()
@@ -167,7 +161,7 @@ def _executor_input(full_command: list[str]) -> dict:
     return {}
 
 
-class LocalSession:
+class LocalSession(ContainerTasks):
     """One pipeline run on kfp's local runner, its output kept in per-task logs.
 
     Args:
@@ -195,12 +189,12 @@ class LocalSession:
         self.tasks: list[TaskLog] = []
         self._runs: dict[str, RunSpec] = {}  # loop iteration -> its run
         self._procs: set[subprocess.Popen] = set()
-        self._containers: set[str] = set()  # ids of the running task containers (DockerRunner)
+        self._containers: set[str] = set()  # ids of the running task containers
         self._lock = threading.RLock()
         self._stopping = False
-        # A signal that comes while this thread starts a task's process waits until
-        # the process is registered, so stop() can end it.
+        # A signal while this thread starts a task waits until stop() can end it.
         self._spawning, self._signal = False, None
+
         self._docker_used = False  # a task ran in a container (DockerRunner)
         self._watchdog: subprocess.Popen | None = None
 
@@ -235,8 +229,9 @@ class LocalSession:
             warnings.showwarning = lambda message, category, filename, lineno, *_: sys.stderr.write(
                 warnings.formatwarning(message, category, filename, lineno)
             )
-            stack.enter_context(_restore_print())
             for module, name, value in (
+                # kfp swaps print per task from two threads and can leave its own: put it back
+                (builtins, "print", builtins.print),
                 (subprocess_task_handler, "run_local_subprocess", self._run_task),
                 (docker_task_handler, "run_docker_container", self._run_container),
                 (pipeline_orchestrator, "placeholder_utils", job_ids),
@@ -266,32 +261,6 @@ class LocalSession:
                 os.killpg(proc.pid, signal.SIGKILL)  # and whatever it left in its group
             proc.wait()
         self._stop_containers()
-
-    def _stop_containers(self) -> None:
-        """Stop and remove every container this run started: by id, and by the run's label."""
-        with self._lock:
-            ids = set(self._containers)
-            used = self._docker_used
-        if not used:
-            return
-        import docker
-
-        try:
-            client = docker.from_env()
-            labelled = client.containers.list(
-                all=True, filters={"label": f"{CONTAINER_LABEL}={self.job_id}"}
-            )
-        except docker.errors.DockerException:
-            return
-        ids |= {c.id for c in labelled}
-        threads = [
-            threading.Thread(target=_stop_container, args=(client, i), daemon=True) for i in ids
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=STOP_GRACE_S + 30)
-        client.close()
 
     @contextlib.contextmanager
     def _signals(self):
@@ -407,55 +376,6 @@ class LocalSession:
 
         return self._run(full_command, start, follow, cleanup)
 
-    def _run_container(self, client, image: str, command: list[str], volumes: dict, **run_args):
-        """Run a task like kfp's ``run_docker_container``: output to its log, stoppable.
-
-        The container is removed here once its exit status is read, not by docker.
-        """
-        import docker.errors
-        from kfp.local.docker_task_handler import add_latest_tag_if_not_present
-
-        image = add_latest_tag_if_not_present(image)  # as kfp names it
-        labels = {**run_args.pop("labels", {}), CONTAINER_LABEL: self.job_id}
-        run_args.pop("auto_remove", None)
-
-        def start(log):
-            self._docker_used = True
-            self._guard(f"label {CONTAINER_LABEL}={self.job_id}")
-            container = client.containers.run(
-                image=image,
-                command=command,
-                detach=True,
-                stdout=True,
-                stderr=True,
-                volumes=volumes,
-                labels=labels,
-                **run_args,
-            )
-            self._containers.add(container.id)
-            return container
-
-        def follow(container, log, label: str) -> int:
-            with contextlib.suppress(docker.errors.NotFound):
-                for chunk in container.logs(stream=True, follow=True):
-                    text = chunk.decode(errors="replace")
-                    log.write(text)
-                    if self.verbose:
-                        for line in text.splitlines(keepends=True):
-                            self.stream.write(f"{label} | {line}")
-            try:
-                return container.wait()["StatusCode"]
-            except docker.errors.NotFound:  # removed by stop()
-                return -signal.SIGTERM
-
-        def cleanup(container) -> None:
-            with self._lock:
-                self._containers.discard(container.id)
-            with contextlib.suppress(docker.errors.DockerException):
-                container.remove(force=True)
-
-        return self._run(command, start, follow, cleanup)
-
 
 @contextlib.contextmanager
 def _task_log(entry: TaskLog):
@@ -463,16 +383,6 @@ def _task_log(entry: TaskLog):
     with entry.path.open("a", buffering=1) as log:
         log.write(f"==> {entry.label}: started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
         yield log
-
-
-def _stop_container(client, container_id: str) -> None:
-    import docker.errors
-
-    with contextlib.suppress(docker.errors.DockerException):
-        container = client.containers.get(container_id)
-        with contextlib.suppress(docker.errors.DockerException):
-            container.stop(timeout=int(STOP_GRACE_S))
-        container.remove(force=True)
 
 
 class _Tee:
@@ -488,15 +398,3 @@ class _Tee:
     def flush(self) -> None:  # noqa: D102
         self.log.flush()
         self.stream.flush()
-
-
-@contextlib.contextmanager
-def _restore_print():
-    """Put back ``builtins.print``: kfp swaps it per task from two threads and can leave its own."""
-    import builtins
-
-    saved = builtins.print
-    try:
-        yield
-    finally:
-        builtins.print = saved

@@ -26,6 +26,7 @@ from cnnvsmlp import progress
 from cnnvsmlp.config import ExperimentConfig
 from cnnvsmlp.outputs import HOST, one_writer
 from cnnvsmlp_pipelines import get_pipeline
+from cnnvsmlp_pipelines.kfp_docker import docker_answers, docker_runner
 from cnnvsmlp_pipelines.kfp_local import EXCEPTION_LINE, describe_failure, plain
 from cnnvsmlp_pipelines.runs import (
     LOCK_FILE,
@@ -109,63 +110,6 @@ def find_comparison(pipeline_root: Path, task: str) -> Path:
     return found[-1]
 
 
-def _docker_answers() -> None:
-    """Refuse ``--runner docker`` before any folder is made when no Docker daemon answers."""
-    import docker
-
-    try:
-        client = docker.from_env()
-        try:
-            client.ping()
-        finally:
-            client.close()
-    except docker.errors.DockerException as err:
-        reason = str(err).splitlines()[0][:200] if str(err) else err.__class__.__name__
-        raise LocalRunError(
-            f"--runner docker: no Docker daemon answers ({reason}); start Docker, "
-            "or run the tasks here with --runner subprocess"
-        ) from None
-
-
-def docker_runner(config: ExperimentConfig, pipeline_root: Path):
-    """The DockerRunner for the images ``make images`` built, and the config it runs.
-
-    Tasks run as the image's user on a read-only root with a private ``/tmp``,
-    seeing only the pipeline root and a local ``resume_uri`` (made writable),
-    and the IDX folder read-only at the same path (the config's ``idx_dir``).
-    """
-    import docker.types
-    from kfp import local
-
-    from cnnvsmlp.data.spec import get_spec
-
-    idx_dir = config.source.idx_dir or get_spec(config.dataset).default_idx_dir
-    if not idx_dir or not Path(idx_dir).is_dir():
-        raise LocalRunError(
-            f"runner docker: no local IDX folder for {config.dataset} "
-            f"({idx_dir or 'none configured'}); set idx_dir=<folder with the IDX files>"
-        )
-    idx_dir = str(Path(idx_dir).resolve())
-    source = config.source.model_copy(update={"kind": "idx", "idx_dir": idx_dir})
-    mounts = [docker.types.Mount(idx_dir, idx_dir, type="bind", read_only=True)]
-    writable = [pipeline_root]
-    if config.resume_uri and "://" not in config.resume_uri:
-        resume = Path(config.resume_uri).resolve()
-        writable.append(resume)
-        mounts.append(docker.types.Mount(str(resume), str(resume), type="bind"))
-        config = config.model_copy(update={"resume_uri": str(resume)})
-    for folder in writable:
-        folder.mkdir(parents=True, exist_ok=True)
-        folder.chmod(0o777)
-    runner = local.DockerRunner(
-        read_only=True,
-        tmpfs={"/tmp": "rw,size=1g"},
-        mounts=mounts,
-        environment={progress.ENV: str(pipeline_root.resolve() / PROGRESS_FILE)},
-    )
-    return runner, config.model_copy(update={"source": source})
-
-
 def local_config(
     config: ExperimentConfig, runs_dir: Path, run_id: str, cache: bool = True
 ) -> ExperimentConfig:
@@ -221,7 +165,7 @@ def run_local(
 
     runs_dir = Path(runs_dir)
     if runner == "docker":
-        _docker_answers()
+        docker_answers()
     if resume:
         run_dir, config, recorded = resume_dir(runs_dir, resume)
         spec = get_pipeline(recorded or name)
