@@ -13,11 +13,7 @@ def evaluate_model(
     classification: dsl.Output[dsl.ClassificationMetrics],
     result: dsl.Output[dsl.Artifact],
 ):
-    """Score a model on the test split: metrics and confusion matrix for the KFP UI.
-
-    ``result`` gets the ``EvalResult`` JSON, or the ``RunFailure`` of a run
-    that failed for good, in training or here.
-    """
+    """Score a model on the test split: ``result`` gets its ``EvalResult`` or ``RunFailure``."""
     import sys
     from pathlib import Path
 

@@ -15,12 +15,10 @@ def train_model(
 ):
     """Train one variant with one seed (``run_json``: a ``RunSpec``); a retry resumes.
 
-    With ``resume_uri`` set, training mirrors its state to the config's store
-    for the job (:mod:`cnnvsmlp.resume`) after every epoch; a retried task,
-    which starts with an empty ``model`` folder, resumes from there, and a
-    training found finished there is reused. A failure no retry can fix is
-    written to ``model/failure.json`` and the task succeeds, so the other runs
-    are still compared; any other error fails the task for the cluster to retry.
+    With ``resume_uri`` set, every epoch's state is mirrored to the job's store
+    (:mod:`cnnvsmlp.resume`), where a retry resumes and a finished training is
+    reused. A failure no retry can fix goes to ``model/failure.json`` and the
+    task succeeds; any other error fails the task for the cluster to retry.
     """
     import sys
     from pathlib import Path

@@ -148,18 +148,13 @@ def run_local(
         config: the validated experiment config; None with ``resume``.
         runs_dir: parent of the run folders.
         quiet: print nothing (tests).
-        concurrency: trainings at once and threads per task.
-        runner: ``subprocess`` runs every task in this environment; ``docker`` in
-            the image the pipeline names for it (see :func:`docker_runner`).
+        runner: ``subprocess`` (tasks in this environment) or ``docker`` (:func:`docker_runner`).
         verbose: stream every task's output too, as kfp prints it.
-        resume: the id of an interrupted or failed run to go on with, in its
-            folder and with its recorded config.
+        resume: the id of an interrupted or failed run to go on with, with its recorded config.
         cache: reuse trainings whose inputs equal a finished one's.
         stream: where the progress goes (default: stdout).
 
-    Raises:
-        LocalRunError: a task failed; the message names it and its log.
-        LocalRunInterrupted: SIGINT or SIGTERM stopped the run.
+    Raises LocalRunError (a task failed) or LocalRunInterrupted (SIGINT or SIGTERM).
     """
     from cnnvsmlp.provenance import stamp
 
