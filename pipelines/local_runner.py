@@ -143,17 +143,10 @@ def run_local(
 ) -> Path:
     """Run a pipeline locally and collect its comparison in ``runs/<run id>/report``.
 
-    Args:
-        name: a registered pipeline.
-        config: the validated experiment config; None with ``resume``.
-        runs_dir: parent of the run folders.
-        quiet: print nothing (tests).
-        runner: ``subprocess`` (tasks in this environment) or ``docker`` (:func:`docker_runner`).
-        verbose: stream every task's output too, as kfp prints it.
-        resume: the id of an interrupted or failed run to go on with, with its recorded config.
-        cache: reuse trainings whose inputs equal a finished one's.
-        stream: where the progress goes (default: stdout).
-
+    ``runner`` is ``subprocess`` (tasks in this environment) or ``docker``
+    (:func:`docker_runner`); ``resume`` names an interrupted or failed run to go
+    on with, with its recorded config; ``cache`` reuses trainings whose inputs
+    equal a finished one's; ``quiet`` prints nothing, else progress goes to ``stream``.
     Raises LocalRunError (a task failed) or LocalRunInterrupted (SIGINT or SIGTERM).
     """
     from cnnvsmlp.provenance import stamp
