@@ -1,4 +1,9 @@
-"""Compare every run of an experiment: the fan-in."""
+"""The fan-in: compare every run of an experiment or a study, then check the comparison.
+
+Runs that failed for good are listed and the others compared, the status then
+``partial`` (or ``failed``); the compare step succeeds so its artifacts are
+stored (a failed task's are not), and the check step after it fails the run.
+"""
 
 from typing import List  # noqa: UP035 - kfp reads typing.List annotations
 
@@ -20,22 +25,15 @@ def compare_runs(
 ):
     """Compare the variants over all repeats: statistics, plots and reports.
 
-    Runs that failed for good are listed with their errors and the others
-    compared: the comparison's ``status`` is then ``partial`` (or ``failed``
-    when none is left), for ``check_runs`` to fail the pipeline run after
-    these artifacts are kept.
-
     Args:
         config: the experiment config as ``plan_runs`` settled it (JSON file).
         dataset: the prepared data set (its test labels score the predictions).
-        results: every run's ``EvalResult`` or ``RunFailure`` JSON, collected
-            from the fan-out.
+        results: every run's ``EvalResult`` or ``RunFailure`` JSON.
         report: the Markdown report the KFP UI renders.
         report_html: the self-contained HTML report, plots embedded.
         comparison: folder with ``comparison.json`` (docs/comparison-schema.md),
             ``report.md``, ``report.html`` and ``plots/*.png``.
-        provenance_json: what started the run (``cnnvsmlp.provenance.Provenance``
-            as JSON, from ``stamp``); empty when not recorded.
+        provenance_json: what started the run (``Provenance`` JSON); may be empty.
         job_id: the KFP job id, the run id when the provenance names none.
     """
     import shutil
@@ -68,3 +66,66 @@ def compare_runs(
             "failed_runs": len(written.failures),
         }
     )
+
+
+@dsl.component(base_image=UNPLACED, install_kfp_package=False)
+def compare_efficiency(
+    config: dsl.Input[dsl.Artifact],
+    efficiency: dsl.Input[dsl.Artifact],
+    dataset: dsl.Input[dsl.Dataset],
+    results: dsl.Input[List[dsl.Artifact]],  # noqa: UP006
+    report: dsl.Output[dsl.Markdown],
+    comparison: dsl.Output[dsl.Artifact],
+):
+    """Accuracy against training-set size, the gap per size, the learning curves.
+
+    ``comparison`` gets ``comparison.json`` (``EfficiencyAnalysis``), ``report.md``,
+    ``report.html`` and ``plots/*.png`` (:mod:`cnnvsmlp.report.efficiency`).
+    """
+    import shutil
+    from pathlib import Path
+
+    from cnnvsmlp.config import read_config
+    from cnnvsmlp.data.store import load_split, read_metadata
+    from cnnvsmlp.efficiency.analysis import analyze
+    from cnnvsmlp.efficiency.plan import EfficiencyConfig
+    from cnnvsmlp.provenance import with_data_source
+    from cnnvsmlp.records import read_result
+    from cnnvsmlp.report.efficiency import write_efficiency_report as write_analysis
+
+    experiment = read_config(config.path)
+    provenance = with_data_source(experiment.provenance, read_metadata(dataset.path))
+    experiment = experiment.model_copy(update={"provenance": provenance})
+    study = EfficiencyConfig.read(efficiency.path)
+    _, test_labels = load_split(dataset.path, "test")
+    analysis = analyze([read_result(r.path) for r in results], experiment, study, test_labels)
+    out = Path(comparison.path)
+    write_analysis(analysis, out)
+    shutil.copyfile(out / "report.md", report.path)
+    comparison.metadata.update(
+        {
+            "experiment": experiment.name,
+            "status": analysis.status,
+            "failed_runs": len(analysis.failures),
+        }
+    )
+
+
+@dsl.component(base_image=UNPLACED, install_kfp_package=False)
+def check_runs(comparison: dsl.Input[dsl.Artifact]):
+    """Exit non-zero (``RunsFailed``) when the comparison is ``partial`` or ``failed``."""
+    from pathlib import Path
+
+    from cnnvsmlp.report.status import check_complete
+
+    check_complete(Path(comparison.path) / "comparison.json")
+
+
+@dsl.component(base_image=UNPLACED, install_kfp_package=False)
+def check_efficiency(comparison: dsl.Input[dsl.Artifact]):
+    """Exit non-zero (``EfficiencyRunsFailed``) when the study is ``partial`` or ``failed``."""
+    from pathlib import Path
+
+    from cnnvsmlp.efficiency.analysis import check_complete
+
+    check_complete(Path(comparison.path) / "comparison.json")

@@ -7,13 +7,7 @@ from cnnvsmlp_components.image import UNPLACED
 
 @dsl.component(base_image=UNPLACED, install_kfp_package=False)
 def prepare_data(config_json: str, dataset: dsl.Output[dsl.Dataset]):
-    """Read the config's data set from its source and write the normalised splits.
-
-    Args:
-        config_json: the experiment config (``ExperimentConfig`` as JSON).
-        dataset: output folder: ``train.npz``, ``validation.npz``, ``test.npz``
-            and ``metadata.json`` (see docs/dataset-format.md).
-    """
+    """Write the config's data set, normalised, as docs/dataset-format.md describes."""
     from cnnvsmlp.config import parse_config_json
     from cnnvsmlp.data import prepare
     from cnnvsmlp.models import check_user_variants

@@ -13,17 +13,7 @@ def evaluate_model(
     classification: dsl.Output[dsl.ClassificationMetrics],
     result: dsl.Output[dsl.Artifact],
 ):
-    """Score a model on the test split.
-
-    Args:
-        dataset: the prepared data set.
-        model: a trained model folder from ``train_model``.
-        metrics: test accuracy, loss, parameters, speed (shown in the KFP UI).
-        classification: the confusion matrix with class names (KFP UI).
-        result: ``EvalResult`` JSON with per-class metrics and every prediction,
-            read by ``compare_runs``; or the ``RunFailure`` of a run that
-            failed for good, in training or here.
-    """
+    """Score a model on the test split: ``result`` gets its ``EvalResult`` or ``RunFailure``."""
     import sys
     from pathlib import Path
 
@@ -32,14 +22,15 @@ def evaluate_model(
     from cnnvsmlp.failures import read_failure, record_failure
     from cnnvsmlp.records import TrainResult
 
-    failure = read_failure(model.path)
-    store = model.metadata.get("store") or None  # where train_model kept the training
-    scored = None
-    if failure is None:  # evaluate on the backend the model trained on, set before Keras loads
-        backend.use(TrainResult.read(Path(model.path) / "train.json").train.backend)
+    failure, scored = read_failure(model.path), None
+    if failure is not None:  # training failed for good: its record takes the result's place
+        failure.write(result.path)
+    else:
+        trained = TrainResult.read(Path(model.path) / "train.json")
+        backend.use(trained.train.backend)  # the model's own, set before Keras loads
         from cnnvsmlp.resume import keep_evaluation, reuse_evaluation
 
-        # An evaluation of this very model on this data and machine is found without Keras.
+        store = model.metadata.get("store") or None  # where train_model kept the training
         scored = reuse_evaluation(model.path, dataset.path, store, Path(result.path))
         if scored is not None:
             print(f"evaluate: {scored.run.run_id}: evaluation reused from {store}", file=sys.stderr)
@@ -49,7 +40,6 @@ def evaluate_model(
         try:
             scored = evaluate(model.path, dataset.path, result.path)
         except Exception as err:
-            trained = TrainResult.read(Path(model.path) / "train.json")
             failure = record_failure(err, trained.run, trained.dataset, "evaluate", result.path)
             if failure is None:
                 raise
@@ -59,25 +49,19 @@ def evaluate_model(
                 keep_evaluation(model.path, dataset.path, store, scored)
             except (OSError, UserError) as err:
                 print(f"evaluate: {scored.run.run_id} not kept in {store}: {err}", file=sys.stderr)
-    elif failure is not None:  # training failed for good: its record takes the result's place
-        failure.write(result.path)
     if failure is not None:
         info = {"variant": failure.run.variant, "repeat": failure.run.repeat, "failed": True}
         metrics.metadata.update(info)
         result.metadata.update({**info, "error": failure.error})
         return
-    run = scored.run
     for name, value in (
-        ("accuracy", scored.accuracy),
-        ("loss", scored.loss),
-        ("params", scored.params),
-        ("model_size_bytes", scored.model_size_bytes),
+        *((n, getattr(scored, n)) for n in ("accuracy", "loss", "params", "model_size_bytes")),
         ("inference_images_per_s", scored.inference_images_per_s),
         ("train_images_per_s", scored.training.train_images_per_s),
     ):
         metrics.log_metric(name, float(value))
-    metrics.metadata.update({"variant": run.variant, "repeat": run.repeat})
+    metrics.metadata.update({"variant": scored.run.variant, "repeat": scored.run.repeat})
     classification.log_confusion_matrix(scored.classes, scored.confusion)
     result.metadata.update(
-        {"variant": run.variant, "repeat": run.repeat, "accuracy": scored.accuracy}
+        {"variant": scored.run.variant, "repeat": scored.run.repeat, "accuracy": scored.accuracy}
     )

@@ -1,4 +1,9 @@
-"""Expand an experiment into its training runs."""
+"""Expand an experiment, or a data-efficiency study, into its training runs.
+
+The settled config (and study) go to later tasks as artifacts, not parameters:
+kfp 2.17's local runner hands a task inside ``dsl.ParallelFor`` the wrong value
+of an upstream parameter output next to the loop item.
+"""
 
 from typing import List  # noqa: UP035 - kfp reads typing.List annotations
 
@@ -13,20 +18,9 @@ def plan_runs(
     repeats: int,
     config: dsl.Output[dsl.Artifact],
 ) -> List[str]:  # noqa: UP006
-    """Settle the experiment's config and list every (variant, repeat) run of it.
+    """Settle the config (``repeats`` in place of its own unless 0) and list its runs.
 
-    Args:
-        config_json: the experiment config (``ExperimentConfig`` as JSON).
-        repeats: runs per variant, seeds ``seed`` to ``seed + repeats - 1``,
-            in place of the config's ``repeats``; 0 keeps the config's.
-        config: output file: the config every later task uses, ``repeats``
-            settled, as JSON. An artifact, not a parameter: kfp 2.17's local
-            runner hands a task inside ``dsl.ParallelFor`` the wrong value of
-            an upstream parameter output next to the loop item.
-
-    Returns:
-        One ``RunSpec`` as JSON per run, the slowest variant's first: the items of
-        the pipeline's fan-out.
+    Returns one ``RunSpec`` JSON per (variant, repeat), the slowest variant's first.
     """
     from pathlib import Path
 
@@ -38,3 +32,39 @@ def plan_runs(
     Path(config.path).write_text(settled.model_dump_json(), encoding="utf-8")
     config.metadata.update({"experiment": settled.name, "repeats": settled.repeats})
     return [run.model_dump_json() for run in settled.scheduled_runs()]
+
+
+@dsl.component(base_image=UNPLACED, install_kfp_package=False)
+def plan_efficiency_runs(
+    config_json: str,
+    efficiency_json: str,
+    repeats: int,
+    dataset: dsl.Input[dsl.Dataset],
+    config: dsl.Output[dsl.Artifact],
+    efficiency: dsl.Output[dsl.Artifact],
+) -> List[str]:  # noqa: UP006
+    """Settle the study's config and sizes (cut to the training split) and list its runs.
+
+    Returns one ``RunSpec`` JSON per (variant, size, repeat), ``n_train`` set, the longest first.
+    """
+    import json
+    from pathlib import Path
+
+    from cnnvsmlp.config import parse_config_json, with_overrides
+    from cnnvsmlp.data.store import read_metadata
+    from cnnvsmlp.efficiency.plan import effective_sizes, parse_efficiency_json, plan_runs, settle
+
+    settled = parse_config_json(config_json)
+    if repeats:
+        settled = with_overrides(settled, [f"repeats={repeats}"])
+    study = parse_efficiency_json(efficiency_json)
+    settled = settle(settled, study)
+    meta = read_metadata(dataset.path)
+    available, classes = meta["counts"]["train"], len(meta["classes"])
+    runs = plan_runs(settled, study, available, classes)
+    study = study.model_copy(update={"sizes": effective_sizes(study.sizes, available, classes)})
+    Path(config.path).write_text(settled.model_dump_json(), encoding="utf-8")
+    Path(efficiency.path).write_text(study.model_dump_json(), encoding="utf-8")
+    config.metadata.update({"experiment": settled.name, "repeats": settled.repeats})
+    efficiency.metadata.update({"sizes": json.dumps(study.sizes)})
+    return [run.model_dump_json() for run in runs]

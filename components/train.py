@@ -13,28 +13,12 @@ def train_model(
     dataset: dsl.Input[dsl.Dataset],
     model: dsl.Output[dsl.Model],
 ):
-    """Train one variant with one seed; a retried task resumes from its last epoch.
+    """Train one variant with one seed (``run_json``: a ``RunSpec``); a retry resumes.
 
-    A retry starts with an empty output folder, so with the config's
-    ``resume_uri`` set, training mirrors its state there after every epoch
-    (under ``<resume_uri>/<scope>/<run id>/<training key>``, the scope by default the
-    job's id; see :mod:`cnnvsmlp.resume`) and a retry fetches it; a training
-    found finished there is reused.
-    A failure no retry can fix (bad input, a diverged loss, out of
-    accelerator memory) is written to ``model/failure.json`` instead and the
-    task succeeds, so the other runs are still compared; any other error
-    fails the task, for the cluster to retry it.
-
-    Args:
-        config: the experiment config as ``plan_runs`` settled it (JSON file).
-        run_json: the run (``RunSpec`` as JSON): variant, repeat and seed, and the
-            size of its training subset (``n_train``) in the data-efficiency study.
-        job_id: the pipeline job's id: keeps the state of different runs apart.
-        dataset: the prepared data set.
-        model: output folder: ``model.keras`` (the inference model),
-            ``history.csv``, TensorBoard logs, ``train.json`` and
-            ``finished.json``; or ``failure.json`` alone for a run that
-            failed for good.
+    With ``resume_uri`` set, every epoch's state is mirrored to the job's store
+    (:mod:`cnnvsmlp.resume`), where a retry resumes and a finished training is
+    reused. A failure no retry can fix goes to ``model/failure.json`` and the
+    task succeeds; any other error fails the task for the cluster to retry.
     """
     import sys
     from pathlib import Path
@@ -54,7 +38,6 @@ def train_model(
     store = experiment.resume_path(job_id)
     try:
         with training_data(dataset.path, run) as data_dir:  # the run's subset, if it has one
-            # A training finished before is found without loading Keras.
             result = reuse_training(data_dir, run, experiment.train, model.path, store)
             if result is None:
                 from cnnvsmlp.train import train
@@ -69,18 +52,16 @@ def train_model(
         print(f"train: {run.run_id} failed for good: {failure.message}", file=sys.stderr)
         model.metadata.update({"variant": run.variant, "repeat": run.repeat, "failed": True})
         return
-    last = result.history[-1]
     model.metadata.update(
         {
             "variant": run.variant,
             "repeat": run.repeat,
             "seed": run.seed,
             "params": result.params,
-            "val_accuracy": last.val_accuracy,
+            "val_accuracy": result.history[-1].val_accuracy,
             "train_time_s": result.train_time_s,
             "device": result.hardware.name,
             "reused_from": result.reused_from or "",
-            # Where evaluate_model keeps and finds this model's evaluations.
-            "store": store or "",
+            "store": store or "",  # where evaluate_model keeps and finds its evaluations
         }
     )

@@ -1,9 +1,4 @@
-"""Pipelines, registered by name in :func:`pipelines`.
-
-Runners (local, compile, submit, schedule) look pipelines up by name and read
-their :class:`~cnnvsmlp_pipelines.spec.PipelineSpec`, so a new pipeline is a
-new module beside ``compare.py`` with its ``SPEC``, and one name here.
-"""
+"""Pipelines, registered by name in :func:`pipelines`: a new one is a module with its ``SPEC``."""
 
 from __future__ import annotations
 
@@ -22,11 +17,7 @@ def pipelines() -> dict[str, PipelineSpec]:
 
 
 def get_pipeline(name: str) -> PipelineSpec:
-    """The spec of a registered pipeline.
-
-    Raises:
-        UserError: no pipeline has that name.
-    """
+    """The spec of a registered pipeline; UserError for an unknown name."""
     registry = pipelines()
     if name not in registry:
         raise UserError(f"unknown pipeline {name!r}; registered: {', '.join(sorted(registry))}")
@@ -39,11 +30,7 @@ def pipeline_arguments(name: str, config: ExperimentConfig) -> dict:
 
 
 def compile_pipeline(name: str, out_dir: str | Path = "build") -> Path:
-    """Compile a registered pipeline to ``<out_dir>/<name>.yaml`` (KFP IR).
-
-    Raises:
-        UserError: unknown pipeline, or ``out_dir`` cannot hold the file.
-    """
+    """Compile a registered pipeline to ``<out_dir>/<name>.yaml`` (KFP IR)."""
     from kfp import compiler
 
     from cnnvsmlp.outputs import write_atomically

@@ -36,11 +36,7 @@ SWITCHES = {"--cache": ("", "--no-cache"), "--verbose": ("--verbose", "")}
 
 
 def _switches(argv: Sequence[str]) -> list[str]:
-    """``argv`` with each ``--switch=VALUE`` (:data:`SWITCHES`) as its flag, or left out.
-
-    Raises:
-        UserError: a VALUE that is not a usual spelling of yes or no.
-    """
+    """``argv`` with each ``--switch=VALUE`` (:data:`SWITCHES`) as its flag, or left out."""
     out = []
     for arg in argv:
         name, eq, value = arg.partition("=")
@@ -81,10 +77,6 @@ def _load_config(args: argparse.Namespace):
 
         name = get_pipeline(args.pipeline).preset
     return load_config(name or DEFAULT_PRESET, args.overrides)
-
-
-def _pipeline_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--pipeline", default="compare", help="registered pipeline name")
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -187,11 +179,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run_folder(runs_dir: str, resume: str) -> tuple[str, str]:
-    """The runs folder and run id that ``--resume`` names: a run id, or a run folder's path.
-
-    ``<id>``, ``<id>/``, ``runs/<id>``, ``../runs/<id>`` and an absolute path
-    all name the same run; a path's parent is then the runs folder.
-    """
+    """The runs folder and run id ``--resume`` names: a run id, or a run folder's path."""
     path = Path(resume.rstrip("/") or "/")
     if path.name in ("", ".", ".."):
         raise UserError(f"--resume {resume}: not a run; 'cnnvsmlp runs' lists the runs")
@@ -204,7 +192,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     """List the local runs: status, date, config and the best variant's accuracy."""
     from tabulate import tabulate
 
-    from cnnvsmlp_pipelines.local_runner import list_runs
+    from cnnvsmlp_pipelines.runs import list_runs
 
     rows = list_runs(args.runs_dir)
     if not rows:
@@ -235,12 +223,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     """Create a recurring run on a KFP cluster."""
     from cnnvsmlp_pipelines.cluster import schedule
 
-    schedule(
-        args.pipeline,
-        _load_config(args),
-        cron=args.cron,
-        experiment=args.experiment,
-    )
+    schedule(args.pipeline, _load_config(args), cron=args.cron, experiment=args.experiment)
     return 0
 
 
@@ -276,40 +259,58 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
     return args
 
 
+def _command(sub, func, *groups: str) -> argparse.ArgumentParser:
+    """The subcommand ``func`` runs (``cmd_ensure_data``: ``ensure-data``), its groups added."""
+    p = sub.add_parser(func.__name__[4:].replace("_", "-"), help=func.__doc__)
+    p.set_defaults(func=func)
+    if "pipeline" in groups:
+        p.add_argument("--pipeline", default="compare", help="registered pipeline name")
+    if "config" in groups:
+        _config_args(p)
+    return p
+
+
+def _runs_dir(p: argparse.ArgumentParser, verb: str) -> None:
+    p.add_argument(
+        "--runs-dir", type=_name, default="runs", help=f"where run folders {verb} (default: runs)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = _Parser(prog="cnnvsmlp", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-
-    sub.add_parser("models", help=cmd_models.__doc__).set_defaults(func=cmd_models)
-
-    p = sub.add_parser("prepare", help=cmd_prepare.__doc__)
-    _config_args(p)
+    _command(sub, cmd_models)
+    p = _command(sub, cmd_prepare, "config")
     p.add_argument("--out", type=_name, help="output folder (default: data/<data set>)")
-    p.set_defaults(func=cmd_prepare)
-
-    p = sub.add_parser("ensure-data", help=cmd_ensure_data.__doc__)
+    p = _command(sub, cmd_ensure_data)
     p.add_argument("--quiet", action="store_true", help="say nothing when present")
     p.add_argument("--require", action="store_true", help="fail when absent")
-    p.set_defaults(func=cmd_ensure_data)
-
-    p = sub.add_parser("synth-emnist", help=cmd_synth_emnist.__doc__)
+    p = _command(sub, cmd_synth_emnist)
     p.add_argument(
         "--out", type=_name, default="data/emnist-synthetic", help="folder (default: %(default)s)"
     )
-    p.add_argument(
-        "--train", type=int, default=20800, help="training images (default: %(default)s)"
-    )
-    p.add_argument("--test", type=int, default=5200, help="test images (default: %(default)s)")
+    for flag, default, what in (("--train", 20800, "training"), ("--test", 5200, "test")):
+        p.add_argument(
+            flag, type=int, default=default, help=f"{what} images (default: %(default)s)"
+        )
     p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=cmd_synth_emnist)
+    _run_args(_command(sub, cmd_run, "pipeline", "config"))
+    _runs_dir(_command(sub, cmd_runs), "are")
+    p = _command(sub, cmd_compile, "pipeline")
+    p.add_argument("--out", type=_name, default="build", help="output folder (default: build)")
+    for func in (cmd_submit, cmd_unschedule, cmd_schedule):
+        p = _command(sub, func, "pipeline", "config")
+        if func is cmd_schedule:
+            p.add_argument("--cron", required=True, help="KFP cron: 6 fields, seconds first")
+        p.add_argument(
+            "--experiment", type=_name, help="KFP experiment (default: the config's name)"
+        )
+    return parser
 
-    p = sub.add_parser("run", help=cmd_run.__doc__)
-    _pipeline_arg(p)
-    _config_args(p)
-    p.add_argument(
-        "--runs-dir", type=_name, default="runs", help="where run folders go (default: runs)"
-    )
+
+def _run_args(p: argparse.ArgumentParser) -> None:
+    _runs_dir(p, "go")
     p.add_argument(
         "--runner",
         choices=("subprocess", "docker"),
@@ -332,36 +333,6 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="stream every task's output too, as kfp prints it",
     )
-    p.set_defaults(func=cmd_run)
-
-    p = sub.add_parser("runs", help=cmd_runs.__doc__)
-    p.add_argument(
-        "--runs-dir", type=_name, default="runs", help="where run folders are (default: runs)"
-    )
-    p.set_defaults(func=cmd_runs)
-
-    p = sub.add_parser("compile", help=cmd_compile.__doc__)
-    _pipeline_arg(p)
-    p.add_argument("--out", type=_name, default="build", help="output folder (default: build)")
-    p.set_defaults(func=cmd_compile)
-
-    for name, func in (("submit", cmd_submit), ("unschedule", cmd_unschedule)):
-        p = sub.add_parser(name, help=func.__doc__)
-        _pipeline_arg(p)
-        _config_args(p)
-        p.add_argument(
-            "--experiment", type=_name, help="KFP experiment (default: the config's name)"
-        )
-        p.set_defaults(func=func)
-
-    p = sub.add_parser("schedule", help=cmd_schedule.__doc__)
-    _pipeline_arg(p)
-    _config_args(p)
-    p.add_argument("--cron", required=True, help="KFP cron: 6 fields, seconds first")
-    p.add_argument("--experiment", type=_name, help="KFP experiment (default: the config's name)")
-    p.set_defaults(func=cmd_schedule)
-
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -384,7 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except UserError as err:
-        from cnnvsmlp_pipelines.local_runner import LocalRunInterrupted
+        from cnnvsmlp_pipelines.runs import LocalRunInterrupted
 
         if isinstance(err, LocalRunInterrupted):
             print(err, file=sys.stderr)
@@ -402,8 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _closed_streams() -> list[str]:
     """The standard streams that are closed (``>&-``), each reopened on /dev/null.
 
-    Reopened, so no file a library opens next takes the stream's number and
-    gets what is printed (TensorFlow's C++ log, say).
+    Reopened, so no file a library opens next takes the stream's number.
     """
     closed = []
     for fd, name in ((0, "standard input"), (1, "standard output"), (2, "standard error")):

@@ -2,17 +2,6 @@
 
 prepare_data -> plan_runs -> ParallelFor[run]: train_model -> evaluate_model
              -> compare_runs(Collected(results)) -> check_runs
-
-``plan_runs`` settles the config (``repeats``, when given, in place of the
-config's) and hands it to every later task as one artifact.
-
-A run that fails for good (bad input, a diverged loss, out of memory) leaves
-a failure record in place of its result instead of failing its task: a
-failed loop iteration would leave ``dsl.Collected`` nothing to collect, on
-the cluster and in kfp's local runner alike, and ``ignore_upstream_failure``
-cannot bring the other iterations' results back. ``compare_runs`` compares
-the runs that finished and lists the failed ones; ``check_runs`` then fails
-the pipeline run, after the comparison's artifacts are stored.
 """
 
 from kfp import dsl
@@ -35,11 +24,7 @@ def failure_summary(comparison_json) -> str:
 
 
 def build():
-    """The pipeline; its ``config_json`` default is read from the preset and settings now.
-
-    Returns:
-        The ``@dsl.pipeline`` function: what the runners compile and run.
-    """
+    """The ``@dsl.pipeline`` function; its ``config_json`` default is read now."""
     default_config = cluster_config(load_config(DEFAULT_PRESET)).model_dump_json()
 
     @dsl.pipeline(
@@ -90,29 +75,11 @@ def arguments(config: ExperimentConfig) -> dict:
     }
 
 
-def planned_runs(config: ExperimentConfig) -> list:
-    """The trainings a run of ``config`` holds, in the loop's order (its header and estimate)."""
-    return config.scheduled_runs()
-
-
-def as_trained(config: ExperimentConfig) -> ExperimentConfig:
-    """The config as every training of the run reads it: ``config`` itself."""
-    return config
-
-
-def loop_runs(config: ExperimentConfig, pipeline_root) -> list:
-    """The loop's items in order: the config's runs, known before the data."""
-    return config.scheduled_runs()
-
-
 SPEC = PipelineSpec(
     name=NAME,
     preset=DEFAULT_PRESET,
     build=build,
     arguments=arguments,
-    planned_runs=planned_runs,
-    as_trained=as_trained,
-    loop_runs=loop_runs,
     comparison_task="compare-runs",
     check_task="check-runs",
     failure_summary=failure_summary,

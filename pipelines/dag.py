@@ -3,11 +3,9 @@
 prepare_data -> plan -> ParallelFor[run]: train_model -> evaluate_model
              -> compare(Collected(results)) -> check
 
-A pipeline supplies its plan, compare and check steps; the data step, the
-loop and the placement of every task are the same for all of them. A run that
-fails for good leaves a failure record in place of its result (see
-``pipelines/compare.py``), and the check step fails the pipeline run after the
-comparison is stored.
+A run that fails for good leaves a failure record in place of its result (a
+failed iteration would leave ``dsl.Collected`` nothing), so the others are
+compared, and the check step fails the pipeline run after the comparison is stored.
 """
 
 from __future__ import annotations
@@ -28,14 +26,9 @@ def fan_out_fan_in(
 ) -> None:
     """Add the shared DAG to the pipeline being defined.
 
-    Args:
-        config_json: the pipeline's experiment config parameter.
-        plan: makes the planning task from the data task; its ``Output`` lists
-            the runs (``RunSpec`` JSON) and its ``config`` artifact is the
-            settled config every later task reads.
-        compare: makes the comparison task from the plan task, the data task
-            and the collected results; it writes a ``comparison`` artifact.
-        check: the component that fails the run when the comparison is partial.
+    ``plan(data)`` lists the runs (``Output``) and settles the ``config`` every
+    later task reads; ``compare(plan, data, results)`` writes a ``comparison``
+    that ``check`` fails the run on when it is partial.
     """
     data = cpu_task(prepare_data(config_json=config_json), memory="8Gi")
     data.set_caching_options(True)

@@ -4,12 +4,7 @@ prepare_data -> plan_efficiency_runs -> ParallelFor[run]: train_model -> evaluat
              -> compare_efficiency(Collected(results)) -> check_efficiency
 
 Every run trains on a nested, class-stratified subset of the training split
-(``n_train`` in its ``RunSpec``; :mod:`cnnvsmlp.efficiency.subsets`) and is
-scored on the whole test split, also shifted. Training and evaluation are
-``compare``'s own components with its placement, retries, resume and
-failure records (see ``pipelines/compare.py``): a run that fails for good
-leaves a failure record, the comparison lists it, and the last step fails
-the pipeline run after the comparison is stored.
+(``n_train``; :mod:`cnnvsmlp.efficiency.subsets`) and is scored on the whole test split.
 """
 
 from kfp import dsl
@@ -26,10 +21,7 @@ PRESET = "fashion-mnist-data-efficiency"
 
 
 def failure_summary(comparison_json) -> str:
-    """One line naming the runs that failed for good in a written analysis; empty if none.
-
-    Its failures are whole ``RunFailure`` records; a record cut short still names its runs.
-    """
+    """One line naming the runs that failed for good in a written analysis; empty if none."""
     import json
     from pathlib import Path
 
@@ -42,11 +34,7 @@ def failure_summary(comparison_json) -> str:
 
 
 def build():
-    """The pipeline; its parameters' defaults are read from the preset and settings now.
-
-    Returns:
-        The ``@dsl.pipeline`` function: what the runners compile and run.
-    """
+    """The ``@dsl.pipeline`` function; its parameters' defaults are read now."""
     default_config = cluster_config(load_config(PRESET)).model_dump_json()
     default_efficiency = EfficiencyConfig().model_dump_json()
 
@@ -109,11 +97,7 @@ def as_trained(config: ExperimentConfig) -> ExperimentConfig:
 
 
 def planned_runs(config: ExperimentConfig) -> list:
-    """The trainings a run of ``config`` holds, before its data is prepared (header, estimate).
-
-    The training split's size follows from the data set's official counts,
-    ``limit`` and the validation fraction, as ``prepare_data`` will cut it.
-    """
+    """The trainings of a run, from the training split's size as ``prepare_data`` will cut it."""
     from cnnvsmlp.data.spec import get_spec
     from cnnvsmlp.efficiency.plan import plan_runs
 
@@ -122,18 +106,7 @@ def planned_runs(config: ExperimentConfig) -> list:
 
 
 def loop_runs(config: ExperimentConfig, pipeline_root) -> list | None:
-    """The loop's items in order, as ``plan_efficiency_runs`` listed them for this run.
-
-    The list depends on the prepared training split's size, so it is read
-    from the run's prepared data set under ``pipeline_root``.
-
-    Args:
-        config: the experiment config the run was started with.
-        pipeline_root: the run's kfp pipeline root.
-
-    Returns:
-        The ``RunSpec`` of each iteration, or None before the data was prepared.
-    """
+    """The loop's items as ``plan_efficiency_runs`` listed them: None before the data."""
     import json
     from pathlib import Path
 
@@ -166,11 +139,11 @@ SPEC = PipelineSpec(
     preset=PRESET,
     build=build,
     arguments=arguments,
-    planned_runs=planned_runs,
-    as_trained=as_trained,
-    loop_runs=loop_runs,
     comparison_task="compare-efficiency",
     check_task="check-efficiency",
     failure_summary=failure_summary,
+    planned_runs=planned_runs,
+    as_trained=as_trained,
+    loop_runs=loop_runs,
     summary=summary,
 )

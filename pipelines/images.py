@@ -1,12 +1,8 @@
 """The container images' names: content-derived tags, and whether the registry has them.
 
-A tag is ``src-`` and the first 12 hex digits of a SHA-256 over the tracked
-files that go into the images: the image locks, the library and the
-components (what the components import, and all the images ship), the
-Dockerfiles and the build definition. A change to any of them names a new
-image, the same content always names the same one, and an edit of anything
-else (``pipelines/``, ``tools/``, the docs, an untracked file) does not.
-Building and pushing them is ``tools/images.py`` (``make images``).
+A tag is ``src-`` and 12 hex digits of a SHA-256 over the tracked files the
+images are built from (:data:`SHIPPED`), so only a change to those names a new
+image. Building and pushing them is ``tools/images.py`` (``make images``).
 """
 
 from __future__ import annotations
@@ -44,17 +40,7 @@ class ImageError(UserError):
 
 
 def shipped_files(root: Path = ROOT) -> list[Path]:
-    """The tracked files whose content makes up the image tag, sorted.
-
-    Args:
-        root: a git work tree of the project.
-
-    Returns:
-        Paths under ``root``: git-tracked files under :data:`SHIPPED`, without caches.
-
-    Raises:
-        ImageError: ``root`` is not a git work tree.
-    """
+    """The git-tracked files under :data:`SHIPPED` in ``root``, sorted: what the tag hashes."""
     listed = subprocess.run(
         ["git", "-C", str(root), "ls-files", "-z", "--", *SHIPPED],
         capture_output=True,
@@ -88,16 +74,7 @@ def images_config() -> dict:
 
 
 def bake_targets(variables: dict[str, str] | None = None) -> dict[str, dict]:
-    """The targets of ``images/docker-bake.json``, its ``${VAR}`` references resolved.
-
-    Args:
-        variables: values for the bake file's variables (``REGISTRY``, ``TAG``,
-            ``BASE_IMAGE``); a variable not given takes its default.
-
-    Returns:
-        Each target (``cpu``, ``gpu``) with its ``dockerfile``, ``context``,
-        ``platforms``, ``args`` and ``tags``.
-    """
+    """The targets of ``images/docker-bake.json``, ``${VAR}`` resolved (defaults if not given)."""
     bake = json.loads(BAKE_FILE.read_text())
     values = {name: spec.get("default", "") for name, spec in bake["variable"].items()}
     values.update(variables or {})
@@ -120,10 +97,7 @@ OUTSIDE_CHECKOUT_TAG = "not-from-a-checkout"
 def image_ref(kind: str) -> str:
     """Full reference of an image (``cpu`` or ``gpu``) at the current source's tag.
 
-    An installed copy of the project (inside an image) has no ``images/`` folder
-    and no git work tree to hash; its components still import, naming
-    ``cnnvsmlp-<kind>:not-from-a-checkout``, a tag no build uses. Compile from a
-    checkout.
+    An installed copy (inside an image) has no checkout to hash: it names a tag no build uses.
     """
     if not IMAGES_FILE.is_file():
         return f"cnnvsmlp-{kind}:{OUTSIDE_CHECKOUT_TAG}"
@@ -134,17 +108,7 @@ def image_ref(kind: str) -> str:
 
 
 def images_exist(refs: list[str]) -> list[str]:
-    """The references among ``refs`` that the registry does not have.
-
-    Asks the registry for each manifest (``docker manifest inspect``), so it
-    needs the Docker client and the registry's credentials, not a local engine.
-
-    Args:
-        refs: full image references, e.g. ``image_ref("cpu")``.
-
-    Returns:
-        The missing references, in the order given; empty when all exist.
-    """
+    """The references among ``refs`` the registry lacks (``docker manifest inspect``), in order."""
     return [ref for ref in refs if run_docker("manifest", "inspect", ref).returncode != 0]
 
 

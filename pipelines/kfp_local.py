@@ -1,20 +1,14 @@
 """The one module that knows how kfp's local runner (kfp 2.17) prints, runs and fails.
 
-kfp's local runner streams every task's output (its executor input as JSON,
-TensorFlow's C++ log, tracebacks) through ``print``, swapped per task from
-several threads, and logs artifact reprs and warnings of its own. Here each
-task's process writes straight to its own file,
-``<logs>/<task>[-<run id>].log``, whole, and what kfp prints in this process
-goes to ``<logs>/run.log``; the screen shows only what the runner puts there.
-Every task process runs in its own process group, and every task container
-(DockerRunner) carries the run's label, so :meth:`LocalSession.stop` ends each
-one with everything it started, and a signal to this process stops the run
-without leaving a training behind; a watchdog process (:data:`WATCHDOG`) kills
-the task process groups of a runner that ended without stopping them (SIGKILL).
+Each task's process writes whole to ``<logs>/<task>[-<run id>].log``, kfp's own prints
+go to ``<logs>/run.log``. :meth:`LocalSession.stop` ends every task's process group and
+container, and a watchdog (:data:`WATCHDOG`) does so for a runner killed without it.
+
 """
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import json
 import os
@@ -32,32 +26,24 @@ from pathlib import Path
 from unittest import mock
 
 from cnnvsmlp.config import ExperimentConfig, RunSpec
+from cnnvsmlp_pipelines.kfp_docker import STOP_GRACE_S, ContainerTasks
 
 # The last line of a Python traceback: ``package.module.SomeError: what happened``.
 EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*(?:Error|Exception|Diverged): .+")
-# How long a task process gets to end after SIGTERM before it is killed.
-STOP_GRACE_S = 5.0
-# The label of every container a run starts (DockerRunner): its value is the run's job id.
-CONTAINER_LABEL = "io.github.cnnvsmlp.run"
-# The watchdog, a process in a session of its own (a terminal's Ctrl-C reaches only the
-# runner), reads what to guard from its stdin: task process groups ("-<pid>" once one has
-# ended) and the label of the run's containers. When the runner ends, however it ends
-# (SIGKILL too), the pipe closes: every group still listed is killed and every container
-# with the label removed, so no task outlives its runner.
+# The watchdog, in a session of its own, reads task process groups ("-<pid>": ended) and
+# container labels from its stdin; when the runner ends, however, it kills and removes them.
+
 WATCHDOG = """
-import os, signal, sys
+import contextlib, os, signal, sys
 groups, labels = set(), set()
 for line in sys.stdin:
     if line.startswith("label "):
         labels.add(line[6:].strip())
-        continue
-    pid = int(line)
-    (groups.add if pid > 0 else groups.discard)(abs(pid))
+    else:
+        (groups.add if int(line) > 0 else groups.discard)(abs(int(line)))
 for pid in groups:
-    try:
+    with contextlib.suppress(OSError):
         os.killpg(pid, signal.SIGKILL)
-    except OSError:
-        pass
 if labels:
     import docker
     client = docker.from_env()
@@ -68,11 +54,7 @@ if labels:
 
 
 class RunInterrupted(BaseException):
-    """SIGINT or SIGTERM stopped the run; every task process has ended.
-
-    A BaseException, like KeyboardInterrupt, so no ``except Exception`` in
-    kfp's orchestrator holds it up.
-    """
+    """SIGINT or SIGTERM stopped the run: a BaseException, which kfp's handlers let by."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
@@ -108,28 +90,31 @@ def describe_failure(
     log: list[str] = (),
     runs: list[RunSpec] | None = None,
 ) -> str:
-    """Name the run behind a failed loop iteration in kfp's failure message, and its cause.
+    """Name the run behind a failed loop iteration in kfp's message, and its cause from ``log``.
 
-    Args:
-        message: kfp's failure message.
-        config: the experiment that ran.
-        log: the failed task's log lines, whose last exception line is the cause.
-        runs: the loop's items in order, as the pipeline's plan listed them
-            (its spec's ``loop_runs``); None: ``compare``'s,
-            ``config.scheduled_runs()``.
+    ``runs`` are the loop's items in order (a spec's ``loop_runs``); None: the config's.
     """
     message = plain(message)
-    causes = [line.strip() for line in log if EXCEPTION_LINE.match(line.strip())]
-    cause = f": {causes[-1]}" if causes else "; its log above ends with the cause"
+    cause = _last_exception(log)
+    cause = f": {cause}" if cause else "; its log above ends with the cause"
     found = re.search(r"'([\w-]+)' inside 'for-loop-\d+-iteration-(\d+)'", message)
     runs = config.scheduled_runs() if runs is None else runs
     if found and int(found.group(2)) < len(runs):
-        run = runs[int(found.group(2))]
-        return (
-            f"task '{found.group(1)}' of {run.run_id} (variant {run.variant}, repeat {run.repeat}, "
-            f"seed {run.seed}) failed{cause}"
-        )
+        return f"{_who(found.group(1), runs[int(found.group(2))])} failed{cause}"
     return message + cause
+
+
+def _who(task: str, run: RunSpec | None) -> str:
+    """``task 'train-model' of mlp-r0 (variant mlp, repeat 0, seed 42)``."""
+    if run is None:
+        return f"task '{task}'"
+    seeded = f"variant {run.variant}, repeat {run.repeat}, seed {run.seed}"
+    return f"task '{task}' of {run.run_id} ({seeded})"
+
+
+def _last_exception(lines) -> str | None:
+    causes = [line.strip() for line in lines if EXCEPTION_LINE.match(line.strip())]
+    return causes[-1] if causes else None
 
 
 def killed_by(returncode: int | None) -> signal.Signals | None:
@@ -145,10 +130,6 @@ def killed_by(returncode: int | None) -> signal.Signals | None:
 
 def explain(task: TaskLog) -> str:
     """One line: the task and its run, the cause, and the log that holds the rest."""
-    who = f"task '{task.task}'"
-    if task.run:
-        run = task.run
-        who += f" of {run.run_id} (variant {run.variant}, repeat {run.repeat}, seed {run.seed})"
     sig = killed_by(task.returncode)
     if sig == signal.SIGKILL:
         cause = (
@@ -158,11 +139,9 @@ def explain(task: TaskLog) -> str:
     elif sig is not None:
         cause = f" was killed by {sig.name}"
     else:
-        causes = [line.strip() for line in _tail(task.path) if EXCEPTION_LINE.match(line.strip())]
-        cause = (
-            f" failed: {causes[-1]}" if causes else f" failed with exit status {task.returncode}"
-        )
-    return f"{who}{cause}; its log: {task.path}"
+        last = _last_exception(_tail(task.path))
+        cause = f" failed: {last}" if last else f" failed with exit status {task.returncode}"
+    return f"{_who(task.task, task.run)}{cause}; its log: {task.path}"
 
 
 def _tail(path: Path, lines: int = 400) -> list[str]:
@@ -182,13 +161,12 @@ def _executor_input(full_command: list[str]) -> dict:
     return {}
 
 
-class LocalSession:
+class LocalSession(ContainerTasks):
     """One pipeline run on kfp's local runner, its output kept in per-task logs.
 
     Args:
         logs: folder for the logs (created).
-        job_id: the value of the pipeline job id placeholder: the run id, so a
-            resumed run's tasks find their earlier state under the same name.
+        job_id: the pipeline job id placeholder's value: the run id, kept on resume.
         environment: variables every task process gets on top of this one's.
         verbose: also stream every task's output, each line prefixed with its task.
         stream: where ``verbose`` output goes.
@@ -211,22 +189,17 @@ class LocalSession:
         self.tasks: list[TaskLog] = []
         self._runs: dict[str, RunSpec] = {}  # loop iteration -> its run
         self._procs: set[subprocess.Popen] = set()
-        self._containers: set[str] = set()  # ids of the running task containers (DockerRunner)
+        self._containers: set[str] = set()  # ids of the running task containers
         self._lock = threading.RLock()
         self._stopping = False
-        # A signal that comes while this thread starts a task's process waits until
-        # the process is registered, so stop() can end it.
+        # A signal while this thread starts a task waits until stop() can end it.
         self._spawning, self._signal = False, None
+
         self._docker_used = False  # a task ran in a container (DockerRunner)
         self._watchdog: subprocess.Popen | None = None
 
     def run(self, pipeline, arguments: dict, task_runner, pipeline_root: Path) -> None:
-        """Run ``pipeline(**arguments)``; SIGINT and SIGTERM stop it with every task.
-
-        Raises:
-            RuntimeError: kfp's: a task failed (see :meth:`failed`).
-            RunInterrupted: a signal stopped the run.
-        """
+        """Run ``pipeline(**arguments)``; RuntimeError when a task failed (see :meth:`failed`)."""
         from kfp import local
         from kfp.local import docker_task_handler, pipeline_orchestrator, subprocess_task_handler
 
@@ -256,16 +229,14 @@ class LocalSession:
             warnings.showwarning = lambda message, category, filename, lineno, *_: sys.stderr.write(
                 warnings.formatwarning(message, category, filename, lineno)
             )
-            stack.enter_context(_restore_print())
-            stack.enter_context(
-                mock.patch.object(subprocess_task_handler, "run_local_subprocess", self._run_task)
-            )
-            stack.enter_context(
-                mock.patch.object(docker_task_handler, "run_docker_container", self._run_container)
-            )
-            stack.enter_context(
-                mock.patch.object(pipeline_orchestrator, "placeholder_utils", job_ids)
-            )
+            for module, name, value in (
+                # kfp swaps print per task from two threads and can leave its own: put it back
+                (builtins, "print", builtins.print),
+                (subprocess_task_handler, "run_local_subprocess", self._run_task),
+                (docker_task_handler, "run_docker_container", self._run_container),
+                (pipeline_orchestrator, "placeholder_utils", job_ids),
+            ):
+                stack.enter_context(mock.patch.object(module, name, value))
             pipeline(**arguments)
 
     def failed(self) -> TaskLog | None:
@@ -290,37 +261,6 @@ class LocalSession:
                 os.killpg(proc.pid, signal.SIGKILL)  # and whatever it left in its group
             proc.wait()
         self._stop_containers()
-
-    def _stop_containers(self) -> None:
-        """Stop every container this run started (DockerRunner): by id, and by the run's label.
-
-        The label also finds a container that started while the signal came,
-        before its id was registered. ``docker stop`` sends SIGTERM, then
-        SIGKILL after the grace; each container is then removed.
-        """
-        with self._lock:
-            ids = set(self._containers)
-            used = self._docker_used
-        if not used:
-            return
-        import docker
-
-        try:
-            client = docker.from_env()
-            labelled = client.containers.list(
-                all=True, filters={"label": f"{CONTAINER_LABEL}={self.job_id}"}
-            )
-        except docker.errors.DockerException:
-            return
-        ids |= {c.id for c in labelled}
-        threads = [
-            threading.Thread(target=_stop_container, args=(client, i), daemon=True) for i in ids
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=STOP_GRACE_S + 30)
-        client.close()
 
     @contextlib.contextmanager
     def _signals(self):
@@ -363,15 +303,7 @@ class LocalSession:
         return entry
 
     def _start(self, entry: TaskLog, start):
-        """Call ``start`` (which starts a task and registers it) unless the run is stopping.
-
-        Returns:
-            What ``start`` returns; None when the run is stopping (the task is
-            then marked stopped and nothing starts).
-
-        Raises:
-            RunInterrupted: a signal came to the main thread while it started the task.
-        """
+        """What ``start`` (which starts a task and registers it) returns; None when stopping."""
         with self._lock:
             if self._stopping:
                 entry.returncode, entry.stopped = -signal.SIGTERM, True
@@ -397,100 +329,52 @@ class LocalSession:
             entry.stopped = self._stopping
         entry.seconds = time.monotonic() - entry.started
 
+    def _run(self, command: list[str], start, follow, cleanup) -> int:
+        """Start a task with ``start(log)``, ``follow`` it to its exit status, then ``cleanup``."""
+        entry = self._identify(command)
+        with _task_log(entry) as log:
+            handle = self._start(entry, lambda: start(log))
+            if handle is None:
+                return 1
+            try:
+                entry.returncode = follow(handle, log, entry.label)
+            finally:
+                cleanup(handle)
+                self._ended(entry)
+        if self.on_task_end and not entry.stopped:
+            self.on_task_end(entry)
+        return entry.returncode
+
     def _run_task(self, full_command: list[str], env_vars: dict | None = None) -> int:
         """Run a task like kfp's ``run_local_subprocess``: output to its log, own group."""
-        entry = self._identify(full_command)
         env = {**os.environ, **self.environment, **(env_vars or {})}
-        with _task_log(entry) as log:
 
-            def start() -> subprocess.Popen:
-                proc = subprocess.Popen(
-                    full_command,
-                    stdout=subprocess.PIPE if self.verbose else log,
-                    stderr=subprocess.STDOUT,
-                    env=env,
-                    start_new_session=True,
-                    text=True,
-                    bufsize=1,
-                )
-                self._procs.add(proc)
-                self._guard(proc.pid)
-                return proc
+        def start(log) -> subprocess.Popen:
+            proc = subprocess.Popen(
+                full_command,
+                stdout=subprocess.PIPE if self.verbose else log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+                text=True,
+                bufsize=1,
+            )
+            self._procs.add(proc)
+            self._guard(proc.pid)
+            return proc
 
-            proc = self._start(entry, start)
-            if proc is None:
-                return 1
-            try:
-                if proc.stdout:
-                    for line in proc.stdout:
-                        log.write(line)
-                        self.stream.write(f"{entry.label} | {line}")
-                entry.returncode = proc.wait()
-            finally:
-                with self._lock:
-                    self._procs.discard(proc)
-                self._guard(-proc.pid)
-                self._ended(entry)
-        if self.on_task_end and not entry.stopped:
-            self.on_task_end(entry)
-        return entry.returncode
+        def follow(proc, log, label: str) -> int:
+            for line in proc.stdout or ():
+                log.write(line)
+                self.stream.write(f"{label} | {line}")
+            return proc.wait()
 
-    def _run_container(self, client, image: str, command: list[str], volumes: dict, **run_args):
-        """Run a task like kfp's ``run_docker_container``: output to its log, stoppable.
+        def cleanup(proc) -> None:
+            with self._lock:
+                self._procs.discard(proc)
+            self._guard(-proc.pid)
 
-        The container carries the run's label (:data:`CONTAINER_LABEL`) and is
-        removed by this method once its exit status is read, so the status is
-        never lost to docker's auto-removal.
-        """
-        import docker.errors
-        from kfp.local.docker_task_handler import add_latest_tag_if_not_present
-
-        entry = self._identify(command)
-        image = add_latest_tag_if_not_present(image)  # as kfp names it
-        labels = {**run_args.pop("labels", {}), CONTAINER_LABEL: self.job_id}
-        run_args.pop("auto_remove", None)
-        with _task_log(entry) as log:
-
-            def start():
-                self._docker_used = True
-                self._guard(f"label {CONTAINER_LABEL}={self.job_id}")
-                container = client.containers.run(
-                    image=image,
-                    command=command,
-                    detach=True,
-                    stdout=True,
-                    stderr=True,
-                    volumes=volumes,
-                    labels=labels,
-                    **run_args,
-                )
-                self._containers.add(container.id)
-                return container
-
-            container = self._start(entry, start)
-            if container is None:
-                return 1
-            try:
-                with contextlib.suppress(docker.errors.NotFound):
-                    for chunk in container.logs(stream=True, follow=True):
-                        text = chunk.decode(errors="replace")
-                        log.write(text)
-                        if self.verbose:
-                            for line in text.splitlines(keepends=True):
-                                self.stream.write(f"{entry.label} | {line}")
-                try:
-                    entry.returncode = container.wait()["StatusCode"]
-                except docker.errors.NotFound:  # removed by stop()
-                    entry.returncode = -signal.SIGTERM
-            finally:
-                with self._lock:
-                    self._containers.discard(container.id)
-                self._ended(entry)
-                with contextlib.suppress(docker.errors.DockerException):
-                    container.remove(force=True)
-        if self.on_task_end and not entry.stopped:
-            self.on_task_end(entry)
-        return entry.returncode
+        return self._run(full_command, start, follow, cleanup)
 
 
 @contextlib.contextmanager
@@ -499,16 +383,6 @@ def _task_log(entry: TaskLog):
     with entry.path.open("a", buffering=1) as log:
         log.write(f"==> {entry.label}: started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
         yield log
-
-
-def _stop_container(client, container_id: str) -> None:
-    import docker.errors
-
-    with contextlib.suppress(docker.errors.DockerException):
-        container = client.containers.get(container_id)
-        with contextlib.suppress(docker.errors.DockerException):
-            container.stop(timeout=int(STOP_GRACE_S))
-        container.remove(force=True)
 
 
 class _Tee:
@@ -524,15 +398,3 @@ class _Tee:
     def flush(self) -> None:  # noqa: D102
         self.log.flush()
         self.stream.flush()
-
-
-@contextlib.contextmanager
-def _restore_print():
-    """Put back ``builtins.print``: kfp swaps it per task from two threads and can leave its own."""
-    import builtins
-
-    saved = builtins.print
-    try:
-        yield
-    finally:
-        builtins.print = saved

@@ -1,23 +1,14 @@
 """Run a registered pipeline on this machine with kfp's local runner.
 
-Each run gets its own folder ``runs/<run id>/``: the local pipeline root with
-every task's artifacts under ``pipeline/``, every task's whole output under
-``logs/`` (see ``kfp_local``), the config it ran with (``config.json``), its
-status (``status.json``: running, complete, partial, failed or interrupted),
-and the comparison (report, JSON, plots) copied to ``report/``. A run never
-overwrites an earlier one; ``runs/latest`` points at the newest, and an
-interrupted run goes on in its own folder with ``--resume <run id>``. The
-screen shows a header, each training's progress and the table at the end.
-
-The placement of ``pipelines/placement.py`` is for the cluster: kfp's local
-runner ignores resources, node selectors and tolerations, but it would honour
-the retry policies, waiting minutes before it reports a mistake that fails
-every attempt the same way. Locally a pipeline runs without them.
+Each run gets its own folder ``runs/<run id>/`` (never reused; ``runs/latest``
+is the newest): the pipeline root ``pipeline/``, every task's output in
+``logs/``, ``config.json``, ``status.json`` and the comparison in ``report/``.
+An interrupted run goes on in its folder with ``--resume <run id>``. The
+cluster's retry policies are stripped here, so a mistake fails fast.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import functools
 import io
@@ -28,73 +19,39 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
+from typing import NoReturn
 
 from cnnvsmlp import progress
-from cnnvsmlp.config import ExperimentConfig, RunSpec
-from cnnvsmlp.errors import UserError
-from cnnvsmlp.outputs import HOST, last_touched, local_folder, one_writer, owner_alive
+from cnnvsmlp.config import ExperimentConfig
+from cnnvsmlp.outputs import HOST, one_writer
 from cnnvsmlp_pipelines import get_pipeline
+from cnnvsmlp_pipelines.kfp_docker import docker_answers, docker_runner
 from cnnvsmlp_pipelines.kfp_local import EXCEPTION_LINE, describe_failure, plain
+from cnnvsmlp_pipelines.runs import (
+    LOCK_FILE,
+    PER_TRAINING_S,
+    PROGRESS_FILE,
+    LocalRunError,
+    LocalRunInterrupted,
+    busy,
+    closing,
+    epoch_seconds,
+    expected_epochs,
+    header,
+    new_run_dir,
+    point_latest,
+    resume_dir,
+    write_status,
+)
 from cnnvsmlp_pipelines.spec import PipelineSpec
 
 __all__ = ["EXCEPTION_LINE", "describe_failure", "run_local"]
 
 
-# A run folder's name: <UTC date>-<time>-<experiment>[-n] (new_run_dir).
-RUN_NAME = re.compile(r"^\d{8}-\d{6}-")
-
-
-class LocalRunError(UserError):
-    """The local pipeline run failed or produced no comparison."""
-
-
-def new_run_dir(runs_dir: Path, config: ExperimentConfig) -> Path:
-    """Create ``runs_dir/<UTC timestamp>-<experiment>``, unique even within a second.
-
-    Raises:
-        LocalRunError: ``runs_dir`` is a file or cannot be written.
-    """
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    runs_dir = local_folder(runs_dir, "runs")  # a dangling link is named as one
-    if runs_dir.exists() and not runs_dir.is_dir():
-        raise LocalRunError(f"{runs_dir}: is a file, not a folder for runs")
-    foreign = sorted(p.name for p in runs_dir.glob("*") if not _of_runs(p))
-    if foreign:
-        raise LocalRunError(
-            f"{runs_dir}: holds {foreign[0]}, which is not a run; choose an empty folder "
-            "or one of runs for --runs-dir"
-        )
-    for n in range(1000):
-        path = (
-            runs_dir / f"{stamp}-{config.name}"
-            if n == 0
-            else runs_dir / f"{stamp}-{config.name}-{n}"
-        )
-        try:
-            path.mkdir(parents=True)
-            return path
-        except FileExistsError:
-            continue
-        except OSError as err:
-            raise LocalRunError(
-                f"{runs_dir}: cannot create a run folder ({err.strerror})"
-            ) from None
-    raise LocalRunError(f"{runs_dir}: cannot create a new run folder")
-
-
-def _of_runs(path: Path) -> bool:
-    """Whether ``path`` is what a runs folder holds: a run folder, ``latest`` or a hidden entry."""
-    return path.name.startswith(".") or path.name == "latest" or bool(RUN_NAME.match(path.name))
-
-
 @dataclass(frozen=True)
 class Concurrency:
-    """How the local runner shares the machine: trainings at once, and threads per task.
-
-    ``threads`` None leaves TensorFlow's default (one per core for each task).
-    """
+    """Trainings at once, and threads per task (None: TensorFlow's default, one per core)."""
 
     parallel: int = 2
     threads: int | None = None
@@ -112,10 +69,7 @@ DEFAULT_CONCURRENCY = Concurrency(parallel=2, threads=None)
 
 
 def local_copy(pipeline, parallel: int = 2):
-    """A copy of a compiled pipeline to run here: no retries, ``parallel`` loop items at once.
-
-    The original keeps its cluster policy.
-    """
+    """A copy of a pipeline to run here: no retries, ``parallel`` loop items at once."""
     local = copy.deepcopy(pipeline)
     spec = local.pipeline_spec
     dags = [spec.root.dag] + [c.dag for c in spec.components.values() if c.HasField("dag")]
@@ -128,13 +82,7 @@ def local_copy(pipeline, parallel: int = 2):
 
 
 def _keep_partial(pipeline_root: Path, report: Path, spec: PipelineSpec) -> str:
-    """Copy a partial comparison to ``report`` and say what failed; empty when there is none.
-
-    Args:
-        pipeline_root: the run's kfp pipeline root.
-        report: the run's report folder.
-        spec: the pipeline: its comparison task, and its ``failure_summary`` of what failed.
-    """
+    """Copy a partial comparison to ``report`` and say what failed; empty when there is none."""
     try:
         found = find_comparison(pipeline_root, spec.comparison_task)
         status = json.loads((found / "comparison.json").read_text()).get("status", "complete")
@@ -143,10 +91,15 @@ def _keep_partial(pipeline_root: Path, report: Path, spec: PipelineSpec) -> str:
     if status == "complete":
         return ""
     summary = spec.failure_summary(found / "comparison.json")
-    if report.exists():  # an earlier attempt's, when a resumed run fails again
-        shutil.rmtree(report)
-    shutil.copytree(found, report)
+    _replace_tree(found, report)
     return f"{summary} The {status} comparison is in {report}/report.md"
+
+
+def _replace_tree(source: Path, target: Path) -> None:
+    """Copy ``source`` to ``target``, replacing an earlier attempt's copy."""
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(source, target)
 
 
 def find_comparison(pipeline_root: Path, task: str) -> Path:
@@ -157,290 +110,23 @@ def find_comparison(pipeline_root: Path, task: str) -> Path:
     return found[-1]
 
 
-def _docker_answers() -> None:
-    """Refuse ``--runner docker`` before any folder is made when no Docker daemon answers."""
-    import docker
-
-    try:
-        client = docker.from_env()
-        try:
-            client.ping()
-        finally:
-            client.close()
-    except docker.errors.DockerException as err:
-        reason = str(err).splitlines()[0][:200] if str(err) else err.__class__.__name__
-        raise LocalRunError(
-            f"--runner docker: no Docker daemon answers ({reason}); start Docker, "
-            "or run the tasks here with --runner subprocess"
-        ) from None
-
-
-def docker_runner(config: ExperimentConfig, pipeline_root: Path):
-    """The DockerRunner for the images ``make images`` built, and the config it runs.
-
-    Each task runs as the image's own (non-root) user on a read-only root file
-    system with a private ``/tmp``; the only host paths it sees are the pipeline
-    root and a local ``resume_uri`` (read-write, made writable for that user), and
-    the data set's IDX folder, mounted read-only at the same path and named in the
-    config as ``idx_dir``.
-
-    Returns:
-        ``(runner, config)``.
-
-    Raises:
-        LocalRunError: no local IDX folder to mount.
-    """
-    import docker.types
-    from kfp import local
-
-    from cnnvsmlp.data.spec import get_spec
-
-    idx_dir = config.source.idx_dir or get_spec(config.dataset).default_idx_dir
-    if not idx_dir or not Path(idx_dir).is_dir():
-        raise LocalRunError(
-            f"runner docker: no local IDX folder for {config.dataset} "
-            f"({idx_dir or 'none configured'}); set idx_dir=<folder with the IDX files>"
-        )
-    idx_dir = str(Path(idx_dir).resolve())
-    source = config.source.model_copy(update={"kind": "idx", "idx_dir": idx_dir})
-    mounts = [docker.types.Mount(idx_dir, idx_dir, type="bind", read_only=True)]
-    writable = [pipeline_root]
-    if config.resume_uri and "://" not in config.resume_uri:
-        resume = Path(config.resume_uri).resolve()
-        writable.append(resume)
-        mounts.append(docker.types.Mount(str(resume), str(resume), type="bind"))
-        config = config.model_copy(update={"resume_uri": str(resume)})
-    for folder in writable:
-        folder.mkdir(parents=True, exist_ok=True)
-        folder.chmod(0o777)
-    runner = local.DockerRunner(
-        read_only=True,
-        tmpfs={"/tmp": "rw,size=1g"},
-        mounts=mounts,
-        environment={progress.ENV: str(pipeline_root.resolve() / PROGRESS_FILE)},
-    )
-    return runner, config.model_copy(update={"source": source})
-
-
-STATUS_FILE = "status.json"
-LOCK_FILE = ".lock"  # held by the one process writing the run folder (outputs.one_writer)
-PROGRESS_FILE = "progress.jsonl"
-STATUSES = ("running", "complete", "partial", "failed", "interrupted")
-# Seconds a run spends outside the trainings' epochs: every task's start (about
-# 10 s each for TensorFlow's import), the data, the evaluations and the report.
-FIXED_S, PER_TRAINING_S = 60.0, 25.0
-# The epochs an early-stopped training is expected to take, for the estimate only.
-EARLY_STOP_EPOCHS = 15
-
-
-class LocalRunInterrupted(UserError):
-    """SIGINT or SIGTERM stopped a local run; its folder is marked and can be resumed."""
-
-    def __init__(self, message: str, signum: int) -> None:
-        super().__init__(message)
-        self.exit_code = 128 + signum
-
-
-# What says why a run ended: it belongs to the status it came with, not to a later one.
-ENDING_FIELDS = ("signal", "error")
-
-
-def write_status(run_dir: Path, status: str, **fields) -> None:
-    """Record the run's status (one of :data:`STATUSES`) in ``<run>/status.json``.
-
-    The record keeps its other fields (the process, its host); the reason an
-    earlier attempt ended (:data:`ENDING_FIELDS`) goes with its status, so a
-    resumed run that completes does not still name the signal that stopped it.
-    """
-    from cnnvsmlp.outputs import write_atomically
-
-    path = run_dir / STATUS_FILE
-    record = {k: v for k, v in read_status(run_dir).items() if k not in ENDING_FIELDS}
-    record.update(fields, status=status, updated=_now())
-    write_atomically(path, lambda p: p.write_text(json.dumps(record, indent=2) + "\n"))
-
-
-def read_status(run_dir: Path) -> dict:
-    """The run's status record; a run still marked running whose process is gone was stopped."""
-    try:
-        record = json.loads((run_dir / STATUS_FILE).read_text())
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(record, dict):
-        return {}
-    if record.get("status") == "running":
-        # Progress events are the heartbeat of a run on another host.
-        marks = [last_touched(run_dir / f) for f in (STATUS_FILE, f"pipeline/{PROGRESS_FILE}")]
-        touched = max((t for t in marks if t), default=None)
-        if not owner_alive(record.get("pid"), record.get("host"), touched):
-            record["status"] = "interrupted"
-    return record
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def point_latest(run_dir: Path) -> None:
-    """Make ``<runs_dir>/latest`` a relative link to ``run_dir``, replaced in one rename."""
-    link = run_dir.parent / "latest"
-    if link.exists() and not link.is_symlink():
-        return  # a folder or file of the user's named latest: leave it
-    partial = run_dir.parent / f".latest-{os.getpid()}"
-    with contextlib.suppress(FileNotFoundError):
-        partial.unlink()
-    partial.symlink_to(run_dir.name)
-    partial.replace(link)
-
-
 def local_config(
     config: ExperimentConfig, runs_dir: Path, run_id: str, cache: bool = True
 ) -> ExperimentConfig:
     """The config as a local run trains it: training state in ``<runs_dir>/.trainings``.
 
-    Unless the config names its own ``resume_uri``, every training keeps its
-    state there, so an interrupted run resumes. With ``cache`` a training
-    whose inputs equal a finished one's is reused (``reuse_trainings``);
-    without, the trainings are kept under the run's id (``resume_scope``)
-    and only this run's earlier attempt is resumed. (The job id that kfp's
-    local runner gives the tasks is the run id too: see ``kfp_local``.)
+    Unless the config names its own ``resume_uri`` or ``resume_scope``: with
+    ``cache`` a finished training is reused (``reuse_trainings``); without,
+    only this run's (the tasks' job id is the run id) is resumed.
     """
-    fields = type(config).model_fields
     update = {}
     if not config.resume_uri:
         update["resume_uri"] = str(runs_dir.resolve() / ".trainings")
-    if "reuse_trainings" in fields and not getattr(config, "resume_scope", None):
+    if not config.resume_scope:
         update["reuse_trainings"] = cache
-        if not cache and "resume_scope" in fields:
+        if not cache:
             update["resume_scope"] = run_id
     return config.model_validate({**config.model_dump(), **update}) if update else config
-
-
-def epoch_seconds(config: ExperimentConfig, runs: list[RunSpec] | None = None) -> dict[str, float]:
-    """Each training's expected seconds per epoch, from its variant's measured step cost.
-
-    Args:
-        config: the experiment.
-        runs: the trainings (a pipeline's ``planned_runs``); by default ``compare``'s.
-    """
-    from cnnvsmlp.models import get_variant
-
-    train_images = config.training_images() or 0
-    # step_ms is at batch 32; an image costs about the same at any batch size.
-    return {
-        run.run_id: min(run.n_train or train_images, train_images)
-        / 32
-        * get_variant(run.variant).step_ms
-        / 1000
-        for run in (config.scheduled_runs() if runs is None else runs)
-    }
-
-
-def expected_epochs(config: ExperimentConfig) -> float:
-    """The epochs a training is expected to run: all of them, or with early stopping fewer."""
-    if config.train.early_stopping is None:
-        return float(config.train.epochs)
-    return float(min(config.train.epochs, EARLY_STOP_EPOCHS))
-
-
-def estimate_seconds(config: ExperimentConfig, runs: list[RunSpec] | None = None) -> float:
-    """About how long a local run of ``config`` takes on the machine the step costs are from."""
-    per_epoch = epoch_seconds(config, runs)
-    epochs = expected_epochs(config)
-    return FIXED_S + sum(PER_TRAINING_S + epochs * s for s in per_epoch.values())
-
-
-def _clock(seconds: float) -> str:
-    minutes = round(seconds / 60)
-    return f"{minutes} min" if minutes >= 1 else f"{max(1, round(seconds))} s"
-
-
-def header(
-    name: str,
-    config: ExperimentConfig,
-    run_dir: Path,
-    resumed: bool,
-    runs: list[RunSpec] | None = None,
-) -> list[str]:
-    """What will run, where, and about how long it takes.
-
-    Args:
-        name: the pipeline.
-        config: the experiment, as its trainings run it.
-        run_dir: the run's folder.
-        resumed: whether it goes on with an interrupted run.
-        runs: the trainings (the pipeline's ``planned_runs``); by default ``compare``'s.
-    """
-    runs = config.scheduled_runs() if runs is None else runs
-    data = "" if config.dataset == config.name else f" on {config.dataset}"
-    limit = f" (limit {config.limit:,} images)" if config.limit else ""
-    verb = "resuming" if resumed else "run"
-    sizes = sorted({r.n_train for r in runs if r.n_train})
-    grid = [_count(len(config.variants), "variant")]
-    if sizes:
-        grid.append(_count(len(sizes), "size") + f" ({sizes[0]:,} to {sizes[-1]:,} images)")
-    grid.append(_count(config.repeats, "repeat"))
-    epochs = (
-        f"{_count(config.train.epochs, 'epoch')} each"
-        if config.train.early_stopping is None
-        else f"each to convergence (early stopping, at most {config.train.epochs} epochs)"
-    )
-    return [
-        f"{verb}: {name} / {config.name}{data}{limit}: "
-        f"{' x '.join(grid)} = {_count(len(runs), 'training')}, {epochs}, "
-        f"batch {config.train.batch_size}",
-        f"run: folder {run_dir}; logs in {run_dir / 'logs'}",
-        f"run: about {_clock(estimate_seconds(config, runs))} "
-        "(the variants' step costs on 2 cores)",
-    ]
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
-def closing(comparison, run_dir: Path, minutes: float) -> list[str]:
-    """The lines after the trainings: the table and verdicts, the report, the run folder."""
-    from cnnvsmlp.report.render import terminal_table
-
-    report = run_dir / "report"
-    table = terminal_table(comparison).splitlines() if comparison is not None else []
-    return [
-        "",
-        *table,
-        "",
-        f"run: finished in {minutes:.1f} min; report in {report}/report.md",
-        f"run: every artifact in {run_dir} (logs in {run_dir / 'logs'})",
-    ]
-
-
-def _resume_dir(runs_dir: Path, run_id: str) -> tuple[Path, ExperimentConfig, str]:
-    """The folder, recorded config and pipeline of the run to go on with."""
-    from cnnvsmlp.config import read_config
-
-    run_dir = runs_dir / run_id
-    if "/" in run_id or run_id.startswith(".") or not (run_dir / "config.json").is_file():
-        raise LocalRunError(
-            f"--resume {run_id}: no run folder {run_dir} with a config.json; "
-            f"'cnnvsmlp runs --runs-dir {runs_dir}' lists the runs"
-        )
-    record = read_status(run_dir)
-    if record.get("status") == "complete":
-        raise LocalRunError(f"--resume {run_id}: the run is complete; its report is in {run_dir}")
-    if record.get("status") == "running":
-        where = f" on {record['host']}" if record.get("host") not in (None, HOST) else ""
-        raise LocalRunError(
-            f"--resume {run_id}: the run is still running (pid {record['pid']}{where}); "
-            "stop it first, or wait for it to end"
-        )
-    return run_dir, read_config(run_dir / "config.json"), record.get("pipeline", "")
-
-
-def _busy(run_dir: Path, pid: int | None) -> None:
-    raise LocalRunError(
-        f"run {run_dir.name}: another process (pid {pid}) is writing its folder {run_dir}; "
-        "wait for it to end, or stop it first"
-    )
 
 
 def run_local(
@@ -457,169 +143,143 @@ def run_local(
 ) -> Path:
     """Run a pipeline locally and collect its comparison in ``runs/<run id>/report``.
 
-    Every task's output goes whole to ``runs/<run id>/logs/``; the screen gets
-    a header, the trainings' progress, and the table at the end.
-
-    Args:
-        name: a registered pipeline.
-        config: the validated experiment config; None with ``resume``.
-        runs_dir: parent of the run folders.
-        quiet: print nothing (tests).
-        concurrency: trainings at once and threads per task.
-        runner: ``subprocess`` runs every task in this environment; ``docker`` in
-            the image the pipeline names for it (see :func:`docker_runner`).
-        verbose: stream every task's output too, as kfp prints it.
-        resume: the id of an interrupted or failed run to go on with, in its
-            folder and with its recorded config.
-        cache: reuse trainings whose inputs equal a finished one's.
-        stream: where the progress goes (default: stdout).
-
-    Returns:
-        The run's folder.
-
-    Raises:
-        LocalRunError: a task failed; the message names it and its log.
-        LocalRunInterrupted: SIGINT or SIGTERM stopped the run.
+    ``runner`` is ``subprocess`` (tasks in this environment) or ``docker``
+    (:func:`docker_runner`); ``resume`` names an interrupted or failed run to go
+    on with, with its recorded config; ``cache`` reuses trainings whose inputs
+    equal a finished one's; ``quiet`` prints nothing, else progress goes to ``stream``.
+    Raises LocalRunError (a task failed) or LocalRunInterrupted (SIGINT or SIGTERM).
     """
-    from kfp import local
-
     from cnnvsmlp.provenance import stamp
-    from cnnvsmlp_pipelines.kfp_local import LocalSession, RunInterrupted, explain
 
     runs_dir = Path(runs_dir)
     if runner == "docker":
-        _docker_answers()
+        docker_answers()
     if resume:
-        run_dir, config, recorded = _resume_dir(runs_dir, resume)
+        run_dir, config, recorded = resume_dir(runs_dir, resume)
         spec = get_pipeline(recorded or name)
     else:
         spec = get_pipeline(name)
         run_dir = new_run_dir(runs_dir, config)
         config = local_config(config, runs_dir, run_dir.name, cache)
         config = stamp(config, run_dir.name, "local", concurrency.parallel, concurrency.threads)
-    with one_writer(run_dir / LOCK_FILE, functools.partial(_busy, run_dir)):
-        name = spec.name
+    with one_writer(run_dir / LOCK_FILE, functools.partial(busy, run_dir)):
         pipeline_root = (run_dir / "pipeline").resolve()
         if runner == "docker":
             task_runner, config = docker_runner(config, pipeline_root)
         else:
+            from kfp import local
+
             task_runner = local.SubprocessRunner(use_venv=False)
         if not resume:
             (run_dir / "config.json").write_text(config.model_dump_json(indent=2) + "\n")
-        write_status(run_dir, "running", pid=os.getpid(), host=HOST, pipeline=name, runner=runner)
+        write_status(
+            run_dir, "running", pid=os.getpid(), host=HOST, pipeline=spec.name, runner=runner
+        )
         point_latest(run_dir)
-
         stream = io.StringIO() if quiet else stream or sys.stdout
-        runs, trained = spec.planned_runs(config), spec.as_trained(config)
-        for line in header(name, trained, run_dir, bool(resume), runs):
-            stream.write(line + "\n")
-        stream.flush()
-        estimate = progress.Estimate(
-            epoch_seconds(config, runs), expected_epochs(trained), PER_TRAINING_S
-        )
-        screen = (
-            progress.PlainDisplay(stream, estimate)
-            if verbose
-            else progress.display(stream, estimate)
-        )
-        events = pipeline_root / PROGRESS_FILE
-        pipeline_root.mkdir(parents=True, exist_ok=True)
-        events.unlink(missing_ok=True)
-
-        def task_ended(task) -> None:
-            # The trainings report their own progress; of the rest, the slow steps get a line.
-            if task.task in spec.slow_steps and task.returncode == 0:
-                screen.message(f"{task.label}  done in {progress.clock(task.seconds or 0)}")
-
-        session = LocalSession(
-            run_dir / "logs",
-            job_id=run_dir.name,
-            environment={**concurrency.environment(), progress.ENV: str(events)},
-            verbose=verbose,
-            stream=stream,
-            on_task_end=task_ended,
-        )
+        run = _LocalRun(spec, config, run_dir, stream, verbose)
         start = time.perf_counter()
-        report = run_dir / "report"
-        try:
-            with progress.follow(events, screen):
-                session.run(
-                    local_copy(spec.pipeline, concurrency.parallel),
-                    spec.arguments(config),
-                    task_runner,
-                    pipeline_root,
-                )
-        except RunInterrupted as stop:
-            write_status(run_dir, "interrupted", signal=stop.args[0])
-            raise LocalRunInterrupted(
-                f"run {run_dir.name} interrupted by {stop.args[0]}; its folder is {run_dir}; "
-                f"continue it with: make run RESUME={run_dir.name}",
-                stop.signum,
-            ) from None
-        except RuntimeError as err:
-            partial = _keep_partial(pipeline_root, report, spec)
-            if partial:  # the last step (its check task) marked the run failed: name it
-                task = re.search(r"Inner task failed: '([\w-]+)'", plain(str(err)))
-                partial = f"{task.group(1) if task else spec.check_task}: {partial}"
-            failed = session.failed()
-            if partial or failed:
-                why = partial or explain(failed)
-            else:
-                runs = spec.loop_runs(config, pipeline_root)
-                why = describe_failure(str(err), config, runs=runs)
-            write_status(run_dir, "partial" if partial else "failed", error=why)
-            raise LocalRunError(f"run {run_dir.name} failed: {why}") from None
-        except Exception as err:
-            write_status(run_dir, "failed", error=f"{err.__class__.__name__}: {err}")
-            raise
-        finally:
-            screen.close()
-        if report.exists():
-            shutil.rmtree(report)
-        shutil.copytree(find_comparison(pipeline_root, spec.comparison_task), report)
-        write_status(run_dir, "complete")
-        minutes = (time.perf_counter() - start) / 60
-        if spec.summary:
-            lines = ["", spec.summary(report), *closing(None, run_dir, minutes)[1:]]
-        else:
-            from cnnvsmlp.report.model import Comparison
-
-            lines = closing(Comparison.read(report / "comparison.json"), run_dir, minutes)
-        stream.write("".join(line + "\n" for line in lines))
-        stream.flush()
+        run.execute(resume is not None, concurrency, task_runner)
+        run.finish((time.perf_counter() - start) / 60)
         return run_dir
 
 
-def list_runs(runs_dir: str | Path) -> list[dict]:
-    """Every run folder in ``runs_dir``, newest first: status, date, config, best accuracy."""
-    rows = []
-    runs_dir = Path(runs_dir)
-    if not runs_dir.is_dir():
-        return rows
-    for run_dir in sorted(runs_dir.iterdir(), reverse=True):
-        if run_dir.name.startswith(".") or run_dir.is_symlink() or not run_dir.is_dir():
-            continue
-        try:
-            config = json.loads((run_dir / "config.json").read_text())
-        except (OSError, ValueError):
-            config = {"dataset": "(config.json missing or damaged)"}
-        config = config if isinstance(config, dict) else {}
-        record = read_status(run_dir)
-        best = ""
-        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-            comparison = json.loads((run_dir / "report" / "comparison.json").read_text())
-            top = max(comparison["variants"], key=lambda v: v["test_accuracy"]["estimate"])
-            best = f"{top['variant']} {top['test_accuracy']['estimate']:.4f}"
-        rows.append(
-            {
-                "run": run_dir.name,
-                "status": record.get("status", "unknown"),
-                "date": record.get("updated", "")[:16].replace("T", " "),
-                "dataset": config.get("dataset", ""),
-                "variants": ",".join(config.get("variants", [])),
-                "repeats": config.get("repeats", ""),
-                "epochs": config.get("train", {}).get("epochs", ""),
-                "best": best,
-            }
+@dataclass
+class _LocalRun:
+    """One local run of a pipeline in its folder: its screen, its session, its report."""
+
+    spec: PipelineSpec
+    config: ExperimentConfig
+    run_dir: Path
+    stream: object
+    verbose: bool
+
+    @property
+    def pipeline_root(self) -> Path:
+        return (self.run_dir / "pipeline").resolve()
+
+    def screen(self, resumed: bool):
+        """Print the header; the display of the trainings' progress."""
+        runs, trained = self.spec.planned_runs(self.config), self.spec.as_trained(self.config)
+        for line in header(self.spec.name, trained, self.run_dir, resumed, runs):
+            self.stream.write(line + "\n")
+        self.stream.flush()
+        estimate = progress.Estimate(
+            epoch_seconds(self.config, runs), expected_epochs(trained), PER_TRAINING_S
         )
-    return rows
+        if self.verbose:
+            return progress.PlainDisplay(self.stream, estimate)
+        return progress.display(self.stream, estimate)
+
+    def execute(self, resumed: bool, concurrency: Concurrency, task_runner) -> None:
+        """Run the pipeline's tasks; the status and a one-line error when it fails."""
+        from cnnvsmlp_pipelines.kfp_local import LocalSession, RunInterrupted
+
+        screen = self.screen(resumed)
+        events = self.pipeline_root / PROGRESS_FILE
+        self.pipeline_root.mkdir(parents=True, exist_ok=True)
+        events.unlink(missing_ok=True)
+
+        def task_ended(task) -> None:  # of the tasks besides the trainings, the slow ones
+            if task.task in self.spec.slow_steps and task.returncode == 0:
+                screen.message(f"{task.label}  done in {progress.clock(task.seconds or 0)}")
+
+        session = LocalSession(
+            self.run_dir / "logs",
+            job_id=self.run_dir.name,
+            environment={**concurrency.environment(), progress.ENV: str(events)},
+            verbose=self.verbose,
+            stream=self.stream,
+            on_task_end=task_ended,
+        )
+        pipeline = local_copy(self.spec.pipeline, concurrency.parallel)
+        try:
+            with progress.follow(events, screen):
+                session.run(
+                    pipeline, self.spec.arguments(self.config), task_runner, self.pipeline_root
+                )
+        except RunInterrupted as stop:
+            write_status(self.run_dir, "interrupted", signal=stop.args[0])
+            raise LocalRunInterrupted(
+                f"run {self.run_dir.name} interrupted by {stop.args[0]}; its folder is "
+                f"{self.run_dir}; continue it with: make run RESUME={self.run_dir.name}",
+                stop.signum,
+            ) from None
+        except RuntimeError as err:
+            self.failed(err, session.failed())
+        except Exception as err:
+            write_status(self.run_dir, "failed", error=f"{err.__class__.__name__}: {err}")
+            raise
+        finally:
+            screen.close()
+
+    def failed(self, err: RuntimeError, failed_task) -> NoReturn:
+        """Mark the run partial or failed, and raise the line that says why."""
+        from cnnvsmlp_pipelines.kfp_local import explain
+
+        partial = _keep_partial(self.pipeline_root, self.run_dir / "report", self.spec)
+        if partial:  # the last step (its check task) marked the run failed: name it
+            task = re.search(r"Inner task failed: '([\w-]+)'", plain(str(err)))
+            partial = f"{task.group(1) if task else self.spec.check_task}: {partial}"
+        if partial or failed_task:
+            why = partial or explain(failed_task)
+        else:
+            runs = self.spec.loop_runs(self.config, self.pipeline_root)
+            why = describe_failure(str(err), self.config, runs=runs)
+        write_status(self.run_dir, "partial" if partial else "failed", error=why)
+        raise LocalRunError(f"run {self.run_dir.name} failed: {why}") from None
+
+    def finish(self, minutes: float) -> None:
+        """Copy the comparison to ``report/``, mark the run complete, print the closing lines."""
+        report = self.run_dir / "report"
+        _replace_tree(find_comparison(self.pipeline_root, self.spec.comparison_task), report)
+        write_status(self.run_dir, "complete")
+        if self.spec.summary:
+            closing_lines = closing(None, self.run_dir, minutes)[1:]
+            lines = ["", self.spec.summary(report), *closing_lines]
+        else:
+            from cnnvsmlp.report.model import Comparison
+
+            lines = closing(Comparison.read(report / "comparison.json"), self.run_dir, minutes)
+        self.stream.write("".join(line + "\n" for line in lines))
+        self.stream.flush()

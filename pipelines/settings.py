@@ -1,9 +1,7 @@
-"""Cluster values shared by the manifests and the pipeline, defined once.
+"""Cluster values shared by the manifests and the pipeline, read from one file.
 
-``manifests/base/cluster-settings.env`` is the single source: kustomize turns
-it into a ConfigMap and substitutes its values into the manifests
-(``manifests/kustomization.yaml``), and the pipeline reads it here to set node
-selectors, tolerations and the service account on its tasks.
+``manifests/base/cluster-settings.env`` is what kustomize substitutes into the
+manifests, and what the pipeline reads here for its tasks' placement.
 """
 
 from __future__ import annotations

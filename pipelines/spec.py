@@ -1,8 +1,7 @@
 """A pipeline as the runners see it: one typed record per pipeline.
 
-Each pipeline module ends with its ``SPEC``; ``cnnvsmlp_pipelines.pipelines()``
-registers them by name. The runners (local, compile, submit, schedule) read
-only the spec, so they name no task and no pipeline of their own.
+Each pipeline module ends with its ``SPEC``, registered by name in
+``cnnvsmlp_pipelines.pipelines()``; the runners read only the spec.
 """
 
 from __future__ import annotations
@@ -18,6 +17,10 @@ from cnnvsmlp.config import ExperimentConfig, RunSpec
 DATA_TASK = "prepare-data"
 
 
+def _scheduled(config: ExperimentConfig, pipeline_root: Path | None = None) -> list[RunSpec]:
+    return config.scheduled_runs()
+
+
 @dataclass(frozen=True)
 class PipelineSpec:
     """A registered pipeline.
@@ -27,14 +30,14 @@ class PipelineSpec:
         preset: the config a run starts from when none is named.
         build: returns the ``@dsl.pipeline`` function, its defaults read then.
         arguments: the run parameters for an experiment config.
-        planned_runs: the trainings a run of a config holds, in the loop's
-            order, before its data is prepared (the run's header and estimate).
-        as_trained: the config as every training of the run reads it.
-        loop_runs: the loop's items as a started run listed them, read from its
-            pipeline root; None before they are known.
         comparison_task: the task whose ``comparison`` artifact is the report.
         check_task: the last task, which fails a run with failed trainings.
         failure_summary: one line naming the failed runs of a written comparison.
+        planned_runs: the trainings of a run, in the loop's order, before its
+            data is prepared (the run's header and estimate).
+        as_trained: the config as every training of the run reads it.
+        loop_runs: the loop's items as a started run listed them, read from its
+            pipeline root; None before they are known.
         summary: the lines printed after a run from its report folder; None:
             the comparison's table.
     """
@@ -43,12 +46,12 @@ class PipelineSpec:
     preset: str
     build: Callable[[], Callable]
     arguments: Callable[[ExperimentConfig], dict]
-    planned_runs: Callable[[ExperimentConfig], list[RunSpec]]
-    as_trained: Callable[[ExperimentConfig], ExperimentConfig]
-    loop_runs: Callable[[ExperimentConfig, Path], list[RunSpec] | None]
     comparison_task: str
     check_task: str
     failure_summary: Callable[[Path], str]
+    planned_runs: Callable[[ExperimentConfig], list[RunSpec]] = _scheduled
+    as_trained: Callable[[ExperimentConfig], ExperimentConfig] = lambda config: config
+    loop_runs: Callable[[ExperimentConfig, Path], list[RunSpec] | None] = _scheduled
     summary: Callable[[Path], str] | None = None
 
     @cached_property

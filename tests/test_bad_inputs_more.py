@@ -501,7 +501,7 @@ def test_a_partial_folder_of_another_host_is_kept_until_it_is_an_hour_old(tmp_pa
 
 
 def test_a_run_of_another_host_is_running_while_its_progress_moves(tmp_path):
-    from cnnvsmlp_pipelines.local_runner import read_status
+    from cnnvsmlp_pipelines.runs import read_status
 
     run = tmp_path / "run"
     (run / "pipeline").mkdir(parents=True)

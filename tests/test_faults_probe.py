@@ -30,7 +30,7 @@ from cnnvsmlp.config import load_config
 from cnnvsmlp.data.spec import DataError, get_spec
 from cnnvsmlp.outputs import one_writer
 from cnnvsmlp_pipelines.cli import _switches, main
-from cnnvsmlp_pipelines.local_runner import list_runs
+from cnnvsmlp_pipelines.runs import list_runs
 from test_bad_inputs import Row, _idx, _prepare, _refuse, _run, _tiny_fashion
 
 RESULTS = Path(__file__).parents[1] / "results" / "fashion-mnist-5-variants"

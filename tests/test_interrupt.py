@@ -215,7 +215,8 @@ class _FakeEngine:
 def test_stopping_a_docker_run_stops_and_removes_every_container_it_started(tmp_path, monkeypatch):
     import docker
 
-    from cnnvsmlp_pipelines.kfp_local import CONTAINER_LABEL, LocalSession
+    from cnnvsmlp_pipelines.kfp_docker import CONTAINER_LABEL
+    from cnnvsmlp_pipelines.kfp_local import LocalSession
 
     engine = _FakeEngine()
     monkeypatch.setattr(docker, "from_env", lambda: engine)

@@ -11,7 +11,7 @@ from kfp import dsl, local
 from cnnvsmlp import progress
 from cnnvsmlp.config import load_config
 from cnnvsmlp_pipelines.kfp_local import LocalSession, TaskLog, explain, killed_by
-from cnnvsmlp_pipelines.local_runner import (
+from cnnvsmlp_pipelines.runs import (
     header,
     list_runs,
     point_latest,
@@ -180,7 +180,7 @@ def _preset_events(config):
 def test_the_preset_run_prints_a_named_line_per_epoch_and_at_most_60_in_all(tmp_path):
     from cnnvsmlp.report.compare import compare
     from cnnvsmlp_pipelines import get_pipeline
-    from cnnvsmlp_pipelines.local_runner import closing, epoch_seconds
+    from cnnvsmlp_pipelines.runs import closing, epoch_seconds
     from test_report import LABELS, make_run
 
     config = load_config("fashion-mnist")
@@ -208,7 +208,7 @@ def test_the_preset_run_prints_a_named_line_per_epoch_and_at_most_60_in_all(tmp_
 
 def test_the_live_display_has_a_bar_per_training_and_the_count(tmp_path):
     config = load_config("fashion-mnist")
-    from cnnvsmlp_pipelines.local_runner import epoch_seconds
+    from cnnvsmlp_pipelines.runs import epoch_seconds
 
     out = io.StringIO()
     screen = progress.LiveDisplay(out, progress.Estimate(epoch_seconds(config), 5, 25.0))

@@ -1,0 +1,274 @@
+"""A local run's folder, its status record, and the lines the screen shows about it.
+
+A run folder's name is ``<UTC date>-<time>-<experiment>[-n]``; ``status.json``
+holds running, complete, partial, failed or interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+
+from cnnvsmlp.config import ExperimentConfig, RunSpec
+from cnnvsmlp.errors import UserError
+from cnnvsmlp.outputs import HOST, last_touched, local_folder, owner_alive
+
+# A run folder's name: <UTC date>-<time>-<experiment>[-n] (new_run_dir).
+RUN_NAME = re.compile(r"^\d{8}-\d{6}-")
+
+
+class LocalRunError(UserError):
+    """The local pipeline run failed or produced no comparison."""
+
+
+def new_run_dir(runs_dir: Path, config: ExperimentConfig) -> Path:
+    """Create ``runs_dir/<UTC timestamp>-<experiment>``, unique even within a second."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    runs_dir = local_folder(runs_dir, "runs")  # a dangling link is named as one
+    if runs_dir.exists() and not runs_dir.is_dir():
+        raise LocalRunError(f"{runs_dir}: is a file, not a folder for runs")
+    foreign = sorted(p.name for p in runs_dir.glob("*") if not _of_runs(p))
+    if foreign:
+        raise LocalRunError(
+            f"{runs_dir}: holds {foreign[0]}, which is not a run; choose an empty folder "
+            "or one of runs for --runs-dir"
+        )
+    for n in range(1000):
+        path = runs_dir / (f"{stamp}-{config.name}" + (f"-{n}" if n else ""))
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            continue
+        except OSError as err:
+            raise LocalRunError(
+                f"{runs_dir}: cannot create a run folder ({err.strerror})"
+            ) from None
+    raise LocalRunError(f"{runs_dir}: cannot create a new run folder")
+
+
+def _of_runs(path: Path) -> bool:
+    """Whether ``path`` is what a runs folder holds: a run folder, ``latest`` or a hidden entry."""
+    return path.name.startswith(".") or path.name == "latest" or bool(RUN_NAME.match(path.name))
+
+
+STATUS_FILE = "status.json"
+LOCK_FILE = ".lock"  # held by the one process writing the run folder (outputs.one_writer)
+PROGRESS_FILE = "progress.jsonl"
+# Seconds a run spends outside the trainings' epochs: every task's start (about
+# 10 s each for TensorFlow's import), the data, the evaluations and the report.
+FIXED_S, PER_TRAINING_S = 60.0, 25.0
+# The epochs an early-stopped training is expected to take, for the estimate only.
+EARLY_STOP_EPOCHS = 15
+
+
+class LocalRunInterrupted(UserError):
+    """SIGINT or SIGTERM stopped a local run; its folder is marked and can be resumed."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum
+
+
+# What says why a run ended: it belongs to the status it came with, not to a later one.
+ENDING_FIELDS = ("signal", "error")
+
+
+def write_status(run_dir: Path, status: str, **fields) -> None:
+    """Record the run's status in ``<run>/status.json``, its other fields kept.
+
+    The reason an earlier attempt ended (:data:`ENDING_FIELDS`) goes with its status.
+    """
+    from cnnvsmlp.outputs import write_atomically
+
+    path = run_dir / STATUS_FILE
+    record = {k: v for k, v in read_status(run_dir).items() if k not in ENDING_FIELDS}
+    record.update(fields, status=status, updated=_now())
+    write_atomically(path, lambda p: p.write_text(json.dumps(record, indent=2) + "\n"))
+
+
+def read_status(run_dir: Path) -> dict:
+    """The run's status record; a run still marked running whose process is gone was stopped."""
+    try:
+        record = json.loads((run_dir / STATUS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(record, dict):
+        return {}
+    if record.get("status") == "running":
+        # Progress events are the heartbeat of a run on another host.
+        marks = [last_touched(run_dir / f) for f in (STATUS_FILE, f"pipeline/{PROGRESS_FILE}")]
+        touched = max((t for t in marks if t), default=None)
+        if not owner_alive(record.get("pid"), record.get("host"), touched):
+            record["status"] = "interrupted"
+    return record
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def point_latest(run_dir: Path) -> None:
+    """Make ``<runs_dir>/latest`` a relative link to ``run_dir``, replaced in one rename."""
+    link = run_dir.parent / "latest"
+    if link.exists() and not link.is_symlink():
+        return  # a folder or file of the user's named latest: leave it
+    partial = run_dir.parent / f".latest-{os.getpid()}"
+    with contextlib.suppress(FileNotFoundError):
+        partial.unlink()
+    partial.symlink_to(run_dir.name)
+    partial.replace(link)
+
+
+def epoch_seconds(config: ExperimentConfig, runs: list[RunSpec] | None = None) -> dict[str, float]:
+    """Each training's expected seconds per epoch, from its variant's measured step cost."""
+    from cnnvsmlp.models import get_variant
+
+    train_images = config.training_images() or 0
+    # step_ms is at batch 32; an image costs about the same at any batch size.
+    return {
+        run.run_id: min(run.n_train or train_images, train_images)
+        / 32
+        * get_variant(run.variant).step_ms
+        / 1000
+        for run in (config.scheduled_runs() if runs is None else runs)
+    }
+
+
+def expected_epochs(config: ExperimentConfig) -> float:
+    """The epochs a training is expected to run: all of them, or with early stopping fewer."""
+    if config.train.early_stopping is None:
+        return float(config.train.epochs)
+    return float(min(config.train.epochs, EARLY_STOP_EPOCHS))
+
+
+def estimate_seconds(config: ExperimentConfig, runs: list[RunSpec] | None = None) -> float:
+    """About how long a local run of ``config`` takes on the machine the step costs are from."""
+    per_epoch = epoch_seconds(config, runs)
+    epochs = expected_epochs(config)
+    return FIXED_S + sum(PER_TRAINING_S + epochs * s for s in per_epoch.values())
+
+
+def _clock(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes >= 1 else f"{max(1, round(seconds))} s"
+
+
+def header(
+    name: str,
+    config: ExperimentConfig,
+    run_dir: Path,
+    resumed: bool,
+    runs: list[RunSpec] | None = None,
+) -> list[str]:
+    """What will run (``runs``: by default the config's), where, and about how long it takes."""
+    runs = config.scheduled_runs() if runs is None else runs
+    data = "" if config.dataset == config.name else f" on {config.dataset}"
+    limit = f" (limit {config.limit:,} images)" if config.limit else ""
+    verb = "resuming" if resumed else "run"
+    sizes = sorted({r.n_train for r in runs if r.n_train})
+    grid = [_count(len(config.variants), "variant")]
+    if sizes:
+        grid.append(_count(len(sizes), "size") + f" ({sizes[0]:,} to {sizes[-1]:,} images)")
+    grid.append(_count(config.repeats, "repeat"))
+    epochs = (
+        f"{_count(config.train.epochs, 'epoch')} each"
+        if config.train.early_stopping is None
+        else f"each to convergence (early stopping, at most {config.train.epochs} epochs)"
+    )
+    return [
+        f"{verb}: {name} / {config.name}{data}{limit}: "
+        f"{' x '.join(grid)} = {_count(len(runs), 'training')}, {epochs}, "
+        f"batch {config.train.batch_size}",
+        f"run: folder {run_dir}; logs in {run_dir / 'logs'}",
+        f"run: about {_clock(estimate_seconds(config, runs))} "
+        "(the variants' step costs on 2 cores)",
+    ]
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def closing(comparison, run_dir: Path, minutes: float) -> list[str]:
+    """The lines after the trainings: the table and verdicts, the report, the run folder."""
+    from cnnvsmlp.report.render import terminal_table
+
+    report = run_dir / "report"
+    table = terminal_table(comparison).splitlines() if comparison is not None else []
+    return [
+        "",
+        *table,
+        "",
+        f"run: finished in {minutes:.1f} min; report in {report}/report.md",
+        f"run: every artifact in {run_dir} (logs in {run_dir / 'logs'})",
+    ]
+
+
+def resume_dir(runs_dir: Path, run_id: str) -> tuple[Path, ExperimentConfig, str]:
+    """The folder, recorded config and pipeline of the run to go on with."""
+    from cnnvsmlp.config import read_config
+
+    run_dir = runs_dir / run_id
+    if "/" in run_id or run_id.startswith(".") or not (run_dir / "config.json").is_file():
+        raise LocalRunError(
+            f"--resume {run_id}: no run folder {run_dir} with a config.json; "
+            f"'cnnvsmlp runs --runs-dir {runs_dir}' lists the runs"
+        )
+    record = read_status(run_dir)
+    if record.get("status") == "complete":
+        raise LocalRunError(f"--resume {run_id}: the run is complete; its report is in {run_dir}")
+    if record.get("status") == "running":
+        where = f" on {record['host']}" if record.get("host") not in (None, HOST) else ""
+        raise LocalRunError(
+            f"--resume {run_id}: the run is still running (pid {record['pid']}{where}); "
+            "stop it first, or wait for it to end"
+        )
+    return run_dir, read_config(run_dir / "config.json"), record.get("pipeline", "")
+
+
+def busy(run_dir: Path, pid: int | None) -> None:
+    """Refuse a run folder that another process is writing."""
+    raise LocalRunError(
+        f"run {run_dir.name}: another process (pid {pid}) is writing its folder {run_dir}; "
+        "wait for it to end, or stop it first"
+    )
+
+
+def list_runs(runs_dir: str | Path) -> list[dict]:
+    """Every run folder in ``runs_dir``, newest first: status, date, config, best accuracy."""
+    rows = []
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        return rows
+    for run_dir in sorted(runs_dir.iterdir(), reverse=True):
+        if run_dir.name.startswith(".") or run_dir.is_symlink() or not run_dir.is_dir():
+            continue
+        try:
+            config = json.loads((run_dir / "config.json").read_text())
+        except (OSError, ValueError):
+            config = {"dataset": "(config.json missing or damaged)"}
+        config = config if isinstance(config, dict) else {}
+        record = read_status(run_dir)
+        best = ""
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            comparison = json.loads((run_dir / "report" / "comparison.json").read_text())
+            top = max(comparison["variants"], key=lambda v: v["test_accuracy"]["estimate"])
+            best = f"{top['variant']} {top['test_accuracy']['estimate']:.4f}"
+        rows.append(
+            {
+                "run": run_dir.name,
+                "status": record.get("status", "unknown"),
+                "date": record.get("updated", "")[:16].replace("T", " "),
+                "dataset": config.get("dataset", ""),
+                "variants": ",".join(config.get("variants", [])),
+                "repeats": config.get("repeats", ""),
+                "epochs": config.get("train", {}).get("epochs", ""),
+                "best": best,
+            }
+        )
+    return rows
