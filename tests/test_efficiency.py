@@ -311,7 +311,7 @@ def _result(labels, variant, n, repeat, accuracy, rng, val_losses=(1.0, 0.8, 0.9
     )
 
 
-SIZES = [375, 750, 1500, 3000, 6000]
+STUDY_SIZES = [375, 750, 1500, 3000, 6000]
 STUDY_ACCURACY = {
     "mlp": lambda n: 1 - (0.10 * (n / 1000) ** -0.45 + 0.09),
     "cnn": lambda n: 1 - (0.07 * (n / 1000) ** -0.5 + 0.07),
@@ -335,19 +335,23 @@ def study():
             val_losses=(1.0, 0.9, 0.8) if n == 375 else (1.0, 0.8, 0.9),
         )
         for v in ("mlp", "cnn")
-        for n in SIZES
+        for n in STUDY_SIZES
         for r in range(3)
     ]
-    settings = EfficiencyConfig(sizes=SIZES, stopping=StoppingRule(patience=1))
+    settings = EfficiencyConfig(sizes=STUDY_SIZES, stopping=StoppingRule(patience=1))
     analysis = analyze(results, config, settings, labels, bootstrap_samples=50)
     return labels, config, settings, results, analysis
 
 
 def test_analysis_of_a_study_has_every_point_and_run(study):
     analysis = study[-1]
-    assert analysis.status == "complete" and analysis.sizes == SIZES and analysis.baseline == "mlp"
+    assert (
+        analysis.status == "complete"
+        and analysis.sizes == STUDY_SIZES
+        and analysis.baseline == "mlp"
+    )
     assert [(p.variant, p.n_train) for p in analysis.points] == [
-        (v, n) for v in ("mlp", "cnn") for n in SIZES
+        (v, n) for v in ("mlp", "cnn") for n in STUDY_SIZES
     ]
     point = analysis.points[0]
     assert [r.capped_improving for r in point.runs] == [True] * 3  # 375: improving at the cap
@@ -359,16 +363,17 @@ def test_analysis_of_a_study_has_every_point_and_run(study):
 def test_analysis_of_a_study_pairs_the_repeats_at_each_size(study):
     *_, results, analysis = study
     gaps = analysis.gaps
-    assert [g.n_train for g in gaps] == SIZES and all(g.a == "cnn" for g in gaps)
-    for g, n in zip(gaps, SIZES, strict=True):
+    assert [g.n_train for g in gaps] == STUDY_SIZES and all(g.a == "cnn" for g in gaps)
+    for g, n in zip(gaps, STUDY_SIZES, strict=True):
         per_repeat = [
-            results[SIZES.index(n) * 3 + 15 + k].accuracy - results[SIZES.index(n) * 3 + k].accuracy
+            results[STUDY_SIZES.index(n) * 3 + 15 + k].accuracy
+            - results[STUDY_SIZES.index(n) * 3 + k].accuracy
             for k in range(3)
         ]
         assert [t.difference for t in g.tests] == pytest.approx(per_repeat)
         assert g.estimate == pytest.approx(np.mean(per_repeat))
         assert all(t.p_holm >= t.p_value for t in g.tests)
-        assert g.family == len(SIZES) and g.method == "seeds-and-images"
+        assert g.family == len(STUDY_SIZES) and g.method == "seeds-and-images"
 
 
 def test_analysis_of_a_study_fits_curves_and_writes_its_report(study, tmp_path):
@@ -378,7 +383,7 @@ def test_analysis_of_a_study_fits_curves_and_writes_its_report(study, tmp_path):
         (v, f) for v in ("mlp", "cnn") for f in ("power", "power+floor")
     }
     (found,) = analysis.multipliers
-    assert [m.n_train for m in found.multipliers] == SIZES
+    assert [m.n_train for m in found.multipliers] == STUDY_SIZES
     assert found.multipliers[0].estimate is None or found.multipliers[0].estimate > 1
     write_analysis(analysis, tmp_path)
     assert re.search(r"\| cnn - mlp +\| 375 +\|", (tmp_path / "report.md").read_text())
@@ -393,7 +398,7 @@ def test_analysis_of_a_study_with_a_failed_run_is_partial(study, tmp_path):
     partial = analyze([failed, *results[1:]], config, settings, labels, 20)
     assert partial.status == "partial" and partial.failures == [failed]
     # mlp-n375-r0 failed: the bootstrap pairs repeats 1 and 2, at every size
-    assert len(partial.multipliers[0].multipliers) == len(SIZES)
+    assert len(partial.multipliers[0].multipliers) == len(STUDY_SIZES)
     assert [len(p.runs) for p in partial.points][:2] == [2, 3]
     write_analysis(partial, tmp_path / "partial")
     with pytest.raises(UserError, match=r"partial .* mlp-n375-r0 \(E: boom\)"):
