@@ -79,6 +79,76 @@ class RestartableGCS(FakeGCSServer):
         raise RuntimeError("fake-gcs-server did not start again")
 
 
+class _Handler(http.server.BaseHTTPRequestHandler):
+    """Applies its server's proxy's rule to a request: forwards, refuses, answers or cuts it."""
+
+    def _handle(self) -> None:
+        proxy = self.server.proxy
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        proxy.requests.append((self.command, self.path))
+        verdict = proxy.rule(self.command, self.path, body)
+        if verdict == "half":
+            self._send_half(proxy, body)
+            verdict = "cut"
+        if verdict == "cut":
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+        elif isinstance(verdict, tuple):
+            self._answer(verdict[0], {"Content-Type": "application/json"}, verdict[1])
+        elif isinstance(verdict, int):
+            refusal = {"error": {"code": verdict, "message": "refused by the test proxy"}}
+            self._answer(
+                verdict, {"Content-Type": "application/json"}, json.dumps(refusal).encode()
+            )
+        else:
+            self._forward(proxy, body)
+
+    def _send_half(self, proxy: GCSProxy, body: bytes) -> None:
+        """Send the server the head and half the body, then call ``on_cut``."""
+        with socket.create_connection(
+            (proxy.upstream.hostname, proxy.upstream.port), timeout=5
+        ) as upstream:
+            head = f"{self.command} {self.path} HTTP/1.1\r\n" + "".join(
+                f"{k}: {v}\r\n" for k, v in self.headers.items()
+            )
+            upstream.sendall(head.encode() + b"\r\n" + body[: len(body) // 2])
+            time.sleep(0.2)
+            proxy.on_cut()
+
+    def _forward(self, proxy: GCSProxy, body: bytes) -> None:
+        try:
+            conn = http.client.HTTPConnection(
+                proxy.upstream.hostname, proxy.upstream.port, timeout=30
+            )
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection",)}
+            conn.request(self.command, self.path, body=body or None, headers=headers)
+            reply = conn.getresponse()
+            data = reply.read()
+            conn.close()
+        except OSError:
+            self._answer(503, {"Content-Type": "text/plain"}, b"upstream unreachable")
+            return
+        skip = ("transfer-encoding", "connection", "content-length")
+        self._answer(
+            reply.status, {k: v for k, v in reply.getheaders() if k.lower() not in skip}, data
+        )
+
+    def _answer(self, status: int, headers: dict, data: bytes) -> None:
+        self.send_response(status)
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle  # noqa: N815
+
+    def log_message(self, *args) -> None:
+        pass
+
+
 class GCSProxy:
     """An HTTP proxy on loopback in front of fake-gcs-server, applying ``rule`` to each request."""
 
@@ -87,78 +157,9 @@ class GCSProxy:
         self.rule = rule or (lambda method, path, body: None)
         self.requests: list[tuple[str, str]] = []
         self.on_cut: Callable[[], None] = lambda: None
-        proxy = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def _handle(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                proxy.requests.append((self.command, self.path))
-                verdict = proxy.rule(self.command, self.path, body)
-                if verdict == "half":
-                    with socket.create_connection(
-                        (proxy.upstream.hostname, proxy.upstream.port), timeout=5
-                    ) as upstream:
-                        head = f"{self.command} {self.path} HTTP/1.1\r\n" + "".join(
-                            f"{k}: {v}\r\n" for k, v in self.headers.items()
-                        )
-                        upstream.sendall(head.encode() + b"\r\n" + body[: len(body) // 2])
-                        time.sleep(0.2)
-                        proxy.on_cut()
-                    verdict = "cut"
-                if verdict == "cut":
-                    self.close_connection = True
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                    return
-                if isinstance(verdict, tuple):
-                    self._answer(verdict[0], {"Content-Type": "application/json"}, verdict[1])
-                    return
-                if isinstance(verdict, int):
-                    self._answer(
-                        verdict,
-                        {"Content-Type": "application/json"},
-                        json.dumps(
-                            {"error": {"code": verdict, "message": "refused by the test proxy"}}
-                        ).encode(),
-                    )
-                    return
-                try:
-                    conn = http.client.HTTPConnection(
-                        proxy.upstream.hostname, proxy.upstream.port, timeout=30
-                    )
-                    headers = {
-                        k: v for k, v in self.headers.items() if k.lower() not in ("connection",)
-                    }
-                    conn.request(self.command, self.path, body=body or None, headers=headers)
-                    reply = conn.getresponse()
-                    data = reply.read()
-                    conn.close()
-                except OSError:
-                    self._answer(503, {"Content-Type": "text/plain"}, b"upstream unreachable")
-                    return
-                skip = ("transfer-encoding", "connection", "content-length")
-                self._answer(
-                    reply.status,
-                    {k: v for k, v in reply.getheaders() if k.lower() not in skip},
-                    data,
-                )
-
-            def _answer(self, status: int, headers: dict, data: bytes) -> None:
-                self.send_response(status)
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.send_header("Connection", "close")
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle  # noqa: N815
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.server.daemon_threads = True
+        self.server.proxy = self
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 

@@ -119,8 +119,7 @@ class KfpStandIn:
         ]
 
     def answer(self, r: Request) -> tuple[int, dict]:
-        base = "/apis/v2beta1/"
-        path = r.path.removeprefix(base)
+        path = r.path.removeprefix("/apis/v2beta1/")
         if path.split("/")[0] in self.refuse:
             return 403, {
                 "error": "permission denied",
@@ -128,62 +127,66 @@ class KfpStandIn:
                 "message": "refused by the stand-in"
                 + (f" for {r.headers.get('authorization')}" if self.echo_auth else ""),
             }
-        if r.method == "GET" and path == "healthz":
-            return 200, {"commit_sha": "0" * 40, "tag_name": "2.4.1", "multi_user": False}
-        if r.method == "GET" and path == "pipelines":
-            name = self._filtered_name(r)
-            found = [
-                {"pipeline_id": i, "display_name": n}
-                for n, i in self.pipelines.items()
-                if n == name
-            ]
-            return 200, {"pipelines": found, "total_size": len(found)} if found else {}
-        if r.method == "POST" and path == "pipelines/upload":
-            name = r.query["name"][0]
-            if r.query.get("namespace"):
-                self.namespaces[name] = r.query["namespace"][0]
-            self.pipelines[name] = self._id("pipeline")
-            return 200, {"pipeline_id": self.pipelines[name], "display_name": name}
-        if r.method == "POST" and path == "pipelines/upload_version":
-            pid = r.query["pipelineid"][0]
-            return 200, {
-                "pipeline_id": pid,
-                "pipeline_version_id": self._id("version"),
-                "display_name": r.query["name"][0],
-            }
-        if r.method == "GET" and path == "experiments":
-            name = self._filtered_name(r)
-            found = [
-                {"experiment_id": i, "display_name": n}
-                for n, i in self.experiments.items()
-                if n == name
-            ]
-            return 200, {"experiments": found, "total_size": len(found)} if found else {}
-        if r.method == "POST" and path == "experiments":
-            name = r.body["display_name"]
-            self.experiments[name] = self._id("experiment")
-            return 200, {"experiment_id": self.experiments[name], "display_name": name}
-        if r.method == "POST" and path == "runs":
-            return 200, {**r.body, "run_id": self._id("run"), "state": "PENDING"}
-        if r.method == "POST" and path == "recurringruns":
-            rid = self._id("recurring")
-            self.recurring[rid] = {**r.body, "recurring_run_id": rid}
-            return 200, self.recurring[rid]
-        if r.method == "GET" and path == "recurringruns":
-            # filtered by experiment, paged by page_size and an offset token, named as the
-            # real API names them; the name filter is left to the client
-            wanted = r.query.get("experiment_id", [None])[0]
-            found = [v for v in self.recurring.values() if wanted in (None, v["experiment_id"])]
-            size = int(r.query.get("page_size", ["10"])[0])
-            start = int(r.query.get("page_token", ["0"])[0] or 0)
-            page = {"recurringRuns": found[start : start + size], "total_size": len(found)}
-            if start + size < len(found):
-                page["next_page_token"] = str(start + size)
-            return 200, page
         if r.method == "DELETE" and path.startswith("recurringruns/"):
             self.recurring.pop(path.split("/")[1], None)
             return 200, {}
-        return 404, {"error": f"the stand-in does not serve {r.method} {r.path}", "code": 5}
+        routes = {
+            ("GET", "healthz"): lambda r: {
+                "commit_sha": "0" * 40,
+                "tag_name": "2.4.1",
+                "multi_user": False,
+            },
+            ("GET", "pipelines"): lambda r: self._listed(r, self.pipelines, "pipeline"),
+            ("POST", "pipelines/upload"): self._upload,
+            ("POST", "pipelines/upload_version"): lambda r: {
+                "pipeline_id": r.query["pipelineid"][0],
+                "pipeline_version_id": self._id("version"),
+                "display_name": r.query["name"][0],
+            },
+            ("GET", "experiments"): lambda r: self._listed(r, self.experiments, "experiment"),
+            ("POST", "experiments"): self._create_experiment,
+            ("POST", "runs"): lambda r: {**r.body, "run_id": self._id("run"), "state": "PENDING"},
+            ("POST", "recurringruns"): self._create_recurring,
+            ("GET", "recurringruns"): self._list_recurring,
+        }
+        route = routes.get((r.method, path))
+        if route is None:
+            return 404, {"error": f"the stand-in does not serve {r.method} {r.path}", "code": 5}
+        return 200, route(r)
+
+    def _listed(self, r: Request, store: dict[str, str], kind: str) -> dict:
+        name = self._filtered_name(r)
+        found = [{f"{kind}_id": i, "display_name": n} for n, i in store.items() if n == name]
+        return {f"{kind}s": found, "total_size": len(found)} if found else {}
+
+    def _upload(self, r: Request) -> dict:
+        name = r.query["name"][0]
+        if r.query.get("namespace"):
+            self.namespaces[name] = r.query["namespace"][0]
+        self.pipelines[name] = self._id("pipeline")
+        return {"pipeline_id": self.pipelines[name], "display_name": name}
+
+    def _create_experiment(self, r: Request) -> dict:
+        name = r.body["display_name"]
+        self.experiments[name] = self._id("experiment")
+        return {"experiment_id": self.experiments[name], "display_name": name}
+
+    def _create_recurring(self, r: Request) -> dict:
+        rid = self._id("recurring")
+        self.recurring[rid] = {**r.body, "recurring_run_id": rid}
+        return self.recurring[rid]
+
+    def _list_recurring(self, r: Request) -> dict:
+        # filtered by experiment, paged by page_size and an offset token, named as the
+        # real API names them; the name filter is left to the client
+        wanted = r.query.get("experiment_id", [None])[0]
+        found = [v for v in self.recurring.values() if wanted in (None, v["experiment_id"])]
+        size = int(r.query.get("page_size", ["10"])[0])
+        start = int(r.query.get("page_token", ["0"])[0] or 0)
+        page = {"recurringRuns": found[start : start + size], "total_size": len(found)}
+        if start + size < len(found):
+            page["next_page_token"] = str(start + size)
+        return page
 
     def find(self, method: str, path: str) -> list[Request]:
         return [

@@ -311,69 +311,94 @@ def _result(labels, variant, n, repeat, accuracy, rng, val_losses=(1.0, 0.8, 0.9
     )
 
 
-def test_analysis_of_a_study(tmp_path):
+STUDY_SIZES = [375, 750, 1500, 3000, 6000]
+STUDY_ACCURACY = {
+    "mlp": lambda n: 1 - (0.10 * (n / 1000) ** -0.45 + 0.09),
+    "cnn": lambda n: 1 - (0.07 * (n / 1000) ** -0.5 + 0.07),
+}
+
+
+@pytest.fixture(scope="module")
+def study():
+    """A complete study's records: mlp and cnn at five sizes, three repeats each."""
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 10, size=4000)
-    sizes = [375, 750, 1500, 3000, 6000]
     config = load_config("fashion-mnist-data-efficiency", ["epochs=3"])
-    accuracy = {
-        "mlp": lambda n: 1 - (0.10 * (n / 1000) ** -0.45 + 0.09),
-        "cnn": lambda n: 1 - (0.07 * (n / 1000) ** -0.5 + 0.07),
-    }
     results = [
         _result(
             labels,
             v,
             n,
             r,
-            accuracy[v](n),
+            STUDY_ACCURACY[v](n),
             rng,
             val_losses=(1.0, 0.9, 0.8) if n == 375 else (1.0, 0.8, 0.9),
         )
         for v in ("mlp", "cnn")
-        for n in sizes
+        for n in STUDY_SIZES
         for r in range(3)
     ]
-    study = EfficiencyConfig(sizes=sizes, stopping=StoppingRule(patience=1))
-    analysis = analyze(results, config, study, labels, bootstrap_samples=50)
-    assert analysis.status == "complete" and analysis.sizes == sizes and analysis.baseline == "mlp"
+    settings = EfficiencyConfig(sizes=STUDY_SIZES, stopping=StoppingRule(patience=1))
+    analysis = analyze(results, config, settings, labels, bootstrap_samples=50)
+    return labels, config, settings, results, analysis
+
+
+def test_analysis_of_a_study_has_every_point_and_run(study):
+    analysis = study[-1]
+    assert (
+        analysis.status == "complete"
+        and analysis.sizes == STUDY_SIZES
+        and analysis.baseline == "mlp"
+    )
     assert [(p.variant, p.n_train) for p in analysis.points] == [
-        (v, n) for v in ("mlp", "cnn") for n in sizes
+        (v, n) for v in ("mlp", "cnn") for n in STUDY_SIZES
     ]
     point = analysis.points[0]
     assert [r.capped_improving for r in point.runs] == [True] * 3  # 375: improving at the cap
     assert not analysis.points[1].runs[0].capped_improving
     assert analysis.points[1].runs[0].best_epoch == 2
-    assert point.runs[0].shifted_accuracy == {1: pytest.approx(accuracy["mlp"](375) / 2)}
+    assert point.runs[0].shifted_accuracy == {1: pytest.approx(STUDY_ACCURACY["mlp"](375) / 2)}
+
+
+def test_analysis_of_a_study_pairs_the_repeats_at_each_size(study):
+    *_, results, analysis = study
     gaps = analysis.gaps
-    assert [g.n_train for g in gaps] == sizes and all(g.a == "cnn" for g in gaps)
-    for g, n in zip(gaps, sizes, strict=True):
+    assert [g.n_train for g in gaps] == STUDY_SIZES and all(g.a == "cnn" for g in gaps)
+    for g, n in zip(gaps, STUDY_SIZES, strict=True):
         per_repeat = [
-            results[sizes.index(n) * 3 + 15 + k].accuracy - results[sizes.index(n) * 3 + k].accuracy
+            results[STUDY_SIZES.index(n) * 3 + 15 + k].accuracy
+            - results[STUDY_SIZES.index(n) * 3 + k].accuracy
             for k in range(3)
         ]
         assert [t.difference for t in g.tests] == pytest.approx(per_repeat)
         assert g.estimate == pytest.approx(np.mean(per_repeat))
         assert all(t.p_holm >= t.p_value for t in g.tests)
-        assert g.family == len(sizes) and g.method == "seeds-and-images"
+        assert g.family == len(STUDY_SIZES) and g.method == "seeds-and-images"
+
+
+def test_analysis_of_a_study_fits_curves_and_writes_its_report(study, tmp_path):
+    analysis = study[-1]
     assert {(c.family) for c in analysis.curves} == {"power", "power+floor"}
     assert {(h.variant, h.family) for h in analysis.holdouts} == {
         (v, f) for v in ("mlp", "cnn") for f in ("power", "power+floor")
     }
     (found,) = analysis.multipliers
-    assert [m.n_train for m in found.multipliers] == sizes
+    assert [m.n_train for m in found.multipliers] == STUDY_SIZES
     assert found.multipliers[0].estimate is None or found.multipliers[0].estimate > 1
     write_analysis(analysis, tmp_path)
     assert re.search(r"\| cnn - mlp +\| 375 +\|", (tmp_path / "report.md").read_text())
     check_complete(tmp_path / "comparison.json")
 
+
+def test_analysis_of_a_study_with_a_failed_run_is_partial(study, tmp_path):
+    labels, config, settings, results, _ = study
     failed = RunFailure(
         run=results[0].run, dataset="fashion-mnist", stage="train", error="E", message="boom"
     )
-    partial = analyze([failed, *results[1:]], config, study, labels, 20)
+    partial = analyze([failed, *results[1:]], config, settings, labels, 20)
     assert partial.status == "partial" and partial.failures == [failed]
     # mlp-n375-r0 failed: the bootstrap pairs repeats 1 and 2, at every size
-    assert len(partial.multipliers[0].multipliers) == len(sizes)
+    assert len(partial.multipliers[0].multipliers) == len(STUDY_SIZES)
     assert [len(p.runs) for p in partial.points][:2] == [2, 3]
     write_analysis(partial, tmp_path / "partial")
     with pytest.raises(UserError, match=r"partial .* mlp-n375-r0 \(E: boom\)"):

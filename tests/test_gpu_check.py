@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from cnnvsmlp.config import load_config
-from tools import gpu_check
+from tools import gpu_carry, gpu_check
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -65,10 +65,10 @@ def test_the_dry_run_compares_with_the_k80_and_the_cpu(dry_run):
 
 
 def test_the_carry_is_pinned_by_the_lock_and_the_device_command_uses_it():
-    pins = gpu_check.locked_versions(ROOT / "requirements.lock")
-    assert all(name in pins for name in gpu_check.WHEELS)
+    pins = gpu_carry.locked_versions(ROOT / "requirements.lock")
+    assert all(name in pins for name in gpu_carry.WHEELS)
     assert pins["keras"] == __import__("keras").__version__
-    command = gpu_check.device_command(gpu_check.CARRY)
+    command = gpu_carry.device_command(gpu_check.CARRY)
     assert "tools/gpu_check.py run --device gpu --carry build/gpu-carry --out $OUT" in command
 
 

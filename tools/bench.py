@@ -1,31 +1,9 @@
 """Benchmarks (``make bench``): slow measurements that are not tests.
 
-1. Reading and normalising Fashion-MNIST from the IDX files against only
-   gunzipping them, in the same process (target: within 2x).
-2. One epoch of every Fashion-MNIST variant with the project's ``train()``
-   against the plain Keras script a user would write (``build_model``,
-   ``compile(adam)``, ``fit(batch_size=32, validation_data=...)``), on the
-   same data with the same seed, interleaved; the ratio plain / project
-   (target: >= 1.3), with each one's test accuracy.
-3. The MLP's training FLOP/s (6 x parameters x images per epoch) as a
-   fraction of NumPy's float32 matmul FLOP/s measured in the same run
-   (target: >= 0.35), beside NumPy's own FLOP/s for the MLP's matmuls at
-   batch 32.
-4. What an MLP task spends besides its steps: TensorFlow's import, loading
-   the data, the validation pass (batch 32 and 1024), the epoch's snapshot.
-5. The local runner on a slice of the preset under each concurrency policy
-   (trainings at once x threads per task): its wall time against the sum of
-   its tasks' own times.
-6. One epoch of every variant with ``train()`` on each Keras backend
-   (``train.backend``: tensorflow and jax), each in a fresh process, side by
-   side: seconds per epoch (XLA's or TensorFlow's tracing included, as a
-   one-epoch run pays it) and test accuracy, and which backend is faster
-   here. ``--backends-only --limit N`` runs this table alone on a slice.
-
-``--training-only`` runs 1 and 2 alone.
-
-Results print as tables and are written to ``build/bench.json``. Timings on a
-shared machine are noisy: compare the ratios within one run.
+The IDX reader against gunzip; ``train()`` against a plain Keras ``fit``; the MLP's FLOP/s against
+NumPy's matmul; an MLP task's overheads; the local runner's concurrency policies; tensorflow
+against jax. Tables print and go to ``build/bench.json``; docs/performance.md has the goals and
+results. ``--training-only`` and ``--backends-only --limit N`` run parts alone.
 """
 
 from __future__ import annotations
@@ -42,11 +20,10 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from cnnvsmlp.config import DataSource, RunSpec, load_config
+from cnnvsmlp.config import DataSource, load_config
 from cnnvsmlp.data import prepare
 from cnnvsmlp.data.idx import read_idx_dir
 from cnnvsmlp.data.spec import DATASETS
-from cnnvsmlp.data.store import load_split
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,64 +58,14 @@ def bench_reader(folder: Path) -> dict:
     return {"gunzip_s": gunzip_s, "read_normalise_s": read_s, "ratio": read_s / gunzip_s}
 
 
-def plain_fit(data_dir: Path, variant: str, seed: int, epochs: int = 1) -> dict:
-    """The script a user would write: build, compile with Adam, fit with batch 32."""
-    import keras
-
-    from cnnvsmlp.models import build_model
-
-    x, y = load_split(data_dir, "train")
-    xv, yv = load_split(data_dir, "validation")
-    xt, yt = load_split(data_dir, "test")
-    keras.utils.set_random_seed(seed)
-    start = time.perf_counter()
-    model = build_model(variant, (28, 28, 1), 10)
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(x, y, batch_size=32, epochs=epochs, validation_data=(xv, yv), verbose=0)
-    seconds = time.perf_counter() - start
-    _, accuracy = model.evaluate(xt, yt, batch_size=1024, verbose=0)
-    return {"s": seconds, "test_accuracy": float(accuracy)}
-
-
-def project_train(data_dir: Path, variant: str, seed: int, out: Path) -> dict:
-    """One epoch of the project's ``train()``, everything it writes included."""
-    from cnnvsmlp.evaluate import evaluate
-    from cnnvsmlp.train import train
-
-    config = load_config("fashion-mnist", ["epochs=1"])
-    start = time.perf_counter()
-    trained = train(data_dir, RunSpec(variant=variant, repeat=0, seed=seed), config.train, out, 0)
-    seconds = time.perf_counter() - start
-    scored = evaluate(out, data_dir, out / "eval.json")
-    return {
-        "s": seconds,
-        "epoch_s": trained.history[0].time_s,
-        "test_accuracy": scored.accuracy,
-        "params": trained.params,
-        "inference_images_per_s": scored.inference_images_per_s,
-        "n_train": trained.n_train,
-    }
-
-
-def _one(kind: str, data_dir: Path, variant: str, out: Path) -> dict:
-    """One measurement in a fresh process, so neither side inherits the other's TensorFlow state."""
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tools.bench",
-            "--one",
-            kind,
-            str(data_dir),
-            variant,
-            str(out),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
+def _one(
+    kind: str, data_dir: Path, variant: str, out: Path, what: str = "", env: dict | None = None
+) -> dict:
+    """One measurement in a fresh process (``tools.bench_measure``): no shared TensorFlow state."""
+    cmd = [sys.executable, "-m", "tools.bench_measure", kind, str(data_dir), variant, str(out)]
+    done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
     if done.returncode != 0:
-        raise RuntimeError(f"bench: {kind} {variant} failed:\n{done.stderr[-2000:]}")
+        raise RuntimeError(f"bench: {what or f'{kind} {variant}'} failed:\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -173,42 +100,19 @@ def bench_training(data_dir: Path, out: Path, rounds: int, variants: list[str]) 
     return rows
 
 
-def backend_train(data_dir: Path, variant: str, backend_name: str, out: Path) -> dict:
-    """One epoch of ``train()`` on a Keras backend, set before Keras loads, then its test score."""
-    from cnnvsmlp import backend
-
-    backend.use(backend_name)
-    from cnnvsmlp.evaluate import evaluate
-    from cnnvsmlp.train import train
-
-    config = load_config("fashion-mnist", ["epochs=1", f"train.backend={backend_name}"])
-    trained = train(data_dir, RunSpec(variant=variant, repeat=0, seed=0), config.train, out, 0)
-    scored = evaluate(out, data_dir, out / "eval.json")
-    return {
-        "epoch_s": trained.history[0].time_s,
-        "test_accuracy": scored.accuracy,
-        "backend": trained.hardware.backend,
-        "n_train": trained.n_train,
-    }
-
-
 def bench_backends(data_dir: Path, out: Path, variants: list[str]) -> tuple[list[dict], str]:
     """Each variant's epoch on tensorflow and on jax, each in a fresh process.
 
     Returns:
         One row per variant, and the sentence that says which backend is faster here.
     """
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
     rows = []
     for variant in variants:
         result = {}
         for name in ("tensorflow", "jax"):
-            cmd = [sys.executable, "-m", "tools.bench", "--on-backend", name]
-            cmd += [str(data_dir), variant, str(out / f"{variant}-{name}")]
-            env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
-            done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
-            if done.returncode != 0:
-                raise RuntimeError(f"bench: {variant} on {name} failed:\n{done.stderr[-2000:]}")
-            result[name] = json.loads(done.stdout.strip().splitlines()[-1])
+            where = out / f"{variant}-{name}"
+            result[name] = _one(name, data_dir, variant, where, f"{variant} on {name}", env)
             if result[name]["backend"] != name:
                 raise RuntimeError(
                     f"bench: {variant} trained on {result[name]['backend']}, not {name}"
@@ -231,42 +135,6 @@ def bench_backends(data_dir: Path, out: Path, variants: list[str]) -> tuple[list
     }
     said = "; ".join(f"{name} for {', '.join(v)}" for name, v in by.items() if v)
     return rows, f"backends: faster here ({os.cpu_count()} CPUs, one epoch): {said}"
-
-
-def overheads(data_dir: Path, out: Path) -> dict:
-    """What an MLP training task spends besides its training steps, each timed once."""
-    start = time.perf_counter()
-    import tensorflow as tf  # noqa: F401 - the import is what is timed
-
-    from cnnvsmlp.models import build_model
-    from cnnvsmlp.resume import Training
-
-    import_s = time.perf_counter() - start
-    start = time.perf_counter()
-    xv, yv = load_split(data_dir, "validation")
-    x, y = load_split(data_dir, "train")
-    load_s = time.perf_counter() - start
-    model = build_model("mlp", (28, 28, 1), 10)
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(x[:64], y[:64], batch_size=32, verbose=0)
-    result = {"tensorflow_import_s": import_s, "load_train_and_validation_s": load_s}
-    for batch in (32, 1024):
-        model.evaluate(xv[:batch], yv[:batch], batch_size=batch, verbose=0)  # traced, not timed
-        start = time.perf_counter()
-        model.evaluate(xv, yv, batch_size=batch, verbose=0)
-        result[f"validation_pass_batch_{batch}_s"] = time.perf_counter() - start
-    from cnnvsmlp.records import Epoch
-
-    row = Epoch(epoch=1, loss=0, accuracy=0, val_loss=0, val_accuracy=0, time_s=0)
-    out.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    config = load_config("fashion-mnist").train
-    placeholder = "0" * 64  # the key names a training; a snapshot's cost does not depend on it
-    run = RunSpec(variant="mlp", repeat=0, seed=0)
-    Training(out, placeholder, placeholder, run, config).save_epoch(model, [row])
-    result["epoch_snapshot_s"] = time.perf_counter() - start
-    result["epoch_snapshot_bytes"] = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
-    return result
 
 
 NUMPY_FLOPS = """
@@ -363,8 +231,11 @@ def bench_concurrency(fashion_dir: Path, out: Path, limit: int) -> list[dict]:
     return rows
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Run every benchmark, print the results and write ``build/bench.json``."""
+def _variants(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="make bench", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--rounds", type=int, default=2, help="plain/project pairs per variant (best of them)"
@@ -374,6 +245,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--variants",
+        type=_variants,
         default=",".join(load_config("fashion-mnist").variants),
         help="variants to time (default: the fashion-mnist preset's)",
     )
@@ -384,27 +256,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--training-only", action="store_true", help="only the train()-against-plain-fit table"
     )
-    parser.add_argument("--one", nargs=4, help=argparse.SUPPRESS)
-    parser.add_argument("--on-backend", nargs=4, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.on_backend:  # one backend's epoch, in its own process (see bench_backends)
-        name, data_dir, variant, out = args.on_backend
-        print(json.dumps(backend_train(Path(data_dir), variant, name, Path(out))))
-        return
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run every benchmark, print the results and write ``build/bench.json``."""
+    args = _parser().parse_args(argv)
     if args.backends_only:
         main_backends(args.variants, args.limit)
-        return
-    if args.one:  # a single measurement, in its own process (see _one)
-        kind, data_dir, variant, out = args.one
-        if kind == "plain":
-            result = plain_fit(Path(data_dir), variant, seed=0)
-        elif kind == "overheads":
-            result = overheads(Path(data_dir), Path(out))
-        else:
-            result = project_train(Path(data_dir), variant, 0, Path(out))
-        print(json.dumps(result))
-        return
+    else:
+        main_all(args)
 
+
+def _prepared(folder: Path, tmp: Path, limit: int | None = None) -> Path:
+    """Fashion-MNIST from the IDX files in ``folder``, prepared as the preset splits it."""
+    data_dir = tmp / "fashion-mnist"
+    split = load_config("fashion-mnist").split
+    prepare("fashion-mnist", DataSource(kind="idx", idx_dir=str(folder)), split, data_dir, limit)
+    return data_dir
+
+
+def main_all(args: argparse.Namespace) -> None:
+    """Every table, each printed as it is done; all of them in ``build/bench.json``."""
     folder = Path(DATASETS["fashion-mnist"].default_idx_dir)
     reader = bench_reader(folder)
     print(
@@ -413,46 +286,45 @@ def main(argv: list[str] | None = None) -> None:
         flush=True,
     )
     with tempfile.TemporaryDirectory() as tmp:
-        data_dir = Path(tmp) / "fashion-mnist"
-        config = load_config("fashion-mnist")
-        prepare(
-            "fashion-mnist", DataSource(kind="idx", idx_dir=str(folder)), config.split, data_dir
-        )
-        variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-        training = bench_training(data_dir, Path(tmp) / "runs", args.rounds, variants)
+        data_dir = _prepared(folder, Path(tmp))
+        training = bench_training(data_dir, Path(tmp) / "runs", args.rounds, args.variants)
         print(tabulate(training, headers="keys", floatfmt=".4g"), flush=True)
         if args.training_only:
             _write({"reader": reader, "training": training})
             return
-        extra = _one("overheads", data_dir, "mlp", Path(tmp) / "overheads")
-        print("mlp task besides the steps: " + ", ".join(f"{k} {v:.3g}" for k, v in extra.items()))
-        flops = mlp_fraction(training, bench_numpy()) if "mlp" in variants else {}
-        if flops:
-            print(
-                f"mlp: {flops['mlp_train_flops'] / 1e9:.1f} GFLOP/s training = "
-                f"{flops['fraction_of_matmul']:.2f} of numpy's 2048x2048 matmul "
-                f"({flops['matmul_2048_flops'] / 1e9:.0f} GFLOP/s; goal >= {flops['goal']}), "
-                f"{flops['fraction_of_batch32_matmuls']:.2f} of numpy's own batch-32 MLP matmuls "
-                f"({flops['mlp_matmuls_batch32_flops'] / 1e9:.0f} GFLOP/s)",
-                flush=True,
-            )
-        backends, faster = bench_backends(data_dir, Path(tmp) / "backends", variants)
-        print(tabulate(backends, headers="keys", floatfmt=".4g"), flush=True)
-        print(faster, flush=True)
-        runner = []
-        if args.slice:
-            runner = bench_concurrency(folder, Path(tmp) / "pipeline-runs", args.slice)
-            print(tabulate(runner, headers="keys", floatfmt=".3g"))
-    _write(
-        {
-            "reader": reader,
-            "training": training,
-            "overheads": extra,
-            "mlp_flops": flops,
-            "runner": runner,
-            "backends": {"rows": backends, "faster": faster},
-        }
-    )
+        rest = _after_training(folder, data_dir, Path(tmp), args.variants, training, args.slice)
+    _write({"reader": reader, "training": training, **rest})
+
+
+def _after_training(
+    folder: Path, data_dir: Path, tmp: Path, variants: list[str], training: list[dict], limit: int
+) -> dict:
+    """The overheads, the MLP's FLOP/s, the backends and the runner policies, printed."""
+    extra = _one("overheads", data_dir, "mlp", tmp / "overheads")
+    print("mlp task besides the steps: " + ", ".join(f"{k} {v:.3g}" for k, v in extra.items()))
+    flops = mlp_fraction(training, bench_numpy()) if "mlp" in variants else {}
+    if flops:
+        print(
+            f"mlp: {flops['mlp_train_flops'] / 1e9:.1f} GFLOP/s training = "
+            f"{flops['fraction_of_matmul']:.2f} of numpy's 2048x2048 matmul "
+            f"({flops['matmul_2048_flops'] / 1e9:.0f} GFLOP/s; goal >= {flops['goal']}), "
+            f"{flops['fraction_of_batch32_matmuls']:.2f} of numpy's own batch-32 MLP matmuls "
+            f"({flops['mlp_matmuls_batch32_flops'] / 1e9:.0f} GFLOP/s)",
+            flush=True,
+        )
+    backends, faster = bench_backends(data_dir, tmp / "backends", variants)
+    print(tabulate(backends, headers="keys", floatfmt=".4g"), flush=True)
+    print(faster, flush=True)
+    runner = []
+    if limit:
+        runner = bench_concurrency(folder, tmp / "pipeline-runs", limit)
+        print(tabulate(runner, headers="keys", floatfmt=".3g"))
+    return {
+        "overheads": extra,
+        "mlp_flops": flops,
+        "runner": runner,
+        "backends": {"rows": backends, "faster": faster},
+    }
 
 
 def _write(results: dict) -> None:
@@ -462,17 +334,12 @@ def _write(results: dict) -> None:
     print(f"bench: wrote {out / 'bench.json'}")
 
 
-def main_backends(variants: str, limit: int | None) -> None:
+def main_backends(variants: list[str], limit: int | None) -> None:
     """The backend table alone, on the real Fashion-MNIST or a slice of it."""
     folder = Path(DATASETS["fashion-mnist"].default_idx_dir)
     with tempfile.TemporaryDirectory() as tmp:
-        data_dir = Path(tmp) / "fashion-mnist"
-        split = load_config("fashion-mnist").split
-        prepare(
-            "fashion-mnist", DataSource(kind="idx", idx_dir=str(folder)), split, data_dir, limit
-        )
-        names = [v.strip() for v in variants.split(",") if v.strip()]
-        rows, faster = bench_backends(data_dir, Path(tmp) / "backends", names)
+        data_dir = _prepared(folder, Path(tmp), limit)
+        rows, faster = bench_backends(data_dir, Path(tmp) / "backends", variants)
     print(tabulate(rows, headers="keys", floatfmt=".4g"))
     print(faster + (f" (a slice of {limit} images of each split)" if limit else ""))
 

