@@ -28,7 +28,7 @@ def evaluate_model(
     else:
         trained = TrainResult.read(Path(model.path) / "train.json")
         backend.use(trained.train.backend)  # the model's own, set before Keras loads
-        from cnnvsmlp.resume import keep_evaluation, reuse_evaluation
+        from cnnvsmlp.evaluate import keep_evaluation, reuse_evaluation
 
         store = model.metadata.get("store") or None  # where train_model kept the training
         scored = reuse_evaluation(model.path, dataset.path, store, Path(result.path))

@@ -10,7 +10,7 @@ import re
 import numpy as np
 import pytest
 
-from cnnvsmlp.config import RunSpec, TrainConfig, load_config
+from cnnvsmlp.config import RunSpec, StoppingRule, TrainConfig, load_config
 from cnnvsmlp.data.store import labels_digest, load_split
 from cnnvsmlp.efficiency.analysis import analyze, check_complete
 from cnnvsmlp.efficiency.curves import (
@@ -26,7 +26,6 @@ from cnnvsmlp.efficiency.plan import (
     parse_efficiency_json,
     plan_runs,
 )
-from cnnvsmlp.efficiency.stopping import StoppingRule, decide
 from cnnvsmlp.efficiency.subsets import stratified_order, subset_indices, training_data
 from cnnvsmlp.errors import UserError
 from cnnvsmlp.records import (
@@ -39,6 +38,7 @@ from cnnvsmlp.records import (
     read_result,
 )
 from cnnvsmlp.report.efficiency import write_efficiency_report as write_analysis
+from cnnvsmlp.stopping import decide
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,10 @@ import sys
 import keras
 import pytest
 
+from cnnvsmlp.backend import onednn_in_use
 from cnnvsmlp.config import RunSpec, TrainConfig
 from cnnvsmlp.models import VARIANTS
 from cnnvsmlp.records import Hardware
-from cnnvsmlp.reproducibility import onednn_in_use
 from cnnvsmlp.train import train
 
 ONE_EPOCH = TrainConfig(epochs=1, batch_size=32, optimizer="adam")

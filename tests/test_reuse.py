@@ -20,7 +20,8 @@ REUSE = textwrap.dedent(
     import json, sys
     from pathlib import Path
     from cnnvsmlp.config import RunSpec, TrainConfig
-    from cnnvsmlp.resume import reuse_evaluation, reuse_training
+    from cnnvsmlp.evaluate import reuse_evaluation
+    from cnnvsmlp.resume import reuse_training
 
     data, store, out, run, config = sys.argv[1:6]
     run, config = RunSpec.model_validate_json(run), TrainConfig.model_validate_json(config)
@@ -49,8 +50,7 @@ def reuse_in_new_process(data, store, out, run, config) -> dict:
 @pytest.fixture(scope="module")
 def kept(small_fashion, tmp_path_factory):
     """One epoch of cnn trained and evaluated with a store, both kept there."""
-    from cnnvsmlp.evaluate import evaluate
-    from cnnvsmlp.resume import keep_evaluation
+    from cnnvsmlp.evaluate import evaluate, keep_evaluation
     from cnnvsmlp.train import train
 
     root = tmp_path_factory.mktemp("kept")
@@ -90,7 +90,7 @@ def test_another_seed_or_store_finds_nothing_to_reuse(small_fashion, kept, tmp_p
 
 
 def test_an_evaluation_of_other_model_bytes_is_not_reused(small_fashion, kept, tmp_path):
-    from cnnvsmlp.resume import reuse_evaluation
+    from cnnvsmlp.evaluate import reuse_evaluation
 
     root, store, _, _, _ = kept
     model = tmp_path / "model"

@@ -1,26 +1,8 @@
-"""Keras' Adam, each variable's update done in one pass over memory, with Keras' rounding.
+"""Keras' Adam with each large variable's update fused into one XLA pass, rounded as Keras rounds.
 
-Keras' ``Adam.update_step`` updates a variable with about ten TensorFlow ops
-(subtract, multiply, add, square, sqrt, divide, three assignments), each one
-pass over a tensor of the variable's size. At batch 32 the 6.2M-parameter MLP
-spends much of a step there: the matmuls of 32 images are small, the update
-touches every weight, its two moments and the gradient about ten times.
-
-:func:`fuse_updates` makes an ``Adam`` run the same ops, in the same order, as
-one XLA-compiled function per variable (one loop over the elements). The
-weights stay the same to the last bit, which :func:`fused_is_exact` checks in
-the process before the fused update is used:
-
-- XLA's CPU backend contracts ``a * b + c`` into a fused multiply-add, which
-  rounds once where TensorFlow's ops round twice. The function is therefore
-  compiled for an instruction set without FMA (``--xla_cpu_max_isa=AVX``,
-  set while the process's first XLA compilation reads its flags).
-- Where that cannot hold (XLA compiled something earlier in the process with
-  other flags, a GPU, a backend other than TensorFlow, an optimizer other
-  than plain Adam), the optimizer is left as Keras made it.
-
-The optimizer object stays a ``keras.optimizers.Adam``: checkpoints name the
-class Keras knows, and load without this module.
+Where the fused update cannot be shown to give Keras' weights to the bit (a GPU,
+XLA flags read earlier, another backend or optimizer), Keras' own update runs.
+The optimizer stays a ``keras.optimizers.Adam``. docs/performance.md has the reasons.
 """
 
 from __future__ import annotations
@@ -51,8 +33,7 @@ def _tf_variable(variable):
 def _fused_step():
     """The XLA-compiled update: Keras' ``Adam.update_step`` after its scalars, op for op.
 
-    A new function for each optimizer: a trace holds on to the variables it was
-    traced with, so one function must not outlive its model.
+    A new function for each optimizer: a trace holds on to its variables.
     """
     import tensorflow as tf
 
@@ -69,10 +50,8 @@ def _fused_step():
 def fused_is_exact() -> bool:
     """Whether the fused update rounds as TensorFlow's ops do, in this process.
 
-    The first call sets :data:`NO_FMA_FLAG` in ``XLA_FLAGS`` for XLA's first
-    compilation (the process's environment is restored after it), then
-    compares one update of 4,096 random values, where a fused multiply-add
-    changes about a third of them, with the unfused ops'.
+    Sets :data:`NO_FMA_FLAG` for XLA's first compilation (FMA would round once
+    where TensorFlow rounds twice), then compares one update of 4,096 values.
     """
     import numpy as np
     import tensorflow as tf
@@ -138,14 +117,7 @@ def _update_step(self, fused, gradient, variable, learning_rate):
 
 
 def fuse_updates(optimizer):
-    """``optimizer`` with the fused update where it gives Keras' weights exactly; else as it was.
-
-    Args:
-        optimizer: a Keras optimizer, not yet used.
-
-    Returns:
-        The same object.
-    """
+    """``optimizer`` (not yet used) with the fused update where it gives Keras' weights exactly."""
     import keras
 
     if (

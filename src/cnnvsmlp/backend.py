@@ -1,27 +1,8 @@
-"""The Keras backend a run computes with, and the few things that differ between backends.
+"""The Keras backend a run computes with (TensorFlow or JAX), and what differs between them.
 
-The models are plain Keras 3, so they train on TensorFlow (``train.backend:
-tensorflow``, the default) or on JAX (``train.backend: jax``). Keras reads
-its backend once, from ``KERAS_BACKEND``, when it is first imported:
-:func:`use` sets it, and a process must call it before anything imports
-Keras. With ``jax``, nothing on the training and evaluation path of this
-package imports TensorFlow (``tests/test_backend.py`` trains with its import
-blocked); the TFDS data sources still need it, in the data step.
-
-Determinism, as far as each backend goes:
-
-- **tensorflow**: Keras' seeds and ``enable_op_determinism``, which makes
-  every op, cuDNN's included, choose a deterministic kernel; one machine
-  gives the same weights bit for bit (``tests/test_reproducibility.py``).
-- **jax**: Keras' seeds; XLA's CPU kernels are deterministic for a fixed
-  thread count (``tests/test_backend.py``: the same seed twice gives the same
-  weights), and on a GPU :func:`use` sets ``--xla_gpu_deterministic_ops``,
-  which makes XLA's GPU reductions and scatters deterministic. Dropout's
-  masks come from JAX's counter-based generator, so they differ from
-  TensorFlow's: the two backends train different weights from one seed.
-
-A resumed training equals an uninterrupted one on both backends: Dropout's
-generator state is a Keras variable that the checkpoint's state file keeps.
+:func:`use` must run before anything imports Keras. With ``jax``, nothing on the
+training and evaluation path imports TensorFlow. What each backend makes
+deterministic: docs/gpu.md.
 """
 
 from __future__ import annotations
@@ -45,12 +26,7 @@ JAX_DETERMINISM = "--xla_gpu_deterministic_ops=true"
 
 
 def use(backend: str) -> None:
-    """Make Keras compute with ``backend`` in this process.
-
-    Call it before anything imports Keras (first thing in a component's body).
-
-    Args:
-        backend: ``tensorflow`` or ``jax``.
+    """Make Keras compute with ``backend`` in this process (on JAX, with deterministic GPU ops).
 
     Raises:
         UserError: the backend is unknown or not installed, or Keras was
@@ -87,11 +63,7 @@ def active() -> str:
 
 
 def make_deterministic(seed: int) -> None:
-    """Seed Python, NumPy and the backend, and make the backend's ops deterministic.
-
-    Args:
-        seed: the run's seed.
-    """
+    """Seed Python, NumPy and the backend, and make the backend's ops deterministic."""
     import keras
 
     # With TensorFlow installed, Keras seeds it too, whichever the backend.
@@ -105,14 +77,8 @@ def make_deterministic(seed: int) -> None:
 def write_epoch_scalars(log_dir: str | os.PathLike, epoch: int, logs: dict | None) -> None:
     """Log an epoch's metrics for TensorBoard as Keras' callback does, without TensorFlow.
 
-    Writes ``epoch_loss``, ``epoch_accuracy``, ... under ``train/`` and the
-    ``val_`` metrics under ``validation/``, at step ``epoch`` (0-based),
-    through TensorBoard's own writer.
-
-    Args:
-        log_dir: the folder of the logs.
-        epoch: the epoch, 0-based as Keras counts.
-        logs: the metrics Keras passes at the epoch's end.
+    ``epoch_<metric>`` under ``train/``, and the ``val_`` ones under
+    ``validation/``, at step ``epoch`` (0-based), through TensorBoard's own writer.
     """
     from tensorboard.summary import DirectoryOutput, Writer
 
@@ -129,16 +95,7 @@ def write_epoch_scalars(log_dir: str | os.PathLike, epoch: int, logs: dict | Non
 
 
 def tensorboard_callback(log_dir: str | os.PathLike) -> keras.callbacks.Callback:
-    """The callback that writes a training's TensorBoard logs on this backend.
-
-    Args:
-        log_dir: the folder of the logs.
-
-    Returns:
-        Keras' ``TensorBoard`` callback on TensorFlow (no graph written); on
-        JAX, one that writes the same epoch scalars without TensorFlow
-        (:func:`write_epoch_scalars`).
-    """
+    """Keras' ``TensorBoard`` callback (no graph) on TensorFlow; on JAX, the same epoch scalars."""
     import keras
 
     if active() == "tensorflow":
@@ -149,11 +106,7 @@ def tensorboard_callback(log_dir: str | os.PathLike) -> keras.callbacks.Callback
 
 
 def is_out_of_memory(err: BaseException) -> bool:
-    """Whether ``err`` is the backend running out of accelerator (or host) memory.
-
-    Looks only at the frameworks this process has imported: an error cannot
-    come from one that is not loaded.
-    """
+    """Whether ``err`` is a loaded framework running out of accelerator (or host) memory."""
     if "tensorflow" in sys.modules and sys.modules["tensorflow"] is not None:
         import tensorflow as tf
 
@@ -167,15 +120,20 @@ def is_out_of_memory(err: BaseException) -> bool:
     return False
 
 
+def onednn_in_use() -> bool | None:
+    """Whether this process's TensorFlow uses its oneDNN kernels; None when it cannot say."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+    except ImportError:
+        return None
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
 def describe() -> dict:
     """What the backend says about this machine, for :class:`~cnnvsmlp.records.Hardware`.
 
-    Returns:
-        ``backend``, ``keras``, ``device`` ('gpu' or 'cpu'), ``accelerator``
-        (the GPUs' count and name, or '' on a CPU), ``gpu_compute_capability``,
-        the framework's versions and build (``tensorflow``,
-        ``tensorflow_git``, ``jax``, ``build``) and ``intra_op_threads``
-        (TensorFlow's; None on JAX, whose CPU client uses every core).
+    ``device`` is 'gpu' or 'cpu', ``accelerator`` the GPUs' count and name ('' on
+    a CPU); ``intra_op_threads`` is TensorFlow's (None on JAX, which uses every core).
     """
     import keras
 
@@ -192,41 +150,47 @@ def describe() -> dict:
         "gpu_compute_capability": "",
         "intra_op_threads": None,
     }
-    if backend == "tensorflow":
-        import tensorflow as tf
+    info.update(_tensorflow() if backend == "tensorflow" else _jax())
+    return info
 
-        gpus = tf.config.list_physical_devices("GPU")
-        if gpus:
-            details = tf.config.experimental.get_device_details(gpus[0])
-            info["device"] = "gpu"
-            info["accelerator"] = f"{len(gpus)} x {details.get('device_name', 'GPU')}"
-            if details.get("compute_capability"):
-                info["gpu_compute_capability"] = ".".join(
-                    str(x) for x in details["compute_capability"]
-                )
-        info.update(
-            tensorflow=tf.__version__,
-            tensorflow_git=tf.version.GIT_VERSION,
-            build={k: str(v) for k, v in tf.sysconfig.get_build_info().items()},
-            intra_op_threads=tf.config.threading.get_intra_op_parallelism_threads(),
-        )
-        return info
+
+def _tensorflow() -> dict:
+    import tensorflow as tf
+
+    info = {}
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        info["device"] = "gpu"
+        info["accelerator"] = f"{len(gpus)} x {details.get('device_name', 'GPU')}"
+        if details.get("compute_capability"):
+            info["gpu_compute_capability"] = ".".join(str(x) for x in details["compute_capability"])
+    info.update(
+        tensorflow=tf.__version__,
+        tensorflow_git=tf.version.GIT_VERSION,
+        build={k: str(v) for k, v in tf.sysconfig.get_build_info().items()},
+        intra_op_threads=tf.config.threading.get_intra_op_parallelism_threads(),
+    )
+    return info
+
+
+def _jax() -> dict:
     import jax
     import jax.extend.backend
     import jaxlib
 
     devices = jax.devices()
-    if devices[0].platform == "gpu":
-        info["device"] = "gpu"
-        info["accelerator"] = f"{len(devices)} x {devices[0].device_kind}"
-        info["gpu_compute_capability"] = str(getattr(devices[0], "compute_capability", ""))
-    info.update(
-        jax=jax.__version__,
-        build={
+    info = {
+        "jax": jax.__version__,
+        "build": {
             "jaxlib": jaxlib.__version__,
             "platform": devices[0].platform,
             "platform_version": str(jax.extend.backend.get_backend().platform_version),
             "xla_flags": os.environ.get("XLA_FLAGS", ""),
         },
-    )
+    }
+    if devices[0].platform == "gpu":
+        info["device"] = "gpu"
+        info["accelerator"] = f"{len(devices)} x {devices[0].device_kind}"
+        info["gpu_compute_capability"] = str(getattr(devices[0], "compute_capability", ""))
     return info

@@ -1,4 +1,8 @@
-"""Evaluate a trained model on the held-out test split."""
+"""Evaluate a trained model on the held-out test split, or reuse its kept evaluation.
+
+A kept evaluation is found by key (:func:`cnnvsmlp.keys.evaluation_key`) without
+loading Keras, in ``<store>/<run id>/<training key>/evaluations/<key>.json``.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +10,25 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import keras
 import numpy as np
-from sklearn.metrics import confusion_matrix, log_loss, precision_recall_fscore_support
+from pydantic import ValidationError
 
+from cnnvsmlp import storage
 from cnnvsmlp.data.store import labels_digest, load_split, read_metadata
+from cnnvsmlp.keys import evaluation_key, machine_memo
 from cnnvsmlp.records import ClassMetrics, EvalResult, Hardware, ShiftResult, TrainResult
 from cnnvsmlp.shift import SHIFT_SEED, SHIFTS, shift_images
+
+if TYPE_CHECKING:  # Keras loads its backend: imported where a model is loaded.
+    import keras
 
 PREDICT_BATCH = 1024
 
 
 def timed_predict(model: keras.Model, images: np.ndarray) -> tuple[np.ndarray, float]:
-    """Class probabilities for ``images`` and the images per second of the pass.
-
-    One warm-up batch runs first so graph tracing is not timed.
-    """
+    """Class probabilities for ``images`` and the images per second, after one warm-up batch."""
     model.predict(images[:PREDICT_BATCH], batch_size=PREDICT_BATCH, verbose=0)
     start = time.perf_counter()
     probs = model.predict(images, batch_size=PREDICT_BATCH, verbose=0)
@@ -37,18 +43,7 @@ def evaluate_shifted(
     shifts: tuple[int, ...] = SHIFTS,
     seed: int = SHIFT_SEED,
 ) -> list[ShiftResult]:
-    """Score a model on the test images shifted by each of ``shifts`` pixels.
-
-    Args:
-        model: a trained model.
-        images: the test images.
-        labels: their labels.
-        shifts: the shifts, in pixels (see :mod:`cnnvsmlp.shift`).
-        seed: the seed of the directions; fixed, so every model sees the same images.
-
-    Returns:
-        Accuracy and every prediction per shift.
-    """
+    """Accuracy and every prediction on the images shifted by each of ``shifts`` pixels."""
     scored = []
     for shift in shifts:
         shifted = shift_images(images, shift, seed)
@@ -79,17 +74,10 @@ def user_classes(variant: str) -> dict[str, type] | None:
 def evaluate(
     model_dir: str | os.PathLike, data_dir: str | os.PathLike, out_path: str | os.PathLike
 ) -> EvalResult:
-    """Score a trained model on the test split.
+    """Score a training output folder's model on the test split; the record goes to ``out_path``."""
+    import keras
+    from sklearn.metrics import confusion_matrix, log_loss, precision_recall_fscore_support
 
-    Args:
-        model_dir: a training output folder (``model.keras`` and ``train.json``).
-        data_dir: the data set the model was trained on.
-        out_path: where the :class:`~cnnvsmlp.records.EvalResult` JSON is written.
-
-    Returns:
-        Accuracy, loss, per-class metrics, confusion matrix, the predictions,
-        size and speed, and the scores on the shifted test images.
-    """
     model_dir = Path(model_dir)
     training = TrainResult.read(model_dir / "train.json")
     # The inference model: no optimizer, nothing to compile (folders of older runs load too).
@@ -131,3 +119,51 @@ def evaluate(
     )
     result.write(out_path)
     return result
+
+
+def _kept(store: str, model_dir: Path, meta: dict, trained: TrainResult, hardware: Hardware) -> str:
+    """Where the evaluation of this model on this data and machine is kept in ``store``."""
+    key = evaluation_key(model_dir / "model.keras", meta, hardware)
+    training = f"{store.rstrip('/')}/{trained.run.run_id}/{trained.training_key}"
+    return f"{training}/evaluations/{key}.json"
+
+
+def reuse_evaluation(
+    model_dir: str | os.PathLike, data_dir: str | os.PathLike, store: str | None, out_path: Path
+) -> EvalResult | None:
+    """The evaluation of this model kept in ``store``, written to ``out_path``; or None.
+
+    None when the store has none, has not seen this machine (:func:`machine_memo`),
+    or holds one that does not read as a whole record. The record's ``training``
+    is this run's, so a reused evaluation names the run it is in.
+    """
+    model_dir = Path(model_dir)
+    hardware = Hardware.remembered(machine_memo(store))
+    trained = TrainResult.read(model_dir / "train.json")
+    if hardware is None or not trained.training_key or not store:
+        return None
+    text = storage.read_text(_kept(store, model_dir, read_metadata(data_dir), trained, hardware))
+    if text is None:
+        return None
+    try:
+        found = EvalResult.model_validate_json(text)
+    except ValidationError:
+        return None
+    if found.run != trained.run:
+        return None
+    result = found.model_copy(update={"training": trained})
+    result.write(out_path)
+    return result
+
+
+def keep_evaluation(
+    model_dir: str | os.PathLike, data_dir: str | os.PathLike, store: str | None, result
+) -> None:
+    """Keep an evaluation in ``store`` for :func:`reuse_evaluation`; nothing without a store."""
+    if not store or not result.training.training_key:
+        return
+    meta = read_metadata(data_dir)
+    uri = _kept(
+        store, Path(model_dir), meta, result.training, Hardware.detect(memo=machine_memo(store))
+    )
+    storage.write_text(uri, result.model_dump_json())

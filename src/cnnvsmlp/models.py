@@ -1,36 +1,10 @@
-"""The model variants of the two seed experiments, by one name each.
+"""The model variants, by one name each: built-in ones, and a user's ``module:function``.
 
-A variant is an architecture; the input shape and the number of classes come
-from the data set, so ``mlp`` is the same network with 26 outputs on EMNIST
-Letters and 10 on Fashion-MNIST, and flattens 32x32x3 images on CIFAR-10.
-
-A user's variant is named ``module:function``: a one-file module in the working
-directory or on ``PYTHONPATH`` whose function takes ``(input_shape,
-num_classes)``, returns an uncompiled ``keras.Model`` and declares its family
-as an attribute (``wide_cnn.family = "cnn"``). Its source travels in the
-experiment config (``model_sources``), so a task without the file runs it.
-
-======================  ======  ================================================
-name                    seed    architecture
-======================  ======  ================================================
-``mlp``                 000     784-1500-2000-Dropout(0.25)-1000-classes
-``cnn-deep``            000     Conv32-Conv64-Pool-Drop(0.25)-Dense128-Drop(0.5)
-``cnn``                 004     Conv32(same)-Pool-Dense128
-``cnn-3conv``           004     3 x (Conv same, Pool): 32, 64, 128 - Dense512
-``cnn-3conv-bn``        004     ``cnn-3conv`` with BatchNormalization after each
-                                convolution and the 512 dense layer, before ReLU
-``cnn-3conv-bn-m90``    004     ``cnn-3conv-bn`` whose moving statistics follow
-                                the batches with momentum 0.9, not Keras' 0.99
-======================  ======  ================================================
-
-``cnn-3conv-bn`` is the seed's intent with Keras' defaults. Trained with Adam
-at batch 32, its weights move faster than its moving statistics (momentum
-0.99, a memory of about 100 steps) follow them, so in inference mode it scores
-several points below what the same weights score with statistics of the
-current weights, and its accuracy swings from epoch to epoch and from seed to
-seed. ``cnn-3conv-bn-m90`` is the same network with momentum 0.9 (PyTorch's
-default, a memory of about 10 steps): it trains the very same weights, and
-its moving statistics follow them closer, so most of that gap closes.
+A variant is an architecture; the input shape and the number of classes come from
+the data set. A user's function takes ``(input_shape, num_classes)``, returns an
+uncompiled ``keras.Model`` and declares its family (``wide_cnn.family = "cnn"``);
+its source travels in the experiment config (``model_sources``). The batch-norm
+variants are explained in docs/batchnorm.md.
 """
 
 from __future__ import annotations
@@ -43,6 +17,7 @@ import sys
 import types
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -61,10 +36,7 @@ class Variant:
     seed_writeup: str
     summary: str
     build: Callable[[tuple[int, ...], int], keras.Model]
-    # Milliseconds per training step (batch 32, Adam) on 2 CPU cores, measured on
-    # Fashion-MNIST: how long a run of it takes against the others. Runners with
-    # fewer slots than runs start the longest first; nothing else reads it.
-    step_ms: float
+    step_ms: float  # per step (batch 32, Adam, 2 CPU cores): runners start the longest first
 
 
 def _input(input_shape: tuple[int, ...]):
@@ -155,21 +127,10 @@ def _cnn_3conv(
     return keras.Sequential(stack, name=name)
 
 
-def build_cnn_3conv(input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
-    """Seed 004's "+2 conv layers" network."""
-    return _cnn_3conv(input_shape, num_classes, batch_norm=False, name="cnn-3conv")
-
-
-def build_cnn_3conv_bn(input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
-    """Seed 004's third network with batch normalisation actually in the model."""
-    return _cnn_3conv(input_shape, num_classes, batch_norm=True, name="cnn-3conv-bn")
-
-
-def build_cnn_3conv_bn_m90(input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
-    """``cnn-3conv-bn`` with the moving statistics' momentum 0.9 instead of 0.99."""
-    return _cnn_3conv(
-        input_shape, num_classes, batch_norm=True, name="cnn-3conv-bn-m90", momentum=0.9
-    )
+# Seed 004's "+2 conv layers" network, with batch normalisation, and with momentum 0.9.
+build_cnn_3conv = partial(_cnn_3conv, batch_norm=False, name="cnn-3conv")
+build_cnn_3conv_bn = partial(_cnn_3conv, batch_norm=True, name="cnn-3conv-bn")
+build_cnn_3conv_bn_m90 = partial(_cnn_3conv, batch_norm=True, name="cnn-3conv-bn-m90", momentum=0.9)
 
 
 VARIANTS: dict[str, Variant] = {
@@ -229,11 +190,7 @@ def is_user_variant(name: str) -> bool:
 
 
 def module_source(module: str, variant: str) -> str:
-    """The source of a user's one-file module, found in the working directory or on ``sys.path``.
-
-    Raises:
-        ModelError: no such module file.
-    """
+    """The source of a user's one-file module, found in the working directory or on ``sys.path``."""
     search = [os.getcwd(), *sys.path]
     try:
         found = (
@@ -252,11 +209,7 @@ def module_source(module: str, variant: str) -> str:
 
 
 def install_sources(sources: dict[str, str]) -> None:
-    """Load user modules from their source text, as a task that has no copy of the files does.
-
-    Raises:
-        ModelError: a module does not run (its error, in one line).
-    """
+    """Load user modules from their source text, as a task that has no copy of the files does."""
     for module, source in sources.items():
         if _SOURCES.get(module) == source:
             continue
@@ -315,12 +268,7 @@ def _checked(name: str, build: Callable) -> Callable[[tuple[int, ...], int], ker
 
 
 def get_variant(name: str) -> Variant:
-    """A variant by name: a built-in one, or a user's ``module:function``.
-
-    Raises:
-        ModelError: a user variant cannot be loaded or declares no family.
-        KeyError: unknown built-in name.
-    """
+    """A variant by name: a built-in one (else KeyError), or a user's ``module:function``."""
     if is_user_variant(name):
         return _user_variant(name)
     try:
@@ -338,15 +286,7 @@ def user_source(name: str) -> str | None:
 
 
 def family(variant: str) -> str:
-    """The declared family of a variant: ``mlp`` or ``cnn``.
-
-    Built-in variants declare it in :data:`VARIANTS`, a user's function as
-    its ``family`` attribute.
-
-    Raises:
-        KeyError: unknown variant name, or a user variant that cannot be loaded
-            here or declares no family (the message says which).
-    """
+    """The declared family of a variant, ``mlp`` or ``cnn``; KeyError when it has none here."""
     try:
         return get_variant(variant).family
     except ModelError as err:
@@ -356,11 +296,7 @@ def family(variant: str) -> str:
 def check_user_variants(
     variants: list[str], input_shape: tuple[int, ...], num_classes: int
 ) -> None:
-    """Build each user variant once for the data, so a bad function fails before training.
-
-    Raises:
-        ModelError: a function raises or returns no ``keras.Model`` (one line naming it).
-    """
+    """Build each user variant once for the data, so a bad function fails before training."""
     shape = "x".join(map(str, input_shape))
     for name in filter(is_user_variant, variants):
         try:
@@ -376,10 +312,5 @@ def check_user_variants(
 
 
 def build_model(name: str, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
-    """Build an uncompiled model of a variant for images of ``input_shape``.
-
-    Raises:
-        KeyError: unknown variant name (the message lists the known ones).
-        ModelError: a user variant cannot be loaded or returns no model.
-    """
+    """Build an uncompiled model of a variant for images of ``input_shape``."""
     return get_variant(name).build(tuple(input_shape), num_classes)

@@ -14,10 +14,10 @@ from typing import Literal
 from pydantic import Field, TypeAdapter
 
 from cnnvsmlp import backend
+from cnnvsmlp.backend import onednn_in_use
 from cnnvsmlp.config import RunSpec, TrainConfig
 from cnnvsmlp.jsonmodel import Record
 from cnnvsmlp.outputs import write_atomically
-from cnnvsmlp.reproducibility import onednn_in_use
 
 
 class Hardware(Record):

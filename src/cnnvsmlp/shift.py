@@ -1,10 +1,7 @@
-"""Shifted test images: every test image translated by a few pixels, zero fill.
+"""Shifted test images: each moved ``k`` pixels in one of eight directions, zero fill.
 
-For a shift of ``k`` pixels each image moves ``k`` pixels in one of the eight
-directions (up, down, left, right and the four diagonals: ``dy`` and ``dx``
-each in ``{-k, 0, k}``, not both 0), drawn per image from a fixed seed, so
-every model is scored on the very same shifted images. What moves out of
-the image's frame is lost; what moves in is 0 (the background).
+The direction (``dy`` and ``dx`` each in ``{-k, 0, k}``, not both 0) is drawn per
+image from a fixed seed, so every model is scored on the very same images.
 """
 
 from __future__ import annotations
@@ -19,18 +16,10 @@ DIRECTIONS = np.array(
 
 
 def translate(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
-    """Move every image of a batch ``dy`` pixels down and ``dx`` pixels right, zero fill.
+    """A batch ``(N, H, W, ...)`` moved ``dy`` pixels down and ``dx`` right (negative: up, left).
 
-    Args:
-        images: a batch-first array ``(N, H, W, ...)``.
-        dy: rows down (negative: up).
-        dx: columns right (negative: left).
-
-    Returns:
-        A new array of the same shape and dtype: ``out[:, y + dy, x + dx] = images[:, y, x]``.
-
-    Raises:
-        ValueError: a shift as large as the image.
+    ``out[:, y + dy, x + dx] = images[:, y, x]``; what moves in is 0. ValueError
+    for a shift as large as the image.
     """
     height, width = images.shape[1:3]
     if abs(dy) >= height or abs(dx) >= width:
@@ -43,31 +32,13 @@ def translate(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
 
 
 def directions(n: int, shift: int, seed: int = SHIFT_SEED) -> np.ndarray:
-    """The ``(dy, dx)`` of each of ``n`` images for a shift of ``shift`` pixels.
-
-    Args:
-        n: images.
-        shift: pixels along each axis that moves.
-        seed: the seed of the directions.
-
-    Returns:
-        An ``(n, 2)`` integer array; every row has ``max(|dy|, |dx|) == shift``.
-    """
+    """The ``(dy, dx)`` of each of ``n`` images, ``max(|dy|, |dx|) == shift``, drawn by ``seed``."""
     rng = np.random.default_rng([seed, shift])
     return DIRECTIONS[rng.integers(0, len(DIRECTIONS), size=n)] * shift
 
 
 def shift_images(images: np.ndarray, shift: int, seed: int = SHIFT_SEED) -> np.ndarray:
-    """The images, each moved ``shift`` pixels in its own direction from :func:`directions`.
-
-    Args:
-        images: a batch-first array ``(N, H, W, ...)``.
-        shift: pixels along each axis that moves.
-        seed: the seed of the directions.
-
-    Returns:
-        The shifted images, in the same order.
-    """
+    """The images, in their order, each moved ``shift`` pixels in its own :func:`directions`."""
     offsets = directions(len(images), shift, seed)
     out = np.zeros_like(images)
     for dy, dx in np.unique(offsets, axis=0):

@@ -1,10 +1,8 @@
 """A stand-in for EMNIST Letters where NIST's files cannot be downloaded.
 
-Renders the letters A-Z (upper and lower case share a label, as in EMNIST)
-in the fonts matplotlib ships, with random size, shift, rotation, stroke and
-noise, and writes them in NIST's exact layout: gzip IDX files, images stored
-transposed, labels 1..26. Any reader of the real files reads these; the
-numbers a model reaches on them say nothing about handwriting.
+Letters A-Z (both cases share a label) rendered in matplotlib's fonts with random
+size, shift, rotation, stroke and noise, written in NIST's exact layout (gzip IDX,
+images transposed, labels 1..26). Scores on them say nothing about handwriting.
 """
 
 from __future__ import annotations
@@ -65,19 +63,11 @@ def render_letters(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def write_nist_layout(out_dir: str | Path, n_train: int, n_test: int, seed: int = 0) -> Path:
-    """Write synthetic EMNIST Letters files exactly as NIST lays them out.
+    """Write synthetic EMNIST Letters files as NIST lays them out; the folder, an ``idx_dir``.
 
-    The folder may be new, empty, or an earlier output of this function
-    (its :data:`~cnnvsmlp.data.idx.WRITTEN_BY` record names every file by its
-    digest); files are built beside it and swapped in whole, so an
-    interruption leaves the old set as it was, never a mix.
-
-    Returns:
-        The folder, usable as ``idx_dir`` of the ``emnist-letters`` preset.
-
-    Raises:
-        UserError: the folder holds a file this function did not write (real
-            EMNIST files included), or cannot be written.
+    The folder may be new, empty, or an earlier output of this function (its
+    :data:`~cnnvsmlp.data.idx.WRITTEN_BY` names every file by digest); the set
+    is built beside it and swapped in whole. UserError for any other file in it.
     """
     spec = DATASETS["emnist-letters"]
     what = "synthetic EMNIST Letters"

@@ -1,32 +1,10 @@
-"""Train one model variant on a prepared data set.
+"""Train one model variant on a prepared data set, one ``fit`` per epoch, resumable.
 
-The output folder of a finished training holds:
-
-- ``model.keras``: the trained model in Keras' native format, without its
-  optimizer (the inference model);
-- ``history.csv``: loss and accuracy, train and validation, and seconds per
-  epoch, numbered from 1;
-- ``tensorboard/``: TensorBoard logs;
-- ``train.json``: the :class:`~cnnvsmlp.records.TrainResult`;
-- ``finished.json``: the marker that these files make one finished training.
-
-With ``train.early_stopping`` set, training ends once validation loss has
-not improved for ``patience`` epochs (:func:`cnnvsmlp.efficiency.stopping.decide`,
-after every epoch), ``train.epochs`` being the cap, and ``model.keras`` holds
-the best epoch's weights; ``train.json`` says where it stopped
-(:class:`~cnnvsmlp.records.EarlyStop`).
-
-While it runs it also holds the newest complete epoch's checkpoint and state
-(``checkpoints/``, ``state/``), and with early stopping the best epoch's
-checkpoint, kept after the end with ``train.keep_checkpoints``.
-:mod:`cnnvsmlp.resume` owns those files: a task that restarts in the same
-folder, or fetches them from ``resume_uri``, goes on from the newest complete
-epoch, and one whose training key matches a finished training reuses it.
-Every epoch's order of the training images and every Dropout mask depend only
-on the seed and the epoch, so a resumed training ends with the same weights as
-an uninterrupted one.
-
-Progress goes to the ``cnnvsmlp.progress`` logger (:mod:`cnnvsmlp.progress`).
+The output folder holds ``model.keras`` (the inference model), ``history.csv``,
+``tensorboard/``, ``train.json`` (:class:`~cnnvsmlp.records.TrainResult`) and
+``finished.json``; :class:`cnnvsmlp.resume.Training` owns those files. Each
+epoch's image order and Dropout masks depend only on the seed and the epoch,
+so a resumed training ends with the weights of an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -40,21 +18,17 @@ import numpy as np
 
 from cnnvsmlp import backend, progress
 from cnnvsmlp.adam import fuse_updates
+from cnnvsmlp.backend import make_deterministic
 from cnnvsmlp.config import RunSpec, TrainConfig
 from cnnvsmlp.data.store import load_split, read_metadata
-from cnnvsmlp.efficiency.stopping import StopDecision, decide
 from cnnvsmlp.errors import UserError
+from cnnvsmlp.keys import machine_memo
 from cnnvsmlp.models import build_model
 from cnnvsmlp.outputs import claim_dir
 from cnnvsmlp.records import EarlyStop, Epoch, Hardware, TrainResult
-from cnnvsmlp.resume import (
-    METRICS,
-    OUTPUTS,
-    Training,
-    machine_memo,
-    open_training,
-    rng_variables,
-)
+from cnnvsmlp.resume import Training, open_training
+from cnnvsmlp.stopping import StopDecision, decide
+from cnnvsmlp.training_files import METRICS, OUTPUTS, rng_variables
 
 STEP_EVERY_S = 1.0
 """Seconds between two ``step`` progress events of an epoch, at least."""
@@ -62,11 +36,6 @@ STEP_EVERY_S = 1.0
 
 class TrainingDiverged(UserError):
     """The loss became NaN or infinite: the model is not worth keeping."""
-
-
-def make_deterministic(seed: int) -> None:
-    """Seed Python, NumPy and the Keras backend and make its ops deterministic."""
-    backend.make_deterministic(seed)
 
 
 def initial_model(run: RunSpec, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
@@ -83,11 +52,7 @@ def initial_model(run: RunSpec, input_shape: tuple[int, ...], num_classes: int) 
 
 
 def make_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
-    """The optimizer a config names, at its learning rate or the Keras default.
-
-    Adam's per-variable update runs fused where that gives Keras' weights to
-    the bit (:mod:`cnnvsmlp.adam`).
-    """
+    """The optimizer a config names, at its learning rate or the Keras default, Adam fused."""
     optimizer = keras.optimizers.get(config.optimizer)
     if config.learning_rate is not None:
         optimizer.learning_rate = config.learning_rate
@@ -102,9 +67,8 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
 class Progress(keras.callbacks.Callback):
     """Stops on a non-finite running loss, and reports it at most every :data:`STEP_EVERY_S`.
 
-    Keras calls it in a thread beside the training loop (``async_safe``), so
-    the steps do not wait for it to read the loss, which it sees every
-    ``steps_per_execution`` steps.
+    Keras runs it beside the training loop (``async_safe``), so the steps do
+    not wait for it; it sees the loss every ``steps_per_execution`` steps.
     """
 
     async_safe = True
@@ -162,39 +126,22 @@ def train(
     origin: str | None = None,
     store: str | None = None,
 ) -> TrainResult:
-    """Train one variant: reuse a finished training, or go on from the newest complete epoch.
+    """Train one variant into ``out_dir``: reuse a finished training, or resume an interrupted one.
 
-    Args:
-        data_dir: a data set written by :func:`cnnvsmlp.data.store.write_dataset`.
-        run: the variant and the seed.
-        config: epochs, batch size, optimizer and execution settings.
-        out_dir: folder for the model, logs and ``train.json``; empty, or
-            holding an earlier attempt's outputs.
-        verbose: Keras' fit verbosity; progress goes to the
-            ``cnnvsmlp.progress`` logger whatever it is.
-        resume_uri: this training's ``gs://`` prefix or folder
-            (``<resume_path>/<run id>/<training key>``): its state is mirrored
-            there after every epoch, and a finished training or the state of
-            an interrupted one found there is reused or resumed.
-        origin: who trains, recorded for a later reuse; by default ``out_dir``.
-        store: instead of ``resume_uri``, the scope that holds trainings by key
-            (:meth:`~cnnvsmlp.config.ExperimentConfig.resume_path`): this
-            training's ``resume_uri`` is then ``<store>/<run id>/<training key>``.
-
-    Returns:
-        The training record, also written to ``out_dir/train.json``.
+    The mirror where a training is found and kept is ``resume_uri``, or with a
+    ``store`` (a scope of trainings by key) ``<store>/<run id>/<training key>``;
+    ``origin`` (who trains, recorded for a later reuse) is ``out_dir`` by default.
 
     Raises:
         TrainingDiverged: the loss became NaN or infinite.
         UserError: ``out_dir`` holds files this project did not write.
-        cnnvsmlp.resume.ResumeError: a training state can be neither trusted
-            nor set aside.
+        cnnvsmlp.resume.ResumeError: a state can be neither trusted nor set aside.
     """
     out = claim_dir(out_dir, OUTPUTS, "training output")
     meta = read_metadata(data_dir)
     hardware = Hardware.detect(memo=machine_memo(store))
     state = open_training(
-        out, data_dir, run, config, hardware, store=store, resume_uri=resume_uri, origin=origin
+        out, meta, run, config, hardware, store=store, resume_uri=resume_uri, origin=origin
     )
     with state.writing():
         return state.reuse() or _fit(state, data_dir, meta, hardware, verbose)
@@ -204,13 +151,9 @@ def _fit(
     state: Training, data_dir: str | os.PathLike, meta: dict, hardware: Hardware, verbose: int
 ) -> TrainResult:
     """Train ``state``'s run from its newest trusted epoch to the end, and finish it."""
-    run, config, out = state.run, state.config, state.out
+    run, config = state.run, state.config
+    data = (*load_split(data_dir, "train"), *load_split(data_dir, "validation"))
 
-    # Data
-    x_train, y_train = load_split(data_dir, "train")
-    x_val, y_val = load_split(data_dir, "validation")
-
-    # Model
     def fresh() -> keras.Model:
         model = initial_model(run, tuple(meta["image_shape"]), len(meta["classes"]))
         model.compile(
@@ -223,13 +166,11 @@ def _fit(
 
     model, history = state.start(fresh)
     done_before = len(history)
-
-    # Train, one epoch per fit so every epoch gets its own order and a whole snapshot.
-    tensorboard = backend.tensorboard_callback(out / "tensorboard")
+    tensorboard = backend.tensorboard_callback(state.out / "tensorboard")
     progress.report(
         "start",
         run.run_id,
-        f"training epochs {done_before + 1}..{config.epochs} of {len(x_train)} images",
+        f"training epochs {done_before + 1}..{config.epochs} of {len(data[0])} images",
         epoch=done_before + 1,
         epochs=config.epochs,
     )
@@ -237,54 +178,81 @@ def _fit(
         decision = stop_decision(history, config)
         if decision is not None and decision.stop:
             break  # a resumed training that had stopped already
-        order = epoch_order(run.seed_of("order"), epoch - 1, len(x_train))
-        steps = Progress(run, epoch, config.epochs)
-        start = time.perf_counter()
-        fit = model.fit(
-            x_train[order],
-            y_train[order],
-            batch_size=config.batch_size,
-            initial_epoch=epoch - 1,
-            epochs=epoch,
-            validation_data=(x_val, y_val),
-            validation_batch_size=config.validation_batch_size,
-            shuffle=False,
-            callbacks=[steps, tensorboard],
-            verbose=verbose,
-        )
-        seconds = time.perf_counter() - start
-        if steps.diverged:
-            step, loss = steps.diverged
-            every = (
-                f" (checked every {config.steps_per_execution} steps)"
-                if config.steps_per_execution > 1
-                else ""
-            )
-            raise TrainingDiverged(
-                f"{run.run_id}: loss became {loss} in epoch {epoch} by step {step}{every}; "
-                "lower train.learning_rate or check the data"
-            )
-        metrics = {k: float(fit.history[k][-1]) for k in METRICS}
-        if not all(math.isfinite(v) for v in metrics.values()):
-            raise TrainingDiverged(
-                f"{run.run_id}: epoch {epoch} ended with non-finite metrics {metrics}; "
-                "lower train.learning_rate or check the data"
-            )
-        history.append(Epoch(epoch=epoch, **metrics, time_s=seconds))
+        history.append(_fit_epoch(model, run, config, epoch, data, tensorboard, verbose))
         decision = stop_decision(history, config)
         state.save_epoch(model, history, decision.best_epoch if decision else None)
-        progress.report(
-            "epoch",
-            run.run_id,
-            f"epoch {epoch}/{config.epochs} loss {metrics['loss']:.4f} accuracy "
-            f"{metrics['accuracy']:.4f} val_loss {metrics['val_loss']:.4f} val_accuracy "
-            f"{metrics['val_accuracy']:.4f} ({seconds:.1f} s)",
-            epoch=epoch,
-            epochs=config.epochs,
-            **metrics,
-            seconds=seconds,
+        row = history[-1]
+        text = (
+            f"epoch {epoch}/{config.epochs} loss {row.loss:.4f} accuracy {row.accuracy:.4f} "
+            f"val_loss {row.val_loss:.4f} val_accuracy {row.val_accuracy:.4f} ({row.time_s:.1f} s)"
         )
+        _report("epoch", run, config, row, text, row.time_s)
+    return _finish(state, model, history, done_before, meta, hardware, data)
 
+
+def _fit_epoch(
+    model: keras.Model,
+    run: RunSpec,
+    config: TrainConfig,
+    epoch: int,
+    data: tuple[np.ndarray, ...],
+    tensorboard: keras.callbacks.Callback,
+    verbose: int,
+) -> Epoch:
+    """Train epoch ``epoch`` (1-based) in the seed's order of the images; its row of the history."""
+    x_train, y_train, x_val, y_val = data
+    order = epoch_order(run.seed_of("order"), epoch - 1, len(x_train))
+    steps = Progress(run, epoch, config.epochs)
+    start = time.perf_counter()
+    fit = model.fit(
+        x_train[order],
+        y_train[order],
+        batch_size=config.batch_size,
+        initial_epoch=epoch - 1,
+        epochs=epoch,
+        validation_data=(x_val, y_val),
+        validation_batch_size=config.validation_batch_size,
+        shuffle=False,
+        callbacks=[steps, tensorboard],
+        verbose=verbose,
+    )
+    seconds = time.perf_counter() - start
+    if steps.diverged:
+        step, loss = steps.diverged
+        every = config.steps_per_execution
+        raise TrainingDiverged(
+            f"{run.run_id}: loss became {loss} in epoch {epoch} by step {step}"
+            f"{f' (checked every {every} steps)' if every > 1 else ''}; "
+            "lower train.learning_rate or check the data"
+        )
+    metrics = {k: float(fit.history[k][-1]) for k in METRICS}
+    if not all(math.isfinite(v) for v in metrics.values()):
+        raise TrainingDiverged(
+            f"{run.run_id}: epoch {epoch} ended with non-finite metrics {metrics}; "
+            "lower train.learning_rate or check the data"
+        )
+    return Epoch(epoch=epoch, **metrics, time_s=seconds)
+
+
+def _report(event: str, run: RunSpec, config: TrainConfig, row: Epoch, text: str, s: float) -> None:
+    """Report ``event`` with the metrics of the history's row ``row`` and ``s`` seconds."""
+    metrics = {k: getattr(row, k) for k in METRICS}
+    progress.report(
+        event, run.run_id, text, epoch=row.epoch, epochs=config.epochs, **metrics, seconds=s
+    )
+
+
+def _finish(
+    state: Training,
+    model: keras.Model,
+    history: list[Epoch],
+    done_before: int,
+    meta: dict,
+    hardware: Hardware,
+    data: tuple[np.ndarray, ...],
+) -> TrainResult:
+    """Keep the best epoch's weights under early stopping, and write the finished training."""
+    run, config = state.run, state.config
     decision = stop_decision(history, config)
     early_stop = None
     if decision is not None:
@@ -295,10 +263,8 @@ def _fit(
             reason=decision.reason or "cap",
             capped_improving=decision.capped_improving,
         )
-    new_epochs = history[done_before:]
-    train_time = float(sum(e.time_s for e in new_epochs))
-    # Throughput over every epoch of the history: a task retried after its
-    # last epoch trains none itself.
+    train_time = float(sum(e.time_s for e in history[done_before:]))
+    # Throughput over every epoch: a task retried after its last epoch trains none itself.
     all_time = float(sum(e.time_s for e in history))
     result = state.finish(
         model,
@@ -308,10 +274,10 @@ def _fit(
             train=config,
             history=history,
             params=int(model.count_params()),
-            n_train=len(x_train),
-            n_validation=len(x_val),
+            n_train=len(data[0]),
+            n_validation=len(data[2]),
             train_time_s=train_time,
-            train_images_per_s=len(x_train) * len(history) / all_time if all_time > 0 else 0.0,
+            train_images_per_s=len(data[0]) * len(history) / all_time if all_time > 0 else 0.0,
             resumed_from_epoch=done_before,
             hardware=hardware,
             early_stop=early_stop,
@@ -319,14 +285,6 @@ def _fit(
     )
     last = history[-1]
     stopped = f", best epoch {early_stop.best_epoch} kept" if early_stop else ""
-    progress.report(
-        "done",
-        run.run_id,
-        f"done: {len(history)} epochs{stopped}, val_accuracy {last.val_accuracy:.4f} "
-        f"({train_time:.1f} s)",
-        epoch=len(history),
-        epochs=config.epochs,
-        **{k: getattr(last, k) for k in METRICS},
-        seconds=train_time,
-    )
+    text = f"done: {last.epoch} epochs{stopped}, val_accuracy {last.val_accuracy:.4f}"
+    _report("done", run, config, last, f"{text} ({train_time:.1f} s)", train_time)
     return result

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnvsmlp import pairwise
-from cnnvsmlp.config import ExperimentConfig
+from cnnvsmlp.config import ExperimentConfig, StoppingRule
 from cnnvsmlp.efficiency.curves import FAMILIES, CurveFit, Holdout
 from cnnvsmlp.efficiency.plan import EfficiencyConfig
 from cnnvsmlp.efficiency.record import (
@@ -26,10 +26,10 @@ from cnnvsmlp.efficiency.record import (
     SizeSummary,
     VariantMultipliers,
 )
-from cnnvsmlp.efficiency.stopping import StoppingRule, decide
 from cnnvsmlp.errors import UserError
 from cnnvsmlp.provenance import Provenance
 from cnnvsmlp.records import EvalResult, RunFailure
+from cnnvsmlp.stopping import decide
 
 
 class EfficiencyRunsFailed(UserError):

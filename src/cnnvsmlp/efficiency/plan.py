@@ -16,8 +16,7 @@ from __future__ import annotations
 
 from pydantic import Field, ValidationError, field_validator
 
-from cnnvsmlp.config import ConfigError, ExperimentConfig, Int, RunSpec
-from cnnvsmlp.efficiency.stopping import StoppingRule
+from cnnvsmlp.config import ConfigError, ExperimentConfig, Int, RunSpec, StoppingRule
 from cnnvsmlp.errors import UserError
 from cnnvsmlp.jsonmodel import Record
 

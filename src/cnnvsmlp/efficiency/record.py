@@ -5,8 +5,8 @@ from __future__ import annotations
 from pydantic import Field
 
 from cnnvsmlp import pairwise
+from cnnvsmlp.config import StoppingRule
 from cnnvsmlp.efficiency.curves import CurveFit, Holdout, Multiplier
-from cnnvsmlp.efficiency.stopping import StoppingRule
 from cnnvsmlp.jsonmodel import Record
 from cnnvsmlp.provenance import Provenance
 from cnnvsmlp.records import Hardware, RunFailure
