@@ -71,12 +71,34 @@ def user_classes(variant: str) -> dict[str, type] | None:
     return {k: v for k, v in vars(module).items() if isinstance(v, type)}
 
 
+def _scores(probs: np.ndarray, y_test: np.ndarray, classes: list[str]) -> dict:
+    """Accuracy, loss, per-class metrics, confusion matrix and predictions of ``probs``."""
+    from sklearn.metrics import confusion_matrix, log_loss, precision_recall_fscore_support
+
+    probs = probs.astype(np.float64)
+    probs /= probs.sum(axis=1, keepdims=True)  # float32 softmax rows sum to 1 only roughly
+    predictions = probs.argmax(axis=1)
+    labels = list(range(len(classes)))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_test, predictions, labels=labels, zero_division=0
+    )
+    return {
+        "accuracy": float(np.mean(predictions == y_test)),
+        "loss": float(log_loss(y_test, probs, labels=labels)),
+        "per_class": [
+            ClassMetrics(name=c, precision=p, recall=r, f1=f, support=int(s))
+            for c, p, r, f, s in zip(classes, precision, recall, f1, support, strict=True)
+        ],
+        "confusion": confusion_matrix(y_test, predictions, labels=labels).tolist(),
+        "predictions": predictions.astype(int).tolist(),
+    }
+
+
 def evaluate(
     model_dir: str | os.PathLike, data_dir: str | os.PathLike, out_path: str | os.PathLike
 ) -> EvalResult:
     """Score a training output folder's model on the test split; the record goes to ``out_path``."""
     import keras
-    from sklearn.metrics import confusion_matrix, log_loss, precision_recall_fscore_support
 
     model_dir = Path(model_dir)
     training = TrainResult.read(model_dir / "train.json")
@@ -89,26 +111,12 @@ def evaluate(
     x_test, y_test = load_split(data_dir, "test")
 
     probs, images_per_s = timed_predict(model, x_test)
-    probs = probs.astype(np.float64)
-    probs /= probs.sum(axis=1, keepdims=True)  # float32 softmax rows sum to 1 only roughly
-    predictions = probs.argmax(axis=1)
-    labels = list(range(len(classes)))
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y_test, predictions, labels=labels, zero_division=0
-    )
     result = EvalResult(
         run=training.run,
         dataset=meta["dataset"],
         classes=classes,
-        accuracy=float(np.mean(predictions == y_test)),
-        loss=float(log_loss(y_test, probs, labels=labels)),
+        **_scores(probs, y_test, classes),
         n_test=len(y_test),
-        per_class=[
-            ClassMetrics(name=c, precision=p, recall=r, f1=f, support=int(s))
-            for c, p, r, f, s in zip(classes, precision, recall, f1, support, strict=True)
-        ],
-        confusion=confusion_matrix(y_test, predictions, labels=labels).tolist(),
-        predictions=predictions.astype(int).tolist(),
         labels_sha256=labels_digest(y_test),
         params=int(model.count_params()),
         model_size_bytes=(model_dir / "model.keras").stat().st_size,
