@@ -205,7 +205,7 @@ def _pairs(
     order = [_oriented(a, b, accuracy) for a, b in itertools.combinations(summaries, 2)]
     verdicts = pairwise.decide(
         [
-            pairwise.estimate(a, b, correct[(a, 0)], correct[(b, 0)], repeats, details=True)
+            pairwise.estimate(a, b, correct[(a, 0)], correct[(b, 0)], repeats)
             for a, b in order
         ],
         margin,
