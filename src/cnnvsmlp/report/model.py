@@ -1,7 +1,4 @@
-"""The comparison's record: what ``comparison.json`` holds (docs/comparison-schema.md).
-
-Version :data:`SCHEMA_VERSION`; :mod:`cnnvsmlp.report.compare` computes it.
-"""
+"""The comparison's record: what ``comparison.json`` holds (docs/comparison-schema.md)."""
 
 from __future__ import annotations
 
@@ -169,12 +166,7 @@ class Comparison(Record):
 
     @classmethod
     def read(cls, path: str | os.PathLike) -> Comparison:
-        """Read a ``comparison.json`` of this schema's major version, this minor or older.
-
-        Raises:
-            ReportError: the file is of another major version, or of a newer
-                minor one, whose fields this version does not know.
-        """
+        """Read a ``comparison.json`` of this schema's major version, this minor or older."""
         return cls.parse(Path(path).read_text(), path)
 
     @classmethod
