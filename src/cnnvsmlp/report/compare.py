@@ -29,8 +29,6 @@ from cnnvsmlp.report.model import (
 )
 from cnnvsmlp.report.verdict import BASELINE_FAMILY, VERDICT_RULE, envelope, family, flag_spread
 
-# ---------------------------------------------------------------- grouping
-
 
 def _misfit(r: EvalResult, first: EvalResult, config: ExperimentConfig, labels, digest) -> str:
     """Why run ``r`` does not fit the comparison; empty when it does."""
@@ -80,9 +78,6 @@ def _group(
                 f"has {sorted(grouped[first])}; every variant needs the same repeats to pair them"
             )
     return {v: [grouped[v][rep] for rep in sorted(grouped[v])] for v in config.variants}
-
-
-# ---------------------------------------------------------------- numbers
 
 
 def _run_summary(r: EvalResult, labels: np.ndarray) -> RunSummary:
@@ -325,9 +320,6 @@ def compare(
         shift_accuracy=_shift_accuracy(correct),
         shift_differences=shift_differences,
     )
-
-
-# ---------------------------------------------------------------- failed runs
 
 
 def _split_failures(

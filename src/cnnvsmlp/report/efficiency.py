@@ -30,8 +30,6 @@ from cnnvsmlp.report.render import shift_rows
 
 BEYOND = "beyond the data"
 
-# ---------------------------------------------------------------- words
-
 
 def _times(x: float | None) -> str:
     return BEYOND if x is None else f"{x:.1f}x"
@@ -162,9 +160,6 @@ def _shift_verdict(a: EfficiencyAnalysis, variant: str, n: int) -> list[tuple[st
     return [("Shift:", text)]
 
 
-# ---------------------------------------------------------------- tables
-
-
 def _gap_table(a: EfficiencyAnalysis) -> Table:
     """Each size: every variant's accuracy, the gap with its verdict, McNemar per repeat."""
     headers = ["pair", "n_train", *(f"{v} % ({a.confidence:.0%} CI)" for v in a.variants)]
@@ -253,8 +248,6 @@ def _multiplier_table(a: EfficiencyAnalysis) -> Table:
             rows.append([pair, size(x.n_train), words, f"{x.beyond_fraction:.0%}"])
     return Table(headers, rows)
 
-
-# ---------------------------------------------------------------- the layout
 
 GAPS = (
     "Test accuracy per variant ({confidence:.0%} t-interval over the repeats). The gap is "

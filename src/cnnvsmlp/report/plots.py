@@ -258,9 +258,6 @@ def write_plots(comparison: Comparison, out_dir: Path, time_label: str = "") -> 
     return _save(draw, out_dir)
 
 
-# ---------------------------------------------------------------- the data-efficiency study
-
-
 def _size_axis(ax, sizes: list[int]) -> None:
     ax.set_xscale("log")
     ax.xaxis.set_major_locator(FixedLocator(sizes))
