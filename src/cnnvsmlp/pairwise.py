@@ -51,10 +51,8 @@ class Difference(Record):
     p_adjusted: float = Field(description="Bonferroni over the family.")
     margin: float = Field(description="Equivalence margin (fraction).")
     p_equivalence: float = Field(description="Two one-sided tests of |difference| >= margin.")
-    p_equivalence_adjusted: float = Field(
-        description="Bonferroni over the family, each one-sided test at alpha / (2 k): below "
-        "alpha exactly when [low, high] lies inside +-margin."
-    )
+    p_equivalence_adjusted: float
+    """Bonferroni, each one-sided test at alpha / (2 k): below alpha iff [low, high] in +-margin."""
     family: int = Field(description="Differences in the family this one is adjusted over.")
     seeds: int
     images: int

@@ -32,6 +32,7 @@ from cnnvsmlp.efficiency.stopping import StoppingRule, decide
 from cnnvsmlp.errors import UserError
 from cnnvsmlp.provenance import Provenance
 from cnnvsmlp.records import EvalResult, RunFailure
+from cnnvsmlp.report.model import distinct
 from cnnvsmlp.stats import accuracy_interval
 
 
@@ -121,11 +122,6 @@ def analyze(
     scores = {key: {k: r.accuracy for k, r in runs.items()} for key, runs in by_key.items()}
     curves, holdouts, multipliers = _curves(scores, variants, sizes, bootstrap_samples)
     shift_points, shift_gaps = _shift_results(by_key, variants, sizes, test_labels, margin)
-    machines = {
-        r.training.hardware.model_dump_json(): r.training.hardware
-        for runs in by_key.values()
-        for r in runs.values()
-    }
     return EfficiencyAnalysis(
         experiment=config.name,
         dataset=config.dataset,
@@ -147,7 +143,7 @@ def analyze(
         status="complete" if not failures else ("partial" if gaps else "failed"),
         failures=failures,
         provenance=config.provenance or Provenance(),
-        hardware=list(machines.values()),
+        hardware=distinct(r.training.hardware for runs in by_key.values() for r in runs.values()),
     )
 
 

@@ -118,20 +118,14 @@ class Multiplier(Record):
 
     n_train: int
     target: float = Field(description="The variant's mean test accuracy at n_train.")
-    estimate: float | None = Field(
-        description="Baseline images needed / n_train; None when the target lies outside the "
-        "baseline's sampled sizes (where says which side)."
-    )
-    where: Literal["inside", "beyond", "below"] = Field(
-        default="inside",
-        description="beyond: the baseline's largest size does not reach the target; below: "
-        "its smallest size is already above it (the multiplier is under sizes[0] / n_train).",
-    )
+    estimate: float | None
+    """Baseline images needed / n_train; None outside the baseline's sizes (see where)."""
+    where: Literal["inside", "beyond", "below"] = "inside"
+    """beyond: the largest size does not reach the target; below: the smallest is above it."""
     low: float | None = Field(description="None: below the data in some bootstrap samples.")
     high: float | None = Field(description="None: beyond the data in some bootstrap samples.")
-    beyond_fraction: float = Field(
-        description="Share of bootstrap samples in which the target lies outside the sampled sizes."
-    )
+    beyond_fraction: float
+    """Share of bootstrap samples in which the target lies outside the sampled sizes."""
     samples: int
     repeats: int = Field(default=0, description="Repeats resampled; few give a rough range.")
 

@@ -20,16 +20,10 @@ HALVINGS = 8
 class EfficiencyConfig(Record):
     """The training-set sizes of the study and the rule that ends every training."""
 
-    sizes: list[Int] | None = Field(
-        default=None,
-        min_length=1,
-        description="Training images per run, increasing; a size at or above the training "
-        "split's trains on all of it. null: eight halvings of the training split.",
-    )
-    stopping: StoppingRule = Field(
-        default=StoppingRule(),
-        description="The rule every training of the study stops by (its train.early_stopping).",
-    )
+    sizes: list[Int] | None = Field(default=None, min_length=1)
+    """Training images per run, increasing (at or above the split: all of it); null: halvings."""
+    stopping: StoppingRule = StoppingRule()
+    """The rule every training of the study stops by (its train.early_stopping)."""
 
     @field_validator("sizes")
     @classmethod

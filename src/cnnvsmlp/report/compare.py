@@ -15,7 +15,7 @@ from cnnvsmlp.config import ExperimentConfig
 from cnnvsmlp.data.spec import get_spec
 from cnnvsmlp.data.store import labels_digest
 from cnnvsmlp.provenance import Provenance
-from cnnvsmlp.records import EvalResult, Hardware, RunFailure
+from cnnvsmlp.records import EvalResult, RunFailure
 from cnnvsmlp.report.model import (
     SCHEMA_VERSION,
     Comparison,
@@ -26,6 +26,7 @@ from cnnvsmlp.report.model import (
     RunSummary,
     ShiftAccuracy,
     VariantSummary,
+    distinct,
 )
 from cnnvsmlp.report.verdict import BASELINE_FAMILY, VERDICT_RULE, envelope, family, flag_spread
 
@@ -112,15 +113,12 @@ def _reference(
     ref = config.references.get(variant)
     if ref is None:
         return None
+    validation = final_val_accuracy - ref.accuracy if ref.split == "validation" else None
     return ReferenceComparison(
-        accuracy=ref.accuracy,
-        loss=ref.loss,
-        split=ref.split,
+        **ref.model_dump(include={"accuracy", "loss", "split"}),
         note=" ".join(ref.note.split()),
         test_difference=test_accuracy - ref.accuracy,
-        validation_difference=(
-            final_val_accuracy - ref.accuracy if ref.split == "validation" else None
-        ),
+        validation_difference=validation,
     )
 
 
@@ -135,9 +133,6 @@ def _summarise(
         np.add.at(confusion, (labels, np.asarray(r.predictions)), 1)
     recall = np.diag(confusion) / np.maximum(confusion.sum(axis=1), 1)
     final_val = float(np.mean([s.final_val_accuracy for s in summaries]))
-
-    def distinct(machines: list[Hardware]) -> list[Hardware]:
-        return list({h.model_dump_json(): h for h in machines}.values())
 
     means = ("test_loss", "best_val_accuracy", "final_val_loss", "epoch_time_s", "train_time_s")
     means += ("train_images_per_s", "inference_images_per_s")

@@ -18,18 +18,18 @@ from cnnvsmlp.report.blocks import (
     run_label,
     when_and_code,
 )
-from cnnvsmlp.report.model import Comparison
+from cnnvsmlp.report.model import Comparison, distinct
 from cnnvsmlp.report.status import failure_summary
 from cnnvsmlp.report.verdict import headline, verdict
 
 
 def machines(comparison: Comparison) -> dict[str, list[Hardware]]:
     """Each distinct machine the runs trained on and were evaluated on, by stage."""
-    out: dict[str, list[Hardware]] = {}
-    for stage, attr in (("training", "hardware"), ("inference", "inference_hardware")):
-        found = {h.model_dump_json(): h for v in comparison.variants for h in getattr(v, attr)}
-        out[stage] = list(found.values())
-    return out
+    variants = comparison.variants
+    return {
+        "training": distinct(h for v in variants for h in v.hardware),
+        "inference": distinct(h for v in variants for h in v.inference_hardware),
+    }
 
 
 def hardware_text(comparison: Comparison) -> str:
