@@ -1,10 +1,7 @@
-"""One way to state a difference between two variants: its size, its interval, its verdict.
+"""Every difference the project states (verdicts, shifted images, the gap per size): one way.
 
-Every comparison the project draws (the verdicts between variants, the
-differences on shifted images, the gap at each training-set size) is a
-:class:`Difference`, made by :func:`differences` from per-image correctness
-(or, for records that kept only counts, by :func:`bounded`). The model, the
-family and the rules are argued in ``docs/statistics.md``.
+Its size, interval and verdict, from per-image correctness or, for records that kept only
+counts, bounded from them; the model and the rules are argued in ``docs/statistics.md``.
 """
 
 from __future__ import annotations
@@ -54,10 +51,8 @@ class Difference(Record):
     p_adjusted: float = Field(description="Bonferroni over the family.")
     margin: float = Field(description="Equivalence margin (fraction).")
     p_equivalence: float = Field(description="Two one-sided tests of |difference| >= margin.")
-    p_equivalence_adjusted: float = Field(
-        description="Bonferroni over the family, each one-sided test at alpha / (2 k): below "
-        "alpha exactly when [low, high] lies inside +-margin."
-    )
+    p_equivalence_adjusted: float
+    """Bonferroni, each one-sided test at alpha / (2 k): below alpha iff [low, high] in +-margin."""
     family: int = Field(description="Differences in the family this one is adjusted over.")
     seeds: int
     images: int
@@ -110,14 +105,9 @@ class Estimate:
 
 
 def crossed(x: np.ndarray) -> tuple[float, float, float]:
-    """Mean, standard error and degrees of freedom of a seeds x images table of differences.
+    """Mean, SE and Satterthwaite df of a seeds x images table, both random (crossed ANOVA).
 
-    ``x[s, i]`` is ``correct_a - correct_b`` of image ``i`` in repeat ``s``.
-    The model is ``x = mu + seed_s + image_i + residual``, all three random;
-    the variance of the grand mean is ``(MS_seed + MS_image - MS_residual) / (S N)``
-    from the two-way ANOVA, each variance component clamped at 0, with
-    Satterthwaite's degrees of freedom. With one seed it is the paired
-    t over images.
+    Each variance component is clamped at 0; with one seed it is the paired t over images.
     """
     x = np.asarray(x, dtype=np.float64)
     seeds, images = x.shape
@@ -155,14 +145,9 @@ def estimate(
     correct_a: np.ndarray,
     correct_b: np.ndarray,
     repeats: Sequence[int] | None = None,
-    details: bool = False,
     **where,
 ) -> Estimate:
-    """``a - b`` from ``(seeds, images)`` correctness, row ``s`` of both the same seed.
-
-    ``details`` adds McNemar's exact test of each repeat (numbered by ``repeats``,
-    default ``0..S-1``); ``where``: the ``shift`` and ``n_train`` compared.
-    """
+    """``a - b`` from ``(seeds, images)`` correctness; with ``repeats``, McNemar's test of each."""
     from cnnvsmlp.stats import holm, mcnemar_exact
 
     ca, cb = np.atleast_2d(correct_a).astype(bool), np.atleast_2d(correct_b).astype(bool)
@@ -170,22 +155,21 @@ def estimate(
     mean, se, df = crossed(x)
     method = "images" if len(x) == 1 else "seeds-and-images"
     per_seed = tuple(float(d) for d in x.mean(axis=1))
-    if not details:
-        return Estimate(a, b, mean, se, df, len(x), x.shape[1], method, per_seed, **where)
-    repeats = list(range(len(x))) if repeats is None else list(repeats)
-    mcnemar = [mcnemar_exact(ra, rb) for ra, rb in zip(ca, cb, strict=True)]
-    adjusted = holm([t.p_value for t in mcnemar])
-    tests = tuple(
-        RepeatTest(
-            repeat=r,
-            difference=float(d),
-            only_a_correct=t.only_a,
-            only_b_correct=t.only_b,
-            p_value=t.p_value,
-            p_holm=p,
+    tests: tuple[RepeatTest, ...] = ()
+    if repeats is not None:
+        mcnemar = [mcnemar_exact(ra, rb) for ra, rb in zip(ca, cb, strict=True)]
+        adjusted = holm([t.p_value for t in mcnemar])
+        tests = tuple(
+            RepeatTest(
+                repeat=r,
+                difference=float(d),
+                only_a_correct=t.only_a,
+                only_b_correct=t.only_b,
+                p_value=t.p_value,
+                p_holm=p,
+            )
+            for r, d, t, p in zip(repeats, per_seed, mcnemar, adjusted, strict=True)
         )
-        for r, d, t, p in zip(repeats, per_seed, mcnemar, adjusted, strict=True)
-    )
     return Estimate(a, b, mean, se, df, len(x), x.shape[1], method, per_seed, tests=tests, **where)
 
 
@@ -197,22 +181,14 @@ def bounded(
     images: int,
     **where,
 ) -> Estimate:
-    """The difference from per-repeat numbers only, its test-image term bounded from above.
+    """The difference from each repeat's ``d_s`` and share disagreed on ``q_s`` (or a bound).
 
-    For records that kept each repeat's difference ``d_s`` and the share of
-    images the two networks disagree on (or an upper bound of it), ``q_s``,
-    but not which images: the image term's variance is at most the mean of
-    the repeats' per-image variances ``q_s - d_s**2``, so the interval is
-    conservative: a larger standard error, with the seeds' ``S - 1`` degrees of freedom.
-
-    ``per_seed`` holds ``d_s``, ``disagree`` ``q_s`` (the share of images exactly one
-    of the two got right); ``where``: the ``shift`` and ``n_train`` compared.
+    The image term's variance is at most the mean of ``q_s - d_s**2``: a conservative interval.
     """
     d = np.asarray(per_seed, dtype=float)
     q = np.asarray(disagree, dtype=float)
     image_var = max(float(np.mean(q - d**2)), 0.0)
     var = image_var / images + (float(np.var(d, ddof=1)) / len(d) if len(d) > 1 else 0.0)
-    # The seed term's degrees of freedom, never more: the bound widens the interval, not its t.
     df = float(len(d) - 1) if len(d) > 1 else float(images - 1)
     method = "seeds-and-images-bound" if len(d) > 1 else "images"
     return Estimate(
@@ -223,10 +199,7 @@ def bounded(
 def from_counts(
     found: Sequence[tuple[str, str, Sequence[RepeatTest], dict]], images: int
 ) -> list[Difference]:
-    """A family restated by :func:`bounded` from each pair's McNemar counts per repeat.
-
-    ``found`` holds ``(a, b, tests, where)`` per difference; each keeps its ``tests``.
-    """
+    """A family restated by :func:`bounded` from ``(a, b, tests, where)``'s McNemar counts."""
     estimates = [
         bounded(
             a,
@@ -247,16 +220,7 @@ def from_counts(
 def decide(
     estimates: Sequence[Estimate], margin: float = MARGIN, alpha: float = ALPHA
 ) -> list[Difference]:
-    """The family's differences: intervals, tests and verdicts adjusted over all of them.
-
-    Bonferroni over the ``k`` estimates: each interval has confidence
-    ``1 - alpha / k`` (together they cover with at least ``1 - alpha``); a
-    difference is ``different`` when its test rejects at ``alpha / k``
-    (exactly when its interval excludes 0), else ``equivalent`` when both
-    one-sided tests of ``|difference| >= margin`` reject at ``alpha / (2 k)``
-    (exactly when its printed interval lies inside ``+-margin``), else
-    ``inconclusive``.
-    """
+    """The family's differences: intervals, tests and verdicts, Bonferroni over all of them."""
     from scipy import stats as scipy_stats
 
     k = max(len(estimates), 1)

@@ -1,7 +1,6 @@
 """A variant's accuracy interval, McNemar's exact test of one repeat's two networks, Holm.
 
-A difference between variants is :mod:`cnnvsmlp.pairwise`'s. SciPy and statsmodels load
-inside the functions: reading a record that holds an :class:`Interval` needs neither.
+SciPy and statsmodels load inside the functions: reading an :class:`Interval` needs neither.
 """
 
 from __future__ import annotations
@@ -18,11 +17,7 @@ ALPHA = 0.05
 
 
 class Interval(Record):
-    """An estimate with its confidence interval and the method that made it.
-
-    A record, as the comparison stores it; made positionally here:
-    ``Interval(mean, low, high, "t")``.
-    """
+    """An estimate with its confidence interval and method: ``Interval(mean, low, high, "t")``."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -36,11 +31,7 @@ class Interval(Record):
 
 
 def t_interval(values: list[float] | np.ndarray, confidence: float = CONFIDENCE) -> Interval:
-    """Mean of at least two values with its Student-t interval (method ``t``).
-
-    Raises:
-        ValueError: fewer than two values.
-    """
+    """Mean of at least two values with its Student-t interval (method ``t``)."""
     from scipy import stats as scipy_stats
 
     values = np.asarray(values, dtype=float)
@@ -63,11 +54,7 @@ def wilson_interval(correct: int, n: int, confidence: float = CONFIDENCE) -> Int
 
 
 def accuracy_interval(correct: list[int], n: int, confidence: float = CONFIDENCE) -> Interval:
-    """A variant's test accuracy from each repeat's ``correct`` of ``n`` images.
-
-    A t-interval over the repeats' accuracies with two or more, otherwise the
-    Wilson interval of the single run over the test images.
-    """
+    """Accuracy from each repeat's ``correct`` of ``n``: t over repeats, Wilson for one run."""
     if len(correct) >= 2:
         return t_interval([c / n for c in correct], confidence)
     return wilson_interval(correct[0], n, confidence)
@@ -83,11 +70,7 @@ class McNemar:
 
 
 def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> McNemar:
-    """Exact (binomial) McNemar test of two per-image correctness vectors; p 1 if none differ.
-
-    Raises:
-        ValueError: the vectors differ in length.
-    """
+    """Exact (binomial) McNemar test of two per-image correctness vectors; p 1 if none differ."""
     from statsmodels.stats.contingency_tables import mcnemar
 
     correct_a, correct_b = np.asarray(correct_a, bool), np.asarray(correct_b, bool)

@@ -1,13 +1,13 @@
 """The data-efficiency comparison: accuracy against size, the gap per size, the fitted curves.
 
-:func:`analyze` turns every run's evaluation into one :class:`EfficiencyAnalysis`; the
-baseline is the config's first variant, and every other variant is compared with it at
-each size and shift (:mod:`cnnvsmlp.pairwise`), its curves and data multipliers fitted
-(:mod:`~cnnvsmlp.efficiency.curves`). :mod:`cnnvsmlp.report.efficiency` renders it.
+The baseline is the config's first variant; every other is compared with it at each size
+and shift. :mod:`cnnvsmlp.report.efficiency` renders the :class:`EfficiencyAnalysis`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -16,7 +16,9 @@ import numpy as np
 
 from cnnvsmlp import pairwise
 from cnnvsmlp.config import ExperimentConfig, StoppingRule
-from cnnvsmlp.efficiency.curves import FAMILIES, CurveFit, Holdout
+from cnnvsmlp.data.store import labels_digest
+from cnnvsmlp.efficiency import curves as fits
+from cnnvsmlp.efficiency.curves import CurveFit, Holdout
 from cnnvsmlp.efficiency.plan import EfficiencyConfig
 from cnnvsmlp.efficiency.record import (
     SCHEMA_VERSION,
@@ -29,6 +31,8 @@ from cnnvsmlp.efficiency.record import (
 from cnnvsmlp.errors import UserError
 from cnnvsmlp.provenance import Provenance
 from cnnvsmlp.records import EvalResult, RunFailure
+from cnnvsmlp.report.model import distinct
+from cnnvsmlp.stats import accuracy_interval
 from cnnvsmlp.stopping import decide
 
 
@@ -37,20 +41,15 @@ class EfficiencyRunsFailed(UserError):
 
 
 def _point(result: EvalResult, rule: StoppingRule, max_epochs: int) -> RunPoint:
-    """A run as the comparison sees it: where its training stopped, as it recorded it.
-
-    A training without early stopping (``train.early_stopping`` null) ran
-    every epoch; the rule is then applied to its history after the fact.
-    """
+    """A run as the comparison sees it: where its training stopped (by the rule, if not early)."""
     history = result.training.history
     stop = result.training.early_stop
-    if stop is not None:
+    if stop is None:
+        d = decide([e.val_loss for e in history], rule, max_epochs)
+        stop_epoch, best, capped, by = d.epochs, d.best_epoch, d.capped_improving, d.reason or ""
+    else:
         stop_epoch, best, capped = stop.stopped_epoch, stop.best_epoch, stop.capped_improving
         by = stop.reason
-    else:
-        decision = decide([e.val_loss for e in history], rule, max_epochs)
-        stop_epoch, best, capped = decision.epochs, decision.best_epoch, decision.capped_improving
-        by = decision.reason or ""
     return RunPoint(
         repeat=result.run.repeat,
         seed=result.run.seed,
@@ -67,13 +66,7 @@ def _point(result: EvalResult, rule: StoppingRule, max_epochs: int) -> RunPoint:
 def _grouped(
     results: list[EvalResult | RunFailure], labels: np.ndarray
 ) -> dict[tuple[str, int], dict[int, EvalResult]]:
-    """The evaluations by variant and size, then repeat; checked to be the study's.
-
-    Raises:
-        UserError: a run has no training-set size, or was scored on other labels.
-    """
-    from cnnvsmlp.data.store import labels_digest
-
+    """The evaluations by variant and size, then repeat; a UserError if one is not the study's."""
     digest = labels_digest(labels)
     by_key: dict[tuple[str, int], dict[int, EvalResult]] = defaultdict(dict)
     for r in results:
@@ -96,8 +89,6 @@ def _summaries(
     n_test: int,
 ) -> list[SizeSummary]:
     """Each variant at each size it has runs at: its accuracy over repeats, and each run."""
-    from cnnvsmlp.stats import accuracy_interval
-
     return [
         SizeSummary(
             variant=v,
@@ -119,14 +110,7 @@ def analyze(
     test_labels: np.ndarray,
     bootstrap_samples: int | None = None,
 ) -> EfficiencyAnalysis:
-    """Compare the runs of a data-efficiency study (``efficiency``: its sizes and stopping rule).
-
-    The status is ``partial`` when some runs failed, ``failed`` when no size has both
-    variants; ``bootstrap_samples`` None takes the multipliers' default.
-
-    Raises:
-        UserError: a run has no training-set size, or was scored on other labels.
-    """
+    """Compare the runs of a study: ``partial`` when some failed, ``failed`` with no gap left."""
     by_key = _grouped(results, test_labels)
     failures = [r for r in results if isinstance(r, RunFailure)]
     sizes = sorted({n for _, n in by_key})
@@ -138,11 +122,6 @@ def analyze(
     scores = {key: {k: r.accuracy for k, r in runs.items()} for key, runs in by_key.items()}
     curves, holdouts, multipliers = _curves(scores, variants, sizes, bootstrap_samples)
     shift_points, shift_gaps = _shift_results(by_key, variants, sizes, test_labels, margin)
-    machines = {
-        r.training.hardware.model_dump_json(): r.training.hardware
-        for runs in by_key.values()
-        for r in runs.values()
-    }
     return EfficiencyAnalysis(
         experiment=config.name,
         dataset=config.dataset,
@@ -164,7 +143,7 @@ def analyze(
         status="complete" if not failures else ("partial" if gaps else "failed"),
         failures=failures,
         provenance=config.provenance or Provenance(),
-        hardware=list(machines.values()),
+        hardware=distinct(r.training.hardware for runs in by_key.values() for r in runs.values()),
     )
 
 
@@ -188,24 +167,13 @@ def _size_estimates(
 ) -> list[pairwise.Estimate]:
     """``variant - baseline`` at each size (and shift), paired by repeat."""
     found = []
-    for n in sizes:
-        for s in shifts:
-            mine = _correct(by_key.get((variant, n), {}), labels, s)
-            base = _correct(by_key.get((baseline, n), {}), labels, s)
-            shared = sorted(set(mine) & set(base))
-            if shared:
-                found.append(
-                    pairwise.estimate(
-                        variant,
-                        baseline,
-                        np.array([mine[k] for k in shared]),
-                        np.array([base[k] for k in shared]),
-                        shared,
-                        details=s == 0,
-                        n_train=n,
-                        shift=s,
-                    )
-                )
+    for n, s in itertools.product(sizes, shifts):
+        mine = _correct(by_key.get((variant, n), {}), labels, s)
+        base = _correct(by_key.get((baseline, n), {}), labels, s)
+        if shared := sorted(set(mine) & set(base)):
+            a, b = (np.array([c[k] for k in shared]) for c in (mine, base))
+            repeats = shared if s == 0 else None
+            found.append(pairwise.estimate(variant, baseline, a, b, repeats, n_train=n, shift=s))
     return found
 
 
@@ -215,43 +183,33 @@ def _curves(
     sizes: list[int],
     bootstrap_samples: int | None,
 ) -> tuple[list[CurveFit], list[Holdout], list[VariantMultipliers]]:
-    """Each family's fit, its held-out score, and the multipliers, on repeats done at every size.
-
-    ``scores[(variant, n)][repeat]`` is a test accuracy.
-    """
-    from cnnvsmlp.efficiency.curves import BOOTSTRAP_SAMPLES, fit, holdout, multipliers
-
+    """Each family's fit and held-out score, and the multipliers, from accuracies by repeat."""
     finished = [set(scores.get((v, n), {})) for v in variants for n in sizes]
     repeats = sorted(set.intersection(*finished)) if finished else []
     if not repeats or len(sizes) < 3:
         why = "no repeat finished at every size for every variant" if not repeats else ""
         why = why or "fewer than three sizes"
-        return (
-            [],
-            [],
-            [
-                VariantMultipliers(variant=v, baseline=variants[0], multipliers=[], error=why)
-                for v in variants[1:]
-            ],
-        )
+        errors = [
+            VariantMultipliers(variant=v, baseline=variants[0], multipliers=[], error=why)
+            for v in variants[1:]
+        ]
+        return [], [], errors
     accuracy = {
         v: np.array([[scores[(v, n)][k] for k in repeats] for n in sizes]) for v in variants
     }
+    samples, base = bootstrap_samples or fits.BOOTSTRAP_SAMPLES, accuracy[variants[0]]
     curves, holdouts = [], []
     for v in variants:
-        for family in FAMILIES:
-            try:
-                curves.append(fit(family, np.repeat(sizes, len(repeats)), 1 - accuracy[v].ravel()))
-            except (ValueError, RuntimeError):
-                pass
-            holdouts.append(holdout(v, family, sizes, 1 - accuracy[v]))
+        error = 1 - accuracy[v]
+        for family in fits.FAMILIES:
+            with contextlib.suppress(ValueError, RuntimeError):
+                curves.append(fits.fit(family, np.repeat(sizes, len(repeats)), error.ravel()))
+            holdouts.append(fits.holdout(v, family, sizes, error))
     found = [
         VariantMultipliers(
             variant=v,
             baseline=variants[0],
-            multipliers=multipliers(
-                sizes, accuracy[variants[0]], accuracy[v], bootstrap_samples or BOOTSTRAP_SAMPLES
-            ),
+            multipliers=fits.multipliers(sizes, base, accuracy[v], samples),
         )
         for v in variants[1:]
     ]
@@ -266,26 +224,19 @@ def _shift_results(
     margin: float,
 ) -> tuple[list[ShiftPoint], list[pairwise.Difference]]:
     """Accuracy and gap at every shift the runs were scored on; shift 0 is the test split."""
-    from cnnvsmlp.stats import accuracy_interval
-
     n_test = len(labels)
     shifts = sorted({s.shift for runs in by_key.values() for r in runs.values() for s in r.shifted})
-    points = []
-    for v in variants:
-        for n in sizes:
-            for s in (0, *shifts) if shifts else ():
-                correct = _correct(by_key.get((v, n), {}), labels, s)
-                if correct:
-                    points.append(
-                        ShiftPoint(
-                            variant=v,
-                            n_train=n,
-                            shift=s,
-                            accuracy=accuracy_interval(
-                                [int(c.sum()) for c in correct.values()], n_test
-                            ),
-                        )
-                    )
+    points = [
+        ShiftPoint(
+            variant=v,
+            n_train=n,
+            shift=s,
+            accuracy=accuracy_interval([int(c.sum()) for c in correct.values()], n_test),
+        )
+        for v, n, s in itertools.product(variants, sizes, (0, *shifts) if shifts else ())
+        for correct in [_correct(by_key.get((v, n), {}), labels, s)]
+        if correct
+    ]
     estimates = [
         e
         for v in variants[1:]
@@ -295,13 +246,10 @@ def _shift_results(
 
 
 def read_analysis(path: str | Path, bootstrap_samples: int | None = None) -> EfficiencyAnalysis:
-    """An analysis in this schema: read, or restated from ``efficiency/1``.
+    """An analysis in this schema: read, or restated from ``efficiency/1`` (which kept counts).
 
-    An ``efficiency/1`` record kept each repeat's accuracy per size and shift
-    and, at shift 0, its McNemar counts, but not which images: the gaps are
-    restated by :func:`cnnvsmlp.pairwise.bounded` (the shifted ones with the
-    disagreement bounded by the two accuracies), the curves and multipliers
-    made again from the accuracies. Nothing is retrained or re-evaluated.
+    Its gaps are bounded from McNemar counts, or from the accuracies where shifted; its curves
+    and multipliers are made again from the accuracies.
     """
     text = Path(path).read_text()
     record = json.loads(text)
@@ -342,14 +290,9 @@ def _restated_gaps(record: dict) -> list[pairwise.Difference]:
 
 def _repeat_test(t: dict) -> pairwise.RepeatTest:
     """An ``efficiency/1`` McNemar test, its counts named by variant and baseline."""
-    return pairwise.RepeatTest(
-        repeat=t["repeat"],
-        difference=t["difference"],
-        only_a_correct=t["only_variant_correct"],
-        only_b_correct=t["only_baseline_correct"],
-        p_value=t["p_value"],
-        p_holm=t["p_holm"],
-    )
+    own = {k: t[k] for k in ("repeat", "difference", "p_value", "p_holm")}
+    a, b = t["only_variant_correct"], t["only_baseline_correct"]
+    return pairwise.RepeatTest(**own, only_a_correct=a, only_b_correct=b)
 
 
 def _restated_shift_gaps(record: dict, runs: dict) -> list[pairwise.Difference]:
@@ -363,27 +306,14 @@ def _restated_shift_gaps(record: dict, runs: dict) -> list[pairwise.Difference]:
             shared = sorted(set(mine) & set(base))
             for shift in sorted({int(s) for k in shared for s in mine[k]}):
                 pairs = [(mine[k][str(shift)], base[k][str(shift)]) for k in shared]
-                shifted.append(
-                    pairwise.bounded(
-                        v,
-                        baseline,
-                        [x - y for x, y in pairs],
-                        [min(x + y, 2 - x - y) for x, y in pairs],
-                        n_test,
-                        n_train=n,
-                        shift=shift,
-                    )
-                )
+                d = [x - y for x, y in pairs]
+                q = [min(x + y, 2 - x - y) for x, y in pairs]
+                shifted.append(pairwise.bounded(v, baseline, d, q, n_test, n_train=n, shift=shift))
     return pairwise.decide(shifted)
 
 
 def check_complete(path: str | Path) -> None:
-    """Raise when a written analysis is not complete.
-
-    Raises:
-        EfficiencyRunsFailed: its status is ``partial`` or ``failed``; the
-            message names the failed runs.
-    """
+    """Raise EfficiencyRunsFailed, naming the failed runs, when an analysis is not complete."""
     analysis = EfficiencyAnalysis.read(path)
     if analysis.status != "complete":
         runs = "; ".join(f"{f.run.run_id} ({f.error}: {f.message})" for f in analysis.failures)

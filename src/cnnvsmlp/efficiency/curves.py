@@ -1,18 +1,6 @@
 """Learning curves checked out of sample, and the data multiplier read off the data.
 
-Two curve families describe test error against training-set size ``n``
-(``x = n / 1000``): a power law ``a * x**-b`` and a power law with a floor
-``a * x**-b + c``. Each is fitted on every size but the largest and scored
-on predicting the largest (:func:`holdout`): a family that misses there says
-nothing beyond the sizes trained. No number is read off a curve.
-
-The data multiplier at size ``n`` (:func:`multipliers`): how many times ``n``
-images the baseline needs to reach the mean accuracy the other variant has at
-``n``, interpolated between the sampled sizes on the baseline's observed mean
-accuracies (log size, the running maximum so it never falls). Outside the
-sampled sizes it is not given: "beyond the data". Its interval comes from a
-bootstrap over whole repeats (a repeat's nested subsets and both variants'
-trainings on them stay together).
+Both are argued in docs/statistics.md (Learning curves); no number is read off a curve.
 """
 
 from __future__ import annotations
@@ -25,10 +13,10 @@ import numpy as np
 from pydantic import Field
 
 from cnnvsmlp.jsonmodel import Record
+from cnnvsmlp.stats import CONFIDENCE
 
 N_REF = 1000.0
 BOOTSTRAP_SAMPLES = 1000
-CONFIDENCE = 0.95
 FAMILIES = {
     "power": "a * (n/1000)^-b",
     "power+floor": "a * (n/1000)^-b + c",
@@ -53,12 +41,7 @@ def _curve(family: str, x: np.ndarray, a: float, b: float, c: float = 0.0) -> np
 
 
 def fit(family: str, sizes: Sequence[float], errors: Sequence[float]) -> CurveFit:
-    """Fit one family to (size, error) points, each repeat a point.
-
-    Raises:
-        ValueError: an unknown family, too few sizes, or lengths that differ.
-        RuntimeError: the fit did not converge.
-    """
+    """Fit one family to (size, error) points; ValueError or RuntimeError when it cannot."""
     from scipy.optimize import curve_fit
 
     if family not in FAMILIES:
@@ -108,14 +91,7 @@ class Holdout(Record):
 
 
 def holdout(variant: str, family: str, sizes: Sequence[int], errors: np.ndarray) -> Holdout:
-    """Fit ``family`` on every size but the largest and predict the largest.
-
-    Args:
-        variant: whose curve.
-        family: a key of :data:`FAMILIES`.
-        sizes: the sizes trained, ascending, one per row of ``errors``.
-        errors: test error, ``(sizes, repeats)``.
-    """
+    """Fit ``family`` on every size but the largest of ``errors`` (sizes x repeats), predict it."""
     sizes = list(sizes)
     errors = np.asarray(errors, dtype=float)
     observed = float(errors[-1].mean())
@@ -142,30 +118,22 @@ class Multiplier(Record):
 
     n_train: int
     target: float = Field(description="The variant's mean test accuracy at n_train.")
-    estimate: float | None = Field(
-        description="Baseline images needed / n_train; None when the target lies outside the "
-        "baseline's sampled sizes (where says which side)."
-    )
-    where: Literal["inside", "beyond", "below"] = Field(
-        default="inside",
-        description="beyond: the baseline's largest size does not reach the target; below: "
-        "its smallest size is already above it (the multiplier is under sizes[0] / n_train).",
-    )
+    estimate: float | None
+    """Baseline images needed / n_train; None outside the baseline's sizes (see where)."""
+    where: Literal["inside", "beyond", "below"] = "inside"
+    """beyond: the largest size does not reach the target; below: the smallest is above it."""
     low: float | None = Field(description="None: below the data in some bootstrap samples.")
     high: float | None = Field(description="None: beyond the data in some bootstrap samples.")
-    beyond_fraction: float = Field(
-        description="Share of bootstrap samples in which the target lies outside the sampled sizes."
-    )
+    beyond_fraction: float
+    """Share of bootstrap samples in which the target lies outside the sampled sizes."""
     samples: int
     repeats: int = Field(default=0, description="Repeats resampled; few give a rough range.")
 
 
 def size_for(sizes: Sequence[int], accuracy: Sequence[float], target: float) -> float:
-    """Training images at which the baseline's observed accuracy reaches ``target``.
+    """Images at which the running maximum of ``accuracy`` reaches ``target`` (log-linear).
 
-    Linear in log size between sampled sizes, on the running maximum of the
-    mean accuracies; ``inf`` when ``target`` lies above the largest size's
-    accuracy (beyond the data), 0 when below the smallest's (below it).
+    ``inf`` beyond the largest size's accuracy, 0 below the smallest's.
     """
     reach = np.maximum.accumulate(np.asarray(accuracy, dtype=float))
     if target > reach[-1]:
@@ -185,33 +153,19 @@ def multipliers(
     baseline: np.ndarray,
     other: np.ndarray,
     samples: int = BOOTSTRAP_SAMPLES,
-    seed: int = 0,
-    confidence: float = CONFIDENCE,
 ) -> list[Multiplier]:
-    """The data multiplier at each sampled size, with a bootstrap over whole repeats.
-
-    Args:
-        sizes: the sizes trained, ascending, one per row.
-        baseline: the baseline's test accuracy, ``(sizes, repeats)``.
-        other: the other variant's, on the same repeats (the same subsets).
-        samples: bootstrap samples.
-        seed: seed of the resampling.
-        confidence: coverage of the percentile interval.
-    """
+    """The data multiplier at each size, bootstrapped over the repeats (columns) of both."""
     baseline, other = np.asarray(baseline, float), np.asarray(other, float)
     repeats = baseline.shape[1]
 
     def at(pick: np.ndarray) -> np.ndarray:
         base, mine = baseline[:, pick].mean(axis=1), other[:, pick].mean(axis=1)
-        needed = [size_for(sizes, base, t) for t in mine]
-        return np.array(
-            [math.inf if m is None else m / n for m, n in zip(needed, sizes, strict=True)]
-        )
+        return np.array([size_for(sizes, base, t) for t in mine]) / np.asarray(sizes)
 
     estimate = at(np.arange(repeats))
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(0)
     draws = np.array([at(rng.integers(0, repeats, size=repeats)) for _ in range(samples)])
-    tail = (1.0 - confidence) / 2
+    tail = (1.0 - CONFIDENCE) / 2
     out = []
     for j, n in enumerate(sizes):
         column = draws[:, j]

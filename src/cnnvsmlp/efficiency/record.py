@@ -24,15 +24,12 @@ class RunPoint(Record):
     epochs: int = Field(description="Epochs trained.")
     stop_epoch: int = Field(description="Where the stopping rule stops on this history.")
     best_epoch: int = Field(description="The epoch whose validation loss was best by the rule.")
-    capped_improving: bool = Field(
-        description="The cap on epochs came while validation loss was still improving."
-    )
-    stopped_by: str = Field(
-        default="", description="patience (converged) or cap; empty while the rule had not stopped."
-    )
-    shifted_accuracy: dict[int, float] = Field(
-        default_factory=dict, description="Test accuracy on the images shifted by k pixels."
-    )
+    capped_improving: bool
+    """The cap on epochs came while validation loss was still improving."""
+    stopped_by: str = ""
+    """patience (converged) or cap; empty while the rule had not stopped."""
+    shifted_accuracy: dict[int, float] = {}
+    """Test accuracy on the images shifted by k pixels."""
 
 
 class SizeSummary(Record):
@@ -79,21 +76,17 @@ class EfficiencyAnalysis(Record):
     alpha: float = ALPHA
     margin: float = pairwise.MARGIN
     points: list[SizeSummary]
-    gaps: list[pairwise.Difference] = Field(
-        description="Each variant minus the baseline at each size; a variant's sizes, one family."
-    )
+    gaps: list[pairwise.Difference]
+    """Each variant minus the baseline at each size; a variant's sizes, one family."""
     curves: list[CurveFit] = Field(description="Each variant's fit of each family, every size.")
-    holdouts: list[Holdout] = Field(
-        default=[], description="Each family fitted without the largest size, predicting it."
-    )
+    holdouts: list[Holdout] = []
+    """Each family fitted without the largest size, predicting it."""
     multipliers: list[VariantMultipliers]
     shift_points: list[ShiftPoint] = []
-    shift_gaps: list[pairwise.Difference] = Field(
-        default=[], description="The gaps per size and shift of 1 pixel or more, one family."
-    )
+    shift_gaps: list[pairwise.Difference] = []
+    """The gaps per size and shift of 1 pixel or more, one family."""
     status: str = "complete"
     failures: list[RunFailure] = []
     provenance: Provenance = Field(default_factory=Provenance)
-    hardware: list[Hardware] = Field(
-        default=[], description="Each distinct machine the runs trained on."
-    )
+    hardware: list[Hardware] = []
+    """Each distinct machine the runs trained on."""

@@ -1,8 +1,7 @@
 """The comparison artifact: every run of an experiment, summarised, tested and drawn.
 
-:func:`write_comparison` writes ``comparison.json`` (every number,
-docs/comparison-schema.md), ``report.md`` (its plots embedded, for the KFP UI),
-``report.html`` (self-contained, the evidence folded) and ``plots/*.png``.
+``comparison.json`` (docs/comparison-schema.md), ``report.md`` (for the KFP UI),
+``report.html`` (self-contained) and ``plots/*.png``.
 """
 
 from __future__ import annotations
@@ -21,11 +20,7 @@ if TYPE_CHECKING:
 def write_comparison(
     results: list[EvalResult], config: ExperimentConfig, test_labels: np.ndarray, out_dir: Path
 ) -> Comparison:
-    """Compare the runs (:func:`~cnnvsmlp.report.compare.compare`) and write it into ``out_dir``.
-
-    Raises:
-        ReportError: the runs do not fit together; nothing is written then.
-    """
+    """Compare the runs and write it into ``out_dir``; nothing is written on a ReportError."""
     # Imported here: report.model and report.status load without statistics or plotting.
     from cnnvsmlp.report.compare import compare
 

@@ -32,17 +32,13 @@ RECORD = "comparison.json"
 
 
 def rerender(folder: Path, note: str = "") -> None:
-    """Render ``folder``'s comparison again, beside it; ``note``: how the runs were made.
-
-    Raises:
-        ReportError: the comparison is missing or of a schema this version cannot read,
-            or the folder cannot be written.
-        RecordError: the comparison is not whole or holds a value it cannot hold.
-    """
+    """Render ``folder``'s comparison again, beside it; ``note``: how the runs were made."""
     from cnnvsmlp.config import read_config
+    from cnnvsmlp.efficiency.analysis import read_analysis
     from cnnvsmlp.report import render_comparison
     from cnnvsmlp.report.checks import read_record
     from cnnvsmlp.report.compare import read_comparison, run_config
+    from cnnvsmlp.report.efficiency import write_efficiency_report
     from cnnvsmlp.report.model import ReportError
 
     source = folder / "comparison.json"
@@ -50,7 +46,8 @@ def rerender(folder: Path, note: str = "") -> None:
         raise ReportError(f"{source}: no comparison.json; pass the folder compare wrote")
     old = str(read_record(source).get("schema_version", ""))
     if old.startswith("efficiency/"):
-        _rerender_study(source, note, old)
+        analysis = _noted(read_analysis(source), note, old)
+        _write_whole(folder, lambda out: write_efficiency_report(analysis, out))
         return
     comparison = read_comparison(source)
     if comparison.config is None and (folder / "config.json").is_file():
@@ -63,9 +60,7 @@ def rerender(folder: Path, note: str = "") -> None:
 
 
 def _write_whole(folder: Path, render: Callable[[Path], object], source: str = RECORD) -> None:
-    """Call ``render`` on a hidden folder in ``folder``, then move its outputs in, each whole.
-
-    The record it was rendered from (``source`` in ``folder``, if any) is left as it was.
+    """Render into a hidden folder in ``folder``, then move each output in whole (not ``source``).
 
     Raises:
         ReportError: ``folder`` cannot be written; nothing in it has changed.
@@ -99,11 +94,7 @@ def _write_whole(folder: Path, render: Callable[[Path], object], source: str = R
 
 
 def reanalyse(run: Path, note: str = "") -> Path:
-    """Compare a run folder's evaluation records again into its ``report/``; nothing retrained.
-
-    Raises:
-        ReportError: ``run`` holds no compare pipeline's records.
-    """
+    """Compare a run folder's evaluation records again into its ``report/``; nothing retrained."""
     from cnnvsmlp.config import read_config
     from cnnvsmlp.data.store import load_split
     from cnnvsmlp.provenance import Provenance
@@ -124,25 +115,17 @@ def reanalyse(run: Path, note: str = "") -> Path:
     except RecordError:
         recorded = {}  # a damaged report: its analysis is written again from the records
     provenance = Provenance.model_validate(recorded)
-    text = _note(note, provenance.note, "the runs' evaluation records")
-    config = read_config(plans[-1]).model_copy(
-        update={"provenance": provenance.model_copy(update={"note": text})}
-    )
+    config = read_config(plans[-1]).model_copy(update={"provenance": provenance})
+    config = _noted(config, note, "the runs' evaluation records")
     _write_whole(run / "report", lambda out: write_comparison(results, config, labels, out), "")
     return run / "report"
 
 
 def _noted(record, note: str, schema: str):
-    """The record with the note of a render again in its provenance."""
-    p = record.provenance
-    text = _note(note, p.note, schema)
-    return record.model_copy(update={"provenance": p.model_copy(update={"note": text})})
-
-
-def _note(note: str, recorded: str, schema: str) -> str:
-    """The provenance note of a report rendered again: how it was made, and by what."""
+    """The record with the note of a render again (how and by what) in its provenance."""
     from cnnvsmlp.provenance import git_state, project_version
 
+    p = record.provenance
     commit, dirty = git_state()
     source = schema if schema.startswith("the ") else f"a comparison.json of schema {schema}"
     rendered = (
@@ -150,16 +133,8 @@ def _note(note: str, recorded: str, schema: str) -> str:
         f"{project_version() or '?'} (commit {commit[:10] or 'not recorded'}"
         f"{', uncommitted changes' if dirty else ''}); nothing was retrained."
     )
-    return " ".join(x for x in (note, recorded, rendered) if x)
-
-
-def _rerender_study(source: Path, note: str, old: str) -> None:
-    """Render a data-efficiency analysis again from its record (it holds every number)."""
-    from cnnvsmlp.efficiency.analysis import read_analysis
-    from cnnvsmlp.report.efficiency import write_efficiency_report
-
-    analysis = _noted(read_analysis(source), note, old)
-    _write_whole(source.parent, lambda out: write_efficiency_report(analysis, out))
+    text = " ".join(x for x in (note, p.note, rendered) if x)
+    return record.model_copy(update={"provenance": p.model_copy(update={"note": text})})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,8 +1,6 @@
 """What every report is made of: its blocks, number formats, provenance, Markdown and HTML.
 
-A layout maps a record (the comparison, the data-efficiency analysis) to a
-:class:`Report`: a title, the first screen and sections after it. Both
-templates render any layout's blocks, so a layout needs no template of its own.
+A layout maps a record to a :class:`Report`; both templates render any layout's blocks.
 """
 
 from __future__ import annotations
@@ -80,8 +78,6 @@ class Report:
 
 Layout = Callable[[Any], Report]
 
-# ---------------------------------------------------------------- numbers
-
 
 def pct(x: float) -> str:
     """A fraction as a percentage with two decimals, without the sign: ``0.9123`` -> ``91.23``."""
@@ -122,9 +118,6 @@ def size(n: int) -> str:
 def plural(n: int, word: str) -> str:
     """``3 epochs``, ``1 epoch``."""
     return f"{n} {word}{'s' if n != 1 else ''}"
-
-
-# ---------------------------------------------------------------- provenance
 
 
 def run_label(p: Provenance) -> str:
@@ -173,9 +166,6 @@ def lead_blocks(headline: str, p: Provenance, *warnings: Text) -> list[Block]:
     if p.synthetic:
         lead.append(Text(SYNTHETIC_DATA, lead=SYNTHETIC_LEAD))
     return lead + [w for w in warnings if w.text]
-
-
-# ---------------------------------------------------------------- Markdown and HTML
 
 
 def _prepare(block: Block, html: bool, images: dict[str, str]) -> dict | None:
@@ -238,11 +228,7 @@ def _data_uri(data: bytes) -> str:
 
 
 def render_markdown(report: Report, plots: dict[str, Path]) -> str:
-    """The Markdown report: GitHub tables, no raw HTML, the plots embedded as data URIs.
-
-    The plots go in in the order given while the text stays under
-    :data:`MARKDOWN_LIMIT` (the KFP UI shows no more); the rest are named as left out.
-    """
+    """The Markdown report, its plots embedded in order while it stays under MARKDOWN_LIMIT."""
     budget = MARKDOWN_LIMIT - len(_render(report, {}, html=False)) - 2_000
     images, left_out = {}, []
     for name, path in plots.items():

@@ -1,10 +1,7 @@
 """A written record checked whole before anything is rendered from it, whatever its schema.
 
-The checks read field names, not a schema, so they hold for every version of
-``comparison.json`` and the data-efficiency study's record: JSON that parses
-whole, to an object, with finite numbers only; accuracies, recalls and
-probabilities within [0, 1]; differences of them within [-1, 1]; and every
-variant a pair or a row names present among the record's ``variants``.
+By field names: whole JSON, finite numbers, shares and probabilities in [0, 1], their
+differences in [-1, 1], and every variant named present among the record's ``variants``.
 """
 
 from __future__ import annotations
@@ -32,12 +29,7 @@ class RecordError(UserError):
 
 
 def read_record(path: Path) -> dict:
-    """The JSON object in ``path``, checked whole (see the module's top).
-
-    Raises:
-        RecordError: unreadable, not whole JSON, not an object, or a value out of place,
-            named by its path in the record.
-    """
+    """The JSON object in ``path``, checked whole; a RecordError names what is out of place."""
     try:
         text = path.read_bytes().decode("utf-8")
     except OSError as err:
@@ -93,11 +85,7 @@ PARTS = {"estimate", "low", "high"}
 
 
 def _leaves(value: object, where: str, name: str) -> Iterator[tuple[str, str, object]]:
-    """Every leaf with its path and its name: its key (``key/part`` for :data:`PARTS`).
-
-    A list's items take the list's name; so does a number keyed by a number
-    (``shifted_accuracy.1``).
-    """
+    """Every leaf with its path and name: its key, ``key/part`` for :data:`PARTS` and numbers."""
     if isinstance(value, dict):
         for k, v in value.items():
             k = str(k)

@@ -15,7 +15,7 @@ from cnnvsmlp.config import ExperimentConfig
 from cnnvsmlp.data.spec import get_spec
 from cnnvsmlp.data.store import labels_digest
 from cnnvsmlp.provenance import Provenance
-from cnnvsmlp.records import EvalResult, Hardware, RunFailure
+from cnnvsmlp.records import EvalResult, RunFailure
 from cnnvsmlp.report.model import (
     SCHEMA_VERSION,
     Comparison,
@@ -26,10 +26,9 @@ from cnnvsmlp.report.model import (
     RunSummary,
     ShiftAccuracy,
     VariantSummary,
+    distinct,
 )
 from cnnvsmlp.report.verdict import BASELINE_FAMILY, VERDICT_RULE, envelope, family, flag_spread
-
-# ---------------------------------------------------------------- grouping
 
 
 def _misfit(r: EvalResult, first: EvalResult, config: ExperimentConfig, labels, digest) -> str:
@@ -82,9 +81,6 @@ def _group(
     return {v: [grouped[v][rep] for rep in sorted(grouped[v])] for v in config.variants}
 
 
-# ---------------------------------------------------------------- numbers
-
-
 def _run_summary(r: EvalResult, labels: np.ndarray) -> RunSummary:
     history = r.training.history
     best = max(history, key=lambda e: e.val_accuracy)
@@ -117,15 +113,12 @@ def _reference(
     ref = config.references.get(variant)
     if ref is None:
         return None
+    validation = final_val_accuracy - ref.accuracy if ref.split == "validation" else None
     return ReferenceComparison(
-        accuracy=ref.accuracy,
-        loss=ref.loss,
-        split=ref.split,
+        **ref.model_dump(include={"accuracy", "loss", "split"}),
         note=" ".join(ref.note.split()),
         test_difference=test_accuracy - ref.accuracy,
-        validation_difference=(
-            final_val_accuracy - ref.accuracy if ref.split == "validation" else None
-        ),
+        validation_difference=validation,
     )
 
 
@@ -140,9 +133,6 @@ def _summarise(
         np.add.at(confusion, (labels, np.asarray(r.predictions)), 1)
     recall = np.diag(confusion) / np.maximum(confusion.sum(axis=1), 1)
     final_val = float(np.mean([s.final_val_accuracy for s in summaries]))
-
-    def distinct(machines: list[Hardware]) -> list[Hardware]:
-        return list({h.model_dump_json(): h for h in machines}.values())
 
     means = ("test_loss", "best_val_accuracy", "final_val_loss", "epoch_time_s", "train_time_s")
     means += ("train_images_per_s", "inference_images_per_s")
@@ -173,19 +163,14 @@ def _oriented(a: str, b: str, accuracy: dict[str, float]) -> tuple[str, str]:
 def _correct(
     grouped: dict[str, list[EvalResult]], labels: np.ndarray
 ) -> dict[tuple[str, int], np.ndarray]:
-    """``(repeats, images)`` per variant and shift: whether each repeat got each image right.
-
-    Shift 0 is the test split as it is; the others are the shifts every run was
-    scored on whole.
-    """
+    """Per variant and shift every run was scored on (0: as is), each repeat's right images."""
     runs = [r for rs in grouped.values() for r in rs]
     found = [{s.shift for s in r.shifted if len(s.predictions) == len(labels)} for r in runs]
     shifts = sorted(set.intersection(*found)) if found else []
 
     def predictions(r: EvalResult, shift: int) -> list[int]:
-        if shift == 0:
-            return r.predictions
-        return next(x.predictions for x in r.shifted if x.shift == shift)
+        found = [x.predictions for x in r.shifted if x.shift == shift]
+        return found[0] if shift else r.predictions
 
     return {
         (v, shift): np.array([np.asarray(predictions(r, shift)) == labels for r in rs])
@@ -204,10 +189,7 @@ def _pairs(
     accuracy = {v: s.test_accuracy.estimate for v, s in summaries.items()}
     order = [_oriented(a, b, accuracy) for a, b in itertools.combinations(summaries, 2)]
     verdicts = pairwise.decide(
-        [
-            pairwise.estimate(a, b, correct[(a, 0)], correct[(b, 0)], repeats, details=True)
-            for a, b in order
-        ],
+        [pairwise.estimate(a, b, correct[(a, 0)], correct[(b, 0)], repeats) for a, b in order],
         margin,
     )
     shifts = sorted({s for _, s in correct} - {0})
@@ -236,13 +218,8 @@ def _shift_accuracy(correct: dict[tuple[str, int], np.ndarray]) -> list[ShiftAcc
 def read_comparison(path: str | os.PathLike) -> Comparison:
     """A ``comparison.json`` in this schema: read, or restated from schema 2.
 
-    A schema-2 file kept each pair's per-repeat McNemar counts but not which
-    images: its pairs are restated by :func:`cnnvsmlp.pairwise.bounded`
-    (conservative), and its shifted differences, which kept no counts, are
-    left out. Nothing is retrained or re-evaluated.
-
-    Raises:
-        ReportError: the file is of another schema, or does not read.
+    Schema 2 kept McNemar counts, not images: its pairs are bounded from them, its shifted
+    differences (no counts) left out.
     """
     text = Path(path).read_text()
     try:
@@ -285,10 +262,15 @@ def run_config(config: ExperimentConfig, repeats: int) -> RunConfig:
     )
 
 
-def _comparison(config: ExperimentConfig, labels: np.ndarray, **found) -> Comparison:
+def _comparison(
+    config: ExperimentConfig, labels: np.ndarray, failures: list[FailedRun], **found
+) -> Comparison:
     """A comparison of ``config``'s runs: what the config says, and what was ``found``."""
     repeats = found.pop("repeats", config.repeats)
+    status = "partial" if failures else "complete"
     return Comparison(
+        status=status if found["variants"] else "failed",
+        failures=failures,
         schema_version=SCHEMA_VERSION,
         experiment=config.name,
         description=" ".join(config.description.split()),
@@ -309,31 +291,12 @@ def _comparison(config: ExperimentConfig, labels: np.ndarray, **found) -> Compar
 def compare(
     results: list[EvalResult | RunFailure], config: ExperimentConfig, test_labels: np.ndarray
 ) -> Comparison:
-    """Summarise every variant and test every pair of variants.
-
-    A variant with a failed run (a :class:`~cnnvsmlp.records.RunFailure`)
-    is left out of the statistics, since pairs need the same repeats of every
-    variant; its failures are listed, and the status is ``partial``, or
-    ``failed`` when no variant is left.
-
-    Raises:
-        ReportError: no runs; a run of another data set, of another variant,
-            or twice; predictions that do not belong to these test labels;
-            variants with different repeats.
-    """
+    """Summarise every variant and test every pair; a variant with a failed run is left out."""
     labels = np.asarray(test_labels).astype(int)
     failures, kept, variants = _split_failures(results, config)
     if not variants:
         classes = list(get_spec(config.dataset).classes)
-        return _comparison(
-            config,
-            labels,
-            classes=classes,
-            variants=[],
-            pairs=[],
-            status="failed",
-            failures=failures,
-        )
+        return _comparison(config, labels, failures, classes=classes, variants=[], pairs=[])
     scored = config.model_copy(update={"variants": variants})
     grouped = _group(kept, scored, labels)
     summaries = {v: flag_spread(_summarise(v, runs, scored, labels)) for v, runs in grouped.items()}
@@ -343,19 +306,15 @@ def compare(
     return _comparison(
         config,
         labels,
+        failures,
         classes=kept[0].classes,
         repeats=len(repeats),
         variants=list(summaries.values()),
         pairs=pairs,
         reproducibility=envelope(list(summaries.values())),
-        status="partial" if failures else "complete",
-        failures=failures,
         shift_accuracy=_shift_accuracy(correct),
         shift_differences=shift_differences,
     )
-
-
-# ---------------------------------------------------------------- failed runs
 
 
 def _split_failures(

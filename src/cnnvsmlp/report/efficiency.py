@@ -1,8 +1,4 @@
-"""The data-efficiency study's report: a second layout over the comparison's blocks.
-
-The answer in one sentence, then test accuracy against training-set size, the
-gap per size and accuracy against shift, and the tables after the plots.
-"""
+"""The data-efficiency study's report: a second layout over the comparison's blocks."""
 
 from __future__ import annotations
 
@@ -33,8 +29,6 @@ from cnnvsmlp.report.plots import EFFICIENCY_PLOTS, write_efficiency_plots
 from cnnvsmlp.report.render import shift_rows
 
 BEYOND = "beyond the data"
-
-# ---------------------------------------------------------------- words
 
 
 def _times(x: float | None) -> str:
@@ -85,13 +79,9 @@ def headline(a: EfficiencyAnalysis) -> str:
             f"{size(lo.n_train)} training images ({lo.verdict}), {interval(hi, signed)} with "
             f"{size(hi.n_train)} ({hi.verdict}; {_interval_words(a)})"
         )
-        shown = [g for g in gaps if g.verdict == "different"]
-        found = next((m for m in a.multipliers if m.variant == v), None)
-        x = (
-            next((x for x in found.multipliers if x.n_train == shown[0].n_train), None)
-            if shown and found
-            else None
-        )
+        shown = [g.n_train for g in gaps if g.verdict == "different"]
+        found = next((m.multipliers for m in a.multipliers if m.variant == v), [])
+        x = next((x for x in found if shown and x.n_train == shown[0]), None)
         if x is not None and x.where == "inside":
             text += (
                 f"; to match {v} at {size(x.n_train)} images {a.baseline} needs "
@@ -113,14 +103,12 @@ def _verdicts_by_size(gaps: list[Difference]) -> str:
 
 
 def _variant_verdicts(a: EfficiencyAnalysis, v: str, gaps: list[Difference]) -> list:
-    out = [
-        (
-            f"{v} vs {a.baseline}:",
-            f"the gap is {interval(gaps[0], signed)} points at {size(gaps[0].n_train)} images "
-            f"and {interval(gaps[-1], signed)} at {size(gaps[-1].n_train)} "
-            f"({_interval_words(a)}); {_verdicts_by_size(gaps)}.",
-        )
-    ]
+    text = (
+        f"the gap is {interval(gaps[0], signed)} points at {size(gaps[0].n_train)} images "
+        f"and {interval(gaps[-1], signed)} at {size(gaps[-1].n_train)} "
+        f"({_interval_words(a)}); {_verdicts_by_size(gaps)}."
+    )
+    out = [(f"{v} vs {a.baseline}:", text)]
     found = next((m for m in a.multipliers if m.variant == v and m.multipliers), None)
     if found is not None:
         stated = [
@@ -142,24 +130,17 @@ def verdicts(a: EfficiencyAnalysis) -> list[tuple[str, str]]:
     scored = [h for h in a.holdouts if not h.error]
     if scored:
         words = "; ".join(f"{h.variant} {h.family} {100 * h.miss:+.2f}" for h in scored)
-        out.append(
-            (
-                "Learning curves:",
-                f"fitted without the largest size, each family's prediction at "
-                f"{size(scored[0].size)} images missed the observed error by (points) {words}. "
-                "No number here is read off a curve beyond the sizes trained.",
-            )
+        text = (
+            f"fitted without the largest size, each family's prediction at "
+            f"{size(scored[0].size)} images missed the observed error by (points) {words}. "
+            "No number here is read off a curve beyond the sizes trained."
         )
+        out.append(("Learning curves:", text))
     capped = [(p, r) for p in a.points for r in p.runs if r.capped_improving]
     if capped:
         names = ", ".join(f"{p.variant}-n{p.n_train}-r{r.repeat}" for p, r in capped)
-        out.append(
-            (
-                "Cap:",
-                f"{len(capped)} trainings reached the cap of {a.max_epochs} epochs while "
-                f"still improving ({names}): they may be under-trained.",
-            )
-        )
+        text = f"{len(capped)} trainings reached the cap of {a.max_epochs} epochs while still"
+        out.append(("Cap:", f"{text} improving ({names}): they may be under-trained."))
     return out
 
 
@@ -177,9 +158,6 @@ def _shift_verdict(a: EfficiencyAnalysis, variant: str, n: int) -> list[tuple[st
         "3-4 pixels part of the object leaves the frame)."
     )
     return [("Shift:", text)]
-
-
-# ---------------------------------------------------------------- tables
 
 
 def _gap_table(a: EfficiencyAnalysis) -> Table:
@@ -207,18 +185,12 @@ def _gap_table(a: EfficiencyAnalysis) -> Table:
 def _stopping_table(a: EfficiencyAnalysis) -> Table:
     """Where each training stopped, the best epoch kept, and the cap flag."""
     headers = ["run", "test %", "epochs trained", "best epoch", "stopped by", "cap while improving"]
-    rows = [
-        [
-            f"{p.variant}-n{p.n_train}-r{r.repeat}",
-            f"{100 * r.test_accuracy:.2f}",
-            str(r.epochs),
-            str(r.best_epoch),
-            r.stopped_by or "not stopped",
-            "YES (!)" if r.capped_improving else "",
-        ]
-        for p in a.points
-        for r in p.runs
-    ]
+    rows = []
+    for p in a.points:
+        for r in p.runs:
+            row = [f"{p.variant}-n{p.n_train}-r{r.repeat}", f"{100 * r.test_accuracy:.2f}"]
+            row += [str(r.epochs), str(r.best_epoch), r.stopped_by or "not stopped"]
+            rows.append([*row, "YES (!)" if r.capped_improving else ""])
     return Table(headers, rows)
 
 
@@ -238,19 +210,15 @@ def shift_table(a: EfficiencyAnalysis) -> Table:
 def _shift_accuracy_table(a: EfficiencyAnalysis) -> Table:
     """Each variant's accuracy at each shift, at the smallest and the full size."""
     shifts = sorted({p.shift for p in a.shift_points})
-    rows = []
-    for v in a.variants:
-        for n in sorted({a.sizes[0], a.sizes[-1]}) if a.sizes else []:
-            found = {
-                p.shift: p.accuracy for p in a.shift_points if (p.variant, p.n_train) == (v, n)
-            }
-            if found:
-                rows.append(
-                    [
-                        f"{v} at {size(n)}",
-                        *(interval(found[s]) if s in found else "" for s in shifts),
-                    ]
-                )
+    rows = [
+        [f"{v} at {size(n)}", *(interval(found[s]) if s in found else "" for s in shifts)]
+        for v in a.variants
+        for n in (sorted({a.sizes[0], a.sizes[-1]}) if a.sizes else [])
+        for found in [
+            {p.shift: p.accuracy for p in a.shift_points if (p.variant, p.n_train) == (v, n)}
+        ]
+        if found
+    ]
     return Table(["variant at n_train", *(f"shift {s} px %" for s in shifts)], rows)
 
 
@@ -275,19 +243,11 @@ def _multiplier_table(a: EfficiencyAnalysis) -> Table:
     for m in a.multipliers:
         pair = f"{m.baseline} to match {m.variant}"
         rows += [[pair, "", m.error, ""]] if m.error else []
-        rows += [
-            [
-                pair,
-                size(x.n_train),
-                _multiplier_words(x, _gap_at(a, m.variant, x.n_train)),
-                f"{x.beyond_fraction:.0%}",
-            ]
-            for x in m.multipliers
-        ]
+        for x in m.multipliers:
+            words = _multiplier_words(x, _gap_at(a, m.variant, x.n_train))
+            rows.append([pair, size(x.n_train), words, f"{x.beyond_fraction:.0%}"])
     return Table(headers, rows)
 
-
-# ---------------------------------------------------------------- the layout
 
 GAPS = (
     "Test accuracy per variant ({confidence:.0%} t-interval over the repeats). The gap is "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cnnvsmlp.report.render as render
 from cnnvsmlp.report.blocks import (
     Block,
     Bullets,
@@ -16,21 +17,6 @@ from cnnvsmlp.report.blocks import (
 )
 from cnnvsmlp.report.model import Comparison
 from cnnvsmlp.report.plots import PLOTS, SHIFT_PLOT
-from cnnvsmlp.report.render import (
-    config_text,
-    hardware_table,
-    hardware_text,
-    machines,
-    main_table,
-    numerics_table,
-    one_repeat_warning,
-    pair_table,
-    provenance_line,
-    reference_table,
-    runs_table,
-    shift_tables,
-    speed_note,
-)
 from cnnvsmlp.report.status import failure_summary
 from cnnvsmlp.report.verdict import caveats, headline, verdict
 
@@ -58,7 +44,7 @@ def _accuracy_note(c: Comparison) -> str:
         )
     return (
         f"{interval} Best validation accuracy: mean over repeats, and the epoch of the best "
-        f"in each run.{seeds} {speed_note(c)}"
+        f"in each run.{seeds} {render.speed_note(c)}"
     )
 
 
@@ -94,10 +80,10 @@ def _verdicts(c: Comparison) -> list[Section]:
             "repeat: McNemar's exact test of that repeat's two networks (the test images only, "
             "unadjusted)."
         )
-        sections.append(Section("Pairwise differences", [Text(about), pair_table(c)]))
+        sections.append(Section("Pairwise differences", [Text(about), render.pair_table(c)]))
     if c.shift_accuracy:
         about = SHIFTED.format(n=len(c.shift_differences), confidence=c.confidence)
-        blocks = [Text(about), Figure(*SHIFT_PLOT), *shift_tables(c)]
+        blocks = [Text(about), Figure(*SHIFT_PLOT), *render.shift_tables(c)]
         sections.append(Section("Shifted test images", blocks))
     return sections
 
@@ -115,7 +101,7 @@ def _seed_section(c: Comparison) -> Section:
             "accuracy and our final validation accuracy. Differences are ours minus the seed's, "
             "in points. The notes say where a seed's claim does not hold."
         ),
-        reference_table(c),
+        render.reference_table(c),
     ]
     return Section(
         "Against the seeds' numbers", blocks + [Bullets(notes)] * bool(notes), folded=True
@@ -124,18 +110,18 @@ def _seed_section(c: Comparison) -> Section:
 
 def _evidence(c: Comparison) -> list[Section]:
     """The folded sections about the runs: each run, the seeds, hardware, reproducibility."""
-    shared = all(len(m) == 1 for m in machines(c).values())
-    hardware = Text(hardware_text(c)) if shared else hardware_table(c)
+    shared = all(len(m) == 1 for m in render.machines(c).values())
+    hardware = Text(render.hardware_text(c)) if shared else render.hardware_table(c)
     reproducibility: list[Block] = [Text(c.reproducibility)] if c.reproducibility else []
     if c.repeats > 1 or len({h.numerics() for v in c.variants for h in v.hardware}) > 1:
         spread = (
             'Spread: max - min of the repeats\' test accuracy, in points; "(!)": more than '
             f"{100 * c.spread_limit:g}, flagged in the verdicts."
         )
-        reproducibility += [Text(spread), numerics_table(c)]
+        reproducibility += [Text(spread), render.numerics_table(c)]
     return [
         Section("Plots", [Figure(name) for name in PLOTS if name != "test_accuracy"]),
-        Section("Each run", [runs_table(c)], folded=True),
+        Section("Each run", [render.runs_table(c)], folded=True),
         _seed_section(c),
         Section("Hardware", [hardware], folded=True),
         Section("Reproducibility", reproducibility, folded=True),
@@ -161,12 +147,12 @@ def comparison_report(c: Comparison) -> Report:
     lead = lead_blocks(
         headline(c),
         c.provenance,
-        Text(one_repeat_warning(c), lead="One repeat."),
+        Text(render.one_repeat_warning(c), lead="One repeat."),
         Text(failed, lead=f"{c.status.capitalize()} comparison."),
-        Text(f"{provenance_line(c)} {hardware_text(c)}".strip(), style="note"),
+        Text(f"{render.provenance_line(c)} {render.hardware_text(c)}".strip(), style="note"),
     )
     if c.variants:
-        lead += [Figure("test_accuracy"), main_table(c), Text(_accuracy_note(c))]
+        lead += [Figure("test_accuracy"), render.main_table(c), Text(_accuracy_note(c))]
     sections = []
     if c.failures:
         rows = [
@@ -179,9 +165,9 @@ def comparison_report(c: Comparison) -> Report:
     if c.config and c.config.model_sources:
         sections.append(_models_section(c))
     own = [
-        ("Config:", config_text(c)),
+        ("Config:", render.config_text(c)),
         ("Variants:", ", ".join(c.config.variants if c.config else [])),
-        ("Machines:", hardware_text(c) or "none: no run finished"),
+        ("Machines:", render.hardware_text(c) or "none: no run finished"),
     ]
     sections.append(provenance_section(c.provenance, c.schema_version, own))
     title = f"{c.experiment} comparison, run {run_label(c.provenance)}"

@@ -1,12 +1,10 @@
-"""The comparison's record: what ``comparison.json`` holds (docs/comparison-schema.md).
-
-Version :data:`SCHEMA_VERSION`; :mod:`cnnvsmlp.report.compare` computes it.
-"""
+"""The comparison's record: what ``comparison.json`` holds (docs/comparison-schema.md)."""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
@@ -23,6 +21,11 @@ SCHEMA_VERSION = "3.0"
 # Repeats of one variant whose test accuracies span more than this (max - min)
 # are flagged: their mean says less than the CI suggests about any single run.
 SPREAD_LIMIT = 0.01
+
+
+def distinct(machines: Iterable[Hardware]) -> list[Hardware]:
+    """Each machine once, in the order first met."""
+    return list({h.model_dump_json(): h for h in machines}.values())
 
 
 class ReportError(UserError):
@@ -123,13 +126,10 @@ class RunConfig(Record):
     limit: int | None = Field(description="Images used of each official split; None: all.")
     repeats: int
     seeds: list[int]
-    vary_seeds: list[str] = Field(
-        default=["init", "order", "dropout"],
-        description="What the repeats' seeds changed: initial weights, image order, dropout.",
-    )
-    model_sources: dict[str, str] = Field(
-        default_factory=dict, description="Each user module's source (module:function variants)."
-    )
+    vary_seeds: list[str] = ["init", "order", "dropout"]
+    """What the repeats' seeds changed: initial weights, image order, dropout."""
+    model_sources: dict[str, str] = {}
+    """Each user module's source (module:function variants)."""
 
 
 class Comparison(Record):
@@ -147,10 +147,8 @@ class Comparison(Record):
     alpha: float
     verdict_rule: str
     variants: list[VariantSummary]
-    pairs: list[Difference] = Field(
-        description="Every pair of variants on the test images as they are: the verdicts, "
-        "one family (cnnvsmlp.pairwise)."
-    )
+    pairs: list[Difference]
+    """Every pair of variants on the test images as they are: the verdicts, one family."""
     margin: float = Field(default=0.01, description="The equivalence margin (fraction).")
     spread_limit: float = SPREAD_LIMIT
     reproducibility: str = ""
@@ -158,23 +156,14 @@ class Comparison(Record):
     failures: list[FailedRun] = []
     provenance: Provenance = Field(default_factory=Provenance)
     config: RunConfig | None = Field(default=None, description="None in files before 2.4.")
-    shift_accuracy: list[ShiftAccuracy] = Field(
-        default=[], description="Accuracy per variant and shift; empty without shifted scores."
-    )
-    shift_differences: list[Difference] = Field(
-        default=[],
-        description="Each pair's difference per shift of 1 pixel or more, one family; "
-        "empty without shifted scores.",
-    )
+    shift_accuracy: list[ShiftAccuracy] = []
+    """Accuracy per variant and shift; empty without shifted scores."""
+    shift_differences: list[Difference] = []
+    """Each pair's difference per shift of 1 pixel or more, one family; empty without them."""
 
     @classmethod
     def read(cls, path: str | os.PathLike) -> Comparison:
-        """Read a ``comparison.json`` of this schema's major version, this minor or older.
-
-        Raises:
-            ReportError: the file is of another major version, or of a newer
-                minor one, whose fields this version does not know.
-        """
+        """Read a ``comparison.json`` of this schema's major version, this minor or older."""
         return cls.parse(Path(path).read_text(), path)
 
     @classmethod

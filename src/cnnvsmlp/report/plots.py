@@ -40,12 +40,15 @@ def _colours(comparison: Comparison) -> dict[str, str]:
     return {v.variant: f"C{i}" for i, v in enumerate(comparison.variants)}
 
 
-def _yerr(intervals: list) -> list[list[float]]:
-    """Error bars of intervals in points: below and above each estimate."""
-    return [
-        [100 * (i.estimate - i.low) for i in intervals],
-        [100 * (i.high - i.estimate) for i in intervals],
-    ]
+def _bars(ax, x, intervals: list, **style) -> None:
+    """Estimates in points at ``x``, their intervals as error bars."""
+    below = [100 * (i.estimate - i.low) for i in intervals]
+    above = [100 * (i.high - i.estimate) for i in intervals]
+    ax.errorbar(x, [100 * i.estimate for i in intervals], yerr=[below, above], **style)
+
+
+def _label(ax, text: str, xy: tuple, offset: tuple, **style) -> None:
+    ax.annotate(text, xy, xytext=offset, textcoords="offset points", **style)
 
 
 def _save(draw: dict[str, Callable[[], Figure]], out_dir: Path) -> dict[str, Path]:
@@ -66,34 +69,13 @@ def _test_accuracy(comparison: Comparison) -> Figure:
     for i, v in enumerate(comparison.variants):
         acc = v.test_accuracy
         colour = f"C{i}"
-        ax.errorbar(
-            i,
-            100 * acc.estimate,
-            yerr=_yerr([acc]),
-            fmt="s",
-            ms=7,
-            capsize=6,
-            lw=2,
-            color=colour,
-            zorder=3,
-        )
+        _bars(ax, i, [acc], fmt="s", ms=7, capsize=6, lw=2, color=colour, zorder=3)
         if len(v.runs) > 1:
             jitter = rng.uniform(-0.12, 0.12, len(v.runs))
-            ax.scatter(
-                i + 0.25 + jitter,
-                [100 * r.test_accuracy for r in v.runs],
-                s=14,
-                color=colour,
-                alpha=0.7,
-                zorder=2,
-            )
-        ax.annotate(
-            f"{100 * acc.estimate:.2f}",
-            (i, 100 * acc.high),
-            xytext=(0, 4),
-            textcoords="offset points",
-            ha="center",
-            fontsize=9,
+            y = [100 * r.test_accuracy for r in v.runs]
+            ax.scatter(i + 0.25 + jitter, y, s=14, color=colour, alpha=0.7, zorder=2)
+        _label(
+            ax, f"{100 * acc.estimate:.2f}", (i, 100 * acc.high), (0, 4), ha="center", fontsize=9
         )
     ax.set_xticks(range(n), [v.variant for v in comparison.variants])
     ax.set_xlim(-0.5, n - 0.5)
@@ -214,23 +196,10 @@ def _accuracy_vs_cost(comparison: Comparison, time_label: str = "") -> Figure:
         # Labels of points close together alternate above and below them.
         ordered = sorted(comparison.variants, key=lambda v: getattr(v, field))
         for i, v in enumerate(ordered):
-            x, acc = getattr(v, field), v.test_accuracy
-            ax.errorbar(
-                x,
-                100 * acc.estimate,
-                yerr=_yerr([acc]),
-                fmt="o",
-                capsize=4,
-                color=colours[v.variant],
-            )
-            ax.annotate(
-                v.variant,
-                (x, 100 * acc.estimate),
-                xytext=(6, 8 if i % 2 == 0 else -14),
-                textcoords="offset points",
-                fontsize=9,
-                color=colours[v.variant],
-            )
+            x, acc, colour = getattr(v, field), v.test_accuracy, colours[v.variant]
+            _bars(ax, x, [acc], fmt="o", capsize=4, color=colour)
+            offset = (6, 8 if i % 2 == 0 else -14)
+            _label(ax, v.variant, (x, 100 * acc.estimate), offset, fontsize=9, color=colour)
         if log:
             ax.set_xscale("log")
             ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1e6:g}M"))
@@ -247,16 +216,8 @@ def _accuracy_vs_cost(comparison: Comparison, time_label: str = "") -> Figure:
 def _by_shift(ax, points: list, offset: float, style: str = "-", **line) -> None:
     """Accuracy against shift of one variant, its points moved by ``offset`` to stand apart."""
     points = sorted(points, key=lambda p: p.shift)
-    ax.errorbar(
-        [p.shift + offset for p in points],
-        [100 * p.accuracy.estimate for p in points],
-        yerr=_yerr([p.accuracy for p in points]),
-        fmt="o",
-        ls=style,
-        ms=5,
-        capsize=3,
-        **line,
-    )
+    x, found = [p.shift + offset for p in points], [p.accuracy for p in points]
+    _bars(ax, x, found, fmt="o", ls=style, ms=5, capsize=3, **line)
 
 
 def _shift_axes(ax, points: list, ylabel: str, title: str, fontsize: int) -> None:
@@ -297,9 +258,6 @@ def write_plots(comparison: Comparison, out_dir: Path, time_label: str = "") -> 
     return _save(draw, out_dir)
 
 
-# ---------------------------------------------------------------- the data-efficiency study
-
-
 def _size_axis(ax, sizes: list[int]) -> None:
     ax.set_xscale("log")
     ax.xaxis.set_major_locator(FixedLocator(sizes))
@@ -330,12 +288,11 @@ def _accuracy_vs_size(a: EfficiencyAnalysis) -> Figure:
         if not points:
             continue
         n = np.array([p.n_train for p in points], dtype=float)
-        mean = np.array([100 * p.accuracy.estimate for p in points])
-        err = _yerr([p.accuracy for p in points])
-        ax.errorbar(n, mean, yerr=err, fmt="o", ms=6, capsize=4, color=f"C{i}", label=v, zorder=3)
+        found = [p.accuracy for p in points]
+        _bars(ax, n, found, fmt="o", ms=6, capsize=4, color=f"C{i}", label=v, zorder=3)
         for p in points:
             _dots(ax, p.n_train, [r.test_accuracy for r in p.runs], f"C{i}")
-        ax.plot(n, mean, color=f"C{i}", lw=1, alpha=0.8)
+        ax.plot(n, [100 * p.estimate for p in found], color=f"C{i}", lw=1, alpha=0.8)
     _size_axis(ax, a.sizes)
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(
@@ -354,8 +311,7 @@ def _gap_vs_size(a: EfficiencyAnalysis) -> Figure:
         if i == 0 or not gaps:
             continue
         n = np.array([g.n_train for g in gaps], dtype=float)
-        mean = np.array([100 * g.estimate for g in gaps])
-        ax.errorbar(n, mean, yerr=_yerr(gaps), fmt="-", capsize=4, color=f"C{i}", zorder=3, lw=1)
+        _bars(ax, n, gaps, fmt="-", capsize=4, color=f"C{i}", zorder=3, lw=1)
         for g in gaps:
             face = f"C{i}" if g.verdict == "different" else "white"
             ax.scatter(

@@ -18,20 +18,18 @@ from cnnvsmlp.report.blocks import (
     run_label,
     when_and_code,
 )
-from cnnvsmlp.report.model import Comparison
+from cnnvsmlp.report.model import Comparison, distinct
 from cnnvsmlp.report.status import failure_summary
 from cnnvsmlp.report.verdict import headline, verdict
-
-# ---------------------------------------------------------------- words
 
 
 def machines(comparison: Comparison) -> dict[str, list[Hardware]]:
     """Each distinct machine the runs trained on and were evaluated on, by stage."""
-    out: dict[str, list[Hardware]] = {}
-    for stage, attr in (("training", "hardware"), ("inference", "inference_hardware")):
-        found = {h.model_dump_json(): h for v in comparison.variants for h in getattr(v, attr)}
-        out[stage] = list(found.values())
-    return out
+    variants = comparison.variants
+    return {
+        "training": distinct(h for v in variants for h in v.hardware),
+        "inference": distinct(h for v in variants for h in v.inference_hardware),
+    }
 
 
 def hardware_text(comparison: Comparison) -> str:
@@ -117,9 +115,6 @@ def one_repeat_warning(comparison: Comparison) -> str:
     )
 
 
-# ---------------------------------------------------------------- tables
-
-
 def _spread(v) -> str:
     return f"{100 * v.test_accuracy_spread:.2f}" + (" (!)" if v.spread_flag else "")
 
@@ -156,22 +151,14 @@ def runs_table(c: Comparison) -> Table:
     """Every run: accuracies, epochs and speeds."""
     headers = ["run", "seed", "test %", "test loss", "best val % (epoch)", "final val %"]
     headers += ["s/epoch", "train img/s", "infer img/s", "size MB"]
-    rows = [
-        [
-            f"{v.variant}-r{r.repeat}",
-            str(r.seed),
-            pct(r.test_accuracy),
-            f"{r.test_loss:.4f}",
-            f"{pct(r.best_val_accuracy)} ({r.best_epoch})",
-            pct(r.final_val_accuracy),
-            f"{r.epoch_time_s:.1f}",
-            f"{r.train_images_per_s:,.0f}",
-            f"{r.inference_images_per_s:,.0f}",
-            f"{v.model_size_bytes / 1e6:.1f}",
-        ]
-        for v in c.variants
-        for r in v.runs
-    ]
+    rows = []
+    for v in c.variants:
+        for r in v.runs:
+            row = [f"{v.variant}-r{r.repeat}", str(r.seed), pct(r.test_accuracy)]
+            row += [f"{r.test_loss:.4f}", f"{pct(r.best_val_accuracy)} ({r.best_epoch})"]
+            row += [pct(r.final_val_accuracy), f"{r.epoch_time_s:.1f}"]
+            row += [f"{r.train_images_per_s:,.0f}", f"{r.inference_images_per_s:,.0f}"]
+            rows.append([*row, f"{v.model_size_bytes / 1e6:.1f}"])
     return Table(headers, rows)
 
 
@@ -198,20 +185,15 @@ def pair_table(c: Comparison) -> Table:
     """Every pair's difference, verdict and per-repeat McNemar detail."""
     headers = ["a vs b", "a - b, points [95% CI]", "verdict", "p (adjusted) / TOST p (adjusted)"]
     headers += ["per repeat: a - b points; only a right / only b right, McNemar p"]
-    rows = [
-        [
-            f"{p.a} vs {p.b}",
-            interval(p, points),
-            p.verdict,
-            f"{p_cell(p.p_adjusted)} / {p_cell(p.p_equivalence_adjusted)}",
-            "; ".join(
-                f"r{t.repeat}: {points(t.difference)}; {t.only_a_correct}/"
-                f"{t.only_b_correct}, {p_cell(t.p_value)}"
-                for t in p.tests
-            ),
-        ]
-        for p in c.pairs
-    ]
+    rows = []
+    for p in c.pairs:
+        tests = "; ".join(
+            f"r{t.repeat}: {points(t.difference)}; {t.only_a_correct}/"
+            f"{t.only_b_correct}, {p_cell(t.p_value)}"
+            for t in p.tests
+        )
+        p_values = f"{p_cell(p.p_adjusted)} / {p_cell(p.p_equivalence_adjusted)}"
+        rows.append([f"{p.a} vs {p.b}", interval(p, points), p.verdict, p_values, tests])
     return Table(headers, rows)
 
 

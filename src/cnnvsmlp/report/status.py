@@ -8,15 +8,7 @@ from cnnvsmlp.report.model import Comparison, RunsFailed
 
 
 def failure_summary(comparison: Comparison) -> str:
-    """One line saying which runs failed and what is compared without them; empty when none.
-
-    Args:
-        comparison: the comparison to describe.
-
-    Returns:
-        E.g. ``"1 run failed for good: mlp-r0 (TrainingDiverged: loss is nan
-        at epoch 2); variant mlp left out; cnn, cnn-3conv compared."``
-    """
+    """One line saying which runs failed and what is compared without them; empty when none."""
     if not comparison.failures:
         return ""
     runs = "; ".join(
@@ -34,15 +26,7 @@ def failure_summary(comparison: Comparison) -> str:
 
 
 def check_complete(path: str | Path) -> None:
-    """Raise when a written comparison is not complete.
-
-    Args:
-        path: a ``comparison.json``.
-
-    Raises:
-        RunsFailed: its status is ``partial`` or ``failed``; the message
-            names the failed runs and where the comparison of the others is.
-    """
+    """Raise RunsFailed, naming the failed runs, when a written comparison is not complete."""
     comparison = Comparison.read(path)
     if comparison.status != "complete":
         raise RunsFailed(f"{comparison.status} comparison ({path}): {failure_summary(comparison)}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from cnnvsmlp import models
 from cnnvsmlp.pairwise import Difference
 from cnnvsmlp.records import Hardware
-from cnnvsmlp.report.blocks import pct, points
+from cnnvsmlp.report.blocks import pct, plural, points
 from cnnvsmlp.report.model import SPREAD_LIMIT, Comparison, VariantSummary
 
 BASELINE_FAMILY = "mlp"
@@ -86,9 +86,6 @@ def verdict(d: Difference) -> str:
     )
 
 
-# ---------------------------------------------------------------- the headline
-
-
 def _short(d: Difference) -> str:
     """A pair's verdict inside the headline: the words, the size and its interval."""
     if d.verdict == "different":
@@ -125,15 +122,11 @@ def _within(pairs: list[Difference]) -> str:
 
 
 def headline(comparison: Comparison) -> str:
-    """The answer in one sentence: the primary contrast's size and interval, then the rest.
-
-    The primary contrast is every pair across the baseline family (the MLPs,
-    by each variant's declared family) and another; without one, every pair.
-    """
+    """The answer in one sentence: every pair across the baseline family (else all), the rest."""
     variants = [v.variant for v in comparison.variants]
     if not variants:
         return "No variant finished: there is nothing to compare."
-    budget = f"After {comparison.epochs} epoch{'s' if comparison.epochs != 1 else ''}"
+    budget = f"After {plural(comparison.epochs, 'epoch')}"
     if len(variants) == 1:
         acc = comparison.variants[0].test_accuracy
         return (
@@ -157,11 +150,8 @@ def headline(comparison: Comparison) -> str:
     text = f"{budget}, " + "; ".join(_short(p) for p in primary)
     text += f" ({basis}{'; ' + family_words if family_words else ''})"
     rest = [p for p in pairs if p not in primary]
-    groups: dict[str, list[Difference]] = {}
-    for p in rest:
-        groups.setdefault(family(p.a), []).append(p)
-    for name, found in groups.items():
-        text += f"; among the {name.upper()}s, {_within(found)}"
+    for name in dict.fromkeys(family(p.a) for p in rest):
+        text += f"; among the {name.upper()}s, {_within([p for p in rest if family(p.a) == name])}"
     return text + "."
 
 
@@ -169,17 +159,12 @@ def caveats(comparison: Comparison) -> list[tuple[str, str]]:
     """What limits the verdicts, as ``(lead, sentence)``: the training budget, what seeds varied."""
     if not comparison.variants:
         return []
-    last = {
-        v.variant: sum(r.best_epoch == r.epochs for r in v.runs)
-        for v in comparison.variants
-        if v.runs
-    }
     late = [
-        f"{v} in {n} of {len(r.runs)}"
-        for (v, n), r in zip(last.items(), comparison.variants, strict=True)
-        if n
+        f"{v.variant} in {n} of {len(v.runs)}"
+        for v in comparison.variants
+        if (n := sum(r.best_epoch == r.epochs for r in v.runs))
     ]
-    epochs = f"{comparison.epochs} epoch{'s' if comparison.epochs != 1 else ''}"
+    epochs = plural(comparison.epochs, "epoch")
     budget = f"Every network trained for {epochs}, the same for every variant."
     if late and comparison.epochs > 1:
         budget += (
@@ -190,29 +175,22 @@ def caveats(comparison: Comparison) -> list[tuple[str, str]]:
     found = [("Training budget", budget)]
     varied = comparison.config.vary_seeds if comparison.config else ["init", "order", "dropout"]
     words = {"init": "the initial weights", "order": "the image order", "dropout": "dropout"}
+    held = [w for k, w in words.items() if k not in varied]
     if comparison.repeats > 1 and len(varied) == len(words):
-        found.append(
-            (
-                "Seeds",
-                "each repeat's one seed set the initial weights, the image order and dropout "
-                "together: the spread over seeds is their joint effect "
-                "(docs/statistics.md splits it by source).",
-            )
+        text = (
+            "each repeat's one seed set the initial weights, the image order and dropout "
+            "together: the spread over seeds is their joint effect "
+            "(docs/statistics.md splits it by source)."
         )
+        found.append(("Seeds", text))
     elif comparison.repeats > 1:
-        held = [w for k, w in words.items() if k not in varied]
-        found.append(
-            (
-                "Seeds",
-                f"the repeats varied only {' and '.join(words[k] for k in varied)}; "
-                f"{' and '.join(held)} stayed at repeat 0's seed: the intervals cover that "
-                "source's spread, not the whole seed-to-seed spread.",
-            )
+        text = (
+            f"the repeats varied only {' and '.join(words[k] for k in varied)}; "
+            f"{' and '.join(held)} stayed at repeat 0's seed: the intervals cover that "
+            "source's spread, not the whole seed-to-seed spread."
         )
+        found.append(("Seeds", text))
     return found
-
-
-# ---------------------------------------------------------------- reproducibility
 
 
 def flag_spread(summary: VariantSummary, limit: float = SPREAD_LIMIT) -> VariantSummary:
