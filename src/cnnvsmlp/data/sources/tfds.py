@@ -1,9 +1,6 @@
 """TFDS's data: the original files its builders download (cache or download), or its records.
 
-The files under ``<tfds_data_dir>/downloads`` (local or ``gs://``; each has a ``<file>.INFO``
-naming its URL) give exactly the arrays of the IDX source. Prepared records (``tfds build``)
-come in TFDS's stored, shuffled order (``docs/dataset-format.md``): their ``source`` is
-``tfds-prepared:<folder>``.
+The files give exactly the IDX source's arrays; prepared records come in TFDS's stored order.
 """
 
 from __future__ import annotations
@@ -143,11 +140,7 @@ def _check_reachable(urls: dict[str, str]) -> None:
 
 @dataclass(frozen=True)
 class TfdsPrepared:
-    """The newest version of a data set's records that TFDS prepared in a data_dir.
-
-    ``official_only``: in the default data_dir, which the config does not name, a smaller split
-    (TFDS's emnist/letters) is no reason to stop the search: it counts as no data.
-    """
+    """The newest records TFDS prepared in a data_dir; ``official_only``: others count as none."""
 
     data_dir: str | None
     official_only: bool = False
@@ -165,12 +158,7 @@ class TfdsPrepared:
 
 
 def read_tfds_prepared(spec: DatasetSpec, data_dir: str | None) -> RawData:
-    """Read the newest version under ``<data_dir>/<tfds name>/`` (e.g. ``fashion_mnist/3.0.1``).
-
-    ``tfds.builder_from_directory`` needs only the folder's JSON files, not the installed
-    builder's version; records come in their stored order, so a folder always gives the same
-    arrays.
-    """
+    """Read the newest version under ``<data_dir>/<tfds name>/``, records in stored order."""
     root = f"{tfds_data_dir(data_dir)}/{spec.tfds_name}"
     if root.startswith("gs://"):
         return _read_tfds_prepared_gcs(spec, root)

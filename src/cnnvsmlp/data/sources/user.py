@@ -1,8 +1,7 @@
 """A user's data set: ``tfds:NAME``, any TFDS image classification set, or ``folder:PATH``.
 
-A folder (local or ``gs://``) holds one subfolder of PNG or JPEG images per class, optionally
-inside ``train/`` and ``test/``; without a test split, a fifth of each class (seed 0) is the test
-set. The images of one data set share one shape.
+A folder (local or ``gs://``) holds a subfolder of PNG or JPEG images per class, optionally in
+``train/`` and ``test/``; without them, a fifth of each class (seed 0) is the test set.
 """
 
 from __future__ import annotations
