@@ -210,10 +210,8 @@ class ExperimentConfig(_Config):
     @classmethod
     def _no_seed_references_on_user_data(cls, data: object) -> object:
         """Drop a preset's references, measured on a built-in data set, on a user's one."""
-        if not isinstance(data, dict) or not str(data.get("dataset", "")).startswith(USER_PREFIXES):
-            return data
-        refs = data.get("references") or {}
-        if not isinstance(refs, dict):
+        refs = (data.get("references") or {}) if isinstance(data, dict) else None
+        if not isinstance(refs, dict) or not str(data.get("dataset", "")).startswith(USER_PREFIXES):
             return data
         kept = {
             name: ref
@@ -237,8 +235,7 @@ class ExperimentConfig(_Config):
             raise ValueError(
                 f"seed: {self.seed} + {self.repeats} repeats passes 2**32 - 1, the largest seed"
             )
-        # A user's data set is not read to check a config (a gs:// folder may be far);
-        # prepare_data refuses a split it leaves empty.
+        # A user's data set is not read here: prepare_data refuses a split it leaves empty.
         n = None if self.dataset.startswith(USER_PREFIXES) else self._source_images()
         # validation_fraction < 1 always leaves training images; limit >= 10 leaves test ones.
         if n is not None and int(n * self.split.validation_fraction) == 0:

@@ -110,10 +110,7 @@ def _remove_stale_partials(folder: Path) -> None:
 
 
 def build_dir(path: str | os.PathLike, owned: set[str], what: str, build: Callable[[Path], T]) -> T:
-    """Build a folder beside ``path`` with ``build`` and swap it in whole; return what it returns.
-
-    ``path`` is refused as by :func:`claim_dir`; a failure leaves the old folder as it was.
-    """
+    """Build a folder beside ``path`` with ``build``, swap it in whole, return what it returns."""
     folder = _replaceable(path, owned, what)
     missing = [p for p in (folder.parent, *folder.parent.parents) if not p.exists()]
     try:

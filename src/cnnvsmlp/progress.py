@@ -225,16 +225,12 @@ class PlainDisplay:
                 done, total = len(self.estimate.finished), len(self.estimate.epoch_s)
                 left = f", about {clock(self.estimate.seconds_left())} left" if done < total else ""
                 line += f"  ({done}/{total} trainings done{left})"
-            self._write(line)
+            print(line, file=self.stream, flush=True)
 
     def message(self, line: str) -> None:
         """Show a line of the runner's."""
         with self._lock:
-            self._write(line)
-
-    def _write(self, line: str) -> None:
-        self.stream.write(line + "\n")
-        self.stream.flush()
+            print(line, file=self.stream, flush=True)
 
     def close(self) -> None:
         """Nothing stays on screen to take down."""
@@ -291,8 +287,7 @@ class LiveDisplay:
                 fields["eta"] = "ETA " + self._eta(event.run_id, done)
                 fields["metrics"] = _metrics(event.model_copy(update={"seconds": None})).strip()
             elif event.kind in ("done", "reused"):
-                fields["where"] = "done" if event.kind == "done" else "reused"
-                fields["eta"] = ""
+                fields.update(where=event.kind, eta="")
                 if event.kind == "reused":
                     fields["metrics"] = f"from {event.from_}"
             elif event.kind == "resumed":

@@ -62,11 +62,9 @@ class Hardware(Record):
         found = cls._detect()
         if memo is not None:
             path = memo_file(memo)
-            try:
+            with contextlib.suppress(OSError):  # a read-only store costs the next task a detection
                 path.parent.mkdir(parents=True, exist_ok=True)
                 write_atomically(path, lambda p: p.write_text(found.model_dump_json(indent=2)))
-            except OSError:
-                pass  # a read-only store only costs the next task the detection
         return found
 
     @classmethod

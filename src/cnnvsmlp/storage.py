@@ -1,7 +1,6 @@
 """Google Cloud Storage for what the project reads and writes: ``gs://`` URIs, or local paths.
 
-Only object-level calls are made (``roles/storage.objectUser`` is enough); every request has a
-timeout and retries, and what still fails is one :class:`StorageError` line saying what to do.
+Only object-level calls (``roles/storage.objectUser``); what fails after retries is one line.
 """
 
 from __future__ import annotations
@@ -238,10 +237,7 @@ def _files(folder: str | os.PathLike) -> list[Path]:
 
 
 def mirror_dir(local_dir: str | os.PathLike, dest: str, only: set[str] | None = None) -> int:
-    """Copy to ``dest`` (``gs://`` or local) the files of ``local_dir`` it lacks; return how many.
-
-    Changed files are replaced whole, nothing is deleted; ``only`` names the top entries to copy.
-    """
+    """Copy ``local_dir``'s new and changed files to ``dest`` (``gs://`` or local); count them."""
     local_dir = Path(local_dir)
     files = {
         p.relative_to(local_dir).as_posix(): p
@@ -294,11 +290,7 @@ def prune_dir(local_dir: str | os.PathLike, dest: str, only: set[str]) -> int:
 
 
 def fetch_dir(src: str, local_dir: str | os.PathLike) -> int:
-    """Copy every file under ``src`` (``gs://`` or local) into ``local_dir``; return how many.
-
-    Every object name is checked before anything is written: one that would leave ``local_dir``
-    stops the fetch.
-    """
+    """Copy every file under ``src`` (``gs://`` or local) into ``local_dir``; return how many."""
     local_dir = Path(local_dir)
     if not src.startswith("gs://"):
         files = _files(src)

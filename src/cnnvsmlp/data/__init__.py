@@ -41,11 +41,7 @@ def prepare(
 
 
 def search_order(spec: DatasetSpec, source: DataSource) -> list:
-    """The sources to try, first to last: named files, TFDS's, the offline default, a download.
-
-    Prepared records lose the files' order: those in ``~/tensorflow_datasets`` come after the
-    offline default.
-    """
+    """The sources to try, first to last: named files, TFDS's, the offline default, a download."""
     auto, idx, tfds = source.kind == "auto", source.kind == "idx", source.kind == "tfds"
     named_prepared = tfds or bool(source.tfds_data_dir)
     order: list = []
