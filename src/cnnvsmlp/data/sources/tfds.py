@@ -34,8 +34,26 @@ class TfdsFiles:
         return "tfds download" if self.download else "tfds cache"
 
     def read(self, spec: DatasetSpec) -> RawData:
-        """Read the files; ``source`` is ``tfds:<downloads folder>``."""
-        return read_tfds(spec, self.data_dir, self.download)
+        """Read the files from TFDS's cache, else a TFDS download when allowed."""
+        if self.data_dir and self.data_dir.startswith("gs://"):
+            return _read_tfds_gcs(spec, self.data_dir)
+        downloads = Path(tfds_data_dir(self.data_dir)) / "downloads"
+        urls = tfds_urls(spec)
+        cached = _info_targets(downloads) if downloads.is_dir() else {}
+        if all(url in cached and cached[url].is_file() for url in urls.values()):
+            paths = {key: cached[url] for key, url in urls.items()}
+        elif self.download:
+            import tensorflow_datasets as tfds
+
+            _check_reachable(urls)
+            manager = tfds.download.DownloadManager(download_dir=str(downloads))
+            try:
+                paths = {k: Path(str(p)) for k, p in manager.download(urls).items()}
+            except Exception as err:  # noqa: BLE001 - TFDS raises many network error types
+                raise SourceUnavailable(f"{spec.name}: TFDS could not download ({err})") from None
+        else:
+            raise SourceUnavailable(f"{spec.name}: no TFDS download of it under {downloads}")
+        return _read_tfds_files(spec, paths, f"tfds:{downloads}")
 
 
 def tfds_urls(spec: DatasetSpec) -> dict[str, str]:
@@ -63,29 +81,6 @@ def _info_targets(folder: Path) -> dict[str, Path]:
 def tfds_data_dir(data_dir: str | None) -> str:
     """The TFDS data_dir a config names, or TFDS's default ``~/tensorflow_datasets``."""
     return (data_dir or os.path.expanduser("~/tensorflow_datasets")).rstrip("/")
-
-
-def read_tfds(spec: DatasetSpec, data_dir: str | None, download: bool) -> RawData:
-    """Read a data set's original files from TFDS's cache, else a TFDS download when allowed."""
-    if data_dir and data_dir.startswith("gs://"):
-        return _read_tfds_gcs(spec, data_dir)
-    downloads = Path(tfds_data_dir(data_dir)) / "downloads"
-    urls = tfds_urls(spec)
-    cached = _info_targets(downloads) if downloads.is_dir() else {}
-    if all(url in cached and cached[url].is_file() for url in urls.values()):
-        paths = {key: cached[url] for key, url in urls.items()}
-    elif download:
-        import tensorflow_datasets as tfds
-
-        _check_reachable(urls)
-        manager = tfds.download.DownloadManager(download_dir=str(downloads))
-        try:
-            paths = {k: Path(str(p)) for k, p in manager.download(urls).items()}
-        except Exception as err:  # noqa: BLE001 - TFDS raises many network error types
-            raise SourceUnavailable(f"{spec.name}: TFDS could not download ({err})") from None
-    else:
-        raise SourceUnavailable(f"{spec.name}: no TFDS download of it under {downloads}")
-    return _read_tfds_files(spec, paths, f"tfds:{downloads}")
 
 
 def _read_tfds_files(spec: DatasetSpec, paths: dict[str, Path], source: str) -> RawData:
