@@ -207,8 +207,7 @@ def _field_paths(model: type[BaseModel], prefix: str = "") -> dict[str, str]:
         paths[path] = path
         if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
             for key, sub in _field_paths(info.annotation, f"{path}.").items():
-                paths.setdefault(key.rsplit(".", 1)[-1], sub)
-                paths[sub] = sub
+                paths.setdefault(key, sub)
     return paths
 
 
