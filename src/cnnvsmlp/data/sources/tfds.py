@@ -115,11 +115,10 @@ def _read_tfds_gcs(spec: DatasetSpec, data_dir: str) -> RawData:
         cached = {u: p for u, p in _info_targets(local).items() if u in urls.values()}
         if len(cached) < len(urls):
             raise SourceUnavailable(f"{spec.name}: no TFDS download of it under {prefix}")
-        paths = {}
-        for key, url in urls.items():
-            name = cached[url].name
-            storage.download(f"{prefix}/{name}", local / name)
-            paths[key] = local / name
+        paths = {
+            key: storage.download(f"{prefix}/{cached[url].name}", cached[url])
+            for key, url in urls.items()
+        }
         return _read_tfds_files(spec, paths, f"tfds:{prefix}")
 
 
