@@ -40,16 +40,14 @@ Float = Annotated[float, BeforeValidator(_not_bool)]
 SEED_LIMIT = 2**32  # NumPy's and TensorFlow's seeds are 32-bit
 SEED_SOURCES = ("init", "order", "dropout")
 SeedSource = Literal["init", "order", "dropout"]
-# The URI schemes a location field reads or writes; anything else is a local path.
-URI_SCHEMES = ("gs://",)
 
 
 def _location(value: object) -> object:
-    """Refuse a URI of a scheme not in URI_SCHEMES, which would be read as a local folder."""
+    """Refuse a URI of a scheme other than gs://, which would be read as a local folder."""
     if not isinstance(value, str):
         return value
     scheme = URI.match(value)
-    if scheme and not value.startswith(URI_SCHEMES):
+    if scheme and not value.startswith("gs://"):
         raise ValueError(
             f"{value!r}: the {scheme[1]}: scheme is not supported; "
             "use a gs://<bucket>/<path> URI or a local folder"
@@ -59,7 +57,7 @@ def _location(value: object) -> object:
     return value
 
 
-# A local path or a URI of a scheme in URI_SCHEMES; any other scheme:// is refused.
+# A local path or a gs:// URI; any other scheme:// is refused.
 Location = Annotated[str, BeforeValidator(_location)]
 
 
@@ -80,19 +78,11 @@ DatasetName = Annotated[str, BeforeValidator(_dataset_name)]
 
 
 class DataSource(_Config):
-    """Where a data set is read from (:func:`cnnvsmlp.data.search_order`).
-
-    ``auto`` tries, in order: the IDX files in ``idx_dir`` (a named folder without them is an
-    error), TFDS's download cache, TFDS's prepared records in a named data_dir, the data set's
-    offline default folder (Debian's package for Fashion-MNIST), prepared records in
-    ``~/tensorflow_datasets``, and last a TFDS download. ``tfds`` tries only the TFDS sources,
-    ``idx`` only ``idx_dir`` or else the offline default.
-    """
+    """Where a data set is read from: auto (each source, see data.search_order), tfds or idx."""
 
     kind: Literal["auto", "tfds", "idx"] = "auto"
     tfds_data_dir: Location | None = None
-    """TFDS data_dir, local path or gs:// URL, holding TFDS's download cache (downloads/) or its
-    prepared records (<name>/<version>/); null: ~/tensorflow_datasets."""
+    """TFDS data_dir (path or gs:// URL) of downloads/ or prepared records; null: the default."""
     idx_dir: Location | None = None
     """Directory of the original gzip IDX files: path or gs:// prefix."""
     download: bool = True
@@ -100,10 +90,7 @@ class DataSource(_Config):
 
 
 class Split(_Config):
-    """How the official training split is cut into train and validation.
-
-    ``shuffle_seed`` null takes the last fraction in file order, as Keras' ``validation_split``.
-    """
+    """How the official training split is cut; no shuffle_seed: the last fraction, as Keras'."""
 
     validation_fraction: Float = Field(gt=0.0, lt=1.0)
     shuffle_seed: Int | None = Field(default=None, ge=0, lt=SEED_LIMIT)
@@ -119,11 +106,7 @@ class StoppingRule(_Config):
 
 
 class TrainConfig(_Config):
-    """Hyperparameters of one training run, and how it executes.
-
-    ``steps_per_execution`` and ``validation_batch_size`` change how fast an epoch runs, not
-    what it computes.
-    """
+    """Hyperparameters of one training run, and how fast it executes."""
 
     epochs: Int = Field(ge=1, le=1000)
     batch_size: Int = Field(ge=1, le=65536)
@@ -135,13 +118,11 @@ class TrainConfig(_Config):
     validation_batch_size: Int | None = Field(default=1024, ge=1, le=65536)
     """Batch size of the validation pass; null: the training batch size."""
     early_stopping: StoppingRule | None = None
-    """Stop when validation loss stops improving and keep the best epoch's weights, epochs being
-    the cap; null: train exactly epochs epochs."""
+    """Stop early, keeping the best epoch, epochs being the cap; null: train every epoch."""
     keep_checkpoints: bool = False
-    """Keep every epoch's checkpoint (model and optimizer) after training; by default a finished
-    training keeps only its inference model."""
+    """Keep every epoch's checkpoint after training, not only the inference model."""
     backend: Literal["tensorflow", "jax"] = "tensorflow"
-    """The Keras backend that trains and evaluates: tensorflow or jax."""
+    """The Keras backend that trains and evaluates."""
 
 
 class Reference(_Config):
@@ -152,8 +133,7 @@ class Reference(_Config):
     split: Literal["validation", "test"]
     note: str = ""
     dataset: DatasetName | None = None
-    """The data set the number was measured on; a config file's references are taken to be on
-    that file's data set."""
+    """The data set the number was measured on; by default the config file's."""
 
 
 NAME_LENGTH = 100  # an experiment's name is in its run folders' names (255 bytes at most)
@@ -173,28 +153,22 @@ class ExperimentConfig(_Config):
     seed: Int = Field(default=0, ge=0, lt=SEED_LIMIT)
     """Run r of a variant trains with seed + r."""
     vary_seeds: list[SeedSource] = Field(default=list(SEED_SOURCES), min_length=1)
-    """What a repeat's seed changes: the initial weights, the order of the training images,
-    dropout's masks; the others keep the seed of repeat 0."""
+    """What a repeat's seed changes (weights, image order, dropout); the others keep repeat 0's."""
     equivalence_margin: float = Field(default=1.0, gt=0, le=100)
-    """Points of test accuracy within which two variants are called equivalent when the two
-    one-sided tests show it (cnnvsmlp.pairwise)."""
+    """Points of test accuracy within which two variants are equivalent (cnnvsmlp.pairwise)."""
     limit: Int | None = Field(default=None, ge=10)
     """Use at most this many images of each official split."""
     references: dict[str, Reference] = Field(default_factory=dict)
     resume_uri: Location | None = None
-    """gs:// prefix (or folder) where training mirrors its state after every epoch, so a retried
-    training task resumes from its last finished epoch (see cnnvsmlp.resume)."""
+    """gs:// prefix or folder where a training mirrors each epoch's state to resume from."""
     reuse_trainings: bool = False
-    """Share resume_uri's trainings across runs: a finished training with the same training key
-    is reused, not trained again; an interrupted one resumes."""
+    """Share resume_uri's trainings across runs: one with the same training key is reused."""
     resume_scope: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    """The folder under resume_uri that keeps trainings apart; null: the pipeline job's id, so
-    only a retry of the same job resumes."""
+    """The folder under resume_uri that keeps trainings apart; null: the pipeline job's id."""
     provenance: Provenance | None = None
     """What started the run (cnnvsmlp.provenance.stamp)."""
     model_sources: dict[str, str] = Field(default_factory=dict)
-    """The source of each user module a module:function variant names, read from the working
-    directory or PYTHONPATH when the config is made; tasks load it from here."""
+    """The source of each user module a module:function variant names, read when made."""
 
     @field_validator("variants", mode="before")
     @classmethod
@@ -236,10 +210,8 @@ class ExperimentConfig(_Config):
     @classmethod
     def _no_seed_references_on_user_data(cls, data: object) -> object:
         """Drop a preset's references, measured on a built-in data set, on a user's one."""
-        if not isinstance(data, dict) or not str(data.get("dataset", "")).startswith(USER_PREFIXES):
-            return data
-        refs = data.get("references") or {}
-        if not isinstance(refs, dict):
+        refs = (data.get("references") or {}) if isinstance(data, dict) else None
+        if not isinstance(refs, dict) or not str(data.get("dataset", "")).startswith(USER_PREFIXES):
             return data
         kept = {
             name: ref
@@ -263,8 +235,7 @@ class ExperimentConfig(_Config):
             raise ValueError(
                 f"seed: {self.seed} + {self.repeats} repeats passes 2**32 - 1, the largest seed"
             )
-        # A user's data set is not read to check a config (a gs:// folder may be far);
-        # prepare_data refuses a split it leaves empty.
+        # A user's data set is not read here: prepare_data refuses a split it leaves empty.
         n = None if self.dataset.startswith(USER_PREFIXES) else self._source_images()
         # validation_fraction < 1 always leaves training images; limit >= 10 leaves test ones.
         if n is not None and int(n * self.split.validation_fraction) == 0:
@@ -298,10 +269,7 @@ class ExperimentConfig(_Config):
         return None if n is None else n - int(n * self.split.validation_fraction)
 
     def resume_path(self, job_id: str) -> str | None:
-        """Where one pipeline job keeps its trainings (:func:`training_path` of a training).
-
-        The scope is ``shared`` with ``reuse_trainings``, else ``resume_scope``, else the job's id.
-        """
+        """Where one pipeline job keeps its trainings: ``shared``, resume_scope or the job id."""
         if not self.resume_uri:
             return None
         scope = "shared" if self.reuse_trainings else (self.resume_scope or job_id)
@@ -323,11 +291,6 @@ class ExperimentConfig(_Config):
     def scheduled_runs(self) -> list[RunSpec]:
         """The runs, the slowest variant's first: a runner with fewer slots finishes soonest."""
         return sorted(self.runs(), key=lambda run: -get_variant(run.variant).step_ms)
-
-
-def training_path(scope: str, run_id: str, key: str) -> str:
-    """Where one training keeps its state in a job's scope (``ExperimentConfig.resume_path``)."""
-    return f"{scope.rstrip('/')}/{run_id}/{key}"
 
 
 class RunSpec(_Config):

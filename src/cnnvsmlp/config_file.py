@@ -57,10 +57,7 @@ _NOT_JSON = {
 
 
 class _StrictLoader(yaml.SafeLoader):
-    """YAML of JSON's types only: no aliases (a few bytes expand to gigabytes), no repeated keys.
-
-    Dates and times stay strings, as in YAML 1.2's core schema.
-    """
+    """YAML of JSON's types only: no aliases, no repeated keys; dates and times stay strings."""
 
     yaml_implicit_resolvers = {
         first: [(tag, regexp) for tag, regexp in resolvers if tag != f"{_TAG}timestamp"]
@@ -181,10 +178,7 @@ def _variant_names(item: str, raw: str) -> list[str]:
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
-    """``data`` with ``key=value`` overrides applied: a dotted path or an alias, a YAML value.
-
-    A comma-separated value for ``variants`` is a list.
-    """
+    """``data`` with ``key=value`` overrides applied: a dotted path or an alias, a YAML value."""
     data = json.loads(json.dumps(data))
     for item in overrides:
         key, sep, raw = item.partition("=")
@@ -213,8 +207,7 @@ def _field_paths(model: type[BaseModel], prefix: str = "") -> dict[str, str]:
         paths[path] = path
         if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
             for key, sub in _field_paths(info.annotation, f"{path}.").items():
-                paths.setdefault(key.rsplit(".", 1)[-1], sub)
-                paths[sub] = sub
+                paths.setdefault(key, sub)
     return paths
 
 

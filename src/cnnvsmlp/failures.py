@@ -1,8 +1,4 @@
-"""Failures a retry cannot fix: recorded in place of a run's result, so the other runs count.
-
-The task writes a RunFailure where its output would go and succeeds; the comparison lists the
-run as failed and marks itself partial. Every other error is raised again, for a retry.
-"""
+"""Failures a retry cannot fix: recorded in place of a run's result, so the other runs count."""
 
 from __future__ import annotations
 
@@ -16,17 +12,11 @@ from cnnvsmlp.config import RunSpec
 from cnnvsmlp.errors import UserError
 from cnnvsmlp.records import RunFailure
 
-FAILURE_FILE = "failure.json"
-"""The name of the failure record in a training task's model folder."""
+FAILURE_FILE = "failure.json"  # in a training task's model folder
 
 
 def is_permanent(err: BaseException) -> bool:
-    """Whether ``err`` would happen again on a retry of the same task.
-
-    True for a :class:`~cnnvsmlp.errors.UserError` not marked ``transient``, a record or
-    archive that does not parse (a retry reads the same bytes), and running out of
-    accelerator memory.
-    """
+    """Whether ``err`` would happen again on a retry: bad input, unparsable bytes, no memory."""
     if getattr(err, "transient", False):
         return False
     if isinstance(err, UserError | ValidationError | BadZipFile):
@@ -43,10 +33,7 @@ def record_failure(
     stage: Literal["train", "evaluate"],
     path: str | Path,
 ) -> RunFailure | None:
-    """Write a :class:`~cnnvsmlp.records.RunFailure` to ``path`` when ``err`` is permanent.
-
-    Returns the record, or None when a retry may help: the caller raises ``err`` again then.
-    """
+    """Write and return a RunFailure at ``path`` when ``err`` is permanent; else None."""
     if not is_permanent(err):
         return None
     message = " ".join(str(err).split()) or err.__class__.__name__

@@ -14,10 +14,7 @@ PACKAGE = "dataset-fashion-mnist"
 
 
 def ensure_fashion_mnist(quiet: bool = False, require: bool = False) -> Path | None:
-    """Fashion-MNIST's offline folder, installing Debian's package as root; None when absent.
-
-    ``quiet``: say nothing when the files are there. ``require``: raise DataError, not warn.
-    """
+    """Fashion-MNIST's offline folder, installing Debian's package as root; None when absent."""
     spec = DATASETS["fashion-mnist"]
     folder = Path(spec.default_idx_dir)
     if all((folder / f).is_file() for f in spec.files.values()):

@@ -19,11 +19,10 @@ from typing import TypeVar
 from cnnvsmlp.errors import UserError
 
 PARTIAL_PREFIX = ".partial-"
-# A URI's scheme, as in s3://bucket or file:/path; a pathlib path of one keeps ":/".
+# A URI's scheme, as in s3://bucket or file:/path.
 URI = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):/")
 T = TypeVar("T")
-# This machine in the names of partial folders and run records: a process id
-# means something only on the host that gave it.
+# This machine in the names of partial folders and run records, beside a process id.
 HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "localhost"
 # Something of another host's is stale once untouched this long.
 FOREIGN_STALE_S = 3600.0
@@ -61,10 +60,7 @@ def _foreign(folder: Path, owned: set[str], what: str) -> None:
 
 
 def claim_dir(path: str | os.PathLike, owned: set[str], what: str) -> Path:
-    """Make ``path`` a folder for ``what``: new, empty, or holding only ``owned`` and partials.
-
-    UserError names the entry it holds that the step did not write, or why it cannot be used.
-    """
+    """Make ``path`` a folder for ``what``: new, empty, or holding only ``owned`` and partials."""
     folder = local_folder(path, what)
     _foreign(folder, owned, what)
     try:
@@ -75,11 +71,7 @@ def claim_dir(path: str | os.PathLike, owned: set[str], what: str) -> Path:
 
 
 def owner_alive(pid: object, host: str | None = None, touched: float | None = None) -> bool:
-    """Whether the process that owns a partial folder or a running run may still run.
-
-    On this host (``host`` None or :data:`HOST`), whether ``pid`` runs; on another, whether
-    what it writes was ``touched`` within :data:`FOREIGN_STALE_S`.
-    """
+    """Whether ``pid`` runs here, or on another ``host`` was ``touched`` within FOREIGN_STALE_S."""
     if host and host != HOST:
         return touched is not None and time.time() - touched < FOREIGN_STALE_S
     if not isinstance(pid, int) or pid <= 0:
@@ -105,10 +97,7 @@ def last_touched(path: Path) -> float | None:
 
 
 def _remove_stale_partials(folder: Path) -> None:
-    """Remove what a killed :func:`build_dir` left beside ``folder``; put a set-aside one back.
-
-    A partial folder names its builder ``<pid>@<host>``; it is stale once that owner is gone.
-    """
+    """Remove what a killed :func:`build_dir` (``<pid>@<host>``) left; put a set-aside one back."""
     prefix = f"{PARTIAL_PREFIX}{folder.name}."
     for entry in sorted(folder.parent.glob(f"{glob.escape(prefix)}*")):
         pid, _, host = entry.name[len(prefix) :].split(".", 1)[0].partition("@")
@@ -121,12 +110,7 @@ def _remove_stale_partials(folder: Path) -> None:
 
 
 def build_dir(path: str | os.PathLike, owned: set[str], what: str, build: Callable[[Path], T]) -> T:
-    """Build a folder beside ``path`` with ``build`` and swap it in whole; return what it returns.
-
-    ``path`` may be missing, empty, or hold only ``owned`` entries (else UserError, as
-    :func:`claim_dir`). A reader sees the old folder or the whole new one; a failure leaves the
-    old one as it was and raises UserError naming the folder and the reason.
-    """
+    """Build a folder beside ``path`` with ``build``, swap it in whole, return what it returns."""
     folder = _replaceable(path, owned, what)
     missing = [p for p in (folder.parent, *folder.parent.parents) if not p.exists()]
     try:
@@ -209,10 +193,7 @@ def _remove_empty(folders: list[Path]) -> None:
 
 @contextmanager
 def replacing(path: Path) -> Iterator[Path]:
-    """A partial file beside ``path`` to write; it becomes ``path`` only if the block succeeds.
-
-    A reader sees the old file or the whole new one; a failed block leaves no partial file.
-    """
+    """A partial file beside ``path`` to write; it becomes ``path`` only if the block succeeds."""
     partial = path.with_name(f"{PARTIAL_PREFIX}{path.name}")
     try:
         yield partial
@@ -230,11 +211,7 @@ def write_atomically(path: str | os.PathLike, write: Callable[[Path], object]) -
 
 @contextmanager
 def one_writer(lock: Path, busy: Callable[[int | None], object]) -> Iterator[None]:
-    """Hold ``lock`` (an ``flock``, released however its holder ends) while the block runs.
-
-    ``busy`` is called with the holder's pid when another process holds the lock: it raises
-    to refuse, or returns to wait for the holder to end.
-    """
+    """Hold the ``flock`` ``lock`` in the block; ``busy(holder pid)`` raises, or returns to wait."""
     lock.parent.mkdir(parents=True, exist_ok=True)
     with lock.open("a+") as f:
         try:

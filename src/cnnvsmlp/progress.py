@@ -1,9 +1,7 @@
-"""Progress of trainings: the events the library logs, and how they reach the runner.
+"""Progress of trainings: events logged to ``cnnvsmlp.progress`` with ``extra={"event": {...}}``.
 
-Every record goes to the ``cnnvsmlp.progress`` logger with ``extra={"event": {...}}``, a dict
-of all :data:`EVENT_KEYS` (None where one does not apply). :func:`forward`, called once per
-task, appends each event as a JSON line to the file ``CNNVSMLP_PROGRESS`` names, or writes its
-message on stderr; the runner reads the file (:class:`EventReader`) and shows it (:func:`display`).
+:func:`forward` appends them as JSON lines to the file ``CNNVSMLP_PROGRESS`` names (else stderr);
+the runner reads that file (:class:`EventReader`) and shows it (:func:`display`).
 """
 
 from __future__ import annotations
@@ -27,13 +25,7 @@ KINDS = get_args(Kind)
 
 
 class Event(BaseModel):
-    """One progress event of one training.
-
-    ``start``: a training begins; ``step``: at most about once a second inside an epoch;
-    ``epoch``: an epoch (1-based) ended; ``done``: the training ended (``seconds``: all of it);
-    ``reused``: a finished training was reused (``from``); ``resumed``: training goes on after
-    ``epoch``; ``set_aside``: a state that failed its checks was moved aside (``from``).
-    """
+    """One progress event of one training (``step``: at most about once a second)."""
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True, frozen=True)
 
@@ -89,10 +81,7 @@ def clock(seconds: float) -> str:
 
 
 def report(kind: str, run_id: str, message: str, level: str = "info", **fields: Any) -> None:
-    """Log one progress event; ``message`` is its plain line without the run id.
-
-    ``fields`` are the event's other keys (``from_`` for ``from``); ValueError for another key.
-    """
+    """Log one progress event; ``fields`` are its other keys (``from_`` for ``from``)."""
     if kind not in KINDS:
         raise ValueError(f"unknown progress kind {kind!r}")
     if "from_" in fields:
@@ -118,11 +107,8 @@ class _FileHandler(logging.Handler):
         if not isinstance(event, dict):
             return
         line = json.dumps(event, default=str) + "\n"
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
-        try:
-            os.write(fd, line.encode())
-        finally:
-            os.close(fd)
+        with open(self.path, "ab", buffering=0) as f:  # unbuffered: one write(2) per line
+            f.write(line.encode())
 
 
 class _LineHandler(logging.StreamHandler):
@@ -173,11 +159,7 @@ class EventReader:
 
 
 class Estimate:
-    """How long the trainings still take: the sum of their remaining work.
-
-    ``epoch_s`` is each training's expected seconds per epoch with the machine to itself,
-    scaled by how the measured epochs compare.
-    """
+    """How long the trainings still take: their expected epoch seconds, scaled as measured."""
 
     def __init__(self, epoch_s: dict[str, float], epochs: float, overhead_s: float = 0.0) -> None:
         self.epoch_s, self.epochs, self.overhead_s = dict(epoch_s), epochs, overhead_s
@@ -241,20 +223,14 @@ class PlainDisplay:
             line = event.line()
             if event.kind in ("done", "reused"):
                 done, total = len(self.estimate.finished), len(self.estimate.epoch_s)
-                line += f"  ({done}/{total} trainings done"
-                line += (
-                    f", about {clock(self.estimate.seconds_left())} left)" if done < total else ")"
-                )
-            self._write(line)
+                left = f", about {clock(self.estimate.seconds_left())} left" if done < total else ""
+                line += f"  ({done}/{total} trainings done{left})"
+            print(line, file=self.stream, flush=True)
 
     def message(self, line: str) -> None:
         """Show a line of the runner's."""
         with self._lock:
-            self._write(line)
-
-    def _write(self, line: str) -> None:
-        self.stream.write(line + "\n")
-        self.stream.flush()
+            print(line, file=self.stream, flush=True)
 
     def close(self) -> None:
         """Nothing stays on screen to take down."""
@@ -311,8 +287,7 @@ class LiveDisplay:
                 fields["eta"] = "ETA " + self._eta(event.run_id, done)
                 fields["metrics"] = _metrics(event.model_copy(update={"seconds": None})).strip()
             elif event.kind in ("done", "reused"):
-                fields["where"] = "done" if event.kind == "done" else "reused"
-                fields["eta"] = ""
+                fields.update(where=event.kind, eta="")
                 if event.kind == "reused":
                     fields["metrics"] = f"from {event.from_}"
             elif event.kind == "resumed":

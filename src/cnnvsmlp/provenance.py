@@ -1,7 +1,6 @@
 """What produced a comparison: the run, when it started, the project's commit, the machine share.
 
-A runner calls :func:`stamp` where a run starts; the config carries the :class:`Provenance`
-to the comparison, which prints it in ``report.md``, ``report.html`` and ``comparison.json``.
+A runner calls :func:`stamp` where a run starts; the config carries it to the comparison.
 """
 
 from __future__ import annotations
@@ -16,10 +15,10 @@ from pydantic import BaseModel, Field
 
 from cnnvsmlp.jsonmodel import Record
 
-# A config that carries a provenance (an ExperimentConfig): this module does not import it.
+# A config that carries a provenance (an ExperimentConfig, not imported here).
 Config = TypeVar("Config", bound=BaseModel)
 
-# The checkout this module runs from, when it runs from one (not from an image).
+# The checkout this module runs from, when it runs from one.
 _SOURCE = Path(__file__).resolve().parents[2]
 
 
@@ -35,18 +34,14 @@ class Provenance(Record):
     )
     runner: str = Field(default="", description="'local' or 'cluster'.")
     trainings_at_once: int | None = Field(
-        default=None,
-        description="Trainings that shared one machine at a time; None on a cluster, "
-        "where each training is a task of its own.",
+        default=None, description="Trainings that shared one machine at a time; None on a cluster."
     )
     threads_per_training: int | None = Field(
         default=None, description="TensorFlow threads each training was given; None: one per core."
     )
     note: str = Field(default="", description="How the report was made when not by the run.")
     data_source: str = Field(
-        default="",
-        description="Where the data set came from, as prepare-data recorded it: "
-        "'idx:<folder>', 'tfds:...', or 'synthetic:<folder>' for synth-emnist's stand-in.",
+        default="", description="Where the data set came from, e.g. 'idx:<folder>', 'tfds:...'."
     )
     data_shape: list[int] = Field(
         default_factory=list, description="The images' height, width and channels; [] unknown."
@@ -107,11 +102,7 @@ def stamp(
     trainings_at_once: int | None = None,
     threads_per_training: int | None = None,
 ) -> Config:
-    """A copy of ``config`` with the :class:`Provenance` of a run that starts now.
-
-    ``run_id`` is the local run folder's name; empty on a cluster, where the comparison
-    takes the KFP job id.
-    """
+    """A copy of ``config`` with the :class:`Provenance` of a run that starts now."""
     commit, dirty = git_state()
     provenance = Provenance(
         run_id=run_id,

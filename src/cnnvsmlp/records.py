@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -21,10 +22,7 @@ from cnnvsmlp.outputs import write_atomically
 
 
 class Hardware(Record):
-    """What a run ran on, and what decides whether its numbers can be reproduced bit for bit.
-
-    Fields after ``tensorflow`` came later: older records read with their defaults.
-    """
+    """What a run ran on: what decides whether its numbers reproduce bit for bit."""
 
     device: str
     """'gpu' or 'cpu'"""
@@ -35,18 +33,15 @@ class Hardware(Record):
     cpu: str = ""
     """The CPU model, also on a GPU machine."""
     cpu_flags: list[str] = Field(default_factory=list)
-    """The CPU's vector and matrix extensions that kernels dispatch on (avx2, fma, avx512*,
-    amx*, ...), from /proc/cpuinfo."""
+    """The CPU's vector and matrix extensions that kernels dispatch on (avx2, fma, amx*, ...)."""
     tensorflow_git: str = ""
     """tf.version.GIT_VERSION"""
     build: dict[str, str] = Field(default_factory=dict)
-    """tf.sysconfig.get_build_info() (CUDA build, CUDA and cuDNN versions); on JAX: jaxlib's
-    version, the XLA platform and its version, XLA_FLAGS."""
+    """tf.sysconfig.get_build_info(); on JAX: jaxlib's version, the XLA platform, XLA_FLAGS."""
     gpu_compute_capability: str = ""
     """e.g. '8.9'; empty on a CPU"""
     onednn_opts: str | None = None
-    """TF_ENABLE_ONEDNN_OPTS as the process had it; None when unset (TensorFlow then decides
-    by the CPU)."""
+    """TF_ENABLE_ONEDNN_OPTS as the process had it; None when unset."""
     onednn: bool | None = None
     """Whether TensorFlow's oneDNN kernels were in use."""
     intra_op_threads: int | None = None
@@ -60,30 +55,21 @@ class Hardware(Record):
 
     @classmethod
     def detect(cls, memo: Path | None = None) -> Hardware:
-        """Describe this machine's accelerator, or its CPU when it has none.
-
-        ``memo``: a folder that remembers the description per :func:`environment_id`; one
-        found there is returned without loading the framework, one detected is written there.
-        """
+        """Describe this machine, remembered in the folder ``memo`` per :func:`environment_id`."""
         known = cls.remembered(memo)
         if known is not None:
             return known
         found = cls._detect()
         if memo is not None:
             path = memo_file(memo)
-            try:
+            with contextlib.suppress(OSError):  # a read-only store costs the next task a detection
                 path.parent.mkdir(parents=True, exist_ok=True)
                 write_atomically(path, lambda p: p.write_text(found.model_dump_json(indent=2)))
-            except OSError:
-                pass  # a read-only store only costs the next task the detection
         return found
 
     @classmethod
     def remembered(cls, memo: Path | None) -> Hardware | None:
-        """The description :meth:`detect` remembered in ``memo`` for this environment, or None.
-
-        Reading it loads no framework: a task that reuses a finished training skips its import.
-        """
+        """The description :meth:`detect` remembered in ``memo``, or None; loads no framework."""
         if memo is None:
             return None
         try:
@@ -96,21 +82,13 @@ class Hardware(Record):
         info = backend.describe()
         on_tensorflow = info["backend"] == "tensorflow"
         return cls(
-            device=info["device"],
+            **{key: value for key, value in info.items() if key in cls.model_fields},
             name=info["accelerator"] or _cpu_name(),
             cpu_count=os.cpu_count() or 1,
-            tensorflow=info["tensorflow"],
             cpu=_cpu_name(),
             cpu_flags=_cpu_flags(),
-            tensorflow_git=info["tensorflow_git"],
-            build=info["build"],
-            gpu_compute_capability=info["gpu_compute_capability"],
             onednn_opts=os.environ.get("TF_ENABLE_ONEDNN_OPTS") if on_tensorflow else None,
             onednn=onednn_in_use() if on_tensorflow else None,
-            intra_op_threads=info["intra_op_threads"],
-            backend=info["backend"],
-            keras=info["keras"],
-            jax=info["jax"],
         )
 
     def numerics(self) -> tuple:
@@ -165,11 +143,7 @@ def memo_file(memo: Path) -> Path:
 
 
 def environment_id() -> str:
-    """A sha256 of what :meth:`Hardware.detect` reports, computed without importing a framework.
-
-    The interpreter, the framework builds (version and RECORD digest), the CPU, the cores this
-    process may use, the GPUs the driver lists, and the variables that change kernels.
-    """
+    """A sha256 of what :meth:`Hardware.detect` reports, computed without importing a framework."""
     dists = {}
     for name in _NUMERICS_DISTRIBUTIONS:
         try:
@@ -199,25 +173,23 @@ def _usable_cores() -> int | None:
     return len(affinity(0)) if affinity else None
 
 
-def _cpu_name() -> str:
-    try:
+def _cpuinfo(*keys: str) -> str | None:
+    """The value of the first /proc/cpuinfo line that starts with one of ``keys``."""
+    with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+            if line.startswith(keys):
+                return line.split(":", 1)[1]
+    return None
+
+
+def _cpu_name() -> str:
+    name = _cpuinfo("model name")
+    return name.strip() if name is not None else platform.processor() or platform.machine()
 
 
 def _cpu_flags() -> list[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("flags", "Features")):
-                flags = line.split(":", 1)[1].split()
-                return sorted({f for f in flags if f.startswith(_CPU_FLAG_PREFIXES)})
-    except OSError:
-        pass
-    return []
+    flags = (_cpuinfo("flags", "Features") or "").split()
+    return sorted({f for f in flags if f.startswith(_CPU_FLAG_PREFIXES)})
 
 
 class Epoch(Record):
@@ -262,8 +234,7 @@ class TrainResult(Record):
     training_key: str = ""
     """What the weights depend on (cnnvsmlp.resume.training_key)."""
     reused_from: str | None = None
-    """The output folder of the training these weights were reused from; None when this run
-    trained them."""
+    """The output folder of the training these weights were reused from; None: trained here."""
     early_stop: EarlyStop | None = None
     """Where early stopping ended it; None: fixed epochs."""
 

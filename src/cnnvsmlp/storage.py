@@ -1,9 +1,6 @@
 """Google Cloud Storage for what the project reads and writes: ``gs://`` URIs, or local paths.
 
-An upload never replaces an object with other content; mirrored state and written text do.
-Credentials are Google's application defaults (anonymous with ``STORAGE_EMULATOR_HOST``); only
-object-level calls are made, so ``roles/storage.objectUser`` is enough. Every request has a
-timeout and retries; what still fails is one :class:`StorageError` line saying what to do.
+Only object-level calls (``roles/storage.objectUser``); what fails after retries is one line.
 """
 
 from __future__ import annotations
@@ -13,6 +10,7 @@ import contextlib
 import hashlib
 import os
 import shutil
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path, PurePosixPath
 
@@ -69,11 +67,7 @@ def _each_request() -> dict:
 
 
 def client(uri: str = "gs://") -> storage.Client:
-    """A storage client: the emulator when ``STORAGE_EMULATOR_HOST`` is set, else Google's.
-
-    Raises:
-        StorageError: no Google credentials could be found (``uri`` is named).
-    """
+    """A storage client: the emulator when ``STORAGE_EMULATOR_HOST`` is set, else Google's."""
     if os.environ.get("STORAGE_EMULATOR_HOST"):
         from google.auth.credentials import AnonymousCredentials
 
@@ -117,12 +111,26 @@ def _fail(uri: str, err: Exception) -> StorageError:
     return StorageError(f"{uri}: {err.__class__.__name__}: {' '.join(str(message).split())}")
 
 
-def _check_bucket(gcs: storage.Client, uri: str) -> None:
-    """Refuse a missing bucket by listing at most one object: no bucket permission needed."""
+@contextlib.contextmanager
+def _failing(uri: str) -> Iterator[None]:
+    """Raise what a request about ``uri`` raises in the block as one :func:`_fail` line."""
     try:
-        next(iter(gcs.list_blobs(parse_uri(uri)[0], max_results=1, **_each_request())), None)
+        yield
     except _ERRORS as err:
         raise _fail(uri, err) from None
+
+
+def _blob(uri: str) -> tuple[storage.Client, storage.Blob]:
+    """A client for ``uri`` and the object it names."""
+    gcs = client(uri)
+    bucket, name = parse_uri(uri)
+    return gcs, gcs.bucket(bucket).blob(name)
+
+
+def _check_bucket(gcs: storage.Client, uri: str) -> None:
+    """Refuse a missing bucket by listing at most one object: no bucket permission needed."""
+    with _failing(uri):
+        next(iter(gcs.list_blobs(parse_uri(uri)[0], max_results=1, **_each_request())), None)
 
 
 def _inside(local_dir: Path, relative: str, source: str) -> Path:
@@ -157,23 +165,15 @@ def _md5(path: Path) -> str:
 
 
 def upload(local: str | os.PathLike, uri: str, overwrite: bool = False) -> None:
-    """Upload a file to ``uri``; one cut short leaves no object.
-
-    An object there already with the same content is left as it is (a retried upload
-    succeeds); one with other content is an error, unless ``overwrite``.
-    """
-    gcs = client(uri)
-    bucket, name = parse_uri(uri)
-    blob = gcs.bucket(bucket).blob(name)
+    """Upload a file whole; other content at ``uri`` is an error, unless ``overwrite``."""
+    _, blob = _blob(uri)
     try:
         blob.upload_from_filename(
             str(local), if_generation_match=None if overwrite else 0, **_each_request()
         )
     except gexc.PreconditionFailed:
-        try:
+        with _failing(uri):
             blob.reload(**_each_request())
-        except _ERRORS as err:
-            raise _fail(uri, err) from None
         if blob.md5_hash != _md5(Path(local)):
             raise StorageError(
                 f"{uri}: exists with different content; not overwritten (delete it first)"
@@ -183,10 +183,7 @@ def upload(local: str | os.PathLike, uri: str, overwrite: bool = False) -> None:
 
 
 def upload_dir(local_dir: str | os.PathLike, prefix: str) -> list[str]:
-    """Upload every file under a folder to ``prefix/<relative path>``, as :func:`upload` does.
-
-    A retry after a call cut short uploads what is missing. Returns the URIs written or found.
-    """
+    """Upload every file under a folder to ``prefix/<relative path>``; return their URIs."""
     uris = []
     for path in _files(local_dir):
         uris.append(f"{prefix.rstrip('/')}/{path.relative_to(local_dir).as_posix()}")
@@ -202,11 +199,10 @@ def fetch_file(src: str, dest: str | os.PathLike) -> bool:
             return False
         _copy(Path(src), dest)
         return True
-    gcs = client(src)
-    bucket, name = parse_uri(src)
+    gcs, blob = _blob(src)
     try:
         with _replacing_file(dest) as partial:
-            gcs.bucket(bucket).blob(name).download_to_filename(str(partial), **_each_request())
+            blob.download_to_filename(str(partial), **_each_request())
     except gexc.NotFound:
         _check_bucket(gcs, src)
         return False
@@ -225,10 +221,8 @@ def download(uri: str, dest: str | os.PathLike) -> Path:
 
 def _list(gcs: storage.Client, prefix: str) -> dict[str, storage.Blob]:
     bucket, folder = _folder(prefix)
-    try:
+    with _failing(prefix):
         return {b.name: b for b in gcs.list_blobs(bucket, prefix=folder, **_each_request())}
-    except _ERRORS as err:
-        raise _fail(prefix, err) from None
 
 
 def list_uris(prefix: str) -> list[str]:
@@ -243,14 +237,7 @@ def _files(folder: str | os.PathLike) -> list[Path]:
 
 
 def mirror_dir(local_dir: str | os.PathLike, dest: str, only: set[str] | None = None) -> int:
-    """Make ``dest`` (a ``gs://`` prefix or a local folder) hold every file of ``local_dir``.
-
-    Files whose content is there already are skipped, changed ones replaced whole; nothing
-    at ``dest`` is deleted. ``only`` limits the copy to those names at the top of ``local_dir``.
-
-    Returns:
-        How many files were copied.
-    """
+    """Copy ``local_dir``'s new and changed files to ``dest`` (``gs://`` or local); count them."""
     local_dir = Path(local_dir)
     files = {
         p.relative_to(local_dir).as_posix(): p
@@ -281,11 +268,7 @@ def _names(dest: str) -> list[str]:
 
 
 def prune_dir(local_dir: str | os.PathLike, dest: str, only: set[str]) -> int:
-    """Delete at ``dest`` the files under the folders ``only`` names that ``local_dir`` lacks.
-
-    The counterpart of :func:`mirror_dir` for state a newer one replaces: call it after
-    the newer files are mirrored. Returns how many files were deleted.
-    """
+    """Delete at ``dest`` the files under the folders ``only`` names that ``local_dir`` lacks."""
     gone = [
         name
         for name in _names(dest)
@@ -300,22 +283,14 @@ def prune_dir(local_dir: str | os.PathLike, dest: str, only: set[str]) -> int:
         return len(gone)
     gcs = client(dest)
     bucket, folder = _folder(dest)
-    for name in gone:
-        try:
+    for name in gone:  # one gone already (NotFound) was deleted by a retried call
+        with _failing(f"gs://{bucket}/{folder}{name}"), contextlib.suppress(gexc.NotFound):
             gcs.bucket(bucket).blob(folder + name).delete(**_each_request())
-        except gexc.NotFound:
-            continue  # gone already: a retried delete
-        except _ERRORS as err:
-            raise _fail(f"gs://{bucket}/{folder}{name}", err) from None
     return len(gone)
 
 
 def fetch_dir(src: str, local_dir: str | os.PathLike) -> int:
-    """Copy every file under ``src`` (a ``gs://`` prefix or a local folder) into ``local_dir``.
-
-    A missing ``src`` holds no files. Every object name is checked before anything is
-    written: one that would leave ``local_dir`` stops the fetch. Returns how many were copied.
-    """
+    """Copy every file under ``src`` (``gs://`` or local) into ``local_dir``; return how many."""
     local_dir = Path(local_dir)
     if not src.startswith("gs://"):
         files = _files(src)
@@ -335,12 +310,9 @@ def write_text(uri: str, text: str) -> None:
         with _replacing_file(Path(uri)) as partial:
             partial.write_text(text)
         return
-    gcs = client(uri)
-    bucket, name = parse_uri(uri)
-    try:
-        gcs.bucket(bucket).blob(name).upload_from_string(text, **_each_request())
-    except _ERRORS as err:
-        raise _fail(uri, err) from None
+    _, blob = _blob(uri)
+    with _failing(uri):
+        blob.upload_from_string(text, **_each_request())
 
 
 def read_text(uri: str) -> str | None:
@@ -348,10 +320,9 @@ def read_text(uri: str) -> str | None:
     if not uri.startswith("gs://"):
         path = Path(uri)
         return path.read_text(errors="replace") if path.is_file() else None
-    gcs = client(uri)
-    bucket, name = parse_uri(uri)
+    gcs, blob = _blob(uri)
     try:
-        return gcs.bucket(bucket).blob(name).download_as_text(**_each_request())
+        return blob.download_as_text(**_each_request())
     except gexc.NotFound:
         _check_bucket(gcs, uri)
         return None

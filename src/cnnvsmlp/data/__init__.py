@@ -1,7 +1,6 @@
 """Read EMNIST Letters, Fashion-MNIST or a user's data set, check it and store its splits.
 
-Every built-in source yields upright 28x28 uint8 images and 0-based labels; those that read
-the original files give identical arrays in file order (``docs/dataset-format.md``).
+Every source yields upright uint8 images and 0-based labels (``docs/dataset-format.md``).
 """
 
 from __future__ import annotations
@@ -27,11 +26,7 @@ def prepare(
     out_dir: str | os.PathLike,
     limit: int | None = None,
 ) -> dict:
-    """Read a data set from its source and write the normalised splits; return the metadata.
-
-    Raises DataError (unknown name, no working source, bad files, splits too small) or UserError
-    (``out_dir`` refused or not writable).
-    """
+    """Read a data set from its source and write the normalised splits; return the metadata."""
     spec = get_spec(dataset)
     try:
         raw = read_source(spec, source)
@@ -46,12 +41,7 @@ def prepare(
 
 
 def search_order(spec: DatasetSpec, source: DataSource) -> list:
-    """The sources to try, first to last; empty for ``kind: idx`` without a folder to read.
-
-    The named files first, then what a TFDS data_dir holds, the offline default, and only then
-    a TFDS download, which is slow to fail without a network. Prepared records lose the files'
-    order, so those in the default ``~/tensorflow_datasets`` come after the offline default.
-    """
+    """The sources to try, first to last: named files, TFDS's, the offline default, a download."""
     auto, idx, tfds = source.kind == "auto", source.kind == "idx", source.kind == "tfds"
     named_prepared = tfds or bool(source.tfds_data_dir)
     order: list = []
@@ -71,11 +61,7 @@ def search_order(spec: DatasetSpec, source: DataSource) -> list:
 
 
 def read_source(spec: DatasetSpec, source: DataSource) -> RawData:
-    """Read a data set from the source the config names, trying ``auto`` in order.
-
-    Only a source with no data here moves the search on; a malformed file, or a named
-    ``idx_dir`` without the files, ends it with its own DataError.
-    """
+    """Read a data set from its source; only one without data here (SourceUnavailable) moves on."""
     if spec.user:
         return read_user(spec, source.tfds_data_dir, source.download)
     attempts = search_order(spec, source)

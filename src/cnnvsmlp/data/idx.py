@@ -38,14 +38,10 @@ def _written_record(directory: Path) -> dict | None:
     return record if isinstance(record, dict) else None
 
 
-def _digests(record: dict | None) -> dict[str, str] | None:
-    digests = (record or {}).get("idx_sha256")
-    return digests if isinstance(digests, dict) else None
-
-
 def written_digests(directory: Path) -> dict[str, str] | None:
     """The IDX digests the writer of ``directory``'s files recorded, or None without a record."""
-    return _digests(_written_record(directory))
+    digests = (_written_record(directory) or {}).get("idx_sha256")
+    return digests if isinstance(digests, dict) else None
 
 
 def read_file(path: Path, label: str) -> bytes:
@@ -163,7 +159,7 @@ def read_idx_dir(spec: DatasetSpec, directory: str | os.PathLike) -> RawData:
     record = _written_record(directory)
     kind = "synthetic" if (record or {}).get("writer") == SYNTHETIC_WRITER else "idx"
     raw = read_idx_blobs(spec, blobs, source=f"{kind}:{directory}")
-    _check_one_write(spec, directory, raw.input_sha256, _digests(record))
+    _check_one_write(spec, directory, raw.input_sha256, written_digests(directory))
     return raw
 
 
@@ -205,11 +201,7 @@ def read_idx_blobs(spec: DatasetSpec, blobs: dict[str, bytes], source: str) -> R
 
 @dataclass(frozen=True)
 class IdxFolder:
-    """The four gzip IDX files of a data set in a folder, local or ``gs://``.
-
-    A folder the config names (``named``) without the files is an error, never a reason to try
-    the next source.
-    """
+    """The four gzip IDX files of a data set in a folder, local or ``gs://``, maybe ``named``."""
 
     directory: str
     named: bool = True

@@ -53,11 +53,7 @@ DATASETS: dict[str, DatasetSpec] = {
 
 
 def check_name(name: str) -> str:
-    """``name`` if it names a data set (built-in, ``tfds:<name>``, ``folder:<path>``).
-
-    Raises:
-        ValueError: it names none; the message lists what does.
-    """
+    """``name`` if it names a data set (built-in, ``tfds:<name>``, ``folder:<path>``)."""
     prefix = name.partition(":")[0] + ":"
     if name in DATASETS or (prefix in USER_PREFIXES and name[len(prefix) :]):
         return name

@@ -26,10 +26,7 @@ MIN_IMAGES = 1  # in each split: Keras' fit and evaluate see no batch in an empt
 def split_train(
     images: np.ndarray, labels: np.ndarray, split: Split
 ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """Cut the official training split: validation is the last fraction, as Keras' does.
-
-    With a shuffle seed the images are permuted first.
-    """
+    """Cut validation off the training split: the last fraction, shuffled first with a seed."""
     n = len(images)
     n_train = n - int(n * split.validation_fraction)
     order = np.arange(n)
@@ -42,10 +39,7 @@ def split_train(
 def write_dataset(
     raw: RawData, spec: DatasetSpec, split: Split, out_dir: str | os.PathLike, limit: int | None
 ) -> dict:
-    """Split, and write the data set atomically into ``out_dir`` (``outputs.build_dir``).
-
-    Returns the metadata written; DataError when a split would hold no image.
-    """
+    """Split, write the data set atomically into ``out_dir``, and return its metadata."""
     train_x, test_x = _nhwc(raw.train_images)[:limit], _nhwc(raw.test_images)[:limit]
     train, validation = split_train(train_x, raw.train_labels[:limit], split)
     parts = {"train": train, "validation": validation, "test": (test_x, raw.test_labels[:limit])}

@@ -1,8 +1,6 @@
-"""What every source of a data set reads and yields, and the two errors a source raises.
+"""What a data set's source (``label``, ``read(spec) -> RawData``) yields, and its two errors.
 
-A source (one module each here) has a ``label`` and ``read(spec) -> RawData``; it raises
-:class:`SourceUnavailable` when it has no data here, so a search moves on, and
-:class:`DataError` for data that is there but wrong, which ends the search.
+SourceUnavailable (no data here) moves a search on; DataError (wrong data) ends it.
 """
 
 from __future__ import annotations

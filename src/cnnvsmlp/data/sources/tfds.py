@@ -1,9 +1,6 @@
 """TFDS's data: the original files its builders download (cache or download), or its records.
 
-The files under ``<tfds_data_dir>/downloads`` (local or ``gs://``; each has a ``<file>.INFO``
-naming its URL) give exactly the arrays of the IDX source. Prepared records (``tfds build``)
-come in TFDS's stored, shuffled order (``docs/dataset-format.md``): their ``source`` is
-``tfds-prepared:<folder>``.
+The files give exactly the IDX source's arrays; prepared records come in TFDS's stored order.
 """
 
 from __future__ import annotations
@@ -37,8 +34,26 @@ class TfdsFiles:
         return "tfds download" if self.download else "tfds cache"
 
     def read(self, spec: DatasetSpec) -> RawData:
-        """Read the files; ``source`` is ``tfds:<downloads folder>``."""
-        return read_tfds(spec, self.data_dir, self.download)
+        """Read the files from TFDS's cache, else a TFDS download when allowed."""
+        if self.data_dir and self.data_dir.startswith("gs://"):
+            return _read_tfds_gcs(spec, self.data_dir)
+        downloads = Path(tfds_data_dir(self.data_dir)) / "downloads"
+        urls = tfds_urls(spec)
+        cached = _info_targets(downloads) if downloads.is_dir() else {}
+        if all(url in cached and cached[url].is_file() for url in urls.values()):
+            paths = {key: cached[url] for key, url in urls.items()}
+        elif self.download:
+            import tensorflow_datasets as tfds
+
+            _check_reachable(urls)
+            manager = tfds.download.DownloadManager(download_dir=str(downloads))
+            try:
+                paths = {k: Path(str(p)) for k, p in manager.download(urls).items()}
+            except Exception as err:  # noqa: BLE001 - TFDS raises many network error types
+                raise SourceUnavailable(f"{spec.name}: TFDS could not download ({err})") from None
+        else:
+            raise SourceUnavailable(f"{spec.name}: no TFDS download of it under {downloads}")
+        return _read_tfds_files(spec, paths, f"tfds:{downloads}")
 
 
 def tfds_urls(spec: DatasetSpec) -> dict[str, str]:
@@ -66,29 +81,6 @@ def _info_targets(folder: Path) -> dict[str, Path]:
 def tfds_data_dir(data_dir: str | None) -> str:
     """The TFDS data_dir a config names, or TFDS's default ``~/tensorflow_datasets``."""
     return (data_dir or os.path.expanduser("~/tensorflow_datasets")).rstrip("/")
-
-
-def read_tfds(spec: DatasetSpec, data_dir: str | None, download: bool) -> RawData:
-    """Read a data set's original files from TFDS's cache, else a TFDS download when allowed."""
-    if data_dir and data_dir.startswith("gs://"):
-        return _read_tfds_gcs(spec, data_dir)
-    downloads = Path(tfds_data_dir(data_dir)) / "downloads"
-    urls = tfds_urls(spec)
-    cached = _info_targets(downloads) if downloads.is_dir() else {}
-    if all(url in cached and cached[url].is_file() for url in urls.values()):
-        paths = {key: cached[url] for key, url in urls.items()}
-    elif download:
-        import tensorflow_datasets as tfds
-
-        _check_reachable(urls)
-        manager = tfds.download.DownloadManager(download_dir=str(downloads))
-        try:
-            paths = {k: Path(str(p)) for k, p in manager.download(urls).items()}
-        except Exception as err:  # noqa: BLE001 - TFDS raises many network error types
-            raise SourceUnavailable(f"{spec.name}: TFDS could not download ({err})") from None
-    else:
-        raise SourceUnavailable(f"{spec.name}: no TFDS download of it under {downloads}")
-    return _read_tfds_files(spec, paths, f"tfds:{downloads}")
 
 
 def _read_tfds_files(spec: DatasetSpec, paths: dict[str, Path], source: str) -> RawData:
@@ -123,11 +115,10 @@ def _read_tfds_gcs(spec: DatasetSpec, data_dir: str) -> RawData:
         cached = {u: p for u, p in _info_targets(local).items() if u in urls.values()}
         if len(cached) < len(urls):
             raise SourceUnavailable(f"{spec.name}: no TFDS download of it under {prefix}")
-        paths = {}
-        for key, url in urls.items():
-            name = cached[url].name
-            storage.download(f"{prefix}/{name}", local / name)
-            paths[key] = local / name
+        paths = {
+            key: storage.download(f"{prefix}/{cached[url].name}", cached[url])
+            for key, url in urls.items()
+        }
         return _read_tfds_files(spec, paths, f"tfds:{prefix}")
 
 
@@ -143,11 +134,7 @@ def _check_reachable(urls: dict[str, str]) -> None:
 
 @dataclass(frozen=True)
 class TfdsPrepared:
-    """The newest version of a data set's records that TFDS prepared in a data_dir.
-
-    ``official_only``: in the default data_dir, which the config does not name, a smaller split
-    (TFDS's emnist/letters) is no reason to stop the search: it counts as no data.
-    """
+    """The newest records TFDS prepared in a data_dir; ``official_only``: others count as none."""
 
     data_dir: str | None
     official_only: bool = False
@@ -165,12 +152,7 @@ class TfdsPrepared:
 
 
 def read_tfds_prepared(spec: DatasetSpec, data_dir: str | None) -> RawData:
-    """Read the newest version under ``<data_dir>/<tfds name>/`` (e.g. ``fashion_mnist/3.0.1``).
-
-    ``tfds.builder_from_directory`` needs only the folder's JSON files, not the installed
-    builder's version; records come in their stored order, so a folder always gives the same
-    arrays.
-    """
+    """Read the newest version under ``<data_dir>/<tfds name>/``, records in stored order."""
     root = f"{tfds_data_dir(data_dir)}/{spec.tfds_name}"
     if root.startswith("gs://"):
         return _read_tfds_prepared_gcs(spec, root)

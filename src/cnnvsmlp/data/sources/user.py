@@ -1,8 +1,7 @@
 """A user's data set: ``tfds:NAME``, any TFDS image classification set, or ``folder:PATH``.
 
-A folder (local or ``gs://``) holds one subfolder of PNG or JPEG images per class, optionally
-inside ``train/`` and ``test/``; without a test split, a fifth of each class (seed 0) is the test
-set. The images of one data set share one shape.
+A folder (local or ``gs://``) holds a subfolder of PNG or JPEG images per class, optionally in
+``train/`` and ``test/``; without them, a fifth of each class (seed 0) is the test set.
 """
 
 from __future__ import annotations
@@ -260,13 +259,9 @@ def _stratified(images: np.ndarray, labels: np.ndarray) -> tuple[tuple, tuple]:
 
 
 def _raw(splits: dict, source: str, digests: dict[str, str]) -> RawData:
-    (train_x, train_y), (test_x, test_y) = splits["train"], splits["test"]
-    grey = [x[..., np.newaxis] if x.ndim == 3 else x for x in (train_x, test_x)]
-    return RawData(
-        train_images=np.ascontiguousarray(grey[0], dtype=np.uint8),
-        train_labels=np.asarray(train_y).astype(np.uint8),
-        test_images=np.ascontiguousarray(grey[1], dtype=np.uint8),
-        test_labels=np.asarray(test_y).astype(np.uint8),
-        source=source,
-        input_sha256=digests,
-    )
+    arrays = {}
+    for split in ("train", "test"):
+        images, labels = splits[split]
+        arrays[f"{split}_images"] = np.ascontiguousarray(images, dtype=np.uint8)
+        arrays[f"{split}_labels"] = np.asarray(labels).astype(np.uint8)
+    return RawData(**arrays, source=source, input_sha256=digests)
