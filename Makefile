@@ -44,7 +44,7 @@ $(error $(shell $(PYTHON) -c 'import difflib, sys; known = sys.argv[1].split(); 
   + ": make help lists the variables")' '$(KNOWN_VARS)' $(foreach v,$(UNKNOWN_VARS),$(call q,$(v)))))
 endif
 
-.PHONY: help apply lock setup data models run runs test test-slow test-images lint format compile submit schedule unschedule images push bench clean
+.PHONY: help apply lock setup data models run runs test test-slow test-images lint format compile submit schedule unschedule images push bench schema-doc clean
 
 help: ## List the verbs, and the variables that change what they do.
 	@echo "make <verb> [VARIABLE=value ...]"
@@ -113,6 +113,9 @@ apply: $(BIN)/.installed ## Apply manifests/ (multi-user: the Profile, a wait, t
 format: $(BIN)/.installed ## Format and fix the code with ruff.
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+schema-doc: $(BIN)/.installed ## Write docs/comparison-schema.md's tables from the pydantic models.
+	$(BIN)/python -m tools.schema_doc
 
 compile: $(BIN)/.installed ## Compile a pipeline to build/<name>.yaml.
 	$(CLI) compile --pipeline $(call q,$(PIPELINE))

@@ -27,10 +27,19 @@ class RepeatTest(Record):
     """McNemar's exact test of the two networks of one repeat (a detail: fixed networks)."""
 
     repeat: int
+    """The repeat."""
     difference: float
+    """Accuracy of `a` minus accuracy of `b` in this repeat: `(only_a_correct - only_b_correct) /
+    n_test`.
+    """
     only_a_correct: int
+    """Discordant counts: test images only `a`, only `b`, predicted right."""
     only_b_correct: int
+    """Discordant counts: test images only `a`, only `b`, predicted right."""
     p_value: float
+    """Two-sided exact McNemar p-value (binomial on the discordant images); 1 when the two never
+    disagree.
+    """
     p_holm: float = Field(description="Holm-adjusted over this pair's repeats.")
 
 
@@ -38,15 +47,21 @@ class Difference(Record):
     """Accuracy of ``a`` minus ``b``, paired by seed, with its interval and verdict."""
 
     a: str
+    """The two variants."""
     b: str
+    """The two variants."""
     shift: int = Field(default=0, description="Pixels the test images were moved; 0: as they are.")
     n_train: int | None = Field(default=None, description="Training images; None: all.")
     estimate: float = Field(description="Mean over seeds of the accuracy difference (fraction).")
     low: float
+    """The interval and its confidence, `1 - alpha / family`."""
     high: float
+    """The interval and its confidence, `1 - alpha / family`."""
     level: float = Field(description="Confidence of [low, high]: 1 - alpha / family.")
     se: float
+    """Standard error and (Satterthwaite's) degrees of freedom."""
     df: float
+    """Standard error and (Satterthwaite's) degrees of freedom."""
     p_value: float = Field(description="Two-sided test of no difference.")
     p_adjusted: float = Field(description="Bonferroni over the family.")
     margin: float = Field(description="Equivalence margin (fraction).")
@@ -55,9 +70,15 @@ class Difference(Record):
     """Bonferroni, each one-sided test at alpha / (2 k): below alpha iff [low, high] in +-margin."""
     family: int = Field(description="Differences in the family this one is adjusted over.")
     seeds: int
+    """Repeats and test images."""
     images: int
+    """Repeats and test images."""
     method: Method
+    """`seeds-and-images` (crossed random effects), `images` (one seed: the test images only),
+    `seeds-and-images-bound` (from per-repeat counts, the image term bounded; conservative).
+    """
     verdict: Verdict
+    """`different`, `equivalent` or `inconclusive`."""
     per_seed: list[float] = Field(description="The difference in each repeat, in repeat order.")
     tests: list[RepeatTest] = Field(default=[], description="Per repeat, McNemar's exact test.")
 

@@ -27,7 +27,9 @@ class Hardware(Record):
     device: str
     """'gpu' or 'cpu'"""
     name: str
+    """The GPU (`1 x NVIDIA L4`) or, without one, the CPU model."""
     cpu_count: int
+    """CPU cores the process saw."""
     tensorflow: str
     """TensorFlow's version; empty when the run did not use it."""
     cpu: str = ""
@@ -196,11 +198,17 @@ class Epoch(Record):
     """Metrics at the end of one epoch."""
 
     epoch: int = Field(ge=1)
+    """The epoch, from 1."""
     loss: float
+    """Mean training loss over the epoch's batches."""
     accuracy: float
+    """Training accuracy over the epoch's batches."""
     val_loss: float
+    """Loss on the validation split after the epoch."""
     val_accuracy: float
+    """Accuracy on the validation split after the epoch."""
     time_s: float
+    """Wall time of the epoch's training, validation included."""
 
 
 class EarlyStop(Record):

@@ -22,9 +22,15 @@ class Interval(Record):
     model_config = ConfigDict(frozen=True)
 
     estimate: float
+    """The point estimate."""
     low: float
+    """The bounds of the `confidence` interval."""
     high: float
+    """The bounds of the `confidence` interval."""
     method: str
+    """`t` (Student t over repeats), `wilson` (Wilson score interval of a proportion over the test
+    images).
+    """
 
     def __init__(self, estimate: float, low: float, high: float, method: str) -> None:
         super().__init__(estimate=estimate, low=low, high=high, method=method)
