@@ -1,8 +1,4 @@
-"""Kubeflow components: thin wrappers that turn artifacts into calls of the cnnvsmlp library.
-
-Each task runs in the image its pipeline places it in (``pipelines/placement.py``),
-and unchanged on a laptop through kfp's local runner.
-"""
+"""Kubeflow components: thin wrappers that turn artifacts into calls of the cnnvsmlp library."""
 
 from cnnvsmlp_components.compare import (
     check_efficiency,

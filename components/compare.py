@@ -1,8 +1,6 @@
 """The fan-in: compare every run of an experiment or a study, then check the comparison.
 
-Runs that failed for good are listed and the others compared, the status then
-``partial`` (or ``failed``); the compare step succeeds so its artifacts are
-stored (a failed task's are not), and the check step after it fails the run.
+The compare step succeeds with failed runs listed, so its artifacts are stored; the check fails.
 """
 
 from typing import List  # noqa: UP035 - kfp reads typing.List annotations
@@ -23,19 +21,7 @@ def compare_runs(
     provenance_json: str = "",
     job_id: str = "",
 ):
-    """Compare the variants over all repeats: statistics, plots and reports.
-
-    Args:
-        config: the experiment config as ``plan_runs`` settled it (JSON file).
-        dataset: the prepared data set (its test labels score the predictions).
-        results: every run's ``EvalResult`` or ``RunFailure`` JSON.
-        report: the Markdown report the KFP UI renders.
-        report_html: the self-contained HTML report, plots embedded.
-        comparison: folder with ``comparison.json`` (docs/comparison-schema.md),
-            ``report.md``, ``report.html`` and ``plots/*.png``.
-        provenance_json: what started the run (``Provenance`` JSON); may be empty.
-        job_id: the KFP job id, the run id when the provenance names none.
-    """
+    """Compare the variants over all repeats: ``comparison`` holds the record, reports, plots."""
     import shutil
     from pathlib import Path
 
@@ -77,11 +63,7 @@ def compare_efficiency(
     report: dsl.Output[dsl.Markdown],
     comparison: dsl.Output[dsl.Artifact],
 ):
-    """Accuracy against training-set size, the gap per size, the learning curves.
-
-    ``comparison`` gets ``comparison.json`` (``EfficiencyAnalysis``), ``report.md``,
-    ``report.html`` and ``plots/*.png`` (:mod:`cnnvsmlp.report.efficiency`).
-    """
+    """Accuracy against training-set size, the gap per size, the learning curves."""
     import shutil
     from pathlib import Path
 

@@ -1,8 +1,7 @@
 """Expand an experiment, or a data-efficiency study, into its training runs.
 
-The settled config (and study) go to later tasks as artifacts, not parameters:
-kfp 2.17's local runner hands a task inside ``dsl.ParallelFor`` the wrong value
-of an upstream parameter output next to the loop item.
+The settled config goes on as an artifact: kfp 2.17's local runner hands a task inside
+``dsl.ParallelFor`` the wrong value of an upstream parameter output.
 """
 
 from typing import List  # noqa: UP035 - kfp reads typing.List annotations
@@ -18,10 +17,7 @@ def plan_runs(
     repeats: int,
     config: dsl.Output[dsl.Artifact],
 ) -> List[str]:  # noqa: UP006
-    """Settle the config (``repeats`` in place of its own unless 0) and list its runs.
-
-    Returns one ``RunSpec`` JSON per (variant, repeat), the slowest variant's first.
-    """
+    """Settle the config (``repeats`` unless 0) and list its runs, the slowest variant's first."""
     from pathlib import Path
 
     from cnnvsmlp.config import parse_config_json, with_overrides
@@ -43,10 +39,7 @@ def plan_efficiency_runs(
     config: dsl.Output[dsl.Artifact],
     efficiency: dsl.Output[dsl.Artifact],
 ) -> List[str]:  # noqa: UP006
-    """Settle the study's config and sizes (cut to the training split) and list its runs.
-
-    Returns one ``RunSpec`` JSON per (variant, size, repeat), ``n_train`` set, the longest first.
-    """
+    """Settle the study's config and sizes (cut to the training split); list its runs."""
     import json
     from pathlib import Path
 

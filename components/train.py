@@ -13,13 +13,7 @@ def train_model(
     dataset: dsl.Input[dsl.Dataset],
     model: dsl.Output[dsl.Model],
 ):
-    """Train one variant with one seed (``run_json``: a ``RunSpec``); a retry resumes.
-
-    With ``resume_uri`` set, every epoch's state is mirrored to the job's store
-    (:mod:`cnnvsmlp.resume`), where a retry resumes and a finished training is
-    reused. A failure no retry can fix goes to ``model/failure.json`` and the
-    task succeeds; any other error fails the task for the cluster to retry.
-    """
+    """Train one variant with one seed; a retry resumes, a failure no retry fixes is recorded."""
     import sys
     from pathlib import Path
 

@@ -1,7 +1,6 @@
 """Command line: the entry points behind the Makefile's verbs.
 
-Every command checks its arguments here, once; a bad argument or bad input
-ends with one line on stderr naming what is wrong, and exit status 2.
+Arguments are checked here, once; bad input ends with one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -51,20 +50,6 @@ def _switches(argv: Sequence[str]) -> list[str]:
             )
         out += [flag for flag in [SWITCHES[name][word in NO]] if flag]
     return out
-
-
-def _config_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config",
-        type=_name,
-        help=f"preset name or YAML file (default: the pipeline's preset, else {DEFAULT_PRESET})",
-    )
-    parser.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="KEY=VALUE",
-        help="config overrides, e.g. epochs=1 repeats=3 limit=3000 variants=cnn,mlp",
-    )
 
 
 def _load_config(args: argparse.Namespace):
@@ -211,28 +196,21 @@ def cmd_compile(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_submit(args: argparse.Namespace) -> int:
-    """Compile, upload and start a run on a KFP cluster."""
-    from cnnvsmlp_pipelines.cluster import submit
+def cmd_cluster(args: argparse.Namespace) -> int:
+    """Submit, schedule or unschedule (``args.command``) on a KFP cluster."""
+    from cnnvsmlp_pipelines import cluster
 
-    submit(args.pipeline, _load_config(args), experiment=args.experiment)
+    cron = {"cron": args.cron} if args.command == "schedule" else {}
+    verb = getattr(cluster, args.command)
+    verb(args.pipeline, _load_config(args), experiment=args.experiment, **cron)
     return 0
 
 
-def cmd_schedule(args: argparse.Namespace) -> int:
-    """Create a recurring run on a KFP cluster."""
-    from cnnvsmlp_pipelines.cluster import schedule
-
-    schedule(args.pipeline, _load_config(args), cron=args.cron, experiment=args.experiment)
-    return 0
-
-
-def cmd_unschedule(args: argparse.Namespace) -> int:
-    """Delete the recurring run of a pipeline."""
-    from cnnvsmlp_pipelines.cluster import unschedule
-
-    unschedule(args.pipeline, _load_config(args), experiment=args.experiment)
-    return 0
+CLUSTER_VERBS = {
+    "submit": "Compile, upload and start a run on a KFP cluster.",
+    "unschedule": "Delete the recurring run of a pipeline.",
+    "schedule": "Create a recurring run on a KFP cluster.",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -259,14 +237,26 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
     return args
 
 
-def _command(sub, func, *groups: str) -> argparse.ArgumentParser:
+def _command(sub, func, *groups: str, name: str = "", text: str = "") -> argparse.ArgumentParser:
     """The subcommand ``func`` runs (``cmd_ensure_data``: ``ensure-data``), its groups added."""
-    p = sub.add_parser(func.__name__[4:].replace("_", "-"), help=func.__doc__)
+    name = name or func.__name__[4:].replace("_", "-")
+    p = sub.add_parser(name, help=text or func.__doc__)
     p.set_defaults(func=func)
     if "pipeline" in groups:
         p.add_argument("--pipeline", default="compare", help="registered pipeline name")
     if "config" in groups:
-        _config_args(p)
+        p.add_argument(
+            "--config",
+            type=_name,
+            help="preset name or YAML file (default: the pipeline's preset, else "
+            f"{DEFAULT_PRESET})",
+        )
+        p.add_argument(
+            "overrides",
+            nargs="*",
+            metavar="KEY=VALUE",
+            help="config overrides, e.g. epochs=1 repeats=3 limit=3000 variants=cnn,mlp",
+        )
     return p
 
 
@@ -299,9 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
     _runs_dir(_command(sub, cmd_runs), "are")
     p = _command(sub, cmd_compile, "pipeline")
     p.add_argument("--out", type=_name, default="build", help="output folder (default: build)")
-    for func in (cmd_submit, cmd_unschedule, cmd_schedule):
-        p = _command(sub, func, "pipeline", "config")
-        if func is cmd_schedule:
+    for verb, what in CLUSTER_VERBS.items():
+        p = _command(sub, cmd_cluster, "pipeline", "config", name=verb, text=what)
+        if verb == "schedule":
             p.add_argument("--cron", required=True, help="KFP cron: 6 fields, seconds first")
         p.add_argument(
             "--experiment", type=_name, help="KFP experiment (default: the config's name)"
@@ -371,10 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _closed_streams() -> list[str]:
-    """The standard streams that are closed (``>&-``), each reopened on /dev/null.
-
-    Reopened, so no file a library opens next takes the stream's number.
-    """
+    """The standard streams that are closed (``>&-``), each reopened on /dev/null."""
     closed = []
     for fd, name in ((0, "standard input"), (1, "standard output"), (2, "standard error")):
         try:

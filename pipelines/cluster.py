@@ -1,7 +1,6 @@
-"""Submit and schedule pipelines on a Kubeflow Pipelines cluster with ``kfp.Client``.
+"""Submit and schedule pipelines on a Kubeflow Pipelines cluster (docs/cluster.md, steps 9-11).
 
-Cron expressions are checked as KFP parses them (robfig/cron v1) before any call; see
-docs/cluster.md, steps 9 to 11, for the environment read and what each command does.
+Cron expressions are checked as KFP parses them (robfig/cron v1) before any call.
 """
 
 from __future__ import annotations
@@ -13,18 +12,8 @@ from datetime import date, datetime, timedelta, timezone
 
 from cnnvsmlp.config import ExperimentConfig
 from cnnvsmlp.provenance import stamp
-from cnnvsmlp_pipelines.cluster_access import (
-    STANDALONE_NAMESPACE,
-    ClusterError,
-    Target,
-    call,
-    connect,
-    preflight,
-)
+from cnnvsmlp_pipelines.cluster_access import ClusterError, Target, call, connect, preflight
 from cnnvsmlp_pipelines.settings import cluster_settings
-
-__all__ = ["STANDALONE_NAMESPACE", "ClusterError", "check_cron", "schedule", "submit", "unschedule"]
-
 
 # robfig/cron v1 (spec.go), as KFP parses cron: each field's bounds and names; "?" means "*".
 _MONTHS = "jan feb mar apr may jun jul aug sep oct nov dec".split()
@@ -121,12 +110,7 @@ def _cron_descriptor(cron: str, text: str) -> str:
 
 
 def check_cron(cron: str, today: date | None = None) -> str:
-    """``cron`` with single spaces, if KFP's parser (robfig/cron v1) takes it and it fires.
-
-    Raises:
-        ClusterError: an expression KFP would refuse or misread (5 fields), or one
-            with no time in the five years from ``today``.
-    """
+    """``cron`` with single spaces; ClusterError unless KFP reads it as meant and it fires."""
     text = cron.strip()
     if text.startswith("@"):
         return _cron_descriptor(cron, text)
@@ -219,10 +203,9 @@ def _recurring_runs(client, target: Target, experiment_id: str, name: str) -> li
 
 
 def cluster_config(config: ExperimentConfig) -> ExperimentConfig:
-    """The config a cluster run gets: training state mirrored to the bucket unless set.
+    """The config a cluster run gets: training state mirrored to ``gs://<BUCKET>/resume``.
 
-    A retried training task starts on a new pod with an empty output folder; the mirror in
-    ``gs://<BUCKET>/resume`` lets it go on from its last epoch.
+    A retried training task starts on a new pod; the mirror lets it go on from its last epoch.
     """
     if config.resume_uri:
         return config
@@ -260,11 +243,7 @@ def _prepare(
 
 
 def submit(pipeline: str, config: ExperimentConfig, experiment: str | None = None) -> str:
-    """Compile, upload and start one run; print and return its id.
-
-    Raises:
-        ClusterError: ``KFP_HOST`` unset or unreachable, a check failed, or a call refused.
-    """
+    """Compile, upload and start one run; print and return its id."""
     # The commit and time of this submission; the comparison takes KFP's job id as the run id.
     config = stamp(config, "", "cluster")
     experiment = experiment or config.name
@@ -284,14 +263,9 @@ def schedule_name(pipeline: str, config: ExperimentConfig) -> str:
 def schedule(
     pipeline: str, config: ExperimentConfig, cron: str, experiment: str | None = None
 ) -> str:
-    """Create the recurring run, then delete every older one of its name in the experiment.
+    """Create the recurring run (no catch-up, one at a time), then delete older ones of its name.
 
-    No catch-up, one run at a time. KFP keeps no names unique, and two recurring runs of
-    one name would both fire and compete for the GPU quota.
-
-    Raises:
-        ClusterError: a cron KFP would refuse or misread, ``KFP_HOST`` unset or
-            unreachable, a check failed, or a call refused.
+    KFP keeps no names unique: two recurring runs of one name would compete for the GPU quota.
     """
     cron = check_cron(cron)
     experiment = experiment or config.name
@@ -325,10 +299,7 @@ def schedule(
 
 
 def unschedule(pipeline: str, config: ExperimentConfig, experiment: str | None = None) -> int:
-    """Delete the recurring runs :func:`schedule` made for this pipeline and config; count them.
-
-    Creates nothing: a missing experiment means there is nothing to delete.
-    """
+    """Delete the recurring runs :func:`schedule` made for this pipeline and config; count them."""
     target = Target.from_env(cluster_settings())
     client = connect(target)
     name = schedule_name(pipeline, config)

@@ -1,7 +1,6 @@
-"""Reach a cluster: the KFP API, as whom the environment says, with no token ever shown.
+"""Reach a cluster's KFP API as the environment says (docs/cluster.md, steps 9 and 10).
 
-Also the checks before an upload: the registry has the images, the runs' service account
-exists. docs/cluster.md, steps 9 and 10, names the variables read.
+No token is ever shown. Before an upload: the registry has the images, the service account exists.
 """
 
 from __future__ import annotations
@@ -29,16 +28,14 @@ from cnnvsmlp.errors import UserError
 from cnnvsmlp_pipelines.images import images_exist
 from cnnvsmlp_pipelines.settings import ROOT, SETTINGS_FILE, ClusterSettings, cluster_settings
 
+# A standalone KFP install's namespace: its API takes no namespace on experiments and runs.
 STANDALONE_NAMESPACE = "kubeflow"
-"""A standalone KFP install's namespace: its API takes no namespace on experiments and runs."""
 SA_TOKEN_PATH = "/var/run/secrets/kubeflow/pipelines/token"
 SKIP_CHECKS_ENV = "CNNVSMLP_SKIP_CHECKS"
 CHECKS = ("images", "service-account")
 HEALTHZ = "/apis/v2beta1/healthz"
-TIMEOUT_S = (10.0, 60.0)
-"""Seconds to connect and to wait for each answer, in every request to the KFP API."""
-LOG_FILE = ROOT / "build" / "cluster.log"
-"""Where what kfp logs goes (its retries and tracebacks), every token blanked."""
+TIMEOUT_S = (10.0, 60.0)  # seconds to connect and to wait for each answer from the KFP API
+LOG_FILE = ROOT / "build" / "cluster.log"  # what kfp logs, every token blanked
 
 
 class ClusterError(UserError):
@@ -71,11 +68,7 @@ def redact(text: str) -> str:
 
 
 def read_token(value: str, source: str) -> str:
-    """A bearer token from ``source``, surrounding whitespace stripped, remembered to be blanked.
-
-    Raises:
-        ClusterError: empty, or holding a space, a control or a non-ASCII character.
-    """
+    """A bearer token from ``source``: stripped, printable ASCII, remembered to be blanked."""
     _SECRETS.add(value)
     token = value.strip()
     if not token:
@@ -116,11 +109,7 @@ class Target:
 
     @classmethod
     def from_env(cls, settings: ClusterSettings | None = None) -> Target:
-        """Read ``KFP_HOST`` and the optional settings from the environment.
-
-        Raises:
-            ClusterError: ``KFP_HOST`` is not set, or a setting disagrees with another.
-        """
+        """Read ``KFP_HOST`` and the optional settings from the environment."""
         host = (_env("KFP_HOST", "KF_PIPELINES_ENDPOINT") or "").rstrip("/")
         if not host:
             raise ClusterError(
@@ -151,12 +140,7 @@ class Target:
 
 
 def iap_id_token(target: Target) -> str:
-    """An OIDC ID token for the IAP client id, from a service account's credentials.
-
-    Raises:
-        ClusterError: google-auth has no credentials that can mint an ID token
-            (a user's ``gcloud auth login`` cannot).
-    """
+    """An OIDC ID token for the IAP client id, from a service account's credentials."""
     try:
         token = google.oauth2.id_token.fetch_id_token(
             google.auth.transport.requests.Request(), target.iap_client_id

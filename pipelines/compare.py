@@ -1,8 +1,4 @@
-"""The comparison: data once, fan out over (variant, repeat), fan in to one report.
-
-prepare_data -> plan_runs -> ParallelFor[run]: train_model -> evaluate_model
-             -> compare_runs(Collected(results)) -> check_runs
-"""
+"""The comparison: data once, fan out over (variant, repeat), fan in to one report."""
 
 from kfp import dsl
 

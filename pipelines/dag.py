@@ -1,11 +1,7 @@
-"""The fan-out and fan-in every pipeline shares: data once, train and test per run, compare.
+"""The DAG every pipeline shares: data once, train and test per run, compare, check.
 
-prepare_data -> plan -> ParallelFor[run]: train_model -> evaluate_model
-             -> compare(Collected(results)) -> check
-
-A run that fails for good leaves a failure record in place of its result (a
-failed iteration would leave ``dsl.Collected`` nothing), so the others are
-compared, and the check step fails the pipeline run after the comparison is stored.
+A run that fails for good leaves a failure record in place of its result, so the
+others are compared; the check step fails the pipeline run after the comparison is stored.
 """
 
 from __future__ import annotations
@@ -24,12 +20,7 @@ def fan_out_fan_in(
     compare: Callable[[dsl.PipelineTask, dsl.PipelineTask, dsl.Collected], dsl.PipelineTask],
     check: Callable[..., dsl.PipelineTask],
 ) -> None:
-    """Add the shared DAG to the pipeline being defined.
-
-    ``plan(data)`` lists the runs (``Output``) and settles the ``config`` every
-    later task reads; ``compare(plan, data, results)`` writes a ``comparison``
-    that ``check`` fails the run on when it is partial.
-    """
+    """Add the shared DAG: ``plan`` lists the runs and settles ``config``, ``check`` the result."""
     data = cpu_task(prepare_data(config_json=config_json), memory="8Gi")
     data.set_caching_options(True)
     planned = cpu_task(plan(data), memory="1Gi")

@@ -1,11 +1,11 @@
 """The data-efficiency study: data once, fan out over (variant, size, repeat), fan in.
 
-prepare_data -> plan_efficiency_runs -> ParallelFor[run]: train_model -> evaluate_model
-             -> compare_efficiency(Collected(results)) -> check_efficiency
-
-Every run trains on a nested, class-stratified subset of the training split
-(``n_train``; :mod:`cnnvsmlp.efficiency.subsets`) and is scored on the whole test split.
+Every run trains on a nested, class-stratified subset of the training split and is tested
+on the whole test split.
 """
+
+import json
+from pathlib import Path
 
 from kfp import dsl
 
@@ -22,9 +22,6 @@ PRESET = "fashion-mnist-data-efficiency"
 
 def failure_summary(comparison_json) -> str:
     """One line naming the runs that failed for good in a written analysis; empty if none."""
-    import json
-    from pathlib import Path
-
     failures = json.loads(Path(comparison_json).read_text()).get("failures", [])
     if not failures:
         return ""
@@ -107,9 +104,6 @@ def planned_runs(config: ExperimentConfig) -> list:
 
 def loop_runs(config: ExperimentConfig, pipeline_root) -> list | None:
     """The loop's items as ``plan_efficiency_runs`` listed them: None before the data."""
-    import json
-    from pathlib import Path
-
     from cnnvsmlp.efficiency.plan import plan_runs
 
     found = sorted(Path(pipeline_root).glob("*/prepare-data/dataset/metadata.json"))
@@ -121,8 +115,6 @@ def loop_runs(config: ExperimentConfig, pipeline_root) -> list | None:
 
 def summary(report_dir) -> str:
     """The lines the local runner prints after a run: the report's headline, in points."""
-    from pathlib import Path
-
     from cnnvsmlp.efficiency.analysis import EfficiencyAnalysis
     from cnnvsmlp.provenance import SYNTHETIC_DATA, SYNTHETIC_LEAD
     from cnnvsmlp.report.efficiency import headline

@@ -1,8 +1,7 @@
-"""The container images' names: content-derived tags, and whether the registry has them.
+"""The container images' names and whether the registry has them; ``tools/images.py`` builds them.
 
-A tag is ``src-`` and 12 hex digits of a SHA-256 over the tracked files the
-images are built from (:data:`SHIPPED`), so only a change to those names a new
-image. Building and pushing them is ``tools/images.py`` (``make images``).
+A tag is ``src-`` and 12 hex digits of a SHA-256 over the tracked files the images are built
+from (:data:`SHIPPED`), so only a change to those names a new image.
 """
 
 from __future__ import annotations
@@ -21,8 +20,7 @@ from cnnvsmlp.errors import UserError
 ROOT = Path(__file__).resolve().parents[1]
 IMAGES_FILE = ROOT / "images" / "images.yaml"
 BAKE_FILE = ROOT / "images" / "docker-bake.json"
-# What the images are built from: the Dockerfiles copy the locks, the library
-# and the components (.dockerignore lets nothing else into the context).
+# What the images are built from (.dockerignore lets nothing else into the context).
 SHIPPED = (
     "requirements-cpu.lock",
     "requirements-gpu.lock",
@@ -75,30 +73,18 @@ def images_config() -> dict:
 
 def bake_targets(variables: dict[str, str] | None = None) -> dict[str, dict]:
     """The targets of ``images/docker-bake.json``, ``${VAR}`` resolved (defaults if not given)."""
-    bake = json.loads(BAKE_FILE.read_text())
-    values = {name: spec.get("default", "") for name, spec in bake["variable"].items()}
+    text = BAKE_FILE.read_text()
+    values = {name: spec.get("default", "") for name, spec in json.loads(text)["variable"].items()}
     values.update(variables or {})
-
-    def resolve(value):
-        if isinstance(value, str):
-            return re.sub(r"\$\{(\w+)\}", lambda m: values[m.group(1)], value)
-        if isinstance(value, list):
-            return [resolve(v) for v in value]
-        if isinstance(value, dict):
-            return {k: resolve(v) for k, v in value.items()}
-        return value
-
-    return {name: resolve(target) for name, target in bake["target"].items()}
+    resolved = re.sub(r"\$\{(\w+)\}", lambda m: json.dumps(values[m.group(1)])[1:-1], text)
+    return json.loads(resolved)["target"]
 
 
 OUTSIDE_CHECKOUT_TAG = "not-from-a-checkout"
 
 
 def image_ref(kind: str) -> str:
-    """Full reference of an image (``cpu`` or ``gpu``) at the current source's tag.
-
-    An installed copy (inside an image) has no checkout to hash: it names a tag no build uses.
-    """
+    """Full reference of an image (``cpu`` or ``gpu``); without a checkout, a tag no build uses."""
     if not IMAGES_FILE.is_file():
         return f"cnnvsmlp-{kind}:{OUTSIDE_CHECKOUT_TAG}"
     targets = bake_targets({"REGISTRY": images_config()["registry"], "TAG": source_tag()})

@@ -1,7 +1,4 @@
-"""Tasks in containers: the DockerRunner for the project's images, and their tasks' lifecycle.
-
-:class:`ContainerTasks`, part of ``kfp_local.LocalSession``, runs and stops each task container.
-"""
+"""Tasks in containers: the DockerRunner for the project's images, and their lifecycle."""
 
 from __future__ import annotations
 
@@ -41,9 +38,8 @@ def docker_answers() -> None:
 def docker_runner(config: ExperimentConfig, pipeline_root: Path):
     """The DockerRunner for the images ``make images`` built, and the config it runs.
 
-    Tasks run as the image's user on a read-only root with a private ``/tmp``,
-    seeing only the pipeline root and a local ``resume_uri`` (made writable),
-    and the IDX folder read-only at the same path (the config's ``idx_dir``).
+    Tasks see only the pipeline root and a local ``resume_uri`` (writable), and the IDX folder
+    read-only at the same path, on a read-only root with a private ``/tmp``.
     """
     import docker.types
     from kfp import local
@@ -81,10 +77,7 @@ class ContainerTasks:
     """The container side of ``LocalSession``: its ``_run``, ``_lock`` and ``_guard``."""
 
     def _run_container(self, client, image: str, command: list[str], volumes: dict, **run_args):
-        """Run a task like kfp's ``run_docker_container``: output to its log, stoppable.
-
-        The container is removed here once its exit status is read, not by docker.
-        """
+        """Run a task like kfp's ``run_docker_container``; removed here once its status is read."""
         import docker.errors
         from kfp.local.docker_task_handler import add_latest_tag_if_not_present
 

@@ -1,9 +1,6 @@
 """The one module that knows how kfp's local runner (kfp 2.17) prints, runs and fails.
 
-Each task's process writes whole to ``<logs>/<task>[-<run id>].log``, kfp's own prints
-go to ``<logs>/run.log``. :meth:`LocalSession.stop` ends every task's process group and
-container, and a watchdog (:data:`WATCHDOG`) does so for a runner killed without it.
-
+Each task writes to ``<logs>/<task>[-<run id>].log``, kfp's own prints to ``<logs>/run.log``.
 """
 
 from __future__ import annotations
@@ -32,7 +29,6 @@ from cnnvsmlp_pipelines.kfp_docker import STOP_GRACE_S, ContainerTasks
 EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*(?:Error|Exception|Diverged): .+")
 # The watchdog, in a session of its own, reads task process groups ("-<pid>": ended) and
 # container labels from its stdin; when the runner ends, however, it kills and removes them.
-
 WATCHDOG = """
 import contextlib, os, signal, sys
 groups, labels = set(), set()
@@ -90,10 +86,7 @@ def describe_failure(
     log: list[str] = (),
     runs: list[RunSpec] | None = None,
 ) -> str:
-    """Name the run behind a failed loop iteration in kfp's message, and its cause from ``log``.
-
-    ``runs`` are the loop's items in order (a spec's ``loop_runs``); None: the config's.
-    """
+    """Name the run behind a failed loop iteration (``runs``: the loop's items), and its cause."""
     message = plain(message)
     cause = _last_exception(log)
     cause = f": {cause}" if cause else "; its log above ends with the cause"
@@ -119,13 +112,11 @@ def _last_exception(lines) -> str | None:
 
 def killed_by(returncode: int | None) -> signal.Signals | None:
     """The signal that ended a task process (directly, or its command under ``sh``)."""
-    if returncode is None:
-        return None
-    number = -returncode if returncode < 0 else returncode - 128 if returncode > 128 else 0
-    try:
-        return signal.Signals(number) if number else None
-    except ValueError:
-        return None
+    code = returncode or 0
+    number = -code if code < 0 else code - 128
+    with contextlib.suppress(ValueError):
+        return signal.Signals(number) if number > 0 else None
+    return None
 
 
 def explain(task: TaskLog) -> str:
@@ -162,15 +153,9 @@ def _executor_input(full_command: list[str]) -> dict:
 
 
 class LocalSession(ContainerTasks):
-    """One pipeline run on kfp's local runner, its output kept in per-task logs.
+    """One pipeline run on kfp's local runner: per-task logs, every task stopped with it.
 
-    Args:
-        logs: folder for the logs (created).
-        job_id: the pipeline job id placeholder's value: the run id, kept on resume.
-        environment: variables every task process gets on top of this one's.
-        verbose: also stream every task's output, each line prefixed with its task.
-        stream: where ``verbose`` output goes.
-        on_task_end: called (from a kfp thread) with each task's :class:`TaskLog`.
+    ``job_id`` is the job id placeholder's value; ``on_task_end`` gets each :class:`TaskLog`.
     """
 
     def __init__(
@@ -194,7 +179,6 @@ class LocalSession(ContainerTasks):
         self._stopping = False
         # A signal while this thread starts a task waits until stop() can end it.
         self._spawning, self._signal = False, None
-
         self._docker_used = False  # a task ran in a container (DockerRunner)
         self._watchdog: subprocess.Popen | None = None
 
@@ -220,8 +204,9 @@ class LocalSession(ContainerTasks):
             stack.callback(self._watchdog.stdin.close)
             stack.enter_context(self._signals())
             out = stack.enter_context((self.logs / "run.log").open("a", buffering=1))
-            stack.enter_context(contextlib.redirect_stdout(self._tee(out)))
-            stack.enter_context(contextlib.redirect_stderr(self._tee(out)))
+            tee = _Tee(out, self.stream) if self.verbose else out
+            stack.enter_context(contextlib.redirect_stdout(tee))
+            stack.enter_context(contextlib.redirect_stderr(tee))
             stack.enter_context(warnings.catch_warnings())
             # kfp's warnings for every task ("settings [...] have no effect", "custom or
             # non-Python base image") go to the log whatever the warning filters say.
@@ -283,9 +268,6 @@ class LocalSession(ContainerTasks):
             for s, previous in saved.items():
                 signal.signal(s, previous)
 
-    def _tee(self, log):
-        return _Tee(log, self.stream) if self.verbose else log
-
     def _identify(self, full_command: list[str]) -> TaskLog:
         executor = _executor_input(full_command)
         output = Path(executor.get("outputs", {}).get("outputFile", "task/x"))
@@ -324,15 +306,11 @@ class LocalSession(ContainerTasks):
         with self._lock, contextlib.suppress(OSError, ValueError, AttributeError):
             self._watchdog.stdin.write(f"{what}\n")
 
-    def _ended(self, entry: TaskLog) -> None:
-        with self._lock:
-            entry.stopped = self._stopping
-        entry.seconds = time.monotonic() - entry.started
-
     def _run(self, command: list[str], start, follow, cleanup) -> int:
         """Start a task with ``start(log)``, ``follow`` it to its exit status, then ``cleanup``."""
         entry = self._identify(command)
-        with _task_log(entry) as log:
+        with entry.path.open("a", buffering=1) as log:
+            log.write(f"==> {entry.label}: started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
             handle = self._start(entry, lambda: start(log))
             if handle is None:
                 return 1
@@ -340,7 +318,9 @@ class LocalSession(ContainerTasks):
                 entry.returncode = follow(handle, log, entry.label)
             finally:
                 cleanup(handle)
-                self._ended(entry)
+                with self._lock:
+                    entry.stopped = self._stopping
+                entry.seconds = time.monotonic() - entry.started
         if self.on_task_end and not entry.stopped:
             self.on_task_end(entry)
         return entry.returncode
@@ -375,14 +355,6 @@ class LocalSession(ContainerTasks):
             self._guard(-proc.pid)
 
         return self._run(full_command, start, follow, cleanup)
-
-
-@contextlib.contextmanager
-def _task_log(entry: TaskLog):
-    """The task's log, opened for appending, with a line saying when it started."""
-    with entry.path.open("a", buffering=1) as log:
-        log.write(f"==> {entry.label}: started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
-        yield log
 
 
 class _Tee:

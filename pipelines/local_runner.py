@@ -1,10 +1,7 @@
-"""Run a registered pipeline on this machine with kfp's local runner.
+"""Run a registered pipeline on this machine with kfp's local runner, in ``runs/<run id>/``.
 
-Each run gets its own folder ``runs/<run id>/`` (never reused; ``runs/latest``
-is the newest): the pipeline root ``pipeline/``, every task's output in
-``logs/``, ``config.json``, ``status.json`` and the comparison in ``report/``.
-An interrupted run goes on in its folder with ``--resume <run id>``. The
-cluster's retry policies are stripped here, so a mistake fails fast.
+The folder holds ``pipeline/`` (the pipeline root), ``logs/``, ``config.json``, ``status.json``
+and ``report/``; ``runs/latest`` is the newest, ``--resume <run id>`` goes on with one.
 """
 
 from __future__ import annotations
@@ -27,7 +24,7 @@ from cnnvsmlp.config import ExperimentConfig
 from cnnvsmlp.outputs import HOST, one_writer
 from cnnvsmlp_pipelines import get_pipeline
 from cnnvsmlp_pipelines.kfp_docker import docker_answers, docker_runner
-from cnnvsmlp_pipelines.kfp_local import EXCEPTION_LINE, describe_failure, plain
+from cnnvsmlp_pipelines.kfp_local import describe_failure, plain
 from cnnvsmlp_pipelines.runs import (
     LOCK_FILE,
     PER_TRAINING_S,
@@ -45,8 +42,6 @@ from cnnvsmlp_pipelines.runs import (
     write_status,
 )
 from cnnvsmlp_pipelines.spec import PipelineSpec
-
-__all__ = ["EXCEPTION_LINE", "describe_failure", "run_local"]
 
 
 @dataclass(frozen=True)
@@ -115,9 +110,8 @@ def local_config(
 ) -> ExperimentConfig:
     """The config as a local run trains it: training state in ``<runs_dir>/.trainings``.
 
-    Unless the config names its own ``resume_uri`` or ``resume_scope``: with
-    ``cache`` a finished training is reused (``reuse_trainings``); without,
-    only this run's (the tasks' job id is the run id) is resumed.
+    Unless the config names its own ``resume_uri`` or ``resume_scope``: ``cache`` reuses a
+    finished training; without it, only this run's trainings are resumed.
     """
     update = {}
     if not config.resume_uri:

@@ -1,10 +1,6 @@
 """Where tasks run on the cluster: resources, node pools, retries, the images' user.
 
-kfp's local runner ignores all but the retries, which ``local_runner`` strips.
-Why the retries and the security context are as they are: docs/cluster.md
-(steps 5, 7 and 10); spent retries are retried with the run (``POST
-/apis/v2beta1/runs/{run_id}:retry``, ``kfp_server_api.RunServiceApi.run_service_retry_run``).
-``tests/test_compile.py`` checks every task's requests fit the node it lands on.
+Why the retries and the security context are as they are: docs/cluster.md (steps 5, 7, 10).
 """
 
 from __future__ import annotations

@@ -1,8 +1,4 @@
-"""A local run's folder, its status record, and the lines the screen shows about it.
-
-A run folder's name is ``<UTC date>-<time>-<experiment>[-n]``; ``status.json``
-holds running, complete, partial, failed or interrupted.
-"""
+"""A local run's folder, its status record, and the lines the screen shows about it."""
 
 from __future__ import annotations
 
@@ -17,8 +13,8 @@ from cnnvsmlp.config import ExperimentConfig, RunSpec
 from cnnvsmlp.errors import UserError
 from cnnvsmlp.outputs import HOST, last_touched, local_folder, owner_alive
 
-# A run folder's name: <UTC date>-<time>-<experiment>[-n] (new_run_dir).
-RUN_NAME = re.compile(r"^\d{8}-\d{6}-")
+# What a runs folder holds: run folders (<UTC date>-<time>-<experiment>[-n]), latest, hidden ones.
+OF_RUNS = re.compile(r"\d{8}-\d{6}-|\.|latest\Z")
 
 
 class LocalRunError(UserError):
@@ -31,7 +27,7 @@ def new_run_dir(runs_dir: Path, config: ExperimentConfig) -> Path:
     runs_dir = local_folder(runs_dir, "runs")  # a dangling link is named as one
     if runs_dir.exists() and not runs_dir.is_dir():
         raise LocalRunError(f"{runs_dir}: is a file, not a folder for runs")
-    foreign = sorted(p.name for p in runs_dir.glob("*") if not _of_runs(p))
+    foreign = sorted(p.name for p in runs_dir.glob("*") if not OF_RUNS.match(p.name))
     if foreign:
         raise LocalRunError(
             f"{runs_dir}: holds {foreign[0]}, which is not a run; choose an empty folder "
@@ -49,11 +45,6 @@ def new_run_dir(runs_dir: Path, config: ExperimentConfig) -> Path:
                 f"{runs_dir}: cannot create a run folder ({err.strerror})"
             ) from None
     raise LocalRunError(f"{runs_dir}: cannot create a new run folder")
-
-
-def _of_runs(path: Path) -> bool:
-    """Whether ``path`` is what a runs folder holds: a run folder, ``latest`` or a hidden entry."""
-    return path.name.startswith(".") or path.name == "latest" or bool(RUN_NAME.match(path.name))
 
 
 STATUS_FILE = "status.json"
@@ -79,15 +70,13 @@ ENDING_FIELDS = ("signal", "error")
 
 
 def write_status(run_dir: Path, status: str, **fields) -> None:
-    """Record the run's status in ``<run>/status.json``, its other fields kept.
-
-    The reason an earlier attempt ended (:data:`ENDING_FIELDS`) goes with its status.
-    """
+    """Record the run's status in ``<run>/status.json``; the last attempt's ending goes with it."""
     from cnnvsmlp.outputs import write_atomically
 
     path = run_dir / STATUS_FILE
     record = {k: v for k, v in read_status(run_dir).items() if k not in ENDING_FIELDS}
-    record.update(fields, status=status, updated=_now())
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    record.update(fields, status=status, updated=now)
     write_atomically(path, lambda p: p.write_text(json.dumps(record, indent=2) + "\n"))
 
 
@@ -106,10 +95,6 @@ def read_status(run_dir: Path) -> dict:
         if not owner_alive(record.get("pid"), record.get("host"), touched):
             record["status"] = "interrupted"
     return record
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def point_latest(run_dir: Path) -> None:
@@ -146,13 +131,6 @@ def expected_epochs(config: ExperimentConfig) -> float:
     return float(min(config.train.epochs, EARLY_STOP_EPOCHS))
 
 
-def estimate_seconds(config: ExperimentConfig, runs: list[RunSpec] | None = None) -> float:
-    """About how long a local run of ``config`` takes on the machine the step costs are from."""
-    per_epoch = epoch_seconds(config, runs)
-    epochs = expected_epochs(config)
-    return FIXED_S + sum(PER_TRAINING_S + epochs * s for s in per_epoch.values())
-
-
 def _clock(seconds: float) -> str:
     minutes = round(seconds / 60)
     return f"{minutes} min" if minutes >= 1 else f"{max(1, round(seconds))} s"
@@ -167,6 +145,8 @@ def header(
 ) -> list[str]:
     """What will run (``runs``: by default the config's), where, and about how long it takes."""
     runs = config.scheduled_runs() if runs is None else runs
+    epoch_s = epoch_seconds(config, runs).values()
+    seconds = FIXED_S + sum(PER_TRAINING_S + expected_epochs(config) * s for s in epoch_s)
     data = "" if config.dataset == config.name else f" on {config.dataset}"
     limit = f" (limit {config.limit:,} images)" if config.limit else ""
     verb = "resuming" if resumed else "run"
@@ -185,8 +165,7 @@ def header(
         f"{' x '.join(grid)} = {_count(len(runs), 'training')}, {epochs}, "
         f"batch {config.train.batch_size}",
         f"run: folder {run_dir}; logs in {run_dir / 'logs'}",
-        f"run: about {_clock(estimate_seconds(config, runs))} "
-        "(the variants' step costs on 2 cores)",
+        f"run: about {_clock(seconds)} (the variants' step costs on 2 cores)",
     ]
 
 

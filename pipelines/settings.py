@@ -1,8 +1,4 @@
-"""Cluster values shared by the manifests and the pipeline, read from one file.
-
-``manifests/base/cluster-settings.env`` is what kustomize substitutes into the
-manifests, and what the pipeline reads here for its tasks' placement.
-"""
+"""Cluster values shared by the manifests (kustomize substitutes them) and the pipeline."""
 
 from __future__ import annotations
 

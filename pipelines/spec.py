@@ -1,8 +1,4 @@
-"""A pipeline as the runners see it: one typed record per pipeline.
-
-Each pipeline module ends with its ``SPEC``, registered by name in
-``cnnvsmlp_pipelines.pipelines()``; the runners read only the spec.
-"""
+"""A pipeline as the runners see it: each pipeline module ends with its ``SPEC``."""
 
 from __future__ import annotations
 
@@ -12,9 +8,6 @@ from functools import cached_property
 from pathlib import Path
 
 from cnnvsmlp.config import ExperimentConfig, RunSpec
-
-# The data step's task name (``pipelines/dag.py``): a slow step of every pipeline.
-DATA_TASK = "prepare-data"
 
 
 def _scheduled(config: ExperimentConfig, pipeline_root: Path | None = None) -> list[RunSpec]:
@@ -33,13 +26,10 @@ class PipelineSpec:
         comparison_task: the task whose ``comparison`` artifact is the report.
         check_task: the last task, which fails a run with failed trainings.
         failure_summary: one line naming the failed runs of a written comparison.
-        planned_runs: the trainings of a run, in the loop's order, before its
-            data is prepared (the run's header and estimate).
+        planned_runs: the trainings of a run before its data is prepared.
         as_trained: the config as every training of the run reads it.
-        loop_runs: the loop's items as a started run listed them, read from its
-            pipeline root; None before they are known.
-        summary: the lines printed after a run from its report folder; None:
-            the comparison's table.
+        loop_runs: the loop's items as a started run listed them; None before they are known.
+        summary: the lines printed after a run from its report folder; None: the table.
     """
 
     name: str
@@ -56,10 +46,10 @@ class PipelineSpec:
 
     @cached_property
     def pipeline(self) -> Callable:
-        """The ``@dsl.pipeline`` function, built on first use (importing reads no config)."""
+        """The ``@dsl.pipeline`` function, built on first use."""
         return self.build()
 
     @property
     def slow_steps(self) -> tuple[str, ...]:
-        """The tasks besides the trainings that take long enough for a line of their own."""
-        return (DATA_TASK, self.comparison_task)
+        """The tasks besides the trainings slow enough for a line of their own."""
+        return ("prepare-data", self.comparison_task)

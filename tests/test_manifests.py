@@ -208,7 +208,7 @@ def test_role_lets_argos_wait_container_read_the_artifact_secret(objects):
 
 
 def test_shipped_settings_are_those_of_the_documented_standalone_install(objects):
-    from cnnvsmlp_pipelines.cluster import STANDALONE_NAMESPACE
+    from cnnvsmlp_pipelines.cluster_access import STANDALONE_NAMESPACE
     from tools.infra import check_settings
 
     s = cluster_settings()
