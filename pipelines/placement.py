@@ -1,6 +1,8 @@
 """Where tasks run on the cluster: resources, node pools, retries, the images' user.
 
-Why the retries and the security context are as they are: docs/cluster.md (steps 5, 7, 10).
+Why the retries and the security context are as they are: docs/cluster.md (steps 5, 7, 10);
+spent retries are retried with the run (``POST /apis/v2beta1/runs/{run_id}:retry``,
+``kfp_server_api.RunServiceApi.run_service_retry_run``).
 """
 
 from __future__ import annotations

@@ -42,8 +42,7 @@ JAX_RUNS = textwrap.dedent(
 
     from kfp import dsl
     from cnnvsmlp.config import RunSpec, load_config
-    from cnnvsmlp_components.evaluate import evaluate_model
-    from cnnvsmlp_components.train import train_model
+    from cnnvsmlp_components import evaluate_model, train_model
 
     config = load_config(
         "fashion-mnist", ["train.backend=jax", "epochs=3", "train.keep_checkpoints=true"]

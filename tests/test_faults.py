@@ -232,7 +232,7 @@ def _train_task(small_fashion, tmp_path, bucket):
 def test_a_transient_storage_error_fails_the_training_task_for_a_retry(
     gcs, bucket, small_fashion, tmp_path, quick_give_up
 ):
-    from cnnvsmlp_components.train import train_model
+    from cnnvsmlp_components import train_model
 
     args, model = _train_task(small_fashion, tmp_path, bucket)
     with GCSProxy(gcs.url, lambda method, path, body: 503):
@@ -247,8 +247,7 @@ def test_a_permanent_error_becomes_a_record_that_evaluation_passes_on(
     from kfp import dsl
 
     from cnnvsmlp.records import RunFailure, read_result
-    from cnnvsmlp_components.evaluate import evaluate_model
-    from cnnvsmlp_components.train import train_model
+    from cnnvsmlp_components import evaluate_model, train_model
 
     args, model = _train_task(small_fashion, tmp_path, bucket)
     with GCSProxy(gcs.url, lambda method, path, body: 403):
