@@ -22,11 +22,8 @@ def docker_answers() -> None:
     import docker
 
     try:
-        client = docker.from_env()
-        try:
+        with contextlib.closing(docker.from_env()) as client:
             client.ping()
-        finally:
-            client.close()
     except docker.errors.DockerException as err:
         reason = str(err).splitlines()[0][:200] if str(err) else err.__class__.__name__
         raise LocalRunError(

@@ -108,10 +108,9 @@ def find_comparison(pipeline_root: Path, task: str) -> Path:
 def local_config(
     config: ExperimentConfig, runs_dir: Path, run_id: str, cache: bool = True
 ) -> ExperimentConfig:
-    """The config as a local run trains it: training state in ``<runs_dir>/.trainings``.
+    """The config as a local run trains it: state in ``<runs_dir>/.trainings``, reused if ``cache``.
 
-    Unless the config names its own ``resume_uri`` or ``resume_scope``: ``cache`` reuses a
-    finished training; without it, only this run's trainings are resumed.
+    A config's own ``resume_uri`` or ``resume_scope`` is kept; without ``cache``, only this run's.
     """
     update = {}
     if not config.resume_uri:
@@ -137,11 +136,8 @@ def run_local(
 ) -> Path:
     """Run a pipeline locally and collect its comparison in ``runs/<run id>/report``.
 
-    ``runner`` is ``subprocess`` (tasks in this environment) or ``docker``
-    (:func:`docker_runner`); ``resume`` names an interrupted or failed run to go
-    on with, with its recorded config; ``cache`` reuses trainings whose inputs
-    equal a finished one's; ``quiet`` prints nothing, else progress goes to ``stream``.
-    Raises LocalRunError (a task failed) or LocalRunInterrupted (SIGINT or SIGTERM).
+    ``runner``: ``subprocess`` or ``docker``; ``resume``: a run to go on with, its config kept;
+    ``cache`` reuses equal trainings; ``quiet`` prints nothing, else progress goes to ``stream``.
     """
     from cnnvsmlp.provenance import stamp
 

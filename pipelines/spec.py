@@ -16,33 +16,21 @@ def _scheduled(config: ExperimentConfig, pipeline_root: Path | None = None) -> l
 
 @dataclass(frozen=True)
 class PipelineSpec:
-    """A registered pipeline.
+    """A registered pipeline: what the runners need to know of it."""
 
-    Attributes:
-        name: the pipeline's one name (``make run PIPELINE=<name>``).
-        preset: the config a run starts from when none is named.
-        build: returns the ``@dsl.pipeline`` function, its defaults read then.
-        arguments: the run parameters for an experiment config.
-        comparison_task: the task whose ``comparison`` artifact is the report.
-        check_task: the last task, which fails a run with failed trainings.
-        failure_summary: one line naming the failed runs of a written comparison.
-        planned_runs: the trainings of a run before its data is prepared.
-        as_trained: the config as every training of the run reads it.
-        loop_runs: the loop's items as a started run listed them; None before they are known.
-        summary: the lines printed after a run from its report folder; None: the table.
-    """
-
-    name: str
-    preset: str
-    build: Callable[[], Callable]
-    arguments: Callable[[ExperimentConfig], dict]
-    comparison_task: str
-    check_task: str
-    failure_summary: Callable[[Path], str]
+    name: str  # make run PIPELINE=<name>
+    preset: str  # the config a run starts from when none is named
+    build: Callable[[], Callable]  # the @dsl.pipeline function, its defaults read then
+    arguments: Callable[[ExperimentConfig], dict]  # the run parameters for a config
+    comparison_task: str  # the task whose comparison artifact is the report
+    check_task: str  # the last task, which fails a run with failed trainings
+    failure_summary: Callable[[Path], str]  # names the failed runs of a written comparison
+    # The trainings of a run before its data is prepared (the header and estimate).
     planned_runs: Callable[[ExperimentConfig], list[RunSpec]] = _scheduled
     as_trained: Callable[[ExperimentConfig], ExperimentConfig] = lambda config: config
+    # The loop's items as a started run listed them; None before they are known.
     loop_runs: Callable[[ExperimentConfig, Path], list[RunSpec] | None] = _scheduled
-    summary: Callable[[Path], str] | None = None
+    summary: Callable[[Path], str] | None = None  # lines after a run; None: the table
 
     @cached_property
     def pipeline(self) -> Callable:
