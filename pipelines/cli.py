@@ -64,7 +64,7 @@ def _load_config(args: argparse.Namespace):
     return load_config(name or DEFAULT_PRESET, args.overrides)
 
 
-def cmd_models(args: argparse.Namespace) -> int:
+def cmd_models(args: argparse.Namespace) -> None:
     """Print every variant once per data set: the presets listing it, its layers and parameters."""
     from tabulate import tabulate
 
@@ -94,10 +94,9 @@ def cmd_models(args: argparse.Namespace) -> int:
             )
     headers = ["variant", "data set", "input", "presets", "seed", "layers", "parameters"]
     print(tabulate(rows, headers=headers))
-    return 0
 
 
-def cmd_prepare(args: argparse.Namespace) -> int:
+def cmd_prepare(args: argparse.Namespace) -> None:
     """Read and normalise the config's data set into a folder."""
     from cnnvsmlp.data import prepare
 
@@ -106,18 +105,16 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     meta = prepare(config.dataset, config.source, config.split, out, config.limit)
     counts = ", ".join(f"{k} {v:,}" for k, v in meta["counts"].items())
     print(f"prepare: {config.dataset} from {meta['source']} -> {out} ({counts})")
-    return 0
 
 
-def cmd_ensure_data(args: argparse.Namespace) -> int:
+def cmd_ensure_data(args: argparse.Namespace) -> None:
     """Make sure Fashion-MNIST's offline files exist, installing Debian's package if root."""
     from cnnvsmlp.local_data import ensure_fashion_mnist
 
     ensure_fashion_mnist(quiet=args.quiet, require=args.require)
-    return 0
 
 
-def cmd_synth_emnist(args: argparse.Namespace) -> int:
+def cmd_synth_emnist(args: argparse.Namespace) -> None:
     """Write a synthetic EMNIST Letters stand-in in NIST's file layout."""
     from cnnvsmlp.data.spec import DATASETS
     from cnnvsmlp.synthetic import write_nist_layout
@@ -136,10 +133,9 @@ def cmd_synth_emnist(args: argparse.Namespace) -> int:
     print(
         f"synth-emnist: {args.train:,} train and {args.test:,} test images in NIST layout -> {out}"
     )
-    return 0
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def cmd_run(args: argparse.Namespace) -> None:
     """Run a pipeline with kfp's local runner."""
     from cnnvsmlp_pipelines.local_runner import run_local
 
@@ -160,7 +156,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         resume=args.resume,
         cache=not args.no_cache,
     )
-    return 0
 
 
 def _run_folder(runs_dir: str, resume: str) -> tuple[str, str]:
@@ -173,7 +168,7 @@ def _run_folder(runs_dir: str, resume: str) -> tuple[str, str]:
     return runs_dir, path.name if len(path.parts) == 1 else resume
 
 
-def cmd_runs(args: argparse.Namespace) -> int:
+def cmd_runs(args: argparse.Namespace) -> None:
     """List the local runs: status, date, config and the best variant's accuracy."""
     from tabulate import tabulate
 
@@ -182,28 +177,25 @@ def cmd_runs(args: argparse.Namespace) -> int:
     rows = list_runs(args.runs_dir)
     if not rows:
         print(f"runs: no runs in {args.runs_dir}")
-        return 0
+        return
     print(tabulate([list(r.values()) for r in rows], headers=list(rows[0])))
-    return 0
 
 
-def cmd_compile(args: argparse.Namespace) -> int:
+def cmd_compile(args: argparse.Namespace) -> None:
     """Compile a pipeline to IR YAML."""
     from cnnvsmlp_pipelines import compile_pipeline
 
     path = compile_pipeline(args.pipeline, args.out)
     print(f"compile: {args.pipeline} -> {path}")
-    return 0
 
 
-def cmd_cluster(args: argparse.Namespace) -> int:
+def cmd_cluster(args: argparse.Namespace) -> None:
     """Submit, schedule or unschedule (``args.command``) on a KFP cluster."""
     from cnnvsmlp_pipelines import cluster
 
     cron = {"cron": args.cron} if args.command == "schedule" else {}
     verb = getattr(cluster, args.command)
     verb(args.pipeline, _load_config(args), experiment=args.experiment, **cron)
-    return 0
 
 
 CLUSTER_VERBS = {
@@ -343,7 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as done:  # --help, or argparse's one-line error
         return done.code if isinstance(done.code, int) else 2
     try:
-        return args.func(args)
+        return args.func(args) or 0
     except UserError as err:
         from cnnvsmlp_pipelines.runs import LocalRunInterrupted
 

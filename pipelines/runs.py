@@ -113,14 +113,11 @@ def epoch_seconds(config: ExperimentConfig, runs: list[RunSpec] | None = None) -
     """Each training's expected seconds per epoch, from its variant's measured step cost."""
     from cnnvsmlp.models import get_variant
 
-    train_images = config.training_images() or 0
+    images = config.training_images() or 0
     # step_ms is at batch 32; an image costs about the same at any batch size.
     return {
-        run.run_id: min(run.n_train or train_images, train_images)
-        / 32
-        * get_variant(run.variant).step_ms
-        / 1000
-        for run in (config.scheduled_runs() if runs is None else runs)
+        r.run_id: min(r.n_train or images, images) / 32 * get_variant(r.variant).step_ms / 1000
+        for r in (config.scheduled_runs() if runs is None else runs)
     }
 
 
