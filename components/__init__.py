@@ -287,7 +287,7 @@ def check_runs(comparison: dsl.Input[dsl.Artifact]):
     """Exit non-zero (``RunsFailed``) when the comparison is ``partial`` or ``failed``."""
     from pathlib import Path
 
-    from cnnvsmlp.report.status import check_complete
+    from cnnvsmlp.report.model import check_complete
 
     check_complete(Path(comparison.path) / "comparison.json")
 

@@ -14,7 +14,7 @@ NAME = "compare"
 def failure_summary(comparison_json) -> str:
     """One line naming the runs that failed for good in a written comparison; empty if none."""
     from cnnvsmlp.report.model import Comparison
-    from cnnvsmlp.report.status import failure_summary as summary
+    from cnnvsmlp.report.model import failure_summary as summary
 
     return summary(Comparison.read(comparison_json))
 

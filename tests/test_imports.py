@@ -70,7 +70,7 @@ def test_the_library_imports_no_pipelines_components_or_kfp():
 def test_the_status_check_loads_no_statistics_or_plotting():
     """check_runs and the local runner read a comparison's status without the heavy libraries."""
     code = (
-        "import sys, cnnvsmlp.report.status; "
+        "import sys, cnnvsmlp.report.model; "
         "print(sorted({'scipy', 'statsmodels', 'matplotlib', 'tensorflow'} & sys.modules.keys()))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -34,10 +34,10 @@ from cnnvsmlp.report.model import (
     Comparison,
     ReportError,
     RunsFailed,
+    check_complete,
 )
 from cnnvsmlp.report.plots import PLOTS
 from cnnvsmlp.report.render import main_table, terminal_table
-from cnnvsmlp.report.status import check_complete
 from cnnvsmlp.report.verdict import headline, verdict
 from cnnvsmlp.storage import StorageError, StorageUnavailable
 

@@ -18,16 +18,17 @@ from cnnvsmlp import pairwise
 from cnnvsmlp.config import ExperimentConfig, StoppingRule
 from cnnvsmlp.data.store import labels_digest
 from cnnvsmlp.efficiency import curves as fits
-from cnnvsmlp.efficiency.curves import CurveFit, Holdout
-from cnnvsmlp.efficiency.plan import EfficiencyConfig
-from cnnvsmlp.efficiency.record import (
+from cnnvsmlp.efficiency.curves import (
     SCHEMA_VERSION,
+    CurveFit,
     EfficiencyAnalysis,
+    Holdout,
     RunPoint,
     ShiftPoint,
     SizeSummary,
     VariantMultipliers,
 )
+from cnnvsmlp.efficiency.plan import EfficiencyConfig
 from cnnvsmlp.errors import UserError
 from cnnvsmlp.provenance import Provenance
 from cnnvsmlp.records import EvalResult, RunFailure
@@ -246,11 +247,7 @@ def _shift_results(
 
 
 def read_analysis(path: str | Path, bootstrap_samples: int | None = None) -> EfficiencyAnalysis:
-    """An analysis in this schema: read, or restated from ``efficiency/1`` (which kept counts).
-
-    Its gaps are bounded from McNemar counts, or from the accuracies where shifted; its curves
-    and multipliers are made again from the accuracies.
-    """
+    """An analysis in this schema, or restated from ``efficiency/1``'s counts and accuracies."""
     text = Path(path).read_text()
     record = json.loads(text)
     if not isinstance(record, dict) or record.get("schema_version") != "efficiency/1":

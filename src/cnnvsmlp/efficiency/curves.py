@@ -1,6 +1,6 @@
-"""Learning curves checked out of sample, and the data multiplier read off the data.
+"""The data-efficiency study's record (``efficiency/2``), learning curves and data multipliers.
 
-Both are argued in docs/statistics.md (Learning curves); no number is read off a curve.
+Curves are checked out of sample and multipliers read off the data (docs/statistics.md).
 """
 
 from __future__ import annotations
@@ -12,15 +12,17 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
+from cnnvsmlp import pairwise
+from cnnvsmlp.config import StoppingRule
 from cnnvsmlp.jsonmodel import Record
-from cnnvsmlp.stats import CONFIDENCE
+from cnnvsmlp.provenance import Provenance
+from cnnvsmlp.records import Hardware, RunFailure
+from cnnvsmlp.stats import ALPHA, CONFIDENCE, Interval
 
+SCHEMA_VERSION = "efficiency/2"
 N_REF = 1000.0
 BOOTSTRAP_SAMPLES = 1000
-FAMILIES = {
-    "power": "a * (n/1000)^-b",
-    "power+floor": "a * (n/1000)^-b + c",
-}
+FAMILIES = {"power": "a * (n/1000)^-b", "power+floor": "a * (n/1000)^-b + c"}
 
 
 class CurveFit(Record):
@@ -131,10 +133,7 @@ class Multiplier(Record):
 
 
 def size_for(sizes: Sequence[int], accuracy: Sequence[float], target: float) -> float:
-    """Images at which the running maximum of ``accuracy`` reaches ``target`` (log-linear).
-
-    ``inf`` beyond the largest size's accuracy, 0 below the smallest's.
-    """
+    """Images at which the running maximum of ``accuracy`` reaches ``target``; inf or 0 outside."""
     reach = np.maximum.accumulate(np.asarray(accuracy, dtype=float))
     if target > reach[-1]:
         return math.inf
@@ -186,3 +185,80 @@ def multipliers(
             )
         )
     return out
+
+
+class RunPoint(Record):
+    """One training of one variant on one subset, as the comparison sees it."""
+
+    repeat: int
+    seed: int
+    test_accuracy: float
+    epochs: int = Field(description="Epochs trained.")
+    stop_epoch: int = Field(description="Where the stopping rule stops on this history.")
+    best_epoch: int = Field(description="The epoch whose validation loss was best by the rule.")
+    capped_improving: bool
+    """The cap on epochs came while validation loss was still improving."""
+    stopped_by: str = ""
+    """patience (converged) or cap; empty while the rule had not stopped."""
+    shifted_accuracy: dict[int, float] = {}
+    """Test accuracy on the images shifted by k pixels."""
+
+
+class SizeSummary(Record):
+    """A variant at one training-set size, over its repeats."""
+
+    variant: str
+    n_train: int
+    accuracy: Interval
+    runs: list[RunPoint]
+
+
+class ShiftPoint(Record):
+    """A variant at one size on the test images shifted by ``shift`` pixels, over its repeats."""
+
+    variant: str
+    n_train: int
+    shift: int = Field(description="Pixels moved; 0: the test images as they are.")
+    accuracy: Interval
+
+
+class VariantMultipliers(Record):
+    """How many times more data the baseline needs to match a variant, at each size."""
+
+    variant: str
+    baseline: str
+    multipliers: list[Multiplier]
+    error: str = ""
+
+
+class EfficiencyAnalysis(Record):
+    """Everything the data-efficiency comparison computed (``comparison.json``)."""
+
+    schema_version: str = SCHEMA_VERSION
+    experiment: str
+    dataset: str
+    n_test: int
+    variants: list[str]
+    baseline: str
+    sizes: list[int]
+    repeats: int
+    stopping: StoppingRule
+    max_epochs: int
+    confidence: float = CONFIDENCE
+    alpha: float = ALPHA
+    margin: float = pairwise.MARGIN
+    points: list[SizeSummary]
+    gaps: list[pairwise.Difference]
+    """Each variant minus the baseline at each size; a variant's sizes, one family."""
+    curves: list[CurveFit] = Field(description="Each variant's fit of each family, every size.")
+    holdouts: list[Holdout] = []
+    """Each family fitted without the largest size, predicting it."""
+    multipliers: list[VariantMultipliers]
+    shift_points: list[ShiftPoint] = []
+    shift_gaps: list[pairwise.Difference] = []
+    """The gaps per size and shift of 1 pixel or more, one family."""
+    status: str = "complete"
+    failures: list[RunFailure] = []
+    provenance: Provenance = Field(default_factory=Provenance)
+    hardware: list[Hardware] = []
+    """Each distinct machine the runs trained on."""

@@ -21,7 +21,7 @@ def write_comparison(
     results: list[EvalResult], config: ExperimentConfig, test_labels: np.ndarray, out_dir: Path
 ) -> Comparison:
     """Compare the runs and write it into ``out_dir``; nothing is written on a ReportError."""
-    # Imported here: report.model and report.status load without statistics or plotting.
+    # Imported here: report.model loads without statistics or plotting.
     from cnnvsmlp.report.compare import compare
 
     comparison = compare(results, config, test_labels)

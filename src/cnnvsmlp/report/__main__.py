@@ -60,11 +60,7 @@ def rerender(folder: Path, note: str = "") -> None:
 
 
 def _write_whole(folder: Path, render: Callable[[Path], object], source: str = RECORD) -> None:
-    """Render into a hidden folder in ``folder``, then move each output in whole (not ``source``).
-
-    Raises:
-        ReportError: ``folder`` cannot be written; nothing in it has changed.
-    """
+    """Render into a hidden folder in ``folder``, then move each output but ``source`` in whole."""
     from cnnvsmlp.report.model import ReportError
 
     try:

@@ -216,11 +216,7 @@ def _shift_accuracy(correct: dict[tuple[str, int], np.ndarray]) -> list[ShiftAcc
 
 
 def read_comparison(path: str | os.PathLike) -> Comparison:
-    """A ``comparison.json`` in this schema: read, or restated from schema 2.
-
-    Schema 2 kept McNemar counts, not images: its pairs are bounded from them, its shifted
-    differences (no counts) left out.
-    """
+    """A ``comparison.json`` in this schema, or restated from schema 2's counts (no shifts)."""
     text = Path(path).read_text()
     try:
         record = json.loads(text)

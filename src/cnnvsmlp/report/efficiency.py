@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cnnvsmlp.efficiency.curves import FAMILIES
-from cnnvsmlp.efficiency.record import EfficiencyAnalysis
+from cnnvsmlp.efficiency.curves import FAMILIES, EfficiencyAnalysis
 from cnnvsmlp.pairwise import Difference
 from cnnvsmlp.report.blocks import (
     Bullets,

@@ -15,9 +15,8 @@ from cnnvsmlp.report.blocks import (
     provenance_section,
     run_label,
 )
-from cnnvsmlp.report.model import Comparison
+from cnnvsmlp.report.model import Comparison, failure_summary
 from cnnvsmlp.report.plots import PLOTS, SHIFT_PLOT
-from cnnvsmlp.report.status import failure_summary
 from cnnvsmlp.report.verdict import caveats, headline, verdict
 
 

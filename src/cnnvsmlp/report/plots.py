@@ -14,7 +14,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullForm
 from cnnvsmlp.report.model import Comparison
 
 if TYPE_CHECKING:
-    from cnnvsmlp.efficiency.record import EfficiencyAnalysis
+    from cnnvsmlp.efficiency.curves import EfficiencyAnalysis
 
 # File name (without .png) and caption of each plot, in report order.
 PLOTS = {

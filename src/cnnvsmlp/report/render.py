@@ -18,8 +18,7 @@ from cnnvsmlp.report.blocks import (
     run_label,
     when_and_code,
 )
-from cnnvsmlp.report.model import Comparison, distinct
-from cnnvsmlp.report.status import failure_summary
+from cnnvsmlp.report.model import Comparison, distinct, failure_summary
 from cnnvsmlp.report.verdict import headline, verdict
 
 
