@@ -269,15 +269,11 @@ def _size_axis(ax, sizes: list[int]) -> None:
     ax.grid(alpha=0.3)
 
 
-def _jitter(n: int, k: int) -> np.ndarray:
-    """Spread k points around n on a log axis."""
-    return n * np.exp(np.linspace(-0.06, 0.06, k)) if k > 1 else np.array([n])
-
-
 def _dots(ax, n: int, values: list[float], colour: str) -> None:
-    """Each repeat's value as a small dot beside its size."""
+    """Each repeat's value as a small dot beside its size, spread on the log axis."""
     y = [100 * x for x in values]
-    ax.scatter(_jitter(n, len(y)) * 1.08, y, s=10, color=colour, alpha=0.6, zorder=2)
+    x = n * np.exp(np.linspace(-0.06, 0.06, len(y))) if len(y) > 1 else np.array([n])
+    ax.scatter(x * 1.08, y, s=10, color=colour, alpha=0.6, zorder=2)
 
 
 def _accuracy_vs_size(a: EfficiencyAnalysis) -> Figure:
