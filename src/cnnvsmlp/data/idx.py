@@ -30,17 +30,17 @@ WRITTEN_BY = "cnnvsmlp-written.json"
 SYNTHETIC_WRITER = "cnnvsmlp synth-emnist"
 
 
-def _written_record(directory: Path) -> dict | None:
+def _written_record(directory: Path) -> dict:
     try:
         record = json.loads((directory / WRITTEN_BY).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) else None
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 def written_digests(directory: Path) -> dict[str, str] | None:
     """The IDX digests the writer of ``directory``'s files recorded, or None without a record."""
-    digests = (_written_record(directory) or {}).get("idx_sha256")
+    digests = _written_record(directory).get("idx_sha256")
     return digests if isinstance(digests, dict) else None
 
 
@@ -156,26 +156,17 @@ def read_idx_dir(spec: DatasetSpec, directory: str | os.PathLike) -> RawData:
     """Read a local folder's four gzip IDX files; ``source`` is ``idx:`` or ``synthetic:``."""
     directory = Path(directory)
     blobs = {key: read_file(directory / name, spec.name) for key, name in spec.files.items()}
-    record = _written_record(directory)
-    kind = "synthetic" if (record or {}).get("writer") == SYNTHETIC_WRITER else "idx"
+    kind = "synthetic" if _written_record(directory).get("writer") == SYNTHETIC_WRITER else "idx"
     raw = read_idx_blobs(spec, blobs, source=f"{kind}:{directory}")
-    _check_one_write(spec, directory, raw.input_sha256, written_digests(directory))
-    return raw
-
-
-def _check_one_write(
-    spec: DatasetSpec, directory: Path, digests: dict[str, str], recorded: dict[str, str] | None
-) -> None:
-    """Refuse files that are not the set their writer ``recorded``: a mix of two writes."""
-    if recorded is None:
-        return
-    for name, digest in digests.items():
-        if recorded.get(name) != digest:
+    recorded = written_digests(directory)
+    for name, digest in raw.input_sha256.items():  # refuse a mix of two writes
+        if recorded is not None and recorded.get(name) != digest:
             raise DataError(
                 f"{spec.name}: {directory / name} is not the file written with the others "
                 f"(its digest differs from {WRITTEN_BY}): a mix of two writes; "
                 "write the set again into a new folder"
             )
+    return raw
 
 
 def read_idx_blobs(spec: DatasetSpec, blobs: dict[str, bytes], source: str) -> RawData:

@@ -148,8 +148,8 @@ def _listing(root: str) -> list[str]:
     return sorted(n for n in names if n.lower().endswith(IMAGE_SUFFIXES))
 
 
-def _splits(name: str, files: list[str]) -> dict[str, dict[str, list[str]]]:
-    """The files of each split by class: ``{split: {class: [relative path]}}``."""
+def _splits(name: str, files: list[str]) -> tuple[dict[str, dict[str, list[str]]], list[str]]:
+    """The files of each split by class (``{split: {class: [relative path]}}``) and the classes."""
     tops = {f.split("/", 1)[0] for f in files if "/" in f}
     official = {"train", "test"} <= tops
     out: dict[str, dict[str, list[str]]] = {}
@@ -172,12 +172,11 @@ def _splits(name: str, files: list[str]) -> dict[str, dict[str, list[str]]]:
             raise DataError(
                 f"{name}: test/{extra[0]} is no class of train/; give train/ the same classes"
             )
-    return out
+    return out, classes
 
 
 def _folder_listing(name: str, root: str) -> tuple[list[str], dict[str, int]]:
-    splits = _splits(name, _listing(root))
-    classes = sorted(splits.get("train", splits.get("all", {})))
+    splits, classes = _splits(name, _listing(root))
     if "all" in splits:
         n = sum(len(v) for v in splits["all"].values())
         n_test = sum(_n_test(len(v)) for v in splits["all"].values())
@@ -191,7 +190,7 @@ def _n_test(n: int) -> int:
 
 def _read_folder(spec: DatasetSpec, root: Path) -> RawData:
     name = spec.name
-    splits = _splits(name, _listing(str(root)))
+    splits, _ = _splits(name, _listing(str(root)))
     index = {c: i for i, c in enumerate(spec.classes)}
     digest = hashlib.sha256()
     shape: list = [None, ""]  # the first image's shape and file
