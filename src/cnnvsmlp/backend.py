@@ -65,31 +65,28 @@ def make_deterministic(seed: int) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
-def write_epoch_scalars(log_dir: str | os.PathLike, epoch: int, logs: dict | None) -> None:
-    """Log an epoch's metrics for TensorBoard as Keras' callback does, without TensorFlow."""
-    from tensorboard.summary import DirectoryOutput, Writer
-
-    logs = logs or {}
-    for split, keys in (
-        ("train", {k: k for k in logs if not k.startswith("val_")}),
-        ("validation", {k[len("val_") :]: k for k in logs if k.startswith("val_")}),
-    ):
-        if keys:
-            writer = Writer(DirectoryOutput(str(Path(log_dir) / split)))
-            for name, key in sorted(keys.items()):
-                writer.add_scalar(f"epoch_{name}", float(logs[key]), step=epoch)
-            writer.close()
-
-
 def tensorboard_callback(log_dir: str | os.PathLike) -> keras.callbacks.Callback:
     """Keras' ``TensorBoard`` callback (no graph) on TensorFlow; on JAX, the same epoch scalars."""
     import keras
 
     if active() == "tensorflow":
         return keras.callbacks.TensorBoard(str(log_dir), write_graph=False)
-    return keras.callbacks.LambdaCallback(
-        on_epoch_end=lambda epoch, logs: write_epoch_scalars(log_dir, epoch, logs)
-    )
+
+    def write_epoch_scalars(epoch: int, logs: dict | None) -> None:
+        from tensorboard.summary import DirectoryOutput, Writer
+
+        logs = logs or {}
+        for split, keys in (
+            ("train", {k: k for k in logs if not k.startswith("val_")}),
+            ("validation", {k[len("val_") :]: k for k in logs if k.startswith("val_")}),
+        ):
+            if keys:
+                writer = Writer(DirectoryOutput(str(Path(log_dir) / split)))
+                for name, key in sorted(keys.items()):
+                    writer.add_scalar(f"epoch_{name}", float(logs[key]), step=epoch)
+                writer.close()
+
+    return keras.callbacks.LambdaCallback(on_epoch_end=write_epoch_scalars)
 
 
 def is_out_of_memory(err: BaseException) -> bool:

@@ -142,10 +142,8 @@ def reuse_evaluation(
     if hardware is None or not trained.training_key or not store:
         return None
     text = storage.read_text(_kept(store, model_dir, read_metadata(data_dir), trained, hardware))
-    if text is None:
-        return None
     try:
-        found = EvalResult.model_validate_json(text)
+        found = EvalResult.model_validate_json(text)  # None, where none is kept, fails too
     except ValidationError:
         return None
     if found.run != trained.run:

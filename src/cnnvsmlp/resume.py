@@ -176,28 +176,27 @@ class Training:
         while state is not None:
             try:
                 history = self._restore(model, state)
+                break
             except Exception as err:  # noqa: BLE001 - any checkpoint that fails to load is set aside
-                self._set_aside(
-                    [
-                        files.state_path(self.out, state.epoch),
-                        files.checkpoint_path(self.out, state.epoch),
-                    ],
-                    f"names a checkpoint that does not load ({err.__class__.__name__})",
-                )
+                paths = [
+                    f(self.out, state.epoch) for f in (files.state_path, files.checkpoint_path)
+                ]
+                why = f"names a checkpoint that does not load ({err.__class__.__name__})"
+                self._set_aside(paths, why)
                 model = fresh()
                 state = self._latest(shapes)
-                continue
-            where = self.mirror or str(self.out)
-            progress.report(
-                "resumed",
-                self.run.run_id,
-                f"resumed after epoch {state.epoch} from {where}",
-                epoch=state.epoch,
-                epochs=self.config.epochs,
-                from_=where,
-            )
-            return model, history
-        return model, []
+        else:
+            return model, []
+        where = self.mirror or str(self.out)
+        progress.report(
+            "resumed",
+            self.run.run_id,
+            f"resumed after epoch {state.epoch} from {where}",
+            epoch=state.epoch,
+            epochs=self.config.epochs,
+            from_=where,
+        )
+        return model, history
 
     def fetch(self, rng_shapes: list[tuple]) -> files.State | None:
         """The newest trusted state in ``out``, or else in what the mirror holds, fetched."""

@@ -162,10 +162,8 @@ def _fit(
         decision = stop_decision(history, config)
         state.save_epoch(model, history, decision.best_epoch if decision else None)
         row = history[-1]
-        text = (
-            f"epoch {epoch}/{config.epochs} loss {row.loss:.4f} accuracy {row.accuracy:.4f} "
-            f"val_loss {row.val_loss:.4f} val_accuracy {row.val_accuracy:.4f} ({row.time_s:.1f} s)"
-        )
+        metrics = " ".join(f"{k} {getattr(row, k):.4f}" for k in files.METRICS)
+        text = f"epoch {epoch}/{config.epochs} {metrics} ({row.time_s:.1f} s)"
         _report("epoch", run, config, row, text, row.time_s)
     return _finish(state, model, history, decision, done_before, meta, hardware, data)
 
