@@ -132,10 +132,7 @@ def _kept(store: str, model_dir: Path, meta: dict, trained: TrainResult, hardwar
 def reuse_evaluation(
     model_dir: str | os.PathLike, data_dir: str | os.PathLike, store: str | None, out_path: Path
 ) -> EvalResult | None:
-    """The evaluation of this model kept in ``store``, with this run's training, in ``out_path``.
-
-    None when the store has none, has not seen this machine, or holds no whole record.
-    """
+    """The evaluation of this model kept in ``store``, with this run's training, in ``out_path``."""
     model_dir = Path(model_dir)
     hardware = Hardware.remembered(machine_memo(store))
     trained = TrainResult.read(model_dir / "train.json")

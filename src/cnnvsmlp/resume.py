@@ -71,18 +71,15 @@ def reuse_training(
 
 @dataclass
 class Training:
-    """The resume protocol of one training: its output folder ``out`` and, optionally, its mirror.
-
-    ``state_key`` is the key without the epoch count; ``origin`` (who trains) is ``out`` by default.
-    """
+    """The resume protocol of one training: its output folder ``out`` and, optionally, a mirror."""
 
     out: Path
     key: str
-    state_key: str
+    state_key: str  # the key without the epoch count
     run: RunSpec
     config: TrainConfig
     mirror: str | None = None
-    origin: str | None = None
+    origin: str | None = None  # who trains, recorded for a later reuse: ``out`` by default
 
     def __post_init__(self) -> None:
         self.mirror = self.mirror.rstrip("/") if self.mirror else None

@@ -62,11 +62,7 @@ def render_letters(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def write_nist_layout(out_dir: str | Path, n_train: int, n_test: int, seed: int = 0) -> Path:
-    """Write synthetic EMNIST Letters files as NIST lays them out; the folder, an ``idx_dir``.
-
-    The folder may be new, empty, or an earlier output of this function; the set is built
-    beside it and swapped in whole.
-    """
+    """Write synthetic EMNIST Letters files as NIST lays them out in a new folder, or its own."""
     spec = DATASETS["emnist-letters"]
     what = "synthetic EMNIST Letters"
     folder = local_folder(out_dir, what)

@@ -112,11 +112,7 @@ def train(
     origin: str | None = None,
     store: str | None = None,
 ) -> TrainResult:
-    """Train one variant into ``out_dir``: reuse a finished training, or resume an interrupted one.
-
-    The mirror is ``resume_uri``, or with a ``store`` ``<store>/<run id>/<training key>``;
-    ``origin`` (who trains, recorded for a later reuse) is ``out_dir`` by default.
-    """
+    """Train one variant into ``out_dir``, or reuse a finished training, or resume a stopped one."""
     out = claim_dir(out_dir, files.OUTPUTS, "training output")
     meta = read_metadata(data_dir)
     hardware = Hardware.detect(memo=files.machine_memo(store))
