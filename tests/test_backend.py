@@ -66,7 +66,7 @@ JAX_RUNS = textwrap.dedent(
         result=dsl.Artifact(uri=str(work / "eval.json")),
     )
 
-    from cnnvsmlp.resume import checkpoint_path, state_path
+    from cnnvsmlp.training_files import checkpoint_path, state_path
     from cnnvsmlp.train import train
 
     train(data, run, config.train, work / "again", verbose=0)

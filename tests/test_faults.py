@@ -63,8 +63,9 @@ def _cut_once(proxy: GCSProxy, server: RestartableGCS, marker: bytes):
 def test_storage_down_mid_snapshot_leaves_the_last_whole_one_and_resume_trains_each_epoch_once(
     gcs, bucket, small_fashion, tmp_path, quick_give_up
 ):
-    from cnnvsmlp.resume import Training, training_key
+    from cnnvsmlp.resume import Training
     from cnnvsmlp.train import train
+    from cnnvsmlp.training_files import training_key
 
     run = RunSpec(variant="cnn", repeat=0, seed=5)
     two = TrainConfig(epochs=2, batch_size=64, optimizer="adam")

@@ -20,8 +20,8 @@ from cnnvsmlp.config import RunSpec, StoppingRule, TrainConfig
 from cnnvsmlp.errors import UserError
 from cnnvsmlp.models import VARIANTS
 from cnnvsmlp.records import EarlyStop, TrainResult
-from cnnvsmlp.resume import checkpoint_path, state_path
 from cnnvsmlp.train import TrainingDiverged, train
+from cnnvsmlp.training_files import checkpoint_path, state_path
 
 # Every epoch's checkpoint kept, so a test can cut the training short after any of them.
 THREE = TrainConfig(epochs=3, batch_size=32, optimizer="adam", keep_checkpoints=True)

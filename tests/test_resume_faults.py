@@ -17,14 +17,14 @@ from cnnvsmlp.config import RunSpec, TrainConfig, load_config
 from cnnvsmlp.data.store import read_metadata
 from cnnvsmlp.failures import is_permanent, read_failure, record_failure
 from cnnvsmlp.records import Epoch, Hardware
-from cnnvsmlp.resume import (
+from cnnvsmlp.train import train
+from cnnvsmlp.training_files import (
     ResumeError,
     checkpoint_path,
     history_csv,
     state_path,
     training_key,
 )
-from cnnvsmlp.train import train
 
 RUN = RunSpec(variant="cnn", repeat=0, seed=2)
 ONE = TrainConfig(epochs=1, batch_size=32, optimizer="adam", keep_checkpoints=True)

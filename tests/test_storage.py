@@ -121,7 +121,7 @@ def _training(out, mirror):
 def _state(ckpt, epoch: int, key: str = "ab" * 32) -> str:
     import hashlib
 
-    from cnnvsmlp.resume import STATE_FORMAT, State
+    from cnnvsmlp.training_files import STATE_FORMAT, State
 
     metrics = {"loss": 1.0, "accuracy": 0.5, "val_loss": 1.0, "val_accuracy": 0.5, "time_s": 1}
     history = [{"epoch": e, **metrics} for e in range(1, epoch + 1)]

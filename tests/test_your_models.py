@@ -10,7 +10,7 @@ import pytest
 from cnnvsmlp import models
 from cnnvsmlp.config import ConfigError, RunSpec, TrainConfig, load_config, parse_config_json
 from cnnvsmlp.records import Hardware
-from cnnvsmlp.resume import training_key
+from cnnvsmlp.training_files import training_key
 
 WIDE_CNN = '''
 import keras

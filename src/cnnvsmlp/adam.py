@@ -1,8 +1,7 @@
 """Keras' Adam with each large variable's update fused into one XLA pass, rounded as Keras rounds.
 
-Where the fused update cannot be shown to give Keras' weights to the bit (a GPU,
-XLA flags read earlier, another backend or optimizer), Keras' own update runs.
-The optimizer stays a ``keras.optimizers.Adam``. docs/performance.md has the reasons.
+Where that cannot be shown to give Keras' weights to the bit, Keras' own update runs
+(docs/performance.md).
 """
 
 from __future__ import annotations
@@ -11,16 +10,11 @@ import functools
 import logging
 import math
 import os
-import types
 
 log = logging.getLogger(__name__)
 
-NO_FMA_FLAG = "--xla_cpu_max_isa=AVX"
-"""XLA's flag that keeps its CPU code to AVX, which has no fused multiply-add."""
-
-FUSE_MIN_SIZE = 65536
-"""Variables with fewer elements keep Keras' ops: for them a call of the fused
-function costs more than the passes it saves."""
+NO_FMA_FLAG = "--xla_cpu_max_isa=AVX"  # XLA's CPU code kept to AVX, which has no fused multiply-add
+FUSE_MIN_SIZE = 65536  # smaller variables keep Keras' ops: a fused call costs more than it saves
 
 
 def _tf_variable(variable):
@@ -31,10 +25,7 @@ def _tf_variable(variable):
 
 
 def _fused_step():
-    """The XLA-compiled update: Keras' ``Adam.update_step`` after its scalars, op for op.
-
-    A new function for each optimizer: a trace holds on to its variables.
-    """
+    """The XLA-compiled update: Keras' ``Adam.update_step`` after its scalars, op for op."""
     import tensorflow as tf
 
     @tf.function(jit_compile=True, autograph=False)
@@ -50,8 +41,8 @@ def _fused_step():
 def fused_is_exact() -> bool:
     """Whether the fused update rounds as TensorFlow's ops do, in this process.
 
-    Sets :data:`NO_FMA_FLAG` for XLA's first compilation (FMA would round once
-    where TensorFlow rounds twice), then compares one update of 4,096 values.
+    Sets :data:`NO_FMA_FLAG` for XLA's first compilation (FMA would round once where
+    TensorFlow rounds twice), then compares one update of 4,096 values.
     """
     import numpy as np
     import tensorflow as tf
@@ -99,20 +90,16 @@ def _update_step(self, fused, gradient, variable, learning_rate):
     local_step = ops.cast(self.iterations + 1, variable.dtype)
     beta_1_power = ops.power(ops.cast(self.beta_1, variable.dtype), local_step)
     beta_2_power = ops.power(ops.cast(self.beta_2, variable.dtype), local_step)
-    m = self._momentums[self._get_variable_index(variable)]
-    v = self._velocities[self._get_variable_index(variable)]
+    index = self._get_variable_index(variable)
     alpha = lr * ops.sqrt(1 - beta_2_power) / (1 - beta_1_power)
     # Keras multiplies by the Python floats 1 - beta and adds epsilon, each
     # converted to the variable's dtype: the same constants here.
+    constants = (1 - self.beta_1, 1 - self.beta_2, self.epsilon)
     fused(
-        _tf_variable(variable),
-        _tf_variable(m),
-        _tf_variable(v),
+        *(_tf_variable(x) for x in (variable, self._momentums[index], self._velocities[index])),
         gradient,
         alpha,
-        ops.convert_to_tensor(1 - self.beta_1, variable.dtype),
-        ops.convert_to_tensor(1 - self.beta_2, variable.dtype),
-        ops.convert_to_tensor(self.epsilon, variable.dtype),
+        *(ops.convert_to_tensor(c, variable.dtype) for c in constants),
     )
 
 
@@ -126,10 +113,5 @@ def fuse_updates(optimizer):
         and keras.backend.backend() == "tensorflow"
         and fused_is_exact()
     ):
-        fused = _fused_step()
-
-        def update_step(self, gradient, variable, learning_rate):
-            _update_step(self, fused, gradient, variable, learning_rate)
-
-        optimizer.update_step = types.MethodType(update_step, optimizer)
+        optimizer.update_step = functools.partial(_update_step, optimizer, _fused_step())
     return optimizer

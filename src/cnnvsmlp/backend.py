@@ -1,8 +1,7 @@
 """The Keras backend a run computes with (TensorFlow or JAX), and what differs between them.
 
-:func:`use` must run before anything imports Keras. With ``jax``, nothing on the
-training and evaluation path imports TensorFlow. What each backend makes
-deterministic: docs/gpu.md.
+:func:`use` must run before anything imports Keras. What each backend makes deterministic:
+docs/gpu.md.
 """
 
 from __future__ import annotations
@@ -11,27 +10,20 @@ import importlib.util
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from cnnvsmlp.errors import UserError
 
 if TYPE_CHECKING:  # Keras loads its backend: imported where it is used.
     import keras
 
-Backend = Literal["tensorflow", "jax"]
-BACKENDS: tuple[str, ...] = ("tensorflow", "jax")
-DEFAULT: Backend = "tensorflow"
+BACKENDS = ("tensorflow", "jax")
 ENV = "KERAS_BACKEND"
 JAX_DETERMINISM = "--xla_gpu_deterministic_ops=true"
 
 
 def use(backend: str) -> None:
-    """Make Keras compute with ``backend`` in this process (on JAX, with deterministic GPU ops).
-
-    Raises:
-        UserError: the backend is unknown or not installed, or Keras was
-            imported already with another backend.
-    """
+    """Make Keras compute with ``backend`` in this process (on JAX, with deterministic GPU ops)."""
     if backend not in BACKENDS:
         raise UserError(f"train.backend: unknown backend {backend!r}; use one of {BACKENDS}")
     if "keras" in sys.modules:
@@ -42,10 +34,9 @@ def use(backend: str) -> None:
                 f"set {ENV}={backend} before importing Keras"
             )
         return
-    module = "tensorflow" if backend == "tensorflow" else "jax"
-    if importlib.util.find_spec(module) is None:
+    if importlib.util.find_spec(backend) is None:
         raise UserError(
-            f"train.backend={backend}: {module} is not installed here; install it "
+            f"train.backend={backend}: {backend} is not installed here; install it "
             "(jax is in the dev extra) or train with the other backend"
         )
     os.environ[ENV] = backend
@@ -74,50 +65,38 @@ def make_deterministic(seed: int) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
-def write_epoch_scalars(log_dir: str | os.PathLike, epoch: int, logs: dict | None) -> None:
-    """Log an epoch's metrics for TensorBoard as Keras' callback does, without TensorFlow.
-
-    ``epoch_<metric>`` under ``train/``, and the ``val_`` ones under
-    ``validation/``, at step ``epoch`` (0-based), through TensorBoard's own writer.
-    """
-    from tensorboard.summary import DirectoryOutput, Writer
-
-    logs = logs or {}
-    for split, keys in (
-        ("train", {k: k for k in logs if not k.startswith("val_")}),
-        ("validation", {k[len("val_") :]: k for k in logs if k.startswith("val_")}),
-    ):
-        if keys:
-            writer = Writer(DirectoryOutput(str(Path(log_dir) / split)))
-            for name, key in sorted(keys.items()):
-                writer.add_scalar(f"epoch_{name}", float(logs[key]), step=epoch)
-            writer.close()
-
-
 def tensorboard_callback(log_dir: str | os.PathLike) -> keras.callbacks.Callback:
     """Keras' ``TensorBoard`` callback (no graph) on TensorFlow; on JAX, the same epoch scalars."""
     import keras
 
     if active() == "tensorflow":
         return keras.callbacks.TensorBoard(str(log_dir), write_graph=False)
-    return keras.callbacks.LambdaCallback(
-        on_epoch_end=lambda epoch, logs: write_epoch_scalars(log_dir, epoch, logs)
-    )
+
+    def write_epoch_scalars(epoch: int, logs: dict | None) -> None:
+        from tensorboard.summary import DirectoryOutput, Writer
+
+        logs = logs or {}
+        for split, keys in (
+            ("train", {k: k for k in logs if not k.startswith("val_")}),
+            ("validation", {k[len("val_") :]: k for k in logs if k.startswith("val_")}),
+        ):
+            if keys:
+                writer = Writer(DirectoryOutput(str(Path(log_dir) / split)))
+                for name, key in sorted(keys.items()):
+                    writer.add_scalar(f"epoch_{name}", float(logs[key]), step=epoch)
+                writer.close()
+
+    return keras.callbacks.LambdaCallback(on_epoch_end=write_epoch_scalars)
 
 
 def is_out_of_memory(err: BaseException) -> bool:
     """Whether ``err`` is a loaded framework running out of accelerator (or host) memory."""
-    if "tensorflow" in sys.modules and sys.modules["tensorflow"] is not None:
-        import tensorflow as tf
-
-        if isinstance(err, tf.errors.ResourceExhaustedError):
-            return True
-    if "jax" in sys.modules and sys.modules["jax"] is not None:
-        import jax
-
-        if isinstance(err, jax.errors.JaxRuntimeError) and "RESOURCE_EXHAUSTED" in str(err):
-            return True
-    return False
+    if (tf := sys.modules.get("tensorflow")) and isinstance(err, tf.errors.ResourceExhaustedError):
+        return True
+    jax = sys.modules.get("jax")
+    return bool(
+        jax and isinstance(err, jax.errors.JaxRuntimeError) and "RESOURCE_EXHAUSTED" in str(err)
+    )
 
 
 def onednn_in_use() -> bool | None:
@@ -130,28 +109,14 @@ def onednn_in_use() -> bool | None:
 
 
 def describe() -> dict:
-    """What the backend says about this machine, for :class:`~cnnvsmlp.records.Hardware`.
-
-    ``device`` is 'gpu' or 'cpu', ``accelerator`` the GPUs' count and name ('' on
-    a CPU); ``intra_op_threads`` is TensorFlow's (None on JAX, which uses every core).
-    """
+    """What the backend says about this machine, for :class:`~cnnvsmlp.records.Hardware`."""
     import keras
 
     backend = active()
-    info = {
-        "backend": backend,
-        "keras": keras.__version__,
-        "tensorflow": "",
-        "tensorflow_git": "",
-        "jax": "",
-        "build": {},
-        "device": "cpu",
-        "accelerator": "",
-        "gpu_compute_capability": "",
-        "intra_op_threads": None,
-    }
-    info.update(_tensorflow() if backend == "tensorflow" else _jax())
-    return info
+    info = dict.fromkeys(("tensorflow", "tensorflow_git", "jax", "accelerator"), "")
+    info.update(backend=backend, keras=keras.__version__, build={}, device="cpu")
+    info.update(gpu_compute_capability="", intra_op_threads=None)
+    return info | (_tensorflow() if backend == "tensorflow" else _jax())
 
 
 def _tensorflow() -> dict:

@@ -1,7 +1,7 @@
 """Evaluate a trained model on the held-out test split, or reuse its kept evaluation.
 
-A kept evaluation is found by key (:func:`cnnvsmlp.keys.evaluation_key`) without
-loading Keras, in ``<store>/<run id>/<training key>/evaluations/<key>.json``.
+A kept evaluation is found by key without loading Keras, in
+``<store>/<run id>/<training key>/evaluations/<key>.json``.
 """
 
 from __future__ import annotations
@@ -17,23 +17,14 @@ from pydantic import ValidationError
 
 from cnnvsmlp import storage
 from cnnvsmlp.data.store import labels_digest, load_split, read_metadata
-from cnnvsmlp.keys import evaluation_key, machine_memo
 from cnnvsmlp.records import ClassMetrics, EvalResult, Hardware, ShiftResult, TrainResult
 from cnnvsmlp.shift import SHIFT_SEED, SHIFTS, shift_images
+from cnnvsmlp.training_files import evaluation_key, machine_memo
 
 if TYPE_CHECKING:  # Keras loads its backend: imported where a model is loaded.
     import keras
 
 PREDICT_BATCH = 1024
-
-
-def timed_predict(model: keras.Model, images: np.ndarray) -> tuple[np.ndarray, float]:
-    """Class probabilities for ``images`` and the images per second, after one warm-up batch."""
-    model.predict(images[:PREDICT_BATCH], batch_size=PREDICT_BATCH, verbose=0)
-    start = time.perf_counter()
-    probs = model.predict(images, batch_size=PREDICT_BATCH, verbose=0)
-    seconds = time.perf_counter() - start
-    return probs, len(images) / seconds
 
 
 def evaluate_shifted(
@@ -47,8 +38,7 @@ def evaluate_shifted(
     scored = []
     for shift in shifts:
         shifted = shift_images(images, shift, seed)
-        probs = model.predict(shifted, batch_size=PREDICT_BATCH, verbose=0)
-        predictions = probs.argmax(axis=1)
+        predictions = model.predict(shifted, batch_size=PREDICT_BATCH, verbose=0).argmax(axis=1)
         scored.append(
             ShiftResult(
                 shift=shift,
@@ -110,7 +100,10 @@ def evaluate(
     classes = meta["classes"]
     x_test, y_test = load_split(data_dir, "test")
 
-    probs, images_per_s = timed_predict(model, x_test)
+    model.predict(x_test[:PREDICT_BATCH], batch_size=PREDICT_BATCH, verbose=0)  # a warm-up
+    start = time.perf_counter()
+    probs = model.predict(x_test, batch_size=PREDICT_BATCH, verbose=0)
+    images_per_s = len(x_test) / (time.perf_counter() - start)
     result = EvalResult(
         run=training.run,
         dataset=meta["dataset"],
@@ -139,22 +132,15 @@ def _kept(store: str, model_dir: Path, meta: dict, trained: TrainResult, hardwar
 def reuse_evaluation(
     model_dir: str | os.PathLike, data_dir: str | os.PathLike, store: str | None, out_path: Path
 ) -> EvalResult | None:
-    """The evaluation of this model kept in ``store``, written to ``out_path``; or None.
-
-    None when the store has none, has not seen this machine (:func:`machine_memo`),
-    or holds one that does not read as a whole record. The record's ``training``
-    is this run's, so a reused evaluation names the run it is in.
-    """
+    """The evaluation of this model kept in ``store``, with this run's training, in ``out_path``."""
     model_dir = Path(model_dir)
     hardware = Hardware.remembered(machine_memo(store))
     trained = TrainResult.read(model_dir / "train.json")
     if hardware is None or not trained.training_key or not store:
         return None
     text = storage.read_text(_kept(store, model_dir, read_metadata(data_dir), trained, hardware))
-    if text is None:
-        return None
     try:
-        found = EvalResult.model_validate_json(text)
+        found = EvalResult.model_validate_json(text)  # None, where none is kept, fails too
     except ValidationError:
         return None
     if found.run != trained.run:

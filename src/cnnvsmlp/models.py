@@ -1,10 +1,8 @@
 """The model variants, by one name each: built-in ones, and a user's ``module:function``.
 
-A variant is an architecture; the input shape and the number of classes come from
-the data set. A user's function takes ``(input_shape, num_classes)``, returns an
-uncompiled ``keras.Model`` and declares its family (``wide_cnn.family = "cnn"``);
-its source travels in the experiment config (``model_sources``). The batch-norm
-variants are explained in docs/batchnorm.md.
+A user's function takes ``(input_shape, num_classes)``, returns an uncompiled ``keras.Model``
+and declares its family (``wide_cnn.family = "cnn"``); its source travels in the experiment
+config (``model_sources``). The batch-norm variants: docs/batchnorm.md.
 """
 
 from __future__ import annotations
@@ -39,137 +37,94 @@ class Variant:
     step_ms: float  # per step (batch 32, Adam, 2 CPU cores): runners start the longest first
 
 
-def _input(input_shape: tuple[int, ...]):
+def _sequential(name: str, layers: Callable, input_shape: tuple[int, ...], num_classes: int):
+    """The ``keras.Sequential`` model ``name`` of an image input and the ``layers`` it makes."""
     import keras
 
-    return keras.Input(shape=tuple(input_shape), name="image")
+    image = keras.Input(shape=tuple(input_shape), name="image")
+    return keras.Sequential([image, *layers(num_classes)], name=name)
 
 
-def build_mlp(input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
+def _mlp(num_classes: int) -> list:
     """Seed 000's multilayer perceptron (6,206,526 parameters with 26 classes)."""
-    import keras
     from keras import layers
 
-    return keras.Sequential(
-        [
-            _input(input_shape),
-            layers.Flatten(),
-            layers.Dense(1500, activation="relu"),
-            layers.Dense(2000, activation="relu"),
-            layers.Dropout(0.25),
-            layers.Dense(1000, activation="relu"),
-            layers.Dense(num_classes, activation="softmax"),
-        ],
-        name="mlp",
-    )
+    return [
+        layers.Flatten(),
+        layers.Dense(1500, activation="relu"),
+        layers.Dense(2000, activation="relu"),
+        layers.Dropout(0.25),
+        layers.Dense(1000, activation="relu"),
+        layers.Dense(num_classes, activation="softmax"),
+    ]
 
 
-def build_cnn_deep(input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
+def _cnn_deep(num_classes: int) -> list:
     """Seed 000's deep CNN, the classic Keras MNIST CNN (1,201,946 parameters, 26 classes)."""
-    import keras
     from keras import layers
 
-    return keras.Sequential(
-        [
-            _input(input_shape),
-            layers.Conv2D(32, 3, activation="relu"),
-            layers.Conv2D(64, 3, activation="relu"),
-            layers.MaxPooling2D(2),
-            layers.Dropout(0.25),
-            layers.Flatten(),
-            layers.Dense(128, activation="relu"),
-            layers.Dropout(0.5),
-            layers.Dense(num_classes, activation="softmax"),
-        ],
-        name="cnn-deep",
-    )
+    return [
+        layers.Conv2D(32, 3, activation="relu"),
+        layers.Conv2D(64, 3, activation="relu"),
+        layers.MaxPooling2D(2),
+        layers.Dropout(0.25),
+        layers.Flatten(),
+        layers.Dense(128, activation="relu"),
+        layers.Dropout(0.5),
+        layers.Dense(num_classes, activation="softmax"),
+    ]
 
 
-def build_cnn(input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
+def _cnn(num_classes: int) -> list:
     """Seed 004's first CNN (804,554 parameters with 10 classes)."""
-    import keras
     from keras import layers
 
-    return keras.Sequential(
-        [
-            _input(input_shape),
-            layers.Conv2D(32, 3, padding="same", activation="relu"),
-            layers.MaxPooling2D(2),
-            layers.Flatten(),
-            layers.Dense(128, activation="relu"),
-            layers.Dense(num_classes, activation="softmax"),
-        ],
-        name="cnn",
-    )
+    return [
+        layers.Conv2D(32, 3, padding="same", activation="relu"),
+        layers.MaxPooling2D(2),
+        layers.Flatten(),
+        layers.Dense(128, activation="relu"),
+        layers.Dense(num_classes, activation="softmax"),
+    ]
 
 
-def _cnn_3conv(
-    input_shape: tuple[int, ...],
-    num_classes: int,
-    batch_norm: bool,
-    name: str,
-    momentum: float = 0.99,
-) -> keras.Model:
-    import keras
+def _cnn_3conv(num_classes: int, batch_norm: float | None) -> list:
+    """Seed 004's "+2 conv layers" network; with BatchNorm of momentum ``batch_norm`` if given."""
     from keras import layers
 
     def block(units_layer: keras.layers.Layer) -> list[keras.layers.Layer]:
-        norm = [layers.BatchNormalization(momentum=momentum)] if batch_norm else []
+        norm = [] if batch_norm is None else [layers.BatchNormalization(momentum=batch_norm)]
         return [units_layer, *norm, layers.Activation("relu")]
 
-    stack: list = [_input(input_shape)]
+    stack: list = []
     for filters in (32, 64, 128):
         stack += block(layers.Conv2D(filters, 3, padding="same"))
         stack.append(layers.MaxPooling2D(2))
     stack.append(layers.Flatten())
     stack += block(layers.Dense(512))
     stack.append(layers.Dense(num_classes, activation="softmax"))
-    return keras.Sequential(stack, name=name)
+    return stack
 
 
-# Seed 004's "+2 conv layers" network, with batch normalisation, and with momentum 0.9.
-build_cnn_3conv = partial(_cnn_3conv, batch_norm=False, name="cnn-3conv")
-build_cnn_3conv_bn = partial(_cnn_3conv, batch_norm=True, name="cnn-3conv-bn")
-build_cnn_3conv_bn_m90 = partial(_cnn_3conv, batch_norm=True, name="cnn-3conv-bn-m90", momentum=0.9)
-
-
+_SUMMARIES = {
+    "mlp": "Dense 1500-2000-Dropout 0.25-1000, ReLU",
+    "cnn-deep": "Conv 32-64 (valid) - MaxPool - Dropout 0.25 - Dense 128 - Dropout 0.5",
+    "cnn": "Conv 32 (same) - MaxPool - Dense 128",
+    "cnn-3conv": "3 x [Conv (same) - MaxPool]: 32, 64, 128 - Dense 512",
+    "cnn-3conv-bn": "cnn-3conv with BatchNorm before each ReLU (3 conv + Dense 512)",
+    "cnn-3conv-bn-m90": (
+        "cnn-3conv-bn with BatchNorm momentum 0.9 (moving statistics keep up with Adam)"
+    ),
+}
 VARIANTS: dict[str, Variant] = {
-    v.name: v
-    for v in (
-        Variant("mlp", "mlp", "000", "Dense 1500-2000-Dropout 0.25-1000, ReLU", build_mlp, 19.9),
-        Variant(
-            "cnn-deep",
-            "cnn",
-            "000",
-            "Conv 32-64 (valid) - MaxPool - Dropout 0.25 - Dense 128 - Dropout 0.5",
-            build_cnn_deep,
-            18.4,
-        ),
-        Variant("cnn", "cnn", "004", "Conv 32 (same) - MaxPool - Dense 128", build_cnn, 4.7),
-        Variant(
-            "cnn-3conv",
-            "cnn",
-            "004",
-            "3 x [Conv (same) - MaxPool]: 32, 64, 128 - Dense 512",
-            build_cnn_3conv,
-            16.1,
-        ),
-        Variant(
-            "cnn-3conv-bn",
-            "cnn",
-            "004",
-            "cnn-3conv with BatchNorm before each ReLU (3 conv + Dense 512)",
-            build_cnn_3conv_bn,
-            19.2,
-        ),
-        Variant(
-            "cnn-3conv-bn-m90",
-            "cnn",
-            "004",
-            "cnn-3conv-bn with BatchNorm momentum 0.9 (moving statistics keep up with Adam)",
-            build_cnn_3conv_bn_m90,
-            19.4,
-        ),
+    name: Variant(name, family, writeup, _SUMMARIES[name], partial(_sequential, name, layers), ms)
+    for name, family, writeup, layers, ms in (
+        ("mlp", "mlp", "000", _mlp, 19.9),
+        ("cnn-deep", "cnn", "000", _cnn_deep, 18.4),
+        ("cnn", "cnn", "004", _cnn, 4.7),
+        ("cnn-3conv", "cnn", "004", partial(_cnn_3conv, batch_norm=None), 16.1),
+        ("cnn-3conv-bn", "cnn", "004", partial(_cnn_3conv, batch_norm=0.99), 19.2),
+        ("cnn-3conv-bn-m90", "cnn", "004", partial(_cnn_3conv, batch_norm=0.9), 19.4),
     )
 }
 
@@ -196,7 +151,7 @@ def module_source(module: str, variant: str) -> str:
         found = (
             importlib.machinery.PathFinder.find_spec(module, search)
             if "." not in module
-            else (importlib.util.find_spec(module))
+            else importlib.util.find_spec(module)
         )
     except ImportError:
         found = None
@@ -249,22 +204,7 @@ def _user_variant(name: str) -> Variant:
             f'{function}.family = "cnn" (or "mlp")'
         )
     summary = (inspect.getdoc(build) or f"{function} from {module}.py").splitlines()[0]
-    return Variant(name, declared, "user", summary, _checked(name, build), USER_STEP_MS)
-
-
-def _checked(name: str, build: Callable) -> Callable[[tuple[int, ...], int], keras.Model]:
-    def checked(input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
-        import keras
-
-        model = build(tuple(input_shape), num_classes)
-        if not isinstance(model, keras.Model):
-            raise ModelError(
-                f"variant {name}: returned {type(model).__name__}, not a keras.Model; "
-                "return the uncompiled model"
-            )
-        return model
-
-    return checked
+    return Variant(name, declared, "user", summary, build, USER_STEP_MS)
 
 
 def get_variant(name: str) -> Variant:
@@ -313,4 +253,12 @@ def check_user_variants(
 
 def build_model(name: str, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
     """Build an uncompiled model of a variant for images of ``input_shape``."""
-    return get_variant(name).build(tuple(input_shape), num_classes)
+    import keras
+
+    model = get_variant(name).build(tuple(input_shape), num_classes)
+    if not isinstance(model, keras.Model):
+        raise ModelError(
+            f"variant {name}: returned {type(model).__name__}, not a keras.Model; "
+            "return the uncompiled model"
+        )
+    return model

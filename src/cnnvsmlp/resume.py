@@ -1,13 +1,13 @@
 """Resume a training from its newest complete epoch, or reuse a finished one, found by its key.
 
-:class:`Training` owns every file of a training's output folder and of its mirror
-(``<store>/<run id>/<training key>``); :func:`cnnvsmlp.train.train` runs the epochs.
-docs/resume.md gives the contract for runners and its reasons.
+:class:`Training` owns a training's output folder and its mirror; docs/resume.md gives the
+contract for runners and its reasons.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import shutil
@@ -20,34 +20,10 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from cnnvsmlp import progress, storage
+from cnnvsmlp import training_files as files
 from cnnvsmlp.config import RunSpec, TrainConfig
-from cnnvsmlp.keys import machine_memo, sha256_file, training_key
 from cnnvsmlp.outputs import claim_dir, one_writer, write_atomically
 from cnnvsmlp.records import Epoch, Hardware, TrainResult
-from cnnvsmlp.training_files import (
-    CHECKPOINTS,
-    FINISHED,
-    HISTORY,
-    MODEL,
-    OUTPUTS,
-    RESULT,
-    SET_ASIDE,
-    STATE_FORMAT,
-    STATE_NAME,
-    STATES,
-    TENSORBOARD,
-    Finished,
-    ResumeError,
-    State,
-    checkpoint_name,
-    checkpoint_path,
-    history_csv,
-    read_record,
-    rng_variables,
-    save_inference_model,
-    state_path,
-    why,
-)
 
 if TYPE_CHECKING:  # Keras loads TensorFlow: imported where a model is saved or loaded.
     import keras
@@ -66,14 +42,11 @@ def open_training(
     resume_uri: str | None = None,
     origin: str | None = None,
 ) -> Training:
-    """The :class:`Training` of ``run`` on the data set of ``meta``, its mirror found by key.
-
-    The mirror is ``<store>/<run id>/<training key>`` with a ``store``, else ``resume_uri``.
-    """
-    key = training_key(meta, run, config, hardware)
+    """The :class:`Training` of ``run``, mirrored in ``<store>/<run id>/<key>`` or resume_uri."""
+    key = files.training_key(meta, run, config, hardware)
     if store:
         resume_uri = f"{store.rstrip('/')}/{run.run_id}/{key}"
-    state_key = training_key(meta, run, config, hardware, epochs=False)
+    state_key = files.training_key(meta, run, config, hardware, epochs=False)
     return Training(out, key, state_key, run, config, mirror=resume_uri, origin=origin)
 
 
@@ -84,17 +57,13 @@ def reuse_training(
     out_dir: str | os.PathLike,
     store: str | None,
 ) -> TrainResult | None:
-    """A finished training with this run's key, put in ``out_dir``, found without Keras; or None.
-
-    None also when the store has not seen this machine yet (:func:`machine_memo`):
-    :func:`cnnvsmlp.train.train` then decides, after loading the framework.
-    """
+    """A finished training with this run's key, put in ``out_dir``, found without Keras; or None."""
     from cnnvsmlp.data.store import read_metadata
 
-    hardware = Hardware.remembered(machine_memo(store))
+    hardware = Hardware.remembered(files.machine_memo(store))
     if hardware is None:
         return None
-    out = claim_dir(out_dir, OUTPUTS, "training output")
+    out = claim_dir(out_dir, files.OUTPUTS, "training output")
     training = open_training(out, read_metadata(data_dir), run, config, hardware, store=store)
     with training.writing():
         return training.reuse()
@@ -102,19 +71,15 @@ def reuse_training(
 
 @dataclass
 class Training:
-    """The resume protocol of one training: its output folder ``out`` and, optionally, its mirror.
-
-    ``key`` is its :func:`training_key`, ``state_key`` the same without the epoch
-    count; ``origin`` (who trains, recorded for a later reuse) is ``out`` by default.
-    """
+    """The resume protocol of one training: its output folder ``out`` and, optionally, a mirror."""
 
     out: Path
     key: str
-    state_key: str
+    state_key: str  # the key without the epoch count
     run: RunSpec
     config: TrainConfig
     mirror: str | None = None
-    origin: str | None = None
+    origin: str | None = None  # who trains, recorded for a later reuse: ``out`` by default
 
     def __post_init__(self) -> None:
         self.mirror = self.mirror.rstrip("/") if self.mirror else None
@@ -122,33 +87,20 @@ class Training:
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[None]:
-        """Be this training's one writer while the block runs; wait while another process is.
-
-        Only a local mirror is locked (``<mirror>.lock``): two runs of one
-        config at once then train it once, the second reusing the first.
-        """
+        """Be this training's one writer while the block runs (a local mirror's lock), or wait."""
         if not self.mirror or "://" in self.mirror:
             yield
             return
 
-        def busy(pid: int | None) -> None:
-            _log.warning(
-                "%s: %s is being trained by another process (pid %s); waiting for it to end",
-                self.run.run_id,
-                self.mirror,
-                pid,
-            )
-
-        with one_writer(Path(f"{self.mirror}.lock"), busy):
+        busy = "%s: %s is being trained by another process (pid %s); waiting for it to end"
+        warn = functools.partial(_log.warning, busy, self.run.run_id, self.mirror)
+        with one_writer(Path(f"{self.mirror}.lock"), warn):
             yield
 
     # Finished trainings
 
     def reuse(self) -> TrainResult | None:
-        """The record of a finished training with this key, its files put in ``out``; or None.
-
-        The output folder's own finished training counts first, then the mirror's.
-        """
+        """The record of a finished training with this key, here or the mirror's, put in ``out``."""
         found = self._finished_here()
         if found is None and self.mirror and self._fetch_finished():
             found = self._finished_here()
@@ -165,19 +117,19 @@ class Training:
         result = result.model_copy(
             update={"run": self.run, "train": self.config, "reused_from": finished.origin}
         )
-        result.write(self.out / RESULT)
+        result.write(self.out / files.RESULT)
         return result
 
-    def _finished_here(self) -> tuple[Finished, TrainResult] | None:
+    def _finished_here(self) -> tuple[files.Finished, TrainResult] | None:
         """The output folder's finished training, if whole; a marker that is not is set aside."""
-        path = self.out / FINISHED
+        path = self.out / files.FINISHED
         if not path.is_file():
             return None
         try:
-            finished = Finished.model_validate_json(read_record(path))
-            result = TrainResult.model_validate_json(read_record(self.out / RESULT))
+            finished = files.Finished.model_validate_json(files.read_record(path))
+            result = TrainResult.model_validate_json(files.read_record(self.out / files.RESULT))
         except (ValidationError, FileNotFoundError) as err:
-            self._set_aside([path], f"is not a whole finished training ({why(err)})")
+            self._set_aside([path], f"is not a whole finished training ({files.why(err)})")
             return None
         if finished.key != self.key:
             return None  # another epoch count of this training: replaced when this one finishes
@@ -188,9 +140,10 @@ class Training:
 
     def _fetch_finished(self) -> bool:
         """Bring a finished training's files from the mirror; False when it has none."""
-        if storage.read_text(f"{self.mirror}/{FINISHED}") is None:
+        if storage.read_text(f"{self.mirror}/{files.FINISHED}") is None:
             return False
-        for name in (MODEL, RESULT, HISTORY, FINISHED):  # the marker last, as it was written
+        # The marker last, as it was written.
+        for name in (files.MODEL, files.RESULT, files.HISTORY, files.FINISHED):
             if not storage.fetch_file(f"{self.mirror}/{name}", self.out / name):
                 return False
         return True
@@ -198,99 +151,94 @@ class Training:
     def finish(self, model: keras.Model, result: TrainResult) -> TrainResult:
         """Write the inference model and the record, mark the training finished, drop its state."""
         result = result.model_copy(update={"training_key": self.key})
-        save_inference_model(model, self.out / MODEL)
-        result.write(self.out / RESULT)
+        _save_inference_model(model, self.out / files.MODEL)
+        result.write(self.out / files.RESULT)
         # A retry that found every epoch done trained none, so wrote no history of its own.
-        write_atomically(self.out / HISTORY, lambda p: p.write_text(history_csv(result.history)))
-        Finished.of(self.out, self.key, self.run.run_id, self.origin).write(self.out / FINISHED)
+        self._write_history(result.history)
+        marker = files.Finished.of(self.out, self.key, self.run.run_id, self.origin)
+        marker.write(self.out / files.FINISHED)
         if not self.config.keep_checkpoints:
-            for name in (CHECKPOINTS, STATES):
+            for name in (files.CHECKPOINTS, files.STATES):
                 shutil.rmtree(self.out / name, ignore_errors=True)
-        self._mirror({MODEL, RESULT, HISTORY}, {FINISHED})
+        self._mirror({files.MODEL, files.RESULT, files.HISTORY}, {files.FINISHED})
         return result
 
     # Interrupted trainings
 
     def start(self, fresh: Callable[[], keras.Model]) -> tuple[keras.Model, list[Epoch]]:
-        """The model to train and its history: restored from the newest trusted state, or new.
-
-        ``fresh`` builds and compiles the model from its seed; it is called again
-        when a state's checkpoint fails to load into the model.
-        """
+        """The model ``fresh`` builds and its history, restored from the newest trusted state."""
         model = fresh()
-        shapes = [tuple(v.shape) for v in rng_variables(model)]
+        shapes = [tuple(v.shape) for v in files.rng_variables(model)]
         state = self.fetch(shapes)
         while state is not None:
             try:
                 history = self._restore(model, state)
+                break
             except Exception as err:  # noqa: BLE001 - any checkpoint that fails to load is set aside
-                self._set_aside(
-                    [state_path(self.out, state.epoch), checkpoint_path(self.out, state.epoch)],
-                    f"names a checkpoint that does not load ({err.__class__.__name__})",
-                )
+                paths = [
+                    f(self.out, state.epoch) for f in (files.state_path, files.checkpoint_path)
+                ]
+                why = f"names a checkpoint that does not load ({err.__class__.__name__})"
+                self._set_aside(paths, why)
                 model = fresh()
                 state = self._latest(shapes)
-                continue
-            where = self.mirror or str(self.out)
-            progress.report(
-                "resumed",
-                self.run.run_id,
-                f"resumed after epoch {state.epoch} from {where}",
-                epoch=state.epoch,
-                epochs=self.config.epochs,
-                from_=where,
-            )
-            return model, history
-        return model, []
+        else:
+            return model, []
+        where = self.mirror or str(self.out)
+        progress.report(
+            "resumed",
+            self.run.run_id,
+            f"resumed after epoch {state.epoch} from {where}",
+            epoch=state.epoch,
+            epochs=self.config.epochs,
+            from_=where,
+        )
+        return model, history
 
-    def fetch(self, rng_shapes: list[tuple]) -> State | None:
-        """The newest trusted state in ``out``, or else in what the mirror holds, fetched.
-
-        ``rng_shapes`` are the shapes of the model's :func:`rng_variables`, which
-        a state must match.
-        """
+    def fetch(self, rng_shapes: list[tuple]) -> files.State | None:
+        """The newest trusted state in ``out``, or else in what the mirror holds, fetched."""
         state = self._latest(rng_shapes)
         if state is None and self.mirror:
-            for name in (CHECKPOINTS, STATES, TENSORBOARD):
+            for name in (files.CHECKPOINTS, files.STATES, files.TENSORBOARD):
                 storage.fetch_dir(f"{self.mirror}/{name}", self.out / name)
-            storage.fetch_file(f"{self.mirror}/{HISTORY}", self.out / HISTORY)
+            storage.fetch_file(f"{self.mirror}/{files.HISTORY}", self.out / files.HISTORY)
             state = self._latest(rng_shapes)
         return state
 
-    def _latest(self, rng_shapes: list[tuple]) -> State | None:
+    def _latest(self, rng_shapes: list[tuple]) -> files.State | None:
         """The newest complete, trusted epoch's state; every newer one that fails is set aside."""
-        folder = self.out / STATES
+        folder = self.out / files.STATES
         if not folder.is_dir():
             return None
         found = sorted(
-            (int(m.group(1)), p) for p in folder.iterdir() if (m := STATE_NAME.match(p.name))
+            (int(m.group(1)), p) for p in folder.iterdir() if (m := files.STATE_NAME.match(p.name))
         )
         owner = (self.state_key, self.run.run_id, self.run.variant, self.run.seed)
         for epoch, path in reversed(found):
             try:
-                state = State.model_validate_json(read_record(path))
+                state = files.State.model_validate_json(files.read_record(path))
             except ValidationError as err:
-                reason = f"is not a valid state ({why(err)})"
+                reason = f"is not a valid state ({files.why(err)})"
             else:
                 reason = state.distrust(self.out, epoch, owner, self.config.epochs, rng_shapes)
                 if reason is None:
                     return state
-            self._set_aside([path, checkpoint_path(self.out, epoch)], reason)
+            self._set_aside([path, files.checkpoint_path(self.out, epoch)], reason)
         return None
 
-    def _restore(self, model: keras.Model, state: State) -> list[Epoch]:
+    def _restore(self, model: keras.Model, state: files.State) -> list[Epoch]:
         """Load an epoch's weights, optimizer and random state into ``model``; its history."""
         import numpy as np
 
         model.optimizer.build(model.trainable_variables)
-        model.load_weights(checkpoint_path(self.out, state.epoch))
-        for v, value in zip(rng_variables(model), state.rng, strict=True):
+        model.load_weights(files.checkpoint_path(self.out, state.epoch))
+        for v, value in zip(files.rng_variables(model), state.rng, strict=True):
             v.assign(np.asarray(value, dtype=v.dtype).reshape(v.shape))
         return list(state.history)
 
     def _set_aside(self, paths: list[Path], reason: str) -> None:
         """Move what failed validation to ``set-aside/``, saying so in one line."""
-        aside = self.out / SET_ASIDE / time.strftime("%Y%m%dT%H%M%S")
+        aside = self.out / files.SET_ASIDE / time.strftime("%Y%m%dT%H%M%S")
         try:
             aside.mkdir(parents=True, exist_ok=True)
             for path in paths:
@@ -301,7 +249,7 @@ class Training:
                         target, n = aside / f"{path.name}.{n}", n + 1
                     path.replace(target)
         except OSError as err:
-            raise ResumeError(
+            raise files.ResumeError(
                 f"{paths[0]}: {reason}, and it cannot be set aside ({err.strerror}); "
                 f"remove it to train those epochs again"
             ) from None
@@ -319,49 +267,58 @@ class Training:
     def save_epoch(
         self, model: keras.Model, history: list[Epoch], best_epoch: int | None = None
     ) -> None:
-        """Write the epoch's checkpoint, then its state file, then drop the older epoch's.
-
-        With early stopping, ``best_epoch`` (the best so far) keeps its
-        checkpoint beside the newest's, named in the state.
-        """
+        """Write the epoch's checkpoint, then its state; drop older ones but ``best_epoch``'s."""
         epoch = history[-1].epoch
-        best = checkpoint_path(self.out, best_epoch) if best_epoch not in (None, epoch) else None
-        ckpt = checkpoint_path(self.out, epoch)
+        earlier = best_epoch not in (None, epoch)
+        best = files.checkpoint_path(self.out, best_epoch) if earlier else None
+        ckpt = files.checkpoint_path(self.out, epoch)
         ckpt.parent.mkdir(exist_ok=True)
         write_atomically(ckpt, model.save)  # the partial name keeps ``.keras``, which Keras needs
-        path = state_path(self.out, epoch)
+        path = files.state_path(self.out, epoch)
         path.parent.mkdir(exist_ok=True)
-        State(
-            format=STATE_FORMAT,
+        files.State(
+            format=files.STATE_FORMAT,
             key=self.state_key,
             run_id=self.run.run_id,
             variant=self.run.variant,
             seed=self.run.seed,
             epoch=epoch,
-            checkpoint=checkpoint_name(epoch),
+            checkpoint=files.checkpoint_name(epoch),
             checkpoint_bytes=ckpt.stat().st_size,
-            checkpoint_sha256=sha256_file(ckpt),
+            checkpoint_sha256=files.sha256_file(ckpt),
             history=history,
-            rng=[v.numpy().ravel().tolist() for v in rng_variables(model)],  # in layer order
+            rng=[v.numpy().ravel().tolist() for v in files.rng_variables(model)],  # in layer order
             best_epoch=best_epoch,
-            best_checkpoint_sha256=sha256_file(best) if best else None,
+            best_checkpoint_sha256=files.sha256_file(best) if best else None,
         ).write(path)
-        write_atomically(self.out / HISTORY, lambda p: p.write_text(history_csv(history)))
+        self._write_history(history)
         if not self.config.keep_checkpoints:
             for older in range(1, epoch):
-                state_path(self.out, older).unlink(missing_ok=True)
+                files.state_path(self.out, older).unlink(missing_ok=True)
                 if older != best_epoch:
-                    checkpoint_path(self.out, older).unlink(missing_ok=True)
-        self._mirror({CHECKPOINTS, HISTORY}, {STATES})
+                    files.checkpoint_path(self.out, older).unlink(missing_ok=True)
+        self._mirror({files.CHECKPOINTS, files.HISTORY}, {files.STATES})
 
-    def restore_best(self, model: keras.Model, state_epoch: int, best_epoch: int) -> None:
-        """Load the best epoch's weights into ``model``, which holds epoch ``state_epoch``'s."""
-        if best_epoch != state_epoch:
-            model.load_weights(checkpoint_path(self.out, best_epoch))
+    def _write_history(self, history: list[Epoch]) -> None:
+        text = files.history_csv(history)
+        write_atomically(self.out / files.HISTORY, lambda p: p.write_text(text))
 
-    def _mirror(self, files: set[str], marker: set[str]) -> None:
-        """Copy ``files``, then the ``marker`` naming them, to the mirror; then drop the stale."""
+    def _mirror(self, names: set[str], marker: set[str]) -> None:
+        """Copy ``names``, then the ``marker`` naming them, to the mirror; then drop the stale."""
         if self.mirror:
-            storage.mirror_dir(self.out, self.mirror, only={*files, TENSORBOARD})
-            storage.mirror_dir(self.out, self.mirror, only={*marker, TENSORBOARD})
-            storage.prune_dir(self.out, self.mirror, only={CHECKPOINTS, STATES})
+            storage.mirror_dir(self.out, self.mirror, only={*names, files.TENSORBOARD})
+            storage.mirror_dir(self.out, self.mirror, only={*marker, files.TENSORBOARD})
+            storage.prune_dir(self.out, self.mirror, only={files.CHECKPOINTS, files.STATES})
+
+
+def _save_inference_model(model: keras.Model, path: Path) -> None:
+    """Save ``model`` without its optimizer or compile settings: what evaluation loads."""
+    import keras
+
+    # from_config, unlike clone_model and model_from_json, does not compile the copy; a
+    # user's own layer classes are found among the model's layers.
+    own = {type(layer).__name__: type(layer) for layer in model._flatten_layers()}
+    with keras.saving.custom_object_scope(own):
+        bare = type(model).from_config(model.get_config())
+    bare.set_weights(model.get_weights())
+    write_atomically(path, bare.save)  # the partial name keeps ``.keras``, which Keras needs

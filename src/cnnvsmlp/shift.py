@@ -1,7 +1,6 @@
 """Shifted test images: each moved ``k`` pixels in one of eight directions, zero fill.
 
-The direction (``dy`` and ``dx`` each in ``{-k, 0, k}``, not both 0) is drawn per
-image from a fixed seed, so every model is scored on the very same images.
+The direction is drawn per image from a fixed seed: every model sees the very same images.
 """
 
 from __future__ import annotations
@@ -16,11 +15,7 @@ DIRECTIONS = np.array(
 
 
 def translate(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
-    """A batch ``(N, H, W, ...)`` moved ``dy`` pixels down and ``dx`` right (negative: up, left).
-
-    ``out[:, y + dy, x + dx] = images[:, y, x]``; what moves in is 0. ValueError
-    for a shift as large as the image.
-    """
+    """A batch ``(N, H, W, ...)`` moved ``dy`` pixels down and ``dx`` right, zero filled."""
     height, width = images.shape[1:3]
     if abs(dy) >= height or abs(dx) >= width:
         raise ValueError(f"shift ({dy}, {dx}) moves a {height} x {width} image out of its frame")

@@ -1,8 +1,6 @@
 """Early stopping on validation loss as a pure function of a training's history.
 
-Keras' ``EarlyStopping(monitor="val_loss", patience, min_delta,
-restore_best_weights=True)``, applied after every epoch by :func:`cnnvsmlp.train.train`
-and to a record's history alone by the data-efficiency study.
+Keras' ``EarlyStopping(monitor="val_loss", patience, min_delta, restore_best_weights=True)``.
 """
 
 from __future__ import annotations
@@ -17,11 +15,9 @@ from cnnvsmlp.config import StoppingRule
 
 @dataclass(frozen=True)
 class StopDecision:
-    """What the rule makes of a history of validation losses.
+    """Where the rule stopped (``epochs``), whose weights it keeps (0: no finite loss), and why.
 
-    ``epochs`` is where it stopped (all of them while it has not); ``best_epoch``
-    the epoch whose weights are kept (0: no finite loss); ``reason`` is
-    ``patience`` (converged), ``cap`` (still improving at the cap) or None (running).
+    ``reason``: ``patience`` (converged), ``cap`` (still improving at the cap) or None (running).
     """
 
     stop: bool
@@ -38,12 +34,8 @@ class StopDecision:
 def decide(val_losses: Sequence[float], rule: StoppingRule, max_epochs: int) -> StopDecision:
     """The decision at the first epoch where the rule stops, else after the last one given.
 
-    An epoch improves when its loss is below the best so far by more than
-    ``min_delta`` (a non-finite loss never does); ``patience`` epochs in a row
-    without improvement, or ``max_epochs``, stop it.
-
-    Raises:
-        ValueError: ``max_epochs`` is below 1.
+    An epoch improves on the best loss so far by more than ``min_delta`` (a non-finite loss
+    never does); ``patience`` epochs in a row without improvement, or ``max_epochs``, stop it.
     """
     if max_epochs < 1:
         raise ValueError(f"max_epochs must be at least 1, got {max_epochs}")

@@ -1,8 +1,7 @@
 """A stand-in for EMNIST Letters where NIST's files cannot be downloaded.
 
-Letters A-Z (both cases share a label) rendered in matplotlib's fonts with random
-size, shift, rotation, stroke and noise, written in NIST's exact layout (gzip IDX,
-images transposed, labels 1..26). Scores on them say nothing about handwriting.
+Letters A-Z rendered in matplotlib's fonts with random size, shift, rotation, stroke and
+noise, in NIST's exact layout. Scores on them say nothing about handwriting.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ import numpy as np
 from matplotlib import font_manager
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from cnnvsmlp.data.idx import WRITTEN_BY, gunzip, read_file, written_digests
+from cnnvsmlp.data.idx import SYNTHETIC_WRITER, WRITTEN_BY, gunzip, read_file, written_digests
 from cnnvsmlp.data.spec import DATASETS, DatasetSpec
 from cnnvsmlp.errors import UserError
 from cnnvsmlp.outputs import PARTIAL_PREFIX, build_dir, local_folder
@@ -63,12 +62,7 @@ def render_letters(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def write_nist_layout(out_dir: str | Path, n_train: int, n_test: int, seed: int = 0) -> Path:
-    """Write synthetic EMNIST Letters files as NIST lays them out; the folder, an ``idx_dir``.
-
-    The folder may be new, empty, or an earlier output of this function (its
-    :data:`~cnnvsmlp.data.idx.WRITTEN_BY` names every file by digest); the set
-    is built beside it and swapped in whole. UserError for any other file in it.
-    """
+    """Write synthetic EMNIST Letters files as NIST lays them out in a new folder, or its own."""
     spec = DATASETS["emnist-letters"]
     what = "synthetic EMNIST Letters"
     folder = local_folder(out_dir, what)
@@ -84,7 +78,7 @@ def write_nist_layout(out_dir: str | Path, n_train: int, n_test: int, seed: int 
             ):
                 (into / spec.files[key]).write_bytes(gzip.compress(payload))
                 digests[spec.files[key]] = hashlib.sha256(payload).hexdigest()
-        record = {"writer": "cnnvsmlp synth-emnist", "seed": seed, "idx_sha256": digests}
+        record = {"writer": SYNTHETIC_WRITER, "seed": seed, "idx_sha256": digests}
         (into / WRITTEN_BY).write_text(json.dumps(record, indent=1) + "\n")
 
     build_dir(folder, {*spec.files.values(), WRITTEN_BY}, what, build)
@@ -107,9 +101,7 @@ def _refuse_foreign(folder: Path, spec: DatasetSpec, what: str) -> None:
             f"{folder}: holds {names[0]!r} but no {WRITTEN_BY}: not files synth-emnist wrote "
             "(real EMNIST files have the same names); choose a new or empty folder"
         )
-    for name in names:
-        if name == WRITTEN_BY:
-            continue
+    for name in sorted(set(names) - {WRITTEN_BY}):
         if name not in recorded or _idx_digest(folder / name, spec) != recorded[name]:
             raise UserError(
                 f"{folder}: holds {name!r}, which synth-emnist did not write there; "

@@ -1,10 +1,7 @@
 """Train one model variant on a prepared data set, one ``fit`` per epoch, resumable.
 
-The output folder holds ``model.keras`` (the inference model), ``history.csv``,
-``tensorboard/``, ``train.json`` (:class:`~cnnvsmlp.records.TrainResult`) and
-``finished.json``; :class:`cnnvsmlp.resume.Training` owns those files. Each
-epoch's image order and Dropout masks depend only on the seed and the epoch,
-so a resumed training ends with the weights of an uninterrupted one.
+Each epoch's image order and Dropout masks depend only on the seed and the epoch, so a
+resumed training ends with the weights of an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -17,21 +14,19 @@ import keras
 import numpy as np
 
 from cnnvsmlp import backend, progress
+from cnnvsmlp import training_files as files
 from cnnvsmlp.adam import fuse_updates
 from cnnvsmlp.backend import make_deterministic
 from cnnvsmlp.config import RunSpec, TrainConfig
 from cnnvsmlp.data.store import load_split, read_metadata
 from cnnvsmlp.errors import UserError
-from cnnvsmlp.keys import machine_memo
 from cnnvsmlp.models import build_model
 from cnnvsmlp.outputs import claim_dir
 from cnnvsmlp.records import EarlyStop, Epoch, Hardware, TrainResult
 from cnnvsmlp.resume import Training, open_training
 from cnnvsmlp.stopping import StopDecision, decide
-from cnnvsmlp.training_files import METRICS, OUTPUTS, rng_variables
 
-STEP_EVERY_S = 1.0
-"""Seconds between two ``step`` progress events of an epoch, at least."""
+STEP_EVERY_S = 1.0  # seconds between two ``step`` progress events of an epoch, at least
 
 
 class TrainingDiverged(UserError):
@@ -43,10 +38,10 @@ def initial_model(run: RunSpec, input_shape: tuple[int, ...], num_classes: int) 
     dropout = []
     if run.seed_of("dropout") != run.seed_of("init"):
         make_deterministic(run.seed_of("dropout"))
-        dropout = rng_variables(build_model(run.variant, input_shape, num_classes))
+        dropout = files.rng_variables(build_model(run.variant, input_shape, num_classes))
     make_deterministic(run.seed_of("init"))
     model = build_model(run.variant, input_shape, num_classes)
-    for mine, theirs in zip(rng_variables(model), dropout, strict=False):
+    for mine, theirs in zip(files.rng_variables(model), dropout, strict=False):
         mine.assign(theirs)  # dropout's generators as the dropout seed starts them
     return model
 
@@ -59,19 +54,10 @@ def make_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
     return fuse_updates(optimizer)  # Adam's update in one pass, the same weights
 
 
-def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
-    """The order of the training images in an epoch (0-based): new each epoch, fixed by the seed."""
-    return np.random.default_rng([seed, epoch]).permutation(n)
-
-
 class Progress(keras.callbacks.Callback):
-    """Stops on a non-finite running loss, and reports it at most every :data:`STEP_EVERY_S`.
+    """Stops on a non-finite running loss, and reports it at most every :data:`STEP_EVERY_S`."""
 
-    Keras runs it beside the training loop (``async_safe``), so the steps do
-    not wait for it; it sees the loss every ``steps_per_execution`` steps.
-    """
-
-    async_safe = True
+    async_safe = True  # Keras runs it beside the training loop, which does not wait for it
 
     def __init__(self, run: RunSpec, epoch: int, epochs: int) -> None:
         super().__init__()
@@ -126,20 +112,10 @@ def train(
     origin: str | None = None,
     store: str | None = None,
 ) -> TrainResult:
-    """Train one variant into ``out_dir``: reuse a finished training, or resume an interrupted one.
-
-    The mirror where a training is found and kept is ``resume_uri``, or with a
-    ``store`` (a scope of trainings by key) ``<store>/<run id>/<training key>``;
-    ``origin`` (who trains, recorded for a later reuse) is ``out_dir`` by default.
-
-    Raises:
-        TrainingDiverged: the loss became NaN or infinite.
-        UserError: ``out_dir`` holds files this project did not write.
-        cnnvsmlp.resume.ResumeError: a state can be neither trusted nor set aside.
-    """
-    out = claim_dir(out_dir, OUTPUTS, "training output")
+    """Train one variant into ``out_dir``, or reuse a finished training, or resume a stopped one."""
+    out = claim_dir(out_dir, files.OUTPUTS, "training output")
     meta = read_metadata(data_dir)
-    hardware = Hardware.detect(memo=machine_memo(store))
+    hardware = Hardware.detect(memo=files.machine_memo(store))
     state = open_training(
         out, meta, run, config, hardware, store=store, resume_uri=resume_uri, origin=origin
     )
@@ -174,20 +150,18 @@ def _fit(
         epoch=done_before + 1,
         epochs=config.epochs,
     )
+    decision = stop_decision(history, config)
     for epoch in range(done_before + 1, config.epochs + 1):
-        decision = stop_decision(history, config)
         if decision is not None and decision.stop:
             break  # a resumed training that had stopped already
         history.append(_fit_epoch(model, run, config, epoch, data, tensorboard, verbose))
         decision = stop_decision(history, config)
         state.save_epoch(model, history, decision.best_epoch if decision else None)
         row = history[-1]
-        text = (
-            f"epoch {epoch}/{config.epochs} loss {row.loss:.4f} accuracy {row.accuracy:.4f} "
-            f"val_loss {row.val_loss:.4f} val_accuracy {row.val_accuracy:.4f} ({row.time_s:.1f} s)"
-        )
+        metrics = " ".join(f"{k} {getattr(row, k):.4f}" for k in files.METRICS)
+        text = f"epoch {epoch}/{config.epochs} {metrics} ({row.time_s:.1f} s)"
         _report("epoch", run, config, row, text, row.time_s)
-    return _finish(state, model, history, done_before, meta, hardware, data)
+    return _finish(state, model, history, decision, done_before, meta, hardware, data)
 
 
 def _fit_epoch(
@@ -201,7 +175,8 @@ def _fit_epoch(
 ) -> Epoch:
     """Train epoch ``epoch`` (1-based) in the seed's order of the images; its row of the history."""
     x_train, y_train, x_val, y_val = data
-    order = epoch_order(run.seed_of("order"), epoch - 1, len(x_train))
+    # New each epoch, fixed by the seed.
+    order = np.random.default_rng([run.seed_of("order"), epoch - 1]).permutation(len(x_train))
     steps = Progress(run, epoch, config.epochs)
     start = time.perf_counter()
     fit = model.fit(
@@ -225,7 +200,7 @@ def _fit_epoch(
             f"{f' (checked every {every} steps)' if every > 1 else ''}; "
             "lower train.learning_rate or check the data"
         )
-    metrics = {k: float(fit.history[k][-1]) for k in METRICS}
+    metrics = {k: float(fit.history[k][-1]) for k in files.METRICS}
     if not all(math.isfinite(v) for v in metrics.values()):
         raise TrainingDiverged(
             f"{run.run_id}: epoch {epoch} ended with non-finite metrics {metrics}; "
@@ -236,7 +211,7 @@ def _fit_epoch(
 
 def _report(event: str, run: RunSpec, config: TrainConfig, row: Epoch, text: str, s: float) -> None:
     """Report ``event`` with the metrics of the history's row ``row`` and ``s`` seconds."""
-    metrics = {k: getattr(row, k) for k in METRICS}
+    metrics = {k: getattr(row, k) for k in files.METRICS}
     progress.report(
         event, run.run_id, text, epoch=row.epoch, epochs=config.epochs, **metrics, seconds=s
     )
@@ -246,6 +221,7 @@ def _finish(
     state: Training,
     model: keras.Model,
     history: list[Epoch],
+    decision: StopDecision | None,
     done_before: int,
     meta: dict,
     hardware: Hardware,
@@ -253,10 +229,10 @@ def _finish(
 ) -> TrainResult:
     """Keep the best epoch's weights under early stopping, and write the finished training."""
     run, config = state.run, state.config
-    decision = stop_decision(history, config)
     early_stop = None
     if decision is not None:
-        state.restore_best(model, len(history), decision.best_epoch)
+        if decision.best_epoch != len(history):
+            model.load_weights(files.checkpoint_path(state.out, decision.best_epoch))
         early_stop = EarlyStop(
             stopped_epoch=len(history),
             best_epoch=decision.best_epoch,

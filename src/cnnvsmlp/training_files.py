@@ -1,33 +1,35 @@
-"""The files of a training's output folder: their names, and the records that mark them whole."""
+"""A training's key and its files: what names a training or an evaluation, and what it writes.
+
+A key is a sha256 over the data set, the run, the config, the source of the code that
+computes and the machine's numerics (docs/resume.md): equal keys compute the same numbers.
+"""
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
 import math
 import re
+from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
+from cnnvsmlp.config import SEED_SOURCES, RunSpec, TrainConfig
 from cnnvsmlp.errors import UserError
 from cnnvsmlp.jsonmodel import Record
-from cnnvsmlp.keys import sha256_file
-from cnnvsmlp.outputs import write_atomically
-from cnnvsmlp.records import Epoch
+from cnnvsmlp.models import user_source
+from cnnvsmlp.records import Epoch, Hardware
 
 if TYPE_CHECKING:  # Keras loads TensorFlow: imported where a model is saved.
     import keras
 
 CHECKPOINTS, STATES, SET_ASIDE = "checkpoints", "state", "set-aside"
-MODEL, RESULT, HISTORY, FINISHED, TENSORBOARD = (
-    "model.keras",
-    "train.json",
-    "history.csv",
-    "finished.json",
-    "tensorboard",
-)
+MODEL, RESULT, HISTORY = "model.keras", "train.json", "history.csv"
+FINISHED, TENSORBOARD = "finished.json", "tensorboard"
 OUTPUTS = {CHECKPOINTS, STATES, SET_ASIDE, MODEL, RESULT, HISTORY, FINISHED, TENSORBOARD}
 """What a training writes at the top of its output folder."""
 STATE_NAME = re.compile(r"^epoch-(\d{2,4})\.json$")
@@ -36,6 +38,19 @@ STATE_FORMAT = "cnnvsmlp-training-state/1"
 FINISHED_FORMAT = "cnnvsmlp-finished-training/1"
 WHOLE = {"model": MODEL, "result": RESULT, "history": HISTORY}
 """The files a finished training is made of, by the field of their digest in :class:`Finished`."""
+# The library modules whose source decides what a training, or an evaluation, computes.
+TRAINING_CODE = (
+    "train.py",
+    "adam.py",
+    "resume.py",
+    "training_files.py",
+    "backend.py",
+    "models.py",
+    "data/store.py",
+    "stopping.py",
+    "efficiency/subsets.py",
+)
+EVALUATION_CODE = ("evaluate.py", "shift.py", "backend.py", "data/store.py")
 
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
@@ -58,26 +73,21 @@ class State(Record):
     checkpoint_sha256: Sha256
     history: list[Epoch]
     rng: list[list[int]] = Field(description="Dropout's generator states, in layer order.")
-    best_epoch: int | None = Field(
-        default=None,
-        ge=1,
-        description="With early stopping, the best epoch so far, whose checkpoint is kept too.",
-    )
-    best_checkpoint_sha256: Sha256 | None = Field(
-        default=None, description="The best epoch's checkpoint, when it is not this epoch's."
-    )
+    best_epoch: int | None = Field(default=None, ge=1)
+    """With early stopping, the best epoch so far, whose checkpoint is kept too."""
+    best_checkpoint_sha256: Sha256 | None = None
+    """The best epoch's checkpoint, when it is not this epoch's."""
 
     @model_validator(mode="after")
     def _whole(self) -> State:
-        if [e.epoch for e in self.history] != list(range(1, self.epoch + 1)):
-            epochs = [e.epoch for e in self.history]
+        epochs = [e.epoch for e in self.history]
+        if epochs != list(range(1, self.epoch + 1)):
             raise ValueError(f"history: epochs {epochs}, not 1..{self.epoch}")
         for e in self.history:
             for k in (*METRICS, "time_s"):
                 if not math.isfinite(getattr(e, k)):
                     raise ValueError(f"history: epoch {e.epoch}'s {k} is {getattr(e, k)}")
-        if self.checkpoint != checkpoint_name(self.epoch):
-            expected = checkpoint_name(self.epoch)
+        if self.checkpoint != (expected := checkpoint_name(self.epoch)):
             raise ValueError(f"checkpoint: {self.checkpoint!r}, not {expected!r}")
         if self.best_epoch is not None and self.best_epoch > self.epoch:
             raise ValueError(f"best_epoch: {self.best_epoch}, after epoch {self.epoch}")
@@ -87,13 +97,8 @@ class State(Record):
 
     def distrust(
         self, out: Path, named: int, owner: tuple, epochs: int, rng_shapes: list[tuple]
-    ) -> str | None:
-        """Why this state, read from ``out``'s file of epoch ``named``, cannot be resumed from.
-
-        ``owner`` is the training's (state key, run id, variant, seed), ``epochs``
-        the epochs asked for, ``rng_shapes`` those of the model's :func:`rng_variables`.
-        None when the state can be trusted.
-        """
+    ) -> str | None:  # owner: the training's (state key, run id, variant, seed)
+        """Why this state, read from ``out``'s file of epoch ``named``, is not to be trusted."""
         if (self.key, self.run_id, self.variant, self.seed) != owner:
             return f"belongs to another training ({self.run_id}, seed {self.seed})"
         if self.epoch != named:
@@ -172,9 +177,8 @@ def history_csv(history: list[Epoch]) -> str:
     """The history as CSV: one row per epoch, numbered from 1."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["epoch", *METRICS, "time_s"])
-    for e in history:
-        writer.writerow([e.epoch, *(getattr(e, k) for k in METRICS), e.time_s])
+    writer.writerow(Epoch.model_fields)
+    writer.writerows(e.model_dump().values() for e in history)
     return buf.getvalue()
 
 
@@ -182,19 +186,6 @@ def rng_variables(model: keras.Model) -> list:
     """The model's random generator states (Dropout's), which its weights do not include."""
     weights = {id(w) for w in model.weights}
     return [v for v in model.variables if id(v) not in weights]
-
-
-def save_inference_model(model: keras.Model, path: Path) -> None:
-    """Save ``model`` without its optimizer or compile settings: what evaluation loads."""
-    import keras
-
-    # from_config, unlike clone_model and model_from_json, does not compile the copy; a
-    # user's own layer classes are found among the model's layers.
-    own = {type(layer).__name__: type(layer) for layer in model._flatten_layers()}
-    with keras.saving.custom_object_scope(own):
-        bare = type(model).from_config(model.get_config())
-    bare.set_weights(model.get_weights())
-    write_atomically(path, bare.save)  # the partial name keeps ``.keras``, which Keras needs
 
 
 def read_record(path: Path) -> bytes:
@@ -216,3 +207,77 @@ def why(err: Exception) -> str:
         where = ".".join(str(p) for p in first["loc"]) or "the file"
         return f"{where}: {first['msg']}"
     return str(err)
+
+
+def sha256_file(path: Path) -> str:
+    """The sha256 of a file's content."""
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def code_digest(names: tuple[str, ...] = TRAINING_CODE) -> str:
+    """The sha256 of the source of the library modules ``names``."""
+    root = Path(__file__).parent
+    digest = hashlib.sha256()
+    for name in names:
+        digest.update(name.encode() + b"\0" + (root / name).read_bytes())
+    return digest.hexdigest()
+
+
+def _digest(parts: dict) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def data_identity(meta: dict) -> dict:
+    """What of a data set's ``metadata.json`` counts in a key: not the folder it came from."""
+    return {k: v for k, v in meta.items() if not (k == "source" and meta.get("input_sha256"))}
+
+
+def training_key(
+    meta: dict, run: RunSpec, config: TrainConfig, hardware: Hardware, epochs: bool = True
+) -> str:
+    """The sha256 naming a training: equal keys train the same weights, bit for bit.
+
+    Not counted: the repeat, a subset as large as the split, ``keep_checkpoints``, and
+    without ``epochs`` the epoch count (an epoch's state does not depend on it).
+    """
+    untrained = {"keep_checkpoints"} | (set() if epochs else {"epochs"})
+    if config.early_stopping is None:
+        untrained.add("early_stopping")  # no early stopping counts as before it existed
+    parts = {
+        "data": data_identity(meta),
+        "variant": run.variant,
+        "seed": run.seed,
+        **({"model_source": source} if (source := user_source(run.variant)) else {}),
+        "train": config.model_dump(mode="json", exclude=untrained),
+        "code": code_digest(),
+        "keras": metadata.version("keras"),  # keras.__version__, without loading TensorFlow
+        "numerics": list(hardware.numerics()),
+    }
+    own = {s: run.seed_of(s) for s in SEED_SOURCES if run.seed_of(s) != run.seed}
+    if own:
+        parts["seeds"] = own  # a source held at another seed than the run's
+    whole = meta.get("counts", {}).get("train")
+    if run.n_train is not None and (whole is None or run.n_train < whole):
+        parts["n_train"] = run.n_train  # cnnvsmlp.efficiency's subset: n images of the seed's order
+    return _digest(parts)
+
+
+def evaluation_key(model: Path, meta: dict, hardware: Hardware) -> str:
+    """The sha256 naming an evaluation: the model's bytes, the data, the code and the numerics."""
+    return _digest(
+        {
+            "model": sha256_file(model),
+            "data": data_identity(meta),
+            "code": code_digest(EVALUATION_CODE),
+            "keras": metadata.version("keras"),
+            "numerics": list(hardware.numerics()),
+        }
+    )
+
+
+def machine_memo(store: str | None) -> Path | None:
+    """Where a local store remembers each machine's :class:`Hardware`, to key without TensorFlow."""
+    if not store or "://" in store:
+        return None
+    return Path(store).parent  # the resume_uri: one memo for every scope in it
