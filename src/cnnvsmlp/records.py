@@ -240,7 +240,7 @@ class TrainResult(Record):
     resumed_from_epoch: int = 0
     hardware: Hardware
     training_key: str = ""
-    """What the weights depend on (cnnvsmlp.resume.training_key)."""
+    """What the weights depend on (cnnvsmlp.training_files.training_key)."""
     reused_from: str | None = None
     """The output folder of the training these weights were reused from; None: trained here."""
     early_stop: EarlyStop | None = None
