@@ -22,7 +22,7 @@ from typing import NoReturn
 from cnnvsmlp import progress
 from cnnvsmlp.config import ExperimentConfig
 from cnnvsmlp.outputs import HOST, one_writer
-from cnnvsmlp_pipelines import get_pipeline
+from cnnvsmlp_pipelines import PipelineSpec, get_pipeline
 from cnnvsmlp_pipelines.kfp_docker import docker_answers, docker_runner
 from cnnvsmlp_pipelines.kfp_local import describe_failure, plain
 from cnnvsmlp_pipelines.runs import (
@@ -41,7 +41,6 @@ from cnnvsmlp_pipelines.runs import (
     resume_dir,
     write_status,
 )
-from cnnvsmlp_pipelines.spec import PipelineSpec
 
 
 @dataclass(frozen=True)
