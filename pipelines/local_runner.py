@@ -133,11 +133,7 @@ def run_local(
     cache: bool = True,
     stream=None,
 ) -> Path:
-    """Run a pipeline locally and collect its comparison in ``runs/<run id>/report``.
-
-    ``runner``: ``subprocess`` or ``docker``; ``resume``: a run to go on with, its config kept;
-    ``cache`` reuses equal trainings; ``quiet`` prints nothing, else progress goes to ``stream``.
-    """
+    """Run a pipeline (or go on with run ``resume``) and collect its comparison in ``report/``."""
     from cnnvsmlp.provenance import stamp
 
     runs_dir = Path(runs_dir)
