@@ -4,9 +4,9 @@ from kfp import dsl
 
 from cnnvsmlp.config import DEFAULT_PRESET, ExperimentConfig, load_config
 from cnnvsmlp_components import check_runs, compare_runs, plan_runs
+from cnnvsmlp_pipelines import PipelineSpec
 from cnnvsmlp_pipelines.cluster import cluster_config
-from cnnvsmlp_pipelines.dag import fan_out_fan_in
-from cnnvsmlp_pipelines.spec import PipelineSpec
+from cnnvsmlp_pipelines.placement import fan_out_fan_in
 
 NAME = "compare"
 

@@ -12,9 +12,9 @@ from kfp import dsl
 from cnnvsmlp.config import ExperimentConfig, load_config
 from cnnvsmlp.efficiency.plan import EfficiencyConfig
 from cnnvsmlp_components import check_efficiency, compare_efficiency, plan_efficiency_runs
+from cnnvsmlp_pipelines import PipelineSpec
 from cnnvsmlp_pipelines.cluster import cluster_config
-from cnnvsmlp_pipelines.dag import fan_out_fan_in
-from cnnvsmlp_pipelines.spec import PipelineSpec
+from cnnvsmlp_pipelines.placement import fan_out_fan_in
 
 NAME = "data-efficiency"
 PRESET = "fashion-mnist-data-efficiency"

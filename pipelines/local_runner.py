@@ -22,7 +22,7 @@ from typing import NoReturn
 from cnnvsmlp import progress
 from cnnvsmlp.config import ExperimentConfig
 from cnnvsmlp.outputs import HOST, one_writer
-from cnnvsmlp_pipelines import get_pipeline
+from cnnvsmlp_pipelines import PipelineSpec, get_pipeline
 from cnnvsmlp_pipelines.kfp_docker import docker_answers, docker_runner
 from cnnvsmlp_pipelines.kfp_local import describe_failure, plain
 from cnnvsmlp_pipelines.runs import (
@@ -41,7 +41,6 @@ from cnnvsmlp_pipelines.runs import (
     resume_dir,
     write_status,
 )
-from cnnvsmlp_pipelines.spec import PipelineSpec
 
 
 @dataclass(frozen=True)
@@ -134,11 +133,7 @@ def run_local(
     cache: bool = True,
     stream=None,
 ) -> Path:
-    """Run a pipeline locally and collect its comparison in ``runs/<run id>/report``.
-
-    ``runner``: ``subprocess`` or ``docker``; ``resume``: a run to go on with, its config kept;
-    ``cache`` reuses equal trainings; ``quiet`` prints nothing, else progress goes to ``stream``.
-    """
+    """Run a pipeline (or go on with run ``resume``) and collect its comparison in ``report/``."""
     from cnnvsmlp.provenance import stamp
 
     runs_dir = Path(runs_dir)

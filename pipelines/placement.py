@@ -1,16 +1,18 @@
-"""Where tasks run on the cluster: resources, node pools, retries, the images' user.
+"""The DAG every pipeline shares, and where its tasks run: resources, node pools, retries, user.
 
-Why the retries and the security context are as they are: docs/cluster.md (steps 5, 7, 10);
-spent retries are retried with the run (``POST /apis/v2beta1/runs/{run_id}:retry``,
+Why the retries and security context are so: docs/cluster.md (steps 5, 7, 10); spent retries
+are retried with the run (``POST /apis/v2beta1/runs/{run_id}:retry``,
 ``kfp_server_api.RunServiceApi.run_service_retry_run``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from kfp import dsl, kubernetes
 
+from cnnvsmlp_components import evaluate_model, prepare_data, train_model
 from cnnvsmlp_pipelines.images import image_ref
 from cnnvsmlp_pipelines.settings import cluster_settings
 
@@ -70,3 +72,30 @@ def gpu_task(task: dsl.PipelineTask) -> dsl.PipelineTask:
         backoff_max_duration=TRAIN_RETRY_WINDOW,
     )
     return task
+
+
+def fan_out_fan_in(
+    config_json: str,
+    plan: Callable[[dsl.PipelineTask], dsl.PipelineTask],
+    compare: Callable[[dsl.PipelineTask, dsl.PipelineTask, dsl.Collected], dsl.PipelineTask],
+    check: Callable[..., dsl.PipelineTask],
+) -> None:
+    """Add the shared DAG: ``plan`` lists the runs and settles ``config``, ``check`` the result."""
+    data = cpu_task(prepare_data(config_json=config_json).set_caching_options(True), memory="8Gi")
+    planned = cpu_task(plan(data).set_caching_options(False), memory="1Gi")
+    with dsl.ParallelFor(planned.outputs["Output"]) as run_json:
+        # Training is never cached: a scheduled rerun must retrain.
+        train = train_model(
+            config=planned.outputs["config"],
+            run_json=run_json,
+            job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+            dataset=data.outputs["dataset"],
+        )
+        gpu_task(train.set_caching_options(False))
+        evaluate = evaluate_model(dataset=data.outputs["dataset"], model=train.outputs["model"])
+        cpu_task(evaluate.set_caching_options(False), memory="8Gi")
+    compared = compare(planned, data, dsl.Collected(evaluate.outputs["result"]))
+    cpu_task(compared.set_caching_options(False), memory="8Gi")
+    # Last, so the comparison is stored before a partial run is marked failed.
+    checked = check(comparison=compared.outputs["comparison"])
+    cpu_task(checked.set_caching_options(False), memory="1Gi")
