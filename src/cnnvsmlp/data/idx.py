@@ -40,7 +40,11 @@ def _written_record(directory: Path) -> dict:
 
 def written_digests(directory: Path) -> dict[str, str] | None:
     """The IDX digests the writer of ``directory``'s files recorded, or None without a record."""
-    digests = _written_record(directory).get("idx_sha256")
+    return _digests(_written_record(directory))
+
+
+def _digests(record: dict) -> dict[str, str] | None:
+    digests = record.get("idx_sha256")
     return digests if isinstance(digests, dict) else None
 
 
@@ -156,9 +160,10 @@ def read_idx_dir(spec: DatasetSpec, directory: str | os.PathLike) -> RawData:
     """Read a local folder's four gzip IDX files; ``source`` is ``idx:`` or ``synthetic:``."""
     directory = Path(directory)
     blobs = {key: read_file(directory / name, spec.name) for key, name in spec.files.items()}
-    kind = "synthetic" if _written_record(directory).get("writer") == SYNTHETIC_WRITER else "idx"
+    record = _written_record(directory)  # read once: the writer and its digests
+    kind = "synthetic" if record.get("writer") == SYNTHETIC_WRITER else "idx"
     raw = read_idx_blobs(spec, blobs, source=f"{kind}:{directory}")
-    recorded = written_digests(directory)
+    recorded = _digests(record)
     for name, digest in raw.input_sha256.items():  # refuse a mix of two writes
         if recorded is not None and recorded.get(name) != digest:
             raise DataError(
