@@ -85,11 +85,14 @@ run: setup ## Run a pipeline locally: progress on screen, every log in runs/<id>
 runs: $(BIN)/.installed ## List the local runs: status, date, config, best accuracy.
 	@$(CLI) runs
 
+# Tests run in parallel, a test file per worker (its module fixtures built once), up to 4 at once.
+XDIST := -n auto --maxprocesses 4 --dist loadfile --no-loadscope-reorder
+
 test: setup ## Run the unit, component and compile tiers and one end-to-end run (minutes).
-	$(BIN)/pytest -m "not images and not slow and not bench"
+	$(BIN)/pytest $(XDIST) -m "not images and not slow and not bench"
 
 test-slow: setup ## Run the slow tier: resumes, reproducibility, fault runs, the GPU check's dry run.
-	$(BIN)/pytest -m "slow and not bench"
+	$(BIN)/pytest $(XDIST) -m "slow and not bench"
 
 test-images: setup ## Build the images (cached) and run the pipeline's dry run inside them.
 	$(BIN)/python -m tools.images

@@ -84,3 +84,12 @@ def small_fashion(tmp_path_factory: pytest.TempPathFactory, fashion_dir: Path) -
         limit=1200,
     )
     return out
+
+
+# The files whose tests take minutes run first, so that the other workers of a parallel run
+# (make test) take the rest meanwhile instead of waiting for them at the end.
+LONGEST_FIRST = ("test_pipeline.py", "test_interrupt.py", "test_your_models.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.path.name not in LONGEST_FIRST)
