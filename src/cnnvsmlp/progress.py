@@ -95,38 +95,29 @@ def report(kind: str, run_id: str, message: str, level: str = "info", **fields: 
     LOGGER.log(number, "%s: %s", run_id, message, extra={"event": event})
 
 
-class _FileHandler(logging.Handler):
-    """Appends each event as one JSON line; one ``write`` per line, so lines never mix."""
+class _JsonLine(logging.Formatter):
+    """An event as one JSON line."""
 
-    def __init__(self, path: str) -> None:
-        super().__init__(logging.INFO)
-        self.path = path
-
-    def emit(self, record: logging.LogRecord) -> None:  # noqa: D102
-        event = getattr(record, "event", None)
-        if not isinstance(event, dict):
-            return
-        line = json.dumps(event, default=str) + "\n"
-        with open(self.path, "ab", buffering=0) as f:  # unbuffered: one write(2) per line
-            f.write(line.encode())
-
-
-class _LineHandler(logging.StreamHandler):
-    """Writes each event's message as one plain line on stderr (a cluster task's log)."""
-
-    def __init__(self) -> None:
-        super().__init__(sys.stderr)
-        self.setFormatter(logging.Formatter("progress: %(message)s"))
+    def format(self, record: logging.LogRecord) -> str:  # noqa: D102
+        return json.dumps(record.event, default=str)
 
 
 def forward(environ: dict | None = None) -> None:
     """Send this process's progress events to the runner (or to stderr); call once per task."""
     environ = os.environ if environ is None else environ
     for handler in list(LOGGER.handlers):
-        if isinstance(handler, (_FileHandler, _LineHandler)):
+        if handler.get_name() == ENV:
             LOGGER.removeHandler(handler)
-    path = environ.get(ENV)
-    LOGGER.addHandler(_FileHandler(path) if path else _LineHandler())
+            handler.close()
+    if path := environ.get(ENV):
+        handler = logging.FileHandler(path, delay=True)  # appends; each line flushed whole
+        handler.setFormatter(_JsonLine())
+        handler.addFilter(lambda record: isinstance(getattr(record, "event", None), dict))
+    else:  # a plain line on stderr (a cluster task's log)
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("progress: %(message)s"))
+    handler.set_name(ENV)
+    LOGGER.addHandler(handler)
     LOGGER.setLevel(logging.INFO)
     LOGGER.propagate = False
 
