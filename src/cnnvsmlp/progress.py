@@ -1,7 +1,7 @@
 """Progress of trainings: events logged to ``cnnvsmlp.progress`` with ``extra={"event": {...}}``.
 
 :func:`forward` appends them as JSON lines to the file ``CNNVSMLP_PROGRESS`` names (else stderr);
-the runner reads that file (:class:`EventReader`) and shows it (:func:`display`).
+the runner reads that file (:func:`read_events`) and shows it (:func:`display`).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -122,31 +123,21 @@ def forward(environ: dict | None = None) -> None:
     LOGGER.propagate = False
 
 
-class EventReader:
-    """Reads the events appended to a progress file since the last call."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self._offset = 0
-        self._part = b""
-
-    def read(self) -> list[Event]:
-        """The complete new lines as events; a line that is not an event is skipped."""
-        try:
-            with self.path.open("rb") as f:
-                f.seek(self._offset)
-                data = f.read()
-        except FileNotFoundError:
-            return []
-        self._offset += len(data)
-        *lines, self._part = (self._part + data).split(b"\n")
+def read_events(path: str | Path) -> Iterator[list[Event]]:
+    """At each ``next``, the events of the complete lines appended since; other lines skipped."""
+    offset, part = 0, b""
+    while True:
+        data = b""
+        with contextlib.suppress(FileNotFoundError), Path(path).open("rb") as f:
+            f.seek(offset)
+            data = f.read()
+        offset += len(data)
+        *lines, part = (part + data).split(b"\n")
         events = []
         for line in lines:
-            try:
+            with contextlib.suppress(ValidationError):
                 events.append(Event.model_validate_json(line))
-            except ValidationError:
-                continue
-        return events
+        yield events
 
 
 class Estimate:
@@ -310,12 +301,12 @@ class LiveDisplay:
 @contextlib.contextmanager
 def follow(path: str | Path, screen, every_s: float = 0.3):
     """Show the events appended to ``path`` on ``screen`` while the block runs, and the last."""
-    reader = EventReader(path)
+    events = read_events(path)
     stop = threading.Event()
 
     def show() -> None:
         while not stop.wait(every_s):
-            for event in reader.read():
+            for event in next(events):
                 screen.event(event)
 
     follower = threading.Thread(target=show, daemon=True)
@@ -325,7 +316,7 @@ def follow(path: str | Path, screen, every_s: float = 0.3):
     finally:
         stop.set()
         follower.join()
-        for event in reader.read():
+        for event in next(events):
             screen.event(event)
 
 
