@@ -133,7 +133,7 @@ def test_a_failed_task_names_its_run_the_exception_and_its_log(tmp_path):
 
 def test_progress_events_reach_the_runner_through_the_file(killed_run):
     root, _, _ = killed_run
-    events = progress.EventReader(root / "progress.jsonl").read()
+    events = next(progress.read_events(root / "progress.jsonl"))
     assert [e.kind for e in events] == ["start", "step", "epoch", "step", "epoch", "done"]
     assert {e.run_id for e in events} == {"mlp-r0"}
     assert events[2].epoch == 1 and events[2].loss == 0.5

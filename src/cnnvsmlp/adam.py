@@ -17,13 +17,6 @@ NO_FMA_FLAG = "--xla_cpu_max_isa=AVX"  # XLA's CPU code kept to AVX, which has n
 FUSE_MIN_SIZE = 65536  # smaller variables keep Keras' ops: a fused call costs more than it saves
 
 
-def _tf_variable(variable):
-    """The ``tf.Variable`` under a Keras variable (the optimizer sees both kinds)."""
-    import keras
-
-    return variable.value if isinstance(variable, keras.Variable) else variable
-
-
 def _fused_step():
     """The XLA-compiled update: Keras' ``Adam.update_step`` after its scalars, op for op."""
     import tensorflow as tf
@@ -95,8 +88,9 @@ def _update_step(self, fused, gradient, variable, learning_rate):
     # Keras multiplies by the Python floats 1 - beta and adds epsilon, each
     # converted to the variable's dtype: the same constants here.
     constants = (1 - self.beta_1, 1 - self.beta_2, self.epsilon)
+    state = (variable, self._momentums[index], self._velocities[index])
     fused(
-        *(_tf_variable(x) for x in (variable, self._momentums[index], self._velocities[index])),
+        *(x.value if isinstance(x, keras.Variable) else x for x in state),  # the tf.Variables
         gradient,
         alpha,
         *(ops.convert_to_tensor(c, variable.dtype) for c in constants),

@@ -109,14 +109,11 @@ def onednn_in_use() -> bool | None:
 
 
 def describe() -> dict:
-    """What the backend says about this machine, for :class:`~cnnvsmlp.records.Hardware`."""
+    """What the backend says about this machine: :class:`~cnnvsmlp.records.Hardware`'s fields."""
     import keras
 
-    backend = active()
-    info = dict.fromkeys(("tensorflow", "tensorflow_git", "jax", "accelerator"), "")
-    info.update(backend=backend, keras=keras.__version__, build={}, device="cpu")
-    info.update(gpu_compute_capability="", intra_op_threads=None)
-    return info | (_tensorflow() if backend == "tensorflow" else _jax())
+    info = {"backend": active(), "keras": keras.__version__, "device": "cpu", "accelerator": ""}
+    return info | (_tensorflow() if info["backend"] == "tensorflow" else _jax())
 
 
 def _tensorflow() -> dict:
@@ -146,6 +143,7 @@ def _jax() -> dict:
 
     devices = jax.devices()
     info = {
+        "tensorflow": "",
         "jax": jax.__version__,
         "build": {
             "jaxlib": jaxlib.__version__,

@@ -1,7 +1,7 @@
 """Progress of trainings: events logged to ``cnnvsmlp.progress`` with ``extra={"event": {...}}``.
 
 :func:`forward` appends them as JSON lines to the file ``CNNVSMLP_PROGRESS`` names (else stderr);
-the runner reads that file (:class:`EventReader`) and shows it (:func:`display`).
+the runner reads that file (:func:`read_events`) and shows it (:func:`display`).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -95,67 +96,48 @@ def report(kind: str, run_id: str, message: str, level: str = "info", **fields: 
     LOGGER.log(number, "%s: %s", run_id, message, extra={"event": event})
 
 
-class _FileHandler(logging.Handler):
-    """Appends each event as one JSON line; one ``write`` per line, so lines never mix."""
+class _JsonLine(logging.Formatter):
+    """An event as one JSON line."""
 
-    def __init__(self, path: str) -> None:
-        super().__init__(logging.INFO)
-        self.path = path
-
-    def emit(self, record: logging.LogRecord) -> None:  # noqa: D102
-        event = getattr(record, "event", None)
-        if not isinstance(event, dict):
-            return
-        line = json.dumps(event, default=str) + "\n"
-        with open(self.path, "ab", buffering=0) as f:  # unbuffered: one write(2) per line
-            f.write(line.encode())
-
-
-class _LineHandler(logging.StreamHandler):
-    """Writes each event's message as one plain line on stderr (a cluster task's log)."""
-
-    def __init__(self) -> None:
-        super().__init__(sys.stderr)
-        self.setFormatter(logging.Formatter("progress: %(message)s"))
+    def format(self, record: logging.LogRecord) -> str:  # noqa: D102
+        return json.dumps(record.event, default=str)
 
 
 def forward(environ: dict | None = None) -> None:
     """Send this process's progress events to the runner (or to stderr); call once per task."""
     environ = os.environ if environ is None else environ
     for handler in list(LOGGER.handlers):
-        if isinstance(handler, (_FileHandler, _LineHandler)):
+        if handler.get_name() == ENV:
             LOGGER.removeHandler(handler)
-    path = environ.get(ENV)
-    LOGGER.addHandler(_FileHandler(path) if path else _LineHandler())
+            handler.close()
+    if path := environ.get(ENV):
+        handler = logging.FileHandler(path, delay=True)  # appends; each line flushed whole
+        handler.setFormatter(_JsonLine())
+        handler.addFilter(lambda record: isinstance(getattr(record, "event", None), dict))
+    else:  # a plain line on stderr (a cluster task's log)
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("progress: %(message)s"))
+    handler.set_name(ENV)
+    LOGGER.addHandler(handler)
     LOGGER.setLevel(logging.INFO)
     LOGGER.propagate = False
 
 
-class EventReader:
-    """Reads the events appended to a progress file since the last call."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self._offset = 0
-        self._part = b""
-
-    def read(self) -> list[Event]:
-        """The complete new lines as events; a line that is not an event is skipped."""
-        try:
-            with self.path.open("rb") as f:
-                f.seek(self._offset)
-                data = f.read()
-        except FileNotFoundError:
-            return []
-        self._offset += len(data)
-        *lines, self._part = (self._part + data).split(b"\n")
+def read_events(path: str | Path) -> Iterator[list[Event]]:
+    """At each ``next``, the events of the complete lines appended since; other lines skipped."""
+    offset, part = 0, b""
+    while True:
+        data = b""
+        with contextlib.suppress(FileNotFoundError), Path(path).open("rb") as f:
+            f.seek(offset)
+            data = f.read()
+        offset += len(data)
+        *lines, part = (part + data).split(b"\n")
         events = []
         for line in lines:
-            try:
+            with contextlib.suppress(ValidationError):
                 events.append(Event.model_validate_json(line))
-            except ValidationError:
-                continue
-        return events
+        yield events
 
 
 class Estimate:
@@ -319,12 +301,12 @@ class LiveDisplay:
 @contextlib.contextmanager
 def follow(path: str | Path, screen, every_s: float = 0.3):
     """Show the events appended to ``path`` on ``screen`` while the block runs, and the last."""
-    reader = EventReader(path)
+    events = read_events(path)
     stop = threading.Event()
 
     def show() -> None:
         while not stop.wait(every_s):
-            for event in reader.read():
+            for event in next(events):
                 screen.event(event)
 
     follower = threading.Thread(target=show, daemon=True)
@@ -334,7 +316,7 @@ def follow(path: str | Path, screen, every_s: float = 0.3):
     finally:
         stop.set()
         follower.join()
-        for event in reader.read():
+        for event in next(events):
             screen.event(event)
 
 
