@@ -218,12 +218,8 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
     overrides = [a for a in rest if "=" in a and not a.startswith("-")]
     unknown = [a for a in rest if a not in overrides]
     if unknown or (overrides and not hasattr(args, "overrides")):
-        prog = f"{parser.prog} {args.command}"
-        parser.exit(
-            2,
-            f"error: {prog}: unrecognized arguments: {' '.join(unknown or overrides)}; "
-            f"see '{prog} --help'\n",
-        )
+        command = _Parser(prog=f"{parser.prog} {args.command}")
+        command.error(f"unrecognized arguments: {' '.join(unknown or overrides)}")
     if overrides:
         args.overrides = [*args.overrides, *overrides]
     return args
@@ -329,13 +325,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         args = _parse(build_parser(), _switches(sys.argv[1:] if argv is None else argv))
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return args.func(args) or 0
     except SystemExit as done:  # --help, or argparse's one-line error
         return done.code if isinstance(done.code, int) else 2
-    try:
-        return args.func(args) or 0
     except UserError as err:
         from cnnvsmlp_pipelines.runs import LocalRunInterrupted
 
