@@ -81,13 +81,10 @@ def cmd_models(args: argparse.Namespace) -> None:
         listed = {
             d: [c.name for c in presets if d == c.dataset and name in c.variants] for d in datasets
         }
-        known = any(listed.values())
-        for dataset in datasets:
-            if known and not listed[dataset]:
-                continue
+        for dataset in [d for d in datasets if listed[d]] or datasets:
             spec = get_spec(dataset)
             params = build_model(name, spec.image_shape, len(spec.classes)).count_params()
-            where = ", ".join(listed[dataset]) if known else "variants=" + name
+            where = ", ".join(listed[dataset]) or "variants=" + name
             shape = "x".join(map(str, spec.image_shape))
             rows.append(
                 [name, dataset, shape, where, variant.seed_writeup, variant.summary, f"{params:,}"]
