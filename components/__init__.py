@@ -24,9 +24,7 @@ def prepare_data(config_json: str, dataset: dsl.Output[dsl.Dataset]):
     meta = prepare(config.dataset, config.source, config.split, dataset.path, config.limit)
     # A user's function that builds no model for this data fails here, before any training.
     check_user_variants(config.variants, meta["image_shape"], len(meta["classes"]))
-    dataset.metadata.update(
-        {"dataset": meta["dataset"], "source": meta["source"], **meta["counts"]}
-    )
+    dataset.metadata.update(dataset=meta["dataset"], source=meta["source"], **meta["counts"])
 
 
 @dsl.component(base_image=UNPLACED, install_kfp_package=False)
@@ -123,17 +121,15 @@ def train_model(
         model.metadata.update({"variant": run.variant, "repeat": run.repeat, "failed": True})
         return
     model.metadata.update(
-        {
-            "variant": run.variant,
-            "repeat": run.repeat,
-            "seed": run.seed,
-            "params": result.params,
-            "val_accuracy": result.history[-1].val_accuracy,
-            "train_time_s": result.train_time_s,
-            "device": result.hardware.name,
-            "reused_from": result.reused_from or "",
-            "store": store or "",  # where evaluate_model keeps and finds its evaluations
-        }
+        variant=run.variant,
+        repeat=run.repeat,
+        seed=run.seed,
+        params=result.params,
+        val_accuracy=result.history[-1].val_accuracy,
+        train_time_s=result.train_time_s,
+        device=result.hardware.name,
+        reused_from=result.reused_from or "",
+        store=store or "",  # where evaluate_model keeps and finds its evaluations
     )
 
 
@@ -184,7 +180,7 @@ def evaluate_model(
     if failure is not None:
         info = {"variant": failure.run.variant, "repeat": failure.run.repeat, "failed": True}
         metrics.metadata.update(info)
-        result.metadata.update({**info, "error": failure.error})
+        result.metadata.update(info, error=failure.error)
         return
     for name, value in (
         *((n, getattr(scored, n)) for n in ("accuracy", "loss", "params", "model_size_bytes")),
@@ -222,8 +218,7 @@ def compare_runs(
 
     experiment = read_config(config.path)
     provenance = Provenance.model_validate_json(provenance_json or "{}")
-    if not provenance.run_id:
-        provenance = provenance.model_copy(update={"run_id": job_id})
+    provenance = provenance.model_copy(update={"run_id": provenance.run_id or job_id})
     provenance = with_data_source(provenance, read_metadata(dataset.path))
     experiment = experiment.model_copy(update={"provenance": provenance})
     _, test_labels = load_split(dataset.path, "test")
@@ -233,13 +228,11 @@ def compare_runs(
     shutil.copyfile(out / "report.md", report.path)
     shutil.copyfile(out / "report.html", report_html.path)
     comparison.metadata.update(
-        {
-            "experiment": experiment.name,
-            "run_id": provenance.run_id,
-            "runs": len(runs),
-            "status": written.status,
-            "failed_runs": len(written.failures),
-        }
+        experiment=experiment.name,
+        run_id=provenance.run_id,
+        runs=len(runs),
+        status=written.status,
+        failed_runs=len(written.failures),
     )
 
 
@@ -274,11 +267,7 @@ def compare_efficiency(
     write_analysis(analysis, out)
     shutil.copyfile(out / "report.md", report.path)
     comparison.metadata.update(
-        {
-            "experiment": experiment.name,
-            "status": analysis.status,
-            "failed_runs": len(analysis.failures),
-        }
+        experiment=experiment.name, status=analysis.status, failed_runs=len(analysis.failures)
     )
 
 

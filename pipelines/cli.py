@@ -81,13 +81,10 @@ def cmd_models(args: argparse.Namespace) -> None:
         listed = {
             d: [c.name for c in presets if d == c.dataset and name in c.variants] for d in datasets
         }
-        known = any(listed.values())
-        for dataset in datasets:
-            if known and not listed[dataset]:
-                continue
+        for dataset in [d for d in datasets if listed[d]] or datasets:
             spec = get_spec(dataset)
             params = build_model(name, spec.image_shape, len(spec.classes)).count_params()
-            where = ", ".join(listed[dataset]) if known else "variants=" + name
+            where = ", ".join(listed[dataset]) or "variants=" + name
             shape = "x".join(map(str, spec.image_shape))
             rows.append(
                 [name, dataset, shape, where, variant.seed_writeup, variant.summary, f"{params:,}"]
@@ -218,12 +215,8 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
     overrides = [a for a in rest if "=" in a and not a.startswith("-")]
     unknown = [a for a in rest if a not in overrides]
     if unknown or (overrides and not hasattr(args, "overrides")):
-        prog = f"{parser.prog} {args.command}"
-        parser.exit(
-            2,
-            f"error: {prog}: unrecognized arguments: {' '.join(unknown or overrides)}; "
-            f"see '{prog} --help'\n",
-        )
+        command = _Parser(prog=f"{parser.prog} {args.command}")
+        command.error(f"unrecognized arguments: {' '.join(unknown or overrides)}")
     if overrides:
         args.overrides = [*args.overrides, *overrides]
     return args
@@ -329,13 +322,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         args = _parse(build_parser(), _switches(sys.argv[1:] if argv is None else argv))
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return args.func(args) or 0
     except SystemExit as done:  # --help, or argparse's one-line error
         return done.code if isinstance(done.code, int) else 2
-    try:
-        return args.func(args) or 0
     except UserError as err:
         from cnnvsmlp_pipelines.runs import LocalRunInterrupted
 

@@ -26,8 +26,7 @@ _CRON_FIELDS = (
     ("month", 1, 12, {m: i for i, m in enumerate(_MONTHS, 1)}),
     ("day of week", 0, 6, {d: i for i, d in enumerate(_WEEKDAYS)}),
 )
-_CRON_DESCRIPTORS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight")
-_CRON_DESCRIPTORS += ("@hourly",)
+_CRON_DESCRIPTORS = "@yearly @annually @monthly @weekly @daily @midnight @hourly".split()
 # Go's time.ParseDuration: a sign, then numbers with units, in seconds.
 _GO_UNITS = {"ns": 1e-9, "us": 1e-6, "\u00b5s": 1e-6, "\u03bcs": 1e-6, "ms": 1e-3, "s": 1}
 _GO_UNITS |= {"m": 60, "h": 3600}

@@ -168,15 +168,13 @@ def _token_file(path: str) -> str:
 
 def connect(target: Target):
     """A ``kfp.Client`` for ``target`` once its host answered as a KFP 2 API; requests time out."""
-    auth: dict = {}
-    if target.token:
-        auth["existing_token"] = target.token
-    elif target.iap_client_id:
-        auth["existing_token"] = iap_id_token(target)
-    elif target.token_path:
-        auth["existing_token"] = _token_file(target.token_path)
+    token = target.token
+    if not token and target.iap_client_id:
+        token = iap_id_token(target)
+    elif not token and target.token_path:
+        token = _token_file(target.token_path)
     _log_to_file()
-    _confirm_api(target, auth.get("existing_token"))
+    _confirm_api(target, token)
     with warnings.catch_warnings():  # "only works with KFP v2.0.0-beta.2 and later": ours is 2.x
         warnings.filterwarnings("ignore", category=FutureWarning, module="kfp")
         client = call(
@@ -185,7 +183,7 @@ def connect(target: Target):
             kfp.Client,
             host=target.host,
             namespace=target.namespace or "kubeflow",
-            **auth,
+            existing_token=token,
         )
     pool = client._run_api.api_client.rest_client.pool_manager  # shared by every API of the client
     pool.connection_pool_kw.update(

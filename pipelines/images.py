@@ -80,13 +80,10 @@ def bake_targets(variables: dict[str, str] | None = None) -> dict[str, dict]:
     return json.loads(resolved)["target"]
 
 
-OUTSIDE_CHECKOUT_TAG = "not-from-a-checkout"
-
-
 def image_ref(kind: str) -> str:
     """Full reference of an image (``cpu`` or ``gpu``); without a checkout, a tag no build uses."""
     if not IMAGES_FILE.is_file():
-        return f"cnnvsmlp-{kind}:{OUTSIDE_CHECKOUT_TAG}"
+        return f"cnnvsmlp-{kind}:not-from-a-checkout"
     targets = bake_targets({"REGISTRY": images_config()["registry"], "TAG": source_tag()})
     if kind not in targets:
         raise KeyError(f"unknown image {kind!r}; known: {', '.join(targets)}")
