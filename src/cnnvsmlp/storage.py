@@ -165,19 +165,17 @@ def _md5(path: Path) -> str:
 def upload(local: str | os.PathLike, uri: str, overwrite: bool = False) -> None:
     """Upload a file whole; other content at ``uri`` is an error, unless ``overwrite``."""
     _, blob = _blob(uri)
-    try:
-        blob.upload_from_filename(
-            str(local), if_generation_match=None if overwrite else 0, **_each_request()
-        )
-    except gexc.PreconditionFailed:
-        with _failing(uri):
+    with _failing(uri):
+        try:
+            blob.upload_from_filename(
+                str(local), if_generation_match=None if overwrite else 0, **_each_request()
+            )
+        except gexc.PreconditionFailed:
             blob.reload(**_each_request())
-        if blob.md5_hash != _md5(Path(local)):
-            raise StorageError(
-                f"{uri}: exists with different content; not overwritten (delete it first)"
-            ) from None
-    except _ERRORS as err:
-        raise _fail(uri, err) from None
+            if blob.md5_hash != _md5(Path(local)):
+                raise StorageError(
+                    f"{uri}: exists with different content; not overwritten (delete it first)"
+                ) from None
 
 
 def upload_dir(local_dir: str | os.PathLike, prefix: str) -> list[str]:
@@ -198,14 +196,11 @@ def fetch_file(src: str, dest: str | os.PathLike) -> bool:
         _copy(Path(src), dest)
         return True
     gcs, blob = _blob(src)
-    try:
+    with _failing(src), contextlib.suppress(gexc.NotFound):  # no object, or no bucket: see next
         _write_file(dest, lambda part: blob.download_to_filename(str(part), **_each_request()))
-    except gexc.NotFound:
-        _check_bucket(gcs, src)
-        return False
-    except _ERRORS as err:
-        raise _fail(src, err) from None
-    return True
+        return True
+    _check_bucket(gcs, src)
+    return False
 
 
 def download(uri: str, dest: str | os.PathLike) -> Path:
@@ -311,10 +306,7 @@ def read_text(uri: str) -> str | None:
         path = Path(uri)
         return path.read_text(errors="replace") if path.is_file() else None
     gcs, blob = _blob(uri)
-    try:
+    with _failing(uri), contextlib.suppress(gexc.NotFound):  # no object, or no bucket: see next
         return blob.download_as_text(**_each_request())
-    except gexc.NotFound:
-        _check_bucket(gcs, uri)
-        return None
-    except _ERRORS as err:
-        raise _fail(uri, err) from None
+    _check_bucket(gcs, uri)
+    return None

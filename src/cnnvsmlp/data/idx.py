@@ -50,21 +50,18 @@ def read_file(path: Path, label: str) -> bytes:
     """A regular file's bytes, at most :data:`MAX_FILE_BYTES`; SourceUnavailable if missing."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a named pipe must not block the open
+        with os.fdopen(fd, "rb") as f:
+            st = regular_file(path, label, os.fstat(fd))
+            if st.st_size > MAX_FILE_BYTES:
+                raise DataError(
+                    f"{label}: file {path} is {st.st_size:,} bytes, more than a gzip IDX file of "
+                    f"this project holds ({MAX_FILE_BYTES:,}); give the data set's own file"
+                )
+            return f.read(st.st_size + 1)  # a file that grows since is read no further
     except FileNotFoundError:
         raise SourceUnavailable(f"{label}: file {path} is missing") from None
     except OSError as err:
         raise DataError(f"{label}: file {path} cannot be read ({err.strerror})") from None
-    with os.fdopen(fd, "rb") as f:
-        st = regular_file(path, label, os.fstat(fd))
-        if st.st_size > MAX_FILE_BYTES:
-            raise DataError(
-                f"{label}: file {path} is {st.st_size:,} bytes, more than a gzip IDX file of "
-                f"this project holds ({MAX_FILE_BYTES:,}); give the data set's own file"
-            )
-        try:
-            return f.read(st.st_size + 1)  # a file that grows since is read no further
-        except OSError as err:
-            raise DataError(f"{label}: file {path} cannot be read ({err.strerror})") from None
 
 
 def regular_file(path: Path, label: str, st: os.stat_result | None = None) -> os.stat_result:
@@ -134,10 +131,9 @@ def parse_idx(raw: bytes, expect_ndim: int, name: str, label: str) -> np.ndarray
         raise DataError(f"{label}: file {name} holds {dims[1]}x{dims[2]} images, expected 28x28")
     expected = int(np.prod(dims))
     have = len(raw) - header
-    if have != expected:
-        what = "truncated" if have < expected else "longer than its header says"
+    if have != expected:  # fewer: gunzip refuses more than the header declares
         raise DataError(
-            f"{label}: file {name} is {what}: header declares {dims[0]} items "
+            f"{label}: file {name} is truncated: header declares {dims[0]} items "
             f"({expected} bytes), file has {have} bytes"
         )
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
