@@ -106,7 +106,7 @@ def cmd_prepare(args: argparse.Namespace) -> None:
 
 def cmd_ensure_data(args: argparse.Namespace) -> None:
     """Make sure Fashion-MNIST's offline files exist, installing Debian's package if root."""
-    from cnnvsmlp.local_data import ensure_fashion_mnist
+    from cnnvsmlp.data import ensure_fashion_mnist
 
     ensure_fashion_mnist(quiet=args.quiet, require=args.require)
 

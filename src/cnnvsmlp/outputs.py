@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
+import psutil
+
 from cnnvsmlp.errors import UserError
 
 PARTIAL_PREFIX = ".partial-"
@@ -74,15 +76,7 @@ def owner_alive(pid: object, host: str | None = None, touched: float | None = No
     """Whether ``pid`` runs here, or on another ``host`` was ``touched`` within FOREIGN_STALE_S."""
     if host and host != HOST:
         return touched is not None and time.time() - touched < FOREIGN_STALE_S
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return isinstance(pid, int) and pid > 0 and psutil.pid_exists(pid)
 
 
 def last_touched(path: Path) -> float | None:
@@ -191,22 +185,15 @@ def _remove_empty(folders: list[Path]) -> None:
             return
 
 
-@contextmanager
-def replacing(path: Path) -> Iterator[Path]:
-    """A partial file beside ``path`` to write; it becomes ``path`` only if the block succeeds."""
-    partial = path.with_name(f"{PARTIAL_PREFIX}{path.name}")
+def write_atomically(path: str | os.PathLike, write: Callable[[Path], object]) -> None:
+    """Call ``write`` on a partial file beside ``path``, then rename it to ``path``."""
+    partial = Path(path).with_name(f"{PARTIAL_PREFIX}{Path(path).name}")
     try:
-        yield partial
+        write(partial)
         partial.replace(path)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-
-
-def write_atomically(path: str | os.PathLike, write: Callable[[Path], object]) -> None:
-    """Call ``write`` on a partial file beside ``path``, then rename it to ``path``."""
-    with replacing(Path(path)) as partial:
-        write(partial)
 
 
 @contextmanager

@@ -10,8 +10,7 @@ import contextlib
 import hashlib
 import os
 import shutil
-from collections.abc import Iterator
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 
 import requests
@@ -21,7 +20,7 @@ from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
 
 from cnnvsmlp.errors import UserError
-from cnnvsmlp.outputs import replacing
+from cnnvsmlp.outputs import write_atomically
 
 TIMEOUT_S = (10.0, 60.0)
 """Seconds to connect and to wait for each answer, in every request."""
@@ -144,16 +143,15 @@ def _inside(local_dir: Path, relative: str, source: str) -> Path:
     return local_dir.joinpath(*parts)
 
 
-def _replacing_file(dest: Path) -> AbstractContextManager[Path]:
-    """:func:`~cnnvsmlp.outputs.replacing` for ``dest``, its folder made when missing."""
+def _write_file(dest: Path, write: Callable[[Path], object]) -> None:
+    """:func:`~cnnvsmlp.outputs.write_atomically`, the folder of ``dest`` made when missing."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    return replacing(dest)
+    write_atomically(dest, write)
 
 
 def _copy(src: Path, dest: Path) -> None:
     """Make ``dest`` a copy (never a link a person's edit would reach through), replaced whole."""
-    with _replacing_file(dest) as partial:
-        shutil.copyfile(src, partial)
+    _write_file(dest, lambda partial: shutil.copyfile(src, partial))
 
 
 def _md5(path: Path) -> str:
@@ -167,19 +165,17 @@ def _md5(path: Path) -> str:
 def upload(local: str | os.PathLike, uri: str, overwrite: bool = False) -> None:
     """Upload a file whole; other content at ``uri`` is an error, unless ``overwrite``."""
     _, blob = _blob(uri)
-    try:
-        blob.upload_from_filename(
-            str(local), if_generation_match=None if overwrite else 0, **_each_request()
-        )
-    except gexc.PreconditionFailed:
-        with _failing(uri):
+    with _failing(uri):
+        try:
+            blob.upload_from_filename(
+                str(local), if_generation_match=None if overwrite else 0, **_each_request()
+            )
+        except gexc.PreconditionFailed:
             blob.reload(**_each_request())
-        if blob.md5_hash != _md5(Path(local)):
-            raise StorageError(
-                f"{uri}: exists with different content; not overwritten (delete it first)"
-            ) from None
-    except _ERRORS as err:
-        raise _fail(uri, err) from None
+            if blob.md5_hash != _md5(Path(local)):
+                raise StorageError(
+                    f"{uri}: exists with different content; not overwritten (delete it first)"
+                ) from None
 
 
 def upload_dir(local_dir: str | os.PathLike, prefix: str) -> list[str]:
@@ -200,15 +196,11 @@ def fetch_file(src: str, dest: str | os.PathLike) -> bool:
         _copy(Path(src), dest)
         return True
     gcs, blob = _blob(src)
-    try:
-        with _replacing_file(dest) as partial:
-            blob.download_to_filename(str(partial), **_each_request())
-    except gexc.NotFound:
-        _check_bucket(gcs, src)
-        return False
-    except _ERRORS as err:
-        raise _fail(src, err) from None
-    return True
+    with _failing(src), contextlib.suppress(gexc.NotFound):  # no object, or no bucket: see next
+        _write_file(dest, lambda part: blob.download_to_filename(str(part), **_each_request()))
+        return True
+    _check_bucket(gcs, src)
+    return False
 
 
 def download(uri: str, dest: str | os.PathLike) -> Path:
@@ -260,7 +252,7 @@ def mirror_dir(local_dir: str | os.PathLike, dest: str, only: set[str] | None = 
     return len(changed)
 
 
-def _names(dest: str) -> list[str]:
+def names(dest: str) -> list[str]:
     """The files under ``dest`` (a ``gs://`` prefix or a local folder), relative to it."""
     if dest.startswith("gs://"):
         return [uri.removeprefix(dest.rstrip("/") + "/") for uri in list_uris(dest)]
@@ -271,7 +263,7 @@ def prune_dir(local_dir: str | os.PathLike, dest: str, only: set[str]) -> int:
     """Delete at ``dest`` the files under the folders ``only`` names that ``local_dir`` lacks."""
     gone = [
         name
-        for name in _names(dest)
+        for name in names(dest)
         if PurePosixPath(name).parts[0] in only and not (Path(local_dir) / name).is_file()
     ]
     if not dest.startswith("gs://"):
@@ -291,25 +283,18 @@ def prune_dir(local_dir: str | os.PathLike, dest: str, only: set[str]) -> int:
 
 def fetch_dir(src: str, local_dir: str | os.PathLike) -> int:
     """Copy every file under ``src`` (``gs://`` or local) into ``local_dir``; return how many."""
-    local_dir = Path(local_dir)
-    if not src.startswith("gs://"):
-        files = _files(src)
-        for path in files:
-            _copy(path, local_dir / path.relative_to(src))
-        return len(files)
     prefix = src.rstrip("/") + "/"
-    targets = {uri: _inside(local_dir, uri.removeprefix(prefix), uri) for uri in list_uris(src)}
-    for uri, target in targets.items():
-        download(uri, target)
+    targets = {prefix + n: _inside(Path(local_dir), n, prefix + n) for n in names(src)}
+    for source, target in targets.items():
+        if not fetch_file(source, target):
+            raise StorageError(f"{source}: no such object")
     return len(targets)
 
 
 def write_text(uri: str, text: str) -> None:
     """Write a small text object (``gs://``) or file, replacing what is there, whole."""
     if not uri.startswith("gs://"):
-        with _replacing_file(Path(uri)) as partial:
-            partial.write_text(text)
-        return
+        return _write_file(Path(uri), lambda partial: partial.write_text(text))
     _, blob = _blob(uri)
     with _failing(uri):
         blob.upload_from_string(text, **_each_request())
@@ -321,10 +306,7 @@ def read_text(uri: str) -> str | None:
         path = Path(uri)
         return path.read_text(errors="replace") if path.is_file() else None
     gcs, blob = _blob(uri)
-    try:
+    with _failing(uri), contextlib.suppress(gexc.NotFound):  # no object, or no bucket: see next
         return blob.download_as_text(**_each_request())
-    except gexc.NotFound:
-        _check_bucket(gcs, uri)
-        return None
-    except _ERRORS as err:
-        raise _fail(uri, err) from None
+    _check_bucket(gcs, uri)
+    return None

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import io
 import json
 import math
 import os
 import stat
 import tempfile
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,6 @@ from cnnvsmlp.data.sources import DataError, DatasetSpec, RawData, SourceUnavail
 # 697,932 images) is 547 MB as IDX and about 100 MB as gzip.
 MAX_FILE_BYTES = 1 << 30
 MAX_IDX_BYTES = 1 << 30
-CHUNK_BYTES = 1 << 24
 IDX_MAGIC = b"\0\0\x08"  # unsigned bytes; the fourth byte is the number of dimensions
 IMAGE_SIZE = (28, 28)  # the IDX files of both built-in data sets
 
@@ -30,43 +30,38 @@ WRITTEN_BY = "cnnvsmlp-written.json"
 SYNTHETIC_WRITER = "cnnvsmlp synth-emnist"
 
 
-def _written_record(directory: Path) -> dict:
+def _written_record(directory: Path) -> tuple[object, dict[str, str] | None]:
+    """The writer of ``directory``'s files and their IDX digests, as its record says."""
     try:
         record = json.loads((directory / WRITTEN_BY).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return {}
-    return record if isinstance(record, dict) else {}
+        record = None
+    record = record if isinstance(record, dict) else {}
+    digests = record.get("idx_sha256")
+    return record.get("writer"), digests if isinstance(digests, dict) else None
 
 
 def written_digests(directory: Path) -> dict[str, str] | None:
     """The IDX digests the writer of ``directory``'s files recorded, or None without a record."""
-    return _digests(_written_record(directory))
-
-
-def _digests(record: dict) -> dict[str, str] | None:
-    digests = record.get("idx_sha256")
-    return digests if isinstance(digests, dict) else None
+    return _written_record(directory)[1]
 
 
 def read_file(path: Path, label: str) -> bytes:
     """A regular file's bytes, at most :data:`MAX_FILE_BYTES`; SourceUnavailable if missing."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a named pipe must not block the open
+        with os.fdopen(fd, "rb") as f:
+            st = regular_file(path, label, os.fstat(fd))
+            if st.st_size > MAX_FILE_BYTES:
+                raise DataError(
+                    f"{label}: file {path} is {st.st_size:,} bytes, more than a gzip IDX file of "
+                    f"this project holds ({MAX_FILE_BYTES:,}); give the data set's own file"
+                )
+            return f.read(st.st_size + 1)  # a file that grows since is read no further
     except FileNotFoundError:
         raise SourceUnavailable(f"{label}: file {path} is missing") from None
     except OSError as err:
         raise DataError(f"{label}: file {path} cannot be read ({err.strerror})") from None
-    with os.fdopen(fd, "rb") as f:
-        st = regular_file(path, label, os.fstat(fd))
-        if st.st_size > MAX_FILE_BYTES:
-            raise DataError(
-                f"{label}: file {path} is {st.st_size:,} bytes, more than a gzip IDX file of "
-                f"this project holds ({MAX_FILE_BYTES:,}); give the data set's own file"
-            )
-        try:
-            return f.read(st.st_size + 1)  # a file that grows since is read no further
-        except OSError as err:
-            raise DataError(f"{label}: file {path} cannot be read ({err.strerror})") from None
 
 
 def regular_file(path: Path, label: str, st: os.stat_result | None = None) -> os.stat_result:
@@ -85,40 +80,29 @@ def gunzip(blob: bytes, name: str, label: str) -> bytes:
     if blob[:2] != b"\x1f\x8b":
         first = " ".join(f"{b:02x}" for b in blob[:4]) or "empty file"
         raise DataError(f"{label}: file {name} is not gzip data (first bytes {first})")
-    out, limit, data = bytearray(), None, blob
     try:
-        while data:  # one gzip member after another, as gzip.decompress reads them
-            member = zlib.decompressobj(wbits=31)
-            while not member.eof:
-                room = CHUNK_BYTES if limit is None else limit + 1 - len(out)
-                chunk = member.decompress(data, room)
-                data = member.unconsumed_tail
-                if not chunk and not data:
-                    raise EOFError("the compressed stream ends early")
-                out += chunk
-                limit = limit or _declared_bytes(out, name, label)
-                if limit is not None and len(out) > limit:
-                    if not out.startswith(IDX_MAGIC):
-                        return bytes(out)  # parse_idx names the magic it found
-                    raise DataError(
-                        f"{label}: file {name} is longer than its header says "
-                        f"({limit:,} bytes declared); stopped reading there"
-                    )
-            data = member.unused_data
-    except (EOFError, zlib.error) as err:
+        with gzip.GzipFile(fileobj=io.BytesIO(blob)) as f:
+            out = f.read(4)
+            if len(out) < 4 or not out.startswith(IDX_MAGIC):
+                return out  # parse_idx names the magic it found
+            out += f.read(4 * out[3])
+            size = _declared_bytes(out, name, label)
+            out += f.read(size + 1 - len(out))
+    except (EOFError, OSError, zlib.error) as err:
         raise DataError(f"{label}: file {name} is truncated or corrupt gzip ({err})") from None
-    return bytes(out)
+    if len(out) > size:
+        raise DataError(
+            f"{label}: file {name} is longer than its header says "
+            f"({size:,} bytes declared); stopped reading there"
+        )
+    return out
 
 
-def _declared_bytes(head: bytearray, name: str, label: str) -> int | None:
-    """The size an IDX header declares; None while incomplete; 4 for a header not IDX's."""
-    if len(head) < 4:
-        return None
-    if not head.startswith(IDX_MAGIC):
-        return 4
+def _declared_bytes(head: bytes, name: str, label: str) -> int:
+    """The size an IDX header declares (the header itself while incomplete)."""
     header = 4 + 4 * head[3]
     if len(head) < header:
-        return None
+        return len(head)
     dims = [int.from_bytes(head[i : i + 4], "big") for i in range(4, header, 4)]
     size = header + math.prod(dims)
     if size > MAX_IDX_BYTES:
@@ -147,10 +131,9 @@ def parse_idx(raw: bytes, expect_ndim: int, name: str, label: str) -> np.ndarray
         raise DataError(f"{label}: file {name} holds {dims[1]}x{dims[2]} images, expected 28x28")
     expected = int(np.prod(dims))
     have = len(raw) - header
-    if have != expected:
-        what = "truncated" if have < expected else "longer than its header says"
+    if have != expected:  # fewer: gunzip refuses more than the header declares
         raise DataError(
-            f"{label}: file {name} is {what}: header declares {dims[0]} items "
+            f"{label}: file {name} is truncated: header declares {dims[0]} items "
             f"({expected} bytes), file has {have} bytes"
         )
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
@@ -160,10 +143,9 @@ def read_idx_dir(spec: DatasetSpec, directory: str | os.PathLike) -> RawData:
     """Read a local folder's four gzip IDX files; ``source`` is ``idx:`` or ``synthetic:``."""
     directory = Path(directory)
     blobs = {key: read_file(directory / name, spec.name) for key, name in spec.files.items()}
-    record = _written_record(directory)  # read once: the writer and its digests
-    kind = "synthetic" if record.get("writer") == SYNTHETIC_WRITER else "idx"
+    writer, recorded = _written_record(directory)
+    kind = "synthetic" if writer == SYNTHETIC_WRITER else "idx"
     raw = read_idx_blobs(spec, blobs, source=f"{kind}:{directory}")
-    recorded = _digests(record)
     for name, digest in raw.input_sha256.items():  # refuse a mix of two writes
         if recorded is not None and recorded.get(name) != digest:
             raise DataError(
@@ -195,32 +177,20 @@ def read_idx_blobs(spec: DatasetSpec, blobs: dict[str, bytes], source: str) -> R
     return RawData(**out, source=source, input_sha256=digests)
 
 
-@dataclass(frozen=True)
-class IdxFolder:
-    """The four gzip IDX files of a data set in a folder, local or ``gs://``, maybe ``named``."""
+def read_idx_folder(spec: DatasetSpec, directory: str, named: bool = True) -> RawData:
+    """Read a folder's files, local or ``gs://``; a ``named`` local one must hold them."""
+    if directory.startswith("gs://"):
+        from cnnvsmlp import storage
 
-    directory: str
-    named: bool = True
-
-    @property
-    def label(self) -> str:
-        """``idx <folder>``."""
-        return f"idx {self.directory}"
-
-    def read(self, spec: DatasetSpec) -> RawData:
-        """Read the folder's files; ``source`` is ``idx:<folder>``, or ``synthetic:<folder>``."""
-        if self.directory.startswith("gs://"):
-            from cnnvsmlp import storage
-
-            with tempfile.TemporaryDirectory() as tmp:
-                for fname in spec.files.values():
-                    storage.download(f"{self.directory.rstrip('/')}/{fname}", Path(tmp) / fname)
-                raw = read_idx_dir(spec, tmp)
-            raw.source = f"idx:{self.directory}"
-            return raw
-        if self.named:
-            _check_idx_dir(spec, Path(self.directory))
-        return read_idx_dir(spec, self.directory)
+        with tempfile.TemporaryDirectory() as tmp:
+            for fname in spec.files.values():
+                storage.download(f"{directory.rstrip('/')}/{fname}", Path(tmp) / fname)
+            raw = read_idx_dir(spec, tmp)
+        raw.source = f"idx:{directory}"
+        return raw
+    if named:
+        _check_idx_dir(spec, Path(directory))
+    return read_idx_dir(spec, directory)
 
 
 def _check_idx_dir(spec: DatasetSpec, directory: Path) -> None:

@@ -1,4 +1,4 @@
-"""What a data set's source (``label``, ``read(spec) -> RawData``) yields, and its two errors.
+"""What a data set's source (a reader, ``read(spec) -> RawData``) yields, and its two errors.
 
 SourceUnavailable (no data here) moves a search on; DataError (wrong data) ends it.
 """

@@ -12,7 +12,6 @@ import re
 import socket
 import tempfile
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -21,39 +20,27 @@ from cnnvsmlp.data.sources import DataError, DatasetSpec, RawData, SourceUnavail
 from cnnvsmlp.data.spec import check_official_counts
 
 
-@dataclass(frozen=True)
-class TfdsFiles:
-    """The files TFDS downloaded before, under ``<data_dir>/downloads``, or a new download."""
+def read_tfds_files(spec: DatasetSpec, data_dir: str | None, download: bool = False) -> RawData:
+    """Read the files TFDS downloaded under ``<data_dir>/downloads``, else download when allowed."""
+    if data_dir and data_dir.startswith("gs://"):
+        return _read_tfds_gcs(spec, data_dir)
+    downloads = Path(tfds_data_dir(data_dir)) / "downloads"
+    urls = tfds_urls(spec)
+    cached = _info_targets(downloads) if downloads.is_dir() else {}
+    if all(url in cached and cached[url].is_file() for url in urls.values()):
+        paths = {key: cached[url] for key, url in urls.items()}
+    elif download:
+        import tensorflow_datasets as tfds
 
-    data_dir: str | None
-    download: bool = False
-
-    @property
-    def label(self) -> str:
-        """``tfds cache`` or ``tfds download``."""
-        return "tfds download" if self.download else "tfds cache"
-
-    def read(self, spec: DatasetSpec) -> RawData:
-        """Read the files from TFDS's cache, else a TFDS download when allowed."""
-        if self.data_dir and self.data_dir.startswith("gs://"):
-            return _read_tfds_gcs(spec, self.data_dir)
-        downloads = Path(tfds_data_dir(self.data_dir)) / "downloads"
-        urls = tfds_urls(spec)
-        cached = _info_targets(downloads) if downloads.is_dir() else {}
-        if all(url in cached and cached[url].is_file() for url in urls.values()):
-            paths = {key: cached[url] for key, url in urls.items()}
-        elif self.download:
-            import tensorflow_datasets as tfds
-
-            _check_reachable(urls)
-            manager = tfds.download.DownloadManager(download_dir=str(downloads))
-            try:
-                paths = {k: Path(str(p)) for k, p in manager.download(urls).items()}
-            except Exception as err:  # noqa: BLE001 - TFDS raises many network error types
-                raise SourceUnavailable(f"{spec.name}: TFDS could not download ({err})") from None
-        else:
-            raise SourceUnavailable(f"{spec.name}: no TFDS download of it under {downloads}")
-        return _read_tfds_files(spec, paths, f"tfds:{downloads}")
+        _check_reachable(urls)
+        manager = tfds.download.DownloadManager(download_dir=str(downloads))
+        try:
+            paths = {k: Path(str(p)) for k, p in manager.download(urls).items()}
+        except Exception as err:  # noqa: BLE001 - TFDS raises many network error types
+            raise SourceUnavailable(f"{spec.name}: TFDS could not download ({err})") from None
+    else:
+        raise SourceUnavailable(f"{spec.name}: no TFDS download of it under {downloads}")
+    return _read_tfds_files(spec, paths, f"tfds:{downloads}")
 
 
 def tfds_urls(spec: DatasetSpec) -> dict[str, str]:
@@ -132,36 +119,26 @@ def _check_reachable(urls: dict[str, str]) -> None:
             raise SourceUnavailable(f"cannot reach {host} to download") from None
 
 
-@dataclass(frozen=True)
-class TfdsPrepared:
-    """The newest records TFDS prepared in a data_dir; ``official_only``: others count as none."""
-
-    data_dir: str | None
-    official_only: bool = False
-    label = "tfds prepared"
-
-    def read(self, spec: DatasetSpec) -> RawData:
-        """Read the records (see :func:`read_tfds_prepared`)."""
-        raw = read_tfds_prepared(spec, self.data_dir)
-        if self.official_only:
-            try:
-                check_official_counts(spec, raw)
-            except DataError as err:
-                raise SourceUnavailable(str(err)) from None
-        return raw
-
-
-def read_tfds_prepared(spec: DatasetSpec, data_dir: str | None) -> RawData:
-    """Read the newest version under ``<data_dir>/<tfds name>/``, records in stored order."""
+def read_tfds_prepared(
+    spec: DatasetSpec, data_dir: str | None, official_only: bool = False
+) -> RawData:
+    """The newest records under ``<data_dir>/<tfds name>/``; ``official_only``: others are none."""
     root = f"{tfds_data_dir(data_dir)}/{spec.tfds_name}"
     if root.startswith("gs://"):
-        return _read_tfds_prepared_gcs(spec, root)
-    base = Path(root)
-    names = []
-    if base.is_dir():
-        names = [p.name for p in base.iterdir() if (p / "dataset_info.json").is_file()]
-    folder = base / _newest_version(spec, names, root)
-    return _read_prepared_folder(spec, folder, f"tfds-prepared:{folder}")
+        raw = _read_tfds_prepared_gcs(spec, root)
+    else:
+        base = Path(root)
+        names = []
+        if base.is_dir():
+            names = [p.name for p in base.iterdir() if (p / "dataset_info.json").is_file()]
+        folder = base / _newest_version(spec, names, root)
+        raw = _read_prepared_folder(spec, folder, f"tfds-prepared:{folder}")
+    if official_only:
+        try:
+            check_official_counts(spec, raw)
+        except DataError as err:
+            raise SourceUnavailable(str(err)) from None
+    return raw
 
 
 def _newest_version(spec: DatasetSpec, names: list[str], root: str) -> str:

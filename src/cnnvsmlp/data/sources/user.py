@@ -80,18 +80,13 @@ def _image_and_label(name: str, info) -> tuple[str, str]:
     keys = info.supervised_keys if isinstance(info.supervised_keys, tuple) else None
     if not keys or len(keys) != 2 or not all(isinstance(k, str) for k in keys):
         keys = ("image", "label")
-    image, label = keys
-    if not (
-        image in features
-        and label in features
-        and isinstance(features[image], tfds.features.Image)
-        and isinstance(features[label], tfds.features.ClassLabel)
-    ):
+    kinds = zip(keys, (tfds.features.Image, tfds.features.ClassLabel), strict=True)
+    if not all(key in features and isinstance(features[key], kind) for key, kind in kinds):
         raise DataError(
             f"{name}: not an image classification data set (features "
             f"{', '.join(sorted(features.keys()))}); name one with an image and a class label"
         )
-    return image, label
+    return keys
 
 
 def _tfds_info(name: str, tfds_name: str) -> tuple[list[str], dict[str, int], tuple]:
@@ -135,17 +130,11 @@ def _read_tfds(spec: DatasetSpec, tfds_name: str, data_dir: str | None, download
 
 def _listing(root: str) -> list[str]:
     """The relative paths of the image files under a folder, local or ``gs://``, sorted."""
-    if root.startswith("gs://"):
-        from cnnvsmlp import storage
+    from cnnvsmlp import storage
 
-        prefix = root.rstrip("/") + "/"
-        names = [uri[len(prefix) :] for uri in storage.list_uris(prefix.rstrip("/"))]
-    else:
-        base = Path(root)
-        if not base.is_dir():
-            raise DataError(f"folder:{root}: no such folder; give a folder of class subfolders")
-        names = [p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file()]
-    return sorted(n for n in names if n.lower().endswith(IMAGE_SUFFIXES))
+    if not root.startswith("gs://") and not Path(root).is_dir():
+        raise DataError(f"folder:{root}: no such folder; give a folder of class subfolders")
+    return sorted(n for n in storage.names(root) if n.lower().endswith(IMAGE_SUFFIXES))
 
 
 def _splits(name: str, files: list[str]) -> tuple[dict[str, dict[str, list[str]]], list[str]]:
