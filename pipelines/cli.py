@@ -320,6 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    args = argparse.Namespace(command="cnnvsmlp")  # what an interrupt while parsing names
     try:
         args = _parse(build_parser(), _switches(sys.argv[1:] if argv is None else argv))
         return args.func(args) or 0
