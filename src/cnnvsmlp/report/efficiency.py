@@ -35,9 +35,9 @@ def _times(x: float | None) -> str:
 
 
 def _interval_words(a: EfficiencyAnalysis) -> str:
-    found = a.gaps[0] if a.gaps else None
-    if found is None or found.seeds == 1:
+    if not a.gaps or a.gaps[0].seeds == 1:
         return "95% interval over the test images of a single run"
+    found = a.gaps[0]
     bound = ", test-image term bounded" if found.method == "seeds-and-images-bound" else ""
     return (
         f"95% interval over {found.seeds} seeds and the test images{bound}, simultaneous over "
@@ -296,24 +296,16 @@ def provenance_line(a: EfficiencyAnalysis) -> str:
 
 def _sections(a: EfficiencyAnalysis) -> list[Section]:
     """The sections between the verdicts and the learning curves, those the analysis has."""
-    sections = []
-    if a.gaps:
-        gaps = GAPS.format(
-            confidence=a.confidence, interval=_interval_words(a), margin=100 * a.margin
-        )
-        sections.append(Section("The gap at each size", [Text(gaps), _gap_table(a)]))
-    if a.shift_gaps:
-        shifts = Text(SHIFTS.format(n=len(a.shift_gaps)))
-        sections.append(
-            Section("Shifted test images", [shifts, shift_table(a), _shift_accuracy_table(a)])
-        )
-    if a.points:
-        stopping = Text(STOPPING.format(a=a))
-        folded = not any(r.capped_improving for p in a.points for r in p.runs)
-        sections.append(
-            Section("Where each training stopped", [stopping, _stopping_table(a)], folded)
-        )
-    return sections
+    gaps = GAPS.format(confidence=a.confidence, interval=_interval_words(a), margin=100 * a.margin)
+    shifts = [Text(SHIFTS.format(n=len(a.shift_gaps))), shift_table(a), _shift_accuracy_table(a)]
+    stopping = [Text(STOPPING.format(a=a)), _stopping_table(a)]
+    folded = not any(r.capped_improving for p in a.points for r in p.runs)
+    found = [
+        (a.gaps, "The gap at each size", [Text(gaps), _gap_table(a)], False),
+        (a.shift_gaps, "Shifted test images", shifts, False),
+        (a.points, "Where each training stopped", stopping, folded),
+    ]
+    return [Section(title, blocks, fold) for data, title, blocks, fold in found if data]
 
 
 def efficiency_report(a: EfficiencyAnalysis) -> Report:

@@ -42,6 +42,16 @@ def _figure(width: float, height: float, *grid: int, **options):
     return fig, fig.subplots(*grid, **options)
 
 
+def _finish(ax, ylabel: str, title: str = "", fontsize: int = 9, legend=None, **grid) -> None:
+    """The y label, the title (if any), the grid and the legend (if asked where)."""
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=fontsize)
+    ax.grid(alpha=0.3, **grid)
+    if legend is not None:
+        ax.legend(**legend)
+
+
 def _bars(ax, x, intervals: list, **style) -> None:
     """Estimates in points at ``x``, their intervals as error bars."""
     below = [100 * (i.estimate - i.low) for i in intervals]
@@ -91,25 +101,9 @@ def _test_accuracy(comparison: Comparison) -> Figure:
     return fig
 
 
-def _finish(ax, ylabel: str, title: str = "", fontsize: int = 9, legend=None, **grid) -> None:
-    """The y label, the title (if any), the grid and the legend (if asked where)."""
-    ax.set_ylabel(ylabel)
-    if title:
-        ax.set_title(title, fontsize=fontsize)
-    ax.grid(alpha=0.3, **grid)
-    if legend is not None:
-        ax.legend(**legend)
-
-
 def _learning_curves(comparison: Comparison) -> Figure:
     fig, axes = _figure(11, 7.5, 2, 2, sharex=True)
-    panels = {
-        "accuracy": "train accuracy",
-        "val_accuracy": "validation accuracy",
-        "loss": "train loss",
-        "val_loss": "validation loss",
-    }
-    for ax, (key, title) in zip(axes.flat, panels.items(), strict=True):
+    for ax, key in zip(axes.flat, ["accuracy", "val_accuracy", "loss", "val_loss"], strict=True):
         for i, v in enumerate(comparison.variants):
             length = min(len(r.history) for r in v.runs)
             curves = np.array([[getattr(e, key) for e in r.history[:length]] for r in v.runs])
@@ -118,7 +112,7 @@ def _learning_curves(comparison: Comparison) -> Figure:
             if len(v.runs) > 1:
                 low, high = curves.min(axis=0), curves.max(axis=0)
                 ax.fill_between(epochs, low, high, color=f"C{i}", alpha=0.2)
-        ax.set_title(title)
+        ax.set_title(key.replace("val_", "validation ") if "val_" in key else f"train {key}")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     for ax in axes[1]:
