@@ -177,14 +177,7 @@ def estimate(
         mcnemar = [mcnemar_exact(ra, rb) for ra, rb in zip(ca, cb, strict=True)]
         adjusted = holm([t.p_value for t in mcnemar])
         tests = tuple(
-            RepeatTest(
-                repeat=r,
-                difference=float(d),
-                only_a_correct=t.only_a,
-                only_b_correct=t.only_b,
-                p_value=t.p_value,
-                p_holm=p,
-            )
+            RepeatTest(repeat=r, difference=float(d), p_holm=p, **vars(t))
             for r, d, t, p in zip(repeats, per_seed, mcnemar, adjusted, strict=True)
         )
     return Estimate(a, b, mean, se, df, len(x), x.shape[1], method, per_seed, tests=tests, **where)

@@ -62,10 +62,10 @@ def accuracy_interval(correct: list[int], n: int, confidence: float = CONFIDENCE
 
 @dataclass(frozen=True)
 class McNemar:
-    """McNemar's exact test of two models on the same images; ``only_a``: only A right."""
+    """McNemar's exact test of two models on the same images; ``only_a_correct``: only A right."""
 
-    only_a: int
-    only_b: int
+    only_a_correct: int
+    only_b_correct: int
     p_value: float
 
 

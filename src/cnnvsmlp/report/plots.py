@@ -66,9 +66,8 @@ def _label(ax, text: str, xy: tuple, offset: tuple, **style) -> None:
 def _save(draw: dict, out_dir: Path) -> dict[str, Path]:
     """Draw each figure as ``<name>.png`` in ``out_dir`` (made when missing), in order."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    files = {}
+    files = {name: out_dir / f"{name}.png" for name in draw}
     for name, figure in draw.items():
-        files[name] = out_dir / f"{name}.png"
         figure().savefig(files[name], dpi=90, format="png")
     return files
 
