@@ -277,7 +277,7 @@ def test_single_repeat_uses_test_set_intervals(tmp_path):
     cnn = comparison.variants[0]
     assert cnn.test_accuracy.method == "wilson"
     correct = cnn.runs[0].test_correct
-    assert vars(stats.wilson_interval(correct, 2000)) == cnn.test_accuracy.model_dump()
+    assert vars(stats.accuracy_interval([correct], 2000)) == cnn.test_accuracy.model_dump()
     (pair,) = comparison.pairs
     test = pair.tests[0]
     b, c, n = test.only_a_correct, test.only_b_correct, 2000

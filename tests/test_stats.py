@@ -23,14 +23,14 @@ def correctness(both: int, only_a: int, only_b: int, neither: int) -> tuple[np.n
 def test_mcnemar_exact_known_p_value():
     # b = 1, c = 9: two-sided exact binomial p = 2 * P(X <= 1 | 10, 1/2) = 2 * 11 / 1024.
     result = stats.mcnemar_exact(*correctness(50, 1, 9, 40))
-    assert (result.only_a, result.only_b) == (1, 9)
+    assert (result.only_a_correct, result.only_b_correct) == (1, 9)
     assert result.p_value == pytest.approx(0.021484375, abs=1e-12)
 
 
 def test_mcnemar_exact_is_symmetric_and_ignores_concordant_images():
     forward = stats.mcnemar_exact(*correctness(10, 9, 1, 0))
     backward = stats.mcnemar_exact(*correctness(900, 1, 9, 90))
-    assert (forward.only_a, forward.only_b) == (9, 1)
+    assert (forward.only_a_correct, forward.only_b_correct) == (9, 1)
     assert forward.p_value == pytest.approx(backward.p_value)
 
 

@@ -1,7 +1,6 @@
-"""Every difference the project states (verdicts, shifted images, the gap per size): one way.
+"""Every difference the project states, its interval and verdict: one way (docs/statistics.md).
 
-Its size, interval and verdict, from per-image correctness or, for records that kept only
-counts, bounded from them; the model and the rules are argued in ``docs/statistics.md``.
+From per-image correctness or, for records that kept only counts, bounded from them.
 """
 
 from __future__ import annotations
@@ -30,16 +29,14 @@ class RepeatTest(Record):
     """The repeat."""
     difference: float
     """Accuracy of `a` minus accuracy of `b` in this repeat: `(only_a_correct - only_b_correct) /
-    n_test`.
-    """
+    n_test`."""
     only_a_correct: int
     """Discordant counts: test images only `a`, only `b`, predicted right."""
     only_b_correct: int
     """Discordant counts: test images only `a`, only `b`, predicted right."""
     p_value: float
     """Two-sided exact McNemar p-value (binomial on the discordant images); 1 when the two never
-    disagree.
-    """
+    disagree."""
     p_holm: float = Field(description="Holm-adjusted over this pair's repeats.")
 
 
@@ -75,8 +72,7 @@ class Difference(Record):
     """Repeats and test images."""
     method: Method
     """`seeds-and-images` (crossed random effects), `images` (one seed: the test images only),
-    `seeds-and-images-bound` (from per-repeat counts, the image term bounded; conservative).
-    """
+    `seeds-and-images-bound` (from per-repeat counts, the image term bounded; conservative)."""
     verdict: Verdict
     """`different`, `equivalent` or `inconclusive`."""
     per_seed: list[float] = Field(description="The difference in each repeat, in repeat order.")
@@ -181,14 +177,7 @@ def estimate(
         mcnemar = [mcnemar_exact(ra, rb) for ra, rb in zip(ca, cb, strict=True)]
         adjusted = holm([t.p_value for t in mcnemar])
         tests = tuple(
-            RepeatTest(
-                repeat=r,
-                difference=float(d),
-                only_a_correct=t.only_a,
-                only_b_correct=t.only_b,
-                p_value=t.p_value,
-                p_holm=p,
-            )
+            RepeatTest(repeat=r, difference=float(d), p_holm=p, **vars(t))
             for r, d, t, p in zip(repeats, per_seed, mcnemar, adjusted, strict=True)
         )
     return Estimate(a, b, mean, se, df, len(x), x.shape[1], method, per_seed, tests=tests, **where)
@@ -218,24 +207,16 @@ def bounded(
 
 
 def from_counts(
-    found: Sequence[tuple[str, str, Sequence[RepeatTest], dict]], images: int
+    found: Sequence[tuple[str, str, Sequence[RepeatTest | dict], dict]], images: int
 ) -> list[Difference]:
     """A family restated by :func:`bounded` from ``(a, b, tests, where)``'s McNemar counts."""
-    estimates = [
-        bounded(
-            a,
-            b,
-            [t.difference for t in tests],
-            [(t.only_a_correct + t.only_b_correct) / images for t in tests],
-            images,
-            **where,
-        )
-        for a, b, tests, where in found
-    ]
-    return [
-        d.model_copy(update={"tests": list(f[2])})
-        for d, f in zip(decide(estimates), found, strict=True)
-    ]
+    estimates = []
+    for a, b, counts, where in found:
+        tests = tuple(RepeatTest.model_validate(t) for t in counts)
+        d = [t.difference for t in tests]
+        q = [(t.only_a_correct + t.only_b_correct) / images for t in tests]
+        estimates.append(bounded(a, b, d, q, images, tests=tests, **where))
+    return decide(estimates)
 
 
 def decide(
@@ -253,11 +234,9 @@ def decide(
         verdict: Verdict = (
             "different" if p_adj < alpha else "equivalent" if p_eq_adj < alpha else "inconclusive"
         )
-        tests = list(e.tests)
-        fields = {**vars(e), "df": min(e.df, 1e9), "per_seed": list(e.per_seed), "tests": tests}
         out.append(
             Difference(
-                **fields,
+                **{**vars(e), "df": min(e.df, 1e9)},
                 low=e.estimate - half,
                 high=e.estimate + half,
                 level=1 - alpha / k,

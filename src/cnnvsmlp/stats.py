@@ -29,8 +29,7 @@ class Interval(Record):
     """The bounds of the `confidence` interval."""
     method: str
     """`t` (Student t over repeats), `wilson` (Wilson score interval of a proportion over the test
-    images).
-    """
+    images)."""
 
     def __init__(self, estimate: float, low: float, high: float, method: str) -> None:
         super().__init__(estimate=estimate, low=low, high=high, method=method)
@@ -51,33 +50,28 @@ def t_interval(values: list[float] | np.ndarray, confidence: float = CONFIDENCE)
     return Interval(mean, float(low), float(high), "t")
 
 
-def wilson_interval(correct: int, n: int, confidence: float = CONFIDENCE) -> Interval:
-    """Proportion ``correct / n`` with its Wilson score interval (method ``wilson``)."""
-    from statsmodels.stats.proportion import proportion_confint
-
-    low, high = proportion_confint(correct, n, alpha=1 - confidence, method="wilson")
-    return Interval(correct / n, float(low), float(high), "wilson")
-
-
 def accuracy_interval(correct: list[int], n: int, confidence: float = CONFIDENCE) -> Interval:
     """Accuracy from each repeat's ``correct`` of ``n``: t over repeats, Wilson for one run."""
+    from statsmodels.stats.proportion import proportion_confint
+
     if len(correct) >= 2:
         return t_interval([c / n for c in correct], confidence)
-    return wilson_interval(correct[0], n, confidence)
+    low, high = proportion_confint(correct[0], n, alpha=1 - confidence, method="wilson")
+    return Interval(correct[0] / n, float(low), float(high), "wilson")
 
 
 @dataclass(frozen=True)
 class McNemar:
-    """McNemar's exact test of two models on the same images; ``only_a``: only A right."""
+    """McNemar's exact test of two models on the same images; ``only_a_correct``: only A right."""
 
-    only_a: int
-    only_b: int
+    only_a_correct: int
+    only_b_correct: int
     p_value: float
 
 
 def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> McNemar:
     """Exact (binomial) McNemar test of two per-image correctness vectors; p 1 if none differ."""
-    from statsmodels.stats.contingency_tables import mcnemar
+    from scipy.stats import binom
 
     correct_a, correct_b = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
     if correct_a.shape != correct_b.shape:
@@ -88,10 +82,8 @@ def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> McNemar:
     only_b = int(np.sum(~correct_a & correct_b))
     if only_a + only_b == 0:
         return McNemar(0, 0, 1.0)
-    both = int(np.sum(correct_a & correct_b))
-    neither = int(np.sum(~correct_a & ~correct_b))
-    result = mcnemar([[both, only_a], [only_b, neither]], exact=True)
-    return McNemar(only_a, only_b, float(result.pvalue))
+    p_value = binom.cdf(min(only_a, only_b), only_a + only_b, 0.5) * 2
+    return McNemar(only_a, only_b, float(min(p_value, 1.0)))
 
 
 def holm(p_values: list[float]) -> list[float]:

@@ -1,8 +1,4 @@
-"""The data-efficiency comparison: accuracy against size, the gap per size, the fitted curves.
-
-The baseline is the config's first variant; every other is compared with it at each size
-and shift. :mod:`cnnvsmlp.report.efficiency` renders the :class:`EfficiencyAnalysis`.
-"""
+"""The data-efficiency comparison: each variant against the first (the baseline) per size."""
 
 from __future__ import annotations
 
@@ -20,9 +16,7 @@ from cnnvsmlp.data.store import labels_digest
 from cnnvsmlp.efficiency import curves as fits
 from cnnvsmlp.efficiency.curves import (
     SCHEMA_VERSION,
-    CurveFit,
     EfficiencyAnalysis,
-    Holdout,
     RunPoint,
     ShiftPoint,
     SizeSummary,
@@ -43,23 +37,17 @@ class EfficiencyRunsFailed(UserError):
 
 def _point(result: EvalResult, rule: StoppingRule, max_epochs: int) -> RunPoint:
     """A run as the comparison sees it: where its training stopped (by the rule, if not early)."""
-    history = result.training.history
-    stop = result.training.early_stop
-    if stop is None:
-        d = decide([e.val_loss for e in history], rule, max_epochs)
-        stop_epoch, best, capped, by = d.epochs, d.best_epoch, d.capped_improving, d.reason or ""
-    else:
-        stop_epoch, best, capped = stop.stopped_epoch, stop.best_epoch, stop.capped_improving
-        by = stop.reason
+    history, stop = result.training.history, result.training.early_stop
+    d = stop or decide([e.val_loss for e in history], rule, max_epochs)
     return RunPoint(
         repeat=result.run.repeat,
         seed=result.run.seed,
         test_accuracy=result.accuracy,
         epochs=len(history),
-        stop_epoch=stop_epoch,
-        best_epoch=best,
-        capped_improving=capped,
-        stopped_by=by,
+        stop_epoch=stop.stopped_epoch if stop else d.epochs,
+        best_epoch=d.best_epoch,
+        capped_improving=d.capped_improving,
+        stopped_by=d.reason or "",
         shifted_accuracy={s.shift: s.accuracy for s in result.shifted},
     )
 
@@ -81,29 +69,6 @@ def _grouped(
     return by_key
 
 
-def _summaries(
-    by_key: dict[tuple[str, int], dict[int, EvalResult]],
-    variants: list[str],
-    sizes: list[int],
-    rule: StoppingRule,
-    max_epochs: int,
-    n_test: int,
-) -> list[SizeSummary]:
-    """Each variant at each size it has runs at: its accuracy over repeats, and each run."""
-    return [
-        SizeSummary(
-            variant=v,
-            n_train=n,
-            accuracy=accuracy_interval([round(r.accuracy * r.n_test) for r in ordered], n_test),
-            runs=[_point(r, rule, max_epochs) for r in ordered],
-        )
-        for v in variants
-        for n in sizes
-        for ordered in [[by_key[(v, n)][k] for k in sorted(by_key.get((v, n), {}))]]
-        if ordered
-    ]
-
-
 def analyze(
     results: list[EvalResult | RunFailure],
     config: ExperimentConfig,
@@ -116,17 +81,26 @@ def analyze(
     failures = [r for r in results if isinstance(r, RunFailure)]
     sizes = sorted({n for _, n in by_key})
     variants, max_epochs, rule = config.variants, config.train.epochs, efficiency.stopping
-    points = _summaries(by_key, variants, sizes, rule, max_epochs, len(test_labels))
+    n_test = len(test_labels)
+    points = [  # each variant at each size it has runs at: its accuracy over repeats, each run
+        SizeSummary(
+            variant=v,
+            n_train=n,
+            accuracy=accuracy_interval([round(r.accuracy * r.n_test) for r in ordered], n_test),
+            runs=[_point(r, rule, max_epochs) for r in ordered],
+        )
+        for v, n in itertools.product(variants, sizes)
+        for ordered in [[by_key[(v, n)][k] for k in sorted(by_key.get((v, n), {}))]]
+        if ordered
+    ]
     margin = config.equivalence_margin / 100
     estimates = [_size_estimates(by_key, v, variants[0], sizes, test_labels) for v in variants[1:]]
     gaps = [d for found in estimates for d in pairwise.decide(found, margin)]
     scores = {key: {k: r.accuracy for k, r in runs.items()} for key, runs in by_key.items()}
-    curves, holdouts, multipliers = _curves(scores, variants, sizes, bootstrap_samples)
-    shift_points, shift_gaps = _shift_results(by_key, variants, sizes, test_labels, margin)
     return EfficiencyAnalysis(
         experiment=config.name,
         dataset=config.dataset,
-        n_test=len(test_labels),
+        n_test=n_test,
         variants=list(variants),
         baseline=variants[0],
         sizes=sizes,
@@ -136,11 +110,8 @@ def analyze(
         margin=margin,
         points=points,
         gaps=gaps,
-        curves=curves,
-        holdouts=holdouts,
-        multipliers=multipliers,
-        shift_points=shift_points,
-        shift_gaps=shift_gaps,
+        **_curves(scores, variants, sizes, bootstrap_samples),
+        **_shift_results(by_key, variants, sizes, test_labels, margin),
         status="complete" if not failures else ("partial" if gaps else "failed"),
         failures=failures,
         provenance=config.provenance or Provenance(),
@@ -183,8 +154,8 @@ def _curves(
     variants: list[str],
     sizes: list[int],
     bootstrap_samples: int | None,
-) -> tuple[list[CurveFit], list[Holdout], list[VariantMultipliers]]:
-    """Each family's fit and held-out score, and the multipliers, from accuracies by repeat."""
+) -> dict[str, list]:
+    """Each family's ``curves`` and ``holdouts``, and the ``multipliers``, from accuracies."""
     finished = [set(scores.get((v, n), {})) for v in variants for n in sizes]
     repeats = sorted(set.intersection(*finished)) if finished else []
     if not repeats or len(sizes) < 3:
@@ -194,7 +165,7 @@ def _curves(
             VariantMultipliers(variant=v, baseline=variants[0], multipliers=[], error=why)
             for v in variants[1:]
         ]
-        return [], [], errors
+        return {"curves": [], "holdouts": [], "multipliers": errors}
     accuracy = {
         v: np.array([[scores[(v, n)][k] for k in repeats] for n in sizes]) for v in variants
     }
@@ -214,7 +185,7 @@ def _curves(
         )
         for v in variants[1:]
     ]
-    return curves, holdouts, found
+    return {"curves": curves, "holdouts": holdouts, "multipliers": found}
 
 
 def _shift_results(
@@ -223,7 +194,7 @@ def _shift_results(
     sizes: list[int],
     labels: np.ndarray,
     margin: float,
-) -> tuple[list[ShiftPoint], list[pairwise.Difference]]:
+) -> dict[str, list]:
     """Accuracy and gap at every shift the runs were scored on; shift 0 is the test split."""
     n_test = len(labels)
     shifts = sorted({s.shift for runs in by_key.values() for r in runs.values() for s in r.shifted})
@@ -243,7 +214,7 @@ def _shift_results(
         for v in variants[1:]
         for e in _size_estimates(by_key, v, variants[0], sizes, labels, tuple(shifts))
     ]
-    return points, pairwise.decide(estimates, margin)
+    return {"shift_points": points, "shift_gaps": pairwise.decide(estimates, margin)}
 
 
 def read_analysis(path: str | Path, bootstrap_samples: int | None = None) -> EfficiencyAnalysis:
@@ -255,58 +226,44 @@ def read_analysis(path: str | Path, bootstrap_samples: int | None = None) -> Eff
     sizes = [int(n) for n in record["sizes"]]
     runs = {(p["variant"], int(p["n_train"])): p["runs"] for p in record["points"]}
     scores = {key: {r["repeat"]: r["test_accuracy"] for r in found} for key, found in runs.items()}
-    curves, holdouts, multipliers = _curves(scores, record["variants"], sizes, bootstrap_samples)
+    shifted = {
+        key: {r["repeat"]: r["shifted_accuracy"] for r in found} for key, found in runs.items()
+    }
     record.update(
+        _curves(scores, record["variants"], sizes, bootstrap_samples),
         schema_version=SCHEMA_VERSION,
-        gaps=[g.model_dump(mode="json") for g in _restated_gaps(record)],
-        shift_gaps=[d.model_dump(mode="json") for d in _restated_shift_gaps(record, runs)],
-        curves=[c.model_dump(mode="json") for c in curves],
-        holdouts=[h.model_dump(mode="json") for h in holdouts],
-        multipliers=[m.model_dump(mode="json") for m in multipliers],
+        gaps=_restated_gaps(record),
+        shift_gaps=_restated_shift_gaps(record, shifted),
     )
     return EfficiencyAnalysis.model_validate(record)
 
 
 def _restated_gaps(record: dict) -> list[pairwise.Difference]:
     """An ``efficiency/1`` record's gaps, bounded from McNemar counts; a family per variant."""
+    names = {"only_variant_correct": "only_a_correct", "only_baseline_correct": "only_b_correct"}
     gaps = []
     for v in record["variants"][1:]:
-        found = [
-            (
-                v,
-                record["baseline"],
-                [_repeat_test(t) for t in g["tests"]],
-                {"n_train": int(g["n_train"])},
-            )
-            for g in record["gaps"]
-            if g["variant"] == v
-        ]
+        found = []
+        for g in (g for g in record["gaps"] if g["variant"] == v):
+            tests = [{names.get(k, k): x for k, x in t.items()} for t in g["tests"]]
+            found.append((v, record["baseline"], tests, {"n_train": int(g["n_train"])}))
         gaps += pairwise.from_counts(found, int(record["n_test"]))
     return gaps
 
 
-def _repeat_test(t: dict) -> pairwise.RepeatTest:
-    """An ``efficiency/1`` McNemar test, its counts named by variant and baseline."""
-    own = {k: t[k] for k in ("repeat", "difference", "p_value", "p_holm")}
-    a, b = t["only_variant_correct"], t["only_baseline_correct"]
-    return pairwise.RepeatTest(**own, only_a_correct=a, only_b_correct=b)
-
-
-def _restated_shift_gaps(record: dict, runs: dict) -> list[pairwise.Difference]:
+def _restated_shift_gaps(record: dict, shifted: dict) -> list[pairwise.Difference]:
     """The shifted gaps from each repeat's two accuracies (their sum bounds the disagreement)."""
     n_test, baseline = int(record["n_test"]), record["baseline"]
-    shifted = []
-    for v in record["variants"][1:]:
-        for n in (int(n) for n in record["sizes"]):
-            mine = {r["repeat"]: r["shifted_accuracy"] for r in runs.get((v, n), [])}
-            base = {r["repeat"]: r["shifted_accuracy"] for r in runs.get((baseline, n), [])}
-            shared = sorted(set(mine) & set(base))
-            for shift in sorted({int(s) for k in shared for s in mine[k]}):
-                pairs = [(mine[k][str(shift)], base[k][str(shift)]) for k in shared]
-                d = [x - y for x, y in pairs]
-                q = [min(x + y, 2 - x - y) for x, y in pairs]
-                shifted.append(pairwise.bounded(v, baseline, d, q, n_test, n_train=n, shift=shift))
-    return pairwise.decide(shifted)
+    found = []
+    for v, n in itertools.product(record["variants"][1:], (int(n) for n in record["sizes"])):
+        mine, base = shifted.get((v, n), {}), shifted.get((baseline, n), {})
+        shared = sorted(set(mine) & set(base))
+        for shift in sorted({int(s) for k in shared for s in mine[k]}):
+            pairs = [(mine[k][str(shift)], base[k][str(shift)]) for k in shared]
+            d = [x - y for x, y in pairs]
+            q = [min(x + y, 2 - x - y) for x, y in pairs]
+            found.append(pairwise.bounded(v, baseline, d, q, n_test, n_train=n, shift=shift))
+    return pairwise.decide(found)
 
 
 def check_complete(path: str | Path) -> None:

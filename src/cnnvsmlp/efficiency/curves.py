@@ -1,7 +1,4 @@
-"""The data-efficiency study's record (``efficiency/2``), learning curves and data multipliers.
-
-Curves are checked out of sample and multipliers read off the data (docs/statistics.md).
-"""
+"""The study's record (``efficiency/2``), its learning curves and data multipliers."""
 
 from __future__ import annotations
 
@@ -165,26 +162,27 @@ def multipliers(
     rng = np.random.default_rng(0)
     draws = np.array([at(rng.integers(0, repeats, size=repeats)) for _ in range(samples)])
     tail = (1.0 - CONFIDENCE) / 2
-    out = []
-    for j, n in enumerate(sizes):
-        column = draws[:, j]
-        low = float(np.quantile(column, tail, method="lower"))
-        high = float(np.quantile(column, 1 - tail, method="higher"))
-        inside = 0 < estimate[j] < math.inf
-        out.append(
-            Multiplier(
-                n_train=int(n),
-                target=float(other[j].mean()),
-                estimate=float(estimate[j]) if inside else None,
-                where="inside" if inside else "below" if estimate[j] == 0 else "beyond",
-                low=low if 0 < low < math.inf else None,
-                high=high if 0 < high < math.inf else None,
-                beyond_fraction=float(np.mean((column == 0) | ~np.isfinite(column))),
-                samples=samples,
-                repeats=repeats,
-            )
+    low = np.quantile(draws, tail, axis=0, method="lower")
+    high = np.quantile(draws, 1 - tail, axis=0, method="higher")
+    beyond = np.mean((draws == 0) | ~np.isfinite(draws), axis=0)
+    return [
+        Multiplier(
+            n_train=int(n),
+            target=float(other[j].mean()),
+            estimate=_inside(estimate[j]),
+            where="inside" if _inside(estimate[j]) else "below" if estimate[j] == 0 else "beyond",
+            low=_inside(low[j]),
+            high=_inside(high[j]),
+            beyond_fraction=float(beyond[j]),
+            samples=samples,
+            repeats=repeats,
         )
-    return out
+        for j, n in enumerate(sizes)
+    ]
+
+
+def _inside(x: float) -> float | None:
+    return float(x) if 0 < x < math.inf else None
 
 
 class RunPoint(Record):

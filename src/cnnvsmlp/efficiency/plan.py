@@ -27,11 +27,9 @@ class EfficiencyConfig(Record):
     @field_validator("sizes")
     @classmethod
     def _increasing(cls, sizes: list[int] | None) -> list[int] | None:
-        if sizes is None:
-            return None
-        if any(s < 1 for s in sizes):
+        if any(s < 1 for s in sizes or ()):
             raise ValueError(f"sizes must be at least 1, got {min(sizes)}")
-        if any(b <= a for a, b in zip(sizes, sizes[1:], strict=False)):
+        if sizes and any(b <= a for a, b in zip(sizes, sizes[1:], strict=False)):
             raise ValueError(f"sizes must increase, got {sizes}")
         return sizes
 

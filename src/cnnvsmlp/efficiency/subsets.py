@@ -1,7 +1,4 @@
-"""Nested, class-stratified training subsets drawn by the seed (docs/statistics.md, Subsets).
-
-A subset of ``n`` images is the first ``n`` of the seed's order; validation and test stay whole.
-"""
+"""Nested, class-stratified training subsets drawn by the seed (docs/statistics.md, Subsets)."""
 
 from __future__ import annotations
 

@@ -35,9 +35,9 @@ def _times(x: float | None) -> str:
 
 
 def _interval_words(a: EfficiencyAnalysis) -> str:
-    found = a.gaps[0] if a.gaps else None
-    if found is None or found.seeds == 1:
+    if not a.gaps or a.gaps[0].seeds == 1:
         return "95% interval over the test images of a single run"
+    found = a.gaps[0]
     bound = ", test-image term bounded" if found.method == "seeds-and-images-bound" else ""
     return (
         f"95% interval over {found.seeds} seeds and the test images{bound}, simultaneous over "
@@ -78,9 +78,9 @@ def headline(a: EfficiencyAnalysis) -> str:
             f"{size(lo.n_train)} training images ({lo.verdict}), {interval(hi, signed)} with "
             f"{size(hi.n_train)} ({hi.verdict}; {_interval_words(a)})"
         )
-        shown = [g.n_train for g in gaps if g.verdict == "different"]
-        found = next((m.multipliers for m in a.multipliers if m.variant == v), [])
-        x = next((x for x in found if shown and x.n_train == shown[0]), None)
+        shown = next((g.n_train for g in gaps if g.verdict == "different"), None)
+        found = [x for m in a.multipliers if m.variant == v for x in m.multipliers]
+        x = next((x for x in found if x.n_train == shown), None)
         if x is not None and x.where == "inside":
             text += (
                 f"; to match {v} at {size(x.n_train)} images {a.baseline} needs "
@@ -164,14 +164,11 @@ def _gap_table(a: EfficiencyAnalysis) -> Table:
     headers = ["pair", "n_train", *(f"{v} % ({a.confidence:.0%} CI)" for v in a.variants)]
     headers += ["gap, points [95% CI]", "verdict"]
     headers += ["per repeat: gap, only variant / only baseline right, McNemar p"]
-    accuracy = {(p.variant, p.n_train): p.accuracy for p in a.points}
+    accuracy = {(p.variant, p.n_train): interval(p.accuracy) for p in a.points}
     rows = []
     for g in a.gaps:
         row = [f"{g.a} - {g.b}", size(g.n_train)]
-        row += [
-            interval(accuracy.get((v, g.n_train))) if (v, g.n_train) in accuracy else ""
-            for v in a.variants
-        ]
+        row += [accuracy.get((v, g.n_train), "") for v in a.variants]
         tests = "; ".join(
             f"r{t.repeat}: {signed(t.difference)}, {t.only_a_correct}/{t.only_b_correct}, "
             f"{p_cell(t.p_value)}"
@@ -265,9 +262,9 @@ SHIFTS = (
 )
 STOPPING = (
     "Early stopping on validation loss: an epoch improves when its loss is below the best by "
-    "more than {min_delta:g}; training stops after {patience} epochs without improvement, or at "
-    'the cap of {cap} epochs, and keeps the best epoch\'s weights. "YES (!)": the cap came '
-    "while the loss was still improving."
+    "more than {a.stopping.min_delta:g}; training stops after {a.stopping.patience} epochs "
+    "without improvement, or at the cap of {a.max_epochs} epochs, and keeps the best epoch's "
+    'weights. "YES (!)": the cap came while the loss was still improving.'
 )
 CURVES = (
     "Two curve families, test error = a (n/1000)^-b and a (n/1000)^-b + c, each fitted by "
@@ -299,27 +296,16 @@ def provenance_line(a: EfficiencyAnalysis) -> str:
 
 def _sections(a: EfficiencyAnalysis) -> list[Section]:
     """The sections between the verdicts and the learning curves, those the analysis has."""
-    sections = []
-    if a.gaps:
-        gaps = GAPS.format(
-            confidence=a.confidence, interval=_interval_words(a), margin=100 * a.margin
-        )
-        sections.append(Section("The gap at each size", [Text(gaps), _gap_table(a)]))
-    if a.shift_gaps:
-        shifts = Text(SHIFTS.format(n=len(a.shift_gaps)))
-        sections.append(
-            Section("Shifted test images", [shifts, shift_table(a), _shift_accuracy_table(a)])
-        )
-    if a.points:
-        rule = a.stopping
-        stopping = Text(
-            STOPPING.format(min_delta=rule.min_delta, patience=rule.patience, cap=a.max_epochs)
-        )
-        folded = not any(r.capped_improving for p in a.points for r in p.runs)
-        sections.append(
-            Section("Where each training stopped", [stopping, _stopping_table(a)], folded)
-        )
-    return sections
+    gaps = GAPS.format(confidence=a.confidence, interval=_interval_words(a), margin=100 * a.margin)
+    shifts = [Text(SHIFTS.format(n=len(a.shift_gaps))), shift_table(a), _shift_accuracy_table(a)]
+    stopping = [Text(STOPPING.format(a=a)), _stopping_table(a)]
+    folded = not any(r.capped_improving for p in a.points for r in p.runs)
+    found = [
+        (a.gaps, "The gap at each size", [Text(gaps), _gap_table(a)], False),
+        (a.shift_gaps, "Shifted test images", shifts, False),
+        (a.points, "Where each training stopped", stopping, folded),
+    ]
+    return [Section(title, blocks, fold) for data, title, blocks, fold in found if data]
 
 
 def efficiency_report(a: EfficiencyAnalysis) -> Report:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,8 +36,20 @@ EFFICIENCY_PLOTS = {
 }
 
 
-def _colours(comparison: Comparison) -> dict[str, str]:
-    return {v.variant: f"C{i}" for i, v in enumerate(comparison.variants)}
+def _figure(width: float, height: float, *grid: int, **options):
+    """A constrained-layout figure and its axes (one, unless ``grid`` asks for more)."""
+    fig = Figure(figsize=(width, height), layout="constrained")
+    return fig, fig.subplots(*grid, **options)
+
+
+def _finish(ax, ylabel: str, title: str = "", fontsize: int = 9, legend=None, **grid) -> None:
+    """The y label, the title (if any), the grid and the legend (if asked where)."""
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=fontsize)
+    ax.grid(alpha=0.3, **grid)
+    if legend is not None:
+        ax.legend(**legend)
 
 
 def _bars(ax, x, intervals: list, **style) -> None:
@@ -51,72 +63,55 @@ def _label(ax, text: str, xy: tuple, offset: tuple, **style) -> None:
     ax.annotate(text, xy, xytext=offset, textcoords="offset points", **style)
 
 
-def _save(draw: dict[str, Callable[[], Figure]], out_dir: Path) -> dict[str, Path]:
+def _save(draw: dict, out_dir: Path) -> dict[str, Path]:
     """Draw each figure as ``<name>.png`` in ``out_dir`` (made when missing), in order."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    files = {}
+    files = {name: out_dir / f"{name}.png" for name in draw}
     for name, figure in draw.items():
-        files[name] = out_dir / f"{name}.png"
         figure().savefig(files[name], dpi=90, format="png")
     return files
 
 
 def _test_accuracy(comparison: Comparison) -> Figure:
     n = len(comparison.variants)
-    fig = Figure(figsize=(max(6.0, 1.5 * n + 2), 3.0), layout="constrained")
-    ax = fig.subplots()
+    fig, ax = _figure(max(6.0, 1.5 * n + 2), 3.0)
     rng = np.random.default_rng(0)
     for i, v in enumerate(comparison.variants):
-        acc = v.test_accuracy
-        colour = f"C{i}"
+        acc, colour = v.test_accuracy, f"C{i}"
         _bars(ax, i, [acc], fmt="s", ms=7, capsize=6, lw=2, color=colour, zorder=3)
         if len(v.runs) > 1:
             jitter = rng.uniform(-0.12, 0.12, len(v.runs))
             y = [100 * r.test_accuracy for r in v.runs]
             ax.scatter(i + 0.25 + jitter, y, s=14, color=colour, alpha=0.7, zorder=2)
-        _label(
-            ax, f"{100 * acc.estimate:.2f}", (i, 100 * acc.high), (0, 4), ha="center", fontsize=9
-        )
+        high = (i, 100 * acc.high)
+        _label(ax, f"{100 * acc.estimate:.2f}", high, (0, 4), ha="center", fontsize=9)
     ax.set_xticks(range(n), [v.variant for v in comparison.variants])
-    ax.set_xlim(-0.5, n - 0.5)
     low = min(v.test_accuracy.low for v in comparison.variants)
     high = max(v.test_accuracy.high for v in comparison.variants)
     pad = max(0.2, 8 * (high - low))
-    ax.set_ylim(100 * low - pad, 100 * high + pad)
+    ax.set(xlim=(-0.5, n - 0.5), ylim=(100 * low - pad, 100 * high + pad))
     what = (
         f"mean of {comparison.repeats} repeats (dots: each run), {comparison.confidence:.0%} "
         "t-interval over the repeats"
         if comparison.repeats > 1
         else f"single run, {comparison.confidence:.0%} Wilson interval over the test images"
     )
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"Test accuracy: {what}", fontsize=10)
-    ax.grid(axis="y", alpha=0.3)
+    _finish(ax, "test accuracy (%)", f"Test accuracy: {what}", 10, axis="y")
     return fig
 
 
 def _learning_curves(comparison: Comparison) -> Figure:
-    colours = _colours(comparison)
-    fig = Figure(figsize=(11, 7.5), layout="constrained")
-    axes = fig.subplots(2, 2, sharex=True)
-    panels = [
-        ("accuracy", "train accuracy"),
-        ("val_accuracy", "validation accuracy"),
-        ("loss", "train loss"),
-        ("val_loss", "validation loss"),
-    ]
-    for ax, (key, title) in zip(axes.flat, panels, strict=True):
-        for v in comparison.variants:
+    fig, axes = _figure(11, 7.5, 2, 2, sharex=True)
+    for ax, key in zip(axes.flat, ["accuracy", "val_accuracy", "loss", "val_loss"], strict=True):
+        for i, v in enumerate(comparison.variants):
             length = min(len(r.history) for r in v.runs)
             curves = np.array([[getattr(e, key) for e in r.history[:length]] for r in v.runs])
             epochs = [e.epoch for e in v.runs[0].history[:length]]
-            colour = colours[v.variant]
-            ax.plot(epochs, curves.mean(axis=0), marker="o", ms=3, color=colour, label=v.variant)
+            ax.plot(epochs, curves.mean(axis=0), marker="o", ms=3, color=f"C{i}", label=v.variant)
             if len(v.runs) > 1:
-                ax.fill_between(
-                    epochs, curves.min(axis=0), curves.max(axis=0), color=colour, alpha=0.2
-                )
-        ax.set_title(title)
+                low, high = curves.min(axis=0), curves.max(axis=0)
+                ax.fill_between(epochs, low, high, color=f"C{i}", alpha=0.2)
+        ax.set_title(key.replace("val_", "validation ") if "val_" in key else f"train {key}")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     for ax in axes[1]:
@@ -135,23 +130,18 @@ def _confusion_matrices(comparison: Comparison) -> Figure:
     # About 0.12 inch a class: 100 class names at 6 points still stand apart.
     size = 4.5 if k <= 10 else min(max(6.5, 0.12 * k), 14.0)
     label_size = 7 if k <= 40 else 6
-    fig = Figure(figsize=(size * cols, size * rows), layout="constrained")
-    axes = fig.subplots(rows, cols, squeeze=False)
+    fig, axes = _figure(size * cols, size * rows, rows, cols, squeeze=False)
     for ax, v in zip(axes.flat, comparison.variants, strict=False):
         counts = np.array(v.confusion, dtype=float)
         share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
         ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
         ax.set_xticks(range(k), classes, rotation=90, fontsize=label_size)
         ax.set_yticks(range(k), classes, fontsize=label_size)
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
-        ax.set_title(v.variant)
-        if k <= 10:
-            for i, j in itertools.product(range(k), range(k)):
-                colour = "white" if share[i, j] > 0.5 else "black"
-                ax.text(
-                    j, i, f"{share[i, j]:.2f}", ha="center", va="center", fontsize=6, color=colour
-                )
+        ax.set(xlabel="predicted", ylabel="true", title=v.variant)
+        for i, j in itertools.product(range(k), range(k)) if k <= 10 else ():
+            colour = "white" if share[i, j] > 0.5 else "black"
+            text = f"{share[i, j]:.2f}"
+            ax.text(j, i, text, ha="center", va="center", fontsize=6, color=colour)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     summed = f"summed over {comparison.repeats} repeats, " if comparison.repeats > 1 else ""
@@ -161,9 +151,7 @@ def _confusion_matrices(comparison: Comparison) -> Figure:
 
 def _per_class_accuracy(comparison: Comparison) -> Figure:
     k, n = len(comparison.classes), len(comparison.variants)
-    wide = min(max(8.0, 0.3 * k * max(n, 2)), 20.0)
-    fig = Figure(figsize=(wide, 4.5 if k <= 30 else 5.5), layout="constrained")
-    ax = fig.subplots()
+    fig, ax = _figure(min(max(8.0, 0.3 * k * max(n, 2)), 20.0), 4.5 if k <= 30 else 5.5)
     width = 0.6 / max(n - 1, 1)
     for i, v in enumerate(comparison.variants):
         x = np.arange(k) + (i - (n - 1) / 2) * width if n > 1 else np.arange(k)
@@ -173,26 +161,28 @@ def _per_class_accuracy(comparison: Comparison) -> Figure:
         ax.set_xticks(range(k), comparison.classes, rotation=45, ha="right")
     else:  # upright names would overlap: each class has about 0.2 inch at 100 classes
         ax.set_xticks(range(k), comparison.classes, rotation=90, fontsize=7 if k <= 40 else 6)
-    ax.set_ylabel("test accuracy of the class (recall, %)")
     # Dots, not bars: a bar's length would read from the axis' cut-off, not from 0.
     low = min(min(v.per_class_recall) for v in comparison.variants)
     ax.set_ylim(max(0.0, 10 * np.floor(10 * low - 0.5)), 100.5)
     for boundary in np.arange(k - 1) + 0.5:
         ax.axvline(boundary, color="0.9", lw=0.8, zorder=0)
-    ax.legend(ncols=n, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
-    ax.grid(axis="y", alpha=0.3)
+    legend = {"ncols": n, "loc": "lower center", "bbox_to_anchor": (0.5, 1.0), "frameon": False}
+    _finish(ax, "test accuracy of the class (recall, %)", legend=legend, axis="y")
     return fig
 
 
 def _accuracy_vs_cost(comparison: Comparison, time_label: str = "") -> Figure:
-    colours = _colours(comparison)
-    fig = Figure(figsize=(11, 4.5), layout="constrained")
-    axes = fig.subplots(1, 2)
+    colours = {v.variant: f"C{i}" for i, v in enumerate(comparison.variants)}
+    fig, axes = _figure(11, 4.5, 1, 2)
     panels = [
-        ("params", "parameters (log scale)", True),
-        ("train_time_s", time_label or "training time of a run (s)", False),
+        ("params", "parameters (log scale)", "Accuracy against model size"),
+        (
+            "train_time_s",
+            time_label or "training time of a run (s)",
+            "Accuracy against training time",
+        ),
     ]
-    for ax, (field, label, log) in zip(axes, panels, strict=True):
+    for ax, (field, label, title) in zip(axes, panels, strict=True):
         # Labels of points close together alternate above and below them.
         ordered = sorted(comparison.variants, key=lambda v: getattr(v, field))
         for i, v in enumerate(ordered):
@@ -200,16 +190,13 @@ def _accuracy_vs_cost(comparison: Comparison, time_label: str = "") -> Figure:
             _bars(ax, x, [acc], fmt="o", capsize=4, color=colour)
             offset = (6, 8 if i % 2 == 0 else -14)
             _label(ax, v.variant, (x, 100 * acc.estimate), offset, fontsize=9, color=colour)
-        if log:
+        if field == "params":
             ax.set_xscale("log")
             ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1e6:g}M"))
             ax.xaxis.set_minor_formatter(NullFormatter())
         ax.margins(x=0.15, y=0.15)
         ax.set_xlabel(label)
-        ax.set_ylabel(f"test accuracy (%, {comparison.confidence:.0%} CI)")
-        ax.grid(alpha=0.3)
-    axes[0].set_title("Accuracy against model size", fontsize=10)
-    axes[1].set_title("Accuracy against training time", fontsize=10)
+        _finish(ax, f"test accuracy (%, {comparison.confidence:.0%} CI)", title, 10)
     return fig
 
 
@@ -223,39 +210,28 @@ def _by_shift(ax, points: list, offset: float, style: str = "-", **line) -> None
 def _shift_axes(ax, points: list, ylabel: str, title: str, fontsize: int) -> None:
     ax.set_xlabel("shift of the test images (pixels along each moved axis)")
     ax.set_xticks(sorted({p.shift for p in points}))
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=fontsize)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    _finish(ax, ylabel, title, fontsize, legend={"fontsize": 8})
 
 
 def _accuracy_vs_shift(c: Comparison) -> Figure:
-    fig = Figure(figsize=(7.0, 3.6), layout="constrained")
-    ax = fig.subplots()
+    fig, ax = _figure(7.0, 3.6)
     for i, v in enumerate(c.variants):
         found = [p for p in c.shift_accuracy if p.variant == v.variant]
         offset = 0.04 * (i - (len(c.variants) - 1) / 2)
         _by_shift(ax, found, offset, color=f"C{i}", label=v.variant)
     ylabel = f"test accuracy (%, {c.confidence:.0%} CI)"
-    _shift_axes(
-        ax, c.shift_accuracy, ylabel, "Accuracy on the test images moved by 0 to 4 pixels", 10
-    )
+    title = "Accuracy on the test images moved by 0 to 4 pixels"
+    _shift_axes(ax, c.shift_accuracy, ylabel, title, 10)
     return fig
 
 
 def write_plots(comparison: Comparison, out_dir: Path, time_label: str = "") -> dict[str, Path]:
     """Draw the comparison's :data:`PLOTS`, then :data:`SHIFT_PLOT` if it has shifted scores."""
-    c = comparison
-    draw = {
-        "test_accuracy": lambda: _test_accuracy(c),
-        "learning_curves": lambda: _learning_curves(c),
-        "confusion_matrices": lambda: _confusion_matrices(c),
-        "per_class_accuracy": lambda: _per_class_accuracy(c),
-        "accuracy_vs_cost": lambda: _accuracy_vs_cost(c, time_label),
-    }
-    if c.shift_accuracy:
-        draw[SHIFT_PLOT[0]] = lambda: _accuracy_vs_shift(c)
-    return _save(draw, out_dir)
+    cost = partial(_accuracy_vs_cost, time_label=time_label)
+    drawers = [_test_accuracy, _learning_curves, _confusion_matrices, _per_class_accuracy, cost]
+    drawers += [_accuracy_vs_shift] if comparison.shift_accuracy else []
+    names = [*PLOTS, SHIFT_PLOT[0]]
+    return _save({n: partial(f, comparison) for n, f in zip(names, drawers, strict=False)}, out_dir)
 
 
 def _size_axis(ax, sizes: list[int]) -> None:
@@ -266,7 +242,6 @@ def _size_axis(ax, sizes: list[int]) -> None:
     )
     ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xlabel("training images (log scale)")
-    ax.grid(alpha=0.3)
 
 
 def _dots(ax, n: int, values: list[float], colour: str) -> None:
@@ -277,8 +252,7 @@ def _dots(ax, n: int, values: list[float], colour: str) -> None:
 
 
 def _accuracy_vs_size(a: EfficiencyAnalysis) -> Figure:
-    fig = Figure(figsize=(7.5, 4.2), layout="constrained")
-    ax = fig.subplots()
+    fig, ax = _figure(7.5, 4.2)
     for i, v in enumerate(a.variants):
         points = [p for p in a.points if p.variant == v]
         if not points:
@@ -290,46 +264,36 @@ def _accuracy_vs_size(a: EfficiencyAnalysis) -> Figure:
             _dots(ax, p.n_train, [r.test_accuracy for r in p.runs], f"C{i}")
         ax.plot(n, [100 * p.estimate for p in found], color=f"C{i}", lw=1, alpha=0.8)
     _size_axis(ax, a.sizes)
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(
-        f"Test accuracy: mean with {a.confidence:.0%} t-interval over repeats, dots: each repeat",
-        fontsize=9,
+    title = (
+        f"Test accuracy: mean with {a.confidence:.0%} t-interval over repeats, dots: each repeat"
     )
-    ax.legend(loc="lower right")
+    _finish(ax, "test accuracy (%)", title, legend={"loc": "lower right"})
     return fig
 
 
 def _gap_vs_size(a: EfficiencyAnalysis) -> Figure:
-    fig = Figure(figsize=(7.5, 3.6), layout="constrained")
-    ax = fig.subplots()
-    for i, v in enumerate(a.variants):
+    fig, ax = _figure(7.5, 3.6)
+    for i, v in enumerate(a.variants[1:], start=1):
         gaps = [g for g in a.gaps if g.a == v]
-        if i == 0 or not gaps:
+        if not gaps:
             continue
         n = np.array([g.n_train for g in gaps], dtype=float)
         _bars(ax, n, gaps, fmt="-", capsize=4, color=f"C{i}", zorder=3, lw=1)
         for g in gaps:
             face = f"C{i}" if g.verdict == "different" else "white"
-            ax.scatter(
-                [g.n_train], [100 * g.estimate], s=40, facecolors=face, edgecolors=f"C{i}", zorder=4
-            )
+            y = [100 * g.estimate]
+            ax.scatter([g.n_train], y, s=40, facecolors=face, edgecolors=f"C{i}", zorder=4)
             _dots(ax, g.n_train, g.per_seed, f"C{i}")
         ax.plot([], [], color=f"C{i}", label=f"{v} - {a.baseline}")
     ax.axhline(0, color="0.4", lw=0.8)
     _size_axis(ax, a.sizes)
-    ax.set_ylabel("gap (accuracy points)")
-    ax.set_title(
-        "Gap, simultaneous 95% CI over seeds and test images; filled: shown different; "
-        "dots: repeats",
-        fontsize=9,
-    )
-    ax.legend(loc="upper right")
+    title = "Gap, simultaneous 95% CI over seeds and test images; filled: shown different; "
+    _finish(ax, "gap (accuracy points)", title + "dots: repeats", legend={"loc": "upper right"})
     return fig
 
 
 def _study_vs_shift(a: EfficiencyAnalysis) -> Figure:
-    fig = Figure(figsize=(7.5, 3.8), layout="constrained")
-    ax = fig.subplots()
+    fig, ax = _figure(7.5, 3.8)
     ends = sorted({a.sizes[0], a.sizes[-1]})
     for i, v in enumerate(a.variants):
         for n, style in zip(reversed(ends), ("-", ":"), strict=False):
@@ -344,9 +308,7 @@ def _study_vs_shift(a: EfficiencyAnalysis) -> Figure:
 
 def write_efficiency_plots(a: EfficiencyAnalysis, out_dir: Path) -> dict[str, Path]:
     """Draw the study's plots it has data for, by the names of :data:`EFFICIENCY_PLOTS`."""
-    draw = {
-        "accuracy_vs_size": (lambda: _accuracy_vs_size(a), a.points),
-        "gap_vs_size": (lambda: _gap_vs_size(a), a.gaps),
-        "accuracy_vs_shift": (lambda: _study_vs_shift(a), a.shift_points),
-    }
-    return _save({name: f for name, (f, data) in draw.items() if data}, out_dir)
+    drawers = [_accuracy_vs_size, _gap_vs_size, _study_vs_shift]
+    data = [a.points, a.gaps, a.shift_points]
+    found = zip(EFFICIENCY_PLOTS, drawers, data, strict=True)
+    return _save({name: partial(f, a) for name, f, points in found if points}, out_dir)
