@@ -172,21 +172,18 @@ class ExperimentConfig(_Config):
 
     @field_validator("variants", mode="before")
     @classmethod
-    def _some_variants(cls, variants: object) -> object:
-        if isinstance(variants, list) and not variants:
-            raise ValueError(f"names no variant; list one or more of {', '.join(sorted(VARIANTS))}")
-        return variants
-
-    @field_validator("variants")
-    @classmethod
-    def _known_variants(cls, variants: list[str]) -> list[str]:
+    def _known_variants(cls, variants: object) -> object:
+        if not isinstance(variants, list) or not all(isinstance(v, str) for v in variants):
+            return variants
+        allowed = ", ".join(sorted(VARIANTS))
+        if not variants:
+            raise ValueError(f"names no variant; list one or more of {allowed}")
         unknown = [v for v in variants if v not in VARIANTS and not is_user_variant(v)]
         if unknown:
             close = difflib.get_close_matches(unknown[0], VARIANTS, n=1)
             hint = f"; did you mean {close[0]}?" if close else ""
             raise ValueError(
-                f"unknown variant {unknown[0]!r}; allowed: {', '.join(sorted(VARIANTS))} "
-                f"or module:function{hint}"
+                f"unknown variant {unknown[0]!r}; allowed: {allowed} or module:function{hint}"
             )
         if len(set(variants)) != len(variants):
             raise ValueError("each variant may appear once")

@@ -1,7 +1,4 @@
-"""What produced a comparison: the run, when it started, the project's commit, the machine share.
-
-A runner calls :func:`stamp` where a run starts; the config carries it to the comparison.
-"""
+"""What produced a comparison: the run, when it started, the project's commit, the machine share."""
 
 from __future__ import annotations
 
@@ -30,23 +27,18 @@ class Provenance(Record):
     project_version: str = ""
     """The cnnvsmlp version."""
     commit: str = Field(default="", description="The project's git commit the run started from.")
-    dirty: bool | None = Field(
-        default=None, description="Whether that checkout had uncommitted changes."
-    )
+    dirty: bool | None = None
+    """Whether that checkout had uncommitted changes."""
     runner: str = Field(default="", description="'local' or 'cluster'.")
-    trainings_at_once: int | None = Field(
-        default=None, description="Trainings that shared one machine at a time; None on a cluster."
-    )
-    threads_per_training: int | None = Field(
-        default=None, description="TensorFlow threads each training was given; None: one per core."
-    )
+    trainings_at_once: int | None = None
+    """Trainings that shared one machine at a time; None on a cluster."""
+    threads_per_training: int | None = None
+    """TensorFlow threads each training was given; None: one per core."""
     note: str = Field(default="", description="How the report was made when not by the run.")
-    data_source: str = Field(
-        default="", description="Where the data set came from, e.g. 'idx:<folder>', 'tfds:...'."
-    )
-    data_shape: list[int] = Field(
-        default_factory=list, description="The images' height, width and channels; [] unknown."
-    )
+    data_source: str = ""
+    """Where the data set came from, e.g. 'idx:<folder>', 'tfds:...'."""
+    data_shape: list[int] = []
+    """The images' height, width and channels; [] unknown."""
 
     @property
     def synthetic(self) -> bool:

@@ -58,10 +58,20 @@ class Hardware(Record):
     @classmethod
     def detect(cls, memo: Path | None = None) -> Hardware:
         """Describe this machine, remembered in the folder ``memo`` per :func:`environment_id`."""
-        known = cls.remembered(memo)
-        if known is not None:
-            return known
-        found = cls._detect()
+        found = cls.remembered(memo)
+        if found is not None:
+            return found
+        info = backend.describe()
+        on_tensorflow = info["backend"] == "tensorflow"
+        found = cls(
+            **{key: value for key, value in info.items() if key in cls.model_fields},
+            name=info["accelerator"] or _cpu_name(),
+            cpu_count=os.cpu_count() or 1,
+            cpu=_cpu_name(),
+            cpu_flags=_cpu_flags(),
+            onednn_opts=os.environ.get("TF_ENABLE_ONEDNN_OPTS") if on_tensorflow else None,
+            onednn=onednn_in_use() if on_tensorflow else None,
+        )
         if memo is not None:
             path = memo_file(memo)
             with contextlib.suppress(OSError):  # a read-only store costs the next task a detection
@@ -72,26 +82,10 @@ class Hardware(Record):
     @classmethod
     def remembered(cls, memo: Path | None) -> Hardware | None:
         """The description :meth:`detect` remembered in ``memo``, or None; loads no framework."""
-        if memo is None:
-            return None
         try:
-            return cls.model_validate_json(memo_file(memo).read_text())
+            return cls.model_validate_json(memo_file(memo).read_text()) if memo else None
         except (OSError, ValueError):
             return None
-
-    @classmethod
-    def _detect(cls) -> Hardware:
-        info = backend.describe()
-        on_tensorflow = info["backend"] == "tensorflow"
-        return cls(
-            **{key: value for key, value in info.items() if key in cls.model_fields},
-            name=info["accelerator"] or _cpu_name(),
-            cpu_count=os.cpu_count() or 1,
-            cpu=_cpu_name(),
-            cpu_flags=_cpu_flags(),
-            onednn_opts=os.environ.get("TF_ENABLE_ONEDNN_OPTS") if on_tensorflow else None,
-            onednn=onednn_in_use() if on_tensorflow else None,
-        )
 
     def numerics(self) -> tuple:
         """What must be equal for two runs with one seed to give bit-identical numbers."""
@@ -160,19 +154,16 @@ def environment_id() -> str:
             gpus.append(info.read_text())
         except OSError:
             gpus.append(str(info))
+    affinity = getattr(os, "sched_getaffinity", None)  # Linux only
+    cores = len(affinity(0)) if affinity else None
     parts = {
         "python": [sys.executable, sys.version],
         "distributions": dists,
-        "cpu": [_cpu_name(), _cpu_flags(), os.cpu_count(), _usable_cores()],
+        "cpu": [_cpu_name(), _cpu_flags(), os.cpu_count(), cores],
         "gpus": gpus,
         "environment": {k: os.environ.get(k) for k in _NUMERICS_ENVIRONMENT},
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
-
-
-def _usable_cores() -> int | None:
-    affinity = getattr(os, "sched_getaffinity", None)  # Linux only
-    return len(affinity(0)) if affinity else None
 
 
 def _cpuinfo(*keys: str) -> str | None:
