@@ -99,8 +99,8 @@ def train_model(
 
     experiment = read_config(config.path)
     backend.use(experiment.train.backend)  # before anything imports Keras
-    from cnnvsmlp.failures import FAILURE_FILE, record_failure
     from cnnvsmlp.progress import forward
+    from cnnvsmlp.records import FAILURE_FILE, record_failure
     from cnnvsmlp.resume import reuse_training
 
     forward()
@@ -151,8 +151,7 @@ def evaluate_model(
 
     from cnnvsmlp import backend
     from cnnvsmlp.errors import UserError
-    from cnnvsmlp.failures import read_failure, record_failure
-    from cnnvsmlp.records import TrainResult
+    from cnnvsmlp.records import TrainResult, read_failure, record_failure
 
     failure, scored = read_failure(model.path), None
     if failure is not None:  # training failed for good: its record takes the result's place

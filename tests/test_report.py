@@ -13,7 +13,6 @@ from markupsafe import escape
 from cnnvsmlp import stats
 from cnnvsmlp.config import ConfigError, RunSpec, TrainConfig, load_config
 from cnnvsmlp.data.store import labels_digest
-from cnnvsmlp.failures import is_permanent, record_failure
 from cnnvsmlp.provenance import Provenance, stamp
 from cnnvsmlp.records import (
     ClassMetrics,
@@ -24,7 +23,9 @@ from cnnvsmlp.records import (
     RunFailure,
     ShiftResult,
     TrainResult,
+    is_permanent,
     read_result,
+    record_failure,
 )
 from cnnvsmlp.report import write_comparison
 from cnnvsmlp.report.blocks import MARKDOWN_LIMIT

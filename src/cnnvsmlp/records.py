@@ -1,4 +1,4 @@
-"""Result records written by training and evaluation and read by the comparison."""
+"""Result records written by training and evaluation, and failures a retry cannot fix."""
 
 from __future__ import annotations
 
@@ -11,12 +11,14 @@ import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Literal
+from zipfile import BadZipFile
 
-from pydantic import Field, TypeAdapter
+from pydantic import Field, TypeAdapter, ValidationError
 
 from cnnvsmlp import backend
-from cnnvsmlp.backend import onednn_in_use
+from cnnvsmlp.backend import is_out_of_memory, onednn_in_use
 from cnnvsmlp.config import RunSpec, TrainConfig
+from cnnvsmlp.errors import UserError
 from cnnvsmlp.jsonmodel import Record
 from cnnvsmlp.outputs import write_atomically
 
@@ -286,7 +288,7 @@ class EvalResult(Record):
 
 
 class RunFailure(Record):
-    """A run that failed for good (:mod:`cnnvsmlp.failures`), in place of its result."""
+    """A run that failed for good (:func:`record_failure`), in place of its result."""
 
     run: RunSpec
     dataset: str
@@ -303,3 +305,39 @@ _RESULT = TypeAdapter(EvalResult | RunFailure)
 def read_result(path: str | os.PathLike) -> EvalResult | RunFailure:
     """Read what an evaluation left: a run's :class:`EvalResult` or its :class:`RunFailure`."""
     return _RESULT.validate_json(Path(path).read_text())
+
+
+FAILURE_FILE = "failure.json"  # in a training task's model folder
+
+
+def is_permanent(err: BaseException) -> bool:
+    """Whether ``err`` would happen again on a retry: bad input, unparsable bytes, no memory."""
+    if getattr(err, "transient", False):
+        return False
+    return isinstance(err, UserError | ValidationError | BadZipFile) or is_out_of_memory(err)
+
+
+def record_failure(
+    err: BaseException,
+    run: RunSpec,
+    dataset: str,
+    stage: Literal["train", "evaluate"],
+    path: str | Path,
+) -> RunFailure | None:
+    """Write and return a RunFailure at ``path`` when ``err`` is permanent, so the others count."""
+    if not is_permanent(err):
+        return None
+    message = " ".join(str(err).split()) or err.__class__.__name__
+    failure = RunFailure(
+        run=run, dataset=dataset, stage=stage, error=err.__class__.__name__, message=message
+    )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    failure.write(path)
+    return failure
+
+
+def read_failure(model_dir: str | Path) -> RunFailure | None:
+    """The failure record a training task left in its model folder, if any."""
+    path = Path(model_dir) / FAILURE_FILE
+    return RunFailure.read(path) if path.is_file() else None
