@@ -224,11 +224,10 @@ def compare_runs(
     if not provenance.run_id:
         provenance = provenance.model_copy(update={"run_id": job_id})
     provenance = with_data_source(provenance, read_metadata(dataset.path))
-    experiment = experiment.model_copy(update={"provenance": provenance})
     _, test_labels = load_split(dataset.path, "test")
     runs = [read_result(r.path) for r in results]
     out = Path(comparison.path)
-    written = write_comparison(runs, experiment, test_labels, out)
+    written = write_comparison(runs, experiment, test_labels, out, provenance)
     shutil.copyfile(out / "report.md", report.path)
     shutil.copyfile(out / "report.html", report_html.path)
     comparison.metadata.update(
@@ -250,6 +249,7 @@ def compare_efficiency(
     results: dsl.Input[List[dsl.Artifact]],  # noqa: UP006
     report: dsl.Output[dsl.Markdown],
     comparison: dsl.Output[dsl.Artifact],
+    provenance_json: str = "",
 ):
     """Accuracy against training-set size, the gap per size, the learning curves."""
     import shutil
@@ -259,16 +259,17 @@ def compare_efficiency(
     from cnnvsmlp.data.store import load_split, read_metadata
     from cnnvsmlp.efficiency.analysis import analyze
     from cnnvsmlp.efficiency.plan import EfficiencyConfig
-    from cnnvsmlp.provenance import with_data_source
+    from cnnvsmlp.provenance import Provenance, with_data_source
     from cnnvsmlp.records import read_result
     from cnnvsmlp.report.efficiency import write_efficiency_report as write_analysis
 
     experiment = read_config(config.path)
-    provenance = with_data_source(experiment.provenance, read_metadata(dataset.path))
-    experiment = experiment.model_copy(update={"provenance": provenance})
+    recorded = Provenance.model_validate_json(provenance_json) if provenance_json else None
+    provenance = with_data_source(recorded, read_metadata(dataset.path))
     study = EfficiencyConfig.read(efficiency.path)
     _, test_labels = load_split(dataset.path, "test")
-    analysis = analyze([read_result(r.path) for r in results], experiment, study, test_labels)
+    runs = [read_result(r.path) for r in results]
+    analysis = analyze(runs, experiment, study, test_labels, provenance=provenance)
     out = Path(comparison.path)
     write_analysis(analysis, out)
     shutil.copyfile(out / "report.md", report.path)

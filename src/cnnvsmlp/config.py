@@ -21,7 +21,6 @@ from cnnvsmlp.data.spec import USER_PREFIXES, check_name, get_spec
 from cnnvsmlp.jsonmodel import Record
 from cnnvsmlp.models import VARIANTS, get_variant, install_sources, is_user_variant, module_source
 from cnnvsmlp.outputs import URI
-from cnnvsmlp.provenance import Provenance
 
 # The preset a command, a make verb or the pipeline uses when none is named.
 DEFAULT_PRESET = "fashion-mnist"
@@ -165,8 +164,6 @@ class ExperimentConfig(_Config):
     """Share resume_uri's trainings across runs: one with the same training key is reused."""
     resume_scope: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     """The folder under resume_uri that keeps trainings apart; null: the pipeline job's id."""
-    provenance: Provenance | None = None
-    """What started the run (cnnvsmlp.provenance.stamp)."""
     model_sources: dict[str, str] = Field(default_factory=dict)
     """The source of each user module a module:function variant names, read when made."""
 
@@ -193,6 +190,8 @@ class ExperimentConfig(_Config):
     @classmethod
     def _read_model_sources(cls, data: object) -> object:
         """Read a user variant's module once, here; its source then travels in the config."""
+        if isinstance(data, dict):  # a provenance travels beside the config (older files held it)
+            data = {key: value for key, value in data.items() if key != "provenance"}
         if not isinstance(data, dict) or not isinstance(data.get("variants"), list):
             return data
         sources = dict(data.get("model_sources") or {})

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TypeVar
 
 from pydantic import BaseModel, Field
 
 from cnnvsmlp.jsonmodel import Record
-
-# A config that carries a provenance (an ExperimentConfig, not imported here).
-Config = TypeVar("Config", bound=BaseModel)
 
 # The checkout this module runs from, when it runs from one.
 _SOURCE = Path(__file__).resolve().parents[2]
@@ -89,15 +86,14 @@ def git_state(where: Path = _SOURCE) -> tuple[str, bool | None]:
 
 
 def stamp(
-    config: Config,
     run_id: str,
     runner: str = "local",
     trainings_at_once: int | None = None,
     threads_per_training: int | None = None,
-) -> Config:
-    """A copy of ``config`` with the :class:`Provenance` of a run that starts now."""
+) -> Provenance:
+    """The :class:`Provenance` of a run that starts now; it travels beside the config."""
     commit, dirty = git_state()
-    provenance = Provenance(
+    return Provenance(
         run_id=run_id,
         started=datetime.now(timezone.utc).replace(microsecond=0),
         project_version=project_version(),
@@ -107,4 +103,15 @@ def stamp(
         trainings_at_once=trainings_at_once,
         threads_per_training=threads_per_training,
     )
-    return config.model_copy(update={"provenance": provenance})
+
+
+def write_beside(path: str | Path, config: BaseModel, provenance: Provenance) -> None:
+    """Write a run folder's config.json: ``config``'s fields and ``provenance`` beside them."""
+    fields = {**config.model_dump(mode="json"), "provenance": provenance.model_dump(mode="json")}
+    Path(path).write_text(json.dumps(fields, indent=2, ensure_ascii=False) + "\n")
+
+
+def recorded(config_json: str | Path) -> Provenance | None:
+    """The provenance a run folder's ``config.json`` keeps beside the config's fields."""
+    found = json.loads(Path(config_json).read_text(encoding="utf-8")).get("provenance")
+    return Provenance.model_validate(found) if found else None

@@ -110,6 +110,7 @@ def analyze(
     efficiency: EfficiencyConfig,
     test_labels: np.ndarray,
     bootstrap_samples: int | None = None,
+    provenance: Provenance | None = None,
 ) -> EfficiencyAnalysis:
     """Compare the runs of a study: ``partial`` when some failed, ``failed`` with no gap left."""
     by_key = _grouped(results, test_labels)
@@ -143,7 +144,7 @@ def analyze(
         shift_gaps=shift_gaps,
         status="complete" if not failures else ("partial" if gaps else "failed"),
         failures=failures,
-        provenance=config.provenance or Provenance(),
+        provenance=provenance or Provenance(),
         hardware=distinct(r.training.hardware for runs in by_key.values() for r in runs.values()),
     )
 

@@ -259,7 +259,11 @@ def run_config(config: ExperimentConfig, repeats: int) -> RunConfig:
 
 
 def _comparison(
-    config: ExperimentConfig, labels: np.ndarray, failures: list[FailedRun], **found
+    config: ExperimentConfig,
+    labels: np.ndarray,
+    failures: list[FailedRun],
+    provenance: Provenance | None,
+    **found,
 ) -> Comparison:
     """A comparison of ``config``'s runs: what the config says, and what was ``found``."""
     repeats = found.pop("repeats", config.repeats)
@@ -278,21 +282,26 @@ def _comparison(
         alpha=stats.ALPHA,
         verdict_rule=VERDICT_RULE,
         margin=config.equivalence_margin / 100,
-        provenance=config.provenance or Provenance(),
+        provenance=provenance or Provenance(),
         config=run_config(config, repeats),
         **found,
     )
 
 
 def compare(
-    results: list[EvalResult | RunFailure], config: ExperimentConfig, test_labels: np.ndarray
+    results: list[EvalResult | RunFailure],
+    config: ExperimentConfig,
+    test_labels: np.ndarray,
+    provenance: Provenance | None = None,
 ) -> Comparison:
     """Summarise every variant and test every pair; a variant with a failed run is left out."""
     labels = np.asarray(test_labels).astype(int)
     failures, kept, variants = _split_failures(results, config)
     if not variants:
         classes = list(get_spec(config.dataset).classes)
-        return _comparison(config, labels, failures, classes=classes, variants=[], pairs=[])
+        return _comparison(
+            config, labels, failures, provenance, classes=classes, variants=[], pairs=[]
+        )
     scored = config.model_copy(update={"variants": variants})
     grouped = _group(kept, scored, labels)
     summaries = {v: flag_spread(_summarise(v, runs, scored, labels)) for v, runs in grouped.items()}
@@ -303,6 +312,7 @@ def compare(
         config,
         labels,
         failures,
+        provenance,
         classes=kept[0].classes,
         repeats=len(repeats),
         variants=list(summaries.values()),
