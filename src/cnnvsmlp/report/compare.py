@@ -259,11 +259,7 @@ def run_config(config: ExperimentConfig, repeats: int) -> RunConfig:
 
 
 def _comparison(
-    config: ExperimentConfig,
-    labels: np.ndarray,
-    failures: list[FailedRun],
-    provenance: Provenance | None,
-    **found,
+    config: ExperimentConfig, labels: np.ndarray, failures: list[FailedRun], **found
 ) -> Comparison:
     """A comparison of ``config``'s runs: what the config says, and what was ``found``."""
     repeats = found.pop("repeats", config.repeats)
@@ -282,7 +278,6 @@ def _comparison(
         alpha=stats.ALPHA,
         verdict_rule=VERDICT_RULE,
         margin=config.equivalence_margin / 100,
-        provenance=provenance or Provenance(),
         config=run_config(config, repeats),
         **found,
     )
@@ -297,10 +292,11 @@ def compare(
     """Summarise every variant and test every pair; a variant with a failed run is left out."""
     labels = np.asarray(test_labels).astype(int)
     failures, kept, variants = _split_failures(results, config)
+    provenance = provenance or Provenance()
     if not variants:
         classes = list(get_spec(config.dataset).classes)
         return _comparison(
-            config, labels, failures, provenance, classes=classes, variants=[], pairs=[]
+            config, labels, failures, provenance=provenance, classes=classes, variants=[], pairs=[]
         )
     scored = config.model_copy(update={"variants": variants})
     grouped = _group(kept, scored, labels)
@@ -312,7 +308,7 @@ def compare(
         config,
         labels,
         failures,
-        provenance,
+        provenance=provenance,
         classes=kept[0].classes,
         repeats=len(repeats),
         variants=list(summaries.values()),
