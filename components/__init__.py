@@ -97,8 +97,8 @@ def train_model(
 
     experiment = read_config(config.path)
     backend.use(experiment.train.backend)  # before anything imports Keras
-    from cnnvsmlp.failures import FAILURE_FILE, record_failure
     from cnnvsmlp.progress import forward
+    from cnnvsmlp.records import FAILURE_FILE, record_failure
     from cnnvsmlp.resume import reuse_training
 
     forward()
@@ -147,8 +147,7 @@ def evaluate_model(
 
     from cnnvsmlp import backend
     from cnnvsmlp.errors import UserError
-    from cnnvsmlp.failures import read_failure, record_failure
-    from cnnvsmlp.records import TrainResult
+    from cnnvsmlp.records import TrainResult, read_failure, record_failure
 
     failure, scored = read_failure(model.path), None
     if failure is not None:  # training failed for good: its record takes the result's place
@@ -220,11 +219,10 @@ def compare_runs(
     provenance = Provenance.model_validate_json(provenance_json or "{}")
     provenance = provenance.model_copy(update={"run_id": provenance.run_id or job_id})
     provenance = with_data_source(provenance, read_metadata(dataset.path))
-    experiment = experiment.model_copy(update={"provenance": provenance})
     _, test_labels = load_split(dataset.path, "test")
     runs = [read_result(r.path) for r in results]
     out = Path(comparison.path)
-    written = write_comparison(runs, experiment, test_labels, out)
+    written = write_comparison(runs, experiment, test_labels, out, provenance)
     shutil.copyfile(out / "report.md", report.path)
     shutil.copyfile(out / "report.html", report_html.path)
     comparison.metadata.update(
@@ -244,6 +242,7 @@ def compare_efficiency(
     results: dsl.Input[List[dsl.Artifact]],  # noqa: UP006
     report: dsl.Output[dsl.Markdown],
     comparison: dsl.Output[dsl.Artifact],
+    provenance_json: str = "",
 ):
     """Accuracy against training-set size, the gap per size, the learning curves."""
     import shutil
@@ -253,16 +252,17 @@ def compare_efficiency(
     from cnnvsmlp.data.store import load_split, read_metadata
     from cnnvsmlp.efficiency.analysis import analyze
     from cnnvsmlp.efficiency.plan import EfficiencyConfig
-    from cnnvsmlp.provenance import with_data_source
+    from cnnvsmlp.provenance import Provenance, with_data_source
     from cnnvsmlp.records import read_result
     from cnnvsmlp.report.efficiency import write_efficiency_report as write_analysis
 
     experiment = read_config(config.path)
-    provenance = with_data_source(experiment.provenance, read_metadata(dataset.path))
-    experiment = experiment.model_copy(update={"provenance": provenance})
+    recorded = Provenance.model_validate_json(provenance_json) if provenance_json else None
+    provenance = with_data_source(recorded, read_metadata(dataset.path))
     study = EfficiencyConfig.read(efficiency.path)
     _, test_labels = load_split(dataset.path, "test")
-    analysis = analyze([read_result(r.path) for r in results], experiment, study, test_labels)
+    runs = [read_result(r.path) for r in results]
+    analysis = analyze(runs, experiment, study, test_labels, provenance=provenance)
     out = Path(comparison.path)
     write_analysis(analysis, out)
     shutil.copyfile(out / "report.md", report.path)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from cnnvsmlp.config import ExperimentConfig, RunSpec
 from cnnvsmlp.errors import UserError
+from cnnvsmlp.provenance import Provenance
 
 
 def _scheduled(config: ExperimentConfig, pipeline_root: Path | None = None) -> list[RunSpec]:
@@ -22,7 +23,8 @@ class PipelineSpec:
     name: str  # make run PIPELINE=<name>
     preset: str  # the config a run starts from when none is named
     build: Callable[[], Callable]  # the @dsl.pipeline function, its defaults read then
-    arguments: Callable[[ExperimentConfig], dict]  # the run parameters for a config
+    # The run parameters for a config and the provenance of the run that starts.
+    arguments: Callable[[ExperimentConfig, Provenance | None], dict]
     comparison_task: str  # the task whose comparison artifact is the report
     check_task: str  # the last task, which fails a run with failed trainings
     failure_summary: Callable[[Path], str]  # names the failed runs of a written comparison
@@ -59,9 +61,11 @@ def get_pipeline(name: str) -> PipelineSpec:
     return registry[name]
 
 
-def pipeline_arguments(name: str, config: ExperimentConfig) -> dict:
-    """The run parameters of a pipeline for an experiment config."""
-    return get_pipeline(name).arguments(config)
+def pipeline_arguments(
+    name: str, config: ExperimentConfig, provenance: Provenance | None = None
+) -> dict:
+    """The run parameters of a pipeline for an experiment config and a run's provenance."""
+    return get_pipeline(name).arguments(config, provenance)
 
 
 def compile_pipeline(name: str, out_dir: str | Path = "build") -> Path:

@@ -11,7 +11,7 @@ import tempfile
 from datetime import date, datetime, timedelta, timezone
 
 from cnnvsmlp.config import ExperimentConfig
-from cnnvsmlp.provenance import stamp
+from cnnvsmlp.provenance import Provenance, stamp
 from cnnvsmlp_pipelines.cluster_access import ClusterError, Target, call, connect, preflight
 from cnnvsmlp_pipelines.settings import cluster_settings
 
@@ -212,7 +212,7 @@ def cluster_config(config: ExperimentConfig) -> ExperimentConfig:
 
 
 def _prepare(
-    pipeline: str, config: ExperimentConfig, experiment: str
+    pipeline: str, config: ExperimentConfig, experiment: str, provenance: Provenance | None = None
 ) -> tuple[Target, object, dict]:
     """Compile, check, connect, upload, make the experiment: the arguments every run shares."""
     from cnnvsmlp_pipelines import compile_pipeline, pipeline_arguments
@@ -232,7 +232,7 @@ def _prepare(
     )
     shared = {
         "experiment_id": created.experiment_id,
-        "params": pipeline_arguments(pipeline, cluster_config(config)),
+        "params": pipeline_arguments(pipeline, cluster_config(config), provenance),
         "pipeline_id": pipeline_id,
         "version_id": version_id,
         "service_account": cluster_settings().service_account,
@@ -244,9 +244,9 @@ def _prepare(
 def submit(pipeline: str, config: ExperimentConfig, experiment: str | None = None) -> str:
     """Compile, upload and start one run; print and return its id."""
     # The commit and time of this submission; the comparison takes KFP's job id as the run id.
-    config = stamp(config, "", "cluster")
+    provenance = stamp("", "cluster")
     experiment = experiment or config.name
-    target, client, shared = _prepare(pipeline, config, experiment)
+    target, client, shared = _prepare(pipeline, config, experiment, provenance)
     job = f"{pipeline}-{config.name}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
     run = call(target, "start the run", client.run_pipeline, job_name=job, **shared)
     print(f"submit: run {run.run_id} in experiment {experiment}")

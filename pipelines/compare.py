@@ -3,6 +3,7 @@
 from kfp import dsl
 
 from cnnvsmlp.config import DEFAULT_PRESET, ExperimentConfig, load_config
+from cnnvsmlp.provenance import Provenance
 from cnnvsmlp_components import check_runs, compare_runs, plan_runs
 from cnnvsmlp_pipelines import PipelineSpec
 from cnnvsmlp_pipelines.cluster import cluster_config
@@ -61,13 +62,12 @@ def build():
     return pipeline
 
 
-def arguments(config: ExperimentConfig) -> dict:
+def arguments(config: ExperimentConfig, provenance: Provenance | None = None) -> dict:
     """Run parameters for an experiment config; its provenance goes apart, to the report."""
-    provenance = config.provenance.model_dump_json() if config.provenance else ""
     return {
-        "config_json": config.model_copy(update={"provenance": None}).model_dump_json(),
+        "config_json": config.model_dump_json(),
         "repeats": config.repeats,
-        "provenance_json": provenance,
+        "provenance_json": provenance.model_dump_json() if provenance else "",
     }
 
 

@@ -11,6 +11,7 @@ from kfp import dsl
 
 from cnnvsmlp.config import ExperimentConfig, load_config
 from cnnvsmlp.efficiency.plan import EfficiencyConfig
+from cnnvsmlp.provenance import Provenance
 from cnnvsmlp_components import check_efficiency, compare_efficiency, plan_efficiency_runs
 from cnnvsmlp_pipelines import PipelineSpec
 from cnnvsmlp_pipelines.cluster import cluster_config
@@ -44,6 +45,7 @@ def build():
         config_json: str = default_config,
         efficiency_json: str = default_efficiency,
         repeats: int = 0,
+        provenance_json: str = "",
     ):
         """Train every variant on every training-set size, test, and compare them.
 
@@ -56,6 +58,8 @@ def build():
                 (``EfficiencyConfig`` as JSON).
             repeats: runs of each variant and size, in place of the config's; 0
                 keeps the config's.
+            provenance_json: what started the run (``cnnvsmlp.provenance.stamp``), for
+                the report only, apart from ``config_json``.
         """
         fan_out_fan_in(
             config_json,
@@ -70,6 +74,7 @@ def build():
                 efficiency=plan.outputs["efficiency"],
                 dataset=data.outputs["dataset"],
                 results=results,
+                provenance_json=provenance_json,
             ),
             check=check_efficiency,
         )
@@ -77,12 +82,13 @@ def build():
     return pipeline
 
 
-def arguments(config: ExperimentConfig) -> dict:
+def arguments(config: ExperimentConfig, provenance: Provenance | None = None) -> dict:
     """Run parameters for an experiment config, with the default sizes and stopping rule."""
     return {
         "config_json": config.model_dump_json(),
         "efficiency_json": EfficiencyConfig().model_dump_json(),
         "repeats": config.repeats,
+        "provenance_json": provenance.model_dump_json() if provenance else "",
     }
 
 

@@ -22,6 +22,7 @@ from typing import NoReturn
 from cnnvsmlp import progress
 from cnnvsmlp.config import ExperimentConfig
 from cnnvsmlp.outputs import HOST, one_writer
+from cnnvsmlp.provenance import Provenance
 from cnnvsmlp_pipelines import PipelineSpec, get_pipeline
 from cnnvsmlp_pipelines.kfp_docker import docker_answers, docker_runner
 from cnnvsmlp_pipelines.kfp_local import describe_failure, plain
@@ -134,19 +135,19 @@ def run_local(
     stream=None,
 ) -> Path:
     """Run a pipeline (or go on with run ``resume``) and collect its comparison in ``report/``."""
-    from cnnvsmlp.provenance import stamp
+    from cnnvsmlp.provenance import recorded, stamp, write_beside
 
     runs_dir = Path(runs_dir)
     if runner == "docker":
         docker_answers()
     if resume:
-        run_dir, config, recorded = resume_dir(runs_dir, resume)
-        spec = get_pipeline(recorded or name)
+        run_dir, config, pipeline = resume_dir(runs_dir, resume)
+        spec, provenance = get_pipeline(pipeline or name), recorded(run_dir / "config.json")
     else:
         spec = get_pipeline(name)
         run_dir = new_run_dir(runs_dir, config)
         config = local_config(config, runs_dir, run_dir.name, cache)
-        config = stamp(config, run_dir.name, "local", concurrency.parallel, concurrency.threads)
+        provenance = stamp(run_dir.name, "local", concurrency.parallel, concurrency.threads)
     with one_writer(run_dir / LOCK_FILE, functools.partial(busy, run_dir)):
         pipeline_root = (run_dir / "pipeline").resolve()
         if runner == "docker":
@@ -156,13 +157,13 @@ def run_local(
 
             task_runner = local.SubprocessRunner(use_venv=False)
         if not resume:
-            (run_dir / "config.json").write_text(config.model_dump_json(indent=2) + "\n")
+            write_beside(run_dir / "config.json", config, provenance)
         write_status(
             run_dir, "running", pid=os.getpid(), host=HOST, pipeline=spec.name, runner=runner
         )
         point_latest(run_dir)
         stream = io.StringIO() if quiet else stream or sys.stdout
-        run = _LocalRun(spec, config, run_dir, stream, verbose)
+        run = _LocalRun(spec, config, run_dir, stream, verbose, provenance)
         start = time.perf_counter()
         run.execute(resume is not None, concurrency, task_runner)
         run.finish((time.perf_counter() - start) / 60)
@@ -178,6 +179,7 @@ class _LocalRun:
     run_dir: Path
     stream: object
     verbose: bool
+    provenance: Provenance | None = None
 
     @property
     def pipeline_root(self) -> Path:
@@ -221,7 +223,10 @@ class _LocalRun:
         try:
             with progress.follow(events, screen):
                 session.run(
-                    pipeline, self.spec.arguments(self.config), task_runner, self.pipeline_root
+                    pipeline,
+                    self.spec.arguments(self.config, self.provenance),
+                    task_runner,
+                    self.pipeline_root,
                 )
         except RunInterrupted as stop:
             write_status(self.run_dir, "interrupted", signal=stop.args[0])

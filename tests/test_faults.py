@@ -16,8 +16,7 @@ import pytest
 
 from cnnvsmlp import storage
 from cnnvsmlp.config import RunSpec, TrainConfig, load_config
-from cnnvsmlp.failures import is_permanent
-from cnnvsmlp.records import Epoch
+from cnnvsmlp.records import Epoch, is_permanent
 from gcs_proxy import GCSProxy, RestartableGCS
 
 

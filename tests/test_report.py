@@ -13,7 +13,6 @@ from markupsafe import escape
 from cnnvsmlp import stats
 from cnnvsmlp.config import ConfigError, RunSpec, TrainConfig, load_config
 from cnnvsmlp.data.store import labels_digest
-from cnnvsmlp.failures import is_permanent, record_failure
 from cnnvsmlp.provenance import Provenance, stamp
 from cnnvsmlp.records import (
     ClassMetrics,
@@ -24,7 +23,9 @@ from cnnvsmlp.records import (
     RunFailure,
     ShiftResult,
     TrainResult,
+    is_permanent,
     read_result,
+    record_failure,
 )
 from cnnvsmlp.report import write_comparison
 from cnnvsmlp.report.blocks import MARKDOWN_LIMIT
@@ -665,14 +666,10 @@ def test_every_printed_interval_agrees_with_its_verdict(written):
 def single(tmp_path_factory):
     """One repeat of cnn and mlp, stamped as the local runner stamps a run."""
     out = tmp_path_factory.mktemp("single")
-    config = stamp(
-        load_config("fashion-mnist", ["variants=cnn,mlp", "batch_size=64", "limit=3000"]),
-        "20261201-101500-fashion-mnist",
-        trainings_at_once=2,
-        threads_per_training=1,
-    )
+    config = load_config("fashion-mnist", ["variants=cnn,mlp", "batch_size=64", "limit=3000"])
+    provenance = stamp("20261201-101500-fashion-mnist", trainings_at_once=2, threads_per_training=1)
     runs = [make_run("mlp", 0, 0.8, [0.8]), make_run("cnn", 0, 0.9, [0.9])]
-    return write_comparison(runs, config, LABELS, out), out
+    return write_comparison(runs, config, LABELS, out, provenance), out
 
 
 def test_one_repeat_warns_and_drops_the_columns_it_cannot_fill(single):
@@ -735,9 +732,8 @@ def test_the_machine_is_named_once_when_every_run_shared_it(written):
 def test_provenance_goes_to_the_report_apart_from_the_config(single):
     from cnnvsmlp_pipelines.compare import arguments
 
-    config = stamp(load_config("fashion-mnist"), "r1")
-    args = arguments(config)
-    assert json.loads(args["config_json"])["provenance"] is None  # data step's cache key
+    args = arguments(load_config("fashion-mnist"), stamp("r1"))
+    assert "provenance" not in json.loads(args["config_json"])  # data step's cache key
     assert Provenance.model_validate_json(args["provenance_json"]).run_id == "r1"
     assert arguments(load_config("fashion-mnist"))["provenance_json"] == ""
 
@@ -925,8 +921,9 @@ def efficiency_written(tmp_path_factory):
     sizes = [375, 750, 1500, 3000, 6000, 12000]
     study = EfficiencyConfig(sizes=sizes)
     config = settle(load_config("fashion-mnist-data-efficiency", ["epochs=3"]), study)
-    config = stamp(config, "20261201-1200-abcd", "local", 2, 1)
-    analysis = analyze(efficiency_runs(sizes), config, study, LABELS, bootstrap_samples=40)
+    provenance = stamp("20261201-1200-abcd", "local", 2, 1)
+    runs = efficiency_runs(sizes)
+    analysis = analyze(runs, config, study, LABELS, bootstrap_samples=40, provenance=provenance)
     out = tmp_path_factory.mktemp("efficiency")
     write_analysis(analysis, out)
     return analysis, out

@@ -15,8 +15,7 @@ import pytest
 from cnnvsmlp import progress
 from cnnvsmlp.config import RunSpec, TrainConfig, load_config
 from cnnvsmlp.data.store import read_metadata
-from cnnvsmlp.failures import is_permanent, read_failure, record_failure
-from cnnvsmlp.records import Epoch, Hardware
+from cnnvsmlp.records import Epoch, Hardware, is_permanent, read_failure, record_failure
 from cnnvsmlp.train import train
 from cnnvsmlp.training_files import (
     ResumeError,

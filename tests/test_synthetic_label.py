@@ -41,11 +41,8 @@ def test_synth_emnist_files_are_read_as_synthetic_and_nist_layout_files_as_idx(t
     assert read_idx_dir(SPEC, real_layout).source == f"idx:{real_layout}"
 
 
-def _stamped(config, source: str):
-    config = stamp(config, "20261202-040000-test")
-    return config.model_copy(
-        update={"provenance": config.provenance.model_copy(update={"data_source": source})}
-    )
+def _stamped(source: str):
+    return stamp("20261202-040000-test").model_copy(update={"data_source": source})
 
 
 def test_a_comparison_of_synthetic_data_is_labelled_first_and_a_real_one_is_not(tmp_path):
@@ -55,7 +52,7 @@ def test_a_comparison_of_synthetic_data_is_labelled_first_and_a_real_one_is_not(
     runs = [make_run("mlp", 0, 0.8, [0.8]), make_run("cnn", 0, 0.9, [0.9])]
     for source, labelled in (("synthetic:/data/syn", True), ("idx:/data/fashion", False)):
         out = tmp_path / source.split(":")[0]
-        comparison = write_comparison(runs, _stamped(base, source), LABELS, out)
+        comparison = write_comparison(runs, base, LABELS, out, _stamped(source))
         markdown = (out / "report.md").read_text(encoding="utf-8")
         html = (out / "report.html").read_text(encoding="utf-8")
         assert (f"**{LEAD}**" in _first_screen(markdown)) is labelled
@@ -81,7 +78,8 @@ def test_a_study_of_synthetic_data_is_labelled_in_its_report_and_its_summary(tmp
     base = load_config("fashion-mnist-data-efficiency", ["epochs=3"])
     study = EfficiencyConfig(sizes=sizes, stopping=StoppingRule(patience=1))
     for source, labelled in (("synthetic:/data/syn", True), ("idx:/data/fashion", False)):
-        analysis = analyze(results, _stamped(base, source), study, labels, bootstrap_samples=20)
+        stamped = _stamped(source)
+        analysis = analyze(results, base, study, labels, 20, provenance=stamped)
         out = tmp_path / source.split(":")[0]
         write_analysis(analysis, out)
         markdown = (out / "report.md").read_text(encoding="utf-8")

@@ -21,7 +21,6 @@ from cnnvsmlp.data.spec import USER_PREFIXES, check_name, get_spec
 from cnnvsmlp.jsonmodel import Record
 from cnnvsmlp.models import VARIANTS, get_variant, install_sources, is_user_variant, module_source
 from cnnvsmlp.outputs import URI
-from cnnvsmlp.provenance import Provenance
 
 # The preset a command, a make verb or the pipeline uses when none is named.
 DEFAULT_PRESET = "fashion-mnist"
@@ -165,28 +164,23 @@ class ExperimentConfig(_Config):
     """Share resume_uri's trainings across runs: one with the same training key is reused."""
     resume_scope: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     """The folder under resume_uri that keeps trainings apart; null: the pipeline job's id."""
-    provenance: Provenance | None = None
-    """What started the run (cnnvsmlp.provenance.stamp)."""
     model_sources: dict[str, str] = Field(default_factory=dict)
     """The source of each user module a module:function variant names, read when made."""
 
     @field_validator("variants", mode="before")
     @classmethod
-    def _some_variants(cls, variants: object) -> object:
-        if isinstance(variants, list) and not variants:
-            raise ValueError(f"names no variant; list one or more of {', '.join(sorted(VARIANTS))}")
-        return variants
-
-    @field_validator("variants")
-    @classmethod
-    def _known_variants(cls, variants: list[str]) -> list[str]:
+    def _known_variants(cls, variants: object) -> object:
+        if not isinstance(variants, list) or not all(isinstance(v, str) for v in variants):
+            return variants
+        allowed = ", ".join(sorted(VARIANTS))
+        if not variants:
+            raise ValueError(f"names no variant; list one or more of {allowed}")
         unknown = [v for v in variants if v not in VARIANTS and not is_user_variant(v)]
         if unknown:
             close = difflib.get_close_matches(unknown[0], VARIANTS, n=1)
             hint = f"; did you mean {close[0]}?" if close else ""
             raise ValueError(
-                f"unknown variant {unknown[0]!r}; allowed: {', '.join(sorted(VARIANTS))} "
-                f"or module:function{hint}"
+                f"unknown variant {unknown[0]!r}; allowed: {allowed} or module:function{hint}"
             )
         if len(set(variants)) != len(variants):
             raise ValueError("each variant may appear once")
@@ -196,6 +190,8 @@ class ExperimentConfig(_Config):
     @classmethod
     def _read_model_sources(cls, data: object) -> object:
         """Read a user variant's module once, here; its source then travels in the config."""
+        if isinstance(data, dict):  # a provenance travels beside the config (older files held it)
+            data = {key: value for key, value in data.items() if key != "provenance"}
         if not isinstance(data, dict) or not isinstance(data.get("variants"), list):
             return data
         sources = dict(data.get("model_sources") or {})

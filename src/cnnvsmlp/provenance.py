@@ -1,22 +1,16 @@
-"""What produced a comparison: the run, when it started, the project's commit, the machine share.
-
-A runner calls :func:`stamp` where a run starts; the config carries it to the comparison.
-"""
+"""What produced a comparison: the run, when it started, the project's commit, the machine share."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TypeVar
 
 from pydantic import BaseModel, Field
 
 from cnnvsmlp.jsonmodel import Record
-
-# A config that carries a provenance (an ExperimentConfig, not imported here).
-Config = TypeVar("Config", bound=BaseModel)
 
 # The checkout this module runs from, when it runs from one.
 _SOURCE = Path(__file__).resolve().parents[2]
@@ -30,23 +24,18 @@ class Provenance(Record):
     project_version: str = ""
     """The cnnvsmlp version."""
     commit: str = Field(default="", description="The project's git commit the run started from.")
-    dirty: bool | None = Field(
-        default=None, description="Whether that checkout had uncommitted changes."
-    )
+    dirty: bool | None = None
+    """Whether that checkout had uncommitted changes."""
     runner: str = Field(default="", description="'local' or 'cluster'.")
-    trainings_at_once: int | None = Field(
-        default=None, description="Trainings that shared one machine at a time; None on a cluster."
-    )
-    threads_per_training: int | None = Field(
-        default=None, description="TensorFlow threads each training was given; None: one per core."
-    )
+    trainings_at_once: int | None = None
+    """Trainings that shared one machine at a time; None on a cluster."""
+    threads_per_training: int | None = None
+    """TensorFlow threads each training was given; None: one per core."""
     note: str = Field(default="", description="How the report was made when not by the run.")
-    data_source: str = Field(
-        default="", description="Where the data set came from, e.g. 'idx:<folder>', 'tfds:...'."
-    )
-    data_shape: list[int] = Field(
-        default_factory=list, description="The images' height, width and channels; [] unknown."
-    )
+    data_source: str = ""
+    """Where the data set came from, e.g. 'idx:<folder>', 'tfds:...'."""
+    data_shape: list[int] = []
+    """The images' height, width and channels; [] unknown."""
 
     @property
     def synthetic(self) -> bool:
@@ -97,15 +86,14 @@ def git_state(where: Path = _SOURCE) -> tuple[str, bool | None]:
 
 
 def stamp(
-    config: Config,
     run_id: str,
     runner: str = "local",
     trainings_at_once: int | None = None,
     threads_per_training: int | None = None,
-) -> Config:
-    """A copy of ``config`` with the :class:`Provenance` of a run that starts now."""
+) -> Provenance:
+    """The :class:`Provenance` of a run that starts now; it travels beside the config."""
     commit, dirty = git_state()
-    provenance = Provenance(
+    return Provenance(
         run_id=run_id,
         started=datetime.now(timezone.utc).replace(microsecond=0),
         project_version=project_version(),
@@ -115,4 +103,15 @@ def stamp(
         trainings_at_once=trainings_at_once,
         threads_per_training=threads_per_training,
     )
-    return config.model_copy(update={"provenance": provenance})
+
+
+def write_beside(path: str | Path, config: BaseModel, provenance: Provenance) -> None:
+    """Write a run folder's config.json: ``config``'s fields and ``provenance`` beside them."""
+    fields = {**config.model_dump(mode="json"), "provenance": provenance.model_dump(mode="json")}
+    Path(path).write_text(json.dumps(fields, indent=2, ensure_ascii=False) + "\n")
+
+
+def recorded(config_json: str | Path) -> Provenance | None:
+    """The provenance a run folder's ``config.json`` keeps beside the config's fields."""
+    found = json.loads(Path(config_json).read_text(encoding="utf-8")).get("provenance")
+    return Provenance.model_validate(found) if found else None

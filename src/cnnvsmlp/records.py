@@ -1,4 +1,4 @@
-"""Result records written by training and evaluation and read by the comparison."""
+"""Result records written by training and evaluation, and failures a retry cannot fix."""
 
 from __future__ import annotations
 
@@ -11,12 +11,14 @@ import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Literal
+from zipfile import BadZipFile
 
-from pydantic import Field, TypeAdapter
+from pydantic import Field, TypeAdapter, ValidationError
 
 from cnnvsmlp import backend
-from cnnvsmlp.backend import onednn_in_use
+from cnnvsmlp.backend import is_out_of_memory, onednn_in_use
 from cnnvsmlp.config import RunSpec, TrainConfig
+from cnnvsmlp.errors import UserError
 from cnnvsmlp.jsonmodel import Record
 from cnnvsmlp.outputs import write_atomically
 
@@ -58,10 +60,20 @@ class Hardware(Record):
     @classmethod
     def detect(cls, memo: Path | None = None) -> Hardware:
         """Describe this machine, remembered in the folder ``memo`` per :func:`environment_id`."""
-        known = cls.remembered(memo)
-        if known is not None:
-            return known
-        found = cls._detect()
+        found = cls.remembered(memo)
+        if found is not None:
+            return found
+        info = backend.describe()
+        on_tensorflow = info["backend"] == "tensorflow"
+        found = cls(
+            **{key: value for key, value in info.items() if key in cls.model_fields},
+            name=info["accelerator"] or _cpu_name(),
+            cpu_count=os.cpu_count() or 1,
+            cpu=_cpu_name(),
+            cpu_flags=_cpu_flags(),
+            onednn_opts=os.environ.get("TF_ENABLE_ONEDNN_OPTS") if on_tensorflow else None,
+            onednn=onednn_in_use() if on_tensorflow else None,
+        )
         if memo is not None:
             path = memo_file(memo)
             with contextlib.suppress(OSError):  # a read-only store costs the next task a detection
@@ -72,26 +84,10 @@ class Hardware(Record):
     @classmethod
     def remembered(cls, memo: Path | None) -> Hardware | None:
         """The description :meth:`detect` remembered in ``memo``, or None; loads no framework."""
-        if memo is None:
-            return None
         try:
-            return cls.model_validate_json(memo_file(memo).read_text())
+            return cls.model_validate_json(memo_file(memo).read_text()) if memo else None
         except (OSError, ValueError):
             return None
-
-    @classmethod
-    def _detect(cls) -> Hardware:
-        info = backend.describe()
-        on_tensorflow = info["backend"] == "tensorflow"
-        return cls(
-            **{key: value for key, value in info.items() if key in cls.model_fields},
-            name=info["accelerator"] or _cpu_name(),
-            cpu_count=os.cpu_count() or 1,
-            cpu=_cpu_name(),
-            cpu_flags=_cpu_flags(),
-            onednn_opts=os.environ.get("TF_ENABLE_ONEDNN_OPTS") if on_tensorflow else None,
-            onednn=onednn_in_use() if on_tensorflow else None,
-        )
 
     def numerics(self) -> tuple:
         """What must be equal for two runs with one seed to give bit-identical numbers."""
@@ -160,19 +156,16 @@ def environment_id() -> str:
             gpus.append(info.read_text())
         except OSError:
             gpus.append(str(info))
+    affinity = getattr(os, "sched_getaffinity", None)  # Linux only
+    cores = len(affinity(0)) if affinity else None
     parts = {
         "python": [sys.executable, sys.version],
         "distributions": dists,
-        "cpu": [_cpu_name(), _cpu_flags(), os.cpu_count(), _usable_cores()],
+        "cpu": [_cpu_name(), _cpu_flags(), os.cpu_count(), cores],
         "gpus": gpus,
         "environment": {k: os.environ.get(k) for k in _NUMERICS_ENVIRONMENT},
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
-
-
-def _usable_cores() -> int | None:
-    affinity = getattr(os, "sched_getaffinity", None)  # Linux only
-    return len(affinity(0)) if affinity else None
 
 
 def _cpuinfo(*keys: str) -> str | None:
@@ -295,7 +288,7 @@ class EvalResult(Record):
 
 
 class RunFailure(Record):
-    """A run that failed for good (:mod:`cnnvsmlp.failures`), in place of its result."""
+    """A run that failed for good (:func:`record_failure`), in place of its result."""
 
     run: RunSpec
     dataset: str
@@ -312,3 +305,39 @@ _RESULT = TypeAdapter(EvalResult | RunFailure)
 def read_result(path: str | os.PathLike) -> EvalResult | RunFailure:
     """Read what an evaluation left: a run's :class:`EvalResult` or its :class:`RunFailure`."""
     return _RESULT.validate_json(Path(path).read_text())
+
+
+FAILURE_FILE = "failure.json"  # in a training task's model folder
+
+
+def is_permanent(err: BaseException) -> bool:
+    """Whether ``err`` would happen again on a retry: bad input, unparsable bytes, no memory."""
+    if getattr(err, "transient", False):
+        return False
+    return isinstance(err, UserError | ValidationError | BadZipFile) or is_out_of_memory(err)
+
+
+def record_failure(
+    err: BaseException,
+    run: RunSpec,
+    dataset: str,
+    stage: Literal["train", "evaluate"],
+    path: str | Path,
+) -> RunFailure | None:
+    """Write and return a RunFailure at ``path`` when ``err`` is permanent, so the others count."""
+    if not is_permanent(err):
+        return None
+    message = " ".join(str(err).split()) or err.__class__.__name__
+    failure = RunFailure(
+        run=run, dataset=dataset, stage=stage, error=err.__class__.__name__, message=message
+    )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    failure.write(path)
+    return failure
+
+
+def read_failure(model_dir: str | Path) -> RunFailure | None:
+    """The failure record a training task left in its model folder, if any."""
+    path = Path(model_dir) / FAILURE_FILE
+    return RunFailure.read(path) if path.is_file() else None

@@ -75,6 +75,7 @@ def analyze(
     efficiency: EfficiencyConfig,
     test_labels: np.ndarray,
     bootstrap_samples: int | None = None,
+    provenance: Provenance | None = None,
 ) -> EfficiencyAnalysis:
     """Compare the runs of a study: ``partial`` when some failed, ``failed`` with no gap left."""
     by_key = _grouped(results, test_labels)
@@ -114,7 +115,7 @@ def analyze(
         **_shift_results(by_key, variants, sizes, test_labels, margin),
         status="complete" if not failures else ("partial" if gaps else "failed"),
         failures=failures,
-        provenance=config.provenance or Provenance(),
+        provenance=provenance or Provenance(),
         hardware=distinct(r.training.hardware for runs in by_key.values() for r in runs.values()),
     )
 

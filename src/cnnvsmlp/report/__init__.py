@@ -13,18 +13,23 @@ if TYPE_CHECKING:
     import numpy as np
 
     from cnnvsmlp.config import ExperimentConfig
+    from cnnvsmlp.provenance import Provenance
     from cnnvsmlp.records import EvalResult
     from cnnvsmlp.report.model import Comparison
 
 
 def write_comparison(
-    results: list[EvalResult], config: ExperimentConfig, test_labels: np.ndarray, out_dir: Path
+    results: list[EvalResult],
+    config: ExperimentConfig,
+    test_labels: np.ndarray,
+    out_dir: Path,
+    provenance: Provenance | None = None,
 ) -> Comparison:
     """Compare the runs and write it into ``out_dir``; nothing is written on a ReportError."""
     # Imported here: report.model loads without statistics or plotting.
     from cnnvsmlp.report.compare import compare
 
-    comparison = compare(results, config, test_labels)
+    comparison = compare(results, config, test_labels, provenance)
     render_comparison(comparison, out_dir)
     return comparison
 

@@ -110,18 +110,23 @@ def reanalyse(run: Path, note: str = "") -> Path:
         recorded = read_record(old).get("provenance", {}) if old.is_file() else {}
     except RecordError:
         recorded = {}  # a damaged report: its analysis is written again from the records
-    provenance = Provenance.model_validate(recorded)
-    config = read_config(plans[-1]).model_copy(update={"provenance": provenance})
-    config = _noted(config, note, "the runs' evaluation records")
-    _write_whole(run / "report", lambda out: write_comparison(results, config, labels, out), "")
+    config = read_config(plans[-1])
+    provenance = _note(Provenance.model_validate(recorded), note, "the runs' evaluation records")
+    _write_whole(
+        run / "report", lambda out: write_comparison(results, config, labels, out, provenance), ""
+    )
     return run / "report"
 
 
 def _noted(record, note: str, schema: str):
     """The record with the note of a render again (how and by what) in its provenance."""
+    return record.model_copy(update={"provenance": _note(record.provenance, note, schema)})
+
+
+def _note(p, note: str, schema: str):
+    """The provenance ``p`` with the note of a render again: how and by what."""
     from cnnvsmlp.provenance import git_state, project_version
 
-    p = record.provenance
     commit, dirty = git_state()
     source = schema if schema.startswith("the ") else f"a comparison.json of schema {schema}"
     rendered = (
@@ -130,7 +135,7 @@ def _noted(record, note: str, schema: str):
         f"{', uncommitted changes' if dirty else ''}); nothing was retrained."
     )
     text = " ".join(x for x in (note, p.note, rendered) if x)
-    return record.model_copy(update={"provenance": p.model_copy(update={"note": text})})
+    return p.model_copy(update={"note": text})
 
 
 def main(argv: list[str] | None = None) -> int:

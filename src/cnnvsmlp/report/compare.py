@@ -278,21 +278,26 @@ def _comparison(
         alpha=stats.ALPHA,
         verdict_rule=VERDICT_RULE,
         margin=config.equivalence_margin / 100,
-        provenance=config.provenance or Provenance(),
         config=run_config(config, repeats),
         **found,
     )
 
 
 def compare(
-    results: list[EvalResult | RunFailure], config: ExperimentConfig, test_labels: np.ndarray
+    results: list[EvalResult | RunFailure],
+    config: ExperimentConfig,
+    test_labels: np.ndarray,
+    provenance: Provenance | None = None,
 ) -> Comparison:
     """Summarise every variant and test every pair; a variant with a failed run is left out."""
     labels = np.asarray(test_labels).astype(int)
     failures, kept, variants = _split_failures(results, config)
+    provenance = provenance or Provenance()
     if not variants:
         classes = list(get_spec(config.dataset).classes)
-        return _comparison(config, labels, failures, classes=classes, variants=[], pairs=[])
+        return _comparison(
+            config, labels, failures, provenance=provenance, classes=classes, variants=[], pairs=[]
+        )
     scored = config.model_copy(update={"variants": variants})
     grouped = _group(kept, scored, labels)
     summaries = {v: flag_spread(_summarise(v, runs, scored, labels)) for v, runs in grouped.items()}
@@ -303,6 +308,7 @@ def compare(
         config,
         labels,
         failures,
+        provenance=provenance,
         classes=kept[0].classes,
         repeats=len(repeats),
         variants=list(summaries.values()),
