@@ -11,6 +11,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -188,9 +189,9 @@ class ExperimentConfig(_Config):
 
     @model_validator(mode="before")
     @classmethod
-    def _read_model_sources(cls, data: object) -> object:
+    def _read_model_sources(cls, data: object, info: ValidationInfo) -> object:
         """Read a user variant's module once, here; its source then travels in the config."""
-        if isinstance(data, dict):  # a provenance travels beside the config (older files held it)
+        if isinstance(data, dict) and info.context:  # a record's provenance: beside, not in it
             data = {key: value for key, value in data.items() if key != "provenance"}
         if not isinstance(data, dict) or not isinstance(data.get("variants"), list):
             return data
@@ -320,7 +321,7 @@ def _validated(data: dict | str, where: str) -> ExperimentConfig:
     """The config ``data`` (a dict, or JSON text) describes; ConfigError names the first problem."""
     try:
         if isinstance(data, str):
-            return ExperimentConfig.model_validate_json(data)
+            return ExperimentConfig.model_validate_json(data, context={"record": True})
         return ExperimentConfig.model_validate(data)
     except ValidationError as err:
         raise ConfigError(one_line(err, where, ExperimentConfig)) from None
