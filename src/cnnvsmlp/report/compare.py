@@ -87,8 +87,7 @@ def _run_summary(r: EvalResult, labels: np.ndarray) -> RunSummary:
     correct = int(np.sum(np.asarray(r.predictions) == labels))
     train_time = float(sum(e.time_s for e in history))
     return RunSummary(
-        repeat=r.run.repeat,
-        seed=r.run.seed,
+        **r.run.model_dump(include={"repeat", "seed"}),
         test_accuracy=correct / len(labels),
         test_correct=correct,
         test_loss=r.loss,

@@ -27,10 +27,6 @@ VERDICT_RULE = (
 )
 
 
-def _p_text(p: float, relation: str = "=") -> str:
-    return "p < 0.001" if p < 0.001 else f"p {relation} {p:.3f}"
-
-
 def family(variant: str) -> str:
     """A variant's declared family (:func:`cnnvsmlp.models.family`); its own name if unknown."""
     try:
@@ -49,7 +45,8 @@ def _stated(d: Difference) -> str:
 
 
 def _p_adjusted(p: float, d: Difference) -> str:
-    return _p_text(p) if d.family == 1 else f"adjusted {_p_text(p)}"
+    text = "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+    return text if d.family == 1 else f"adjusted {text}"
 
 
 def _margin(d: Difference) -> str:
@@ -192,11 +189,10 @@ def flag_spread(summary: VariantSummary, limit: float = SPREAD_LIMIT) -> Variant
 
 
 def _numerics_text(h: Hardware) -> str:
+    setting = "unset" if h.onednn_opts is None else h.onednn_opts
+    onednn = f"oneDNN {'on' if h.onednn else 'off'} (TF_ENABLE_ONEDNN_OPTS {setting})"
     if h.onednn is None:
         onednn = "oneDNN not recorded"
-    else:
-        setting = "unset" if h.onednn_opts is None else h.onednn_opts
-        onednn = f"oneDNN {'on' if h.onednn else 'off'} (TF_ENABLE_ONEDNN_OPTS {setting})"
     threads = h.intra_op_threads or h.cpu_count
     build = f"TensorFlow {h.tensorflow}" + (f" ({h.tensorflow_git})" if h.tensorflow_git else "")
     cuda = h.build.get("cuda_version")
@@ -211,9 +207,8 @@ def envelope(variants: list[VariantSummary]) -> str:
     """A paragraph: the numerics the runs trained with, and what keeps a rerun bit-identical."""
     machines = {h.numerics(): h for v in variants for h in v.hardware}
     described = "; ".join(_numerics_text(h) for h in machines.values())
-    if len(machines) == 1:
-        where = f"Every run trained with the same numerics: {described}."
-    else:
+    where = f"Every run trained with the same numerics: {described}."
+    if len(machines) > 1:
         where = f"The runs trained with {len(machines)} different numerics: {described}."
     return (
         f"{where} A rerun with the same seed gives bit-identical histories and predictions "
