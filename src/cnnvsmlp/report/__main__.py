@@ -26,43 +26,58 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+import cnnvsmlp.report as report
+from cnnvsmlp.config import read_config
+from cnnvsmlp.data.store import load_split
+from cnnvsmlp.efficiency.analysis import read_analysis
 from cnnvsmlp.errors import UserError
+from cnnvsmlp.provenance import Provenance, git_state, project_version
+from cnnvsmlp.records import read_result
+from cnnvsmlp.report.checks import RecordError, read_record
+from cnnvsmlp.report.compare import read_comparison, run_config
+from cnnvsmlp.report.efficiency import write_efficiency_report
+from cnnvsmlp.report.model import ReportError
 
 RECORD = "comparison.json"
 
 
-def rerender(folder: Path, note: str = "") -> None:
-    """Render ``folder``'s comparison again, beside it; ``note``: how the runs were made."""
-    from cnnvsmlp.config import read_config
-    from cnnvsmlp.efficiency.analysis import read_analysis
-    from cnnvsmlp.report import render_comparison
-    from cnnvsmlp.report.checks import read_record
-    from cnnvsmlp.report.compare import read_comparison, run_config
-    from cnnvsmlp.report.efficiency import write_efficiency_report
-    from cnnvsmlp.report.model import ReportError
-
-    source = folder / "comparison.json"
+def rerender(folder: Path, note: str = "") -> Callable[[Path], object]:
+    """How to render ``folder``'s comparison again; ``note``: how the runs were made."""
+    source = folder / RECORD
     if not source.is_file():
         raise ReportError(f"{source}: no comparison.json; pass the folder compare wrote")
     old = str(read_record(source).get("schema_version", ""))
     if old.startswith("efficiency/"):
         analysis = _noted(read_analysis(source), note, old)
-        _write_whole(folder, lambda out: write_efficiency_report(analysis, out))
-        return
+        return lambda out: write_efficiency_report(analysis, out)
     comparison = read_comparison(source)
     if comparison.config is None and (folder / "config.json").is_file():
-        config = read_config(folder / "config.json")
-        comparison = comparison.model_copy(
-            update={"config": run_config(config, comparison.repeats)}
-        )
+        config = run_config(read_config(folder / "config.json"), comparison.repeats)
+        comparison = comparison.model_copy(update={"config": config})
     comparison = _noted(comparison, note, old)
-    _write_whole(folder, lambda out: render_comparison(comparison, out))
+    return lambda out: report.render_comparison(comparison, out)
 
 
-def _write_whole(folder: Path, render: Callable[[Path], object], source: str = RECORD) -> None:
+def reanalyse(run: Path, note: str = "") -> Callable[[Path], object]:
+    """How to compare a run folder's evaluation records again; nothing is retrained."""
+    plans = sorted((run / "pipeline").glob("*/plan-runs/config"))
+    if not plans:
+        raise ReportError(f"{run}: no pipeline/*/plan-runs/config; pass a folder make run wrote")
+    root = plans[-1].parent.parent
+    results = [read_result(p) for p in sorted(root.glob("for-loop-*/evaluate-model/result"))]
+    _, labels = load_split(root / "prepare-data" / "dataset", "test")
+    old = run / "report" / RECORD
+    try:
+        recorded = read_record(old).get("provenance", {}) if old.is_file() else {}
+    except RecordError:
+        recorded = {}  # a damaged report: its analysis is written again from the records
+    provenance = _note(Provenance.model_validate(recorded), note, "the runs' evaluation records")
+    config = read_config(plans[-1])
+    return lambda out: report.write_comparison(results, config, labels, out, provenance)
+
+
+def _write_whole(folder: Path, render: Callable[[Path], object], source: str) -> None:
     """Render into a hidden folder in ``folder``, then move each output but ``source`` in whole."""
-    from cnnvsmlp.report.model import ReportError
-
     try:
         folder.mkdir(exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".partial-render-", dir=folder))
@@ -89,35 +104,6 @@ def _write_whole(folder: Path, render: Callable[[Path], object], source: str = R
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def reanalyse(run: Path, note: str = "") -> Path:
-    """Compare a run folder's evaluation records again into its ``report/``; nothing retrained."""
-    from cnnvsmlp.config import read_config
-    from cnnvsmlp.data.store import load_split
-    from cnnvsmlp.provenance import Provenance
-    from cnnvsmlp.records import read_result
-    from cnnvsmlp.report import write_comparison
-    from cnnvsmlp.report.checks import RecordError, read_record
-    from cnnvsmlp.report.model import ReportError
-
-    plans = sorted((run / "pipeline").glob("*/plan-runs/config"))
-    if not plans:
-        raise ReportError(f"{run}: no pipeline/*/plan-runs/config; pass a folder make run wrote")
-    root = plans[-1].parent.parent
-    results = [read_result(p) for p in sorted(root.glob("for-loop-*/evaluate-model/result"))]
-    _, labels = load_split(root / "prepare-data" / "dataset", "test")
-    old = run / "report" / RECORD
-    try:
-        recorded = read_record(old).get("provenance", {}) if old.is_file() else {}
-    except RecordError:
-        recorded = {}  # a damaged report: its analysis is written again from the records
-    config = read_config(plans[-1])
-    provenance = _note(Provenance.model_validate(recorded), note, "the runs' evaluation records")
-    _write_whole(
-        run / "report", lambda out: write_comparison(results, config, labels, out, provenance), ""
-    )
-    return run / "report"
-
-
 def _noted(record, note: str, schema: str):
     """The record with the note of a render again (how and by what) in its provenance."""
     return record.model_copy(update={"provenance": _note(record.provenance, note, schema)})
@@ -125,8 +111,6 @@ def _noted(record, note: str, schema: str):
 
 def _note(p, note: str, schema: str):
     """The provenance ``p`` with the note of a render again: how and by what."""
-    from cnnvsmlp.provenance import git_state, project_version
-
     commit, dirty = git_state()
     source = schema if schema.startswith("the ") else f"a comparison.json of schema {schema}"
     rendered = (
@@ -147,9 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     folder = args.folder
     try:
         if (folder / "pipeline").is_dir():
-            folder = reanalyse(folder, args.note)
+            render, folder = reanalyse(folder, args.note), folder / "report"
+            _write_whole(folder, render, "")
         else:
-            rerender(folder, args.note)
+            _write_whole(folder, rerender(folder, args.note), RECORD)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

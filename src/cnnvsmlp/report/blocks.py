@@ -202,10 +202,7 @@ def _render(report: Report, images: dict[str, str], html: bool, missing: str = "
     def prepared(blocks: list[Block]) -> list[dict]:
         return [b for b in (_prepare(x, html, images) for x in blocks) if b is not None]
 
-    sections = [
-        {"title": s.title, "anchor": s.anchor, "folded": s.folded, "blocks": prepared(s.blocks)}
-        for s in report.sections
-    ]
+    sections = [{**vars(s), "blocks": prepared(s.blocks)} for s in report.sections]
     template = env.get_template("report.html.j2" if html else "report.md.j2")
     return template.render(
         title=report.title, lead=prepared(report.lead), sections=sections, missing=missing

@@ -87,8 +87,7 @@ def _run_summary(r: EvalResult, labels: np.ndarray) -> RunSummary:
     correct = int(np.sum(np.asarray(r.predictions) == labels))
     train_time = float(sum(e.time_s for e in history))
     return RunSummary(
-        repeat=r.run.repeat,
-        seed=r.run.seed,
+        **r.run.model_dump(include={"repeat", "seed"}),
         test_accuracy=correct / len(labels),
         test_correct=correct,
         test_loss=r.loss,
@@ -220,10 +219,9 @@ def read_comparison(path: str | os.PathLike) -> Comparison:
     text = Path(path).read_text()
     try:
         record = json.loads(text)
-        found = str(record.get("schema_version", ""))
-    except (ValueError, AttributeError):
-        record, found = None, ""
-    if not found.startswith("2.") or not isinstance(record, dict):
+    except ValueError:
+        record = None
+    if not isinstance(record, dict) or not str(record.get("schema_version")).startswith("2."):
         return Comparison.parse(text, path)
     tests = [[pairwise.RepeatTest.model_validate(t) for t in p["tests"]] for p in record["pairs"]]
     found = [(p["a"], p["b"], t, {}) for p, t in zip(record["pairs"], tests, strict=True)]
@@ -243,18 +241,13 @@ def read_comparison(path: str | os.PathLike) -> Comparison:
 def run_config(config: ExperimentConfig, repeats: int) -> RunConfig:
     """The numbers of the experiment config a reader of the report asks for."""
     return RunConfig(
-        dataset=config.dataset,
-        variants=list(config.variants),
-        epochs=config.train.epochs,
-        batch_size=config.train.batch_size,
-        optimizer=config.train.optimizer,
-        learning_rate=config.train.learning_rate,
+        **config.model_dump(
+            include={"dataset", "variants", "limit", "vary_seeds", "model_sources"}
+        ),
+        **config.train.model_dump(include={"epochs", "batch_size", "optimizer", "learning_rate"}),
         validation_fraction=config.split.validation_fraction,
-        limit=config.limit,
         repeats=repeats,
         seeds=[config.seed + r for r in range(repeats)],
-        vary_seeds=list(config.vary_seeds),
-        model_sources=dict(config.model_sources),
     )
 
 

@@ -299,11 +299,8 @@ def failure_summary(comparison: Comparison) -> str:
     count = len(comparison.failures)
     out = list(dict.fromkeys(f.variant for f in comparison.failures))
     left = f"variant{'s' if len(out) > 1 else ''} {', '.join(out)} left out"
-    if comparison.variants:
-        rest = ", ".join(v.variant for v in comparison.variants)
-        tail = f"{left}; {rest} compared"
-    else:
-        tail = f"{left}; nothing left to compare"
+    rest = ", ".join(v.variant for v in comparison.variants)
+    tail = f"{left}; {rest} compared" if rest else f"{left}; nothing left to compare"
     return f"{count} run{'s' if count > 1 else ''} failed for good: {runs}; {tail}."
 
 

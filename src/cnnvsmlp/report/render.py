@@ -50,10 +50,9 @@ def speed_note(comparison: Comparison) -> str:
     p = comparison.provenance
     cpus = {h.cpu_count for h in machines(comparison)["training"]}
     cores = f"{cpus.pop()} CPUs" if len(cpus) == 1 else "its CPUs"
+    threads = "TensorFlow's default threads, one per core, each"
     if p.threads_per_training:
         threads = f"{p.threads_per_training} TensorFlow threads each"
-    else:
-        threads = "TensorFlow's default threads, one per core, each"
     if p.runner == "cluster":
         return "Seconds per epoch: each training ran as a task of its own on the machine named."
     if p.trainings_at_once and p.trainings_at_once > 1:

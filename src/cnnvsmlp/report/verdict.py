@@ -27,10 +27,6 @@ VERDICT_RULE = (
 )
 
 
-def _p_text(p: float, relation: str = "=") -> str:
-    return "p < 0.001" if p < 0.001 else f"p {relation} {p:.3f}"
-
-
 def family(variant: str) -> str:
     """A variant's declared family (:func:`cnnvsmlp.models.family`); its own name if unknown."""
     try:
@@ -49,7 +45,8 @@ def _stated(d: Difference) -> str:
 
 
 def _p_adjusted(p: float, d: Difference) -> str:
-    return _p_text(p) if d.family == 1 else f"adjusted {_p_text(p)}"
+    text = "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+    return text if d.family == 1 else f"adjusted {text}"
 
 
 def _margin(d: Difference) -> str:
@@ -71,49 +68,32 @@ def verdict(d: Difference) -> str:
     """One sentence: whether ``a`` beats ``b``, is equivalent to it, or neither is shown."""
     if d.verdict == "different":
         won = d if d.estimate > 0 else d.flipped()
-        return (
-            f"{won.a} beats {won.b}: {_stated(won)} ({_basis(d)}, {_p_adjusted(d.p_adjusted, d)}"
-            f"{', a difference within ' + _margin(d) if _small(d) else ''})."
-        )
+        within = f", a difference within {_margin(d)}" if _small(d) else ""
+        p = _p_adjusted(d.p_adjusted, d)
+        return f"{won.a} beats {won.b}: {_stated(won)} ({_basis(d)}, {p}{within})."
     if d.verdict == "equivalent":
-        return (
-            f"{d.a} and {d.b} are equivalent within {_margin(d)}: {d.a} - {d.b} = {_stated(d)} "
-            f"({_basis(d)}, TOST {_p_adjusted(d.p_equivalence_adjusted, d)})."
-        )
-    return (
-        f"{d.a} against {d.b} is inconclusive: {_stated(d)} ({_basis(d)}); neither a "
-        f"difference nor equivalence within {_margin(d)} is shown."
-    )
+        return f"{_short(d)} ({_basis(d)}, TOST {_p_adjusted(d.p_equivalence_adjusted, d)})."
+    neither = f"neither a difference nor equivalence within {_margin(d)} is shown"
+    return f"{_short(d)} ({_basis(d)}); {neither}."
 
 
-def _short(d: Difference) -> str:
-    """A pair's verdict inside the headline: the words, the size and its interval."""
+def _short(d: Difference, interval: bool = True) -> str:
+    """A pair's verdict inside the headline: the words, the size and (``interval``) its interval."""
     if d.verdict == "different":
         won = d if d.estimate > 0 else d.flipped()
-        return (
-            f"{won.a} beats {won.b} by {100 * won.estimate:.2f} points, {_ci(d)} "
-            f"[{100 * won.low:.2f}, {100 * won.high:.2f}]"
-            f"{' (within ' + _margin(d) + ')' if _small(d) else ''}"
-        )
+        ci = f", {_ci(d)} [{100 * won.low:.2f}, {100 * won.high:.2f}]" if interval else ""
+        small = f" (within {_margin(d)})" if _small(d) else ""
+        return f"{won.a} beats {won.b} by {100 * won.estimate:.2f} points{ci}{small}"
     if d.verdict == "equivalent":
-        return f"{d.a} and {d.b} are equivalent within {_margin(d)}: {d.a} - {d.b} = {_stated(d)}"
+        stated = f": {d.a} - {d.b} = {_stated(d)}" if interval else ""
+        return f"{d.a} and {d.b} are equivalent within {_margin(d)}{stated}"
     return f"{d.a} against {d.b} is inconclusive: {_stated(d)}"
 
 
 def _within(pairs: list[Difference]) -> str:
     """The pairs inside one family, shortly: who beats whom, who is equivalent, how many neither."""
-    words = [
-        f"{w.a} beats {w.b} by {100 * w.estimate:.2f} points"
-        + (f" (within {_margin(p)})" if _small(p) else "")
-        for p in pairs
-        if p.verdict == "different"
-        for w in [p if p.estimate > 0 else p.flipped()]
-    ]
-    words += [
-        f"{p.a} and {p.b} are equivalent within {_margin(p)}"
-        for p in pairs
-        if p.verdict == "equivalent"
-    ]
+    first = sorted(pairs, key=lambda p: p.verdict != "different")
+    words = [_short(p, interval=False) for p in first if p.verdict != "inconclusive"]
     open_pairs = sum(p.verdict == "inconclusive" for p in pairs)
     if open_pairs:
         some = "the pair is" if len(pairs) == 1 else f"{open_pairs} of {len(pairs)} pairs are"
@@ -141,14 +121,12 @@ def headline(comparison: Comparison) -> str:
     ]
     primary = across or pairs
     seeds = pairs[0].seeds
-    basis = (
-        "one seed: the intervals cover the test images only"
-        if seeds == 1
-        else f"{seeds} seeds and the test images"
-    )
-    family_words = f"simultaneous over the {len(pairs)} pairs" if len(pairs) > 1 else ""
-    text = f"{budget}, " + "; ".join(_short(p) for p in primary)
-    text += f" ({basis}{'; ' + family_words if family_words else ''})"
+    basis = f"{seeds} seeds and the test images"
+    if seeds == 1:
+        basis = "one seed: the intervals cover the test images only"
+    if len(pairs) > 1:
+        basis += f"; simultaneous over the {len(pairs)} pairs"
+    text = f"{budget}, " + "; ".join(_short(p) for p in primary) + f" ({basis})"
     rest = [p for p in pairs if p not in primary]
     for name in dict.fromkeys(family(p.a) for p in rest):
         text += f"; among the {name.upper()}s, {_within([p for p in rest if family(p.a) == name])}"
@@ -176,33 +154,32 @@ def caveats(comparison: Comparison) -> list[tuple[str, str]]:
     varied = comparison.config.vary_seeds if comparison.config else ["init", "order", "dropout"]
     words = {"init": "the initial weights", "order": "the image order", "dropout": "dropout"}
     held = [w for k, w in words.items() if k not in varied]
-    if comparison.repeats > 1 and len(varied) == len(words):
+    if comparison.repeats == 1:
+        return found
+    if len(varied) == len(words):
         text = (
             "each repeat's one seed set the initial weights, the image order and dropout "
             "together: the spread over seeds is their joint effect "
             "(docs/statistics.md splits it by source)."
         )
-        found.append(("Seeds", text))
-    elif comparison.repeats > 1:
+    else:
         text = (
             f"the repeats varied only {' and '.join(words[k] for k in varied)}; "
             f"{' and '.join(held)} stayed at repeat 0's seed: the intervals cover that "
             "source's spread, not the whole seed-to-seed spread."
         )
-        found.append(("Seeds", text))
-    return found
+    return [*found, ("Seeds", text)]
 
 
 def flag_spread(summary: VariantSummary, limit: float = SPREAD_LIMIT) -> VariantSummary:
     """The summary with its repeats' spread of test accuracy, flagged above ``limit``."""
-    accuracies = [r.test_accuracy for r in summary.runs]
-    spread = max(accuracies) - min(accuracies)
+    low = min(summary.runs, key=lambda r: r.test_accuracy)
+    high = max(summary.runs, key=lambda r: r.test_accuracy)
+    spread = high.test_accuracy - low.test_accuracy
     flag = ""
     if spread > limit:
-        low = min(summary.runs, key=lambda r: r.test_accuracy)
-        high = max(summary.runs, key=lambda r: r.test_accuracy)
         flag = (
-            f"{summary.variant} is unstable: its {len(accuracies)} repeats span "
+            f"{summary.variant} is unstable: its {len(summary.runs)} repeats span "
             f"{100 * spread:.2f} points of test accuracy (repeat {low.repeat}: "
             f"{pct(low.test_accuracy)}%, repeat {high.repeat}: {pct(high.test_accuracy)}%), "
             f"more than {100 * limit:g}: a single run of it says little; the intervals over "
@@ -212,11 +189,10 @@ def flag_spread(summary: VariantSummary, limit: float = SPREAD_LIMIT) -> Variant
 
 
 def _numerics_text(h: Hardware) -> str:
+    setting = "unset" if h.onednn_opts is None else h.onednn_opts
+    onednn = f"oneDNN {'on' if h.onednn else 'off'} (TF_ENABLE_ONEDNN_OPTS {setting})"
     if h.onednn is None:
         onednn = "oneDNN not recorded"
-    else:
-        setting = "unset" if h.onednn_opts is None else h.onednn_opts
-        onednn = f"oneDNN {'on' if h.onednn else 'off'} (TF_ENABLE_ONEDNN_OPTS {setting})"
     threads = h.intra_op_threads or h.cpu_count
     build = f"TensorFlow {h.tensorflow}" + (f" ({h.tensorflow_git})" if h.tensorflow_git else "")
     cuda = h.build.get("cuda_version")
@@ -231,9 +207,8 @@ def envelope(variants: list[VariantSummary]) -> str:
     """A paragraph: the numerics the runs trained with, and what keeps a rerun bit-identical."""
     machines = {h.numerics(): h for v in variants for h in v.hardware}
     described = "; ".join(_numerics_text(h) for h in machines.values())
-    if len(machines) == 1:
-        where = f"Every run trained with the same numerics: {described}."
-    else:
+    where = f"Every run trained with the same numerics: {described}."
+    if len(machines) > 1:
         where = f"The runs trained with {len(machines)} different numerics: {described}."
     return (
         f"{where} A rerun with the same seed gives bit-identical histories and predictions "
