@@ -133,3 +133,20 @@ def test_an_alias_bomb_is_refused_before_it_expands(tmp_path):
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(ConfigError, match="YAML aliases"):
         load_config(str(path))
+
+
+def test_a_run_folders_provenance_travels_beside_the_config_never_in_it(tmp_path):
+    from cnnvsmlp.config import read_config
+    from cnnvsmlp.provenance import Provenance, recorded, write_beside
+
+    config = load_config("fashion-mnist", ["epochs=1"])
+    write_beside(tmp_path / "config.json", config, Provenance(run_id="r1", runner="local"))
+    assert read_config(tmp_path / "config.json") == config  # an old folder's record reads too
+    assert recorded(tmp_path / "config.json").run_id == "r1"
+    with pytest.raises(ConfigError, match="provenance: unknown field"):
+        load_config("fashion-mnist", ["provenance.run_id=r2"])
+    (tmp_path / "own.yaml").write_text(
+        "name: mine\ndataset: fashion-mnist\nprovenance: {run_id: r3}\n"
+    )
+    with pytest.raises(ConfigError, match="provenance: unknown field"):
+        load_config(str(tmp_path / "own.yaml"))
