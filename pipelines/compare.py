@@ -4,20 +4,13 @@ from kfp import dsl
 
 from cnnvsmlp.config import DEFAULT_PRESET, ExperimentConfig, load_config
 from cnnvsmlp.provenance import Provenance
+from cnnvsmlp.report.model import Comparison, failure_summary
 from cnnvsmlp_components import check_runs, compare_runs, plan_runs
 from cnnvsmlp_pipelines import PipelineSpec
 from cnnvsmlp_pipelines.cluster import cluster_config
 from cnnvsmlp_pipelines.placement import fan_out_fan_in
 
 NAME = "compare"
-
-
-def failure_summary(comparison_json) -> str:
-    """One line naming the runs that failed for good in a written comparison; empty if none."""
-    from cnnvsmlp.report.model import Comparison
-    from cnnvsmlp.report.model import failure_summary as summary
-
-    return summary(Comparison.read(comparison_json))
 
 
 def build():
@@ -78,5 +71,5 @@ SPEC = PipelineSpec(
     arguments=arguments,
     comparison_task="compare-runs",
     check_task="check-runs",
-    failure_summary=failure_summary,
+    failure_summary=lambda comparison_json: failure_summary(Comparison.read(comparison_json)),
 )

@@ -10,7 +10,7 @@ from pathlib import Path
 from kfp import dsl
 
 from cnnvsmlp.config import ExperimentConfig, load_config
-from cnnvsmlp.efficiency.plan import EfficiencyConfig
+from cnnvsmlp.efficiency.plan import EfficiencyConfig, plan_runs, settle
 from cnnvsmlp.provenance import Provenance
 from cnnvsmlp_components import check_efficiency, compare_efficiency, plan_efficiency_runs
 from cnnvsmlp_pipelines import PipelineSpec
@@ -94,15 +94,12 @@ def arguments(config: ExperimentConfig, provenance: Provenance | None = None) ->
 
 def as_trained(config: ExperimentConfig) -> ExperimentConfig:
     """The config as every training of the study reads it: early stopping by the study's rule."""
-    from cnnvsmlp.efficiency.plan import settle
-
     return settle(config, EfficiencyConfig())
 
 
 def planned_runs(config: ExperimentConfig) -> list:
     """The trainings of a run, from the training split's size as ``prepare_data`` will cut it."""
     from cnnvsmlp.data.spec import get_spec
-    from cnnvsmlp.efficiency.plan import plan_runs
 
     classes = len(get_spec(config.dataset).classes)
     return plan_runs(config, EfficiencyConfig(), config.training_images(), classes)
@@ -110,8 +107,6 @@ def planned_runs(config: ExperimentConfig) -> list:
 
 def loop_runs(config: ExperimentConfig, pipeline_root) -> list | None:
     """The loop's items as ``plan_efficiency_runs`` listed them: None before the data."""
-    from cnnvsmlp.efficiency.plan import plan_runs
-
     found = sorted(Path(pipeline_root).glob("*/prepare-data/dataset/metadata.json"))
     if not found:
         return None

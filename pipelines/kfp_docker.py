@@ -71,7 +71,7 @@ def docker_runner(config: ExperimentConfig, pipeline_root: Path):
 
 
 class ContainerTasks:
-    """The container side of ``LocalSession``: its ``_run``, ``_lock`` and ``_guard``."""
+    """The container side of ``LocalSession``: its ``_run`` and ``_guard``."""
 
     def _run_container(self, client, image: str, command: list[str], volumes: dict, **run_args):
         """Run a task like kfp's ``run_docker_container``; removed here once its status is read."""
@@ -95,7 +95,6 @@ class ContainerTasks:
                 labels=labels,
                 **run_args,
             )
-            self._containers.add(container.id)
             return container
 
         def follow(container, log, label: str) -> int:
@@ -112,33 +111,25 @@ class ContainerTasks:
                 return -signal.SIGTERM
 
         def cleanup(container) -> None:
-            with self._lock:
-                self._containers.discard(container.id)
             with contextlib.suppress(docker.errors.DockerException):
                 container.remove(force=True)
 
         return self._run(command, start, follow, cleanup)
 
     def _stop_containers(self) -> None:
-        """Stop and remove every container this run started: by id, and by the run's label."""
-        with self._lock:
-            ids = set(self._containers)
-            used = self._docker_used
-        if not used:
+        """Stop and remove every container this run started: they carry the run's label."""
+        if not self._docker_used:
             return
         import docker
 
         try:
             client = docker.from_env()
-            labelled = client.containers.list(
+            started = client.containers.list(
                 all=True, filters={"label": f"{CONTAINER_LABEL}={self.job_id}"}
             )
         except docker.errors.DockerException:
             return
-        ids |= {c.id for c in labelled}
-        threads = [
-            threading.Thread(target=_stop_container, args=(client, i), daemon=True) for i in ids
-        ]
+        threads = [threading.Thread(target=_stop, args=(c,), daemon=True) for c in started]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -146,11 +137,10 @@ class ContainerTasks:
         client.close()
 
 
-def _stop_container(client, container_id: str) -> None:
+def _stop(container) -> None:
     import docker.errors
 
     with contextlib.suppress(docker.errors.DockerException):
-        container = client.containers.get(container_id)
-        with contextlib.suppress(docker.errors.DockerException):
-            container.stop(timeout=int(STOP_GRACE_S))
+        container.stop(timeout=int(STOP_GRACE_S))
+    with contextlib.suppress(docker.errors.DockerException):
         container.remove(force=True)

@@ -81,15 +81,11 @@ def plain(message: str) -> str:
 
 
 def describe_failure(
-    message: str,
-    config: ExperimentConfig,
-    log: list[str] = (),
-    runs: list[RunSpec] | None = None,
+    message: str, config: ExperimentConfig, runs: list[RunSpec] | None = None
 ) -> str:
-    """Name the run behind a failed loop iteration (``runs``: the loop's items), and its cause."""
+    """Name the run behind a failed loop iteration (``runs``: the loop's items)."""
     message = plain(message)
-    cause = _last_exception(log)
-    cause = f": {cause}" if cause else "; its log above ends with the cause"
+    cause = "; its log above ends with the cause"
     found = re.search(r"'([\w-]+)' inside 'for-loop-\d+-iteration-(\d+)'", message)
     runs = config.scheduled_runs() if runs is None else runs
     if found and int(found.group(2)) < len(runs):
@@ -143,15 +139,6 @@ def _tail(path: Path, lines: int = 400) -> list[str]:
         return []
 
 
-def _executor_input(full_command: list[str]) -> dict:
-    """The executor input kfp put on a task's command line ({} when there is none)."""
-    for flag, value in zip(full_command, full_command[1:], strict=False):
-        if flag == "--executor_input":
-            with contextlib.suppress(ValueError):
-                return json.loads(value)
-    return {}
-
-
 class LocalSession(ContainerTasks):
     """One pipeline run on kfp's local runner: per-task logs, every task stopped with it.
 
@@ -174,7 +161,6 @@ class LocalSession(ContainerTasks):
         self.tasks: list[TaskLog] = []
         self._runs: dict[str, RunSpec] = {}  # loop iteration -> its run
         self._procs: set[subprocess.Popen] = set()
-        self._containers: set[str] = set()  # ids of the running task containers
         self._lock = threading.RLock()
         self._stopping = False
         # A signal while this thread starts a task waits until stop() can end it.
@@ -202,7 +188,9 @@ class LocalSession(ContainerTasks):
             )
             stack.callback(self._watchdog.wait)
             stack.callback(self._watchdog.stdin.close)
-            stack.enter_context(self._signals())
+            if threading.current_thread() is threading.main_thread():
+                for signum in (signal.SIGINT, signal.SIGTERM):
+                    stack.callback(signal.signal, signum, signal.signal(signum, self._on_signal))
             out = stack.enter_context((self.logs / "run.log").open("a", buffering=1))
             tee = _Tee(out, self.stream) if self.verbose else out
             stack.enter_context(contextlib.redirect_stdout(tee))
@@ -247,29 +235,18 @@ class LocalSession(ContainerTasks):
             proc.wait()
         self._stop_containers()
 
-    @contextlib.contextmanager
-    def _signals(self):
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def handler(signum, frame):
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            self._signal = signum
-            if not self._spawning:  # else _run_task raises once its process is registered
-                self.stop()
-                raise RunInterrupted(signum)
-
-        saved = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for s, previous in saved.items():
-                signal.signal(s, previous)
+    def _on_signal(self, signum, frame) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        self._signal = signum
+        if not self._spawning:  # else _run raises once its process is registered
+            self.stop()
+            raise RunInterrupted(signum)
 
     def _identify(self, full_command: list[str]) -> TaskLog:
-        executor = _executor_input(full_command)
+        executor = {}  # the executor input kfp put on the task's command line
+        with contextlib.suppress(ValueError, IndexError):
+            executor = json.loads(full_command[full_command.index("--executor_input") + 1])
         output = Path(executor.get("outputs", {}).get("outputFile", "task/x"))
         task, iteration = output.parent.name, output.parent.parent.name
         run = None
@@ -284,23 +261,6 @@ class LocalSession(ContainerTasks):
             self.tasks.append(entry)
         return entry
 
-    def _start(self, entry: TaskLog, start):
-        """What ``start`` (which starts a task and registers it) returns; None when stopping."""
-        with self._lock:
-            if self._stopping:
-                entry.returncode, entry.stopped = -signal.SIGTERM, True
-                return None
-            main = threading.current_thread() is threading.main_thread()
-            self._spawning = main
-            try:
-                handle = start()
-            finally:
-                self._spawning = False
-            if main and self._signal is not None:
-                self.stop()
-                raise RunInterrupted(self._signal)
-        return handle
-
     def _guard(self, what: int | str) -> None:
         """Tell the watchdog of a task process group (``-pid``: it has ended), or a label."""
         with self._lock, contextlib.suppress(OSError, ValueError, AttributeError):
@@ -311,9 +271,19 @@ class LocalSession(ContainerTasks):
         entry = self._identify(command)
         with entry.path.open("a", buffering=1) as log:
             log.write(f"==> {entry.label}: started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
-            handle = self._start(entry, lambda: start(log))
-            if handle is None:
-                return 1
+            with self._lock:
+                if self._stopping:
+                    entry.returncode, entry.stopped = -signal.SIGTERM, True
+                    return 1
+                main = threading.current_thread() is threading.main_thread()
+                self._spawning = main
+                try:
+                    handle = start(log)
+                finally:
+                    self._spawning = False
+                if main and self._signal is not None:
+                    self.stop()
+                    raise RunInterrupted(self._signal)
             try:
                 entry.returncode = follow(handle, log, entry.label)
             finally:

@@ -25,7 +25,7 @@ from cnnvsmlp.outputs import HOST, one_writer
 from cnnvsmlp.provenance import Provenance
 from cnnvsmlp_pipelines import PipelineSpec, get_pipeline
 from cnnvsmlp_pipelines.kfp_docker import docker_answers, docker_runner
-from cnnvsmlp_pipelines.kfp_local import describe_failure, plain
+from cnnvsmlp_pipelines.kfp_local import LocalSession, RunInterrupted, describe_failure, plain
 from cnnvsmlp_pipelines.runs import (
     LOCK_FILE,
     PER_TRAINING_S,
@@ -200,8 +200,6 @@ class _LocalRun:
 
     def execute(self, resumed: bool, concurrency: Concurrency, task_runner) -> None:
         """Run the pipeline's tasks; the status and a one-line error when it fails."""
-        from cnnvsmlp_pipelines.kfp_local import LocalSession, RunInterrupted
-
         screen = self.screen(resumed)
         events = self.pipeline_root / PROGRESS_FILE
         self.pipeline_root.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,6 @@ are retried with the run (``POST /apis/v2beta1/runs/{run_id}:retry``,
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from kfp import dsl, kubernetes
 
@@ -21,24 +20,6 @@ TRAIN_RETRY_BACKOFF = "60s"
 TRAIN_RETRY_WINDOW = "86400s"  # Argo's backoff.maxDuration: one window for all attempts
 # The user the images create and run as (images/*.Dockerfile: USER 10001).
 IMAGE_UID = 10001
-
-
-@dataclass(frozen=True)
-class NodeType:
-    """A GKE machine type and what GKE leaves allocatable to pods on it, rounded down."""
-
-    machine_type: str
-    cpu: float
-    memory_gib: float
-    gpus: int = 0
-
-
-NODE_TYPES = {
-    # The default pool of the cluster: KFP itself and every CPU task.
-    "cpu": NodeType("e2-standard-4", cpu=3.92, memory_gib=13.0),
-    # The spot GPU pool of manifests/gcp/nodepool.yaml: training.
-    "gpu": NodeType("g2-standard-8", cpu=7.91, memory_gib=28.0, gpus=1),
-}
 
 
 def in_image(task: dsl.PipelineTask, kind: str) -> dsl.PipelineTask:

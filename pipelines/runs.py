@@ -141,6 +141,8 @@ def header(
     runs: list[RunSpec] | None = None,
 ) -> list[str]:
     """What will run (``runs``: by default the config's), where, and about how long it takes."""
+    from cnnvsmlp.report.blocks import plural
+
     runs = config.scheduled_runs() if runs is None else runs
     epoch_s = epoch_seconds(config, runs).values()
     seconds = FIXED_S + sum(PER_TRAINING_S + expected_epochs(config) * s for s in epoch_s)
@@ -148,26 +150,22 @@ def header(
     limit = f" (limit {config.limit:,} images)" if config.limit else ""
     verb = "resuming" if resumed else "run"
     sizes = sorted({r.n_train for r in runs if r.n_train})
-    grid = [_count(len(config.variants), "variant")]
+    grid = [plural(len(config.variants), "variant")]
     if sizes:
-        grid.append(_count(len(sizes), "size") + f" ({sizes[0]:,} to {sizes[-1]:,} images)")
-    grid.append(_count(config.repeats, "repeat"))
+        grid.append(plural(len(sizes), "size") + f" ({sizes[0]:,} to {sizes[-1]:,} images)")
+    grid.append(plural(config.repeats, "repeat"))
     epochs = (
-        f"{_count(config.train.epochs, 'epoch')} each"
+        f"{plural(config.train.epochs, 'epoch')} each"
         if config.train.early_stopping is None
         else f"each to convergence (early stopping, at most {config.train.epochs} epochs)"
     )
     return [
         f"{verb}: {name} / {config.name}{data}{limit}: "
-        f"{' x '.join(grid)} = {_count(len(runs), 'training')}, {epochs}, "
+        f"{' x '.join(grid)} = {plural(len(runs), 'training')}, {epochs}, "
         f"batch {config.train.batch_size}",
         f"run: folder {run_dir}; logs in {run_dir / 'logs'}",
         f"run: about {_clock(seconds)} (the variants' step costs on 2 cores)",
     ]
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def closing(comparison, run_dir: Path, minutes: float) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+from dataclasses import dataclass
 
 import pytest
 import yaml
@@ -14,6 +15,24 @@ from cnnvsmlp.errors import UserError
 from cnnvsmlp_pipelines import compile_pipeline, get_pipeline, pipeline_arguments, pipelines
 from cnnvsmlp_pipelines.images import image_ref
 from cnnvsmlp_pipelines.settings import cluster_settings
+
+
+@dataclass(frozen=True)
+class NodeType:
+    """A GKE machine type and what GKE leaves allocatable to pods on it, rounded down."""
+
+    machine_type: str
+    cpu: float
+    memory_gib: float
+    gpus: int = 0
+
+
+NODE_TYPES = {
+    # The default pool of the cluster: KFP itself and every CPU task.
+    "cpu": NodeType("e2-standard-4", cpu=3.92, memory_gib=13.0),
+    # The spot GPU pool of manifests/gcp/nodepool.yaml: training.
+    "gpu": NodeType("g2-standard-8", cpu=7.91, memory_gib=28.0, gpus=1),
+}
 
 
 @pytest.fixture(scope="module")
@@ -171,8 +190,6 @@ def _cpu(quantity: str) -> float:
 
 def placement_problems(ir: dict, platform: dict) -> list[str]:
     """Tasks whose requests do not fit the allocatable resources of the node they land on."""
-    from cnnvsmlp_pipelines.placement import NODE_TYPES
-
     settings = cluster_settings()
     k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     problems = []
@@ -219,7 +236,6 @@ def test_every_task_fits_the_node_it_lands_on(compiled):
 
 
 def test_the_node_types_are_the_ones_the_guides_create():
-    from cnnvsmlp_pipelines.placement import NODE_TYPES
     from cnnvsmlp_pipelines.settings import ROOT
 
     pool = yaml.safe_load((ROOT / "manifests" / "gcp" / "nodepool.yaml").read_text())
