@@ -20,9 +20,9 @@ from cnnvsmlp.train import train
 from cnnvsmlp.training_files import (
     ResumeError,
     checkpoint_path,
-    history_csv,
     state_path,
     training_key,
+    write_history,
 )
 
 RUN = RunSpec(variant="cnn", repeat=0, seed=2)
@@ -283,7 +283,7 @@ def test_history_numbers_epochs_from_1(tmp_path):
         Epoch(epoch=e, loss=1, accuracy=0.5, val_loss=1, val_accuracy=0.5, time_s=2) for e in (1, 2)
     ]
     new = tmp_path / "new.csv"
-    new.write_text(history_csv(rows))
+    write_history(new, rows)
     assert [line.split(",")[0] for line in new.read_text().splitlines()] == ["epoch", "1", "2"]
 
 

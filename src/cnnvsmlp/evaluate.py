@@ -1,7 +1,6 @@
 """Evaluate a trained model on the held-out test split, or reuse its kept evaluation.
 
-A kept evaluation is found by key without loading Keras, in
-``<store>/<run id>/<training key>/evaluations/<key>.json``.
+A kept evaluation is found by key without loading Keras (docs/resume.md).
 """
 
 from __future__ import annotations
@@ -28,37 +27,22 @@ PREDICT_BATCH = 1024
 
 
 def evaluate_shifted(
-    model: keras.Model,
-    images: np.ndarray,
-    labels: np.ndarray,
-    shifts: tuple[int, ...] = SHIFTS,
-    seed: int = SHIFT_SEED,
+    model: keras.Model, images: np.ndarray, labels: np.ndarray, shifts: tuple[int, ...] = SHIFTS
 ) -> list[ShiftResult]:
     """Accuracy and every prediction on the images shifted by each of ``shifts`` pixels."""
     scored = []
     for shift in shifts:
-        shifted = shift_images(images, shift, seed)
+        shifted = shift_images(images, shift, SHIFT_SEED)
         predictions = model.predict(shifted, batch_size=PREDICT_BATCH, verbose=0).argmax(axis=1)
         scored.append(
             ShiftResult(
                 shift=shift,
-                seed=seed,
+                seed=SHIFT_SEED,
                 accuracy=float(np.mean(predictions == labels)),
                 predictions=predictions.astype(int).tolist(),
             )
         )
     return scored
-
-
-def user_classes(variant: str) -> dict[str, type] | None:
-    """The classes a user variant's module defines (its custom layers), for loading its model."""
-    from cnnvsmlp.models import get_variant, is_user_variant
-
-    if not is_user_variant(variant):
-        return None
-    get_variant(variant)  # installs the module, from the config's sources or the working directory
-    module = sys.modules[variant.partition(":")[0]]
-    return {k: v for k, v in vars(module).items() if isinstance(v, type)}
 
 
 def _scores(probs: np.ndarray, y_test: np.ndarray, classes: list[str]) -> dict:
@@ -90,12 +74,17 @@ def evaluate(
     """Score a training output folder's model on the test split; the record goes to ``out_path``."""
     import keras
 
+    from cnnvsmlp.models import get_variant, is_user_variant
+
     model_dir = Path(model_dir)
     training = TrainResult.read(model_dir / "train.json")
+    variant, own = training.run.variant, None
+    if is_user_variant(variant):  # the classes its module defines: its own layers
+        get_variant(variant)  # installs the module, from the config's sources or the working dir
+        module = vars(sys.modules[variant.partition(":")[0]])
+        own = {k: v for k, v in module.items() if isinstance(v, type)}
     # The inference model: no optimizer, nothing to compile (folders of older runs load too).
-    model = keras.saving.load_model(
-        model_dir / "model.keras", compile=False, custom_objects=user_classes(training.run.variant)
-    )
+    model = keras.saving.load_model(model_dir / "model.keras", compile=False, custom_objects=own)
     meta = read_metadata(data_dir)
     classes = meta["classes"]
     x_test, y_test = load_split(data_dir, "test")
@@ -122,23 +111,21 @@ def evaluate(
     return result
 
 
-def _kept(store: str, model_dir: Path, meta: dict, trained: TrainResult, hardware: Hardware) -> str:
-    """Where the evaluation of this model on this data and machine is kept in ``store``."""
-    key = evaluation_key(model_dir / "model.keras", meta, hardware)
-    training = f"{store.rstrip('/')}/{trained.run.run_id}/{trained.training_key}"
-    return f"{training}/evaluations/{key}.json"
+def _kept(store: str, model_dir: str | os.PathLike, data_dir, trained: TrainResult, hw) -> str:
+    """Where the evaluation of this model on this data and machine ``hw`` is kept in ``store``."""
+    key = evaluation_key(Path(model_dir) / "model.keras", read_metadata(data_dir), hw)
+    return f"{store.rstrip('/')}/{trained.run.run_id}/{trained.training_key}/evaluations/{key}.json"
 
 
 def reuse_evaluation(
     model_dir: str | os.PathLike, data_dir: str | os.PathLike, store: str | None, out_path: Path
 ) -> EvalResult | None:
     """The evaluation of this model kept in ``store``, with this run's training, in ``out_path``."""
-    model_dir = Path(model_dir)
     hardware = Hardware.remembered(machine_memo(store))
-    trained = TrainResult.read(model_dir / "train.json")
+    trained = TrainResult.read(Path(model_dir) / "train.json")
     if hardware is None or not trained.training_key or not store:
         return None
-    text = storage.read_text(_kept(store, model_dir, read_metadata(data_dir), trained, hardware))
+    text = storage.read_text(_kept(store, model_dir, data_dir, trained, hardware))
     try:
         found = EvalResult.model_validate_json(text)  # None, where none is kept, fails too
     except ValidationError:
@@ -154,10 +141,7 @@ def keep_evaluation(
     model_dir: str | os.PathLike, data_dir: str | os.PathLike, store: str | None, result
 ) -> None:
     """Keep an evaluation in ``store`` for :func:`reuse_evaluation`; nothing without a store."""
-    if not store or not result.training.training_key:
-        return
-    meta = read_metadata(data_dir)
-    uri = _kept(
-        store, Path(model_dir), meta, result.training, Hardware.detect(memo=machine_memo(store))
-    )
-    storage.write_text(uri, result.model_dump_json())
+    if store and result.training.training_key:
+        hardware = Hardware.detect(memo=machine_memo(store))
+        uri = _kept(store, model_dir, data_dir, result.training, hardware)
+        storage.write_text(uri, result.model_dump_json())

@@ -1,22 +1,24 @@
 """Resume a training from its newest complete epoch, or reuse a finished one, found by its key.
 
-:class:`Training` owns a training's output folder and its mirror; docs/resume.md gives the
-contract for runners and its reasons.
+:class:`Training` owns a training's output folder and its mirror (contract: docs/resume.md).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import logging
+import math
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 from pydantic import ValidationError
 
 from cnnvsmlp import progress, storage
@@ -31,25 +33,6 @@ if TYPE_CHECKING:  # Keras loads TensorFlow: imported where a model is saved or 
 _log = logging.getLogger(__name__)
 
 
-def open_training(
-    out: Path,
-    meta: dict,
-    run: RunSpec,
-    config: TrainConfig,
-    hardware: Hardware,
-    *,
-    store: str | None = None,
-    resume_uri: str | None = None,
-    origin: str | None = None,
-) -> Training:
-    """The :class:`Training` of ``run``, mirrored in ``<store>/<run id>/<key>`` or resume_uri."""
-    key = files.training_key(meta, run, config, hardware)
-    if store:
-        resume_uri = f"{store.rstrip('/')}/{run.run_id}/{key}"
-    state_key = files.training_key(meta, run, config, hardware, epochs=False)
-    return Training(out, key, state_key, run, config, mirror=resume_uri, origin=origin)
-
-
 def reuse_training(
     data_dir: str | os.PathLike,
     run: RunSpec,
@@ -58,13 +41,10 @@ def reuse_training(
     store: str | None,
 ) -> TrainResult | None:
     """A finished training with this run's key, put in ``out_dir``, found without Keras; or None."""
-    from cnnvsmlp.data.store import read_metadata
-
     hardware = Hardware.remembered(files.machine_memo(store))
     if hardware is None:
         return None
-    out = claim_dir(out_dir, files.OUTPUTS, "training output")
-    training = open_training(out, read_metadata(data_dir), run, config, hardware, store=store)
+    training = Training.open(data_dir, run, config, out_dir, hardware, store)
     with training.writing():
         return training.reuse()
 
@@ -79,23 +59,42 @@ class Training:
     run: RunSpec
     config: TrainConfig
     mirror: str | None = None
-    origin: str | None = None  # who trains, recorded for a later reuse: ``out`` by default
+    meta: dict | None = None  # the data set's metadata.json
+    hardware: Hardware | None = None
 
     def __post_init__(self) -> None:
         self.mirror = self.mirror.rstrip("/") if self.mirror else None
-        self.origin = self.origin or str(self.out.resolve())
+        self.origin = str(self.out.resolve())  # who trains, recorded for a later reuse
 
-    @contextlib.contextmanager
-    def writing(self) -> Iterator[None]:
+    @classmethod
+    def open(
+        cls,
+        data_dir: str | os.PathLike,
+        run: RunSpec,
+        config: TrainConfig,
+        out_dir: str | os.PathLike,
+        hardware: Hardware,
+        store: str | None = None,
+        resume_uri: str | None = None,
+    ) -> Training:
+        """The training of ``run`` in ``out_dir``, mirrored in ``<store>/<run id>/<key>``."""
+        from cnnvsmlp.data.store import read_metadata
+
+        out = claim_dir(out_dir, files.OUTPUTS, "training output")
+        meta = read_metadata(data_dir)
+        key = files.training_key(meta, run, config, hardware)
+        if store:
+            resume_uri = f"{store.rstrip('/')}/{run.run_id}/{key}"
+        state_key = files.training_key(meta, run, config, hardware, epochs=False)
+        return cls(out, key, state_key, run, config, resume_uri, meta, hardware)
+
+    def writing(self) -> contextlib.AbstractContextManager:
         """Be this training's one writer while the block runs (a local mirror's lock), or wait."""
         if not self.mirror or "://" in self.mirror:
-            yield
-            return
-
+            return contextlib.nullcontext()
         busy = "%s: %s is being trained by another process (pid %s); waiting for it to end"
         warn = functools.partial(_log.warning, busy, self.run.run_id, self.mirror)
-        with one_writer(Path(f"{self.mirror}.lock"), warn):
-            yield
+        return one_writer(Path(f"{self.mirror}.lock"), warn)
 
     # Finished trainings
 
@@ -106,22 +105,18 @@ class Training:
             found = self._finished_here()
         if found is None:
             return None
-        finished, result = found
-        progress.report(
-            "reused", self.run.run_id, f"reused from {finished.origin}", from_=finished.origin
-        )
-        if finished.origin == self.origin or (
-            result.reused_from == finished.origin and result.run == self.run
-        ):
+        origin, result = found
+        progress.report("reused", self.run.run_id, f"reused from {origin}", from_=origin)
+        if origin == self.origin or (result.reused_from == origin and result.run == self.run):
             return result  # this folder's own training, or a reuse recorded already
         result = result.model_copy(
-            update={"run": self.run, "train": self.config, "reused_from": finished.origin}
+            update={"run": self.run, "train": self.config, "reused_from": origin}
         )
         result.write(self.out / files.RESULT)
         return result
 
-    def _finished_here(self) -> tuple[files.Finished, TrainResult] | None:
-        """The output folder's finished training, if whole; a marker that is not is set aside."""
+    def _finished_here(self) -> tuple[str, TrainResult] | None:
+        """The output folder's finished training and its origin, if whole; else set aside."""
         path = self.out / files.FINISHED
         if not path.is_file():
             return None
@@ -136,17 +131,14 @@ class Training:
         if (name := finished.differing(self.out)) is not None:
             self._set_aside([path], f"names a {name} that is missing or has other content")
             return None
-        return finished, result
+        return finished.origin, result
 
     def _fetch_finished(self) -> bool:
-        """Bring a finished training's files from the mirror; False when it has none."""
-        if storage.read_text(f"{self.mirror}/{files.FINISHED}") is None:
-            return False
-        # The marker last, as it was written.
-        for name in (files.MODEL, files.RESULT, files.HISTORY, files.FINISHED):
-            if not storage.fetch_file(f"{self.mirror}/{name}", self.out / name):
-                return False
-        return True
+        """Fetch a finished training from the mirror, the marker last; False when it has none."""
+        names = (files.MODEL, files.RESULT, files.HISTORY, files.FINISHED)
+        return storage.read_text(f"{self.mirror}/{files.FINISHED}") is not None and all(
+            storage.fetch_file(f"{self.mirror}/{name}", self.out / name) for name in names
+        )
 
     def finish(self, model: keras.Model, result: TrainResult) -> TrainResult:
         """Write the inference model and the record, mark the training finished, drop its state."""
@@ -154,7 +146,7 @@ class Training:
         _save_inference_model(model, self.out / files.MODEL)
         result.write(self.out / files.RESULT)
         # A retry that found every epoch done trained none, so wrote no history of its own.
-        self._write_history(result.history)
+        files.write_history(self.out / files.HISTORY, result.history)
         marker = files.Finished.of(self.out, self.key, self.run.run_id, self.origin)
         marker.write(self.out / files.FINISHED)
         if not self.config.keep_checkpoints:
@@ -172,28 +164,21 @@ class Training:
         state = self.fetch(shapes)
         while state is not None:
             try:
-                history = self._restore(model, state)
-                break
+                model.optimizer.build(model.trainable_variables)
+                model.load_weights(files.checkpoint_path(self.out, state.epoch))
+                for v, value in zip(files.rng_variables(model), state.rng, strict=True):
+                    v.assign(np.asarray(value, dtype=v.dtype).reshape(v.shape))
             except Exception as err:  # noqa: BLE001 - any checkpoint that fails to load is set aside
-                paths = [
-                    f(self.out, state.epoch) for f in (files.state_path, files.checkpoint_path)
-                ]
                 why = f"names a checkpoint that does not load ({err.__class__.__name__})"
-                self._set_aside(paths, why)
-                model = fresh()
-                state = self._latest(shapes)
-        else:
-            return model, []
-        where = self.mirror or str(self.out)
-        progress.report(
-            "resumed",
-            self.run.run_id,
-            f"resumed after epoch {state.epoch} from {where}",
-            epoch=state.epoch,
-            epochs=self.config.epochs,
-            from_=where,
-        )
-        return model, history
+                self._set_aside(files.epoch_files(self.out, state.epoch), why)
+                model, state = fresh(), self._latest(shapes)
+                continue
+            where = self.mirror or str(self.out)
+            text = f"resumed after epoch {state.epoch} from {where}"
+            fields = {"epoch": state.epoch, "epochs": self.config.epochs, "from_": where}
+            progress.report("resumed", self.run.run_id, text, **fields)
+            return model, list(state.history)
+        return model, []
 
     def fetch(self, rng_shapes: list[tuple]) -> files.State | None:
         """The newest trusted state in ``out``, or else in what the mirror holds, fetched."""
@@ -207,60 +192,68 @@ class Training:
 
     def _latest(self, rng_shapes: list[tuple]) -> files.State | None:
         """The newest complete, trusted epoch's state; every newer one that fails is set aside."""
-        folder = self.out / files.STATES
-        if not folder.is_dir():
-            return None
         found = sorted(
-            (int(m.group(1)), p) for p in folder.iterdir() if (m := files.STATE_NAME.match(p.name))
+            (int(m.group(1)), p)
+            for p in (self.out / files.STATES).glob("*")
+            if (m := files.STATE_NAME.match(p.name))
         )
-        owner = (self.state_key, self.run.run_id, self.run.variant, self.run.seed)
         for epoch, path in reversed(found):
             try:
                 state = files.State.model_validate_json(files.read_record(path))
             except ValidationError as err:
                 reason = f"is not a valid state ({files.why(err)})"
             else:
-                reason = state.distrust(self.out, epoch, owner, self.config.epochs, rng_shapes)
-                if reason is None:
+                if (reason := self._distrust(state, epoch, rng_shapes)) is None:
                     return state
-            self._set_aside([path, files.checkpoint_path(self.out, epoch)], reason)
+            self._set_aside(files.epoch_files(self.out, epoch), reason)
         return None
 
-    def _restore(self, model: keras.Model, state: files.State) -> list[Epoch]:
-        """Load an epoch's weights, optimizer and random state into ``model``; its history."""
-        import numpy as np
-
-        model.optimizer.build(model.trainable_variables)
-        model.load_weights(files.checkpoint_path(self.out, state.epoch))
-        for v, value in zip(files.rng_variables(model), state.rng, strict=True):
-            v.assign(np.asarray(value, dtype=v.dtype).reshape(v.shape))
-        return list(state.history)
+    def _distrust(self, s: files.State, named: int, rng_shapes: list[tuple]) -> str | None:
+        """Why the state ``s``, read from the file of epoch ``named``, is not to be trusted."""
+        run, epochs = self.run, self.config.epochs
+        owner = (self.state_key, run.run_id, run.variant, run.seed)
+        if (s.key, s.run_id, s.variant, s.seed) != owner:
+            return f"belongs to another training ({s.run_id}, seed {s.seed})"
+        if s.epoch != named:
+            return f"is named for epoch {named} but holds epoch {s.epoch}"
+        if s.epoch > epochs:
+            return f"holds {s.epoch} epochs, more than the {epochs} asked for"
+        sizes, expected = [len(r) for r in s.rng], [math.prod(shape) for shape in rng_shapes]
+        if sizes != expected:
+            return (
+                f"has {len(sizes)} random generator states of sizes {sizes}, the model {expected}"
+            )
+        ckpt = files.checkpoint_path(self.out, s.epoch)
+        if not ckpt.is_file():
+            return f"names {s.checkpoint}, which is missing"
+        recorded = (s.checkpoint_bytes, s.checkpoint_sha256)
+        if (ckpt.stat().st_size, files.sha256_file(ckpt)) != recorded:
+            return f"names {s.checkpoint}, whose content differs from its recorded sha256"
+        if s.best_checkpoint_sha256 is not None:
+            best = files.checkpoint_path(self.out, s.best_epoch)
+            if not best.is_file() or files.sha256_file(best) != s.best_checkpoint_sha256:
+                return (
+                    f"names the best epoch's {files.checkpoint_name(s.best_epoch)}, which is "
+                    "missing or differs from its recorded sha256"
+                )
+        return None
 
     def _set_aside(self, paths: list[Path], reason: str) -> None:
         """Move what failed validation to ``set-aside/``, saying so in one line."""
         aside = self.out / files.SET_ASIDE / time.strftime("%Y%m%dT%H%M%S")
         try:
             aside.mkdir(parents=True, exist_ok=True)
-            for path in paths:
-                if path.exists():
-                    target = aside / path.name
-                    n = 1
-                    while target.exists():
-                        target, n = aside / f"{path.name}.{n}", n + 1
-                    path.replace(target)
+            for path in filter(Path.exists, paths):
+                names = (f"{path.name}.{n}" if n else path.name for n in itertools.count())
+                path.replace(next(aside / m for m in names if not (aside / m).exists()))
         except OSError as err:
             raise files.ResumeError(
                 f"{paths[0]}: {reason}, and it cannot be set aside ({err.strerror}); "
                 f"remove it to train those epochs again"
             ) from None
-        name = paths[0].relative_to(self.out).as_posix()
-        progress.report(
-            "set_aside",
-            self.run.run_id,
-            f"{name} {reason}; set aside in {aside.relative_to(self.out)}, its epochs train again",
-            from_=str(paths[0]),
-            level="warning",
-        )
+        name, where = paths[0].relative_to(self.out).as_posix(), aside.relative_to(self.out)
+        text = f"{name} {reason}; set aside in {where}, its epochs train again"
+        progress.report("set_aside", self.run.run_id, text, from_=str(paths[0]), level="warning")
 
     # Epochs
 
@@ -291,17 +284,13 @@ class Training:
             best_epoch=best_epoch,
             best_checkpoint_sha256=files.sha256_file(best) if best else None,
         ).write(path)
-        self._write_history(history)
+        files.write_history(self.out / files.HISTORY, history)
         if not self.config.keep_checkpoints:
             for older in range(1, epoch):
                 files.state_path(self.out, older).unlink(missing_ok=True)
                 if older != best_epoch:
                     files.checkpoint_path(self.out, older).unlink(missing_ok=True)
         self._mirror({files.CHECKPOINTS, files.HISTORY}, {files.STATES})
-
-    def _write_history(self, history: list[Epoch]) -> None:
-        text = files.history_csv(history)
-        write_atomically(self.out / files.HISTORY, lambda p: p.write_text(text))
 
     def _mirror(self, names: set[str], marker: set[str]) -> None:
         """Copy ``names``, then the ``marker`` naming them, to the mirror; then drop the stale."""

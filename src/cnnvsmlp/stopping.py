@@ -15,15 +15,12 @@ from cnnvsmlp.config import StoppingRule
 
 @dataclass(frozen=True)
 class StopDecision:
-    """Where the rule stopped (``epochs``), whose weights it keeps (0: no finite loss), and why.
-
-    ``reason``: ``patience`` (converged), ``cap`` (still improving at the cap) or None (running).
-    """
+    """Where the rule stopped (``epochs``), whose weights it keeps (0: no finite loss), and why."""
 
     stop: bool
     epochs: int
     best_epoch: int
-    reason: Literal["patience", "cap"] | None
+    reason: Literal["patience", "cap"] | None  # converged, still improving at the cap, or running
 
     @property
     def capped_improving(self) -> bool:

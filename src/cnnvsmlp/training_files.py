@@ -6,9 +6,7 @@ computes and the machine's numerics (docs/resume.md): equal keys compute the sam
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import math
 import re
@@ -22,6 +20,7 @@ from cnnvsmlp.config import SEED_SOURCES, RunSpec, TrainConfig
 from cnnvsmlp.errors import UserError
 from cnnvsmlp.jsonmodel import Record
 from cnnvsmlp.models import user_source
+from cnnvsmlp.outputs import write_atomically
 from cnnvsmlp.records import Epoch, Hardware
 
 if TYPE_CHECKING:  # Keras loads TensorFlow: imported where a model is saved.
@@ -83,10 +82,9 @@ class State(Record):
         epochs = [e.epoch for e in self.history]
         if epochs != list(range(1, self.epoch + 1)):
             raise ValueError(f"history: epochs {epochs}, not 1..{self.epoch}")
-        for e in self.history:
-            for k in (*METRICS, "time_s"):
-                if not math.isfinite(getattr(e, k)):
-                    raise ValueError(f"history: epoch {e.epoch}'s {k} is {getattr(e, k)}")
+        for e, k in ((e, k) for e in self.history for k in (*METRICS, "time_s")):
+            if not math.isfinite(getattr(e, k)):
+                raise ValueError(f"history: epoch {e.epoch}'s {k} is {getattr(e, k)}")
         if self.checkpoint != (expected := checkpoint_name(self.epoch)):
             raise ValueError(f"checkpoint: {self.checkpoint!r}, not {expected!r}")
         if self.best_epoch is not None and self.best_epoch > self.epoch:
@@ -94,37 +92,6 @@ class State(Record):
         if (self.best_epoch not in (None, self.epoch)) != (self.best_checkpoint_sha256 is not None):
             raise ValueError("best_checkpoint_sha256: needed exactly when best_epoch is earlier")
         return self
-
-    def distrust(
-        self, out: Path, named: int, owner: tuple, epochs: int, rng_shapes: list[tuple]
-    ) -> str | None:  # owner: the training's (state key, run id, variant, seed)
-        """Why this state, read from ``out``'s file of epoch ``named``, is not to be trusted."""
-        if (self.key, self.run_id, self.variant, self.seed) != owner:
-            return f"belongs to another training ({self.run_id}, seed {self.seed})"
-        if self.epoch != named:
-            return f"is named for epoch {named} but holds epoch {self.epoch}"
-        if self.epoch > epochs:
-            return f"holds {self.epoch} epochs, more than the {epochs} asked for"
-        sizes, expected = [len(r) for r in self.rng], [math.prod(s) for s in rng_shapes]
-        if sizes != expected:
-            return (
-                f"has {len(sizes)} random generator states of sizes {sizes}, the model {expected}"
-            )
-        ckpt = checkpoint_path(out, self.epoch)
-        if not ckpt.is_file():
-            return f"names {self.checkpoint}, which is missing"
-        if ckpt.stat().st_size != self.checkpoint_bytes or sha256_file(ckpt) != (
-            self.checkpoint_sha256
-        ):
-            return f"names {self.checkpoint}, whose content differs from its recorded sha256"
-        if self.best_checkpoint_sha256 is not None:
-            best = checkpoint_path(out, self.best_epoch)
-            if not best.is_file() or sha256_file(best) != self.best_checkpoint_sha256:
-                return (
-                    f"names the best epoch's {checkpoint_name(self.best_epoch)}, which is "
-                    "missing or differs from its recorded sha256"
-                )
-        return None
 
 
 class Finished(Record):
@@ -141,13 +108,8 @@ class Finished(Record):
     @classmethod
     def of(cls, out: Path, key: str, run_id: str, origin: str) -> Finished:
         """The marker of the files in ``out``."""
-        return cls(
-            format=FINISHED_FORMAT,
-            key=key,
-            run_id=run_id,
-            origin=origin,
-            **{f"{field}_sha256": sha256_file(out / name) for field, name in WHOLE.items()},
-        )
+        digests = {f"{field}_sha256": sha256_file(out / name) for field, name in WHOLE.items()}
+        return cls(format=FINISHED_FORMAT, key=key, run_id=run_id, origin=origin, **digests)
 
     def differing(self, out: Path) -> str | None:
         """The first file this marker names that is missing from ``out`` or differs; else None."""
@@ -173,13 +135,16 @@ def state_path(out: Path, epoch: int) -> Path:
     return out / STATES / f"epoch-{epoch:02d}.json"
 
 
-def history_csv(history: list[Epoch]) -> str:
-    """The history as CSV: one row per epoch, numbered from 1."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(Epoch.model_fields)
-    writer.writerows(e.model_dump().values() for e in history)
-    return buf.getvalue()
+def epoch_files(out: Path, epoch: int) -> list[Path]:
+    """An epoch's state file and checkpoint."""
+    return [state_path(out, epoch), checkpoint_path(out, epoch)]
+
+
+def write_history(path: Path, history: list[Epoch]) -> None:
+    """Write the history as CSV, atomically: one row per epoch, numbered from 1."""
+    rows = [Epoch.model_fields, *(e.model_dump().values() for e in history)]
+    text = "".join(",".join(map(str, row)) + "\n" for row in rows)
+    write_atomically(path, lambda p: p.write_text(text))
 
 
 def rng_variables(model: keras.Model) -> list:
@@ -215,16 +180,16 @@ def sha256_file(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def code_digest(names: tuple[str, ...] = TRAINING_CODE) -> str:
-    """The sha256 of the source of the library modules ``names``."""
-    root = Path(__file__).parent
-    digest = hashlib.sha256()
-    for name in names:
-        digest.update(name.encode() + b"\0" + (root / name).read_bytes())
-    return digest.hexdigest()
-
-
-def _digest(parts: dict) -> str:
+def _key(parts: dict, code: tuple[str, ...], hardware: Hardware) -> str:
+    """The sha256 of ``parts``, the source of the library modules ``code``, Keras and numerics."""
+    root, source = Path(__file__).parent, hashlib.sha256()
+    for name in code:
+        source.update(name.encode() + b"\0" + (root / name).read_bytes())
+    parts |= {
+        "code": source.hexdigest(),
+        "keras": metadata.version("keras"),  # keras.__version__, without loading TensorFlow
+        "numerics": list(hardware.numerics()),
+    }
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -250,9 +215,6 @@ def training_key(
         "seed": run.seed,
         **({"model_source": source} if (source := user_source(run.variant)) else {}),
         "train": config.model_dump(mode="json", exclude=untrained),
-        "code": code_digest(),
-        "keras": metadata.version("keras"),  # keras.__version__, without loading TensorFlow
-        "numerics": list(hardware.numerics()),
     }
     own = {s: run.seed_of(s) for s in SEED_SOURCES if run.seed_of(s) != run.seed}
     if own:
@@ -260,24 +222,15 @@ def training_key(
     whole = meta.get("counts", {}).get("train")
     if run.n_train is not None and (whole is None or run.n_train < whole):
         parts["n_train"] = run.n_train  # cnnvsmlp.efficiency's subset: n images of the seed's order
-    return _digest(parts)
+    return _key(parts, TRAINING_CODE, hardware)
 
 
 def evaluation_key(model: Path, meta: dict, hardware: Hardware) -> str:
     """The sha256 naming an evaluation: the model's bytes, the data, the code and the numerics."""
-    return _digest(
-        {
-            "model": sha256_file(model),
-            "data": data_identity(meta),
-            "code": code_digest(EVALUATION_CODE),
-            "keras": metadata.version("keras"),
-            "numerics": list(hardware.numerics()),
-        }
-    )
+    parts = {"model": sha256_file(model), "data": data_identity(meta)}
+    return _key(parts, EVALUATION_CODE, hardware)
 
 
 def machine_memo(store: str | None) -> Path | None:
-    """Where a local store remembers each machine's :class:`Hardware`, to key without TensorFlow."""
-    if not store or "://" in store:
-        return None
-    return Path(store).parent  # the resume_uri: one memo for every scope in it
+    """Where a local store remembers each machine's :class:`Hardware`: its resume_uri, for all."""
+    return Path(store).parent if store and "://" not in store else None
