@@ -257,8 +257,8 @@ def compare_efficiency(
     from cnnvsmlp.report.efficiency import write_efficiency_report as write_analysis
 
     experiment = read_config(config.path)
-    recorded = Provenance.model_validate_json(provenance_json) if provenance_json else None
-    provenance = with_data_source(recorded, read_metadata(dataset.path))
+    provenance = Provenance.model_validate_json(provenance_json or "{}")
+    provenance = with_data_source(provenance, read_metadata(dataset.path))
     study = EfficiencyConfig.read(efficiency.path)
     _, test_labels = load_split(dataset.path, "test")
     runs = [read_result(r.path) for r in results]

@@ -114,8 +114,9 @@ class _Fitting(Training):
         tensorboard = backend.tensorboard_callback(self.out / "tensorboard")
         text = f"training epochs {done_before + 1}..{epochs} of {len(self.data[0])} images"
         progress.report("start", self.run.run_id, text, epoch=done_before + 1, epochs=epochs)
+        decision = self.decision(history)
         for epoch in range(done_before + 1, epochs + 1):
-            if (decision := self.decision(history)) is not None and decision.stop:
+            if decision is not None and decision.stop:
                 break  # a resumed training that had stopped already
             history.append(row := self.fit_epoch(model, epoch, tensorboard))
             decision = self.decision(history)

@@ -6,7 +6,9 @@ computes and the machine's numerics (docs/resume.md): equal keys compute the sam
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import math
 import re
@@ -82,9 +84,10 @@ class State(Record):
         epochs = [e.epoch for e in self.history]
         if epochs != list(range(1, self.epoch + 1)):
             raise ValueError(f"history: epochs {epochs}, not 1..{self.epoch}")
-        for e, k in ((e, k) for e in self.history for k in (*METRICS, "time_s")):
-            if not math.isfinite(getattr(e, k)):
-                raise ValueError(f"history: epoch {e.epoch}'s {k} is {getattr(e, k)}")
+        for e in self.history:
+            for k in (*METRICS, "time_s"):
+                if not math.isfinite(getattr(e, k)):
+                    raise ValueError(f"history: epoch {e.epoch}'s {k} is {getattr(e, k)}")
         if self.checkpoint != (expected := checkpoint_name(self.epoch)):
             raise ValueError(f"checkpoint: {self.checkpoint!r}, not {expected!r}")
         if self.best_epoch is not None and self.best_epoch > self.epoch:
@@ -142,9 +145,10 @@ def epoch_files(out: Path, epoch: int) -> list[Path]:
 
 def write_history(path: Path, history: list[Epoch]) -> None:
     """Write the history as CSV, atomically: one row per epoch, numbered from 1."""
-    rows = [Epoch.model_fields, *(e.model_dump().values() for e in history)]
-    text = "".join(",".join(map(str, row)) + "\n" for row in rows)
-    write_atomically(path, lambda p: p.write_text(text))
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerows([Epoch.model_fields, *(e.model_dump().values() for e in history)])
+    write_atomically(path, lambda p: p.write_text(buf.getvalue()))
 
 
 def rng_variables(model: keras.Model) -> list:
