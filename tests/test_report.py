@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from markupsafe import escape
 
-from cnnvsmlp import stats
+from cnnvsmlp import pairwise
 from cnnvsmlp.config import ConfigError, RunSpec, TrainConfig, load_config
 from cnnvsmlp.data.store import labels_digest
 from cnnvsmlp.provenance import Provenance, stamp
@@ -172,7 +172,7 @@ def test_json_validates_and_holds_every_number(written):
     assert (run["train_time_s"], run["epoch_time_s"]) == (9.0, 3.0)
     assert len(run["history"]) == 3
     accuracies = [r["test_accuracy"] for r in cnn["runs"]]
-    interval = stats.t_interval(accuracies)
+    interval = pairwise.accuracy_interval([round(a * 2000) for a in accuracies], 2000)
     assert cnn["test_accuracy"] == pytest.approx(vars(interval))
     assert cnn["test_loss"] == pytest.approx(0.31)
     assert (cnn["params"], cnn["model_size_bytes"]) == (500, 4_000_000)
@@ -208,7 +208,7 @@ def test_pairs_state_the_cnn_minus_the_mlp_and_otherwise_the_better_first(writte
         assert pair.per_seed == pytest.approx([t.difference for t in pair.tests])
         assert pair.estimate == pytest.approx(np.mean(pair.per_seed))
         assert [t.p_holm for t in pair.tests] == pytest.approx(
-            stats.holm([t.p_value for t in pair.tests])
+            pairwise.holm([t.p_value for t in pair.tests])
         )
         # One family: the pairs; each interval at 1 - 0.05 / 6.
         assert pair.family == 6 and pair.level == pytest.approx(1 - 0.05 / 6)
@@ -278,7 +278,7 @@ def test_single_repeat_uses_test_set_intervals(tmp_path):
     cnn = comparison.variants[0]
     assert cnn.test_accuracy.method == "wilson"
     correct = cnn.runs[0].test_correct
-    assert vars(stats.accuracy_interval([correct], 2000)) == cnn.test_accuracy.model_dump()
+    assert vars(pairwise.accuracy_interval([correct], 2000)) == cnn.test_accuracy.model_dump()
     (pair,) = comparison.pairs
     test = pair.tests[0]
     b, c, n = test.only_a_correct, test.only_b_correct, 2000

@@ -1,6 +1,8 @@
 """Every difference the project states, its interval and verdict: one way (docs/statistics.md).
 
-From per-image correctness or, for records that kept only counts, bounded from them.
+From per-image correctness or, for records that kept only counts, bounded from them; a variant's
+accuracy interval, McNemar's exact test of one repeat's two networks, Holm. SciPy and statsmodels
+load inside the functions: reading a record needs neither.
 """
 
 from __future__ import annotations
@@ -11,12 +13,82 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from cnnvsmlp.jsonmodel import Record
 
+CONFIDENCE = 0.95
 ALPHA = 0.05
 MARGIN = 0.01  # one point of accuracy
+
+
+class Interval(Record):
+    """An estimate with its confidence interval and method: ``Interval(mean, low, high, "t")``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    estimate: float
+    """The point estimate."""
+    low: float
+    """The bounds of the `confidence` interval."""
+    high: float
+    """The bounds of the `confidence` interval."""
+    method: str
+    """`t` (Student t over repeats), `wilson` (Wilson score interval of a proportion over the test
+    images)."""
+
+    def __init__(self, estimate: float, low: float, high: float, method: str) -> None:
+        super().__init__(estimate=estimate, low=low, high=high, method=method)
+
+
+def accuracy_interval(correct: list[int], n: int, confidence: float = CONFIDENCE) -> Interval:
+    """Accuracy from each repeat's ``correct`` of ``n``: t over repeats, Wilson for one run."""
+    from scipy import stats
+    from statsmodels.stats.proportion import proportion_confint
+
+    if len(correct) < 2:
+        low, high = proportion_confint(correct[0], n, alpha=1 - confidence, method="wilson")
+        return Interval(correct[0] / n, float(low), float(high), "wilson")
+    values = np.array([c / n for c in correct], dtype=float)
+    mean, sem = float(values.mean()), float(stats.sem(values))
+    if sem == 0.0:
+        return Interval(mean, mean, mean, "t")
+    low, high = stats.t.interval(confidence, len(values) - 1, loc=mean, scale=sem)
+    return Interval(mean, float(low), float(high), "t")
+
+
+@dataclass(frozen=True)
+class McNemar:
+    """McNemar's exact test of two models on the same images; ``only_a_correct``: only A right."""
+
+    only_a_correct: int
+    only_b_correct: int
+    p_value: float
+
+
+def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> McNemar:
+    """Exact (binomial) McNemar test of two per-image correctness vectors (p 1 if none differ)."""
+    from scipy.stats import binom
+
+    correct_a, correct_b = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
+    if correct_a.shape != correct_b.shape:
+        raise ValueError(
+            f"correctness vectors of different lengths: {correct_a.size} and {correct_b.size}"
+        )
+    only_a = int(np.sum(correct_a & ~correct_b))
+    only_b = int(np.sum(~correct_a & correct_b))
+    p_value = binom.cdf(min(only_a, only_b), only_a + only_b, 0.5) * 2
+    return McNemar(only_a, only_b, float(min(p_value, 1.0)))
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm-adjusted p-values of one family, in the order given (capped at 1)."""
+    from statsmodels.stats.multitest import multipletests
+
+    if not p_values:
+        return []
+    return [float(p) for p in multipletests(p_values, alpha=ALPHA, method="holm")[1]]
+
 
 Method = Literal["seeds-and-images", "images", "seeds-and-images-bound"]
 Verdict = Literal["different", "equivalent", "inconclusive"]
@@ -136,24 +208,18 @@ def crossed(x: np.ndarray) -> tuple[float, float, float]:
     ms_seed = images * float(np.sum((rows - mean) ** 2)) / (seeds - 1)
     ms_image = seeds * float(np.sum((cols - mean) ** 2)) / (images - 1)
     residual = x - rows[:, None] - cols[None, :] + mean
-    ms_res = float(np.sum(residual**2)) / ((seeds - 1) * (images - 1))
-    terms = [(ms_res, (seeds - 1) * (images - 1), 1.0)]
+    df_res = (seeds - 1) * (images - 1)
+    ms_res = float(np.sum(residual**2)) / df_res
+    by_ms = {(ms_res, df_res): 1.0}  # coefficient of each mean square in the variance
     for ms, df in ((ms_seed, seeds - 1), (ms_image, images - 1)):
         if ms > ms_res:  # the component's estimate (ms - ms_res) / n is positive
-            terms += [(ms, df, 1.0), (ms_res, (seeds - 1) * (images - 1), -1.0)]
-    return (mean, *_satterthwaite(terms, seeds * images))
-
-
-def _satterthwaite(terms: list[tuple[float, float, float]], scale: float) -> tuple[float, float]:
-    """SE and df of ``sum(c * ms) / scale`` for mean squares ``ms`` with ``df`` each."""
-    by_ms: dict[tuple[float, float], float] = {}
-    for ms, df, c in terms:
-        by_ms[(ms, df)] = by_ms.get((ms, df), 0.0) + c
+            by_ms[(ms, df)] = by_ms.get((ms, df), 0.0) + 1.0
+            by_ms[(ms_res, df_res)] -= 1.0
     total = sum(c * ms for (ms, _), c in by_ms.items())
     if total <= 0:
-        return 0.0, math.inf
+        return mean, 0.0, math.inf
     spread = sum((c * ms) ** 2 / df for (ms, df), c in by_ms.items() if c and df > 0)
-    return math.sqrt(total / scale), (total**2 / spread if spread > 0 else math.inf)
+    return mean, math.sqrt(total / (seeds * images)), total**2 / spread if spread > 0 else math.inf
 
 
 def estimate(
@@ -165,8 +231,6 @@ def estimate(
     **where,
 ) -> Estimate:
     """``a - b`` from ``(seeds, images)`` correctness; with ``repeats``, McNemar's test of each."""
-    from cnnvsmlp.stats import holm, mcnemar_exact
-
     ca, cb = np.atleast_2d(correct_a).astype(bool), np.atleast_2d(correct_b).astype(bool)
     x = ca.astype(np.int8) - cb.astype(np.int8)
     mean, se, df = crossed(x)
@@ -223,13 +287,19 @@ def decide(
     estimates: Sequence[Estimate], margin: float = MARGIN, alpha: float = ALPHA
 ) -> list[Difference]:
     """The family's differences: intervals, tests and verdicts, Bonferroni over all of them."""
-    from scipy import stats as scipy_stats
+    from scipy.stats import t
 
     k = max(len(estimates), 1)
     out = []
     for e in estimates:
-        p, p_eq = _p_values(e.estimate, e.se, e.df, margin)
-        half = e.se * float(scipy_stats.t.ppf(1 - alpha / (2 * k), e.df)) if e.se > 0 else 0.0
+        if e.se == 0:
+            p = 1.0 if e.estimate == 0 else 0.0
+            p_eq = 0.0 if abs(e.estimate) < margin else 1.0
+        else:  # two-sided p of no difference; the two one-sided tests' p of equivalence
+            p = float(2 * t.sf(abs(e.estimate) / e.se, e.df))
+            above, below = (e.estimate + margin) / e.se, (e.estimate - margin) / e.se
+            p_eq = max(float(t.sf(above, e.df)), float(t.cdf(below, e.df)))
+        half = e.se * float(t.ppf(1 - alpha / (2 * k), e.df)) if e.se > 0 else 0.0
         p_adj, p_eq_adj = min(1.0, k * p), min(1.0, 2 * k * p_eq)
         verdict: Verdict = (
             "different" if p_adj < alpha else "equivalent" if p_eq_adj < alpha else "inconclusive"
@@ -250,14 +320,3 @@ def decide(
             )
         )
     return out
-
-
-def _p_values(mean: float, se: float, df: float, margin: float) -> tuple[float, float]:
-    """Two-sided p of no difference and the two one-sided tests' p of equivalence."""
-    from scipy.stats import t
-
-    if se == 0:
-        return (1.0 if mean == 0 else 0.0), (0.0 if abs(mean) < margin else 1.0)
-    p = float(2 * t.sf(abs(mean) / se, df))
-    p_eq = max(float(t.sf((mean + margin) / se, df)), float(t.cdf((mean - margin) / se, df)))
-    return p, p_eq

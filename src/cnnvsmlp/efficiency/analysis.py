@@ -14,20 +14,13 @@ from cnnvsmlp import pairwise
 from cnnvsmlp.config import ExperimentConfig, StoppingRule
 from cnnvsmlp.data.store import labels_digest
 from cnnvsmlp.efficiency import curves as fits
-from cnnvsmlp.efficiency.curves import (
-    SCHEMA_VERSION,
-    EfficiencyAnalysis,
-    RunPoint,
-    ShiftPoint,
-    SizeSummary,
-    VariantMultipliers,
-)
+from cnnvsmlp.efficiency.curves import EfficiencyAnalysis
 from cnnvsmlp.efficiency.plan import EfficiencyConfig
 from cnnvsmlp.errors import UserError
+from cnnvsmlp.pairwise import accuracy_interval
 from cnnvsmlp.provenance import Provenance
 from cnnvsmlp.records import EvalResult, RunFailure
 from cnnvsmlp.report.model import distinct
-from cnnvsmlp.stats import accuracy_interval
 from cnnvsmlp.stopping import decide
 
 
@@ -35,11 +28,11 @@ class EfficiencyRunsFailed(UserError):
     """Some runs of the study failed for good: its comparison is partial, or there is none."""
 
 
-def _point(result: EvalResult, rule: StoppingRule, max_epochs: int) -> RunPoint:
+def _point(result: EvalResult, rule: StoppingRule, max_epochs: int) -> fits.RunPoint:
     """A run as the comparison sees it: where its training stopped (by the rule, if not early)."""
     history, stop = result.training.history, result.training.early_stop
     d = stop or decide([e.val_loss for e in history], rule, max_epochs)
-    return RunPoint(
+    return fits.RunPoint(
         repeat=result.run.repeat,
         seed=result.run.seed,
         test_accuracy=result.accuracy,
@@ -84,7 +77,7 @@ def analyze(
     variants, max_epochs, rule = config.variants, config.train.epochs, efficiency.stopping
     n_test = len(test_labels)
     points = [  # each variant at each size it has runs at: its accuracy over repeats, each run
-        SizeSummary(
+        fits.SizeSummary(
             variant=v,
             n_train=n,
             accuracy=accuracy_interval([round(r.accuracy * r.n_test) for r in ordered], n_test),
@@ -159,30 +152,26 @@ def _curves(
     """Each family's ``curves`` and ``holdouts``, and the ``multipliers``, from accuracies."""
     finished = [set(scores.get((v, n), {})) for v in variants for n in sizes]
     repeats = sorted(set.intersection(*finished)) if finished else []
-    if not repeats or len(sizes) < 3:
-        why = "no repeat finished at every size for every variant" if not repeats else ""
-        why = why or "fewer than three sizes"
-        errors = [
-            VariantMultipliers(variant=v, baseline=variants[0], multipliers=[], error=why)
-            for v in variants[1:]
-        ]
-        return {"curves": [], "holdouts": [], "multipliers": errors}
+    why = "" if len(sizes) >= 3 else "fewer than three sizes"
+    why = why if repeats else "no repeat finished at every size for every variant"
     accuracy = {
         v: np.array([[scores[(v, n)][k] for k in repeats] for n in sizes]) for v in variants
     }
-    samples, base = bootstrap_samples or fits.BOOTSTRAP_SAMPLES, accuracy[variants[0]]
+    samples = bootstrap_samples or fits.BOOTSTRAP_SAMPLES
+    base = accuracy[variants[0]] if variants else None
     curves, holdouts = [], []
-    for v in variants:
+    for v in variants if not why else ():
         error = 1 - accuracy[v]
         for family in fits.FAMILIES:
             with contextlib.suppress(ValueError, RuntimeError):
                 curves.append(fits.fit(family, np.repeat(sizes, len(repeats)), error.ravel()))
             holdouts.append(fits.holdout(v, family, sizes, error))
     found = [
-        VariantMultipliers(
+        fits.VariantMultipliers(
             variant=v,
             baseline=variants[0],
-            multipliers=fits.multipliers(sizes, base, accuracy[v], samples),
+            multipliers=[] if why else fits.multipliers(sizes, base, accuracy[v], samples),
+            error=why,
         )
         for v in variants[1:]
     ]
@@ -200,7 +189,7 @@ def _shift_results(
     n_test = len(labels)
     shifts = sorted({s.shift for runs in by_key.values() for r in runs.values() for s in r.shifted})
     points = [
-        ShiftPoint(
+        fits.ShiftPoint(
             variant=v,
             n_train=n,
             shift=s,
@@ -232,7 +221,7 @@ def read_analysis(path: str | Path, bootstrap_samples: int | None = None) -> Eff
     }
     record.update(
         _curves(scores, record["variants"], sizes, bootstrap_samples),
-        schema_version=SCHEMA_VERSION,
+        schema_version=fits.SCHEMA_VERSION,
         gaps=_restated_gaps(record),
         shift_gaps=_restated_shift_gaps(record, shifted),
     )

@@ -12,9 +12,9 @@ from pydantic import Field
 from cnnvsmlp import pairwise
 from cnnvsmlp.config import StoppingRule
 from cnnvsmlp.jsonmodel import Record
+from cnnvsmlp.pairwise import ALPHA, CONFIDENCE, Interval
 from cnnvsmlp.provenance import Provenance
 from cnnvsmlp.records import Hardware, RunFailure
-from cnnvsmlp.stats import ALPHA, CONFIDENCE, Interval
 
 SCHEMA_VERSION = "efficiency/2"
 N_REF = 1000.0
@@ -117,14 +117,12 @@ class Multiplier(Record):
 
     n_train: int
     target: float = Field(description="The variant's mean test accuracy at n_train.")
-    estimate: float | None
-    """Baseline images needed / n_train; None outside the baseline's sizes (see where)."""
+    estimate: float | None = Field(description="Baseline images needed / n_train; None: outside.")
     where: Literal["inside", "beyond", "below"] = "inside"
     """beyond: the largest size does not reach the target; below: the smallest is above it."""
     low: float | None = Field(description="None: below the data in some bootstrap samples.")
     high: float | None = Field(description="None: beyond the data in some bootstrap samples.")
-    beyond_fraction: float
-    """Share of bootstrap samples in which the target lies outside the sampled sizes."""
+    beyond_fraction: float = Field(description="Share of bootstrap samples outside the sizes.")
     samples: int
     repeats: int = Field(default=0, description="Repeats resampled; few give a rough range.")
 
@@ -194,12 +192,10 @@ class RunPoint(Record):
     epochs: int = Field(description="Epochs trained.")
     stop_epoch: int = Field(description="Where the stopping rule stops on this history.")
     best_epoch: int = Field(description="The epoch whose validation loss was best by the rule.")
-    capped_improving: bool
-    """The cap on epochs came while validation loss was still improving."""
+    capped_improving: bool = Field(description="The cap came while val_loss still improved.")
     stopped_by: str = ""
     """patience (converged) or cap; empty while the rule had not stopped."""
-    shifted_accuracy: dict[int, float] = {}
-    """Test accuracy on the images shifted by k pixels."""
+    shifted_accuracy: dict[int, float] = Field({}, description="Accuracy, images shifted k px.")
 
 
 class SizeSummary(Record):
@@ -246,17 +242,13 @@ class EfficiencyAnalysis(Record):
     alpha: float = ALPHA
     margin: float = pairwise.MARGIN
     points: list[SizeSummary]
-    gaps: list[pairwise.Difference]
-    """Each variant minus the baseline at each size; a variant's sizes, one family."""
+    gaps: list[pairwise.Difference] = Field(description="Variant - baseline per size; a family.")
     curves: list[CurveFit] = Field(description="Each variant's fit of each family, every size.")
     holdouts: list[Holdout] = []
-    """Each family fitted without the largest size, predicting it."""
     multipliers: list[VariantMultipliers]
     shift_points: list[ShiftPoint] = []
-    shift_gaps: list[pairwise.Difference] = []
-    """The gaps per size and shift of 1 pixel or more, one family."""
+    shift_gaps: list[pairwise.Difference] = Field([], description="Per size and shift >= 1.")
     status: str = "complete"
     failures: list[RunFailure] = []
     provenance: Provenance = Field(default_factory=Provenance)
-    hardware: list[Hardware] = []
-    """Each distinct machine the runs trained on."""
+    hardware: list[Hardware] = Field([], description="Each distinct machine the runs used.")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnvsmlp import pairwise, stats
+from cnnvsmlp import pairwise
 from cnnvsmlp.config import ExperimentConfig
 from cnnvsmlp.data.spec import get_spec
 from cnnvsmlp.data.store import labels_digest
@@ -125,7 +125,7 @@ def _summarise(
     variant: str, runs: list[EvalResult], config: ExperimentConfig, labels: np.ndarray
 ) -> VariantSummary:
     summaries = [_run_summary(r, labels) for r in runs]
-    accuracy = stats.accuracy_interval([s.test_correct for s in summaries], len(labels))
+    accuracy = pairwise.accuracy_interval([s.test_correct for s in summaries], len(labels))
     k = len(runs[0].classes)
     confusion = np.zeros((k, k), dtype=int)
     for r in runs:
@@ -208,7 +208,7 @@ def _shift_accuracy(correct: dict[tuple[str, int], np.ndarray]) -> list[ShiftAcc
         ShiftAccuracy(
             variant=v,
             shift=s,
-            accuracy=stats.accuracy_interval([int(c.sum()) for c in found], found.shape[1]),
+            accuracy=pairwise.accuracy_interval([int(c.sum()) for c in found], found.shape[1]),
         )
         for (v, s), found in correct.items()
     ]
@@ -267,8 +267,8 @@ def _comparison(
         n_test=len(labels),
         repeats=repeats,
         epochs=config.train.epochs,
-        confidence=stats.CONFIDENCE,
-        alpha=stats.ALPHA,
+        confidence=pairwise.CONFIDENCE,
+        alpha=pairwise.ALPHA,
         verdict_rule=VERDICT_RULE,
         margin=config.equivalence_margin / 100,
         config=run_config(config, repeats),

@@ -45,10 +45,6 @@ def _interval_words(a: EfficiencyAnalysis) -> str:
     )
 
 
-def _gaps(a: EfficiencyAnalysis, variant: str) -> list[Difference]:
-    return [g for g in a.gaps if g.a == variant]
-
-
 def _gap_at(a: EfficiencyAnalysis, variant: str, n: int) -> Difference | None:
     return next((g for g in a.gaps if g.a == variant and g.n_train == n), None)
 
@@ -69,7 +65,7 @@ def headline(a: EfficiencyAnalysis) -> str:
     """The answer per compared variant: the gap at the ends with its interval, the multiplier."""
     sentences = []
     for v in a.variants[1:]:
-        gaps = _gaps(a, v)
+        gaps = [g for g in a.gaps if g.a == v]
         if not gaps:
             continue
         lo, hi = gaps[0], gaps[-1]
@@ -124,7 +120,7 @@ def verdicts(a: EfficiencyAnalysis) -> list[tuple[str, str]]:
     """The verdicts in words: the gap per size, multipliers, curves, shift effect, the cap."""
     out: list[tuple[str, str]] = []
     for v in a.variants[1:]:
-        gaps = _gaps(a, v)
+        gaps = [g for g in a.gaps if g.a == v]
         out += _variant_verdicts(a, v, gaps) if gaps else []
     scored = [h for h in a.holdouts if not h.error]
     if scored:
@@ -196,9 +192,7 @@ def shift_table(a: EfficiencyAnalysis) -> Table:
     headers = ["pair at n_train", *(f"shift {s} px" for s in (0, *shifts))]
     rows = []
     for v, n in sorted({(g.a, g.n_train) for g in a.shift_gaps}):
-        found = {g.shift: g for g in a.shift_gaps if (g.a, g.n_train) == (v, n)}
-        base = _gap_at(a, v, n)
-        found.update({0: base} if base is not None else {})
+        found = {g.shift: g for g in [*a.shift_gaps, *a.gaps] if (g.a, g.n_train) == (v, n)}
         rows.append(shift_rows(f"{v} - {a.baseline} at {size(n)}", found, shifts, signed))
     return Table([*headers, "change, points", "widest, points (shift)"], rows)
 

@@ -12,10 +12,9 @@ from pydantic import Field
 
 from cnnvsmlp.errors import UserError
 from cnnvsmlp.jsonmodel import Record
-from cnnvsmlp.pairwise import Difference
+from cnnvsmlp.pairwise import Difference, Interval
 from cnnvsmlp.provenance import Provenance
 from cnnvsmlp.records import Epoch, Hardware
-from cnnvsmlp.stats import Interval
 
 SCHEMA_VERSION = "3.0"
 # Repeats of one variant whose test accuracies span more than this (max - min)
