@@ -61,7 +61,7 @@ def plan_efficiency_runs(
 
     from cnnvsmlp.config import parse_config_json, with_overrides
     from cnnvsmlp.data.store import read_metadata
-    from cnnvsmlp.efficiency.plan import effective_sizes, parse_efficiency_json, plan_runs, settle
+    from cnnvsmlp.efficiency.curves import effective_sizes, parse_efficiency_json, plan_runs, settle
 
     settled = parse_config_json(config_json)
     if repeats:
@@ -251,7 +251,7 @@ def compare_efficiency(
     from cnnvsmlp.config import read_config
     from cnnvsmlp.data.store import load_split, read_metadata
     from cnnvsmlp.efficiency.analysis import analyze
-    from cnnvsmlp.efficiency.plan import EfficiencyConfig
+    from cnnvsmlp.efficiency.curves import EfficiencyConfig
     from cnnvsmlp.provenance import Provenance, with_data_source
     from cnnvsmlp.records import read_result
     from cnnvsmlp.report.efficiency import write_efficiency_report as write_analysis

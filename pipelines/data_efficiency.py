@@ -10,7 +10,7 @@ from pathlib import Path
 from kfp import dsl
 
 from cnnvsmlp.config import ExperimentConfig, load_config
-from cnnvsmlp.efficiency.plan import EfficiencyConfig, plan_runs, settle
+from cnnvsmlp.efficiency.curves import EfficiencyConfig, plan_runs, settle
 from cnnvsmlp.provenance import Provenance
 from cnnvsmlp_components import check_efficiency, compare_efficiency, plan_efficiency_runs
 from cnnvsmlp_pipelines import PipelineSpec

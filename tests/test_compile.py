@@ -334,7 +334,7 @@ def test_data_efficiency_caches_only_the_data_and_uses_the_project_images(compil
 
 
 def test_data_efficiency_defaults_are_its_preset_and_sizes(compiled):
-    from cnnvsmlp.efficiency.plan import DEFAULT_SIZES, effective_sizes
+    from cnnvsmlp.efficiency.curves import DEFAULT_SIZES, effective_sizes
 
     params = compiled["data-efficiency"][0]["root"]["inputDefinitions"]["parameters"]
     config = json.loads(params["config_json"]["defaultValue"])
@@ -354,7 +354,7 @@ def test_data_efficiency_plan_settles_sizes_to_the_data(small_fashion, tmp_path)
     from kfp import dsl
 
     from cnnvsmlp.config import RunSpec, read_config
-    from cnnvsmlp.efficiency.plan import EfficiencyConfig
+    from cnnvsmlp.efficiency.curves import EfficiencyConfig
     from cnnvsmlp_components import plan_efficiency_runs
 
     config = load_config("fashion-mnist-data-efficiency").model_dump_json()

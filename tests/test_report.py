@@ -915,7 +915,7 @@ def efficiency_runs(sizes: list[int]) -> list[EvalResult]:
 @pytest.fixture(scope="module")
 def efficiency_written(tmp_path_factory):
     from cnnvsmlp.efficiency.analysis import analyze
-    from cnnvsmlp.efficiency.plan import EfficiencyConfig, settle
+    from cnnvsmlp.efficiency.curves import EfficiencyConfig, settle
     from cnnvsmlp.report.efficiency import write_efficiency_report as write_analysis
 
     sizes = [375, 750, 1500, 3000, 6000, 12000]

@@ -9,7 +9,7 @@ from cnnvsmlp.data.idx import read_idx_dir
 from cnnvsmlp.data.spec import DATASETS
 from cnnvsmlp.data.store import read_metadata, write_dataset
 from cnnvsmlp.efficiency.analysis import analyze
-from cnnvsmlp.efficiency.plan import EfficiencyConfig
+from cnnvsmlp.efficiency.curves import EfficiencyConfig
 from cnnvsmlp.provenance import stamp, with_data_source
 from cnnvsmlp.report import write_comparison
 from cnnvsmlp.report.efficiency import write_efficiency_report as write_analysis

@@ -1,8 +1,6 @@
 """Every difference the project states, its interval and verdict: one way (docs/statistics.md).
 
-From per-image correctness or, for records that kept only counts, bounded from them; a variant's
-accuracy interval, McNemar's exact test of one repeat's two networks, Holm. SciPy and statsmodels
-load inside the functions: reading a record needs neither.
+Also a variant's accuracy interval, McNemar per repeat and Holm; SciPy and statsmodels load inside.
 """
 
 from __future__ import annotations
@@ -41,19 +39,19 @@ class Interval(Record):
         super().__init__(estimate=estimate, low=low, high=high, method=method)
 
 
-def accuracy_interval(correct: list[int], n: int, confidence: float = CONFIDENCE) -> Interval:
+def accuracy_interval(correct: list[int], n: int) -> Interval:
     """Accuracy from each repeat's ``correct`` of ``n``: t over repeats, Wilson for one run."""
     from scipy import stats
     from statsmodels.stats.proportion import proportion_confint
 
     if len(correct) < 2:
-        low, high = proportion_confint(correct[0], n, alpha=1 - confidence, method="wilson")
+        low, high = proportion_confint(correct[0], n, alpha=1 - CONFIDENCE, method="wilson")
         return Interval(correct[0] / n, float(low), float(high), "wilson")
     values = np.array([c / n for c in correct], dtype=float)
     mean, sem = float(values.mean()), float(stats.sem(values))
     if sem == 0.0:
         return Interval(mean, mean, mean, "t")
-    low, high = stats.t.interval(confidence, len(values) - 1, loc=mean, scale=sem)
+    low, high = stats.t.interval(CONFIDENCE, len(values) - 1, loc=mean, scale=sem)
     return Interval(mean, float(low), float(high), "t")
 
 
@@ -233,7 +231,6 @@ def estimate(
     """``a - b`` from ``(seeds, images)`` correctness; with ``repeats``, McNemar's test of each."""
     ca, cb = np.atleast_2d(correct_a).astype(bool), np.atleast_2d(correct_b).astype(bool)
     x = ca.astype(np.int8) - cb.astype(np.int8)
-    mean, se, df = crossed(x)
     method = "images" if len(x) == 1 else "seeds-and-images"
     per_seed = tuple(float(d) for d in x.mean(axis=1))
     tests: tuple[RepeatTest, ...] = ()
@@ -244,16 +241,11 @@ def estimate(
             RepeatTest(repeat=r, difference=float(d), p_holm=p, **vars(t))
             for r, d, t, p in zip(repeats, per_seed, mcnemar, adjusted, strict=True)
         )
-    return Estimate(a, b, mean, se, df, len(x), x.shape[1], method, per_seed, tests=tests, **where)
+    return Estimate(a, b, *crossed(x), len(x), x.shape[1], method, per_seed, tests=tests, **where)
 
 
 def bounded(
-    a: str,
-    b: str,
-    per_seed: Sequence[float],
-    disagree: Sequence[float],
-    images: int,
-    **where,
+    a: str, b: str, per_seed: Sequence[float], disagree: Sequence[float], images: int, **where
 ) -> Estimate:
     """The difference from each repeat's ``d_s`` and share disagreed on ``q_s`` (or a bound).
 
@@ -283,9 +275,7 @@ def from_counts(
     return decide(estimates)
 
 
-def decide(
-    estimates: Sequence[Estimate], margin: float = MARGIN, alpha: float = ALPHA
-) -> list[Difference]:
+def decide(estimates: Sequence[Estimate], margin: float = MARGIN) -> list[Difference]:
     """The family's differences: intervals, tests and verdicts, Bonferroni over all of them."""
     from scipy.stats import t
 
@@ -299,17 +289,17 @@ def decide(
             p = float(2 * t.sf(abs(e.estimate) / e.se, e.df))
             above, below = (e.estimate + margin) / e.se, (e.estimate - margin) / e.se
             p_eq = max(float(t.sf(above, e.df)), float(t.cdf(below, e.df)))
-        half = e.se * float(t.ppf(1 - alpha / (2 * k), e.df)) if e.se > 0 else 0.0
+        half = e.se * float(t.ppf(1 - ALPHA / (2 * k), e.df)) if e.se > 0 else 0.0
         p_adj, p_eq_adj = min(1.0, k * p), min(1.0, 2 * k * p_eq)
         verdict: Verdict = (
-            "different" if p_adj < alpha else "equivalent" if p_eq_adj < alpha else "inconclusive"
+            "different" if p_adj < ALPHA else "equivalent" if p_eq_adj < ALPHA else "inconclusive"
         )
         out.append(
             Difference(
                 **{**vars(e), "df": min(e.df, 1e9)},
                 low=e.estimate - half,
                 high=e.estimate + half,
-                level=1 - alpha / k,
+                level=1 - ALPHA / k,
                 p_value=p,
                 p_adjusted=p_adj,
                 margin=margin,

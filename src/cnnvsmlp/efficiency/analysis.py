@@ -15,13 +15,14 @@ from cnnvsmlp.config import ExperimentConfig, StoppingRule
 from cnnvsmlp.data.store import labels_digest
 from cnnvsmlp.efficiency import curves as fits
 from cnnvsmlp.efficiency.curves import EfficiencyAnalysis
-from cnnvsmlp.efficiency.plan import EfficiencyConfig
 from cnnvsmlp.errors import UserError
 from cnnvsmlp.pairwise import accuracy_interval
 from cnnvsmlp.provenance import Provenance
 from cnnvsmlp.records import EvalResult, RunFailure
 from cnnvsmlp.report.model import distinct
 from cnnvsmlp.stopping import decide
+
+Runs = dict[tuple[str, int], dict[int, EvalResult]]  # by variant and size, then repeat
 
 
 class EfficiencyRunsFailed(UserError):
@@ -45,9 +46,7 @@ def _point(result: EvalResult, rule: StoppingRule, max_epochs: int) -> fits.RunP
     )
 
 
-def _grouped(
-    results: list[EvalResult | RunFailure], labels: np.ndarray
-) -> dict[tuple[str, int], dict[int, EvalResult]]:
+def _grouped(results: list[EvalResult | RunFailure], labels: np.ndarray) -> Runs:
     """The evaluations by variant and size, then repeat; a UserError if one is not the study's."""
     digest = labels_digest(labels)
     by_key: dict[tuple[str, int], dict[int, EvalResult]] = defaultdict(dict)
@@ -65,7 +64,7 @@ def _grouped(
 def analyze(
     results: list[EvalResult | RunFailure],
     config: ExperimentConfig,
-    efficiency: EfficiencyConfig,
+    efficiency: fits.EfficiencyConfig,
     test_labels: np.ndarray,
     bootstrap_samples: int | None = None,
     provenance: Provenance | None = None,
@@ -124,12 +123,7 @@ def _correct(runs: dict[int, EvalResult], labels: np.ndarray, shift: int) -> dic
 
 
 def _size_estimates(
-    by_key: dict[tuple[str, int], dict[int, EvalResult]],
-    variant: str,
-    baseline: str,
-    sizes: list[int],
-    labels: np.ndarray,
-    shifts: tuple[int, ...] = (0,),
+    by_key: Runs, variant: str, baseline: str, sizes: list[int], labels: np.ndarray, shifts=(0,)
 ) -> list[pairwise.Estimate]:
     """``variant - baseline`` at each size (and shift), paired by repeat."""
     found = []
@@ -144,10 +138,7 @@ def _size_estimates(
 
 
 def _curves(
-    scores: dict[tuple[str, int], dict[int, float]],
-    variants: list[str],
-    sizes: list[int],
-    bootstrap_samples: int | None,
+    scores: dict[tuple[str, int], dict[int, float]], variants: list[str], sizes: list, samples=None
 ) -> dict[str, list]:
     """Each family's ``curves`` and ``holdouts``, and the ``multipliers``, from accuracies."""
     finished = [set(scores.get((v, n), {})) for v in variants for n in sizes]
@@ -157,7 +148,7 @@ def _curves(
     accuracy = {
         v: np.array([[scores[(v, n)][k] for k in repeats] for n in sizes]) for v in variants
     }
-    samples = bootstrap_samples or fits.BOOTSTRAP_SAMPLES
+    samples = samples or fits.BOOTSTRAP_SAMPLES
     base = accuracy[variants[0]] if variants else None
     curves, holdouts = [], []
     for v in variants if not why else ():
@@ -179,11 +170,7 @@ def _curves(
 
 
 def _shift_results(
-    by_key: dict[tuple[str, int], dict[int, EvalResult]],
-    variants: list[str],
-    sizes: list[int],
-    labels: np.ndarray,
-    margin: float,
+    by_key: Runs, variants: list[str], sizes: list[int], labels: np.ndarray, margin: float
 ) -> dict[str, list]:
     """Accuracy and gap at every shift the runs were scored on; shift 0 is the test split."""
     n_test = len(labels)

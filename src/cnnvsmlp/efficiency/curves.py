@@ -1,4 +1,8 @@
-"""The study's record (``efficiency/2``), its learning curves and data multipliers."""
+"""The study's settings, runs, record (``efficiency/2``), learning curves and data multipliers.
+
+Default sizes: eight halvings of the training split (375 to 48,000 on Fashion-MNIST), each of at
+least 3 images a class; a repeat's seed draws the subsets both variants train on.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,83 @@ from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, ValidationError, field_validator
 
 from cnnvsmlp import pairwise
-from cnnvsmlp.config import StoppingRule
+from cnnvsmlp.config import ConfigError, ExperimentConfig, Int, RunSpec, StoppingRule
+from cnnvsmlp.errors import UserError
 from cnnvsmlp.jsonmodel import Record
 from cnnvsmlp.pairwise import ALPHA, CONFIDENCE, Interval
 from cnnvsmlp.provenance import Provenance
 from cnnvsmlp.records import Hardware, RunFailure
+
+DEFAULT_SIZES = (375, 750, 1500, 3000, 6000, 12000, 24000, 48000)  # Fashion-MNIST's halvings
+
+
+class EfficiencyConfig(Record):
+    """The training-set sizes of the study and the rule that ends every training."""
+
+    sizes: list[Int] | None = Field(default=None, min_length=1)
+    """Training images per run, increasing (at or above the split: all of it); null: halvings."""
+    stopping: StoppingRule = StoppingRule()
+    """The rule every training of the study stops by (its train.early_stopping)."""
+
+    @field_validator("sizes")
+    @classmethod
+    def _increasing(cls, sizes: list[int] | None) -> list[int] | None:
+        if any(s < 1 for s in sizes or ()):
+            raise ValueError(f"sizes must be at least 1, got {min(sizes)}")
+        if sizes and any(b <= a for a, b in zip(sizes, sizes[1:], strict=False)):
+            raise ValueError(f"sizes must increase, got {sizes}")
+        return sizes
+
+
+def parse_efficiency_json(text: str) -> EfficiencyConfig:
+    """Validate the pipeline's ``efficiency_json``; a ConfigError names the field at fault."""
+    try:
+        return EfficiencyConfig.model_validate_json(text)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        msg = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"efficiency_json: {where + ': ' if where else ''}{msg}") from None
+
+
+def settle(config: ExperimentConfig, efficiency: EfficiencyConfig) -> ExperimentConfig:
+    """The experiment as the study trains it: ``train.early_stopping`` by the study's rule."""
+    recipe = config.train.model_copy(update={"early_stopping": efficiency.stopping})
+    return config.model_copy(update={"train": recipe})
+
+
+def effective_sizes(sizes: list[int] | None, available: int, classes: int = 1) -> list[int]:
+    """The sizes below ``available``, then the whole split once; None: the halvings."""
+    if sizes is None:
+        halvings = {round(available / 2**k) for k in range(8)}
+        return sorted(n for n in halvings if n >= 3 * classes) or [available]
+    kept = [s for s in sizes if s < available]
+    return kept + [available] if len(kept) < len(sizes) else kept
+
+
+def plan_runs(
+    config: ExperimentConfig, efficiency: EfficiencyConfig, available: int, classes: int
+) -> list[RunSpec]:
+    """Every (variant, size, repeat) run, by step time times size, the longest first."""
+    from cnnvsmlp.models import get_variant
+
+    sizes = effective_sizes(efficiency.sizes, available, classes)
+    if sizes[0] < classes:
+        raise UserError(
+            f"efficiency.sizes: {sizes[0]} images cannot hold one of each of the {classes} "
+            f"classes; use sizes of at least {classes}"
+        )
+    runs = [
+        RunSpec(variant=v, repeat=r, seed=config.seed + r, n_train=n)
+        for v in config.variants
+        for n in sizes
+        for r in range(config.repeats)
+    ]
+    return sorted(runs, key=lambda run: -get_variant(run.variant).step_ms * run.n_train)
+
 
 SCHEMA_VERSION = "efficiency/2"
 N_REF = 1000.0
@@ -46,8 +119,6 @@ def fit(family: str, sizes: Sequence[float], errors: Sequence[float]) -> CurveFi
     if family not in FAMILIES:
         raise ValueError(f"unknown curve family {family!r}; known: {', '.join(FAMILIES)}")
     n, e = np.asarray(sizes, dtype=float), np.asarray(errors, dtype=float)
-    if n.shape != e.shape:
-        raise ValueError(f"{n.size} sizes but {e.size} errors")
     needed = 3 if family == "power+floor" else 2
     if len(np.unique(n)) < needed:
         raise ValueError(f"a {family} curve needs {needed} sizes or more")
@@ -91,8 +162,7 @@ class Holdout(Record):
 
 def holdout(variant: str, family: str, sizes: Sequence[int], errors: np.ndarray) -> Holdout:
     """Fit ``family`` on every size but the largest of ``errors`` (sizes x repeats), predict it."""
-    sizes = list(sizes)
-    errors = np.asarray(errors, dtype=float)
+    sizes, errors = list(sizes), np.asarray(errors, dtype=float)
     observed = float(errors[-1].mean())
     flat = np.repeat(sizes[:-1], errors.shape[1])
     predicted, error = None, ""
@@ -143,10 +213,7 @@ def size_for(sizes: Sequence[int], accuracy: Sequence[float], target: float) -> 
 
 
 def multipliers(
-    sizes: Sequence[int],
-    baseline: np.ndarray,
-    other: np.ndarray,
-    samples: int = BOOTSTRAP_SAMPLES,
+    sizes: Sequence[int], baseline: np.ndarray, other: np.ndarray, samples: int = BOOTSTRAP_SAMPLES
 ) -> list[Multiplier]:
     """The data multiplier at each size, bootstrapped over the repeats (columns) of both."""
     baseline, other = np.asarray(baseline, float), np.asarray(other, float)
@@ -193,8 +260,7 @@ class RunPoint(Record):
     stop_epoch: int = Field(description="Where the stopping rule stops on this history.")
     best_epoch: int = Field(description="The epoch whose validation loss was best by the rule.")
     capped_improving: bool = Field(description="The cap came while val_loss still improved.")
-    stopped_by: str = ""
-    """patience (converged) or cap; empty while the rule had not stopped."""
+    stopped_by: str = Field("", description="patience (converged) or cap; empty: not stopped.")
     shifted_accuracy: dict[int, float] = Field({}, description="Accuracy, images shifted k px.")
 
 

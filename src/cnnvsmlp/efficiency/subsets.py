@@ -29,13 +29,6 @@ def stratified_order(labels: np.ndarray, seed: int) -> np.ndarray:
     return by_class[np.lexsort((tie_break, place))]
 
 
-def subset_indices(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """Sorted indices of the ``n``-image subset a seed draws."""
-    if not 1 <= n <= len(labels):
-        raise ValueError(f"a subset of {n} images from {len(labels)}: expected 1 to {len(labels)}")
-    return np.sort(stratified_order(labels, seed)[:n])
-
-
 @contextlib.contextmanager
 def training_data(data_dir: str | os.PathLike, run: RunSpec) -> Iterator[Path]:
     """The data set a run trains on: ``data_dir``, or a temporary copy with its subset."""
@@ -53,7 +46,7 @@ def training_data(data_dir: str | os.PathLike, run: RunSpec) -> Iterator[Path]:
     if run.n_train == len(labels):
         yield data_dir
         return
-    keep = subset_indices(labels, run.n_train, run.seed)
+    keep = np.sort(stratified_order(labels, run.seed)[: run.n_train])  # the run's subset
     with tempfile.TemporaryDirectory(prefix=f"subset-{run.run_id}-") as tmp:
         out = Path(tmp)
         np.savez(out / "train.npz", images=images[keep], labels=labels[keep])

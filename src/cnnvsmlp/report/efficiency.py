@@ -156,7 +156,6 @@ def _shift_verdict(a: EfficiencyAnalysis, variant: str, n: int) -> list[tuple[st
 
 
 def _gap_table(a: EfficiencyAnalysis) -> Table:
-    """Each size: every variant's accuracy, the gap with its verdict, McNemar per repeat."""
     headers = ["pair", "n_train", *(f"{v} % ({a.confidence:.0%} CI)" for v in a.variants)]
     headers += ["gap, points [95% CI]", "verdict"]
     headers += ["per repeat: gap, only variant / only baseline right, McNemar p"]
@@ -175,7 +174,6 @@ def _gap_table(a: EfficiencyAnalysis) -> Table:
 
 
 def _stopping_table(a: EfficiencyAnalysis) -> Table:
-    """Where each training stopped, the best epoch kept, and the cap flag."""
     headers = ["run", "test %", "epochs trained", "best epoch", "stopped by", "cap while improving"]
     rows = []
     for p in a.points:
@@ -198,7 +196,6 @@ def shift_table(a: EfficiencyAnalysis) -> Table:
 
 
 def _shift_accuracy_table(a: EfficiencyAnalysis) -> Table:
-    """Each variant's accuracy at each shift, at the smallest and the full size."""
     shifts = sorted({p.shift for p in a.shift_points})
     rows = [
         [f"{v} at {size(n)}", *(interval(found[s]) if s in found else "" for s in shifts)]
@@ -213,7 +210,6 @@ def _shift_accuracy_table(a: EfficiencyAnalysis) -> Table:
 
 
 def _curve_table(a: EfficiencyAnalysis) -> Table:
-    """Each curve family: fitted without the largest size, how far it missed that size."""
     headers = ["variant", "family", "fitted on", "size predicted", "predicted error %"]
     headers += ["observed error %", "miss, points"]
     rows = []
@@ -227,7 +223,6 @@ def _curve_table(a: EfficiencyAnalysis) -> Table:
 
 
 def _multiplier_table(a: EfficiencyAnalysis) -> Table:
-    """How many times more images the baseline needs to match each variant, per size."""
     headers = ["pair", "n_train", "multiplier [interval]", "bootstrap samples outside the data"]
     rows = []
     for m in a.multipliers:
