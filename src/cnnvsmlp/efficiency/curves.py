@@ -17,11 +17,14 @@ from cnnvsmlp import pairwise
 from cnnvsmlp.config import ConfigError, ExperimentConfig, Int, RunSpec, StoppingRule
 from cnnvsmlp.errors import UserError
 from cnnvsmlp.jsonmodel import Record
-from cnnvsmlp.pairwise import ALPHA, CONFIDENCE, Interval
 from cnnvsmlp.provenance import Provenance
 from cnnvsmlp.records import Hardware, RunFailure
 
 DEFAULT_SIZES = (375, 750, 1500, 3000, 6000, 12000, 24000, 48000)  # Fashion-MNIST's halvings
+SCHEMA_VERSION = "efficiency/2"
+N_REF = 1000.0
+BOOTSTRAP_SAMPLES = 1000
+FAMILIES = {"power": "a * (n/1000)^-b", "power+floor": "a * (n/1000)^-b + c"}
 
 
 class EfficiencyConfig(Record):
@@ -87,12 +90,6 @@ def plan_runs(
         for r in range(config.repeats)
     ]
     return sorted(runs, key=lambda run: -get_variant(run.variant).step_ms * run.n_train)
-
-
-SCHEMA_VERSION = "efficiency/2"
-N_REF = 1000.0
-BOOTSTRAP_SAMPLES = 1000
-FAMILIES = {"power": "a * (n/1000)^-b", "power+floor": "a * (n/1000)^-b + c"}
 
 
 class CurveFit(Record):
@@ -226,7 +223,7 @@ def multipliers(
     estimate = at(np.arange(repeats))
     rng = np.random.default_rng(0)
     draws = np.array([at(rng.integers(0, repeats, size=repeats)) for _ in range(samples)])
-    tail = (1.0 - CONFIDENCE) / 2
+    tail = (1.0 - pairwise.CONFIDENCE) / 2
     low = np.quantile(draws, tail, axis=0, method="lower")
     high = np.quantile(draws, 1 - tail, axis=0, method="higher")
     beyond = np.mean((draws == 0) | ~np.isfinite(draws), axis=0)
@@ -269,7 +266,7 @@ class SizeSummary(Record):
 
     variant: str
     n_train: int
-    accuracy: Interval
+    accuracy: pairwise.Interval
     runs: list[RunPoint]
 
 
@@ -279,7 +276,7 @@ class ShiftPoint(Record):
     variant: str
     n_train: int
     shift: int = Field(description="Pixels moved; 0: the test images as they are.")
-    accuracy: Interval
+    accuracy: pairwise.Interval
 
 
 class VariantMultipliers(Record):
@@ -304,8 +301,8 @@ class EfficiencyAnalysis(Record):
     repeats: int
     stopping: StoppingRule
     max_epochs: int
-    confidence: float = CONFIDENCE
-    alpha: float = ALPHA
+    confidence: float = pairwise.CONFIDENCE
+    alpha: float = pairwise.ALPHA
     margin: float = pairwise.MARGIN
     points: list[SizeSummary]
     gaps: list[pairwise.Difference] = Field(description="Variant - baseline per size; a family.")
