@@ -18,7 +18,7 @@ from cnnvsmlp.data import prepare, read_source
 from cnnvsmlp.data.idx import read_idx_dir
 from cnnvsmlp.data.spec import DATASETS, DataError, get_spec
 from cnnvsmlp.data.store import load_split, read_metadata, split_train
-from conftest import idx_bytes, write_gz, write_nist_letters
+from conftest import idx_bytes, upload_dir, write_gz, write_nist_letters
 
 FASHION = DATASETS["fashion-mnist"]
 LETTERS = DATASETS["emnist-letters"]
@@ -470,7 +470,7 @@ def test_tfds_prepared_records_in_a_bucket(fashion_prepared):
     server.start()  # sets STORAGE_EMULATOR_HOST for the client
     try:
         storage.client().create_bucket("prepared")
-        storage.upload_dir(data_dir, "gs://prepared/tfds")
+        upload_dir(data_dir, "gs://prepared/tfds")
         raw = read_source(
             FASHION, DataSource(kind="tfds", tfds_data_dir="gs://prepared/tfds", download=False)
         )

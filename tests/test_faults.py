@@ -17,6 +17,7 @@ import pytest
 from cnnvsmlp import storage
 from cnnvsmlp.config import RunSpec, TrainConfig, load_config
 from cnnvsmlp.records import Epoch, is_permanent
+from conftest import upload_dir
 from gcs_proxy import GCSProxy, RestartableGCS
 
 
@@ -133,7 +134,7 @@ def test_storage_down_mid_report_upload_leaves_whole_objects_and_a_retry_complet
         with pytest.raises(
             storage.StorageUnavailable, match=r"report\.html: Cloud Storage did not"
         ):
-            storage.upload_dir(report, prefix)
+            upload_dir(report, prefix)
         assert fired
         gcs.restart()
         before = storage.list_uris(prefix)
@@ -143,7 +144,7 @@ def test_storage_down_mid_report_upload_leaves_whole_objects_and_a_retry_complet
             got = storage.download(uri, tmp_path / "check" / rel).read_bytes()
             assert got == (report / rel).read_bytes()
         # The retried task uploads the rest; what is there already is left as it is.
-        assert storage.upload_dir(report, prefix) == [
+        assert upload_dir(report, prefix) == [
             f"{prefix}/{p}"
             for p in ("comparison.json", "plots/learning_curves.png", "report.html", "report.md")
         ]

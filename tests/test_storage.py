@@ -19,7 +19,7 @@ from cnnvsmlp.config import DataSource
 from cnnvsmlp.data import read_source
 from cnnvsmlp.data.idx import read_idx_dir
 from cnnvsmlp.data.spec import DATASETS
-from conftest import write_nist_letters
+from conftest import upload_dir, write_nist_letters
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def test_upload_download_and_list(bucket, tmp_path):
     src = tmp_path / "a.txt"
     src.write_text("hello")
     storage.upload(src, f"gs://{bucket}/data/a.txt")
-    storage.upload_dir(tmp_path, f"gs://{bucket}/copy")
+    upload_dir(tmp_path, f"gs://{bucket}/copy")
     assert storage.list_uris(f"gs://{bucket}/data") == [f"gs://{bucket}/data/a.txt"]
     assert storage.list_uris(f"gs://{bucket}/copy/") == [f"gs://{bucket}/copy/a.txt"]
     out = storage.download(f"gs://{bucket}/data/a.txt", tmp_path / "back" / "a.txt")
@@ -175,7 +175,7 @@ def test_missing_bucket_and_object(gcs_server, bucket, tmp_path):
 def test_idx_dir_in_a_bucket_reads_like_a_local_folder(bucket, tmp_path):
     folder = tmp_path / "emnist"
     write_nist_letters(folder)
-    storage.upload_dir(folder, f"gs://{bucket}/emnist/gzip")
+    upload_dir(folder, f"gs://{bucket}/emnist/gzip")
     spec = DATASETS["emnist-letters"]
     remote = read_source(spec, DataSource(kind="idx", idx_dir=f"gs://{bucket}/emnist/gzip"))
     local = read_idx_dir(spec, folder)
@@ -192,7 +192,7 @@ def test_tfds_data_dir_in_a_bucket(bucket, tmp_path, fashion_dir):
     for n, (key, url) in enumerate(tfds_urls(spec).items()):
         (downloads / f"f{n}").write_bytes((fashion_dir / spec.files[key]).read_bytes())
         (downloads / f"f{n}.INFO").write_text(json.dumps({"urls": [url]}))
-    storage.upload_dir(downloads, f"gs://{bucket}/tfds/downloads")
+    upload_dir(downloads, f"gs://{bucket}/tfds/downloads")
     source = DataSource(kind="tfds", tfds_data_dir=f"gs://{bucket}/tfds", download=False)
     raw = read_source(spec, source)
     assert raw.train_images.shape == (60000, 28, 28)

@@ -12,6 +12,7 @@ from PIL import Image
 from cnnvsmlp.config import ConfigError, DataSource, RunSpec, Split, TrainConfig, load_config
 from cnnvsmlp.data import prepare
 from cnnvsmlp.data.spec import DataError
+from conftest import upload_dir
 
 SPLIT = Split(validation_fraction=0.2)
 SOURCE = DataSource()
@@ -145,7 +146,7 @@ def test_a_folder_in_a_bucket_reads_as_the_same_folder_on_disk(tmp_path):
     server.start()  # sets STORAGE_EMULATOR_HOST for the client
     try:
         storage.client().create_bucket("user-data")
-        storage.upload_dir(root, "gs://user-data/images")
+        upload_dir(root, "gs://user-data/images")
         remote = prepare("folder:gs://user-data/images", SOURCE, SPLIT, tmp_path / "remote")
     finally:
         server.stop()

@@ -66,11 +66,9 @@ class _Config(Record):
 
 
 def _dataset_name(value: object) -> object:
-    if not isinstance(value, str):
-        return value
-    if value.startswith("folder:"):
+    if isinstance(value, str) and value.startswith("folder:"):
         _location(value.removeprefix("folder:"))
-    return check_name(value)
+    return check_name(value) if isinstance(value, str) else value
 
 
 # A built-in data set's name, tfds:<TFDS name> or folder:<path>.
@@ -227,7 +225,15 @@ class ExperimentConfig(_Config):
                 "resume_scope: set it or reuse_trainings, not both "
                 "(reuse_trainings shares one scope across runs)"
             )
-        self._check_references()
+        for name, ref in self.references.items():
+            if name not in self.variants and name not in VARIANTS:
+                raise ValueError(f"references: unknown variant {name!r}")
+            if ref.dataset not in (None, self.dataset):
+                raise ValueError(
+                    f"references.{name}: a number measured on {ref.dataset}, but dataset is "
+                    f"{self.dataset}; use --config {self.dataset} for its references, or "
+                    "add references={} to compare without any"
+                )
         if self.seed + self.repeats > SEED_LIMIT:
             raise ValueError(
                 f"seed: {self.seed} + {self.repeats} repeats passes 2**32 - 1, the largest seed"
@@ -242,23 +248,10 @@ class ExperimentConfig(_Config):
             )
         return self
 
-    def _check_references(self) -> None:
-        for name, ref in self.references.items():
-            if name not in self.variants and name not in VARIANTS:
-                raise ValueError(f"references: unknown variant {name!r}")
-            if ref.dataset not in (None, self.dataset):
-                raise ValueError(
-                    f"references.{name}: a number measured on {ref.dataset}, but dataset is "
-                    f"{self.dataset}; use --config {self.dataset} for its references, or "
-                    "add references={} to compare without any"
-                )
-
     def _source_images(self) -> int | None:
         """The images train and validation are cut from: official or limit; None: not known yet."""
-        official = get_spec(self.dataset).official_counts.get("train")
-        if official is None:
-            return self.limit
-        return min(official, self.limit) if self.limit else official
+        counts = (get_spec(self.dataset).official_counts.get("train"), self.limit)
+        return min((n for n in counts if n is not None), default=None)
 
     def training_images(self) -> int | None:
         """The training split's size as ``prepare`` will cut it; None: known once read."""
@@ -274,16 +267,12 @@ class ExperimentConfig(_Config):
 
     def runs(self) -> list[RunSpec]:
         """Every (variant, repeat) training run of this experiment, in a stable order."""
-        return [self._run(v, r) for v in self.variants for r in range(self.repeats)]
-
-    def _run(self, variant: str, repeat: int) -> RunSpec:
-        seed = self.seed + repeat
-        fixed = {
-            f"{source}_seed": self.seed
-            for source in SEED_SOURCES
-            if source not in self.vary_seeds and seed != self.seed
-        }
-        return RunSpec(variant=variant, repeat=repeat, seed=seed, **fixed)
+        fixed = [f"{source}_seed" for source in SEED_SOURCES if source not in self.vary_seeds]
+        return [  # a repeat r > 0 keeps repeat 0's seed for the sources it does not vary
+            RunSpec(variant=v, repeat=r, seed=self.seed + r, **{k: self.seed for k in fixed if r})
+            for v in self.variants
+            for r in range(self.repeats)
+        ]
 
     def scheduled_runs(self) -> list[RunSpec]:
         """The runs, the slowest variant's first: a runner with fewer slots finishes soonest."""

@@ -1,11 +1,10 @@
 """A config's text: a preset or YAML file read strictly, key=value overrides, one-line errors."""
 
-from __future__ import annotations
-
 import difflib
 import json
 from importlib import resources
 from pathlib import Path
+from typing import get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -213,23 +212,16 @@ def _field_paths(model: type[BaseModel], prefix: str = "") -> dict[str, str]:
 
 def _did_you_mean(top: type[BaseModel], loc: tuple) -> str:
     """``; did you mean <field>?`` for an unknown field at ``loc`` of ``top``, or nothing."""
-    model: type[BaseModel] | None = top
-    parts = list(loc[:-1])
-    prefix = ""
-    while parts and model is not None:
-        part = str(parts.pop(0))
-        info = model.model_fields.get(part)
-        if info is None:
+    model, prefix = top, ""
+    for part in loc[:-1]:
+        if get_origin(model) is dict:  # part is a key of the mapping
+            model = get_args(model)[1]
+        elif part in getattr(model, "model_fields", {}):
+            model = model.model_fields[part].annotation
+        else:
             return ""
         prefix += f"{part}."
-        annotation = info.annotation
-        if getattr(annotation, "__origin__", None) is dict and parts:
-            prefix += f"{parts.pop(0)}."
-            annotation = annotation.__args__[1]
-        model = annotation if isinstance(annotation, type) else None
-    if model is None or not issubclass(model, BaseModel):
-        return ""
-    candidates = {name: f"{prefix}{name}" for name in model.model_fields}
+    candidates = {name: f"{prefix}{name}" for name in getattr(model, "model_fields", {})}
     if model is top:
         candidates = {**_field_paths(top), **ALIASES, **candidates}
     close = difflib.get_close_matches(str(loc[-1]), candidates, n=1)

@@ -1,7 +1,5 @@
 """The one base of the project's pydantic records: configs, results, the comparison."""
 
-from __future__ import annotations
-
 import os
 from pathlib import Path
 

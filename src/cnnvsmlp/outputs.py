@@ -1,7 +1,5 @@
 """Folders the project writes into: never one that holds something it did not write."""
 
-from __future__ import annotations
-
 import errno
 import fcntl
 import glob
@@ -117,9 +115,10 @@ def build_dir(path: str | os.PathLike, owned: set[str], what: str, build: Callab
         raise UserError(
             f"{folder.parent}: cannot write the {what} there ({err.strerror}); {_remedy(err)}"
         ) from None
-    old = tmp.with_name(f"{tmp.name}.old")
+    old, umask = tmp.with_name(f"{tmp.name}.old"), os.umask(0o022)
+    os.umask(umask)  # read, and put back
     try:
-        tmp.chmod(folder.stat().st_mode if folder.exists() else 0o777 & ~_umask())
+        tmp.chmod(folder.stat().st_mode if folder.exists() else 0o777 & ~umask)
         result = build(tmp)
         if folder.exists():
             folder.rename(old)
@@ -168,12 +167,6 @@ def _remedy(err: OSError) -> str:
     if err.errno == errno.EBUSY:
         return "a mount point cannot be replaced: name a subfolder of it"
     return "choose another folder"
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def _remove_empty(folders: list[Path]) -> None:

@@ -1,7 +1,5 @@
 """What produced a comparison: the run, when it started, the project's commit, the machine share."""
 
-from __future__ import annotations
-
 import json
 import subprocess
 from datetime import datetime, timezone
@@ -11,9 +9,6 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from cnnvsmlp.jsonmodel import Record
-
-# The checkout this module runs from, when it runs from one.
-_SOURCE = Path(__file__).resolve().parents[2]
 
 
 class Provenance(Record):
@@ -69,8 +64,9 @@ def project_version() -> str:
         return ""
 
 
-def git_state(where: Path = _SOURCE) -> tuple[str, bool | None]:
-    """The commit at ``where`` and whether it has uncommitted changes; ``("", None)`` if no git."""
+def git_state() -> tuple[str, bool | None]:
+    """This checkout's commit and whether it has uncommitted changes; ``("", None)`` if no git."""
+    where = Path(__file__).resolve().parents[2]
 
     def git(*args: str) -> str:
         return subprocess.run(

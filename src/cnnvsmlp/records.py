@@ -331,8 +331,7 @@ def record_failure(
     failure = RunFailure(
         run=run, dataset=dataset, stage=stage, error=err.__class__.__name__, message=message
     )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     failure.write(path)
     return failure
 

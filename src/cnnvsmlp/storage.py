@@ -3,10 +3,9 @@
 Only object-level calls (``roles/storage.objectUser``); what fails after retries is one line.
 """
 
-from __future__ import annotations
-
 import base64
 import contextlib
+import functools
 import hashlib
 import os
 import shutil
@@ -16,6 +15,7 @@ from pathlib import Path, PurePosixPath
 import requests
 from google.api_core import exceptions as gexc
 from google.auth import exceptions as auth_exc
+from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
 
@@ -68,8 +68,6 @@ def _each_request() -> dict:
 def client(uri: str = "gs://") -> storage.Client:
     """A storage client: the emulator when ``STORAGE_EMULATOR_HOST`` is set, else Google's."""
     if os.environ.get("STORAGE_EMULATOR_HOST"):
-        from google.auth.credentials import AnonymousCredentials
-
         gcs = storage.Client(project="emulator", credentials=AnonymousCredentials())
     else:
         try:
@@ -132,26 +130,10 @@ def _check_bucket(gcs: storage.Client, uri: str) -> None:
         next(iter(gcs.list_blobs(parse_uri(uri)[0], max_results=1, **_each_request())), None)
 
 
-def _inside(local_dir: Path, relative: str, source: str) -> Path:
-    """``local_dir / relative``, refusing a name that would leave ``local_dir``."""
-    parts = relative.split("/")
-    if "\\" in relative or any(p in ("", ".", "..") for p in parts):
-        raise StorageError(
-            f"{source}: object name {relative!r} would be written outside {local_dir}; "
-            "refusing to fetch it (rename or delete the object)"
-        )
-    return local_dir.joinpath(*parts)
-
-
 def _write_file(dest: Path, write: Callable[[Path], object]) -> None:
     """:func:`~cnnvsmlp.outputs.write_atomically`, the folder of ``dest`` made when missing."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(dest, write)
-
-
-def _copy(src: Path, dest: Path) -> None:
-    """Make ``dest`` a copy (never a link a person's edit would reach through), replaced whole."""
-    _write_file(dest, lambda partial: shutil.copyfile(src, partial))
 
 
 def _md5(path: Path) -> str:
@@ -178,22 +160,13 @@ def upload(local: str | os.PathLike, uri: str, overwrite: bool = False) -> None:
                 ) from None
 
 
-def upload_dir(local_dir: str | os.PathLike, prefix: str) -> list[str]:
-    """Upload every file under a folder to ``prefix/<relative path>``; return their URIs."""
-    uris = []
-    for path in _files(local_dir):
-        uris.append(f"{prefix.rstrip('/')}/{path.relative_to(local_dir).as_posix()}")
-        upload(path, uris[-1])
-    return uris
-
-
 def fetch_file(src: str, dest: str | os.PathLike) -> bool:
     """Copy one object (``gs://``) or file to ``dest``, whole; False when there is none."""
     dest = Path(dest)
     if not src.startswith("gs://"):
         if not Path(src).is_file():
             return False
-        _copy(Path(src), dest)
+        _write_file(dest, functools.partial(shutil.copyfile, src))  # a copy, never a link
         return True
     gcs, blob = _blob(src)
     with _failing(src), contextlib.suppress(gexc.NotFound):  # no object, or no bucket: see next
@@ -204,23 +177,24 @@ def fetch_file(src: str, dest: str | os.PathLike) -> bool:
 
 
 def download(uri: str, dest: str | os.PathLike) -> Path:
-    """Download an object to a local file, written whole; a missing object is an error."""
-    parse_uri(uri)
+    """:func:`fetch_file`, a missing object (or file) being an error."""
     if not fetch_file(uri, dest):
         raise StorageError(f"{uri}: no such object")
     return Path(dest)
 
 
-def _list(gcs: storage.Client, prefix: str) -> dict[str, storage.Blob]:
+def _list(prefix: str) -> dict[str, storage.Blob]:
+    """The objects under ``prefix`` (a folder), by their names relative to it."""
     bucket, folder = _folder(prefix)
+    gcs = client(prefix)
     with _failing(prefix):
-        return {b.name: b for b in gcs.list_blobs(bucket, prefix=folder, **_each_request())}
+        blobs = gcs.list_blobs(bucket, prefix=folder, **_each_request())
+        return {b.name.removeprefix(folder): b for b in blobs}
 
 
 def list_uris(prefix: str) -> list[str]:
     """Every object under ``prefix`` (a folder: a trailing ``/`` is implied), sorted."""
-    bucket, _ = parse_uri(prefix)
-    return sorted(f"gs://{bucket}/{name}" for name in _list(client(prefix), prefix))
+    return [f"{prefix.rstrip('/')}/{name}" for name in sorted(_list(prefix))]
 
 
 def _files(folder: str | os.PathLike) -> list[Path]:
@@ -238,24 +212,22 @@ def mirror_dir(local_dir: str | os.PathLike, dest: str, only: set[str] | None = 
     }
     gs = dest.startswith("gs://")
     if gs:
-        bucket, folder = _folder(dest)
-        listed = _list(client(dest), dest).items()
-        there = {key.removeprefix(folder): blob.md5_hash for key, blob in listed}
+        there = {name: blob.md5_hash for name, blob in _list(dest).items()}
     else:
         there = {name: _md5(Path(dest) / name) for name in files if (Path(dest) / name).is_file()}
     changed = [name for name, path in files.items() if there.get(name) != _md5(path)]
     for name in changed:
         if gs:
-            upload(files[name], f"gs://{bucket}/{folder}{name}", overwrite=True)
+            upload(files[name], f"{dest.rstrip('/')}/{name}", overwrite=True)
         else:
-            _copy(files[name], Path(dest) / name)
+            _write_file(Path(dest) / name, functools.partial(shutil.copyfile, files[name]))
     return len(changed)
 
 
 def names(dest: str) -> list[str]:
     """The files under ``dest`` (a ``gs://`` prefix or a local folder), relative to it."""
     if dest.startswith("gs://"):
-        return [uri.removeprefix(dest.rstrip("/") + "/") for uri in list_uris(dest)]
+        return sorted(_list(dest))
     return [p.relative_to(dest).as_posix() for p in _files(dest)]
 
 
@@ -283,11 +255,16 @@ def prune_dir(local_dir: str | os.PathLike, dest: str, only: set[str]) -> int:
 
 def fetch_dir(src: str, local_dir: str | os.PathLike) -> int:
     """Copy every file under ``src`` (``gs://`` or local) into ``local_dir``; return how many."""
-    prefix = src.rstrip("/") + "/"
-    targets = {prefix + n: _inside(Path(local_dir), n, prefix + n) for n in names(src)}
+    prefix, targets = src.rstrip("/") + "/", {}
+    for name in names(src):
+        if "\\" in name or any(p in ("", ".", "..") for p in name.split("/")):
+            raise StorageError(
+                f"{prefix}{name}: object name {name!r} would be written outside {Path(local_dir)}; "
+                "refusing to fetch it (rename or delete the object)"
+            )
+        targets[prefix + name] = Path(local_dir).joinpath(*name.split("/"))
     for source, target in targets.items():
-        if not fetch_file(source, target):
-            raise StorageError(f"{source}: no such object")
+        download(source, target)
     return len(targets)
 
 
