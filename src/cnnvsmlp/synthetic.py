@@ -1,8 +1,4 @@
-"""A stand-in for EMNIST Letters where NIST's files cannot be downloaded.
-
-Letters A-Z rendered in matplotlib's fonts with random size, shift, rotation, stroke and
-noise, in NIST's exact layout. Scores on them say nothing about handwriting.
-"""
+"""An EMNIST Letters stand-in in NIST's layout: letters in fonts, distorted; no handwriting."""
 
 from __future__ import annotations
 
@@ -17,7 +13,7 @@ import numpy as np
 from matplotlib import font_manager
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from cnnvsmlp.data.idx import SYNTHETIC_WRITER, WRITTEN_BY, gunzip, read_file, written_digests
+from cnnvsmlp.data.idx import SYNTHETIC_WRITER, WRITTEN_BY, gunzip, read_file, written_record
 from cnnvsmlp.data.spec import DATASETS, DatasetSpec
 from cnnvsmlp.errors import UserError
 from cnnvsmlp.outputs import PARTIAL_PREFIX, build_dir, local_folder
@@ -95,7 +91,7 @@ def _refuse_foreign(folder: Path, spec: DatasetSpec, what: str) -> None:
         raise UserError(f"{folder}: cannot use it for the {what} ({err.strerror})") from None
     if not names:
         return
-    recorded = written_digests(folder)
+    recorded = written_record(folder)[1]
     if recorded is None:
         raise UserError(
             f"{folder}: holds {names[0]!r} but no {WRITTEN_BY}: not files synth-emnist wrote "

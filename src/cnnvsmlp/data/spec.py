@@ -11,17 +11,8 @@ from cnnvsmlp.data.sources.user import describe
 DATASETS: dict[str, DatasetSpec] = {
     "fashion-mnist": DatasetSpec(
         name="fashion-mnist",
-        classes=(
-            "T-shirt/top",
-            "Trouser",
-            "Pullover",
-            "Dress",
-            "Coat",
-            "Sandal",
-            "Shirt",
-            "Sneaker",
-            "Bag",
-            "Ankle boot",
+        classes=tuple(
+            "T-shirt/top,Trouser,Pullover,Dress,Coat,Sandal,Shirt,Sneaker,Bag,Ankle boot".split(",")
         ),
         files={
             "train_images": "train-images-idx3-ubyte.gz",
@@ -63,19 +54,17 @@ def check_name(name: str) -> str:
     )
 
 
+@functools.lru_cache(maxsize=8)  # a user's is described by reading its source
 def get_spec(name: str) -> DatasetSpec:
     """The spec of a data set, a user's described by its source; DataError if there is none."""
     if name.startswith(USER_PREFIXES):
-        return _user_spec(name)
+        return describe(name)
     try:
         return DATASETS[name]
     except KeyError:
         raise DataError(
             f"unknown data set {name!r}; known: {', '.join(sorted(DATASETS))}"
         ) from None
-
-
-_user_spec = functools.lru_cache(maxsize=8)(describe)
 
 
 def check_official_counts(spec: DatasetSpec, raw: RawData) -> None:

@@ -40,7 +40,10 @@ def write_dataset(
     raw: RawData, spec: DatasetSpec, split: Split, out_dir: str | os.PathLike, limit: int | None
 ) -> dict:
     """Split, write the data set atomically into ``out_dir``, and return its metadata."""
-    train_x, test_x = _nhwc(raw.train_images)[:limit], _nhwc(raw.test_images)[:limit]
+    train_x, test_x = (  # grey (N, H, W) images gain a channel axis
+        x[..., np.newaxis][:limit] if x.ndim == 3 else x[:limit]
+        for x in (raw.train_images, raw.test_images)
+    )
     train, validation = split_train(train_x, raw.train_labels[:limit], split)
     parts = {"train": train, "validation": validation, "test": (test_x, raw.test_labels[:limit])}
     counts = {name: int(len(y)) for name, (_, y) in parts.items()}
@@ -67,11 +70,6 @@ def write_dataset(
 
     build_dir(out_dir, DATASET_FILES, "data set", build)
     return meta
-
-
-def _nhwc(images: np.ndarray) -> np.ndarray:
-    """Images with their channel axis: a grey ``(N, H, W)`` array gains one channel."""
-    return images[..., np.newaxis] if images.ndim == 3 else images
 
 
 def _check_counts(
