@@ -76,8 +76,7 @@ def _check_counts(
     spec: DatasetSpec, raw: RawData, split: Split, limit: int | None, counts: dict[str, int]
 ) -> None:
     """Refuse splits a training cannot use: each needs at least one image."""
-    empty = [name for name, n in counts.items() if n < MIN_IMAGES]
-    if not empty:
+    if min(counts.values()) >= MIN_IMAGES:
         return
     have = ", ".join(f"{n} {name}" for name, n in counts.items())
     cut = f"limit={limit} and " if limit is not None else ""

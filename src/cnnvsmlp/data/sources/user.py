@@ -138,11 +138,9 @@ def _splits(name: str, root: str) -> tuple[dict[str, dict[str, list[str]]], list
     official = {"train", "test"} <= tops
     out: dict[str, dict[str, list[str]]] = {}
     for f in files:
-        parts = f.split("/")
-        if official and parts[0] in ("train", "test") and len(parts) == 3:
+        parts = f.split("/") if official else ["all", *f.split("/")]
+        if len(parts) == 3 and (parts[0] in ("train", "test") or not official):
             out.setdefault(parts[0], {}).setdefault(parts[1], []).append(f)
-        elif not official and len(parts) == 2:
-            out.setdefault("all", {}).setdefault(parts[0], []).append(f)
     classes = sorted(out.get("train", out.get("all", {})))
     if len(classes) < 2:
         found = f"one class ({classes[0]})" if classes else "no class subfolder with images"
@@ -217,21 +215,18 @@ def _dims(shape: tuple[int, ...]) -> str:
 def _stratified(images: np.ndarray, labels: np.ndarray) -> tuple[tuple, tuple]:
     """A seeded test split of :data:`TEST_FRACTION` of each class; both splits in a seeded order."""
     rng = np.random.default_rng(SPLIT_SEED)
-    test = np.concatenate(
-        [
-            rng.permutation(np.flatnonzero(labels == c))[: _n_test(int((labels == c).sum()))]
-            for c in np.unique(labels)
-        ]
-    )
+    by_class = [np.flatnonzero(labels == c) for c in np.unique(labels)]
+    test = np.concatenate([rng.permutation(i)[: _n_test(len(i))] for i in by_class])
     train = rng.permutation(np.setdiff1d(np.arange(len(labels)), test))
     test = rng.permutation(test)
     return (images[train], labels[train]), (images[test], labels[test])
 
 
 def _raw(splits: dict, source: str, digests: dict[str, str]) -> RawData:
-    arrays = {}
-    for split in ("train", "test"):
-        images, labels = splits[split]
-        arrays[f"{split}_images"] = np.ascontiguousarray(images, dtype=np.uint8)
-        arrays[f"{split}_labels"] = np.asarray(labels).astype(np.uint8)
-    return RawData(**arrays, source=source, input_sha256=digests)
+    arrays = []
+    for images, labels in (splits["train"], splits["test"]):
+        arrays += [
+            np.ascontiguousarray(images, dtype=np.uint8),
+            np.asarray(labels).astype(np.uint8),
+        ]
+    return RawData(*arrays, source=source, input_sha256=digests)
