@@ -61,9 +61,7 @@ def search_order(spec: DatasetSpec, source: DataSource) -> list[tuple[str, Calla
         default = partial(read_idx_folder, directory=spec.default_idx_dir, named=False)
         order.append((f"idx {spec.default_idx_dir}", default))
     if auto and not named_prepared:
-        order.append(
-            ("tfds prepared", partial(read_tfds_prepared, data_dir=None, official_only=True))
-        )
+        order.append(("tfds prepared", partial(read_tfds_prepared, official_only=True)))
     if (auto or tfds) and source.download:
         order.append(("tfds download", partial(read_tfds_files, data_dir=data_dir, download=True)))
     return order

@@ -71,14 +71,12 @@ def check_official_counts(spec: DatasetSpec, raw: RawData) -> None:
     """Refuse a TFDS source whose splits are not the official ones (IDX folders may hold fewer)."""
     if raw.source.startswith(("idx:", "synthetic:")) or spec.user:
         return
-    for split_name in ("train", "test"):
-        n = len(getattr(raw, f"{split_name}_labels"))
-        expected = spec.official_counts[split_name]
+    for split in ("train", "test"):
+        n = len(getattr(raw, f"{split}_labels"))
+        expected = spec.official_counts[split]
         if n == expected:
             continue
-        message = (
-            f"{spec.name}: source {raw.source} has {n} {split_name} images, expected {expected}"
-        )
+        message = f"{spec.name}: source {raw.source} has {n} {split} images, expected {expected}"
         if raw.source.startswith("tfds-prepared:"):
             files = "the gzip/ folder of NIST's gzip.zip" if spec.nist_url else "the gzip IDX files"
             message += (

@@ -47,7 +47,7 @@ def write_dataset(
     train, validation = split_train(train_x, raw.train_labels[:limit], split)
     parts = {"train": train, "validation": validation, "test": (test_x, raw.test_labels[:limit])}
     counts = {name: int(len(y)) for name, (_, y) in parts.items()}
-    _check_counts(spec, raw, split, limit, counts)
+    _check_counts(f"{spec.name}: {raw.source}", split, limit, counts)
     meta = {
         "format": FORMAT,
         "dataset": spec.name,
@@ -72,9 +72,7 @@ def write_dataset(
     return meta
 
 
-def _check_counts(
-    spec: DatasetSpec, raw: RawData, split: Split, limit: int | None, counts: dict[str, int]
-) -> None:
+def _check_counts(what: str, split: Split, limit: int | None, counts: dict[str, int]) -> None:
     """Refuse splits a training cannot use: each needs at least one image."""
     if min(counts.values()) >= MIN_IMAGES:
         return
@@ -84,7 +82,7 @@ def _check_counts(
     need += int(need * split.validation_fraction) < MIN_IMAGES  # rounding of the fraction
     need = max(need, 2 * MIN_IMAGES)
     raise DataError(
-        f"{spec.name}: {raw.source} with {cut}split.validation_fraction="
+        f"{what} with {cut}split.validation_fraction="
         f"{split.validation_fraction} gives {have} images; each split needs at least "
         f"{MIN_IMAGES}, so the official training split at least {need} at this fraction: "
         "give more images" + (" or a larger limit" if limit is not None else "")

@@ -112,7 +112,7 @@ def _read_tfds_gcs(spec: DatasetSpec, data_dir: str) -> RawData:
 
 
 def read_tfds_prepared(
-    spec: DatasetSpec, data_dir: str | None, official_only: bool = False
+    spec: DatasetSpec, data_dir: str | None = None, official_only: bool = False
 ) -> RawData:
     """The newest records under ``<data_dir>/<tfds name>/``; ``official_only``: others are none."""
     root = f"{tfds_data_dir(data_dir)}/{spec.tfds_name}"
@@ -153,7 +153,6 @@ def _read_tfds_prepared_gcs(spec: DatasetSpec, root: str) -> RawData:
 
 
 def _read_prepared_folder(spec: DatasetSpec, folder: Path, source: str) -> RawData:
-    """Decode the train and test records of one prepared TFDS version folder."""
     import tensorflow_datasets as tfds
 
     where = source.removeprefix("tfds-prepared:")
