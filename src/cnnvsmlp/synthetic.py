@@ -1,8 +1,4 @@
-"""A stand-in for EMNIST Letters where NIST's files cannot be downloaded.
-
-Letters A-Z rendered in matplotlib's fonts with random size, shift, rotation, stroke and
-noise, in NIST's exact layout. Scores on them say nothing about handwriting.
-"""
+"""An EMNIST Letters stand-in in NIST's layout: letters in fonts, distorted; no handwriting."""
 
 from __future__ import annotations
 
@@ -17,7 +13,7 @@ import numpy as np
 from matplotlib import font_manager
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from cnnvsmlp.data.idx import SYNTHETIC_WRITER, WRITTEN_BY, gunzip, read_file, written_digests
+from cnnvsmlp.data.idx import SYNTHETIC_WRITER, WRITTEN_BY, gunzip, read_file, written_record
 from cnnvsmlp.data.spec import DATASETS, DatasetSpec
 from cnnvsmlp.errors import UserError
 from cnnvsmlp.outputs import PARTIAL_PREFIX, build_dir, local_folder
@@ -39,12 +35,10 @@ def render_letters(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     images = np.empty((n, 28, 28), dtype=np.uint8)
     for i, label in enumerate(labels):
         letter = string.ascii_uppercase[label]
-        if rng.random() < 0.5:
-            letter = letter.lower()
+        letter = letter.lower() if rng.random() < 0.5 else letter
         font = ImageFont.truetype(fonts[rng.integers(len(fonts))], int(rng.integers(30, 44)))
         canvas = Image.new("L", (56, 56), 0)
-        draw = ImageDraw.Draw(canvas)
-        draw.text(
+        ImageDraw.Draw(canvas).text(
             (28 + rng.normal(0, 3), 28 + rng.normal(0, 3)),
             letter,
             fill=255,
@@ -93,10 +87,8 @@ def _refuse_foreign(folder: Path, spec: DatasetSpec, what: str) -> None:
         names = sorted(p.name for p in folder.iterdir() if not p.name.startswith(PARTIAL_PREFIX))
     except OSError as err:
         raise UserError(f"{folder}: cannot use it for the {what} ({err.strerror})") from None
-    if not names:
-        return
-    recorded = written_digests(folder)
-    if recorded is None:
+    recorded = written_record(folder)[1]
+    if names and recorded is None:
         raise UserError(
             f"{folder}: holds {names[0]!r} but no {WRITTEN_BY}: not files synth-emnist wrote "
             "(real EMNIST files have the same names); choose a new or empty folder"

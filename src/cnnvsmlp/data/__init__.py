@@ -1,8 +1,4 @@
-"""Read EMNIST Letters, Fashion-MNIST or a user's data set, check it and store its splits.
-
-Every source yields upright uint8 images and 0-based labels (``docs/dataset-format.md``);
-Fashion-MNIST's offline default comes from Debian's package.
-"""
+"""Read a data set from the first source that has it, check it and store its splits."""
 
 from __future__ import annotations
 
@@ -22,7 +18,6 @@ from cnnvsmlp.data.sources.user import read_user
 from cnnvsmlp.data.spec import DATASETS, check_official_counts, get_spec
 from cnnvsmlp.data.store import write_dataset
 
-Reader = Callable[[DatasetSpec], RawData]
 PACKAGE = "dataset-fashion-mnist"  # Debian's, with Fashion-MNIST's offline files
 
 if TYPE_CHECKING:  # the config imports the data set registry: types, not modules, here
@@ -50,12 +45,12 @@ def prepare(
     return write_dataset(raw, spec, split, out_dir, limit)
 
 
-def search_order(spec: DatasetSpec, source: DataSource) -> list[tuple[str, Reader]]:
+def search_order(spec: DatasetSpec, source: DataSource) -> list[tuple[str, Callable]]:
     """The sources to try, first to last: named files, TFDS's, the offline default, a download."""
     auto, idx, tfds = source.kind == "auto", source.kind == "idx", source.kind == "tfds"
     data_dir = source.tfds_data_dir
     named_prepared = tfds or bool(data_dir)
-    order: list[tuple[str, Reader]] = []
+    order: list[tuple[str, Callable[[DatasetSpec], RawData]]] = []
     if (auto or idx) and source.idx_dir:
         order.append((f"idx {source.idx_dir}", partial(read_idx_folder, directory=source.idx_dir)))
     if auto or tfds:
@@ -66,9 +61,7 @@ def search_order(spec: DatasetSpec, source: DataSource) -> list[tuple[str, Reade
         default = partial(read_idx_folder, directory=spec.default_idx_dir, named=False)
         order.append((f"idx {spec.default_idx_dir}", default))
     if auto and not named_prepared:
-        order.append(
-            ("tfds prepared", partial(read_tfds_prepared, data_dir=None, official_only=True))
-        )
+        order.append(("tfds prepared", partial(read_tfds_prepared, official_only=True)))
     if (auto or tfds) and source.download:
         order.append(("tfds download", partial(read_tfds_files, data_dir=data_dir, download=True)))
     return order

@@ -17,20 +17,14 @@ import numpy as np
 
 from cnnvsmlp.data.sources import DataError, DatasetSpec, RawData, SourceUnavailable, normalise_raw
 
-# Bounds on what is read from a user's files: NIST's largest EMNIST split (byclass,
-# 697,932 images) is 547 MB as IDX and about 100 MB as gzip.
-MAX_FILE_BYTES = 1 << 30
-MAX_IDX_BYTES = 1 << 30
+MAX_FILE_BYTES = 1 << 30  # gzip or IDX; NIST's largest (EMNIST byclass) is 547 MB as IDX
 IDX_MAGIC = b"\0\0\x08"  # unsigned bytes; the fourth byte is the number of dimensions
 IMAGE_SIZE = (28, 28)  # the IDX files of both built-in data sets
-
-# The record a writer of IDX files (synth-emnist) leaves beside them: each file's IDX digest.
-WRITTEN_BY = "cnnvsmlp-written.json"
-# The writer synth-emnist names in its record: its files are a stand-in, not NIST's data.
-SYNTHETIC_WRITER = "cnnvsmlp synth-emnist"
+WRITTEN_BY = "cnnvsmlp-written.json"  # a writer's record beside its IDX files: their digests
+SYNTHETIC_WRITER = "cnnvsmlp synth-emnist"  # the writer it names: a stand-in, not NIST's data
 
 
-def _written_record(directory: Path) -> tuple[object, dict[str, str] | None]:
+def written_record(directory: Path) -> tuple[object, dict[str, str] | None]:
     """The writer of ``directory``'s files and their IDX digests, as its record says."""
     try:
         record = json.loads((directory / WRITTEN_BY).read_text(encoding="utf-8"))
@@ -39,11 +33,6 @@ def _written_record(directory: Path) -> tuple[object, dict[str, str] | None]:
     record = record if isinstance(record, dict) else {}
     digests = record.get("idx_sha256")
     return record.get("writer"), digests if isinstance(digests, dict) else None
-
-
-def written_digests(directory: Path) -> dict[str, str] | None:
-    """The IDX digests the writer of ``directory``'s files recorded, or None without a record."""
-    return _written_record(directory)[1]
 
 
 def read_file(path: Path, label: str) -> bytes:
@@ -86,7 +75,14 @@ def gunzip(blob: bytes, name: str, label: str) -> bytes:
             if len(out) < 4 or not out.startswith(IDX_MAGIC):
                 return out  # parse_idx names the magic it found
             out += f.read(4 * out[3])
-            size = _declared_bytes(out, name, label)
+            header = 4 + 4 * out[3]
+            dims = [int.from_bytes(out[i : i + 4], "big") for i in range(4, header, 4)]
+            size = header + math.prod(dims) if len(out) == header else len(out)
+            if size > MAX_FILE_BYTES:
+                raise DataError(
+                    f"{label}: file {name} declares {dims} items ({size:,} bytes), more than "
+                    f"this reader takes ({MAX_FILE_BYTES:,}); give the data set's own file"
+                )
             out += f.read(size + 1 - len(out))
     except (EOFError, OSError, zlib.error) as err:
         raise DataError(f"{label}: file {name} is truncated or corrupt gzip ({err})") from None
@@ -96,21 +92,6 @@ def gunzip(blob: bytes, name: str, label: str) -> bytes:
             f"({size:,} bytes declared); stopped reading there"
         )
     return out
-
-
-def _declared_bytes(head: bytes, name: str, label: str) -> int:
-    """The size an IDX header declares (the header itself while incomplete)."""
-    header = 4 + 4 * head[3]
-    if len(head) < header:
-        return len(head)
-    dims = [int.from_bytes(head[i : i + 4], "big") for i in range(4, header, 4)]
-    size = header + math.prod(dims)
-    if size > MAX_IDX_BYTES:
-        raise DataError(
-            f"{label}: file {name} declares {dims} items ({size:,} bytes), more than "
-            f"this reader takes ({MAX_IDX_BYTES:,}); give the data set's own file"
-        )
-    return size
 
 
 def parse_idx(raw: bytes, expect_ndim: int, name: str, label: str) -> np.ndarray:
@@ -143,7 +124,7 @@ def read_idx_dir(spec: DatasetSpec, directory: str | os.PathLike) -> RawData:
     """Read a local folder's four gzip IDX files; ``source`` is ``idx:`` or ``synthetic:``."""
     directory = Path(directory)
     blobs = {key: read_file(directory / name, spec.name) for key, name in spec.files.items()}
-    writer, recorded = _written_record(directory)
+    writer, recorded = written_record(directory)
     kind = "synthetic" if writer == SYNTHETIC_WRITER else "idx"
     raw = read_idx_blobs(spec, blobs, source=f"{kind}:{directory}")
     for name, digest in raw.input_sha256.items():  # refuse a mix of two writes
@@ -188,28 +169,24 @@ def read_idx_folder(spec: DatasetSpec, directory: str, named: bool = True) -> Ra
             raw = read_idx_dir(spec, tmp)
         raw.source = f"idx:{directory}"
         return raw
-    if named:
-        _check_idx_dir(spec, Path(directory))
+    if named:  # fail on a named idx_dir without the files, rather than try another source
+        folder = Path(directory)
+        if not folder.is_dir():
+            raise DataError(
+                f"{spec.name}: source.idx_dir {folder} is not a folder "
+                f"(it should hold {', '.join(spec.files.values())})"
+            )
+        try:
+            present = set(os.listdir(folder))
+        except OSError as err:
+            raise DataError(
+                f"{spec.name}: source.idx_dir {folder}: cannot read it ({err.strerror}); "
+                "give your user read permission on it"
+            ) from None
+        missing = [name for name in spec.files.values() if name not in present]
+        if missing:
+            files, verb = ("file ", " is") if len(missing) == 1 else ("files ", " are")
+            raise DataError(
+                f"{spec.name}: source.idx_dir {folder}: {files}{', '.join(missing)}{verb} missing"
+            )
     return read_idx_dir(spec, directory)
-
-
-def _check_idx_dir(spec: DatasetSpec, directory: Path) -> None:
-    """Fail on a named ``idx_dir`` without the files, rather than try another source."""
-    if not directory.is_dir():
-        raise DataError(
-            f"{spec.name}: source.idx_dir {directory} is not a folder "
-            f"(it should hold {', '.join(spec.files.values())})"
-        )
-    try:
-        present = set(os.listdir(directory))
-    except OSError as err:
-        raise DataError(
-            f"{spec.name}: source.idx_dir {directory}: cannot read it ({err.strerror}); "
-            "give your user read permission on it"
-        ) from None
-    missing = [name for name in spec.files.values() if name not in present]
-    if missing:
-        files, verb = ("file ", " is") if len(missing) == 1 else ("files ", " are")
-        raise DataError(
-            f"{spec.name}: source.idx_dir {directory}: {files}{', '.join(missing)}{verb} missing"
-        )

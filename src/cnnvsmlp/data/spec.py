@@ -11,17 +11,8 @@ from cnnvsmlp.data.sources.user import describe
 DATASETS: dict[str, DatasetSpec] = {
     "fashion-mnist": DatasetSpec(
         name="fashion-mnist",
-        classes=(
-            "T-shirt/top",
-            "Trouser",
-            "Pullover",
-            "Dress",
-            "Coat",
-            "Sandal",
-            "Shirt",
-            "Sneaker",
-            "Bag",
-            "Ankle boot",
+        classes=tuple(
+            "T-shirt/top,Trouser,Pullover,Dress,Coat,Sandal,Shirt,Sneaker,Bag,Ankle boot".split(",")
         ),
         files={
             "train_images": "train-images-idx3-ubyte.gz",
@@ -63,10 +54,11 @@ def check_name(name: str) -> str:
     )
 
 
+@functools.lru_cache(maxsize=8)  # a user's is described by reading its source
 def get_spec(name: str) -> DatasetSpec:
     """The spec of a data set, a user's described by its source; DataError if there is none."""
     if name.startswith(USER_PREFIXES):
-        return _user_spec(name)
+        return describe(name)
     try:
         return DATASETS[name]
     except KeyError:
@@ -75,21 +67,16 @@ def get_spec(name: str) -> DatasetSpec:
         ) from None
 
 
-_user_spec = functools.lru_cache(maxsize=8)(describe)
-
-
 def check_official_counts(spec: DatasetSpec, raw: RawData) -> None:
     """Refuse a TFDS source whose splits are not the official ones (IDX folders may hold fewer)."""
     if raw.source.startswith(("idx:", "synthetic:")) or spec.user:
         return
-    for split_name in ("train", "test"):
-        n = len(getattr(raw, f"{split_name}_labels"))
-        expected = spec.official_counts[split_name]
+    for split in ("train", "test"):
+        n = len(getattr(raw, f"{split}_labels"))
+        expected = spec.official_counts[split]
         if n == expected:
             continue
-        message = (
-            f"{spec.name}: source {raw.source} has {n} {split_name} images, expected {expected}"
-        )
+        message = f"{spec.name}: source {raw.source} has {n} {split} images, expected {expected}"
         if raw.source.startswith("tfds-prepared:"):
             files = "the gzip/ folder of NIST's gzip.zip" if spec.nist_url else "the gzip IDX files"
             message += (

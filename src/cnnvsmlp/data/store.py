@@ -40,11 +40,14 @@ def write_dataset(
     raw: RawData, spec: DatasetSpec, split: Split, out_dir: str | os.PathLike, limit: int | None
 ) -> dict:
     """Split, write the data set atomically into ``out_dir``, and return its metadata."""
-    train_x, test_x = _nhwc(raw.train_images)[:limit], _nhwc(raw.test_images)[:limit]
+    train_x, test_x = (  # grey (N, H, W) images gain a channel axis
+        x[..., np.newaxis][:limit] if x.ndim == 3 else x[:limit]
+        for x in (raw.train_images, raw.test_images)
+    )
     train, validation = split_train(train_x, raw.train_labels[:limit], split)
     parts = {"train": train, "validation": validation, "test": (test_x, raw.test_labels[:limit])}
     counts = {name: int(len(y)) for name, (_, y) in parts.items()}
-    _check_counts(spec, raw, split, limit, counts)
+    _check_counts(f"{spec.name}: {raw.source}", split, limit, counts)
     meta = {
         "format": FORMAT,
         "dataset": spec.name,
@@ -69,17 +72,9 @@ def write_dataset(
     return meta
 
 
-def _nhwc(images: np.ndarray) -> np.ndarray:
-    """Images with their channel axis: a grey ``(N, H, W)`` array gains one channel."""
-    return images[..., np.newaxis] if images.ndim == 3 else images
-
-
-def _check_counts(
-    spec: DatasetSpec, raw: RawData, split: Split, limit: int | None, counts: dict[str, int]
-) -> None:
+def _check_counts(what: str, split: Split, limit: int | None, counts: dict[str, int]) -> None:
     """Refuse splits a training cannot use: each needs at least one image."""
-    empty = [name for name, n in counts.items() if n < MIN_IMAGES]
-    if not empty:
+    if min(counts.values()) >= MIN_IMAGES:
         return
     have = ", ".join(f"{n} {name}" for name, n in counts.items())
     cut = f"limit={limit} and " if limit is not None else ""
@@ -87,7 +82,7 @@ def _check_counts(
     need += int(need * split.validation_fraction) < MIN_IMAGES  # rounding of the fraction
     need = max(need, 2 * MIN_IMAGES)
     raise DataError(
-        f"{spec.name}: {raw.source} with {cut}split.validation_fraction="
+        f"{what} with {cut}split.validation_fraction="
         f"{split.validation_fraction} gives {have} images; each split needs at least "
         f"{MIN_IMAGES}, so the official training split at least {need} at this fraction: "
         "give more images" + (" or a larger limit" if limit is not None else "")

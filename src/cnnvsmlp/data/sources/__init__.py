@@ -1,7 +1,4 @@
-"""What a data set's source (a reader, ``read(spec) -> RawData``) yields, and its two errors.
-
-SourceUnavailable (no data here) moves a search on; DataError (wrong data) ends it.
-"""
+"""What a source (``read(spec) -> RawData``) yields; SourceUnavailable moves a search on."""
 
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""TFDS's data: the original files its builders download (cache or download), or its records.
-
-The files give exactly the IDX source's arrays; prepared records come in TFDS's stored order.
-"""
+"""TFDS's data: the files its builders download (the IDX source's very arrays), or its records."""
 
 from __future__ import annotations
 
@@ -32,7 +29,12 @@ def read_tfds_files(spec: DatasetSpec, data_dir: str | None, download: bool = Fa
     elif download:
         import tensorflow_datasets as tfds
 
-        _check_reachable(urls)
+        for url in urls.values():  # fail fast on a host that does not resolve: TFDS retries
+            host = urlparse(url).hostname
+            try:
+                socket.getaddrinfo(host, 443)
+            except OSError:
+                raise SourceUnavailable(f"cannot reach {host} to download") from None
         manager = tfds.download.DownloadManager(download_dir=str(downloads))
         try:
             paths = {k: Path(str(p)) for k, p in manager.download(urls).items()}
@@ -109,18 +111,8 @@ def _read_tfds_gcs(spec: DatasetSpec, data_dir: str) -> RawData:
         return _read_tfds_files(spec, paths, f"tfds:{prefix}")
 
 
-def _check_reachable(urls: dict[str, str]) -> None:
-    """Fail fast when a download host does not resolve (TFDS retries for minutes)."""
-    for url in urls.values():
-        host = urlparse(url).hostname
-        try:
-            socket.getaddrinfo(host, 443)
-        except OSError:
-            raise SourceUnavailable(f"cannot reach {host} to download") from None
-
-
 def read_tfds_prepared(
-    spec: DatasetSpec, data_dir: str | None, official_only: bool = False
+    spec: DatasetSpec, data_dir: str | None = None, official_only: bool = False
 ) -> RawData:
     """The newest records under ``<data_dir>/<tfds name>/``; ``official_only``: others are none."""
     root = f"{tfds_data_dir(data_dir)}/{spec.tfds_name}"
@@ -152,21 +144,15 @@ def _newest_version(spec: DatasetSpec, names: list[str], root: str) -> str:
 def _read_tfds_prepared_gcs(spec: DatasetSpec, root: str) -> RawData:
     from cnnvsmlp import storage
 
-    by_version: dict[str, list[str]] = {}
-    for uri in storage.list_uris(root):
-        version, _, name = uri[len(root) + 1 :].partition("/")
-        if name and "/" not in name:
-            by_version.setdefault(version, []).append(name)
-    versions = [v for v, names in by_version.items() if "dataset_info.json" in names]
+    info = "/dataset_info.json"
+    versions = [n.removesuffix(info) for n in storage.names(root) if n.endswith(info)]
     version = _newest_version(spec, versions, root)
     with tempfile.TemporaryDirectory() as tmp:
-        for name in by_version[version]:
-            storage.download(f"{root}/{version}/{name}", Path(tmp) / name)
+        storage.fetch_dir(f"{root}/{version}", tmp)
         return _read_prepared_folder(spec, Path(tmp), f"tfds-prepared:{root}/{version}")
 
 
 def _read_prepared_folder(spec: DatasetSpec, folder: Path, source: str) -> RawData:
-    """Decode the train and test records of one prepared TFDS version folder."""
     import tensorflow_datasets as tfds
 
     where = source.removeprefix("tfds-prepared:")
@@ -183,15 +169,13 @@ def _read_prepared_folder(spec: DatasetSpec, folder: Path, source: str) -> RawDa
             f"{spec.name}: {where} has features {', '.join(sorted(features.keys()))}, "
             "expected image and label"
         )
-    out = {}
-    for split in ("train", "test"):
-        out[f"{split}_images"], out[f"{split}_labels"] = _read_split(spec, builder, split, where)
+    train, test = (_read_split(spec, builder, split, where) for split in ("train", "test"))
     digests = {
         p.name: hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(folder.iterdir())
         if p.is_file()
     }
-    return RawData(**out, source=source, input_sha256=digests)
+    return RawData(*train, *test, source=source, input_sha256=digests)
 
 
 def _read_split(spec: DatasetSpec, builder, split: str, where: str) -> tuple:

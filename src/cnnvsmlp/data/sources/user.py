@@ -24,9 +24,23 @@ def describe(name: str) -> DatasetSpec:
     """The spec of ``tfds:NAME`` or ``folder:PATH``, from what its source says."""
     kind, _, where = name.partition(":")
     if kind == "tfds":
-        classes, counts, shape = _tfds_info(name, where)
+        info = _builder(name, where).info
+        image, label = _image_and_label(name, info)
+        shape = info.features[image].shape
+        if None in shape:
+            raise DataError(
+                f"{name}: its images have no fixed size ({shape}); use a data set of one image size"
+            )
+        counts = {s: info.splits[s].num_examples for s in ("train", "test") if s in info.splits}
+        counts = counts if len(counts) == 2 else {}
+        classes, shape = info.features[label].names, tuple(shape)
     else:
-        classes, counts = _folder_listing(name, where)
+        splits, classes = _splits(name, where)
+        counts = {s: sum(len(v) for v in splits.get(s, {}).values()) for s in ("train", "test")}
+        if "all" in splits:
+            n = sum(len(v) for v in splits["all"].values())
+            n_test = sum(_n_test(len(v)) for v in splits["all"].values())
+            counts = {"train": n - n_test, "test": n_test}
         shape, where = None, ""
     if len(classes) > MAX_CLASSES:
         raise DataError(
@@ -73,7 +87,6 @@ def _why(err: Exception) -> str:
 
 
 def _image_and_label(name: str, info) -> tuple[str, str]:
-    """The keys of the image and the class label among a builder's features."""
     import tensorflow_datasets as tfds
 
     features = info.features
@@ -87,18 +100,6 @@ def _image_and_label(name: str, info) -> tuple[str, str]:
             f"{', '.join(sorted(features.keys()))}); name one with an image and a class label"
         )
     return keys
-
-
-def _tfds_info(name: str, tfds_name: str) -> tuple[list[str], dict[str, int], tuple]:
-    info = _builder(name, tfds_name).info
-    image, label = _image_and_label(name, info)
-    shape = info.features[image].shape
-    if None in shape:
-        raise DataError(
-            f"{name}: its images have no fixed size ({shape}); use a data set of one image size"
-        )
-    counts = {s: info.splits[s].num_examples for s in ("train", "test") if s in info.splits}
-    return info.features[label].names, counts if len(counts) == 2 else {}, tuple(shape)
 
 
 def _read_tfds(spec: DatasetSpec, tfds_name: str, data_dir: str | None, download: bool) -> RawData:
@@ -116,8 +117,6 @@ def _read_tfds(spec: DatasetSpec, tfds_name: str, data_dir: str | None, download
             records = builder.as_dataset(split=split, shuffle_files=False).batch(1024)
             batches = list(tfds.as_numpy(records))
             splits[split] = tuple(np.concatenate([b[key] for b in batches]) for key in keys)
-    except DataError:
-        raise
     except Exception as err:  # noqa: BLE001 - TFDS and TensorFlow raise many types
         raise DataError(
             f"{spec.name}: TFDS cannot read it ({_why(err)}); "
@@ -128,26 +127,20 @@ def _read_tfds(spec: DatasetSpec, tfds_name: str, data_dir: str | None, download
     return _raw(splits, f"tfds:{tfds_name}", {"builder": f"{tfds_name} {builder.info.version}"})
 
 
-def _listing(root: str) -> list[str]:
-    """The relative paths of the image files under a folder, local or ``gs://``, sorted."""
+def _splits(name: str, root: str) -> tuple[dict[str, dict[str, list[str]]], list[str]]:
+    """The image files of each split by class (``{split: {class: [relative path]}}``), classes."""
     from cnnvsmlp import storage
 
     if not root.startswith("gs://") and not Path(root).is_dir():
         raise DataError(f"folder:{root}: no such folder; give a folder of class subfolders")
-    return sorted(n for n in storage.names(root) if n.lower().endswith(IMAGE_SUFFIXES))
-
-
-def _splits(name: str, files: list[str]) -> tuple[dict[str, dict[str, list[str]]], list[str]]:
-    """The files of each split by class (``{split: {class: [relative path]}}``) and the classes."""
+    files = sorted(n for n in storage.names(root) if n.lower().endswith(IMAGE_SUFFIXES))
     tops = {f.split("/", 1)[0] for f in files if "/" in f}
     official = {"train", "test"} <= tops
     out: dict[str, dict[str, list[str]]] = {}
     for f in files:
-        parts = f.split("/")
-        if official and parts[0] in ("train", "test") and len(parts) == 3:
+        parts = f.split("/") if official else ["all", *f.split("/")]
+        if len(parts) == 3 and (parts[0] in ("train", "test") or not official):
             out.setdefault(parts[0], {}).setdefault(parts[1], []).append(f)
-        elif not official and len(parts) == 2:
-            out.setdefault("all", {}).setdefault(parts[0], []).append(f)
     classes = sorted(out.get("train", out.get("all", {})))
     if len(classes) < 2:
         found = f"one class ({classes[0]})" if classes else "no class subfolder with images"
@@ -164,25 +157,16 @@ def _splits(name: str, files: list[str]) -> tuple[dict[str, dict[str, list[str]]
     return out, classes
 
 
-def _folder_listing(name: str, root: str) -> tuple[list[str], dict[str, int]]:
-    splits, classes = _splits(name, _listing(root))
-    if "all" in splits:
-        n = sum(len(v) for v in splits["all"].values())
-        n_test = sum(_n_test(len(v)) for v in splits["all"].values())
-        return classes, {"train": n - n_test, "test": n_test}
-    return classes, {s: sum(len(v) for v in splits.get(s, {}).values()) for s in ("train", "test")}
-
-
 def _n_test(n: int) -> int:
     return max(1, round(n * TEST_FRACTION)) if n >= 2 else 0
 
 
 def _read_folder(spec: DatasetSpec, root: Path) -> RawData:
     name = spec.name
-    splits, _ = _splits(name, _listing(str(root)))
+    splits, _ = _splits(name, str(root))
     index = {c: i for i, c in enumerate(spec.classes)}
     digest = hashlib.sha256()
-    shape: list = [None, ""]  # the first image's shape and file
+    shape: dict = {}  # the first image's shape and file
     arrays = {}
     for split, by_class in splits.items():
         files = [(f, index[c]) for c in sorted(by_class) for f in by_class[c]]
@@ -196,12 +180,11 @@ def _read_folder(spec: DatasetSpec, root: Path) -> RawData:
     return _raw(arrays, name, {"images": digest.hexdigest()})
 
 
-def _read_image(name: str, root: Path, relative: str, shape: list, digest) -> np.ndarray:
+def _read_image(name: str, root: Path, relative: str, shape: dict, digest) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     path = root / relative
-    data = path.read_bytes()
-    digest.update(relative.encode() + b"\0" + data)
+    digest.update(relative.encode() + b"\0" + path.read_bytes())
     try:
         with Image.open(path) as image:
             if image.mode == "P":
@@ -216,12 +199,11 @@ def _read_image(name: str, root: Path, relative: str, shape: list, digest) -> np
             f"{name}: image {relative} has {pixels.dtype} pixels; save it with 8 bits per channel"
         )
     pixels = pixels[..., np.newaxis] if pixels.ndim == 2 else pixels
-    if shape[0] is None:
-        shape[:] = [pixels.shape, relative]
-    elif pixels.shape != shape[0]:
+    first_shape, first = shape.setdefault("first", (pixels.shape, relative))
+    if pixels.shape != first_shape:
         raise DataError(
-            f"{name}: image {relative} is {_dims(pixels.shape)}, but {shape[1]} is "
-            f"{_dims(shape[0])}; give every image one size and channel count"
+            f"{name}: image {relative} is {_dims(pixels.shape)}, but {first} is "
+            f"{_dims(first_shape)}; give every image one size and channel count"
         )
     return pixels
 
@@ -233,23 +215,18 @@ def _dims(shape: tuple[int, ...]) -> str:
 def _stratified(images: np.ndarray, labels: np.ndarray) -> tuple[tuple, tuple]:
     """A seeded test split of :data:`TEST_FRACTION` of each class; both splits in a seeded order."""
     rng = np.random.default_rng(SPLIT_SEED)
-    test = np.concatenate(
-        [
-            rng.permutation(np.flatnonzero(labels == c))[: _n_test(int((labels == c).sum()))]
-            for c in np.unique(labels)
-        ]
-    )
-    is_test = np.zeros(len(labels), dtype=bool)
-    is_test[test] = True
-    train = rng.permutation(np.flatnonzero(~is_test))
+    by_class = [np.flatnonzero(labels == c) for c in np.unique(labels)]
+    test = np.concatenate([rng.permutation(i)[: _n_test(len(i))] for i in by_class])
+    train = rng.permutation(np.setdiff1d(np.arange(len(labels)), test))
     test = rng.permutation(test)
     return (images[train], labels[train]), (images[test], labels[test])
 
 
 def _raw(splits: dict, source: str, digests: dict[str, str]) -> RawData:
-    arrays = {}
-    for split in ("train", "test"):
-        images, labels = splits[split]
-        arrays[f"{split}_images"] = np.ascontiguousarray(images, dtype=np.uint8)
-        arrays[f"{split}_labels"] = np.asarray(labels).astype(np.uint8)
-    return RawData(**arrays, source=source, input_sha256=digests)
+    arrays = []
+    for images, labels in (splits["train"], splits["test"]):
+        arrays += [
+            np.ascontiguousarray(images, dtype=np.uint8),
+            np.asarray(labels).astype(np.uint8),
+        ]
+    return RawData(*arrays, source=source, input_sha256=digests)
