@@ -8,18 +8,25 @@ from cnnvsmlp.provenance import SYNTHETIC_DATA, SYNTHETIC_LEAD
 from cnnvsmlp.records import Hardware
 from cnnvsmlp.report.blocks import (
     Block,
+    Bullets,
+    Figure,
+    Report,
+    Section,
     Table,
+    Text,
     interval,
+    lead_blocks,
     machine_text,
     p_cell,
     pct,
     plural,
     points,
+    provenance_section,
     run_label,
     when_and_code,
 )
 from cnnvsmlp.report.model import Comparison, distinct, failure_summary
-from cnnvsmlp.report.verdict import headline, verdict
+from cnnvsmlp.report.verdict import caveats, headline, verdict
 
 
 def machines(comparison: Comparison) -> dict[str, list[Hardware]]:
@@ -67,14 +74,6 @@ def speed_note(comparison: Comparison) -> str:
         "Seconds per epoch are wall time; what else shared the machine was not recorded (the "
         "local runner trains two at a time by default, so a training alone may be faster)."
     )
-
-
-def time_axis_label(comparison: Comparison) -> str:
-    """The cost plot's time axis, with the machine share of :func:`speed_note`."""
-    at_once = comparison.provenance.trainings_at_once
-    if at_once and at_once > 1:
-        return f"training time of a run (s, {at_once} trainings at once)"
-    return "training time of a run (s)"
 
 
 def config_text(comparison: Comparison) -> str:
@@ -230,10 +229,7 @@ def numerics_table(c: Comparison) -> Table:
 
 
 def shift_rows(label: str, found: dict, shifts: list[int], fmt) -> list[str]:
-    """A pair's row of the shift table: its difference at each shift, the change, the widest.
-
-    ``found`` holds the differences by shift, shift 0 last (the widest is the first of equals).
-    """
+    """A pair's shift-table row from its differences by shift (0 last: the widest of equals)."""
     cells = [interval(found[s], fmt) if s in found else "" for s in (0, *shifts)]
     ends = 0 in found and shifts[-1] in found
     change = fmt(found[shifts[-1]].estimate - found[0].estimate) if ends else ""
@@ -282,3 +278,151 @@ def terminal_table(comparison: Comparison) -> str:
     if c.failures:
         lines += ["", f"{c.status.upper()}: {failure_summary(c)}"]
     return "\n".join(lines)
+
+
+def _accuracy_note(c: Comparison) -> str:
+    if c.repeats > 1:
+        interval = (
+            f"Test accuracy: mean over the {c.repeats} repeats with its {c.confidence:.0%} "
+            "confidence interval (Student t over the repeats: seed-to-seed variation), each "
+            "run's accuracy, and their spread (max - min; "
+            f'"(!)": more than {100 * c.spread_limit:g} points).'
+        )
+    else:
+        interval = (
+            f"Test accuracy of the single run with its {c.confidence:.0%} confidence "
+            "interval (Wilson interval over the test images: test-set sampling only, not "
+            "seed-to-seed variation)."
+        )
+    seeds = SEEDS_NOTE if any(v.reference for v in c.variants) else ""
+    return (
+        f"{interval} Best validation accuracy: mean over repeats, and the epoch of the best "
+        f"in each run.{seeds} {speed_note(c)}"
+    )
+
+
+SEEDS_NOTE = (
+    ' Seed: the seed write-up\'s number ("(val)": a validation accuracy; "†": the '
+    "seed's claim does not hold, see Against the seeds' numbers) and our mean test "
+    "accuracy minus it, in points."
+)
+FAILED = (
+    "These runs failed for good (a retry would fail the same way). A variant with a failed run "
+    "is left out of the statistics, since pairs need the same repeats of every variant."
+)
+AGAINST_SEEDS = (
+    "Where a seed reported a validation accuracy, ours is compared with both our test "
+    "accuracy and our final validation accuracy. Differences are ours minus the seed's, "
+    "in points. The notes say where a seed's claim does not hold."
+)
+SHIFTED = (
+    "Every model scored on the test images moved by 1 to 4 pixels in random directions (one "
+    "seed, zero fill: the same images for every model); shift 0 is the test split as it is. A "
+    "diagonal move of k pixels moves the image k x 1.41 pixels, and at 3 and 4 pixels part of "
+    "the object leaves the frame: the shifts measure tolerance to moved and cropped objects "
+    "together. Differences: over seeds and test images, 95% intervals simultaneous over the "
+    "{n} shifted differences (at 0 px the verdicts' own); accuracies: {confidence:.0%} over "
+    "the repeats. Change: the difference at the largest shift minus at none; widest: the "
+    "largest over the shifts, and where."
+)
+
+
+def _verdicts(c: Comparison) -> list[Section]:
+    from cnnvsmlp.report.plots import SHIFT_PLOT
+
+    said = [verdict(p) for p in c.pairs] or ["One variant only: nothing to compare."]
+    verdicts = [("", text) for text in said]
+    verdicts += [("Unstable:", v.spread_flag) for v in c.variants if v.spread_flag]
+    verdicts += [(f"{lead}:", text) for lead, text in caveats(c)]
+    sections = [Section("Verdicts", [Bullets(verdicts), Text(c.verdict_rule)])]
+    if c.pairs:
+        family = f"the {len(c.pairs)} pairs" if len(c.pairs) > 1 else "the one pair"
+        about = (
+            f"Each pair's difference in accuracy points, a - b, mean over seeds, with its 95% "
+            f"interval simultaneous over {family} (Bonferroni); p: the test of no difference, "
+            f"TOST p: of a difference of {100 * c.margin:g} point(s) or more, both adjusted. Per "
+            "repeat: McNemar's exact test of that repeat's two networks (the test images only, "
+            "unadjusted)."
+        )
+        sections.append(Section("Pairwise differences", [Text(about), pair_table(c)]))
+    if c.shift_accuracy:
+        about = SHIFTED.format(n=len(c.shift_differences), confidence=c.confidence)
+        blocks = [Text(about), Figure(*SHIFT_PLOT), *shift_tables(c)]
+        sections.append(Section("Shifted test images", blocks))
+    return sections
+
+
+def _seed_section(c: Comparison) -> Section:
+    blocks: list[Block] = [Text("The seeds report no number for these variants.")]
+    if any(v.reference for v in c.variants):
+        notes = [(f"{v.variant}:", r.note) for v in c.variants if (r := v.reference) and r.note]
+        blocks = [Text(AGAINST_SEEDS), reference_table(c), *[Bullets(notes)] * bool(notes)]
+    return Section("Against the seeds' numbers", blocks, folded=True)
+
+
+def _evidence(c: Comparison) -> list[Section]:
+    """The folded sections about the runs: each run, the seeds, hardware, reproducibility."""
+    from cnnvsmlp.report.plots import PLOTS
+
+    shared = all(len(m) == 1 for m in machines(c).values())
+    hardware = Text(hardware_text(c)) if shared else hardware_table(c)
+    reproducibility: list[Block] = [Text(c.reproducibility)] if c.reproducibility else []
+    if c.repeats > 1 or len({h.numerics() for v in c.variants for h in v.hardware}) > 1:
+        spread = (
+            'Spread: max - min of the repeats\' test accuracy, in points; "(!)": more than '
+            f"{100 * c.spread_limit:g}, flagged in the verdicts."
+        )
+        reproducibility += [Text(spread), numerics_table(c)]
+    return [
+        Section("Plots", [Figure(name) for name in PLOTS if name != "test_accuracy"]),
+        Section("Each run", [runs_table(c)], folded=True),
+        _seed_section(c),
+        Section("Hardware", [hardware], folded=True),
+        Section("Reproducibility", reproducibility, folded=True),
+    ]
+
+
+def _models_section(c: Comparison) -> Section:
+    """Each user module's source, as the run trained it."""
+    params = {v.variant: v.params for v in c.variants}
+    blocks: list[Block] = []
+    for module, source in c.config.model_sources.items():
+        names = [v for v in c.config.variants if v.partition(":")[0] == module]
+        counts = ", ".join(
+            f"{v}: {params[v]:,} parameters" if v in params else f"{v}: not trained" for v in names
+        )
+        blocks += [Text(counts, lead=f"{module}.py"), Text(source.rstrip(), style="code")]
+    return Section("Your models", blocks, folded=True)
+
+
+def comparison_report(c: Comparison) -> Report:
+    """The pairwise comparison's report: the answer first, the evidence after."""
+    failed = f"{failure_summary(c)} See Failed runs below." if c.failures else ""
+    lead = lead_blocks(
+        headline(c),
+        c.provenance,
+        Text(one_repeat_warning(c), lead="One repeat."),
+        Text(failed, lead=f"{c.status.capitalize()} comparison."),
+        Text(f"{provenance_line(c)} {hardware_text(c)}".strip(), style="note"),
+    )
+    if c.variants:
+        lead += [Figure("test_accuracy"), main_table(c), Text(_accuracy_note(c))]
+    sections = []
+    if c.failures:
+        rows = [
+            [f"{f.variant}-r{f.repeat}", str(f.seed), f.stage, f.error, f.message]
+            for f in c.failures
+        ]
+        table = Table(["run", "seed", "stage", "error", "message"], rows)
+        sections.append(Section("Failed runs", [Text(FAILED), table], anchor="failed-runs"))
+    sections += _verdicts(c) + (_evidence(c) if c.variants else [])
+    if c.config and c.config.model_sources:
+        sections.append(_models_section(c))
+    own = [
+        ("Config:", config_text(c)),
+        ("Variants:", ", ".join(c.config.variants if c.config else [])),
+        ("Machines:", hardware_text(c) or "none: no run finished"),
+    ]
+    sections.append(provenance_section(c.provenance, c.schema_version, own))
+    title = f"{c.experiment} comparison, run {run_label(c.provenance)}"
+    return Report(title=title, lead=lead, sections=sections)
