@@ -1,8 +1,4 @@
-"""The comparison artifact: every run of an experiment, summarised, tested and drawn.
-
-``comparison.json`` (docs/comparison-schema.md), ``report.md`` (for the KFP UI),
-``report.html`` (self-contained) and ``plots/*.png``.
-"""
+"""The comparison: ``comparison.json``, ``report.md`` (for the KFP UI), ``report.html``, plots."""
 
 from __future__ import annotations
 

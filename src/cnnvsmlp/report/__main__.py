@@ -1,18 +1,18 @@
 """Render a written comparison again, in this version's layout: ``python -m cnnvsmlp.report DIR``.
 
-``DIR`` a run folder (``runs/<id>``, as ``make run`` wrote it): its runs'
-evaluation records, which keep every prediction, are compared again with
-this version's analysis into ``DIR/report/``; nothing is retrained.
+``DIR`` a run folder (``runs/<id>``, as ``make run`` wrote it): its runs' evaluation records, which
+keep every prediction, are compared again with this version's analysis into ``DIR/report/``; nothing
+is retrained.
 
-Reads ``DIR/comparison.json`` (this schema or an older minor version of it,
-or the ``data-efficiency`` study's ``efficiency/1``), restates its pairs under
-this version's rules (nothing is retrained or re-evaluated) and writes
-``report.md``, ``report.html`` and ``plots/`` into ``DIR``. ``DIR/config.json``,
-when there, supplies the config a comparison of an older schema does not carry.
+Reads ``DIR/comparison.json`` (this schema or an older minor version of it, or the
+``data-efficiency`` study's ``efficiency/1``), restates its pairs under this version's rules
+(nothing is retrained or re-evaluated) and writes ``report.md``, ``report.html`` and ``plots/`` into
+``DIR``. ``DIR/config.json``, when there, supplies the config a comparison of an older schema does
+not carry.
 
-The record is checked whole first and never written: a render goes to a
-hidden folder in ``DIR`` and each output is then moved in whole, so a failure
-(a full disk, a folder that cannot be written) leaves ``DIR`` as it was.
+The record is checked whole first and never written: a render goes to a hidden folder in ``DIR`` and
+each output is then moved in whole, so a failure (a full disk, a folder that cannot be written)
+leaves ``DIR`` as it was.
 """
 
 from __future__ import annotations
@@ -40,41 +40,34 @@ from cnnvsmlp.report.model import ReportError
 
 RECORD = "comparison.json"
 DAMAGED = "the record is damaged: nothing was rendered; render from a whole copy"
-# Keys that say which part of their object a number is, not what: named with their object's.
-PARTS = {"estimate", "low", "high"}
-
-
-class RecordError(UserError):
-    """A record that is not whole, or holds a value it cannot hold."""
 
 
 def read_record(path: Path) -> dict:
-    """The JSON object in ``path``, checked whole; a RecordError names what is out of place."""
+    """The JSON object in ``path``, checked whole; a ReportError names what is out of place."""
     try:
         text = path.read_bytes().decode("utf-8")
     except OSError as err:
-        raise RecordError(f"{path}: cannot read it ({err.strerror})") from None
+        raise ReportError(f"{path}: cannot read it ({err.strerror})") from None
     except UnicodeDecodeError as err:
-        raise RecordError(f"{path}: not UTF-8 text (byte {err.start}); not a record") from None
+        raise ReportError(f"{path}: not UTF-8 text (byte {err.start}); not a record") from None
 
     def not_finite(name: str) -> float:
-        raise RecordError(f"{path}: holds {name}, not a finite number; {DAMAGED}")
+        raise ReportError(f"{path}: holds {name}, not a finite number; {DAMAGED}")
 
     try:
         record = json.loads(text, parse_constant=not_finite)
     except ValueError as err:
-        raise RecordError(
+        raise ReportError(
             f"{path}: not whole JSON ({err}); render from a whole copy of the record"
         ) from None
     if not isinstance(record, dict):
-        raise RecordError(f"{path}: holds {json.dumps(record)[:40]}, not a record (a JSON object)")
+        raise ReportError(f"{path}: holds {json.dumps(record)[:40]}, not a record (a JSON object)")
     for where, problem in _problems(record):
-        raise RecordError(f"{path}: {where} {problem}; {DAMAGED}")
+        raise ReportError(f"{path}: {where} {problem}; {DAMAGED}")
     return record
 
 
 def _problems(record: dict) -> Iterator[tuple[str, str]]:
-    """Numbers out of their range (:func:`_range`) and variants named but not in ``variants``."""
     variants = record.get("variants")
     rows = variants if isinstance(variants, list) else []
     names = {v.get("variant") for v in rows if isinstance(v, dict)} - {None}
@@ -92,11 +85,7 @@ def _problems(record: dict) -> Iterator[tuple[str, str]]:
 
 
 def _range(name: str) -> tuple[float, float]:
-    """A number's range by its name (see :func:`_leaves`): probabilities and shares [0, 1].
-
-    Shares: accuracy, recall, confidence, alpha, but not an interval's bounds, which may pass
-    a share's range; differences of shares: [-1, 1].
-    """
+    """The values a number named ``name`` (see :func:`_leaves`) may take."""
     own = name.rsplit("/", 1)[-1]
     if own == "power" or own.startswith("p_"):
         return 0.0, 1.0
@@ -104,16 +93,15 @@ def _range(name: str) -> tuple[float, float]:
         return -1.0, 1.0
     shares = ("accuracy", "recall", "confidence", "alpha")
     if any(s in name for s in shares) and own not in ("low", "high"):
-        return 0.0, 1.0
+        return 0.0, 1.0  # an interval's bounds may pass a share's range; its estimate may not
     return -math.inf, math.inf
 
 
 def _leaves(value: object, where: str, name: str) -> Iterator[tuple[str, str, object]]:
-    """Every leaf with its path and name: its key, ``key/part`` for :data:`PARTS` and numbers."""
+    """Each leaf, its path and name: its key, ``key/part`` for estimate, low, high, digits."""
     if isinstance(value, dict):
         for k, v in value.items():
-            k = str(k)
-            inner = f"{name}/{k}" if k in PARTS or k.isdigit() else k
+            inner = f"{name}/{k}" if k in ("estimate", "low", "high") or k.isdigit() else k
             yield from _leaves(v, f"{where}.{k}" if where else k, inner)
     elif isinstance(value, list):
         for i, v in enumerate(value):
@@ -150,7 +138,7 @@ def reanalyse(run: Path, note: str = "") -> Callable[[Path], object]:
     old = run / "report" / RECORD
     try:
         recorded = read_record(old).get("provenance", {}) if old.is_file() else {}
-    except RecordError:
+    except ReportError:
         recorded = {}  # a damaged report: its analysis is written again from the records
     provenance = _note(Provenance.model_validate(recorded), note, "the runs' evaluation records")
     config = read_config(plans[-1])
@@ -194,8 +182,7 @@ def _note(p, note: str, schema: str):
         f"{project_version() or '?'} (commit {commit[:10] or 'not recorded'}"
         f"{', uncommitted changes' if dirty else ''}); nothing was retrained."
     )
-    text = " ".join(x for x in (note, p.note, rendered) if x)
-    return p.model_copy(update={"note": text})
+    return p.model_copy(update={"note": " ".join(x for x in (note, p.note, rendered) if x)})
 
 
 def main(argv: list[str] | None = None) -> int:
