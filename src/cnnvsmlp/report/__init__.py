@@ -1,8 +1,4 @@
-"""The comparison artifact: every run of an experiment, summarised, tested and drawn.
-
-``comparison.json`` (docs/comparison-schema.md), ``report.md`` (for the KFP UI),
-``report.html`` (self-contained) and ``plots/*.png``.
-"""
+"""The comparison: ``comparison.json``, ``report.md`` (for the KFP UI), ``report.html``, plots."""
 
 from __future__ import annotations
 
@@ -37,16 +33,14 @@ def write_comparison(
 def render_comparison(comparison: Comparison, out_dir: Path) -> None:
     """Write a computed (or read and restated) comparison's JSON, reports and plots."""
     from cnnvsmlp.report.blocks import write_report
-    from cnnvsmlp.report.layout import comparison_report
     from cnnvsmlp.report.plots import write_plots
-    from cnnvsmlp.report.render import time_axis_label
+    from cnnvsmlp.report.render import comparison_report
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    at_once = comparison.provenance.trainings_at_once or 1
+    share = f", {at_once} trainings at once" if at_once > 1 else ""
+    time_label = f"training time of a run (s{share})"
     # With every variant failed there is nothing to draw.
-    plots = (
-        write_plots(comparison, out_dir / "plots", time_axis_label(comparison))
-        if comparison.variants
-        else {}
-    )
+    plots = write_plots(comparison, out_dir / "plots", time_label) if comparison.variants else {}
     write_report(comparison, comparison_report, plots, out_dir)

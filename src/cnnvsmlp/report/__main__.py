@@ -1,29 +1,30 @@
 """Render a written comparison again, in this version's layout: ``python -m cnnvsmlp.report DIR``.
 
-``DIR`` a run folder (``runs/<id>``, as ``make run`` wrote it): its runs'
-evaluation records, which keep every prediction, are compared again with
-this version's analysis into ``DIR/report/``; nothing is retrained.
+``DIR`` a run folder (``runs/<id>``, as ``make run`` wrote it): its runs' evaluation records, which
+keep every prediction, are compared again with this version's analysis into ``DIR/report/``; nothing
+is retrained.
 
-Reads ``DIR/comparison.json`` (this schema or an older minor version of it,
-or the ``data-efficiency`` study's ``efficiency/1``), restates its pairs under
-this version's rules (nothing is retrained or re-evaluated) and writes
-``report.md``, ``report.html`` and ``plots/`` into ``DIR``. ``DIR/config.json``,
-when there, supplies the config a comparison of an older schema does not carry.
+Reads ``DIR/comparison.json`` (this schema or an older minor version of it, or the
+``data-efficiency`` study's ``efficiency/1``), restates its pairs under this version's rules
+(nothing is retrained or re-evaluated) and writes ``report.md``, ``report.html`` and ``plots/`` into
+``DIR``. ``DIR/config.json``, when there, supplies the config a comparison of an older schema does
+not carry.
 
-The record is checked whole first (:mod:`cnnvsmlp.report.checks`) and never
-written: a render goes to a hidden folder in ``DIR`` and each output is then
-moved in whole, so a failure (a full disk, a folder that cannot be written)
+The record is checked whole first and never written: a render goes to a hidden folder in ``DIR`` and
+each output is then moved in whole, so a failure (a full disk, a folder that cannot be written)
 leaves ``DIR`` as it was.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cnnvsmlp.report as report
@@ -33,12 +34,80 @@ from cnnvsmlp.efficiency.analysis import read_analysis
 from cnnvsmlp.errors import UserError
 from cnnvsmlp.provenance import Provenance, git_state, project_version
 from cnnvsmlp.records import read_result
-from cnnvsmlp.report.checks import RecordError, read_record
 from cnnvsmlp.report.compare import read_comparison, run_config
 from cnnvsmlp.report.efficiency import write_efficiency_report
 from cnnvsmlp.report.model import ReportError
 
 RECORD = "comparison.json"
+DAMAGED = "the record is damaged: nothing was rendered; render from a whole copy"
+
+
+def read_record(path: Path) -> dict:
+    """The JSON object in ``path``, checked whole; a ReportError names what is out of place."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as err:
+        raise ReportError(f"{path}: cannot read it ({err.strerror})") from None
+    except UnicodeDecodeError as err:
+        raise ReportError(f"{path}: not UTF-8 text (byte {err.start}); not a record") from None
+
+    def not_finite(name: str) -> float:
+        raise ReportError(f"{path}: holds {name}, not a finite number; {DAMAGED}")
+
+    try:
+        record = json.loads(text, parse_constant=not_finite)
+    except ValueError as err:
+        raise ReportError(
+            f"{path}: not whole JSON ({err}); render from a whole copy of the record"
+        ) from None
+    if not isinstance(record, dict):
+        raise ReportError(f"{path}: holds {json.dumps(record)[:40]}, not a record (a JSON object)")
+    for where, problem in _problems(record):
+        raise ReportError(f"{path}: {where} {problem}; {DAMAGED}")
+    return record
+
+
+def _problems(record: dict) -> Iterator[tuple[str, str]]:
+    variants = record.get("variants")
+    rows = variants if isinstance(variants, list) else []
+    names = {v.get("variant") for v in rows if isinstance(v, dict)} - {None}
+    for where, key, value in _leaves(record, "", ""):
+        if isinstance(value, float) and not math.isfinite(value):
+            yield where, f"is {value}, not a finite number"
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            low, high = _range(key)
+            if not low <= value <= high:
+                yield where, f"is {value}, outside [{low:g}, {high:g}]"
+        elif (
+            key in ("variant", "a", "b") and isinstance(value, str) and names and value not in names
+        ):
+            yield where, f"names variant {value!r}, which the record's variants lack"
+
+
+def _range(name: str) -> tuple[float, float]:
+    """The values a number named ``name`` (see :func:`_leaves`) may take."""
+    own = name.rsplit("/", 1)[-1]
+    if own == "power" or own.startswith("p_"):
+        return 0.0, 1.0
+    if "difference" in name:
+        return -1.0, 1.0
+    shares = ("accuracy", "recall", "confidence", "alpha")
+    if any(s in name for s in shares) and own not in ("low", "high"):
+        return 0.0, 1.0  # an interval's bounds may pass a share's range; its estimate may not
+    return -math.inf, math.inf
+
+
+def _leaves(value: object, where: str, name: str) -> Iterator[tuple[str, str, object]]:
+    """Each leaf, its path and name: its key, ``key/part`` for estimate, low, high, digits."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            inner = f"{name}/{k}" if k in ("estimate", "low", "high") or k.isdigit() else k
+            yield from _leaves(v, f"{where}.{k}" if where else k, inner)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _leaves(v, f"{where}[{i}]", name)
+    else:
+        yield where, name, value
 
 
 def rerender(folder: Path, note: str = "") -> Callable[[Path], object]:
@@ -48,14 +117,14 @@ def rerender(folder: Path, note: str = "") -> Callable[[Path], object]:
         raise ReportError(f"{source}: no comparison.json; pass the folder compare wrote")
     old = str(read_record(source).get("schema_version", ""))
     if old.startswith("efficiency/"):
-        analysis = _noted(read_analysis(source), note, old)
-        return lambda out: write_efficiency_report(analysis, out)
-    comparison = read_comparison(source)
-    if comparison.config is None and (folder / "config.json").is_file():
-        config = run_config(read_config(folder / "config.json"), comparison.repeats)
-        comparison = comparison.model_copy(update={"config": config})
-    comparison = _noted(comparison, note, old)
-    return lambda out: report.render_comparison(comparison, out)
+        record, write = read_analysis(source), write_efficiency_report
+    else:
+        record, write = read_comparison(source), report.render_comparison
+        if record.config is None and (folder / "config.json").is_file():
+            config = run_config(read_config(folder / "config.json"), record.repeats)
+            record = record.model_copy(update={"config": config})
+    record = record.model_copy(update={"provenance": _note(record.provenance, note, old)})
+    return lambda out: write(record, out)
 
 
 def reanalyse(run: Path, note: str = "") -> Callable[[Path], object]:
@@ -69,7 +138,7 @@ def reanalyse(run: Path, note: str = "") -> Callable[[Path], object]:
     old = run / "report" / RECORD
     try:
         recorded = read_record(old).get("provenance", {}) if old.is_file() else {}
-    except RecordError:
+    except ReportError:
         recorded = {}  # a damaged report: its analysis is written again from the records
     provenance = _note(Provenance.model_validate(recorded), note, "the runs' evaluation records")
     config = read_config(plans[-1])
@@ -104,11 +173,6 @@ def _write_whole(folder: Path, render: Callable[[Path], object], source: str) ->
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _noted(record, note: str, schema: str):
-    """The record with the note of a render again (how and by what) in its provenance."""
-    return record.model_copy(update={"provenance": _note(record.provenance, note, schema)})
-
-
 def _note(p, note: str, schema: str):
     """The provenance ``p`` with the note of a render again: how and by what."""
     commit, dirty = git_state()
@@ -118,8 +182,7 @@ def _note(p, note: str, schema: str):
         f"{project_version() or '?'} (commit {commit[:10] or 'not recorded'}"
         f"{', uncommitted changes' if dirty else ''}); nothing was retrained."
     )
-    text = " ".join(x for x in (note, p.note, rendered) if x)
-    return p.model_copy(update={"note": text})
+    return p.model_copy(update={"note": " ".join(x for x in (note, p.note, rendered) if x)})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,4 @@
-"""What every report is made of: its blocks, number formats, provenance, Markdown and HTML.
-
-A layout maps a record to a :class:`Report`; both templates render any layout's blocks.
-"""
+"""What every report is made of: its blocks, number formats, provenance, Markdown and HTML."""
 
 from __future__ import annotations
 
@@ -33,9 +30,9 @@ class Text:
 
 @dataclass(frozen=True)
 class Bullets:
-    """A list; each item may start with a bold ``(lead, text)``."""
+    """A list; each entry may start with a bold ``(lead, text)``."""
 
-    items: list[tuple[str, str]]
+    entries: list[tuple[str, str]]
 
 
 @dataclass(frozen=True)
@@ -76,23 +73,15 @@ class Report:
     sections: list[Section] = field(default_factory=list)
 
 
-Layout = Callable[[Any], Report]
-
-
 def pct(x: float) -> str:
     """A fraction as a percentage with two decimals, without the sign: ``0.9123`` -> ``91.23``."""
     return f"{100 * x:.2f}"
 
 
-def number(x: float, spec: str) -> str:
-    """``x`` formatted by ``spec``, with no minus sign on a value that rounds to zero."""
-    text = format(x, spec)
-    return format(0.0, spec) if float(text) == 0 else text
-
-
 def points(x: float) -> str:
-    """A difference of fractions in accuracy points, signed: ``0.0407`` -> ``+4.07``."""
-    return number(100 * x, "+.2f")
+    """A difference of fractions in signed accuracy points (no -0.00): ``0.0407`` -> ``+4.07``."""
+    text = f"{100 * x:+.2f}"
+    return "+0.00" if float(text) == 0 else text
 
 
 def signed(x: float) -> str:
@@ -154,18 +143,15 @@ def provenance_section(p: Provenance, schema: str, own: list[tuple[str, str]]) -
         ("Data:", (p.data_source or "not recorded") + (f" ({shape} images)" if shape else "")),
         *own,
         ("Schema:", f"comparison.json {schema}"),
+        *[("Note:", p.note)] * bool(p.note),
     ]
-    if p.note:
-        items.append(("Note:", p.note))
     return Section("Provenance", [Bullets(items)], folded=True)
 
 
 def lead_blocks(headline: str, p: Provenance, *warnings: Text) -> list[Block]:
     """The first screen's words: the headline, the synthetic-data label, then ``warnings``."""
-    lead: list[Block] = [Text(headline, style="headline")]
-    if p.synthetic:
-        lead.append(Text(SYNTHETIC_DATA, lead=SYNTHETIC_LEAD))
-    return lead + [w for w in warnings if w.text]
+    synthetic = [Text(SYNTHETIC_DATA, lead=SYNTHETIC_LEAD)] * p.synthetic
+    return [Text(headline, style="headline"), *synthetic, *(w for w in warnings if w.text)]
 
 
 def _prepare(block: Block, html: bool, images: dict[str, str]) -> dict | None:
@@ -183,9 +169,7 @@ def _prepare(block: Block, html: bool, images: dict[str, str]) -> dict | None:
             return None
         caption = block.caption or PLOTS.get(block.name, block.name)
         return {"kind": "figure", "caption": caption, "src": images[block.name]}
-    if isinstance(block, Bullets):
-        return {"kind": "bullets", "entries": block.items}
-    return {"kind": "text", "text": block.text, "lead": block.lead, "style": block.style}
+    return {"kind": type(block).__name__.lower(), **vars(block)}  # bullets or text
 
 
 def _render(report: Report, images: dict[str, str], html: bool, missing: str = "") -> str:
@@ -209,18 +193,17 @@ def _render(report: Report, images: dict[str, str], html: bool, missing: str = "
     )
 
 
-def _compact_png(path: Path) -> bytes:
-    """A plot as a palette PNG: the same picture in about a third of the bytes."""
-    from PIL import Image
+def _data_uri(path: Path, compact: bool = False) -> str:
+    """A plot as a data URI; ``compact``: as a palette PNG, about a third of the bytes."""
+    data = path.read_bytes()
+    if compact:
+        from PIL import Image
 
-    with Image.open(path) as image:
-        quantized = image.convert("RGB").quantize(colors=128)
-    out = io.BytesIO()
-    quantized.save(out, format="PNG", optimize=True)
-    return out.getvalue()
-
-
-def _data_uri(data: bytes) -> str:
+        with Image.open(path) as image:
+            quantized = image.convert("RGB").quantize(colors=128)
+        out = io.BytesIO()
+        quantized.save(out, format="PNG", optimize=True)
+        data = out.getvalue()
     return "data:image/png;base64," + base64.b64encode(data).decode()
 
 
@@ -229,7 +212,7 @@ def render_markdown(report: Report, plots: dict[str, Path]) -> str:
     budget = MARKDOWN_LIMIT - len(_render(report, {}, html=False)) - 2_000
     images, left_out = {}, []
     for name, path in plots.items():
-        uri = _data_uri(_compact_png(path))
+        uri = _data_uri(path, compact=True)
         if len(uri) <= budget:
             images[name] = uri
             budget -= len(uri)
@@ -247,15 +230,13 @@ def render_markdown(report: Report, plots: dict[str, Path]) -> str:
     return _render(report, images, html=False, missing=missing)
 
 
-def render_html(report: Report, plots: dict[str, Path]) -> str:
-    """The self-contained HTML report: the plots embedded as base64 data URIs."""
-    return _render(report, {n: _data_uri(p.read_bytes()) for n, p in plots.items()}, html=True)
-
-
-def write_report(record: Any, layout: Layout, plots: dict[str, Path], out_dir: Path) -> None:
-    """Write ``record`` as ``comparison.json`` and, by ``layout``, ``report.md`` and ``.html``."""
+def write_report(
+    record: Any, layout: Callable[[Any], Report], plots: dict[str, Path], out_dir: Path
+) -> None:
+    """Write ``record`` as ``comparison.json``, by ``layout`` as ``report.md`` and ``.html``."""
     report = layout(record)
     json = record.model_dump_json(indent=1)
     write_atomically(out_dir / "comparison.json", lambda p: p.write_text(json, encoding="utf-8"))
     (out_dir / "report.md").write_text(render_markdown(report, plots), encoding="utf-8")
-    (out_dir / "report.html").write_text(render_html(report, plots), encoding="utf-8")
+    html = _render(report, {n: _data_uri(p) for n, p in plots.items()}, html=True)
+    (out_dir / "report.html").write_text(html, encoding="utf-8")

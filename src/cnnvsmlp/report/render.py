@@ -8,22 +8,35 @@ from cnnvsmlp.provenance import SYNTHETIC_DATA, SYNTHETIC_LEAD
 from cnnvsmlp.records import Hardware
 from cnnvsmlp.report.blocks import (
     Block,
+    Bullets,
+    Figure,
+    Report,
+    Section,
     Table,
+    Text,
     interval,
+    lead_blocks,
     machine_text,
     p_cell,
     pct,
     plural,
     points,
+    provenance_section,
     run_label,
     when_and_code,
 )
 from cnnvsmlp.report.model import Comparison, distinct, failure_summary
-from cnnvsmlp.report.verdict import headline, verdict
+from cnnvsmlp.report.verdict import caveats, headline, verdict
+
+ONE_REPEAT = (
+    "Seed-to-seed spread is unknown: each variant trained once, its interval covers the "
+    "test images only, and one seed can move a variant by more than the differences "
+    "between the CNNs. Run again with REPEATS=5 (make run REPEATS=5) before reading the "
+    "verdicts as more than one draw."
+)
 
 
-def machines(comparison: Comparison) -> dict[str, list[Hardware]]:
-    """Each distinct machine the runs trained on and were evaluated on, by stage."""
+def _machines(comparison: Comparison) -> dict[str, list[Hardware]]:
     variants = comparison.variants
     return {
         "training": distinct(h for v in variants for h in v.hardware),
@@ -31,9 +44,9 @@ def machines(comparison: Comparison) -> dict[str, list[Hardware]]:
     }
 
 
-def hardware_text(comparison: Comparison) -> str:
+def _hardware_text(comparison: Comparison) -> str:
     """The machines in one sentence when every run shared them, else where the table is."""
-    found = machines(comparison)
+    found = _machines(comparison)
     if not found["training"]:
         return ""
     if all(len(m) == 1 for m in found.values()):
@@ -45,10 +58,10 @@ def hardware_text(comparison: Comparison) -> str:
     return "The runs used several machines: see Hardware."
 
 
-def speed_note(comparison: Comparison) -> str:
+def _speed_note(comparison: Comparison) -> str:
     """What shared the machine while the epochs were timed: how to read the seconds."""
     p = comparison.provenance
-    cpus = {h.cpu_count for h in machines(comparison)["training"]}
+    cpus = {h.cpu_count for h in _machines(comparison)["training"]}
     cores = f"{cpus.pop()} CPUs" if len(cpus) == 1 else "its CPUs"
     threads = "TensorFlow's default threads, one per core, each"
     if p.threads_per_training:
@@ -69,16 +82,7 @@ def speed_note(comparison: Comparison) -> str:
     )
 
 
-def time_axis_label(comparison: Comparison) -> str:
-    """The cost plot's time axis, with the machine share of :func:`speed_note`."""
-    at_once = comparison.provenance.trainings_at_once
-    if at_once and at_once > 1:
-        return f"training time of a run (s, {at_once} trainings at once)"
-    return "training time of a run (s)"
-
-
-def config_text(comparison: Comparison) -> str:
-    """The config that ran, in a phrase."""
+def _config_text(comparison: Comparison) -> str:
     c = comparison.config
     if c is None:
         return f"{comparison.epochs} epochs, {comparison.repeats} repeats"
@@ -92,37 +96,8 @@ def config_text(comparison: Comparison) -> str:
     )
 
 
-def provenance_line(comparison: Comparison) -> str:
-    """One line saying what produced the report: run, date, project commit and config."""
-    p = comparison.provenance
-    config = f"; {config_text(comparison)}" if comparison.config else ""
-    if not (p.run_id or p.started or p.commit):
-        return f"The runs recorded no run id, date or commit (see Provenance){config}."
-    return f"Run {run_label(p)}; {when_and_code(p)}{config}."
-
-
-def one_repeat_warning(comparison: Comparison) -> str:
-    """The warning a single-repeat comparison carries; empty with repeats."""
-    if comparison.repeats > 1 or not comparison.variants:
-        return ""
-    return (
-        "Seed-to-seed spread is unknown: each variant trained once, its interval covers the "
-        "test images only, and one seed can move a variant by more than the differences "
-        "between the CNNs. Run again with REPEATS=5 (make run REPEATS=5) before reading the "
-        "verdicts as more than one draw."
-    )
-
-
 def _spread(v) -> str:
     return f"{100 * v.test_accuracy_spread:.2f}" + (" (!)" if v.spread_flag else "")
-
-
-def _seed_cells(v) -> list[str]:
-    ref = v.reference
-    if not ref:
-        return ["", ""]
-    seed = pct(ref.accuracy) + (" (val)" if ref.split == "validation" else "")
-    return [seed + (" †" if ref.note else ""), points(ref.test_difference)]
 
 
 def main_table(comparison: Comparison) -> Table:
@@ -140,13 +115,17 @@ def main_table(comparison: Comparison) -> Table:
             row += [" ".join(pct(r.test_accuracy) for r in v.runs), _spread(v)]
         epochs = ",".join(str(r.best_epoch) for r in v.runs)
         row += [f"{v.test_loss:.4f}", f"{pct(v.best_val_accuracy)} ({epochs})"]
-        row += [f"{v.epoch_time_s:.1f}", *(_seed_cells(v) if seeds else [])]
+        row.append(f"{v.epoch_time_s:.1f}")
+        if ref := v.reference:
+            mark = (" (val)" if ref.split == "validation" else "") + (" †" if ref.note else "")
+            row += [pct(ref.accuracy) + mark, points(ref.test_difference)]
+        elif seeds:
+            row += ["", ""]
         rows.append(row)
     return Table(headers, rows)
 
 
-def runs_table(c: Comparison) -> Table:
-    """Every run: accuracies, epochs and speeds."""
+def _runs_table(c: Comparison) -> Table:
     headers = ["run", "seed", "test %", "test loss", "best val % (epoch)", "final val %"]
     headers += ["s/epoch", "train img/s", "infer img/s", "size MB"]
     rows = []
@@ -160,7 +139,7 @@ def runs_table(c: Comparison) -> Table:
     return Table(headers, rows)
 
 
-def reference_table(c: Comparison) -> Table:
+def _reference_table(c: Comparison) -> Table:
     """The seeds' numbers against ours; a validation column where a seed's is one."""
     refs = [v for v in c.variants if v.reference is not None]
     validation = any(v.reference.split == "validation" for v in refs)
@@ -179,8 +158,7 @@ def reference_table(c: Comparison) -> Table:
     return Table(headers, rows)
 
 
-def pair_table(c: Comparison) -> Table:
-    """Every pair's difference, verdict and per-repeat McNemar detail."""
+def _pair_table(c: Comparison) -> Table:
     headers = ["a vs b", "a - b, points [95% CI]", "verdict", "p (adjusted) / TOST p (adjusted)"]
     headers += ["per repeat: a - b points; only a right / only b right, McNemar p"]
     rows = []
@@ -195,8 +173,7 @@ def pair_table(c: Comparison) -> Table:
     return Table(headers, rows)
 
 
-def hardware_table(c: Comparison) -> Table:
-    """What each variant ran on, by stage and machine."""
+def _hardware_table(c: Comparison) -> Table:
     rows = [
         [v.variant, stage, h.device, h.name, str(h.cpu_count), h.tensorflow]
         for v in c.variants
@@ -219,7 +196,7 @@ def _numerics_row(h: Hardware) -> list[str]:
     ]
 
 
-def numerics_table(c: Comparison) -> Table:
+def _numerics_table(c: Comparison) -> Table:
     """Each variant's spread, and its numerics per machine where they differ between runs."""
     if len({h.numerics() for v in c.variants for h in v.hardware}) == 1:
         return Table(["variant", "spread, points"], [[v.variant, _spread(v)] for v in c.variants])
@@ -230,10 +207,7 @@ def numerics_table(c: Comparison) -> Table:
 
 
 def shift_rows(label: str, found: dict, shifts: list[int], fmt) -> list[str]:
-    """A pair's row of the shift table: its difference at each shift, the change, the widest.
-
-    ``found`` holds the differences by shift, shift 0 last (the widest is the first of equals).
-    """
+    """A pair's shift-table row from its differences by shift (0 last: the widest of equals)."""
     cells = [interval(found[s], fmt) if s in found else "" for s in (0, *shifts)]
     ends = 0 in found and shifts[-1] in found
     change = fmt(found[shifts[-1]].estimate - found[0].estimate) if ends else ""
@@ -241,7 +215,7 @@ def shift_rows(label: str, found: dict, shifts: list[int], fmt) -> list[str]:
     return [label, *cells, change, f"{fmt(widest.estimate)} ({widest.shift} px)"]
 
 
-def shift_tables(c: Comparison) -> list[Block]:
+def _shift_tables(c: Comparison) -> list[Block]:
     """Each pair's difference at each shift, and each variant's accuracy at each shift."""
     shifts = sorted({d.shift for d in c.shift_differences})
     headers = ["a vs b", *(f"shift {s} px: a - b, points" for s in (0, *shifts))]
@@ -262,9 +236,8 @@ def shift_tables(c: Comparison) -> list[Block]:
     ]
 
 
-def terminal_table(comparison: Comparison) -> str:
+def terminal_table(c: Comparison) -> str:
     """The headline, the main table and the verdicts, for a terminal."""
-    c = comparison
     table = main_table(c)
     lines = [
         f"{c.experiment}: {c.repeats} repeat(s), {plural(c.epochs, 'epoch')}, "
@@ -273,12 +246,152 @@ def terminal_table(comparison: Comparison) -> str:
         *([f"{SYNTHETIC_LEAD} {SYNTHETIC_DATA}"] * c.provenance.synthetic),
         tabulate(table.rows, headers=table.headers, disable_numparse=True),
     ]
-    warning = one_repeat_warning(c)
-    if warning:
-        lines += ["", f"One repeat: {warning}"]
+    if c.repeats <= 1 and c.variants:
+        lines += ["", f"One repeat: {ONE_REPEAT}"]
     if c.pairs:
         lines += ["", *(f"- {verdict(p)}" for p in c.pairs)]
     lines += [f"- {v.spread_flag}" for v in c.variants if v.spread_flag]
     if c.failures:
         lines += ["", f"{c.status.upper()}: {failure_summary(c)}"]
     return "\n".join(lines)
+
+
+def _accuracy_note(c: Comparison) -> str:
+    note = (MEAN_NOTE if c.repeats > 1 else SINGLE_NOTE).format(c=c, spread=100 * c.spread_limit)
+    seeds = SEEDS_NOTE if any(v.reference for v in c.variants) else ""
+    return (
+        f"{note} Best validation accuracy: mean over repeats, and the epoch of the best "
+        f"in each run.{seeds} {_speed_note(c)}"
+    )
+
+
+MEAN_NOTE = (
+    "Test accuracy: mean over the {c.repeats} repeats with its {c.confidence:.0%} confidence "
+    "interval (Student t over the repeats: seed-to-seed variation), each run's accuracy, and "
+    'their spread (max - min; "(!)": more than {spread:g} points).'
+)
+SINGLE_NOTE = (
+    "Test accuracy of the single run with its {c.confidence:.0%} confidence interval (Wilson "
+    "interval over the test images: test-set sampling only, not seed-to-seed variation)."
+)
+SEEDS_NOTE = (
+    ' Seed: the seed write-up\'s number ("(val)": a validation accuracy; "†": the '
+    "seed's claim does not hold, see Against the seeds' numbers) and our mean test "
+    "accuracy minus it, in points."
+)
+FAILED = (
+    "These runs failed for good (a retry would fail the same way). A variant with a failed run "
+    "is left out of the statistics, since pairs need the same repeats of every variant."
+)
+AGAINST_SEEDS = (
+    "Where a seed reported a validation accuracy, ours is compared with both our test "
+    "accuracy and our final validation accuracy. Differences are ours minus the seed's, "
+    "in points. The notes say where a seed's claim does not hold."
+)
+SHIFTED = (
+    "Every model scored on the test images moved by 1 to 4 pixels in random directions (one "
+    "seed, zero fill: the same images for every model); shift 0 is the test split as it is. A "
+    "diagonal move of k pixels moves the image k x 1.41 pixels, and at 3 and 4 pixels part of "
+    "the object leaves the frame: the shifts measure tolerance to moved and cropped objects "
+    "together. Differences: over seeds and test images, 95% intervals simultaneous over the "
+    "{n} shifted differences (at 0 px the verdicts' own); accuracies: {confidence:.0%} over "
+    "the repeats. Change: the difference at the largest shift minus at none; widest: the "
+    "largest over the shifts, and where."
+)
+
+
+def _verdicts(c: Comparison) -> list[Section]:
+    from cnnvsmlp.report.plots import SHIFT_PLOT
+
+    said = [verdict(p) for p in c.pairs] or ["One variant only: nothing to compare."]
+    verdicts = [("", text) for text in said]
+    verdicts += [("Unstable:", v.spread_flag) for v in c.variants if v.spread_flag]
+    verdicts += [(f"{lead}:", text) for lead, text in caveats(c)]
+    sections = [Section("Verdicts", [Bullets(verdicts), Text(c.verdict_rule)])]
+    if c.pairs:
+        family = f"the {len(c.pairs)} pairs" if len(c.pairs) > 1 else "the one pair"
+        about = (
+            f"Each pair's difference in accuracy points, a - b, mean over seeds, with its 95% "
+            f"interval simultaneous over {family} (Bonferroni); p: the test of no difference, "
+            f"TOST p: of a difference of {100 * c.margin:g} point(s) or more, both adjusted. Per "
+            "repeat: McNemar's exact test of that repeat's two networks (the test images only, "
+            "unadjusted)."
+        )
+        sections.append(Section("Pairwise differences", [Text(about), _pair_table(c)]))
+    if c.shift_accuracy:
+        about = SHIFTED.format(n=len(c.shift_differences), confidence=c.confidence)
+        blocks = [Text(about), Figure(*SHIFT_PLOT), *_shift_tables(c)]
+        sections.append(Section("Shifted test images", blocks))
+    return sections
+
+
+def _evidence(c: Comparison) -> list[Section]:
+    from cnnvsmlp.report.plots import PLOTS
+
+    seeds: list[Block] = [Text("The seeds report no number for these variants.")]
+    if any(v.reference for v in c.variants):
+        notes = [(f"{v.variant}:", r.note) for v in c.variants if (r := v.reference) and r.note]
+        seeds = [Text(AGAINST_SEEDS), _reference_table(c), *[Bullets(notes)] * bool(notes)]
+    shared = all(len(m) == 1 for m in _machines(c).values())
+    hardware = Text(_hardware_text(c)) if shared else _hardware_table(c)
+    reproducibility: list[Block] = [Text(c.reproducibility)] if c.reproducibility else []
+    if c.repeats > 1 or len({h.numerics() for v in c.variants for h in v.hardware}) > 1:
+        spread = (
+            'Spread: max - min of the repeats\' test accuracy, in points; "(!)": more than '
+            f"{100 * c.spread_limit:g}, flagged in the verdicts."
+        )
+        reproducibility += [Text(spread), _numerics_table(c)]
+    return [
+        Section("Plots", [Figure(name) for name in PLOTS if name != "test_accuracy"]),
+        Section("Each run", [_runs_table(c)], folded=True),
+        Section("Against the seeds' numbers", seeds, folded=True),
+        Section("Hardware", [hardware], folded=True),
+        Section("Reproducibility", reproducibility, folded=True),
+    ]
+
+
+def _models_section(c: Comparison) -> Section:
+    params = {v.variant: f"{v.params:,} parameters" for v in c.variants}
+    blocks: list[Block] = []
+    for module, source in c.config.model_sources.items():
+        names = [v for v in c.config.variants if v.partition(":")[0] == module]
+        counts = ", ".join(f"{v}: {params.get(v, 'not trained')}" for v in names)
+        blocks += [Text(counts, lead=f"{module}.py"), Text(source.rstrip(), style="code")]
+    return Section("Your models", blocks, folded=True)
+
+
+def comparison_report(c: Comparison) -> Report:
+    """The pairwise comparison's report: the answer first, the evidence after."""
+    p = c.provenance
+    config = f"; {_config_text(c)}" if c.config else ""
+    made = f"Run {run_label(p)}; {when_and_code(p)}{config}."
+    if not (p.run_id or p.started or p.commit):
+        made = f"The runs recorded no run id, date or commit (see Provenance){config}."
+    failed = f"{failure_summary(c)} See Failed runs below." if c.failures else ""
+    lead = lead_blocks(
+        headline(c),
+        p,
+        Text(ONE_REPEAT if c.repeats <= 1 and c.variants else "", lead="One repeat."),
+        Text(failed, lead=f"{c.status.capitalize()} comparison."),
+        Text(f"{made} {_hardware_text(c)}".strip(), style="note"),
+    )
+    if c.variants:
+        lead += [Figure("test_accuracy"), main_table(c), Text(_accuracy_note(c))]
+    sections = []
+    if c.failures:
+        rows = [
+            [f"{f.variant}-r{f.repeat}", str(f.seed), f.stage, f.error, f.message]
+            for f in c.failures
+        ]
+        table = Table(["run", "seed", "stage", "error", "message"], rows)
+        sections.append(Section("Failed runs", [Text(FAILED), table], anchor="failed-runs"))
+    sections += _verdicts(c) + (_evidence(c) if c.variants else [])
+    if c.config and c.config.model_sources:
+        sections.append(_models_section(c))
+    own = [
+        ("Config:", _config_text(c)),
+        ("Variants:", ", ".join(c.config.variants if c.config else [])),
+        ("Machines:", _hardware_text(c) or "none: no run finished"),
+    ]
+    sections.append(provenance_section(p, c.schema_version, own))
+    return Report(f"{c.experiment} comparison, run {run_label(p)}", lead, sections)
