@@ -171,16 +171,12 @@ def _per_class_accuracy(comparison: Comparison) -> Figure:
     return fig
 
 
-def _accuracy_vs_cost(comparison: Comparison, time_label: str = "") -> Figure:
+def _accuracy_vs_cost(comparison: Comparison, time_label: str) -> Figure:
     colours = {v.variant: f"C{i}" for i, v in enumerate(comparison.variants)}
     fig, axes = _figure(11, 4.5, 1, 2)
     panels = [
         ("params", "parameters (log scale)", "Accuracy against model size"),
-        (
-            "train_time_s",
-            time_label or "training time of a run (s)",
-            "Accuracy against training time",
-        ),
+        ("train_time_s", time_label, "Accuracy against training time"),
     ]
     for ax, (field, label, title) in zip(axes, panels, strict=True):
         # Labels of points close together alternate above and below them.
@@ -225,7 +221,7 @@ def _accuracy_vs_shift(c: Comparison) -> Figure:
     return fig
 
 
-def write_plots(comparison: Comparison, out_dir: Path, time_label: str = "") -> dict[str, Path]:
+def write_plots(comparison: Comparison, out_dir: Path, time_label: str) -> dict[str, Path]:
     """Draw the comparison's :data:`PLOTS`, then :data:`SHIFT_PLOT` if it has shifted scores."""
     cost = partial(_accuracy_vs_cost, time_label=time_label)
     drawers = [_test_accuracy, _learning_curves, _confusion_matrices, _per_class_accuracy, cost]
