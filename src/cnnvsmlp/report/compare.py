@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnvsmlp import pairwise, stats
-from cnnvsmlp.config import ExperimentConfig
+from cnnvsmlp.config import ExperimentConfig, Reference
 from cnnvsmlp.data.spec import get_spec
 from cnnvsmlp.data.store import labels_digest
 from cnnvsmlp.provenance import Provenance
@@ -95,18 +95,14 @@ def _run_summary(r: EvalResult, labels: np.ndarray) -> model.RunSummary:
     )
 
 
-def _reference(
-    variant: str, config: ExperimentConfig, test_accuracy: float, final_val_accuracy: float
-) -> model.ReferenceComparison | None:
-    ref = config.references.get(variant)
+def _reference(ref: Reference | None, test: float, val: float) -> model.ReferenceComparison | None:
     if ref is None:
         return None
-    validation = final_val_accuracy - ref.accuracy if ref.split == "validation" else None
     return model.ReferenceComparison(
         **ref.model_dump(include={"accuracy", "loss", "split"}),
         note=" ".join(ref.note.split()),
-        test_difference=test_accuracy - ref.accuracy,
-        validation_difference=validation,
+        test_difference=test - ref.accuracy,
+        validation_difference=val - ref.accuracy if ref.split == "validation" else None,
     )
 
 
@@ -136,7 +132,7 @@ def _summarise(
         hardware=model.distinct([r.training.hardware for r in runs]),
         inference_hardware=model.distinct([r.hardware for r in runs]),
         runs=summaries,
-        reference=_reference(variant, config, accuracy.estimate, final_val),
+        reference=_reference(config.references.get(variant), accuracy.estimate, final_val),
     )
 
 
@@ -167,42 +163,6 @@ def _correct(
     }
 
 
-def _pairs(
-    correct: dict[tuple[str, int], np.ndarray],
-    summaries: dict[str, model.VariantSummary],
-    repeats: list[int],
-    margin: float,
-) -> tuple[list[pairwise.Difference], list[pairwise.Difference]]:
-    """Every pair's difference as it is (the verdicts' family) and at every shift (another)."""
-    accuracy = {v: s.test_accuracy.estimate for v, s in summaries.items()}
-    order = [_oriented(a, b, accuracy) for a, b in itertools.combinations(summaries, 2)]
-    verdicts = pairwise.decide(
-        [pairwise.estimate(a, b, correct[(a, 0)], correct[(b, 0)], repeats) for a, b in order],
-        margin,
-    )
-    shifts = sorted({s for _, s in correct} - {0})
-    shifted = [
-        pairwise.estimate(a, b, correct[(a, s)], correct[(b, s)], shift=s)
-        for s in shifts
-        for a, b in order
-    ]
-    return verdicts, pairwise.decide(shifted, margin)
-
-
-def _shift_accuracy(correct: dict[tuple[str, int], np.ndarray]) -> list[model.ShiftAccuracy]:
-    """Accuracy per variant at every shift; none when the runs were scored on no shift."""
-    if all(s == 0 for _, s in correct):
-        return []
-    return [
-        model.ShiftAccuracy(
-            variant=v,
-            shift=s,
-            accuracy=stats.accuracy_interval([int(c.sum()) for c in found], found.shape[1]),
-        )
-        for (v, s), found in correct.items()
-    ]
-
-
 def read_comparison(path: str | os.PathLike) -> model.Comparison:
     """A ``comparison.json`` in this schema, or restated from schema 2's counts (no shifts)."""
     text = Path(path).read_text()
@@ -215,12 +175,11 @@ def read_comparison(path: str | os.PathLike) -> model.Comparison:
     tests = [[pairwise.RepeatTest.model_validate(t) for t in p["tests"]] for p in record["pairs"]]
     found = [(p["a"], p["b"], t, {}) for p, t in zip(record["pairs"], tests, strict=True)]
     pairs = pairwise.from_counts(found, int(record["n_test"]))
-    variants = {v["variant"] for v in record["variants"]}
     accuracy = {v["variant"]: v["test_accuracy"]["estimate"] for v in record["variants"]}
     pairs = [d if _oriented(d.a, d.b, accuracy) == (d.a, d.b) else d.flipped() for d in pairs]
     record.update(
         schema_version=model.SCHEMA_VERSION,
-        pairs=[d.model_dump(mode="json") for d in pairs if {d.a, d.b} <= variants],
+        pairs=[d.model_dump(mode="json") for d in pairs if accuracy.keys() >= {d.a, d.b}],
         shift_differences=[],
         verdict_rule=VERDICT_RULE,
     )
@@ -243,18 +202,37 @@ def run_config(config: ExperimentConfig, repeats: int) -> model.RunConfig:
 def _analysed(kept: list[EvalResult], config: ExperimentConfig, labels: np.ndarray) -> dict:
     """What the runs of ``config``'s variants show: their summaries, pairs and shifts."""
     grouped = _group(kept, config, labels)
-    summaries = {v: flag_spread(_summarise(v, runs, config, labels)) for v, runs in grouped.items()}
+    summaries = [flag_spread(_summarise(v, runs, config, labels)) for v, runs in grouped.items()]
     correct = _correct(grouped, labels)
     repeats = [r.run.repeat for r in next(iter(grouped.values()))]
-    pairs, shift_differences = _pairs(correct, summaries, repeats, config.equivalence_margin / 100)
+    accuracy = {s.variant: s.test_accuracy.estimate for s in summaries}
+    order = [_oriented(a, b, accuracy) for a, b in itertools.combinations(grouped, 2)]
+    pairs = [pairwise.estimate(a, b, correct[(a, 0)], correct[(b, 0)], repeats) for a, b in order]
+    # Every pair at every shift: one family, apart from the verdicts' family above.
+    shifts = sorted({s for _, s in correct} - {0})
+    shifted = [
+        pairwise.estimate(a, b, correct[(a, s)], correct[(b, s)], shift=s)
+        for s in shifts
+        for a, b in order
+    ]
+    shift_accuracy = [
+        model.ShiftAccuracy(
+            variant=v,
+            shift=s,
+            accuracy=stats.accuracy_interval([int(c.sum()) for c in found], found.shape[1]),
+        )
+        for (v, s), found in correct.items()
+        if shifts
+    ]
+    margin = config.equivalence_margin / 100
     return dict(
         classes=kept[0].classes,
         repeats=len(repeats),
-        variants=list(summaries.values()),
-        pairs=pairs,
-        reproducibility=envelope(list(summaries.values())),
-        shift_accuracy=_shift_accuracy(correct),
-        shift_differences=shift_differences,
+        variants=summaries,
+        pairs=pairwise.decide(pairs, margin),
+        reproducibility=envelope(summaries),
+        shift_accuracy=shift_accuracy,
+        shift_differences=pairwise.decide(shifted, margin),
     )
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter, NullLocator
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
 from cnnvsmlp.report.model import Comparison
 
@@ -140,8 +140,7 @@ def _confusion_matrices(comparison: Comparison) -> Figure:
         ax.set(xlabel="predicted", ylabel="true", title=v.variant)
         for i, j in itertools.product(range(k), range(k)) if k <= 10 else ():
             colour = "white" if share[i, j] > 0.5 else "black"
-            text = f"{share[i, j]:.2f}"
-            ax.text(j, i, text, ha="center", va="center", fontsize=6, color=colour)
+            ax.text(j, i, f"{share[i, j]:.2f}", ha="center", va="center", fontsize=6, color=colour)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     summed = f"summed over {comparison.repeats} repeats, " if comparison.repeats > 1 else ""
@@ -232,11 +231,8 @@ def write_plots(comparison: Comparison, out_dir: Path, time_label: str) -> dict[
 
 def _size_axis(ax, sizes: list[int]) -> None:
     ax.set_xscale("log")
-    ax.xaxis.set_major_locator(FixedLocator(sizes))
-    ax.xaxis.set_major_formatter(
-        FuncFormatter(lambda x, _: f"{x / 1000:g}k" if x >= 1000 else f"{x:g}")
-    )
-    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticks(sizes, [f"{x / 1000:g}k" if x >= 1000 else f"{x:g}" for x in sizes])
+    ax.set_xticks([], minor=True)
     ax.set_xlabel("training images (log scale)")
 
 
