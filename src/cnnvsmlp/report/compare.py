@@ -57,8 +57,7 @@ def _group(
         if misfit or r.run.repeat in grouped[r.run.variant]:
             raise model.ReportError(misfit or f"compare: run {r.run.run_id} appears twice")
         grouped[r.run.variant][r.run.repeat] = r
-    missing = [v for v in config.variants if v not in grouped]
-    if missing:
+    if missing := [v for v in config.variants if v not in grouped]:
         raise model.ReportError(f"compare: no run of variant {', '.join(missing)}")
     first = config.variants[0]
     for variant in config.variants:

@@ -212,14 +212,12 @@ class Comparison(Record):
     @classmethod
     def parse(cls, text: str, path: str | os.PathLike) -> Comparison:
         """:meth:`read` of text already read from ``path``."""
+        major, minor = (int(x) for x in SCHEMA_VERSION.split("."))
+        found = ""
         try:
             found = str(json.loads(text).get("schema_version", ""))
-        except (ValueError, AttributeError):
-            found = ""
-        major, minor = (int(x) for x in SCHEMA_VERSION.split("."))
-        try:
             their_major, their_minor = (int(x) for x in found.split("."))
-        except ValueError:
+        except (ValueError, AttributeError):
             their_major, their_minor = -1, -1
         if their_major != major or their_minor > minor:
             raise ReportError(
@@ -231,13 +229,12 @@ class Comparison(Record):
 
 def failure_summary(comparison: Comparison) -> str:
     """One line saying which runs failed and what is compared without them; empty when none."""
-    if not comparison.failures:
+    failures = comparison.failures
+    if not failures:
         return ""
-    runs = "; ".join(
-        f"{f.variant}-r{f.repeat} ({f.error}: {f.message})" for f in comparison.failures
-    )
-    count = len(comparison.failures)
-    out = list(dict.fromkeys(f.variant for f in comparison.failures))
+    runs = "; ".join(f"{f.variant}-r{f.repeat} ({f.error}: {f.message})" for f in failures)
+    count = len(failures)
+    out = list(dict.fromkeys(f.variant for f in failures))
     left = f"variant{'s' if len(out) > 1 else ''} {', '.join(out)} left out"
     rest = ", ".join(v.variant for v in comparison.variants)
     tail = f"{left}; {rest} compared" if rest else f"{left}; nothing left to compare"

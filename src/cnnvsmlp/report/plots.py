@@ -154,8 +154,7 @@ def _per_class_accuracy(comparison: Comparison) -> Figure:
     width = 0.6 / max(n - 1, 1)
     for i, v in enumerate(comparison.variants):
         x = np.arange(k) + (i - (n - 1) / 2) * width if n > 1 else np.arange(k)
-        recall = 100 * np.asarray(v.per_class_recall)
-        ax.plot(x, recall, "o", ms=5, label=v.variant, color=f"C{i}")
+        ax.plot(x, 100 * np.asarray(v.per_class_recall), "o", ms=5, label=v.variant, color=f"C{i}")
     if k <= 10:
         ax.set_xticks(range(k), comparison.classes, rotation=45, ha="right")
     else:  # upright names would overlap: each class has about 0.2 inch at 100 classes

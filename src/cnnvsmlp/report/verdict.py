@@ -88,8 +88,7 @@ def _within(pairs: list[Difference]) -> str:
     """The pairs inside one family, shortly: who beats whom, who is equivalent, how many neither."""
     first = sorted(pairs, key=lambda p: p.verdict != "different")
     words = [_short(p, interval=False) for p in first if p.verdict != "inconclusive"]
-    open_pairs = sum(p.verdict == "inconclusive" for p in pairs)
-    if open_pairs:
+    if open_pairs := sum(p.verdict == "inconclusive" for p in pairs):
         some = "the pair is" if len(pairs) == 1 else f"{open_pairs} of {len(pairs)} pairs are"
         words.append(f"{some} inconclusive")
     return ", ".join(words)
@@ -188,8 +187,7 @@ def _numerics_text(h: Hardware) -> str:
         onednn = "oneDNN not recorded"
     threads = h.intra_op_threads or h.cpu_count
     build = f"TensorFlow {h.tensorflow}" + (f" ({h.tensorflow_git})" if h.tensorflow_git else "")
-    cuda = h.build.get("cuda_version")
-    if cuda:
+    if cuda := h.build.get("cuda_version"):
         build += f", CUDA {cuda}, cuDNN {h.build.get('cudnn_version', '?')}"
     flags = " ".join(f for f in h.cpu_flags if f.startswith(("avx", "fma", "amx")))
     machine = h.name if h.device == "gpu" else (h.cpu or h.name)
