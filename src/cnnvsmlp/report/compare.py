@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
+import cnnvsmlp.report.model as model
 from cnnvsmlp import pairwise, stats
 from cnnvsmlp.config import ExperimentConfig, Reference
 from cnnvsmlp.data.spec import get_spec
 from cnnvsmlp.data.store import labels_digest
 from cnnvsmlp.provenance import Provenance
 from cnnvsmlp.records import EvalResult, RunFailure
-from cnnvsmlp.report import model
 from cnnvsmlp.report.verdict import BASELINE_FAMILY, VERDICT_RULE, envelope, family, flag_spread
 
 
