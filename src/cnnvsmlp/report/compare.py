@@ -10,24 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
+import cnnvsmlp.report.model as model
 from cnnvsmlp import pairwise
-from cnnvsmlp.config import ExperimentConfig
+from cnnvsmlp.config import ExperimentConfig, Reference
 from cnnvsmlp.data.spec import get_spec
 from cnnvsmlp.data.store import labels_digest
 from cnnvsmlp.provenance import Provenance
 from cnnvsmlp.records import EvalResult, RunFailure
-from cnnvsmlp.report.model import (
-    SCHEMA_VERSION,
-    Comparison,
-    FailedRun,
-    ReferenceComparison,
-    ReportError,
-    RunConfig,
-    RunSummary,
-    ShiftAccuracy,
-    VariantSummary,
-    distinct,
-)
 from cnnvsmlp.report.verdict import BASELINE_FAMILY, VERDICT_RULE, envelope, family, flag_spread
 
 
@@ -60,33 +49,32 @@ def _group(
 ) -> dict[str, list[EvalResult]]:
     """Check that the runs fit together and group them by variant, in the config's order."""
     if not results:
-        raise ReportError("compare: no runs to compare")
+        raise model.ReportError("compare: no runs to compare")
     digest = labels_digest(labels)
     grouped: dict[str, dict[int, EvalResult]] = defaultdict(dict)
     for r in results:
         misfit = _misfit(r, results[0], config, labels, digest)
         if misfit or r.run.repeat in grouped[r.run.variant]:
-            raise ReportError(misfit or f"compare: run {r.run.run_id} appears twice")
+            raise model.ReportError(misfit or f"compare: run {r.run.run_id} appears twice")
         grouped[r.run.variant][r.run.repeat] = r
-    missing = [v for v in config.variants if v not in grouped]
-    if missing:
-        raise ReportError(f"compare: no run of variant {', '.join(missing)}")
+    if missing := [v for v in config.variants if v not in grouped]:
+        raise model.ReportError(f"compare: no run of variant {', '.join(missing)}")
     first = config.variants[0]
     for variant in config.variants:
         if set(grouped[variant]) != set(grouped[first]):
-            raise ReportError(
+            raise model.ReportError(
                 f"compare: variant {variant} has repeats {sorted(grouped[variant])} but {first} "
                 f"has {sorted(grouped[first])}; every variant needs the same repeats to pair them"
             )
     return {v: [grouped[v][rep] for rep in sorted(grouped[v])] for v in config.variants}
 
 
-def _run_summary(r: EvalResult, labels: np.ndarray) -> RunSummary:
+def _run_summary(r: EvalResult, labels: np.ndarray) -> model.RunSummary:
     history = r.training.history
     best = max(history, key=lambda e: e.val_accuracy)
     correct = int(np.sum(np.asarray(r.predictions) == labels))
     train_time = float(sum(e.time_s for e in history))
-    return RunSummary(
+    return model.RunSummary(
         **r.run.model_dump(include={"repeat", "seed"}),
         test_accuracy=correct / len(labels),
         test_correct=correct,
@@ -106,24 +94,20 @@ def _run_summary(r: EvalResult, labels: np.ndarray) -> RunSummary:
     )
 
 
-def _reference(
-    variant: str, config: ExperimentConfig, test_accuracy: float, final_val_accuracy: float
-) -> ReferenceComparison | None:
-    ref = config.references.get(variant)
+def _reference(ref: Reference | None, test: float, val: float) -> model.ReferenceComparison | None:
     if ref is None:
         return None
-    validation = final_val_accuracy - ref.accuracy if ref.split == "validation" else None
-    return ReferenceComparison(
+    return model.ReferenceComparison(
         **ref.model_dump(include={"accuracy", "loss", "split"}),
         note=" ".join(ref.note.split()),
-        test_difference=test_accuracy - ref.accuracy,
-        validation_difference=validation,
+        test_difference=test - ref.accuracy,
+        validation_difference=val - ref.accuracy if ref.split == "validation" else None,
     )
 
 
 def _summarise(
     variant: str, runs: list[EvalResult], config: ExperimentConfig, labels: np.ndarray
-) -> VariantSummary:
+) -> model.VariantSummary:
     summaries = [_run_summary(r, labels) for r in runs]
     accuracy = pairwise.accuracy_interval([s.test_correct for s in summaries], len(labels))
     k = len(runs[0].classes)
@@ -135,7 +119,7 @@ def _summarise(
 
     means = ("test_loss", "best_val_accuracy", "final_val_loss", "epoch_time_s", "train_time_s")
     means += ("train_images_per_s", "inference_images_per_s")
-    return VariantSummary(
+    return model.VariantSummary(
         variant=variant,
         params=runs[0].params,
         model_size_bytes=runs[0].model_size_bytes,
@@ -144,10 +128,10 @@ def _summarise(
         **{f: float(np.mean([getattr(s, f) for s in summaries])) for f in means},
         per_class_recall=recall.tolist(),
         confusion=confusion.tolist(),
-        hardware=distinct([r.training.hardware for r in runs]),
-        inference_hardware=distinct([r.hardware for r in runs]),
+        hardware=model.distinct([r.training.hardware for r in runs]),
+        inference_hardware=model.distinct([r.hardware for r in runs]),
         runs=summaries,
-        reference=_reference(variant, config, accuracy.estimate, final_val),
+        reference=_reference(config.references.get(variant), accuracy.estimate, final_val),
     )
 
 
@@ -178,43 +162,7 @@ def _correct(
     }
 
 
-def _pairs(
-    correct: dict[tuple[str, int], np.ndarray],
-    summaries: dict[str, VariantSummary],
-    repeats: list[int],
-    margin: float,
-) -> tuple[list[pairwise.Difference], list[pairwise.Difference]]:
-    """Every pair's difference as it is (the verdicts' family) and at every shift (another)."""
-    accuracy = {v: s.test_accuracy.estimate for v, s in summaries.items()}
-    order = [_oriented(a, b, accuracy) for a, b in itertools.combinations(summaries, 2)]
-    verdicts = pairwise.decide(
-        [pairwise.estimate(a, b, correct[(a, 0)], correct[(b, 0)], repeats) for a, b in order],
-        margin,
-    )
-    shifts = sorted({s for _, s in correct} - {0})
-    shifted = [
-        pairwise.estimate(a, b, correct[(a, s)], correct[(b, s)], shift=s)
-        for s in shifts
-        for a, b in order
-    ]
-    return verdicts, pairwise.decide(shifted, margin)
-
-
-def _shift_accuracy(correct: dict[tuple[str, int], np.ndarray]) -> list[ShiftAccuracy]:
-    """Accuracy per variant at every shift; none when the runs were scored on no shift."""
-    if all(s == 0 for _, s in correct):
-        return []
-    return [
-        ShiftAccuracy(
-            variant=v,
-            shift=s,
-            accuracy=pairwise.accuracy_interval([int(c.sum()) for c in found], found.shape[1]),
-        )
-        for (v, s), found in correct.items()
-    ]
-
-
-def read_comparison(path: str | os.PathLike) -> Comparison:
+def read_comparison(path: str | os.PathLike) -> model.Comparison:
     """A ``comparison.json`` in this schema, or restated from schema 2's counts (no shifts)."""
     text = Path(path).read_text()
     try:
@@ -222,25 +170,24 @@ def read_comparison(path: str | os.PathLike) -> Comparison:
     except ValueError:
         record = None
     if not isinstance(record, dict) or not str(record.get("schema_version")).startswith("2."):
-        return Comparison.parse(text, path)
+        return model.Comparison.parse(text, path)
     tests = [[pairwise.RepeatTest.model_validate(t) for t in p["tests"]] for p in record["pairs"]]
     found = [(p["a"], p["b"], t, {}) for p, t in zip(record["pairs"], tests, strict=True)]
     pairs = pairwise.from_counts(found, int(record["n_test"]))
-    variants = {v["variant"] for v in record["variants"]}
     accuracy = {v["variant"]: v["test_accuracy"]["estimate"] for v in record["variants"]}
     pairs = [d if _oriented(d.a, d.b, accuracy) == (d.a, d.b) else d.flipped() for d in pairs]
     record.update(
-        schema_version=SCHEMA_VERSION,
-        pairs=[d.model_dump(mode="json") for d in pairs if {d.a, d.b} <= variants],
+        schema_version=model.SCHEMA_VERSION,
+        pairs=[d.model_dump(mode="json") for d in pairs if accuracy.keys() >= {d.a, d.b}],
         shift_differences=[],
         verdict_rule=VERDICT_RULE,
     )
-    return Comparison.model_validate(record)
+    return model.Comparison.model_validate(record)
 
 
-def run_config(config: ExperimentConfig, repeats: int) -> RunConfig:
+def run_config(config: ExperimentConfig, repeats: int) -> model.RunConfig:
     """The numbers of the experiment config a reader of the report asks for."""
-    return RunConfig(
+    return model.RunConfig(
         **config.model_dump(
             include={"dataset", "variants", "limit", "vary_seeds", "model_sources"}
         ),
@@ -251,16 +198,62 @@ def run_config(config: ExperimentConfig, repeats: int) -> RunConfig:
     )
 
 
-def _comparison(
-    config: ExperimentConfig, labels: np.ndarray, failures: list[FailedRun], **found
-) -> Comparison:
-    """A comparison of ``config``'s runs: what the config says, and what was ``found``."""
+def _analysed(kept: list[EvalResult], config: ExperimentConfig, labels: np.ndarray) -> dict:
+    """What the runs of ``config``'s variants show: their summaries, pairs and shifts."""
+    grouped = _group(kept, config, labels)
+    summaries = [flag_spread(_summarise(v, runs, config, labels)) for v, runs in grouped.items()]
+    correct = _correct(grouped, labels)
+    repeats = [r.run.repeat for r in next(iter(grouped.values()))]
+    accuracy = {s.variant: s.test_accuracy.estimate for s in summaries}
+    order = [_oriented(a, b, accuracy) for a, b in itertools.combinations(grouped, 2)]
+    pairs = [pairwise.estimate(a, b, correct[(a, 0)], correct[(b, 0)], repeats) for a, b in order]
+    # Every pair at every shift: one family, apart from the verdicts' family above.
+    shifts = sorted({s for _, s in correct} - {0})
+    shifted = [
+        pairwise.estimate(a, b, correct[(a, s)], correct[(b, s)], shift=s)
+        for s in shifts
+        for a, b in order
+    ]
+    shift_accuracy = [
+        model.ShiftAccuracy(
+            variant=v,
+            shift=s,
+            accuracy=pairwise.accuracy_interval([int(c.sum()) for c in found], found.shape[1]),
+        )
+        for (v, s), found in correct.items()
+        if shifts
+    ]
+    margin = config.equivalence_margin / 100
+    return dict(
+        classes=kept[0].classes,
+        repeats=len(repeats),
+        variants=summaries,
+        pairs=pairwise.decide(pairs, margin),
+        reproducibility=envelope(summaries),
+        shift_accuracy=shift_accuracy,
+        shift_differences=pairwise.decide(shifted, margin),
+    )
+
+
+def compare(
+    results: list[EvalResult | RunFailure],
+    config: ExperimentConfig,
+    test_labels: np.ndarray,
+    provenance: Provenance | None = None,
+) -> model.Comparison:
+    """Summarise every variant and test every pair; a variant with a failed run is left out."""
+    labels = np.asarray(test_labels).astype(int)
+    failures, kept, variants = _split_failures(results, config)
+    if variants:
+        found = _analysed(kept, config.model_copy(update={"variants": variants}), labels)
+    else:
+        found = {"classes": list(get_spec(config.dataset).classes), "variants": [], "pairs": []}
     repeats = found.pop("repeats", config.repeats)
     status = "partial" if failures else "complete"
-    return Comparison(
+    return model.Comparison(
         status=status if found["variants"] else "failed",
         failures=failures,
-        schema_version=SCHEMA_VERSION,
+        schema_version=model.SCHEMA_VERSION,
         experiment=config.name,
         description=" ".join(config.description.split()),
         dataset=config.dataset,
@@ -272,60 +265,25 @@ def _comparison(
         verdict_rule=VERDICT_RULE,
         margin=config.equivalence_margin / 100,
         config=run_config(config, repeats),
+        provenance=provenance or Provenance(),
         **found,
-    )
-
-
-def compare(
-    results: list[EvalResult | RunFailure],
-    config: ExperimentConfig,
-    test_labels: np.ndarray,
-    provenance: Provenance | None = None,
-) -> Comparison:
-    """Summarise every variant and test every pair; a variant with a failed run is left out."""
-    labels = np.asarray(test_labels).astype(int)
-    failures, kept, variants = _split_failures(results, config)
-    provenance = provenance or Provenance()
-    if not variants:
-        classes = list(get_spec(config.dataset).classes)
-        return _comparison(
-            config, labels, failures, provenance=provenance, classes=classes, variants=[], pairs=[]
-        )
-    scored = config.model_copy(update={"variants": variants})
-    grouped = _group(kept, scored, labels)
-    summaries = {v: flag_spread(_summarise(v, runs, scored, labels)) for v, runs in grouped.items()}
-    correct = _correct(grouped, labels)
-    repeats = [r.run.repeat for r in next(iter(grouped.values()))]
-    pairs, shift_differences = _pairs(correct, summaries, repeats, config.equivalence_margin / 100)
-    return _comparison(
-        config,
-        labels,
-        failures,
-        provenance=provenance,
-        classes=kept[0].classes,
-        repeats=len(repeats),
-        variants=list(summaries.values()),
-        pairs=pairs,
-        reproducibility=envelope(list(summaries.values())),
-        shift_accuracy=_shift_accuracy(correct),
-        shift_differences=shift_differences,
     )
 
 
 def _split_failures(
     results: list[EvalResult | RunFailure], config: ExperimentConfig
-) -> tuple[list[FailedRun], list[EvalResult], list[str]]:
+) -> tuple[list[model.FailedRun], list[EvalResult], list[str]]:
     """The failed runs, the evaluations of the variants without one, and those variants."""
     failed = [r for r in results if isinstance(r, RunFailure)]
     for f in failed:
         if f.dataset != config.dataset:
-            raise ReportError(
+            raise model.ReportError(
                 f"compare: run {f.run.run_id} is on {f.dataset}, not on {config.dataset}"
             )
     out = {f.run.variant for f in failed}
     order = {v: i for i, v in enumerate(config.variants)}
     failures = [
-        FailedRun(
+        model.FailedRun(
             **f.run.model_dump(include={"variant", "repeat", "seed"}),
             **f.model_dump(include={"stage", "error", "message"}),
         )

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter, NullLocator
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
 from cnnvsmlp.report.model import Comparison
 
@@ -140,8 +140,7 @@ def _confusion_matrices(comparison: Comparison) -> Figure:
         ax.set(xlabel="predicted", ylabel="true", title=v.variant)
         for i, j in itertools.product(range(k), range(k)) if k <= 10 else ():
             colour = "white" if share[i, j] > 0.5 else "black"
-            text = f"{share[i, j]:.2f}"
-            ax.text(j, i, text, ha="center", va="center", fontsize=6, color=colour)
+            ax.text(j, i, f"{share[i, j]:.2f}", ha="center", va="center", fontsize=6, color=colour)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     summed = f"summed over {comparison.repeats} repeats, " if comparison.repeats > 1 else ""
@@ -155,8 +154,7 @@ def _per_class_accuracy(comparison: Comparison) -> Figure:
     width = 0.6 / max(n - 1, 1)
     for i, v in enumerate(comparison.variants):
         x = np.arange(k) + (i - (n - 1) / 2) * width if n > 1 else np.arange(k)
-        recall = 100 * np.asarray(v.per_class_recall)
-        ax.plot(x, recall, "o", ms=5, label=v.variant, color=f"C{i}")
+        ax.plot(x, 100 * np.asarray(v.per_class_recall), "o", ms=5, label=v.variant, color=f"C{i}")
     if k <= 10:
         ax.set_xticks(range(k), comparison.classes, rotation=45, ha="right")
     else:  # upright names would overlap: each class has about 0.2 inch at 100 classes
@@ -171,16 +169,12 @@ def _per_class_accuracy(comparison: Comparison) -> Figure:
     return fig
 
 
-def _accuracy_vs_cost(comparison: Comparison, time_label: str = "") -> Figure:
+def _accuracy_vs_cost(comparison: Comparison, time_label: str) -> Figure:
     colours = {v.variant: f"C{i}" for i, v in enumerate(comparison.variants)}
     fig, axes = _figure(11, 4.5, 1, 2)
     panels = [
         ("params", "parameters (log scale)", "Accuracy against model size"),
-        (
-            "train_time_s",
-            time_label or "training time of a run (s)",
-            "Accuracy against training time",
-        ),
+        ("train_time_s", time_label, "Accuracy against training time"),
     ]
     for ax, (field, label, title) in zip(axes, panels, strict=True):
         # Labels of points close together alternate above and below them.
@@ -225,7 +219,7 @@ def _accuracy_vs_shift(c: Comparison) -> Figure:
     return fig
 
 
-def write_plots(comparison: Comparison, out_dir: Path, time_label: str = "") -> dict[str, Path]:
+def write_plots(comparison: Comparison, out_dir: Path, time_label: str) -> dict[str, Path]:
     """Draw the comparison's :data:`PLOTS`, then :data:`SHIFT_PLOT` if it has shifted scores."""
     cost = partial(_accuracy_vs_cost, time_label=time_label)
     drawers = [_test_accuracy, _learning_curves, _confusion_matrices, _per_class_accuracy, cost]
@@ -236,11 +230,8 @@ def write_plots(comparison: Comparison, out_dir: Path, time_label: str = "") -> 
 
 def _size_axis(ax, sizes: list[int]) -> None:
     ax.set_xscale("log")
-    ax.xaxis.set_major_locator(FixedLocator(sizes))
-    ax.xaxis.set_major_formatter(
-        FuncFormatter(lambda x, _: f"{x / 1000:g}k" if x >= 1000 else f"{x:g}")
-    )
-    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticks(sizes, [f"{x / 1000:g}k" if x >= 1000 else f"{x:g}" for x in sizes])
+    ax.set_xticks([], minor=True)
     ax.set_xlabel("training images (log scale)")
 
 

@@ -53,22 +53,16 @@ def _margin(d: Difference) -> str:
     return f"+-{100 * d.margin:g} point{'s' if d.margin != 0.01 else ''}"
 
 
-def _small(d: Difference) -> bool:
-    """Shown inside the equivalence margin: the printed interval lies within +-m."""
-    return d.p_equivalence_adjusted < 0.05
-
-
 def _basis(d: Difference) -> str:
-    if d.seeds == 1:
-        return "one seed: the interval covers the test images, not the seed-to-seed spread"
-    return f"{d.seeds} seeds"
+    one = "one seed: the interval covers the test images, not the seed-to-seed spread"
+    return one if d.seeds == 1 else f"{d.seeds} seeds"
 
 
 def verdict(d: Difference) -> str:
     """One sentence: whether ``a`` beats ``b``, is equivalent to it, or neither is shown."""
     if d.verdict == "different":
         won = d if d.estimate > 0 else d.flipped()
-        within = f", a difference within {_margin(d)}" if _small(d) else ""
+        within = f", a difference within {_margin(d)}" if d.p_equivalence_adjusted < 0.05 else ""
         p = _p_adjusted(d.p_adjusted, d)
         return f"{won.a} beats {won.b}: {_stated(won)} ({_basis(d)}, {p}{within})."
     if d.verdict == "equivalent":
@@ -82,7 +76,7 @@ def _short(d: Difference, interval: bool = True) -> str:
     if d.verdict == "different":
         won = d if d.estimate > 0 else d.flipped()
         ci = f", {_ci(d)} [{100 * won.low:.2f}, {100 * won.high:.2f}]" if interval else ""
-        small = f" (within {_margin(d)})" if _small(d) else ""
+        small = f" (within {_margin(d)})" if d.p_equivalence_adjusted < 0.05 else ""
         return f"{won.a} beats {won.b} by {100 * won.estimate:.2f} points{ci}{small}"
     if d.verdict == "equivalent":
         stated = f": {d.a} - {d.b} = {_stated(d)}" if interval else ""
@@ -94,8 +88,7 @@ def _within(pairs: list[Difference]) -> str:
     """The pairs inside one family, shortly: who beats whom, who is equivalent, how many neither."""
     first = sorted(pairs, key=lambda p: p.verdict != "different")
     words = [_short(p, interval=False) for p in first if p.verdict != "inconclusive"]
-    open_pairs = sum(p.verdict == "inconclusive" for p in pairs)
-    if open_pairs:
+    if open_pairs := sum(p.verdict == "inconclusive" for p in pairs):
         some = "the pair is" if len(pairs) == 1 else f"{open_pairs} of {len(pairs)} pairs are"
         words.append(f"{some} inconclusive")
     return ", ".join(words)
@@ -120,9 +113,8 @@ def headline(comparison: Comparison) -> str:
         if BASELINE_FAMILY in {family(p.a), family(p.b)} and family(p.a) != family(p.b)
     ]
     primary = across or pairs
-    seeds = pairs[0].seeds
-    basis = f"{seeds} seeds and the test images"
-    if seeds == 1:
+    basis = f"{pairs[0].seeds} seeds and the test images"
+    if pairs[0].seeds == 1:
         basis = "one seed: the intervals cover the test images only"
     if len(pairs) > 1:
         basis += f"; simultaneous over the {len(pairs)} pairs"
@@ -195,8 +187,7 @@ def _numerics_text(h: Hardware) -> str:
         onednn = "oneDNN not recorded"
     threads = h.intra_op_threads or h.cpu_count
     build = f"TensorFlow {h.tensorflow}" + (f" ({h.tensorflow_git})" if h.tensorflow_git else "")
-    cuda = h.build.get("cuda_version")
-    if cuda:
+    if cuda := h.build.get("cuda_version"):
         build += f", CUDA {cuda}, cuDNN {h.build.get('cudnn_version', '?')}"
     flags = " ".join(f for f in h.cpu_flags if f.startswith(("avx", "fma", "amx")))
     machine = h.name if h.device == "gpu" else (h.cpu or h.name)
