@@ -1,7 +1,4 @@
-"""Command line: the entry points behind the Makefile's verbs.
-
-Arguments are checked here, once; bad input ends with one line on stderr and exit status 2.
-"""
+"""Command line: the entry points behind the Makefile's verbs."""
 
 from __future__ import annotations
 
@@ -326,14 +323,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args) or 0
     except SystemExit as done:  # --help, or argparse's one-line error
         return done.code if isinstance(done.code, int) else 2
-    except UserError as err:
-        from cnnvsmlp_pipelines.runs import LocalRunInterrupted
-
-        if isinstance(err, LocalRunInterrupted):
-            print(err, file=sys.stderr)
-            return err.exit_code
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except UserError as err:  # a LocalRunInterrupted has its own line and exit status
+        code = getattr(err, "exit_code", None)
+        print(err if code else f"error: {err}", file=sys.stderr)
+        return code or 2
     except KeyboardInterrupt:
         print(f"{args.command}: interrupted", file=sys.stderr)
         return 130

@@ -13,6 +13,7 @@ import shutil
 import traceback
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import quote, quote_plus
 
 import google.auth.transport.requests
@@ -156,23 +157,18 @@ def iap_id_token(target: Target) -> str:
     return read_token(token, f"the ID token google-auth fetched for {target.iap_client_id}")
 
 
-def _token_file(path: str) -> str:
-    """The projected service-account token in ``path``, read and checked like ``KFP_TOKEN``."""
-    try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as f:
-            value = f.read()
-    except OSError as err:
-        raise ClusterError(f"KF_PIPELINES_SA_TOKEN_PATH {path}: {err.strerror}") from None
-    return read_token(value, f"the token file {path}")
-
-
 def connect(target: Target):
     """A ``kfp.Client`` for ``target`` once its host answered as a KFP 2 API; requests time out."""
     token = target.token
     if not token and target.iap_client_id:
         token = iap_id_token(target)
-    elif not token and target.token_path:
-        token = _token_file(target.token_path)
+    elif not token and target.token_path:  # the projected service-account token
+        path = target.token_path
+        try:
+            value = Path(path).read_text(encoding="utf-8", errors="surrogateescape")
+        except OSError as err:
+            raise ClusterError(f"KF_PIPELINES_SA_TOKEN_PATH {path}: {err.strerror}") from None
+        token = read_token(value, f"the token file {path}")
     _log_to_file()
     _confirm_api(target, token)
     with warnings.catch_warnings():  # "only works with KFP v2.0.0-beta.2 and later": ours is 2.x

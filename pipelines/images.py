@@ -40,9 +40,7 @@ class ImageError(UserError):
 def shipped_files(root: Path = ROOT) -> list[Path]:
     """The git-tracked files under :data:`SHIPPED` in ``root``, sorted: what the tag hashes."""
     listed = subprocess.run(
-        ["git", "-C", str(root), "ls-files", "-z", "--", *SHIPPED],
-        capture_output=True,
-        text=True,
+        ["git", "-C", str(root), "ls-files", "-z", "--", *SHIPPED], capture_output=True, text=True
     )
     if "safe.directory" in listed.stderr:  # git refuses a checkout another user owns
         raise ImageError(
