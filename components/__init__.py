@@ -82,7 +82,6 @@ def train_model(
 ):
     """Train one variant with one seed; a retry resumes, a failure no retry fixes is recorded."""
     import sys
-    from pathlib import Path
 
     from cnnvsmlp import backend
     from cnnvsmlp.config import RunSpec, read_config
@@ -106,7 +105,7 @@ def train_model(
                 result = train(data_dir, run, experiment.train, model.path, store=store)
     except Exception as err:
         failure = record_failure(
-            err, run, experiment.dataset, "train", Path(model.path) / FAILURE_FILE
+            err, run, experiment.dataset, "train", f"{model.path}/{FAILURE_FILE}"
         )
         if failure is None:
             raise
@@ -148,15 +147,13 @@ def evaluate_model(
     else:
         trained = TrainResult.read(Path(model.path) / "train.json")
         backend.use(trained.train.backend)  # the model's own, set before Keras loads
-        from cnnvsmlp.evaluate import keep_evaluation, reuse_evaluation
+        from cnnvsmlp.evaluate import evaluate, keep_evaluation, reuse_evaluation
 
         store = model.metadata.get("store") or None  # where train_model kept the training
         scored = reuse_evaluation(model.path, dataset.path, store, Path(result.path))
         if scored is not None:
             print(f"evaluate: {scored.run.run_id}: evaluation reused from {store}", file=sys.stderr)
     if failure is None and scored is None:
-        from cnnvsmlp.evaluate import evaluate
-
         try:
             scored = evaluate(model.path, dataset.path, result.path)
         except Exception as err:

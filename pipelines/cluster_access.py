@@ -70,11 +70,10 @@ def redact(text: str) -> str:
 
 def read_token(value: str, source: str) -> str:
     """A bearer token from ``source``: stripped, printable ASCII, remembered to be blanked."""
-    _SECRETS.add(value)
     token = value.strip()
+    _SECRETS.update({value, token})
     if not token:
         raise ClusterError(f"{source} is empty (only whitespace): set it to the bearer token")
-    _SECRETS.add(token)
     for position, char in enumerate(token, 1):
         if not ("!" <= char <= "~"):
             kind = "a non-ASCII character" if ord(char) > 127 else "a control character"
@@ -128,13 +127,12 @@ class Target:
                 f"service account {settings.service_account} is; change one to match the other"
             )
         token_path = os.environ.get("KF_PIPELINES_SA_TOKEN_PATH") or SA_TOKEN_PATH
+        root = os.environ.get("KFP_PIPELINE_ROOT") or f"gs://{settings.bucket}/pipeline-root"
         return cls(
             host=host,
             token=token,
             namespace=None if namespace == STANDALONE_NAMESPACE else namespace,
-            pipeline_root=(
-                os.environ.get("KFP_PIPELINE_ROOT") or f"gs://{settings.bucket}/pipeline-root"
-            ),
+            pipeline_root=root,
             iap_client_id=_env("KFP_IAP_CLIENT_ID", "KF_PIPELINES_IAP_OAUTH2_CLIENT_ID"),
             token_path=token_path if os.path.isfile(token_path) else None,
         )
