@@ -1,7 +1,4 @@
-"""Submit and schedule pipelines on a Kubeflow Pipelines cluster (docs/cluster.md, steps 9-11).
-
-Cron expressions are checked as KFP parses them (robfig/cron v1) before any call.
-"""
+"""Submit and schedule pipelines on a Kubeflow Pipelines cluster (docs/cluster.md, steps 9-11)."""
 
 from __future__ import annotations
 

@@ -216,11 +216,10 @@ def _confirm_api(target: Target, token: str | None) -> None:
 def _log_to_file() -> None:
     """Send what kfp and urllib3 log (retries, tracebacks) to :data:`LOG_FILE`, not the screen."""
     root = logging.getLogger()
-    if any(getattr(h, "cnnvsmlp", False) for h in root.handlers):
+    if any(_redacted in h.filters for h in root.handlers):  # added already
         return
     LOG_FILE.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(LOG_FILE)
-    handler.cnnvsmlp = True
     handler.addFilter(_redacted)
     root.addHandler(handler)
 

@@ -1,8 +1,7 @@
 """The DAG every pipeline shares, and where its tasks run: resources, node pools, retries, user.
 
-Why the retries and security context are so: docs/cluster.md (steps 5, 7, 10); spent retries
-are retried with the run (``POST /apis/v2beta1/runs/{run_id}:retry``,
-``kfp_server_api.RunServiceApi.run_service_retry_run``).
+Why: docs/cluster.md (steps 5, 7, 10). Spent retries go again with the run, by
+``POST /apis/v2beta1/runs/{run_id}:retry``, ``kfp_server_api.RunServiceApi.run_service_retry_run``.
 """
 
 from __future__ import annotations
