@@ -1,11 +1,8 @@
 """Kubeflow components: thin wrappers that turn artifacts into calls of the cnnvsmlp library.
 
-The settled config goes on as an artifact: kfp 2.17's local runner hands a task inside
-``dsl.ParallelFor`` the wrong value of an upstream parameter output. The compare steps succeed
-with failed runs listed, so their artifacts are stored; the check steps then fail the run.
+The settled config goes on as an artifact (kfp 2.17's local runner gives a task in a ParallelFor
+a wrong upstream parameter); compare steps succeed with failed runs listed, check steps fail runs.
 """
-
-from typing import List  # noqa: UP035 - kfp reads typing.List annotations
 
 from kfp import dsl
 
@@ -28,11 +25,7 @@ def prepare_data(config_json: str, dataset: dsl.Output[dsl.Dataset]):
 
 
 @dsl.component(base_image=UNPLACED, install_kfp_package=False)
-def plan_runs(
-    config_json: str,
-    repeats: int,
-    config: dsl.Output[dsl.Artifact],
-) -> List[str]:  # noqa: UP006
+def plan_runs(config_json: str, repeats: int, config: dsl.Output[dsl.Artifact]) -> list[str]:
     """Settle the config (``repeats`` unless 0) and list its runs, the slowest variant's first."""
     from pathlib import Path
 
@@ -54,7 +47,7 @@ def plan_efficiency_runs(
     dataset: dsl.Input[dsl.Dataset],
     config: dsl.Output[dsl.Artifact],
     efficiency: dsl.Output[dsl.Artifact],
-) -> List[str]:  # noqa: UP006
+) -> list[str]:
     """Settle the study's config and sizes (cut to the training split); list its runs."""
     import json
     from pathlib import Path
@@ -89,7 +82,6 @@ def train_model(
 ):
     """Train one variant with one seed; a retry resumes, a failure no retry fixes is recorded."""
     import sys
-    from pathlib import Path
 
     from cnnvsmlp import backend
     from cnnvsmlp.config import RunSpec, read_config
@@ -113,7 +105,7 @@ def train_model(
                 result = train(data_dir, run, experiment.train, model.path, store=store)
     except Exception as err:
         failure = record_failure(
-            err, run, experiment.dataset, "train", Path(model.path) / FAILURE_FILE
+            err, run, experiment.dataset, "train", f"{model.path}/{FAILURE_FILE}"
         )
         if failure is None:
             raise
@@ -155,15 +147,13 @@ def evaluate_model(
     else:
         trained = TrainResult.read(Path(model.path) / "train.json")
         backend.use(trained.train.backend)  # the model's own, set before Keras loads
-        from cnnvsmlp.evaluate import keep_evaluation, reuse_evaluation
+        from cnnvsmlp.evaluate import evaluate, keep_evaluation, reuse_evaluation
 
         store = model.metadata.get("store") or None  # where train_model kept the training
         scored = reuse_evaluation(model.path, dataset.path, store, Path(result.path))
         if scored is not None:
             print(f"evaluate: {scored.run.run_id}: evaluation reused from {store}", file=sys.stderr)
     if failure is None and scored is None:
-        from cnnvsmlp.evaluate import evaluate
-
         try:
             scored = evaluate(model.path, dataset.path, result.path)
         except Exception as err:
@@ -176,29 +166,24 @@ def evaluate_model(
                 keep_evaluation(model.path, dataset.path, store, scored)
             except (OSError, UserError) as err:
                 print(f"evaluate: {scored.run.run_id} not kept in {store}: {err}", file=sys.stderr)
+    info = {key: getattr((failure or scored).run, key) for key in ("variant", "repeat")}
     if failure is not None:
-        info = {"variant": failure.run.variant, "repeat": failure.run.repeat, "failed": True}
-        metrics.metadata.update(info)
-        result.metadata.update(info, error=failure.error)
+        metrics.metadata.update(info, failed=True)
+        result.metadata.update(info, failed=True, error=failure.error)
         return
-    for name, value in (
-        *((n, getattr(scored, n)) for n in ("accuracy", "loss", "params", "model_size_bytes")),
-        ("inference_images_per_s", scored.inference_images_per_s),
-        ("train_images_per_s", scored.training.train_images_per_s),
-    ):
-        metrics.log_metric(name, float(value))
-    metrics.metadata.update({"variant": scored.run.variant, "repeat": scored.run.repeat})
+    for name in ("accuracy", "loss", "params", "model_size_bytes", "inference_images_per_s"):
+        metrics.log_metric(name, float(getattr(scored, name)))
+    metrics.log_metric("train_images_per_s", float(scored.training.train_images_per_s))
+    metrics.metadata.update(info)
     classification.log_confusion_matrix(scored.classes, scored.confusion)
-    result.metadata.update(
-        {"variant": scored.run.variant, "repeat": scored.run.repeat, "accuracy": scored.accuracy}
-    )
+    result.metadata.update(info, accuracy=scored.accuracy)
 
 
 @dsl.component(base_image=UNPLACED, install_kfp_package=False)
 def compare_runs(
     config: dsl.Input[dsl.Artifact],
     dataset: dsl.Input[dsl.Dataset],
-    results: dsl.Input[List[dsl.Artifact]],  # noqa: UP006
+    results: dsl.Input[list[dsl.Artifact]],
     report: dsl.Output[dsl.Markdown],
     report_html: dsl.Output[dsl.HTML],
     comparison: dsl.Output[dsl.Artifact],
@@ -239,7 +224,7 @@ def compare_efficiency(
     config: dsl.Input[dsl.Artifact],
     efficiency: dsl.Input[dsl.Artifact],
     dataset: dsl.Input[dsl.Dataset],
-    results: dsl.Input[List[dsl.Artifact]],  # noqa: UP006
+    results: dsl.Input[list[dsl.Artifact]],
     report: dsl.Output[dsl.Markdown],
     comparison: dsl.Output[dsl.Artifact],
     provenance_json: str = "",
@@ -274,18 +259,14 @@ def compare_efficiency(
 @dsl.component(base_image=UNPLACED, install_kfp_package=False)
 def check_runs(comparison: dsl.Input[dsl.Artifact]):
     """Exit non-zero (``RunsFailed``) when the comparison is ``partial`` or ``failed``."""
-    from pathlib import Path
-
     from cnnvsmlp.report.model import check_complete
 
-    check_complete(Path(comparison.path) / "comparison.json")
+    check_complete(f"{comparison.path}/comparison.json")
 
 
 @dsl.component(base_image=UNPLACED, install_kfp_package=False)
 def check_efficiency(comparison: dsl.Input[dsl.Artifact]):
     """Exit non-zero (``EfficiencyRunsFailed``) when the study is ``partial`` or ``failed``."""
-    from pathlib import Path
-
     from cnnvsmlp.efficiency.analysis import check_complete
 
-    check_complete(Path(comparison.path) / "comparison.json")
+    check_complete(f"{comparison.path}/comparison.json")

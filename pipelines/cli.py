@@ -1,7 +1,4 @@
-"""Command line: the entry points behind the Makefile's verbs.
-
-Arguments are checked here, once; bad input ends with one line on stderr and exit status 2.
-"""
+"""Command line: the entry points behind the Makefile's verbs."""
 
 from __future__ import annotations
 
@@ -27,7 +24,6 @@ def _name(value: str) -> str:
 
 
 YES, NO = ("1", "yes", "y", "true", "on"), ("0", "no", "n", "false", "off", "")
-
 
 # make's switches arrive as --cache=VALUE and --verbose=VALUE: each the flag it stands for
 # when VALUE is yes, nothing when no.
@@ -141,8 +137,14 @@ def cmd_run(args: argparse.Namespace) -> None:
             f"--resume {args.resume}: a resumed run keeps its recorded config; "
             "leave out --config and the KEY=VALUE overrides"
         )
-    if args.resume:
-        args.runs_dir, args.resume = _run_folder(args.runs_dir, args.resume)
+    if args.resume:  # a run id, or a run folder's path
+        path = Path(args.resume.rstrip("/") or "/")
+        if path.name in ("", ".", ".."):
+            raise UserError(f"--resume {args.resume}: not a run; 'cnnvsmlp runs' lists the runs")
+        if len(path.parts) > 1 and (path / "config.json").is_file():
+            args.runs_dir, args.resume = str(path.parent), path.name
+        elif len(path.parts) == 1:
+            args.resume = path.name
     config = None if args.resume else _load_config(args)
     run_local(
         args.pipeline,
@@ -153,16 +155,6 @@ def cmd_run(args: argparse.Namespace) -> None:
         resume=args.resume,
         cache=not args.no_cache,
     )
-
-
-def _run_folder(runs_dir: str, resume: str) -> tuple[str, str]:
-    """The runs folder and run id ``--resume`` names: a run id, or a run folder's path."""
-    path = Path(resume.rstrip("/") or "/")
-    if path.name in ("", ".", ".."):
-        raise UserError(f"--resume {resume}: not a run; 'cnnvsmlp runs' lists the runs")
-    if len(path.parts) > 1 and (path / "config.json").is_file():
-        return str(path.parent), path.name
-    return runs_dir, path.name if len(path.parts) == 1 else resume
 
 
 def cmd_runs(args: argparse.Namespace) -> None:
@@ -265,26 +257,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out", type=_name, default="data/emnist-synthetic", help="folder (default: %(default)s)"
     )
-    for flag, default, what in (("--train", 20800, "training"), ("--test", 5200, "test")):
-        p.add_argument(
-            flag, type=int, default=default, help=f"{what} images (default: %(default)s)"
-        )
+    for flag, count, what in (("--train", 20800, "training"), ("--test", 5200, "test")):
+        p.add_argument(flag, type=int, default=count, help=f"{what} images (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
-    _run_args(_command(sub, cmd_run, "pipeline", "config"))
-    _runs_dir(_command(sub, cmd_runs), "are")
-    p = _command(sub, cmd_compile, "pipeline")
-    p.add_argument("--out", type=_name, default="build", help="output folder (default: build)")
-    for verb, what in CLUSTER_VERBS.items():
-        p = _command(sub, cmd_cluster, "pipeline", "config", name=verb, text=what)
-        if verb == "schedule":
-            p.add_argument("--cron", required=True, help="KFP cron: 6 fields, seconds first")
-        p.add_argument(
-            "--experiment", type=_name, help="KFP experiment (default: the config's name)"
-        )
-    return parser
-
-
-def _run_args(p: argparse.ArgumentParser) -> None:
+    p = _command(sub, cmd_run, "pipeline", "config")
     _runs_dir(p, "go")
     p.add_argument(
         "--runner",
@@ -308,6 +284,17 @@ def _run_args(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="stream every task's output too, as kfp prints it",
     )
+    _runs_dir(_command(sub, cmd_runs), "are")
+    p = _command(sub, cmd_compile, "pipeline")
+    p.add_argument("--out", type=_name, default="build", help="output folder (default: build)")
+    for verb, what in CLUSTER_VERBS.items():
+        p = _command(sub, cmd_cluster, "pipeline", "config", name=verb, text=what)
+        if verb == "schedule":
+            p.add_argument("--cron", required=True, help="KFP cron: 6 fields, seconds first")
+        p.add_argument(
+            "--experiment", type=_name, help="KFP experiment (default: the config's name)"
+        )
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -326,14 +313,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args) or 0
     except SystemExit as done:  # --help, or argparse's one-line error
         return done.code if isinstance(done.code, int) else 2
-    except UserError as err:
-        from cnnvsmlp_pipelines.runs import LocalRunInterrupted
-
-        if isinstance(err, LocalRunInterrupted):
-            print(err, file=sys.stderr)
-            return err.exit_code
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except UserError as err:  # a LocalRunInterrupted has its own line and exit status
+        code = getattr(err, "exit_code", None)
+        print(err if code else f"error: {err}", file=sys.stderr)
+        return code or 2
     except KeyboardInterrupt:
         print(f"{args.command}: interrupted", file=sys.stderr)
         return 130

@@ -1,7 +1,4 @@
-"""Submit and schedule pipelines on a Kubeflow Pipelines cluster (docs/cluster.md, steps 9-11).
-
-Cron expressions are checked as KFP parses them (robfig/cron v1) before any call.
-"""
+"""Submit and schedule pipelines on a Kubeflow Pipelines cluster (docs/cluster.md, steps 9-11)."""
 
 from __future__ import annotations
 
@@ -182,8 +179,8 @@ def _upload(client, target: Target, name: str, package: str) -> tuple[str, str]:
     return pipeline_id, uploaded.pipeline_version_id
 
 
-def _recurring_runs(client, target: Target, experiment_id: str, name: str) -> list:
-    """Every recurring run of that name in the experiment, through every page."""
+def _recurring_runs(client, target: Target, experiment_id: str, name: str) -> list[str]:
+    """The ids of every recurring run of that name in the experiment, through every page."""
     found, token = [], ""
     while True:
         listed = call(
@@ -195,17 +192,15 @@ def _recurring_runs(client, target: Target, experiment_id: str, name: str) -> li
             experiment_id=experiment_id,
             filter=_name_filter(name),
         )
-        found += [r for r in (listed.recurring_runs or []) if r.display_name == name]
+        runs = listed.recurring_runs or []
+        found += [r.recurring_run_id for r in runs if r.display_name == name]
         token = listed.next_page_token or ""
         if not token:
             return found
 
 
 def cluster_config(config: ExperimentConfig) -> ExperimentConfig:
-    """The config a cluster run gets: training state mirrored to ``gs://<BUCKET>/resume``.
-
-    A retried training task starts on a new pod; the mirror lets it go on from its last epoch.
-    """
+    """The config a cluster run gets: training state mirrored to ``gs://<BUCKET>/resume``."""
     if config.resume_uri:
         return config
     return config.model_copy(update={"resume_uri": f"gs://{cluster_settings().bucket}/resume"})
@@ -254,11 +249,6 @@ def submit(pipeline: str, config: ExperimentConfig, experiment: str | None = Non
     return run.run_id
 
 
-def schedule_name(pipeline: str, config: ExperimentConfig) -> str:
-    """The recurring run's name: one schedule per pipeline and experiment config."""
-    return f"{pipeline}-{config.name}-schedule"
-
-
 def schedule(
     pipeline: str, config: ExperimentConfig, cron: str, experiment: str | None = None
 ) -> str:
@@ -269,7 +259,7 @@ def schedule(
     cron = check_cron(cron)
     experiment = experiment or config.name
     target, client, shared = _prepare(pipeline, config, experiment)
-    name = schedule_name(pipeline, config)
+    name = f"{pipeline}-{config.name}-schedule"  # one per pipeline and experiment config
     # No enable_caching: kfp.Client applies it only to a package, never to a version; the
     # uploaded IR turns caching off for training, evaluation and comparison.
     new_id = call(
@@ -282,16 +272,11 @@ def schedule(
         no_catchup=True,
         **shared,
     ).recurring_run_id
-    for old in _recurring_runs(client, target, shared["experiment_id"], name):
-        if old.recurring_run_id != new_id:
-            call(
-                target,
-                f"delete the replaced recurring run {old.recurring_run_id} (delete it with "
-                "'make unschedule' and schedule again)",
-                client.delete_recurring_run,
-                old.recurring_run_id,
-            )
-            print(f"schedule: replaced recurring run {old.recurring_run_id} ({name})")
+    found = _recurring_runs(client, target, shared["experiment_id"], name)
+    for old in [run_id for run_id in found if run_id != new_id]:
+        what = f"delete the replaced recurring run {old} (delete it with 'make unschedule' and "
+        call(target, what + "schedule again)", client.delete_recurring_run, old)
+        print(f"schedule: replaced recurring run {old} ({name})")
     print(f"schedule: recurring run {new_id} '{cron}' in experiment {experiment}")
     print(f"schedule: {target.host}/#/recurringrun/details/{new_id}")
     return new_id
@@ -301,21 +286,16 @@ def unschedule(pipeline: str, config: ExperimentConfig, experiment: str | None =
     """Delete the recurring runs :func:`schedule` made for this pipeline and config; count them."""
     target = Target.from_env(cluster_settings())
     client = connect(target)
-    name = schedule_name(pipeline, config)
+    name = f"{pipeline}-{config.name}-schedule"
     experiment = experiment or config.name
     experiment_id = _find_id(client, target, "experiment", experiment)
     if experiment_id is None:
         print(f"unschedule: no experiment named {experiment}, so no recurring run {name}")
         return 0
     found = _recurring_runs(client, target, experiment_id, name)
-    for recurring in found:
-        call(
-            target,
-            f"delete recurring run {recurring.recurring_run_id}",
-            client.delete_recurring_run,
-            recurring.recurring_run_id,
-        )
-        print(f"unschedule: deleted recurring run {recurring.recurring_run_id} ({name})")
+    for run_id in found:
+        call(target, f"delete recurring run {run_id}", client.delete_recurring_run, run_id)
+        print(f"unschedule: deleted recurring run {run_id} ({name})")
     if not found:
         print(f"unschedule: no recurring run named {name}")
     return len(found)

@@ -13,6 +13,7 @@ import shutil
 import traceback
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import quote, quote_plus
 
 import google.auth.transport.requests
@@ -69,11 +70,10 @@ def redact(text: str) -> str:
 
 def read_token(value: str, source: str) -> str:
     """A bearer token from ``source``: stripped, printable ASCII, remembered to be blanked."""
-    _SECRETS.add(value)
     token = value.strip()
+    _SECRETS.update({value, token})
     if not token:
         raise ClusterError(f"{source} is empty (only whitespace): set it to the bearer token")
-    _SECRETS.add(token)
     for position, char in enumerate(token, 1):
         if not ("!" <= char <= "~"):
             kind = "a non-ASCII character" if ord(char) > 127 else "a control character"
@@ -127,13 +127,12 @@ class Target:
                 f"service account {settings.service_account} is; change one to match the other"
             )
         token_path = os.environ.get("KF_PIPELINES_SA_TOKEN_PATH") or SA_TOKEN_PATH
+        root = os.environ.get("KFP_PIPELINE_ROOT") or f"gs://{settings.bucket}/pipeline-root"
         return cls(
             host=host,
             token=token,
             namespace=None if namespace == STANDALONE_NAMESPACE else namespace,
-            pipeline_root=(
-                os.environ.get("KFP_PIPELINE_ROOT") or f"gs://{settings.bucket}/pipeline-root"
-            ),
+            pipeline_root=root,
             iap_client_id=_env("KFP_IAP_CLIENT_ID", "KF_PIPELINES_IAP_OAUTH2_CLIENT_ID"),
             token_path=token_path if os.path.isfile(token_path) else None,
         )
@@ -156,23 +155,18 @@ def iap_id_token(target: Target) -> str:
     return read_token(token, f"the ID token google-auth fetched for {target.iap_client_id}")
 
 
-def _token_file(path: str) -> str:
-    """The projected service-account token in ``path``, read and checked like ``KFP_TOKEN``."""
-    try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as f:
-            value = f.read()
-    except OSError as err:
-        raise ClusterError(f"KF_PIPELINES_SA_TOKEN_PATH {path}: {err.strerror}") from None
-    return read_token(value, f"the token file {path}")
-
-
 def connect(target: Target):
     """A ``kfp.Client`` for ``target`` once its host answered as a KFP 2 API; requests time out."""
     token = target.token
     if not token and target.iap_client_id:
         token = iap_id_token(target)
-    elif not token and target.token_path:
-        token = _token_file(target.token_path)
+    elif not token and target.token_path:  # the projected service-account token
+        path = target.token_path
+        try:
+            value = Path(path).read_text(encoding="utf-8", errors="surrogateescape")
+        except OSError as err:
+            raise ClusterError(f"KF_PIPELINES_SA_TOKEN_PATH {path}: {err.strerror}") from None
+        token = read_token(value, f"the token file {path}")
     _log_to_file()
     _confirm_api(target, token)
     with warnings.catch_warnings():  # "only works with KFP v2.0.0-beta.2 and later": ours is 2.x
@@ -222,11 +216,10 @@ def _confirm_api(target: Target, token: str | None) -> None:
 def _log_to_file() -> None:
     """Send what kfp and urllib3 log (retries, tracebacks) to :data:`LOG_FILE`, not the screen."""
     root = logging.getLogger()
-    if any(getattr(h, "cnnvsmlp", False) for h in root.handlers):
+    if any(_redacted in h.filters for h in root.handlers):  # added already
         return
     LOG_FILE.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(LOG_FILE)
-    handler.cnnvsmlp = True
     handler.addFilter(_redacted)
     root.addHandler(handler)
 

@@ -40,9 +40,7 @@ class ImageError(UserError):
 def shipped_files(root: Path = ROOT) -> list[Path]:
     """The git-tracked files under :data:`SHIPPED` in ``root``, sorted: what the tag hashes."""
     listed = subprocess.run(
-        ["git", "-C", str(root), "ls-files", "-z", "--", *SHIPPED],
-        capture_output=True,
-        text=True,
+        ["git", "-C", str(root), "ls-files", "-z", "--", *SHIPPED], capture_output=True, text=True
     )
     if "safe.directory" in listed.stderr:  # git refuses a checkout another user owns
         raise ImageError(
@@ -85,8 +83,6 @@ def image_ref(kind: str) -> str:
     if not IMAGES_FILE.is_file():
         return f"cnnvsmlp-{kind}:not-from-a-checkout"
     targets = bake_targets({"REGISTRY": images_config()["registry"], "TAG": source_tag()})
-    if kind not in targets:
-        raise KeyError(f"unknown image {kind!r}; known: {', '.join(targets)}")
     return targets[kind]["tags"][0]
 
 

@@ -1,8 +1,7 @@
 """The DAG every pipeline shares, and where its tasks run: resources, node pools, retries, user.
 
-Why the retries and security context are so: docs/cluster.md (steps 5, 7, 10); spent retries
-are retried with the run (``POST /apis/v2beta1/runs/{run_id}:retry``,
-``kfp_server_api.RunServiceApi.run_service_retry_run``).
+Why: docs/cluster.md (steps 5, 7, 10). Spent retries go again with the run, by
+``POST /apis/v2beta1/runs/{run_id}:retry``, ``kfp_server_api.RunServiceApi.run_service_retry_run``.
 """
 
 from __future__ import annotations
@@ -22,26 +21,21 @@ TRAIN_RETRY_WINDOW = "86400s"  # Argo's backoff.maxDuration: one window for all 
 IMAGE_UID = 10001
 
 
-def in_image(task: dsl.PipelineTask, kind: str) -> dsl.PipelineTask:
-    """Run the task in the project's ``kind`` image (``cpu`` or ``gpu``), never as root."""
+def placed(task: dsl.PipelineTask, memory: str, kind: str = "cpu", cache: bool = False):
+    """Request 1 CPU (4 with a GPU) and ``memory``; run in the ``kind`` image, never as root."""
+    cpus = "4" if kind == "gpu" else "1"
+    task.set_caching_options(cache).set_cpu_request(cpus).set_memory_request(memory)
     task.container_spec.image = image_ref(kind)
     return kubernetes.set_security_context(task, run_as_user=IMAGE_UID, run_as_non_root=True)
 
 
-def cpu_task(task: dsl.PipelineTask, cpu: str = "1", memory: str = "4Gi") -> dsl.PipelineTask:
-    """Request CPU and memory for a task that needs no accelerator (the CPU pool)."""
-    return in_image(task.set_cpu_request(cpu).set_memory_request(memory), "cpu")
-
-
 def gpu_task(task: dsl.PipelineTask) -> dsl.PipelineTask:
-    """One GPU on the GPU node pool, with retries and backoff."""
+    """One GPU on the GPU node pool, with retries and backoff; never cached: reruns retrain."""
     settings = cluster_settings()
-    in_image(task.set_cpu_request("4").set_memory_request("16Gi"), "gpu")
+    placed(task, "16Gi", "gpu")
     task.set_accelerator_type(settings.gpu_resource).set_accelerator_limit(1)
     kubernetes.add_node_selector(
-        task,
-        label_key=settings.gpu_node_selector_key,
-        label_value=settings.gpu_node_selector_value,
+        task, label_key=settings.gpu_node_selector_key, label_value=settings.gpu_node_selector_value
     )
     kubernetes.add_toleration(
         task, key=settings.gpu_toleration_key, operator="Exists", effect="NoSchedule"
@@ -62,21 +56,18 @@ def fan_out_fan_in(
     check: Callable[..., dsl.PipelineTask],
 ) -> None:
     """Add the shared DAG: ``plan`` lists the runs and settles ``config``, ``check`` the result."""
-    data = cpu_task(prepare_data(config_json=config_json).set_caching_options(True), memory="8Gi")
-    planned = cpu_task(plan(data).set_caching_options(False), memory="1Gi")
+    data = placed(prepare_data(config_json=config_json), "8Gi", cache=True)
+    planned = placed(plan(data), "1Gi")
     with dsl.ParallelFor(planned.outputs["Output"]) as run_json:
-        # Training is never cached: a scheduled rerun must retrain.
         train = train_model(
             config=planned.outputs["config"],
             run_json=run_json,
             job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
             dataset=data.outputs["dataset"],
         )
-        gpu_task(train.set_caching_options(False))
+        gpu_task(train)
         evaluate = evaluate_model(dataset=data.outputs["dataset"], model=train.outputs["model"])
-        cpu_task(evaluate.set_caching_options(False), memory="8Gi")
-    compared = compare(planned, data, dsl.Collected(evaluate.outputs["result"]))
-    cpu_task(compared.set_caching_options(False), memory="8Gi")
+        placed(evaluate, "8Gi")
+    compared = placed(compare(planned, data, dsl.Collected(evaluate.outputs["result"])), "8Gi")
     # Last, so the comparison is stored before a partial run is marked failed.
-    checked = check(comparison=compared.outputs["comparison"])
-    cpu_task(checked.set_caching_options(False), memory="1Gi")
+    placed(check(comparison=compared.outputs["comparison"]), "1Gi")
