@@ -12,13 +12,15 @@ import io
 import json
 import math
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from cnnvsmlp.config import SEED_SOURCES, RunSpec, TrainConfig
+from cnnvsmlp.config import SEED_SOURCES, RunSpec, StoppingRule, TrainConfig
 from cnnvsmlp.errors import UserError
 from cnnvsmlp.jsonmodel import Record
 from cnnvsmlp.models import user_source
@@ -42,16 +44,14 @@ WHOLE = {"model": MODEL, "result": RESULT, "history": HISTORY}
 # The library modules whose source decides what a training, or an evaluation, computes.
 TRAINING_CODE = (
     "train.py",
-    "adam.py",
     "resume.py",
     "training_files.py",
     "backend.py",
     "models.py",
     "data/store.py",
-    "stopping.py",
     "efficiency/subsets.py",
 )
-EVALUATION_CODE = ("evaluate.py", "shift.py", "backend.py", "data/store.py")
+EVALUATION_CODE = ("evaluate.py", "backend.py", "data/store.py")
 
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
@@ -238,3 +238,37 @@ def evaluation_key(model: Path, meta: dict, hardware: Hardware) -> str:
 def machine_memo(store: str | None) -> Path | None:
     """Where a local store remembers each machine's :class:`Hardware`: its resume_uri, for all."""
     return Path(store).parent if store and "://" not in store else None
+
+
+@dataclass(frozen=True)
+class StopDecision:
+    """Where the rule stopped (``epochs``), whose weights it keeps (0: no finite loss), and why."""
+
+    stop: bool
+    epochs: int
+    best_epoch: int
+    reason: Literal["patience", "cap"] | None  # converged, still improving at the cap, or running
+
+    @property
+    def capped_improving(self) -> bool:
+        """Whether the training ended at the cap on epochs, not converged by the rule."""
+        return self.reason == "cap"
+
+
+def decide(val_losses: Sequence[float], rule: StoppingRule, max_epochs: int) -> StopDecision:
+    """The decision at the first epoch where the rule stops, else after the last one given.
+
+    An epoch improves on the best loss so far by more than ``min_delta`` (a non-finite loss
+    never does); ``patience`` epochs in a row without improvement, or ``max_epochs``, stop it.
+    """
+    best, best_epoch, wait = math.inf, 0, 0
+    for epoch, loss in enumerate(val_losses, start=1):
+        if math.isfinite(loss) and loss < best - rule.min_delta:
+            best, best_epoch, wait = loss, epoch, 0
+        else:
+            wait += 1
+        if wait >= rule.patience:
+            return StopDecision(True, epoch, best_epoch, "patience")
+        if epoch >= max_epochs:
+            return StopDecision(True, epoch, best_epoch, "cap")
+    return StopDecision(False, len(val_losses), best_epoch, None)

@@ -28,7 +28,7 @@ from cnnvsmlp.provenance import Provenance
 from cnnvsmlp.records import EvalResult, RunFailure
 from cnnvsmlp.report.model import distinct
 from cnnvsmlp.stats import accuracy_interval
-from cnnvsmlp.stopping import decide
+from cnnvsmlp.training_files import decide
 
 
 class EfficiencyRunsFailed(UserError):

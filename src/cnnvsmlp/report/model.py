@@ -172,7 +172,7 @@ class ShiftAccuracy(Record):
 
     variant: str
     """The variant."""
-    shift: int = Field(description="Pixels moved (cnnvsmlp.shift); 0: the test images as they are.")
+    shift: int = Field(description="Pixels moved (evaluate.py); 0: the test images as they are.")
     accuracy: Interval
     """Mean accuracy over the repeats and its interval."""
 
