@@ -67,14 +67,9 @@ def evaluate_shifted(
     for shift in shifts:
         shifted = shift_images(images, shift, SHIFT_SEED)
         predictions = model.predict(shifted, batch_size=PREDICT_BATCH, verbose=0).argmax(axis=1)
-        scored.append(
-            ShiftResult(
-                shift=shift,
-                seed=SHIFT_SEED,
-                accuracy=float(np.mean(predictions == labels)),
-                predictions=predictions.astype(int).tolist(),
-            )
-        )
+        accuracy = float(np.mean(predictions == labels))
+        found = {"accuracy": accuracy, "predictions": predictions.astype(int).tolist()}
+        scored.append(ShiftResult(shift=shift, seed=SHIFT_SEED, **found))
     return scored
 
 

@@ -1,8 +1,7 @@
 """The model variants, by one name each: built-in ones, and a user's ``module:function``.
 
-A user's function takes ``(input_shape, num_classes)``, returns an uncompiled ``keras.Model``
-and declares its family (``wide_cnn.family = "cnn"``); its source travels in the experiment
-config (``model_sources``). The batch-norm variants: docs/batchnorm.md.
+A user's function takes ``(input_shape, num_classes)`` and declares its family (README); its
+source travels in the experiment config (``model_sources``). Batch norm: docs/batchnorm.md.
 """
 
 from __future__ import annotations
@@ -139,13 +138,11 @@ def is_user_variant(name: str) -> bool:
 
 def module_source(module: str, variant: str) -> str:
     """The source of a user's one-file module, found in the working directory or on ``sys.path``."""
-    search = [os.getcwd(), *sys.path]
     try:
-        found = (
-            importlib.machinery.PathFinder.find_spec(module, search)
-            if "." not in module
-            else importlib.util.find_spec(module)
-        )
+        if "." in module:
+            found = importlib.util.find_spec(module)
+        else:
+            found = importlib.machinery.PathFinder.find_spec(module, [os.getcwd(), *sys.path])
     except ImportError:
         found = None
     if found is None or not found.origin or not found.origin.endswith(".py"):

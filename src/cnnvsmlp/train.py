@@ -50,11 +50,7 @@ def _fused_step():
 
 @functools.cache
 def fused_is_exact() -> bool:
-    """Whether the fused update rounds as TensorFlow's ops do, in this process.
-
-    Sets :data:`NO_FMA_FLAG` for XLA's first compilation (FMA would round once where
-    TensorFlow rounds twice), then compares one update of 4,096 values.
-    """
+    """Whether the update, XLA's first compilation made without FMA, rounds as TensorFlow's."""
     import tensorflow as tf
 
     if tf.config.list_logical_devices("GPU"):
@@ -171,12 +167,11 @@ class Progress(keras.callbacks.Callback):
         if now - self._last < STEP_EVERY_S:
             return
         self._last = now
-        accuracy = float(logs.get("accuracy", math.nan))
         steps = self.params.get("steps")
         # Keras names the last step of a steps_per_execution chunk, which can pass the epoch's end.
         step = min(batch + 1, steps) if steps else batch + 1
         fields = {"epoch": self.epoch, "epochs": self.epochs, "step": step, "steps": steps}
-        fields |= {"loss": loss, "accuracy": accuracy}
+        fields |= {"loss": loss, "accuracy": float(logs.get("accuracy", math.nan))}
         text = "epoch {epoch}/{epochs} step {step}/{steps} loss {loss:.4f} accuracy {accuracy:.4f}"
         progress.report("step", self.run.run_id, text.format(**fields), **fields)
 
@@ -260,17 +255,15 @@ class _Fitting(Training):
         if steps.diverged:
             step, loss = steps.diverged
             every = config.steps_per_execution
-            raise TrainingDiverged(
-                f"{run.run_id}: loss became {loss} in epoch {epoch} by step {step}"
-                f"{f' (checked every {every} steps)' if every > 1 else ''}; "
-                "lower train.learning_rate or check the data"
-            )
-        metrics = {k: float(fit.history[k][-1]) for k in files.METRICS}
-        if not all(math.isfinite(v) for v in metrics.values()):
-            raise TrainingDiverged(
-                f"{run.run_id}: epoch {epoch} ended with non-finite metrics {metrics}; "
-                "lower train.learning_rate or check the data"
-            )
+            checked = f" (checked every {every} steps)" if every > 1 else ""
+            why = f"loss became {loss} in epoch {epoch} by step {step}{checked}"
+        else:
+            metrics = {k: float(fit.history[k][-1]) for k in files.METRICS}
+            finite = all(math.isfinite(v) for v in metrics.values())
+            why = None if finite else f"epoch {epoch} ended with non-finite metrics {metrics}"
+        if why:
+            lower = "lower train.learning_rate or check the data"
+            raise TrainingDiverged(f"{run.run_id}: {why}; {lower}")
         return Epoch(epoch=epoch, **metrics, time_s=seconds)
 
     def report(self, event: str, row: Epoch, text: str, seconds: float) -> None:

@@ -1,4 +1,4 @@
-"""A training's key and its files: what names a training or an evaluation, and what it writes.
+"""A training's key, its files and its early-stopping rule; the key of an evaluation.
 
 A key is a sha256 over the data set, the run, the config, the source of the code that
 computes and the machine's numerics (docs/resume.md): equal keys compute the same numbers.
@@ -184,22 +184,19 @@ def sha256_file(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def _key(parts: dict, code: tuple[str, ...], hardware: Hardware) -> str:
-    """The sha256 of ``parts``, the source of the library modules ``code``, Keras and numerics."""
+def _key(parts: dict, meta: dict, code: tuple[str, ...], hardware: Hardware) -> str:
+    """The sha256 of ``parts``, the data, the source of the modules ``code``, Keras and numerics."""
     root, source = Path(__file__).parent, hashlib.sha256()
     for name in code:
         source.update(name.encode() + b"\0" + (root / name).read_bytes())
     parts |= {
+        # Not the folder the data set was read from, where its files' digest names it.
+        "data": {k: v for k, v in meta.items() if not (k == "source" and meta.get("input_sha256"))},
         "code": source.hexdigest(),
         "keras": metadata.version("keras"),  # keras.__version__, without loading TensorFlow
         "numerics": list(hardware.numerics()),
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def data_identity(meta: dict) -> dict:
-    """What of a data set's ``metadata.json`` counts in a key: not the folder it came from."""
-    return {k: v for k, v in meta.items() if not (k == "source" and meta.get("input_sha256"))}
 
 
 def training_key(
@@ -214,7 +211,6 @@ def training_key(
     if config.early_stopping is None:
         untrained.add("early_stopping")  # no early stopping counts as before it existed
     parts = {
-        "data": data_identity(meta),
         "variant": run.variant,
         "seed": run.seed,
         **({"model_source": source} if (source := user_source(run.variant)) else {}),
@@ -226,13 +222,12 @@ def training_key(
     whole = meta.get("counts", {}).get("train")
     if run.n_train is not None and (whole is None or run.n_train < whole):
         parts["n_train"] = run.n_train  # cnnvsmlp.efficiency's subset: n images of the seed's order
-    return _key(parts, TRAINING_CODE, hardware)
+    return _key(parts, meta, TRAINING_CODE, hardware)
 
 
 def evaluation_key(model: Path, meta: dict, hardware: Hardware) -> str:
     """The sha256 naming an evaluation: the model's bytes, the data, the code and the numerics."""
-    parts = {"model": sha256_file(model), "data": data_identity(meta)}
-    return _key(parts, EVALUATION_CODE, hardware)
+    return _key({"model": sha256_file(model)}, meta, EVALUATION_CODE, hardware)
 
 
 def machine_memo(store: str | None) -> Path | None:
