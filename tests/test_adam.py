@@ -1,4 +1,4 @@
-"""Adam's fused update (cnnvsmlp.adam): Keras' weights and moments to the bit, or Keras' own."""
+"""Adam's fused update (cnnvsmlp.train): Keras' weights and moments to the bit, or Keras' own."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import pytest
 
-from cnnvsmlp import adam
+from cnnvsmlp import train as adam
 from cnnvsmlp.config import TrainConfig
 from cnnvsmlp.models import build_model
 from cnnvsmlp.train import make_optimizer
@@ -34,7 +34,7 @@ def _python(code: str) -> str:
 TRAIN_BOTH = """
     import hashlib
     import keras, numpy as np, tensorflow as tf
-    from cnnvsmlp import adam
+    from cnnvsmlp import train as adam
     from cnnvsmlp.models import build_model
 
     def train(variant, fused):
@@ -78,7 +78,7 @@ def test_after_an_xla_compilation_with_fma_keras_update_is_kept():
         """
         import keras, tensorflow as tf
         tf.function(lambda a, b, c: a * b + c, jit_compile=True)(*[tf.ones(8)] * 3)
-        from cnnvsmlp import adam
+        from cnnvsmlp import train as adam
         optimizer = adam.fuse_updates(keras.optimizers.Adam())
         print(adam.fused_is_exact(), "update_step" in vars(optimizer))
         """
@@ -94,7 +94,7 @@ def test_the_check_leaves_the_process_environment_as_it_was(monkeypatch):
         """
         import os
         os.environ["XLA_FLAGS"] = "--xla_cpu_use_thunk_runtime=true"
-        from cnnvsmlp import adam
+        from cnnvsmlp import train as adam
         adam.fused_is_exact()
         print(os.environ["XLA_FLAGS"])
         """

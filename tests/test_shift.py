@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cnnvsmlp.shift import SHIFTS, directions, shift_images, translate
+from cnnvsmlp.evaluate import SHIFTS, directions, shift_images, translate
 
 
 def _image() -> np.ndarray:

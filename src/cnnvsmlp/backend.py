@@ -1,7 +1,6 @@
 """The Keras backend a run computes with (TensorFlow or JAX), and what differs between them.
 
-:func:`use` must run before anything imports Keras. What each backend makes deterministic:
-docs/gpu.md.
+:func:`use` must run before anything imports Keras; what each makes deterministic: docs/gpu.md.
 """
 
 from __future__ import annotations
@@ -75,14 +74,11 @@ def tensorboard_callback(log_dir: str | os.PathLike) -> keras.callbacks.Callback
     def write_epoch_scalars(epoch: int, logs: dict | None) -> None:
         from tensorboard.summary import DirectoryOutput, Writer
 
-        logs = logs or {}
-        for split, keys in (
-            ("train", {k: k for k in logs if not k.startswith("val_")}),
-            ("validation", {k[len("val_") :]: k for k in logs if k.startswith("val_")}),
-        ):
-            if keys:
+        for split, validation in (("train", False), ("validation", True)):
+            if keys := sorted(k for k in logs or {} if k.startswith("val_") == validation):
                 writer = Writer(DirectoryOutput(str(Path(log_dir) / split)))
-                for name, key in sorted(keys.items()):
+                for key in keys:
+                    name = key.removeprefix("val_")
                     writer.add_scalar(f"epoch_{name}", float(logs[key]), step=epoch)
                 writer.close()
 
@@ -119,20 +115,18 @@ def describe() -> dict:
 def _tensorflow() -> dict:
     import tensorflow as tf
 
-    info = {}
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
+    info = {
+        "tensorflow": tf.__version__,
+        "tensorflow_git": tf.version.GIT_VERSION,
+        "build": {k: str(v) for k, v in tf.sysconfig.get_build_info().items()},
+        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+    }
+    if gpus := tf.config.list_physical_devices("GPU"):
         details = tf.config.experimental.get_device_details(gpus[0])
         info["device"] = "gpu"
         info["accelerator"] = f"{len(gpus)} x {details.get('device_name', 'GPU')}"
         if details.get("compute_capability"):
             info["gpu_compute_capability"] = ".".join(str(x) for x in details["compute_capability"])
-    info.update(
-        tensorflow=tf.__version__,
-        tensorflow_git=tf.version.GIT_VERSION,
-        build={k: str(v) for k, v in tf.sysconfig.get_build_info().items()},
-        intra_op_threads=tf.config.threading.get_intra_op_parallelism_threads(),
-    )
     return info
 
 

@@ -95,7 +95,7 @@ class Split(_Config):
 
 
 class StoppingRule(_Config):
-    """Early stopping on validation loss, keeping the best epoch (cnnvsmlp.stopping)."""
+    """Early stopping on validation loss, keeping the best epoch (training_files.decide)."""
 
     patience: Int = Field(default=5, ge=1, le=1000)
     """Epochs without improvement before stopping."""

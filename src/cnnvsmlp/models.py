@@ -1,8 +1,7 @@
 """The model variants, by one name each: built-in ones, and a user's ``module:function``.
 
-A user's function takes ``(input_shape, num_classes)``, returns an uncompiled ``keras.Model``
-and declares its family (``wide_cnn.family = "cnn"``); its source travels in the experiment
-config (``model_sources``). The batch-norm variants: docs/batchnorm.md.
+A user's function takes ``(input_shape, num_classes)`` and declares its family (README); its
+source travels in the experiment config (``model_sources``). Batch norm: docs/batchnorm.md.
 """
 
 from __future__ import annotations
@@ -42,13 +41,11 @@ def _sequential(name: str, layers: Callable, input_shape: tuple[int, ...], num_c
     import keras
 
     image = keras.Input(shape=tuple(input_shape), name="image")
-    return keras.Sequential([image, *layers(num_classes)], name=name)
+    return keras.Sequential([image, *layers(keras.layers, num_classes)], name=name)
 
 
-def _mlp(num_classes: int) -> list:
+def _mlp(layers: types.ModuleType, num_classes: int) -> list:
     """Seed 000's multilayer perceptron (6,206,526 parameters with 26 classes)."""
-    from keras import layers
-
     return [
         layers.Flatten(),
         layers.Dense(1500, activation="relu"),
@@ -59,10 +56,8 @@ def _mlp(num_classes: int) -> list:
     ]
 
 
-def _cnn_deep(num_classes: int) -> list:
+def _cnn_deep(layers: types.ModuleType, num_classes: int) -> list:
     """Seed 000's deep CNN, the classic Keras MNIST CNN (1,201,946 parameters, 26 classes)."""
-    from keras import layers
-
     return [
         layers.Conv2D(32, 3, activation="relu"),
         layers.Conv2D(64, 3, activation="relu"),
@@ -75,10 +70,8 @@ def _cnn_deep(num_classes: int) -> list:
     ]
 
 
-def _cnn(num_classes: int) -> list:
+def _cnn(layers: types.ModuleType, num_classes: int) -> list:
     """Seed 004's first CNN (804,554 parameters with 10 classes)."""
-    from keras import layers
-
     return [
         layers.Conv2D(32, 3, padding="same", activation="relu"),
         layers.MaxPooling2D(2),
@@ -88,9 +81,8 @@ def _cnn(num_classes: int) -> list:
     ]
 
 
-def _cnn_3conv(num_classes: int, batch_norm: float | None) -> list:
+def _cnn_3conv(layers: types.ModuleType, num_classes: int, batch_norm: float | None) -> list:
     """Seed 004's "+2 conv layers" network; with BatchNorm of momentum ``batch_norm`` if given."""
-    from keras import layers
 
     def block(units_layer: keras.layers.Layer) -> list[keras.layers.Layer]:
         norm = [] if batch_norm is None else [layers.BatchNormalization(momentum=batch_norm)]
@@ -146,13 +138,11 @@ def is_user_variant(name: str) -> bool:
 
 def module_source(module: str, variant: str) -> str:
     """The source of a user's one-file module, found in the working directory or on ``sys.path``."""
-    search = [os.getcwd(), *sys.path]
     try:
-        found = (
-            importlib.machinery.PathFinder.find_spec(module, search)
-            if "." not in module
-            else importlib.util.find_spec(module)
-        )
+        if "." in module:
+            found = importlib.util.find_spec(module)
+        else:
+            found = importlib.machinery.PathFinder.find_spec(module, [os.getcwd(), *sys.path])
     except ImportError:
         found = None
     if found is None or not found.origin or not found.origin.endswith(".py"):

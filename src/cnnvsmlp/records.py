@@ -251,7 +251,7 @@ class ClassMetrics(Record):
 
 
 class ShiftResult(Record):
-    """The model on the test images translated by ``shift`` pixels (:mod:`cnnvsmlp.shift`)."""
+    """The model on the test images translated by ``shift`` pixels (:mod:`cnnvsmlp.evaluate`)."""
 
     shift: int
     """Pixels moved along each axis that moves (1 to 4)."""

@@ -96,22 +96,22 @@ class Training:
         warn = functools.partial(_log.warning, busy, self.run.run_id, self.mirror)
         return one_writer(Path(f"{self.mirror}.lock"), warn)
 
-    # Finished trainings
-
     def reuse(self) -> TrainResult | None:
         """The record of a finished training with this key, here or the mirror's, put in ``out``."""
         found = self._finished_here()
-        if found is None and self.mirror and self._fetch_finished():
-            found = self._finished_here()
+        marker = f"{self.mirror}/{files.FINISHED}"
+        if found is None and self.mirror and storage.read_text(marker) is not None:
+            names = (files.MODEL, files.RESULT, files.HISTORY, files.FINISHED)  # the marker last
+            if all(storage.fetch_file(f"{self.mirror}/{n}", self.out / n) for n in names):
+                found = self._finished_here()
         if found is None:
             return None
         origin, result = found
         progress.report("reused", self.run.run_id, f"reused from {origin}", from_=origin)
         if origin == self.origin or (result.reused_from == origin and result.run == self.run):
             return result  # this folder's own training, or a reuse recorded already
-        result = result.model_copy(
-            update={"run": self.run, "train": self.config, "reused_from": origin}
-        )
+        update = {"run": self.run, "train": self.config, "reused_from": origin}
+        result = result.model_copy(update=update)
         result.write(self.out / files.RESULT)
         return result
 
@@ -133,17 +133,18 @@ class Training:
             return None
         return finished.origin, result
 
-    def _fetch_finished(self) -> bool:
-        """Fetch a finished training from the mirror, the marker last; False when it has none."""
-        names = (files.MODEL, files.RESULT, files.HISTORY, files.FINISHED)
-        return storage.read_text(f"{self.mirror}/{files.FINISHED}") is not None and all(
-            storage.fetch_file(f"{self.mirror}/{name}", self.out / name) for name in names
-        )
-
     def finish(self, model: keras.Model, result: TrainResult) -> TrainResult:
         """Write the inference model and the record, mark the training finished, drop its state."""
+        import keras
+
         result = result.model_copy(update={"training_key": self.key})
-        _save_inference_model(model, self.out / files.MODEL)
+        # What evaluation loads: no optimizer, not compiled (from_config, unlike clone_model and
+        # model_from_json); a user's own layer classes are found among the model's layers.
+        own = {type(layer).__name__: type(layer) for layer in model._flatten_layers()}
+        with keras.saving.custom_object_scope(own):
+            bare = type(model).from_config(model.get_config())
+        bare.set_weights(model.get_weights())
+        write_atomically(self.out / files.MODEL, bare.save)  # keeps ``.keras``, which Keras needs
         result.write(self.out / files.RESULT)
         # A retry that found every epoch done trained none, so wrote no history of its own.
         files.write_history(self.out / files.HISTORY, result.history)
@@ -154,8 +155,6 @@ class Training:
                 shutil.rmtree(self.out / name, ignore_errors=True)
         self._mirror({files.MODEL, files.RESULT, files.HISTORY}, {files.FINISHED})
         return result
-
-    # Interrupted trainings
 
     def start(self, fresh: Callable[[], keras.Model]) -> tuple[keras.Model, list[Epoch]]:
         """The model ``fresh`` builds and its history, restored from the newest trusted state."""
@@ -255,8 +254,6 @@ class Training:
         text = f"{name} {reason}; set aside in {where}, its epochs train again"
         progress.report("set_aside", self.run.run_id, text, from_=str(paths[0]), level="warning")
 
-    # Epochs
-
     def save_epoch(
         self, model: keras.Model, history: list[Epoch], best_epoch: int | None = None
     ) -> None:
@@ -298,16 +295,3 @@ class Training:
             storage.mirror_dir(self.out, self.mirror, only={*names, files.TENSORBOARD})
             storage.mirror_dir(self.out, self.mirror, only={*marker, files.TENSORBOARD})
             storage.prune_dir(self.out, self.mirror, only={files.CHECKPOINTS, files.STATES})
-
-
-def _save_inference_model(model: keras.Model, path: Path) -> None:
-    """Save ``model`` without its optimizer or compile settings: what evaluation loads."""
-    import keras
-
-    # from_config, unlike clone_model and model_from_json, does not compile the copy; a
-    # user's own layer classes are found among the model's layers.
-    own = {type(layer).__name__: type(layer) for layer in model._flatten_layers()}
-    with keras.saving.custom_object_scope(own):
-        bare = type(model).from_config(model.get_config())
-    bare.set_weights(model.get_weights())
-    write_atomically(path, bare.save)  # the partial name keeps ``.keras``, which Keras needs

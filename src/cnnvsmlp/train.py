@@ -1,21 +1,24 @@
 """Train one model variant on a prepared data set, one ``fit`` per epoch, resumable.
 
-Each epoch's image order and Dropout masks depend only on the seed and the epoch, so a
-resumed training ends with the weights of an uninterrupted one.
+Each epoch's image order and Dropout masks depend only on the seed and the epoch, so a resumed
+training ends with the weights of an uninterrupted one. Adam's update is fused into one XLA pass
+where that gives Keras' weights to the bit (docs/performance.md).
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import math
 import os
 import time
 
 import keras
 import numpy as np
+from keras import ops
 
 from cnnvsmlp import backend, progress
 from cnnvsmlp import training_files as files
-from cnnvsmlp.adam import fuse_updates
 from cnnvsmlp.backend import make_deterministic
 from cnnvsmlp.config import RunSpec, TrainConfig
 from cnnvsmlp.data.store import load_split
@@ -23,9 +26,97 @@ from cnnvsmlp.errors import UserError
 from cnnvsmlp.models import build_model
 from cnnvsmlp.records import EarlyStop, Epoch, Hardware, TrainResult
 from cnnvsmlp.resume import Training
-from cnnvsmlp.stopping import StopDecision, decide
 
 STEP_EVERY_S = 1.0  # seconds between two ``step`` progress events of an epoch, at least
+
+_log = logging.getLogger(__name__)
+
+NO_FMA_FLAG = "--xla_cpu_max_isa=AVX"  # XLA's CPU code kept to AVX, which has no fused multiply-add
+FUSE_MIN_SIZE = 65536  # smaller variables keep Keras' ops: a fused call costs more than it saves
+
+
+def _fused_step():
+    """The XLA-compiled update: Keras' ``Adam.update_step`` after its scalars, op for op."""
+    import tensorflow as tf
+
+    @tf.function(jit_compile=True, autograph=False)
+    def step(variable, m, v, gradient, alpha, one_minus_beta_1, one_minus_beta_2, epsilon):
+        m.assign_add(tf.multiply(tf.subtract(gradient, m), one_minus_beta_1))
+        v.assign_add(tf.multiply(tf.subtract(tf.square(gradient), v), one_minus_beta_2))
+        variable.assign_sub(tf.divide(tf.multiply(m, alpha), tf.add(tf.sqrt(v), epsilon)))
+
+    return step
+
+
+@functools.cache
+def fused_is_exact() -> bool:
+    """Whether the update, XLA's first compilation made without FMA, rounds as TensorFlow's."""
+    import tensorflow as tf
+
+    if tf.config.list_logical_devices("GPU"):
+        return False
+    before = os.environ.get("XLA_FLAGS")
+    os.environ["XLA_FLAGS"] = f"{before or ''} {NO_FMA_FLAG}".strip()
+    try:
+        rng = np.random.default_rng(0)
+        values = [rng.standard_normal(4096).astype("float32") for _ in range(4)]
+        values[2] = np.abs(values[2])  # the second moment is never negative
+        gradient = tf.constant(values[3])
+        scalars = [tf.constant(x, tf.float32) for x in (1e-3, 1 - 0.9, 1 - 0.999, 1e-7)]
+        results = []
+        fused = _fused_step()
+        for step in (fused, fused.python_function):
+            state = [tf.Variable(x) for x in values[:3]]
+            step(*state, gradient, *scalars)
+            results.append([s.numpy() for s in state])
+        exact = all(np.array_equal(a, b) for a, b in zip(*results, strict=True))
+    except Exception as err:  # noqa: BLE001 - no XLA here: Keras' own update is used
+        _log.debug("fused Adam update unavailable: %s", err)
+        return False
+    finally:
+        if before is None:
+            os.environ.pop("XLA_FLAGS", None)
+        else:
+            os.environ["XLA_FLAGS"] = before
+    if not exact:
+        _log.debug("fused Adam update rounds differently here; Keras' own update is used")
+    return exact
+
+
+def _update_step(self, fused, gradient, variable, learning_rate):
+    """``keras.optimizers.Adam.update_step`` (Keras 3) with the element-wise part fused."""
+    if math.prod(variable.shape) < FUSE_MIN_SIZE:
+        return keras.optimizers.Adam.update_step(self, gradient, variable, learning_rate)
+
+    lr = ops.cast(learning_rate, variable.dtype)
+    gradient = ops.cast(gradient, variable.dtype)
+    local_step = ops.cast(self.iterations + 1, variable.dtype)
+    beta_1_power = ops.power(ops.cast(self.beta_1, variable.dtype), local_step)
+    beta_2_power = ops.power(ops.cast(self.beta_2, variable.dtype), local_step)
+    index = self._get_variable_index(variable)
+    alpha = lr * ops.sqrt(1 - beta_2_power) / (1 - beta_1_power)
+    # Keras multiplies by the Python floats 1 - beta and adds epsilon, each
+    # converted to the variable's dtype: the same constants here.
+    constants = (1 - self.beta_1, 1 - self.beta_2, self.epsilon)
+    state = (variable, self._momentums[index], self._velocities[index])
+    fused(
+        *(x.value if isinstance(x, keras.Variable) else x for x in state),  # the tf.Variables
+        gradient,
+        alpha,
+        *(ops.convert_to_tensor(c, variable.dtype) for c in constants),
+    )
+
+
+def fuse_updates(optimizer):
+    """``optimizer`` (not yet used) with the fused update where it gives Keras' weights exactly."""
+    if (
+        type(optimizer) is keras.optimizers.Adam
+        and not optimizer.amsgrad
+        and keras.backend.backend() == "tensorflow"
+        and fused_is_exact()
+    ):
+        optimizer.update_step = functools.partial(_update_step, optimizer, _fused_step())
+    return optimizer
 
 
 class TrainingDiverged(UserError):
@@ -76,12 +167,11 @@ class Progress(keras.callbacks.Callback):
         if now - self._last < STEP_EVERY_S:
             return
         self._last = now
-        accuracy = float(logs.get("accuracy", math.nan))
         steps = self.params.get("steps")
         # Keras names the last step of a steps_per_execution chunk, which can pass the epoch's end.
         step = min(batch + 1, steps) if steps else batch + 1
         fields = {"epoch": self.epoch, "epochs": self.epochs, "step": step, "steps": steps}
-        fields |= {"loss": loss, "accuracy": accuracy}
+        fields |= {"loss": loss, "accuracy": float(logs.get("accuracy", math.nan))}
         text = "epoch {epoch}/{epochs} step {step}/{steps} loss {loss:.4f} accuracy {accuracy:.4f}"
         progress.report("step", self.run.run_id, text.format(**fields), **fields)
 
@@ -137,10 +227,10 @@ class _Fitting(Training):
         )
         return model
 
-    def decision(self, history: list[Epoch]) -> StopDecision | None:
+    def decision(self, history: list[Epoch]) -> files.StopDecision | None:
         """What early stopping makes of the epochs so far; None when the config has none."""
         rule = self.config.early_stopping
-        return rule and decide([e.val_loss for e in history], rule, self.config.epochs)
+        return rule and files.decide([e.val_loss for e in history], rule, self.config.epochs)
 
     def fit_epoch(self, model: keras.Model, epoch: int, tensorboard: keras.callbacks.Callback):
         """Train epoch ``epoch`` (1-based) in the seed's order of the images; its history row."""
@@ -165,17 +255,15 @@ class _Fitting(Training):
         if steps.diverged:
             step, loss = steps.diverged
             every = config.steps_per_execution
-            raise TrainingDiverged(
-                f"{run.run_id}: loss became {loss} in epoch {epoch} by step {step}"
-                f"{f' (checked every {every} steps)' if every > 1 else ''}; "
-                "lower train.learning_rate or check the data"
-            )
-        metrics = {k: float(fit.history[k][-1]) for k in files.METRICS}
-        if not all(math.isfinite(v) for v in metrics.values()):
-            raise TrainingDiverged(
-                f"{run.run_id}: epoch {epoch} ended with non-finite metrics {metrics}; "
-                "lower train.learning_rate or check the data"
-            )
+            checked = f" (checked every {every} steps)" if every > 1 else ""
+            why = f"loss became {loss} in epoch {epoch} by step {step}{checked}"
+        else:
+            metrics = {k: float(fit.history[k][-1]) for k in files.METRICS}
+            finite = all(math.isfinite(v) for v in metrics.values())
+            why = None if finite else f"epoch {epoch} ended with non-finite metrics {metrics}"
+        if why:
+            lower = "lower train.learning_rate or check the data"
+            raise TrainingDiverged(f"{run.run_id}: {why}; {lower}")
         return Epoch(epoch=epoch, **metrics, time_s=seconds)
 
     def report(self, event: str, row: Epoch, text: str, seconds: float) -> None:

@@ -1,4 +1,4 @@
-"""A training's key and its files: what names a training or an evaluation, and what it writes.
+"""A training's key, its files and its early-stopping rule; the key of an evaluation.
 
 A key is a sha256 over the data set, the run, the config, the source of the code that
 computes and the machine's numerics (docs/resume.md): equal keys compute the same numbers.
@@ -12,13 +12,15 @@ import io
 import json
 import math
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from cnnvsmlp.config import SEED_SOURCES, RunSpec, TrainConfig
+from cnnvsmlp.config import SEED_SOURCES, RunSpec, StoppingRule, TrainConfig
 from cnnvsmlp.errors import UserError
 from cnnvsmlp.jsonmodel import Record
 from cnnvsmlp.models import user_source
@@ -42,16 +44,14 @@ WHOLE = {"model": MODEL, "result": RESULT, "history": HISTORY}
 # The library modules whose source decides what a training, or an evaluation, computes.
 TRAINING_CODE = (
     "train.py",
-    "adam.py",
     "resume.py",
     "training_files.py",
     "backend.py",
     "models.py",
     "data/store.py",
-    "stopping.py",
     "efficiency/subsets.py",
 )
-EVALUATION_CODE = ("evaluate.py", "shift.py", "backend.py", "data/store.py")
+EVALUATION_CODE = ("evaluate.py", "backend.py", "data/store.py")
 
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
@@ -184,22 +184,19 @@ def sha256_file(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def _key(parts: dict, code: tuple[str, ...], hardware: Hardware) -> str:
-    """The sha256 of ``parts``, the source of the library modules ``code``, Keras and numerics."""
+def _key(parts: dict, meta: dict, code: tuple[str, ...], hardware: Hardware) -> str:
+    """The sha256 of ``parts``, the data, the source of the modules ``code``, Keras and numerics."""
     root, source = Path(__file__).parent, hashlib.sha256()
     for name in code:
         source.update(name.encode() + b"\0" + (root / name).read_bytes())
     parts |= {
+        # Not the folder the data set was read from, where its files' digest names it.
+        "data": {k: v for k, v in meta.items() if not (k == "source" and meta.get("input_sha256"))},
         "code": source.hexdigest(),
         "keras": metadata.version("keras"),  # keras.__version__, without loading TensorFlow
         "numerics": list(hardware.numerics()),
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def data_identity(meta: dict) -> dict:
-    """What of a data set's ``metadata.json`` counts in a key: not the folder it came from."""
-    return {k: v for k, v in meta.items() if not (k == "source" and meta.get("input_sha256"))}
 
 
 def training_key(
@@ -214,7 +211,6 @@ def training_key(
     if config.early_stopping is None:
         untrained.add("early_stopping")  # no early stopping counts as before it existed
     parts = {
-        "data": data_identity(meta),
         "variant": run.variant,
         "seed": run.seed,
         **({"model_source": source} if (source := user_source(run.variant)) else {}),
@@ -226,15 +222,48 @@ def training_key(
     whole = meta.get("counts", {}).get("train")
     if run.n_train is not None and (whole is None or run.n_train < whole):
         parts["n_train"] = run.n_train  # cnnvsmlp.efficiency's subset: n images of the seed's order
-    return _key(parts, TRAINING_CODE, hardware)
+    return _key(parts, meta, TRAINING_CODE, hardware)
 
 
 def evaluation_key(model: Path, meta: dict, hardware: Hardware) -> str:
     """The sha256 naming an evaluation: the model's bytes, the data, the code and the numerics."""
-    parts = {"model": sha256_file(model), "data": data_identity(meta)}
-    return _key(parts, EVALUATION_CODE, hardware)
+    return _key({"model": sha256_file(model)}, meta, EVALUATION_CODE, hardware)
 
 
 def machine_memo(store: str | None) -> Path | None:
     """Where a local store remembers each machine's :class:`Hardware`: its resume_uri, for all."""
     return Path(store).parent if store and "://" not in store else None
+
+
+@dataclass(frozen=True)
+class StopDecision:
+    """Where the rule stopped (``epochs``), whose weights it keeps (0: no finite loss), and why."""
+
+    stop: bool
+    epochs: int
+    best_epoch: int
+    reason: Literal["patience", "cap"] | None  # converged, still improving at the cap, or running
+
+    @property
+    def capped_improving(self) -> bool:
+        """Whether the training ended at the cap on epochs, not converged by the rule."""
+        return self.reason == "cap"
+
+
+def decide(val_losses: Sequence[float], rule: StoppingRule, max_epochs: int) -> StopDecision:
+    """The decision at the first epoch where the rule stops, else after the last one given.
+
+    An epoch improves on the best loss so far by more than ``min_delta`` (a non-finite loss
+    never does); ``patience`` epochs in a row without improvement, or ``max_epochs``, stop it.
+    """
+    best, best_epoch, wait = math.inf, 0, 0
+    for epoch, loss in enumerate(val_losses, start=1):
+        if math.isfinite(loss) and loss < best - rule.min_delta:
+            best, best_epoch, wait = loss, epoch, 0
+        else:
+            wait += 1
+        if wait >= rule.patience:
+            return StopDecision(True, epoch, best_epoch, "patience")
+        if epoch >= max_epochs:
+            return StopDecision(True, epoch, best_epoch, "cap")
+    return StopDecision(False, len(val_losses), best_epoch, None)

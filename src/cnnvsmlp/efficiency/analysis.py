@@ -20,7 +20,7 @@ from cnnvsmlp.pairwise import accuracy_interval
 from cnnvsmlp.provenance import Provenance
 from cnnvsmlp.records import EvalResult, RunFailure
 from cnnvsmlp.report.model import distinct
-from cnnvsmlp.stopping import decide
+from cnnvsmlp.training_files import decide
 
 Runs = dict[tuple[str, int], dict[int, EvalResult]]  # by variant and size, then repeat
 

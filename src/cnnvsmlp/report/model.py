@@ -132,7 +132,7 @@ class ShiftAccuracy(Record):
     """A variant's test accuracy on the test images shifted by ``shift`` pixels, over repeats."""
 
     variant: str = Field(description="The variant.")
-    shift: int = Field(description="Pixels moved (cnnvsmlp.shift); 0: the test images as they are.")
+    shift: int = Field(description="Pixels moved (evaluate.py); 0: the test images as they are.")
     accuracy: Interval = Field(description="Mean accuracy over the repeats and its interval.")
 
 
