@@ -17,10 +17,6 @@ from cnnvsmlp.provenance import Provenance
 EFFICIENCY_PRESET = "fashion-mnist-data-efficiency"
 
 
-def _scheduled(config: ExperimentConfig, pipeline_root: Path | None = None) -> list[RunSpec]:
-    return config.scheduled_runs()
-
-
 def run_arguments(config: ExperimentConfig, provenance: Provenance | None = None, **extra) -> dict:
     """Run parameters for an experiment config; its provenance goes apart, to the report."""
     return {
@@ -44,10 +40,12 @@ class PipelineSpec:
     # The run parameters for a config and the provenance of the run that starts.
     arguments: Callable[[ExperimentConfig, Provenance | None], dict] = run_arguments
     # The trainings of a run before its data is prepared (the header and estimate).
-    planned_runs: Callable[[ExperimentConfig], list[RunSpec]] = _scheduled
+    planned_runs: Callable[[ExperimentConfig], list[RunSpec]] = ExperimentConfig.scheduled_runs
     as_trained: Callable[[ExperimentConfig], ExperimentConfig] = lambda config: config
     # The loop's items as a started run listed them; None before they are known.
-    loop_runs: Callable[[ExperimentConfig, Path], list[RunSpec] | None] = _scheduled
+    loop_runs: Callable[[ExperimentConfig, Path], list[RunSpec] | None] = lambda config, _: (
+        config.scheduled_runs()
+    )
     summary: Callable[[Path], str] | None = None  # lines after a run; None: the table
 
     @cached_property

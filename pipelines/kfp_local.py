@@ -105,9 +105,7 @@ def killed_by(returncode: int | None) -> signal.Signals | None:
     """The signal that ended a task process (directly, or its command under ``sh``)."""
     code = returncode or 0
     number = -code if code < 0 else code - 128
-    with contextlib.suppress(ValueError):
-        return signal.Signals(number) if number > 0 else None
-    return None
+    return signal.Signals(number) if number in set(signal.Signals) else None
 
 
 def explain(task: TaskLog) -> str:
@@ -185,8 +183,7 @@ class LocalSession:
             stack.enter_context(contextlib.redirect_stdout(tee))
             stack.enter_context(contextlib.redirect_stderr(tee))
             stack.enter_context(warnings.catch_warnings())
-            # kfp's warnings for every task ("settings [...] have no effect", "custom or
-            # non-Python base image") go to the log whatever the warning filters say.
+            # kfp's warnings for every task go to the log whatever the warning filters say.
             warnings.simplefilter("always")
             warnings.showwarning = lambda message, category, filename, lineno, *_: sys.stderr.write(
                 warnings.formatwarning(message, category, filename, lineno)

@@ -46,10 +46,7 @@ from cnnvsmlp_pipelines.runs import (
 
 @dataclass(frozen=True)
 class Concurrency:
-    """Trainings at once, and threads per task (None: TensorFlow's default, one per core).
-
-    The default, measured by ``make bench`` (README, Performance), is the fastest on 2 cores.
-    """
+    """Trainings at once, and threads per task (None: TensorFlow's default, one per core)."""
 
     parallel: int = 2
     threads: int | None = None
@@ -158,10 +155,7 @@ def find_comparison(pipeline_root: Path, task: str) -> Path:
 def local_config(
     config: ExperimentConfig, runs_dir: Path, run_id: str, cache: bool = True
 ) -> ExperimentConfig:
-    """The config as a local run trains it: state in ``<runs_dir>/.trainings``, reused if ``cache``.
-
-    A config's own ``resume_uri`` or ``resume_scope`` is kept; without ``cache``, only this run's.
-    """
+    """The config as a local run trains it: state in ``<runs_dir>/.trainings``, reused if cached."""
     update = {}
     if not config.resume_uri:
         update["resume_uri"] = str(runs_dir.resolve() / ".trainings")
@@ -182,7 +176,6 @@ def run_local(
     verbose: bool = False,
     resume: str | None = None,
     cache: bool = True,
-    stream=None,
 ) -> Path:
     """Run a pipeline (or go on with run ``resume``) and collect its comparison in ``report/``."""
     from cnnvsmlp.provenance import recorded, stamp, write_beside
@@ -212,7 +205,7 @@ def run_local(
             run_dir, "running", pid=os.getpid(), host=HOST, pipeline=spec.name, runner=runner
         )
         point_latest(run_dir)
-        stream = io.StringIO() if quiet else stream or sys.stdout
+        stream = io.StringIO() if quiet else sys.stdout
         run = _LocalRun(spec, config, run_dir, pipeline_root, stream, verbose, provenance)
         start = time.perf_counter()
         run.execute(resume is not None, concurrency, task_runner)
@@ -232,8 +225,8 @@ class _LocalRun:
     verbose: bool
     provenance: Provenance | None = None
 
-    def screen(self, resumed: bool):
-        """Print the header; the display of the trainings' progress."""
+    def execute(self, resumed: bool, concurrency: Concurrency, task_runner) -> None:
+        """Print the header, run the tasks; the status and a one-line error when the run fails."""
         runs, trained = self.spec.planned_runs(self.config), self.spec.as_trained(self.config)
         for line in header(self.spec.name, trained, self.run_dir, resumed, runs):
             self.stream.write(line + "\n")
@@ -241,11 +234,7 @@ class _LocalRun:
         estimate = progress.Estimate(
             epoch_seconds(self.config, runs), expected_epochs(trained), PER_TRAINING_S
         )
-        return progress.display(self.stream, estimate, live=not self.verbose)
-
-    def execute(self, resumed: bool, concurrency: Concurrency, task_runner) -> None:
-        """Run the pipeline's tasks; the status and a one-line error when it fails."""
-        screen = self.screen(resumed)
+        screen = progress.display(self.stream, estimate, live=not self.verbose)
         events = self.pipeline_root / PROGRESS_FILE
         self.pipeline_root.mkdir(parents=True, exist_ok=True)
         events.unlink(missing_ok=True)
