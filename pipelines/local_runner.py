@@ -101,13 +101,12 @@ def docker_runner(config: ExperimentConfig, pipeline_root: Path):
     for folder in writable:
         folder.mkdir(parents=True, exist_ok=True)
         folder.chmod(0o777)
-    runner = local.DockerRunner(
+    return local.DockerRunner(
         read_only=True,
         tmpfs={"/tmp": "rw,size=1g"},
         mounts=mounts,
         environment={progress.ENV: str(pipeline_root.resolve() / PROGRESS_FILE)},
-    )
-    return runner, config.model_copy(update={"source": source})
+    ), config.model_copy(update={"source": source})
 
 
 def local_copy(pipeline, parallel: int = 2):

@@ -99,8 +99,7 @@ def point_latest(run_dir: Path) -> None:
     if link.exists() and not link.is_symlink():
         return  # a folder or file of the user's named latest: leave it
     partial = run_dir.parent / f".latest-{os.getpid()}"
-    with contextlib.suppress(FileNotFoundError):
-        partial.unlink()
+    partial.unlink(missing_ok=True)
     partial.symlink_to(run_dir.name)
     partial.replace(link)
 

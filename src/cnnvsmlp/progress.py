@@ -151,15 +151,13 @@ class Estimate:
         if event.kind in ("done", "reused"):
             self.finished.add(run)
             self.done_epochs[run] = float(self.epochs)
-        elif event.kind == "epoch" and event.epoch:
+        elif event.kind in ("epoch", "resumed") and event.epoch:
             self.done_epochs[run] = float(event.epoch)
-            if event.seconds:
+            if event.kind == "epoch" and event.seconds:
                 self._measured += event.seconds
                 self._expected += self.epoch_s[run]
         elif event.kind == "step" and event.epoch and event.steps:
             self.done_epochs[run] = event.epoch - 1 + (event.step or 0) / event.steps
-        elif event.kind == "resumed" and event.epoch:
-            self.done_epochs[run] = float(event.epoch)
 
     def seconds_left(self) -> float:
         """Seconds until the last training ends (the tasks after it not counted)."""
