@@ -1,19 +1,30 @@
-"""Pipelines, registered by name in :func:`pipelines`: a new one is a module with its ``SPEC``."""
+"""Pipelines, registered by name in :func:`pipelines`: the comparison and the data-efficiency study.
 
-from __future__ import annotations
+A pipeline's ``@dsl.pipeline`` function is built on first use, so the CLI starts without kfp.
+"""
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from cnnvsmlp.config import ExperimentConfig, RunSpec
+from cnnvsmlp.config import DEFAULT_PRESET, ExperimentConfig, RunSpec, load_config
+from cnnvsmlp.efficiency.curves import EfficiencyConfig, plan_runs, settle
 from cnnvsmlp.errors import UserError
 from cnnvsmlp.provenance import Provenance
 
+EFFICIENCY_PRESET = "fashion-mnist-data-efficiency"
 
-def _scheduled(config: ExperimentConfig, pipeline_root: Path | None = None) -> list[RunSpec]:
-    return config.scheduled_runs()
+
+def run_arguments(config: ExperimentConfig, provenance: Provenance | None = None, **extra) -> dict:
+    """Run parameters for an experiment config; its provenance goes apart, to the report."""
+    return {
+        "config_json": config.model_dump_json(),
+        **extra,
+        "repeats": config.repeats,
+        "provenance_json": provenance.model_dump_json() if provenance else "",
+    }
 
 
 @dataclass(frozen=True)
@@ -23,16 +34,18 @@ class PipelineSpec:
     name: str  # make run PIPELINE=<name>
     preset: str  # the config a run starts from when none is named
     build: Callable[[], Callable]  # the @dsl.pipeline function, its defaults read then
-    # The run parameters for a config and the provenance of the run that starts.
-    arguments: Callable[[ExperimentConfig, Provenance | None], dict]
     comparison_task: str  # the task whose comparison artifact is the report
     check_task: str  # the last task, which fails a run with failed trainings
     failure_summary: Callable[[Path], str]  # names the failed runs of a written comparison
+    # The run parameters for a config and the provenance of the run that starts.
+    arguments: Callable[[ExperimentConfig, Provenance | None], dict] = run_arguments
     # The trainings of a run before its data is prepared (the header and estimate).
-    planned_runs: Callable[[ExperimentConfig], list[RunSpec]] = _scheduled
+    planned_runs: Callable[[ExperimentConfig], list[RunSpec]] = ExperimentConfig.scheduled_runs
     as_trained: Callable[[ExperimentConfig], ExperimentConfig] = lambda config: config
     # The loop's items as a started run listed them; None before they are known.
-    loop_runs: Callable[[ExperimentConfig, Path], list[RunSpec] | None] = _scheduled
+    loop_runs: Callable[[ExperimentConfig, Path], list[RunSpec] | None] = lambda config, _: (
+        config.scheduled_runs()
+    )
     summary: Callable[[Path], str] | None = None  # lines after a run; None: the table
 
     @cached_property
@@ -47,10 +60,8 @@ class PipelineSpec:
 
 
 def pipelines() -> dict[str, PipelineSpec]:
-    """The registered pipelines by name; imported on first use, so the CLI starts without kfp."""
-    from cnnvsmlp_pipelines import compare, data_efficiency
-
-    return {spec.name: spec for spec in (compare.SPEC, data_efficiency.SPEC)}
+    """The registered pipelines by name."""
+    return {spec.name: spec for spec in (COMPARE, DATA_EFFICIENCY)}
 
 
 def get_pipeline(name: str) -> PipelineSpec:
@@ -85,3 +96,185 @@ def compile_pipeline(name: str, out_dir: str | Path = "build") -> Path:
     except OSError as err:
         raise UserError(f"{out}: cannot write the compiled pipeline ({err.strerror})") from None
     return path
+
+
+def build_compare():
+    """The comparison's ``@dsl.pipeline`` function; its ``config_json`` default is read now."""
+    from kfp import dsl
+
+    from cnnvsmlp_components import check_runs, compare_runs
+    from cnnvsmlp_components import plan_runs as plan_compare_runs
+    from cnnvsmlp_pipelines.cluster import cluster_config
+    from cnnvsmlp_pipelines.placement import fan_out_fan_in
+
+    default_config = cluster_config(load_config(DEFAULT_PRESET)).model_dump_json()
+
+    @dsl.pipeline(
+        name="compare",
+        description="CNN versus MLP: train every variant with repeats, test, and compare them.",
+    )
+    def pipeline(
+        config_json: str = default_config,
+        repeats: int = 0,
+        provenance_json: str = "",
+    ):
+        """Train and test every variant of an experiment and compare them.
+
+        Args:
+            config_json: the experiment config as JSON (a preset, with overrides).
+                The default is the Fashion-MNIST preset as a cluster runs it, its
+                training state mirrored to the bucket of the cluster settings.
+            repeats: runs of each variant, with seeds ``seed`` to ``seed + repeats - 1``,
+                in place of the config's ``repeats``, so it can be changed alone in the
+                KFP UI; 0 keeps the config's.
+            provenance_json: what started the run (``cnnvsmlp.provenance.stamp``), for
+                the report only: apart from ``config_json``, so the data step's cache
+                key stays the same from run to run.
+        """
+        fan_out_fan_in(
+            config_json,
+            plan=lambda data: plan_compare_runs(config_json=config_json, repeats=repeats),
+            compare=lambda plan, data, results: compare_runs(
+                config=plan.outputs["config"],
+                dataset=data.outputs["dataset"],
+                results=results,
+                provenance_json=provenance_json,
+                job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+            ),
+            check=check_runs,
+        )
+
+    return pipeline
+
+
+def _compare_failures(comparison_json) -> str:
+    from cnnvsmlp.report.model import Comparison, failure_summary
+
+    return failure_summary(Comparison.read(comparison_json))
+
+
+def build_efficiency():
+    """The study's ``@dsl.pipeline`` function; its parameters' defaults are read now."""
+    from kfp import dsl
+
+    from cnnvsmlp_components import check_efficiency, compare_efficiency, plan_efficiency_runs
+    from cnnvsmlp_pipelines.cluster import cluster_config
+    from cnnvsmlp_pipelines.placement import fan_out_fan_in
+
+    default_config = cluster_config(load_config(EFFICIENCY_PRESET)).model_dump_json()
+    default_efficiency = EfficiencyConfig().model_dump_json()
+
+    @dsl.pipeline(
+        name="data-efficiency",
+        description="CNN versus MLP as the training set grows: nested subsets, repeats, "
+        "learning curves.",
+    )
+    def pipeline(
+        config_json: str = default_config,
+        efficiency_json: str = default_efficiency,
+        repeats: int = 0,
+        provenance_json: str = "",
+    ):
+        """Train every variant on every training-set size, test, and compare them.
+
+        Args:
+            config_json: the experiment config as JSON: data set, variants (the
+                first is the baseline), recipe, ``train.epochs`` as the cap on epochs.
+                The default is the fashion-mnist-data-efficiency preset as a
+                cluster runs it.
+            efficiency_json: the training-set sizes and the stopping rule
+                (``EfficiencyConfig`` as JSON).
+            repeats: runs of each variant and size, in place of the config's; 0
+                keeps the config's.
+            provenance_json: what started the run (``cnnvsmlp.provenance.stamp``), for
+                the report only, apart from ``config_json``.
+        """
+        fan_out_fan_in(
+            config_json,
+            plan=lambda data: plan_efficiency_runs(
+                config_json=config_json,
+                efficiency_json=efficiency_json,
+                repeats=repeats,
+                dataset=data.outputs["dataset"],
+            ),
+            compare=lambda plan, data, results: compare_efficiency(
+                config=plan.outputs["config"],
+                efficiency=plan.outputs["efficiency"],
+                dataset=data.outputs["dataset"],
+                results=results,
+                provenance_json=provenance_json,
+            ),
+            check=check_efficiency,
+        )
+
+    return pipeline
+
+
+def efficiency_failures(comparison_json) -> str:
+    """One line naming the runs that failed for good in a written analysis; empty if none."""
+    failures = json.loads(Path(comparison_json).read_text()).get("failures", [])
+    if not failures:
+        return ""
+    failed = [f.get("run", {}).get("run_id", "?") for f in failures]
+    runs = f"{len(failed)} run{'s' if len(failed) > 1 else ''}"
+    return f"{runs} failed for good: {', '.join(failed)}."
+
+
+def as_trained(config: ExperimentConfig) -> ExperimentConfig:
+    """The config as every training of the study reads it: early stopping by the study's rule."""
+    return settle(config, EfficiencyConfig())
+
+
+def planned_runs(config: ExperimentConfig) -> list:
+    """The trainings of a run, from the training split's size as ``prepare_data`` will cut it."""
+    from cnnvsmlp.data.spec import get_spec
+
+    classes = len(get_spec(config.dataset).classes)
+    return plan_runs(config, EfficiencyConfig(), config.training_images(), classes)
+
+
+def loop_runs(config: ExperimentConfig, pipeline_root) -> list | None:
+    """The loop's items as ``plan_efficiency_runs`` listed them: None before the data."""
+    found = sorted(Path(pipeline_root).glob("*/prepare-data/dataset/metadata.json"))
+    if not found:
+        return None
+    meta = json.loads(found[-1].read_text())
+    return plan_runs(config, EfficiencyConfig(), meta["counts"]["train"], len(meta["classes"]))
+
+
+def summary(report_dir) -> str:
+    """The lines the local runner prints after a run: the report's headline, in points."""
+    from cnnvsmlp.efficiency.analysis import EfficiencyAnalysis
+    from cnnvsmlp.provenance import SYNTHETIC_DATA, SYNTHETIC_LEAD
+    from cnnvsmlp.report.efficiency import headline
+
+    analysis = EfficiencyAnalysis.read(Path(report_dir) / "comparison.json")
+    lines = [headline(analysis)]
+    if analysis.provenance.synthetic:
+        lines.append(f"{SYNTHETIC_LEAD} {SYNTHETIC_DATA}")
+    return "\n".join(lines)
+
+
+COMPARE = PipelineSpec(
+    name="compare",
+    preset=DEFAULT_PRESET,
+    build=build_compare,
+    comparison_task="compare-runs",
+    check_task="check-runs",
+    failure_summary=_compare_failures,
+)
+DATA_EFFICIENCY = PipelineSpec(
+    name="data-efficiency",
+    preset=EFFICIENCY_PRESET,
+    build=build_efficiency,
+    arguments=lambda config, provenance=None: run_arguments(
+        config, provenance, efficiency_json=EfficiencyConfig().model_dump_json()
+    ),
+    comparison_task="compare-efficiency",
+    check_task="check-efficiency",
+    failure_summary=efficiency_failures,
+    planned_runs=planned_runs,
+    as_trained=as_trained,
+    loop_runs=loop_runs,
+    summary=summary,
+)

@@ -1,7 +1,4 @@
-"""The one module that knows how kfp's local runner (kfp 2.17) prints, runs and fails.
-
-Each task writes to ``<logs>/<task>[-<run id>].log``, kfp's own prints to ``<logs>/run.log``.
-"""
+"""The one module that knows how kfp's local runner (kfp 2.17) prints, runs and fails."""
 
 from __future__ import annotations
 
@@ -23,8 +20,11 @@ from pathlib import Path
 from unittest import mock
 
 from cnnvsmlp.config import ExperimentConfig, RunSpec
-from cnnvsmlp_pipelines.kfp_docker import STOP_GRACE_S, ContainerTasks
 
+# The label of every container a run starts (DockerRunner): its value is the run's job id.
+CONTAINER_LABEL = "io.github.cnnvsmlp.run"
+# How long a task gets to end after SIGTERM before it is killed.
+STOP_GRACE_S = 5.0
 # The last line of a Python traceback: ``package.module.SomeError: what happened``.
 EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*(?:Error|Exception|Diverged): .+")
 # The watchdog, in a session of its own, reads task process groups ("-<pid>": ended) and
@@ -101,18 +101,11 @@ def _who(task: str, run: RunSpec | None) -> str:
     return f"task '{task}' of {run.run_id} ({seeded})"
 
 
-def _last_exception(lines) -> str | None:
-    causes = [line.strip() for line in lines if EXCEPTION_LINE.match(line.strip())]
-    return causes[-1] if causes else None
-
-
 def killed_by(returncode: int | None) -> signal.Signals | None:
     """The signal that ended a task process (directly, or its command under ``sh``)."""
     code = returncode or 0
     number = -code if code < 0 else code - 128
-    with contextlib.suppress(ValueError):
-        return signal.Signals(number) if number > 0 else None
-    return None
+    return signal.Signals(number) if number in set(signal.Signals) else None
 
 
 def explain(task: TaskLog) -> str:
@@ -126,24 +119,18 @@ def explain(task: TaskLog) -> str:
     elif sig is not None:
         cause = f" was killed by {sig.name}"
     else:
-        last = _last_exception(_tail(task.path))
-        cause = f" failed: {last}" if last else f" failed with exit status {task.returncode}"
+        tail = []
+        with contextlib.suppress(OSError), task.path.open(errors="replace") as f:
+            tail = [line.strip() for line in deque(f, maxlen=400)]
+        causes = [line for line in tail if EXCEPTION_LINE.match(line)]
+        cause = (
+            f" failed: {causes[-1]}" if causes else f" failed with exit status {task.returncode}"
+        )
     return f"{_who(task.task, task.run)}{cause}; its log: {task.path}"
 
 
-def _tail(path: Path, lines: int = 400) -> list[str]:
-    try:
-        with path.open(errors="replace") as f:
-            return list(deque(f, maxlen=lines))
-    except OSError:
-        return []
-
-
-class LocalSession(ContainerTasks):
-    """One pipeline run on kfp's local runner: per-task logs, every task stopped with it.
-
-    ``job_id`` is the job id placeholder's value; ``on_task_end`` gets each :class:`TaskLog`.
-    """
+class LocalSession:
+    """One pipeline run on kfp's local runner: a log per task, every task stopped with it."""
 
     def __init__(
         self,
@@ -196,8 +183,7 @@ class LocalSession(ContainerTasks):
             stack.enter_context(contextlib.redirect_stdout(tee))
             stack.enter_context(contextlib.redirect_stderr(tee))
             stack.enter_context(warnings.catch_warnings())
-            # kfp's warnings for every task ("settings [...] have no effect", "custom or
-            # non-Python base image") go to the log whatever the warning filters say.
+            # kfp's warnings for every task go to the log whatever the warning filters say.
             warnings.simplefilter("always")
             warnings.showwarning = lambda message, category, filename, lineno, *_: sys.stderr.write(
                 warnings.formatwarning(message, category, filename, lineno)
@@ -326,12 +312,84 @@ class LocalSession(ContainerTasks):
 
         return self._run(full_command, start, follow, cleanup)
 
+    def _run_container(self, client, image: str, command: list[str], volumes: dict, **run_args):
+        """Run a task like kfp's ``run_docker_container``; removed here once its status is read."""
+        import docker.errors
+        from kfp.local.docker_task_handler import add_latest_tag_if_not_present
 
+        image = add_latest_tag_if_not_present(image)  # as kfp names it
+        labels = {**run_args.pop("labels", {}), CONTAINER_LABEL: self.job_id}
+        run_args.pop("auto_remove", None)
+
+        def start(log):
+            self._docker_used = True
+            self._guard(f"label {CONTAINER_LABEL}={self.job_id}")
+            return client.containers.run(
+                image=image,
+                command=command,
+                detach=True,
+                stdout=True,
+                stderr=True,
+                volumes=volumes,
+                labels=labels,
+                **run_args,
+            )
+
+        def follow(container, log, label: str) -> int:
+            with contextlib.suppress(docker.errors.NotFound):
+                for chunk in container.logs(stream=True, follow=True):
+                    text = chunk.decode(errors="replace")
+                    log.write(text)
+                    if self.verbose:
+                        for line in text.splitlines(keepends=True):
+                            self.stream.write(f"{label} | {line}")
+            try:
+                return container.wait()["StatusCode"]
+            except docker.errors.NotFound:  # removed by stop()
+                return -signal.SIGTERM
+
+        def cleanup(container) -> None:
+            with contextlib.suppress(docker.errors.DockerException):
+                container.remove(force=True)
+
+        return self._run(command, start, follow, cleanup)
+
+    def _stop_containers(self) -> None:
+        """Stop and remove every container this run started: they carry the run's label."""
+        if not self._docker_used:
+            return
+        import docker
+
+        try:
+            client = docker.from_env()
+            started = client.containers.list(
+                all=True, filters={"label": f"{CONTAINER_LABEL}={self.job_id}"}
+            )
+        except docker.errors.DockerException:
+            return
+        threads = [threading.Thread(target=_stop, args=(c,), daemon=True) for c in started]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=STOP_GRACE_S + 30)
+        client.close()
+
+
+def _stop(container) -> None:
+    import docker.errors
+
+    with contextlib.suppress(docker.errors.DockerException):
+        container.stop(timeout=int(STOP_GRACE_S))
+    with contextlib.suppress(docker.errors.DockerException):
+        container.remove(force=True)
+
+
+@dataclass
 class _Tee:
     """Writes to a log file and a stream (``VERBOSE=1``)."""
 
-    def __init__(self, log, stream) -> None:
-        self.log, self.stream = log, stream
+    log: object
+    stream: object
 
     def write(self, text: str) -> int:  # noqa: D102
         self.log.write(text)

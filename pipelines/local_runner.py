@@ -1,11 +1,12 @@
-"""Run a registered pipeline on this machine with kfp's local runner, in ``runs/<run id>/``.
+"""Run a registered pipeline here with kfp's local runner, in ``runs/<run id>/``, or resume one.
 
 The folder holds ``pipeline/`` (the pipeline root), ``logs/``, ``config.json``, ``status.json``
-and ``report/``; ``runs/latest`` is the newest, ``--resume <run id>`` goes on with one.
+and ``report/``; ``runs/latest`` is the newest.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import io
@@ -24,7 +25,6 @@ from cnnvsmlp.config import ExperimentConfig
 from cnnvsmlp.outputs import HOST, one_writer
 from cnnvsmlp.provenance import Provenance
 from cnnvsmlp_pipelines import PipelineSpec, get_pipeline
-from cnnvsmlp_pipelines.kfp_docker import docker_answers, docker_runner
 from cnnvsmlp_pipelines.kfp_local import LocalSession, RunInterrupted, describe_failure, plain
 from cnnvsmlp_pipelines.runs import (
     LOCK_FILE,
@@ -53,14 +53,60 @@ class Concurrency:
 
     def environment(self) -> dict[str, str]:
         """The variables that set TensorFlow's thread pools in each task's process."""
-        if self.threads is None:
-            return {}
-        n = str(self.threads)
-        return {"TF_NUM_INTRAOP_THREADS": n, "TF_NUM_INTEROP_THREADS": n}
+        names = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
+        return {} if self.threads is None else dict.fromkeys(names, str(self.threads))
 
 
-# Measured by ``make bench`` (README, Performance): the fastest policy on 2 cores.
-DEFAULT_CONCURRENCY = Concurrency(parallel=2, threads=None)
+def docker_answers() -> None:
+    """Refuse ``--runner docker`` before any folder is made when no Docker daemon answers."""
+    import docker
+
+    try:
+        with contextlib.closing(docker.from_env()) as client:
+            client.ping()
+    except docker.errors.DockerException as err:
+        reason = str(err).splitlines()[0][:200] if str(err) else err.__class__.__name__
+        raise LocalRunError(
+            f"--runner docker: no Docker daemon answers ({reason}); start Docker, "
+            "or run the tasks here with --runner subprocess"
+        ) from None
+
+
+def docker_runner(config: ExperimentConfig, pipeline_root: Path):
+    """The DockerRunner for the images ``make images`` built, and the config it runs.
+
+    Tasks see only the pipeline root and a local ``resume_uri`` (writable), and the IDX folder
+    read-only at the same path, on a read-only root with a private ``/tmp``.
+    """
+    import docker.types
+    from kfp import local
+
+    from cnnvsmlp.data.spec import get_spec
+
+    idx_dir = config.source.idx_dir or get_spec(config.dataset).default_idx_dir
+    if not idx_dir or not Path(idx_dir).is_dir():
+        raise LocalRunError(
+            f"runner docker: no local IDX folder for {config.dataset} "
+            f"({idx_dir or 'none configured'}); set idx_dir=<folder with the IDX files>"
+        )
+    idx_dir = str(Path(idx_dir).resolve())
+    source = config.source.model_copy(update={"kind": "idx", "idx_dir": idx_dir})
+    mounts = [docker.types.Mount(idx_dir, idx_dir, type="bind", read_only=True)]
+    writable = [pipeline_root]
+    if config.resume_uri and "://" not in config.resume_uri:
+        resume = Path(config.resume_uri).resolve()
+        writable.append(resume)
+        mounts.append(docker.types.Mount(str(resume), str(resume), type="bind"))
+        config = config.model_copy(update={"resume_uri": str(resume)})
+    for folder in writable:
+        folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(0o777)
+    return local.DockerRunner(
+        read_only=True,
+        tmpfs={"/tmp": "rw,size=1g"},
+        mounts=mounts,
+        environment={progress.ENV: str(pipeline_root.resolve() / PROGRESS_FILE)},
+    ), config.model_copy(update={"source": source})
 
 
 def local_copy(pipeline, parallel: int = 2):
@@ -108,10 +154,7 @@ def find_comparison(pipeline_root: Path, task: str) -> Path:
 def local_config(
     config: ExperimentConfig, runs_dir: Path, run_id: str, cache: bool = True
 ) -> ExperimentConfig:
-    """The config as a local run trains it: state in ``<runs_dir>/.trainings``, reused if ``cache``.
-
-    A config's own ``resume_uri`` or ``resume_scope`` is kept; without ``cache``, only this run's.
-    """
+    """The config as a local run trains it: state in ``<runs_dir>/.trainings``, reused if cached."""
     update = {}
     if not config.resume_uri:
         update["resume_uri"] = str(runs_dir.resolve() / ".trainings")
@@ -127,12 +170,11 @@ def run_local(
     config: ExperimentConfig | None,
     runs_dir: str | Path = "runs",
     quiet: bool = False,
-    concurrency: Concurrency = DEFAULT_CONCURRENCY,
+    concurrency: Concurrency = Concurrency(),
     runner: str = "subprocess",
     verbose: bool = False,
     resume: str | None = None,
     cache: bool = True,
-    stream=None,
 ) -> Path:
     """Run a pipeline (or go on with run ``resume``) and collect its comparison in ``report/``."""
     from cnnvsmlp.provenance import recorded, stamp, write_beside
@@ -162,8 +204,8 @@ def run_local(
             run_dir, "running", pid=os.getpid(), host=HOST, pipeline=spec.name, runner=runner
         )
         point_latest(run_dir)
-        stream = io.StringIO() if quiet else stream or sys.stdout
-        run = _LocalRun(spec, config, run_dir, stream, verbose, provenance)
+        stream = io.StringIO() if quiet else sys.stdout
+        run = _LocalRun(spec, config, run_dir, pipeline_root, stream, verbose, provenance)
         start = time.perf_counter()
         run.execute(resume is not None, concurrency, task_runner)
         run.finish((time.perf_counter() - start) / 60)
@@ -177,16 +219,13 @@ class _LocalRun:
     spec: PipelineSpec
     config: ExperimentConfig
     run_dir: Path
+    pipeline_root: Path
     stream: object
     verbose: bool
     provenance: Provenance | None = None
 
-    @property
-    def pipeline_root(self) -> Path:
-        return (self.run_dir / "pipeline").resolve()
-
-    def screen(self, resumed: bool):
-        """Print the header; the display of the trainings' progress."""
+    def execute(self, resumed: bool, concurrency: Concurrency, task_runner) -> None:
+        """Print the header, run the tasks; the status and a one-line error when the run fails."""
         runs, trained = self.spec.planned_runs(self.config), self.spec.as_trained(self.config)
         for line in header(self.spec.name, trained, self.run_dir, resumed, runs):
             self.stream.write(line + "\n")
@@ -194,13 +233,7 @@ class _LocalRun:
         estimate = progress.Estimate(
             epoch_seconds(self.config, runs), expected_epochs(trained), PER_TRAINING_S
         )
-        if self.verbose:
-            return progress.PlainDisplay(self.stream, estimate)
-        return progress.display(self.stream, estimate)
-
-    def execute(self, resumed: bool, concurrency: Concurrency, task_runner) -> None:
-        """Run the pipeline's tasks; the status and a one-line error when it fails."""
-        screen = self.screen(resumed)
+        screen = progress.display(self.stream, estimate, live=not self.verbose)
         events = self.pipeline_root / PROGRESS_FILE
         self.pipeline_root.mkdir(parents=True, exist_ok=True)
         events.unlink(missing_ok=True)
@@ -263,11 +296,11 @@ class _LocalRun:
         _replace_tree(find_comparison(self.pipeline_root, self.spec.comparison_task), report)
         write_status(self.run_dir, "complete")
         if self.spec.summary:
-            closing_lines = closing(None, self.run_dir, minutes)[1:]
-            lines = ["", self.spec.summary(report), *closing_lines]
+            summary = self.spec.summary(report)
         else:
             from cnnvsmlp.report.model import Comparison
 
-            lines = closing(Comparison.read(report / "comparison.json"), self.run_dir, minutes)
+            summary = Comparison.read(report / "comparison.json")
+        lines = closing(summary, self.run_dir, minutes)
         self.stream.write("".join(line + "\n" for line in lines))
         self.stream.flush()

@@ -65,16 +65,12 @@ class LocalRunInterrupted(UserError):
         self.exit_code = 128 + signum
 
 
-# What says why a run ended: it belongs to the status it came with, not to a later one.
-ENDING_FIELDS = ("signal", "error")
-
-
 def write_status(run_dir: Path, status: str, **fields) -> None:
     """Record the run's status in ``<run>/status.json``; the last attempt's ending goes with it."""
     from cnnvsmlp.outputs import write_atomically
 
     path = run_dir / STATUS_FILE
-    record = {k: v for k, v in read_status(run_dir).items() if k not in ENDING_FIELDS}
+    record = {k: v for k, v in read_status(run_dir).items() if k not in ("signal", "error")}
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     record.update(fields, status=status, updated=now)
     write_atomically(path, lambda p: p.write_text(json.dumps(record, indent=2) + "\n"))
@@ -103,8 +99,7 @@ def point_latest(run_dir: Path) -> None:
     if link.exists() and not link.is_symlink():
         return  # a folder or file of the user's named latest: leave it
     partial = run_dir.parent / f".latest-{os.getpid()}"
-    with contextlib.suppress(FileNotFoundError):
-        partial.unlink()
+    partial.unlink(missing_ok=True)
     partial.symlink_to(run_dir.name)
     partial.replace(link)
 
@@ -128,11 +123,6 @@ def expected_epochs(config: ExperimentConfig) -> float:
     return float(min(config.train.epochs, EARLY_STOP_EPOCHS))
 
 
-def _clock(seconds: float) -> str:
-    minutes = round(seconds / 60)
-    return f"{minutes} min" if minutes >= 1 else f"{max(1, round(seconds))} s"
-
-
 def header(
     name: str,
     config: ExperimentConfig,
@@ -146,6 +136,8 @@ def header(
     runs = config.scheduled_runs() if runs is None else runs
     epoch_s = epoch_seconds(config, runs).values()
     seconds = FIXED_S + sum(PER_TRAINING_S + expected_epochs(config) * s for s in epoch_s)
+    minutes = round(seconds / 60)
+    about = f"{minutes} min" if minutes >= 1 else f"{max(1, round(seconds))} s"
     data = "" if config.dataset == config.name else f" on {config.dataset}"
     limit = f" (limit {config.limit:,} images)" if config.limit else ""
     verb = "resuming" if resumed else "run"
@@ -164,19 +156,19 @@ def header(
         f"{' x '.join(grid)} = {plural(len(runs), 'training')}, {epochs}, "
         f"batch {config.train.batch_size}",
         f"run: folder {run_dir}; logs in {run_dir / 'logs'}",
-        f"run: about {_clock(seconds)} (the variants' step costs on 2 cores)",
+        f"run: about {about} (the variants' step costs on 2 cores)",
     ]
 
 
 def closing(comparison, run_dir: Path, minutes: float) -> list[str]:
-    """The lines after the trainings: the table and verdicts, the report, the run folder."""
+    """The lines after the trainings: the table and verdicts (or a summary), the report, the run."""
     from cnnvsmlp.report.render import terminal_table
 
     report = run_dir / "report"
-    table = terminal_table(comparison).splitlines() if comparison is not None else []
+    table = comparison if isinstance(comparison, str) else terminal_table(comparison)
     return [
         "",
-        *table,
+        *table.splitlines(),
         "",
         f"run: finished in {minutes:.1f} min; report in {report}/report.md",
         f"run: every artifact in {run_dir} (logs in {run_dir / 'logs'})",
@@ -216,10 +208,7 @@ def busy(run_dir: Path, pid: int | None) -> None:
 def list_runs(runs_dir: str | Path) -> list[dict]:
     """Every run folder in ``runs_dir``, newest first: status, date, config, best accuracy."""
     rows = []
-    runs_dir = Path(runs_dir)
-    if not runs_dir.is_dir():
-        return rows
-    for run_dir in sorted(runs_dir.iterdir(), reverse=True):
+    for run_dir in sorted(Path(runs_dir).glob("*"), reverse=True):
         if run_dir.name.startswith(".") or run_dir.is_symlink() or not run_dir.is_dir():
             continue
         try:

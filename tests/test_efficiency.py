@@ -414,12 +414,12 @@ def test_an_evaluation_record_written_before_the_shift_still_loads(tmp_path):
 
 
 def test_a_failed_iteration_of_the_study_names_its_run(tmp_path):
-    from cnnvsmlp_pipelines import data_efficiency
+    from cnnvsmlp_pipelines import loop_runs
     from cnnvsmlp_pipelines.kfp_local import describe_failure
 
     config = load_config("fashion-mnist-data-efficiency")
     root = tmp_path / "pipeline"
-    assert data_efficiency.loop_runs(config, root) is None
+    assert loop_runs(config, root) is None
     data = root / "data-efficiency-20261201" / "prepare-data" / "dataset"
     data.mkdir(parents=True)
     meta = {
@@ -427,7 +427,7 @@ def test_a_failed_iteration_of_the_study_names_its_run(tmp_path):
         "classes": list("abcdefghij"),
     }
     (data / "metadata.json").write_text(json.dumps(meta))
-    runs = data_efficiency.loop_runs(config, root)
+    runs = loop_runs(config, root)
     assert [r.n_train for r in runs if r.variant == "cnn" and r.repeat == 0] == [
         1000,
         500,

@@ -215,8 +215,7 @@ class _FakeEngine:
 def test_stopping_a_docker_run_stops_and_removes_every_container_it_started(tmp_path, monkeypatch):
     import docker
 
-    from cnnvsmlp_pipelines.kfp_docker import CONTAINER_LABEL
-    from cnnvsmlp_pipelines.kfp_local import LocalSession
+    from cnnvsmlp_pipelines.kfp_local import CONTAINER_LABEL, LocalSession
 
     engine = _FakeEngine()
     monkeypatch.setattr(docker, "from_env", lambda: engine)

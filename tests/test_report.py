@@ -730,7 +730,7 @@ def test_the_machine_is_named_once_when_every_run_shared_it(written):
 
 
 def test_provenance_goes_to_the_report_apart_from_the_config(single):
-    from cnnvsmlp_pipelines.compare import arguments
+    from cnnvsmlp_pipelines import run_arguments as arguments
 
     args = arguments(load_config("fashion-mnist"), stamp("r1"))
     assert "provenance" not in json.loads(args["config_json"])  # data step's cache key

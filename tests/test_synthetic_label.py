@@ -15,7 +15,7 @@ from cnnvsmlp.report import write_comparison
 from cnnvsmlp.report.efficiency import write_efficiency_report as write_analysis
 from cnnvsmlp.report.render import terminal_table
 from cnnvsmlp.synthetic import write_nist_layout
-from cnnvsmlp_pipelines.data_efficiency import summary
+from cnnvsmlp_pipelines import summary
 
 LEAD = "Smoke check, not a result:"
 SPEC = DATASETS["emnist-letters"]

@@ -1,7 +1,6 @@
-"""Progress of trainings: events logged to ``cnnvsmlp.progress`` with ``extra={"event": {...}}``.
+"""Training progress: events logged with ``extra={"event": {...}}``, shown by the runner.
 
-:func:`forward` appends them as JSON lines to the file ``CNNVSMLP_PROGRESS`` names (else stderr);
-the runner reads that file (:func:`read_events`) and shows it (:func:`display`).
+:func:`forward` appends them to the file ``CNNVSMLP_PROGRESS`` names; :func:`display` shows them.
 """
 
 from __future__ import annotations
@@ -22,7 +21,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 LOGGER = logging.getLogger("cnnvsmlp.progress")
 ENV = "CNNVSMLP_PROGRESS"
 Kind = Literal["start", "step", "epoch", "done", "reused", "resumed", "set_aside"]
-KINDS = get_args(Kind)
 
 
 class Event(BaseModel):
@@ -63,7 +61,6 @@ class Event(BaseModel):
         return f"{self.run_id}  set aside a saved state that failed its checks ({self.from_})"
 
 
-# The keys of every event's dict, in order.
 EVENT_KEYS = tuple(info.alias or name for name, info in Event.model_fields.items())
 
 
@@ -83,15 +80,12 @@ def clock(seconds: float) -> str:
 
 def report(kind: str, run_id: str, message: str, level: str = "info", **fields: Any) -> None:
     """Log one progress event; ``fields`` are its other keys (``from_`` for ``from``)."""
-    if kind not in KINDS:
+    if kind not in get_args(Kind):
         raise ValueError(f"unknown progress kind {kind!r}")
-    if "from_" in fields:
-        fields["from"] = fields.pop("from_")
-    unknown = set(fields) - set(EVENT_KEYS)
-    if unknown:
+    fields = {("from" if key == "from_" else key): value for key, value in fields.items()}
+    if unknown := set(fields) - set(EVENT_KEYS):
         raise ValueError(f"unknown progress keys {sorted(unknown)}")
-    event = dict.fromkeys(EVENT_KEYS)
-    event.update(fields, kind=kind, run_id=run_id)
+    event = {**dict.fromkeys(EVENT_KEYS), **fields, "kind": kind, "run_id": run_id}
     number = logging.getLevelName(level.upper())
     LOGGER.log(number, "%s: %s", run_id, message, extra={"event": event})
 
@@ -157,15 +151,13 @@ class Estimate:
         if event.kind in ("done", "reused"):
             self.finished.add(run)
             self.done_epochs[run] = float(self.epochs)
-        elif event.kind == "epoch" and event.epoch:
+        elif event.kind in ("epoch", "resumed") and event.epoch:
             self.done_epochs[run] = float(event.epoch)
-            if event.seconds:
+            if event.kind == "epoch" and event.seconds:
                 self._measured += event.seconds
                 self._expected += self.epoch_s[run]
         elif event.kind == "step" and event.epoch and event.steps:
             self.done_epochs[run] = event.epoch - 1 + (event.step or 0) / event.steps
-        elif event.kind == "resumed" and event.epoch:
-            self.done_epochs[run] = float(event.epoch)
 
     def seconds_left(self) -> float:
         """Seconds until the last training ends (the tasks after it not counted)."""
@@ -320,7 +312,8 @@ def follow(path: str | Path, screen, every_s: float = 0.3):
             screen.event(event)
 
 
-def display(stream, estimate: Estimate) -> PlainDisplay | LiveDisplay:
-    """Live bars on a terminal, complete lines anywhere else."""
+def display(stream, estimate: Estimate, live: bool = True) -> PlainDisplay | LiveDisplay:
+    """Live bars on a terminal (unless not ``live``), complete lines anywhere else."""
     isatty = getattr(stream, "isatty", None)
-    return LiveDisplay(stream, estimate) if isatty and isatty() else PlainDisplay(stream, estimate)
+    live = live and isatty and isatty()
+    return LiveDisplay(stream, estimate) if live else PlainDisplay(stream, estimate)
