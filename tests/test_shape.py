@@ -7,7 +7,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ("src", "pipelines", "components")
 LINTED = (*SHIPPED, "tools", "tests")
 # MAX_LINES only ever goes down, toward 10,000 lines.
-MAX_LINES, MAX_MODULE, MAX_FUNCTION = 11_200, 400, 60
+MAX_LINES, MAX_MODULE, MAX_FUNCTION = 10_450, 400, 60
 
 
 def python_files(folders):
