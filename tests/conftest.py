@@ -93,14 +93,3 @@ LONGEST_FIRST = ("test_pipeline.py", "test_interrupt.py", "test_your_models.py")
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.path.name not in LONGEST_FIRST)
-
-
-def upload_dir(local_dir: Path, prefix: str) -> list[str]:
-    """Upload every file under a folder to ``prefix/<relative path>``; return their URIs."""
-    from cnnvsmlp import storage
-
-    uris = []
-    for path in sorted(p for p in Path(local_dir).rglob("*") if p.is_file()):
-        uris.append(f"{prefix.rstrip('/')}/{path.relative_to(local_dir).as_posix()}")
-        storage.upload(path, uris[-1])
-    return uris

@@ -18,7 +18,8 @@ from cnnvsmlp.data import prepare, read_source
 from cnnvsmlp.data.idx import read_idx_dir
 from cnnvsmlp.data.spec import DATASETS, DataError, get_spec
 from cnnvsmlp.data.store import load_split, read_metadata, split_train
-from conftest import idx_bytes, upload_dir, write_gz, write_nist_letters
+from cnnvsmlp.storage import upload_dir
+from conftest import idx_bytes, write_gz, write_nist_letters
 
 FASHION = DATASETS["fashion-mnist"]
 LETTERS = DATASETS["emnist-letters"]

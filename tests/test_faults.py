@@ -17,7 +17,7 @@ import pytest
 from cnnvsmlp import storage
 from cnnvsmlp.config import RunSpec, TrainConfig, load_config
 from cnnvsmlp.records import Epoch, is_permanent
-from conftest import upload_dir
+from cnnvsmlp.storage import upload_dir
 from gcs_proxy import GCSProxy, RestartableGCS
 
 

@@ -19,7 +19,8 @@ from cnnvsmlp.config import DataSource
 from cnnvsmlp.data import read_source
 from cnnvsmlp.data.idx import read_idx_dir
 from cnnvsmlp.data.spec import DATASETS
-from conftest import upload_dir, write_nist_letters
+from cnnvsmlp.storage import upload_dir
+from conftest import write_nist_letters
 
 
 @pytest.fixture(scope="module")

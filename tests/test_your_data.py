@@ -12,7 +12,7 @@ from PIL import Image
 from cnnvsmlp.config import ConfigError, DataSource, RunSpec, Split, TrainConfig, load_config
 from cnnvsmlp.data import prepare
 from cnnvsmlp.data.spec import DataError
-from conftest import upload_dir
+from cnnvsmlp.storage import upload_dir
 
 SPLIT = Split(validation_fraction=0.2)
 SOURCE = DataSource()

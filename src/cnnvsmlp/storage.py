@@ -160,6 +160,15 @@ def upload(local: str | os.PathLike, uri: str, overwrite: bool = False) -> None:
                 ) from None
 
 
+def upload_dir(local_dir: str | os.PathLike, prefix: str) -> list[str]:
+    """Upload every file under a folder to ``prefix/<relative path>``; return their URIs."""
+    uris = []
+    for path in _files(local_dir):
+        uris.append(f"{prefix.rstrip('/')}/{path.relative_to(local_dir).as_posix()}")
+        upload(path, uris[-1])
+    return uris
+
+
 def fetch_file(src: str, dest: str | os.PathLike) -> bool:
     """Copy one object (``gs://``) or file to ``dest``, whole; False when there is none."""
     dest = Path(dest)

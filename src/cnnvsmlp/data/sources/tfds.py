@@ -144,11 +144,16 @@ def _newest_version(spec: DatasetSpec, names: list[str], root: str) -> str:
 def _read_tfds_prepared_gcs(spec: DatasetSpec, root: str) -> RawData:
     from cnnvsmlp import storage
 
-    info = "/dataset_info.json"
-    versions = [n.removesuffix(info) for n in storage.names(root) if n.endswith(info)]
+    by_version: dict[str, list[str]] = {}
+    for name in storage.names(root):  # each version folder's own files, none deeper
+        version, _, file = name.partition("/")
+        if file and "/" not in file:
+            by_version.setdefault(version, []).append(file)
+    versions = [v for v, files in by_version.items() if "dataset_info.json" in files]
     version = _newest_version(spec, versions, root)
     with tempfile.TemporaryDirectory() as tmp:
-        storage.fetch_dir(f"{root}/{version}", tmp)
+        for file in by_version[version]:
+            storage.download(f"{root}/{version}/{file}", Path(tmp) / file)
         return _read_prepared_folder(spec, Path(tmp), f"tfds-prepared:{root}/{version}")
 
 
