@@ -196,14 +196,12 @@ def compare_runs(
 
     from cnnvsmlp.config import read_config
     from cnnvsmlp.data.store import load_split, read_metadata
-    from cnnvsmlp.provenance import Provenance, with_data_source
+    from cnnvsmlp.provenance import for_task
     from cnnvsmlp.records import read_result
     from cnnvsmlp.report import write_comparison
 
     experiment = read_config(config.path)
-    provenance = Provenance.model_validate_json(provenance_json or "{}")
-    provenance = provenance.model_copy(update={"run_id": provenance.run_id or job_id})
-    provenance = with_data_source(provenance, read_metadata(dataset.path))
+    provenance = for_task(provenance_json, job_id, read_metadata(dataset.path))
     _, test_labels = load_split(dataset.path, "test")
     runs = [read_result(r.path) for r in results]
     out = Path(comparison.path)
@@ -228,6 +226,7 @@ def compare_efficiency(
     report: dsl.Output[dsl.Markdown],
     comparison: dsl.Output[dsl.Artifact],
     provenance_json: str = "",
+    job_id: str = "",
 ):
     """Accuracy against training-set size, the gap per size, the learning curves."""
     import shutil
@@ -237,13 +236,12 @@ def compare_efficiency(
     from cnnvsmlp.data.store import load_split, read_metadata
     from cnnvsmlp.efficiency.analysis import analyze
     from cnnvsmlp.efficiency.curves import EfficiencyConfig
-    from cnnvsmlp.provenance import Provenance, with_data_source
+    from cnnvsmlp.provenance import for_task
     from cnnvsmlp.records import read_result
     from cnnvsmlp.report.efficiency import write_efficiency_report as write_analysis
 
     experiment = read_config(config.path)
-    provenance = Provenance.model_validate_json(provenance_json or "{}")
-    provenance = with_data_source(provenance, read_metadata(dataset.path))
+    provenance = for_task(provenance_json, job_id, read_metadata(dataset.path))
     study = EfficiencyConfig.read(efficiency.path)
     _, test_labels = load_split(dataset.path, "test")
     runs = [read_result(r.path) for r in results]
@@ -252,7 +250,10 @@ def compare_efficiency(
     write_analysis(analysis, out)
     shutil.copyfile(out / "report.md", report.path)
     comparison.metadata.update(
-        experiment=experiment.name, status=analysis.status, failed_runs=len(analysis.failures)
+        experiment=experiment.name,
+        run_id=provenance.run_id,
+        status=analysis.status,
+        failed_runs=len(analysis.failures),
     )
 
 

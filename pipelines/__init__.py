@@ -203,6 +203,7 @@ def build_efficiency():
                 dataset=data.outputs["dataset"],
                 results=results,
                 provenance_json=provenance_json,
+                job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
             ),
             check=check_efficiency,
         )

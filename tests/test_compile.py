@@ -67,6 +67,13 @@ def test_every_pipeline_names_its_comparison_and_check_tasks_as_its_ir_has_them(
         assert callable(spec.failure_summary)
 
 
+def test_every_comparison_names_the_kfp_job_a_cluster_run_stamped_no_run_id_for(compiled):
+    for name, docs in compiled.items():
+        spec, tasks = get_pipeline(name), docs[0]["root"]["dag"]["tasks"]
+        job_id = tasks[spec.comparison_task]["inputs"]["parameters"]["job_id"]
+        assert job_id["runtimeValue"]["constant"] == "{{$.pipeline_job_uuid}}", name
+
+
 def test_compare_fans_out_and_in(compiled):
     ir = compiled["compare"][0]
     name, loop = _loop(ir)

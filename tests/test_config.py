@@ -150,3 +150,18 @@ def test_a_run_folders_provenance_travels_beside_the_config_never_in_it(tmp_path
     )
     with pytest.raises(ConfigError, match="provenance: unknown field"):
         load_config(str(tmp_path / "own.yaml"))
+
+
+def test_a_comparison_task_names_its_kfp_job_only_when_no_run_id_was_stamped():
+    from cnnvsmlp.provenance import Provenance, for_task
+
+    metadata = {"source": "idx:/data", "image_shape": [28, 28, 1]}
+    cluster = for_task(Provenance(runner="cluster").model_dump_json(), "job-9", metadata)
+    assert (cluster.run_id, cluster.runner, cluster.data_source) == (
+        "job-9",
+        "cluster",
+        "idx:/data",
+    )
+    local = for_task(Provenance(run_id="r1").model_dump_json(), "job-9", metadata)
+    assert local.run_id == "r1" and local.data_shape == [28, 28, 1]
+    assert for_task("", "job-9", metadata).run_id == "job-9"

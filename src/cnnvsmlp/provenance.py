@@ -56,6 +56,13 @@ def with_data_source(provenance: Provenance | None, metadata: dict) -> Provenanc
     return (provenance or Provenance()).model_copy(update=update)
 
 
+def for_task(provenance_json: str, job_id: str, metadata: dict) -> Provenance:
+    """A comparison task's provenance: the run id the KFP job's when none was stamped."""
+    provenance = Provenance.model_validate_json(provenance_json or "{}")
+    provenance = provenance.model_copy(update={"run_id": provenance.run_id or job_id})
+    return with_data_source(provenance, metadata)
+
+
 def project_version() -> str:
     """The installed cnnvsmlp's version, or an empty string when it is not installed."""
     try:
