@@ -134,14 +134,9 @@ def build_compare():
         fan_out_fan_in(
             config_json,
             plan=lambda data: plan_compare_runs(config_json=config_json, repeats=repeats),
-            compare=lambda plan, data, results: compare_runs(
-                config=plan.outputs["config"],
-                dataset=data.outputs["dataset"],
-                results=results,
-                provenance_json=provenance_json,
-                job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-            ),
+            compare=lambda plan, **inputs: compare_runs(**inputs),
             check=check_runs,
+            provenance_json=provenance_json,
         )
 
     return pipeline
@@ -197,15 +192,11 @@ def build_efficiency():
                 repeats=repeats,
                 dataset=data.outputs["dataset"],
             ),
-            compare=lambda plan, data, results: compare_efficiency(
-                config=plan.outputs["config"],
-                efficiency=plan.outputs["efficiency"],
-                dataset=data.outputs["dataset"],
-                results=results,
-                provenance_json=provenance_json,
-                job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+            compare=lambda plan, **inputs: compare_efficiency(
+                efficiency=plan.outputs["efficiency"], **inputs
             ),
             check=check_efficiency,
+            provenance_json=provenance_json,
         )
 
     return pipeline

@@ -52,10 +52,15 @@ def gpu_task(task: dsl.PipelineTask) -> dsl.PipelineTask:
 def fan_out_fan_in(
     config_json: str,
     plan: Callable[[dsl.PipelineTask], dsl.PipelineTask],
-    compare: Callable[[dsl.PipelineTask, dsl.PipelineTask, dsl.Collected], dsl.PipelineTask],
+    compare: Callable[..., dsl.PipelineTask],
     check: Callable[..., dsl.PipelineTask],
+    provenance_json: str,
 ) -> None:
-    """Add the shared DAG: ``plan`` lists the runs and settles ``config``, ``check`` the result."""
+    """Add the shared DAG: ``plan`` lists the runs and settles ``config``, ``check`` the result.
+
+    ``compare(planned, **inputs)`` gets every comparison's inputs: config, dataset, results,
+    provenance and the KFP job id (a cluster run's id).
+    """
     data = placed(prepare_data(config_json=config_json), "8Gi", cache=True)
     planned = placed(plan(data), "1Gi")
     with dsl.ParallelFor(planned.outputs["Output"]) as run_json:
@@ -68,6 +73,13 @@ def fan_out_fan_in(
         gpu_task(train)
         evaluate = evaluate_model(dataset=data.outputs["dataset"], model=train.outputs["model"])
         placed(evaluate, "8Gi")
-    compared = placed(compare(planned, data, dsl.Collected(evaluate.outputs["result"])), "8Gi")
+    inputs = {
+        "config": planned.outputs["config"],
+        "dataset": data.outputs["dataset"],
+        "results": dsl.Collected(evaluate.outputs["result"]),
+        "provenance_json": provenance_json,
+        "job_id": dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+    }
+    compared = placed(compare(planned, **inputs), "8Gi")
     # Last, so the comparison is stored before a partial run is marked failed.
     placed(check(comparison=compared.outputs["comparison"]), "1Gi")
