@@ -38,9 +38,6 @@ def render_comparison(comparison: Comparison, out_dir: Path) -> None:
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    at_once = comparison.provenance.trainings_at_once or 1
-    share = f", {at_once} trainings at once" if at_once > 1 else ""
-    time_label = f"training time of a run (s{share})"
     # With every variant failed there is nothing to draw.
-    plots = write_plots(comparison, out_dir / "plots", time_label) if comparison.variants else {}
+    plots = write_plots(comparison, out_dir / "plots") if comparison.variants else {}
     write_report(comparison, comparison_report, plots, out_dir)

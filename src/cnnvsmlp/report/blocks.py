@@ -199,33 +199,27 @@ def _data_uri(path: Path, compact: bool = False) -> str:
     if compact:
         from PIL import Image
 
-        with Image.open(path) as image:
-            quantized = image.convert("RGB").quantize(colors=128)
-        out = io.BytesIO()
-        quantized.save(out, format="PNG", optimize=True)
-        data = out.getvalue()
+        with Image.open(path) as image, io.BytesIO() as out:
+            image.convert("RGB").quantize(colors=128).save(out, format="PNG", optimize=True)
+            data = out.getvalue()
     return "data:image/png;base64," + base64.b64encode(data).decode()
 
 
 def render_markdown(report: Report, plots: dict[str, Path]) -> str:
     """The Markdown report, its plots embedded in order while it stays under MARKDOWN_LIMIT."""
+    from cnnvsmlp.report.plots import PLOTS
+
     budget = MARKDOWN_LIMIT - len(_render(report, {}, html=False)) - 2_000
-    images, left_out = {}, []
+    images = {}
     for name, path in plots.items():
         uri = _data_uri(path, compact=True)
         if len(uri) <= budget:
             images[name] = uri
             budget -= len(uri)
-        else:
-            left_out.append(name)
-    missing = ""
-    if left_out:
-        from cnnvsmlp.report.plots import PLOTS
-
+    if missing := ", ".join(PLOTS.get(n, n) for n in plots if n not in images):
         missing = (
             f"Left out to keep this file under the KFP UI's {MARKDOWN_LIMIT:,} characters: "
-            f"{', '.join(PLOTS.get(n, n) for n in left_out)}; report.html and plots/ beside "
-            "comparison.json have them."
+            f"{missing}; report.html and plots/ beside comparison.json have them."
         )
     return _render(report, images, html=False, missing=missing)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -63,13 +62,12 @@ def _label(ax, text: str, xy: tuple, offset: tuple, **style) -> None:
     ax.annotate(text, xy, xytext=offset, textcoords="offset points", **style)
 
 
-def _save(draw: dict, out_dir: Path) -> dict[str, Path]:
-    """Draw each figure as ``<name>.png`` in ``out_dir`` (made when missing), in order."""
+def _save(drawers: dict, subject, out_dir: Path) -> dict[str, Path]:
+    """Draw each of ``subject``'s figures as ``<name>.png`` in ``out_dir`` (made when missing)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    files = {name: out_dir / f"{name}.png" for name in draw}
-    for name, figure in draw.items():
-        figure().savefig(files[name], dpi=90, format="png")
-    return files
+    for name, draw in drawers.items():
+        draw(subject).savefig(out_dir / f"{name}.png", dpi=90, format="png")
+    return {name: out_dir / f"{name}.png" for name in drawers}
 
 
 def _test_accuracy(comparison: Comparison) -> Figure:
@@ -169,12 +167,14 @@ def _per_class_accuracy(comparison: Comparison) -> Figure:
     return fig
 
 
-def _accuracy_vs_cost(comparison: Comparison, time_label: str) -> Figure:
+def _accuracy_vs_cost(comparison: Comparison) -> Figure:
+    at_once = comparison.provenance.trainings_at_once or 1
+    share = f", {at_once} trainings at once" if at_once > 1 else ""
     colours = {v.variant: f"C{i}" for i, v in enumerate(comparison.variants)}
     fig, axes = _figure(11, 4.5, 1, 2)
     panels = [
         ("params", "parameters (log scale)", "Accuracy against model size"),
-        ("train_time_s", time_label, "Accuracy against training time"),
+        ("train_time_s", f"training time of a run (s{share})", "Accuracy against training time"),
     ]
     for ax, (field, label, title) in zip(axes, panels, strict=True):
         # Labels of points close together alternate above and below them.
@@ -219,13 +219,11 @@ def _accuracy_vs_shift(c: Comparison) -> Figure:
     return fig
 
 
-def write_plots(comparison: Comparison, out_dir: Path, time_label: str) -> dict[str, Path]:
+def write_plots(comparison: Comparison, out_dir: Path) -> dict[str, Path]:
     """Draw the comparison's :data:`PLOTS`, then :data:`SHIFT_PLOT` if it has shifted scores."""
-    cost = partial(_accuracy_vs_cost, time_label=time_label)
-    drawers = [_test_accuracy, _learning_curves, _confusion_matrices, _per_class_accuracy, cost]
-    drawers += [_accuracy_vs_shift] if comparison.shift_accuracy else []
-    names = [*PLOTS, SHIFT_PLOT[0]]
-    return _save({n: partial(f, comparison) for n, f in zip(names, drawers, strict=False)}, out_dir)
+    drawers = [_test_accuracy, _learning_curves, _confusion_matrices, _per_class_accuracy]
+    drawers += [_accuracy_vs_cost, *[_accuracy_vs_shift] * bool(comparison.shift_accuracy)]
+    return _save(dict(zip([*PLOTS, SHIFT_PLOT[0]], drawers, strict=False)), comparison, out_dir)
 
 
 def _size_axis(ax, sizes: list[int]) -> None:
@@ -300,6 +298,5 @@ def _study_vs_shift(a: EfficiencyAnalysis) -> Figure:
 def write_efficiency_plots(a: EfficiencyAnalysis, out_dir: Path) -> dict[str, Path]:
     """Draw the study's plots it has data for, by the names of :data:`EFFICIENCY_PLOTS`."""
     drawers = [_accuracy_vs_size, _gap_vs_size, _study_vs_shift]
-    data = [a.points, a.gaps, a.shift_points]
-    found = zip(EFFICIENCY_PLOTS, drawers, data, strict=True)
-    return _save({name: partial(f, a) for name, f, points in found if points}, out_dir)
+    found = zip(EFFICIENCY_PLOTS, drawers, [a.points, a.gaps, a.shift_points], strict=True)
+    return _save({name: draw for name, draw, data in found if data}, a, out_dir)
