@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import numpy as np
 
     from cnnvsmlp.config import ExperimentConfig
@@ -36,7 +37,6 @@ def render_comparison(comparison: Comparison, out_dir: Path) -> None:
     from cnnvsmlp.report.plots import write_plots
     from cnnvsmlp.report.render import comparison_report
 
-    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     # With every variant failed there is nothing to draw.
     plots = write_plots(comparison, out_dir / "plots") if comparison.variants else {}

@@ -42,10 +42,8 @@ def _figure(width: float, height: float, *grid: int, **options):
 
 
 def _finish(ax, ylabel: str, title: str = "", fontsize: int = 9, legend=None, **grid) -> None:
-    """The y label, the title (if any), the grid and the legend (if asked where)."""
     ax.set_ylabel(ylabel)
-    if title:
-        ax.set_title(title, fontsize=fontsize)
+    ax.set_title(title, fontsize=fontsize)
     ax.grid(alpha=0.3, **grid)
     if legend is not None:
         ax.legend(**legend)
@@ -253,10 +251,8 @@ def _accuracy_vs_size(a: EfficiencyAnalysis) -> Figure:
             _dots(ax, p.n_train, [r.test_accuracy for r in p.runs], f"C{i}")
         ax.plot(n, [100 * p.estimate for p in found], color=f"C{i}", lw=1, alpha=0.8)
     _size_axis(ax, a.sizes)
-    title = (
-        f"Test accuracy: mean with {a.confidence:.0%} t-interval over repeats, dots: each repeat"
-    )
-    _finish(ax, "test accuracy (%)", title, legend={"loc": "lower right"})
+    title = f"Test accuracy: mean with {a.confidence:.0%} t-interval over repeats, "
+    _finish(ax, "test accuracy (%)", title + "dots: each repeat", legend={"loc": "lower right"})
     return fig
 
 

@@ -46,16 +46,15 @@ def _machines(comparison: Comparison) -> dict[str, list[Hardware]]:
 
 def _hardware_text(comparison: Comparison) -> str:
     """The machines in one sentence when every run shared them, else where the table is."""
-    found = _machines(comparison)
-    if not found["training"]:
+    trained, evaluated = _machines(comparison).values()
+    if not trained:
         return ""
-    if all(len(m) == 1 for m in found.values()):
-        trained, evaluated = found["training"][0], found["inference"][0]
-        if trained == evaluated:
-            return f"Every run trained and was evaluated on {machine_text(trained)}."
-        on = machine_text(trained)
-        return f"Every run trained on {on} and was evaluated on {machine_text(evaluated)}."
-    return "The runs used several machines: see Hardware."
+    if len(trained) != 1 or len(evaluated) != 1:
+        return "The runs used several machines: see Hardware."
+    if trained == evaluated:
+        return f"Every run trained and was evaluated on {machine_text(trained[0])}."
+    on, off = machine_text(trained[0]), machine_text(evaluated[0])
+    return f"Every run trained on {on} and was evaluated on {off}."
 
 
 def _speed_note(comparison: Comparison) -> str:
@@ -113,9 +112,8 @@ def main_table(comparison: Comparison) -> Table:
         row = [v.variant, f"{v.params:,}", interval(v.test_accuracy)]
         if several:
             row += [" ".join(pct(r.test_accuracy) for r in v.runs), _spread(v)]
-        epochs = ",".join(str(r.best_epoch) for r in v.runs)
-        row += [f"{v.test_loss:.4f}", f"{pct(v.best_val_accuracy)} ({epochs})"]
-        row.append(f"{v.epoch_time_s:.1f}")
+        best = f"{pct(v.best_val_accuracy)} ({','.join(str(r.best_epoch) for r in v.runs)})"
+        row += [f"{v.test_loss:.4f}", best, f"{v.epoch_time_s:.1f}"]
         if ref := v.reference:
             mark = (" (val)" if ref.split == "validation" else "") + (" †" if ref.note else "")
             row += [pct(ref.accuracy) + mark, points(ref.test_difference)]
