@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -134,7 +133,7 @@ def _confusion_matrices(comparison: Comparison) -> Figure:
         ax.set_xticks(range(k), classes, rotation=90, fontsize=label_size)
         ax.set_yticks(range(k), classes, fontsize=label_size)
         ax.set(xlabel="predicted", ylabel="true", title=v.variant)
-        for i, j in itertools.product(range(k), range(k)) if k <= 10 else ():
+        for i, j in np.ndindex(share.shape) if k <= 10 else ():
             colour = "white" if share[i, j] > 0.5 else "black"
             ax.text(j, i, f"{share[i, j]:.2f}", ha="center", va="center", fontsize=6, color=colour)
     for ax in list(axes.flat)[n:]:
