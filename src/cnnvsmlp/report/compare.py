@@ -115,23 +115,21 @@ def _summarise(
     for r in runs:
         np.add.at(confusion, (labels, np.asarray(r.predictions)), 1)
     recall = np.diag(confusion) / np.maximum(confusion.sum(axis=1), 1)
-    final_val = float(np.mean([s.final_val_accuracy for s in summaries]))
-
-    means = ("test_loss", "best_val_accuracy", "final_val_loss", "epoch_time_s", "train_time_s")
-    means += ("train_images_per_s", "inference_images_per_s")
+    means = ("test_loss", "best_val_accuracy", "final_val_accuracy", "final_val_loss")
+    means += ("epoch_time_s", "train_time_s", "train_images_per_s", "inference_images_per_s")
+    mean = {f: float(np.mean([getattr(s, f) for s in summaries])) for f in means}
+    ref = config.references.get(variant)
     return model.VariantSummary(
+        **runs[0].model_dump(include={"params", "model_size_bytes"}),
+        **mean,
         variant=variant,
-        params=runs[0].params,
-        model_size_bytes=runs[0].model_size_bytes,
         test_accuracy=accuracy,
-        final_val_accuracy=final_val,
-        **{f: float(np.mean([getattr(s, f) for s in summaries])) for f in means},
         per_class_recall=recall.tolist(),
         confusion=confusion.tolist(),
         hardware=model.distinct([r.training.hardware for r in runs]),
         inference_hardware=model.distinct([r.hardware for r in runs]),
         runs=summaries,
-        reference=_reference(config.references.get(variant), accuracy.estimate, final_val),
+        reference=_reference(ref, accuracy.estimate, mean["final_val_accuracy"]),
     )
 
 
@@ -170,7 +168,7 @@ def read_comparison(path: str | os.PathLike) -> model.Comparison:
     except ValueError:
         record = None
     if not isinstance(record, dict) or not str(record.get("schema_version")).startswith("2."):
-        return model.Comparison.parse(text, path)
+        return model.Comparison.read(path)
     tests = [[pairwise.RepeatTest.model_validate(t) for t in p["tests"]] for p in record["pairs"]]
     found = [(p["a"], p["b"], t, {}) for p, t in zip(record["pairs"], tests, strict=True)]
     pairs = pairwise.from_counts(found, int(record["n_test"]))
@@ -249,9 +247,8 @@ def compare(
     else:
         found = {"classes": list(get_spec(config.dataset).classes), "variants": [], "pairs": []}
     repeats = found.pop("repeats", config.repeats)
-    status = "partial" if failures else "complete"
     return model.Comparison(
-        status=status if found["variants"] else "failed",
+        status=("partial" if failures else "complete") if found["variants"] else "failed",
         failures=failures,
         schema_version=model.SCHEMA_VERSION,
         experiment=config.name,

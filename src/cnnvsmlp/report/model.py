@@ -206,11 +206,7 @@ class Comparison(Record):
     @classmethod
     def read(cls, path: str | os.PathLike) -> Comparison:
         """Read a ``comparison.json`` of this schema's major version, this minor or older."""
-        return cls.parse(Path(path).read_text(), path)
-
-    @classmethod
-    def parse(cls, text: str, path: str | os.PathLike) -> Comparison:
-        """:meth:`read` of text already read from ``path``."""
+        text = Path(path).read_text()
         major, minor = (int(x) for x in SCHEMA_VERSION.split("."))
         found = ""
         try:
@@ -232,12 +228,11 @@ def failure_summary(comparison: Comparison) -> str:
     if not failures:
         return ""
     runs = "; ".join(f"{f.variant}-r{f.repeat} ({f.error}: {f.message})" for f in failures)
-    count = len(failures)
     out = list(dict.fromkeys(f.variant for f in failures))
     left = f"variant{'s' if len(out) > 1 else ''} {', '.join(out)} left out"
     rest = ", ".join(v.variant for v in comparison.variants)
     tail = f"{left}; {rest} compared" if rest else f"{left}; nothing left to compare"
-    return f"{count} run{'s' if count > 1 else ''} failed for good: {runs}; {tail}."
+    return f"{len(failures)} run{'s' if len(failures) > 1 else ''} failed for good: {runs}; {tail}."
 
 
 def check_complete(path: str | Path) -> None:

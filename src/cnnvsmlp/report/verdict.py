@@ -143,11 +143,10 @@ def caveats(comparison: Comparison) -> list[tuple[str, str]]:
             f"networks after {epochs}, not converged ones."
         )
     found = [("Training budget", budget)]
-    varied = comparison.config.vary_seeds if comparison.config else ["init", "order", "dropout"]
-    words = {"init": "the initial weights", "order": "the image order", "dropout": "dropout"}
-    held = [w for k, w in words.items() if k not in varied]
     if comparison.repeats == 1:
         return found
+    varied = comparison.config.vary_seeds if comparison.config else ["init", "order", "dropout"]
+    words = {"init": "the initial weights", "order": "the image order", "dropout": "dropout"}
     if len(varied) == len(words):
         text = (
             "each repeat's one seed set the initial weights, the image order and dropout "
@@ -155,6 +154,7 @@ def caveats(comparison: Comparison) -> list[tuple[str, str]]:
             "(docs/statistics.md splits it by source)."
         )
     else:
+        held = [w for k, w in words.items() if k not in varied]
         text = (
             f"the repeats varied only {' and '.join(words[k] for k in varied)}; "
             f"{' and '.join(held)} stayed at repeat 0's seed: the intervals cover that "
