@@ -12,7 +12,7 @@ import numpy as np
 
 import cnnvsmlp.report.model as model
 from cnnvsmlp import pairwise
-from cnnvsmlp.config import ExperimentConfig, Reference
+from cnnvsmlp.config import ExperimentConfig
 from cnnvsmlp.data.spec import get_spec
 from cnnvsmlp.data.store import labels_digest
 from cnnvsmlp.provenance import Provenance
@@ -94,17 +94,6 @@ def _run_summary(r: EvalResult, labels: np.ndarray) -> model.RunSummary:
     )
 
 
-def _reference(ref: Reference | None, test: float, val: float) -> model.ReferenceComparison | None:
-    if ref is None:
-        return None
-    return model.ReferenceComparison(
-        **ref.model_dump(include={"accuracy", "loss", "split"}),
-        note=" ".join(ref.note.split()),
-        test_difference=test - ref.accuracy,
-        validation_difference=val - ref.accuracy if ref.split == "validation" else None,
-    )
-
-
 def _summarise(
     variant: str, runs: list[EvalResult], config: ExperimentConfig, labels: np.ndarray
 ) -> model.VariantSummary:
@@ -118,7 +107,16 @@ def _summarise(
     means = ("test_loss", "best_val_accuracy", "final_val_accuracy", "final_val_loss")
     means += ("epoch_time_s", "train_time_s", "train_images_per_s", "inference_images_per_s")
     mean = {f: float(np.mean([getattr(s, f) for s in summaries])) for f in means}
-    ref = config.references.get(variant)
+    reference = None
+    if (ref := config.references.get(variant)) is not None:
+        reference = model.ReferenceComparison(
+            **ref.model_dump(include={"accuracy", "loss", "split"}),
+            note=" ".join(ref.note.split()),
+            test_difference=accuracy.estimate - ref.accuracy,
+            validation_difference=(
+                mean["final_val_accuracy"] - ref.accuracy if ref.split == "validation" else None
+            ),
+        )
     return model.VariantSummary(
         **runs[0].model_dump(include={"params", "model_size_bytes"}),
         **mean,
@@ -129,7 +127,7 @@ def _summarise(
         hardware=model.distinct([r.training.hardware for r in runs]),
         inference_hardware=model.distinct([r.hardware for r in runs]),
         runs=summaries,
-        reference=_reference(ref, accuracy.estimate, mean["final_val_accuracy"]),
+        reference=reference,
     )
 
 
@@ -162,15 +160,13 @@ def _correct(
 
 def read_comparison(path: str | os.PathLike) -> model.Comparison:
     """A ``comparison.json`` in this schema, or restated from schema 2's counts (no shifts)."""
-    text = Path(path).read_text()
     try:
-        record = json.loads(text)
+        record = json.loads(Path(path).read_text())
     except ValueError:
         record = None
     if not isinstance(record, dict) or not str(record.get("schema_version")).startswith("2."):
         return model.Comparison.read(path)
-    tests = [[pairwise.RepeatTest.model_validate(t) for t in p["tests"]] for p in record["pairs"]]
-    found = [(p["a"], p["b"], t, {}) for p, t in zip(record["pairs"], tests, strict=True)]
+    found = [(p["a"], p["b"], p["tests"], {}) for p in record["pairs"]]
     pairs = pairwise.from_counts(found, int(record["n_test"]))
     accuracy = {v["variant"]: v["test_accuracy"]["estimate"] for v in record["variants"]}
     pairs = [d if _oriented(d.a, d.b, accuracy) == (d.a, d.b) else d.flipped() for d in pairs]

@@ -107,11 +107,8 @@ def headline(comparison: Comparison) -> str:
             f"accuracy, {comparison.confidence:.0%} CI [{pct(acc.low)}, {pct(acc.high)}]."
         )
     pairs = comparison.pairs
-    across = [
-        p
-        for p in pairs
-        if BASELINE_FAMILY in {family(p.a), family(p.b)} and family(p.a) != family(p.b)
-    ]
+    # Pairs across families, one side the baseline's: their families a proper superset of it.
+    across = [p for p in pairs if {family(p.a), family(p.b)} > {BASELINE_FAMILY}]
     primary = across or pairs
     basis = f"{pairs[0].seeds} seeds and the test images"
     if pairs[0].seeds == 1:
