@@ -76,8 +76,7 @@ def headline(a: EfficiencyAnalysis) -> str:
         )
         shown = next((g.n_train for g in gaps if g.verdict == "different"), None)
         found = [x for m in a.multipliers if m.variant == v for x in m.multipliers]
-        x = next((x for x in found if x.n_train == shown), None)
-        if x is not None and x.where == "inside":
+        if x := next((x for x in found if x.n_train == shown and x.where == "inside"), None):
             text += (
                 f"; to match {v} at {size(x.n_train)} images {a.baseline} needs "
                 f"{_multiplier_words(x)} as many (read off the sizes trained)"
