@@ -123,7 +123,8 @@ def rerender(folder: Path, note: str = "") -> Callable[[Path], object]:
         if record.config is None and (folder / "config.json").is_file():
             config = run_config(read_config(folder / "config.json"), record.repeats)
             record = record.model_copy(update={"config": config})
-    record = record.model_copy(update={"provenance": _note(record.provenance, note, old)})
+    source = f"a comparison.json of schema {old}"
+    record = record.model_copy(update={"provenance": _note(record.provenance, note, source)})
     return lambda out: write(record, out)
 
 
@@ -173,10 +174,9 @@ def _write_whole(folder: Path, render: Callable[[Path], object], source: str) ->
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _note(p, note: str, schema: str):
-    """The provenance ``p`` with the note of a render again: how and by what."""
+def _note(p: Provenance, note: str, source: str) -> Provenance:
+    """The provenance ``p`` with the note of a render again from ``source``: how and by what."""
     commit, dirty = git_state()
-    source = schema if schema.startswith("the ") else f"a comparison.json of schema {schema}"
     rendered = (
         f"Rendered again from {source} by cnnvsmlp "
         f"{project_version() or '?'} (commit {commit[:10] or 'not recorded'}"

@@ -12,7 +12,7 @@ import numpy as np
 
 import cnnvsmlp.report.model as model
 from cnnvsmlp import pairwise
-from cnnvsmlp.config import ExperimentConfig, Reference
+from cnnvsmlp.config import ExperimentConfig
 from cnnvsmlp.data.spec import get_spec
 from cnnvsmlp.data.store import labels_digest
 from cnnvsmlp.provenance import Provenance
@@ -94,17 +94,6 @@ def _run_summary(r: EvalResult, labels: np.ndarray) -> model.RunSummary:
     )
 
 
-def _reference(ref: Reference | None, test: float, val: float) -> model.ReferenceComparison | None:
-    if ref is None:
-        return None
-    return model.ReferenceComparison(
-        **ref.model_dump(include={"accuracy", "loss", "split"}),
-        note=" ".join(ref.note.split()),
-        test_difference=test - ref.accuracy,
-        validation_difference=val - ref.accuracy if ref.split == "validation" else None,
-    )
-
-
 def _summarise(
     variant: str, runs: list[EvalResult], config: ExperimentConfig, labels: np.ndarray
 ) -> model.VariantSummary:
@@ -115,23 +104,30 @@ def _summarise(
     for r in runs:
         np.add.at(confusion, (labels, np.asarray(r.predictions)), 1)
     recall = np.diag(confusion) / np.maximum(confusion.sum(axis=1), 1)
-    final_val = float(np.mean([s.final_val_accuracy for s in summaries]))
-
-    means = ("test_loss", "best_val_accuracy", "final_val_loss", "epoch_time_s", "train_time_s")
-    means += ("train_images_per_s", "inference_images_per_s")
+    means = ("test_loss", "best_val_accuracy", "final_val_accuracy", "final_val_loss")
+    means += ("epoch_time_s", "train_time_s", "train_images_per_s", "inference_images_per_s")
+    mean = {f: float(np.mean([getattr(s, f) for s in summaries])) for f in means}
+    reference = None
+    if (ref := config.references.get(variant)) is not None:
+        reference = model.ReferenceComparison(
+            **ref.model_dump(include={"accuracy", "loss", "split"}),
+            note=" ".join(ref.note.split()),
+            test_difference=accuracy.estimate - ref.accuracy,
+            validation_difference=(
+                mean["final_val_accuracy"] - ref.accuracy if ref.split == "validation" else None
+            ),
+        )
     return model.VariantSummary(
+        **runs[0].model_dump(include={"params", "model_size_bytes"}),
+        **mean,
         variant=variant,
-        params=runs[0].params,
-        model_size_bytes=runs[0].model_size_bytes,
         test_accuracy=accuracy,
-        final_val_accuracy=final_val,
-        **{f: float(np.mean([getattr(s, f) for s in summaries])) for f in means},
         per_class_recall=recall.tolist(),
         confusion=confusion.tolist(),
         hardware=model.distinct([r.training.hardware for r in runs]),
         inference_hardware=model.distinct([r.hardware for r in runs]),
         runs=summaries,
-        reference=_reference(config.references.get(variant), accuracy.estimate, final_val),
+        reference=reference,
     )
 
 
@@ -164,15 +160,13 @@ def _correct(
 
 def read_comparison(path: str | os.PathLike) -> model.Comparison:
     """A ``comparison.json`` in this schema, or restated from schema 2's counts (no shifts)."""
-    text = Path(path).read_text()
     try:
-        record = json.loads(text)
+        record = json.loads(Path(path).read_text())
     except ValueError:
         record = None
     if not isinstance(record, dict) or not str(record.get("schema_version")).startswith("2."):
-        return model.Comparison.parse(text, path)
-    tests = [[pairwise.RepeatTest.model_validate(t) for t in p["tests"]] for p in record["pairs"]]
-    found = [(p["a"], p["b"], t, {}) for p, t in zip(record["pairs"], tests, strict=True)]
+        return model.Comparison.read(path)
+    found = [(p["a"], p["b"], p["tests"], {}) for p in record["pairs"]]
     pairs = pairwise.from_counts(found, int(record["n_test"]))
     accuracy = {v["variant"]: v["test_accuracy"]["estimate"] for v in record["variants"]}
     pairs = [d if _oriented(d.a, d.b, accuracy) == (d.a, d.b) else d.flipped() for d in pairs]
@@ -249,9 +243,8 @@ def compare(
     else:
         found = {"classes": list(get_spec(config.dataset).classes), "variants": [], "pairs": []}
     repeats = found.pop("repeats", config.repeats)
-    status = "partial" if failures else "complete"
     return model.Comparison(
-        status=status if found["variants"] else "failed",
+        status=("partial" if failures else "complete") if found["variants"] else "failed",
         failures=failures,
         schema_version=model.SCHEMA_VERSION,
         experiment=config.name,

@@ -76,8 +76,7 @@ def headline(a: EfficiencyAnalysis) -> str:
         )
         shown = next((g.n_train for g in gaps if g.verdict == "different"), None)
         found = [x for m in a.multipliers if m.variant == v for x in m.multipliers]
-        x = next((x for x in found if x.n_train == shown), None)
-        if x is not None and x.where == "inside":
+        if x := next((x for x in found if x.n_train == shown and x.where == "inside"), None):
             text += (
                 f"; to match {v} at {size(x.n_train)} images {a.baseline} needs "
                 f"{_multiplier_words(x)} as many (read off the sizes trained)"
@@ -98,9 +97,11 @@ def _verdicts_by_size(gaps: list[Difference]) -> str:
 
 
 def _variant_verdicts(a: EfficiencyAnalysis, v: str, gaps: list[Difference]) -> list:
+    """A variant's gap by size, its data multiplier and, at the largest size, the shift's effect."""
+    lo, hi = gaps[0], gaps[-1]
     text = (
-        f"the gap is {interval(gaps[0], signed)} points at {size(gaps[0].n_train)} images "
-        f"and {interval(gaps[-1], signed)} at {size(gaps[-1].n_train)} "
+        f"the gap is {interval(lo, signed)} points at {size(lo.n_train)} images "
+        f"and {interval(hi, signed)} at {size(hi.n_train)} "
         f"({_interval_words(a)}); {_verdicts_by_size(gaps)}."
     )
     out = [(f"{v} vs {a.baseline}:", text)]
@@ -113,7 +114,17 @@ def _variant_verdicts(a: EfficiencyAnalysis, v: str, gaps: list[Difference]) -> 
         ]
         words = "; ".join(stated) or "not stated: the gap is shown at no size"
         out.append((f"Data multiplier ({a.baseline} to match {v}):", words + "."))
-    return out + _shift_verdict(a, v, gaps[-1].n_train)
+    if shifted := [g for g in a.shift_gaps if g.a == v and g.n_train == hi.n_train]:
+        widest = max(shifted, key=lambda g: abs(g.estimate))
+        text = (
+            f"with {size(hi.n_train)} training images the gap is {interval(hi, signed)} points on "
+            f"the test images as they are and widest at {widest.shift} pixel"
+            f"{'s' if widest.shift > 1 else ''}: {interval(widest, signed)} (intervals "
+            f"simultaneous over the {widest.family} shifted gaps; a diagonal move of k pixels is "
+            "k x 1.41, and at 3-4 pixels part of the object leaves the frame)."
+        )
+        out.append(("Shift:", text))
+    return out
 
 
 def verdicts(a: EfficiencyAnalysis) -> list[tuple[str, str]]:
@@ -137,22 +148,6 @@ def verdicts(a: EfficiencyAnalysis) -> list[tuple[str, str]]:
         text = f"{len(capped)} trainings reached the cap of {a.max_epochs} epochs while still"
         out.append(("Cap:", f"{text} improving ({names}): they may be under-trained."))
     return out
-
-
-def _shift_verdict(a: EfficiencyAnalysis, variant: str, n: int) -> list[tuple[str, str]]:
-    shifted = [g for g in a.shift_gaps if g.a == variant and g.n_train == n]
-    base = _gap_at(a, variant, n)
-    if not shifted or base is None:
-        return []
-    widest = max(shifted, key=lambda g: abs(g.estimate))
-    text = (
-        f"with {size(n)} training images the gap is {interval(base, signed)} points on the test "
-        f"images as they are and widest at {widest.shift} pixel"
-        f"{'s' if widest.shift > 1 else ''}: {interval(widest, signed)} (intervals simultaneous "
-        f"over the {widest.family} shifted gaps; a diagonal move of k pixels is k x 1.41, and at "
-        "3-4 pixels part of the object leaves the frame)."
-    )
-    return [("Shift:", text)]
 
 
 def _gap_table(a: EfficiencyAnalysis) -> Table:
@@ -269,20 +264,6 @@ CURVES = (
 )
 
 
-def provenance_line(a: EfficiencyAnalysis) -> str:
-    """What produced the report: run, date, commit, and the study's settings."""
-    p = a.provenance
-    machines = "; ".join(machine_text(h) for h in a.hardware) or "no machine recorded"
-    return (
-        f"Run {run_label(p)}; {when_and_code(p)}; {a.dataset}, sizes "
-        f"{', '.join(size(n) for n in a.sizes)}, {a.repeats} repeat{'s' * (a.repeats != 1)}, "
-        f"{a.n_test:,} test images; "
-        f"early stopping on validation loss (patience {a.stopping.patience}, min_delta "
-        f"{a.stopping.min_delta:g}, cap {a.max_epochs} epochs, best epoch kept). Trained on "
-        f"{machines}."
-    )
-
-
 def _sections(a: EfficiencyAnalysis) -> list[Section]:
     """The sections between the verdicts and the learning curves, those the analysis has."""
     gaps = GAPS.format(confidence=a.confidence, interval=_interval_words(a), margin=100 * a.margin)
@@ -299,12 +280,21 @@ def _sections(a: EfficiencyAnalysis) -> list[Section]:
 
 def efficiency_report(a: EfficiencyAnalysis) -> Report:
     """The data-efficiency report: the answer, the plots, then the tables."""
+    p, machines = a.provenance, "; ".join(machine_text(h) for h in a.hardware)
     failed = f"{len(a.failures)} runs failed for good and are left out; see Failed runs."
+    settings = (
+        f"Run {run_label(p)}; {when_and_code(p)}; {a.dataset}, sizes "
+        f"{', '.join(size(n) for n in a.sizes)}, {a.repeats} repeat{'s' * (a.repeats != 1)}, "
+        f"{a.n_test:,} test images; "
+        f"early stopping on validation loss (patience {a.stopping.patience}, min_delta "
+        f"{a.stopping.min_delta:g}, cap {a.max_epochs} epochs, best epoch kept). Trained on "
+        f"{machines or 'no machine recorded'}."
+    )
     lead = lead_blocks(
         headline(a),
-        a.provenance,
+        p,
         Text(failed if a.failures else "", lead=f"{a.status.capitalize()} comparison."),
-        Text(provenance_line(a), style="note"),
+        Text(settings, style="note"),
     )
     drawn = zip(EFFICIENCY_PLOTS.items(), (a.points, a.gaps, a.shift_points), strict=True)
     lead += [Figure(name, caption) for (name, caption), data in drawn if data]
@@ -318,10 +308,10 @@ def efficiency_report(a: EfficiencyAnalysis) -> Report:
     own = [
         ("Experiment:", f"{a.experiment} ({a.dataset})"),
         ("Variants:", f"{', '.join(a.variants)}; baseline {a.baseline}"),
-        ("Machines:", "; ".join(machine_text(h) for h in a.hardware) or "none: no run finished"),
+        ("Machines:", machines or "none: no run finished"),
     ]
-    sections.append(provenance_section(a.provenance, a.schema_version, own))
-    title = f"{a.experiment}: data efficiency, run {a.provenance.run_id or '(not recorded)'}"
+    sections.append(provenance_section(p, a.schema_version, own))
+    title = f"{a.experiment}: data efficiency, run {p.run_id or '(not recorded)'}"
     return Report(title=title, lead=lead, sections=sections)
 
 

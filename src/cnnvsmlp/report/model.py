@@ -18,6 +18,8 @@ from cnnvsmlp.records import Epoch, Hardware
 
 SCHEMA_VERSION = "3.0"
 SPREAD_LIMIT = 0.01
+_BEST = "The highest validation accuracy of the run and its epoch (1-based; the first on a tie)."
+_ASKED = "The data set and the variants asked for (failed ones included)."
 
 
 def distinct(machines: Iterable[Hardware]) -> list[Hardware]:
@@ -42,10 +44,8 @@ class RunSummary(Record):
     test_accuracy: float = Field(description="`test_correct / n_test`.")
     test_correct: int = Field(description="Test images predicted right.")
     test_loss: float = Field(description="Test loss.")
-    best_val_accuracy: float
-    """The highest validation accuracy of the run and its epoch (1-based; the first on a tie)."""
-    best_epoch: int
-    """The highest validation accuracy of the run and its epoch (1-based; the first on a tie)."""
+    best_val_accuracy: float = Field(description=_BEST)
+    best_epoch: int = Field(description=_BEST)
     final_val_accuracy: float = Field(description="Validation accuracy and loss of the last epoch.")
     final_val_loss: float = Field(description="Validation accuracy and loss of the last epoch.")
     epochs: int = Field(description="Epochs in the run's history.")
@@ -139,10 +139,8 @@ class ShiftAccuracy(Record):
 class RunConfig(Record):
     """How the runs were trained: the experiment config's numbers that a reader asks for."""
 
-    dataset: str
-    """The data set and the variants asked for (failed ones included)."""
-    variants: list[str]
-    """The data set and the variants asked for (failed ones included)."""
+    dataset: str = Field(description=_ASKED)
+    variants: list[str] = Field(description=_ASKED)
     epochs: int = Field(description="Per run.")
     batch_size: int = Field(description="Per run.")
     optimizer: str = Field(description="Null: the optimizer's Keras default.")
@@ -206,11 +204,7 @@ class Comparison(Record):
     @classmethod
     def read(cls, path: str | os.PathLike) -> Comparison:
         """Read a ``comparison.json`` of this schema's major version, this minor or older."""
-        return cls.parse(Path(path).read_text(), path)
-
-    @classmethod
-    def parse(cls, text: str, path: str | os.PathLike) -> Comparison:
-        """:meth:`read` of text already read from ``path``."""
+        text = Path(path).read_text()
         major, minor = (int(x) for x in SCHEMA_VERSION.split("."))
         found = ""
         try:
@@ -232,12 +226,11 @@ def failure_summary(comparison: Comparison) -> str:
     if not failures:
         return ""
     runs = "; ".join(f"{f.variant}-r{f.repeat} ({f.error}: {f.message})" for f in failures)
-    count = len(failures)
     out = list(dict.fromkeys(f.variant for f in failures))
     left = f"variant{'s' if len(out) > 1 else ''} {', '.join(out)} left out"
     rest = ", ".join(v.variant for v in comparison.variants)
     tail = f"{left}; {rest} compared" if rest else f"{left}; nothing left to compare"
-    return f"{count} run{'s' if count > 1 else ''} failed for good: {runs}; {tail}."
+    return f"{len(failures)} run{'s' if len(failures) > 1 else ''} failed for good: {runs}; {tail}."
 
 
 def check_complete(path: str | Path) -> None:

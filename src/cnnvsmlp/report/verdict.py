@@ -107,11 +107,8 @@ def headline(comparison: Comparison) -> str:
             f"accuracy, {comparison.confidence:.0%} CI [{pct(acc.low)}, {pct(acc.high)}]."
         )
     pairs = comparison.pairs
-    across = [
-        p
-        for p in pairs
-        if BASELINE_FAMILY in {family(p.a), family(p.b)} and family(p.a) != family(p.b)
-    ]
+    # Pairs across families, one side the baseline's: their families a proper superset of it.
+    across = [p for p in pairs if {family(p.a), family(p.b)} > {BASELINE_FAMILY}]
     primary = across or pairs
     basis = f"{pairs[0].seeds} seeds and the test images"
     if pairs[0].seeds == 1:
@@ -143,11 +140,10 @@ def caveats(comparison: Comparison) -> list[tuple[str, str]]:
             f"networks after {epochs}, not converged ones."
         )
     found = [("Training budget", budget)]
-    varied = comparison.config.vary_seeds if comparison.config else ["init", "order", "dropout"]
-    words = {"init": "the initial weights", "order": "the image order", "dropout": "dropout"}
-    held = [w for k, w in words.items() if k not in varied]
     if comparison.repeats == 1:
         return found
+    varied = comparison.config.vary_seeds if comparison.config else ["init", "order", "dropout"]
+    words = {"init": "the initial weights", "order": "the image order", "dropout": "dropout"}
     if len(varied) == len(words):
         text = (
             "each repeat's one seed set the initial weights, the image order and dropout "
@@ -155,6 +151,7 @@ def caveats(comparison: Comparison) -> list[tuple[str, str]]:
             "(docs/statistics.md splits it by source)."
         )
     else:
+        held = [w for k, w in words.items() if k not in varied]
         text = (
             f"the repeats varied only {' and '.join(words[k] for k in varied)}; "
             f"{' and '.join(held)} stayed at repeat 0's seed: the intervals cover that "
