@@ -1,7 +1,4 @@
-"""Every difference the project states, its interval and verdict: one way (docs/statistics.md).
-
-Also a variant's accuracy interval, McNemar per repeat and Holm; SciPy and statsmodels load inside.
-"""
+"""Each difference's interval and verdict (docs/statistics.md); accuracy interval, McNemar, Holm."""
 
 from __future__ import annotations
 
@@ -25,12 +22,9 @@ class Interval(Record):
 
     model_config = ConfigDict(frozen=True)
 
-    estimate: float
-    """The point estimate."""
-    low: float
-    """The bounds of the `confidence` interval."""
-    high: float
-    """The bounds of the `confidence` interval."""
+    estimate: float = Field(description="The point estimate.")
+    low: float = Field(description="The bounds of the `confidence` interval.")
+    high: float = Field(description="The bounds of the `confidence` interval.")
     method: str
     """`t` (Student t over repeats), `wilson` (Wilson score interval of a proportion over the test
     images)."""
@@ -95,8 +89,7 @@ Verdict = Literal["different", "equivalent", "inconclusive"]
 class RepeatTest(Record):
     """McNemar's exact test of the two networks of one repeat (a detail: fixed networks)."""
 
-    repeat: int
-    """The repeat."""
+    repeat: int = Field(description="The repeat.")
     difference: float
     """Accuracy of `a` minus accuracy of `b` in this repeat: `(only_a_correct - only_b_correct) /
     n_test`."""
@@ -113,22 +106,16 @@ class RepeatTest(Record):
 class Difference(Record):
     """Accuracy of ``a`` minus ``b``, paired by seed, with its interval and verdict."""
 
-    a: str
-    """The two variants."""
-    b: str
-    """The two variants."""
+    a: str = Field(description="The two variants.")
+    b: str = Field(description="The two variants.")
     shift: int = Field(default=0, description="Pixels the test images were moved; 0: as they are.")
     n_train: int | None = Field(default=None, description="Training images; None: all.")
     estimate: float = Field(description="Mean over seeds of the accuracy difference (fraction).")
-    low: float
-    """The interval and its confidence, `1 - alpha / family`."""
-    high: float
-    """The interval and its confidence, `1 - alpha / family`."""
+    low: float = Field(description="The interval and its confidence, `1 - alpha / family`.")
+    high: float = Field(description="The interval and its confidence, `1 - alpha / family`.")
     level: float = Field(description="Confidence of [low, high]: 1 - alpha / family.")
-    se: float
-    """Standard error and (Satterthwaite's) degrees of freedom."""
-    df: float
-    """Standard error and (Satterthwaite's) degrees of freedom."""
+    se: float = Field(description="Standard error and (Satterthwaite's) degrees of freedom.")
+    df: float = Field(description="Standard error and (Satterthwaite's) degrees of freedom.")
     p_value: float = Field(description="Two-sided test of no difference.")
     p_adjusted: float = Field(description="Bonferroni over the family.")
     margin: float = Field(description="Equivalence margin (fraction).")
@@ -136,15 +123,12 @@ class Difference(Record):
     p_equivalence_adjusted: float
     """Bonferroni, each one-sided test at alpha / (2 k): below alpha iff [low, high] in +-margin."""
     family: int = Field(description="Differences in the family this one is adjusted over.")
-    seeds: int
-    """Repeats and test images."""
-    images: int
-    """Repeats and test images."""
+    seeds: int = Field(description="Repeats and test images.")
+    images: int = Field(description="Repeats and test images.")
     method: Method
     """`seeds-and-images` (crossed random effects), `images` (one seed: the test images only),
     `seeds-and-images-bound` (from per-repeat counts, the image term bounded; conservative)."""
-    verdict: Verdict
-    """`different`, `equivalent` or `inconclusive`."""
+    verdict: Verdict = Field(description="`different`, `equivalent` or `inconclusive`.")
     per_seed: list[float] = Field(description="The difference in each repeat, in repeat order.")
     tests: list[RepeatTest] = Field(default=[], description="Per repeat, McNemar's exact test.")
 

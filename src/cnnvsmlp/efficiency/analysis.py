@@ -87,8 +87,10 @@ def analyze(
         if ordered
     ]
     margin = config.equivalence_margin / 100
-    estimates = [_size_estimates(by_key, v, variants[0], sizes, test_labels) for v in variants[1:]]
-    gaps = [d for found in estimates for d in pairwise.decide(found, margin)]
+    found = _size_estimates(by_key, variants, sizes, test_labels)
+    gaps = [  # a family per variant
+        d for v in variants[1:] for d in pairwise.decide([e for e in found if e.a == v], margin)
+    ]
     scores = {key: {k: r.accuracy for k, r in runs.items()} for key, runs in by_key.items()}
     return EfficiencyAnalysis(
         experiment=config.name,
@@ -123,17 +125,17 @@ def _correct(runs: dict[int, EvalResult], labels: np.ndarray, shift: int) -> dic
 
 
 def _size_estimates(
-    by_key: Runs, variant: str, baseline: str, sizes: list[int], labels: np.ndarray, shifts=(0,)
+    by_key: Runs, variants: list[str], sizes: list[int], labels: np.ndarray, shifts=(0,)
 ) -> list[pairwise.Estimate]:
-    """``variant - baseline`` at each size (and shift), paired by repeat."""
-    found = []
-    for n, s in itertools.product(sizes, shifts):
-        mine = _correct(by_key.get((variant, n), {}), labels, s)
+    """Each variant minus the first (the baseline) at each size (and shift), paired by repeat."""
+    found, baseline = [], variants[0]
+    for v, n, s in itertools.product(variants[1:], sizes, shifts):
+        mine = _correct(by_key.get((v, n), {}), labels, s)
         base = _correct(by_key.get((baseline, n), {}), labels, s)
         if shared := sorted(set(mine) & set(base)):
             a, b = (np.array([c[k] for k in shared]) for c in (mine, base))
             repeats = shared if s == 0 else None
-            found.append(pairwise.estimate(variant, baseline, a, b, repeats, n_train=n, shift=s))
+            found.append(pairwise.estimate(v, baseline, a, b, repeats, n_train=n, shift=s))
     return found
 
 
@@ -186,11 +188,7 @@ def _shift_results(
         for correct in [_correct(by_key.get((v, n), {}), labels, s)]
         if correct
     ]
-    estimates = [
-        e
-        for v in variants[1:]
-        for e in _size_estimates(by_key, v, variants[0], sizes, labels, tuple(shifts))
-    ]
+    estimates = _size_estimates(by_key, variants, sizes, labels, tuple(shifts))
     return {"shift_points": points, "shift_gaps": pairwise.decide(estimates, margin)}
 
 
