@@ -63,10 +63,6 @@ def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> McNemar:
     from scipy.stats import binom
 
     correct_a, correct_b = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
-    if correct_a.shape != correct_b.shape:
-        raise ValueError(
-            f"correctness vectors of different lengths: {correct_a.size} and {correct_b.size}"
-        )
     only_a = int(np.sum(correct_a & ~correct_b))
     only_b = int(np.sum(~correct_a & correct_b))
     p_value = binom.cdf(min(only_a, only_b), only_a + only_b, 0.5) * 2
@@ -77,8 +73,6 @@ def holm(p_values: list[float]) -> list[float]:
     """Holm-adjusted p-values of one family, in the order given (capped at 1)."""
     from statsmodels.stats.multitest import multipletests
 
-    if not p_values:
-        return []
     return [float(p) for p in multipletests(p_values, alpha=ALPHA, method="holm")[1]]
 
 
@@ -235,8 +229,7 @@ def bounded(
 
     The image term's variance is at most the mean of ``q_s - d_s**2``: a conservative interval.
     """
-    d = np.asarray(per_seed, dtype=float)
-    q = np.asarray(disagree, dtype=float)
+    d, q = np.asarray(per_seed, dtype=float), np.asarray(disagree, dtype=float)
     image_var = max(float(np.mean(q - d**2)), 0.0)
     var = image_var / images + (float(np.var(d, ddof=1)) / len(d) if len(d) > 1 else 0.0)
     df = float(len(d) - 1) if len(d) > 1 else float(images - 1)

@@ -175,14 +175,13 @@ def _shift_results(
     by_key: Runs, variants: list[str], sizes: list[int], labels: np.ndarray, margin: float
 ) -> dict[str, list]:
     """Accuracy and gap at every shift the runs were scored on; shift 0 is the test split."""
-    n_test = len(labels)
     shifts = sorted({s.shift for runs in by_key.values() for r in runs.values() for s in r.shifted})
     points = [
         fits.ShiftPoint(
             variant=v,
             n_train=n,
             shift=s,
-            accuracy=accuracy_interval([int(c.sum()) for c in correct.values()], n_test),
+            accuracy=accuracy_interval([int(c.sum()) for c in correct.values()], len(labels)),
         )
         for v, n, s in itertools.product(variants, sizes, (0, *shifts) if shifts else ())
         for correct in [_correct(by_key.get((v, n), {}), labels, s)]
