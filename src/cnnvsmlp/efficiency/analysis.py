@@ -50,9 +50,7 @@ def _grouped(results: list[EvalResult | RunFailure], labels: np.ndarray) -> Runs
     """The evaluations by variant and size, then repeat; a UserError if one is not the study's."""
     digest = labels_digest(labels)
     by_key: dict[tuple[str, int], dict[int, EvalResult]] = defaultdict(dict)
-    for r in results:
-        if isinstance(r, RunFailure):
-            continue
+    for r in (r for r in results if not isinstance(r, RunFailure)):
         if r.run.n_train is None:
             raise UserError(f"{r.run.run_id}: no n_train; not a run of the data-efficiency plan")
         if r.labels_sha256 != digest:
@@ -199,10 +197,8 @@ def read_analysis(path: str | Path, bootstrap_samples: int | None = None) -> Eff
         return EfficiencyAnalysis.model_validate_json(text)
     sizes = [int(n) for n in record["sizes"]]
     runs = {(p["variant"], int(p["n_train"])): p["runs"] for p in record["points"]}
-    scores = {key: {r["repeat"]: r["test_accuracy"] for r in found} for key, found in runs.items()}
-    shifted = {
-        key: {r["repeat"]: r["shifted_accuracy"] for r in found} for key, found in runs.items()
-    }
+    scores = {key: {r["repeat"]: r["test_accuracy"] for r in rs} for key, rs in runs.items()}
+    shifted = {key: {r["repeat"]: r["shifted_accuracy"] for r in rs} for key, rs in runs.items()}
     record.update(
         _curves(scores, record["variants"], sizes, bootstrap_samples),
         schema_version=fits.SCHEMA_VERSION,
