@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import namedtuple
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -15,6 +16,7 @@ from cnnvsmlp.jsonmodel import Record
 CONFIDENCE = 0.95
 ALPHA = 0.05
 MARGIN = 0.01  # one point of accuracy
+McNemar = namedtuple("McNemar", "only_a_correct only_b_correct p_value")  # an exact test
 
 
 class Interval(Record):
@@ -47,15 +49,6 @@ def accuracy_interval(correct: list[int], n: int) -> Interval:
         return Interval(mean, mean, mean, "t")
     low, high = stats.t.interval(CONFIDENCE, len(values) - 1, loc=mean, scale=sem)
     return Interval(mean, float(low), float(high), "t")
-
-
-@dataclass(frozen=True)
-class McNemar:
-    """McNemar's exact test of two models on the same images; ``only_a_correct``: only A right."""
-
-    only_a_correct: int
-    only_b_correct: int
-    p_value: float
 
 
 def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> McNemar:
@@ -216,7 +209,7 @@ def estimate(
         mcnemar = [mcnemar_exact(ra, rb) for ra, rb in zip(ca, cb, strict=True)]
         adjusted = holm([t.p_value for t in mcnemar])
         tests = tuple(
-            RepeatTest(repeat=r, difference=float(d), p_holm=p, **vars(t))
+            RepeatTest(repeat=r, difference=float(d), p_holm=p, **t._asdict())
             for r, d, t, p in zip(repeats, per_seed, mcnemar, adjusted, strict=True)
         )
     return Estimate(a, b, *crossed(x), len(x), x.shape[1], method, per_seed, tests=tests, **where)
