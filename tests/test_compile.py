@@ -341,7 +341,7 @@ def test_data_efficiency_caches_only_the_data_and_uses_the_project_images(compil
 
 
 def test_data_efficiency_defaults_are_its_preset_and_sizes(compiled):
-    from cnnvsmlp.efficiency.curves import DEFAULT_SIZES, effective_sizes
+    from cnnvsmlp.efficiency.curves import effective_sizes
 
     params = compiled["data-efficiency"][0]["root"]["inputDefinitions"]["parameters"]
     config = json.loads(params["config_json"]["defaultValue"])
@@ -351,7 +351,7 @@ def test_data_efficiency_defaults_are_its_preset_and_sizes(compiled):
     assert (config["variants"], config["repeats"]) == (["mlp", "cnn"], 3)
     study = json.loads(params["efficiency_json"]["defaultValue"])
     assert study["sizes"] is None  # the halvings of whatever training split the data has
-    assert effective_sizes(None, 48_000, 10) == list(DEFAULT_SIZES)
+    assert effective_sizes(None, 48_000, 10) == [375, 750, 1500, 3000, 6000, 12000, 24000, 48000]
     assert params["repeats"]["defaultValue"] == 0
     args = pipeline_arguments("data-efficiency", load_config("fashion-mnist", ["repeats=2"]))
     assert args["repeats"] == 2 and json.loads(args["efficiency_json"]) == study

@@ -14,7 +14,6 @@ from cnnvsmlp.config import RunSpec, StoppingRule, TrainConfig, load_config
 from cnnvsmlp.data.store import labels_digest, load_split
 from cnnvsmlp.efficiency.analysis import analyze, check_complete
 from cnnvsmlp.efficiency.curves import (
-    DEFAULT_SIZES,
     EfficiencyConfig,
     effective_sizes,
     fit,
@@ -37,6 +36,8 @@ from cnnvsmlp.records import (
 )
 from cnnvsmlp.report.efficiency import write_efficiency_report as write_analysis
 from cnnvsmlp.training_files import decide
+
+DEFAULT_SIZES = (375, 750, 1500, 3000, 6000, 12000, 24000, 48000)  # Fashion-MNIST's halvings
 
 
 @pytest.fixture(scope="module")
@@ -177,8 +178,6 @@ def test_each_family_recovers_its_own_parameters():
     np.testing.assert_allclose([power.params["a"], power.params["b"]], [a, b], rtol=1e-6)
     with pytest.raises(ValueError, match="needs 3 sizes or more"):
         fit("power+floor", [100, 100, 200], [0.3, 0.3, 0.2])
-    with pytest.raises(ValueError, match="unknown curve family"):
-        fit("sigmoid", SIZES, SIZES * 0 + 0.1)
 
 
 def test_the_held_out_size_tells_a_right_family_from_a_wrong_one():

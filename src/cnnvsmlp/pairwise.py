@@ -1,11 +1,9 @@
-"""Every difference the project states, its interval and verdict: one way (docs/statistics.md).
-
-Also a variant's accuracy interval, McNemar per repeat and Holm; SciPy and statsmodels load inside.
-"""
+"""Each difference's interval and verdict (docs/statistics.md); accuracy interval, McNemar, Holm."""
 
 from __future__ import annotations
 
 import math
+from collections import namedtuple
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -18,6 +16,7 @@ from cnnvsmlp.jsonmodel import Record
 CONFIDENCE = 0.95
 ALPHA = 0.05
 MARGIN = 0.01  # one point of accuracy
+McNemar = namedtuple("McNemar", "only_a_correct only_b_correct p_value")  # an exact test
 
 
 class Interval(Record):
@@ -25,12 +24,9 @@ class Interval(Record):
 
     model_config = ConfigDict(frozen=True)
 
-    estimate: float
-    """The point estimate."""
-    low: float
-    """The bounds of the `confidence` interval."""
-    high: float
-    """The bounds of the `confidence` interval."""
+    estimate: float = Field(description="The point estimate.")
+    low: float = Field(description="The bounds of the `confidence` interval.")
+    high: float = Field(description="The bounds of the `confidence` interval.")
     method: str
     """`t` (Student t over repeats), `wilson` (Wilson score interval of a proportion over the test
     images)."""
@@ -55,24 +51,11 @@ def accuracy_interval(correct: list[int], n: int) -> Interval:
     return Interval(mean, float(low), float(high), "t")
 
 
-@dataclass(frozen=True)
-class McNemar:
-    """McNemar's exact test of two models on the same images; ``only_a_correct``: only A right."""
-
-    only_a_correct: int
-    only_b_correct: int
-    p_value: float
-
-
 def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> McNemar:
     """Exact (binomial) McNemar test of two per-image correctness vectors (p 1 if none differ)."""
     from scipy.stats import binom
 
     correct_a, correct_b = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
-    if correct_a.shape != correct_b.shape:
-        raise ValueError(
-            f"correctness vectors of different lengths: {correct_a.size} and {correct_b.size}"
-        )
     only_a = int(np.sum(correct_a & ~correct_b))
     only_b = int(np.sum(~correct_a & correct_b))
     p_value = binom.cdf(min(only_a, only_b), only_a + only_b, 0.5) * 2
@@ -83,8 +66,6 @@ def holm(p_values: list[float]) -> list[float]:
     """Holm-adjusted p-values of one family, in the order given (capped at 1)."""
     from statsmodels.stats.multitest import multipletests
 
-    if not p_values:
-        return []
     return [float(p) for p in multipletests(p_values, alpha=ALPHA, method="holm")[1]]
 
 
@@ -95,8 +76,7 @@ Verdict = Literal["different", "equivalent", "inconclusive"]
 class RepeatTest(Record):
     """McNemar's exact test of the two networks of one repeat (a detail: fixed networks)."""
 
-    repeat: int
-    """The repeat."""
+    repeat: int = Field(description="The repeat.")
     difference: float
     """Accuracy of `a` minus accuracy of `b` in this repeat: `(only_a_correct - only_b_correct) /
     n_test`."""
@@ -113,22 +93,16 @@ class RepeatTest(Record):
 class Difference(Record):
     """Accuracy of ``a`` minus ``b``, paired by seed, with its interval and verdict."""
 
-    a: str
-    """The two variants."""
-    b: str
-    """The two variants."""
+    a: str = Field(description="The two variants.")
+    b: str = Field(description="The two variants.")
     shift: int = Field(default=0, description="Pixels the test images were moved; 0: as they are.")
     n_train: int | None = Field(default=None, description="Training images; None: all.")
     estimate: float = Field(description="Mean over seeds of the accuracy difference (fraction).")
-    low: float
-    """The interval and its confidence, `1 - alpha / family`."""
-    high: float
-    """The interval and its confidence, `1 - alpha / family`."""
+    low: float = Field(description="The interval and its confidence, `1 - alpha / family`.")
+    high: float = Field(description="The interval and its confidence, `1 - alpha / family`.")
     level: float = Field(description="Confidence of [low, high]: 1 - alpha / family.")
-    se: float
-    """Standard error and (Satterthwaite's) degrees of freedom."""
-    df: float
-    """Standard error and (Satterthwaite's) degrees of freedom."""
+    se: float = Field(description="Standard error and (Satterthwaite's) degrees of freedom.")
+    df: float = Field(description="Standard error and (Satterthwaite's) degrees of freedom.")
     p_value: float = Field(description="Two-sided test of no difference.")
     p_adjusted: float = Field(description="Bonferroni over the family.")
     margin: float = Field(description="Equivalence margin (fraction).")
@@ -136,15 +110,12 @@ class Difference(Record):
     p_equivalence_adjusted: float
     """Bonferroni, each one-sided test at alpha / (2 k): below alpha iff [low, high] in +-margin."""
     family: int = Field(description="Differences in the family this one is adjusted over.")
-    seeds: int
-    """Repeats and test images."""
-    images: int
-    """Repeats and test images."""
+    seeds: int = Field(description="Repeats and test images.")
+    images: int = Field(description="Repeats and test images.")
     method: Method
     """`seeds-and-images` (crossed random effects), `images` (one seed: the test images only),
     `seeds-and-images-bound` (from per-repeat counts, the image term bounded; conservative)."""
-    verdict: Verdict
-    """`different`, `equivalent` or `inconclusive`."""
+    verdict: Verdict = Field(description="`different`, `equivalent` or `inconclusive`.")
     per_seed: list[float] = Field(description="The difference in each repeat, in repeat order.")
     tests: list[RepeatTest] = Field(default=[], description="Per repeat, McNemar's exact test.")
 
@@ -238,7 +209,7 @@ def estimate(
         mcnemar = [mcnemar_exact(ra, rb) for ra, rb in zip(ca, cb, strict=True)]
         adjusted = holm([t.p_value for t in mcnemar])
         tests = tuple(
-            RepeatTest(repeat=r, difference=float(d), p_holm=p, **vars(t))
+            RepeatTest(repeat=r, difference=float(d), p_holm=p, **t._asdict())
             for r, d, t, p in zip(repeats, per_seed, mcnemar, adjusted, strict=True)
         )
     return Estimate(a, b, *crossed(x), len(x), x.shape[1], method, per_seed, tests=tests, **where)
@@ -251,8 +222,7 @@ def bounded(
 
     The image term's variance is at most the mean of ``q_s - d_s**2``: a conservative interval.
     """
-    d = np.asarray(per_seed, dtype=float)
-    q = np.asarray(disagree, dtype=float)
+    d, q = np.asarray(per_seed, dtype=float), np.asarray(disagree, dtype=float)
     image_var = max(float(np.mean(q - d**2)), 0.0)
     var = image_var / images + (float(np.var(d, ddof=1)) / len(d) if len(d) > 1 else 0.0)
     df = float(len(d) - 1) if len(d) > 1 else float(images - 1)

@@ -50,9 +50,7 @@ def _grouped(results: list[EvalResult | RunFailure], labels: np.ndarray) -> Runs
     """The evaluations by variant and size, then repeat; a UserError if one is not the study's."""
     digest = labels_digest(labels)
     by_key: dict[tuple[str, int], dict[int, EvalResult]] = defaultdict(dict)
-    for r in results:
-        if isinstance(r, RunFailure):
-            continue
+    for r in (r for r in results if not isinstance(r, RunFailure)):
         if r.run.n_train is None:
             raise UserError(f"{r.run.run_id}: no n_train; not a run of the data-efficiency plan")
         if r.labels_sha256 != digest:
@@ -87,8 +85,10 @@ def analyze(
         if ordered
     ]
     margin = config.equivalence_margin / 100
-    estimates = [_size_estimates(by_key, v, variants[0], sizes, test_labels) for v in variants[1:]]
-    gaps = [d for found in estimates for d in pairwise.decide(found, margin)]
+    found = _size_estimates(by_key, variants, sizes, test_labels)
+    gaps = [  # a family per variant
+        d for v in variants[1:] for d in pairwise.decide([e for e in found if e.a == v], margin)
+    ]
     scores = {key: {k: r.accuracy for k, r in runs.items()} for key, runs in by_key.items()}
     return EfficiencyAnalysis(
         experiment=config.name,
@@ -123,17 +123,17 @@ def _correct(runs: dict[int, EvalResult], labels: np.ndarray, shift: int) -> dic
 
 
 def _size_estimates(
-    by_key: Runs, variant: str, baseline: str, sizes: list[int], labels: np.ndarray, shifts=(0,)
+    by_key: Runs, variants: list[str], sizes: list[int], labels: np.ndarray, shifts=(0,)
 ) -> list[pairwise.Estimate]:
-    """``variant - baseline`` at each size (and shift), paired by repeat."""
-    found = []
-    for n, s in itertools.product(sizes, shifts):
-        mine = _correct(by_key.get((variant, n), {}), labels, s)
+    """Each variant minus the first (the baseline) at each size (and shift), paired by repeat."""
+    found, baseline = [], variants[0]
+    for v, n, s in itertools.product(variants[1:], sizes, shifts):
+        mine = _correct(by_key.get((v, n), {}), labels, s)
         base = _correct(by_key.get((baseline, n), {}), labels, s)
         if shared := sorted(set(mine) & set(base)):
             a, b = (np.array([c[k] for k in shared]) for c in (mine, base))
             repeats = shared if s == 0 else None
-            found.append(pairwise.estimate(variant, baseline, a, b, repeats, n_train=n, shift=s))
+            found.append(pairwise.estimate(v, baseline, a, b, repeats, n_train=n, shift=s))
     return found
 
 
@@ -173,24 +173,19 @@ def _shift_results(
     by_key: Runs, variants: list[str], sizes: list[int], labels: np.ndarray, margin: float
 ) -> dict[str, list]:
     """Accuracy and gap at every shift the runs were scored on; shift 0 is the test split."""
-    n_test = len(labels)
     shifts = sorted({s.shift for runs in by_key.values() for r in runs.values() for s in r.shifted})
     points = [
         fits.ShiftPoint(
             variant=v,
             n_train=n,
             shift=s,
-            accuracy=accuracy_interval([int(c.sum()) for c in correct.values()], n_test),
+            accuracy=accuracy_interval([int(c.sum()) for c in correct.values()], len(labels)),
         )
         for v, n, s in itertools.product(variants, sizes, (0, *shifts) if shifts else ())
         for correct in [_correct(by_key.get((v, n), {}), labels, s)]
         if correct
     ]
-    estimates = [
-        e
-        for v in variants[1:]
-        for e in _size_estimates(by_key, v, variants[0], sizes, labels, tuple(shifts))
-    ]
+    estimates = _size_estimates(by_key, variants, sizes, labels, tuple(shifts))
     return {"shift_points": points, "shift_gaps": pairwise.decide(estimates, margin)}
 
 
@@ -202,10 +197,8 @@ def read_analysis(path: str | Path, bootstrap_samples: int | None = None) -> Eff
         return EfficiencyAnalysis.model_validate_json(text)
     sizes = [int(n) for n in record["sizes"]]
     runs = {(p["variant"], int(p["n_train"])): p["runs"] for p in record["points"]}
-    scores = {key: {r["repeat"]: r["test_accuracy"] for r in found} for key, found in runs.items()}
-    shifted = {
-        key: {r["repeat"]: r["shifted_accuracy"] for r in found} for key, found in runs.items()
-    }
+    scores = {key: {r["repeat"]: r["test_accuracy"] for r in rs} for key, rs in runs.items()}
+    shifted = {key: {r["repeat"]: r["shifted_accuracy"] for r in rs} for key, rs in runs.items()}
     record.update(
         _curves(scores, record["variants"], sizes, bootstrap_samples),
         schema_version=fits.SCHEMA_VERSION,
