@@ -69,11 +69,10 @@ def get_spec(name: str) -> DatasetSpec:
 
 def check_official_counts(spec: DatasetSpec, raw: RawData) -> None:
     """Refuse a TFDS source whose splits are not the official ones (IDX folders may hold fewer)."""
-    if raw.source.startswith(("idx:", "synthetic:")) or spec.user:
+    if raw.source.startswith(("idx:", "synthetic:")) or spec.name.startswith(USER_PREFIXES):
         return
-    for split in ("train", "test"):
+    for split, expected in spec.official_counts.items():
         n = len(getattr(raw, f"{split}_labels"))
-        expected = spec.official_counts[split]
         if n == expected:
             continue
         message = f"{spec.name}: source {raw.source} has {n} {split} images, expected {expected}"

@@ -120,9 +120,8 @@ def read_tfds_prepared(
         raw = _read_tfds_prepared_gcs(spec, root)
     else:
         base = Path(root)
-        names = []
-        if base.is_dir():
-            names = [p.name for p in base.iterdir() if (p / "dataset_info.json").is_file()]
+        listed = base.iterdir() if base.is_dir() else ()
+        names = [p.name for p in listed if (p / "dataset_info.json").is_file()]
         folder = base / _newest_version(spec, names, root)
         raw = _read_prepared_folder(spec, folder, f"tfds-prepared:{folder}")
     if official_only:
@@ -201,8 +200,7 @@ def _read_split(spec: DatasetSpec, builder, split: str, where: str) -> tuple:
         ) from None
     images, labels = example["image"], example["label"]
     if images.shape[1:] not in (spec.image_shape, spec.image_shape[:2]):
-        shape = "x".join(str(d) for d in images.shape[1:])
-        expected = "x".join(str(d) for d in spec.image_shape)
+        shape, expected = ("x".join(map(str, s)) for s in (images.shape[1:], spec.image_shape))
         raise DataError(f"{spec.name}: {where} holds {shape} {split} images, expected {expected}")
     # TFDS's builders store the IDX arrays unchanged: EMNIST transposed, letters labelled 1..26.
     return normalise_raw(spec, images, labels, f"{where} {split} split")

@@ -1,8 +1,4 @@
-"""A user's data set: ``tfds:NAME``, any TFDS image classification set, or ``folder:PATH``.
-
-A folder (local or ``gs://``) holds a subfolder of PNG or JPEG images per class, optionally in
-``train/`` and ``test/``; without them, a fifth of each class (seed 0) is the test set.
-"""
+"""A user's data set: ``tfds:NAME``, any TFDS image classification set, or ``folder:PATH``."""
 
 from __future__ import annotations
 
@@ -46,13 +42,7 @@ def describe(name: str) -> DatasetSpec:
         raise DataError(
             f"{name}: {len(classes)} classes; at most {MAX_CLASSES} (labels are stored as uint8)"
         )
-    return DatasetSpec(
-        name=name,
-        classes=tuple(classes),
-        official_counts=counts,
-        tfds_name=where,
-        image_shape=shape,
-    )
+    return DatasetSpec(name, tuple(classes), counts, tfds_name=where, image_shape=shape)
 
 
 def read_user(spec: DatasetSpec, data_dir: str | None, download: bool) -> RawData:
@@ -223,10 +213,5 @@ def _stratified(images: np.ndarray, labels: np.ndarray) -> tuple[tuple, tuple]:
 
 
 def _raw(splits: dict, source: str, digests: dict[str, str]) -> RawData:
-    arrays = []
-    for images, labels in (splits["train"], splits["test"]):
-        arrays += [
-            np.ascontiguousarray(images, dtype=np.uint8),
-            np.asarray(labels).astype(np.uint8),
-        ]
+    arrays = (np.ascontiguousarray(a, dtype=np.uint8) for s in ("train", "test") for a in splits[s])
     return RawData(*arrays, source=source, input_sha256=digests)
