@@ -59,12 +59,9 @@ def get_spec(name: str) -> DatasetSpec:
     """The spec of a data set, a user's described by its source; DataError if there is none."""
     if name.startswith(USER_PREFIXES):
         return describe(name)
-    try:
-        return DATASETS[name]
-    except KeyError:
-        raise DataError(
-            f"unknown data set {name!r}; known: {', '.join(sorted(DATASETS))}"
-        ) from None
+    if name not in DATASETS:
+        raise DataError(f"unknown data set {name!r}; known: {', '.join(sorted(DATASETS))}")
+    return DATASETS[name]
 
 
 def check_official_counts(spec: DatasetSpec, raw: RawData) -> None:

@@ -47,7 +47,18 @@ def write_dataset(
     train, validation = split_train(train_x, raw.train_labels[:limit], split)
     parts = {"train": train, "validation": validation, "test": (test_x, raw.test_labels[:limit])}
     counts = {name: int(len(y)) for name, (_, y) in parts.items()}
-    _check_counts(f"{spec.name}: {raw.source}", split, limit, counts)
+    if min(counts.values()) < MIN_IMAGES:
+        have = ", ".join(f"{n} {name}" for name, n in counts.items())
+        cut = f"limit={limit} and " if limit is not None else ""
+        need = math.ceil(MIN_IMAGES / split.validation_fraction)
+        need += int(need * split.validation_fraction) < MIN_IMAGES  # rounding of the fraction
+        need = max(need, 2 * MIN_IMAGES)
+        raise DataError(
+            f"{spec.name}: {raw.source} with {cut}split.validation_fraction="
+            f"{split.validation_fraction} gives {have} images; each split needs at least "
+            f"{MIN_IMAGES}, so the official training split at least {need} at this fraction: "
+            "give more images" + (" or a larger limit" if limit is not None else "")
+        )
     meta = {
         "format": FORMAT,
         "dataset": spec.name,
@@ -70,23 +81,6 @@ def write_dataset(
 
     build_dir(out_dir, DATASET_FILES, "data set", build)
     return meta
-
-
-def _check_counts(what: str, split: Split, limit: int | None, counts: dict[str, int]) -> None:
-    """Refuse splits a training cannot use: each needs at least one image."""
-    if min(counts.values()) >= MIN_IMAGES:
-        return
-    have = ", ".join(f"{n} {name}" for name, n in counts.items())
-    cut = f"limit={limit} and " if limit is not None else ""
-    need = math.ceil(MIN_IMAGES / split.validation_fraction)
-    need += int(need * split.validation_fraction) < MIN_IMAGES  # rounding of the fraction
-    need = max(need, 2 * MIN_IMAGES)
-    raise DataError(
-        f"{what} with {cut}split.validation_fraction="
-        f"{split.validation_fraction} gives {have} images; each split needs at least "
-        f"{MIN_IMAGES}, so the official training split at least {need} at this fraction: "
-        "give more images" + (" or a larger limit" if limit is not None else "")
-    )
 
 
 def read_metadata(data_dir: str | os.PathLike) -> dict:

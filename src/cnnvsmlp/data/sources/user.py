@@ -152,22 +152,21 @@ def _n_test(n: int) -> int:
 
 
 def _read_folder(spec: DatasetSpec, root: Path) -> RawData:
-    name = spec.name
-    splits, _ = _splits(name, str(root))
+    splits, _ = _splits(spec.name, str(root))
     index = {c: i for i, c in enumerate(spec.classes)}
     digest = hashlib.sha256()
     shape: dict = {}  # the first image's shape and file
     arrays = {}
     for split, by_class in splits.items():
         files = [(f, index[c]) for c in sorted(by_class) for f in by_class[c]]
-        images = np.stack([_read_image(name, root, f, shape, digest) for f, _ in files])
+        images = np.stack([_read_image(spec.name, root, f, shape, digest) for f, _ in files])
         arrays[split] = (images, np.array([label for _, label in files], dtype=np.int64))
     if "all" in arrays:
         arrays["train"], arrays["test"] = _stratified(*arrays.pop("all"))
     else:  # class by class on disk; validation is cut from the end, so mix the classes
         order = np.random.default_rng(SPLIT_SEED).permutation(len(arrays["train"][1]))
         arrays["train"] = (arrays["train"][0][order], arrays["train"][1][order])
-    return _raw(arrays, name, {"images": digest.hexdigest()})
+    return _raw(arrays, spec.name, {"images": digest.hexdigest()})
 
 
 def _read_image(name: str, root: Path, relative: str, shape: dict, digest) -> np.ndarray:
@@ -191,15 +190,12 @@ def _read_image(name: str, root: Path, relative: str, shape: dict, digest) -> np
     pixels = pixels[..., np.newaxis] if pixels.ndim == 2 else pixels
     first_shape, first = shape.setdefault("first", (pixels.shape, relative))
     if pixels.shape != first_shape:
+        dims = ["x".join(map(str, s)) for s in (pixels.shape, first_shape)]
         raise DataError(
-            f"{name}: image {relative} is {_dims(pixels.shape)}, but {first} is "
-            f"{_dims(first_shape)}; give every image one size and channel count"
+            f"{name}: image {relative} is {dims[0]}, but {first} is {dims[1]}; "
+            "give every image one size and channel count"
         )
     return pixels
-
-
-def _dims(shape: tuple[int, ...]) -> str:
-    return "x".join(str(d) for d in shape)
 
 
 def _stratified(images: np.ndarray, labels: np.ndarray) -> tuple[tuple, tuple]:
