@@ -64,10 +64,7 @@ def regular_file(path: Path, label: str, st: os.stat_result | None = None) -> os
 
 
 def read_idx(blob: bytes, ndim: int, name: str, label: str) -> tuple[str, np.ndarray]:
-    """A gzip IDX file's digest and read-only uint8 array (``ndim``: 3 images, 1 labels).
-
-    It is decompressed no further than the size its IDX header declares (no bomb).
-    """
+    """A gzip IDX file's digest and uint8 array, gunzipped no further than its header declares."""
     if blob[:2] != b"\x1f\x8b":
         first = " ".join(f"{b:02x}" for b in blob[:4]) or "empty file"
         raise DataError(f"{label}: file {name} is not gzip data (first bytes {first})")

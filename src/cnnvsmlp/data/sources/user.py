@@ -32,11 +32,10 @@ def describe(name: str) -> DatasetSpec:
         classes, shape = info.features[label].names, tuple(shape)
     else:
         splits, classes = _splits(name, where)
-        counts = {s: sum(len(v) for v in splits.get(s, {}).values()) for s in ("train", "test")}
+        counts = {s: sum(map(len, splits.get(s, {}).values())) for s in ("train", "test")}
         if "all" in splits:
-            n = sum(len(v) for v in splits["all"].values())
             n_test = sum(_n_test(len(v)) for v in splits["all"].values())
-            counts = {"train": n - n_test, "test": n_test}
+            counts = {"train": sum(map(len, splits["all"].values())) - n_test, "test": n_test}
         shape, where = None, ""
     if len(classes) > MAX_CLASSES:
         raise DataError(
@@ -72,8 +71,7 @@ def _builder(name: str, tfds_name: str, data_dir: str | None = None):
 
 
 def _why(err: Exception) -> str:
-    first = str(err).strip().splitlines()[0][:160] if str(err).strip() else ""
-    return f"{err.__class__.__name__}: {first}"
+    return f"{err.__class__.__name__}: {(str(err).strip().splitlines() or [''])[0][:160]}"
 
 
 def _image_and_label(name: str, info) -> tuple[str, str]:
@@ -124,8 +122,7 @@ def _splits(name: str, root: str) -> tuple[dict[str, dict[str, list[str]]], list
     if not root.startswith("gs://") and not Path(root).is_dir():
         raise DataError(f"folder:{root}: no such folder; give a folder of class subfolders")
     files = sorted(n for n in storage.names(root) if n.lower().endswith(IMAGE_SUFFIXES))
-    tops = {f.split("/", 1)[0] for f in files if "/" in f}
-    official = {"train", "test"} <= tops
+    official = {"train", "test"} <= {f.split("/", 1)[0] for f in files if "/" in f}
     out: dict[str, dict[str, list[str]]] = {}
     for f in files:
         parts = f.split("/") if official else ["all", *f.split("/")]
@@ -138,12 +135,11 @@ def _splits(name: str, root: str) -> tuple[dict[str, dict[str, list[str]]], list
             f"{name}: {found}; give one subfolder of PNG or JPEG images per class, "
             "at least two (optionally inside train/ and test/)"
         )
-    if official:
-        extra = sorted(set(out.get("test", {})) - set(classes))
-        if extra:
-            raise DataError(
-                f"{name}: test/{extra[0]} is no class of train/; give train/ the same classes"
-            )
+    extra = sorted(set(out.get("test", {})) - set(classes))  # none without train/ and test/
+    if extra:
+        raise DataError(
+            f"{name}: test/{extra[0]} is no class of train/; give train/ the same classes"
+        )
     return out, classes
 
 
