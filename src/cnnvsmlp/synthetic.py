@@ -13,18 +13,12 @@ import numpy as np
 from matplotlib import font_manager
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from cnnvsmlp.data.idx import SYNTHETIC_WRITER, WRITTEN_BY, gunzip, read_file, written_record
+from cnnvsmlp.data.idx import SYNTHETIC_WRITER, WRITTEN_BY, read_file, read_idx, written_record
 from cnnvsmlp.data.spec import DATASETS, DatasetSpec
 from cnnvsmlp.errors import UserError
 from cnnvsmlp.outputs import PARTIAL_PREFIX, build_dir, local_folder
 
 FONTS = ("DejaVu Sans", "DejaVu Serif", "DejaVu Sans Mono")
-
-
-def _idx(array: np.ndarray) -> bytes:
-    array = np.asarray(array, dtype=np.uint8)
-    header = bytes([0, 0, 8, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    return header + array.tobytes()
 
 
 def render_letters(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -66,10 +60,12 @@ def write_nist_layout(out_dir: str | Path, n_train: int, n_test: int, seed: int 
         digests = {}
         for split, n, split_seed in (("train", n_train, seed), ("test", n_test, seed + 1)):
             images, labels = render_letters(n, split_seed)
-            for key, payload in (
-                (f"{split}_images", _idx(images.transpose(0, 2, 1))),
-                (f"{split}_labels", _idx(labels + 1)),
+            for key, array in (
+                (f"{split}_images", images.transpose(0, 2, 1)),
+                (f"{split}_labels", labels + 1),
             ):
+                header = bytes([0, 0, 8, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+                payload = header + array.tobytes()  # NIST's IDX: transposed, letters 1..26
                 (into / spec.files[key]).write_bytes(gzip.compress(payload))
                 digests[spec.files[key]] = hashlib.sha256(payload).hexdigest()
         record = {"writer": SYNTHETIC_WRITER, "seed": seed, "idx_sha256": digests}
@@ -102,7 +98,8 @@ def _refuse_foreign(folder: Path, spec: DatasetSpec, what: str) -> None:
 
 
 def _idx_digest(path: Path, spec: DatasetSpec) -> str | None:
+    ndim = 3 if "-images-" in path.name else 1
     try:
-        return hashlib.sha256(gunzip(read_file(path, spec.name), path.name, spec.name)).hexdigest()
+        return read_idx(read_file(path, spec.name), ndim, path.name, spec.name)[0]
     except UserError:
         return None

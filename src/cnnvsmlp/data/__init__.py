@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cnnvsmlp.data.idx import read_idx_folder
-from cnnvsmlp.data.sources import DataError, DatasetSpec, RawData, SourceUnavailable
+from cnnvsmlp.data.sources import USER_PREFIXES, DataError, DatasetSpec, RawData, SourceUnavailable
 from cnnvsmlp.data.sources.tfds import read_tfds_files, read_tfds_prepared
 from cnnvsmlp.data.sources.user import read_user
 from cnnvsmlp.data.spec import DATASETS, check_official_counts, get_spec
@@ -69,7 +69,7 @@ def search_order(spec: DatasetSpec, source: DataSource) -> list[tuple[str, Calla
 
 def read_source(spec: DatasetSpec, source: DataSource) -> RawData:
     """Read a data set from its source; only one without data here (SourceUnavailable) moves on."""
-    if spec.user:
+    if spec.name.startswith(USER_PREFIXES):  # a user's, read as it comes
         return read_user(spec, source.tfds_data_dir, source.download)
     attempts = search_order(spec, source)
     if not attempts:

@@ -19,7 +19,6 @@ from cnnvsmlp.data.sources import DataError, DatasetSpec, RawData, SourceUnavail
 
 MAX_FILE_BYTES = 1 << 30  # gzip or IDX; NIST's largest (EMNIST byclass) is 547 MB as IDX
 IDX_MAGIC = b"\0\0\x08"  # unsigned bytes; the fourth byte is the number of dimensions
-IMAGE_SIZE = (28, 28)  # the IDX files of both built-in data sets
 WRITTEN_BY = "cnnvsmlp-written.json"  # a writer's record beside its IDX files: their digests
 SYNTHETIC_WRITER = "cnnvsmlp synth-emnist"  # the writer it names: a stand-in, not NIST's data
 
@@ -64,60 +63,49 @@ def regular_file(path: Path, label: str, st: os.stat_result | None = None) -> os
     return st
 
 
-def gunzip(blob: bytes, name: str, label: str) -> bytes:
-    """Decompress a gzip IDX file, no further than the size its IDX header declares (no bomb)."""
+def read_idx(blob: bytes, ndim: int, name: str, label: str) -> tuple[str, np.ndarray]:
+    """A gzip IDX file's digest and uint8 array, gunzipped no further than its header declares."""
     if blob[:2] != b"\x1f\x8b":
         first = " ".join(f"{b:02x}" for b in blob[:4]) or "empty file"
         raise DataError(f"{label}: file {name} is not gzip data (first bytes {first})")
     try:
         with gzip.GzipFile(fileobj=io.BytesIO(blob)) as f:
-            out = f.read(4)
-            if len(out) < 4 or not out.startswith(IDX_MAGIC):
-                return out  # parse_idx names the magic it found
-            out += f.read(4 * out[3])
-            header = 4 + 4 * out[3]
-            dims = [int.from_bytes(out[i : i + 4], "big") for i in range(4, header, 4)]
-            size = header + math.prod(dims) if len(out) == header else len(out)
+            raw = f.read(4)
+            if len(raw) < 4 or not raw.startswith(IDX_MAGIC):
+                magic = raw.hex(" ") if raw else "empty"
+                raise DataError(
+                    f"{label}: file {name} has IDX magic {magic}, expected 00 00 08 0{ndim}"
+                )
+            raw += f.read(4 * raw[3])
+            header = 4 + 4 * raw[3]
+            dims = tuple(int.from_bytes(raw[i : i + 4], "big") for i in range(4, header, 4))
+            size = header + math.prod(dims) if len(raw) == header else len(raw)
             if size > MAX_FILE_BYTES:
                 raise DataError(
-                    f"{label}: file {name} declares {dims} items ({size:,} bytes), more than "
-                    f"this reader takes ({MAX_FILE_BYTES:,}); give the data set's own file"
+                    f"{label}: file {name} declares {list(dims)} items ({size:,} bytes), more "
+                    f"than this reader takes ({MAX_FILE_BYTES:,}); give the data set's own file"
                 )
-            out += f.read(size + 1 - len(out))
+            raw += f.read(size + 1 - len(raw))
     except (EOFError, OSError, zlib.error) as err:
         raise DataError(f"{label}: file {name} is truncated or corrupt gzip ({err})") from None
-    if len(out) > size:
+    if len(raw) > size:
         raise DataError(
             f"{label}: file {name} is longer than its header says "
             f"({size:,} bytes declared); stopped reading there"
         )
-    return out
-
-
-def parse_idx(raw: bytes, expect_ndim: int, name: str, label: str) -> np.ndarray:
-    """A read-only uint8 array from decompressed IDX bytes (``expect_ndim``: 3 images, 1 labels)."""
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        magic = raw[:4].hex(" ") if raw else "empty"
-        raise DataError(
-            f"{label}: file {name} has IDX magic {magic}, expected 00 00 08 0{expect_ndim}"
-        )
-    ndim = raw[3]
-    if ndim != expect_ndim:
-        raise DataError(f"{label}: file {name} has {ndim} dimensions, expected {expect_ndim}")
-    header = 4 + 4 * ndim
+    if raw[3] != ndim:
+        raise DataError(f"{label}: file {name} has {raw[3]} dimensions, expected {ndim}")
     if len(raw) < header:
         raise DataError(f"{label}: file {name} is truncated inside its header")
-    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    if ndim == 3 and dims[1:] != IMAGE_SIZE:
+    if ndim == 3 and dims[1:] != (28, 28):
         raise DataError(f"{label}: file {name} holds {dims[1]}x{dims[2]} images, expected 28x28")
-    expected = int(np.prod(dims))
-    have = len(raw) - header
-    if have != expected:  # fewer: gunzip refuses more than the header declares
+    if len(raw) != size:  # fewer: more stopped the reading above
         raise DataError(
             f"{label}: file {name} is truncated: header declares {dims[0]} items "
-            f"({expected} bytes), file has {have} bytes"
+            f"({size - header} bytes), file has {len(raw) - header} bytes"
         )
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+    array = np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+    return hashlib.sha256(raw).hexdigest(), array
 
 
 def read_idx_dir(spec: DatasetSpec, directory: str | os.PathLike) -> RawData:
@@ -141,9 +129,8 @@ def read_idx_blobs(spec: DatasetSpec, blobs: dict[str, bytes], source: str) -> R
     """Parse the four gzip IDX files of a data set, given as bytes by role (``spec.files``)."""
     arrays, digests = {}, {}
     for key, fname in spec.files.items():
-        raw = gunzip(blobs[key], fname, spec.name)
-        digests[fname] = hashlib.sha256(raw).hexdigest()
-        arrays[key] = parse_idx(raw, 3 if key.endswith("images") else 1, fname, spec.name)
+        ndim = 3 if key.endswith("images") else 1
+        digests[fname], arrays[key] = read_idx(blobs[key], ndim, fname, spec.name)
     out = {}
     for split in ("train", "test"):
         images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]

@@ -59,21 +59,17 @@ def get_spec(name: str) -> DatasetSpec:
     """The spec of a data set, a user's described by its source; DataError if there is none."""
     if name.startswith(USER_PREFIXES):
         return describe(name)
-    try:
-        return DATASETS[name]
-    except KeyError:
-        raise DataError(
-            f"unknown data set {name!r}; known: {', '.join(sorted(DATASETS))}"
-        ) from None
+    if name not in DATASETS:
+        raise DataError(f"unknown data set {name!r}; known: {', '.join(sorted(DATASETS))}")
+    return DATASETS[name]
 
 
 def check_official_counts(spec: DatasetSpec, raw: RawData) -> None:
     """Refuse a TFDS source whose splits are not the official ones (IDX folders may hold fewer)."""
-    if raw.source.startswith(("idx:", "synthetic:")) or spec.user:
+    if raw.source.startswith(("idx:", "synthetic:")) or spec.name.startswith(USER_PREFIXES):
         return
-    for split in ("train", "test"):
+    for split, expected in spec.official_counts.items():
         n = len(getattr(raw, f"{split}_labels"))
-        expected = spec.official_counts[split]
         if n == expected:
             continue
         message = f"{spec.name}: source {raw.source} has {n} {split} images, expected {expected}"

@@ -18,8 +18,7 @@ if TYPE_CHECKING:  # the config imports the data set registry: a type, not a mod
     from cnnvsmlp.config import Split
 
 FORMAT = "cnnvsmlp-dataset/1"
-SPLITS = ("train", "validation", "test")
-DATASET_FILES = {f"{name}.npz" for name in SPLITS} | {"metadata.json"}
+DATASET_FILES = {"train.npz", "validation.npz", "test.npz", "metadata.json"}
 MIN_IMAGES = 1  # in each split: Keras' fit and evaluate see no batch in an empty one
 
 
@@ -47,7 +46,18 @@ def write_dataset(
     train, validation = split_train(train_x, raw.train_labels[:limit], split)
     parts = {"train": train, "validation": validation, "test": (test_x, raw.test_labels[:limit])}
     counts = {name: int(len(y)) for name, (_, y) in parts.items()}
-    _check_counts(f"{spec.name}: {raw.source}", split, limit, counts)
+    if min(counts.values()) < MIN_IMAGES:
+        have = ", ".join(f"{n} {name}" for name, n in counts.items())
+        cut = f"limit={limit} and " if limit is not None else ""
+        need = math.ceil(MIN_IMAGES / split.validation_fraction)
+        need += int(need * split.validation_fraction) < MIN_IMAGES  # rounding of the fraction
+        need = max(need, 2 * MIN_IMAGES)
+        raise DataError(
+            f"{spec.name}: {raw.source} with {cut}split.validation_fraction="
+            f"{split.validation_fraction} gives {have} images; each split needs at least "
+            f"{MIN_IMAGES}, so the official training split at least {need} at this fraction: "
+            "give more images" + (" or a larger limit" if limit is not None else "")
+        )
     meta = {
         "format": FORMAT,
         "dataset": spec.name,
@@ -72,23 +82,6 @@ def write_dataset(
     return meta
 
 
-def _check_counts(what: str, split: Split, limit: int | None, counts: dict[str, int]) -> None:
-    """Refuse splits a training cannot use: each needs at least one image."""
-    if min(counts.values()) >= MIN_IMAGES:
-        return
-    have = ", ".join(f"{n} {name}" for name, n in counts.items())
-    cut = f"limit={limit} and " if limit is not None else ""
-    need = math.ceil(MIN_IMAGES / split.validation_fraction)
-    need += int(need * split.validation_fraction) < MIN_IMAGES  # rounding of the fraction
-    need = max(need, 2 * MIN_IMAGES)
-    raise DataError(
-        f"{what} with {cut}split.validation_fraction="
-        f"{split.validation_fraction} gives {have} images; each split needs at least "
-        f"{MIN_IMAGES}, so the official training split at least {need} at this fraction: "
-        "give more images" + (" or a larger limit" if limit is not None else "")
-    )
-
-
 def read_metadata(data_dir: str | os.PathLike) -> dict:
     """Read ``metadata.json`` of a written data set; DataError if missing or of another format."""
     path = Path(data_dir) / "metadata.json"
@@ -105,8 +98,6 @@ def read_metadata(data_dir: str | os.PathLike) -> dict:
 
 def load_split(data_dir: str | os.PathLike, split: str) -> tuple[np.ndarray, np.ndarray]:
     """Load one split as float32 images in [0, 1] (NHWC) and int64 labels."""
-    if split not in SPLITS:
-        raise DataError(f"unknown split {split!r}; known: {', '.join(SPLITS)}")
     path = Path(data_dir) / f"{split}.npz"
     if not path.is_file():
         raise DataError(f"{path}: missing")

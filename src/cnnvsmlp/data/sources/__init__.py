@@ -35,11 +35,6 @@ class DatasetSpec:
     nist_url: str | None = None
     image_shape: tuple[int, ...] | None = (28, 28, 1)  # None: each image file says
 
-    @property
-    def user(self) -> bool:
-        """Whether the data set is a user's (``tfds:`` or ``folder:``), read as it comes."""
-        return self.name.startswith(USER_PREFIXES)
-
 
 @dataclass
 class RawData:

@@ -120,11 +120,10 @@ def read_tfds_prepared(
         raw = _read_tfds_prepared_gcs(spec, root)
     else:
         base = Path(root)
-        names = []
-        if base.is_dir():
-            names = [p.name for p in base.iterdir() if (p / "dataset_info.json").is_file()]
+        listed = base.iterdir() if base.is_dir() else ()
+        names = [p.name for p in listed if (p / "dataset_info.json").is_file()]
         folder = base / _newest_version(spec, names, root)
-        raw = _read_prepared_folder(spec, folder, f"tfds-prepared:{folder}")
+        raw = _read_prepared_folder(spec, folder, str(folder))
     if official_only:
         try:
             check_official_counts(spec, raw)
@@ -154,13 +153,12 @@ def _read_tfds_prepared_gcs(spec: DatasetSpec, root: str) -> RawData:
     with tempfile.TemporaryDirectory() as tmp:
         for file in by_version[version]:
             storage.download(f"{root}/{version}/{file}", Path(tmp) / file)
-        return _read_prepared_folder(spec, Path(tmp), f"tfds-prepared:{root}/{version}")
+        return _read_prepared_folder(spec, Path(tmp), f"{root}/{version}")
 
 
-def _read_prepared_folder(spec: DatasetSpec, folder: Path, source: str) -> RawData:
+def _read_prepared_folder(spec: DatasetSpec, folder: Path, where: str) -> RawData:
     import tensorflow_datasets as tfds
 
-    where = source.removeprefix("tfds-prepared:")
     try:
         builder = tfds.builder_from_directory(str(folder))
         missing = [s for s in ("train", "test") if s not in builder.info.splits]
@@ -175,25 +173,18 @@ def _read_prepared_folder(spec: DatasetSpec, folder: Path, source: str) -> RawDa
             "expected image and label"
         )
     train, test = (_read_split(spec, builder, split, where) for split in ("train", "test"))
-    digests = {
-        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.iterdir())
-        if p.is_file()
-    }
-    return RawData(*train, *test, source=source, input_sha256=digests)
+    files = sorted(p for p in folder.iterdir() if p.is_file())
+    digests = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+    return RawData(*train, *test, source=f"tfds-prepared:{where}", input_sha256=digests)
 
 
 def _read_split(spec: DatasetSpec, builder, split: str, where: str) -> tuple:
     """One split's records in their stored order (no file shuffling, one shard at a time)."""
     import tensorflow_datasets as tfds
 
+    config = tfds.ReadConfig(interleave_cycle_length=1)
     try:
-        batch = builder.as_dataset(
-            split=split,
-            batch_size=-1,
-            shuffle_files=False,
-            read_config=tfds.ReadConfig(interleave_cycle_length=1),
-        )
+        batch = builder.as_dataset(split, batch_size=-1, shuffle_files=False, read_config=config)
         example = tfds.as_numpy(batch)
     except Exception as err:  # noqa: BLE001 - corrupt records surface as TF errors
         raise DataError(
@@ -201,8 +192,7 @@ def _read_split(spec: DatasetSpec, builder, split: str, where: str) -> tuple:
         ) from None
     images, labels = example["image"], example["label"]
     if images.shape[1:] not in (spec.image_shape, spec.image_shape[:2]):
-        shape = "x".join(str(d) for d in images.shape[1:])
-        expected = "x".join(str(d) for d in spec.image_shape)
+        shape, expected = ("x".join(map(str, s)) for s in (images.shape[1:], spec.image_shape))
         raise DataError(f"{spec.name}: {where} holds {shape} {split} images, expected {expected}")
     # TFDS's builders store the IDX arrays unchanged: EMNIST transposed, letters labelled 1..26.
     return normalise_raw(spec, images, labels, f"{where} {split} split")

@@ -1,8 +1,4 @@
-"""A user's data set: ``tfds:NAME``, any TFDS image classification set, or ``folder:PATH``.
-
-A folder (local or ``gs://``) holds a subfolder of PNG or JPEG images per class, optionally in
-``train/`` and ``test/``; without them, a fifth of each class (seed 0) is the test set.
-"""
+"""A user's data set: ``tfds:NAME``, any TFDS image classification set, or ``folder:PATH``."""
 
 from __future__ import annotations
 
@@ -36,23 +32,16 @@ def describe(name: str) -> DatasetSpec:
         classes, shape = info.features[label].names, tuple(shape)
     else:
         splits, classes = _splits(name, where)
-        counts = {s: sum(len(v) for v in splits.get(s, {}).values()) for s in ("train", "test")}
+        counts = {s: sum(map(len, splits.get(s, {}).values())) for s in ("train", "test")}
         if "all" in splits:
-            n = sum(len(v) for v in splits["all"].values())
             n_test = sum(_n_test(len(v)) for v in splits["all"].values())
-            counts = {"train": n - n_test, "test": n_test}
+            counts = {"train": sum(map(len, splits["all"].values())) - n_test, "test": n_test}
         shape, where = None, ""
     if len(classes) > MAX_CLASSES:
         raise DataError(
             f"{name}: {len(classes)} classes; at most {MAX_CLASSES} (labels are stored as uint8)"
         )
-    return DatasetSpec(
-        name=name,
-        classes=tuple(classes),
-        official_counts=counts,
-        tfds_name=where,
-        image_shape=shape,
-    )
+    return DatasetSpec(name, tuple(classes), counts, tfds_name=where, image_shape=shape)
 
 
 def read_user(spec: DatasetSpec, data_dir: str | None, download: bool) -> RawData:
@@ -82,8 +71,7 @@ def _builder(name: str, tfds_name: str, data_dir: str | None = None):
 
 
 def _why(err: Exception) -> str:
-    first = str(err).strip().splitlines()[0][:160] if str(err).strip() else ""
-    return f"{err.__class__.__name__}: {first}"
+    return f"{err.__class__.__name__}: {(str(err).strip().splitlines() or [''])[0][:160]}"
 
 
 def _image_and_label(name: str, info) -> tuple[str, str]:
@@ -134,8 +122,7 @@ def _splits(name: str, root: str) -> tuple[dict[str, dict[str, list[str]]], list
     if not root.startswith("gs://") and not Path(root).is_dir():
         raise DataError(f"folder:{root}: no such folder; give a folder of class subfolders")
     files = sorted(n for n in storage.names(root) if n.lower().endswith(IMAGE_SUFFIXES))
-    tops = {f.split("/", 1)[0] for f in files if "/" in f}
-    official = {"train", "test"} <= tops
+    official = {"train", "test"} <= {f.split("/", 1)[0] for f in files if "/" in f}
     out: dict[str, dict[str, list[str]]] = {}
     for f in files:
         parts = f.split("/") if official else ["all", *f.split("/")]
@@ -148,12 +135,11 @@ def _splits(name: str, root: str) -> tuple[dict[str, dict[str, list[str]]], list
             f"{name}: {found}; give one subfolder of PNG or JPEG images per class, "
             "at least two (optionally inside train/ and test/)"
         )
-    if official:
-        extra = sorted(set(out.get("test", {})) - set(classes))
-        if extra:
-            raise DataError(
-                f"{name}: test/{extra[0]} is no class of train/; give train/ the same classes"
-            )
+    extra = sorted(set(out.get("test", {})) - set(classes))  # none without train/ and test/
+    if extra:
+        raise DataError(
+            f"{name}: test/{extra[0]} is no class of train/; give train/ the same classes"
+        )
     return out, classes
 
 
@@ -162,22 +148,21 @@ def _n_test(n: int) -> int:
 
 
 def _read_folder(spec: DatasetSpec, root: Path) -> RawData:
-    name = spec.name
-    splits, _ = _splits(name, str(root))
+    splits, _ = _splits(spec.name, str(root))
     index = {c: i for i, c in enumerate(spec.classes)}
     digest = hashlib.sha256()
     shape: dict = {}  # the first image's shape and file
     arrays = {}
     for split, by_class in splits.items():
         files = [(f, index[c]) for c in sorted(by_class) for f in by_class[c]]
-        images = np.stack([_read_image(name, root, f, shape, digest) for f, _ in files])
+        images = np.stack([_read_image(spec.name, root, f, shape, digest) for f, _ in files])
         arrays[split] = (images, np.array([label for _, label in files], dtype=np.int64))
     if "all" in arrays:
         arrays["train"], arrays["test"] = _stratified(*arrays.pop("all"))
     else:  # class by class on disk; validation is cut from the end, so mix the classes
         order = np.random.default_rng(SPLIT_SEED).permutation(len(arrays["train"][1]))
         arrays["train"] = (arrays["train"][0][order], arrays["train"][1][order])
-    return _raw(arrays, name, {"images": digest.hexdigest()})
+    return _raw(arrays, spec.name, {"images": digest.hexdigest()})
 
 
 def _read_image(name: str, root: Path, relative: str, shape: dict, digest) -> np.ndarray:
@@ -201,15 +186,12 @@ def _read_image(name: str, root: Path, relative: str, shape: dict, digest) -> np
     pixels = pixels[..., np.newaxis] if pixels.ndim == 2 else pixels
     first_shape, first = shape.setdefault("first", (pixels.shape, relative))
     if pixels.shape != first_shape:
+        dims = ["x".join(map(str, s)) for s in (pixels.shape, first_shape)]
         raise DataError(
-            f"{name}: image {relative} is {_dims(pixels.shape)}, but {first} is "
-            f"{_dims(first_shape)}; give every image one size and channel count"
+            f"{name}: image {relative} is {dims[0]}, but {first} is {dims[1]}; "
+            "give every image one size and channel count"
         )
     return pixels
-
-
-def _dims(shape: tuple[int, ...]) -> str:
-    return "x".join(str(d) for d in shape)
 
 
 def _stratified(images: np.ndarray, labels: np.ndarray) -> tuple[tuple, tuple]:
@@ -223,10 +205,5 @@ def _stratified(images: np.ndarray, labels: np.ndarray) -> tuple[tuple, tuple]:
 
 
 def _raw(splits: dict, source: str, digests: dict[str, str]) -> RawData:
-    arrays = []
-    for images, labels in (splits["train"], splits["test"]):
-        arrays += [
-            np.ascontiguousarray(images, dtype=np.uint8),
-            np.asarray(labels).astype(np.uint8),
-        ]
+    arrays = (np.ascontiguousarray(a, dtype=np.uint8) for s in ("train", "test") for a in splits[s])
     return RawData(*arrays, source=source, input_sha256=digests)
