@@ -215,14 +215,6 @@ def user_source(name: str) -> str | None:
     return _SOURCES[name.partition(":")[0]]
 
 
-def family(variant: str) -> str:
-    """The declared family of a variant, ``mlp`` or ``cnn``; KeyError when it has none here."""
-    try:
-        return get_variant(variant).family
-    except ModelError as err:
-        raise KeyError(str(err)) from None
-
-
 def check_user_variants(
     variants: list[str], input_shape: tuple[int, ...], num_classes: int
 ) -> None:

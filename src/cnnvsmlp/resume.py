@@ -138,8 +138,7 @@ class Training:
         import keras
 
         result = result.model_copy(update={"training_key": self.key})
-        # What evaluation loads: no optimizer, not compiled (from_config, unlike clone_model and
-        # model_from_json); a user's own layer classes are found among the model's layers.
+        # What evaluation loads: no optimizer, not compiled; a user's layer classes from its layers.
         own = {type(layer).__name__: type(layer) for layer in model._flatten_layers()}
         with keras.saving.custom_object_scope(own):
             bare = type(model).from_config(model.get_config())
@@ -217,11 +216,9 @@ class Training:
             return f"is named for epoch {named} but holds epoch {s.epoch}"
         if s.epoch > epochs:
             return f"holds {s.epoch} epochs, more than the {epochs} asked for"
-        sizes, expected = [len(r) for r in s.rng], [math.prod(shape) for shape in rng_shapes]
-        if sizes != expected:
-            return (
-                f"has {len(sizes)} random generator states of sizes {sizes}, the model {expected}"
-            )
+        got, expected = [len(r) for r in s.rng], [math.prod(shape) for shape in rng_shapes]
+        if got != expected:
+            return f"has {len(got)} random generator states of sizes {got}, the model {expected}"
         ckpt = files.checkpoint_path(self.out, s.epoch)
         if not ckpt.is_file():
             return f"names {s.checkpoint}, which is missing"

@@ -1,8 +1,7 @@
 """Train one model variant on a prepared data set, one ``fit`` per epoch, resumable.
 
-Each epoch's image order and Dropout masks depend only on the seed and the epoch, so a resumed
-training ends with the weights of an uninterrupted one. Adam's update is fused into one XLA pass
-where that gives Keras' weights to the bit (docs/performance.md).
+Image order and Dropout masks depend only on seed and epoch: a resume trains the same weights.
+Adam's update is fused where that gives Keras' weights to the bit (docs/performance.md).
 """
 
 from __future__ import annotations

@@ -6,9 +6,7 @@ computes and the machine's numerics (docs/resume.md): equal keys compute the sam
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import math
 import re
@@ -145,10 +143,9 @@ def epoch_files(out: Path, epoch: int) -> list[Path]:
 
 def write_history(path: Path, history: list[Epoch]) -> None:
     """Write the history as CSV, atomically: one row per epoch, numbered from 1."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerows([Epoch.model_fields, *(e.model_dump().values() for e in history)])
-    write_atomically(path, lambda p: p.write_text(buf.getvalue()))
+    rows = [Epoch.model_fields, *(e.model_dump().values() for e in history)]
+    text = "".join(",".join(map(str, row)) + "\n" for row in rows)
+    write_atomically(path, lambda p: p.write_text(text))
 
 
 def rng_variables(model: keras.Model) -> list:
@@ -204,8 +201,7 @@ def training_key(
 ) -> str:
     """The sha256 naming a training: equal keys train the same weights, bit for bit.
 
-    Not counted: the repeat, a subset as large as the split, ``keep_checkpoints``, and
-    without ``epochs`` the epoch count (an epoch's state does not depend on it).
+    Not counted: the repeat, a subset as large as the split, and without ``epochs`` the epochs.
     """
     untrained = {"keep_checkpoints"} | (set() if epochs else {"epochs"})
     if config.early_stopping is None:
@@ -251,11 +247,7 @@ class StopDecision:
 
 
 def decide(val_losses: Sequence[float], rule: StoppingRule, max_epochs: int) -> StopDecision:
-    """The decision at the first epoch where the rule stops, else after the last one given.
-
-    An epoch improves on the best loss so far by more than ``min_delta`` (a non-finite loss
-    never does); ``patience`` epochs in a row without improvement, or ``max_epochs``, stop it.
-    """
+    """The decision at the first epoch where the rule stops, else after the last one given."""
     best, best_epoch, wait = math.inf, 0, 0
     for epoch, loss in enumerate(val_losses, start=1):
         if math.isfinite(loss) and loss < best - rule.min_delta:
