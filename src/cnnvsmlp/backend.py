@@ -26,8 +26,7 @@ def use(backend: str) -> None:
     if backend not in BACKENDS:
         raise UserError(f"train.backend: unknown backend {backend!r}; use one of {BACKENDS}")
     if "keras" in sys.modules:
-        loaded = sys.modules["keras"].backend.backend()
-        if loaded != backend:
+        if (loaded := sys.modules["keras"].backend.backend()) != backend:
             raise UserError(
                 f"train.backend={backend}: Keras was imported already with the {loaded} backend; "
                 f"set {ENV}={backend} before importing Keras"

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from cnnvsmlp import storage
 from cnnvsmlp.data.store import labels_digest, load_split, read_metadata
+from cnnvsmlp.models import get_variant, is_user_variant
 from cnnvsmlp.records import ClassMetrics, EvalResult, Hardware, ShiftResult, TrainResult
 from cnnvsmlp.training_files import evaluation_key, machine_memo
 
@@ -100,8 +101,6 @@ def evaluate(
 ) -> EvalResult:
     """Score a training output folder's model on the test split; the record goes to ``out_path``."""
     import keras
-
-    from cnnvsmlp.models import get_variant, is_user_variant
 
     model_dir = Path(model_dir)
     training = TrainResult.read(model_dir / "train.json")

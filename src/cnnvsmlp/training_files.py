@@ -106,20 +106,6 @@ class Finished(Record):
     result_sha256: Sha256
     history_sha256: Sha256
 
-    @classmethod
-    def of(cls, out: Path, key: str, run_id: str, origin: str) -> Finished:
-        """The marker of the files in ``out``."""
-        digests = {f"{field}_sha256": sha256_file(out / name) for field, name in WHOLE.items()}
-        return cls(format=FINISHED_FORMAT, key=key, run_id=run_id, origin=origin, **digests)
-
-    def differing(self, out: Path) -> str | None:
-        """The first file this marker names that is missing from ``out`` or differs; else None."""
-        for field, name in WHOLE.items():
-            file = out / name
-            if not file.is_file() or sha256_file(file) != getattr(self, f"{field}_sha256"):
-                return name
-        return None
-
 
 def checkpoint_name(epoch: int) -> str:
     """The checkpoint of an epoch (1-based), relative to the folder."""
@@ -212,8 +198,7 @@ def training_key(
         **({"model_source": source} if (source := user_source(run.variant)) else {}),
         "train": config.model_dump(mode="json", exclude=untrained),
     }
-    own = {s: run.seed_of(s) for s in SEED_SOURCES if run.seed_of(s) != run.seed}
-    if own:
+    if own := {s: run.seed_of(s) for s in SEED_SOURCES if run.seed_of(s) != run.seed}:
         parts["seeds"] = own  # a source held at another seed than the run's
     whole = meta.get("counts", {}).get("train")
     if run.n_train is not None and (whole is None or run.n_train < whole):
