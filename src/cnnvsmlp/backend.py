@@ -82,9 +82,8 @@ def is_out_of_memory(err: BaseException) -> bool:
     if (tf := sys.modules.get("tensorflow")) and isinstance(err, tf.errors.ResourceExhaustedError):
         return True
     jax = sys.modules.get("jax")
-    return bool(
-        jax and isinstance(err, jax.errors.JaxRuntimeError) and "RESOURCE_EXHAUSTED" in str(err)
-    )
+    on_jax = jax and isinstance(err, jax.errors.JaxRuntimeError)
+    return bool(on_jax and "RESOURCE_EXHAUSTED" in str(err))
 
 
 def onednn_in_use() -> bool | None:
