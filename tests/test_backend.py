@@ -198,7 +198,7 @@ def test_the_backend_is_a_config_field(tmp_path):
 
 
 def test_use_refuses_a_backend_keras_was_not_loaded_with():
-    assert backend.active() == "tensorflow"  # this process's Keras
+    assert keras.backend.backend() == "tensorflow"  # this process's Keras
     backend.use("tensorflow")
     with pytest.raises(UserError, match=r"train.backend=jax: Keras was imported already"):
         backend.use("jax")

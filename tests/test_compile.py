@@ -406,4 +406,4 @@ def test_a_user_model_and_folder_reach_every_task_in_the_config(tmp_path, monkey
     assert config.model_sources == {"cluster_models": source + "net.family = 'cnn'\n"}
     assert config.dataset == "folder:gs://bucket/images"
     assert sorted(json.loads(r)["variant"] for r in runs) == ["cluster_models:net", "mlp"]
-    assert models.family("cluster_models:net") == "cnn"
+    assert models.get_variant("cluster_models:net").family == "cnn"

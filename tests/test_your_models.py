@@ -64,7 +64,8 @@ def test_a_user_variant_is_built_for_the_data_and_declares_its_family(user_modul
     user_module("my_models", WIDE_CNN)
     config = load_config("fashion-mnist", ["variants=mlp,my_models:wide_cnn"])
     assert config.model_sources == {"my_models": WIDE_CNN}
-    assert models.family("my_models:wide_cnn") == "cnn" and models.family("mlp") == "mlp"
+    assert models.get_variant("my_models:wide_cnn").family == "cnn"
+    assert models.get_variant("mlp").family == "mlp"
     model = models.build_model("my_models:wide_cnn", (32, 32, 3), 10)
     assert model.count_params() == WIDE_CNN_PARAMS
     assert (

@@ -26,8 +26,7 @@ def use(backend: str) -> None:
     if backend not in BACKENDS:
         raise UserError(f"train.backend: unknown backend {backend!r}; use one of {BACKENDS}")
     if "keras" in sys.modules:
-        loaded = sys.modules["keras"].backend.backend()
-        if loaded != backend:
+        if (loaded := sys.modules["keras"].backend.backend()) != backend:
             raise UserError(
                 f"train.backend={backend}: Keras was imported already with the {loaded} backend; "
                 f"set {ENV}={backend} before importing Keras"
@@ -45,20 +44,13 @@ def use(backend: str) -> None:
             os.environ["XLA_FLAGS"] = f"{flags} {JAX_DETERMINISM}".strip()
 
 
-def active() -> str:
-    """The backend Keras loaded with in this process (imports Keras)."""
-    import keras
-
-    return keras.backend.backend()
-
-
 def make_deterministic(seed: int) -> None:
     """Seed Python, NumPy and the backend, and make the backend's ops deterministic."""
     import keras
 
     # With TensorFlow installed, Keras seeds it too, whichever the backend.
     keras.utils.set_random_seed(seed)
-    if active() == "tensorflow":
+    if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
@@ -68,7 +60,7 @@ def tensorboard_callback(log_dir: str | os.PathLike) -> keras.callbacks.Callback
     """Keras' ``TensorBoard`` callback (no graph) on TensorFlow; on JAX, the same epoch scalars."""
     import keras
 
-    if active() == "tensorflow":
+    if keras.backend.backend() == "tensorflow":
         return keras.callbacks.TensorBoard(str(log_dir), write_graph=False)
 
     def write_epoch_scalars(epoch: int, logs: dict | None) -> None:
@@ -90,9 +82,8 @@ def is_out_of_memory(err: BaseException) -> bool:
     if (tf := sys.modules.get("tensorflow")) and isinstance(err, tf.errors.ResourceExhaustedError):
         return True
     jax = sys.modules.get("jax")
-    return bool(
-        jax and isinstance(err, jax.errors.JaxRuntimeError) and "RESOURCE_EXHAUSTED" in str(err)
-    )
+    on_jax = jax and isinstance(err, jax.errors.JaxRuntimeError)
+    return bool(on_jax and "RESOURCE_EXHAUSTED" in str(err))
 
 
 def onednn_in_use() -> bool | None:
@@ -108,8 +99,9 @@ def describe() -> dict:
     """What the backend says about this machine: :class:`~cnnvsmlp.records.Hardware`'s fields."""
     import keras
 
-    info = {"backend": active(), "keras": keras.__version__, "device": "cpu", "accelerator": ""}
-    return info | (_tensorflow() if info["backend"] == "tensorflow" else _jax())
+    name = keras.backend.backend()
+    info = {"backend": name, "keras": keras.__version__, "device": "cpu", "accelerator": ""}
+    return info | (_tensorflow() if name == "tensorflow" else _jax())
 
 
 def _tensorflow() -> dict:

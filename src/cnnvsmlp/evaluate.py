@@ -1,7 +1,6 @@
-"""Evaluate a trained model on the held-out test split, or reuse its kept evaluation.
+"""Evaluate a trained model on the test split, or reuse its kept evaluation (docs/resume.md).
 
-A kept evaluation is found by key without loading Keras (docs/resume.md). Shifted test images
-move each image ``k`` pixels in one of eight directions, drawn per image from a fixed seed.
+Shifted test images move each ``k`` pixels in one of eight directions, drawn by a fixed seed.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ from pydantic import ValidationError
 
 from cnnvsmlp import storage
 from cnnvsmlp.data.store import labels_digest, load_split, read_metadata
+from cnnvsmlp.models import get_variant, is_user_variant
 from cnnvsmlp.records import ClassMetrics, EvalResult, Hardware, ShiftResult, TrainResult
 from cnnvsmlp.training_files import evaluation_key, machine_memo
 
@@ -102,8 +102,6 @@ def evaluate(
     """Score a training output folder's model on the test split; the record goes to ``out_path``."""
     import keras
 
-    from cnnvsmlp.models import get_variant, is_user_variant
-
     model_dir = Path(model_dir)
     training = TrainResult.read(model_dir / "train.json")
     variant, own = training.run.variant, None
@@ -114,7 +112,6 @@ def evaluate(
     # The inference model: no optimizer, nothing to compile (folders of older runs load too).
     model = keras.saving.load_model(model_dir / "model.keras", compile=False, custom_objects=own)
     meta = read_metadata(data_dir)
-    classes = meta["classes"]
     x_test, y_test = load_split(data_dir, "test")
 
     model.predict(x_test[:PREDICT_BATCH], batch_size=PREDICT_BATCH, verbose=0)  # a warm-up
@@ -124,8 +121,8 @@ def evaluate(
     result = EvalResult(
         run=training.run,
         dataset=meta["dataset"],
-        classes=classes,
-        **_scores(probs, y_test, classes),
+        classes=meta["classes"],
+        **_scores(probs, y_test, meta["classes"]),
         n_test=len(y_test),
         labels_sha256=labels_digest(y_test),
         params=int(model.count_params()),

@@ -201,10 +201,9 @@ def get_variant(name: str) -> Variant:
     """A variant by name: a built-in one (else KeyError), or a user's ``module:function``."""
     if is_user_variant(name):
         return _user_variant(name)
-    try:
-        return VARIANTS[name]
-    except KeyError:
-        raise KeyError(f"unknown variant {name!r}; known: {', '.join(VARIANTS)}") from None
+    if name not in VARIANTS:
+        raise KeyError(f"unknown variant {name!r}; known: {', '.join(VARIANTS)}")
+    return VARIANTS[name]
 
 
 def user_source(name: str) -> str | None:
@@ -213,14 +212,6 @@ def user_source(name: str) -> str | None:
         return None
     get_variant(name)
     return _SOURCES[name.partition(":")[0]]
-
-
-def family(variant: str) -> str:
-    """The declared family of a variant, ``mlp`` or ``cnn``; KeyError when it has none here."""
-    try:
-        return get_variant(variant).family
-    except ModelError as err:
-        raise KeyError(str(err)) from None
 
 
 def check_user_variants(

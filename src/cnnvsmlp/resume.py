@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from cnnvsmlp import progress, storage
 from cnnvsmlp import training_files as files
 from cnnvsmlp.config import RunSpec, TrainConfig
+from cnnvsmlp.data.store import read_metadata
 from cnnvsmlp.outputs import claim_dir, one_writer, write_atomically
 from cnnvsmlp.records import Epoch, Hardware, TrainResult
 
@@ -78,8 +79,6 @@ class Training:
         resume_uri: str | None = None,
     ) -> Training:
         """The training of ``run`` in ``out_dir``, mirrored in ``<store>/<run id>/<key>``."""
-        from cnnvsmlp.data.store import read_metadata
-
         out = claim_dir(out_dir, files.OUTPUTS, "training output")
         meta = read_metadata(data_dir)
         key = files.training_key(meta, run, config, hardware)
@@ -128,9 +127,11 @@ class Training:
             return None
         if finished.key != self.key:
             return None  # another epoch count of this training: replaced when this one finishes
-        if (name := finished.differing(self.out)) is not None:
-            self._set_aside([path], f"names a {name} that is missing or has other content")
-            return None
+        for field, name in files.WHOLE.items():
+            file, digest = self.out / name, getattr(finished, f"{field}_sha256")
+            if not file.is_file() or files.sha256_file(file) != digest:
+                self._set_aside([path], f"names a {name} that is missing or has other content")
+                return None
         return finished.origin, result
 
     def finish(self, model: keras.Model, result: TrainResult) -> TrainResult:
@@ -138,8 +139,7 @@ class Training:
         import keras
 
         result = result.model_copy(update={"training_key": self.key})
-        # What evaluation loads: no optimizer, not compiled (from_config, unlike clone_model and
-        # model_from_json); a user's own layer classes are found among the model's layers.
+        # What evaluation loads: no optimizer, not compiled; a user's layer classes from its layers.
         own = {type(layer).__name__: type(layer) for layer in model._flatten_layers()}
         with keras.saving.custom_object_scope(own):
             bare = type(model).from_config(model.get_config())
@@ -148,8 +148,9 @@ class Training:
         result.write(self.out / files.RESULT)
         # A retry that found every epoch done trained none, so wrote no history of its own.
         files.write_history(self.out / files.HISTORY, result.history)
-        marker = files.Finished.of(self.out, self.key, self.run.run_id, self.origin)
-        marker.write(self.out / files.FINISHED)
+        digests = {f"{f}_sha256": files.sha256_file(self.out / n) for f, n in files.WHOLE.items()}
+        marker = {"key": self.key, "run_id": self.run.run_id, "origin": self.origin, **digests}
+        files.Finished(format=files.FINISHED_FORMAT, **marker).write(self.out / files.FINISHED)
         if not self.config.keep_checkpoints:
             for name in (files.CHECKPOINTS, files.STATES):
                 shutil.rmtree(self.out / name, ignore_errors=True)
@@ -217,11 +218,9 @@ class Training:
             return f"is named for epoch {named} but holds epoch {s.epoch}"
         if s.epoch > epochs:
             return f"holds {s.epoch} epochs, more than the {epochs} asked for"
-        sizes, expected = [len(r) for r in s.rng], [math.prod(shape) for shape in rng_shapes]
-        if sizes != expected:
-            return (
-                f"has {len(sizes)} random generator states of sizes {sizes}, the model {expected}"
-            )
+        got, expected = [len(r) for r in s.rng], [math.prod(shape) for shape in rng_shapes]
+        if got != expected:
+            return f"has {len(got)} random generator states of sizes {got}, the model {expected}"
         ckpt = files.checkpoint_path(self.out, s.epoch)
         if not ckpt.is_file():
             return f"names {s.checkpoint}, which is missing"

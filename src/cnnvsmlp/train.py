@@ -1,8 +1,7 @@
 """Train one model variant on a prepared data set, one ``fit`` per epoch, resumable.
 
-Each epoch's image order and Dropout masks depend only on the seed and the epoch, so a resumed
-training ends with the weights of an uninterrupted one. Adam's update is fused into one XLA pass
-where that gives Keras' weights to the bit (docs/performance.md).
+Image order and Dropout masks depend only on seed and epoch: a resume trains the same weights.
+Adam's update is fused where that gives Keras' weights to the bit (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -152,7 +151,7 @@ class Progress(keras.callbacks.Callback):
     def __init__(self, run: RunSpec, epoch: int, epochs: int) -> None:
         super().__init__()
         self.run, self.epoch, self.epochs = run, epoch, epochs
-        self.diverged: tuple[int, float] | None = None
+        self.diverged: str | None = None  # why the training stopped
         self._last = -math.inf
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:  # noqa: D102
@@ -160,7 +159,7 @@ class Progress(keras.callbacks.Callback):
             return
         loss = float(logs["loss"])
         if not math.isfinite(loss):
-            self.diverged = (batch + 1, loss)
+            self.diverged = f"loss became {loss} in epoch {self.epoch} by step {batch + 1}"
             self.model.stop_training = True
             return
         now = time.monotonic()
@@ -252,15 +251,13 @@ class _Fitting(Training):
             verbose=self.verbose,
         )
         seconds = time.perf_counter() - start
-        if steps.diverged:
-            step, loss = steps.diverged
-            every = config.steps_per_execution
-            checked = f" (checked every {every} steps)" if every > 1 else ""
-            why = f"loss became {loss} in epoch {epoch} by step {step}{checked}"
-        else:
+        why = steps.diverged
+        if why and config.steps_per_execution > 1:
+            why += f" (checked every {config.steps_per_execution} steps)"
+        if not why:
             metrics = {k: float(fit.history[k][-1]) for k in files.METRICS}
-            finite = all(math.isfinite(v) for v in metrics.values())
-            why = None if finite else f"epoch {epoch} ended with non-finite metrics {metrics}"
+            if not all(math.isfinite(v) for v in metrics.values()):
+                why = f"epoch {epoch} ended with non-finite metrics {metrics}"
         if why:
             lower = "lower train.learning_rate or check the data"
             raise TrainingDiverged(f"{run.run_id}: {why}; {lower}")

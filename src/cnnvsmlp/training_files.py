@@ -6,9 +6,7 @@ computes and the machine's numerics (docs/resume.md): equal keys compute the sam
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import math
 import re
@@ -108,20 +106,6 @@ class Finished(Record):
     result_sha256: Sha256
     history_sha256: Sha256
 
-    @classmethod
-    def of(cls, out: Path, key: str, run_id: str, origin: str) -> Finished:
-        """The marker of the files in ``out``."""
-        digests = {f"{field}_sha256": sha256_file(out / name) for field, name in WHOLE.items()}
-        return cls(format=FINISHED_FORMAT, key=key, run_id=run_id, origin=origin, **digests)
-
-    def differing(self, out: Path) -> str | None:
-        """The first file this marker names that is missing from ``out`` or differs; else None."""
-        for field, name in WHOLE.items():
-            file = out / name
-            if not file.is_file() or sha256_file(file) != getattr(self, f"{field}_sha256"):
-                return name
-        return None
-
 
 def checkpoint_name(epoch: int) -> str:
     """The checkpoint of an epoch (1-based), relative to the folder."""
@@ -145,10 +129,9 @@ def epoch_files(out: Path, epoch: int) -> list[Path]:
 
 def write_history(path: Path, history: list[Epoch]) -> None:
     """Write the history as CSV, atomically: one row per epoch, numbered from 1."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerows([Epoch.model_fields, *(e.model_dump().values() for e in history)])
-    write_atomically(path, lambda p: p.write_text(buf.getvalue()))
+    rows = [Epoch.model_fields, *(e.model_dump().values() for e in history)]
+    text = "".join(",".join(map(str, row)) + "\n" for row in rows)
+    write_atomically(path, lambda p: p.write_text(text))
 
 
 def rng_variables(model: keras.Model) -> list:
@@ -204,8 +187,7 @@ def training_key(
 ) -> str:
     """The sha256 naming a training: equal keys train the same weights, bit for bit.
 
-    Not counted: the repeat, a subset as large as the split, ``keep_checkpoints``, and
-    without ``epochs`` the epoch count (an epoch's state does not depend on it).
+    Not counted: the repeat, a subset as large as the split, and without ``epochs`` the epochs.
     """
     untrained = {"keep_checkpoints"} | (set() if epochs else {"epochs"})
     if config.early_stopping is None:
@@ -216,8 +198,7 @@ def training_key(
         **({"model_source": source} if (source := user_source(run.variant)) else {}),
         "train": config.model_dump(mode="json", exclude=untrained),
     }
-    own = {s: run.seed_of(s) for s in SEED_SOURCES if run.seed_of(s) != run.seed}
-    if own:
+    if own := {s: run.seed_of(s) for s in SEED_SOURCES if run.seed_of(s) != run.seed}:
         parts["seeds"] = own  # a source held at another seed than the run's
     whole = meta.get("counts", {}).get("train")
     if run.n_train is not None and (whole is None or run.n_train < whole):
@@ -251,11 +232,7 @@ class StopDecision:
 
 
 def decide(val_losses: Sequence[float], rule: StoppingRule, max_epochs: int) -> StopDecision:
-    """The decision at the first epoch where the rule stops, else after the last one given.
-
-    An epoch improves on the best loss so far by more than ``min_delta`` (a non-finite loss
-    never does); ``patience`` epochs in a row without improvement, or ``max_epochs``, stop it.
-    """
+    """The decision at the first epoch where the rule stops, else after the last one given."""
     best, best_epoch, wait = math.inf, 0, 0
     for epoch, loss in enumerate(val_losses, start=1):
         if math.isfinite(loss) and loss < best - rule.min_delta:

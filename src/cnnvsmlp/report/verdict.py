@@ -28,10 +28,10 @@ VERDICT_RULE = (
 
 
 def family(variant: str) -> str:
-    """A variant's declared family (:func:`cnnvsmlp.models.family`); its own name if unknown."""
+    """A variant's declared family (:class:`cnnvsmlp.models.Variant`); its own name if unknown."""
     try:
-        return models.family(variant)
-    except KeyError:
+        return models.get_variant(variant).family
+    except (KeyError, models.ModelError):
         return variant
 
 
