@@ -1,4 +1,4 @@
-"""Pipelines, registered by name in :func:`pipelines`: the comparison and the data-efficiency study.
+"""Pipelines, registered by name in :data:`PIPELINES`: the comparison and the data-efficiency study.
 
 A pipeline's ``@dsl.pipeline`` function is built on first use, so the CLI starts without kfp.
 """
@@ -59,24 +59,11 @@ class PipelineSpec:
         return ("prepare-data", self.comparison_task)
 
 
-def pipelines() -> dict[str, PipelineSpec]:
-    """The registered pipelines by name."""
-    return {spec.name: spec for spec in (COMPARE, DATA_EFFICIENCY)}
-
-
 def get_pipeline(name: str) -> PipelineSpec:
     """The spec of a registered pipeline; UserError for an unknown name."""
-    registry = pipelines()
-    if name not in registry:
-        raise UserError(f"unknown pipeline {name!r}; registered: {', '.join(sorted(registry))}")
-    return registry[name]
-
-
-def pipeline_arguments(
-    name: str, config: ExperimentConfig, provenance: Provenance | None = None
-) -> dict:
-    """The run parameters of a pipeline for an experiment config and a run's provenance."""
-    return get_pipeline(name).arguments(config, provenance)
+    if name not in PIPELINES:
+        raise UserError(f"unknown pipeline {name!r}; registered: {', '.join(sorted(PIPELINES))}")
+    return PIPELINES[name]
 
 
 def compile_pipeline(name: str, out_dir: str | Path = "build") -> Path:
@@ -212,11 +199,6 @@ def efficiency_failures(comparison_json) -> str:
     return f"{runs} failed for good: {', '.join(failed)}."
 
 
-def as_trained(config: ExperimentConfig) -> ExperimentConfig:
-    """The config as every training of the study reads it: early stopping by the study's rule."""
-    return settle(config, EfficiencyConfig())
-
-
 def planned_runs(config: ExperimentConfig) -> list:
     """The trainings of a run, from the training split's size as ``prepare_data`` will cut it."""
     from cnnvsmlp.data.spec import get_spec
@@ -266,7 +248,8 @@ DATA_EFFICIENCY = PipelineSpec(
     check_task="check-efficiency",
     failure_summary=efficiency_failures,
     planned_runs=planned_runs,
-    as_trained=as_trained,
+    as_trained=lambda config: settle(config, EfficiencyConfig()),  # the study's early stopping
     loop_runs=loop_runs,
     summary=summary,
 )
+PIPELINES = {spec.name: spec for spec in (COMPARE, DATA_EFFICIENCY)}  # by name

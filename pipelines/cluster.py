@@ -80,12 +80,10 @@ def _cron_field(cron: str, text: str, name: str, low: int, high: int, names: dic
 
 def _cron_fires(dom: tuple, months: tuple, dow: tuple, today: date) -> bool:
     """Whether a day of the next five years matches; with no star in either day field, one does."""
-    for offset in range(_CRON_HORIZON_DAYS):
-        day = today + timedelta(days=offset)
-        if day.month not in months[0]:
-            continue
+    star = dom[1] or dow[1]
+    for day in (today + timedelta(days=offset) for offset in range(_CRON_HORIZON_DAYS)):
         by_dom, by_dow = day.day in dom[0], (day.weekday() + 1) % 7 in dow[0]
-        if (by_dom and by_dow) if (dom[1] or dow[1]) else (by_dom or by_dow):
+        if day.month in months[0] and ((by_dom and by_dow) if star else (by_dom or by_dow)):
             return True
     return False
 
@@ -210,7 +208,7 @@ def _prepare(
     pipeline: str, config: ExperimentConfig, experiment: str, provenance: Provenance | None = None
 ) -> tuple[Target, object, dict]:
     """Compile, check, connect, upload, make the experiment: the arguments every run shares."""
-    from cnnvsmlp_pipelines import compile_pipeline, pipeline_arguments
+    from cnnvsmlp_pipelines import compile_pipeline, get_pipeline
 
     target = Target.from_env(cluster_settings())
     with tempfile.TemporaryDirectory() as tmp:
@@ -227,7 +225,7 @@ def _prepare(
     )
     shared = {
         "experiment_id": created.experiment_id,
-        "params": pipeline_arguments(pipeline, cluster_config(config), provenance),
+        "params": get_pipeline(pipeline).arguments(cluster_config(config), provenance),
         "pipeline_id": pipeline_id,
         "version_id": version_id,
         "service_account": cluster_settings().service_account,
@@ -252,10 +250,7 @@ def submit(pipeline: str, config: ExperimentConfig, experiment: str | None = Non
 def schedule(
     pipeline: str, config: ExperimentConfig, cron: str, experiment: str | None = None
 ) -> str:
-    """Create the recurring run (no catch-up, one at a time), then delete older ones of its name.
-
-    KFP keeps no names unique: two recurring runs of one name would compete for the GPU quota.
-    """
+    """Create the recurring run (no catch-up, one at a time), then delete older ones of its name."""
     cron = check_cron(cron)
     experiment = experiment or config.name
     target, client, shared = _prepare(pipeline, config, experiment)

@@ -62,8 +62,7 @@ def _forms(secret: str) -> set[str]:
 
 def redact(text: str) -> str:
     """``text`` with every form of every token read or fetched here blanked."""
-    forms = set().union(*(_forms(s) for s in _SECRETS)) if _SECRETS else set()
-    for form in sorted(forms, key=len, reverse=True):
+    for form in sorted(set().union(*map(_forms, _SECRETS)), key=len, reverse=True):
         text = text.replace(form, "<token>")
     return text
 
@@ -260,8 +259,7 @@ def skipped_checks() -> set[str]:
     names = {n.strip() for n in os.environ.get(SKIP_CHECKS_ENV, "").split(",") if n.strip()}
     if "all" in names:
         return set(CHECKS)
-    unknown = names - set(CHECKS)
-    if unknown:
+    if unknown := names - set(CHECKS):
         raise ClusterError(
             f"{SKIP_CHECKS_ENV}: unknown check {sorted(unknown)[0]!r}; "
             f"known: {', '.join(CHECKS)}, all"
@@ -274,8 +272,7 @@ def check_images(refs: list[str]) -> None:
     if shutil.which("docker") is None:
         _say("check: images not checked: no docker client here to ask the registry")
         return
-    missing = images_exist(refs)
-    if missing:
+    if missing := images_exist(refs):
         raise ClusterError(
             f"{', '.join(missing)}: not in the registry (or not readable with your docker "
             "credentials); build and push with 'make images PUSH=1', or without Docker with "

@@ -14,9 +14,6 @@ from cnnvsmlp_components import evaluate_model, prepare_data, train_model
 from cnnvsmlp_pipelines.images import image_ref
 from cnnvsmlp_pipelines.settings import cluster_settings
 
-TRAIN_RETRIES = 3
-TRAIN_RETRY_BACKOFF = "60s"
-TRAIN_RETRY_WINDOW = "86400s"  # Argo's backoff.maxDuration: one window for all attempts
 # The user the images create and run as (images/*.Dockerfile: USER 10001).
 IMAGE_UID = 10001
 
@@ -41,10 +38,10 @@ def gpu_task(task: dsl.PipelineTask) -> dsl.PipelineTask:
         task, key=settings.gpu_toleration_key, operator="Exists", effect="NoSchedule"
     )
     task.set_retry(
-        num_retries=TRAIN_RETRIES,
-        backoff_duration=TRAIN_RETRY_BACKOFF,
+        num_retries=3,
+        backoff_duration="60s",
         backoff_factor=2.0,
-        backoff_max_duration=TRAIN_RETRY_WINDOW,
+        backoff_max_duration="86400s",  # Argo's backoff.maxDuration: one window for all attempts
     )
     return task
 
