@@ -192,11 +192,9 @@ def build_efficiency():
 def efficiency_failures(comparison_json) -> str:
     """One line naming the runs that failed for good in a written analysis; empty if none."""
     failures = json.loads(Path(comparison_json).read_text()).get("failures", [])
-    if not failures:
-        return ""
     failed = [f.get("run", {}).get("run_id", "?") for f in failures]
     runs = f"{len(failed)} run{'s' if len(failed) > 1 else ''}"
-    return f"{runs} failed for good: {', '.join(failed)}."
+    return f"{runs} failed for good: {', '.join(failed)}." if failed else ""
 
 
 def planned_runs(config: ExperimentConfig) -> list:

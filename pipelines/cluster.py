@@ -71,13 +71,6 @@ def _cron_range(cron: str, expr: str, name: str, low: int, high: int, names: dic
     return range(start, end + 1, step)
 
 
-def _cron_field(cron: str, text: str, name: str, low: int, high: int, names: dict) -> tuple:
-    """The values a field selects and whether it holds a star, as robfig's getField reads it."""
-    parts = [e for e in text.split(",") if e]
-    values = {v for e in parts for v in _cron_range(cron, e, name, low, high, names)}
-    return values, any(e.split("/")[0].split("-")[0] in ("*", "?") for e in parts)
-
-
 def _cron_fires(dom: tuple, months: tuple, dow: tuple, today: date) -> bool:
     """Whether a day of the next five years matches; with no star in either day field, one does."""
     star = dom[1] or dow[1]
@@ -120,7 +113,11 @@ def check_cron(cron: str, today: date | None = None) -> str:
             f"cron {cron!r}: expected 6 fields, seconds first, e.g. '0 0 3 * * 1' (Mondays "
             "03:00), or a descriptor such as '@weekly'"
         )
-    parsed = [_cron_field(cron, f, *spec) for f, spec in zip(fields, _CRON_FIELDS, strict=True)]
+    parsed = []  # each field's values and whether it holds a star, as robfig's getField reads it
+    for field, spec in zip(fields, _CRON_FIELDS, strict=True):
+        parts = [e for e in field.split(",") if e]
+        values = {v for e in parts for v in _cron_range(cron, e, *spec)}
+        parsed.append((values, any(e.split("/")[0].split("-")[0] in ("*", "?") for e in parts)))
     if not _cron_fires(parsed[3], parsed[4], parsed[5], today or date.today()):
         raise ClusterError(
             f"cron {cron!r}: no day of the next five years matches its day of month, month "
@@ -155,7 +152,6 @@ def _find_id(client, target: Target, kind: str, name: str) -> str | None:
 
 def _upload(client, target: Target, name: str, package: str) -> tuple[str, str]:
     """Upload a compiled pipeline, as a new version of the one of that name if there is one."""
-    version = datetime.now(timezone.utc).strftime(f"{name}-%Y%m%d-%H%M%S")
     pipeline_id = _find_id(client, target, "pipeline", name)
     if pipeline_id is None:
         pipeline_id = call(
@@ -171,7 +167,7 @@ def _upload(client, target: Target, name: str, package: str) -> tuple[str, str]:
         f"upload a version of {name}",
         client.upload_pipeline_version,
         package,
-        pipeline_version_name=version,
+        pipeline_version_name=datetime.now(timezone.utc).strftime(f"{name}-%Y%m%d-%H%M%S"),
         pipeline_id=pipeline_id,
     )
     return pipeline_id, uploaded.pipeline_version_id

@@ -26,7 +26,7 @@ from kubernetes import client as kube
 from kubernetes import config as kube_config
 
 from cnnvsmlp.errors import UserError
-from cnnvsmlp_pipelines.images import images_exist
+from cnnvsmlp_pipelines.images import run_docker
 from cnnvsmlp_pipelines.settings import ROOT, SETTINGS_FILE, ClusterSettings, cluster_settings
 
 # A standalone KFP install's namespace: its API takes no namespace on experiments and runs.
@@ -232,12 +232,10 @@ def _redacted(record) -> bool:
 
 
 def _reason(err: Exception) -> str:
-    status = getattr(err, "status", None)
-    if status:
+    if status := getattr(err, "status", None):
         body = getattr(err, "body", "") or ""
         return f"HTTP {status} {getattr(err, 'reason', '')}: {str(body)[:200]}".strip()
-    text = str(err).splitlines()[0] if str(err) else err.__class__.__name__
-    return text[:300]
+    return (str(err).splitlines() or [type(err).__name__])[0][:300]
 
 
 def call(target: Target, what: str, func, *args, **kwargs):
@@ -254,25 +252,12 @@ def _say(line: str) -> None:
     print(redact(line))
 
 
-def skipped_checks() -> set[str]:
-    """The checks ``CNNVSMLP_SKIP_CHECKS`` leaves out; an unknown name is refused."""
-    names = {n.strip() for n in os.environ.get(SKIP_CHECKS_ENV, "").split(",") if n.strip()}
-    if "all" in names:
-        return set(CHECKS)
-    if unknown := names - set(CHECKS):
-        raise ClusterError(
-            f"{SKIP_CHECKS_ENV}: unknown check {sorted(unknown)[0]!r}; "
-            f"known: {', '.join(CHECKS)}, all"
-        )
-    return names
-
-
 def check_images(refs: list[str]) -> None:
-    """Fail when the registry lacks an image the pipeline names; without docker, say so."""
+    """Fail when the registry lacks an image (docker manifest inspect); without docker, say so."""
     if shutil.which("docker") is None:
         _say("check: images not checked: no docker client here to ask the registry")
         return
-    if missing := images_exist(refs):
+    if missing := [r for r in refs if run_docker("manifest", "inspect", r).returncode != 0]:
         raise ClusterError(
             f"{', '.join(missing)}: not in the registry (or not readable with your docker "
             "credentials); build and push with 'make images PUSH=1', or without Docker with "
@@ -323,8 +308,15 @@ def check_service_account(namespace: str, name: str) -> None:
 
 
 def preflight(package: str, settings: ClusterSettings) -> None:
-    """The checks before an upload: the images the compiled pipeline names, the service account."""
-    skip = skipped_checks()
+    """Check the pipeline's images and service account before an upload, but what the env skips."""
+    skip = {n.strip() for n in os.environ.get(SKIP_CHECKS_ENV, "").split(",") if n.strip()}
+    if "all" in skip:
+        skip = set(CHECKS)
+    elif unknown := skip - set(CHECKS):
+        raise ClusterError(
+            f"{SKIP_CHECKS_ENV}: unknown check {sorted(unknown)[0]!r}; "
+            f"known: {', '.join(CHECKS)}, all"
+        )
     if "images" not in skip:
         with open(package) as f:
             executors = next(yaml.safe_load_all(f))["deploymentSpec"]["executors"].values()
