@@ -10,9 +10,11 @@ from functools import cached_property
 from pathlib import Path
 
 from cnnvsmlp.config import DEFAULT_PRESET, ExperimentConfig, RunSpec, load_config
+from cnnvsmlp.data.spec import get_spec
 from cnnvsmlp.efficiency.curves import EfficiencyConfig, plan_runs, settle
 from cnnvsmlp.errors import UserError
 from cnnvsmlp.provenance import Provenance
+from cnnvsmlp.report.model import Comparison, failure_summary
 
 EFFICIENCY_PRESET = "fashion-mnist-data-efficiency"
 
@@ -129,12 +131,6 @@ def build_compare():
     return pipeline
 
 
-def _compare_failures(comparison_json) -> str:
-    from cnnvsmlp.report.model import Comparison, failure_summary
-
-    return failure_summary(Comparison.read(comparison_json))
-
-
 def build_efficiency():
     """The study's ``@dsl.pipeline`` function; its parameters' defaults are read now."""
     from kfp import dsl
@@ -199,8 +195,6 @@ def efficiency_failures(comparison_json) -> str:
 
 def planned_runs(config: ExperimentConfig) -> list:
     """The trainings of a run, from the training split's size as ``prepare_data`` will cut it."""
-    from cnnvsmlp.data.spec import get_spec
-
     classes = len(get_spec(config.dataset).classes)
     return plan_runs(config, EfficiencyConfig(), config.training_images(), classes)
 
@@ -233,7 +227,7 @@ COMPARE = PipelineSpec(
     build=build_compare,
     comparison_task="compare-runs",
     check_task="check-runs",
-    failure_summary=_compare_failures,
+    failure_summary=lambda path: failure_summary(Comparison.read(path)),
 )
 DATA_EFFICIENCY = PipelineSpec(
     name="data-efficiency",
