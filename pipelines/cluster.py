@@ -1,7 +1,5 @@
 """Submit and schedule pipelines on a Kubeflow Pipelines cluster (docs/cluster.md, steps 9-11)."""
 
-from __future__ import annotations
-
 import json
 import re
 import tempfile
@@ -186,8 +184,7 @@ def _recurring_runs(client, target: Target, experiment_id: str, name: str) -> li
             experiment_id=experiment_id,
             filter=_name_filter(name),
         )
-        runs = listed.recurring_runs or []
-        found += [r.recurring_run_id for r in runs if r.display_name == name]
+        found += [r.recurring_run_id for r in listed.recurring_runs or [] if r.display_name == name]
         token = listed.next_page_token or ""
         if not token:
             return found

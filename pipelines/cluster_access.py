@@ -27,7 +27,7 @@ from kubernetes import config as kube_config
 
 from cnnvsmlp.errors import UserError
 from cnnvsmlp_pipelines.images import run_docker
-from cnnvsmlp_pipelines.settings import ROOT, SETTINGS_FILE, ClusterSettings, cluster_settings
+from cnnvsmlp_pipelines.settings import ROOT, SETTINGS_FILE, ClusterSettings
 
 # A standalone KFP install's namespace: its API takes no namespace on experiments and runs.
 STANDALONE_NAMESPACE = "kubeflow"
@@ -107,7 +107,7 @@ class Target:
     token_path: str | None = None
 
     @classmethod
-    def from_env(cls, settings: ClusterSettings | None = None) -> Target:
+    def from_env(cls, settings: ClusterSettings) -> Target:
         """Read ``KFP_HOST`` and the optional settings from the environment."""
         host = (_env("KFP_HOST", "KF_PIPELINES_ENDPOINT") or "").rstrip("/")
         if not host:
@@ -117,7 +117,6 @@ class Target:
             )
         raw_token = os.environ.get("KFP_TOKEN")
         token = read_token(raw_token, "KFP_TOKEN") if raw_token else None
-        settings = settings or cluster_settings()
         namespace = os.environ.get("KFP_NAMESPACE") or settings.namespace
         if namespace != settings.namespace:
             raise ClusterError(

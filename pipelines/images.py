@@ -4,8 +4,6 @@ A tag is ``src-`` and 12 hex digits of a SHA-256 over the tracked files the imag
 from (:data:`SHIPPED`), so only a change to those names a new image.
 """
 
-from __future__ import annotations
-
 import hashlib
 import json
 import re

@@ -4,8 +4,6 @@ Why: docs/cluster.md (steps 5, 7, 10). Spent retries go again with the run, by
 ``POST /apis/v2beta1/runs/{run_id}:retry``, ``kfp_server_api.RunServiceApi.run_service_retry_run``.
 """
 
-from __future__ import annotations
-
 from collections.abc import Callable
 
 from kfp import dsl, kubernetes
