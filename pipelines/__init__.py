@@ -102,11 +102,7 @@ def build_compare():
         name="compare",
         description="CNN versus MLP: train every variant with repeats, test, and compare them.",
     )
-    def pipeline(
-        config_json: str = default_config,
-        repeats: int = 0,
-        provenance_json: str = "",
-    ):
+    def pipeline(config_json: str = default_config, repeats: int = 0, provenance_json: str = ""):
         """Train and test every variant of an experiment and compare them.
 
         Args:

@@ -7,6 +7,7 @@ from datetime import date, datetime, timedelta, timezone
 
 from cnnvsmlp.config import ExperimentConfig
 from cnnvsmlp.provenance import Provenance, stamp
+from cnnvsmlp_pipelines import compile_pipeline, get_pipeline
 from cnnvsmlp_pipelines.cluster_access import ClusterError, Target, call, connect, preflight
 from cnnvsmlp_pipelines.settings import cluster_settings
 
@@ -27,8 +28,6 @@ _GO_UNITS = {"ns": 1e-9, "us": 1e-6, "\u00b5s": 1e-6, "\u03bcs": 1e-6, "ms": 1e-
 _GO_UNITS |= {"m": 60, "h": 3600}
 _GO_NUMBER = r"(\d+\.?\d*|\.\d+)"
 _GO_DURATION = re.compile(r"[-+]?(?:" + _GO_NUMBER + "(?:ns|us|\u00b5s|\u03bcs|ms|s|m|h))+")
-# robfig's Next gives up after five years: a schedule with no time in them never fires.
-_CRON_HORIZON_DAYS = 5 * 366
 
 
 def _cron_number(cron: str, name: str, names: dict, part: str) -> int:
@@ -72,7 +71,8 @@ def _cron_range(cron: str, expr: str, name: str, low: int, high: int, names: dic
 def _cron_fires(dom: tuple, months: tuple, dow: tuple, today: date) -> bool:
     """Whether a day of the next five years matches; with no star in either day field, one does."""
     star = dom[1] or dow[1]
-    for day in (today + timedelta(days=offset) for offset in range(_CRON_HORIZON_DAYS)):
+    # robfig's Next gives up after five years: a schedule with no time in them never fires.
+    for day in (today + timedelta(days=offset) for offset in range(5 * 366)):
         by_dom, by_dow = day.day in dom[0], (day.weekday() + 1) % 7 in dow[0]
         if day.month in months[0] and ((by_dom and by_dow) if star else (by_dom or by_dow)):
             return True
@@ -201,8 +201,6 @@ def _prepare(
     pipeline: str, config: ExperimentConfig, experiment: str, provenance: Provenance | None = None
 ) -> tuple[Target, object, dict]:
     """Compile, check, connect, upload, make the experiment: the arguments every run shares."""
-    from cnnvsmlp_pipelines import compile_pipeline, get_pipeline
-
     target = Target.from_env(cluster_settings())
     with tempfile.TemporaryDirectory() as tmp:
         package = str(compile_pipeline(pipeline, tmp))

@@ -24,7 +24,7 @@ def placed(task: dsl.PipelineTask, memory: str, kind: str = "cpu", cache: bool =
     return kubernetes.set_security_context(task, run_as_user=IMAGE_UID, run_as_non_root=True)
 
 
-def gpu_task(task: dsl.PipelineTask) -> dsl.PipelineTask:
+def gpu_task(task: dsl.PipelineTask) -> None:
     """One GPU on the GPU node pool, with retries and backoff; never cached: reruns retrain."""
     settings = cluster_settings()
     placed(task, "16Gi", "gpu")
@@ -41,7 +41,6 @@ def gpu_task(task: dsl.PipelineTask) -> dsl.PipelineTask:
         backoff_factor=2.0,
         backoff_max_duration="86400s",  # Argo's backoff.maxDuration: one window for all attempts
     )
-    return task
 
 
 def fan_out_fan_in(
