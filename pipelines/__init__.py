@@ -13,7 +13,8 @@ from cnnvsmlp.config import DEFAULT_PRESET, ExperimentConfig, RunSpec, load_conf
 from cnnvsmlp.data.spec import get_spec
 from cnnvsmlp.efficiency.curves import EfficiencyConfig, plan_runs, settle
 from cnnvsmlp.errors import UserError
-from cnnvsmlp.provenance import Provenance
+from cnnvsmlp.outputs import write_atomically
+from cnnvsmlp.provenance import SYNTHETIC_DATA, SYNTHETIC_LEAD, Provenance
 from cnnvsmlp.report.model import Comparison, failure_summary
 
 EFFICIENCY_PRESET = "fashion-mnist-data-efficiency"
@@ -71,8 +72,6 @@ def get_pipeline(name: str) -> PipelineSpec:
 def compile_pipeline(name: str, out_dir: str | Path = "build") -> Path:
     """Compile a registered pipeline to ``<out_dir>/<name>.yaml`` (KFP IR)."""
     from kfp import compiler
-
-    from cnnvsmlp.outputs import write_atomically
 
     pipeline = get_pipeline(name).pipeline  # an unknown name fails before anything is written
     out = Path(out_dir)
@@ -207,14 +206,11 @@ def loop_runs(config: ExperimentConfig, pipeline_root) -> list | None:
 def summary(report_dir) -> str:
     """The lines the local runner prints after a run: the report's headline, in points."""
     from cnnvsmlp.efficiency.analysis import EfficiencyAnalysis
-    from cnnvsmlp.provenance import SYNTHETIC_DATA, SYNTHETIC_LEAD
     from cnnvsmlp.report.efficiency import headline
 
     analysis = EfficiencyAnalysis.read(Path(report_dir) / "comparison.json")
-    lines = [headline(analysis)]
-    if analysis.provenance.synthetic:
-        lines.append(f"{SYNTHETIC_LEAD} {SYNTHETIC_DATA}")
-    return "\n".join(lines)
+    synthetic = [f"{SYNTHETIC_LEAD} {SYNTHETIC_DATA}"] if analysis.provenance.synthetic else []
+    return "\n".join([headline(analysis), *synthetic])
 
 
 COMPARE = PipelineSpec(

@@ -1,7 +1,4 @@
-"""Reach a cluster's KFP API as the environment says (docs/cluster.md, steps 9 and 10).
-
-No token is ever shown. Before an upload: the registry has the images, the service account exists.
-"""
+"""Reach the KFP API as the environment says, check before an upload; no token is ever shown."""
 
 from __future__ import annotations
 
