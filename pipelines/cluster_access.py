@@ -83,8 +83,7 @@ def read_token(value: str, source: str) -> str:
 
 def _env(project: str, kfp_own: str) -> str | None:
     """The project's variable, else kfp.Client's own; refuses the two disagreeing."""
-    ours = os.environ.get(project, "").strip()
-    theirs = os.environ.get(kfp_own, "").strip()
+    ours, theirs = (os.environ.get(name, "").strip() for name in (project, kfp_own))
     if ours and theirs and ours.rstrip("/") != theirs.rstrip("/"):
         raise ClusterError(
             f"{project}={ours} but {kfp_own}={theirs}: unset one, or make them the same"

@@ -50,11 +50,7 @@ def fan_out_fan_in(
     check: Callable[..., dsl.PipelineTask],
     provenance_json: str,
 ) -> None:
-    """Add the shared DAG: ``plan`` lists the runs and settles ``config``, ``check`` the result.
-
-    ``compare(planned, **inputs)`` gets every comparison's inputs: config, dataset, results,
-    provenance and the KFP job id (a cluster run's id).
-    """
+    """Add the shared DAG: ``plan`` lists the runs and settles ``config``, ``check`` the result."""
     data = placed(prepare_data(config_json=config_json), "8Gi", cache=True)
     planned = placed(plan(data), "1Gi")
     with dsl.ParallelFor(planned.outputs["Output"]) as run_json:
