@@ -32,8 +32,7 @@ def plan_runs(config_json: str, repeats: int, config: dsl.Output[dsl.Artifact]) 
     from cnnvsmlp.config import parse_config_json, with_overrides
 
     settled = parse_config_json(config_json)
-    if repeats:
-        settled = with_overrides(settled, [f"repeats={repeats}"])
+    settled = with_overrides(settled, [f"repeats={repeats}"]) if repeats else settled
     Path(config.path).write_text(settled.model_dump_json(), encoding="utf-8")
     config.metadata.update({"experiment": settled.name, "repeats": settled.repeats})
     return [run.model_dump_json() for run in settled.scheduled_runs()]
@@ -57,8 +56,7 @@ def plan_efficiency_runs(
     from cnnvsmlp.efficiency.curves import effective_sizes, parse_efficiency_json, plan_runs, settle
 
     settled = parse_config_json(config_json)
-    if repeats:
-        settled = with_overrides(settled, [f"repeats={repeats}"])
+    settled = with_overrides(settled, [f"repeats={repeats}"]) if repeats else settled
     study = parse_efficiency_json(efficiency_json)
     settled = settle(settled, study)
     meta = read_metadata(dataset.path)

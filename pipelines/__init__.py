@@ -1,4 +1,4 @@
-"""Pipelines, registered by name in :func:`pipelines`: the comparison and the data-efficiency study.
+"""Pipelines, registered by name in :data:`PIPELINES`: the comparison and the data-efficiency study.
 
 A pipeline's ``@dsl.pipeline`` function is built on first use, so the CLI starts without kfp.
 """
@@ -10,9 +10,12 @@ from functools import cached_property
 from pathlib import Path
 
 from cnnvsmlp.config import DEFAULT_PRESET, ExperimentConfig, RunSpec, load_config
+from cnnvsmlp.data.spec import get_spec
 from cnnvsmlp.efficiency.curves import EfficiencyConfig, plan_runs, settle
 from cnnvsmlp.errors import UserError
-from cnnvsmlp.provenance import Provenance
+from cnnvsmlp.outputs import write_atomically
+from cnnvsmlp.provenance import SYNTHETIC_DATA, SYNTHETIC_LEAD, Provenance
+from cnnvsmlp.report.model import Comparison, failure_summary
 
 EFFICIENCY_PRESET = "fashion-mnist-data-efficiency"
 
@@ -59,31 +62,16 @@ class PipelineSpec:
         return ("prepare-data", self.comparison_task)
 
 
-def pipelines() -> dict[str, PipelineSpec]:
-    """The registered pipelines by name."""
-    return {spec.name: spec for spec in (COMPARE, DATA_EFFICIENCY)}
-
-
 def get_pipeline(name: str) -> PipelineSpec:
     """The spec of a registered pipeline; UserError for an unknown name."""
-    registry = pipelines()
-    if name not in registry:
-        raise UserError(f"unknown pipeline {name!r}; registered: {', '.join(sorted(registry))}")
-    return registry[name]
-
-
-def pipeline_arguments(
-    name: str, config: ExperimentConfig, provenance: Provenance | None = None
-) -> dict:
-    """The run parameters of a pipeline for an experiment config and a run's provenance."""
-    return get_pipeline(name).arguments(config, provenance)
+    if name not in PIPELINES:
+        raise UserError(f"unknown pipeline {name!r}; registered: {', '.join(sorted(PIPELINES))}")
+    return PIPELINES[name]
 
 
 def compile_pipeline(name: str, out_dir: str | Path = "build") -> Path:
     """Compile a registered pipeline to ``<out_dir>/<name>.yaml`` (KFP IR)."""
     from kfp import compiler
-
-    from cnnvsmlp.outputs import write_atomically
 
     pipeline = get_pipeline(name).pipeline  # an unknown name fails before anything is written
     out = Path(out_dir)
@@ -113,11 +101,7 @@ def build_compare():
         name="compare",
         description="CNN versus MLP: train every variant with repeats, test, and compare them.",
     )
-    def pipeline(
-        config_json: str = default_config,
-        repeats: int = 0,
-        provenance_json: str = "",
-    ):
+    def pipeline(config_json: str = default_config, repeats: int = 0, provenance_json: str = ""):
         """Train and test every variant of an experiment and compare them.
 
         Args:
@@ -140,12 +124,6 @@ def build_compare():
         )
 
     return pipeline
-
-
-def _compare_failures(comparison_json) -> str:
-    from cnnvsmlp.report.model import Comparison, failure_summary
-
-    return failure_summary(Comparison.read(comparison_json))
 
 
 def build_efficiency():
@@ -205,22 +183,13 @@ def build_efficiency():
 def efficiency_failures(comparison_json) -> str:
     """One line naming the runs that failed for good in a written analysis; empty if none."""
     failures = json.loads(Path(comparison_json).read_text()).get("failures", [])
-    if not failures:
-        return ""
     failed = [f.get("run", {}).get("run_id", "?") for f in failures]
     runs = f"{len(failed)} run{'s' if len(failed) > 1 else ''}"
-    return f"{runs} failed for good: {', '.join(failed)}."
-
-
-def as_trained(config: ExperimentConfig) -> ExperimentConfig:
-    """The config as every training of the study reads it: early stopping by the study's rule."""
-    return settle(config, EfficiencyConfig())
+    return f"{runs} failed for good: {', '.join(failed)}." if failed else ""
 
 
 def planned_runs(config: ExperimentConfig) -> list:
     """The trainings of a run, from the training split's size as ``prepare_data`` will cut it."""
-    from cnnvsmlp.data.spec import get_spec
-
     classes = len(get_spec(config.dataset).classes)
     return plan_runs(config, EfficiencyConfig(), config.training_images(), classes)
 
@@ -237,14 +206,11 @@ def loop_runs(config: ExperimentConfig, pipeline_root) -> list | None:
 def summary(report_dir) -> str:
     """The lines the local runner prints after a run: the report's headline, in points."""
     from cnnvsmlp.efficiency.analysis import EfficiencyAnalysis
-    from cnnvsmlp.provenance import SYNTHETIC_DATA, SYNTHETIC_LEAD
     from cnnvsmlp.report.efficiency import headline
 
     analysis = EfficiencyAnalysis.read(Path(report_dir) / "comparison.json")
-    lines = [headline(analysis)]
-    if analysis.provenance.synthetic:
-        lines.append(f"{SYNTHETIC_LEAD} {SYNTHETIC_DATA}")
-    return "\n".join(lines)
+    synthetic = [f"{SYNTHETIC_LEAD} {SYNTHETIC_DATA}"] if analysis.provenance.synthetic else []
+    return "\n".join([headline(analysis), *synthetic])
 
 
 COMPARE = PipelineSpec(
@@ -253,7 +219,7 @@ COMPARE = PipelineSpec(
     build=build_compare,
     comparison_task="compare-runs",
     check_task="check-runs",
-    failure_summary=_compare_failures,
+    failure_summary=lambda path: failure_summary(Comparison.read(path)),
 )
 DATA_EFFICIENCY = PipelineSpec(
     name="data-efficiency",
@@ -266,7 +232,8 @@ DATA_EFFICIENCY = PipelineSpec(
     check_task="check-efficiency",
     failure_summary=efficiency_failures,
     planned_runs=planned_runs,
-    as_trained=as_trained,
+    as_trained=lambda config: settle(config, EfficiencyConfig()),  # the study's early stopping
     loop_runs=loop_runs,
     summary=summary,
 )
+PIPELINES = {spec.name: spec for spec in (COMPARE, DATA_EFFICIENCY)}  # by name

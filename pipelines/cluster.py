@@ -1,7 +1,5 @@
 """Submit and schedule pipelines on a Kubeflow Pipelines cluster (docs/cluster.md, steps 9-11)."""
 
-from __future__ import annotations
-
 import json
 import re
 import tempfile
@@ -9,6 +7,7 @@ from datetime import date, datetime, timedelta, timezone
 
 from cnnvsmlp.config import ExperimentConfig
 from cnnvsmlp.provenance import Provenance, stamp
+from cnnvsmlp_pipelines import compile_pipeline, get_pipeline
 from cnnvsmlp_pipelines.cluster_access import ClusterError, Target, call, connect, preflight
 from cnnvsmlp_pipelines.settings import cluster_settings
 
@@ -29,8 +28,6 @@ _GO_UNITS = {"ns": 1e-9, "us": 1e-6, "\u00b5s": 1e-6, "\u03bcs": 1e-6, "ms": 1e-
 _GO_UNITS |= {"m": 60, "h": 3600}
 _GO_NUMBER = r"(\d+\.?\d*|\.\d+)"
 _GO_DURATION = re.compile(r"[-+]?(?:" + _GO_NUMBER + "(?:ns|us|\u00b5s|\u03bcs|ms|s|m|h))+")
-# robfig's Next gives up after five years: a schedule with no time in them never fires.
-_CRON_HORIZON_DAYS = 5 * 366
 
 
 def _cron_number(cron: str, name: str, names: dict, part: str) -> int:
@@ -71,21 +68,13 @@ def _cron_range(cron: str, expr: str, name: str, low: int, high: int, names: dic
     return range(start, end + 1, step)
 
 
-def _cron_field(cron: str, text: str, name: str, low: int, high: int, names: dict) -> tuple:
-    """The values a field selects and whether it holds a star, as robfig's getField reads it."""
-    parts = [e for e in text.split(",") if e]
-    values = {v for e in parts for v in _cron_range(cron, e, name, low, high, names)}
-    return values, any(e.split("/")[0].split("-")[0] in ("*", "?") for e in parts)
-
-
 def _cron_fires(dom: tuple, months: tuple, dow: tuple, today: date) -> bool:
     """Whether a day of the next five years matches; with no star in either day field, one does."""
-    for offset in range(_CRON_HORIZON_DAYS):
-        day = today + timedelta(days=offset)
-        if day.month not in months[0]:
-            continue
+    star = dom[1] or dow[1]
+    # robfig's Next gives up after five years: a schedule with no time in them never fires.
+    for day in (today + timedelta(days=offset) for offset in range(5 * 366)):
         by_dom, by_dow = day.day in dom[0], (day.weekday() + 1) % 7 in dow[0]
-        if (by_dom and by_dow) if (dom[1] or dow[1]) else (by_dom or by_dow):
+        if day.month in months[0] and ((by_dom and by_dow) if star else (by_dom or by_dow)):
             return True
     return False
 
@@ -122,7 +111,11 @@ def check_cron(cron: str, today: date | None = None) -> str:
             f"cron {cron!r}: expected 6 fields, seconds first, e.g. '0 0 3 * * 1' (Mondays "
             "03:00), or a descriptor such as '@weekly'"
         )
-    parsed = [_cron_field(cron, f, *spec) for f, spec in zip(fields, _CRON_FIELDS, strict=True)]
+    parsed = []  # each field's values and whether it holds a star, as robfig's getField reads it
+    for field, spec in zip(fields, _CRON_FIELDS, strict=True):
+        parts = [e for e in field.split(",") if e]
+        values = {v for e in parts for v in _cron_range(cron, e, *spec)}
+        parsed.append((values, any(e.split("/")[0].split("-")[0] in ("*", "?") for e in parts)))
     if not _cron_fires(parsed[3], parsed[4], parsed[5], today or date.today()):
         raise ClusterError(
             f"cron {cron!r}: no day of the next five years matches its day of month, month "
@@ -157,7 +150,6 @@ def _find_id(client, target: Target, kind: str, name: str) -> str | None:
 
 def _upload(client, target: Target, name: str, package: str) -> tuple[str, str]:
     """Upload a compiled pipeline, as a new version of the one of that name if there is one."""
-    version = datetime.now(timezone.utc).strftime(f"{name}-%Y%m%d-%H%M%S")
     pipeline_id = _find_id(client, target, "pipeline", name)
     if pipeline_id is None:
         pipeline_id = call(
@@ -173,7 +165,7 @@ def _upload(client, target: Target, name: str, package: str) -> tuple[str, str]:
         f"upload a version of {name}",
         client.upload_pipeline_version,
         package,
-        pipeline_version_name=version,
+        pipeline_version_name=datetime.now(timezone.utc).strftime(f"{name}-%Y%m%d-%H%M%S"),
         pipeline_id=pipeline_id,
     )
     return pipeline_id, uploaded.pipeline_version_id
@@ -192,8 +184,7 @@ def _recurring_runs(client, target: Target, experiment_id: str, name: str) -> li
             experiment_id=experiment_id,
             filter=_name_filter(name),
         )
-        runs = listed.recurring_runs or []
-        found += [r.recurring_run_id for r in runs if r.display_name == name]
+        found += [r.recurring_run_id for r in listed.recurring_runs or [] if r.display_name == name]
         token = listed.next_page_token or ""
         if not token:
             return found
@@ -210,8 +201,6 @@ def _prepare(
     pipeline: str, config: ExperimentConfig, experiment: str, provenance: Provenance | None = None
 ) -> tuple[Target, object, dict]:
     """Compile, check, connect, upload, make the experiment: the arguments every run shares."""
-    from cnnvsmlp_pipelines import compile_pipeline, pipeline_arguments
-
     target = Target.from_env(cluster_settings())
     with tempfile.TemporaryDirectory() as tmp:
         package = str(compile_pipeline(pipeline, tmp))
@@ -227,7 +216,7 @@ def _prepare(
     )
     shared = {
         "experiment_id": created.experiment_id,
-        "params": pipeline_arguments(pipeline, cluster_config(config), provenance),
+        "params": get_pipeline(pipeline).arguments(cluster_config(config), provenance),
         "pipeline_id": pipeline_id,
         "version_id": version_id,
         "service_account": cluster_settings().service_account,
@@ -252,10 +241,7 @@ def submit(pipeline: str, config: ExperimentConfig, experiment: str | None = Non
 def schedule(
     pipeline: str, config: ExperimentConfig, cron: str, experiment: str | None = None
 ) -> str:
-    """Create the recurring run (no catch-up, one at a time), then delete older ones of its name.
-
-    KFP keeps no names unique: two recurring runs of one name would compete for the GPU quota.
-    """
+    """Create the recurring run (no catch-up, one at a time), then delete older ones of its name."""
     cron = check_cron(cron)
     experiment = experiment or config.name
     target, client, shared = _prepare(pipeline, config, experiment)

@@ -1,7 +1,4 @@
-"""Reach a cluster's KFP API as the environment says (docs/cluster.md, steps 9 and 10).
-
-No token is ever shown. Before an upload: the registry has the images, the service account exists.
-"""
+"""Reach the KFP API as the environment says, check before an upload; no token is ever shown."""
 
 from __future__ import annotations
 
@@ -26,8 +23,8 @@ from kubernetes import client as kube
 from kubernetes import config as kube_config
 
 from cnnvsmlp.errors import UserError
-from cnnvsmlp_pipelines.images import images_exist
-from cnnvsmlp_pipelines.settings import ROOT, SETTINGS_FILE, ClusterSettings, cluster_settings
+from cnnvsmlp_pipelines.images import run_docker
+from cnnvsmlp_pipelines.settings import ROOT, SETTINGS_FILE, ClusterSettings
 
 # A standalone KFP install's namespace: its API takes no namespace on experiments and runs.
 STANDALONE_NAMESPACE = "kubeflow"
@@ -62,8 +59,7 @@ def _forms(secret: str) -> set[str]:
 
 def redact(text: str) -> str:
     """``text`` with every form of every token read or fetched here blanked."""
-    forms = set().union(*(_forms(s) for s in _SECRETS)) if _SECRETS else set()
-    for form in sorted(forms, key=len, reverse=True):
+    for form in sorted(set().union(*map(_forms, _SECRETS)), key=len, reverse=True):
         text = text.replace(form, "<token>")
     return text
 
@@ -87,8 +83,7 @@ def read_token(value: str, source: str) -> str:
 
 def _env(project: str, kfp_own: str) -> str | None:
     """The project's variable, else kfp.Client's own; refuses the two disagreeing."""
-    ours = os.environ.get(project, "").strip()
-    theirs = os.environ.get(kfp_own, "").strip()
+    ours, theirs = (os.environ.get(name, "").strip() for name in (project, kfp_own))
     if ours and theirs and ours.rstrip("/") != theirs.rstrip("/"):
         raise ClusterError(
             f"{project}={ours} but {kfp_own}={theirs}: unset one, or make them the same"
@@ -108,7 +103,7 @@ class Target:
     token_path: str | None = None
 
     @classmethod
-    def from_env(cls, settings: ClusterSettings | None = None) -> Target:
+    def from_env(cls, settings: ClusterSettings) -> Target:
         """Read ``KFP_HOST`` and the optional settings from the environment."""
         host = (_env("KFP_HOST", "KF_PIPELINES_ENDPOINT") or "").rstrip("/")
         if not host:
@@ -118,7 +113,6 @@ class Target:
             )
         raw_token = os.environ.get("KFP_TOKEN")
         token = read_token(raw_token, "KFP_TOKEN") if raw_token else None
-        settings = settings or cluster_settings()
         namespace = os.environ.get("KFP_NAMESPACE") or settings.namespace
         if namespace != settings.namespace:
             raise ClusterError(
@@ -233,12 +227,10 @@ def _redacted(record) -> bool:
 
 
 def _reason(err: Exception) -> str:
-    status = getattr(err, "status", None)
-    if status:
+    if status := getattr(err, "status", None):
         body = getattr(err, "body", "") or ""
         return f"HTTP {status} {getattr(err, 'reason', '')}: {str(body)[:200]}".strip()
-    text = str(err).splitlines()[0] if str(err) else err.__class__.__name__
-    return text[:300]
+    return (str(err).splitlines() or [type(err).__name__])[0][:300]
 
 
 def call(target: Target, what: str, func, *args, **kwargs):
@@ -255,27 +247,12 @@ def _say(line: str) -> None:
     print(redact(line))
 
 
-def skipped_checks() -> set[str]:
-    """The checks ``CNNVSMLP_SKIP_CHECKS`` leaves out; an unknown name is refused."""
-    names = {n.strip() for n in os.environ.get(SKIP_CHECKS_ENV, "").split(",") if n.strip()}
-    if "all" in names:
-        return set(CHECKS)
-    unknown = names - set(CHECKS)
-    if unknown:
-        raise ClusterError(
-            f"{SKIP_CHECKS_ENV}: unknown check {sorted(unknown)[0]!r}; "
-            f"known: {', '.join(CHECKS)}, all"
-        )
-    return names
-
-
 def check_images(refs: list[str]) -> None:
-    """Fail when the registry lacks an image the pipeline names; without docker, say so."""
+    """Fail when the registry lacks an image (docker manifest inspect); without docker, say so."""
     if shutil.which("docker") is None:
         _say("check: images not checked: no docker client here to ask the registry")
         return
-    missing = images_exist(refs)
-    if missing:
+    if missing := [r for r in refs if run_docker("manifest", "inspect", r).returncode != 0]:
         raise ClusterError(
             f"{', '.join(missing)}: not in the registry (or not readable with your docker "
             "credentials); build and push with 'make images PUSH=1', or without Docker with "
@@ -326,8 +303,15 @@ def check_service_account(namespace: str, name: str) -> None:
 
 
 def preflight(package: str, settings: ClusterSettings) -> None:
-    """The checks before an upload: the images the compiled pipeline names, the service account."""
-    skip = skipped_checks()
+    """Check the pipeline's images and service account before an upload, but what the env skips."""
+    skip = {n.strip() for n in os.environ.get(SKIP_CHECKS_ENV, "").split(",") if n.strip()}
+    if "all" in skip:
+        skip = set(CHECKS)
+    elif unknown := skip - set(CHECKS):
+        raise ClusterError(
+            f"{SKIP_CHECKS_ENV}: unknown check {sorted(unknown)[0]!r}; "
+            f"known: {', '.join(CHECKS)}, all"
+        )
     if "images" not in skip:
         with open(package) as f:
             executors = next(yaml.safe_load_all(f))["deploymentSpec"]["executors"].values()

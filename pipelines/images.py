@@ -1,10 +1,8 @@
-"""The container images' names and whether the registry has them; ``tools/images.py`` builds them.
+"""The container images' names and content-derived tags; ``tools/images.py`` builds them.
 
 A tag is ``src-`` and 12 hex digits of a SHA-256 over the tracked files the images are built
 from (:data:`SHIPPED`), so only a change to those names a new image.
 """
-
-from __future__ import annotations
 
 import hashlib
 import json
@@ -84,11 +82,6 @@ def image_ref(kind: str) -> str:
         return f"cnnvsmlp-{kind}:not-from-a-checkout"
     targets = bake_targets({"REGISTRY": images_config()["registry"], "TAG": source_tag()})
     return targets[kind]["tags"][0]
-
-
-def images_exist(refs: list[str]) -> list[str]:
-    """The references among ``refs`` the registry lacks (``docker manifest inspect``), in order."""
-    return [ref for ref in refs if run_docker("manifest", "inspect", ref).returncode != 0]
 
 
 def run_docker(*args: str, **kwargs) -> subprocess.CompletedProcess:

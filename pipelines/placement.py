@@ -4,8 +4,6 @@ Why: docs/cluster.md (steps 5, 7, 10). Spent retries go again with the run, by
 ``POST /apis/v2beta1/runs/{run_id}:retry``, ``kfp_server_api.RunServiceApi.run_service_retry_run``.
 """
 
-from __future__ import annotations
-
 from collections.abc import Callable
 
 from kfp import dsl, kubernetes
@@ -14,9 +12,6 @@ from cnnvsmlp_components import evaluate_model, prepare_data, train_model
 from cnnvsmlp_pipelines.images import image_ref
 from cnnvsmlp_pipelines.settings import cluster_settings
 
-TRAIN_RETRIES = 3
-TRAIN_RETRY_BACKOFF = "60s"
-TRAIN_RETRY_WINDOW = "86400s"  # Argo's backoff.maxDuration: one window for all attempts
 # The user the images create and run as (images/*.Dockerfile: USER 10001).
 IMAGE_UID = 10001
 
@@ -29,7 +24,7 @@ def placed(task: dsl.PipelineTask, memory: str, kind: str = "cpu", cache: bool =
     return kubernetes.set_security_context(task, run_as_user=IMAGE_UID, run_as_non_root=True)
 
 
-def gpu_task(task: dsl.PipelineTask) -> dsl.PipelineTask:
+def gpu_task(task: dsl.PipelineTask) -> None:
     """One GPU on the GPU node pool, with retries and backoff; never cached: reruns retrain."""
     settings = cluster_settings()
     placed(task, "16Gi", "gpu")
@@ -41,12 +36,11 @@ def gpu_task(task: dsl.PipelineTask) -> dsl.PipelineTask:
         task, key=settings.gpu_toleration_key, operator="Exists", effect="NoSchedule"
     )
     task.set_retry(
-        num_retries=TRAIN_RETRIES,
-        backoff_duration=TRAIN_RETRY_BACKOFF,
+        num_retries=3,
+        backoff_duration="60s",
         backoff_factor=2.0,
-        backoff_max_duration=TRAIN_RETRY_WINDOW,
+        backoff_max_duration="86400s",  # Argo's backoff.maxDuration: one window for all attempts
     )
-    return task
 
 
 def fan_out_fan_in(
@@ -56,11 +50,7 @@ def fan_out_fan_in(
     check: Callable[..., dsl.PipelineTask],
     provenance_json: str,
 ) -> None:
-    """Add the shared DAG: ``plan`` lists the runs and settles ``config``, ``check`` the result.
-
-    ``compare(planned, **inputs)`` gets every comparison's inputs: config, dataset, results,
-    provenance and the KFP job id (a cluster run's id).
-    """
+    """Add the shared DAG: ``plan`` lists the runs and settles ``config``, ``check`` the result."""
     data = placed(prepare_data(config_json=config_json), "8Gi", cache=True)
     planned = placed(plan(data), "1Gi")
     with dsl.ParallelFor(planned.outputs["Output"]) as run_json:

@@ -1,7 +1,5 @@
 """Cluster values shared by the manifests (kustomize substitutes them) and the pipeline."""
 
-from __future__ import annotations
-
 from functools import cache
 from pathlib import Path
 

@@ -354,7 +354,7 @@ def test_no_token_appears_in_an_error_message(monkeypatch, capsys):
             cluster.submit("compare", CONFIG)
     assert "refused by the stand-in for Bearer <token>" in str(err.value)
     assert "very-secret" not in str(err.value) + capsys.readouterr().out
-    assert "very-secret" not in repr(cluster.Target.from_env())
+    assert "very-secret" not in repr(cluster.Target.from_env(cluster_settings()))
 
 
 def test_in_cluster_token_file_is_sent_with_kfp_host_set(api, tmp_path, monkeypatch):
@@ -518,7 +518,10 @@ def test_kfp_clients_own_variables_are_accepted(api, monkeypatch):
     cluster.submit("compare", CONFIG)
     assert api.find("POST", "runs")
     monkeypatch.setenv("KF_PIPELINES_IAP_OAUTH2_CLIENT_ID", "123-abc.apps.googleusercontent.com")
-    assert cluster.Target.from_env().iap_client_id == "123-abc.apps.googleusercontent.com"
+    assert (
+        cluster.Target.from_env(cluster_settings()).iap_client_id
+        == "123-abc.apps.googleusercontent.com"
+    )
 
 
 def test_project_and_kfp_variables_that_disagree_are_refused(api, monkeypatch):
@@ -673,7 +676,7 @@ def test_a_malformed_token_is_refused_before_any_call_and_never_shown(
 def test_every_escaped_form_of_a_token_is_blanked(monkeypatch):
     monkeypatch.setenv("KFP_TOKEN", SECRET + "\n")
     monkeypatch.setenv("KFP_HOST", "http://127.0.0.1:9")
-    cluster.Target.from_env()
+    cluster.Target.from_env(cluster_settings())
     for form in _forms(SECRET + "\n") + _forms(SECRET):
         message = str(cluster.ClusterError(f"could not connect (Invalid header value {form!r})"))
         assert SECRET not in message and "SECRET" not in message, form

@@ -12,7 +12,7 @@ import yaml
 
 from cnnvsmlp.config import load_config
 from cnnvsmlp.errors import UserError
-from cnnvsmlp_pipelines import compile_pipeline, get_pipeline, pipeline_arguments, pipelines
+from cnnvsmlp_pipelines import PIPELINES, compile_pipeline, get_pipeline
 from cnnvsmlp_pipelines.images import image_ref
 from cnnvsmlp_pipelines.settings import cluster_settings
 
@@ -40,7 +40,7 @@ def compiled(tmp_path_factory):
     out = tmp_path_factory.mktemp("build")
     return {
         name: list(yaml.safe_load_all(compile_pipeline(name, out).read_text()))
-        for name in pipelines()
+        for name in PIPELINES
     }
 
 
@@ -141,7 +141,7 @@ def test_default_parameter_is_the_fashion_preset(compiled):
     assert json.loads(default) == expected
     # 0: the config's repeats
     assert ir["root"]["inputDefinitions"]["parameters"]["repeats"]["defaultValue"] == 0
-    args = pipeline_arguments("compare", load_config("emnist-letters", ["repeats=3"]))
+    args = get_pipeline("compare").arguments(load_config("emnist-letters", ["repeats=3"]))
     assert json.loads(args["config_json"])["repeats"] == 3 and args["repeats"] == 3
 
 
@@ -353,7 +353,7 @@ def test_data_efficiency_defaults_are_its_preset_and_sizes(compiled):
     assert study["sizes"] is None  # the halvings of whatever training split the data has
     assert effective_sizes(None, 48_000, 10) == [375, 750, 1500, 3000, 6000, 12000, 24000, 48000]
     assert params["repeats"]["defaultValue"] == 0
-    args = pipeline_arguments("data-efficiency", load_config("fashion-mnist", ["repeats=2"]))
+    args = get_pipeline("data-efficiency").arguments(load_config("fashion-mnist", ["repeats=2"]))
     assert args["repeats"] == 2 and json.loads(args["efficiency_json"]) == study
 
 
@@ -396,7 +396,7 @@ def test_a_user_model_and_folder_reach_every_task_in_the_config(tmp_path, monkey
     source = "import keras\n\n\ndef net(input_shape, num_classes):\n    return None\n\n\n"
     (tmp_path / "cluster_models.py").write_text(source + "net.family = 'cnn'\n")
     overrides = ["variants=mlp,cluster_models:net", "dataset=folder:gs://bucket/images"]
-    args = pipeline_arguments("compare", load_config("fashion-mnist", overrides))
+    args = get_pipeline("compare").arguments(load_config("fashion-mnist", overrides))
     (tmp_path / "cluster_models.py").unlink()  # a task's machine has no copy of the file
     models._SOURCES.clear()
     sys.modules.pop("cluster_models", None)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import subprocess
 
+import pytest
+
 from cnnvsmlp_pipelines import images
 from tools import images as builds
 
@@ -178,7 +180,9 @@ def test_build_without_docker_engine_says_so(monkeypatch, capsys):
     assert out.startswith("images: no Docker engine reachable")
 
 
-def test_images_exist_lists_what_the_registry_lacks(tmp_path, monkeypatch):
+def test_the_image_check_names_what_the_registry_lacks(tmp_path, monkeypatch):
+    from cnnvsmlp_pipelines.cluster_access import ClusterError, check_images
+
     fake = tmp_path / "docker"
     fake.write_text(
         "#!/bin/sh\n"
@@ -188,7 +192,9 @@ def test_images_exist_lists_what_the_registry_lacks(tmp_path, monkeypatch):
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
     refs = ["r/cnnvsmlp-cpu:there", "r/cnnvsmlp-gpu:gone", "r/other:there"]
-    assert images.images_exist(refs) == ["r/cnnvsmlp-gpu:gone"]
+    with pytest.raises(ClusterError) as err:
+        check_images(refs)
+    assert str(err.value).startswith("r/cnnvsmlp-gpu:gone: not in the registry")
 
 
 def test_installed_copy_without_a_checkout_still_names_an_image(monkeypatch, tmp_path):
