@@ -110,7 +110,6 @@ def _fail(uri: str, err: Exception) -> StorageError:
 
 @contextlib.contextmanager
 def _failing(uri: str) -> Iterator[None]:
-    """Raise what a request about ``uri`` raises in the block as one :func:`_fail` line."""
     try:
         yield
     except _ERRORS as err:
@@ -118,7 +117,6 @@ def _failing(uri: str) -> Iterator[None]:
 
 
 def _blob(uri: str) -> tuple[storage.Client, storage.Blob]:
-    """A client for ``uri`` and the object it names."""
     gcs = client(uri)
     bucket, name = parse_uri(uri)
     return gcs, gcs.bucket(bucket).blob(name)
@@ -131,7 +129,6 @@ def _check_bucket(gcs: storage.Client, uri: str) -> None:
 
 
 def _write_file(dest: Path, write: Callable[[Path], object]) -> None:
-    """:func:`~cnnvsmlp.outputs.write_atomically`, the folder of ``dest`` made when missing."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(dest, write)
 
