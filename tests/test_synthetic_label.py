@@ -10,7 +10,7 @@ from cnnvsmlp.data.spec import DATASETS
 from cnnvsmlp.data.store import read_metadata, write_dataset
 from cnnvsmlp.efficiency.analysis import analyze
 from cnnvsmlp.efficiency.curves import EfficiencyConfig
-from cnnvsmlp.provenance import stamp, with_data_source
+from cnnvsmlp.provenance import for_task, stamp
 from cnnvsmlp.report import write_comparison
 from cnnvsmlp.report.efficiency import write_efficiency_report as write_analysis
 from cnnvsmlp.report.render import terminal_table
@@ -34,7 +34,7 @@ def test_synth_emnist_files_are_read_as_synthetic_and_nist_layout_files_as_idx(t
     out = tmp_path / "prepared"
     write_dataset(raw, SPEC, Split(validation_fraction=0.5), out, limit=None)
     assert read_metadata(out)["source"] == f"synthetic:{synthetic}"
-    assert with_data_source(None, read_metadata(out)).synthetic
+    assert for_task("", "", read_metadata(out)).synthetic
 
     real_layout = tmp_path / "nist"
     write_nist_letters(real_layout)

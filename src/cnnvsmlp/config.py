@@ -57,7 +57,6 @@ def _location(value: object) -> object:
     return value
 
 
-# A local path or a gs:// URI; any other scheme:// is refused.
 Location = Annotated[str, BeforeValidator(_location)]
 
 
@@ -306,16 +305,6 @@ class RunSpec(_Config):
         return f"{self.variant}{size}-r{self.repeat}"
 
 
-def _validated(data: dict | str, where: str) -> ExperimentConfig:
-    """The config ``data`` (a dict, or JSON text) describes; ConfigError names the first problem."""
-    try:
-        if isinstance(data, str):
-            return ExperimentConfig.model_validate_json(data, context={"record": True})
-        return ExperimentConfig.model_validate(data)
-    except ValidationError as err:
-        raise ConfigError(one_line(err, where, ExperimentConfig)) from None
-
-
 def load_config(config: str, overrides: list[str] | None = None) -> ExperimentConfig:
     """Load a preset or YAML path, apply overrides and validate; ConfigError names the field."""
     where, data = read_yaml(config)
@@ -325,12 +314,17 @@ def load_config(config: str, overrides: list[str] | None = None) -> ExperimentCo
     for ref in references.values() if isinstance(references, dict) else ():
         if isinstance(ref, dict):
             ref.setdefault("dataset", data.get("dataset"))
-    return _validated(apply_overrides(data, overrides or []), where)
+    return parse_config_json(apply_overrides(data, overrides or []), where)
 
 
-def parse_config_json(text: str) -> ExperimentConfig:
-    """Validate a config passed between components as JSON."""
-    return _validated(text, "config")
+def parse_config_json(data: dict | str, where: str = "config") -> ExperimentConfig:
+    """Validate a config: a dict, or JSON passed between components; ConfigError names the field."""
+    try:
+        if isinstance(data, str):
+            return ExperimentConfig.model_validate_json(data, context={"record": True})
+        return ExperimentConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(one_line(err, where, ExperimentConfig)) from None
 
 
 def read_config(path: str | Path) -> ExperimentConfig:
@@ -340,4 +334,6 @@ def read_config(path: str | Path) -> ExperimentConfig:
 
 def with_overrides(config: ExperimentConfig, overrides: list[str]) -> ExperimentConfig:
     """A validated config with ``key=value`` overrides applied, as :func:`load_config` does."""
-    return _validated(apply_overrides(config.model_dump(mode="json"), overrides), "parameters")
+    return parse_config_json(
+        apply_overrides(config.model_dump(mode="json"), overrides), "parameters"
+    )

@@ -165,17 +165,6 @@ def read_yaml(config: str) -> tuple[str, dict]:
     return where, data
 
 
-def _variant_names(item: str, raw: str) -> list[str]:
-    names = [v.strip() for v in raw.split(",")]
-    if not all(names):
-        what = "an empty name" if any(names) else "no name"
-        raise ConfigError(
-            f"override {item!r}: {what} among the variants; write variants=<name>,<name> "
-            f"with names from {', '.join(sorted(VARIANTS))} or module:function"
-        )
-    return names
-
-
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
     """``data`` with ``key=value`` overrides applied: a dotted path or an alias, a YAML value."""
     data = json.loads(json.dumps(data))
@@ -185,7 +174,13 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             raise ConfigError(f"override {item!r}: expected key=value")
         path = ALIASES.get(key, key).split(".")
         if path == ["variants"] and not raw.lstrip().startswith("["):
-            value = _variant_names(item, raw)
+            value = [v.strip() for v in raw.split(",")]
+            if not all(value):
+                raise ConfigError(
+                    f"override {item!r}: {'an empty name' if any(value) else 'no name'} among the "
+                    "variants; write variants=<name>,<name> with names from "
+                    f"{', '.join(sorted(VARIANTS))} or module:function"
+                )
         else:
             value = parse_yaml(raw, f"override {item!r}") if raw else None
         node = data

@@ -47,20 +47,15 @@ SYNTHETIC_DATA = (
 )
 
 
-def with_data_source(provenance: Provenance | None, metadata: dict) -> Provenance:
-    """``provenance`` (or an empty one) naming the source and image shape in ``metadata``."""
+def for_task(provenance_json: str, job_id: str, metadata: dict) -> Provenance:
+    """A comparison task's provenance: the data's source and shape, the KFP job's id if none."""
+    provenance = Provenance.model_validate_json(provenance_json or "{}")
     update = {
+        "run_id": provenance.run_id or job_id,
         "data_source": str(metadata.get("source", "")),
         "data_shape": metadata.get("image_shape", []),
     }
-    return (provenance or Provenance()).model_copy(update=update)
-
-
-def for_task(provenance_json: str, job_id: str, metadata: dict) -> Provenance:
-    """A comparison task's provenance: the run id the KFP job's when none was stamped."""
-    provenance = Provenance.model_validate_json(provenance_json or "{}")
-    provenance = provenance.model_copy(update={"run_id": provenance.run_id or job_id})
-    return with_data_source(provenance, metadata)
+    return provenance.model_copy(update=update)
 
 
 def project_version() -> str:

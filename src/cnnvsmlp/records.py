@@ -111,28 +111,14 @@ class Hardware(Record):
 _CPU_FLAG_PREFIXES = ("sse4", "avx", "fma", "f16c", "amx", "vnni")
 # The distributions whose build decides the numbers: their versions and RECORDs count.
 _NUMERICS_DISTRIBUTIONS = (
-    "tensorflow",
-    "tensorflow-cpu",
-    "tensorflow-intel",
-    "keras",
-    "jax",
-    "jaxlib",
-    "jax-cuda12-plugin",
-    "jax-cuda12-pjrt",
-    "numpy",
-)
+    "tensorflow tensorflow-cpu tensorflow-intel keras jax jaxlib jax-cuda12-plugin "
+    "jax-cuda12-pjrt numpy"
+).split()
 # The variables that change the kernels, the threads or the devices a framework picks.
 _NUMERICS_ENVIRONMENT = (
-    "KERAS_BACKEND",
-    "TF_ENABLE_ONEDNN_OPTS",
-    "TF_NUM_INTRAOP_THREADS",
-    "TF_NUM_INTEROP_THREADS",
-    "OMP_NUM_THREADS",
-    "CUDA_VISIBLE_DEVICES",
-    "XLA_FLAGS",
-    "JAX_PLATFORMS",
-    "TF_DETERMINISTIC_OPS",
-)
+    "KERAS_BACKEND TF_ENABLE_ONEDNN_OPTS TF_NUM_INTRAOP_THREADS TF_NUM_INTEROP_THREADS "
+    "OMP_NUM_THREADS CUDA_VISIBLE_DEVICES XLA_FLAGS JAX_PLATFORMS TF_DETERMINISTIC_OPS"
+).split()
 
 
 def memo_file(memo: Path) -> Path:
@@ -169,7 +155,6 @@ def environment_id() -> str:
 
 
 def _cpuinfo(*keys: str) -> str | None:
-    """The value of the first /proc/cpuinfo line that starts with one of ``keys``."""
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith(keys):
@@ -299,12 +284,9 @@ class RunFailure(Record):
     """The error's message, on one line."""
 
 
-_RESULT = TypeAdapter(EvalResult | RunFailure)
-
-
 def read_result(path: str | os.PathLike) -> EvalResult | RunFailure:
     """Read what an evaluation left: a run's :class:`EvalResult` or its :class:`RunFailure`."""
-    return _RESULT.validate_json(Path(path).read_text())
+    return TypeAdapter(EvalResult | RunFailure).validate_json(Path(path).read_text())
 
 
 FAILURE_FILE = "failure.json"  # in a training task's model folder

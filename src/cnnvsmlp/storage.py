@@ -54,12 +54,6 @@ def parse_uri(uri: str) -> tuple[str, str]:
     return bucket, name
 
 
-def _folder(prefix: str) -> tuple[str, str]:
-    """The bucket of a ``gs://`` folder and its object-name prefix, ``/``-terminated or empty."""
-    bucket, name = parse_uri(prefix)
-    return bucket, (name.rstrip("/") + "/" if name else "")
-
-
 def _each_request() -> dict:
     """The timeout and the retry every request has: uploads resend the same bytes, so all retry."""
     return {"timeout": TIMEOUT_S, "retry": DEFAULT_RETRY.with_timeout(RETRY_S)}
@@ -110,7 +104,6 @@ def _fail(uri: str, err: Exception) -> StorageError:
 
 @contextlib.contextmanager
 def _failing(uri: str) -> Iterator[None]:
-    """Raise what a request about ``uri`` raises in the block as one :func:`_fail` line."""
     try:
         yield
     except _ERRORS as err:
@@ -118,7 +111,6 @@ def _failing(uri: str) -> Iterator[None]:
 
 
 def _blob(uri: str) -> tuple[storage.Client, storage.Blob]:
-    """A client for ``uri`` and the object it names."""
     gcs = client(uri)
     bucket, name = parse_uri(uri)
     return gcs, gcs.bucket(bucket).blob(name)
@@ -131,7 +123,6 @@ def _check_bucket(gcs: storage.Client, uri: str) -> None:
 
 
 def _write_file(dest: Path, write: Callable[[Path], object]) -> None:
-    """:func:`~cnnvsmlp.outputs.write_atomically`, the folder of ``dest`` made when missing."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(dest, write)
 
@@ -194,7 +185,8 @@ def download(uri: str, dest: str | os.PathLike) -> Path:
 
 def _list(prefix: str) -> dict[str, storage.Blob]:
     """The objects under ``prefix`` (a folder), by their names relative to it."""
-    bucket, folder = _folder(prefix)
+    bucket, name = parse_uri(prefix)
+    folder = name.rstrip("/") + "/" if name else ""
     gcs = client(prefix)
     with _failing(prefix):
         blobs = gcs.list_blobs(bucket, prefix=folder, **_each_request())
@@ -247,18 +239,16 @@ def prune_dir(local_dir: str | os.PathLike, dest: str, only: set[str]) -> int:
         for name in names(dest)
         if PurePosixPath(name).parts[0] in only and not (Path(local_dir) / name).is_file()
     ]
-    if not dest.startswith("gs://"):
-        for name in gone:
-            path = Path(dest) / name
-            path.unlink(missing_ok=True)
+    gcs = client(dest) if dest.startswith("gs://") else None
+    for uri in (f"{dest.rstrip('/')}/{name}" for name in gone):
+        if gcs is None:
+            Path(uri).unlink(missing_ok=True)
             with contextlib.suppress(OSError):  # a folder left empty goes too, as in a bucket
-                path.parent.rmdir()
-        return len(gone)
-    gcs = client(dest)
-    bucket, folder = _folder(dest)
-    for name in gone:  # one gone already (NotFound) was deleted by a retried call
-        with _failing(f"gs://{bucket}/{folder}{name}"), contextlib.suppress(gexc.NotFound):
-            gcs.bucket(bucket).blob(folder + name).delete(**_each_request())
+                Path(uri).parent.rmdir()
+            continue
+        bucket, key = parse_uri(uri)
+        with _failing(uri), contextlib.suppress(gexc.NotFound):  # NotFound: a retry deleted it
+            gcs.bucket(bucket).blob(key).delete(**_each_request())
     return len(gone)
 
 
