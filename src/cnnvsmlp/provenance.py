@@ -16,8 +16,7 @@ class Provenance(Record):
 
     run_id: str = Field(default="", description="The local run folder's name, or the KFP job id.")
     started: datetime | None = Field(default=None, description="When the run started, UTC.")
-    project_version: str = ""
-    """The cnnvsmlp version."""
+    project_version: str = Field(default="", description="The cnnvsmlp version.")
     commit: str = Field(default="", description="The project's git commit the run started from.")
     dirty: bool | None = None
     """Whether that checkout had uncommitted changes."""

@@ -26,24 +26,17 @@ from cnnvsmlp.outputs import write_atomically
 class Hardware(Record):
     """What a run ran on: what decides whether its numbers reproduce bit for bit."""
 
-    device: str
-    """'gpu' or 'cpu'"""
-    name: str
-    """The GPU (`1 x NVIDIA L4`) or, without one, the CPU model."""
-    cpu_count: int
-    """CPU cores the process saw."""
-    tensorflow: str
-    """TensorFlow's version; empty when the run did not use it."""
-    cpu: str = ""
-    """The CPU model, also on a GPU machine."""
+    device: str = Field(description="'gpu' or 'cpu'")
+    name: str = Field(description="The GPU (`1 x NVIDIA L4`) or, without one, the CPU model.")
+    cpu_count: int = Field(description="CPU cores the process saw.")
+    tensorflow: str = Field(description="TensorFlow's version; empty when the run did not use it.")
+    cpu: str = Field(default="", description="The CPU model, also on a GPU machine.")
     cpu_flags: list[str] = Field(default_factory=list)
     """The CPU's vector and matrix extensions that kernels dispatch on (avx2, fma, amx*, ...)."""
-    tensorflow_git: str = ""
-    """tf.version.GIT_VERSION"""
+    tensorflow_git: str = Field(default="", description="tf.version.GIT_VERSION")
     build: dict[str, str] = Field(default_factory=dict)
     """tf.sysconfig.get_build_info(); on JAX: jaxlib's version, the XLA platform, XLA_FLAGS."""
-    gpu_compute_capability: str = ""
-    """e.g. '8.9'; empty on a CPU"""
+    gpu_compute_capability: str = Field(default="", description="e.g. '8.9'; empty on a CPU")
     onednn_opts: str | None = None
     """TF_ENABLE_ONEDNN_OPTS as the process had it; None when unset."""
     onednn: bool | None = None
@@ -52,10 +45,8 @@ class Hardware(Record):
     """TensorFlow's intra-op threads; 0 means one per core."""
     backend: str = "tensorflow"
     """The Keras backend: 'tensorflow' or 'jax'."""
-    keras: str = ""
-    """Keras' version."""
-    jax: str = ""
-    """JAX's version; empty when the run did not use it."""
+    keras: str = Field(default="", description="Keras' version.")
+    jax: str = Field(default="", description="JAX's version; empty when the run did not use it.")
 
     @classmethod
     def detect(cls, memo: Path | None = None) -> Hardware:
@@ -175,27 +166,19 @@ def _cpu_flags() -> list[str]:
 class Epoch(Record):
     """Metrics at the end of one epoch."""
 
-    epoch: int = Field(ge=1)
-    """The epoch, from 1."""
-    loss: float
-    """Mean training loss over the epoch's batches."""
-    accuracy: float
-    """Training accuracy over the epoch's batches."""
-    val_loss: float
-    """Loss on the validation split after the epoch."""
-    val_accuracy: float
-    """Accuracy on the validation split after the epoch."""
-    time_s: float
-    """Wall time of the epoch's training, validation included."""
+    epoch: int = Field(ge=1, description="The epoch, from 1.")
+    loss: float = Field(description="Mean training loss over the epoch's batches.")
+    accuracy: float = Field(description="Training accuracy over the epoch's batches.")
+    val_loss: float = Field(description="Loss on the validation split after the epoch.")
+    val_accuracy: float = Field(description="Accuracy on the validation split after the epoch.")
+    time_s: float = Field(description="Wall time of the epoch's training, validation included.")
 
 
 class EarlyStop(Record):
     """Where early stopping (``train.early_stopping``) ended a training."""
 
-    stopped_epoch: int
-    """The last epoch trained."""
-    best_epoch: int
-    """The epoch whose weights the model holds."""
+    stopped_epoch: int = Field(description="The last epoch trained.")
+    best_epoch: int = Field(description="The epoch whose weights the model holds.")
     reason: Literal["patience", "cap"]
     """patience: converged by the rule; cap: train.epochs reached first."""
     capped_improving: bool
@@ -212,8 +195,7 @@ class TrainResult(Record):
     params: int
     n_train: int
     n_validation: int
-    train_time_s: float
-    """Wall time of the epochs trained in this record."""
+    train_time_s: float = Field(description="Wall time of the epochs trained in this record.")
     train_images_per_s: float
     resumed_from_epoch: int = 0
     hardware: Hardware
@@ -238,13 +220,10 @@ class ClassMetrics(Record):
 class ShiftResult(Record):
     """The model on the test images translated by ``shift`` pixels (:mod:`cnnvsmlp.evaluate`)."""
 
-    shift: int
-    """Pixels moved along each axis that moves (1 to 4)."""
-    seed: int
-    """Seed of the directions: the same images for every model."""
+    shift: int = Field(description="Pixels moved along each axis that moves (1 to 4).")
+    seed: int = Field(description="Seed of the directions: the same images for every model.")
     accuracy: float
-    predictions: list[int]
-    """Predicted class of each shifted test image."""
+    predictions: list[int] = Field(description="Predicted class of each shifted test image.")
 
 
 class EvalResult(Record):
@@ -257,12 +236,9 @@ class EvalResult(Record):
     loss: float
     n_test: int
     per_class: list[ClassMetrics]
-    confusion: list[list[int]]
-    """Rows: true class; columns: predicted."""
-    predictions: list[int]
-    """Predicted class of each test image, in order."""
-    labels_sha256: str
-    """Digest of the test labels the predictions refer to."""
+    confusion: list[list[int]] = Field(description="Rows: true class; columns: predicted.")
+    predictions: list[int] = Field(description="Predicted class of each test image, in order.")
+    labels_sha256: str = Field(description="Digest of the test labels the predictions refer to.")
     params: int
     model_size_bytes: int
     inference_images_per_s: float
@@ -278,10 +254,8 @@ class RunFailure(Record):
     run: RunSpec
     dataset: str
     stage: Literal["train", "evaluate"]
-    error: str
-    """The exception's class name, e.g. 'TrainingDiverged'."""
-    message: str
-    """The error's message, on one line."""
+    error: str = Field(description="The exception's class name, e.g. 'TrainingDiverged'.")
+    message: str = Field(description="The error's message, on one line.")
 
 
 def read_result(path: str | os.PathLike) -> EvalResult | RunFailure:
