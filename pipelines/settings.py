@@ -5,7 +5,7 @@ from pathlib import Path
 
 from pydantic import ConfigDict, Field
 
-from cnnvsmlp.jsonmodel import Record
+from cnnvsmlp.outputs import Record
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS_FILE = ROOT / "manifests" / "base" / "cluster-settings.env"

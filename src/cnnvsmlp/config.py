@@ -19,9 +19,8 @@ from pydantic import (
 from cnnvsmlp.config_file import ConfigError, apply_overrides, one_line, read_yaml
 from cnnvsmlp.config_file import preset_names as preset_names  # the presets, named here too
 from cnnvsmlp.data.spec import USER_PREFIXES, check_name, get_spec
-from cnnvsmlp.jsonmodel import Record
 from cnnvsmlp.models import VARIANTS, get_variant, install_sources, is_user_variant, module_source
-from cnnvsmlp.outputs import URI
+from cnnvsmlp.outputs import URI, Record
 
 # The preset a command, a make verb or the pipeline uses when none is named.
 DEFAULT_PRESET = "fashion-mnist"

@@ -11,7 +11,7 @@ from typing import Literal
 import numpy as np
 from pydantic import ConfigDict, Field
 
-from cnnvsmlp.jsonmodel import Record
+from cnnvsmlp.outputs import Record
 
 CONFIDENCE = 0.95
 ALPHA = 0.05

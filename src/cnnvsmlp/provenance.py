@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from cnnvsmlp.jsonmodel import Record
+from cnnvsmlp.outputs import Record
 
 
 class Provenance(Record):

@@ -19,8 +19,7 @@ from cnnvsmlp import backend
 from cnnvsmlp.backend import is_out_of_memory, onednn_in_use
 from cnnvsmlp.config import RunSpec, TrainConfig
 from cnnvsmlp.errors import UserError
-from cnnvsmlp.jsonmodel import Record
-from cnnvsmlp.outputs import write_atomically
+from cnnvsmlp.outputs import Record, write_atomically
 
 
 class Hardware(Record):

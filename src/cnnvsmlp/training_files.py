@@ -20,9 +20,8 @@ from pydantic import Field, ValidationError, model_validator
 
 from cnnvsmlp.config import SEED_SOURCES, RunSpec, StoppingRule, TrainConfig
 from cnnvsmlp.errors import UserError
-from cnnvsmlp.jsonmodel import Record
 from cnnvsmlp.models import user_source
-from cnnvsmlp.outputs import write_atomically
+from cnnvsmlp.outputs import Record, write_atomically
 from cnnvsmlp.records import Epoch, Hardware
 
 if TYPE_CHECKING:  # Keras loads TensorFlow: imported where a model is saved.

@@ -15,7 +15,7 @@ from pydantic import Field, ValidationError, field_validator
 from cnnvsmlp import pairwise
 from cnnvsmlp.config import ConfigError, ExperimentConfig, Int, RunSpec, StoppingRule
 from cnnvsmlp.errors import UserError
-from cnnvsmlp.jsonmodel import Record
+from cnnvsmlp.outputs import Record
 from cnnvsmlp.provenance import Provenance
 from cnnvsmlp.records import Hardware, RunFailure
 

@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import Field
 
 from cnnvsmlp.errors import UserError
-from cnnvsmlp.jsonmodel import Record
+from cnnvsmlp.outputs import Record
 from cnnvsmlp.pairwise import Difference, Interval
 from cnnvsmlp.provenance import Provenance
 from cnnvsmlp.records import Epoch, Hardware
