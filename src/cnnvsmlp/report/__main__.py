@@ -1,18 +1,9 @@
 """Render a written comparison again, in this version's layout: ``python -m cnnvsmlp.report DIR``.
 
-``DIR`` a run folder (``runs/<id>``, as ``make run`` wrote it): its runs' evaluation records, which
-keep every prediction, are compared again with this version's analysis into ``DIR/report/``; nothing
-is retrained.
-
-Reads ``DIR/comparison.json`` (this schema or an older minor version of it, or the
-``data-efficiency`` study's ``efficiency/1``), restates its pairs under this version's rules
-(nothing is retrained or re-evaluated) and writes ``report.md``, ``report.html`` and ``plots/`` into
-``DIR``. ``DIR/config.json``, when there, supplies the config a comparison of an older schema does
-not carry.
-
-The record is checked whole first and never written: a render goes to a hidden folder in ``DIR`` and
-each output is then moved in whole, so a failure (a full disk, a folder that cannot be written)
-leaves ``DIR`` as it was.
+DIR is a run folder ``make run`` wrote, whose evaluation records are compared again into
+DIR/report/, or a folder with a comparison.json (this schema, an older minor version of it, or the
+data-efficiency study's efficiency/1; DIR/config.json supplies the config an older one lacks),
+rendered again into DIR. Nothing is retrained; a failure leaves DIR as it was.
 """
 
 from __future__ import annotations
@@ -188,7 +179,7 @@ def _note(p: Provenance, note: str, source: str) -> Provenance:
 def main(argv: list[str] | None = None) -> int:
     """Parse the arguments and render; a bad folder is one line on stderr and exit status 2."""
     parser = argparse.ArgumentParser(prog="python -m cnnvsmlp.report", description=__doc__)
-    parser.add_argument("folder", type=Path, help="the comparison folder")
+    parser.add_argument("folder", type=Path, metavar="DIR", help="a run or comparison folder")
     parser.add_argument("--note", default="", help="how the runs were made, if not recorded")
     args = parser.parse_args(argv)
     folder = args.folder
