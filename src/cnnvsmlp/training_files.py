@@ -6,7 +6,9 @@ computes and the machine's numerics (docs/resume.md): equal keys compute the sam
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import math
 import re
@@ -128,9 +130,10 @@ def epoch_files(out: Path, epoch: int) -> list[Path]:
 
 def write_history(path: Path, history: list[Epoch]) -> None:
     """Write the history as CSV, atomically: one row per epoch, numbered from 1."""
-    rows = [Epoch.model_fields, *(e.model_dump().values() for e in history)]
-    text = "".join(",".join(map(str, row)) + "\n" for row in rows)
-    write_atomically(path, lambda p: p.write_text(text))
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerows([Epoch.model_fields, *(e.model_dump().values() for e in history)])
+    write_atomically(path, lambda p: p.write_text(buf.getvalue()))
 
 
 def rng_variables(model: keras.Model) -> list:
