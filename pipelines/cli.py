@@ -15,23 +15,19 @@ from cnnvsmlp.errors import UserError
 
 
 def _name(value: str) -> str:
-    """A path or name argument: refused when empty, blank or holding a NUL byte."""
+    """A path or name argument: refused when empty or blank."""
     if not value.strip():
         raise argparse.ArgumentTypeError("is empty; give a name, or leave the option out")
-    if "\0" in value:
-        raise argparse.ArgumentTypeError(f"{value!r} holds a NUL byte; give a plain name")
     return value
 
 
 YES, NO = ("1", "yes", "y", "true", "on"), ("0", "no", "n", "false", "off", "")
 
-# make's switches arrive as --cache=VALUE and --verbose=VALUE: each the flag it stands for
-# when VALUE is yes, nothing when no.
 SWITCHES = {"--cache": ("", "--no-cache"), "--verbose": ("--verbose", "")}
 
 
 def _switches(argv: Sequence[str]) -> list[str]:
-    """``argv`` with each ``--switch=VALUE`` (:data:`SWITCHES`) as its flag, or left out."""
+    """``argv`` with make's ``--cache=VALUE`` and ``--verbose=VALUE``: each its flag, or none."""
     out = []
     for arg in argv:
         name, eq, value = arg.partition("=")

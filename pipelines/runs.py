@@ -124,23 +124,17 @@ def expected_epochs(config: ExperimentConfig) -> float:
 
 
 def header(
-    name: str,
-    config: ExperimentConfig,
-    run_dir: Path,
-    resumed: bool,
-    runs: list[RunSpec] | None = None,
+    name: str, config: ExperimentConfig, run_dir: Path, resumed: bool, runs: list[RunSpec]
 ) -> list[str]:
-    """What will run (``runs``: by default the config's), where, and about how long it takes."""
+    """What will run (``runs``), where, and about how long it takes."""
     from cnnvsmlp.report.blocks import plural
 
-    runs = config.scheduled_runs() if runs is None else runs
     epoch_s = epoch_seconds(config, runs).values()
     seconds = FIXED_S + sum(PER_TRAINING_S + expected_epochs(config) * s for s in epoch_s)
     minutes = round(seconds / 60)
     about = f"{minutes} min" if minutes >= 1 else f"{max(1, round(seconds))} s"
     data = "" if config.dataset == config.name else f" on {config.dataset}"
     limit = f" (limit {config.limit:,} images)" if config.limit else ""
-    verb = "resuming" if resumed else "run"
     sizes = sorted({r.n_train for r in runs if r.n_train})
     grid = [plural(len(config.variants), "variant")]
     if sizes:
@@ -152,7 +146,7 @@ def header(
         else f"each to convergence (early stopping, at most {config.train.epochs} epochs)"
     )
     return [
-        f"{verb}: {name} / {config.name}{data}{limit}: "
+        f"{'resuming' if resumed else 'run'}: {name} / {config.name}{data}{limit}: "
         f"{' x '.join(grid)} = {plural(len(runs), 'training')}, {epochs}, "
         f"batch {config.train.batch_size}",
         f"run: folder {run_dir}; logs in {run_dir / 'logs'}",

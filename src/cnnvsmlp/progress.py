@@ -86,15 +86,8 @@ def report(kind: str, run_id: str, message: str, level: str = "info", **fields: 
     if unknown := set(fields) - set(EVENT_KEYS):
         raise ValueError(f"unknown progress keys {sorted(unknown)}")
     event = {**dict.fromkeys(EVENT_KEYS), **fields, "kind": kind, "run_id": run_id}
-    number = logging.getLevelName(level.upper())
-    LOGGER.log(number, "%s: %s", run_id, message, extra={"event": event})
-
-
-class _JsonLine(logging.Formatter):
-    """An event as one JSON line."""
-
-    def format(self, record: logging.LogRecord) -> str:  # noqa: D102
-        return json.dumps(record.event, default=str)
+    extra = {"event": event, "json": json.dumps(event, default=str)}  # the line the runner reads
+    LOGGER.log(logging.getLevelName(level.upper()), "%s: %s", run_id, message, extra=extra)
 
 
 def forward(environ: dict | None = None) -> None:
@@ -106,7 +99,7 @@ def forward(environ: dict | None = None) -> None:
             handler.close()
     if path := environ.get(ENV):
         handler = logging.FileHandler(path, delay=True)  # appends; each line flushed whole
-        handler.setFormatter(_JsonLine())
+        handler.setFormatter(logging.Formatter("%(json)s"))
         handler.addFilter(lambda record: isinstance(getattr(record, "event", None), dict))
     else:  # a plain line on stderr (a cluster task's log)
         handler = logging.StreamHandler(sys.stderr)
