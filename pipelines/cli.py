@@ -296,8 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; errors in input end with one line and exit 2."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
-    closed = _closed_streams()
-    if closed:
+    if closed := _closed_streams():
         print(
             f"error: {' and '.join(closed)} closed; give the command somewhere to write",
             file=sys.stderr,
