@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from cnnvsmlp.config import DEFAULT_PRESET
+from cnnvsmlp.config import DEFAULT_PRESET, load_config, preset_names
 from cnnvsmlp.errors import UserError
 
 
@@ -46,8 +46,6 @@ def _switches(argv: Sequence[str]) -> list[str]:
 
 def _load_config(args: argparse.Namespace):
     """The config ``--config`` names, or else the pipeline's preset, with the overrides."""
-    from cnnvsmlp.config import load_config
-
     name = args.config
     if name is None and getattr(args, "pipeline", None):
         from cnnvsmlp_pipelines import get_pipeline
@@ -60,7 +58,6 @@ def cmd_models(args: argparse.Namespace) -> None:
     """Print every variant once per data set: the presets listing it, its layers and parameters."""
     from tabulate import tabulate
 
-    from cnnvsmlp.config import load_config, preset_names
     from cnnvsmlp.data.spec import get_spec
     from cnnvsmlp.models import VARIANTS, build_model
 

@@ -23,7 +23,7 @@ from typing import NoReturn
 from cnnvsmlp import progress
 from cnnvsmlp.config import ExperimentConfig
 from cnnvsmlp.outputs import HOST, one_writer
-from cnnvsmlp.provenance import Provenance
+from cnnvsmlp.provenance import Provenance, recorded, stamp, write_beside
 from cnnvsmlp_pipelines import PipelineSpec, get_pipeline, runs
 from cnnvsmlp_pipelines.kfp_local import LocalSession, RunInterrupted, describe_failure, plain
 from cnnvsmlp_pipelines.runs import LocalRunError
@@ -98,8 +98,7 @@ def local_copy(pipeline, parallel: int = 2):
     """A copy of a pipeline to run here: no retries, ``parallel`` loop items at once."""
     local = copy.deepcopy(pipeline)
     spec = local.pipeline_spec
-    dags = [spec.root.dag] + [c.dag for c in spec.components.values() if c.HasField("dag")]
-    for dag in dags:
+    for dag in [spec.root.dag] + [c.dag for c in spec.components.values() if c.HasField("dag")]:
         for task in dag.tasks.values():
             task.ClearField("retry_policy")
             if task.HasField("parameter_iterator") or task.HasField("artifact_iterator"):
@@ -162,8 +161,6 @@ def run_local(
     cache: bool = True,
 ) -> Path:
     """Run a pipeline (or go on with run ``resume``) and collect its comparison in ``report/``."""
-    from cnnvsmlp.provenance import recorded, stamp, write_beside
-
     runs_dir = Path(runs_dir)
     if runner == "docker":
         docker_answers()

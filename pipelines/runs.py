@@ -9,9 +9,9 @@ import re
 from datetime import datetime, timezone
 from pathlib import Path
 
-from cnnvsmlp.config import ExperimentConfig, RunSpec
+from cnnvsmlp.config import ExperimentConfig, RunSpec, read_config
 from cnnvsmlp.errors import UserError
-from cnnvsmlp.outputs import HOST, last_touched, local_folder, owner_alive
+from cnnvsmlp.outputs import HOST, last_touched, local_folder, owner_alive, write_atomically
 
 # What a runs folder holds: run folders (<UTC date>-<time>-<experiment>[-n]), latest, hidden ones.
 OF_RUNS = re.compile(r"\d{8}-\d{6}-|\.|latest\Z")
@@ -67,8 +67,6 @@ class LocalRunInterrupted(UserError):
 
 def write_status(run_dir: Path, status: str, **fields) -> None:
     """Record the run's status in ``<run>/status.json``; the last attempt's ending goes with it."""
-    from cnnvsmlp.outputs import write_atomically
-
     path = run_dir / STATUS_FILE
     record = {k: v for k, v in read_status(run_dir).items() if k not in ("signal", "error")}
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -171,8 +169,6 @@ def closing(comparison, run_dir: Path, minutes: float) -> list[str]:
 
 def resume_dir(runs_dir: Path, run_id: str) -> tuple[Path, ExperimentConfig, str]:
     """The folder, recorded config and pipeline of the run to go on with."""
-    from cnnvsmlp.config import read_config
-
     run_dir = runs_dir / run_id
     if "/" in run_id or run_id.startswith(".") or not (run_dir / "config.json").is_file():
         raise LocalRunError(
