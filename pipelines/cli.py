@@ -10,28 +10,24 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from cnnvsmlp.config import DEFAULT_PRESET
+from cnnvsmlp.config import DEFAULT_PRESET, load_config, preset_names
 from cnnvsmlp.errors import UserError
 
 
 def _name(value: str) -> str:
-    """A path or name argument: refused when empty, blank or holding a NUL byte."""
+    """A path or name argument: refused when empty or blank."""
     if not value.strip():
         raise argparse.ArgumentTypeError("is empty; give a name, or leave the option out")
-    if "\0" in value:
-        raise argparse.ArgumentTypeError(f"{value!r} holds a NUL byte; give a plain name")
     return value
 
 
 YES, NO = ("1", "yes", "y", "true", "on"), ("0", "no", "n", "false", "off", "")
 
-# make's switches arrive as --cache=VALUE and --verbose=VALUE: each the flag it stands for
-# when VALUE is yes, nothing when no.
 SWITCHES = {"--cache": ("", "--no-cache"), "--verbose": ("--verbose", "")}
 
 
 def _switches(argv: Sequence[str]) -> list[str]:
-    """``argv`` with each ``--switch=VALUE`` (:data:`SWITCHES`) as its flag, or left out."""
+    """``argv`` with make's ``--cache=VALUE`` and ``--verbose=VALUE``: each its flag, or none."""
     out = []
     for arg in argv:
         name, eq, value = arg.partition("=")
@@ -50,8 +46,6 @@ def _switches(argv: Sequence[str]) -> list[str]:
 
 def _load_config(args: argparse.Namespace):
     """The config ``--config`` names, or else the pipeline's preset, with the overrides."""
-    from cnnvsmlp.config import load_config
-
     name = args.config
     if name is None and getattr(args, "pipeline", None):
         from cnnvsmlp_pipelines import get_pipeline
@@ -64,7 +58,6 @@ def cmd_models(args: argparse.Namespace) -> None:
     """Print every variant once per data set: the presets listing it, its layers and parameters."""
     from tabulate import tabulate
 
-    from cnnvsmlp.config import load_config, preset_names
     from cnnvsmlp.data.spec import get_spec
     from cnnvsmlp.models import VARIANTS, build_model
 
@@ -300,8 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; errors in input end with one line and exit 2."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
-    closed = _closed_streams()
-    if closed:
+    if closed := _closed_streams():
         print(
             f"error: {' and '.join(closed)} closed; give the command somewhere to write",
             file=sys.stderr,

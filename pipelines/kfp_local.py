@@ -252,8 +252,8 @@ class LocalSession:
         with self._lock, contextlib.suppress(OSError, ValueError, AttributeError):
             self._watchdog.stdin.write(f"{what}\n")
 
-    def _run(self, command: list[str], start, follow, cleanup) -> int:
-        """Start a task with ``start(log)``, ``follow`` it to its exit status, then ``cleanup``."""
+    def _run(self, command: list[str], start, output, wait, cleanup) -> int:
+        """Start a task with ``start(log)``, log its ``output`` lines, ``wait``, ``cleanup``."""
         entry = self._identify(command)
         with entry.path.open("a", buffering=1) as log:
             log.write(f"==> {entry.label}: started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
@@ -271,7 +271,11 @@ class LocalSession:
                     self.stop()
                     raise RunInterrupted(self._signal)
             try:
-                entry.returncode = follow(handle, log, entry.label)
+                for line in output(handle):
+                    log.write(line)
+                    if self.verbose:
+                        self.stream.write(f"{entry.label} | {line}")
+                entry.returncode = wait(handle)
             finally:
                 cleanup(handle)
                 with self._lock:
@@ -299,18 +303,14 @@ class LocalSession:
             self._guard(proc.pid)
             return proc
 
-        def follow(proc, log, label: str) -> int:
-            for line in proc.stdout or ():
-                log.write(line)
-                self.stream.write(f"{label} | {line}")
-            return proc.wait()
-
         def cleanup(proc) -> None:
             with self._lock:
                 self._procs.discard(proc)
             self._guard(-proc.pid)
 
-        return self._run(full_command, start, follow, cleanup)
+        return self._run(
+            full_command, start, lambda p: p.stdout or (), subprocess.Popen.wait, cleanup
+        )
 
     def _run_container(self, client, image: str, command: list[str], volumes: dict, **run_args):
         """Run a task like kfp's ``run_docker_container``; removed here once its status is read."""
@@ -335,14 +335,12 @@ class LocalSession:
                 **run_args,
             )
 
-        def follow(container, log, label: str) -> int:
+        def output(container):
             with contextlib.suppress(docker.errors.NotFound):
                 for chunk in container.logs(stream=True, follow=True):
-                    text = chunk.decode(errors="replace")
-                    log.write(text)
-                    if self.verbose:
-                        for line in text.splitlines(keepends=True):
-                            self.stream.write(f"{label} | {line}")
+                    yield from chunk.decode(errors="replace").splitlines(keepends=True)
+
+        def wait(container) -> int:
             try:
                 return container.wait()["StatusCode"]
             except docker.errors.NotFound:  # removed by stop()
@@ -352,7 +350,7 @@ class LocalSession:
             with contextlib.suppress(docker.errors.DockerException):
                 container.remove(force=True)
 
-        return self._run(command, start, follow, cleanup)
+        return self._run(command, start, output, wait, cleanup)
 
     def _stop_containers(self) -> None:
         """Stop and remove every container this run started: they carry the run's label."""

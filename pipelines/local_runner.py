@@ -23,25 +23,10 @@ from typing import NoReturn
 from cnnvsmlp import progress
 from cnnvsmlp.config import ExperimentConfig
 from cnnvsmlp.outputs import HOST, one_writer
-from cnnvsmlp.provenance import Provenance
-from cnnvsmlp_pipelines import PipelineSpec, get_pipeline
+from cnnvsmlp.provenance import Provenance, recorded, stamp, write_beside
+from cnnvsmlp_pipelines import PipelineSpec, get_pipeline, runs
 from cnnvsmlp_pipelines.kfp_local import LocalSession, RunInterrupted, describe_failure, plain
-from cnnvsmlp_pipelines.runs import (
-    LOCK_FILE,
-    PER_TRAINING_S,
-    PROGRESS_FILE,
-    LocalRunError,
-    LocalRunInterrupted,
-    busy,
-    closing,
-    epoch_seconds,
-    expected_epochs,
-    header,
-    new_run_dir,
-    point_latest,
-    resume_dir,
-    write_status,
-)
+from cnnvsmlp_pipelines.runs import LocalRunError
 
 
 @dataclass(frozen=True)
@@ -105,7 +90,7 @@ def docker_runner(config: ExperimentConfig, pipeline_root: Path):
         read_only=True,
         tmpfs={"/tmp": "rw,size=1g"},
         mounts=mounts,
-        environment={progress.ENV: str(pipeline_root.resolve() / PROGRESS_FILE)},
+        environment={progress.ENV: str(pipeline_root.resolve() / runs.PROGRESS_FILE)},
     ), config.model_copy(update={"source": source})
 
 
@@ -113,8 +98,7 @@ def local_copy(pipeline, parallel: int = 2):
     """A copy of a pipeline to run here: no retries, ``parallel`` loop items at once."""
     local = copy.deepcopy(pipeline)
     spec = local.pipeline_spec
-    dags = [spec.root.dag] + [c.dag for c in spec.components.values() if c.HasField("dag")]
-    for dag in dags:
+    for dag in [spec.root.dag] + [c.dag for c in spec.components.values() if c.HasField("dag")]:
         for task in dag.tasks.values():
             task.ClearField("retry_policy")
             if task.HasField("parameter_iterator") or task.HasField("artifact_iterator"):
@@ -177,20 +161,18 @@ def run_local(
     cache: bool = True,
 ) -> Path:
     """Run a pipeline (or go on with run ``resume``) and collect its comparison in ``report/``."""
-    from cnnvsmlp.provenance import recorded, stamp, write_beside
-
     runs_dir = Path(runs_dir)
     if runner == "docker":
         docker_answers()
     if resume:
-        run_dir, config, pipeline = resume_dir(runs_dir, resume)
+        run_dir, config, pipeline = runs.resume_dir(runs_dir, resume)
         spec, provenance = get_pipeline(pipeline or name), recorded(run_dir / "config.json")
     else:
         spec = get_pipeline(name)
-        run_dir = new_run_dir(runs_dir, config)
+        run_dir = runs.new_run_dir(runs_dir, config)
         config = local_config(config, runs_dir, run_dir.name, cache)
         provenance = stamp(run_dir.name, "local", concurrency.parallel, concurrency.threads)
-    with one_writer(run_dir / LOCK_FILE, functools.partial(busy, run_dir)):
+    with one_writer(run_dir / runs.LOCK_FILE, functools.partial(runs.busy, run_dir)):
         pipeline_root = (run_dir / "pipeline").resolve()
         if runner == "docker":
             task_runner, config = docker_runner(config, pipeline_root)
@@ -200,10 +182,10 @@ def run_local(
             task_runner = local.SubprocessRunner(use_venv=False)
         if not resume:
             write_beside(run_dir / "config.json", config, provenance)
-        write_status(
+        runs.write_status(
             run_dir, "running", pid=os.getpid(), host=HOST, pipeline=spec.name, runner=runner
         )
-        point_latest(run_dir)
+        runs.point_latest(run_dir)
         stream = io.StringIO() if quiet else sys.stdout
         run = _LocalRun(spec, config, run_dir, pipeline_root, stream, verbose, provenance)
         start = time.perf_counter()
@@ -226,15 +208,13 @@ class _LocalRun:
 
     def execute(self, resumed: bool, concurrency: Concurrency, task_runner) -> None:
         """Print the header, run the tasks; the status and a one-line error when the run fails."""
-        runs, trained = self.spec.planned_runs(self.config), self.spec.as_trained(self.config)
-        for line in header(self.spec.name, trained, self.run_dir, resumed, runs):
-            self.stream.write(line + "\n")
-        self.stream.flush()
-        estimate = progress.Estimate(
-            epoch_seconds(self.config, runs), expected_epochs(trained), PER_TRAINING_S
-        )
+        planned, trained = self.spec.planned_runs(self.config), self.spec.as_trained(self.config)
+        lines = runs.header(self.spec.name, trained, self.run_dir, resumed, planned)
+        print(*lines, sep="\n", file=self.stream, flush=True)
+        epoch_s = runs.epoch_seconds(self.config, planned)
+        estimate = progress.Estimate(epoch_s, runs.expected_epochs(trained), runs.PER_TRAINING_S)
         screen = progress.display(self.stream, estimate, live=not self.verbose)
-        events = self.pipeline_root / PROGRESS_FILE
+        events = self.pipeline_root / runs.PROGRESS_FILE
         self.pipeline_root.mkdir(parents=True, exist_ok=True)
         events.unlink(missing_ok=True)
 
@@ -260,8 +240,8 @@ class _LocalRun:
                     self.pipeline_root,
                 )
         except RunInterrupted as stop:
-            write_status(self.run_dir, "interrupted", signal=stop.args[0])
-            raise LocalRunInterrupted(
+            runs.write_status(self.run_dir, "interrupted", signal=stop.args[0])
+            raise runs.LocalRunInterrupted(
                 f"run {self.run_dir.name} interrupted by {stop.args[0]}; its folder is "
                 f"{self.run_dir}; continue it with: make run RESUME={self.run_dir.name}",
                 stop.signum,
@@ -269,7 +249,7 @@ class _LocalRun:
         except RuntimeError as err:
             self.failed(err, session.failed())
         except Exception as err:
-            write_status(self.run_dir, "failed", error=f"{err.__class__.__name__}: {err}")
+            runs.write_status(self.run_dir, "failed", error=f"{err.__class__.__name__}: {err}")
             raise
         finally:
             screen.close()
@@ -281,26 +261,25 @@ class _LocalRun:
         partial = _keep_partial(self.pipeline_root, self.run_dir / "report", self.spec)
         if partial:  # the last step (its check task) marked the run failed: name it
             task = re.search(r"Inner task failed: '([\w-]+)'", plain(str(err)))
-            partial = f"{task.group(1) if task else self.spec.check_task}: {partial}"
-        if partial or failed_task:
-            why = partial or explain(failed_task)
+            why = f"{task.group(1) if task else self.spec.check_task}: {partial}"
+        elif failed_task:
+            why = explain(failed_task)
         else:
-            runs = self.spec.loop_runs(self.config, self.pipeline_root)
-            why = describe_failure(str(err), self.config, runs=runs)
-        write_status(self.run_dir, "partial" if partial else "failed", error=why)
+            loop = self.spec.loop_runs(self.config, self.pipeline_root)
+            why = describe_failure(str(err), self.config, loop)
+        runs.write_status(self.run_dir, "partial" if partial else "failed", error=why)
         raise LocalRunError(f"run {self.run_dir.name} failed: {why}") from None
 
     def finish(self, minutes: float) -> None:
         """Copy the comparison to ``report/``, mark the run complete, print the closing lines."""
         report = self.run_dir / "report"
         _replace_tree(find_comparison(self.pipeline_root, self.spec.comparison_task), report)
-        write_status(self.run_dir, "complete")
+        runs.write_status(self.run_dir, "complete")
         if self.spec.summary:
             summary = self.spec.summary(report)
         else:
             from cnnvsmlp.report.model import Comparison
 
             summary = Comparison.read(report / "comparison.json")
-        lines = closing(summary, self.run_dir, minutes)
-        self.stream.write("".join(line + "\n" for line in lines))
-        self.stream.flush()
+        lines = runs.closing(summary, self.run_dir, minutes)
+        print(*lines, sep="\n", file=self.stream, flush=True)

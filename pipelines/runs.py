@@ -9,9 +9,9 @@ import re
 from datetime import datetime, timezone
 from pathlib import Path
 
-from cnnvsmlp.config import ExperimentConfig, RunSpec
+from cnnvsmlp.config import ExperimentConfig, RunSpec, read_config
 from cnnvsmlp.errors import UserError
-from cnnvsmlp.outputs import HOST, last_touched, local_folder, owner_alive
+from cnnvsmlp.outputs import HOST, last_touched, local_folder, owner_alive, write_atomically
 
 # What a runs folder holds: run folders (<UTC date>-<time>-<experiment>[-n]), latest, hidden ones.
 OF_RUNS = re.compile(r"\d{8}-\d{6}-|\.|latest\Z")
@@ -67,8 +67,6 @@ class LocalRunInterrupted(UserError):
 
 def write_status(run_dir: Path, status: str, **fields) -> None:
     """Record the run's status in ``<run>/status.json``; the last attempt's ending goes with it."""
-    from cnnvsmlp.outputs import write_atomically
-
     path = run_dir / STATUS_FILE
     record = {k: v for k, v in read_status(run_dir).items() if k not in ("signal", "error")}
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -124,23 +122,17 @@ def expected_epochs(config: ExperimentConfig) -> float:
 
 
 def header(
-    name: str,
-    config: ExperimentConfig,
-    run_dir: Path,
-    resumed: bool,
-    runs: list[RunSpec] | None = None,
+    name: str, config: ExperimentConfig, run_dir: Path, resumed: bool, runs: list[RunSpec]
 ) -> list[str]:
-    """What will run (``runs``: by default the config's), where, and about how long it takes."""
+    """What will run (``runs``), where, and about how long it takes."""
     from cnnvsmlp.report.blocks import plural
 
-    runs = config.scheduled_runs() if runs is None else runs
     epoch_s = epoch_seconds(config, runs).values()
     seconds = FIXED_S + sum(PER_TRAINING_S + expected_epochs(config) * s for s in epoch_s)
     minutes = round(seconds / 60)
     about = f"{minutes} min" if minutes >= 1 else f"{max(1, round(seconds))} s"
     data = "" if config.dataset == config.name else f" on {config.dataset}"
     limit = f" (limit {config.limit:,} images)" if config.limit else ""
-    verb = "resuming" if resumed else "run"
     sizes = sorted({r.n_train for r in runs if r.n_train})
     grid = [plural(len(config.variants), "variant")]
     if sizes:
@@ -152,7 +144,7 @@ def header(
         else f"each to convergence (early stopping, at most {config.train.epochs} epochs)"
     )
     return [
-        f"{verb}: {name} / {config.name}{data}{limit}: "
+        f"{'resuming' if resumed else 'run'}: {name} / {config.name}{data}{limit}: "
         f"{' x '.join(grid)} = {plural(len(runs), 'training')}, {epochs}, "
         f"batch {config.train.batch_size}",
         f"run: folder {run_dir}; logs in {run_dir / 'logs'}",
@@ -177,8 +169,6 @@ def closing(comparison, run_dir: Path, minutes: float) -> list[str]:
 
 def resume_dir(runs_dir: Path, run_id: str) -> tuple[Path, ExperimentConfig, str]:
     """The folder, recorded config and pipeline of the run to go on with."""
-    from cnnvsmlp.config import read_config
-
     run_dir = runs_dir / run_id
     if "/" in run_id or run_id.startswith(".") or not (run_dir / "config.json").is_file():
         raise LocalRunError(

@@ -11,7 +11,8 @@ import pytest
 
 from cnnvsmlp.config import load_config
 from cnnvsmlp.records import EvalResult
-from cnnvsmlp_pipelines.local_runner import describe_failure, local_copy, new_run_dir, run_local
+from cnnvsmlp_pipelines.local_runner import describe_failure, local_copy, run_local
+from cnnvsmlp_pipelines.runs import new_run_dir
 
 VARIANTS = ["mlp", "cnn", "cnn-3conv", "cnn-3conv-bn"]
 

@@ -189,7 +189,8 @@ def test_the_preset_run_prints_a_named_line_per_epoch_and_at_most_60_in_all(tmp_
     assert isinstance(screen, progress.PlainDisplay)
     for event in _preset_events(config):
         screen.event(event)
-    lines = header("compare", config, tmp_path / "run", resumed=False) + out.getvalue().splitlines()
+    lines = header("compare", config, tmp_path / "run", False, config.scheduled_runs())
+    lines += out.getvalue().splitlines()
     assert not ANSI.search(out.getvalue())
     runs = {r.run_id for r in config.scheduled_runs()}
     assert all(line.split()[0] in runs for line in out.getvalue().splitlines())

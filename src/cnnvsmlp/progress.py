@@ -11,7 +11,6 @@ import logging
 import os
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -43,22 +42,19 @@ class Event(BaseModel):
 
     def line(self) -> str:
         """The event as one plain line that names its training."""
-        if self.kind == "start":
-            epochs = "1 epoch" if self.epochs == 1 else f"{self.epochs} epochs"
-            return f"{self.run_id}  started, {epochs}"
-        if self.kind in ("epoch", "step"):
-            text = f"{self.run_id}  epoch {self.epoch}/{self.epochs}"
-            if self.kind == "step" and self.steps:
-                text += f"  step {self.step}/{self.steps}"
-            return text + _metrics(self)
-        if self.kind == "done":
-            took = f" in {clock(self.seconds)}" if self.seconds is not None else ""
-            return f"{self.run_id}  done{took}" + _metrics(self)
-        if self.kind == "reused":
-            return f"{self.run_id}  reused from {run_folder(self.from_)}"
-        if self.kind == "resumed":
-            return f"{self.run_id}  resumed after epoch {self.epoch} of {self.epochs}"
-        return f"{self.run_id}  set aside a saved state that failed its checks ({self.from_})"
+        step = f"  step {self.step}/{self.steps}" if self.kind == "step" and self.steps else ""
+        at = f"epoch {self.epoch}/{self.epochs}{step}{_metrics(self)}"
+        took = f" in {clock(self.seconds)}" if self.seconds is not None else ""
+        text = {
+            "start": f"started, {self.epochs} epoch{'' if self.epochs == 1 else 's'}",
+            "epoch": at,
+            "step": at,
+            "done": f"done{took}{_metrics(self)}",
+            "reused": f"reused from {run_folder(self.from_)}",
+            "resumed": f"resumed after epoch {self.epoch} of {self.epochs}",
+            "set_aside": f"set aside a saved state that failed its checks ({self.from_})",
+        }
+        return f"{self.run_id}  {text[self.kind]}"
 
 
 EVENT_KEYS = tuple(info.alias or name for name, info in Event.model_fields.items())
@@ -86,15 +82,8 @@ def report(kind: str, run_id: str, message: str, level: str = "info", **fields: 
     if unknown := set(fields) - set(EVENT_KEYS):
         raise ValueError(f"unknown progress keys {sorted(unknown)}")
     event = {**dict.fromkeys(EVENT_KEYS), **fields, "kind": kind, "run_id": run_id}
-    number = logging.getLevelName(level.upper())
-    LOGGER.log(number, "%s: %s", run_id, message, extra={"event": event})
-
-
-class _JsonLine(logging.Formatter):
-    """An event as one JSON line."""
-
-    def format(self, record: logging.LogRecord) -> str:  # noqa: D102
-        return json.dumps(record.event, default=str)
+    extra = {"event": event, "json": json.dumps(event, default=str)}  # the line the runner reads
+    LOGGER.log(logging.getLevelName(level.upper()), "%s: %s", run_id, message, extra=extra)
 
 
 def forward(environ: dict | None = None) -> None:
@@ -106,7 +95,7 @@ def forward(environ: dict | None = None) -> None:
             handler.close()
     if path := environ.get(ENV):
         handler = logging.FileHandler(path, delay=True)  # appends; each line flushed whole
-        handler.setFormatter(_JsonLine())
+        handler.setFormatter(logging.Formatter("%(json)s"))
         handler.addFilter(lambda record: isinstance(getattr(record, "event", None), dict))
     else:  # a plain line on stderr (a cluster task's log)
         handler = logging.StreamHandler(sys.stderr)
@@ -220,7 +209,6 @@ class LiveDisplay:
         self.estimate = estimate
         runs = list(estimate.epoch_s)
         width = max(len("trainings"), *(len(run) for run in runs))
-        self.console = Console(file=stream)
         self.progress = Progress(
             TextColumn(f"{{task.description:<{width}}}"),
             TextColumn("{task.fields[where]:<12}"),
@@ -228,7 +216,7 @@ class LiveDisplay:
             TaskProgressColumn(),
             TextColumn("{task.fields[eta]:<10}"),
             TextColumn("{task.fields[metrics]}"),
-            console=self.console,
+            console=Console(file=stream),
             transient=False,
         )
         self.overall = self.progress.add_task(
@@ -240,7 +228,6 @@ class LiveDisplay:
             )
             for run in runs
         }
-        self._started: dict[str, float] = {}
         self._lock = threading.Lock()
         self.progress.start()
 
@@ -251,14 +238,12 @@ class LiveDisplay:
             bar = self.bars.get(event.run_id)
             if bar is None:
                 return
-            if event.kind in ("start", "resumed") or event.run_id not in self._started:
-                self._started.setdefault(event.run_id, time.monotonic())
-                self.progress.start_task(bar)
+            self.progress.start_task(bar)  # its clock starts at the training's first event
             done = self.estimate.done_epochs[event.run_id]
             fields = {"completed": done}
             if event.kind in ("epoch", "step"):
                 fields["where"] = f"epoch {event.epoch}/{event.epochs}"
-                fields["eta"] = "ETA " + self._eta(event.run_id, done)
+                fields["eta"] = "ETA " + self._eta(bar, done)
                 fields["metrics"] = _metrics(event.model_copy(update={"seconds": None})).strip()
             elif event.kind in ("done", "reused"):
                 fields.update(where=event.kind, eta="")
@@ -275,15 +260,15 @@ class LiveDisplay:
                 eta="" if finished == total else f"ETA {clock(self.estimate.seconds_left())}",
             )
 
-    def _eta(self, run: str, done: float) -> str:
-        spent = time.monotonic() - self._started.get(run, time.monotonic())
+    def _eta(self, bar, done: float) -> str:
+        spent = self.progress.tasks[bar].elapsed or 0.0
         if done <= 0 or spent <= 0:
             return "-:--"
         return clock(spent / done * (self.estimate.epochs - done))
 
     def message(self, line: str) -> None:
         """Print a line above the bars."""
-        self.console.print(line, markup=False, highlight=False)
+        self.progress.console.print(line, markup=False, highlight=False)
 
     def close(self) -> None:
         """Leave the bars as they are and stop redrawing."""
@@ -314,6 +299,5 @@ def follow(path: str | Path, screen, every_s: float = 0.3):
 
 def display(stream, estimate: Estimate, live: bool = True) -> PlainDisplay | LiveDisplay:
     """Live bars on a terminal (unless not ``live``), complete lines anywhere else."""
-    isatty = getattr(stream, "isatty", None)
-    live = live and isatty and isatty()
+    live = live and stream.isatty()
     return LiveDisplay(stream, estimate) if live else PlainDisplay(stream, estimate)
