@@ -15,9 +15,11 @@ from cnnvsmlp.errors import UserError
 
 
 def _name(value: str) -> str:
-    """A path or name argument: refused when empty or blank."""
+    """A path or name argument: refused when empty, blank or holding a NUL byte."""
     if not value.strip():
         raise argparse.ArgumentTypeError("is empty; give a name, or leave the option out")
+    if "\0" in value:
+        raise argparse.ArgumentTypeError(f"{value!r} holds a NUL byte; give a plain name")
     return value
 
 
