@@ -88,6 +88,11 @@ ROWS = [
         "at most NIST's counts, 124,800 and 20,800",
     ),
     Row("synth-out-empty", lambda tmp: ["synth-emnist", "--out", ""], "argument --out: is empty"),
+    Row(
+        "synth-out-holds-nul",
+        lambda tmp: ["synth-emnist", "--out", "a\0b"],
+        "argument --out: 'a\\x00b' holds a NUL byte; give a plain name",
+    ),
     Row("synth-out-is-a-file", _synth_argv("f"), "f: is a file", setup=_file("f", b"mine")),
     Row("prepare-a-mixed-set", _letters(), "a mix of two writes", setup=_mixed),
     # ------------------------------------------------------------ YAML that is not JSON
