@@ -1,7 +1,4 @@
-"""Pipelines, registered by name in :data:`PIPELINES`: the comparison and the data-efficiency study.
-
-A pipeline's ``@dsl.pipeline`` function is built on first use, so the CLI starts without kfp.
-"""
+"""Pipelines by name in :data:`PIPELINES`, each built on first use so the CLI starts without kfp."""
 
 import json
 from collections.abc import Callable

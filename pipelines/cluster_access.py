@@ -170,7 +170,7 @@ def connect(target: Target):
             "connect",
             kfp.Client,
             host=target.host,
-            namespace=target.namespace or "kubeflow",
+            namespace=target.namespace or STANDALONE_NAMESPACE,
             existing_token=token,
         )
     pool = client._run_api.api_client.rest_client.pool_manager  # shared by every API of the client
@@ -243,14 +243,10 @@ def call(target: Target, what: str, func, *args, **kwargs):
         raise ClusterError(f"{target.host}: {did} ({_reason(err)})") from None
 
 
-def _say(line: str) -> None:
-    print(redact(line))
-
-
 def check_images(refs: list[str]) -> None:
     """Fail when the registry lacks an image (docker manifest inspect); without docker, say so."""
     if shutil.which("docker") is None:
-        _say("check: images not checked: no docker client here to ask the registry")
+        print("check: images not checked: no docker client here to ask the registry")
         return
     if missing := [r for r in refs if run_docker("manifest", "inspect", r).returncode != 0]:
         raise ClusterError(
@@ -259,7 +255,7 @@ def check_images(refs: list[str]) -> None:
             "'gcloud builds submit --config images/cloudbuild.yaml' (docs/cluster.md step 8); "
             f"{SKIP_CHECKS_ENV}=images leaves this check out"
         )
-    _say(f"check: the registry has {len(refs)} image(s) the pipeline names")
+    print(f"check: the registry has {len(refs)} image(s) the pipeline names")
 
 
 def _kube_api():
@@ -280,14 +276,14 @@ def check_service_account(namespace: str, name: str) -> None:
     """Fail when the runs' service account is not in ``namespace``; say so if it cannot tell."""
     api, why = _kube_api()
     if api is None:
-        _say(f"check: service account not checked: {why}")
+        print(redact(f"check: service account not checked: {why}"))
         return
     where = api.configuration.host
     try:
         kube.CoreV1Api(api).read_namespaced_service_account(name, namespace, _request_timeout=10)
     except kube.ApiException as err:
         if err.status != 404:
-            _say(f"check: service account not checked: {where} answered HTTP {err.status}")
+            print(redact(f"check: service account not checked: {where} answered HTTP {err.status}"))
             return
         raise ClusterError(
             f"service account {name} does not exist in namespace {namespace} ({where}), "
@@ -297,9 +293,9 @@ def check_service_account(namespace: str, name: str) -> None:
             f"{SKIP_CHECKS_ENV}=service-account leaves this check out"
         ) from None
     except Exception as err:  # noqa: BLE001 - urllib3 connection errors, timeouts
-        _say(f"check: service account not checked: {where} unreachable ({_reason(err)})")
+        print(redact(f"check: service account not checked: {where} unreachable ({_reason(err)})"))
         return
-    _say(f"check: service account {name} exists in namespace {namespace}")
+    print(f"check: service account {name} exists in namespace {namespace}")
 
 
 def preflight(package: str, settings: ClusterSettings) -> None:

@@ -1,8 +1,4 @@
-"""The container images' names and content-derived tags; ``tools/images.py`` builds them.
-
-A tag is ``src-`` and 12 hex digits of a SHA-256 over the tracked files the images are built
-from (:data:`SHIPPED`), so only a change to those names a new image.
-"""
+"""The container images' names and content-derived tags; ``tools/images.py`` builds them."""
 
 import hashlib
 import json
@@ -53,7 +49,7 @@ def shipped_files(root: Path = ROOT) -> list[Path]:
 
 @cache
 def source_tag(root: Path = ROOT) -> str:
-    """The content-derived tag of the images built from ``root``."""
+    """``src-`` and 12 hex digits of a SHA-256 over :func:`shipped_files`: they alone change it."""
     digest = hashlib.sha256()
     for path in shipped_files(root):
         digest.update(path.relative_to(root).as_posix().encode() + b"\0")

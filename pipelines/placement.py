@@ -12,35 +12,28 @@ from cnnvsmlp_components import evaluate_model, prepare_data, train_model
 from cnnvsmlp_pipelines.images import image_ref
 from cnnvsmlp_pipelines.settings import cluster_settings
 
-# The user the images create and run as (images/*.Dockerfile: USER 10001).
-IMAGE_UID = 10001
+IMAGE_UID = 10001  # the user images/*.Dockerfile create and run as
 
 
 def placed(task: dsl.PipelineTask, memory: str, kind: str = "cpu", cache: bool = False):
-    """Request 1 CPU (4 with a GPU) and ``memory``; run in the ``kind`` image, never as root."""
+    """Request 1 CPU and ``memory``, run as the ``kind`` image's user; a GPU task gets more."""
     cpus = "4" if kind == "gpu" else "1"
     task.set_caching_options(cache).set_cpu_request(cpus).set_memory_request(memory)
     task.container_spec.image = image_ref(kind)
+    if kind == "gpu":  # 4 CPUs, one GPU on the GPU node pool, retries with backoff
+        gpu = cluster_settings()
+        task.set_accelerator_type(gpu.gpu_resource).set_accelerator_limit(1)
+        kubernetes.add_node_selector(task, gpu.gpu_node_selector_key, gpu.gpu_node_selector_value)
+        kubernetes.add_toleration(
+            task, key=gpu.gpu_toleration_key, operator="Exists", effect="NoSchedule"
+        )
+        task.set_retry(
+            num_retries=3,
+            backoff_duration="60s",
+            backoff_factor=2.0,
+            backoff_max_duration="86400s",  # Argo's maxDuration: one window for all attempts
+        )
     return kubernetes.set_security_context(task, run_as_user=IMAGE_UID, run_as_non_root=True)
-
-
-def gpu_task(task: dsl.PipelineTask) -> None:
-    """One GPU on the GPU node pool, with retries and backoff; never cached: reruns retrain."""
-    settings = cluster_settings()
-    placed(task, "16Gi", "gpu")
-    task.set_accelerator_type(settings.gpu_resource).set_accelerator_limit(1)
-    kubernetes.add_node_selector(
-        task, label_key=settings.gpu_node_selector_key, label_value=settings.gpu_node_selector_value
-    )
-    kubernetes.add_toleration(
-        task, key=settings.gpu_toleration_key, operator="Exists", effect="NoSchedule"
-    )
-    task.set_retry(
-        num_retries=3,
-        backoff_duration="60s",
-        backoff_factor=2.0,
-        backoff_max_duration="86400s",  # Argo's backoff.maxDuration: one window for all attempts
-    )
 
 
 def fan_out_fan_in(
@@ -60,7 +53,7 @@ def fan_out_fan_in(
             job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
             dataset=data.outputs["dataset"],
         )
-        gpu_task(train)
+        placed(train, "16Gi", "gpu")  # never cached: reruns retrain
         evaluate = evaluate_model(dataset=data.outputs["dataset"], model=train.outputs["model"])
         placed(evaluate, "8Gi")
     inputs = {
