@@ -148,8 +148,7 @@ def _correct(
     shifts = sorted(set.intersection(*found)) if found else []
 
     def predictions(r: EvalResult, shift: int) -> list[int]:
-        found = [x.predictions for x in r.shifted if x.shift == shift]
-        return found[0] if shift else r.predictions
+        return ({x.shift: x.predictions for x in r.shifted} | {0: r.predictions})[shift]
 
     return {
         (v, shift): np.array([np.asarray(predictions(r, shift)) == labels for r in rs])
