@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from collections import namedtuple
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -144,22 +143,12 @@ class Difference(Record):
         )
 
 
-@dataclass(frozen=True)
-class Estimate:
-    """A difference before its family is known: the mean, its standard error and df."""
-
-    a: str
-    b: str
-    estimate: float
-    se: float
-    df: float
-    seeds: int
-    images: int
-    method: Method
-    per_seed: tuple[float, ...]
-    shift: int = 0
-    n_train: int | None = None
-    tests: tuple[RepeatTest, ...] = ()
+# A difference before its family is known: the mean, its standard error and df.
+Estimate = namedtuple(
+    "Estimate",
+    "a b estimate se df seeds images method per_seed shift n_train tests",
+    defaults=(0, None, ()),
+)
 
 
 def crossed(x: np.ndarray) -> tuple[float, float, float]:
@@ -266,7 +255,7 @@ def decide(estimates: Sequence[Estimate], margin: float = MARGIN) -> list[Differ
         )
         out.append(
             Difference(
-                **{**vars(e), "df": min(e.df, 1e9)},
+                **{**e._asdict(), "df": min(e.df, 1e9)},
                 low=e.estimate - half,
                 high=e.estimate + half,
                 level=1 - ALPHA / k,

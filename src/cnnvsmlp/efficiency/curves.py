@@ -140,9 +140,9 @@ class Holdout(Record):
     family: str
     fitted_on: list[int]
     size: int = Field(description="The held-out size: the largest trained.")
-    predicted: float | None = Field(description="The fitted error at the held-out size.")
+    predicted: float | None = Field(None, description="The fitted error at the held-out size.")
     observed: float = Field(description="The mean error of its repeats there.")
-    miss: float | None = Field(description="predicted - observed, as a fraction.")
+    miss: float | None = Field(None, description="predicted - observed, as a fraction.")
     error: str = Field(default="", description="Why there is no fit, if there is none.")
 
 
@@ -155,9 +155,7 @@ def holdout(variant: str, family: str, sizes: Sequence[int], errors: np.ndarray)
         family=family,
         fitted_on=sizes[:-1],
         size=sizes[-1],
-        predicted=None,
         observed=float(errors[-1].mean()),
-        miss=None,
     )
     try:
         predicted = float(fit(family, flat, errors[:-1].ravel()).error(sizes[-1]))

@@ -127,11 +127,10 @@ def reanalyse(run: Path, note: str = "") -> Callable[[Path], object]:
     root = plans[-1].parent.parent
     results = [read_result(p) for p in sorted(root.glob("for-loop-*/evaluate-model/result"))]
     _, labels = load_split(root / "prepare-data" / "dataset", "test")
-    old = run / "report" / RECORD
     try:
-        recorded = read_record(old).get("provenance", {}) if old.is_file() else {}
+        recorded = read_record(run / "report" / RECORD).get("provenance", {})
     except ReportError:
-        recorded = {}  # a damaged report: its analysis is written again from the records
+        recorded = {}  # no report, or a damaged one: its analysis is written again
     provenance = _note(Provenance.model_validate(recorded), note, "the runs' evaluation records")
     config = read_config(plans[-1])
     return lambda out: report.write_comparison(results, config, labels, out, provenance)

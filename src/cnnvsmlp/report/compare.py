@@ -148,8 +148,7 @@ def _correct(
     shifts = sorted(set.intersection(*found)) if found else []
 
     def predictions(r: EvalResult, shift: int) -> list[int]:
-        found = [x.predictions for x in r.shifted if x.shift == shift]
-        return found[0] if shift else r.predictions
+        return ({x.shift: x.predictions for x in r.shifted} | {0: r.predictions})[shift]
 
     return {
         (v, shift): np.array([np.asarray(predictions(r, shift)) == labels for r in rs])
@@ -268,11 +267,10 @@ def _split_failures(
 ) -> tuple[list[model.FailedRun], list[EvalResult], list[str]]:
     """The failed runs, the evaluations of the variants without one, and those variants."""
     failed = [r for r in results if isinstance(r, RunFailure)]
-    for f in failed:
-        if f.dataset != config.dataset:
-            raise model.ReportError(
-                f"compare: run {f.run.run_id} is on {f.dataset}, not on {config.dataset}"
-            )
+    if wrong := next((f for f in failed if f.dataset != config.dataset), None):
+        raise model.ReportError(
+            f"compare: run {wrong.run.run_id} is on {wrong.dataset}, not on {config.dataset}"
+        )
     out = {f.run.variant for f in failed}
     order = {v: i for i, v in enumerate(config.variants)}
     failures = [
