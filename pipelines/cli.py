@@ -12,6 +12,8 @@ from typing import NoReturn
 
 from cnnvsmlp.config import DEFAULT_PRESET, load_config, preset_names
 from cnnvsmlp.errors import UserError
+from cnnvsmlp_pipelines import compile_pipeline, get_pipeline
+from cnnvsmlp_pipelines.runs import list_runs
 
 
 def _name(value: str) -> str:
@@ -50,8 +52,6 @@ def _load_config(args: argparse.Namespace):
     """The config ``--config`` names, or else the pipeline's preset, with the overrides."""
     name = args.config
     if name is None and getattr(args, "pipeline", None):
-        from cnnvsmlp_pipelines import get_pipeline
-
         name = get_pipeline(args.pipeline).preset
     return load_config(name or DEFAULT_PRESET, args.overrides)
 
@@ -156,8 +156,6 @@ def cmd_runs(args: argparse.Namespace) -> None:
     """List the local runs: status, date, config and the best variant's accuracy."""
     from tabulate import tabulate
 
-    from cnnvsmlp_pipelines.runs import list_runs
-
     rows = list_runs(args.runs_dir)
     if not rows:
         print(f"runs: no runs in {args.runs_dir}")
@@ -167,8 +165,6 @@ def cmd_runs(args: argparse.Namespace) -> None:
 
 def cmd_compile(args: argparse.Namespace) -> None:
     """Compile a pipeline to IR YAML."""
-    from cnnvsmlp_pipelines import compile_pipeline
-
     path = compile_pipeline(args.pipeline, args.out)
     print(f"compile: {args.pipeline} -> {path}")
 

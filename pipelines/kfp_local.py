@@ -74,6 +74,24 @@ class TaskLog:
         """The task's name with the run it belongs to: ``train-model-mlp-r0``."""
         return f"{self.task}-{self.run.run_id}" if self.run else self.task
 
+    def explain(self) -> str:
+        """One line: the task and its run, the cause, and the log that holds the rest."""
+        sig = killed_by(self.returncode)
+        if sig == signal.SIGKILL:
+            cause = (
+                " was killed by SIGKILL, most likely by the out-of-memory killer: lower batch_size "
+                "(BATCH=) or limit (LIMIT=), or run fewer trainings at once"
+            )
+        elif sig is not None:
+            cause = f" was killed by {sig.name}"
+        else:
+            cause = f" failed with exit status {self.returncode}"
+            with contextlib.suppress(OSError), self.path.open(errors="replace") as f:
+                for line in deque(f, maxlen=400):
+                    if EXCEPTION_LINE.match(line.strip()):
+                        cause = f" failed: {line.strip()}"
+        return f"{_who(self.task, self.run)}{cause}; its log: {self.path}"
+
 
 def plain(message: str) -> str:
     """A message of kfp's without the colours it gives task names."""
@@ -106,27 +124,6 @@ def killed_by(returncode: int | None) -> signal.Signals | None:
     code = returncode or 0
     number = -code if code < 0 else code - 128
     return signal.Signals(number) if number in set(signal.Signals) else None
-
-
-def explain(task: TaskLog) -> str:
-    """One line: the task and its run, the cause, and the log that holds the rest."""
-    sig = killed_by(task.returncode)
-    if sig == signal.SIGKILL:
-        cause = (
-            " was killed by SIGKILL, most likely by the out-of-memory killer: lower batch_size "
-            "(BATCH=) or limit (LIMIT=), or run fewer trainings at once"
-        )
-    elif sig is not None:
-        cause = f" was killed by {sig.name}"
-    else:
-        tail = []
-        with contextlib.suppress(OSError), task.path.open(errors="replace") as f:
-            tail = [line.strip() for line in deque(f, maxlen=400)]
-        causes = [line for line in tail if EXCEPTION_LINE.match(line)]
-        cause = (
-            f" failed: {causes[-1]}" if causes else f" failed with exit status {task.returncode}"
-        )
-    return f"{_who(task.task, task.run)}{cause}; its log: {task.path}"
 
 
 class LocalSession:
@@ -365,21 +362,19 @@ class LocalSession:
             )
         except docker.errors.DockerException:
             return
-        threads = [threading.Thread(target=_stop, args=(c,), daemon=True) for c in started]
+
+        def stop(container) -> None:
+            with contextlib.suppress(docker.errors.DockerException):
+                container.stop(timeout=int(STOP_GRACE_S))
+            with contextlib.suppress(docker.errors.DockerException):
+                container.remove(force=True)
+
+        threads = [threading.Thread(target=stop, args=(c,), daemon=True) for c in started]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join(timeout=STOP_GRACE_S + 30)
         client.close()
-
-
-def _stop(container) -> None:
-    import docker.errors
-
-    with contextlib.suppress(docker.errors.DockerException):
-        container.stop(timeout=int(STOP_GRACE_S))
-    with contextlib.suppress(docker.errors.DockerException):
-        container.remove(force=True)
 
 
 @dataclass

@@ -24,6 +24,7 @@ from cnnvsmlp import progress
 from cnnvsmlp.config import ExperimentConfig
 from cnnvsmlp.outputs import HOST, one_writer
 from cnnvsmlp.provenance import Provenance, recorded, stamp, write_beside
+from cnnvsmlp.report.model import Comparison
 from cnnvsmlp_pipelines import PipelineSpec, get_pipeline, runs
 from cnnvsmlp_pipelines.kfp_local import LocalSession, RunInterrupted, describe_failure, plain
 from cnnvsmlp_pipelines.runs import LocalRunError
@@ -256,14 +257,12 @@ class _LocalRun:
 
     def failed(self, err: RuntimeError, failed_task) -> NoReturn:
         """Mark the run partial or failed, and raise the line that says why."""
-        from cnnvsmlp_pipelines.kfp_local import explain
-
         partial = _keep_partial(self.pipeline_root, self.run_dir / "report", self.spec)
         if partial:  # the last step (its check task) marked the run failed: name it
             task = re.search(r"Inner task failed: '([\w-]+)'", plain(str(err)))
             why = f"{task.group(1) if task else self.spec.check_task}: {partial}"
         elif failed_task:
-            why = explain(failed_task)
+            why = failed_task.explain()
         else:
             loop = self.spec.loop_runs(self.config, self.pipeline_root)
             why = describe_failure(str(err), self.config, loop)
@@ -275,11 +274,6 @@ class _LocalRun:
         report = self.run_dir / "report"
         _replace_tree(find_comparison(self.pipeline_root, self.spec.comparison_task), report)
         runs.write_status(self.run_dir, "complete")
-        if self.spec.summary:
-            summary = self.spec.summary(report)
-        else:
-            from cnnvsmlp.report.model import Comparison
-
-            summary = Comparison.read(report / "comparison.json")
-        lines = runs.closing(summary, self.run_dir, minutes)
+        read = self.spec.summary or (lambda report: Comparison.read(report / "comparison.json"))
+        lines = runs.closing(read(report), self.run_dir, minutes)
         print(*lines, sep="\n", file=self.stream, flush=True)

@@ -116,9 +116,8 @@ def epoch_seconds(config: ExperimentConfig, runs: list[RunSpec] | None = None) -
 
 def expected_epochs(config: ExperimentConfig) -> float:
     """The epochs a training is expected to run: all of them, or with early stopping fewer."""
-    if config.train.early_stopping is None:
-        return float(config.train.epochs)
-    return float(min(config.train.epochs, EARLY_STOP_EPOCHS))
+    epochs = config.train.epochs
+    return float(epochs if config.train.early_stopping is None else min(epochs, EARLY_STOP_EPOCHS))
 
 
 def header(
@@ -156,13 +155,12 @@ def closing(comparison, run_dir: Path, minutes: float) -> list[str]:
     """The lines after the trainings: the table and verdicts (or a summary), the report, the run."""
     from cnnvsmlp.report.render import terminal_table
 
-    report = run_dir / "report"
     table = comparison if isinstance(comparison, str) else terminal_table(comparison)
     return [
         "",
         *table.splitlines(),
         "",
-        f"run: finished in {minutes:.1f} min; report in {report}/report.md",
+        f"run: finished in {minutes:.1f} min; report in {run_dir / 'report'}/report.md",
         f"run: every artifact in {run_dir} (logs in {run_dir / 'logs'})",
     ]
 

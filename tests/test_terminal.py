@@ -10,7 +10,7 @@ from kfp import dsl, local
 
 from cnnvsmlp import progress
 from cnnvsmlp.config import load_config
-from cnnvsmlp_pipelines.kfp_local import LocalSession, TaskLog, explain, killed_by
+from cnnvsmlp_pipelines.kfp_local import LocalSession, TaskLog, killed_by
 from cnnvsmlp_pipelines.runs import (
     header,
     list_runs,
@@ -108,7 +108,7 @@ def test_a_task_killed_by_sigkill_is_named_with_its_signal_and_likely_cause(kill
     root, session, _ = killed_run
     failed = session.failed()
     assert failed.task == "killed" and killed_by(failed.returncode).name == "SIGKILL"
-    line = explain(failed)
+    line = failed.explain()
     assert "\n" not in line
     assert line.startswith("task 'killed' was killed by SIGKILL, most likely by the out-of-memory")
     assert "lower batch_size (BATCH=) or limit (LIMIT=)" in line
@@ -124,7 +124,7 @@ def test_a_failed_task_names_its_run_the_exception_and_its_log(tmp_path):
         "cnnvsmlp.train.TrainingDiverged: cnn-r1: loss became nan\nKilled? no\n"
     )
     task = TaskLog("train-model", log, RunSpec(variant="cnn", repeat=1, seed=1), returncode=1)
-    assert explain(task) == (
+    assert task.explain() == (
         "task 'train-model' of cnn-r1 (variant cnn, repeat 1, seed 1) failed: "
         f"cnnvsmlp.train.TrainingDiverged: cnn-r1: loss became nan; its log: {log}"
     )

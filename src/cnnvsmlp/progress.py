@@ -281,8 +281,9 @@ def follow(path: str | Path, screen, every_s: float = 0.3):
     events = read_events(path)
     stop = threading.Event()
 
-    def show() -> None:
-        while not stop.wait(every_s):
+    def show(stopped: bool = False) -> None:  # a last pass after the block ends
+        while not stopped:
+            stopped = stop.wait(every_s)
             for event in next(events):
                 screen.event(event)
 
@@ -293,8 +294,6 @@ def follow(path: str | Path, screen, every_s: float = 0.3):
     finally:
         stop.set()
         follower.join()
-        for event in next(events):
-            screen.event(event)
 
 
 def display(stream, estimate: Estimate, live: bool = True) -> PlainDisplay | LiveDisplay:
