@@ -177,11 +177,11 @@ def _prepare(block: Block, html: bool, images: dict[str, str]) -> dict | None:
 
 
 def _render(report: Report, images: dict[str, str], html: bool, missing: str = "") -> str:
-    from jinja2 import Environment, PackageLoader, select_autoescape
+    from jinja2 import Environment, PackageLoader
 
     env = Environment(
         loader=PackageLoader("cnnvsmlp", "templates"),
-        autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
+        autoescape=html,
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,

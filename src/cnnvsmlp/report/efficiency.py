@@ -44,10 +44,6 @@ def _interval_words(a: EfficiencyAnalysis) -> str:
     )
 
 
-def _gap_at(a: EfficiencyAnalysis, variant: str, n: int) -> Difference | None:
-    return next((g for g in a.gaps if g.a == variant and g.n_train == n), None)
-
-
 def _multiplier_words(x, gap: Difference | None = None) -> str:
     if gap is not None and gap.verdict != "different":
         return "not stated: the gap is not shown at this size"
@@ -106,10 +102,11 @@ def _variant_verdicts(a: EfficiencyAnalysis, v: str, gaps: list[Difference]) -> 
     out = [(f"{v} vs {a.baseline}:", text)]
     found = next((m for m in a.multipliers if m.variant == v and m.multipliers), None)
     if found is not None:
+        shown = {g.n_train for g in gaps if g.verdict == "different"}
         stated = [
             f"at {x.n_train:,} images {_multiplier_words(x)}"
             for x in found.multipliers
-            if getattr(_gap_at(a, v, x.n_train), "verdict", "") == "different"
+            if x.n_train in shown
         ]
         words = "; ".join(stated) or "not stated: the gap is shown at no size"
         out.append((f"Data multiplier ({a.baseline} to match {v}):", words + "."))
@@ -218,12 +215,13 @@ def _curve_table(a: EfficiencyAnalysis) -> Table:
 
 def _multiplier_table(a: EfficiencyAnalysis) -> Table:
     headers = ["pair", "n_train", "multiplier [interval]", "bootstrap samples outside the data"]
+    gaps = {(g.a, g.n_train): g for g in a.gaps}
     rows = []
     for m in a.multipliers:
         pair = f"{m.baseline} to match {m.variant}"
         rows += [[pair, "", m.error, ""]] if m.error else []
         for x in m.multipliers:
-            words = _multiplier_words(x, _gap_at(a, m.variant, x.n_train))
+            words = _multiplier_words(x, gaps.get((m.variant, x.n_train)))
             rows.append([pair, f"{x.n_train:,}", words, f"{x.beyond_fraction:.0%}"])
     return Table(headers, rows)
 
@@ -295,8 +293,7 @@ def efficiency_report(a: EfficiencyAnalysis) -> Report:
         Text(failed if a.failures else "", lead=f"{a.status.capitalize()} comparison."),
         Text(settings, style="note"),
     )
-    drawn = zip(EFFICIENCY_PLOTS.items(), (a.points, a.gaps, a.shift_points), strict=True)
-    lead += [Figure(name, caption) for (name, caption), data in drawn if data]
+    lead += [Figure(name, caption) for name, caption in EFFICIENCY_PLOTS.items()]
     sections = [Section("Verdicts", [Bullets(verdicts(a) or [("", headline(a))])]), *_sections(a)]
     curves = [Text(CURVES), _curve_table(a), _multiplier_table(a)]
     sections.append(Section("Learning curves", curves))
