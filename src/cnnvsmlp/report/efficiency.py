@@ -282,10 +282,9 @@ def efficiency_report(a: EfficiencyAnalysis) -> Report:
     settings = (
         f"Run {run_label(p)}; {when_and_code(p)}; {a.dataset}, sizes "
         f"{', '.join(f'{n:,}' for n in a.sizes)}, {a.repeats} repeat{'s' * (a.repeats != 1)}, "
-        f"{a.n_test:,} test images; "
-        f"early stopping on validation loss (patience {a.stopping.patience}, min_delta "
-        f"{a.stopping.min_delta:g}, cap {a.max_epochs} epochs, best epoch kept). Trained on "
-        f"{machines or 'no machine recorded'}."
+        f"{a.n_test:,} test images; early stopping on validation loss (patience "
+        f"{a.stopping.patience}, min_delta {a.stopping.min_delta:g}, cap {a.max_epochs} epochs, "
+        f"best epoch kept). Trained on {machines or 'no machine recorded'}."
     )
     lead = lead_blocks(
         headline(a),
