@@ -37,7 +37,6 @@ def render_comparison(comparison: Comparison, out_dir: Path) -> None:
     from cnnvsmlp.report.plots import write_plots
     from cnnvsmlp.report.render import comparison_report
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     # With every variant failed there is nothing to draw.
     plots = write_plots(comparison, out_dir / "plots") if comparison.variants else {}
     write_report(comparison, comparison_report, plots, out_dir)

@@ -18,6 +18,17 @@ from cnnvsmlp.records import Hardware
 # MAX_MARKDOWN_STR_LENGTH); its renderer, markdown-to-jsx, keeps data:image URIs.
 MARKDOWN_LIMIT = 400_000
 
+# File name (without .png) and caption of each plot, in report order.
+PLOTS = {
+    "test_accuracy": "Test accuracy of each variant",
+    "learning_curves": "Learning curves",
+    "confusion_matrices": "Confusion matrices",
+    "per_class_accuracy": "Per-class accuracy",
+    "accuracy_vs_cost": "Accuracy against parameters and training time",
+}
+SHIFT_PLOT = ("accuracy_vs_shift", "Test accuracy against shift of the test images")
+"""The name and caption of the shift plot, drawn when the runs were scored on shifted images."""
+
 
 @dataclass(frozen=True)
 class Text:
@@ -99,11 +110,6 @@ def p_cell(p: float) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
-def size(n: int) -> str:
-    """A count of images: ``12,000``."""
-    return f"{n:,}"
-
-
 def plural(n: int, word: str) -> str:
     """``3 epochs``, ``1 epoch``."""
     return f"{n} {word}{'s' if n != 1 else ''}"
@@ -157,8 +163,6 @@ def lead_blocks(headline: str, p: Provenance, *warnings: Text) -> list[Block]:
 def _prepare(block: Block, html: bool, images: dict[str, str]) -> dict | None:
     from tabulate import tabulate
 
-    from cnnvsmlp.report.plots import PLOTS
-
     if isinstance(block, Table):
         rows = block.rows if html else [[x.replace("|", "\\|") for x in r] for r in block.rows]
         fmt = "html" if html else "github"
@@ -173,11 +177,11 @@ def _prepare(block: Block, html: bool, images: dict[str, str]) -> dict | None:
 
 
 def _render(report: Report, images: dict[str, str], html: bool, missing: str = "") -> str:
-    from jinja2 import Environment, PackageLoader, select_autoescape
+    from jinja2 import Environment, PackageLoader
 
     env = Environment(
         loader=PackageLoader("cnnvsmlp", "templates"),
-        autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
+        autoescape=html,
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
@@ -207,8 +211,6 @@ def _data_uri(path: Path, compact: bool = False) -> str:
 
 def render_markdown(report: Report, plots: dict[str, Path]) -> str:
     """The Markdown report, its plots embedded in order while it stays under MARKDOWN_LIMIT."""
-    from cnnvsmlp.report.plots import PLOTS
-
     budget = MARKDOWN_LIMIT - len(_render(report, {}, html=False)) - 2_000
     images = {}
     for name, path in plots.items():
@@ -229,6 +231,7 @@ def write_report(
 ) -> None:
     """Write ``record`` as ``comparison.json``, by ``layout`` as ``report.md`` and ``.html``."""
     report = layout(record)
+    out_dir.mkdir(parents=True, exist_ok=True)
     json = record.model_dump_json(indent=1)
     write_atomically(out_dir / "comparison.json", lambda p: p.write_text(json, encoding="utf-8"))
     (out_dir / "report.md").write_text(render_markdown(report, plots), encoding="utf-8")

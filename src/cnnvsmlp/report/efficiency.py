@@ -20,7 +20,6 @@ from cnnvsmlp.report.blocks import (
     provenance_section,
     run_label,
     signed,
-    size,
     when_and_code,
     write_report,
 )
@@ -45,10 +44,6 @@ def _interval_words(a: EfficiencyAnalysis) -> str:
     )
 
 
-def _gap_at(a: EfficiencyAnalysis, variant: str, n: int) -> Difference | None:
-    return next((g for g in a.gaps if g.a == variant and g.n_train == n), None)
-
-
 def _multiplier_words(x, gap: Difference | None = None) -> str:
     if gap is not None and gap.verdict != "different":
         return "not stated: the gap is not shown at this size"
@@ -71,14 +66,14 @@ def headline(a: EfficiencyAnalysis) -> str:
         lo, hi = gaps[0], gaps[-1]
         text = (
             f"{v} - {a.baseline} test accuracy: {interval(lo, signed)} points with "
-            f"{size(lo.n_train)} training images ({lo.verdict}), {interval(hi, signed)} with "
-            f"{size(hi.n_train)} ({hi.verdict}; {_interval_words(a)})"
+            f"{lo.n_train:,} training images ({lo.verdict}), {interval(hi, signed)} with "
+            f"{hi.n_train:,} ({hi.verdict}; {_interval_words(a)})"
         )
         shown = next((g.n_train for g in gaps if g.verdict == "different"), None)
         found = [x for m in a.multipliers if m.variant == v for x in m.multipliers]
         if x := next((x for x in found if x.n_train == shown and x.where == "inside"), None):
             text += (
-                f"; to match {v} at {size(x.n_train)} images {a.baseline} needs "
+                f"; to match {v} at {x.n_train:,} images {a.baseline} needs "
                 f"{_multiplier_words(x)} as many (read off the sizes trained)"
             )
         sentences.append(text + ".")
@@ -89,7 +84,7 @@ def _verdicts_by_size(gaps: list[Difference]) -> str:
     """Each verdict and the sizes that have it, in the order of the sizes."""
     words = []
     for verdict in ("different", "equivalent", "inconclusive"):
-        sizes = [size(g.n_train) for g in gaps if g.verdict == verdict]
+        sizes = [f"{g.n_train:,}" for g in gaps if g.verdict == verdict]
         if sizes:
             shown = "every size" if len(sizes) == len(gaps) else ", ".join(sizes)
             words.append(f"{verdict} at {shown}")
@@ -100,24 +95,25 @@ def _variant_verdicts(a: EfficiencyAnalysis, v: str, gaps: list[Difference]) -> 
     """A variant's gap by size, its data multiplier and, at the largest size, the shift's effect."""
     lo, hi = gaps[0], gaps[-1]
     text = (
-        f"the gap is {interval(lo, signed)} points at {size(lo.n_train)} images "
-        f"and {interval(hi, signed)} at {size(hi.n_train)} "
+        f"the gap is {interval(lo, signed)} points at {lo.n_train:,} images "
+        f"and {interval(hi, signed)} at {hi.n_train:,} "
         f"({_interval_words(a)}); {_verdicts_by_size(gaps)}."
     )
     out = [(f"{v} vs {a.baseline}:", text)]
     found = next((m for m in a.multipliers if m.variant == v and m.multipliers), None)
     if found is not None:
+        shown = {g.n_train for g in gaps if g.verdict == "different"}
         stated = [
-            f"at {size(x.n_train)} images {_multiplier_words(x)}"
+            f"at {x.n_train:,} images {_multiplier_words(x)}"
             for x in found.multipliers
-            if getattr(_gap_at(a, v, x.n_train), "verdict", "") == "different"
+            if x.n_train in shown
         ]
         words = "; ".join(stated) or "not stated: the gap is shown at no size"
         out.append((f"Data multiplier ({a.baseline} to match {v}):", words + "."))
     if shifted := [g for g in a.shift_gaps if g.a == v and g.n_train == hi.n_train]:
         widest = max(shifted, key=lambda g: abs(g.estimate))
         text = (
-            f"with {size(hi.n_train)} training images the gap is {interval(hi, signed)} points on "
+            f"with {hi.n_train:,} training images the gap is {interval(hi, signed)} points on "
             f"the test images as they are and widest at {widest.shift} pixel"
             f"{'s' if widest.shift > 1 else ''}: {interval(widest, signed)} (intervals "
             f"simultaneous over the {widest.family} shifted gaps; a diagonal move of k pixels is "
@@ -138,7 +134,7 @@ def verdicts(a: EfficiencyAnalysis) -> list[tuple[str, str]]:
         words = "; ".join(f"{h.variant} {h.family} {100 * h.miss:+.2f}" for h in scored)
         text = (
             f"fitted without the largest size, each family's prediction at "
-            f"{size(scored[0].size)} images missed the observed error by (points) {words}. "
+            f"{scored[0].size:,} images missed the observed error by (points) {words}. "
             "No number here is read off a curve beyond the sizes trained."
         )
         out.append(("Learning curves:", text))
@@ -157,7 +153,7 @@ def _gap_table(a: EfficiencyAnalysis) -> Table:
     accuracy = {(p.variant, p.n_train): interval(p.accuracy) for p in a.points}
     rows = []
     for g in a.gaps:
-        row = [f"{g.a} - {g.b}", size(g.n_train)]
+        row = [f"{g.a} - {g.b}", f"{g.n_train:,}"]
         row += [accuracy.get((v, g.n_train), "") for v in a.variants]
         tests = "; ".join(
             f"r{t.repeat}: {signed(t.difference)}, {t.only_a_correct}/{t.only_b_correct}, "
@@ -186,14 +182,14 @@ def shift_table(a: EfficiencyAnalysis) -> Table:
     rows = []
     for v, n in sorted({(g.a, g.n_train) for g in a.shift_gaps}):
         found = {g.shift: g for g in [*a.shift_gaps, *a.gaps] if (g.a, g.n_train) == (v, n)}
-        rows.append(shift_rows(f"{v} - {a.baseline} at {size(n)}", found, shifts, signed))
+        rows.append(shift_rows(f"{v} - {a.baseline} at {n:,}", found, shifts, signed))
     return Table([*headers, "change, points", "widest, points (shift)"], rows)
 
 
 def _shift_accuracy_table(a: EfficiencyAnalysis) -> Table:
     shifts = sorted({p.shift for p in a.shift_points})
     rows = [
-        [f"{v} at {size(n)}", *(interval(found[s]) if s in found else "" for s in shifts)]
+        [f"{v} at {n:,}", *(interval(found[s]) if s in found else "" for s in shifts)]
         for v in a.variants
         for n in (sorted({a.sizes[0], a.sizes[-1]}) if a.sizes else [])
         for found in [
@@ -209,8 +205,8 @@ def _curve_table(a: EfficiencyAnalysis) -> Table:
     headers += ["observed error %", "miss, points"]
     rows = []
     for h in a.holdouts:
-        fitted = f"{size(h.fitted_on[0])} to {size(h.fitted_on[-1])}" if h.fitted_on else ""
-        row = [h.variant, FAMILIES.get(h.family, h.family), fitted, size(h.size)]
+        fitted = f"{h.fitted_on[0]:,} to {h.fitted_on[-1]:,}" if h.fitted_on else ""
+        row = [h.variant, FAMILIES.get(h.family, h.family), fitted, f"{h.size:,}"]
         predicted = "" if h.error else f"{100 * h.predicted:.2f}"
         miss = f"no fit: {h.error}" if h.error else f"{100 * h.miss:+.2f}"
         rows.append([*row, predicted, f"{100 * h.observed:.2f}", miss])
@@ -219,13 +215,14 @@ def _curve_table(a: EfficiencyAnalysis) -> Table:
 
 def _multiplier_table(a: EfficiencyAnalysis) -> Table:
     headers = ["pair", "n_train", "multiplier [interval]", "bootstrap samples outside the data"]
+    gaps = {(g.a, g.n_train): g for g in a.gaps}
     rows = []
     for m in a.multipliers:
         pair = f"{m.baseline} to match {m.variant}"
         rows += [[pair, "", m.error, ""]] if m.error else []
         for x in m.multipliers:
-            words = _multiplier_words(x, _gap_at(a, m.variant, x.n_train))
-            rows.append([pair, size(x.n_train), words, f"{x.beyond_fraction:.0%}"])
+            words = _multiplier_words(x, gaps.get((m.variant, x.n_train)))
+            rows.append([pair, f"{x.n_train:,}", words, f"{x.beyond_fraction:.0%}"])
     return Table(headers, rows)
 
 
@@ -284,11 +281,10 @@ def efficiency_report(a: EfficiencyAnalysis) -> Report:
     failed = f"{len(a.failures)} runs failed for good and are left out; see Failed runs."
     settings = (
         f"Run {run_label(p)}; {when_and_code(p)}; {a.dataset}, sizes "
-        f"{', '.join(size(n) for n in a.sizes)}, {a.repeats} repeat{'s' * (a.repeats != 1)}, "
-        f"{a.n_test:,} test images; "
-        f"early stopping on validation loss (patience {a.stopping.patience}, min_delta "
-        f"{a.stopping.min_delta:g}, cap {a.max_epochs} epochs, best epoch kept). Trained on "
-        f"{machines or 'no machine recorded'}."
+        f"{', '.join(f'{n:,}' for n in a.sizes)}, {a.repeats} repeat{'s' * (a.repeats != 1)}, "
+        f"{a.n_test:,} test images; early stopping on validation loss (patience "
+        f"{a.stopping.patience}, min_delta {a.stopping.min_delta:g}, cap {a.max_epochs} epochs, "
+        f"best epoch kept). Trained on {machines or 'no machine recorded'}."
     )
     lead = lead_blocks(
         headline(a),
@@ -296,8 +292,7 @@ def efficiency_report(a: EfficiencyAnalysis) -> Report:
         Text(failed if a.failures else "", lead=f"{a.status.capitalize()} comparison."),
         Text(settings, style="note"),
     )
-    drawn = zip(EFFICIENCY_PLOTS.items(), (a.points, a.gaps, a.shift_points), strict=True)
-    lead += [Figure(name, caption) for (name, caption), data in drawn if data]
+    lead += [Figure(name, caption) for name, caption in EFFICIENCY_PLOTS.items()]
     sections = [Section("Verdicts", [Bullets(verdicts(a) or [("", headline(a))])]), *_sections(a)]
     curves = [Text(CURVES), _curve_table(a), _multiplier_table(a)]
     sections.append(Section("Learning curves", curves))
@@ -315,8 +310,6 @@ def efficiency_report(a: EfficiencyAnalysis) -> Report:
     return Report(title=title, lead=lead, sections=sections)
 
 
-def write_efficiency_report(a: EfficiencyAnalysis, out_dir: str | Path) -> None:
+def write_efficiency_report(a: EfficiencyAnalysis, out_dir: Path) -> None:
     """Write ``comparison.json``, ``report.md``, ``report.html`` and ``plots/`` into ``out_dir``."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    write_report(a, efficiency_report, write_efficiency_plots(a, out / "plots"), out)
+    write_report(a, efficiency_report, write_efficiency_plots(a, out_dir / "plots"), out_dir)

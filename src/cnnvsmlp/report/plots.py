@@ -9,23 +9,11 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
+from cnnvsmlp.report.blocks import PLOTS, SHIFT_PLOT
 from cnnvsmlp.report.model import Comparison
 
 if TYPE_CHECKING:
     from cnnvsmlp.efficiency.curves import EfficiencyAnalysis
-
-# File name (without .png) and caption of each plot, in report order.
-PLOTS = {
-    "test_accuracy": "Test accuracy of each variant",
-    "learning_curves": "Learning curves",
-    "confusion_matrices": "Confusion matrices",
-    "per_class_accuracy": "Per-class accuracy",
-    "accuracy_vs_cost": "Accuracy against parameters and training time",
-}
-
-
-SHIFT_PLOT = ("accuracy_vs_shift", "Test accuracy against shift of the test images")
-"""The name and caption of the shift plot, drawn when the runs were scored on shifted images."""
 
 EFFICIENCY_PLOTS = {
     "accuracy_vs_size": "Test accuracy against training-set size",

@@ -7,6 +7,8 @@ from tabulate import tabulate
 from cnnvsmlp.provenance import SYNTHETIC_DATA, SYNTHETIC_LEAD
 from cnnvsmlp.records import Hardware
 from cnnvsmlp.report.blocks import (
+    PLOTS,
+    SHIFT_PLOT,
     Block,
     Bullets,
     Figure,
@@ -299,8 +301,6 @@ SHIFTED = (
 
 
 def _verdicts(c: Comparison) -> list[Section]:
-    from cnnvsmlp.report.plots import SHIFT_PLOT
-
     said = [verdict(p) for p in c.pairs] or ["One variant only: nothing to compare."]
     verdicts = [("", text) for text in said]
     verdicts += [("Unstable:", v.spread_flag) for v in c.variants if v.spread_flag]
@@ -324,8 +324,6 @@ def _verdicts(c: Comparison) -> list[Section]:
 
 
 def _evidence(c: Comparison) -> list[Section]:
-    from cnnvsmlp.report.plots import PLOTS
-
     seeds: list[Block] = [Text("The seeds report no number for these variants.")]
     if any(v.reference for v in c.variants):
         notes = [(f"{v.variant}:", r.note) for v in c.variants if (r := v.reference) and r.note]
