@@ -80,7 +80,7 @@ def test_storage_down_mid_snapshot_leaves_the_last_whole_one_and_resume_trains_e
         assert fired and not is_permanent(err.value)  # the task fails, for the cluster to retry
         assert "\n" not in str(err.value)
         gcs.restart()
-        uploaded = storage.list_uris(resume)
+        uploaded = [f"{resume}/{n}" for n in storage.names(resume)]
         assert f"{resume}/checkpoints/epoch-02.keras" in uploaded
         assert f"{resume}/state/epoch-02.json" not in uploaded  # never half an object
 
@@ -112,7 +112,7 @@ def test_storage_down_mid_snapshot_leaves_the_last_whole_one_and_resume_trains_e
     rows = (tmp_path / "attempt-2" / "history.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["1", "2"]  # each epoch once, from 1
     # Finished: the mirror holds the inference model and its marker, no epoch state.
-    uris = storage.list_uris(resume)
+    uris = [f"{resume}/{n}" for n in storage.names(resume)]
     assert f"{resume}/finished.json" in uris and f"{resume}/model.keras" in uris
     assert not [u for u in uris if "/state/" in u or "/checkpoints/" in u]
 
@@ -137,7 +137,7 @@ def test_storage_down_mid_report_upload_leaves_whole_objects_and_a_retry_complet
             upload_dir(report, prefix)
         assert fired
         gcs.restart()
-        before = storage.list_uris(prefix)
+        before = [f"{prefix}/{n}" for n in storage.names(prefix)]
         assert f"{prefix}/report.html" not in before  # the cut object never appeared
         for uri in before:  # what is there is whole
             rel = uri.removeprefix(prefix + "/")

@@ -45,8 +45,8 @@ def test_upload_download_and_list(bucket, tmp_path):
     src.write_text("hello")
     storage.upload(src, f"gs://{bucket}/data/a.txt")
     upload_dir(tmp_path, f"gs://{bucket}/copy")
-    assert storage.list_uris(f"gs://{bucket}/data") == [f"gs://{bucket}/data/a.txt"]
-    assert storage.list_uris(f"gs://{bucket}/copy/") == [f"gs://{bucket}/copy/a.txt"]
+    assert storage.names(f"gs://{bucket}/data") == ["a.txt"]
+    assert storage.names(f"gs://{bucket}/copy/") == ["a.txt"]
     out = storage.download(f"gs://{bucket}/data/a.txt", tmp_path / "back" / "a.txt")
     assert out.read_text() == "hello"
 
@@ -94,7 +94,7 @@ def test_retried_training_on_a_new_pod_resumes_from_the_bucket(bucket, small_fas
     # Going on after a finished epoch count needs its checkpoint, kept only when asked for.
     one = TrainConfig(epochs=1, batch_size=64, optimizer="adam", keep_checkpoints=True)
     first = train(small_fashion, run, one, tmp_path / "attempt-1", verbose=0, resume_uri=resume)
-    mirrored = storage.list_uris(resume)
+    mirrored = [f"{resume}/{n}" for n in storage.names(resume)]
     assert f"{resume}/state/epoch-01.json" in mirrored
     assert f"{resume}/checkpoints/epoch-01.keras" in mirrored
     two = one.model_copy(update={"epochs": 2})
@@ -106,7 +106,7 @@ def test_retried_training_on_a_new_pod_resumes_from_the_bucket(bucket, small_fas
     # first epoch on the same data has a far higher loss.
     assert second.history[1].loss < 0.8 * first.history[0].loss
     assert second.train_images_per_s > 0
-    assert f"{resume}/state/epoch-02.json" in storage.list_uris(resume)
+    assert f"{resume}/state/epoch-02.json" in [f"{resume}/{n}" for n in storage.names(resume)]
 
 
 def _training(out, mirror):

@@ -34,9 +34,7 @@ ALIASES = {
 def preset_names() -> list[str]:
     """Names of the bundled presets."""
     folder = resources.files("cnnvsmlp") / "presets"
-    return sorted(
-        p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml")
-    )
+    return sorted(Path(p.name).stem for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
 def _at(mark: yaml.Mark) -> str:

@@ -16,7 +16,6 @@ from zipfile import BadZipFile
 from pydantic import Field, TypeAdapter, ValidationError
 
 from cnnvsmlp import backend
-from cnnvsmlp.backend import is_out_of_memory, onednn_in_use
 from cnnvsmlp.config import RunSpec, TrainConfig
 from cnnvsmlp.errors import UserError
 from cnnvsmlp.outputs import Record, write_atomically
@@ -62,7 +61,7 @@ class Hardware(Record):
             cpu=_cpu_name(),
             cpu_flags=_cpu_flags(),
             onednn_opts=os.environ.get("TF_ENABLE_ONEDNN_OPTS") if on_tensorflow else None,
-            onednn=onednn_in_use() if on_tensorflow else None,
+            onednn=backend.onednn_in_use() if on_tensorflow else None,
         )
         if memo is not None:
             path = memo_file(memo)
@@ -96,8 +95,7 @@ class Hardware(Record):
         )
 
 
-# Extensions whose presence changes which kernels TensorFlow's oneDNN (and
-# XLA) pick at run time; the wheel's own Eigen code is compiled for a fixed set.
+# The CPU extensions whose presence changes the kernels oneDNN and XLA pick at run time.
 _CPU_FLAG_PREFIXES = ("sse4", "avx", "fma", "f16c", "amx", "vnni")
 # The distributions whose build decides the numbers: their versions and RECORDs count.
 _NUMERICS_DISTRIBUTIONS = (
@@ -267,9 +265,9 @@ FAILURE_FILE = "failure.json"  # in a training task's model folder
 
 def is_permanent(err: BaseException) -> bool:
     """Whether ``err`` would happen again on a retry: bad input, unparsable bytes, no memory."""
-    if getattr(err, "transient", False):
-        return False
-    return isinstance(err, UserError | ValidationError | BadZipFile) or is_out_of_memory(err)
+    return not getattr(err, "transient", False) and (
+        isinstance(err, UserError | ValidationError | BadZipFile) or backend.is_out_of_memory(err)
+    )
 
 
 def record_failure(

@@ -128,10 +128,8 @@ def _write_file(dest: Path, write: Callable[[Path], object]) -> None:
 
 
 def _md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
     with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
+        digest = hashlib.file_digest(f, functools.partial(hashlib.md5, usedforsecurity=False))
     return base64.b64encode(digest.digest()).decode()
 
 
@@ -154,9 +152,9 @@ def upload(local: str | os.PathLike, uri: str, overwrite: bool = False) -> None:
 def upload_dir(local_dir: str | os.PathLike, prefix: str) -> list[str]:
     """Upload every file under a folder to ``prefix/<relative path>``; return their URIs."""
     uris = []
-    for path in _files(local_dir):
-        uris.append(f"{prefix.rstrip('/')}/{path.relative_to(local_dir).as_posix()}")
-        upload(path, uris[-1])
+    for name in names(str(local_dir)):
+        uris.append(f"{prefix.rstrip('/')}/{name}")
+        upload(Path(local_dir) / name, uris[-1])
     return uris
 
 
@@ -193,23 +191,11 @@ def _list(prefix: str) -> dict[str, storage.Blob]:
         return {b.name.removeprefix(folder): b for b in blobs}
 
 
-def list_uris(prefix: str) -> list[str]:
-    """Every object under ``prefix`` (a folder: a trailing ``/`` is implied), sorted."""
-    return [f"{prefix.rstrip('/')}/{name}" for name in sorted(_list(prefix))]
-
-
-def _files(folder: str | os.PathLike) -> list[Path]:
-    """The files under a local folder, sorted; none when it does not exist."""
-    return sorted(p for p in Path(folder).rglob("*") if p.is_file())
-
-
 def mirror_dir(local_dir: str | os.PathLike, dest: str, only: set[str] | None = None) -> int:
     """Copy ``local_dir``'s new and changed files to ``dest`` (``gs://`` or local); count them."""
     local_dir = Path(local_dir)
     files = {
-        p.relative_to(local_dir).as_posix(): p
-        for p in _files(local_dir)
-        if only is None or p.relative_to(local_dir).parts[0] in only
+        n: local_dir / n for n in names(str(local_dir)) if only is None or n.split("/")[0] in only
     }
     gs = dest.startswith("gs://")
     if gs:
@@ -229,7 +215,7 @@ def names(dest: str) -> list[str]:
     """The files under ``dest`` (a ``gs://`` prefix or a local folder), relative to it."""
     if dest.startswith("gs://"):
         return sorted(_list(dest))
-    return [p.relative_to(dest).as_posix() for p in _files(dest)]
+    return [p.relative_to(dest).as_posix() for p in sorted(Path(dest).rglob("*")) if p.is_file()]
 
 
 def prune_dir(local_dir: str | os.PathLike, dest: str, only: set[str]) -> int:

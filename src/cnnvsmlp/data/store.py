@@ -51,7 +51,6 @@ def write_dataset(
         cut = f"limit={limit} and " if limit is not None else ""
         need = math.ceil(MIN_IMAGES / split.validation_fraction)
         need += int(need * split.validation_fraction) < MIN_IMAGES  # rounding of the fraction
-        need = max(need, 2 * MIN_IMAGES)
         raise DataError(
             f"{spec.name}: {raw.source} with {cut}split.validation_fraction="
             f"{split.validation_fraction} gives {have} images; each split needs at least "

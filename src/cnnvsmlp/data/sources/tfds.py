@@ -98,9 +98,9 @@ def _read_tfds_gcs(spec: DatasetSpec, data_dir: str) -> RawData:
     urls = tfds_urls(spec)
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(tmp)
-        for uri in storage.list_uris(prefix):
-            if uri.endswith(".INFO"):
-                storage.download(uri, local / uri.rsplit("/", 1)[1])
+        for name in storage.names(prefix):
+            if name.endswith(".INFO"):
+                storage.download(f"{prefix}/{name}", local / name.rsplit("/", 1)[-1])
         cached = {u: p for u, p in _info_targets(local).items() if u in urls.values()}
         if len(cached) < len(urls):
             raise SourceUnavailable(f"{spec.name}: no TFDS download of it under {prefix}")
