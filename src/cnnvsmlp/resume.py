@@ -187,8 +187,7 @@ class Training:
 
     def fetch(self, rng_shapes: list[tuple]) -> files.State | None:
         """The newest trusted state in ``out``, or else in what the mirror holds, fetched."""
-        state = self._latest(rng_shapes)
-        if state is None and self.mirror:
+        if (state := self._latest(rng_shapes)) is None and self.mirror:
             for name in (files.CHECKPOINTS, files.STATES, files.TENSORBOARD):
                 storage.fetch_dir(f"{self.mirror}/{name}", self.out / name)
             storage.fetch_file(f"{self.mirror}/{files.HISTORY}", self.out / files.HISTORY)
