@@ -123,8 +123,8 @@ def test_each_seed_source_moves_only_what_it_seeds(small_fashion, tmp_path):
 
 
 def test_the_initial_model_takes_weights_and_dropout_from_their_own_seeds():
+    from cnnvsmlp.resume import rng_variables
     from cnnvsmlp.train import initial_model
-    from cnnvsmlp.training_files import rng_variables
 
     def weights_and_rng(**seeds):
         model = initial_model(RunSpec(variant="mlp", repeat=0, seed=3, **seeds), (28, 28, 1), 10)

@@ -123,7 +123,6 @@ def _tensorflow() -> dict:
 
 
 def _jax() -> dict:
-    import jax
     import jax.extend.backend
     import jaxlib
 

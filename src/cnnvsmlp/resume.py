@@ -34,6 +34,12 @@ if TYPE_CHECKING:  # Keras loads TensorFlow: imported where a model is saved or 
 _log = logging.getLogger(__name__)
 
 
+def rng_variables(model: keras.Model) -> list:
+    """The model's random generator states (Dropout's), which its weights do not include."""
+    weights = {id(w) for w in model.weights}
+    return [v for v in model.variables if id(v) not in weights]
+
+
 def reuse_training(
     data_dir: str | os.PathLike,
     run: RunSpec,
@@ -42,8 +48,7 @@ def reuse_training(
     store: str | None,
 ) -> TrainResult | None:
     """A finished training with this run's key, put in ``out_dir``, found without Keras; or None."""
-    hardware = Hardware.remembered(files.machine_memo(store))
-    if hardware is None:
+    if (hardware := Hardware.remembered(files.machine_memo(store))) is None:
         return None
     training = Training.open(data_dir, run, config, out_dir, hardware, store)
     with training.writing():
@@ -160,13 +165,13 @@ class Training:
     def start(self, fresh: Callable[[], keras.Model]) -> tuple[keras.Model, list[Epoch]]:
         """The model ``fresh`` builds and its history, restored from the newest trusted state."""
         model = fresh()
-        shapes = [tuple(v.shape) for v in files.rng_variables(model)]
+        shapes = [tuple(v.shape) for v in rng_variables(model)]
         state = self.fetch(shapes)
         while state is not None:
             try:
                 model.optimizer.build(model.trainable_variables)
                 model.load_weights(files.checkpoint_path(self.out, state.epoch))
-                for v, value in zip(files.rng_variables(model), state.rng, strict=True):
+                for v, value in zip(rng_variables(model), state.rng, strict=True):
                     v.assign(np.asarray(value, dtype=v.dtype).reshape(v.shape))
             except Exception as err:  # noqa: BLE001 - any checkpoint that fails to load is set aside
                 why = f"names a checkpoint that does not load ({err.__class__.__name__})"
@@ -182,8 +187,7 @@ class Training:
 
     def fetch(self, rng_shapes: list[tuple]) -> files.State | None:
         """The newest trusted state in ``out``, or else in what the mirror holds, fetched."""
-        state = self._latest(rng_shapes)
-        if state is None and self.mirror:
+        if (state := self._latest(rng_shapes)) is None and self.mirror:
             for name in (files.CHECKPOINTS, files.STATES, files.TENSORBOARD):
                 storage.fetch_dir(f"{self.mirror}/{name}", self.out / name)
             storage.fetch_file(f"{self.mirror}/{files.HISTORY}", self.out / files.HISTORY)
@@ -276,7 +280,7 @@ class Training:
             checkpoint_bytes=ckpt.stat().st_size,
             checkpoint_sha256=files.sha256_file(ckpt),
             history=history,
-            rng=[v.numpy().ravel().tolist() for v in files.rng_variables(model)],  # in layer order
+            rng=[v.numpy().ravel().tolist() for v in rng_variables(model)],  # in layer order
             best_epoch=best_epoch,
             best_checkpoint_sha256=files.sha256_file(best) if best else None,
         ).write(path)

@@ -60,14 +60,12 @@ def write_nist_layout(out_dir: str | Path, n_train: int, n_test: int, seed: int 
         digests = {}
         for split, n, split_seed in (("train", n_train, seed), ("test", n_test, seed + 1)):
             images, labels = render_letters(n, split_seed)
-            for key, array in (
-                (f"{split}_images", images.transpose(0, 2, 1)),
-                (f"{split}_labels", labels + 1),
-            ):
+            for kind, array in (("images", images.transpose(0, 2, 1)), ("labels", labels + 1)):
+                name = spec.files[f"{split}_{kind}"]
                 header = bytes([0, 0, 8, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
                 payload = header + array.tobytes()  # NIST's IDX: transposed, letters 1..26
-                (into / spec.files[key]).write_bytes(gzip.compress(payload))
-                digests[spec.files[key]] = hashlib.sha256(payload).hexdigest()
+                (into / name).write_bytes(gzip.compress(payload))
+                digests[name] = hashlib.sha256(payload).hexdigest()
         record = {"writer": SYNTHETIC_WRITER, "seed": seed, "idx_sha256": digests}
         (into / WRITTEN_BY).write_text(json.dumps(record, indent=1) + "\n")
 

@@ -18,13 +18,12 @@ from keras import ops
 
 from cnnvsmlp import backend, progress
 from cnnvsmlp import training_files as files
-from cnnvsmlp.backend import make_deterministic
 from cnnvsmlp.config import RunSpec, TrainConfig
 from cnnvsmlp.data.store import load_split
 from cnnvsmlp.errors import UserError
 from cnnvsmlp.models import build_model
 from cnnvsmlp.records import EarlyStop, Epoch, Hardware, TrainResult
-from cnnvsmlp.resume import Training
+from cnnvsmlp.resume import Training, rng_variables
 
 STEP_EVERY_S = 1.0  # seconds between two ``step`` progress events of an epoch, at least
 
@@ -126,11 +125,11 @@ def initial_model(run: RunSpec, input_shape: tuple[int, ...], num_classes: int) 
     """The uncompiled model before training: weights from the init seed, dropout from its own."""
     dropout = []
     if run.seed_of("dropout") != run.seed_of("init"):
-        make_deterministic(run.seed_of("dropout"))
-        dropout = files.rng_variables(build_model(run.variant, input_shape, num_classes))
-    make_deterministic(run.seed_of("init"))
+        backend.make_deterministic(run.seed_of("dropout"))
+        dropout = rng_variables(build_model(run.variant, input_shape, num_classes))
+    backend.make_deterministic(run.seed_of("init"))
     model = build_model(run.variant, input_shape, num_classes)
-    for mine, theirs in zip(files.rng_variables(model), dropout, strict=False):
+    for mine, theirs in zip(rng_variables(model), dropout, strict=False):
         mine.assign(theirs)  # dropout's generators as the dropout seed starts them
     return model
 
@@ -203,21 +202,18 @@ class _Fitting(Training):
         tensorboard = backend.tensorboard_callback(self.out / "tensorboard")
         text = f"training epochs {done_before + 1}..{epochs} of {len(self.data[0])} images"
         progress.report("start", self.run.run_id, text, epoch=done_before + 1, epochs=epochs)
-        decision = self.decision(history)
         for epoch in range(done_before + 1, epochs + 1):
-            if decision is not None and decision.stop:
+            if (decision := self.decision(history)) and decision.stop:
                 break  # a resumed training that had stopped already
             history.append(row := self.fit_epoch(model, epoch, tensorboard))
-            decision = self.decision(history)
-            self.save_epoch(model, history, decision.best_epoch if decision else None)
+            self.save_epoch(model, history, (d := self.decision(history)) and d.best_epoch)
             metrics = " ".join(f"{k} {getattr(row, k):.4f}" for k in files.METRICS)
             self.report("epoch", row, f"epoch {epoch}/{epochs} {metrics}", row.time_s)
         return self.end(model, history, done_before)
 
     def fresh(self) -> keras.Model:
         """The compiled model before training."""
-        shape, classes = tuple(self.meta["image_shape"]), len(self.meta["classes"])
-        model = initial_model(self.run, shape, classes)
+        model = initial_model(self.run, tuple(self.meta["image_shape"]), len(self.meta["classes"]))
         model.compile(
             optimizer=make_optimizer(self.config),
             loss="sparse_categorical_crossentropy",
@@ -254,10 +250,9 @@ class _Fitting(Training):
         why = steps.diverged
         if why and config.steps_per_execution > 1:
             why += f" (checked every {config.steps_per_execution} steps)"
-        if not why:
-            metrics = {k: float(fit.history[k][-1]) for k in files.METRICS}
-            if not all(math.isfinite(v) for v in metrics.values()):
-                why = f"epoch {epoch} ended with non-finite metrics {metrics}"
+        metrics = {} if why else {k: float(fit.history[k][-1]) for k in files.METRICS}
+        if not why and not all(math.isfinite(v) for v in metrics.values()):
+            why = f"epoch {epoch} ended with non-finite metrics {metrics}"
         if why:
             lower = "lower train.learning_rate or check the data"
             raise TrainingDiverged(f"{run.run_id}: {why}; {lower}")

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
@@ -25,9 +25,6 @@ from cnnvsmlp.errors import UserError
 from cnnvsmlp.models import user_source
 from cnnvsmlp.outputs import Record, write_atomically
 from cnnvsmlp.records import Epoch, Hardware
-
-if TYPE_CHECKING:  # Keras loads TensorFlow: imported where a model is saved.
-    import keras
 
 CHECKPOINTS, STATES, SET_ASIDE = "checkpoints", "state", "set-aside"
 MODEL, RESULT, HISTORY = "model.keras", "train.json", "history.csv"
@@ -134,12 +131,6 @@ def write_history(path: Path, history: list[Epoch]) -> None:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerows([Epoch.model_fields, *(e.model_dump().values() for e in history)])
     write_atomically(path, lambda p: p.write_text(buf.getvalue()))
-
-
-def rng_variables(model: keras.Model) -> list:
-    """The model's random generator states (Dropout's), which its weights do not include."""
-    weights = {id(w) for w in model.weights}
-    return [v for v in model.variables if id(v) not in weights]
 
 
 def read_record(path: Path) -> bytes:
