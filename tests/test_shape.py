@@ -6,8 +6,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ("src", "pipelines", "components")
 LINTED = (*SHIPPED, "tools", "tests")
-# MAX_LINES only ever goes down, toward 10,000 lines.
-MAX_LINES, MAX_MODULE, MAX_FUNCTION = 10_450, 400, 60
+# MAX_LINES only ever goes down.
+MAX_LINES, MAX_MODULE, MAX_FUNCTION = 10_000, 400, 60
 
 
 def python_files(folders):
