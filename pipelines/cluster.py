@@ -3,7 +3,7 @@
 import json
 import re
 import tempfile
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 from cnnvsmlp.config import ExperimentConfig
 from cnnvsmlp.provenance import Provenance, stamp
@@ -165,7 +165,7 @@ def _upload(client, target: Target, name: str, package: str) -> tuple[str, str]:
         f"upload a version of {name}",
         client.upload_pipeline_version,
         package,
-        pipeline_version_name=datetime.now(timezone.utc).strftime(f"{name}-%Y%m%d-%H%M%S"),
+        pipeline_version_name=datetime.now(UTC).strftime(f"{name}-%Y%m%d-%H%M%S"),
         pipeline_id=pipeline_id,
     )
     return pipeline_id, uploaded.pipeline_version_id
@@ -231,7 +231,7 @@ def submit(pipeline: str, config: ExperimentConfig, experiment: str | None = Non
     provenance = stamp("", "cluster")
     experiment = experiment or config.name
     target, client, shared = _prepare(pipeline, config, experiment, provenance)
-    job = f"{pipeline}-{config.name}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+    job = f"{pipeline}-{config.name}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
     run = call(target, "start the run", client.run_pipeline, job_name=job, **shared)
     print(f"submit: run {run.run_id} in experiment {experiment}")
     print(f"submit: {target.host}/#/runs/details/{run.run_id}")

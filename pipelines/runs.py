@@ -6,7 +6,7 @@ import contextlib
 import json
 import os
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cnnvsmlp.config import ExperimentConfig, RunSpec, read_config
@@ -23,7 +23,7 @@ class LocalRunError(UserError):
 
 def new_run_dir(runs_dir: Path, config: ExperimentConfig) -> Path:
     """Create ``runs_dir/<UTC timestamp>-<experiment>``, unique even within a second."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     runs_dir = local_folder(runs_dir, "runs")  # a dangling link is named as one
     if runs_dir.exists() and not runs_dir.is_dir():
         raise LocalRunError(f"{runs_dir}: is a file, not a folder for runs")
@@ -69,7 +69,7 @@ def write_status(run_dir: Path, status: str, **fields) -> None:
     """Record the run's status in ``<run>/status.json``; the last attempt's ending goes with it."""
     path = run_dir / STATUS_FILE
     record = {k: v for k, v in read_status(run_dir).items() if k not in ("signal", "error")}
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    now = datetime.now(UTC).isoformat(timespec="seconds")
     record.update(fields, status=status, updated=now)
     write_atomically(path, lambda p: p.write_text(json.dumps(record, indent=2) + "\n"))
 

@@ -212,7 +212,7 @@ def record(device: str, limit: int | None, wall: float, rows: list[dict], hardwa
     return {
         "device": device,
         "dry_run": device != "gpu",
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "commit": _commit(),
         "limit": limit,
         "wall_s": wall,

@@ -2,7 +2,7 @@
 
 import json
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -92,7 +92,7 @@ def stamp(
     commit, dirty = git_state()
     return Provenance(
         run_id=run_id,
-        started=datetime.now(timezone.utc).replace(microsecond=0),
+        started=datetime.now(UTC).replace(microsecond=0),
         project_version=project_version(),
         commit=commit,
         dirty=dirty,
