@@ -178,6 +178,8 @@ def test_each_family_recovers_its_own_parameters():
     np.testing.assert_allclose([power.params["a"], power.params["b"]], [a, b], rtol=1e-6)
     with pytest.raises(ValueError, match="needs 3 sizes or more"):
         fit("power+floor", [100, 100, 200], [0.3, 0.3, 0.2])
+    with pytest.raises(ValueError, match="unknown curve family"):
+        fit("sigmoid", SIZES, SIZES * 0 + 0.1)
 
 
 def test_the_held_out_size_tells_a_right_family_from_a_wrong_one():

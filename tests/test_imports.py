@@ -116,3 +116,27 @@ def test_the_cycle_scan_finds_a_circle_through_a_function_level_import(tmp_path)
     (package / "d.py").write_text("import pkg.a\n")
     modules = {f"pkg.{p.stem}": p for p in package.glob("*.py")}
     assert import_cycles(modules) == [["pkg.a", "pkg.b", "pkg.c"]]
+
+
+def test_every_name_imported_from_the_project_exists():
+    """A name the code or its tools import from the project, inside functions too, is there."""
+    import importlib
+
+    root = LIBRARY.parents[1]
+    folders = ("src", "pipelines", "components", "tools")
+    files = [p for folder in folders for p in (root / folder).rglob("*.py")]
+    own = ("cnnvsmlp", "cnnvsmlp_pipelines", "cnnvsmlp_components", "tools")
+    missing = []
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                if node.module.split(".")[0] not in own:
+                    continue
+                module = importlib.import_module(node.module)
+                missing += [
+                    f"{path.relative_to(root)}:{node.lineno} {node.module}.{alias.name}"
+                    for alias in node.names
+                    if not hasattr(module, alias.name)
+                    and importlib.util.find_spec(f"{node.module}.{alias.name}") is None
+                ]
+    assert missing == []

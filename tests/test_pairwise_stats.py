@@ -39,6 +39,11 @@ def test_mcnemar_identical_models():
     assert pairwise.mcnemar_exact(same, same) == pairwise.McNemar(0, 0, 1.0)
 
 
+def test_mcnemar_refuses_vectors_of_different_lengths():
+    with pytest.raises(ValueError, match="different lengths: 3 and 2"):
+        pairwise.mcnemar_exact(np.ones(3, bool), np.ones(2, bool))
+
+
 def test_accuracy_interval_of_identical_repeats_has_no_width():
     assert pairwise.accuracy_interval([9, 9], 10) == pairwise.Interval(0.9, 0.9, 0.9, "t")
 

@@ -91,8 +91,8 @@ def _model(args: argparse.Namespace) -> tuple:
     """The variant, seeded as ``train()`` seeds it, compiled with Adam; its BatchNormalizations."""
     import keras
 
+    from cnnvsmlp.backend import make_deterministic
     from cnnvsmlp.models import build_model
-    from cnnvsmlp.train import make_deterministic
 
     make_deterministic(args.seed)
     model = build_model(args.variant, (28, 28, 1), 10)

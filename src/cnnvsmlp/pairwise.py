@@ -55,6 +55,10 @@ def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> McNemar:
     from scipy.stats import binom
 
     correct_a, correct_b = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
+    if correct_a.shape != correct_b.shape:
+        raise ValueError(
+            f"correctness vectors of different lengths: {correct_a.size} and {correct_b.size}"
+        )
     only_a = int(np.sum(correct_a & ~correct_b))
     only_b = int(np.sum(~correct_a & correct_b))
     p_value = binom.cdf(min(only_a, only_b), only_a + only_b, 0.5) * 2

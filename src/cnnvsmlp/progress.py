@@ -82,8 +82,15 @@ def report(kind: str, run_id: str, message: str, level: str = "info", **fields: 
     if unknown := set(fields) - set(EVENT_KEYS):
         raise ValueError(f"unknown progress keys {sorted(unknown)}")
     event = {**dict.fromkeys(EVENT_KEYS), **fields, "kind": kind, "run_id": run_id}
-    extra = {"event": event, "json": json.dumps(event, default=str)}  # the line the runner reads
-    LOGGER.log(logging.getLevelName(level.upper()), "%s: %s", run_id, message, extra=extra)
+    number = logging.getLevelName(level.upper())
+    LOGGER.log(number, "%s: %s", run_id, message, extra={"event": event})
+
+
+class _JsonLine(logging.Formatter):
+    """An event as one JSON line: the line the runner reads."""
+
+    def format(self, record: logging.LogRecord) -> str:  # noqa: D102
+        return json.dumps(record.event, default=str)
 
 
 def forward(environ: dict | None = None) -> None:
@@ -95,7 +102,7 @@ def forward(environ: dict | None = None) -> None:
             handler.close()
     if path := environ.get(ENV):
         handler = logging.FileHandler(path, delay=True)  # appends; each line flushed whole
-        handler.setFormatter(logging.Formatter("%(json)s"))
+        handler.setFormatter(_JsonLine())
         handler.addFilter(lambda record: isinstance(getattr(record, "event", None), dict))
     else:  # a plain line on stderr (a cluster task's log)
         handler = logging.StreamHandler(sys.stderr)
@@ -159,9 +166,9 @@ class Estimate:
         return work * ratio + self.overhead_s * (len(self.epoch_s) - len(self.finished))
 
 
-def run_folder(origin: str | None) -> str | None:
+def run_folder(origin: str | int | None) -> str | int | None:
     """The run folder (``<runs>/<id>``) of a local run's output folder, relative when it can."""
-    if not origin or "/pipeline/" not in origin:
+    if not isinstance(origin, str) or "/pipeline/" not in origin:
         return origin
     folder = Path(origin.split("/pipeline/", 1)[0])
     try:
@@ -281,9 +288,8 @@ def follow(path: str | Path, screen, every_s: float = 0.3):
     events = read_events(path)
     stop = threading.Event()
 
-    def show(stopped: bool = False) -> None:  # a last pass after the block ends
-        while not stopped:
-            stopped = stop.wait(every_s)
+    def show() -> None:
+        while not stop.wait(every_s):
             for event in next(events):
                 screen.event(event)
 
@@ -294,6 +300,8 @@ def follow(path: str | Path, screen, every_s: float = 0.3):
     finally:
         stop.set()
         follower.join()
+        for event in next(events):  # the last, in the caller's thread
+            screen.event(event)
 
 
 def display(stream, estimate: Estimate, live: bool = True) -> PlainDisplay | LiveDisplay:

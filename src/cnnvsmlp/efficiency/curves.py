@@ -111,6 +111,8 @@ def fit(family: str, sizes: Sequence[float], errors: Sequence[float]) -> CurveFi
     """Fit one family to (size, error) points; ValueError or RuntimeError when it cannot."""
     from scipy.optimize import curve_fit
 
+    if family not in FAMILIES:
+        raise ValueError(f"unknown curve family {family!r}; known: {', '.join(FAMILIES)}")
     n, e = np.asarray(sizes, dtype=float), np.asarray(errors, dtype=float)
     needed = 3 if family == "power+floor" else 2
     if len(np.unique(n)) < needed:
