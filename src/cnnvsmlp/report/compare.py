@@ -159,12 +159,13 @@ def _correct(
 
 def read_comparison(path: str | os.PathLike) -> model.Comparison:
     """A ``comparison.json`` in this schema, or restated from schema 2's counts (no shifts)."""
+    text = Path(path).read_text()
     try:
-        record = json.loads(Path(path).read_text())
+        record = json.loads(text)
     except ValueError:
         record = None
     if not isinstance(record, dict) or not str(record.get("schema_version")).startswith("2."):
-        return model.Comparison.read(path)
+        return model.Comparison.parse(text, path)
     found = [(p["a"], p["b"], p["tests"], {}) for p in record["pairs"]]
     pairs = pairwise.from_counts(found, int(record["n_test"]))
     accuracy = {v["variant"]: v["test_accuracy"]["estimate"] for v in record["variants"]}

@@ -204,7 +204,11 @@ class Comparison(Record):
     @classmethod
     def read(cls, path: str | os.PathLike) -> Comparison:
         """Read a ``comparison.json`` of this schema's major version, this minor or older."""
-        text = Path(path).read_text()
+        return cls.parse(Path(path).read_text(), path)
+
+    @classmethod
+    def parse(cls, text: str, path: str | os.PathLike) -> Comparison:
+        """:meth:`read` of text already read from ``path``."""
         major, minor = (int(x) for x in SCHEMA_VERSION.split("."))
         found = ""
         try:
